@@ -1,0 +1,1 @@
+//! The Airlock controller library.

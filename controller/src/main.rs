@@ -1,0 +1,3 @@
+//! `airlock` binary entry point.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! `airlock-egress` binary entry point.
+
+fn main() {}
