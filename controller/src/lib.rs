@@ -1,1 +1,4 @@
-//! The Airlock controller library.
+//! The Airlock controller library: the admin CLI today; the sandbox API, store and reconciler
+//! land here as they are built (see ARCHITECTURE.md).
+
+pub mod cli;

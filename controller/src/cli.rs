@@ -1,0 +1,71 @@
+//! The `airlock` command line: argument types and the subcommands that need no server.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use airlock_certs::{InitOptions, San, DEFAULT_LEAF_DAYS};
+use clap::{Args, Parser, Subcommand};
+
+/// Airlock: a self-hosted sandbox controller for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the CA, the DinD server certificate and the controller's client certificate.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `airlock certs …`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create or refresh the certificates under DIR. Idempotent: valid files are kept, and
+    /// only leaves that are expired, expire within 30 days or lack a requested SAN are
+    /// re-issued.
+    Init(CertsInit),
+}
+
+/// Arguments of `airlock certs init`.
+#[derive(Debug, Args)]
+pub struct CertsInit {
+    /// Output folder; gets ca/, server/ and client/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A DNS name or IP the controller dials the DinD by (repeatable). localhost, 127.0.0.1
+    /// and ::1 are always included.
+    #[arg(long = "san", value_name = "NAME|IP")]
+    pub sans: Vec<San>,
+    /// Lifetime of newly issued leaf certificates, in days.
+    #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, value_name = "N")]
+    pub days: u32,
+}
+
+// === impl CertsInit ===
+
+impl CertsInit {
+    /// Runs the command and writes the report to `out`.
+    pub fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
+        let dir = self.out.display().to_string();
+        let opts = InitOptions {
+            out: self.out,
+            sans: self.sans,
+            days: self.days,
+        };
+        let report = airlock_certs::init(&opts)?;
+        write!(out, "{report}")?;
+        let verdict = if report.changed() {
+            "updated"
+        } else {
+            "up to date"
+        };
+        writeln!(out, "certificates in {dir} are {verdict}")?;
+        Ok(())
+    }
+}
