@@ -1,0 +1,49 @@
+# Airlock: the two commands a stranger needs are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help images test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down
+
+help:
+	@echo "make up        bring up a TLS-only DinD node with fresh certificates and print how to reach it"
+	@echo "make down      stop what make up started (keeps the certificates)"
+	@echo "make test      every test: unit, in-process and e2e against a real DinD over mTLS"
+	@echo "make images    build every image offline (skips images whose inputs are unchanged)"
+	@echo "make ci        fmt, clippy, docs, fuzz build, then make test"
+
+images:
+	images/build.sh
+
+# Unit and in-process tests need no Docker; the e2e crate needs the images and a daemon.
+test-unit:
+	$(CARGO) test --workspace --exclude e2e
+
+test-e2e: images
+	$(CARGO) test -p e2e
+
+test: images
+	$(CARGO) test --workspace --exclude e2e
+	$(CARGO) test -p e2e
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+fuzz-build:
+	scripts/fuzz-build.sh
+
+deny:
+	@if command -v cargo-deny >/dev/null; then cargo deny check; else echo "cargo-deny not installed; skipped"; fi
+
+ci: fmt-check clippy doc fuzz-build deny test
+
+up: images
+	scripts/up.sh
+
+down:
+	scripts/down.sh
