@@ -14,6 +14,7 @@
 #   AIRLOCK_DEBIAN_MIRROR Debian mirror for debootstrap (default: the first bookworm source in
 #                         this machine's APT configuration)
 set -euo pipefail
+shopt -s inherit_errexit # a failing step inside $(...) stops the build too
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${AIRLOCK_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock/images}

@@ -8,6 +8,7 @@
 #       auto (default) uses --privileged when this host allows it (CAP_SYS_RESOURCE in the
 #       bounding set) and otherwise the capability set that works without it (DESIGN.md).
 set -euo pipefail
+shopt -s inherit_errexit # a failing step inside $(...) stops the build too
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HOME_DIR=${AIRLOCK_HOME:-$ROOT/.airlock}
