@@ -1,2 +1,68 @@
-//! End-to-end tests live under `tests/`; they need a Docker daemon and the images from
-//! `make images`.
+//! End-to-end tests against a real DinD daemon over mutual TLS; they live under `tests/` and
+//! need a Docker daemon plus the images from `make images`.
+//!
+//! This library holds what every e2e test shares: per-test timing lines for the report and a
+//! DinD with the testbox image already loaded. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
+//! the fake DNS server the DNS test runs on the sealed outer network.
+
+use std::time::Instant;
+
+use test_support::dind::{Dind, DindError, DindOptions, TESTBOX_IMAGE};
+
+/// Prints `e2e-timing <test> <phase> <seconds>` lines to stderr, and the total on drop (also when
+/// the test panics), so the lead can report time per e2e test.
+#[derive(Debug)]
+pub struct Timing {
+    test: &'static str,
+    start: Instant,
+    last: Instant,
+}
+
+// === impl Timing ===
+
+impl Timing {
+    /// Starts the clock for `test`.
+    pub fn start(test: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            test,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Prints the time since the previous phase (or the start).
+    pub fn phase(&mut self, phase: &str) {
+        let now = Instant::now();
+        eprintln!(
+            "e2e-timing {} {phase} {:.2}s",
+            self.test,
+            now.duration_since(self.last).as_secs_f64()
+        );
+        self.last = now;
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        let verdict = if std::thread::panicking() {
+            "FAILED"
+        } else {
+            "ok"
+        };
+        eprintln!(
+            "e2e-timing {} TOTAL {:.2}s {verdict}",
+            self.test,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Starts a DinD for `opts` and loads the testbox image into it, recording both phases.
+pub async fn dind_with_testbox(opts: DindOptions, timing: &mut Timing) -> Result<Dind, DindError> {
+    let dind = Dind::start(opts).await?;
+    timing.phase("dind-start");
+    dind.load_image(TESTBOX_IMAGE).await?;
+    timing.phase("load-testbox");
+    Ok(dind)
+}
