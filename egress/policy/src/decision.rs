@@ -265,7 +265,7 @@ fn check_addr(
             Ok(inner_rule.or_else(|| Some(format!("operator:{outer}"))))
         }
         class => {
-            if let Some(net) = ops.covering(ip) {
+            if let Some(net) = ops.admitting(ip, class) {
                 return Ok(Some(format!("operator:{net}")));
             }
             match policy.cidr_covering(ip) {

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::host::{parse_host, Host};
-use crate::ip::canonical;
+use crate::ip::{canonical, IpClass};
 use crate::spec::{Mode, PolicySpec};
 
 /// The ports allowed when a policy names none.
@@ -290,7 +290,9 @@ impl Default for Policy {
 }
 
 /// The operator's exact exception CIDRs (`--allow-cidr`). They may admit any address class,
-/// loopback and metadata included, and are the only way to admit those.
+/// loopback and metadata included, and are the only way to admit those. A metadata or
+/// unspecified address is admitted only by a host route naming it (`/32` or `/128`), so a broad
+/// exception such as `0.0.0.0/0` or `169.254.0.0/16` never opens a metadata service by accident.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OperatorExceptions {
     nets: Vec<IpNet>,
@@ -316,6 +318,16 @@ impl OperatorExceptions {
     /// The first exception containing `ip` (after unwrapping IPv4-mapped IPv6).
     pub fn covering(&self, ip: IpAddr) -> Option<&IpNet> {
         covering(&self.nets, ip)
+    }
+
+    /// The exception that admits `ip` of class `class`: any covering CIDR, except that
+    /// metadata and unspecified addresses need a host route naming exactly that address.
+    pub fn admitting(&self, ip: IpAddr, class: IpClass) -> Option<&IpNet> {
+        let ip = canonical(ip);
+        let exact_only = matches!(class, IpClass::Metadata | IpClass::Unspecified);
+        self.nets.iter().find(|net| {
+            net.contains(&ip) && (!exact_only || net.prefix_len() == net.max_prefix_len())
+        })
     }
 }
 

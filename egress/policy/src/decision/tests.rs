@@ -222,6 +222,47 @@ fn every_answer_is_checked() {
 }
 
 #[test]
+fn broad_operator_exceptions_never_open_metadata_or_unspecified() {
+    let p = Policy::default();
+    let broad = ops(&["0.0.0.0/0", "::/0"]);
+    for target in [
+        "169.254.169.254:80",
+        "168.63.129.16:80",
+        "100.100.100.200:80",
+        "192.0.0.192:80",
+        "[fd00:ec2::254]:80",
+        "[::ffff:169.254.169.254]:80",
+    ] {
+        assert_eq!(
+            code(&decide(&p, &broad, target, &[])),
+            "metadata",
+            "{target}"
+        );
+    }
+    assert_eq!(code(&decide(&p, &broad, "0.0.0.0:80", &[])), "unspecified");
+    assert_eq!(
+        code(&decide(
+            &p,
+            &broad,
+            "meta.test:80",
+            &["8.8.8.8", "169.254.169.254"]
+        )),
+        "metadata"
+    );
+    // Broad exceptions still admit the classes they name.
+    assert_eq!(code(&decide(&p, &broad, "10.1.2.3:80", &[])), "allow");
+    let link_local = ops(&["169.254.0.0/16"]);
+    assert_eq!(
+        code(&decide(&p, &link_local, "169.254.1.1:80", &[])),
+        "allow"
+    );
+    assert_eq!(
+        code(&decide(&p, &link_local, "169.254.169.254:80", &[])),
+        "metadata"
+    );
+}
+
+#[test]
 fn operator_exceptions_cover_exactly() {
     let p = Policy::default();
     let o = ops(&["127.0.0.1/32", "169.254.169.254/32", "64:ff9b::/96"]);
