@@ -10,12 +10,14 @@
 //!   INPUT rule that finishes sealing each sealed network.
 //! - `dns`: a fake UDP DNS server answering from a per-test table, with a rebinding mode.
 //! - `upstream`: echo and HTTP upstreams listening on port 0.
+//! - `postgres`: a throwaway Postgres server (or `TEST_DATABASE_URL`) with a database per test.
 
 pub mod dind;
 pub mod dns;
 mod host_docker;
 mod host_firewall;
 pub mod nested;
+pub mod postgres;
 pub mod probe;
 pub mod sealed;
 pub mod sweep;

@@ -1,0 +1,547 @@
+//! The configuration of `airlock serve`, read from `AIRLOCK_*` variables.
+//!
+//! Every variable is declared once below with its default beside it. [`Config::from_lookup`]
+//! parses all of them before failing, so one run reports every mistake; secrets are redacted
+//! in errors and in `Debug`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::sandbox::{Cpus, Limits, Maximums};
+use crate::subnet::SANDBOX_PREFIX;
+
+/// Address the API listens on.
+pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
+/// Default of [`ENV_LISTEN`].
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Folder for the SQLite database, certificates and generated keys.
+pub const ENV_DATA_DIR: &str = "AIRLOCK_DATA_DIR";
+/// Default of [`ENV_DATA_DIR`].
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/airlock";
+/// Database URL: `postgres://…`/`postgresql://…`, or `sqlite:PATH`.
+pub const ENV_DATABASE_URL: &str = "AIRLOCK_DATABASE_URL";
+/// Default of [`ENV_DATABASE_URL`]: this file under the data dir.
+pub const DEFAULT_SQLITE_FILE: &str = "airlock.db";
+/// The DinD daemon: `tcp://HOST:PORT` or `unix:///PATH`.
+pub const ENV_DOCKER_HOST: &str = "AIRLOCK_DOCKER_HOST";
+/// Default of [`ENV_DOCKER_HOST`].
+pub const DEFAULT_DOCKER_HOST: &str = "tcp://127.0.0.1:2376";
+/// Folder holding the client `ca.pem`, `cert.pem` and `key.pem` for mTLS.
+pub const ENV_DOCKER_CERT_PATH: &str = "AIRLOCK_DOCKER_CERT_PATH";
+/// Default of [`ENV_DOCKER_CERT_PATH`], relative to the data dir (`airlock certs init` layout).
+pub const DEFAULT_DOCKER_CERT_SUBDIR: &str = "certs/client";
+/// Explicit opt-in to reach Docker without TLS (plain TCP or a unix socket).
+pub const ENV_DOCKER_INSECURE: &str = "AIRLOCK_DOCKER_INSECURE";
+/// Default of [`ENV_DOCKER_INSECURE`].
+pub const DEFAULT_DOCKER_INSECURE: &str = "false";
+/// Comma-separated IPv4 pools that sandbox /29s are carved from.
+pub const ENV_SANDBOX_SUBNETS: &str = "AIRLOCK_SANDBOX_SUBNETS";
+/// Default of [`ENV_SANDBOX_SUBNETS`] (8192 sandboxes).
+pub const DEFAULT_SANDBOX_SUBNETS: &str = "10.213.0.0/16";
+/// The single admin bearer token (until multi-user lands). Secret.
+pub const ENV_ADMIN_TOKEN: &str = "AIRLOCK_ADMIN_TOKEN";
+/// Most CPUs one sandbox may ask for.
+pub const ENV_MAX_CPUS: &str = "AIRLOCK_MAX_CPUS";
+/// Default of [`ENV_MAX_CPUS`].
+pub const DEFAULT_MAX_CPUS: &str = "2";
+/// Most memory one sandbox may ask for, in MiB.
+pub const ENV_MAX_MEMORY_MB: &str = "AIRLOCK_MAX_MEMORY_MB";
+/// Default of [`ENV_MAX_MEMORY_MB`].
+pub const DEFAULT_MAX_MEMORY_MB: &str = "2048";
+/// Most processes one sandbox may ask for.
+pub const ENV_MAX_PIDS: &str = "AIRLOCK_MAX_PIDS";
+/// Default of [`ENV_MAX_PIDS`].
+pub const DEFAULT_MAX_PIDS: &str = "1024";
+/// Largest writable-layer size in MiB; unset means disk limits may not be asked for.
+pub const ENV_MAX_DISK_MB: &str = "AIRLOCK_MAX_DISK_MB";
+/// Longest absolute timeout.
+pub const ENV_MAX_TIMEOUT: &str = "AIRLOCK_MAX_TIMEOUT";
+/// Default of [`ENV_MAX_TIMEOUT`].
+pub const DEFAULT_MAX_TIMEOUT: &str = "24h";
+/// Timeout of a sandbox that asks for none.
+pub const ENV_DEFAULT_TIMEOUT: &str = "AIRLOCK_DEFAULT_TIMEOUT";
+/// Default of [`ENV_DEFAULT_TIMEOUT`].
+pub const DEFAULT_DEFAULT_TIMEOUT: &str = "1h";
+/// Time between SIGTERM and SIGKILL when stopping.
+pub const ENV_STOP_GRACE: &str = "AIRLOCK_STOP_GRACE";
+/// Default of [`ENV_STOP_GRACE`].
+pub const DEFAULT_STOP_GRACE: &str = "10s";
+/// Size of each sandbox's log ring buffer, in bytes.
+pub const ENV_LOG_BUFFER_BYTES: &str = "AIRLOCK_LOG_BUFFER_BYTES";
+/// Default of [`ENV_LOG_BUFFER_BYTES`] (1 MiB).
+pub const DEFAULT_LOG_BUFFER_BYTES: &str = "1048576";
+
+/// The effective configuration of `airlock serve`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// API listen address.
+    pub listen: SocketAddr,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Which database, and where.
+    pub database: DatabaseConfig,
+    /// How to reach the DinD daemon.
+    pub docker: DockerConfig,
+    /// IPv4 pools for sandbox /29s, each /29 or larger.
+    pub sandbox_subnets: Vec<Ipv4Net>,
+    /// The admin bearer token, if set.
+    pub admin_token: Option<Secret>,
+    /// Operator maximums and the default timeout.
+    pub maximums: Maximums,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// Size of each sandbox's log ring buffer.
+    pub log_buffer_bytes: usize,
+}
+
+/// The database backend, chosen by the URL scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A SQLite file (WAL mode).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A Postgres server; the URL may hold a password, so it is a secret.
+    Postgres {
+        /// `postgres://…`.
+        url: Secret,
+    },
+}
+
+/// How the controller reaches Docker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DockerConfig {
+    /// Mutual TLS over TCP (the only secure choice).
+    Tls {
+        /// Host name or address as it appears in the server certificate.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Folder with `ca.pem`, `cert.pem` and `key.pem`.
+        cert_dir: PathBuf,
+    },
+    /// Plain TCP; only with `AIRLOCK_DOCKER_INSECURE=true`.
+    InsecureTcp {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A unix socket; only with `AIRLOCK_DOCKER_INSECURE=true`.
+    InsecureUnix {
+        /// Socket path.
+        path: PathBuf,
+    },
+}
+
+/// A secret string: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Every invalid variable found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// One entry per invalid variable, in declaration order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+/// One invalid variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The variable's name.
+    pub var: &'static str,
+    /// Its value as given, or `***` for a secret.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: String,
+}
+
+/// Collects values and issues while every variable is parsed.
+struct Reader<F> {
+    lookup: F,
+    issues: Vec<ConfigIssue>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads every variable through `lookup`, then fails with all issues at once.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut reader = Reader {
+            lookup,
+            issues: Vec::new(),
+        };
+        match reader.config() {
+            Some(config) if reader.issues.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                issues: reader.issues,
+            }),
+        }
+    }
+}
+
+// === impl Reader ===
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// Parses every variable first (so every issue is collected), then assembles.
+    fn config(&mut self) -> Option<Config> {
+        let listen = self.parse(
+            ENV_LISTEN,
+            DEFAULT_LISTEN,
+            "a socket address like 127.0.0.1:8080",
+        );
+        let data_dir = self.parse_with(ENV_DATA_DIR, DEFAULT_DATA_DIR, parse_abs_path);
+        let database = self.database(data_dir.as_ref());
+        let docker = self.docker(data_dir.as_ref());
+        let subnets = self.parse_with(ENV_SANDBOX_SUBNETS, DEFAULT_SANDBOX_SUBNETS, parse_pools);
+        let admin_token = self.secret(ENV_ADMIN_TOKEN);
+        let maximums = self.maximums();
+        let stop_grace = self.parse_with(ENV_STOP_GRACE, DEFAULT_STOP_GRACE, parse_duration);
+        let log_buffer_bytes =
+            self.parse_with(ENV_LOG_BUFFER_BYTES, DEFAULT_LOG_BUFFER_BYTES, |v| {
+                v.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("a positive number of bytes")
+            });
+        Some(Config {
+            listen: listen?,
+            data_dir: data_dir?,
+            database: database?,
+            docker: docker?,
+            sandbox_subnets: subnets?,
+            admin_token: admin_token?,
+            maximums: maximums?,
+            stop_grace: stop_grace?,
+            log_buffer_bytes: log_buffer_bytes?,
+        })
+    }
+
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.is_empty())
+    }
+
+    fn issue(&mut self, var: &'static str, value: &str, secret: bool, expected: impl Into<String>) {
+        let value = if secret {
+            "***".to_owned()
+        } else {
+            value.to_owned()
+        };
+        self.issues.push(ConfigIssue {
+            var,
+            value,
+            expected: expected.into(),
+        });
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &mut self,
+        var: &'static str,
+        default: &str,
+        expected: &'static str,
+    ) -> Option<T> {
+        self.parse_with(var, default, |v| v.parse().map_err(|_invalid| expected))
+    }
+
+    fn parse_with<T>(
+        &mut self,
+        var: &'static str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
+        self.check(var, &value, parse(value.trim()), false)
+    }
+
+    fn optional<T>(
+        &mut self,
+        var: &'static str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Option<T>> {
+        match self.raw(var) {
+            None => Some(None),
+            Some(value) => self
+                .check(var, &value, parse(value.trim()), false)
+                .map(Some),
+        }
+    }
+
+    fn check<T>(
+        &mut self,
+        var: &'static str,
+        value: &str,
+        parsed: Result<T, &'static str>,
+        secret: bool,
+    ) -> Option<T> {
+        parsed
+            .map_err(|expected| self.issue(var, value, secret, expected))
+            .ok()
+    }
+
+    fn secret(&mut self, var: &'static str) -> Option<Option<Secret>> {
+        match self.raw(var) {
+            None => Some(None),
+            Some(value) if value.len() >= 16 && !value.chars().any(char::is_whitespace) => {
+                Some(Some(Secret(value)))
+            }
+            Some(value) => {
+                self.issue(
+                    var,
+                    &value,
+                    true,
+                    "at least 16 characters without whitespace",
+                );
+                None
+            }
+        }
+    }
+
+    fn database(&mut self, data_dir: Option<&PathBuf>) -> Option<DatabaseConfig> {
+        let Some(url) = self.raw(ENV_DATABASE_URL) else {
+            let path = data_dir?.join(DEFAULT_SQLITE_FILE);
+            return Some(DatabaseConfig::Sqlite { path });
+        };
+        let parsed = parse_database_url(&url);
+        self.check(ENV_DATABASE_URL, &url, parsed, true)
+    }
+
+    fn docker(&mut self, data_dir: Option<&PathBuf>) -> Option<DockerConfig> {
+        let insecure = self.parse_with(ENV_DOCKER_INSECURE, DEFAULT_DOCKER_INSECURE, parse_bool);
+        let cert_dir = self.optional(ENV_DOCKER_CERT_PATH, parse_abs_path);
+        let host = self
+            .raw(ENV_DOCKER_HOST)
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+        let parsed = parse_docker_host(&host);
+        let endpoint = self.check(ENV_DOCKER_HOST, &host, parsed, false)?;
+        let (insecure, cert_dir) = (insecure?, cert_dir?);
+        let cert_dir = cert_dir.or_else(|| Some(data_dir?.join(DEFAULT_DOCKER_CERT_SUBDIR)));
+        let config = match (endpoint, insecure) {
+            (Endpoint::Tcp { host, port }, false) => DockerConfig::Tls {
+                host,
+                port,
+                cert_dir: cert_dir?,
+            },
+            (Endpoint::Tcp { host, port }, true) => DockerConfig::InsecureTcp { host, port },
+            (Endpoint::Unix(path), true) => DockerConfig::InsecureUnix { path },
+            (Endpoint::Unix(_), false) => {
+                self.issue(
+                    ENV_DOCKER_HOST,
+                    &host,
+                    false,
+                    "tcp://HOST:PORT (a unix socket needs AIRLOCK_DOCKER_INSECURE=true)",
+                );
+                return None;
+            }
+        };
+        Some(config)
+    }
+
+    fn maximums(&mut self) -> Option<Maximums> {
+        let cpus = self.parse_with(ENV_MAX_CPUS, DEFAULT_MAX_CPUS, |v| {
+            v.parse::<f64>()
+                .ok()
+                .and_then(Cpus::from_f64)
+                .filter(|c| *c >= Cpus::MIN)
+                .ok_or("a number of CPUs of at least 0.01")
+        });
+        let memory_mb = self.parse_with(ENV_MAX_MEMORY_MB, DEFAULT_MAX_MEMORY_MB, |v| {
+            positive(v, "a positive number of MiB")
+        });
+        let pids = self.parse_with(ENV_MAX_PIDS, DEFAULT_MAX_PIDS, |v| {
+            positive(v, "a positive number of processes")
+        });
+        let disk_mb = self.optional(ENV_MAX_DISK_MB, |v| positive(v, "a positive number of MiB"));
+        let timeout = self.parse_with(ENV_MAX_TIMEOUT, DEFAULT_MAX_TIMEOUT, parse_duration);
+        let default_timeout =
+            self.parse_with(ENV_DEFAULT_TIMEOUT, DEFAULT_DEFAULT_TIMEOUT, parse_duration);
+        let (timeout, default_timeout) = (timeout?, default_timeout?);
+        if default_timeout > timeout {
+            let value = self
+                .raw(ENV_DEFAULT_TIMEOUT)
+                .unwrap_or_else(|| DEFAULT_DEFAULT_TIMEOUT.to_owned());
+            self.issue(
+                ENV_DEFAULT_TIMEOUT,
+                &value,
+                false,
+                "a duration no longer than AIRLOCK_MAX_TIMEOUT",
+            );
+            return None;
+        }
+        let limits = Limits {
+            cpus: cpus?,
+            memory_mb: memory_mb?,
+            pids: pids?,
+            disk_mb: disk_mb?,
+        };
+        Some(Maximums {
+            limits,
+            timeout,
+            default_timeout,
+        })
+    }
+}
+
+/// Where the Docker daemon listens, before the transport is chosen.
+enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+fn positive(v: &str, expected: &'static str) -> Result<u64, &'static str> {
+    v.parse().ok().filter(|n| *n > 0).ok_or(expected)
+}
+
+fn parse_abs_path(v: &str) -> Result<PathBuf, &'static str> {
+    let path = PathBuf::from(v);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err("an absolute path")
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, &'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("true or false"),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `2d` or `250ms` (one number and one unit; never zero).
+pub fn parse_duration(v: &str) -> Result<Duration, &'static str> {
+    const EXPECTED: &str = "a positive duration like 30s, 5m or 1h";
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or(EXPECTED)?;
+    let (number, unit) = v.split_at(split);
+    let n: u64 = number.parse().map_err(|_invalid| EXPECTED)?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or(EXPECTED)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or(EXPECTED)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or(EXPECTED)?),
+        _ => return Err(EXPECTED),
+    };
+    if duration.is_zero() {
+        return Err(EXPECTED);
+    }
+    Ok(duration)
+}
+
+fn parse_pools(v: &str) -> Result<Vec<Ipv4Net>, &'static str> {
+    const EXPECTED: &str = "comma-separated IPv4 CIDRs, each /29 or larger, e.g. 10.213.0.0/16";
+    let pools = v
+        .split(',')
+        .map(|part| match part.trim().parse::<IpNet>() {
+            Ok(IpNet::V4(net)) if net.prefix_len() <= SANDBOX_PREFIX && net == net.trunc() => {
+                Ok(net)
+            }
+            _ => Err(EXPECTED),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let overlaps = pools
+        .iter()
+        .enumerate()
+        .any(|(i, a)| pools[..i].iter().any(|b| a.contains(b) || b.contains(a)));
+    if overlaps {
+        return Err("IPv4 CIDRs that do not overlap");
+    }
+    Ok(pools)
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static str> {
+    const EXPECTED: &str = "postgres://…, postgresql://… or sqlite:/ABSOLUTE/PATH";
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseConfig::Postgres {
+            url: Secret(url.to_owned()),
+        });
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or(EXPECTED)?;
+    let path = parse_abs_path(path).map_err(|_invalid| EXPECTED)?;
+    Ok(DatabaseConfig::Sqlite { path })
+}
+
+fn parse_docker_host(v: &str) -> Result<Endpoint, &'static str> {
+    const EXPECTED: &str = "tcp://HOST:PORT or unix:///PATH";
+    if let Some(path) = v.strip_prefix("unix://") {
+        return parse_abs_path(path)
+            .map(Endpoint::Unix)
+            .map_err(|_invalid| EXPECTED);
+    }
+    let authority = v.strip_prefix("tcp://").ok_or(EXPECTED)?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority.rsplit_once(':').ok_or(EXPECTED)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or(EXPECTED)?;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let valid = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && (bare.contains(':') == host.starts_with('['));
+    if !valid {
+        return Err(EXPECTED);
+    }
+    Ok(Endpoint::Tcp {
+        host: bare.to_owned(),
+        port,
+    })
+}
+
+// === impl Secret ===
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// === impl ConfigError ===
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problem(s))",
+            self.issues.len()
+        )?;
+        for issue in &self.issues {
+            write!(
+                f,
+                "\n  {}={:?}: expected {}",
+                issue.var, issue.value, issue.expected
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! Pure builders of the bollard request bodies for one sandbox: its `internal` network and
+//! its hardened container (DESIGN.md invariant 6). No I/O; snapshot-tested.
+//!
+//! Invariants of every container body:
+//! - `CapDrop: [ALL]`, `no-new-privileges`, `Privileged: false`, no devices, no binds, no
+//!   published ports, a non-root user;
+//! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
+//! - pids, memory (with `MemorySwap == Memory`, so no swap), CPU and `nofile` limits, and a
+//!   size-capped `json-file` log;
+//! - exactly one network: the sandbox's own, at a static address, with the proxy variables
+//!   pointing at the proxy's address on that network;
+//! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
+    Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, ResourcesUlimits,
+};
+
+use crate::sandbox::{RootFs, SandboxId, SandboxSpec};
+use crate::subnet::SandboxSubnet;
+
+/// Label holding the sandbox id on every managed object.
+pub const LABEL_SANDBOX_ID: &str = "airlock.sandbox.id";
+/// Label holding the sandbox generation (fences stale workers).
+pub const LABEL_GENERATION: &str = "airlock.generation";
+/// Label holding the node name.
+pub const LABEL_NODE: &str = "airlock.node";
+/// The egress proxy's port on every sandbox network.
+pub const PROXY_PORT: u16 = 3128;
+/// Mount options of the tmpfs `/tmp` that comes with a read-only root.
+pub const TMP_TMPFS: &str = "rw,nosuid,nodev,size=64m";
+/// Open-file limit (soft and hard).
+pub const NOFILE_LIMIT: i64 = 4096;
+/// Largest `json-file` log file.
+pub const LOG_MAX_SIZE: &str = "10m";
+/// Most rotated `json-file` log files.
+pub const LOG_MAX_FILE: &str = "3";
+
+/// Where and as what one sandbox incarnation is created.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement<'a> {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// Its generation; bumped for each incarnation.
+    pub generation: i64,
+    /// The node it runs on.
+    pub node: &'a str,
+    /// Its allocated /29.
+    pub subnet: SandboxSubnet,
+    /// Its `Proxy-Authorization` token; URL-safe (the caller generates it that way), because
+    /// it travels in the userinfo of the proxy URLs.
+    pub proxy_token: &'a str,
+}
+
+/// The sandbox network's name.
+pub fn network_name(id: SandboxId) -> String {
+    format!("airlock-sbx-{id}")
+}
+
+/// The sandbox container's name.
+pub fn container_name(id: SandboxId) -> String {
+    format!("airlock-{id}")
+}
+
+/// The `airlock.*` labels of every object that belongs to this incarnation.
+pub fn labels(placement: &Placement<'_>) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_SANDBOX_ID.to_owned(), placement.id.to_string()),
+        (
+            LABEL_GENERATION.to_owned(),
+            placement.generation.to_string(),
+        ),
+        (LABEL_NODE.to_owned(), placement.node.to_owned()),
+    ])
+}
+
+/// The body of `POST /networks/create`: an `internal` bridge on the sandbox's /29.
+pub fn network_body(placement: &Placement<'_>) -> NetworkCreateRequest {
+    let subnet = placement.subnet;
+    NetworkCreateRequest {
+        name: network_name(placement.id),
+        driver: Some("bridge".to_owned()),
+        internal: Some(true),
+        attachable: Some(false),
+        enable_ipv6: Some(false),
+        ipam: Some(Ipam {
+            driver: Some("default".to_owned()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.net().to_string()),
+                gateway: Some(subnet.gateway().to_string()),
+                ..IpamConfig::default()
+            }]),
+            options: None,
+        }),
+        labels: Some(labels(placement)),
+        ..NetworkCreateRequest::default()
+    }
+}
+
+/// The proxy variables: every common spelling, with the credential in the URL, no bypass
+/// list, and Node's opt-in to honour them.
+pub fn proxy_env(placement: &Placement<'_>) -> Vec<String> {
+    let url = format!(
+        "http://{}:{}@{}:{PROXY_PORT}",
+        placement.id,
+        placement.proxy_token,
+        placement.subnet.proxy()
+    );
+    let mut env: Vec<String> = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .flat_map(|name| [name.to_owned(), name.to_ascii_lowercase()])
+        .map(|name| format!("{name}={url}"))
+        .collect();
+    env.extend(["NO_PROXY=".to_owned(), "no_proxy=".to_owned()]);
+    env.push("NODE_USE_ENV_PROXY=1".to_owned());
+    env
+}
+
+/// The body of `POST /containers/create`.
+pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> ContainerCreateBody {
+    let mut env: Vec<String> = spec
+        .env()
+        .iter()
+        .map(|var| format!("{}={}", var.name(), var.value()))
+        .collect();
+    env.extend(proxy_env(placement));
+    let mut labels = labels(placement);
+    labels.extend(spec.labels().clone());
+    let network = network_name(placement.id);
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(placement.subnet.sandbox().to_string()),
+            ..EndpointIpamConfig::default()
+        }),
+        ..EndpointSettings::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image().as_str().to_owned()),
+        cmd: (!spec.cmd().is_empty()).then(|| spec.cmd().to_vec()),
+        env: Some(env),
+        user: Some(spec.run_as().to_string()),
+        labels: Some(labels),
+        network_disabled: Some(false),
+        host_config: Some(host_config(spec, network.clone())),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network, endpoint)])),
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
+    let limits = spec.limits();
+    let memory = mib_to_bytes(limits.memory_mb);
+    let read_only = spec.rootfs() == RootFs::ReadOnly;
+    HostConfig {
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: Some(Vec::new()),
+        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        privileged: Some(false),
+        readonly_rootfs: Some(read_only),
+        tmpfs: read_only.then(|| HashMap::from([("/tmp".to_owned(), TMP_TMPFS.to_owned())])),
+        pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some(limits.cpus.nanos()),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("nofile".to_owned()),
+            soft: Some(NOFILE_LIMIT),
+            hard: Some(NOFILE_LIMIT),
+        }]),
+        storage_opt: limits
+            .disk_mb
+            .map(|mb| HashMap::from([("size".to_owned(), format!("{mb}M"))])),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                ("max-file".to_owned(), LOG_MAX_FILE.to_owned()),
+            ])),
+        }),
+        devices: Some(Vec::new()),
+        binds: Some(Vec::new()),
+        mounts: Some(Vec::new()),
+        publish_all_ports: Some(false),
+        ipc_mode: Some("private".to_owned()),
+        network_mode: Some(network),
+        auto_remove: Some(false),
+        ..HostConfig::default()
+    }
+}
+
+/// MiB to bytes; validated specs stay far below the bound, so saturation never triggers.
+fn mib_to_bytes(mb: u64) -> i64 {
+    i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use expect_test::expect;
+use serde_json::Value;
+
+use super::*;
+use crate::sandbox::{Cpus, Limits, LimitsRequest, Maximums, RunAs, SandboxRequest};
+
+fn placement() -> Placement<'static> {
+    Placement {
+        id: "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b".parse().unwrap(),
+        generation: 3,
+        node: "node-a",
+        subnet: SandboxSubnet::new("10.213.0.8/29".parse().unwrap()).unwrap(),
+        proxy_token: "tok3n",
+    }
+}
+
+fn maximums() -> Maximums {
+    Maximums {
+        limits: Limits {
+            cpus: Cpus::from_millis(4000),
+            memory_mb: 4096,
+            pids: 1024,
+            disk_mb: Some(2048),
+        },
+        timeout: Duration::from_secs(3600),
+        default_timeout: Duration::from_secs(600),
+    }
+}
+
+fn spec(req: SandboxRequest) -> SandboxSpec {
+    req.validate(&maximums()).unwrap()
+}
+
+/// JSON with every object's keys sorted, so HashMap order never shows in a snapshot.
+fn pretty(value: &impl serde::Serialize) -> String {
+    fn sorted(value: Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let entries: BTreeMap<String, Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(entries.into_iter().collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    serde_json::to_string_pretty(&sorted(serde_json::to_value(value).unwrap())).unwrap()
+}
+
+#[test]
+fn network_body_snapshot() {
+    expect![[r#"
+        {
+          "Attachable": false,
+          "Driver": "bridge",
+          "EnableIPv6": false,
+          "IPAM": {
+            "Config": [
+              {
+                "Gateway": "10.213.0.9",
+                "Subnet": "10.213.0.8/29"
+              }
+            ],
+            "Driver": "default"
+          },
+          "Internal": true,
+          "Labels": {
+            "airlock.generation": "3",
+            "airlock.node": "node-a",
+            "airlock.sandbox.id": "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b"
+          },
+          "Name": "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b"
+        }"#]]
+    .assert_eq(&pretty(&network_body(&placement())));
+}
+
+#[test]
+fn default_container_body_snapshot() {
+    let spec = spec(SandboxRequest {
+        image: "testbox:latest".into(),
+        ..SandboxRequest::default()
+    });
+    expect![[r#"
+        {
+          "Env": [
+            "HTTP_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "http_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "HTTPS_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "NO_PROXY=",
+            "no_proxy=",
+            "NODE_USE_ENV_PROXY=1"
+          ],
+          "HostConfig": {
+            "AutoRemove": false,
+            "Binds": [],
+            "CapAdd": [],
+            "CapDrop": [
+              "ALL"
+            ],
+            "Devices": [],
+            "IpcMode": "private",
+            "LogConfig": {
+              "Config": {
+                "max-file": "3",
+                "max-size": "10m"
+              },
+              "Type": "json-file"
+            },
+            "Memory": 536870912,
+            "MemorySwap": 536870912,
+            "Mounts": [],
+            "NanoCpus": 1000000000,
+            "NetworkMode": "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b",
+            "PidsLimit": 256,
+            "Privileged": false,
+            "PublishAllPorts": false,
+            "ReadonlyRootfs": true,
+            "SecurityOpt": [
+              "no-new-privileges:true"
+            ],
+            "Tmpfs": {
+              "/tmp": "rw,nosuid,nodev,size=64m"
+            },
+            "Ulimits": [
+              {
+                "Hard": 4096,
+                "Name": "nofile",
+                "Soft": 4096
+              }
+            ]
+          },
+          "Image": "testbox:latest",
+          "Labels": {
+            "airlock.generation": "3",
+            "airlock.node": "node-a",
+            "airlock.sandbox.id": "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b"
+          },
+          "NetworkDisabled": false,
+          "NetworkingConfig": {
+            "EndpointsConfig": {
+              "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b": {
+                "IPAMConfig": {
+                  "IPv4Address": "10.213.0.11"
+                }
+              }
+            }
+          },
+          "User": "65534:65534"
+        }"#]]
+    .assert_eq(&pretty(&container_body(&spec, &placement())));
+}
+
+#[test]
+fn custom_container_body_snapshot() {
+    let spec = spec(SandboxRequest {
+        image: "agent:v1".into(),
+        cmd: vec!["python".into(), "main.py".into()],
+        env: vec![("MODE".into(), "fast".into())],
+        limits: LimitsRequest {
+            cpus: Some(0.5),
+            memory_mb: Some(256),
+            pids: Some(64),
+            disk_mb: Some(1024),
+        },
+        labels: [("team".to_owned(), "ml".to_owned())].into(),
+        rootfs: RootFs::Writable,
+        run_as: Some(RunAs {
+            uid: 1000,
+            gid: 1000,
+        }),
+        ..SandboxRequest::default()
+    });
+    expect![[r#"
+        {
+          "Cmd": [
+            "python",
+            "main.py"
+          ],
+          "Env": [
+            "MODE=fast",
+            "HTTP_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "http_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "HTTPS_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
+            "NO_PROXY=",
+            "no_proxy=",
+            "NODE_USE_ENV_PROXY=1"
+          ],
+          "HostConfig": {
+            "AutoRemove": false,
+            "Binds": [],
+            "CapAdd": [],
+            "CapDrop": [
+              "ALL"
+            ],
+            "Devices": [],
+            "IpcMode": "private",
+            "LogConfig": {
+              "Config": {
+                "max-file": "3",
+                "max-size": "10m"
+              },
+              "Type": "json-file"
+            },
+            "Memory": 268435456,
+            "MemorySwap": 268435456,
+            "Mounts": [],
+            "NanoCpus": 500000000,
+            "NetworkMode": "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b",
+            "PidsLimit": 64,
+            "Privileged": false,
+            "PublishAllPorts": false,
+            "ReadonlyRootfs": false,
+            "SecurityOpt": [
+              "no-new-privileges:true"
+            ],
+            "StorageOpt": {
+              "size": "1024M"
+            },
+            "Ulimits": [
+              {
+                "Hard": 4096,
+                "Name": "nofile",
+                "Soft": 4096
+              }
+            ]
+          },
+          "Image": "agent:v1",
+          "Labels": {
+            "airlock.generation": "3",
+            "airlock.node": "node-a",
+            "airlock.sandbox.id": "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b",
+            "team": "ml"
+          },
+          "NetworkDisabled": false,
+          "NetworkingConfig": {
+            "EndpointsConfig": {
+              "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b": {
+                "IPAMConfig": {
+                  "IPv4Address": "10.213.0.11"
+                }
+              }
+            }
+          },
+          "User": "1000:1000"
+        }"#]]
+    .assert_eq(&pretty(&container_body(&spec, &placement())));
+}
+
+#[test]
+fn hardening_holds_for_every_spec() {
+    let specs = [
+        spec(SandboxRequest {
+            image: "a".into(),
+            ..SandboxRequest::default()
+        }),
+        spec(SandboxRequest {
+            image: "b".into(),
+            rootfs: RootFs::Writable,
+            ..SandboxRequest::default()
+        }),
+    ];
+    for spec in specs {
+        let body = container_body(&spec, &placement());
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.cap_add, Some(vec![]));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.devices, Some(vec![]));
+        assert_eq!(host.binds, Some(vec![]));
+        assert_eq!(host.mounts, Some(vec![]));
+        assert_eq!(host.memory, host.memory_swap);
+        assert!(host.pids_limit.is_some_and(|p| p > 0));
+        assert!(host.nano_cpus.is_some_and(|n| n > 0));
+        assert_eq!(host.network_mode, Some(network_name(placement().id)));
+        assert!(host.port_bindings.is_none());
+        assert_ne!(body.user.as_deref(), Some("0:0"));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_SANDBOX_ID], placement().id.to_string());
+        assert_eq!(labels[LABEL_GENERATION], "3");
+        assert_eq!(labels[LABEL_NODE], "node-a");
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(endpoints.len(), 1, "the sandbox joins exactly one network");
+    }
+}
+
+#[test]
+fn controller_labels_win_over_nothing() {
+    // User labels can never carry `airlock.*` (validation refuses them), so the controller's
+    // labels are the only ones under that prefix.
+    let spec = spec(SandboxRequest {
+        image: "a".into(),
+        labels: [("x".to_owned(), "y".to_owned())].into(),
+        ..SandboxRequest::default()
+    });
+    let labels = container_body(&spec, &placement()).labels.unwrap();
+    let reserved: Vec<_> = labels
+        .keys()
+        .filter(|k| k.starts_with("airlock."))
+        .collect();
+    assert_eq!(reserved.len(), 3);
+}

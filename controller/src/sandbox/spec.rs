@@ -1,0 +1,525 @@
+//! The create request and the validated [`SandboxSpec`] it becomes.
+//!
+//! A [`SandboxSpec`] can only be obtained from [`SandboxRequest::validate`] (or read back from
+//! the store), so holding one proves: the image reference is well formed, `cmd` and `env` are
+//! bounded, env names are valid and not reserved, limits lie within the operator maximums,
+//! labels stay out of `airlock.*`, timeouts are positive and bounded, and the sandbox does
+//! not run as root.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use super::image::ImageRef;
+use super::limits::{Cpus, Limits, Maximums};
+
+/// Most arguments in `cmd`.
+pub const MAX_CMD_ARGS: usize = 256;
+/// Most bytes across all of `cmd`.
+pub const MAX_CMD_BYTES: usize = 64 * 1024;
+/// Most environment variables.
+pub const MAX_ENV_VARS: usize = 256;
+/// Most bytes across all env names and values.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Most user labels.
+pub const MAX_LABELS: usize = 64;
+/// Longest label key.
+pub const MAX_LABEL_KEY: usize = 128;
+/// Longest label value.
+pub const MAX_LABEL_VALUE: usize = 1024;
+/// Smallest memory limit Docker accepts, in MiB.
+pub const MIN_MEMORY_MB: u64 = 6;
+/// Fewest processes a sandbox may be limited to.
+pub const MIN_PIDS: u64 = 8;
+/// The label prefix reserved for the controller (DESIGN.md invariant 7).
+pub const RESERVED_LABEL_PREFIX: &str = "airlock.";
+/// Environment variables the controller sets itself (the proxy settings).
+pub const RESERVED_ENV: [&str; 10] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "NODE_USE_ENV_PROXY",
+    "DOCKER_HOST",
+];
+/// Environment variable prefix reserved for values the controller injects later.
+pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
+
+/// An unvalidated create request, already decoded from the API's JSON.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SandboxRequest {
+    /// Image reference (`name[:tag][@sha256:…]` or an image id).
+    pub image: String,
+    /// Command; empty means the image's default.
+    pub cmd: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Requested limits; each missing one takes the default, capped at the maximum.
+    pub limits: LimitsRequest,
+    /// Absolute lifetime; `None` takes the operator default.
+    pub timeout: Option<Duration>,
+    /// End after this long without output or exec; `None` disables it.
+    pub idle_timeout: Option<Duration>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Root filesystem mode; read-only unless opted out.
+    pub rootfs: RootFs,
+    /// User to run as; `None` takes [`RunAs::NOBODY`].
+    pub run_as: Option<RunAs>,
+}
+
+/// Requested limits, each optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LimitsRequest {
+    /// CPUs, fractional (`0.5`).
+    pub cpus: Option<f64>,
+    /// Memory in MiB; swap is not granted on top.
+    pub memory_mb: Option<u64>,
+    /// Most processes.
+    pub pids: Option<u64>,
+    /// Writable-layer size in MiB (needs a storage driver with quota support).
+    pub disk_mb: Option<u64>,
+}
+
+/// Root filesystem mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RootFs {
+    /// Read-only, with a tmpfs `/tmp` (the default; DESIGN.md invariant 6).
+    #[default]
+    ReadOnly,
+    /// Writable (per-sandbox opt-out).
+    Writable,
+}
+
+/// The numeric user and group a sandbox runs as. Never uid 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// One environment variable with a valid, unreserved name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EnvVar {
+    name: String,
+    value: String,
+}
+
+/// A validated sandbox specification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxSpec {
+    image: ImageRef,
+    cmd: Vec<String>,
+    env: Vec<EnvVar>,
+    limits: Limits,
+    timeout: Duration,
+    idle_timeout: Option<Duration>,
+    labels: BTreeMap<String, String>,
+    rootfs: RootFs,
+    run_as: RunAs,
+}
+
+/// Why one field of a request is invalid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path in the API request, e.g. `env[2].name` or `limits.cpus`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+/// What is wrong with a field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The field must be given.
+    Required,
+    /// Longer than this many bytes.
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// More than this many items.
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// Not of the expected form.
+    Malformed {
+        /// The expected form.
+        expected: &'static str,
+    },
+    /// Contains a NUL byte.
+    ContainsNul,
+    /// The name is reserved for the controller.
+    Reserved,
+    /// The name appears twice.
+    Duplicate,
+    /// Below the smallest allowed value.
+    BelowMinimum {
+        /// The minimum, formatted.
+        min: String,
+    },
+    /// Above the operator maximum.
+    AboveMaximum {
+        /// The maximum, formatted.
+        max: String,
+    },
+    /// Running as root needs an image policy that allows it (not yet supported).
+    Root,
+}
+
+// === impl SandboxRequest ===
+
+impl SandboxRequest {
+    /// Checks every field and returns the spec, or every problem found (not just the first).
+    pub fn validate(self, max: &Maximums) -> Result<SandboxSpec, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let image = ImageRef::parse(&self.image).map_err(|problem| err("image", problem));
+        let image = collect(image, &mut errors);
+        check_cmd(&self.cmd, &mut errors);
+        let env = check_env(self.env, &mut errors);
+        let limits = check_limits(&self.limits, &max.limits, &mut errors);
+        let timeout = self.timeout.unwrap_or(max.default_timeout);
+        check_duration("timeout_s", timeout, max.timeout, &mut errors);
+        if let Some(idle) = self.idle_timeout {
+            check_duration("idle_timeout_s", idle, timeout, &mut errors);
+        }
+        check_labels(&self.labels, &mut errors);
+        let run_as = self.run_as.unwrap_or(RunAs::NOBODY);
+        if run_as.uid == 0 {
+            errors.push(err("run_as", Problem::Root));
+        }
+        match (image, errors.is_empty()) {
+            (Some(image), true) => Ok(SandboxSpec {
+                image,
+                cmd: self.cmd,
+                env,
+                limits,
+                timeout,
+                idle_timeout: self.idle_timeout,
+                labels: self.labels,
+                rootfs: self.rootfs,
+                run_as,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn err(field: impl Into<String>, problem: Problem) -> FieldError {
+    FieldError {
+        field: field.into(),
+        problem,
+    }
+}
+
+fn collect<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
+}
+
+fn check_cmd(cmd: &[String], errors: &mut Vec<FieldError>) {
+    if cmd.len() > MAX_CMD_ARGS {
+        errors.push(err("cmd", Problem::TooMany { max: MAX_CMD_ARGS }));
+    }
+    if cmd.iter().map(String::len).sum::<usize>() > MAX_CMD_BYTES {
+        errors.push(err("cmd", Problem::TooLong { max: MAX_CMD_BYTES }));
+    }
+    for (i, arg) in cmd.iter().enumerate() {
+        if arg.contains('\0') {
+            errors.push(err(format!("cmd[{i}]"), Problem::ContainsNul));
+        }
+    }
+}
+
+fn check_env(env: Vec<(String, String)>, errors: &mut Vec<FieldError>) -> Vec<EnvVar> {
+    if env.len() > MAX_ENV_VARS {
+        errors.push(err("env", Problem::TooMany { max: MAX_ENV_VARS }));
+    }
+    let bytes: usize = env.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if bytes > MAX_ENV_BYTES {
+        errors.push(err("env", Problem::TooLong { max: MAX_ENV_BYTES }));
+    }
+    let mut seen = HashSet::new();
+    let mut vars = Vec::with_capacity(env.len());
+    for (i, (name, value)) in env.into_iter().enumerate() {
+        let problem = if !is_env_name(&name) {
+            Some(Problem::Malformed {
+                expected: "a name of letters, digits and `_`, not starting with a digit",
+            })
+        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(RESERVED_ENV_PREFIX) {
+            Some(Problem::Reserved)
+        } else if !seen.insert(name.clone()) {
+            Some(Problem::Duplicate)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.push(err(format!("env[{i}].name"), problem));
+        }
+        if value.contains('\0') {
+            errors.push(err(format!("env[{i}].value"), Problem::ContainsNul));
+        }
+        vars.push(EnvVar { name, value });
+    }
+    vars
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_limits(req: &LimitsRequest, max: &Limits, errors: &mut Vec<FieldError>) -> Limits {
+    let defaults = Limits::DEFAULT.capped(max);
+    let cpus = match req.cpus.map(Cpus::from_f64) {
+        None => defaults.cpus,
+        Some(None) => {
+            errors.push(err(
+                "limits.cpus",
+                Problem::Malformed {
+                    expected: "a positive number of CPUs",
+                },
+            ));
+            defaults.cpus
+        }
+        Some(Some(cpus)) => bounded("limits.cpus", cpus, Cpus::MIN, max.cpus, errors),
+    };
+    let memory_mb = req.memory_mb.map_or(defaults.memory_mb, |mb| {
+        bounded("limits.memory_mb", mb, MIN_MEMORY_MB, max.memory_mb, errors)
+    });
+    let pids = req.pids.map_or(defaults.pids, |pids| {
+        bounded("limits.pids", pids, MIN_PIDS, max.pids, errors)
+    });
+    let disk_mb = match (req.disk_mb, max.disk_mb) {
+        (None, _) => None,
+        (Some(_), None) => {
+            errors.push(err(
+                "limits.disk_mb",
+                Problem::AboveMaximum {
+                    max: "none (disk limits are disabled)".into(),
+                },
+            ));
+            None
+        }
+        (Some(mb), Some(cap)) => Some(bounded("limits.disk_mb", mb, 1, cap, errors)),
+    };
+    Limits {
+        cpus,
+        memory_mb,
+        pids,
+        disk_mb,
+    }
+}
+
+fn bounded<T: PartialOrd + fmt::Display + Copy>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+    errors: &mut Vec<FieldError>,
+) -> T {
+    if value < min {
+        errors.push(err(
+            field,
+            Problem::BelowMinimum {
+                min: min.to_string(),
+            },
+        ));
+    } else if value > max {
+        errors.push(err(
+            field,
+            Problem::AboveMaximum {
+                max: max.to_string(),
+            },
+        ));
+    }
+    value
+}
+
+fn check_duration(field: &str, value: Duration, max: Duration, errors: &mut Vec<FieldError>) {
+    if value < Duration::from_secs(1) {
+        errors.push(err(field, Problem::BelowMinimum { min: "1s".into() }));
+    } else if value > max {
+        let max = format!("{}s", max.as_secs());
+        errors.push(err(field, Problem::AboveMaximum { max }));
+    }
+}
+
+fn check_labels(labels: &BTreeMap<String, String>, errors: &mut Vec<FieldError>) {
+    if labels.len() > MAX_LABELS {
+        errors.push(err("labels", Problem::TooMany { max: MAX_LABELS }));
+    }
+    for (key, value) in labels {
+        let field = format!("labels.{key}");
+        let problem = if key.is_empty() {
+            Some(Problem::Required)
+        } else if key.len() > MAX_LABEL_KEY {
+            Some(Problem::TooLong { max: MAX_LABEL_KEY })
+        } else if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        {
+            Some(Problem::Malformed {
+                expected: "letters, digits, `.`, `_`, `-` and `/`",
+            })
+        } else if key.to_ascii_lowercase().starts_with(RESERVED_LABEL_PREFIX) {
+            Some(Problem::Reserved)
+        } else if value.len() > MAX_LABEL_VALUE {
+            Some(Problem::TooLong {
+                max: MAX_LABEL_VALUE,
+            })
+        } else if value.contains('\0') {
+            Some(Problem::ContainsNul)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.push(err(field, problem));
+        }
+    }
+}
+
+// === impl RunAs ===
+
+impl RunAs {
+    /// The default user: `nobody:nogroup` (65534:65534).
+    pub const NOBODY: RunAs = RunAs {
+        uid: 65534,
+        gid: 65534,
+    };
+}
+
+impl fmt::Display for RunAs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+// === impl EnvVar ===
+
+impl EnvVar {
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+// === impl SandboxSpec ===
+
+impl SandboxSpec {
+    /// Rebuilds a spec that was validated when it was stored. The store is trusted: the
+    /// operator maximums may have changed since, and a stored sandbox stays as it was made.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_stored(
+        image: ImageRef,
+        cmd: Vec<String>,
+        env: Vec<(String, String)>,
+        limits: Limits,
+        timeout: Duration,
+        idle_timeout: Option<Duration>,
+        labels: BTreeMap<String, String>,
+        rootfs: RootFs,
+        run_as: RunAs,
+    ) -> SandboxSpec {
+        let env = env
+            .into_iter()
+            .map(|(name, value)| EnvVar { name, value })
+            .collect();
+        SandboxSpec {
+            image,
+            cmd,
+            env,
+            limits,
+            timeout,
+            idle_timeout,
+            labels,
+            rootfs,
+            run_as,
+        }
+    }
+
+    /// The image reference.
+    pub fn image(&self) -> &ImageRef {
+        &self.image
+    }
+
+    /// The command; empty means the image's default.
+    pub fn cmd(&self) -> &[String] {
+        &self.cmd
+    }
+
+    /// The user's environment, in request order.
+    pub fn env(&self) -> &[EnvVar] {
+        &self.env
+    }
+
+    /// The effective limits (defaults filled in).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The absolute lifetime.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The idle timeout, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The user labels (never under `airlock.*`).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// The root filesystem mode.
+    pub fn rootfs(&self) -> RootFs {
+        self.rootfs
+    }
+
+    /// The user to run as.
+    pub fn run_as(&self) -> RunAs {
+        self.run_as
+    }
+}
+
+// === impl FieldError ===
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Required => f.write_str("is required"),
+            Self::TooLong { max } => write!(f, "is longer than {max} bytes"),
+            Self::TooMany { max } => write!(f, "has more than {max} items"),
+            Self::Malformed { expected } => write!(f, "expected {expected}"),
+            Self::ContainsNul => f.write_str("contains a NUL byte"),
+            Self::Reserved => f.write_str("is reserved for the controller"),
+            Self::Duplicate => f.write_str("appears more than once"),
+            Self::BelowMinimum { min } => write!(f, "must be at least {min}"),
+            Self::AboveMaximum { max } => write!(f, "must be at most {max} (operator maximum)"),
+            Self::Root => f.write_str("running as root is not allowed by the image policy"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! Store rows: what the tables hold, and their conversion to and from domain types. Rows
+//! derive sqlx and serde traits; domain types do not.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Sandbox, StoreError, User};
+use crate::sandbox::{
+    Cpus, EndKind, EndReason, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
+};
+use crate::subnet::SandboxSubnet;
+use crate::user::UserId;
+
+/// The `spec` column: a [`SandboxSpec`] as JSON. Version 1; new fields must be optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SpecDoc {
+    image: String,
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+    cpus_milli: u32,
+    memory_mb: u64,
+    pids: u64,
+    disk_mb: Option<u64>,
+    timeout_ms: u64,
+    idle_timeout_ms: Option<u64>,
+    labels: BTreeMap<String, String>,
+    read_only_rootfs: bool,
+    uid: u32,
+    gid: u32,
+}
+
+/// One `sandboxes` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SandboxRow {
+    id: Uuid,
+    owner_id: Uuid,
+    spec: Json<SpecDoc>,
+    desired_state: String,
+    observed_state: String,
+    end_reason: Option<String>,
+    exit_code: Option<i64>,
+    end_message: Option<String>,
+    generation: i64,
+    node: Option<String>,
+    network_name: Option<String>,
+    subnet: Option<String>,
+    container_id: Option<String>,
+    idempotency_key: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    ended_at: Option<OffsetDateTime>,
+}
+
+/// One `users` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    disabled: bool,
+    created_at: OffsetDateTime,
+}
+
+// === impl SpecDoc ===
+
+impl SpecDoc {
+    pub(crate) fn from_spec(spec: &SandboxSpec) -> Self {
+        let limits = spec.limits();
+        Self {
+            image: spec.image().as_str().to_owned(),
+            cmd: spec.cmd().to_vec(),
+            env: spec
+                .env()
+                .iter()
+                .map(|v| (v.name().to_owned(), v.value().to_owned()))
+                .collect(),
+            cpus_milli: limits.cpus.millis(),
+            memory_mb: limits.memory_mb,
+            pids: limits.pids,
+            disk_mb: limits.disk_mb,
+            timeout_ms: millis(spec.timeout()),
+            idle_timeout_ms: spec.idle_timeout().map(millis),
+            labels: spec.labels().clone(),
+            read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
+            uid: spec.run_as().uid,
+            gid: spec.run_as().gid,
+        }
+    }
+
+    fn into_spec(self) -> Result<SandboxSpec, StoreError> {
+        let image = ImageRef::parse(&self.image).map_err(|p| StoreError::corrupt("spec", p))?;
+        let limits = Limits {
+            cpus: Cpus::from_millis(self.cpus_milli),
+            memory_mb: self.memory_mb,
+            pids: self.pids,
+            disk_mb: self.disk_mb,
+        };
+        let rootfs = if self.read_only_rootfs {
+            RootFs::ReadOnly
+        } else {
+            RootFs::Writable
+        };
+        Ok(SandboxSpec::from_stored(
+            image,
+            self.cmd,
+            self.env,
+            limits,
+            Duration::from_millis(self.timeout_ms),
+            self.idle_timeout_ms.map(Duration::from_millis),
+            self.labels,
+            rootfs,
+            RunAs {
+                uid: self.uid,
+                gid: self.gid,
+            },
+        ))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn parse<T: FromStr>(column: &'static str, value: &str) -> Result<T, StoreError>
+where
+    T::Err: ToString,
+{
+    value.parse().map_err(|e| StoreError::corrupt(column, e))
+}
+
+// === impl SandboxRow ===
+
+impl SandboxRow {
+    pub(crate) fn spec_doc(&self) -> &SpecDoc {
+        &self.spec.0
+    }
+
+    pub(crate) fn into_sandbox(self) -> Result<Sandbox, StoreError> {
+        let end_reason = match self.end_reason.as_deref() {
+            None => None,
+            Some(kind) => {
+                let kind: EndKind = parse("end_reason", kind)?;
+                let reason = EndReason::from_parts(kind, self.exit_code, self.end_message)
+                    .map_err(|e| StoreError::corrupt("end_reason", e))?;
+                Some(reason)
+            }
+        };
+        let subnet = match self.subnet.as_deref() {
+            None => None,
+            Some(text) => {
+                let net: Ipv4Net = parse("subnet", text)?;
+                let subnet = SandboxSubnet::new(net)
+                    .ok_or_else(|| StoreError::corrupt("subnet", "not a /29"))?;
+                Some(subnet)
+            }
+        };
+        Ok(Sandbox {
+            id: SandboxId::from_uuid(self.id),
+            owner: UserId::from_uuid(self.owner_id),
+            spec: self.spec.0.into_spec()?,
+            desired: parse("desired_state", &self.desired_state)?,
+            state: parse("observed_state", &self.observed_state)?,
+            end_reason,
+            generation: self.generation,
+            node: self.node,
+            network_name: self.network_name,
+            subnet,
+            container_id: self.container_id,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+        })
+    }
+}
+
+// === impl UserRow ===
+
+impl UserRow {
+    pub(crate) fn into_user(self) -> Result<User, StoreError> {
+        Ok(User {
+            id: UserId::from_uuid(self.id),
+            email: self.email,
+            display_name: self.display_name,
+            role: parse("role", &self.role)?,
+            disabled: self.disabled,
+            created_at: self.created_at,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Subnet allocations: one /29 per sandbox, unique across the store, so parallel creates
+//! never collide and allocations survive restarts.
+
+use std::collections::HashSet;
+
+use ipnet::Ipv4Net;
+use tracing::instrument;
+
+use super::{now, with_db, Store, StoreError};
+use crate::docker::spec::network_name;
+use crate::sandbox::SandboxId;
+use crate::subnet::SandboxSubnet;
+
+/// How often an allocation that lost a race for a subnet picks the next one.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Takes a subnet unless another allocation (of it, or for this sandbox) exists.
+const INSERT_ALLOCATION: &str = "INSERT INTO subnet_allocations (subnet, sandbox_id, \
+    allocated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+const SET_SUBNET: &str =
+    "UPDATE sandboxes SET subnet = $1, network_name = $2, updated_at = $3 WHERE id = $4";
+
+// === impl Store ===
+
+impl Store {
+    /// The sandbox's /29: the one it already holds, or the first free one in `pools`, taken
+    /// in one transaction. Also records the subnet and network name on the sandbox.
+    ///
+    /// The `subnet` primary key makes a double allocation impossible: on Postgres a racing
+    /// insert waits for the winner, does nothing, and the loser tries the next free subnet;
+    /// on SQLite the write transaction holds the lock from the start.
+    #[instrument(skip_all, fields(sandbox.id = %id))]
+    pub async fn allocate_subnet(
+        &self,
+        id: SandboxId,
+        pools: &[Ipv4Net],
+    ) -> Result<SandboxSubnet, StoreError> {
+        with_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            for _ in 0..MAX_ATTEMPTS {
+                let held: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT a.subnet FROM sandboxes s \
+                     LEFT JOIN subnet_allocations a ON a.sandbox_id = s.id WHERE s.id = $1",
+                )
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                match held {
+                    None => return Err(StoreError::NotFound),
+                    Some((Some(held),)) => {
+                        tx.commit().await?;
+                        return parse_subnet(&held);
+                    }
+                    Some((None,)) => {}
+                }
+                let taken: Vec<(String,)> = sqlx::query_as("SELECT subnet FROM subnet_allocations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let subnet = SandboxSubnet::first_free(pools, &parse_taken(&taken)?)
+                    .ok_or(StoreError::SubnetsExhausted)?;
+                let at = now();
+                let inserted = sqlx::query(INSERT_ALLOCATION)
+                    .bind(subnet.to_string())
+                    .bind(id.as_uuid())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 1 {
+                    sqlx::query(SET_SUBNET)
+                        .bind(subnet.to_string())
+                        .bind(network_name(id))
+                        .bind(at)
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(subnet);
+                }
+            }
+            Err(StoreError::Contended)
+        })
+    }
+
+    /// Frees the sandbox's /29 (after its network is gone). Returns whether it held one.
+    pub async fn release_subnet(&self, id: SandboxId) -> Result<bool, StoreError> {
+        with_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let removed = sqlx::query("DELETE FROM subnet_allocations WHERE sandbox_id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE sandboxes SET subnet = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now())
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(removed == 1)
+        })
+    }
+
+    /// Every allocation: `(subnet, sandbox)`. The reconciler compares it with Docker.
+    pub async fn subnet_allocations(&self) -> Result<Vec<(SandboxSubnet, SandboxId)>, StoreError> {
+        let rows: Vec<(String, uuid::Uuid)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as("SELECT subnet, sandbox_id FROM subnet_allocations ORDER BY subnet")
+                .fetch_all(pool)
+                .await?
+        });
+        rows.iter()
+            .map(|(subnet, id)| Ok((parse_subnet(subnet)?, SandboxId::from_uuid(*id))))
+            .collect()
+    }
+}
+
+fn parse_taken(rows: &[(String,)]) -> Result<HashSet<Ipv4Net>, StoreError> {
+    rows.iter()
+        .map(|(text,)| parse_subnet(text).map(|s| s.net()))
+        .collect()
+}
+
+fn parse_subnet(text: &str) -> Result<SandboxSubnet, StoreError> {
+    text.parse::<Ipv4Net>()
+        .ok()
+        .and_then(SandboxSubnet::new)
+        .ok_or_else(|| StoreError::corrupt("subnet", format!("`{text}` is not a /29")))
+}
