@@ -1,2 +1,175 @@
 //! The `airlock-egress` proxy: an HTTP forward and CONNECT proxy that resolves names itself,
 //! judges every answer with `airlock-egress-policy`, and dials only the address it checked.
+//!
+//! Layout:
+//! - `config` (typed `Config`, `AIRLOCK_EGRESS_*`), `cli` (flags → the same variables).
+//! - `server` (accept loop, the shared parse → identify → judge → dial pipeline), `connect`
+//!   (CONNECT tunnels), `forward` (absolute-form requests), `body` (metered bodies), `exchange`
+//!   (one canonical ledger event per request or tunnel).
+//! - `decide` (the decision path shared by `serve` and `check`), `resolve` (the `Resolve` trait
+//!   and hickory), `dial` (the only code that opens upstream sockets), `error` (`EgressError`).
+//! - `registry`, `budget`, `ledger`, `metrics`, `admin`: identity, budgets, the event spool,
+//!   Prometheus metrics and the controller's mTLS admin API.
+
+pub mod admin;
+pub mod budget;
+pub mod ledger;
+pub mod metrics;
+pub mod registry;
+
+mod body;
+pub mod check;
+pub mod cli;
+pub mod config;
+mod connect;
+pub mod decide;
+pub mod dial;
+pub mod error;
+mod exchange;
+mod first_line;
+mod forward;
+mod pool;
+pub mod resolve;
+pub mod server;
+mod sniff;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use server::{serve, Services};
+
+use crate::admin::{load_admin_tls, serve_admin, AdminError, AdminState};
+use crate::config::{load_policy, Config, DnsServers, PolicyLoadError, ProxyMode};
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::resolve::{HickoryResolve, Resolve, ResolverSetupError};
+
+/// Per-query DNS timeout.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The policy file is unusable.
+    #[error(transparent)]
+    Policy(#[from] PolicyLoadError),
+    /// DNS could not be set up.
+    #[error(transparent)]
+    Resolver(#[from] ResolverSetupError),
+    /// The admin TLS material is unusable.
+    #[error(transparent)]
+    AdminTls(#[from] AdminError),
+    /// The admin API would listen beyond loopback without mTLS.
+    #[error("--admin-listen {0} is not loopback: --admin-tls-dir is required")]
+    AdminTlsRequired(std::net::SocketAddr),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the proxy (and the admin API when configured) until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    tracing::info!(config = ?config, "Starting airlock-egress");
+    let policy = Arc::new(load_policy(config.policy.as_deref())?);
+    let registry = Arc::new(match config.mode {
+        ProxyMode::Standalone => Registry::standalone(policy),
+        ProxyMode::Controlled => Registry::controlled(),
+    });
+    let resolver: Arc<dyn Resolve> = Arc::new(match &config.dns {
+        DnsServers::System => HickoryResolve::from_system(DNS_TIMEOUT)?,
+        DnsServers::Explicit(servers) => HickoryResolve::new(servers, DNS_TIMEOUT)?,
+    });
+    let services = Services {
+        resolver,
+        registry,
+        ledger: Arc::new(Ledger::new(config.spool_capacity)),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let admin = start_admin(&config, &services, &stop).await?;
+    let listener = bind(config.listen).await?;
+    let served = serve(
+        listener,
+        Arc::new(config),
+        services,
+        stop.clone().cancelled_owned(),
+    )
+    .await;
+    stop.cancel();
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Admin API failed"),
+            Err(error) => tracing::warn!(%error, "Admin API task failed"),
+        }
+    }
+    served.map_err(StartupError::Serve)
+}
+
+async fn start_admin(
+    config: &Config,
+    services: &Services,
+    stop: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, StartupError> {
+    let Some(addr) = config.admin_listen else {
+        if config.mode == ProxyMode::Controlled {
+            tracing::warn!("Controlled mode without an admin listener: every client is denied");
+        }
+        return Ok(None);
+    };
+    if config.admin_tls_dir.is_none() && !addr.ip().is_loopback() {
+        return Err(StartupError::AdminTlsRequired(addr));
+    }
+    let tls = config
+        .admin_tls_dir
+        .as_deref()
+        .map(load_admin_tls)
+        .transpose()?;
+    let listener = bind(addr).await?;
+    let state = AdminState {
+        registry: services.registry.clone(),
+        ledger: services.ledger.clone(),
+        metrics: services.metrics.clone(),
+    };
+    let shutdown = stop.clone().cancelled_owned();
+    Ok(Some(tokio::spawn(serve_admin(
+        listener, tls, state, shutdown,
+    ))))
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop the proxy with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "Shutting down"),
+    }
+    stop.cancel();
+}

@@ -1,0 +1,362 @@
+//! Admin API routing and handlers: parse each request into a typed call, run it against the
+//! registry or ledger, and answer JSON. Bodies are read with a size cap and a deadline.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use airlock_egress_policy::{Policy, PolicySpec};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
+use crate::ledger::EventPage;
+use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
+
+/// Default page size for `GET /v1/events`.
+const DEFAULT_EVENTS_LIMIT: usize = 500;
+
+type Reply = Response<Full<Bytes>>;
+
+/// A JSON error answer: `{"error": code, "message": ..}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// `PUT /v1/sandboxes/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSandbox {
+    #[serde(default)]
+    sandbox_id: Option<String>,
+    source_addrs: Vec<IpAddr>,
+    credential_hash: String,
+    /// Absent or `null` means the default policy.
+    #[serde(default)]
+    policy: Option<PolicySpec>,
+    generation: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PutReply<'a> {
+    sandbox_id: &'a str,
+    generation: u64,
+    outcome: &'static str,
+    boot_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct SandboxRow {
+    sandbox_id: String,
+    generation: u64,
+    source_addrs: Vec<IpAddr>,
+}
+
+#[derive(Debug, Serialize)]
+struct SandboxDetail {
+    sandbox_id: String,
+    generation: u64,
+    source_addrs: Vec<IpAddr>,
+    policy: PolicySpec,
+    bytes_used: u64,
+    open_connections: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct EventsReply<'a> {
+    #[serde(flatten)]
+    page: EventPage,
+    boot_id: &'a str,
+}
+
+/// `POST /v1/events/ack` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    seq: u64,
+}
+
+/// The one entry point hyper calls.
+pub(super) async fn handle(state: AdminState, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let reply = route(&state, req).await.unwrap_or_else(|e| e.into_reply());
+    tracing::debug!(
+        http.method = %method,
+        http.path = %path,
+        http.status = reply.status().as_u16(),
+        "Admin request"
+    );
+    Ok(reply)
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(healthz(state)),
+        (&Method::GET, ["metrics"]) => Ok(metrics(state)),
+        (&Method::GET, ["v1", "sandboxes"]) => Ok(list_sandboxes(state)),
+        (&Method::GET, ["v1", "sandboxes", id]) => get_sandbox(state, id),
+        (&Method::PUT, ["v1", "sandboxes", id]) => {
+            let id = (*id).to_owned();
+            put_sandbox(state, &id, req).await
+        }
+        (&Method::DELETE, ["v1", "sandboxes", id]) => delete_sandbox(state, id),
+        (&Method::GET, ["v1", "events"]) => events(state, req.uri().query()),
+        (&Method::POST, ["v1", "events", "ack"]) => ack(state, req).await,
+        (_, ["healthz" | "metrics"] | ["v1", "sandboxes" | "events"])
+        | (_, ["v1", "sandboxes", _] | ["v1", "events", "ack"]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {path}", req.method()),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {path}"),
+        )),
+    }
+}
+
+fn healthz(state: &AdminState) -> Reply {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "ok",
+            "boot_id": state.registry.boot_id(),
+            "sandboxes": state.registry.len(),
+            "controlled": state.registry.is_controlled(),
+        }),
+    )
+}
+
+fn metrics(state: &AdminState) -> Reply {
+    let mut text = state.metrics.render(&state.ledger);
+    // The registry is not the metrics' business; the admin API adds its one gauge here.
+    text.push_str(&format!(
+        "# HELP airlock_egress_sandboxes Sandboxes registered by the controller.\n\
+         # TYPE airlock_egress_sandboxes gauge\nairlock_egress_sandboxes {}\n",
+        state.registry.len()
+    ));
+    let mut reply = Response::new(Full::new(Bytes::from(text)));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    reply
+}
+
+fn list_sandboxes(state: &AdminState) -> Reply {
+    let rows: Vec<SandboxRow> = state
+        .registry
+        .list()
+        .into_iter()
+        .map(
+            |SandboxSummary {
+                 sandbox_id,
+                 generation,
+                 source_addrs,
+             }| SandboxRow {
+                sandbox_id,
+                generation,
+                source_addrs,
+            },
+        )
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "boot_id": state.registry.boot_id(), "sandboxes": rows }),
+    )
+}
+
+fn get_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {
+    let entry = state.registry.get(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no sandbox {id}"),
+        )
+    })?;
+    let budget = state.registry.budget(id);
+    let detail = SandboxDetail {
+        sandbox_id: entry.sandbox_id,
+        generation: entry.generation,
+        source_addrs: entry.source_addrs,
+        policy: entry.policy_spec,
+        bytes_used: budget.as_ref().map_or(0, |b| b.bytes_used()),
+        open_connections: budget.as_ref().map_or(0, |b| b.open_connections()),
+    };
+    Ok(json(StatusCode::OK, &detail))
+}
+
+async fn put_sandbox(
+    state: &AdminState,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Reply, ApiError> {
+    validate_sandbox_id(id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let body: PutSandbox = read_json(req).await?;
+    if body.sandbox_id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "id_mismatch",
+            "sandbox_id in the body differs from the path".to_owned(),
+        ));
+    }
+    let spec = body.policy.unwrap_or_default();
+    let policy = Policy::compile(&spec)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
+    let entry = SandboxEntry {
+        sandbox_id: id.to_owned(),
+        source_addrs: body.source_addrs,
+        credential_hash: body.credential_hash,
+        policy: Arc::new(policy),
+        policy_spec: spec,
+        generation: body.generation,
+    };
+    let outcome = state.registry.upsert(entry).map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
+        ApiError::new(status, e.code(), e.to_string())
+    })?;
+    let (status, outcome_str) = match outcome {
+        UpsertOutcome::Created => (StatusCode::CREATED, "created"),
+        UpsertOutcome::Replaced { .. } => (StatusCode::OK, "replaced"),
+        UpsertOutcome::Unchanged => (StatusCode::OK, "unchanged"),
+    };
+    tracing::info!(
+        sandbox.id = %id,
+        policy.generation = body.generation,
+        admin.outcome = outcome_str,
+        "Sandbox entry pushed"
+    );
+    let reply = PutReply {
+        sandbox_id: id,
+        generation: body.generation,
+        outcome: outcome_str,
+        boot_id: state.registry.boot_id(),
+    };
+    Ok(json(status, &reply))
+}
+
+fn delete_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {
+    if state.registry.remove(id) {
+        tracing::info!(sandbox.id = %id, "Sandbox entry removed");
+    }
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn events(state: &AdminState, query: Option<&str>) -> Result<Reply, ApiError> {
+    let mut after = 0u64;
+    let mut limit = DEFAULT_EVENTS_LIMIT;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |error: std::num::ParseIntError| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("{key} must be a non-negative integer: {error}"),
+            )
+        };
+        match key {
+            "after" => after = value.parse().map_err(bad)?,
+            "limit" => limit = value.parse().map_err(bad)?,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("unknown parameter {key}"),
+                ))
+            }
+        }
+    }
+    let page = state.ledger.events_after(after, limit);
+    let reply = EventsReply {
+        page,
+        boot_id: state.registry.boot_id(),
+    };
+    Ok(json(StatusCode::OK, &reply))
+}
+
+async fn ack(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let body: AckBody = read_json(req).await?;
+    state.ledger.ack(body.seq);
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let limited = Limited::new(req.into_body(), MAX_BODY_BYTES);
+    let collected = tokio::time::timeout(BODY_TIMEOUT, limited.collect())
+        .await
+        .map_err(|_elapsed| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time".to_owned(),
+            )
+        })?;
+    let bytes = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+            ))
+        }
+        Err(error) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the request body: {error}"),
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    // Serialising these plain structs cannot fail; fall back to an empty object regardless.
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    reply
+}
+
+fn empty(status: StatusCode) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = status;
+    reply
+}
+
+// === impl ApiError ===
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            code,
+            message,
+        }
+    }
+
+    fn into_reply(self) -> Reply {
+        json(
+            self.status,
+            &serde_json::json!({ "error": self.code, "message": self.message }),
+        )
+    }
+}

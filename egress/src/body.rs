@@ -1,0 +1,207 @@
+//! `MeteredBody`: wraps a streamed request or response body to count its bytes, charge them to
+//! the sandbox budget, enforce an idle timeout between frames (responses), and end the exchange
+//! exactly once when the body finishes, fails or is dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::budget::{Budget, ConnectionPermit};
+use crate::exchange::{Counters, Exchange};
+use crate::pool::{PoolKey, UpstreamSender};
+use crate::server::{BoxError, Proxy};
+
+/// Which way a body flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Client → upstream (request body).
+    Up,
+    /// Upstream → client (response body).
+    Down,
+}
+
+/// A body stopped by the proxy; the reason is the ledger reason.
+#[derive(Debug, thiserror::Error)]
+#[error("body stopped by the proxy: {0}")]
+pub(crate) struct BodyStopped(pub(crate) &'static str);
+
+/// A counted, budgeted body.
+pub(crate) struct MeteredBody<B: Body> {
+    inner: B,
+    flow: Flow,
+    proxy: Arc<Proxy>,
+    counters: Arc<Counters>,
+    budget: Arc<Budget>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// For the response body: the exchange (and connection slot) to end with it.
+    end: Option<(Exchange, ConnectionPermit)>,
+    /// For the response body: the upstream connection, pooled again after a clean end.
+    reuse: Option<(PoolKey, UpstreamSender)>,
+    ended_by: Option<&'static str>,
+}
+
+// === impl MeteredBody ===
+
+impl<B: Body> MeteredBody<B> {
+    /// Wraps a request body (client → upstream).
+    pub(crate) fn up(
+        inner: B,
+        proxy: Arc<Proxy>,
+        counters: Arc<Counters>,
+        budget: Arc<Budget>,
+    ) -> Self {
+        Self {
+            inner,
+            flow: Flow::Up,
+            proxy,
+            counters,
+            budget,
+            idle: None,
+            end: None,
+            reuse: None,
+            ended_by: None,
+        }
+    }
+
+    /// Wraps a response body (upstream → client); the exchange ends when this body does.
+    pub(crate) fn down(
+        inner: B,
+        exchange: Exchange,
+        permit: ConnectionPermit,
+        idle: Duration,
+        upstream: (PoolKey, UpstreamSender),
+    ) -> Self {
+        let proxy = exchange.proxy().clone();
+        let counters = exchange.counters().clone();
+        let budget = permit.budget().clone();
+        Self {
+            inner,
+            flow: Flow::Down,
+            proxy,
+            counters,
+            budget,
+            idle: Some((idle, Box::pin(tokio::time::sleep(idle)))),
+            end: Some((exchange, permit)),
+            reuse: Some(upstream),
+            ended_by: None,
+        }
+    }
+
+    fn charge(&mut self, n: u64) -> Result<(), BodyStopped> {
+        if let Some((idle, sleep)) = &mut self.idle {
+            sleep.as_mut().reset(Instant::now() + *idle);
+        }
+        self.budget
+            .add_bytes(n)
+            .map_err(|e| BodyStopped(e.code()))?;
+        let metrics = self.proxy.metrics();
+        match self.flow {
+            Flow::Up => {
+                self.counters.up.fetch_add(n, Ordering::Relaxed);
+                metrics.add_bytes(n, 0);
+            }
+            Flow::Down => {
+                self.counters.down.fetch_add(n, Ordering::Relaxed);
+                metrics.add_bytes(0, n);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        if let Some((exchange, permit)) = self.end.take() {
+            drop(permit);
+            exchange.finish(self.ended_by);
+        }
+    }
+
+    /// Pools the upstream connection again once its response was read to the end. hyper may
+    /// drop a body whose length is satisfied without polling it to `None`, so `Drop` asks too.
+    fn release_upstream(&mut self) {
+        if let Some((key, sender)) = self.reuse.take() {
+            self.proxy.pool().checkin(key, sender);
+        }
+    }
+
+    fn stop(&mut self, reason: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ended_by = Some(reason);
+        self.finish();
+        Poll::Ready(Some(Err(Box::new(BodyStopped(reason)))))
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if let Err(stopped) = this.charge(n) {
+                    return this.stop(stopped.0);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.ended_by = Some("upstream_reset");
+                this.finish();
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                this.release_upstream();
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Some((_, sleep)) = &mut this.idle {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return this.stop("idle_timeout");
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        if self.ended_by.is_none() && self.inner.is_end_stream() {
+            self.release_upstream();
+        }
+        self.finish();
+    }
+}
+
+impl<B: Body> std::fmt::Debug for MeteredBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredBody")
+            .field("flow", &self.flow)
+            .field("ended_by", &self.ended_by)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,278 @@
+//! `airlock-egress check`: the dry run operators use to test a policy.
+//!
+//! It runs exactly `serve`'s decision path (`decide::parse_request` then `decide::judge`), with a
+//! static resolver for `--resolve` entries and, unless `--no-dns`, the system resolver for the
+//! rest. With `--no-dns` it does no network I/O: a name without a `--resolve` entry has no answer
+//! and is denied as `dns_no_answer`. It prints one JSON object and exits 0 (allow), 1 (deny) or
+//! 2 (bad usage).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use airlock_egress_policy::{Decision, OperatorExceptions, Policy};
+use serde::Serialize;
+
+use crate::config::{load_policy, parse_cidr};
+use crate::decide::{judge, parse_request};
+use crate::exchange::REASON_ALLOWED;
+use crate::resolve::{HickoryResolve, Resolve, StaticResolve};
+
+/// Arguments of `airlock-egress check`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CheckArgs {
+    /// The policy file (JSON); the built-in default policy without it.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Operator exception (exact CIDR), repeatable.
+    #[arg(long = "allow-cidr")]
+    pub allow_cidr: Vec<String>,
+    /// `NAME=ADDR[,ADDR...]`: answer NAME with these addresses instead of asking DNS.
+    #[arg(long)]
+    pub resolve: Vec<String>,
+    /// Never query DNS; names without a --resolve entry have no answer.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// A request header, `Name: value` (only Host matters to the decision).
+    #[arg(long)]
+    pub header: Vec<String>,
+    /// The request: `'GET http://host/path'` or `'CONNECT host:port'`.
+    #[arg(last = true, required = true)]
+    pub request: Vec<String>,
+}
+
+/// The JSON line `check` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckOutcome {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The reason code (`allowed`, a deny code, or the report-mode would-deny code).
+    pub reason: &'static str,
+    /// The destination host, when the target parsed.
+    pub host: Option<String>,
+    /// The destination port, when the target parsed.
+    pub port: Option<u16>,
+    /// The address `serve` would dial first (allow), or the address that was denied.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Bad command-line input (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckUsageError {
+    /// The request was not `METHOD TARGET`.
+    #[error("the request must be 'METHOD TARGET', e.g. 'GET http://example.com/' or 'CONNECT example.com:443'")]
+    Request,
+    /// A `--resolve` entry was malformed.
+    #[error("bad --resolve {0:?}: expected NAME=ADDR[,ADDR...]")]
+    Resolve(String),
+    /// A `--allow-cidr` entry was malformed.
+    #[error("bad --allow-cidr {0:?}: expected a CIDR like 10.0.0.5/32")]
+    Cidr(String),
+    /// A `--header` entry was malformed.
+    #[error("bad --header {0:?}: expected 'Name: value'")]
+    Header(String),
+    /// The policy file could not be loaded.
+    #[error("cannot load the policy: {0}")]
+    Policy(String),
+    /// The system resolver could not be set up.
+    #[error("cannot set up DNS: {0}")]
+    Dns(String),
+}
+
+/// Runs `check` and prints its outcome; returns the process exit status.
+pub async fn main(args: CheckArgs) -> ExitCode {
+    match run(&args).await {
+        Ok(outcome) => {
+            let mut line = serde_json::to_string(&outcome).unwrap_or_default();
+            line.push('\n');
+            if std::io::stdout().write_all(line.as_bytes()).is_err() {
+                return ExitCode::from(2);
+            }
+            ExitCode::from(u8::from(outcome.decision != "allow"))
+        }
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "airlock-egress check: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Evaluates the request described by `args`, the way `serve` would.
+pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, CheckUsageError> {
+    let joined = args.request.join(" ");
+    let mut words = joined.split_whitespace();
+    let (Some(method), Some(target), None) = (words.next(), words.next(), words.next()) else {
+        return Err(CheckUsageError::Request);
+    };
+    let policy =
+        load_policy(args.policy.as_deref()).map_err(|e| CheckUsageError::Policy(e.to_string()))?;
+    let ops = OperatorExceptions::new(
+        args.allow_cidr
+            .iter()
+            .map(|c| parse_cidr(c).ok_or_else(|| CheckUsageError::Cidr(c.clone())))
+            .collect::<Result<_, _>>()?,
+    );
+    let hosts = host_headers(&args.header)?;
+    let resolver = build_resolver(args)?;
+    let host_refs: Vec<&[u8]> = hosts.iter().map(String::as_bytes).collect();
+    Ok(decide(&policy, &ops, resolver.as_ref(), method, target, &host_refs).await)
+}
+
+/// The shared decision path, folded into one outcome.
+async fn decide(
+    policy: &Policy,
+    ops: &OperatorExceptions,
+    resolver: &dyn Resolve,
+    method: &str,
+    target: &str,
+    hosts: &[&[u8]],
+) -> CheckOutcome {
+    let deny = |reason, host, port, addr| CheckOutcome {
+        decision: "deny",
+        reason,
+        host,
+        port,
+        addr,
+    };
+    let parsed = match parse_request(method, target, hosts) {
+        Ok(parsed) => parsed,
+        Err(error) => return deny(error.code(), None, None, None),
+    };
+    let t = &parsed.target;
+    let (host, port) = (Some(t.host_str()), Some(t.port));
+    match judge(policy, ops, resolver, None, t).await {
+        Err(error) => deny(error.code(), host, port, None),
+        Ok(judgement) => match judgement.decision {
+            Decision::Deny(denied) => deny(denied.reason.code(), host, port, denied.addr),
+            Decision::Allow(allowed) => CheckOutcome {
+                decision: "allow",
+                reason: allowed
+                    .would_deny
+                    .as_ref()
+                    .map_or(REASON_ALLOWED, |r| r.code()),
+                host,
+                port,
+                addr: Some(allowed.addr()),
+            },
+        },
+    }
+}
+
+fn host_headers(headers: &[String]) -> Result<Vec<String>, CheckUsageError> {
+    let mut hosts = Vec::new();
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| CheckUsageError::Header(header.clone()))?;
+        if name.trim().is_empty() {
+            return Err(CheckUsageError::Header(header.clone()));
+        }
+        if name.trim().eq_ignore_ascii_case("host") {
+            hosts.push(value.trim().to_owned());
+        }
+    }
+    Ok(hosts)
+}
+
+fn build_resolver(args: &CheckArgs) -> Result<Box<dyn Resolve>, CheckUsageError> {
+    let mut table = StaticResolve::new();
+    for entry in &args.resolve {
+        let bad = || CheckUsageError::Resolve(entry.clone());
+        let (name, addrs) = entry.split_once('=').ok_or_else(bad)?;
+        let addrs: Vec<IpAddr> = addrs
+            .split(',')
+            .map(|a| a.trim().parse().map_err(|_bad_addr| bad()))
+            .collect::<Result<_, _>>()?;
+        if name.is_empty() || addrs.is_empty() {
+            return Err(bad());
+        }
+        table.insert(name, addrs);
+    }
+    if args.no_dns {
+        return Ok(Box::new(table));
+    }
+    let system = HickoryResolve::from_system(Duration::from_secs(5))
+        .map_err(|e| CheckUsageError::Dns(e.to_string()))?;
+    Ok(Box::new(table.with_fallback(Box::new(system))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(request: &str, extra: impl FnOnce(&mut CheckArgs)) -> CheckArgs {
+        let mut a = CheckArgs {
+            no_dns: true,
+            request: vec![request.to_owned()],
+            ..CheckArgs::default()
+        };
+        extra(&mut a);
+        a
+    }
+
+    #[tokio::test]
+    async fn decisions() {
+        let cases: Vec<(CheckArgs, &str, &str)> = vec![
+            (
+                args("GET http://example.com/", |a| {
+                    a.resolve = vec!["example.com=93.184.216.34".into()]
+                }),
+                "allow",
+                "allowed",
+            ),
+            (
+                args("GET http://example.com/", |_| {}),
+                "deny",
+                "dns_no_answer",
+            ),
+            (args("CONNECT 10.0.0.1:443", |_| {}), "deny", "private"),
+            (
+                args("CONNECT 10.0.0.1:443", |a| {
+                    a.allow_cidr = vec!["10.0.0.1/32".into()]
+                }),
+                "allow",
+                "allowed",
+            ),
+            (args("GET /relative", |_| {}), "deny", "origin_form"),
+            (
+                args("CONNECT localhost:443", |_| {}),
+                "deny",
+                "localhost_name",
+            ),
+            (
+                args("GET http://example.com/", |a| {
+                    a.resolve = vec!["example.com=93.184.216.34,10.1.1.1".into()];
+                }),
+                "deny",
+                "private",
+            ),
+        ];
+        for (a, decision, reason) in cases {
+            let out = run(&a).await.unwrap();
+            assert_eq!(
+                (out.decision, out.reason),
+                (decision, reason),
+                "{:?}",
+                a.request
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_errors() {
+        for a in [
+            args("GET", |_| {}),
+            args("GET http://a/ extra", |_| {}),
+            args("GET http://a/", |a| a.resolve = vec!["a".into()]),
+            args("GET http://a/", |a| a.resolve = vec!["a=not-an-ip".into()]),
+            args("GET http://a/", |a| {
+                a.allow_cidr = vec!["10.0.0.0/40".into()]
+            }),
+            args("GET http://a/", |a| a.header = vec!["no colon".into()]),
+        ] {
+            assert!(run(&a).await.is_err(), "{a:?}");
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The proxy's one `Config`, parsed from `AIRLOCK_EGRESS_*` variables (CLI flags are mapped onto
+//! the same variables by `cli`). `Config::from_lookup` parses every variable before failing and
+//! reports each bad one, so an operator fixes them all in one go; the binary exits 64.
+//!
+//! Every variable is declared once here, with its default beside it.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_egress_policy::{Policy, PolicyError, PolicySpec};
+use ipnet::IpNet;
+
+/// Proxy listen address.
+pub const ENV_LISTEN: &str = "AIRLOCK_EGRESS_LISTEN";
+/// Default for [`ENV_LISTEN`].
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:3128";
+/// Admin API listen address (no admin API when unset).
+pub const ENV_ADMIN_LISTEN: &str = "AIRLOCK_EGRESS_ADMIN_LISTEN";
+/// Directory holding `ca.pem`, `cert.pem`, `key.pem` for the mTLS admin API.
+pub const ENV_ADMIN_TLS_DIR: &str = "AIRLOCK_EGRESS_ADMIN_TLS_DIR";
+/// DNS servers, comma-separated `ADDR[:PORT]` (default: the nameservers of `/etc/resolv.conf`).
+pub const ENV_DNS: &str = "AIRLOCK_EGRESS_DNS";
+/// Operator exceptions: exact CIDRs, comma-separated (default: none).
+pub const ENV_ALLOW_CIDRS: &str = "AIRLOCK_EGRESS_ALLOW_CIDRS";
+/// The default policy file (JSON); without it the built-in default policy applies.
+pub const ENV_POLICY: &str = "AIRLOCK_EGRESS_POLICY";
+/// `standalone` or `controlled`.
+pub const ENV_MODE: &str = "AIRLOCK_EGRESS_MODE";
+/// Default for [`ENV_MODE`].
+pub const DEFAULT_MODE: &str = "standalone";
+/// Largest request head (request line plus headers) accepted, in bytes.
+pub const ENV_MAX_HEADER_BYTES: &str = "AIRLOCK_EGRESS_MAX_HEADER_BYTES";
+/// Default for [`ENV_MAX_HEADER_BYTES`].
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Upstream connect timeout, e.g. `10s`.
+pub const ENV_CONNECT_TIMEOUT: &str = "AIRLOCK_EGRESS_CONNECT_TIMEOUT";
+/// Default for [`ENV_CONNECT_TIMEOUT`].
+pub const DEFAULT_CONNECT_TIMEOUT: &str = "10s";
+/// Idle timeout for client connections, tunnels and upstream responses, e.g. `300s`.
+pub const ENV_IDLE_TIMEOUT: &str = "AIRLOCK_EGRESS_IDLE_TIMEOUT";
+/// Default for [`ENV_IDLE_TIMEOUT`].
+pub const DEFAULT_IDLE_TIMEOUT: &str = "300s";
+/// Global cap on concurrent client connections; more wait in the listen backlog.
+pub const ENV_MAX_CONNECTIONS: &str = "AIRLOCK_EGRESS_MAX_CONNECTIONS";
+/// Default for [`ENV_MAX_CONNECTIONS`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// How long a graceful shutdown drains open connections before giving up, e.g. `10s`.
+pub const ENV_SHUTDOWN_GRACE: &str = "AIRLOCK_EGRESS_SHUTDOWN_GRACE";
+/// Default for [`ENV_SHUTDOWN_GRACE`].
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
+/// Ledger spool capacity (events kept until the controller acks them).
+pub const ENV_SPOOL_CAPACITY: &str = "AIRLOCK_EGRESS_SPOOL_CAPACITY";
+/// Default for [`ENV_SPOOL_CAPACITY`].
+pub const DEFAULT_SPOOL_CAPACITY: usize = 65_536;
+
+/// How clients are identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Every client gets the `--policy` policy; no credential needed.
+    Standalone,
+    /// Clients must be registered through the admin API; unknown sources are denied.
+    Controlled,
+}
+
+/// Where DNS queries go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsServers {
+    /// The nameservers listed in `/etc/resolv.conf`.
+    System,
+    /// Explicit servers.
+    Explicit(Vec<SocketAddr>),
+}
+
+/// The proxy's typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy listen address.
+    pub listen: SocketAddr,
+    /// Admin API listen address.
+    pub admin_listen: Option<SocketAddr>,
+    /// mTLS material for the admin API.
+    pub admin_tls_dir: Option<PathBuf>,
+    /// DNS servers.
+    pub dns: DnsServers,
+    /// Operator exceptions (exact CIDRs).
+    pub allow_cidrs: Vec<IpNet>,
+    /// Default policy file.
+    pub policy: Option<PathBuf>,
+    /// Identity mode.
+    pub mode: ProxyMode,
+    /// Largest accepted request head.
+    pub max_header_bytes: usize,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Global client connection cap.
+    pub max_connections: usize,
+    /// Drain deadline on shutdown.
+    pub shutdown_grace: Duration,
+    /// Ledger spool capacity.
+    pub spool_capacity: usize,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable name.
+    pub var: &'static str,
+    /// The value found.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: &'static str,
+}
+
+/// Every bad variable found while parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in declaration order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+/// The policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy object.
+    #[error("policy file {path} is not a valid policy object")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The policy was refused (e.g. a wildcard broader than a registrable domain).
+    #[error("policy file {path} was refused")]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: PolicyError,
+    },
+}
+
+/// Reads variables and records every problem instead of stopping at the first.
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<ConfigProblem>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parses the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses the configuration from `lookup` (variable name → value), reporting every bad
+    /// variable at once.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let d = Self::defaults();
+        let config = Self {
+            listen: r.parse(
+                ENV_LISTEN,
+                "a socket address like 0.0.0.0:3128",
+                d.listen,
+                |v| v.parse().ok(),
+            ),
+            admin_listen: r.parse(
+                ENV_ADMIN_LISTEN,
+                "a socket address like 0.0.0.0:3129",
+                None,
+                |v| v.parse().ok().map(Some),
+            ),
+            admin_tls_dir: r.parse(ENV_ADMIN_TLS_DIR, "a directory path", None, |v| {
+                (!v.is_empty()).then(|| Some(PathBuf::from(v)))
+            }),
+            dns: r.parse(
+                ENV_DNS,
+                "comma-separated ADDR[:PORT] entries",
+                DnsServers::System,
+                |v| parse_list(v, parse_dns_server).map(DnsServers::Explicit),
+            ),
+            allow_cidrs: r.parse(
+                ENV_ALLOW_CIDRS,
+                "comma-separated CIDRs like 10.0.0.5/32",
+                vec![],
+                |v| parse_list(v, parse_cidr),
+            ),
+            policy: r.parse(ENV_POLICY, "a file path", None, |v| {
+                (!v.is_empty()).then(|| Some(PathBuf::from(v)))
+            }),
+            mode: r.parse(ENV_MODE, "standalone or controlled", d.mode, parse_mode),
+            max_header_bytes: r.parse(
+                ENV_MAX_HEADER_BYTES,
+                "an integer between 8192 and 1048576",
+                d.max_header_bytes,
+                |v| v.parse().ok().filter(|n| (8192..=1 << 20).contains(n)),
+            ),
+            connect_timeout: r.parse(
+                ENV_CONNECT_TIMEOUT,
+                "a duration like 10s or 500ms",
+                d.connect_timeout,
+                parse_duration,
+            ),
+            idle_timeout: r.parse(
+                ENV_IDLE_TIMEOUT,
+                "a duration like 300s or 5m",
+                d.idle_timeout,
+                parse_duration,
+            ),
+            max_connections: r.parse(
+                ENV_MAX_CONNECTIONS,
+                "a positive integer",
+                d.max_connections,
+                |v| v.parse().ok().filter(|n| *n > 0),
+            ),
+            shutdown_grace: r.parse(
+                ENV_SHUTDOWN_GRACE,
+                "a duration like 10s",
+                d.shutdown_grace,
+                parse_duration,
+            ),
+            spool_capacity: r.parse(
+                ENV_SPOOL_CAPACITY,
+                "a positive integer",
+                d.spool_capacity,
+                |v| v.parse().ok().filter(|n| *n > 0),
+            ),
+        };
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+
+    /// The configuration with every default applied.
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3128)),
+            admin_listen: None,
+            admin_tls_dir: None,
+            dns: DnsServers::System,
+            allow_cidrs: Vec::new(),
+            policy: None,
+            mode: ProxyMode::Standalone,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(10),
+            spool_capacity: DEFAULT_SPOOL_CAPACITY,
+        }
+    }
+}
+
+// === impl Reader ===
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// Parses `var` with `parse`, or returns `default` when unset. A bad value is recorded and
+    /// the default is returned so parsing can go on.
+    fn parse<T>(
+        &mut self,
+        var: &'static str,
+        expected: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> T {
+        let Some(raw) = (self.lookup)(var) else {
+            return default;
+        };
+        let value = raw.trim();
+        if value.is_empty() {
+            return default;
+        }
+        match parse(value) {
+            Some(parsed) => parsed,
+            None => {
+                self.problems.push(ConfigProblem {
+                    var,
+                    value: raw,
+                    expected,
+                });
+                default
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  {}={:?}: expected {}", p.var, p.value, p.expected)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and compiles the policy file, or the built-in default policy when `path` is `None`.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyLoadError> {
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let spec: PolicySpec = serde_json::from_str(&text).map_err(|source| PolicyLoadError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    Policy::compile(&spec).map_err(|source| PolicyLoadError::Compile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses a comma-separated list; `None` if any entry is bad.
+fn parse_list<T>(value: &str, item: impl Fn(&str) -> Option<T>) -> Option<Vec<T>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(item)
+        .collect()
+}
+
+/// `ADDR` (port 53) or `ADDR:PORT` / `[V6]:PORT`.
+pub(crate) fn parse_dns_server(value: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    value
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+/// A CIDR, or a bare address meaning its host route.
+pub(crate) fn parse_cidr(value: &str) -> Option<IpNet> {
+    value
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| value.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn parse_mode(value: &str) -> Option<ProxyMode> {
+    match value {
+        "standalone" => Some(ProxyMode::Standalone),
+        "controlled" => Some(ProxyMode::Controlled),
+        _ => None,
+    }
+}
+
+/// `250ms`, `10s`, `5m`, `1h`.
+pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from_map(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let c = from_map(&[]).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.mode.clone(), ProxyMode::Standalone);
+        assert_eq!(c.dns, DnsServers::System);
+        assert_eq!(
+            c.connect_timeout,
+            parse_duration(DEFAULT_CONNECT_TIMEOUT).unwrap()
+        );
+        assert_eq!(
+            c.idle_timeout,
+            parse_duration(DEFAULT_IDLE_TIMEOUT).unwrap()
+        );
+        assert_eq!(
+            c.shutdown_grace,
+            parse_duration(DEFAULT_SHUTDOWN_GRACE).unwrap()
+        );
+        assert!(c.allow_cidrs.is_empty());
+        assert!(c.admin_listen.is_none());
+    }
+
+    #[test]
+    fn every_variable_parses() {
+        let c = from_map(&[
+            (ENV_LISTEN, "127.0.0.1:0"),
+            (ENV_ADMIN_LISTEN, "[::1]:3129"),
+            (ENV_ADMIN_TLS_DIR, "/etc/airlock/tls"),
+            (ENV_DNS, "127.0.0.1:5353, 10.0.0.2"),
+            (ENV_ALLOW_CIDRS, "127.0.0.2/32,10.1.2.3"),
+            (ENV_POLICY, "/etc/airlock/policy.json"),
+            (ENV_MODE, "controlled"),
+            (ENV_MAX_HEADER_BYTES, "16384"),
+            (ENV_CONNECT_TIMEOUT, "250ms"),
+            (ENV_IDLE_TIMEOUT, "5m"),
+            (ENV_MAX_CONNECTIONS, "7"),
+            (ENV_SHUTDOWN_GRACE, "1h"),
+            (ENV_SPOOL_CAPACITY, "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_listen, Some("[::1]:3129".parse().unwrap()));
+        assert_eq!(
+            c.dns,
+            DnsServers::Explicit(vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "10.0.0.2:53".parse().unwrap()
+            ])
+        );
+        assert_eq!(
+            c.allow_cidrs,
+            vec![
+                "127.0.0.2/32".parse::<IpNet>().unwrap(),
+                "10.1.2.3/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.mode, ProxyMode::Controlled);
+        assert_eq!(c.max_header_bytes, 16384);
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3600));
+        assert_eq!(c.spool_capacity, 10);
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported() {
+        let err = from_map(&[
+            (ENV_LISTEN, "nope"),
+            (ENV_DNS, "1.2.3.4,bad"),
+            (ENV_ALLOW_CIDRS, "10.0.0.0/33"),
+            (ENV_MODE, "chaos"),
+            (ENV_MAX_HEADER_BYTES, "12"),
+            (ENV_CONNECT_TIMEOUT, "10"),
+            (ENV_MAX_CONNECTIONS, "0"),
+        ])
+        .unwrap_err();
+        let vars: Vec<_> = err.problems.iter().map(|p| p.var).collect();
+        assert_eq!(
+            vars,
+            vec![
+                ENV_LISTEN,
+                ENV_DNS,
+                ENV_ALLOW_CIDRS,
+                ENV_MODE,
+                ENV_MAX_HEADER_BYTES,
+                ENV_CONNECT_TIMEOUT,
+                ENV_MAX_CONNECTIONS
+            ]
+        );
+        assert_eq!(err.problems[0].value, "nope");
+        let text = err.to_string();
+        assert!(text.contains("AIRLOCK_EGRESS_MODE=\"chaos\": expected standalone or controlled"));
+    }
+
+    #[test]
+    fn durations() {
+        for (text, want) in [
+            ("0s", Some(Duration::ZERO)),
+            ("15ms", Some(Duration::from_millis(15))),
+            ("2m", Some(Duration::from_secs(120))),
+            ("2", None),
+            ("s", None),
+            ("2d", None),
+            ("-2s", None),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The proxy's error type. Every failure records which side caused it, and that side alone
+//! chooses the HTTP status: `Client` → 400, `Policy` → 403, `Identity` → 407/403,
+//! `Upstream` → 502 (504 on a timeout), `Internal` → 500.
+//!
+//! Every refusal is answered with the same JSON body,
+//! `{"error":"<code>","message":"..","host":..,"sandbox":..}`, so a client never sees a bare
+//! dropped connection and never sees a `Debug`-formatted error.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, PROXY_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::registry::IdentityError;
+
+/// Why the proxy refused or failed a request, labelled with the side that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// The client sent something malformed (400).
+    #[error("malformed request ({code}): {message}")]
+    Client {
+        /// Stable snake_case reason code, e.g. `userinfo` or `origin_form`.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// The policy refused the destination (403).
+    #[error("denied by policy ({code}): {message}")]
+    Policy {
+        /// The `DenyReason` (or budget) code.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// The client could not be identified (407 without a credential, 403 otherwise).
+    #[error("identity check failed")]
+    Identity(#[source] IdentityError),
+    /// The upstream could not be reached or failed mid-way (502, or 504 when it timed out).
+    #[error("upstream failed ({code}): {message}")]
+    Upstream {
+        /// Stable reason code, e.g. `connect_failed`, `connect_timeout`, `dns_failed`.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+        /// Whether the failure was a timeout (504 rather than 502).
+        timed_out: bool,
+    },
+    /// A bug or resource failure inside the proxy (500).
+    #[error("internal error: {message}")]
+    Internal {
+        /// Detail for the log; the client only gets a generic message.
+        message: String,
+    },
+}
+
+/// Who and where a refusal concerns; echoed in the JSON body.
+#[derive(Debug, Default, Clone)]
+pub struct ErrorContext {
+    /// The destination host as requested, when known.
+    pub host: Option<String>,
+    /// The sandbox id, when the client was identified.
+    pub sandbox: Option<String>,
+}
+
+/// The JSON refusal body as written on the wire.
+#[derive(Debug, serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    host: Option<&'a str>,
+    sandbox: Option<&'a str>,
+}
+
+// === impl EgressError ===
+
+impl EgressError {
+    /// A malformed-request error.
+    pub fn client(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Client {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A policy denial with the given reason code.
+    pub fn policy(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Policy {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An upstream failure (502) or timeout (504).
+    pub fn upstream(code: &'static str, message: impl Into<String>, timed_out: bool) -> Self {
+        Self::Upstream {
+            code,
+            message: message.into(),
+            timed_out,
+        }
+    }
+
+    /// An internal failure (500).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal {
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Client { .. } => StatusCode::BAD_REQUEST,
+            Self::Policy { .. } => StatusCode::FORBIDDEN,
+            Self::Identity(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
+            Self::Upstream {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case code: the JSON `error` field, the ledger reason and metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Client { code, .. } | Self::Policy { code, .. } => code,
+            Self::Upstream { code, .. } => code,
+            Self::Identity(e) => e.code(),
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// The message shown to the client. Internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Client { message, .. }
+            | Self::Policy { message, .. }
+            | Self::Upstream { message, .. } => message.clone(),
+            Self::Identity(e) => e.to_string(),
+            Self::Internal { .. } => "internal proxy error".to_owned(),
+        }
+    }
+
+    /// Whether this is a refusal decided by the proxy (as opposed to an upstream/internal failure).
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            Self::Client { .. } | Self::Policy { .. } | Self::Identity(_)
+        )
+    }
+
+    /// Builds the JSON refusal response.
+    pub fn to_response(&self, ctx: &ErrorContext) -> Response<Bytes> {
+        let message = self.public_message();
+        let body = ErrorBody {
+            error: self.code(),
+            message: &message,
+            host: ctx.host.as_deref(),
+            sandbox: ctx.sandbox.as_deref(),
+        };
+        // Serialising a struct of strings cannot fail; fall back to a fixed body regardless.
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"error":"internal","message":"internal proxy error"}"#.to_vec()
+        });
+        let mut response = Response::new(Bytes::from(json));
+        *response.status_mut() = self.status();
+        let proxy_auth = response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if proxy_auth {
+            headers.insert(
+                PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"airlock\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<IdentityError> for EgressError {
+    fn from(error: IdentityError) -> Self {
+        Self::Identity(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_side() {
+        let cases = [
+            (EgressError::client("userinfo", "x"), 400),
+            (EgressError::policy("loopback", "x"), 403),
+            (EgressError::upstream("connect_failed", "x", false), 502),
+            (EgressError::upstream("connect_timeout", "x", true), 504),
+            (EgressError::internal("x"), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+    }
+
+    #[test]
+    fn body_is_the_design_json() {
+        let ctx = ErrorContext {
+            host: Some("example.com".into()),
+            sandbox: None,
+        };
+        let response = EgressError::policy("private", "10.0.0.1 is private").to_response(&ctx);
+        assert_eq!(response.status(), 403);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error":"private","message":"10.0.0.1 is private",
+                               "host":"example.com","sandbox":null})
+        );
+    }
+
+    #[test]
+    fn internal_detail_is_not_shown() {
+        let response = EgressError::internal("secret detail").to_response(&ErrorContext::default());
+        let body = String::from_utf8(response.body().to_vec()).unwrap();
+        assert!(!body.contains("secret"), "{body}");
+    }
+}

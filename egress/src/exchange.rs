@@ -1,0 +1,186 @@
+//! One proxied request or tunnel, from the first byte of its request line to its canonical
+//! ledger event.
+//!
+//! `Exchange` carries what the ledger needs (client, sandbox, generation, destination, decision,
+//! byte counts, timing) and guarantees exactly one `Ledger::record` per request: `refuse` records
+//! a refusal, `finish` records the end of an allowed exchange, and dropping an unfinished exchange
+//! records it as well (reason `client_gone`), so no request disappears from the ledger.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use airlock_egress_policy::Target;
+use bytes::Bytes;
+use http::Response;
+
+use crate::error::{EgressError, ErrorContext};
+use crate::ledger::{Decision, LedgerEvent};
+use crate::server::Proxy;
+
+/// Reason recorded for an allowed exchange that ended normally.
+pub(crate) const REASON_ALLOWED: &str = "allowed";
+
+/// Byte counters shared between the two copy directions and the exchange.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Bytes sent from the client towards the upstream.
+    pub(crate) up: AtomicU64,
+    /// Bytes sent from the upstream towards the client.
+    pub(crate) down: AtomicU64,
+}
+
+/// The ledger state of one request or tunnel.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    proxy: Arc<Proxy>,
+    client: SocketAddr,
+    method: String,
+    host: String,
+    port: u16,
+    sandbox: Option<String>,
+    generation: u64,
+    addr: Option<SocketAddr>,
+    decision: Decision,
+    reason: &'static str,
+    rule: Option<String>,
+    start: SystemTime,
+    started: Instant,
+    counters: Arc<Counters>,
+    recorded: bool,
+}
+
+// === impl Exchange ===
+
+impl Exchange {
+    /// Starts an exchange for `method` and the raw request target (used as the host until the
+    /// target is parsed).
+    pub(crate) fn begin(proxy: Arc<Proxy>, client: SocketAddr, method: &str, raw: &str) -> Self {
+        Self {
+            proxy,
+            client,
+            method: method.to_owned(),
+            host: raw.chars().take(255).collect(),
+            port: 0,
+            sandbox: None,
+            generation: 0,
+            addr: None,
+            decision: Decision::Deny,
+            reason: "client_gone",
+            rule: None,
+            start: SystemTime::now(),
+            started: Instant::now(),
+            counters: Arc::new(Counters::default()),
+            recorded: false,
+        }
+    }
+
+    /// Records the parsed destination.
+    pub(crate) fn set_target(&mut self, target: &Target) {
+        self.host = target.host_str();
+        self.port = target.port;
+    }
+
+    /// Records who the client is.
+    pub(crate) fn set_identity(&mut self, sandbox: Option<String>, generation: u64) {
+        self.sandbox = sandbox;
+        self.generation = generation;
+    }
+
+    /// Records an allow decision (or a report-mode would-deny) and its rule.
+    pub(crate) fn set_allowed(&mut self, would_deny: Option<&'static str>, rule: Option<String>) {
+        self.rule = rule;
+        match would_deny {
+            Some(code) => {
+                self.decision = Decision::WouldDeny;
+                self.reason = code;
+            }
+            None => {
+                self.decision = Decision::Allow;
+                self.reason = REASON_ALLOWED;
+            }
+        }
+    }
+
+    /// Records the rule that denied the request.
+    pub(crate) fn set_rule(&mut self, rule: Option<String>) {
+        self.rule = rule;
+    }
+
+    /// Records the upstream address actually dialled (or the address that was denied).
+    pub(crate) fn set_addr(&mut self, addr: Option<SocketAddr>) {
+        self.addr = addr;
+    }
+
+    /// The shared byte counters.
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// The proxy this exchange runs in.
+    pub(crate) fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Refuses the request: records the refusal and builds the JSON error response.
+    pub(crate) fn refuse(mut self, error: &EgressError) -> Response<Bytes> {
+        if error.is_denial() {
+            self.decision = Decision::Deny;
+        }
+        if let EgressError::Internal { message } = error {
+            tracing::error!(error.message = %message, "Internal proxy error");
+        }
+        self.reason = error.code();
+        let ctx = ErrorContext {
+            // The host is echoed only once the target parsed; raw input stays in the ledger.
+            host: (self.port != 0).then(|| self.host.clone()),
+            sandbox: self.sandbox.clone(),
+        };
+        self.record();
+        error.to_response(&ctx)
+    }
+
+    /// Ends an allowed exchange; `reason` overrides the decision's reason when the exchange was
+    /// cut short (budget, idle timeout, revocation).
+    pub(crate) fn finish(mut self, ended_by: Option<&'static str>) {
+        if let Some(reason) = ended_by {
+            self.reason = reason;
+        }
+        self.record();
+    }
+
+    fn record(&mut self) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        let decision = match self.decision {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::WouldDeny => "would_deny",
+        };
+        self.proxy.metrics().record_decision(decision, self.reason);
+        self.proxy.ledger().record(LedgerEvent {
+            sandbox: self.sandbox.take(),
+            generation: self.generation,
+            method: std::mem::take(&mut self.method),
+            host: std::mem::take(&mut self.host),
+            port: self.port,
+            addr: self.addr,
+            decision: self.decision,
+            reason: self.reason,
+            rule: self.rule.take(),
+            bytes_up: self.counters.up.load(Ordering::Relaxed),
+            bytes_down: self.counters.down.load(Ordering::Relaxed),
+            start: self.start,
+            duration: self.started.elapsed(),
+            client: self.client,
+        });
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.record();
+    }
+}

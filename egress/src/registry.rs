@@ -1,0 +1,470 @@
+//! The identity registry: which sandbox is this client, and which policy applies to it?
+//!
+//! Two modes:
+//! - **standalone**: every source gets the default policy, no credential is needed, and the
+//!   sandbox is `None`. All clients share one [`Budget`] built from that policy's limits; the
+//!   generation starts at 0 and counts [`Registry::replace_default_policy`] calls.
+//! - **controlled**: the registry starts empty and every source is denied (fail closed) until the
+//!   controller pushes a [`SandboxEntry`] through the admin API.
+//!
+//! In controlled mode a request must come from a source address registered for a sandbox **and**
+//! carry `Proxy-Authorization: Basic base64("<sandbox_id>:<token>")` for that same sandbox, where
+//! SHA-256(token) equals the stored `credential_hash`. The hash comparison is constant-time.
+//!
+//! Entries are fenced by a generation: a lower generation than the current one is refused (a
+//! stale writer), an equal one is idempotent, and a higher one replaces the entry and cancels the
+//! old generation's [`CancellationToken`] so the proxy closes tunnels that ran under it. The
+//! sandbox's [`Budget`] survives replacements; only its limits change.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use airlock_egress_policy::{Policy, PolicySpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::budget::Budget;
+
+mod credential;
+mod error;
+
+pub use credential::{basic_credential, credential_hash};
+pub use error::{IdentityError, RegistryError};
+
+/// Longest accepted sandbox id.
+const MAX_SANDBOX_ID_LEN: usize = 128;
+
+/// The identity registry. Cheap to query from many tasks at once ([`Registry::identify`] takes a
+/// read lock only).
+pub struct Registry {
+    boot_id: String,
+    state: RwLock<State>,
+}
+
+/// A sandbox's registration, as pushed by the controller.
+#[derive(Clone)]
+pub struct SandboxEntry {
+    /// The sandbox id; also the user part of the Basic credential.
+    pub sandbox_id: String,
+    /// Source addresses the sandbox connects from (IPv4-mapped addresses are canonicalised).
+    pub source_addrs: Vec<IpAddr>,
+    /// Lowercase hex SHA-256 of the sandbox's proxy token.
+    pub credential_hash: String,
+    /// The compiled policy.
+    pub policy: Arc<Policy>,
+    /// The policy as pushed (kept to compare idempotent re-pushes and to report it back).
+    pub policy_spec: PolicySpec,
+    /// The controller's generation counter for this sandbox.
+    pub generation: u64,
+}
+
+/// Who a client is and what applies to it, for the lifetime of one request or tunnel.
+#[derive(Debug, Clone)]
+pub struct ClientCtx {
+    /// The sandbox id, or `None` in standalone mode.
+    pub sandbox: Option<String>,
+    /// The policy generation (0 in standalone mode).
+    pub generation: u64,
+    /// The policy to evaluate requests against.
+    pub policy: Arc<Policy>,
+    /// The sandbox's budget, shared by all its connections.
+    pub budget: Arc<Budget>,
+    /// Cancelled when this generation is replaced or the sandbox is removed: close the request
+    /// or tunnel then.
+    pub revoked: CancellationToken,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    /// A new sandbox was registered.
+    Created,
+    /// A newer generation replaced the old one (whose token was cancelled).
+    Replaced {
+        /// The generation that was replaced.
+        previous: u64,
+    },
+    /// The same generation with the same content was already registered.
+    Unchanged,
+}
+
+/// One row of [`Registry::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSummary {
+    /// The sandbox id.
+    pub sandbox_id: String,
+    /// The registered generation.
+    pub generation: u64,
+    /// The registered source addresses.
+    pub source_addrs: Vec<IpAddr>,
+}
+
+enum State {
+    Standalone(Slot),
+    Controlled(Sandboxes),
+}
+
+/// The controlled-mode table: sandboxes by id, and the owner of each source address.
+#[derive(Default)]
+struct Sandboxes {
+    by_id: HashMap<String, Slot>,
+    by_addr: HashMap<IpAddr, String>,
+}
+
+/// One registered generation plus the state that outlives it (the budget).
+struct Slot {
+    entry: SandboxEntry,
+    hash: [u8; 32],
+    budget: Arc<Budget>,
+    revoked: CancellationToken,
+}
+
+// === impl Registry ===
+
+impl Registry {
+    /// A registry where every source gets `policy`, with no credential and no sandbox id.
+    pub fn standalone(policy: Arc<Policy>) -> Self {
+        let entry = SandboxEntry {
+            sandbox_id: String::new(),
+            source_addrs: Vec::new(),
+            credential_hash: String::new(),
+            policy,
+            policy_spec: PolicySpec::default(),
+            generation: 0,
+        };
+        Self::with_state(State::Standalone(Slot::new(entry, [0; 32], None)))
+    }
+
+    /// An empty registry that denies every source until an entry is pushed (fail closed).
+    pub fn controlled() -> Self {
+        Self::with_state(State::Controlled(Sandboxes::default()))
+    }
+
+    fn with_state(state: State) -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self {
+            boot_id: credential::hex(&bytes),
+            state: RwLock::new(state),
+        }
+    }
+
+    /// Random per process start; the controller re-pushes every entry when it changes.
+    pub fn boot_id(&self) -> &str {
+        &self.boot_id
+    }
+
+    /// Whether this registry is in controlled mode.
+    pub fn is_controlled(&self) -> bool {
+        matches!(*self.read(), State::Controlled(_))
+    }
+
+    /// Identifies a client by its source address and raw `Proxy-Authorization` header value.
+    ///
+    /// Controlled mode checks, in order: a sandbox owns the source address (else
+    /// `UnknownSource`), a credential is present (else `MissingCredential`), and it is that
+    /// sandbox's id and token (else `BadCredential`).
+    pub fn identify(
+        &self,
+        src: IpAddr,
+        proxy_authorization: Option<&[u8]>,
+    ) -> Result<ClientCtx, IdentityError> {
+        let state = self.read();
+        let sandboxes = match &*state {
+            State::Standalone(slot) => return Ok(slot.ctx(None)),
+            State::Controlled(sandboxes) => sandboxes,
+        };
+        let slot = sandboxes
+            .owner_of(src.to_canonical())
+            .ok_or(IdentityError::UnknownSource)?;
+        let header = proxy_authorization.ok_or(IdentityError::MissingCredential)?;
+        let stored = credential::StoredCredential {
+            sandbox_id: &slot.entry.sandbox_id,
+            hash: &slot.hash,
+        };
+        credential::verify(header, &stored).map_err(|_mismatch| IdentityError::BadCredential)?;
+        Ok(slot.ctx(Some(slot.entry.sandbox_id.clone())))
+    }
+
+    /// Registers or replaces a sandbox entry, fenced by its generation: older is refused
+    /// (`StaleGeneration`), equal is idempotent (`Unchanged`, or `GenerationConflict` if the
+    /// content differs), newer replaces the entry and cancels the old generation's token.
+    pub fn upsert(&self, entry: SandboxEntry) -> Result<UpsertOutcome, RegistryError> {
+        validate_sandbox_id(&entry.sandbox_id)?;
+        let hash = credential::parse_hash(&entry.credential_hash)
+            .ok_or(RegistryError::InvalidCredentialHash)?;
+        let entry = normalise(entry)?;
+        match &mut *self.write() {
+            State::Standalone(_) => Err(RegistryError::Standalone),
+            State::Controlled(sandboxes) => sandboxes.upsert(entry, hash),
+        }
+    }
+
+    /// Replaces the standalone default policy (e.g. on a reload). Clients identified before keep
+    /// their old policy for the request in flight, and their revocation token fires so the proxy
+    /// closes tunnels opened under the old policy. The shared budget is kept with the new limits.
+    pub fn replace_default_policy(&self, policy: Arc<Policy>) -> Result<(), RegistryError> {
+        let mut state = self.write();
+        let State::Standalone(slot) = &mut *state else {
+            return Err(RegistryError::Controlled);
+        };
+        let mut entry = slot.entry.clone();
+        entry.policy = policy;
+        entry.generation += 1;
+        slot.replace(entry, [0; 32]);
+        Ok(())
+    }
+
+    /// Removes a sandbox and cancels its token. Returns whether it was registered.
+    pub fn remove(&self, sandbox_id: &str) -> bool {
+        match &mut *self.write() {
+            State::Standalone(_) => false,
+            State::Controlled(sandboxes) => sandboxes.remove(sandbox_id),
+        }
+    }
+
+    /// The registered sandbox entry for `sandbox_id` (controlled mode only).
+    pub fn get(&self, sandbox_id: &str) -> Option<SandboxEntry> {
+        match &*self.read() {
+            State::Standalone(_) => None,
+            State::Controlled(sandboxes) => {
+                sandboxes.by_id.get(sandbox_id).map(|s| s.entry.clone())
+            }
+        }
+    }
+
+    /// The budget of `sandbox_id` (controlled mode), to report its usage.
+    pub fn budget(&self, sandbox_id: &str) -> Option<Arc<Budget>> {
+        match &*self.read() {
+            State::Standalone(_) => None,
+            State::Controlled(sandboxes) => sandboxes
+                .by_id
+                .get(sandbox_id)
+                .map(|s| Arc::clone(&s.budget)),
+        }
+    }
+
+    /// Every registered sandbox, sorted by id (empty in standalone mode).
+    pub fn list(&self) -> Vec<SandboxSummary> {
+        let state = self.read();
+        let State::Controlled(sandboxes) = &*state else {
+            return Vec::new();
+        };
+        let mut rows: Vec<SandboxSummary> = sandboxes
+            .by_id
+            .values()
+            .map(|slot| SandboxSummary {
+                sandbox_id: slot.entry.sandbox_id.clone(),
+                generation: slot.entry.generation,
+                source_addrs: slot.entry.source_addrs.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.sandbox_id.cmp(&b.sandbox_id));
+        rows
+    }
+
+    /// How many sandboxes are registered (0 in standalone mode).
+    pub fn len(&self) -> usize {
+        match &*self.read() {
+            State::Standalone(_) => 0,
+            State::Controlled(sandboxes) => sandboxes.by_id.len(),
+        }
+    }
+
+    /// Whether no sandbox is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A poisoned lock only means a writer panicked mid-update; every update here is applied as a
+    // whole before any call that could panic, so the data is still consistent.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("boot_id", &self.boot_id)
+            .field("controlled", &self.is_controlled())
+            .field("sandboxes", &self.len())
+            .finish()
+    }
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    fn owner_of(&self, src: IpAddr) -> Option<&Slot> {
+        self.by_addr.get(&src).and_then(|id| self.by_id.get(id))
+    }
+
+    fn upsert(
+        &mut self,
+        entry: SandboxEntry,
+        hash: [u8; 32],
+    ) -> Result<UpsertOutcome, RegistryError> {
+        self.check_addrs_free(&entry)?;
+        let sandbox_id = entry.sandbox_id.clone();
+        let Some(slot) = self.by_id.get_mut(&sandbox_id) else {
+            self.claim_addrs(&entry.source_addrs, &sandbox_id);
+            let slot = Slot::new(entry, hash, None);
+            self.by_id.insert(slot.entry.sandbox_id.clone(), slot);
+            return Ok(UpsertOutcome::Created);
+        };
+        let previous = slot.entry.generation;
+        if entry.generation < previous {
+            return Err(RegistryError::StaleGeneration {
+                current: previous,
+                offered: entry.generation,
+            });
+        }
+        if entry.generation == previous {
+            return if same_content(&slot.entry, &entry) {
+                Ok(UpsertOutcome::Unchanged)
+            } else {
+                Err(RegistryError::GenerationConflict {
+                    generation: previous,
+                })
+            };
+        }
+        let old_addrs = std::mem::take(&mut slot.entry.source_addrs);
+        slot.replace(entry, hash);
+        for addr in &old_addrs {
+            self.by_addr.remove(addr);
+        }
+        if let Some(slot) = self.by_id.get(&sandbox_id) {
+            let addrs = slot.entry.source_addrs.clone();
+            self.claim_addrs(&addrs, &sandbox_id);
+        }
+        Ok(UpsertOutcome::Replaced { previous })
+    }
+
+    /// Refuses an entry naming an address that another sandbox owns.
+    fn check_addrs_free(&self, entry: &SandboxEntry) -> Result<(), RegistryError> {
+        for addr in &entry.source_addrs {
+            if let Some(owner) = self.by_addr.get(addr).filter(|o| **o != entry.sandbox_id) {
+                return Err(RegistryError::AddressInUse {
+                    addr: *addr,
+                    owner: owner.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_addrs(&mut self, addrs: &[IpAddr], sandbox_id: &str) {
+        for addr in addrs {
+            self.by_addr.insert(*addr, sandbox_id.to_owned());
+        }
+    }
+
+    fn remove(&mut self, sandbox_id: &str) -> bool {
+        let Some(slot) = self.by_id.remove(sandbox_id) else {
+            return false;
+        };
+        for addr in &slot.entry.source_addrs {
+            self.by_addr.remove(addr);
+        }
+        slot.revoked.cancel();
+        true
+    }
+}
+
+// === impl Slot ===
+
+impl Slot {
+    fn new(entry: SandboxEntry, hash: [u8; 32], budget: Option<Arc<Budget>>) -> Self {
+        let (max_conns, max_bytes) = (entry.policy.max_connections(), entry.policy.max_bytes());
+        let budget = match budget {
+            Some(budget) => {
+                budget.set_limits(max_conns, max_bytes);
+                budget
+            }
+            None => Arc::new(Budget::new(max_conns, max_bytes)),
+        };
+        Self {
+            entry,
+            hash,
+            budget,
+            revoked: CancellationToken::new(),
+        }
+    }
+
+    /// Installs a new generation: same budget (new limits), fresh token, old token cancelled.
+    fn replace(&mut self, entry: SandboxEntry, hash: [u8; 32]) {
+        let next = Slot::new(entry, hash, Some(Arc::clone(&self.budget)));
+        let old = std::mem::replace(self, next);
+        old.revoked.cancel();
+    }
+
+    fn ctx(&self, sandbox: Option<String>) -> ClientCtx {
+        ClientCtx {
+            sandbox,
+            generation: self.entry.generation,
+            policy: Arc::clone(&self.entry.policy),
+            budget: Arc::clone(&self.budget),
+            revoked: self.revoked.clone(),
+        }
+    }
+}
+
+// === impl SandboxEntry ===
+
+impl fmt::Debug for SandboxEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxEntry")
+            .field("sandbox_id", &self.sandbox_id)
+            .field("source_addrs", &self.source_addrs)
+            .field("credential_hash", &"***")
+            .field("policy_spec", &self.policy_spec)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+// === helpers ===
+
+/// Checks a sandbox id: 1..=128 characters of `[A-Za-z0-9._-]` (so never a `:`, which would
+/// make the Basic credential ambiguous, nor a `/`, which would break the admin route).
+pub fn validate_sandbox_id(id: &str) -> Result<(), RegistryError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_SANDBOX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidSandboxId)
+    }
+}
+
+/// Canonicalises addresses (mapped IPv4 becomes IPv4), sorts and dedups them, lowercases the hash.
+fn normalise(mut entry: SandboxEntry) -> Result<SandboxEntry, RegistryError> {
+    if entry.source_addrs.is_empty() {
+        return Err(RegistryError::NoSourceAddrs);
+    }
+    for addr in &mut entry.source_addrs {
+        *addr = addr.to_canonical();
+    }
+    entry.source_addrs.sort();
+    entry.source_addrs.dedup();
+    entry.credential_hash.make_ascii_lowercase();
+    Ok(entry)
+}
+
+/// Idempotency check for an equal generation: same addresses, credential and policy.
+fn same_content(a: &SandboxEntry, b: &SandboxEntry) -> bool {
+    a.source_addrs == b.source_addrs
+        && a.credential_hash == b.credential_hash
+        && a.policy_spec == b.policy_spec
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! Registry tests: the identity matrix, generation fencing, revocation and budget carry-over.
+
+use super::*;
+
+const A_ADDR: &str = "10.213.0.2";
+const B_ADDR: &str = "10.213.0.10";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn spec(json: &str) -> PolicySpec {
+    serde_json::from_str(json).unwrap()
+}
+
+fn entry(id: &str, addr: &str, token: &str, generation: u64) -> SandboxEntry {
+    entry_with(id, addr, token, generation, "{}")
+}
+
+fn entry_with(id: &str, addr: &str, token: &str, generation: u64, policy: &str) -> SandboxEntry {
+    let policy_spec = spec(policy);
+    SandboxEntry {
+        sandbox_id: id.to_owned(),
+        source_addrs: vec![ip(addr)],
+        credential_hash: credential_hash(token),
+        policy: Arc::new(Policy::compile(&policy_spec).unwrap()),
+        policy_spec,
+        generation,
+    }
+}
+
+fn two_sandboxes() -> Registry {
+    let registry = Registry::controlled();
+    registry.upsert(entry("a", A_ADDR, "token-a", 1)).unwrap();
+    registry.upsert(entry("b", B_ADDR, "token-b", 1)).unwrap();
+    registry
+}
+
+#[test]
+fn identity_matrix() {
+    let registry = two_sandboxes();
+    let cred_a = basic_credential("a", "token-a");
+    let cred_b = basic_credential("b", "token-b");
+    let a_with_b_token = basic_credential("a", "token-b");
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Result<&'a str, IdentityError>,
+    );
+    let cases: &[Case<'_>] = &[
+        (
+            "right source, right credential",
+            A_ADDR,
+            Some(&cred_a),
+            Ok("a"),
+        ),
+        ("B from B's address", B_ADDR, Some(&cred_b), Ok("b")),
+        (
+            "mapped IPv6 source",
+            "::ffff:10.213.0.2",
+            Some(&cred_a),
+            Ok("a"),
+        ),
+        (
+            "no credential",
+            A_ADDR,
+            None,
+            Err(IdentityError::MissingCredential),
+        ),
+        (
+            "wrong token",
+            A_ADDR,
+            Some(&basic_credential("a", "nope")),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "B's credential from A's address",
+            A_ADDR,
+            Some(&cred_b),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "A's id with B's token",
+            A_ADDR,
+            Some(&a_with_b_token),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "unknown source with a valid credential",
+            "10.213.0.99",
+            Some(&cred_a),
+            Err(IdentityError::UnknownSource),
+        ),
+        (
+            "unknown source without credential",
+            "10.213.0.99",
+            None,
+            Err(IdentityError::UnknownSource),
+        ),
+        (
+            "not Basic",
+            A_ADDR,
+            Some("Bearer token-a"),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "bad base64",
+            A_ADDR,
+            Some("Basic !!!"),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "no colon",
+            A_ADDR,
+            Some("Basic YQ=="),
+            Err(IdentityError::BadCredential),
+        ),
+        (
+            "empty header",
+            A_ADDR,
+            Some(""),
+            Err(IdentityError::BadCredential),
+        ),
+    ];
+    for (name, src, header, want) in cases {
+        let got = registry
+            .identify(ip(src), header.map(str::as_bytes))
+            .map(|ctx| ctx.sandbox.unwrap());
+        assert_eq!(
+            got.as_deref().map_err(|e| *e),
+            want.as_ref().map(|s| *s).map_err(|e| *e),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn scheme_is_case_insensitive_and_whitespace_tolerated() {
+    let registry = two_sandboxes();
+    let cred = basic_credential("a", "token-a");
+    let header = format!("  bAsIc   {}  ", cred.trim_start_matches("Basic "));
+    let ctx = registry
+        .identify(ip(A_ADDR), Some(header.as_bytes()))
+        .unwrap();
+    assert_eq!(ctx.sandbox.as_deref(), Some("a"));
+    assert_eq!(ctx.generation, 1);
+}
+
+#[test]
+fn token_may_contain_colons() {
+    let registry = Registry::controlled();
+    registry.upsert(entry("c", A_ADDR, "to:ken", 1)).unwrap();
+    let cred = basic_credential("c", "to:ken");
+    assert!(registry.identify(ip(A_ADDR), Some(cred.as_bytes())).is_ok());
+}
+
+#[test]
+fn error_codes_and_statuses() {
+    assert_eq!(IdentityError::MissingCredential.status(), 407);
+    assert_eq!(IdentityError::BadCredential.status(), 403);
+    assert_eq!(IdentityError::UnknownSource.status(), 403);
+    assert_eq!(
+        IdentityError::MissingCredential.code(),
+        "proxy_auth_required"
+    );
+    assert_eq!(IdentityError::BadCredential.code(), "bad_credential");
+    assert_eq!(IdentityError::UnknownSource.code(), "unknown_source");
+}
+
+#[test]
+fn empty_controlled_registry_denies_everyone() {
+    let registry = Registry::controlled();
+    let cred = basic_credential("a", "token-a");
+    for src in ["127.0.0.1", "10.0.0.1", "::1"] {
+        assert_eq!(
+            registry
+                .identify(ip(src), Some(cred.as_bytes()))
+                .unwrap_err(),
+            IdentityError::UnknownSource
+        );
+    }
+}
+
+#[test]
+fn standalone_accepts_every_source_without_credential() {
+    let policy = Arc::new(Policy::default());
+    let registry = Registry::standalone(Arc::clone(&policy));
+    for (src, header) in [
+        ("127.0.0.1", None),
+        ("2001:db8::1", Some(&b"Basic garbage"[..])),
+    ] {
+        let ctx = registry.identify(ip(src), header).unwrap();
+        assert_eq!(ctx.sandbox, None);
+        assert_eq!(ctx.generation, 0);
+        assert!(Arc::ptr_eq(&ctx.policy, &policy));
+    }
+    assert!(!registry.is_controlled());
+    assert_eq!(registry.len(), 0);
+    assert!(registry.list().is_empty());
+    assert!(!registry.remove("a"));
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "t", 1)).unwrap_err(),
+        RegistryError::Standalone
+    );
+}
+
+#[test]
+fn generation_fencing() {
+    let registry = Registry::controlled();
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "t", 5)).unwrap(),
+        UpsertOutcome::Created
+    );
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "t", 5)).unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "t", 4)).unwrap_err(),
+        RegistryError::StaleGeneration {
+            current: 5,
+            offered: 4
+        }
+    );
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "other", 5)).unwrap_err(),
+        RegistryError::GenerationConflict { generation: 5 }
+    );
+    assert_eq!(
+        registry
+            .upsert(entry_with("a", A_ADDR, "t", 5, r#"{"allow_ports":[443]}"#))
+            .unwrap_err(),
+        RegistryError::GenerationConflict { generation: 5 }
+    );
+    assert_eq!(
+        registry.upsert(entry("a", A_ADDR, "t2", 6)).unwrap(),
+        UpsertOutcome::Replaced { previous: 5 }
+    );
+    let ctx = registry
+        .identify(ip(A_ADDR), Some(basic_credential("a", "t2").as_bytes()))
+        .unwrap();
+    assert_eq!(ctx.generation, 6);
+    assert_eq!(
+        registry
+            .identify(ip(A_ADDR), Some(basic_credential("a", "t").as_bytes()))
+            .unwrap_err(),
+        IdentityError::BadCredential,
+        "the old token stops working with the new generation"
+    );
+}
+
+#[test]
+fn replacement_and_removal_fire_the_revocation_token() {
+    let registry = Registry::controlled();
+    registry.upsert(entry("a", A_ADDR, "t", 1)).unwrap();
+    let cred = basic_credential("a", "t");
+    let gen1 = registry
+        .identify(ip(A_ADDR), Some(cred.as_bytes()))
+        .unwrap();
+    // An idempotent re-push does not revoke.
+    registry.upsert(entry("a", A_ADDR, "t", 1)).unwrap();
+    assert!(!gen1.revoked.is_cancelled());
+    // A refused stale push does not revoke either.
+    assert!(registry.upsert(entry("a", A_ADDR, "t", 0)).is_err());
+    assert!(!gen1.revoked.is_cancelled());
+    registry.upsert(entry("a", A_ADDR, "t", 2)).unwrap();
+    assert!(gen1.revoked.is_cancelled(), "gen 1 tunnels must close");
+    let gen2 = registry
+        .identify(ip(A_ADDR), Some(cred.as_bytes()))
+        .unwrap();
+    assert!(!gen2.revoked.is_cancelled());
+    assert!(registry.remove("a"));
+    assert!(gen2.revoked.is_cancelled(), "removal closes everything");
+    assert!(!registry.remove("a"), "remove is idempotent");
+    assert_eq!(
+        registry
+            .identify(ip(A_ADDR), Some(cred.as_bytes()))
+            .unwrap_err(),
+        IdentityError::UnknownSource
+    );
+}
+
+#[test]
+fn other_sandboxes_are_not_revoked() {
+    let registry = two_sandboxes();
+    let b = registry
+        .identify(
+            ip(B_ADDR),
+            Some(basic_credential("b", "token-b").as_bytes()),
+        )
+        .unwrap();
+    registry.upsert(entry("a", A_ADDR, "token-a", 2)).unwrap();
+    registry.remove("a");
+    assert!(!b.revoked.is_cancelled());
+}
+
+#[test]
+fn budget_survives_generation_change_with_new_limits() {
+    let registry = Registry::controlled();
+    registry
+        .upsert(entry_with(
+            "a",
+            A_ADDR,
+            "t",
+            1,
+            r#"{"max_bytes":100,"max_connections":1}"#,
+        ))
+        .unwrap();
+    let cred = basic_credential("a", "t");
+    let gen1 = registry
+        .identify(ip(A_ADDR), Some(cred.as_bytes()))
+        .unwrap();
+    let _permit = gen1.budget.open().unwrap();
+    gen1.budget.add_bytes(90).unwrap();
+    assert!(gen1.budget.open().is_err());
+    registry
+        .upsert(entry_with(
+            "a",
+            A_ADDR,
+            "t",
+            2,
+            r#"{"max_bytes":1000,"max_connections":2}"#,
+        ))
+        .unwrap();
+    let gen2 = registry
+        .identify(ip(A_ADDR), Some(cred.as_bytes()))
+        .unwrap();
+    assert!(Arc::ptr_eq(&gen1.budget, &gen2.budget));
+    assert_eq!(
+        gen2.budget.bytes_used(),
+        90,
+        "a new policy does not reset the count"
+    );
+    assert_eq!(gen2.budget.max_bytes(), Some(1000));
+    assert!(
+        gen2.budget.open().is_ok(),
+        "the raised connection limit applies"
+    );
+}
+
+#[test]
+fn addresses_cannot_be_shared_between_sandboxes() {
+    let registry = two_sandboxes();
+    assert_eq!(
+        registry.upsert(entry("c", A_ADDR, "t", 1)).unwrap_err(),
+        RegistryError::AddressInUse {
+            addr: ip(A_ADDR),
+            owner: "a".to_owned()
+        }
+    );
+    // A sandbox may move to a new address; the old one is freed.
+    registry
+        .upsert(entry("a", "10.213.0.3", "token-a", 2))
+        .unwrap();
+    registry.upsert(entry("c", A_ADDR, "t", 1)).unwrap();
+    assert_eq!(registry.len(), 3);
+}
+
+#[test]
+fn entries_are_validated() {
+    let registry = Registry::controlled();
+    for bad_id in ["", "a:b", "a/b", "a b", &"x".repeat(129)] {
+        assert_eq!(
+            registry.upsert(entry(bad_id, A_ADDR, "t", 1)).unwrap_err(),
+            RegistryError::InvalidSandboxId,
+            "{bad_id:?}"
+        );
+    }
+    let mut bad_hash = entry("a", A_ADDR, "t", 1);
+    bad_hash.credential_hash = "abc".to_owned();
+    assert_eq!(
+        registry.upsert(bad_hash).unwrap_err(),
+        RegistryError::InvalidCredentialHash
+    );
+    let mut not_hex = entry("a", A_ADDR, "t", 1);
+    not_hex.credential_hash = "g".repeat(64);
+    assert_eq!(
+        registry.upsert(not_hex).unwrap_err(),
+        RegistryError::InvalidCredentialHash
+    );
+    let mut no_addrs = entry("a", A_ADDR, "t", 1);
+    no_addrs.source_addrs.clear();
+    assert_eq!(
+        registry.upsert(no_addrs).unwrap_err(),
+        RegistryError::NoSourceAddrs
+    );
+    // Uppercase hex is accepted and normalised.
+    let mut upper = entry("a", A_ADDR, "t", 1);
+    upper.credential_hash.make_ascii_uppercase();
+    registry.upsert(upper).unwrap();
+    assert!(registry
+        .identify(ip(A_ADDR), Some(basic_credential("a", "t").as_bytes()))
+        .is_ok());
+    assert!(!registry.is_empty());
+}
+
+#[test]
+fn list_is_sorted_and_boot_ids_differ() {
+    let registry = two_sandboxes();
+    let ids: Vec<_> = registry.list().into_iter().map(|s| s.sandbox_id).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(registry.boot_id().len(), 32);
+    assert_ne!(registry.boot_id(), Registry::controlled().boot_id());
+    let debug = format!("{:?}", registry.get("a").unwrap());
+    assert!(
+        !debug.contains(&credential_hash("token-a")),
+        "hash is redacted: {debug}"
+    );
+}
+
+#[test]
+fn credential_hash_is_lowercase_hex_sha256() {
+    assert_eq!(
+        credential_hash("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(basic_credential("a", "b"), "Basic YTpi");
+}
+
+#[test]
+fn standalone_policy_reload_revokes_and_keeps_the_budget() {
+    let registry = Registry::standalone(Arc::new(Policy::default()));
+    let before = registry.identify(ip("127.0.0.1"), None).unwrap();
+    before.budget.add_bytes(5).unwrap();
+    let limited = Policy::compile(&spec(r#"{"max_bytes":10}"#)).unwrap();
+    registry.replace_default_policy(Arc::new(limited)).unwrap();
+    assert!(before.revoked.is_cancelled());
+    let after = registry.identify(ip("127.0.0.1"), None).unwrap();
+    assert_eq!(after.generation, 1);
+    assert!(!after.revoked.is_cancelled());
+    assert!(Arc::ptr_eq(&before.budget, &after.budget));
+    assert_eq!(after.budget.bytes_remaining(), Some(5));
+    assert_eq!(
+        Registry::controlled()
+            .replace_default_policy(Arc::new(Policy::default()))
+            .unwrap_err(),
+        RegistryError::Controlled
+    );
+}
+
+mod credential_props {
+    use super::super::credential::{self, StoredCredential};
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary header bytes never panic and never match a credential they do not encode.
+        #[test]
+        fn verify_never_panics_or_accepts_garbage(header in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let hash = credential::parse_hash(&credential_hash("secret")).unwrap();
+            let stored = StoredCredential { sandbox_id: "a", hash: &hash };
+            prop_assert!(credential::verify(&header, &stored).is_err());
+        }
+
+        /// Every (id, token) pair round-trips through the header encoding.
+        #[test]
+        fn basic_round_trips(id in "[A-Za-z0-9._-]{1,40}", token in "\\PC{0,60}") {
+            let hash = credential::parse_hash(&credential_hash(&token)).unwrap();
+            let stored = StoredCredential { sandbox_id: &id, hash: &hash };
+            prop_assert!(credential::verify(basic_credential(&id, &token).as_bytes(), &stored).is_ok());
+            let other = StoredCredential { sandbox_id: "zz-other", hash: &hash };
+            prop_assert!(credential::verify(basic_credential(&id, &token).as_bytes(), &other).is_err());
+        }
+
+        /// Hash parsing accepts exactly 64 hex digits.
+        #[test]
+        fn parse_hash_is_strict(s in "\\PC{0,80}") {
+            let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            prop_assert_eq!(credential::parse_hash(&s).is_some(), ok);
+        }
+    }
+}

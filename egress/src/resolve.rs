@@ -1,0 +1,221 @@
+//! Name resolution behind the `Resolve` trait.
+//!
+//! `HickoryResolve` asks the configured servers for A and AAAA records at once and caches answers
+//! by TTL. It never consults `/etc/hosts` and applies no search domains: a name is looked up as
+//! the fully-qualified name the client asked for. `StaticResolve` answers from a fixed table; it
+//! backs `airlock-egress check --resolve/--no-dns` and tests.
+//!
+//! Invariant: a resolver returns *every* answer. The caller judges all of them and dials only a
+//! checked `SocketAddr`; nothing resolves a name twice for one request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use airlock_egress_policy::DnsName;
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::TokioResolver;
+
+/// A boxed, sendable resolution future.
+pub type ResolveFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send + 'a>>;
+
+/// Resolves a validated DNS name to every address it has.
+///
+/// `Ok(vec![])` means the name exists nowhere (NXDOMAIN or no A/AAAA records); the policy turns
+/// that into `dns_no_answer`.
+pub trait Resolve: Send + Sync + std::fmt::Debug {
+    /// Looks up A and AAAA records for `name`.
+    fn resolve<'a>(&'a self, name: &'a DnsName) -> ResolveFuture<'a>;
+}
+
+/// A lookup that failed for a reason other than "no such name".
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// No server answered in time.
+    #[error("DNS lookup timed out")]
+    Timeout,
+    /// The servers failed (SERVFAIL, refused, unreachable, ...).
+    #[error("DNS lookup failed: {0}")]
+    Failed(String),
+}
+
+/// Building the resolver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverSetupError {
+    /// No DNS servers were configured or found in `/etc/resolv.conf`.
+    #[error("no DNS servers configured (set --dns or list a nameserver in /etc/resolv.conf)")]
+    NoServers,
+    /// `/etc/resolv.conf` could not be read.
+    #[error("cannot read /etc/resolv.conf")]
+    ResolvConf(#[source] std::io::Error),
+    /// hickory refused the configuration.
+    #[error("cannot build the DNS resolver")]
+    Build(#[source] NetError),
+}
+
+/// The hickory-backed resolver.
+#[derive(Debug, Clone)]
+pub struct HickoryResolve {
+    inner: TokioResolver,
+}
+
+/// A fixed name → addresses table. Names without an entry resolve to no answer, or go to a
+/// fallback resolver when one is set.
+#[derive(Debug, Default)]
+pub struct StaticResolve {
+    table: HashMap<String, Vec<IpAddr>>,
+    fallback: Option<Box<dyn Resolve>>,
+}
+
+// === impl HickoryResolve ===
+
+impl HickoryResolve {
+    /// A resolver that queries `servers` over UDP (falling back to TCP on truncation).
+    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Self, ResolverSetupError> {
+        if servers.is_empty() {
+            return Err(ResolverSetupError::NoServers);
+        }
+        let name_servers = servers
+            .iter()
+            .map(|server| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                NameServerConfig::new(server.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let opts = builder.options_mut();
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        let inner = builder.build().map_err(ResolverSetupError::Build)?;
+        Ok(Self { inner })
+    }
+
+    /// A resolver using the nameservers listed in `/etc/resolv.conf`.
+    pub fn from_system(timeout: Duration) -> Result<Self, ResolverSetupError> {
+        let text =
+            std::fs::read_to_string("/etc/resolv.conf").map_err(ResolverSetupError::ResolvConf)?;
+        Self::new(&nameservers_from_resolv_conf(&text), timeout)
+    }
+}
+
+impl Resolve for HickoryResolve {
+    fn resolve<'a>(&'a self, name: &'a DnsName) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            // The trailing dot makes the name fully qualified: no search-domain expansion.
+            let fqdn = format!("{}.", name.as_str());
+            match self.inner.lookup_ip(fqdn.as_str()).await {
+                Ok(lookup) => Ok(lookup.iter().collect()),
+                Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+                Err(NetError::Timeout) => Err(ResolveError::Timeout),
+                Err(e) => Err(ResolveError::Failed(e.to_string())),
+            }
+        })
+    }
+}
+
+// === impl StaticResolve ===
+
+impl StaticResolve {
+    /// An empty table: every name has no answer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or extends) the entry for `name` (lower-cased, one trailing dot ignored).
+    pub fn insert(&mut self, name: &str, addrs: impl IntoIterator<Item = IpAddr>) {
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        self.table.entry(key).or_default().extend(addrs);
+    }
+
+    /// Names not in the table go to `fallback` instead of getting no answer.
+    pub fn with_fallback(mut self, fallback: Box<dyn Resolve>) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+}
+
+impl Resolve for StaticResolve {
+    fn resolve<'a>(&'a self, name: &'a DnsName) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            match (self.table.get(name.as_str()), &self.fallback) {
+                (Some(addrs), _) => Ok(addrs.clone()),
+                (None, Some(fallback)) => fallback.resolve(name).await,
+                (None, None) => Ok(Vec::new()),
+            }
+        })
+    }
+}
+
+/// The `nameserver` entries of a resolv.conf, on port 53.
+pub(crate) fn nameservers_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(addr)) => addr.parse::<IpAddr>().ok(),
+                _ => None,
+            }
+        })
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# comment\nsearch example.com\nnameserver 10.0.0.2\nnameserver ::1\n\
+                    nameserver fe80::1%eth0\noptions ndots:5\n";
+        assert_eq!(
+            nameservers_from_resolv_conf(text),
+            vec![
+                "10.0.0.2:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn static_table_and_fallback() {
+        let mut inner = StaticResolve::new();
+        inner.insert("b.test", ["192.0.2.2".parse().unwrap()]);
+        let mut table = StaticResolve::new().with_fallback(Box::new(inner));
+        table.insert("A.test.", ["192.0.2.1".parse().unwrap()]);
+        let a = airlock_egress_policy::parse_connect("a.test:443").unwrap();
+        let b = airlock_egress_policy::parse_connect("b.test:443").unwrap();
+        let c = airlock_egress_policy::parse_connect("c.test:443").unwrap();
+        for (target, want) in [(a, vec!["192.0.2.1"]), (b, vec!["192.0.2.2"]), (c, vec![])] {
+            let airlock_egress_policy::Host::Name(name) = &target.host else {
+                panic!("not a name")
+            };
+            let got = table.resolve(name).await.unwrap();
+            let want: Vec<IpAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn hickory_needs_servers() {
+        assert!(matches!(
+            HickoryResolve::new(&[], Duration::from_secs(1)),
+            Err(ResolverSetupError::NoServers)
+        ));
+    }
+}

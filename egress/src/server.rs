@@ -1,0 +1,412 @@
+//! The accept loop and the per-request pipeline shared by CONNECT and forwarding:
+//! parse → identify → judge (precheck, resolve, evaluate) → budget, then `open_upstream` dials
+//! one of the checked addresses (forwarding may first reuse a pooled connection to one of them).
+//!
+//! Invariants:
+//! - A global semaphore caps client connections; when it is exhausted the loop stops accepting
+//!   (the kernel backlog holds the rest) instead of failing.
+//! - Every accepted connection gets an HTTP answer for every request: refusals are JSON, hyper
+//!   answers its own parse failures (400, or 431 for an oversized head).
+//! - On shutdown the loop stops accepting, open connections finish their in-flight request, and
+//!   after the grace period every remaining connection and tunnel is cut.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_egress_policy::{Decision, OperatorExceptions, Target};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::budget::ConnectionPermit;
+use crate::config::Config;
+use crate::decide::{denial_error, judge, parse_request, ParsedRequest, RequestKind};
+use crate::dial::{dial, DialError, DialOptions};
+use crate::error::EgressError;
+use crate::exchange::Exchange;
+use crate::first_line::refuse_unparsable;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::pool::UpstreamPool;
+use crate::registry::{ClientCtx, Registry};
+use crate::resolve::Resolve;
+use crate::sniff::TargetSniffer;
+
+/// Boxed error for response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every proxy response.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// The services the proxy runs on; tests inject their own resolver.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Name resolution.
+    pub resolver: Arc<dyn Resolve>,
+    /// Client identity and per-sandbox policy.
+    pub registry: Arc<Registry>,
+    /// The canonical event spool.
+    pub ledger: Arc<Ledger>,
+    /// Prometheus counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Shared state of a running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Arc<Config>,
+    services: Services,
+    ops: OperatorExceptions,
+    dial: DialOptions,
+    /// Idle upstream connections for forwarded requests.
+    pool: UpstreamPool,
+    /// Cancelled when the grace period is over: tunnels and connections stop.
+    hard_stop: CancellationToken,
+    /// Held by every connection task; the accept loop waits for all clones to drop.
+    drain: mpsc::Sender<()>,
+}
+
+/// An identified, allowed request: the addresses it may go to, and its connection slot.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) exchange: Exchange,
+    pub(crate) parsed: ParsedRequest,
+    pub(crate) ctx: ClientCtx,
+    /// Every checked address, in answer order; only these may be dialled or reused.
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) permit: ConnectionPermit,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.services.ledger
+    }
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.services.metrics
+    }
+    pub(crate) fn pool(&self) -> &UpstreamPool {
+        &self.pool
+    }
+    pub(crate) fn hard_stop(&self) -> &CancellationToken {
+        &self.hard_stop
+    }
+    pub(crate) fn drain_guard(&self) -> mpsc::Sender<()> {
+        self.drain.clone()
+    }
+}
+
+/// Runs the proxy on `listener` until `shutdown` resolves, then drains for the configured
+/// grace period.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<Config>,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let mut own_addrs = vec![local, config.listen];
+    own_addrs.extend(config.admin_listen);
+    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+    let proxy = Arc::new(Proxy {
+        ops: OperatorExceptions::new(config.allow_cidrs.clone()),
+        dial: DialOptions {
+            connect_timeout: config.connect_timeout,
+            own_addrs,
+        },
+        services,
+        pool: UpstreamPool::new(config.idle_timeout),
+        hard_stop: CancellationToken::new(),
+        drain: drain_tx,
+        config,
+    });
+    let graceful = CancellationToken::new();
+    tracing::info!(listen.addr = %local, "Egress proxy listening");
+    accept_loop(&listener, &proxy, &graceful, shutdown).await;
+    drop(listener);
+    graceful.cancel();
+    let grace = proxy.config.shutdown_grace;
+    let hard_stop = proxy.hard_stop.clone();
+    drop(proxy);
+    if tokio::time::timeout(grace, drain_rx.recv()).await.is_err() {
+        tracing::warn!(
+            grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            "Shutdown grace expired; cutting connections"
+        );
+    }
+    hard_stop.cancel();
+    tracing::info!("Egress proxy stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    proxy: &Arc<Proxy>,
+    graceful: &CancellationToken,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(proxy.config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                proxy.metrics().connection_rejected_overload();
+                tracing::warn!("Connection cap reached; applying back-pressure");
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let proxy = proxy.clone();
+                let graceful = graceful.clone();
+                let span = tracing::info_span!("conn", client.addr = %peer);
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        serve_connection(proxy, stream, peer, graceful).await;
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(error) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(%error, "Accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    proxy: Arc<Proxy>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    graceful: CancellationToken,
+) {
+    let _drain = proxy.drain_guard();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "Cannot set TCP_NODELAY");
+    }
+    let hard_stop = proxy.hard_stop.clone();
+    let header_timeout = proxy.config.idle_timeout.min(Duration::from_secs(30));
+    // Wait for the first bytes (bounded like a header read, cut short by shutdown).
+    let first = tokio::select! {
+        first = tokio::time::timeout(header_timeout, stream.readable()) => first,
+        () = graceful.cancelled() => return,
+    };
+    if !matches!(first, Ok(Ok(()))) {
+        return;
+    }
+    if refuse_unparsable(&proxy, &mut stream, peer).await {
+        return;
+    }
+    let max_header = proxy.config.max_header_bytes;
+    let (stream, fragment) = TargetSniffer::new(stream);
+    let svc_proxy = proxy.clone();
+    let service = service_fn(move |req| {
+        let fragment = fragment.load(Ordering::Acquire);
+        handle(svc_proxy.clone(), peer, req, fragment)
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_header_size(max_header)
+        .max_buf_size(max_header.max(64 * 1024));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = graceful.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = hard_stop.cancelled() => Ok(()),
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "Client connection ended with an error");
+    }
+}
+
+async fn handle(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    fragment: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let response = if fragment {
+        // http::Uri dropped the fragment; refuse what the client actually sent.
+        let exchange = Exchange::begin(
+            proxy.clone(),
+            peer,
+            req.method().as_str(),
+            &req.uri().to_string(),
+        );
+        let error = EgressError::client(
+            "fragment",
+            "fragments are not allowed in the request target",
+        );
+        let mut response = full(exchange.refuse(&error));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
+    } else if req.method() == Method::CONNECT {
+        crate::connect::handle(proxy, peer, req).await
+    } else {
+        crate::forward::handle(proxy, peer, req).await
+    };
+    Ok(response)
+}
+
+/// Turns a fixed body into the proxy body type.
+pub(crate) fn full(response: Response<Bytes>) -> Response<ProxyBody> {
+    response.map(|b| Full::new(b).map_err(|never| match never {}).boxed())
+}
+
+/// Runs the shared pipeline up to the dial, or returns the refusal response.
+pub(crate) async fn admit<B>(
+    proxy: &Arc<Proxy>,
+    peer: SocketAddr,
+    req: &Request<B>,
+) -> Result<Admitted, Response<ProxyBody>> {
+    let raw_target = req.uri().to_string();
+    let mut exchange = Exchange::begin(proxy.clone(), peer, req.method().as_str(), &raw_target);
+    match admit_inner(proxy, peer, req, &raw_target, &mut exchange).await {
+        Ok((parsed, ctx, addrs, permit)) => Ok(Admitted {
+            exchange,
+            parsed,
+            ctx,
+            addrs,
+            permit,
+        }),
+        Err(error) => Err(full(exchange.refuse(&error))),
+    }
+}
+
+async fn admit_inner<B>(
+    proxy: &Arc<Proxy>,
+    peer: SocketAddr,
+    req: &Request<B>,
+    raw_target: &str,
+    exchange: &mut Exchange,
+) -> Result<(ParsedRequest, ClientCtx, Vec<SocketAddr>, ConnectionPermit), EgressError> {
+    let hosts: Vec<&[u8]> = match req.method() {
+        &Method::CONNECT => Vec::new(),
+        _ => req
+            .headers()
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect(),
+    };
+    let parsed = parse_request(req.method().as_str(), raw_target, &hosts)?;
+    exchange.set_target(&parsed.target);
+    let credential = req
+        .headers()
+        .get(http::header::PROXY_AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let ctx = proxy.services.registry.identify(peer.ip(), credential)?;
+    exchange.set_identity(ctx.sandbox.clone(), ctx.generation);
+    let addrs = decide(proxy, &ctx, &parsed.target, exchange).await?;
+    let permit = ctx
+        .budget
+        .open()
+        .map_err(|e| EgressError::policy(e.code(), e.to_string()))?;
+    ctx.budget
+        .check_bytes(0)
+        .map_err(|e| EgressError::policy(e.code(), e.to_string()))?;
+    Ok((parsed, ctx, addrs, permit))
+}
+
+/// Dials one of the checked addresses and records which one answered.
+pub(crate) async fn open_upstream(
+    proxy: &Proxy,
+    exchange: &mut Exchange,
+    addrs: &[SocketAddr],
+) -> Result<TcpStream, EgressError> {
+    let upstream = dial(addrs, &proxy.dial).await.map_err(dial_error)?;
+    exchange.set_addr(upstream.peer_addr().ok());
+    Ok(upstream)
+}
+
+/// Judges the target under the client's policy; returns the addresses allowed for dialling.
+async fn decide(
+    proxy: &Arc<Proxy>,
+    ctx: &ClientCtx,
+    target: &Target,
+    exchange: &mut Exchange,
+) -> Result<Vec<SocketAddr>, EgressError> {
+    let judgement = judge(
+        &ctx.policy,
+        &proxy.ops,
+        proxy.services.resolver.as_ref(),
+        Some(&proxy.services.metrics),
+        target,
+    )
+    .await?;
+    match judgement.decision {
+        Decision::Allow(allowed) => {
+            exchange.set_allowed(
+                allowed.would_deny.as_ref().map(|r| r.code()),
+                allowed.rule.clone(),
+            );
+            Ok(allowed.addrs)
+        }
+        Decision::Deny(denied) => {
+            exchange.set_rule(denied.rule.clone());
+            exchange.set_addr(denied.addr);
+            Err(denial_error(&denied, target))
+        }
+    }
+}
+
+fn dial_error(error: DialError) -> EgressError {
+    match error {
+        DialError::SelfConnect => EgressError::policy("proxy_loop", error.to_string()),
+        DialError::Timeout(_) => EgressError::upstream("connect_timeout", error.to_string(), true),
+        DialError::Failed { .. } => {
+            EgressError::upstream("connect_failed", error.to_string(), false)
+        }
+    }
+}
+
+/// Whether a request is a forward request (anything but CONNECT).
+pub(crate) fn path_of(parsed: &ParsedRequest) -> &str {
+    match &parsed.kind {
+        RequestKind::Forward { path_and_query } => path_and_query,
+        RequestKind::Connect => "/",
+    }
+}
