@@ -18,6 +18,9 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller: the API, over the store and the DinD node (configured by
+    /// `AIRLOCK_*` environment variables).
+    Serve,
     /// Manage the CA, the DinD server certificate and the controller's client certificate.
     #[command(subcommand)]
     Certs(CertsCommand),

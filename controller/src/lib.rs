@@ -1,11 +1,15 @@
 //! The Airlock controller library: the admin CLI, configuration, the sandbox domain (state
-//! machine and validated spec), the pure Docker request builders and the store. The API and
-//! the reconciler land here as they are built (see ARCHITECTURE.md).
+//! machine and validated spec), the Docker request builders and client, the store, the
+//! sandbox service, the HTTP API and `airlock serve`. The reconciler lands here as it is built
+//! (see ARCHITECTURE.md).
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod sandbox;
+pub mod serve;
+pub mod service;
 pub mod store;
 pub mod subnet;
 pub mod user;

@@ -3,16 +3,24 @@
 use std::process::ExitCode;
 
 use airlock::cli::{CertsCommand, Cli, Command};
+use airlock::config::Config;
 use clap::Parser;
+
+/// EX_USAGE: the configuration is invalid.
+const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let result = match cli.command {
         Command::Certs(CertsCommand::Init(args)) => args.run(&mut std::io::stdout().lock()),
+        Command::Serve => match Config::from_env() {
+            Ok(config) => airlock::serve::run_blocking(config).map_err(anyhow::Error::from),
+            Err(error) => {
+                eprintln!("airlock: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,5 +29,17 @@ fn main() -> ExitCode {
             eprintln!("airlock: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `RUST_LOG` filters; `LOG_FORMAT=json` switches to JSON lines (for containers).
+fn init_tracing() {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

@@ -1,4 +1,7 @@
-//! Everything Docker: today the pure request-body builders ([`spec`]); the bollard client
-//! (`client`, the only module that calls bollard) comes next.
+//! Everything Docker: the pure request-body builders ([`spec`]) and the bollard client
+//! ([`client`], the only module that calls bollard).
 
+pub mod client;
 pub mod spec;
+
+pub use client::{ContainerStatus, DockerClient, DockerError, Removal};

@@ -270,6 +270,14 @@ impl Store {
         }
     }
 
+    /// Runs a trivial query: whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_db!(self, |pool, _begin| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// Closes every pooled connection.
     pub async fn close(&self) {
         with_db!(self, |pool, _begin| pool.close().await)

@@ -48,4 +48,18 @@ impl Store {
         });
         row.map(UserRow::into_user).transpose()
     }
+
+    /// The user with this email, if it exists.
+    pub async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = with_db!(self, |pool, _begin| {
+            sqlx::query_as::<_, UserRow>(
+                "SELECT id, email, display_name, role, disabled, created_at FROM users \
+                 WHERE email = $1",
+            )
+            .bind(email)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(UserRow::into_user).transpose()
+    }
 }

@@ -1,0 +1,250 @@
+//! API request and response bodies: serde types kept apart from the domain types, with
+//! `deny_unknown_fields` on everything a client sends. Conversions go DTO → domain request
+//! (validated later by the service) and domain → DTO.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest};
+use crate::store::{Page, Sandbox};
+
+/// `POST /v1/sandboxes`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandbox {
+    /// Image reference; the node must have it.
+    pub image: String,
+    /// Command; the image's default when absent.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Egress policy; accepted only once the egress proxy is wired (must be absent or null).
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Option<LimitsDto>,
+    /// Absolute lifetime in seconds.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Idle timeout in seconds.
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
+    /// User labels (never under `airlock.`).
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Read-only root filesystem with a tmpfs `/tmp` (the default); `false` opts out.
+    #[serde(default)]
+    pub read_only_rootfs: Option<bool>,
+}
+
+/// Requested limits.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDto {
+    /// CPUs, fractional.
+    pub cpus: Option<f64>,
+    /// Memory in MiB (no swap on top).
+    pub memory_mb: Option<u64>,
+    /// Most processes.
+    pub pids: Option<u64>,
+    /// Writable-layer size in MiB.
+    pub disk_mb: Option<u64>,
+}
+
+/// `GET /v1/sandboxes` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only sandboxes in this state.
+    pub state: Option<String>,
+    /// The previous page's `next`.
+    pub cursor: Option<String>,
+    /// Page size (1..=500; default 50).
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/sandboxes/{id}/wait` query.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParams {
+    /// Give up after this many seconds (default and maximum: one day).
+    pub timeout_s: Option<u64>,
+}
+
+/// A sandbox as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SandboxDto {
+    /// Its id.
+    pub id: String,
+    /// Observed state.
+    pub state: &'static str,
+    /// Desired state.
+    pub desired_state: &'static str,
+    /// Why it ended, once it has.
+    pub end_reason: Option<EndReasonDto>,
+    /// The exit code, for `exited`.
+    pub exit_code: Option<i64>,
+    /// Image reference.
+    pub image: String,
+    /// Command (empty: the image's default).
+    pub cmd: Vec<String>,
+    /// Names of the user's environment variables (values are not echoed).
+    pub env: Vec<String>,
+    /// Effective limits.
+    pub limits: EffectiveLimits,
+    /// Absolute lifetime in seconds.
+    pub timeout_s: u64,
+    /// Idle timeout in seconds.
+    pub idle_timeout_s: Option<u64>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether the root filesystem is read-only.
+    pub read_only_rootfs: bool,
+    /// The sandbox's address on its network, once allocated.
+    pub address: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339, once ended.
+    pub ended_at: Option<String>,
+}
+
+/// Why a sandbox ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct EndReasonDto {
+    /// `exited`, `stopped`, `timeout`, `idle`, `oom`, `killed`, `lost` or `error`.
+    pub kind: &'static str,
+    /// For `error`, a short description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Effective limits.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EffectiveLimits {
+    /// CPUs.
+    pub cpus: f64,
+    /// Memory in MiB.
+    pub memory_mb: u64,
+    /// Most processes.
+    pub pids: u64,
+    /// Writable-layer size in MiB.
+    pub disk_mb: Option<u64>,
+}
+
+/// One page of sandboxes.
+#[derive(Clone, Debug, Serialize)]
+pub struct PageDto {
+    /// The sandboxes, oldest first.
+    pub items: Vec<SandboxDto>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next: Option<String>,
+}
+
+// === impl CreateSandbox ===
+
+impl CreateSandbox {
+    /// The domain request. `env` keeps its (sorted) key order; see [`env_field`].
+    pub fn into_request(self) -> SandboxRequest {
+        let limits = self.limits.unwrap_or_default();
+        SandboxRequest {
+            image: self.image,
+            cmd: self.cmd.unwrap_or_default(),
+            env: self.env.unwrap_or_default().into_iter().collect(),
+            limits: LimitsRequest {
+                cpus: limits.cpus,
+                memory_mb: limits.memory_mb,
+                pids: limits.pids,
+                disk_mb: limits.disk_mb,
+            },
+            timeout: self.timeout_s.map(Duration::from_secs),
+            idle_timeout: self.idle_timeout_s.map(Duration::from_secs),
+            labels: self.labels.unwrap_or_default(),
+            rootfs: match self.read_only_rootfs {
+                Some(false) => RootFs::Writable,
+                _ => RootFs::ReadOnly,
+            },
+            run_as: None,
+        }
+    }
+}
+
+/// Rewrites the domain's `env[i].name` / `env[i].value` paths to the API's `env.NAME`, since
+/// the API takes `env` as an object.
+pub fn env_field(field: &str, env: &[(String, String)]) -> String {
+    let Some(rest) = field.strip_prefix("env[") else {
+        return field.to_owned();
+    };
+    let parsed = rest
+        .split_once(']')
+        .and_then(|(index, tail)| Some((index.parse::<usize>().ok()?, tail)));
+    match parsed.and_then(|(index, tail)| Some((env.get(index)?, tail))) {
+        Some(((name, _), ".value")) => format!("env.{name}.value"),
+        Some(((name, _), _)) => format!("env.{name}"),
+        None => field.to_owned(),
+    }
+}
+
+// === impl SandboxDto ===
+
+impl From<&Sandbox> for SandboxDto {
+    fn from(sandbox: &Sandbox) -> Self {
+        let spec = &sandbox.spec;
+        let limits = spec.limits();
+        Self {
+            id: sandbox.id.to_string(),
+            state: sandbox.state.as_str(),
+            desired_state: sandbox.desired.as_str(),
+            end_reason: sandbox.end_reason.as_ref().map(EndReasonDto::from),
+            exit_code: sandbox.end_reason.as_ref().and_then(EndReason::exit_code),
+            image: spec.image().to_string(),
+            cmd: spec.cmd().to_vec(),
+            env: spec.env().iter().map(|v| v.name().to_owned()).collect(),
+            limits: EffectiveLimits {
+                cpus: limits.cpus.as_f64(),
+                memory_mb: limits.memory_mb,
+                pids: limits.pids,
+                disk_mb: limits.disk_mb,
+            },
+            timeout_s: spec.timeout().as_secs(),
+            idle_timeout_s: spec.idle_timeout().map(|d| d.as_secs()),
+            labels: spec.labels().clone(),
+            read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
+            address: sandbox.subnet.map(|s| s.sandbox().to_string()),
+            created_at: rfc3339(sandbox.created_at),
+            updated_at: rfc3339(sandbox.updated_at),
+            ended_at: sandbox.ended_at.map(rfc3339),
+        }
+    }
+}
+
+impl From<&EndReason> for EndReasonDto {
+    fn from(reason: &EndReason) -> Self {
+        Self {
+            kind: reason.kind().as_str(),
+            message: reason.message().map(str::to_owned),
+        }
+    }
+}
+
+impl From<&Page> for PageDto {
+    fn from(page: &Page) -> Self {
+        Self {
+            items: page.items.iter().map(SandboxDto::from).collect(),
+            next: page.next.map(|id| id.to_string()),
+        }
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_unformattable| at.to_string())
+}

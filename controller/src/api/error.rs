@@ -1,0 +1,227 @@
+//! The API's one error type. Every failure leaves as `{"error":"<code>","message":".."}`;
+//! validation failures add `fields: [{field, reason}]`. A 5xx says nothing about its cause:
+//! the detail is logged here, once, and never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use tracing::error;
+
+use crate::service::ServiceError;
+
+/// An API failure, ready to become a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Field-level validation failures.
+    #[error("invalid request")]
+    Validation(Vec<FieldReason>),
+    /// A malformed request (JSON, query, header).
+    #[error("{message}")]
+    BadRequest {
+        /// The error code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such object (or the caller may not see it).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// The error code.
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+    },
+    /// A wait gave up before the sandbox ended.
+    #[error("the sandbox did not end within the wait timeout")]
+    WaitTimeout,
+    /// A dependency (store, Docker, address pool) is unavailable.
+    #[error("{message}")]
+    Unavailable {
+        /// The error code.
+        code: &'static str,
+        /// What is unavailable.
+        message: &'static str,
+        /// The logged cause.
+        detail: String,
+    },
+    /// Anything else; the detail is logged, the client gets a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// One invalid field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldReason {
+    /// The field's path in the request, e.g. `limits.cpus` or `env.FOO`.
+    pub field: String,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a [FieldReason]>,
+}
+
+// === impl ApiError ===
+
+impl ApiError {
+    /// The status and the `error` code.
+    pub fn status_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Validation(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::WaitTimeout => (StatusCode::REQUEST_TIMEOUT, "wait_timeout"),
+            Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 400 for one field.
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldReason {
+            field: field.into(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_code();
+        match &self {
+            Self::Internal(detail) => error!(error = %detail, "Request failed"),
+            Self::Unavailable { detail, .. } => error!(error = %detail, "Dependency unavailable"),
+            _ => {}
+        }
+        let fields = match &self {
+            Self::Validation(fields) => Some(fields.as_slice()),
+            _ => None,
+        };
+        let message = match &self {
+            Self::Validation(fields) => fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Self::Unavailable { message, .. } => (*message).to_owned(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: code,
+            message,
+            fields,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            ServiceError::ImageNotFound(image) => Self::field(
+                "image",
+                format!("`{image}` is not on the node (images are never pulled; load it first)"),
+            ),
+            ServiceError::NotFound => Self::NotFound("no such sandbox"),
+            ServiceError::IdempotencyMismatch { existing } => Self::Conflict {
+                code: "idempotency_mismatch",
+                message: format!(
+                    "the Idempotency-Key was already used for sandbox {existing} with a \
+                     different request"
+                ),
+            },
+            ServiceError::SubnetsExhausted => Self::Unavailable {
+                code: "capacity",
+                message: "no sandbox network capacity left",
+                detail: "every sandbox subnet in the configured pools is allocated".to_owned(),
+            },
+            ServiceError::Conflict(message) => Self::Conflict {
+                code: "conflict",
+                message,
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn render(error: ApiError) -> (StatusCode, String) {
+        let response = error.into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn error_bodies() {
+        let validation = ApiError::Validation(vec![
+            FieldReason {
+                field: "limits.cpus".to_owned(),
+                reason: "must be at most 2 (operator maximum)".to_owned(),
+            },
+            FieldReason {
+                field: "env.HTTP_PROXY".to_owned(),
+                reason: "is reserved for the controller".to_owned(),
+            },
+        ]);
+        let (status, body) = render(validation).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        expect_test::expect![[r#"{"error":"invalid_request","message":"limits.cpus: must be at most 2 (operator maximum); env.HTTP_PROXY: is reserved for the controller","fields":[{"field":"limits.cpus","reason":"must be at most 2 (operator maximum)"},{"field":"env.HTTP_PROXY","reason":"is reserved for the controller"}]}"#]].assert_eq(&body);
+
+        let (status, body) = render(ApiError::Internal("secret detail".to_owned())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        expect_test::expect![[r#"{"error":"internal","message":"internal error"}"#]]
+            .assert_eq(&body);
+
+        let (status, body) = render(ApiError::Unauthorized).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        expect_test::expect![[
+            r#"{"error":"unauthorized","message":"missing or invalid bearer token"}"#
+        ]]
+        .assert_eq(&body);
+
+        let unavailable = ApiError::from(ServiceError::SubnetsExhausted);
+        let (status, body) = render(unavailable).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        expect_test::expect![[
+            r#"{"error":"capacity","message":"no sandbox network capacity left"}"#
+        ]]
+        .assert_eq(&body);
+    }
+}

@@ -1,0 +1,120 @@
+//! The HTTP API: an axum router under `/v1` plus `/healthz` and `/readyz`.
+//!
+//! Handlers parse and check their input into typed values, call the [`SandboxService`], and
+//! turn the result into a DTO ([`dto`]) or an [`ApiError`]. Every `/v1` route sits behind the
+//! bearer-token middleware ([`auth`]); every request gets one span and one completion event.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+mod sandboxes;
+
+pub use auth::{Auth, Principal};
+pub use error::{ApiError, FieldReason};
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{info, Instrument};
+
+use crate::service::SandboxService;
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The sandbox service.
+    pub service: SandboxService,
+    /// The accepted credentials.
+    pub auth: Arc<Auth>,
+}
+
+// === impl AppState ===
+
+impl AppState {
+    /// State over `service`, authenticating with `auth`.
+    pub fn new(service: SandboxService, auth: Auth) -> Self {
+        Self {
+            service,
+            auth: Arc::new(auth),
+        }
+    }
+}
+
+/// The whole API as one router.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
+        .route(
+            "/sandboxes/{id}",
+            get(sandboxes::get_one).delete(sandboxes::delete),
+        )
+        .route("/sandboxes/{id}/stop", post(sandboxes::stop))
+        .route("/sandboxes/{id}/wait", get(sandboxes::wait))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// Liveness: the process serves requests.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store and the DinD answer.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .service
+        .ready()
+        .await
+        .map_err(|error| ApiError::Unavailable {
+            code: "not_ready",
+            message: "the store or the Docker node is not reachable",
+            detail: error.to_string(),
+        })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route")
+}
+
+/// One span per request, and one event when it completes.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.path = %request.uri().path(),
+    );
+    async move {
+        let started = Instant::now();
+        let response = next.run(request).await;
+        info!(
+            http.status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis(),
+            "Request completed"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// `StatusCode` plus JSON, for handlers that pick their success status.
+pub(crate) fn with_status<T: serde::Serialize>(status: StatusCode, body: T) -> Response {
+    (status, Json(body)).into_response()
+}

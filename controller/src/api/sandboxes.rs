@@ -1,0 +1,214 @@
+//! `/v1/sandboxes` handlers: parse and check the input, call the service, shape the output.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Extension, Json};
+
+use super::dto::{self, CreateSandbox, ListParams, PageDto, SandboxDto, WaitParams};
+use super::error::{ApiError, FieldReason};
+use super::{with_status, AppState, Principal};
+use crate::sandbox::{SandboxId, SandboxState};
+use crate::service::ServiceError;
+use crate::store::{Created, ListQuery};
+
+/// The idempotency header.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest accepted idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Longest (and default) `wait`.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
+/// `POST /v1/sandboxes`: 201 with the new sandbox, or 200 with the one an earlier request
+/// with the same `Idempotency-Key` created.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body =
+        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+    let dto: CreateSandbox = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    if dto.policy.is_some() {
+        return Err(ApiError::field(
+            "policy",
+            "egress policies are not supported yet; sandboxes get no egress",
+        ));
+    }
+    let key = idempotency_key(&headers)?;
+    let request = dto.into_request();
+    let env = request.env.clone();
+    let created = state
+        .service
+        .create(principal.user, request, key)
+        .await
+        .map_err(|error| match error {
+            ServiceError::Invalid(errors) => ApiError::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: dto::env_field(&e.field, &env),
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            other => other.into(),
+        })?;
+    Ok(match created {
+        Created::New(sandbox) => with_status(StatusCode::CREATED, SandboxDto::from(&sandbox)),
+        Created::Existing(sandbox) => with_status(StatusCode::OK, SandboxDto::from(&sandbox)),
+    })
+}
+
+/// `GET /v1/sandboxes?state=&cursor=&limit=`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<PageDto>, ApiError> {
+    let Query(params) = params
+        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let query = list_query(&params)?;
+    let page = state.service.list(principal.scope(), query).await?;
+    Ok(Json(PageDto::from(&page)))
+}
+
+/// `GET /v1/sandboxes/{id}`.
+pub(crate) async fn get_one(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<SandboxDto>, ApiError> {
+    let id = sandbox_id(id)?;
+    let sandbox = state.service.get(principal.scope(), id).await?;
+    Ok(Json(SandboxDto::from(&sandbox)))
+}
+
+/// `DELETE /v1/sandboxes/{id}`: 204, also when it was already gone.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    match sandbox_id(id) {
+        Ok(id) => state.service.delete(principal.scope(), id).await?,
+        // An id that cannot exist is already deleted.
+        Err(ApiError::NotFound(_)) => {}
+        Err(error) => return Err(error),
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/sandboxes/{id}/stop`: returns the ended sandbox.
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<SandboxDto>, ApiError> {
+    let id = sandbox_id(id)?;
+    let sandbox = state.service.stop(principal.scope(), id).await?;
+    Ok(Json(SandboxDto::from(&sandbox)))
+}
+
+/// `GET /v1/sandboxes/{id}/wait?timeout_s=`: blocks until the sandbox ends; 408 when the
+/// timeout passes first.
+pub(crate) async fn wait(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<WaitParams>, QueryRejection>,
+) -> Result<Json<SandboxDto>, ApiError> {
+    let id = sandbox_id(id)?;
+    let Query(params) = params
+        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let limit = match params.timeout_s {
+        None => MAX_WAIT,
+        Some(secs) if secs >= 1 && secs <= MAX_WAIT.as_secs() => Duration::from_secs(secs),
+        Some(_) => {
+            let reason = format!("must be between 1 and {}", MAX_WAIT.as_secs());
+            return Err(ApiError::field("timeout_s", reason));
+        }
+    };
+    let sandbox = state.service.wait(principal.scope(), id, limit).await?;
+    if !sandbox.state.is_terminal() {
+        return Err(ApiError::WaitTimeout);
+    }
+    Ok(Json(SandboxDto::from(&sandbox)))
+}
+
+/// The path's sandbox id; one that does not parse names no sandbox, so it is a 404.
+fn sandbox_id(id: Result<Path<String>, PathRejection>) -> Result<SandboxId, ApiError> {
+    let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such sandbox"))?;
+    id.parse()
+        .map_err(|_malformed| ApiError::NotFound("no such sandbox"))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()))
+        .filter(|key| key.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )),
+    }
+}
+
+fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
+    let mut errors = Vec::new();
+    let state = match params.state.as_deref().map(str::parse::<SandboxState>) {
+        None => None,
+        Some(Ok(state)) => Some(state),
+        Some(Err(_unknown)) => {
+            let names: Vec<_> = SandboxState::ALL.iter().map(|s| s.as_str()).collect();
+            errors.push(reason(
+                "state",
+                format!("must be one of {}", names.join(", ")),
+            ));
+            None
+        }
+    };
+    let after = match params.cursor.as_deref().map(str::parse::<SandboxId>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_malformed)) => {
+            errors.push(reason("cursor", "must be a previous page's `next`"));
+            None
+        }
+    };
+    let limit = params.limit.unwrap_or(0);
+    if params.limit.is_some() && !(1..=ListQuery::MAX_LIMIT).contains(&limit) {
+        errors.push(reason(
+            "limit",
+            format!("must be between 1 and {}", ListQuery::MAX_LIMIT),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(ListQuery {
+        state,
+        after,
+        limit,
+    })
+}
+
+fn reason(field: &str, reason: impl Into<String>) -> FieldReason {
+    FieldReason {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,133 @@
+//! `airlock serve`: opens the store (running migrations), connects to the DinD over mTLS,
+//! makes sure the bootstrap admin user exists, and serves the API until SIGTERM or SIGINT.
+//!
+//! Shutdown drains in-flight requests and leaves every sandbox running: they are the
+//! reconciler's to pick up at the next start.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState, Auth};
+use crate::config::Config;
+use crate::docker::{DockerClient, DockerError};
+use crate::service::{SandboxService, ServiceSettings};
+use crate::store::{NewUser, Store, StoreError};
+use crate::user::{Role, UserId};
+
+/// The email of the bootstrap admin user that the admin token acts as.
+pub const ADMIN_EMAIL: &str = "admin@airlock.local";
+
+/// Why `airlock serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The Docker node could not be reached.
+    #[error("docker: {0}")]
+    Docker(#[from] DockerError),
+    /// The runtime could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Builds a multi-threaded runtime and runs [`run`] on it.
+pub fn run_blocking(config: Config) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(run(config))
+}
+
+/// Starts everything from `config` and serves until a shutdown signal.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    info!(config = ?config, "Starting airlock serve");
+    let store = Store::connect(&config.database).await?;
+    let docker = DockerClient::connect(&config.docker).await?;
+    let admin = bootstrap_admin(&store).await?;
+    if config.admin_token.is_none() {
+        warn!("AIRLOCK_ADMIN_TOKEN is not set; every /v1 request will be refused");
+    }
+    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let state = AppState::new(service, Auth::new(config.admin_token.clone(), admin));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if let Ok(addr) = listener.local_addr() {
+        info!(listen.addr = %addr, "API listening");
+    }
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve)?;
+    info!("API stopped; sandboxes keep running");
+    Ok(())
+}
+
+/// The bootstrap admin's id, creating the user on first start.
+pub async fn bootstrap_admin(store: &Store) -> Result<UserId, StoreError> {
+    if let Some(user) = store.get_user_by_email(ADMIN_EMAIL).await? {
+        return Ok(user.id);
+    }
+    let new = NewUser {
+        email: ADMIN_EMAIL.to_owned(),
+        display_name: "Bootstrap admin".to_owned(),
+        role: Role::Admin,
+    };
+    match store.create_user(new).await {
+        Ok(user) => Ok(user.id),
+        // Another process created it between the read and the insert.
+        Err(StoreError::Conflict { .. }) => store
+            .get_user_by_email(ADMIN_EMAIL)
+            .await?
+            .map(|user| user.id)
+            .ok_or(StoreError::NotFound),
+        Err(error) => Err(error),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            warn!(%error, "Cannot watch SIGTERM; only SIGINT stops the server");
+            drop(interrupt.await);
+        }
+    }
+    info!("Shutdown signal received");
+}

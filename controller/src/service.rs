@@ -1,0 +1,441 @@
+//! The sandbox service: the lifecycle operations the API calls, over the store and the Docker
+//! client.
+//!
+//! Invariants:
+//! - A request is validated (and the image found on the node, never pulled) before anything
+//!   is written or created.
+//! - A create that fails at any step rolls back what it made: the container, the network and
+//!   the subnet, and the sandbox ends `failed` with reason `error`. Nothing is left in Docker.
+//! - Every state change goes through the store's generation-fenced
+//!   [`Store::record_transition`]. When two paths race to record the end (a `stop` and a
+//!   `wait`), the loser reads the winner's result instead of failing.
+//! - Deletes are idempotent: a missing sandbox, container or network is success.
+//!
+//! The egress proxy is not wired yet: each sandbox gets a fresh random proxy credential in its
+//! environment (as `docker::spec` expects), pointing at the proxy's address on its network,
+//! where nothing listens until the network-plane issue lands. The sandbox therefore has no
+//! egress at all, which is the fail-closed default.
+
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::time::Instant;
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
+use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::sandbox::{
+    DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
+    SandboxState,
+};
+use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
+use crate::user::UserId;
+
+/// The node name written into `airlock.node` labels until several nodes are supported.
+pub const DEFAULT_NODE: &str = "local";
+/// How often `wait` re-reads a sandbox that has no container yet.
+const CREATING_POLL: Duration = Duration::from_millis(100);
+/// Longest single Docker wait request; `wait` loops over these until its own deadline.
+const WAIT_CHUNK: Duration = Duration::from_secs(60);
+/// How long each readiness check may take.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The end message of a sandbox whose create failed (the detail goes to the log).
+const CREATE_FAILED: &str = "the sandbox could not be created; see the controller log";
+
+/// The settings the service needs from [`Config`].
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    /// IPv4 pools for sandbox /29s.
+    pub pools: Vec<Ipv4Net>,
+    /// Operator maximums and the default timeout.
+    pub maximums: Maximums,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// This node's name.
+    pub node: String,
+}
+
+/// Creates, watches, stops and deletes sandboxes.
+#[derive(Clone, Debug)]
+pub struct SandboxService {
+    store: Store,
+    docker: DockerClient,
+    settings: ServiceSettings,
+}
+
+/// Why a service operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request has invalid fields.
+    #[error("invalid request ({} field error(s))", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// The image is not on the node (images are never pulled on the hot path).
+    #[error("image `{0}` is not on the node")]
+    ImageNotFound(String),
+    /// No such sandbox, or the caller may not see it.
+    #[error("no such sandbox")]
+    NotFound,
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency key already used for sandbox {existing}")]
+    IdempotencyMismatch {
+        /// The sandbox the key belongs to.
+        existing: SandboxId,
+    },
+    /// The request conflicts with the sandbox's current state or generation, or with a
+    /// unique constraint.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A dependency did not answer in time.
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(&'static str, Duration),
+    /// Every sandbox subnet is allocated.
+    #[error("no free sandbox subnet")]
+    SubnetsExhausted,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    /// Docker failed.
+    #[error("docker: {0}")]
+    Docker(#[from] DockerError),
+}
+
+// === impl ServiceSettings ===
+
+impl ServiceSettings {
+    /// The service's part of the configuration, on node [`DEFAULT_NODE`].
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            pools: config.sandbox_subnets.clone(),
+            maximums: config.maximums,
+            stop_grace: config.stop_grace,
+            node: DEFAULT_NODE.to_owned(),
+        }
+    }
+}
+
+// === impl SandboxService ===
+
+impl SandboxService {
+    /// A service over `store` and `docker`.
+    pub fn new(store: Store, docker: DockerClient, settings: ServiceSettings) -> Self {
+        Self {
+            store,
+            docker,
+            settings,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The Docker client.
+    pub fn docker(&self) -> &DockerClient {
+        &self.docker
+    }
+
+    /// Validates `request`, then creates and starts the sandbox for `owner`. A repeat with the
+    /// same idempotency key returns the first sandbox as [`Created::Existing`].
+    #[instrument(skip_all, fields(user.id = %owner))]
+    pub async fn create(
+        &self,
+        owner: UserId,
+        request: SandboxRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<Created, ServiceError> {
+        let spec = request
+            .validate(&self.settings.maximums)
+            .map_err(ServiceError::Invalid)?;
+        if !self.docker.image_exists(spec.image().as_str()).await? {
+            return Err(ServiceError::ImageNotFound(spec.image().to_string()));
+        }
+        let new = NewSandbox {
+            owner,
+            spec,
+            idempotency_key,
+            node: Some(self.settings.node.clone()),
+        };
+        match self.store.create_sandbox(new).await? {
+            Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
+            Created::New(sandbox) => self.provision(sandbox).await.map(Created::New),
+        }
+    }
+
+    /// The sandbox, if `scope` may see it.
+    pub async fn get(&self, scope: Scope, id: SandboxId) -> Result<Sandbox, ServiceError> {
+        self.store
+            .get_sandbox(scope, id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// One page of the sandboxes `scope` may see.
+    pub async fn list(&self, scope: Scope, query: ListQuery) -> Result<Page, ServiceError> {
+        Ok(self.store.list_sandboxes(scope, query).await?)
+    }
+
+    /// Stops the sandbox: SIGTERM, the grace period, then SIGKILL. Ends it with reason
+    /// `stopped` (or how it really ended, when it had already ended by itself). Stopping an
+    /// ended sandbox changes nothing.
+    #[instrument(skip_all, fields(sandbox.id = %id))]
+    pub async fn stop(&self, scope: Scope, id: SandboxId) -> Result<Sandbox, ServiceError> {
+        let sandbox = self.get(scope, id).await?;
+        if sandbox.state.is_terminal() {
+            return Ok(sandbox);
+        }
+        self.store
+            .set_desired_state(scope, id, DesiredState::Stopped)
+            .await?;
+        let event = SandboxEvent::StopRequested;
+        let stopping = match self.transition(&sandbox, &event).await? {
+            Some(stopping) => stopping,
+            None => return self.get(scope, id).await,
+        };
+        let Some(container) = stopping.container_id.clone() else {
+            return self.finish(&stopping, EndReason::Stopped).await;
+        };
+        let before = self.docker.inspect(&container).await?;
+        if before.as_ref().is_some_and(|s| s.running) {
+            self.docker
+                .stop(&container, self.settings.stop_grace)
+                .await?;
+        }
+        let after = self.docker.inspect(&container).await?;
+        let was_started = sandbox.state != SandboxState::Creating;
+        let reason = match (&before, after) {
+            // It had ended by itself before the stop request: record how.
+            (Some(before), Some(after)) if was_started && !before.running => end_reason(&after),
+            (_, Some(after)) if after.oom_killed => EndReason::Oom,
+            (_, Some(_)) => EndReason::Stopped,
+            (_, None) => EndReason::Lost,
+        };
+        self.finish(&stopping, reason).await
+    }
+
+    /// Blocks until the sandbox ends or `limit` passes, and returns it as it then is (ended,
+    /// or not yet when the limit passed).
+    #[instrument(skip_all, fields(sandbox.id = %id))]
+    pub async fn wait(
+        &self,
+        scope: Scope,
+        id: SandboxId,
+        limit: Duration,
+    ) -> Result<Sandbox, ServiceError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let sandbox = self.get(scope, id).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if sandbox.state.is_terminal() || remaining.is_zero() {
+                return Ok(sandbox);
+            }
+            // While creating, a container that exists may not have started yet, and Docker's
+            // wait would return at once for it: poll the store until the create settles.
+            let container = match sandbox.container_id.as_deref() {
+                Some(container) if sandbox.state != SandboxState::Creating => container,
+                _ => {
+                    tokio::time::sleep(remaining.min(CREATING_POLL)).await;
+                    continue;
+                }
+            };
+            let chunk = remaining.min(WAIT_CHUNK);
+            match self.docker.wait(container, chunk).await {
+                Ok(None) => {}
+                Ok(Some(_code)) => self.observe_end(id, container).await?,
+                // Removed meanwhile (a delete, or lost): the next read tells which.
+                Err(error) if error.is_not_found() => self.observe_end(id, container).await?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Removes the sandbox: its container, its network, anything else labelled for it, its
+    /// subnet and its row. A sandbox that does not exist counts as deleted.
+    #[instrument(skip_all, fields(sandbox.id = %id))]
+    pub async fn delete(&self, scope: Scope, id: SandboxId) -> Result<(), ServiceError> {
+        let Some(sandbox) = self.store.get_sandbox(scope, id).await? else {
+            return Ok(());
+        };
+        self.store
+            .set_desired_state(scope, id, DesiredState::Deleted)
+            .await?;
+        self.remove_objects(id).await?;
+        self.store.release_subnet(id).await?;
+        self.store.delete_sandbox(id, sandbox.generation).await?;
+        Ok(())
+    }
+
+    /// Whether the store and the Docker daemon both answer, each within [`READY_TIMEOUT`].
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        let timeout = |what| ServiceError::Timeout(what, READY_TIMEOUT);
+        tokio::time::timeout(READY_TIMEOUT, self.store.ping())
+            .await
+            .map_err(|_elapsed| timeout("the store"))??;
+        tokio::time::timeout(READY_TIMEOUT, self.docker.ping())
+            .await
+            .map_err(|_elapsed| timeout("the Docker node"))??;
+        Ok(())
+    }
+
+    /// Makes the network and the container and starts it; on failure, rolls back.
+    async fn provision(&self, sandbox: Sandbox) -> Result<Sandbox, ServiceError> {
+        match self.try_provision(&sandbox).await {
+            Ok(running) => Ok(running),
+            Err(error) => {
+                self.roll_back(&sandbox).await;
+                Err(error)
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(sandbox.id = %sandbox.id))]
+    async fn try_provision(&self, sandbox: &Sandbox) -> Result<Sandbox, ServiceError> {
+        let id = sandbox.id;
+        let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
+        // Placeholder credential until the egress proxy is wired (see the module docs).
+        let token = Uuid::new_v4().simple().to_string();
+        let placement = Placement {
+            id,
+            generation: sandbox.generation,
+            node: &self.settings.node,
+            subnet,
+            proxy_token: &token,
+        };
+        self.docker
+            .create_network(spec::network_body(&placement))
+            .await?;
+        let body = spec::container_body(&sandbox.spec, &placement);
+        let container = self
+            .docker
+            .create_container(&spec::container_name(id), body)
+            .await?;
+        self.store
+            .set_container(id, sandbox.generation, &container)
+            .await?;
+        self.docker.start(&container).await?;
+        let running = self
+            .store
+            .record_transition(id, sandbox.generation, &SandboxEvent::Started)
+            .await?;
+        Ok(running)
+    }
+
+    /// Undoes a failed create step by step; each failure is logged and the rest still runs.
+    /// The cause itself is returned to the caller, which reports it.
+    async fn roll_back(&self, sandbox: &Sandbox) {
+        let id = sandbox.id;
+        warn!(sandbox.id = %id, "Sandbox create failed; rolling back");
+        if let Err(error) = self.remove_objects(id).await {
+            warn!(%error, sandbox.id = %id, "Rollback could not remove Docker objects");
+        }
+        if let Err(error) = self.store.release_subnet(id).await {
+            warn!(%error, sandbox.id = %id, "Rollback could not release the subnet");
+        }
+        let reason = EndReason::Error {
+            message: Some(CREATE_FAILED.to_owned()),
+        };
+        let event = SandboxEvent::Ended(reason);
+        if let Err(error) = self.transition(sandbox, &event).await {
+            warn!(%error, sandbox.id = %id, "Rollback could not mark the sandbox failed");
+        }
+    }
+
+    /// Removes the container and network by name, then anything else labelled for `id`.
+    async fn remove_objects(&self, id: SandboxId) -> Result<(), DockerError> {
+        let value = id.to_string();
+        let mut containers = self
+            .docker
+            .containers_labelled(LABEL_SANDBOX_ID, &value)
+            .await?;
+        containers.push(spec::container_name(id));
+        for container in &containers {
+            self.docker
+                .remove_container(container, Removal::Force)
+                .await?;
+        }
+        let mut networks = self
+            .docker
+            .networks_labelled(LABEL_SANDBOX_ID, &value)
+            .await?;
+        networks.push(spec::network_name(id));
+        for network in &networks {
+            self.docker.remove_network(network).await?;
+        }
+        Ok(())
+    }
+
+    /// Records how the container ended, after Docker said it is no longer running. Reads the
+    /// sandbox afresh, so a stop requested while waiting counts as `stopped`.
+    async fn observe_end(&self, id: SandboxId, container: &str) -> Result<(), ServiceError> {
+        let status = self.docker.inspect(container).await?;
+        let Some(sandbox) = self.store.get_sandbox(Scope::All, id).await? else {
+            return Ok(());
+        };
+        if sandbox.state.is_terminal() || sandbox.state == SandboxState::Creating {
+            return Ok(());
+        }
+        let sandbox = &sandbox;
+        let reason = match status {
+            None => EndReason::Lost,
+            Some(status) if status.running => return Ok(()),
+            Some(_) if sandbox.desired == DesiredState::Stopped => EndReason::Stopped,
+            Some(_) if sandbox.state == SandboxState::Stopping => EndReason::Stopped,
+            Some(status) => end_reason(&status),
+        };
+        self.finish(sandbox, reason).await.map(drop)
+    }
+
+    /// Records the end; when another path recorded it first, returns that result.
+    async fn finish(&self, sandbox: &Sandbox, reason: EndReason) -> Result<Sandbox, ServiceError> {
+        let event = SandboxEvent::Ended(reason);
+        match self.transition(sandbox, &event).await? {
+            Some(ended) => Ok(ended),
+            None => self.get(Scope::All, sandbox.id).await,
+        }
+    }
+
+    /// Applies `event`; `None` when the state machine refused it because the sandbox moved on
+    /// (another path recorded the change first).
+    async fn transition(
+        &self,
+        sandbox: &Sandbox,
+        event: &SandboxEvent,
+    ) -> Result<Option<Sandbox>, ServiceError> {
+        let result = self
+            .store
+            .record_transition(sandbox.id, sandbox.generation, event)
+            .await;
+        match result {
+            Ok(sandbox) => Ok(Some(sandbox)),
+            Err(StoreError::Transition(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// How a container that is no longer running ended.
+fn end_reason(status: &ContainerStatus) -> EndReason {
+    match status.exit_code {
+        _ if status.oom_killed => EndReason::Oom,
+        Some(code) => EndReason::Exited { code },
+        None => EndReason::Lost,
+    }
+}
+
+// === impl ServiceError ===
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::IdempotencyMismatch { existing } => Self::IdempotencyMismatch { existing },
+            StoreError::SubnetsExhausted => Self::SubnetsExhausted,
+            error @ (StoreError::Conflict { .. }
+            | StoreError::StaleGeneration { .. }
+            | StoreError::Transition(_)) => Self::Conflict(error.to_string()),
+            other => Self::Store(other),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `airlock serve` as an operator starts it, for the failures that need no Docker daemon:
+//! an invalid configuration (every problem listed, exit 64) and an unreachable node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test helpers may fail loudly.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+
+fn serve(vars: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("serve")
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem_and_exits_64() {
+    let secret = "short token";
+    let out = serve(&[
+        ("AIRLOCK_LISTEN", "nowhere"),
+        ("AIRLOCK_MAX_PIDS", "0"),
+        ("AIRLOCK_ADMIN_TOKEN", secret),
+        ("AIRLOCK_DOCKER_HOST", "ftp://dind"),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for var in [
+        "AIRLOCK_LISTEN",
+        "AIRLOCK_MAX_PIDS",
+        "AIRLOCK_ADMIN_TOKEN",
+        "AIRLOCK_DOCKER_HOST",
+    ] {
+        assert!(stderr.contains(var), "{var} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains(secret), "the secret leaked:\n{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unreachable_node_fails_after_the_store_is_migrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Bound but not listening: the port stays ours, and connections are refused at once.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed
+        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap();
+    let port = closed.local_addr().unwrap().port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let data = tmp.path().to_str().unwrap();
+    let out = serve(&[
+        ("AIRLOCK_DATA_DIR", data),
+        ("AIRLOCK_DOCKER_HOST", &host),
+        ("AIRLOCK_DOCKER_INSECURE", "true"),
+        ("AIRLOCK_LISTEN", "127.0.0.1:0"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("airlock: docker:"), "{stderr}");
+    assert!(tmp.path().join("airlock.db").exists());
+}
