@@ -19,11 +19,11 @@ test-unit:
 	$(CARGO) test --workspace --exclude e2e
 
 test-e2e: images
-	$(CARGO) test -p e2e
+	$(CARGO) test -p e2e -- --nocapture
 
 test: images
 	$(CARGO) test --workspace --exclude e2e
-	$(CARGO) test -p e2e
+	$(CARGO) test -p e2e -- --nocapture
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
