@@ -31,7 +31,7 @@ privileged_flags() {
 	if [[ "$mode" == 1 ]]; then
 		echo "--privileged"
 	else
-		echo "--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined"
+		echo "--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined"
 	fi
 }
 

@@ -1,6 +1,9 @@
 //! `airlock serve`: opens the store (running migrations), connects to the DinD over mTLS,
 //! makes sure the bootstrap admin user exists, and serves the API until SIGTERM or SIGINT.
 //!
+//! Before serving, one reconcile pass takes over whatever the last run left (see
+//! [`crate::reconcile`]); the reconciler then runs beside the API until shutdown.
+//!
 //! Shutdown drains in-flight requests and leaves every sandbox running: they are the
 //! reconciler's to pick up at the next start.
 
@@ -13,7 +16,8 @@ use tracing::{info, warn};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
-use crate::service::{SandboxService, ServiceSettings};
+use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
+use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use crate::store::{NewUser, Store, StoreError};
 use crate::user::{Role, UserId};
 
@@ -64,6 +68,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.admin_token.is_none() {
         warn!("AIRLOCK_ADMIN_TOKEN is not set; every /v1 request will be refused");
     }
+    let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
+    let reconciler = Reconciler::new(store.clone(), docker.clone(), settings);
+    let started = tokio::time::Instant::now();
+    reconciler.pass_logged(Pass::Startup).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    info!(duration_ms, "Startup reconcile done");
     let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
     let state = AppState::new(service, Auth::new(config.admin_token.clone(), admin));
     let listener = TcpListener::bind(config.listen)
@@ -72,7 +82,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             addr: config.listen,
             source,
         })?;
-    serve_on(listener, state, shutdown_signal()).await
+    // The reconciler runs until the API has drained, then stops between passes.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
+    let served = serve_on(listener, state, shutdown_signal()).await;
+    drop(stop);
+    if let Err(error) = task.await {
+        warn!(%error, "Reconciler task ended abnormally");
+    }
+    served
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -84,6 +102,12 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         info!(listen.addr = %addr, "API listening");
     }
+    // Log followers would hold the drain open until their sandboxes end: close them first.
+    let logs = state.service.logs().clone();
+    let shutdown = async move {
+        shutdown.await;
+        logs.close();
+    };
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::logs::LogHub;
 use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
     SandboxState,
@@ -55,6 +56,8 @@ pub struct ServiceSettings {
     pub stop_grace: Duration,
     /// This node's name.
     pub node: String,
+    /// Size of each sandbox's log ring, in bytes.
+    pub log_buffer_bytes: usize,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -63,6 +66,7 @@ pub struct SandboxService {
     store: Store,
     docker: DockerClient,
     settings: ServiceSettings,
+    logs: LogHub,
 }
 
 /// Why a service operation failed.
@@ -111,6 +115,7 @@ impl ServiceSettings {
             maximums: config.maximums,
             stop_grace: config.stop_grace,
             node: DEFAULT_NODE.to_owned(),
+            log_buffer_bytes: config.log_buffer_bytes,
         }
     }
 }
@@ -123,8 +128,14 @@ impl SandboxService {
         Self {
             store,
             docker,
+            logs: LogHub::new(settings.log_buffer_bytes),
             settings,
         }
+    }
+
+    /// The sandboxes' log rings.
+    pub fn logs(&self) -> &LogHub {
+        &self.logs
     }
 
     /// The store.

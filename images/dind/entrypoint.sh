@@ -72,6 +72,10 @@ else
 	log "IPv6 is disabled in this namespace; no IPv6 rules needed"
 fi
 
+# A restarted container keeps /var/run from its previous life. Stale pid files make dockerd
+# refuse to start ("pid file found") and its containerd wait forever.
+rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+
 log "starting dockerd with TLS on :$TLS_PORT"
 exec dockerd \
 	--host="tcp://0.0.0.0:$TLS_PORT" \

@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+mod exec;
+mod logs;
 mod sandboxes;
 
 pub use auth::{Auth, Principal};
@@ -57,6 +59,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/sandboxes/{id}/stop", post(sandboxes::stop))
         .route("/sandboxes/{id}/wait", get(sandboxes::wait))
+        .route("/sandboxes/{id}/exec", post(exec::exec))
+        .route("/sandboxes/{id}/logs", get(logs::logs))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

@@ -143,7 +143,7 @@ pub(crate) async fn wait(
 }
 
 /// The path's sandbox id; one that does not parse names no sandbox, so it is a 404.
-fn sandbox_id(id: Result<Path<String>, PathRejection>) -> Result<SandboxId, ApiError> {
+pub(crate) fn sandbox_id(id: Result<Path<String>, PathRejection>) -> Result<SandboxId, ApiError> {
     let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such sandbox"))?;
     id.parse()
         .map_err(|_malformed| ApiError::NotFound("no such sandbox"))

@@ -127,6 +127,11 @@ impl DockerClient {
         Ok(Self { docker })
     }
 
+    /// The bollard handle, for the sibling modules of [`crate::docker`].
+    pub(super) fn bollard(&self) -> &Docker {
+        &self.docker
+    }
+
     /// `GET /_ping`.
     pub async fn ping(&self) -> Result<(), DockerError> {
         self.docker

@@ -2,6 +2,9 @@
 //! ([`client`], the only module that calls bollard).
 
 pub mod client;
+pub mod exec;
+pub mod listing;
 pub mod spec;
 
 pub use client::{ContainerStatus, DockerClient, DockerError, Removal};
+pub use exec::{ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream};

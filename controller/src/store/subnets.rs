@@ -101,6 +101,38 @@ impl Store {
         })
     }
 
+    /// Frees the /29 of a sandbox that ended `failed` or `lost`, only while it is still at
+    /// `generation`: the reconciler's fenced release. Returns whether it held one.
+    pub async fn release_ended_subnet(
+        &self,
+        id: SandboxId,
+        generation: i64,
+    ) -> Result<bool, StoreError> {
+        with_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let owner = sqlx::query(
+                "UPDATE sandboxes SET subnet = NULL, updated_at = $1 WHERE id = $2 \
+                 AND generation = $3 AND observed_state IN ('failed', 'lost')",
+            )
+            .bind(now())
+            .bind(id.as_uuid())
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if owner != 1 {
+                return Ok(false);
+            }
+            let removed = sqlx::query("DELETE FROM subnet_allocations WHERE sandbox_id = $1")
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(removed == 1)
+        })
+    }
+
     /// Every allocation: `(subnet, sandbox)`. The reconciler compares it with Docker.
     pub async fn subnet_allocations(&self) -> Result<Vec<(SandboxSubnet, SandboxId)>, StoreError> {
         let rows: Vec<(String, uuid::Uuid)> = with_db!(self, |pool, _begin| {

@@ -358,7 +358,9 @@ impl Dind {
         if opts.privileged {
             args.push("--privileged");
         } else {
+            // SYS_PTRACE: runc needs it to join a sandbox's namespaces for `exec`.
             args.extend(["--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN"]);
+            args.extend(["--cap-add", "SYS_PTRACE"]);
             args.extend(["--security-opt", "seccomp=unconfined"]);
         }
         args.extend(["-v", &volume, "-v", &server]);

@@ -1,0 +1,175 @@
+//! Exec and log streams: the bollard calls behind `POST /v1/sandboxes/{id}/exec` and the
+//! sandbox log follower. Like the rest of [`crate::docker`], this is the only place these
+//! bollard calls happen; callers get plain [`OutputChunk`] streams.
+//!
+//! Invariants: an exec is always created with `privileged: false` and an explicit user (the
+//! sandbox's own), never with a TTY, so stdout and stderr arrive apart.
+
+use std::pin::Pin;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::LogsOptions;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tracing::debug;
+
+use super::{DockerClient, DockerError};
+
+/// Largest frame bollard decodes from an exec's output at once.
+const EXEC_FRAME_CAPACITY: usize = 64 * 1024;
+
+/// Which output a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One piece of a process's output, as Docker framed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Where it came from.
+    pub stream: OutputStream,
+    /// The bytes (not necessarily a whole line, nor valid UTF-8).
+    pub bytes: Vec<u8>,
+}
+
+/// A stream of output chunks; it ends when the process (or container) ends.
+pub type OutputChunks = Pin<Box<dyn Stream<Item = Result<OutputChunk, DockerError>> + Send>>;
+
+/// What to run in a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The argv; never empty.
+    pub cmd: Vec<String>,
+    /// `NAME=value` entries added to the container's environment.
+    pub env: Vec<String>,
+    /// The `uid:gid` to run as.
+    pub user: String,
+    /// Bytes written to the process's stdin, which is then closed; `None` leaves stdin
+    /// unattached.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// A started exec: its id (for [`DockerClient::exec_exit_code`]) and its output.
+pub struct ExecSession {
+    /// Docker's exec id.
+    pub id: String,
+    /// stdout and stderr, ending when the process closes them.
+    pub output: OutputChunks,
+}
+
+// === impl ExecSession ===
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl DockerClient ===
+
+impl DockerClient {
+    /// Creates and starts an exec in `container`, unprivileged and as `command.user`. The stdin
+    /// bytes, if any, are written by a background task (so a process that writes before it
+    /// reads cannot deadlock us), then stdin is closed.
+    pub async fn exec_start(
+        &self,
+        container: &str,
+        command: &ExecCommand,
+    ) -> Result<ExecSession, DockerError> {
+        let options = CreateExecOptions {
+            attach_stdin: Some(command.stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            env: Some(command.env.clone()),
+            cmd: Some(command.cmd.clone()),
+            privileged: Some(false),
+            user: Some(command.user.clone()),
+            ..CreateExecOptions::default()
+        };
+        let created = self.bollard().create_exec(container, options).await?;
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(EXEC_FRAME_CAPACITY),
+        };
+        let started = self.bollard().start_exec(&created.id, Some(start)).await?;
+        let StartExecResults::Attached { output, mut input } = started else {
+            return Err(DockerError::Unexpected("exec started detached"));
+        };
+        let stdin = command.stdin.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            let written = async {
+                input.write_all(&stdin).await?;
+                input.shutdown().await
+            };
+            if let Err(error) = written.await {
+                // The process may exit without reading its stdin; that is its business.
+                debug!(%error, "Exec stdin not fully written");
+            }
+        });
+        Ok(ExecSession {
+            id: created.id,
+            output: chunks(output),
+        })
+    }
+
+    /// The exec's exit code, or `None` while it still runs.
+    pub async fn exec_exit_code(&self, exec: &str) -> Result<Option<i64>, DockerError> {
+        let inspected = self.bollard().inspect_exec(exec).await?;
+        if inspected.running.unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(inspected.exit_code)
+    }
+
+    /// The container's stdout and stderr from the start of its log. With
+    /// [`LogFollow::Follow`] the stream stays open until the container stops.
+    pub fn container_logs(&self, container: &str, follow: LogFollow) -> OutputChunks {
+        let options = LogsOptions {
+            follow: follow == LogFollow::Follow,
+            stdout: true,
+            stderr: true,
+            ..LogsOptions::default()
+        };
+        chunks(self.bollard().logs(container, Some(options)))
+    }
+}
+
+/// Whether [`DockerClient::container_logs`] keeps following.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFollow {
+    /// Return what is logged so far, then end.
+    Once,
+    /// Keep streaming until the container stops.
+    Follow,
+}
+
+fn chunks<S>(stream: S) -> OutputChunks
+where
+    S: Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+{
+    Box::pin(stream.filter_map(|item| async move {
+        match item {
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                Some(Ok(OutputChunk {
+                    stream: OutputStream::Stdout,
+                    bytes: message.to_vec(),
+                }))
+            }
+            Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+                stream: OutputStream::Stderr,
+                bytes: message.to_vec(),
+            })),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(error) => Some(Err(DockerError::from(error))),
+        }
+    }))
+}

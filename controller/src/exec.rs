@@ -1,0 +1,187 @@
+//! Exec: runs a command in a running sandbox and returns its exit code and output.
+//!
+//! Behaviour:
+//! - The command runs as the sandbox's own user, unprivileged, without a TTY.
+//! - stdout and stderr are each kept up to [`MAX_OUTPUT_BYTES`]; the rest is read and
+//!   dropped (so the process is never blocked on a full pipe) and `truncated` is set.
+//! - When the timeout passes first, the controller stops reading and answers with
+//!   `timed_out: true`, no exit code and the output read so far. Docker has no call that
+//!   kills an exec, so the process is abandoned: it keeps running inside the sandbox, bounded
+//!   by the sandbox's pids, memory and lifetime limits, until it exits or the sandbox ends.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tracing::instrument;
+
+use crate::docker::{ExecCommand, OutputChunks, OutputStream};
+use crate::sandbox::{SandboxId, SandboxState};
+use crate::service::{SandboxService, ServiceError};
+use crate::store::Scope;
+
+/// Most bytes of stdout, and of stderr, returned by one exec.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// How long to wait for Docker to mark an exec finished after its output closed.
+const EXIT_CODE_WAIT: Duration = Duration::from_secs(5);
+/// Poll interval for the exit code.
+const EXIT_CODE_POLL: Duration = Duration::from_millis(20);
+
+/// A validated exec request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The argv; never empty.
+    pub cmd: Vec<String>,
+    /// Extra environment, as `(name, value)` with valid, unreserved names.
+    pub env: Vec<(String, String)>,
+    /// How long to wait for the command.
+    pub timeout: Duration,
+    /// Bytes for stdin.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// How an exec went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The exit code; `None` when it timed out.
+    pub exit_code: Option<i64>,
+    /// Captured stdout (at most [`MAX_OUTPUT_BYTES`]).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (at most [`MAX_OUTPUT_BYTES`]).
+    pub stderr: Vec<u8>,
+    /// Whether either output was cut at [`MAX_OUTPUT_BYTES`].
+    pub truncated: bool,
+    /// Whether the timeout passed before the command ended.
+    pub timed_out: bool,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// Output captured so far, each stream capped.
+#[derive(Debug, Default)]
+struct Capture {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    truncated: bool,
+}
+
+// === impl SandboxService (exec) ===
+
+impl SandboxService {
+    /// Runs `request` in the sandbox. 404 when `scope` cannot see it, a conflict when it is
+    /// not running.
+    #[instrument(skip_all, fields(sandbox.id = %id))]
+    pub async fn exec(
+        &self,
+        scope: Scope,
+        id: SandboxId,
+        request: ExecRequest,
+    ) -> Result<ExecOutcome, ServiceError> {
+        let sandbox = self.get(scope, id).await?;
+        let container = match (&sandbox.container_id, sandbox.state) {
+            (Some(container), SandboxState::Running) => container.clone(),
+            (_, state) => return Err(not_running(state.as_str())),
+        };
+        let command = ExecCommand {
+            cmd: request.cmd,
+            env: request
+                .env
+                .into_iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+            user: sandbox.spec.run_as().to_string(),
+            stdin: request.stdin,
+        };
+        let started = Instant::now();
+        let session = match self.docker().exec_start(&container, &command).await {
+            Ok(session) => session,
+            // The container stopped between the store read and the exec.
+            Err(error) if error.is_conflict() => return Err(not_running("stopped")),
+            Err(error) => return Err(error.into()),
+        };
+        let mut capture = Capture::default();
+        let read = tokio::time::timeout(request.timeout, capture.read(session.output)).await;
+        let exit_code = match read {
+            Err(_elapsed) => None,
+            Ok(result) => {
+                result?;
+                self.exit_code(&session.id).await?
+            }
+        };
+        Ok(ExecOutcome {
+            timed_out: exit_code.is_none(),
+            exit_code,
+            stdout: capture.stdout,
+            stderr: capture.stderr,
+            truncated: capture.truncated,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// The exit code once Docker marks the exec finished (briefly after its output closes).
+    async fn exit_code(&self, exec: &str) -> Result<Option<i64>, ServiceError> {
+        let deadline = Instant::now() + EXIT_CODE_WAIT;
+        loop {
+            if let Some(code) = self.docker().exec_exit_code(exec).await? {
+                return Ok(Some(code));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(EXIT_CODE_POLL).await;
+        }
+    }
+}
+
+fn not_running(state: &str) -> ServiceError {
+    ServiceError::Conflict(format!("the sandbox is not running (state: {state})"))
+}
+
+// === impl Capture ===
+
+impl Capture {
+    /// Reads `output` to its end, keeping up to [`MAX_OUTPUT_BYTES`] of each stream.
+    async fn read(&mut self, mut output: OutputChunks) -> Result<(), ServiceError> {
+        while let Some(chunk) = output.next().await {
+            let chunk = chunk?;
+            self.push(chunk.stream, &chunk.bytes);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, stream: OutputStream, bytes: &[u8]) {
+        let buffer = match stream {
+            OutputStream::Stdout => &mut self.stdout,
+            OutputStream::Stderr => &mut self.stderr,
+        };
+        let room = MAX_OUTPUT_BYTES.saturating_sub(buffer.len());
+        if bytes.len() > room {
+            self.truncated = true;
+        }
+        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_caps_each_stream_apart() {
+        let mut capture = Capture::default();
+        capture.push(OutputStream::Stdout, b"hi\n");
+        capture.push(OutputStream::Stderr, b"oops\n");
+        assert_eq!(capture.stdout, b"hi\n");
+        assert_eq!(capture.stderr, b"oops\n");
+        assert!(!capture.truncated);
+
+        let big = vec![b'x'; MAX_OUTPUT_BYTES - 3];
+        capture.push(OutputStream::Stdout, &big);
+        assert_eq!(capture.stdout.len(), MAX_OUTPUT_BYTES);
+        assert!(!capture.truncated, "exactly full is not truncated");
+        capture.push(OutputStream::Stdout, b"y");
+        assert_eq!(capture.stdout.len(), MAX_OUTPUT_BYTES);
+        assert!(capture.truncated);
+        assert_eq!(capture.stderr, b"oops\n", "stderr has its own budget");
+    }
+}

@@ -1,0 +1,585 @@
+//! The reconciler against a real DinD over mTLS:
+//! - an absolute `timeout_s` ends a sandbox with reason `timeout` (in-process API plus a
+//!   running reconciler);
+//! - crash recovery: the real `airlock serve` is killed with SIGKILL while creates are in
+//!   flight, a container is removed behind its back, another ends, and an orphan container and
+//!   network appear; after a restart the state converges within 5 s;
+//! - a DinD restart: its sandboxes come back `Exited (255)` and become `lost`.
+// Helpers here are test code as much as the #[test] functions: a failed step must fail the
+// test loudly, so they unwrap and panic like the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use airlock::api::{app, AppState, Auth};
+use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
+use airlock::docker::spec::{container_name, LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
+use airlock::docker::DockerClient;
+use airlock::reconcile::{Pass, ReconcileSettings, Reconciler};
+use airlock::serve::bootstrap_admin;
+use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::store::Store;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, RemoveContainerOptions,
+};
+use e2e::{dind_with_testbox, Timing};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::upstream::connect;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tower::ServiceExt;
+
+const TOKEN: &str = "e2e-reconcile-token-0123456789";
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The convergence target after `kill -9` (DESIGN.md performance targets).
+const CONVERGE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+/// A sandbox command that runs until SIGUSR1, then exits 3.
+const EXIT_3_ON_USR1: &str = "trap 'exit 3' USR1; sleep 300 & wait";
+
+// --- in-process controller -------------------------------------------------------------
+
+struct InProcess {
+    dind: Dind,
+    state: AppState,
+    reconciler: Reconciler,
+    _dir: tempfile::TempDir,
+}
+
+async fn in_process(test: &'static str, timing: &mut Timing) -> InProcess {
+    let dind = dind_with_testbox(DindOptions::new(test), timing)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = HashMap::from([("AIRLOCK_STOP_GRACE".to_owned(), "1s".to_owned())]);
+    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
+    let database = DatabaseConfig::Sqlite {
+        path: dir.path().join("airlock.db"),
+    };
+    let store = Store::connect(&database).await.unwrap();
+    let docker = DockerClient::connect(&DockerConfig::Tls {
+        host: dind.ip().to_string(),
+        port: DIND_TLS_PORT,
+        cert_dir: dind.cert_dir().join("client"),
+    })
+    .await
+    .unwrap();
+    let admin = bootstrap_admin(&store).await.unwrap();
+    let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
+    settings.timeout_poll = Duration::from_millis(200);
+    settings.interval = Duration::from_secs(1);
+    let reconciler = Reconciler::new(store.clone(), docker.clone(), settings);
+    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let auth = Auth::new(Some(Secret::new(TOKEN)), admin);
+    timing.phase("controller-up");
+    InProcess {
+        dind,
+        state: AppState::new(service, auth),
+        reconciler,
+        _dir: dir,
+    }
+}
+
+impl InProcess {
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn create(&self, body: Value) -> String {
+        let (status, body) = self.call(Method::POST, "/v1/sandboxes", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        let (status, body) = self
+            .call(Method::GET, &format!("/v1/sandboxes/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+#[tokio::test]
+async fn absolute_timeout_ends_the_sandbox_with_reason_timeout() {
+    let mut timing = Timing::start("reconcile_timeout");
+    let c = in_process("reconcile_timeout", &mut timing).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(c.reconciler.clone().run(async move { drop(stopped.await) }));
+
+    let started = Instant::now();
+    let short = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"], "timeout_s": 2});
+    let id = c.create(short).await;
+    let long = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"], "timeout_s": 600});
+    let other = c.create(long).await;
+    timing.phase("create");
+
+    let (status, body) = c
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/wait?timeout_s=30"),
+            None,
+        )
+        .await;
+    let ended_after = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "exited", "{body}");
+    assert_eq!(body["end_reason"]["kind"], "timeout", "{body}");
+    assert!(
+        ended_after >= Duration::from_secs(2) && ended_after < Duration::from_secs(5),
+        "ended after {ended_after:?}"
+    );
+    eprintln!(
+        "e2e-figure reconcile_timeout ended_after_s {:.2}",
+        ended_after.as_secs_f64()
+    );
+    timing.phase("timeout");
+
+    // The container really stops (SIGTERM, the 1 s grace, SIGKILL), and stays stopped.
+    let name = container_name(id.parse().unwrap());
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let inspected = c
+            .dind
+            .docker()
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        if inspected.state.unwrap().running == Some(false) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out container still runs"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(c.get(&id).await["end_reason"]["kind"], "timeout");
+    // The sandbox with a long timeout is untouched.
+    assert_eq!(c.get(&other).await["state"], "running");
+    timing.phase("stopped");
+
+    drop(stop);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn dind_restart_marks_its_sandboxes_lost() {
+    let mut timing = Timing::start("reconcile_dind_restart");
+    let c = in_process("reconcile_dind_restart", &mut timing).await;
+    let ids = [
+        c.create(json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]}))
+            .await,
+        c.create(json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]}))
+            .await,
+    ];
+    timing.phase("create");
+
+    let restart = Command::new("docker")
+        .args(["restart", "-t", "0", c.dind.container_name()])
+        .status()
+        .await
+        .unwrap();
+    assert!(restart.success());
+    let deadline = Instant::now() + DEADLINE;
+    while c.dind.docker().ping().await.is_err() {
+        if Instant::now() >= deadline {
+            panic!("the DinD did not come back:\n{}", c.dind.logs_tail().await);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    timing.phase("dind-restart");
+
+    let started = Instant::now();
+    let deadline = started + DEADLINE;
+    loop {
+        // Errors while the daemon settles are retried by the next pass.
+        c.reconciler.pass_logged(Pass::Periodic).await;
+        let mut states = Vec::new();
+        for id in &ids {
+            let body = c.get(id).await;
+            states.push((body["state"].clone(), body["end_reason"]["kind"].clone()));
+        }
+        if states.iter().all(|s| *s == (json!("lost"), json!("lost"))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{states:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    eprintln!(
+        "e2e-figure reconcile_dind_restart lost_after_s {:.2}",
+        started.elapsed().as_secs_f64()
+    );
+    // Nothing of theirs is left in the nested daemon.
+    let (containers, networks) = labelled_objects(c.dind.docker()).await;
+    assert_eq!((containers.len(), networks.len()), (0, 0));
+    timing.phase("lost");
+}
+
+// --- the real binary -------------------------------------------------------------------
+
+/// Builds the `airlock` binary (a no-op when it is fresh) and returns its path.
+async fn airlock_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["build", "-p", "airlock", "--bin", "airlock"])
+        .arg("--message-format=json")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "cargo build failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "airlock")
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .expect("an airlock executable")
+}
+
+fn spawn_serve(binary: &Path, dind: &Dind, data: &Path) -> Child {
+    Command::new(binary)
+        .arg("serve")
+        .env_clear()
+        .env("AIRLOCK_LISTEN", "127.0.0.1:0")
+        .env("AIRLOCK_DATA_DIR", data)
+        .env(
+            "AIRLOCK_DOCKER_HOST",
+            format!("tcp://{}:{DIND_TLS_PORT}", dind.ip()),
+        )
+        .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
+        .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
+        .env("AIRLOCK_STOP_GRACE", "1s")
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the JSON log until the "API listening" event and returns its address; the whole log
+/// keeps draining into the returned task.
+async fn listen_addr(child: &mut Child) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let find = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["fields"]["message"] == "API listening" {
+                let addr = event["fields"]["listen.addr"].as_str().unwrap();
+                return addr.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("airlock serve exited before listening:\n{seen}");
+    };
+    let addr = tokio::time::timeout(DEADLINE, find).await.unwrap();
+    let rest = tokio::spawn(async move {
+        let mut rest = seen;
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    (addr, rest)
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; the status and the JSON body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn create(addr: SocketAddr, cmd: &[&str]) -> String {
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": cmd});
+    let (status, body) = http(addr, "POST", "/v1/sandboxes", Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Every `airlock.node`-labelled container and network in the nested daemon, with their
+/// sandbox label.
+async fn labelled_objects(docker: &bollard::Docker) -> (Vec<String>, Vec<String>) {
+    let filters = HashMap::from([("label".to_owned(), vec![LABEL_NODE.to_owned()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap();
+    let sandbox = |labels: Option<HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(LABEL_SANDBOX_ID).cloned())
+            .unwrap_or_default()
+    };
+    (
+        containers.into_iter().map(|c| sandbox(c.labels)).collect(),
+        networks.into_iter().map(|n| sandbox(n.labels)).collect(),
+    )
+}
+
+/// An orphan container and network, labelled as if for a sandbox the store never heard of.
+async fn make_orphans(docker: &bollard::Docker) -> String {
+    let ghost = uuid::Uuid::now_v7().to_string();
+    let labels = HashMap::from([
+        (LABEL_SANDBOX_ID.to_owned(), ghost.clone()),
+        (LABEL_GENERATION.to_owned(), "1".to_owned()),
+        (LABEL_NODE.to_owned(), DEFAULT_NODE.to_owned()),
+    ]);
+    docker
+        .create_network(NetworkCreateRequest {
+            name: format!("e2e-orphan-{ghost}"),
+            internal: Some(true),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let body = ContainerCreateBody {
+        image: Some(TESTBOX_IMAGE.to_owned()),
+        cmd: Some(vec!["sleep".to_owned(), "300".to_owned()]),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(format!("e2e-orphan-{ghost}")),
+        ..Default::default()
+    };
+    let created = docker.create_container(Some(options), body).await.unwrap();
+    docker.start_container(&created.id, None).await.unwrap();
+    ghost
+}
+
+/// What the restarted controller must converge to; `Err` says what is not there yet.
+async fn converged(
+    addr: SocketAddr,
+    docker: &bollard::Docker,
+    live: &str,
+    vanished: &str,
+    exited: &str,
+    ghost: &str,
+) -> Result<(), String> {
+    let (status, list) = http(addr, "GET", "/v1/sandboxes?limit=500", None).await;
+    if status != 200 {
+        return Err(format!("list answered {status}"));
+    }
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let find = |id: &str| items.iter().find(|s| s["id"] == id).cloned();
+    let state = |id: &str| find(id).map(|s| (s["state"].clone(), s["end_reason"].clone()));
+    if state(live) != Some((json!("running"), Value::Null)) {
+        return Err(format!("live sandbox: {:?}", state(live)));
+    }
+    if state(vanished).map(|s| s.0) != Some(json!("lost")) {
+        return Err(format!("vanished sandbox: {:?}", state(vanished)));
+    }
+    let ended = find(exited).unwrap_or_default();
+    if ended["state"] != "exited" || ended["exit_code"] != 3 {
+        return Err(format!("exited sandbox: {ended}"));
+    }
+    if let Some(stuck) = items.iter().find(|s| s["state"] == "creating") {
+        return Err(format!("stuck in creating: {stuck}"));
+    }
+    // No orphan: every labelled object belongs to a sandbox that holds its objects.
+    let holders: Vec<&str> = items
+        .iter()
+        .filter(|s| s["state"] == "running" || s["state"] == "exited")
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let (containers, networks) = labelled_objects(docker).await;
+    for owner in containers.iter().chain(&networks) {
+        if owner == ghost || !holders.contains(&owner.as_str()) {
+            return Err(format!("orphan object of sandbox {owner}"));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_then_restart_converges_within_5s() {
+    let mut timing = Timing::start("reconcile_kill9");
+    let binary = airlock_binary().await;
+    timing.phase("build");
+    let dind = dind_with_testbox(DindOptions::new("reconcile_kill9"), &mut timing)
+        .await
+        .unwrap();
+    let docker = dind.docker();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = spawn_serve(&binary, &dind, data.path());
+    let (addr, _log) = listen_addr(&mut child).await;
+    timing.phase("serve-up");
+
+    let live = create(addr, &["sleep", "300"]).await;
+    let vanished = create(addr, &["sleep", "300"]).await;
+    let exited = create(addr, &["sh", "-c", EXIT_3_ON_USR1]).await;
+    timing.phase("create");
+
+    // Creates in flight when the controller dies: whatever they reached must be taken over.
+    let before = labelled_objects(docker).await.0.len();
+    let inflight: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]});
+                // The connection dies with the controller; any outcome is fine.
+                drop(
+                    tokio::time::timeout(DEADLINE, async {
+                        let mut stream = connect(addr).await.ok()?;
+                        let body = body.to_string();
+                        let request = format!(
+                        "POST /v1/sandboxes HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer \
+                         {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                        stream.write_all(request.as_bytes()).await.ok()?;
+                        let mut out = Vec::new();
+                        stream.read_to_end(&mut out).await.ok()
+                    })
+                    .await,
+                );
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + DEADLINE;
+    while labelled_objects(docker).await.0.len() == before {
+        assert!(Instant::now() < deadline, "no create reached Docker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    for task in inflight {
+        task.await.unwrap();
+    }
+    timing.phase("kill-9");
+
+    // Behind the controller's back: one container vanishes, one ends by itself with code 3,
+    // and an orphan container and network appear.
+    let remove = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let vanished_name = container_name(vanished.parse().unwrap());
+    docker
+        .remove_container(&vanished_name, Some(remove))
+        .await
+        .unwrap();
+    end_with_code_3(&dind, &exited).await;
+    let ghost = make_orphans(docker).await;
+    timing.phase("tamper");
+
+    let restarted = Instant::now();
+    let mut child = spawn_serve(&binary, &dind, data.path());
+    let (addr, log) = listen_addr(&mut child).await;
+    let listening = restarted.elapsed();
+    let deadline = restarted + CONVERGE;
+    loop {
+        let Err(why) = converged(addr, docker, &live, &vanished, &exited, &ghost).await else {
+            break;
+        };
+        if Instant::now() >= deadline {
+            child.start_kill().unwrap();
+            panic!(
+                "not converged within {CONVERGE:?}: {why}\n{}",
+                log.await.unwrap()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let took = restarted.elapsed();
+    eprintln!(
+        "e2e-figure reconcile_kill9 listening_s {:.2} converged_s {:.2}",
+        listening.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    timing.phase("converge");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // The restarted controller's reconcile events, for the report.
+    for line in log
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("econcile"))
+    {
+        eprintln!("e2e-log reconcile_kill9 {line}");
+    }
+}
+
+/// Makes the [`EXIT_3_ON_USR1`] sandbox exit 3, and waits until Docker sees it ended.
+async fn end_with_code_3(dind: &Dind, id: &str) {
+    let name = container_name(id.parse().unwrap());
+    let kill = KillContainerOptions {
+        signal: "SIGUSR1".to_owned(),
+    };
+    dind.docker()
+        .kill_container(&name, Some(kill))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let inspected = dind
+            .docker()
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        if inspected.state.unwrap().running == Some(false) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the sandbox did not end");
+        tokio::time::sleep(POLL).await;
+    }
+}
