@@ -1,11 +1,13 @@
 //! End-to-end tests against a real DinD daemon over mutual TLS; they live under `tests/` and
 //! need a Docker daemon plus the images from `make images`.
 //!
-//! This library holds what every e2e test shares: per-test timing lines for the report and a
-//! DinD with the testbox image already loaded. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
+//! This library holds what every e2e test shares: per-test timing lines for the report, a DinD
+//! with the testbox image already loaded, and (`serve`) the real `airlock serve` binary. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
 //! the fake DNS server the DNS test runs on the sealed outer network.
 
 use std::time::Instant;
+
+pub mod serve;
 
 use test_support::dind::{Dind, DindError, DindOptions, TESTBOX_IMAGE};
 

@@ -11,8 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
@@ -30,17 +28,17 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
     ListNetworksOptions, RemoveContainerOptions,
 };
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve, DEADLINE};
 use e2e::{dind_with_testbox, Timing};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
 use test_support::upstream::connect;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 use tower::ServiceExt;
 
 const TOKEN: &str = "e2e-reconcile-token-0123456789";
-const DEADLINE: Duration = Duration::from_secs(60);
 /// The convergence target after `kill -9` (DESIGN.md performance targets).
 const CONVERGE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
@@ -238,104 +236,9 @@ async fn dind_restart_marks_its_sandboxes_lost() {
 
 // --- the real binary -------------------------------------------------------------------
 
-/// Builds the `airlock` binary (a no-op when it is fresh) and returns its path.
-async fn airlock_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
-        .args(["build", "-p", "airlock", "--bin", "airlock"])
-        .arg("--message-format=json")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "cargo build failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "airlock")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .expect("an airlock executable")
-}
-
-fn spawn_serve(binary: &Path, dind: &Dind, data: &Path) -> Child {
-    Command::new(binary)
-        .arg("serve")
-        .env_clear()
-        .env("AIRLOCK_LISTEN", "127.0.0.1:0")
-        .env("AIRLOCK_DATA_DIR", data)
-        .env(
-            "AIRLOCK_DOCKER_HOST",
-            format!("tcp://{}:{DIND_TLS_PORT}", dind.ip()),
-        )
-        .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
-        .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
-        .env("AIRLOCK_STOP_GRACE", "1s")
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-/// Reads the JSON log until the "API listening" event and returns its address; the whole log
-/// keeps draining into the returned task.
-async fn listen_addr(child: &mut Child) -> (SocketAddr, tokio::task::JoinHandle<String>) {
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    let find = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["fields"]["message"] == "API listening" {
-                let addr = event["fields"]["listen.addr"].as_str().unwrap();
-                return addr.parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("airlock serve exited before listening:\n{seen}");
-    };
-    let addr = tokio::time::timeout(DEADLINE, find).await.unwrap();
-    let rest = tokio::spawn(async move {
-        let mut rest = seen;
-        while let Ok(Some(line)) = lines.next_line().await {
-            rest.push_str(&line);
-            rest.push('\n');
-        }
-        rest
-    });
-    (addr, rest)
-}
-
-/// One HTTP/1.1 exchange on a fresh connection; the status and the JSON body.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 async fn create(addr: SocketAddr, cmd: &[&str]) -> String {
     let body = json!({"image": TESTBOX_IMAGE, "cmd": cmd});
-    let (status, body) = http(addr, "POST", "/v1/sandboxes", Some(body)).await;
+    let (status, body) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(body)).await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
@@ -414,7 +317,7 @@ async fn converged(
     exited: &str,
     ghost: &str,
 ) -> Result<(), String> {
-    let (status, list) = http(addr, "GET", "/v1/sandboxes?limit=500", None).await;
+    let (status, list) = http(addr, TOKEN, "GET", "/v1/sandboxes?limit=500", None).await;
     if status != 200 {
         return Err(format!("list answered {status}"));
     }
@@ -459,7 +362,7 @@ async fn kill_9_then_restart_converges_within_5s() {
         .unwrap();
     let docker = dind.docker();
     let data = tempfile::tempdir().unwrap();
-    let mut child = spawn_serve(&binary, &dind, data.path());
+    let mut child = spawn_serve(&binary, &dind, data.path(), TOKEN);
     let (addr, _log) = listen_addr(&mut child).await;
     timing.phase("serve-up");
 
@@ -522,7 +425,7 @@ async fn kill_9_then_restart_converges_within_5s() {
     timing.phase("tamper");
 
     let restarted = Instant::now();
-    let mut child = spawn_serve(&binary, &dind, data.path());
+    let mut child = spawn_serve(&binary, &dind, data.path(), TOKEN);
     let (addr, log) = listen_addr(&mut child).await;
     let listening = restarted.elapsed();
     let deadline = restarted + CONVERGE;
