@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::instrument;
 
@@ -93,6 +94,8 @@ impl SandboxService {
             stdin: request.stdin,
         };
         let started = Instant::now();
+        // An exec is activity for the idle timeout, when it starts and when it ends.
+        self.activity().touch(id, OffsetDateTime::now_utc());
         let session = match self.docker().exec_start(&container, &command).await {
             Ok(session) => session,
             // The container stopped between the store read and the exec.
@@ -101,6 +104,7 @@ impl SandboxService {
         };
         let mut capture = Capture::default();
         let read = tokio::time::timeout(request.timeout, capture.read(session.output)).await;
+        self.activity().touch(id, OffsetDateTime::now_utc());
         let exit_code = match read {
             Err(_elapsed) => None,
             Ok(result) => {

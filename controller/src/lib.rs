@@ -9,6 +9,7 @@ pub mod config;
 pub mod docker;
 pub mod exec;
 pub mod logs;
+pub mod metrics;
 pub mod reconcile;
 pub mod sandbox;
 pub mod serve;

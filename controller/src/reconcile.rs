@@ -10,7 +10,8 @@
 //!
 //! It runs once at start (before the API serves, so every `creating`/`stopping` row is
 //! abandoned and taken over), then every [`ReconcileSettings::interval`]. Between full passes,
-//! a cheaper timeout pass reads only the store every [`ReconcileSettings::timeout_poll`].
+//! a cheaper timeout pass reads the store every [`ReconcileSettings::timeout_poll`] (and
+//! Docker's log only for sandboxes that look idle; see [`crate::timeouts`]).
 
 pub mod plan;
 
@@ -24,9 +25,11 @@ use tracing::{info, instrument, warn};
 use crate::docker::listing::{ListedContainer, ListedNetwork, ListedState};
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
+use crate::metrics::{Metrics, PassKind};
+use crate::sandbox::EndReason;
 use crate::sandbox::{SandboxEvent, SandboxId, SandboxState};
 use crate::store::{ListQuery, Sandbox, Scope, Store, StoreError};
-use crate::timeouts;
+use crate::timeouts::{self, Activity};
 use plan::{Action, Clock, Labelled, Observation, ObservedContainer, Phase, SandboxView, Step};
 
 /// Default time between full passes.
@@ -88,6 +91,8 @@ pub struct Reconciler {
     store: Store,
     docker: DockerClient,
     settings: ReconcileSettings,
+    activity: Activity,
+    metrics: Metrics,
 }
 
 // === impl ReconcileSettings ===
@@ -114,7 +119,21 @@ impl Reconciler {
             store,
             docker,
             settings,
+            activity: Activity::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts its passes and actions in `metrics` (served at `/metrics`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Shares `activity` (stamped by exec) with the idle-timeout check.
+    pub fn with_activity(mut self, activity: Activity) -> Self {
+        self.activity = activity;
+        self
     }
 
     /// Runs periodic and timeout passes until `shutdown` completes. Errors are logged; the
@@ -165,26 +184,59 @@ impl Reconciler {
         };
         let observation = self.observe().await?;
         let steps = plan::plan(&observation, Clock { now, cutoff });
-        Ok(self.apply(steps).await)
+        let report = self.apply(steps).await;
+        self.metrics
+            .reconcile_pass(PassKind::Full, report.applied, report.failed);
+        Ok(report)
     }
 
-    /// Ends every running sandbox whose absolute timeout passed; reads only the store.
+    /// Ends every running sandbox whose absolute or idle timeout passed. It reads the store,
+    /// and Docker's log only for a sandbox that looks idle (see [`crate::timeouts`]).
     pub async fn enforce_timeouts(&self) -> Result<PassReport, ReconcileError> {
         let now = OffsetDateTime::now_utc();
         let running = self.sandboxes(Some(SandboxState::Running)).await?;
-        let steps = running
-            .iter()
-            .filter_map(|sandbox| {
-                let reason = timeouts::expired(&view(sandbox), now)?;
+        self.activity
+            .retain(&running.iter().map(|s| s.id).collect());
+        let mut steps = Vec::new();
+        for sandbox in &running {
+            let reason = match timeouts::expired(&view(sandbox), now) {
+                Some(reason) => Some(reason),
+                None => self.idle(sandbox, now).await,
+            };
+            if let Some(reason) = reason {
                 let mut actions = vec![Action::RecordEnd(reason)];
                 actions.extend(sandbox.container_id.clone().map(Action::StopContainer));
-                Some(Step {
+                steps.push(Step {
                     sandbox: Some((sandbox.id, sandbox.generation)),
                     actions,
-                })
-            })
-            .collect();
-        Ok(self.apply(steps).await)
+                });
+            }
+        }
+        let report = self.apply(steps).await;
+        self.metrics
+            .reconcile_pass(PassKind::Timeout, report.applied, report.failed);
+        Ok(report)
+    }
+
+    /// `idle` when the sandbox has an idle timeout and neither exec nor its log shows activity
+    /// within it. Docker is asked only once the in-memory activity says the time is up.
+    async fn idle(&self, sandbox: &Sandbox, now: OffsetDateTime) -> Option<EndReason> {
+        let idle = sandbox.spec.idle_timeout()?;
+        let seen = self.activity.get(sandbox.id);
+        let last = timeouts::last_activity(sandbox.created_at, seen, self.activity.floor());
+        timeouts::idle_expired(last, Some(idle), now)?;
+        let container = sandbox.container_id.as_deref()?;
+        match self.docker.last_log_at(container, last).await {
+            Ok(Some(at)) if at > last => {
+                self.activity.touch(sandbox.id, at);
+                timeouts::idle_expired(at, Some(idle), now)
+            }
+            Ok(_) => Some(EndReason::Idle),
+            Err(error) => {
+                warn!(%error, sandbox.id = %sandbox.id, "Idle check could not read the log");
+                None
+            }
+        }
     }
 
     async fn observe(&self) -> Result<Observation, ReconcileError> {

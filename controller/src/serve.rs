@@ -69,12 +69,18 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         warn!("AIRLOCK_ADMIN_TOKEN is not set; every /v1 request will be refused");
     }
     let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
-    let reconciler = Reconciler::new(store.clone(), docker.clone(), settings);
+    let service = SandboxService::new(
+        store.clone(),
+        docker.clone(),
+        ServiceSettings::from_config(&config),
+    );
+    let reconciler = Reconciler::new(store, docker, settings)
+        .with_activity(service.activity().clone())
+        .with_metrics(service.metrics().clone());
     let started = tokio::time::Instant::now();
     reconciler.pass_logged(Pass::Startup).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     info!(duration_ms, "Startup reconcile done");
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
     let state = AppState::new(service, Auth::new(config.admin_token.clone(), admin));
     let listener = TcpListener::bind(config.listen)
         .await

@@ -27,11 +27,13 @@ use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
 use crate::logs::LogHub;
+use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
 use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
     SandboxState,
 };
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
+use crate::timeouts::Activity;
 use crate::user::UserId;
 
 /// The node name written into `airlock.node` labels until several nodes are supported.
@@ -67,6 +69,8 @@ pub struct SandboxService {
     docker: DockerClient,
     settings: ServiceSettings,
     logs: LogHub,
+    activity: Activity,
+    metrics: Metrics,
 }
 
 /// Why a service operation failed.
@@ -130,7 +134,19 @@ impl SandboxService {
             docker,
             logs: LogHub::new(settings.log_buffer_bytes),
             settings,
+            activity: Activity::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The process's counters, for `/metrics` (share them with the reconciler).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The last exec activity per sandbox, for the idle timeout ([`crate::timeouts`]).
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// The sandboxes' log rings.
@@ -171,7 +187,10 @@ impl SandboxService {
         };
         match self.store.create_sandbox(new).await? {
             Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
-            Created::New(sandbox) => self.provision(sandbox).await.map(Created::New),
+            Created::New(sandbox) => {
+                self.metrics.sandbox_created();
+                self.provision(sandbox).await.map(Created::New)
+            }
         }
     }
 
@@ -275,7 +294,48 @@ impl SandboxService {
         self.remove_objects(id).await?;
         self.store.release_subnet(id).await?;
         self.store.delete_sandbox(id, sandbox.generation).await?;
+        self.metrics.sandbox_deleted();
         Ok(())
+    }
+
+    /// The scrape-time gauges: sandboxes by state and each dependency's ping latency. The
+    /// state counts page through the store (at most [`ListQuery::MAX_LIMIT`] rows a query).
+    pub async fn gauges(&self) -> Gauges {
+        let store_ping = timed(self.store.ping()).await;
+        let docker_ping = timed(self.docker.ping()).await;
+        let states = match store_ping {
+            Some(_) => self.state_counts().await.ok(),
+            None => None,
+        };
+        Gauges {
+            states,
+            store_ping,
+            docker_ping,
+        }
+    }
+
+    async fn state_counts(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut counts: Vec<(SandboxState, u64)> =
+            SandboxState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut after = None;
+        loop {
+            let query = ListQuery {
+                state: None,
+                after,
+                limit: ListQuery::MAX_LIMIT,
+            };
+            let page = self.store.list_sandboxes(Scope::All, query).await?;
+            for sandbox in &page.items {
+                if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == sandbox.state) {
+                    slot.1 += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
     }
 
     /// Whether the store and the Docker daemon both answer, each within [`READY_TIMEOUT`].
@@ -448,5 +508,14 @@ impl From<StoreError> for ServiceError {
             | StoreError::Transition(_)) => Self::Conflict(error.to_string()),
             other => Self::Store(other),
         }
+    }
+}
+
+/// How long `ping` took, or `None` when it failed or passed [`PING_TIMEOUT`].
+async fn timed<E>(ping: impl std::future::Future<Output = Result<(), E>>) -> Option<Duration> {
+    let started = Instant::now();
+    match tokio::time::timeout(PING_TIMEOUT, ping).await {
+        Ok(Ok(())) => Some(started.elapsed()),
+        Ok(Err(_)) | Err(_) => None,
     }
 }

@@ -8,15 +8,30 @@
 //! `stopped`; a container that survives a failed stop is stopped again by the next full pass
 //! (an ended sandbox's container must not run).
 //!
-//! `idle_timeout_s` is not enforced yet: it needs the last output/exec time from the logs and
-//! exec paths.
+//! `idle_timeout_s` ends a sandbox with reason `idle` when it has shown no activity (new log
+//! output or an exec) for that long. How activity is observed, and why:
+//! - Exec is seen in-process: the service stamps the sandbox's [`Activity`] when an exec
+//!   starts and when it ends.
+//! - Output is *not* watched continuously (the log follower stays lazy, so a sandbox nobody
+//!   reads costs no open stream). Instead the timeout tick, when the in-memory last activity
+//!   says a sandbox's idle deadline has passed, asks Docker for the newest log line since that
+//!   time (`since` + `tail=1` + `timestamps`) and moves the activity forward to that line's
+//!   timestamp. So a silent sandbox costs one cheap Docker call per tick once it is due, and a
+//!   chatty one about one call per `idle_timeout_s`.
+//! - Docker's json-file driver logs a line when it ends with a newline (or fills 16 KiB): a
+//!   process that prints a partial line without a newline does not count as active.
+//! - Activity lives in memory. After a controller restart every sandbox's idle clock starts
+//!   again from the process start ([`Activity::floor`]), so a restart never ends a sandbox
+//!   early; it may only end one up to one idle period late.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::reconcile::plan::SandboxView;
-use crate::sandbox::EndReason;
+use crate::sandbox::{EndReason, SandboxId};
 
 /// When a sandbox created at `created_at` with `timeout` must end.
 pub fn deadline(created_at: OffsetDateTime, timeout: Duration) -> OffsetDateTime {
@@ -28,9 +43,87 @@ pub fn expired(sandbox: &SandboxView, now: OffsetDateTime) -> Option<EndReason> 
     (now >= sandbox.deadline).then_some(EndReason::Timeout)
 }
 
+/// `idle` when a sandbox whose last activity was at `last` and whose idle timeout is `idle`
+/// has been idle too long at `now`; never without an idle timeout.
+pub fn idle_expired(
+    last: OffsetDateTime,
+    idle: Option<Duration>,
+    now: OffsetDateTime,
+) -> Option<EndReason> {
+    let idle = idle?;
+    (now >= deadline(last, idle)).then_some(EndReason::Idle)
+}
+
+/// The latest of the sandbox's create time, the activity seen so far and the activity floor.
+pub fn last_activity(
+    created_at: OffsetDateTime,
+    seen: Option<OffsetDateTime>,
+    floor: OffsetDateTime,
+) -> OffsetDateTime {
+    seen.into_iter()
+        .chain([floor])
+        .fold(created_at, OffsetDateTime::max)
+}
+
+/// The last activity seen per sandbox; cheap to clone, shared by exec and the reconciler.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    seen: Arc<Mutex<HashMap<SandboxId, OffsetDateTime>>>,
+    floor: OffsetDateTime,
+}
+
+// === impl Activity ===
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new(OffsetDateTime::now_utc())
+    }
+}
+
+impl Activity {
+    /// A tracker whose idle clocks start no earlier than `floor` (the process start).
+    pub fn new(floor: OffsetDateTime) -> Self {
+        Self {
+            seen: Arc::default(),
+            floor,
+        }
+    }
+
+    /// No sandbox counts as idle since before this time.
+    pub fn floor(&self) -> OffsetDateTime {
+        self.floor
+    }
+
+    /// Records activity of `id` at `at`; an older time than the one known is ignored.
+    pub fn touch(&self, id: SandboxId, at: OffsetDateTime) {
+        let mut seen = self.lock();
+        let entry = seen.entry(id).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+
+    /// The last activity recorded for `id`.
+    pub fn get(&self, id: SandboxId) -> Option<OffsetDateTime> {
+        self.lock().get(&id).copied()
+    }
+
+    /// Forgets every sandbox not in `live`.
+    pub fn retain(&self, live: &HashSet<SandboxId>) {
+        self.lock().retain(|id, _| live.contains(id));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SandboxId, OffsetDateTime>> {
+        // The map holds plain timestamps: a panic elsewhere cannot leave it inconsistent.
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s)
+    }
 
     #[test]
     fn deadline_adds_the_timeout_and_saturates() {
@@ -40,5 +133,45 @@ mod tests {
             at + time::Duration::seconds(2)
         );
         assert!(deadline(at, Duration::MAX) > at + time::Duration::days(365 * 1000));
+    }
+
+    #[test]
+    fn idle_ends_exactly_at_the_idle_deadline() {
+        let two = Some(Duration::from_secs(2));
+        let cases = [
+            (at(0), two, at(1), None),
+            (at(0), two, at(2) - time::Duration::milliseconds(1), None),
+            (at(0), two, at(2), Some(EndReason::Idle)),
+            (at(0), two, at(100), Some(EndReason::Idle)),
+            (at(10), two, at(11), None),
+            (at(0), None, at(1_000_000), None),
+            (at(0), Some(Duration::MAX), at(1_000_000), None),
+        ];
+        for (last, idle, now, want) in cases {
+            assert_eq!(idle_expired(last, idle, now), want, "{last} {idle:?} {now}");
+        }
+    }
+
+    #[test]
+    fn last_activity_is_the_latest_of_create_seen_and_floor() {
+        assert_eq!(last_activity(at(5), None, at(1)), at(5));
+        assert_eq!(last_activity(at(5), Some(at(9)), at(1)), at(9));
+        assert_eq!(last_activity(at(5), Some(at(3)), at(1)), at(5));
+        // After a restart, the floor (process start) wins over older activity.
+        assert_eq!(last_activity(at(5), Some(at(9)), at(20)), at(20));
+    }
+
+    #[test]
+    fn activity_keeps_the_latest_touch_and_forgets_dead_sandboxes() {
+        let activity = Activity::new(at(0));
+        let (a, b) = (SandboxId::new(), SandboxId::new());
+        activity.touch(a, at(5));
+        activity.touch(a, at(3));
+        activity.touch(b, at(7));
+        assert_eq!(activity.get(a), Some(at(5)));
+        activity.retain(&HashSet::from([b]));
+        assert_eq!(activity.get(a), None);
+        assert_eq!(activity.get(b), Some(at(7)));
+        assert_eq!(activity.floor(), at(0));
     }
 }

@@ -117,16 +117,23 @@ impl ServeArgs {
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), JSON lines when
-/// `LOG_FORMAT=json`, written to stderr.
-pub fn init_tracing() {
+/// `LOG_FORMAT=json`, written to stderr through a background writer thread, so the proxy's
+/// request path never waits on a `write(2)` per ledger line. The writer is not lossy: when its
+/// queue is full, logging waits rather than dropping a ledger line. Keep the returned guard
+/// alive until exit; dropping it flushes what is queued.
+pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
 
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("airlock-egress-log")
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // A second init (tests) keeps the first subscriber; that is not an error worth reporting.
     let _ = if json {
@@ -134,6 +141,7 @@ pub fn init_tracing() {
     } else {
         builder.try_init()
     };
+    guard
 }
 
 #[cfg(test)]

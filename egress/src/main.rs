@@ -30,7 +30,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_tracing();
+            // Held until exit: dropping it flushes the queued log lines.
+            let _log_guard = init_tracing();
             match runtime.block_on(airlock_egress::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

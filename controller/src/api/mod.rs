@@ -1,4 +1,4 @@
-//! The HTTP API: an axum router under `/v1` plus `/healthz` and `/readyz`.
+//! The HTTP API: an axum router under `/v1` plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Handlers parse and check their input into typed values, call the [`SandboxService`], and
 //! turn the result into a DTO ([`dto`]) or an [`ApiError`]. Every `/v1` route sits behind the
@@ -68,8 +68,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)
 }
@@ -91,6 +93,27 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
             detail: error.to_string(),
         })?;
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus metrics (see [`crate::metrics`]); no token, like `/healthz`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let gauges = state.service.gauges().await;
+    let text = state.service.metrics().render(&gauges);
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+/// Counts every request by method, route template and status.
+async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .service
+        .metrics()
+        .request(method.as_str(), &path, status);
+    response
 }
 
 async fn not_found() -> ApiError {

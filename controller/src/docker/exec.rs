@@ -11,6 +11,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::LogsOptions;
 use futures_util::{Stream, StreamExt};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
@@ -141,6 +143,39 @@ impl DockerClient {
         };
         chunks(self.bollard().logs(container, Some(options)))
     }
+
+    /// The timestamp of the container's newest log line logged at or after `since` (whole
+    /// seconds, as Docker's `since` takes them), or `None` when there is none. It reads one
+    /// line (`tail=1`), so it is cheap however long the log is.
+    pub async fn last_log_at(
+        &self,
+        container: &str,
+        since: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, DockerError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            // Docker reads 0 as "from the start": a time before 1970 cannot have output anyway.
+            since: i32::try_from(since.unix_timestamp())
+                .unwrap_or(i32::MAX)
+                .max(1),
+            timestamps: true,
+            tail: "1".to_owned(),
+            ..LogsOptions::default()
+        };
+        let mut output = chunks(self.bollard().logs(container, Some(options)));
+        let mut newest = None;
+        while let Some(chunk) = output.next().await {
+            newest = newest.max(log_timestamp(&chunk?.bytes));
+        }
+        Ok(newest)
+    }
+}
+
+/// The RFC 3339 timestamp Docker puts before a log line when asked for `timestamps`.
+fn log_timestamp(line: &[u8]) -> Option<OffsetDateTime> {
+    let text = std::str::from_utf8(line.get(..line.iter().position(|b| *b == b' ')?)?).ok()?;
+    OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
 /// Whether [`DockerClient::container_logs`] keeps following.
@@ -172,4 +207,20 @@ where
             Err(error) => Some(Err(DockerError::from(error))),
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_timestamps_parse_with_nanoseconds_and_reject_garbage() {
+        let line = b"2026-11-23T18:20:00.123456789Z hello world\n";
+        let at = log_timestamp(line).unwrap();
+        assert_eq!(at.unix_timestamp(), 1_795_458_000);
+        assert_eq!(at.nanosecond(), 123_456_789);
+        assert_eq!(log_timestamp(b"hello world\n"), None);
+        assert_eq!(log_timestamp(b"no-space"), None);
+        assert_eq!(log_timestamp(b""), None);
+    }
 }
