@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+pub mod controller;
 pub mod serve;
 
 use test_support::dind::{Dind, DindError, DindOptions, TESTBOX_IMAGE};

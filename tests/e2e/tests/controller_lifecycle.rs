@@ -8,23 +8,22 @@
 use std::collections::HashMap;
 
 use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DatabaseConfig, DockerConfig};
+use airlock::config::DockerConfig;
 use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
 use airlock::docker::DockerClient;
-use airlock::serve::bootstrap_admin;
 use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::Store;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
 };
+use e2e::controller::{parts, Parts};
 use e2e::{dind_with_testbox, Timing};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 use tower::ServiceExt;
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
@@ -45,25 +44,17 @@ async fn controller(test: &'static str, timing: &mut Timing, env: &[(&str, &str)
     let dind = dind_with_testbox(DindOptions::new(test), timing)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .chain([("AIRLOCK_STOP_GRACE".to_owned(), "2s".to_owned())])
+    let vars: Vec<(&str, &str)> = [("AIRLOCK_STOP_GRACE", "2s")]
+        .into_iter()
+        .chain(env.iter().copied())
         .collect();
-    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
-    let database = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    let store = Store::connect(&database).await.unwrap();
-    let docker = DockerClient::connect(&DockerConfig::Tls {
-        host: dind.ip().to_string(),
-        port: DIND_TLS_PORT,
-        cert_dir: dind.cert_dir().join("client"),
-    })
-    .await
-    .unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
+    let Parts {
+        dir,
+        config,
+        store,
+        docker,
+        admin,
+    } = parts(&dind, &vars).await;
     let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
     let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
     timing.phase("controller-up");

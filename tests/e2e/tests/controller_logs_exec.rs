@@ -4,23 +4,18 @@
 //! nothing lost and nothing repeated, and end when the sandbox exits.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DatabaseConfig, DockerConfig};
-use airlock::docker::spec::{container_name, network_name};
-use airlock::docker::DockerClient;
-use airlock::serve::bootstrap_admin;
 use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::Store;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use e2e::controller::{parts, Parts};
 use e2e::{dind_with_testbox, Timing};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 use tower::ServiceExt;
 
 const TOKEN: &str = "e2e-admin-token-logs-exec-0123";
@@ -28,34 +23,10 @@ const TOKEN: &str = "e2e-admin-token-logs-exec-0123";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Controller {
-    dind: Option<Dind>,
+    /// Kept alive for the test; it removes everything it ran on drop.
+    _dind: Dind,
     state: AppState,
     _dir: TempDir,
-    /// Sandboxes made here; force-removed from the host daemon on drop (also on panic).
-    created: std::sync::Mutex<Vec<String>>,
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        // The DinD fixture removes everything with itself.
-        if self.dind.is_some() {
-            return;
-        }
-        let ids = self
-            .created
-            .lock()
-            .map(|ids| ids.clone())
-            .unwrap_or_default();
-        for id in ids {
-            let id = id.parse().unwrap();
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", "-v", &container_name(id)])
-                .output();
-            let _ = std::process::Command::new("docker")
-                .args(["network", "rm", &network_name(id)])
-                .output();
-        }
-    }
 }
 
 /// One parsed SSE event.
@@ -70,41 +41,20 @@ async fn controller(test: &'static str, timing: &mut Timing) -> Controller {
     let dind = dind_with_testbox(DindOptions::new(test), timing)
         .await
         .unwrap();
-    let docker = DockerConfig::Tls {
-        host: dind.ip().to_string(),
-        port: DIND_TLS_PORT,
-        cert_dir: dind.cert_dir().join("client"),
-    };
-    controller_on(Some(dind), &docker, &[], timing).await
-}
-
-async fn controller_on(
-    dind: Option<Dind>,
-    docker: &DockerConfig,
-    env: &[(&str, &str)],
-    timing: &mut Timing,
-) -> Controller {
-    let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .chain([("AIRLOCK_STOP_GRACE".to_owned(), "1s".to_owned())])
-        .collect();
-    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
-    let database = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    let store = Store::connect(&database).await.unwrap();
-    let docker = DockerClient::connect(docker).await.unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
+    let Parts {
+        dir,
+        config,
+        store,
+        docker,
+        admin,
+    } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
     let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
     let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     Controller {
-        dind,
+        _dind: dind,
         state: AppState::new(service, auth),
         _dir: dir,
-        created: std::sync::Mutex::new(Vec::new()),
     }
 }
 
@@ -155,7 +105,6 @@ impl Controller {
         let (status, body) = self.call(Method::POST, "/v1/sandboxes", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["id"].as_str().unwrap().to_owned();
-        self.created.lock().unwrap().push(id.clone());
         id
     }
 

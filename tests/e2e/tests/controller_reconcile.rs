@@ -14,13 +14,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
+use airlock::config::Secret;
 use airlock::docker::spec::{container_name, LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
-use airlock::docker::DockerClient;
 use airlock::reconcile::{Pass, ReconcileSettings, Reconciler};
-use airlock::serve::bootstrap_admin;
 use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
-use airlock::store::Store;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
@@ -28,11 +25,12 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
     ListNetworksOptions, RemoveContainerOptions,
 };
+use e2e::controller::{parts, Parts};
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve, DEADLINE};
 use e2e::{dind_with_testbox, Timing};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 use test_support::upstream::connect;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -58,21 +56,13 @@ async fn in_process(test: &'static str, timing: &mut Timing) -> InProcess {
     let dind = dind_with_testbox(DindOptions::new(test), timing)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vars = HashMap::from([("AIRLOCK_STOP_GRACE".to_owned(), "1s".to_owned())]);
-    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
-    let database = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    let store = Store::connect(&database).await.unwrap();
-    let docker = DockerClient::connect(&DockerConfig::Tls {
-        host: dind.ip().to_string(),
-        port: DIND_TLS_PORT,
-        cert_dir: dind.cert_dir().join("client"),
-    })
-    .await
-    .unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
+    let Parts {
+        dir,
+        config,
+        store,
+        docker,
+        admin,
+    } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
     let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     settings.timeout_poll = Duration::from_millis(200);
     settings.interval = Duration::from_secs(1);

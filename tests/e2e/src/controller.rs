@@ -1,0 +1,57 @@
+//! The controller's parts wired to a test DinD, for e2e tests that drive the API in-process:
+//! a config from explicit `AIRLOCK_*` pairs, a SQLite store in a tempdir, a Docker client over
+//! mTLS and the bootstrap admin. Each test composes the service, reconciler and API it needs.
+// This is test harness code: a failed step must fail the calling test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use airlock::config::{Config, DatabaseConfig, DockerConfig};
+use airlock::docker::DockerClient;
+use airlock::serve::bootstrap_admin;
+use airlock::store::Store;
+use airlock::user::UserId;
+use tempfile::TempDir;
+use test_support::dind::{Dind, DIND_TLS_PORT};
+
+/// What every in-process controller test starts from.
+#[derive(Debug)]
+pub struct Parts {
+    /// Holds the SQLite file; keep it alive as long as the store.
+    pub dir: TempDir,
+    /// The configuration parsed from the given variables only.
+    pub config: Config,
+    /// A migrated SQLite store under `dir`.
+    pub store: Store,
+    /// A client of the DinD over mTLS.
+    pub docker: DockerClient,
+    /// The bootstrap admin the admin token maps to.
+    pub admin: UserId,
+}
+
+/// Builds [`Parts`] for `dind`, with exactly the `AIRLOCK_*` variables in `env`.
+pub async fn parts(dind: &Dind, env: &[(&str, &str)]) -> Parts {
+    let dir = tempfile::tempdir().unwrap();
+    let vars: HashMap<&str, &str> = env.iter().copied().collect();
+    let config = Config::from_lookup(|var| vars.get(var).map(|v| (*v).to_owned())).unwrap();
+    let store = Store::connect(&DatabaseConfig::Sqlite {
+        path: dir.path().join("airlock.db"),
+    })
+    .await
+    .unwrap();
+    let docker = DockerClient::connect(&DockerConfig::Tls {
+        host: dind.ip().to_string(),
+        port: DIND_TLS_PORT,
+        cert_dir: dind.cert_dir().join("client"),
+    })
+    .await
+    .unwrap();
+    let admin = bootstrap_admin(&store).await.unwrap();
+    Parts {
+        dir,
+        config,
+        store,
+        docker,
+        admin,
+    }
+}
