@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod docker;
 pub mod exec;
 pub mod logs;

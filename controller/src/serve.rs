@@ -114,7 +114,9 @@ pub async fn serve_on(
         shutdown.await;
         logs.close();
     };
-    axum::serve(listener, api::app(state))
+    // Peer addresses feed the per-source login throttle.
+    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve)?;
