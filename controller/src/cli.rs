@@ -24,6 +24,10 @@ pub enum Command {
     /// Manage the CA, the DinD server certificate and the controller's client certificate.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Manage accounts offline, directly in the store (`AIRLOCK_DATABASE_URL` /
+    /// `AIRLOCK_DATA_DIR`); no server needs to run.
+    #[command(subcommand)]
+    Admin(crate::cli_admin::AdminCommand),
 }
 
 /// `airlock certs …`

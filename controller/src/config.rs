@@ -74,6 +74,20 @@ pub const DEFAULT_STOP_GRACE: &str = "10s";
 pub const ENV_LOG_BUFFER_BYTES: &str = "AIRLOCK_LOG_BUFFER_BYTES";
 /// Default of [`ENV_LOG_BUFFER_BYTES`] (1 MiB).
 pub const DEFAULT_LOG_BUFFER_BYTES: &str = "1048576";
+// Accounts (issue 5).
+/// Email of the admin created at boot (with [`ENV_BOOTSTRAP_ADMIN_PASSWORD`]; both or neither).
+pub const ENV_BOOTSTRAP_ADMIN_EMAIL: &str = "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL";
+/// Password of the admin created at boot (at least 12 characters). Secret.
+pub const ENV_BOOTSTRAP_ADMIN_PASSWORD: &str = "AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD";
+
+/// The first admin account, created at boot if no account has that email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapAdmin {
+    /// The email (lower-cased).
+    pub email: String,
+    /// The password.
+    pub password: Secret,
+}
 
 /// The effective configuration of `airlock serve`.
 #[derive(Clone, Debug)]
@@ -96,6 +110,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Size of each sandbox's log ring buffer.
     pub log_buffer_bytes: usize,
+    /// The admin account to create at boot, if configured.
+    pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -214,7 +230,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     .filter(|n| *n > 0)
                     .ok_or("a positive number of bytes")
             });
+        let bootstrap_admin = self.bootstrap_admin();
         Some(Config {
+            bootstrap_admin: bootstrap_admin?,
             listen: listen?,
             data_dir: data_dir?,
             database: database?,
@@ -302,6 +320,48 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     "at least 16 characters without whitespace",
                 );
                 None
+            }
+        }
+    }
+
+    /// Both bootstrap variables or neither; a lone one is an issue on the missing one.
+    fn bootstrap_admin(&mut self) -> Option<Option<BootstrapAdmin>> {
+        let email = self.raw(ENV_BOOTSTRAP_ADMIN_EMAIL);
+        let password = self.raw(ENV_BOOTSTRAP_ADMIN_PASSWORD);
+        match (email, password) {
+            (None, None) => Some(None),
+            (Some(_), None) => {
+                let expected = format!("set together with {ENV_BOOTSTRAP_ADMIN_EMAIL}");
+                self.issue(ENV_BOOTSTRAP_ADMIN_PASSWORD, "", true, expected);
+                None
+            }
+            (None, Some(_)) => {
+                let expected = format!("set together with {ENV_BOOTSTRAP_ADMIN_PASSWORD}");
+                self.issue(ENV_BOOTSTRAP_ADMIN_EMAIL, "", false, expected);
+                None
+            }
+            (Some(email), Some(password)) => {
+                let email = email.trim().to_lowercase();
+                let email_ok = email.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
+                });
+                if !email_ok {
+                    self.issue(ENV_BOOTSTRAP_ADMIN_EMAIL, &email, false, "an email address");
+                }
+                let problem = crate::credential::password_problem(&password);
+                if let Some(problem) = &problem {
+                    self.issue(
+                        ENV_BOOTSTRAP_ADMIN_PASSWORD,
+                        &password,
+                        true,
+                        problem.clone(),
+                    );
+                }
+                let admin = BootstrapAdmin {
+                    email,
+                    password: Secret(password),
+                };
+                (email_ok && problem.is_none()).then_some(Some(admin))
             }
         }
     }

@@ -3,9 +3,12 @@
 //! sandbox service, the HTTP API and `airlock serve`. The reconciler lands here as it is built
 //! (see ARCHITECTURE.md).
 
+pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod cli_admin;
 pub mod config;
+pub mod credential;
 pub mod docker;
 pub mod exec;
 pub mod logs;

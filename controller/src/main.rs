@@ -14,6 +14,17 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Certs(CertsCommand::Init(args)) => args.run(&mut std::io::stdout().lock()),
+        Command::Admin(admin) => match Config::from_env() {
+            Ok(config) => admin.run(
+                &config,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            ),
+            Err(error) => {
+                eprintln!("airlock: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
         Command::Serve => match Config::from_env() {
             Ok(config) => airlock::serve::run_blocking(config).map_err(anyhow::Error::from),
             Err(error) => {

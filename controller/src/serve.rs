@@ -48,6 +48,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[source] std::io::Error),
+    /// The bootstrap admin could not be created.
+    #[error("bootstrap admin: {0}")]
+    Bootstrap(#[from] crate::accounts::AccountsError),
 }
 
 /// Builds a multi-threaded runtime and runs [`run`] on it.
@@ -65,8 +68,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let store = Store::connect(&config.database).await?;
     let docker = DockerClient::connect(&config.docker).await?;
     let admin = bootstrap_admin(&store).await?;
-    if config.admin_token.is_none() {
-        warn!("AIRLOCK_ADMIN_TOKEN is not set; every /v1 request will be refused");
+    if let Some(bootstrap) = &config.bootstrap_admin {
+        crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
+    }
+    if config.admin_token.is_none() && !store.has_credentials().await? {
+        warn!("No account can log in yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD, or run airlock admin create-user");
     }
     let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     let service = SandboxService::new(
@@ -114,7 +120,9 @@ pub async fn serve_on(
         shutdown.await;
         logs.close();
     };
-    axum::serve(listener, api::app(state))
+    // Peer addresses feed the per-source login throttle.
+    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve)?;

@@ -1,5 +1,9 @@
-//! User domain types: the id and the role. Every stored object has an owner (DESIGN.md
-//! invariant 8), so users exist in the store from the first slice on.
+//! User domain types: the id, the role, and the scopes an API token grants. Every stored
+//! object has an owner (DESIGN.md invariant 8), so users exist in the store from the first
+//! slice on.
+//!
+//! What a request may do is the user's role narrowed by the token's scopes
+//! ([`Role::narrowed`]): the API only ever sees that *effective* role.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +26,21 @@ pub enum Role {
     /// Reads their own objects.
     Viewer,
 }
+
+/// One right an API token grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenScope {
+    /// `sandboxes:read`: list, get, wait, logs.
+    SandboxesRead,
+    /// `sandboxes:write`: create, stop, delete, exec (and read).
+    SandboxesWrite,
+    /// `admin`: everything the user's role allows, admin routes included.
+    Admin,
+}
+
+/// A set of [`TokenScope`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Scopes(u8);
 
 // === impl UserId ===
 
@@ -70,6 +89,21 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The role a request acts with: the user's role narrowed by the token's scopes. `admin`
+    /// needs the `admin` scope, writing needs `sandboxes:write` (or `admin`); anything else
+    /// reads only.
+    pub fn narrowed(self, scopes: Scopes) -> Role {
+        let write =
+            scopes.contains(TokenScope::SandboxesWrite) || scopes.contains(TokenScope::Admin);
+        match self {
+            Role::Admin if scopes.contains(TokenScope::Admin) => Role::Admin,
+            Role::Admin | Role::Member if write => Role::Member,
+            _ => Role::Viewer,
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -90,6 +124,111 @@ impl FromStr for Role {
     }
 }
 
+// === impl TokenScope ===
+
+impl TokenScope {
+    /// Every scope.
+    pub const ALL: [TokenScope; 3] = [Self::SandboxesRead, Self::SandboxesWrite, Self::Admin];
+
+    /// The wire and stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SandboxesRead => "sandboxes:read",
+            Self::SandboxesWrite => "sandboxes:write",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::SandboxesRead => 1,
+            Self::SandboxesWrite => 2,
+            Self::Admin => 4,
+        }
+    }
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TokenScope {
+    type Err = ParseEnumError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| ParseEnumError {
+                what: "scope",
+                value: s.to_owned(),
+            })
+    }
+}
+
+// === impl Scopes ===
+
+impl Scopes {
+    /// Every scope: what a login session or the configured admin token carries.
+    pub const FULL: Scopes = Scopes(7);
+
+    /// Whether `scope` is in the set.
+    pub fn contains(self, scope: TokenScope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes in a fixed order.
+    pub fn iter(self) -> impl Iterator<Item = TokenScope> {
+        TokenScope::ALL
+            .into_iter()
+            .filter(move |s| self.contains(*s))
+    }
+
+    /// Space-separated names, as stored.
+    pub fn to_stored(self) -> String {
+        self.iter()
+            .map(TokenScope::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Parses the stored (space-separated) form.
+    pub fn from_stored(text: &str) -> Result<Self, ParseEnumError> {
+        text.split_whitespace()
+            .map(str::parse::<TokenScope>)
+            .collect::<Result<Scopes, _>>()
+    }
+
+    /// The most a user with `role` may put on a token.
+    pub fn allowed_for(role: Role) -> Scopes {
+        match role {
+            Role::Admin => Self::FULL,
+            Role::Member => [TokenScope::SandboxesRead, TokenScope::SandboxesWrite]
+                .into_iter()
+                .collect(),
+            Role::Viewer => [TokenScope::SandboxesRead].into_iter().collect(),
+        }
+    }
+
+    /// Whether every scope in `self` is also in `other`.
+    pub fn is_subset(self, other: Scopes) -> bool {
+        self.0 & !other.0 == 0
+    }
+}
+
+impl FromIterator<TokenScope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = TokenScope>>(iter: I) -> Self {
+        Scopes(iter.into_iter().fold(0, |bits, scope| bits | scope.bit()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +239,36 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
         }
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn scopes_round_trip_and_narrow() {
+        let read: Scopes = [TokenScope::SandboxesRead].into_iter().collect();
+        let write: Scopes = [TokenScope::SandboxesWrite].into_iter().collect();
+        let admin: Scopes = [TokenScope::Admin].into_iter().collect();
+        assert_eq!(
+            Scopes::from_stored(&Scopes::FULL.to_stored()),
+            Ok(Scopes::FULL)
+        );
+        assert_eq!(
+            Scopes::FULL.to_stored(),
+            "sandboxes:read sandboxes:write admin"
+        );
+        assert!(Scopes::from_stored("sandboxes:read root").is_err());
+        let table = [
+            (Role::Admin, Scopes::FULL, Role::Admin),
+            (Role::Admin, admin, Role::Admin),
+            (Role::Admin, write, Role::Member),
+            (Role::Admin, read, Role::Viewer),
+            (Role::Member, Scopes::FULL, Role::Member),
+            (Role::Member, read, Role::Viewer),
+            (Role::Viewer, Scopes::FULL, Role::Viewer),
+        ];
+        for (role, scopes, want) in table {
+            assert_eq!(role.narrowed(scopes), want, "{role} {scopes:?}");
+        }
+        assert!(read.is_subset(Scopes::allowed_for(Role::Viewer)));
+        assert!(!write.is_subset(Scopes::allowed_for(Role::Viewer)));
+        assert!(!admin.is_subset(Scopes::allowed_for(Role::Member)));
     }
 }

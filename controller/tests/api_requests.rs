@@ -140,9 +140,16 @@ async fn v1_refuses_missing_or_wrong_tokens() {
 
 #[tokio::test]
 async fn without_a_configured_token_everything_is_refused() {
+    // A fresh instance: no admin token and no account with a password or API token. The
+    // refusal says how to bootstrap (issue 5).
     let h = harness_with_token(None).await;
     let reply = h.call(Method::GET, "/v1/sandboxes", None).await;
-    assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(&reply, StatusCode::UNAUTHORIZED, "not_bootstrapped");
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("AIRLOCK_BOOTSTRAP_ADMIN_EMAIL"),
+        "{message}"
+    );
 }
 
 /// A create request that is valid except for what each case changes.

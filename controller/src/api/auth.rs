@@ -1,6 +1,16 @@
-//! Bearer-token authentication. Today one admin token from the configuration maps to the
-//! bootstrap admin user in the store; per-user tokens (hashed in the store) slot in here
-//! later without touching the handlers, which only see a [`Principal`].
+//! Bearer-token authentication into a [`Principal`].
+//!
+//! A request's bearer is one of: the configured admin token (`AIRLOCK_ADMIN_TOKEN`, compared
+//! in constant time, acting as the bootstrap admin user), a login session (`als_…`) or an API
+//! token (`alt_…`). Session and API tokens are looked up by their SHA-256; an unknown,
+//! expired or revoked token, or one whose user is disabled, is a 401. The principal's role is
+//! the user's role narrowed by the token's scopes ([`Role::narrowed`]), so handlers and the
+//! route guard only look at [`Principal::role`].
+//!
+//! While no account can log in and no admin token is set, every request is refused with
+//! `not_bootstrapped` and a message saying how to create the first admin.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -9,9 +19,11 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::throttle::LoginThrottle;
 use super::AppState;
 use crate::config::Secret;
-use crate::store::Scope;
+use crate::credential::{hash_token, TokenKind};
+use crate::store::{Bearer, Scope, Store};
 use crate::user::{Role, UserId};
 
 /// Who is calling, once authenticated.
@@ -19,15 +31,19 @@ use crate::user::{Role, UserId};
 pub struct Principal {
     /// The user.
     pub user: UserId,
-    /// Their role.
+    /// Their effective role: the user's role narrowed by the token's scopes.
     pub role: Role,
 }
 
 /// The credentials the API accepts.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Auth {
     admin_token: Option<Secret>,
     admin: UserId,
+    /// Failed-login throttling (see [`LoginThrottle`]).
+    pub(crate) throttle: LoginThrottle,
+    /// Set once some account can log in; never cleared.
+    bootstrapped: AtomicBool,
 }
 
 // === impl Principal ===
@@ -40,26 +56,89 @@ impl Principal {
             Role::Member | Role::Viewer => Scope::Owner(self.user),
         }
     }
+
+    /// Whether the principal may change sandboxes (create, stop, delete, exec).
+    pub fn can_write(&self) -> bool {
+        self.role != Role::Viewer
+    }
+
+    /// Refuses with 403 unless the principal acts as an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Member | Role::Viewer => Err(ApiError::Forbidden(
+                "this needs the admin role and a token with the `admin` scope",
+            )),
+        }
+    }
 }
 
 // === impl Auth ===
 
 impl Auth {
-    /// Accepts `admin_token` (when set) as the bootstrap admin `admin`. Without a token every
-    /// request is refused.
+    /// Accepts `admin_token` (when set) as the bootstrap admin `admin`, plus every stored
+    /// session and API token.
     pub fn new(admin_token: Option<Secret>, admin: UserId) -> Self {
-        Self { admin_token, admin }
+        let bootstrapped = AtomicBool::new(admin_token.is_some());
+        Self {
+            admin_token,
+            admin,
+            throttle: LoginThrottle::default(),
+            bootstrapped,
+        }
     }
 
-    /// The principal a bearer token stands for.
-    fn authenticate(&self, token: &str) -> Option<Principal> {
-        let expected = self.admin_token.as_ref()?;
-        let matches: bool = expected.expose().as_bytes().ct_eq(token.as_bytes()).into();
-        matches.then_some(Principal {
-            user: self.admin,
-            role: Role::Admin,
-        })
+    /// The principal a bearer token stands for, if any.
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<Principal>, ApiError> {
+        if let Some(expected) = &self.admin_token {
+            if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
+                return Ok(Some(Principal {
+                    user: self.admin,
+                    role: Role::Admin,
+                }));
+            }
+        }
+        let hash = hash_token(token);
+        let bearer = match TokenKind::of(token) {
+            Some(TokenKind::Session) => store.session_bearer(&hash).await,
+            Some(TokenKind::Api) => store.api_token_bearer(&hash).await,
+            Some(TokenKind::Invite) | None => Ok(None),
+        }
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+        Ok(bearer
+            .filter(|bearer| !bearer.user.disabled)
+            .map(|Bearer { user, scopes }| Principal {
+                user: user.id,
+                role: user.role.narrowed(scopes),
+            }))
     }
+
+    /// Whether some account can log in (cached once true).
+    async fn bootstrapped(&self, store: &Store) -> bool {
+        if self.bootstrapped.load(Ordering::Relaxed) {
+            return true;
+        }
+        // A store error counts as bootstrapped: the caller then answers a plain 401.
+        let yes = store.has_credentials().await.unwrap_or(true);
+        if yes {
+            self.bootstrapped.store(true, Ordering::Relaxed);
+        }
+        yes
+    }
+}
+
+/// The bearer token of a request, if it carries one.
+pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Middleware: refuses the request with 401 unless it carries a valid bearer token, and
@@ -69,15 +148,17 @@ pub(crate) async fn require_bearer(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let principal = token
-        .and_then(|token| state.auth.authenticate(token))
-        .ok_or(ApiError::Unauthorized)?;
+    let store = state.service.store();
+    let principal = match bearer_token(&request) {
+        Some(token) if !token.is_empty() => state.auth.authenticate(store, token).await?,
+        _ => None,
+    };
+    let Some(principal) = principal else {
+        if !state.auth.bootstrapped(store).await {
+            return Err(ApiError::NotBootstrapped);
+        }
+        return Err(ApiError::Unauthorized);
+    };
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

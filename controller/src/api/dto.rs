@@ -8,12 +8,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest};
 use crate::store::{Page, Sandbox};
 
 /// `POST /v1/sandboxes`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
     /// Image reference; the node must have it.
@@ -45,7 +46,7 @@ pub struct CreateSandbox {
 }
 
 /// Requested limits.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsDto {
     /// CPUs, fractional.
@@ -59,7 +60,8 @@ pub struct LimitsDto {
 }
 
 /// `GET /v1/sandboxes` query.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only sandboxes in this state.
@@ -71,7 +73,8 @@ pub struct ListParams {
 }
 
 /// `GET /v1/sandboxes/{id}/wait` query.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitParams {
     /// Give up after this many seconds (default and maximum: one day).
@@ -79,7 +82,7 @@ pub struct WaitParams {
 }
 
 /// A sandbox as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct SandboxDto {
     /// Its id.
     pub id: String,
@@ -118,7 +121,7 @@ pub struct SandboxDto {
 }
 
 /// Why a sandbox ended.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct EndReasonDto {
     /// `exited`, `stopped`, `timeout`, `idle`, `oom`, `killed`, `lost` or `error`.
     pub kind: &'static str,
@@ -128,7 +131,7 @@ pub struct EndReasonDto {
 }
 
 /// Effective limits.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 pub struct EffectiveLimits {
     /// CPUs.
     pub cpus: f64,
@@ -141,7 +144,7 @@ pub struct EffectiveLimits {
 }
 
 /// One page of sandboxes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct PageDto {
     /// The sandboxes, oldest first.
     pub items: Vec<SandboxDto>,

@@ -54,6 +54,26 @@ pub enum ApiError {
     /// Anything else; the detail is logged, the client gets a generic message.
     #[error("internal error")]
     Internal(String),
+    // Accounts (issue 5).
+    /// No account can log in yet and no admin token is configured.
+    #[error(
+        "this Airlock has no users yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and \
+         AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD (or AIRLOCK_ADMIN_TOKEN) and restart, or run \
+         `airlock admin create-user --email E --role admin --password-stdin`"
+    )]
+    NotBootstrapped,
+    /// A login with a wrong email or password (the same answer either way).
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// The caller may see the object but their role or token scope does not allow the action.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Too many failed logins; retry after this many seconds.
+    #[error("too many failed logins; retry later")]
+    LoginThrottled {
+        /// Seconds until the next attempt is accepted.
+        retry_after_s: u64,
+    },
 }
 
 /// One invalid field.
@@ -87,6 +107,10 @@ impl ApiError {
             Self::WaitTimeout => (StatusCode::REQUEST_TIMEOUT, "wait_timeout"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::NotBootstrapped => (StatusCode::UNAUTHORIZED, "not_bootstrapped"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
         }
     }
 
@@ -133,6 +157,10 @@ impl IntoResponse for ApiError {
             message,
             fields,
         };
+        if let Self::LoginThrottled { retry_after_s } = &self {
+            let retry = [(axum::http::header::RETRY_AFTER, retry_after_s.to_string())];
+            return (status, retry, Json(body)).into_response();
+        }
         (status, Json(body)).into_response()
     }
 }

@@ -14,6 +14,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::{ApiError, FieldReason};
 use super::sandboxes::sandbox_id;
@@ -31,7 +32,7 @@ pub(crate) const MAX_EXEC_TIMEOUT_S: u64 = 3600;
 pub(crate) const MAX_STDIN_BYTES: usize = 1024 * 1024;
 
 /// The exec request body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExecBody {
     /// The argv.
@@ -48,7 +49,7 @@ pub(crate) struct ExecBody {
 }
 
 /// The exec response body.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub(crate) struct ExecReply {
     /// The exit code; `null` when timed out.
     pub exit_code: Option<i64>,
@@ -65,6 +66,9 @@ pub(crate) struct ExecReply {
 }
 
 /// `POST /v1/sandboxes/{id}/exec`.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/exec", tag = "sandboxes", request_body = ExecBody,
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 200, body = ExecReply), (status = 404), (status = 409)))]
 pub(crate) async fn exec(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

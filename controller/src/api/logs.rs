@@ -25,7 +25,8 @@ use crate::sandbox::SandboxState;
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// `GET /v1/sandboxes/{id}/logs` query.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsParams {
     /// Keep the stream open for new lines.
@@ -37,6 +38,10 @@ pub(crate) struct LogsParams {
 }
 
 /// `GET /v1/sandboxes/{id}/logs`.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/logs", tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id"), LogsParams),
+    responses((status = 200, description = "Server-sent events", content_type = "text/event-stream"),
+        (status = 404)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

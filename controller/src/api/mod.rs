@@ -10,6 +10,12 @@ pub mod error;
 mod exec;
 mod logs;
 mod sandboxes;
+// Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
+mod guard;
+pub mod openapi;
+mod throttle;
+pub mod tokens;
+pub mod users;
 
 pub use auth::{Auth, Principal};
 pub use error::{ApiError, FieldReason};
@@ -20,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
@@ -51,25 +57,13 @@ impl AppState {
 
 /// The whole API as one router.
 pub fn app(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
-        .route(
-            "/sandboxes/{id}",
-            get(sandboxes::get_one).delete(sandboxes::delete),
-        )
-        .route("/sandboxes/{id}/stop", post(sandboxes::stop))
-        .route("/sandboxes/{id}/wait", get(sandboxes::wait))
-        .route("/sandboxes/{id}/exec", post(exec::exec))
-        .route("/sandboxes/{id}/logs", get(logs::logs))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_bearer,
-        ));
+    // Every /v1 route is registered in `openapi::v1`, which also builds the document.
+    let (v1, _doc) = openapi::v1(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/v1", v1)
+        .merge(v1)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn(trace_request))

@@ -25,6 +25,10 @@ const MAX_WAIT: Duration = Duration::from_secs(86_400);
 
 /// `POST /v1/sandboxes`: 201 with the new sandbox, or 200 with the one an earlier request
 /// with the same `Idempotency-Key` created.
+#[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes", request_body = CreateSandbox,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay-safe create")),
+    responses((status = 201, body = SandboxDto), (status = 200, body = SandboxDto),
+        (status = 400), (status = 403)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -67,6 +71,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/sandboxes?state=&cursor=&limit=`.
+#[utoipa::path(get, path = "/v1/sandboxes", tag = "sandboxes", params(ListParams),
+    responses((status = 200, body = PageDto)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -80,6 +86,8 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/sandboxes/{id}`.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}", tag = "sandboxes", params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 200, body = SandboxDto), (status = 404)))]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -91,6 +99,8 @@ pub(crate) async fn get_one(
 }
 
 /// `DELETE /v1/sandboxes/{id}`: 204, also when it was already gone.
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes", params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 204), (status = 403), (status = 404)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -106,6 +116,8 @@ pub(crate) async fn delete(
 }
 
 /// `POST /v1/sandboxes/{id}/stop`: returns the ended sandbox.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/stop", tag = "sandboxes", params(("id" = String, Path, description = "Sandbox id")),
+    responses((status = 200, body = SandboxDto), (status = 403), (status = 404)))]
 pub(crate) async fn stop(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -118,6 +130,9 @@ pub(crate) async fn stop(
 
 /// `GET /v1/sandboxes/{id}/wait?timeout_s=`: blocks until the sandbox ends; 408 when the
 /// timeout passes first.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/wait", tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id"), WaitParams),
+    responses((status = 200, body = SandboxDto), (status = 404), (status = 408)))]
 pub(crate) async fn wait(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

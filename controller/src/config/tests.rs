@@ -327,3 +327,39 @@ fn error_message() {
           AIRLOCK_ADMIN_TOKEN="***": expected at least 16 characters without whitespace"#]]
     .assert_eq(&error.to_string());
 }
+
+// Accounts (issue 5).
+#[test]
+fn bootstrap_admin_needs_both_variables() {
+    assert_eq!(load(&[]).unwrap().bootstrap_admin, None);
+    let both = load(&[
+        (ENV_BOOTSTRAP_ADMIN_EMAIL, " Root@Example.org "),
+        (ENV_BOOTSTRAP_ADMIN_PASSWORD, "a long enough password"),
+    ])
+    .unwrap();
+    let admin = both.bootstrap_admin.unwrap();
+    assert_eq!(admin.email, "root@example.org");
+    assert_eq!(admin.password.expose(), "a long enough password");
+    assert!(!format!("{admin:?}").contains("long enough"));
+    let only_email = issues(&[(ENV_BOOTSTRAP_ADMIN_EMAIL, "root@example.org")]);
+    assert_eq!(
+        only_email,
+        vec![(ENV_BOOTSTRAP_ADMIN_PASSWORD, "***".to_owned())]
+    );
+    let only_password = issues(&[(ENV_BOOTSTRAP_ADMIN_PASSWORD, "a long enough password")]);
+    assert_eq!(
+        only_password,
+        vec![(ENV_BOOTSTRAP_ADMIN_EMAIL, String::new())]
+    );
+    let weak = issues(&[
+        (ENV_BOOTSTRAP_ADMIN_EMAIL, "not-an-email"),
+        (ENV_BOOTSTRAP_ADMIN_PASSWORD, "short"),
+    ]);
+    assert_eq!(
+        weak,
+        vec![
+            (ENV_BOOTSTRAP_ADMIN_EMAIL, "not-an-email".to_owned()),
+            (ENV_BOOTSTRAP_ADMIN_PASSWORD, "***".to_owned()),
+        ]
+    );
+}

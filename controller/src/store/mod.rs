@@ -18,8 +18,15 @@ mod rows;
 mod sandboxes;
 mod subnets;
 mod users;
+// Accounts (issue 5): tokens, sessions, invites.
+mod invites;
+mod tokens;
 
 pub use error::StoreError;
+// Accounts (issue 5).
+pub use invites::{AcceptInvite, NewInvite};
+pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
+pub use users::UserUpdate;
 
 use std::time::Duration;
 

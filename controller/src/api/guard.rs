@@ -1,0 +1,79 @@
+//! The route guard: role and scope rules applied before any handler runs, so a new route is
+//! covered by default.
+//!
+//! - Reading (`GET`, `HEAD`) needs only a valid bearer; handlers filter by
+//!   [`Principal::scope`] and answer 404 for objects the caller may not see.
+//! - Anything else needs a role that can write (member or admin, with `sandboxes:write` or
+//!   `admin` on the token), except the self-service routes under `/v1/tokens`, where every
+//!   user manages their own credentials (within their role's scopes).
+//! - A viewer's write to a *sandbox* is checked for visibility first: another user's sandbox
+//!   stays a 404, so ids cannot be probed; an own sandbox (or a create) is a 403.
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::ApiError;
+use super::{AppState, Principal};
+use crate::sandbox::SandboxId;
+
+/// Path prefixes every authenticated user may write to (their own objects only).
+const SELF_SERVICE: &[&str] = &["/v1/tokens"];
+
+/// Middleware: enforces the rules above; runs after [`super::auth::require_bearer`].
+pub(crate) async fn require_role(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .copied()
+        .ok_or(ApiError::Unauthorized)?;
+    let path = request.uri().path();
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let self_service = SELF_SERVICE
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+    if reading || self_service || principal.can_write() {
+        return Ok(next.run(request).await);
+    }
+    if let Some(id) = sandbox_in_path(path) {
+        let visible = state
+            .service
+            .store()
+            .get_sandbox(principal.scope(), id)
+            .await
+            .map_err(|error| ApiError::Internal(error.to_string()))?;
+        if visible.is_none() {
+            return Err(ApiError::NotFound("no such sandbox"));
+        }
+    }
+    Err(ApiError::Forbidden(
+        "read-only: this needs the member or admin role and a token with `sandboxes:write`",
+    ))
+}
+
+/// The sandbox a `/v1/sandboxes/{id}…` path names; `None` for other paths. An id that does
+/// not parse names no sandbox, and the handler answers that with a 404 itself.
+fn sandbox_in_path(path: &str) -> Option<SandboxId> {
+    let rest = path.strip_prefix("/v1/sandboxes/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_ids_come_from_the_path() {
+        let id = "0190a4a0-0000-7000-8000-000000000000";
+        assert!(sandbox_in_path(&format!("/v1/sandboxes/{id}")).is_some());
+        assert!(sandbox_in_path(&format!("/v1/sandboxes/{id}/stop")).is_some());
+        assert!(sandbox_in_path("/v1/sandboxes").is_none());
+        assert!(sandbox_in_path("/v1/sandboxes/nope").is_none());
+        assert!(sandbox_in_path("/v1/tokens/x").is_none());
+    }
+}
