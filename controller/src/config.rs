@@ -14,6 +14,14 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::sandbox::{Cpus, Limits, Maximums};
 use crate::subnet::SANDBOX_PREFIX;
 
+// Isolation self-test variables (issue 6).
+mod selftest;
+pub use selftest::{
+    SelftestConfig, DEFAULT_PROBE_IMAGE, DEFAULT_SELFTEST_ADMIN_PORT, ENV_PROBE_IMAGE,
+    ENV_SELFTEST_ADMIN_PORT, ENV_SELFTEST_CONTROLLER, ENV_SELFTEST_NODE_ADDRS,
+    ENV_SELFTEST_UPSTREAM,
+};
+
 /// Address the API listens on.
 pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
 /// Default of [`ENV_LISTEN`].
@@ -96,6 +104,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Size of each sandbox's log ring buffer.
     pub log_buffer_bytes: usize,
+    /// The isolation self-test's settings.
+    pub selftest: SelftestConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -214,6 +224,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     .filter(|n| *n > 0)
                     .ok_or("a positive number of bytes")
             });
+        let selftest = self.selftest(listen);
         Some(Config {
             listen: listen?,
             data_dir: data_dir?,
@@ -224,6 +235,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             maximums: maximums?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
+            selftest: selftest?,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 mod exec;
 mod logs;
 mod sandboxes;
+mod selftest;
 
 pub use auth::{Auth, Principal};
 pub use error::{ApiError, FieldReason};
@@ -61,6 +62,10 @@ pub fn app(state: AppState) -> Router {
         .route("/sandboxes/{id}/wait", get(sandboxes::wait))
         .route("/sandboxes/{id}/exec", post(exec::exec))
         .route("/sandboxes/{id}/logs", get(logs::logs))
+        .route(
+            "/sandboxes/{id}/selftest",
+            get(selftest::get).post(selftest::run),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

@@ -16,10 +16,13 @@
 mod error;
 mod rows;
 mod sandboxes;
+// The isolation self-test results (issue 6).
+mod selftests;
 mod subnets;
 mod users;
 
 pub use error::StoreError;
+pub use selftests::SelftestRecord;
 
 use std::time::Duration;
 
