@@ -2,17 +2,21 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help images test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down
+.PHONY: help images images-probe test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down
 
 help:
 	@echo "make up        bring up a TLS-only DinD node with fresh certificates and print how to reach it"
 	@echo "make down      stop what make up started (keeps the certificates)"
 	@echo "make test      every test: unit, in-process and e2e against a real DinD over mTLS"
-	@echo "make images    build every image offline (skips images whose inputs are unchanged)"
+	@echo "make images    build every image offline (dind testbox egress probe; skips unchanged ones)"
 	@echo "make ci        fmt, clippy, docs, fuzz build, then make test"
 
 images:
 	images/build.sh
+
+# Just the isolation self-test image (airlock/probe:dev).
+images-probe:
+	images/build.sh probe
 
 # Unit and in-process tests need no Docker; the e2e crate needs the images and a daemon.
 test-unit:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every Airlock image into the local Docker daemon, offline: no registry is contacted.
 #
-#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress (default: all)
+#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress probe (default: all)
 #
 # Each image is labelled with the sha256 of its inputs (io.airlock.input-hash). An image whose
 # inputs are unchanged is skipped, so a rerun costs seconds. The debootstrap rootfs behind the
@@ -181,7 +181,7 @@ main() {
 		exit 1
 	}
 	local images=("$@")
-	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress)
+	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress probe)
 	local all_start
 	all_start=$(date +%s)
 	for image in "${images[@]}"; do
@@ -189,8 +189,9 @@ main() {
 		dind) build_dind ;;
 		testbox) build_testbox ;;
 		egress) build_scratch egress airlock-egress airlock-egress ;;
+		probe) build_scratch probe airlock-probe airlock-probe ;;
 		*)
-			echo "unknown image $image (known: dind testbox egress)" >&2
+			echo "unknown image $image (known: dind testbox egress probe)" >&2
 			exit 2
 			;;
 		esac

@@ -14,6 +14,14 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::sandbox::{Cpus, Limits, Maximums};
 use crate::subnet::SANDBOX_PREFIX;
 
+// Isolation self-test variables (issue 6).
+mod selftest;
+pub use selftest::{
+    SelftestConfig, DEFAULT_PROBE_IMAGE, DEFAULT_SELFTEST_ADMIN_PORT, ENV_PROBE_IMAGE,
+    ENV_SELFTEST_ADMIN_PORT, ENV_SELFTEST_CONTROLLER, ENV_SELFTEST_NODE_ADDRS,
+    ENV_SELFTEST_UPSTREAM,
+};
+
 /// Address the API listens on.
 pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
 /// Default of [`ENV_LISTEN`].
@@ -112,6 +120,8 @@ pub struct Config {
     pub log_buffer_bytes: usize,
     /// The admin account to create at boot, if configured.
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// The isolation self-test's settings.
+    pub selftest: SelftestConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -231,6 +241,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     .ok_or("a positive number of bytes")
             });
         let bootstrap_admin = self.bootstrap_admin();
+        let selftest = self.selftest(listen);
         Some(Config {
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,
@@ -242,6 +253,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             maximums: maximums?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
+            selftest: selftest?,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod metrics;
 pub mod reconcile;
 pub mod sandbox;
+pub mod selftest;
 pub mod serve;
 pub mod service;
 pub mod store;

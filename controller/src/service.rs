@@ -32,6 +32,7 @@ use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
     SandboxState,
 };
+use crate::selftest::SelftestSettings;
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
 use crate::timeouts::Activity;
 use crate::user::UserId;
@@ -60,6 +61,8 @@ pub struct ServiceSettings {
     pub node: String,
     /// Size of each sandbox's log ring, in bytes.
     pub log_buffer_bytes: usize,
+    /// The isolation self-test's settings.
+    pub selftest: SelftestSettings,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -120,6 +123,7 @@ impl ServiceSettings {
             stop_grace: config.stop_grace,
             node: DEFAULT_NODE.to_owned(),
             log_buffer_bytes: config.log_buffer_bytes,
+            selftest: SelftestSettings::from_config(config),
         }
     }
 }
@@ -411,6 +415,34 @@ impl SandboxService {
         if let Err(error) = self.transition(sandbox, &event).await {
             warn!(%error, sandbox.id = %id, "Rollback could not mark the sandbox failed");
         }
+    }
+
+    // --- Isolation self-test hooks (issue 6; the logic lives in `crate::selftest`). ---
+
+    /// The service's settings.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Fails a sandbox right after its create, the way a failed create does: its Docker
+    /// objects removed and its subnet released (each failure logged), then it ends `failed`
+    /// with reason `error` and `message`.
+    pub(crate) async fn fail_created(
+        &self,
+        sandbox: &Sandbox,
+        message: &str,
+    ) -> Result<Sandbox, ServiceError> {
+        let id = sandbox.id;
+        if let Err(error) = self.remove_objects(id).await {
+            warn!(%error, sandbox.id = %id, "Failing a sandbox could not remove Docker objects");
+        }
+        if let Err(error) = self.store.release_subnet(id).await {
+            warn!(%error, sandbox.id = %id, "Failing a sandbox could not release the subnet");
+        }
+        let reason = EndReason::Error {
+            message: Some(message.to_owned()),
+        };
+        self.finish(sandbox, reason).await
     }
 
     /// Removes the container and network by name, then anything else labelled for `id`.

@@ -43,6 +43,11 @@ pub struct CreateSandbox {
     /// Read-only root filesystem with a tmpfs `/tmp` (the default); `false` opts out.
     #[serde(default)]
     pub read_only_rootfs: Option<bool>,
+    /// Run the isolation self-test at create: `true` records it, `"required"` also fails
+    /// the create when it does not pass.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub selftest: Option<super::selftest::SelftestField>,
 }
 
 /// Requested limits.
@@ -118,6 +123,9 @@ pub struct SandboxDto {
     pub updated_at: String,
     /// RFC 3339, once ended.
     pub ended_at: Option<String>,
+    /// The latest isolation self-test, when one ran (single-sandbox answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selftest: Option<super::selftest::SelftestDto>,
 }
 
 /// Why a sandbox ended.
@@ -225,6 +233,7 @@ impl From<&Sandbox> for SandboxDto {
             created_at: rfc3339(sandbox.created_at),
             updated_at: rfc3339(sandbox.updated_at),
             ended_at: sandbox.ended_at.map(rfc3339),
+            selftest: None,
         }
     }
 }
@@ -247,7 +256,7 @@ impl From<&Page> for PageDto {
     }
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339)
         .unwrap_or_else(|_unformattable| at.to_string())
 }

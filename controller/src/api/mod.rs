@@ -16,6 +16,7 @@ pub mod openapi;
 mod throttle;
 pub mod tokens;
 pub mod users;
+mod selftest;
 
 pub use auth::{Auth, Principal};
 pub use error::{ApiError, FieldReason};

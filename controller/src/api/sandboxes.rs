@@ -46,6 +46,7 @@ pub(crate) async fn create(
         ));
     }
     let key = idempotency_key(&headers)?;
+    let selftest = dto.selftest.and_then(super::selftest::SelftestField::mode);
     let request = dto.into_request();
     let env = request.env.clone();
     let created = state
@@ -64,6 +65,10 @@ pub(crate) async fn create(
             ),
             other => other.into(),
         })?;
+    // Isolation self-test at create (issue 6); in `required` mode it may fail the create.
+    if let (Created::New(sandbox), Some(mode)) = (&created, selftest) {
+        return super::selftest::after_create(&state, sandbox.clone(), mode).await;
+    }
     Ok(match created {
         Created::New(sandbox) => with_status(StatusCode::CREATED, SandboxDto::from(&sandbox)),
         Created::Existing(sandbox) => with_status(StatusCode::OK, SandboxDto::from(&sandbox)),
@@ -95,7 +100,9 @@ pub(crate) async fn get_one(
 ) -> Result<Json<SandboxDto>, ApiError> {
     let id = sandbox_id(id)?;
     let sandbox = state.service.get(principal.scope(), id).await?;
-    Ok(Json(SandboxDto::from(&sandbox)))
+    let mut dto = SandboxDto::from(&sandbox);
+    dto.selftest = super::selftest::latest(&state, principal.scope(), id).await?;
+    Ok(Json(dto))
 }
 
 /// `DELETE /v1/sandboxes/{id}`: 204, also when it was already gone.

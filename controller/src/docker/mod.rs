@@ -4,6 +4,7 @@
 pub mod client;
 pub mod exec;
 pub mod listing;
+pub mod probe;
 pub mod spec;
 
 pub use client::{ContainerStatus, DockerClient, DockerError, Removal};

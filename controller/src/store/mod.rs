@@ -16,6 +16,8 @@
 mod error;
 mod rows;
 mod sandboxes;
+// The isolation self-test results (issue 6).
+mod selftests;
 mod subnets;
 mod users;
 // Accounts (issue 5): tokens, sessions, invites.
@@ -27,6 +29,7 @@ pub use error::StoreError;
 pub use invites::{AcceptInvite, NewInvite};
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
+pub use selftests::SelftestRecord;
 
 use std::time::Duration;
 

@@ -44,6 +44,9 @@ use crate::sweep::{label_args, tempdir_prefix};
 pub const DIND_IMAGE: &str = "airlock/dind:dev";
 /// The tiny static-busybox image built by `make images`.
 pub const TESTBOX_IMAGE: &str = "airlock/testbox:dev";
+/// The isolation self-test probe (`airlock-probe` on scratch) built by `make images`; load it
+/// with [`Dind::load_image`] like any other.
+pub const PROBE_IMAGE: &str = "airlock/probe:dev";
 /// The nested dockerd's TLS port.
 pub const DIND_TLS_PORT: u16 = 2376;
 /// Where the entrypoint expects the server certificate files.

@@ -1,0 +1,136 @@
+//! The isolation self-test's Docker side: the pure body of the probe container, and reading a
+//! sandbox container's proxy variables. Part of the Docker boundary: bollard types stop here.
+//!
+//! Invariants of the probe container body (snapshot-tested):
+//! - it joins the sandbox's network namespace (`network_mode: container:<id>`) and no
+//!   network of its own, so it sees exactly what the sandbox sees;
+//! - it is hardened like a sandbox: `CapDrop: [ALL]`, no-new-privileges, not privileged,
+//!   read-only root, non-root user, no devices, binds or mounts, small pids and memory limits;
+//! - it carries only the `airlock.sandbox.id` label (not `airlock.node`), so the reconciler
+//!   never mistakes it for the sandbox's container, while deleting the sandbox removes it.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::InspectContainerOptions;
+
+use super::spec::{LABEL_SANDBOX_ID, LOG_MAX_SIZE};
+use super::{DockerClient, DockerError};
+use crate::sandbox::SandboxId;
+
+/// The user the probe runs as.
+pub const PROBE_USER: &str = "65532:65532";
+/// Most processes in the probe container (one thread per check, plus slack).
+pub const PROBE_PIDS: i64 = 512;
+/// The probe container's memory limit (no swap on top).
+pub const PROBE_MEMORY: i64 = 64 * 1024 * 1024;
+/// The probe container's CPU share, in nano-CPUs (half a CPU).
+pub const PROBE_NANO_CPUS: i64 = 500_000_000;
+
+/// The probe container's name for one run.
+pub fn probe_name(id: SandboxId, run: &str) -> String {
+    format!("airlock-probe-{id}-{run}")
+}
+
+/// The body of the probe container joining `container`'s network namespace, with `env`
+/// (the plan and the sandbox's proxy variables).
+pub fn probe_body(
+    id: SandboxId,
+    image: &str,
+    container: &str,
+    env: Vec<String>,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        env: Some(env),
+        user: Some(PROBE_USER.to_owned()),
+        labels: Some(HashMap::from([(
+            LABEL_SANDBOX_ID.to_owned(),
+            id.to_string(),
+        )])),
+        network_disabled: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some(format!("container:{container}")),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(Vec::new()),
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            privileged: Some(false),
+            readonly_rootfs: Some(true),
+            pids_limit: Some(PROBE_PIDS),
+            memory: Some(PROBE_MEMORY),
+            memory_swap: Some(PROBE_MEMORY),
+            nano_cpus: Some(PROBE_NANO_CPUS),
+            devices: Some(Vec::new()),
+            binds: Some(Vec::new()),
+            mounts: Some(Vec::new()),
+            publish_all_ports: Some(false),
+            ipc_mode: Some("private".to_owned()),
+            auto_remove: Some(false),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                    ("max-file".to_owned(), "1".to_owned()),
+                ])),
+            }),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+// === impl DockerClient ===
+
+impl DockerClient {
+    /// The container's `NAME=value` environment entries whose name is in `names`.
+    pub async fn container_env(
+        &self,
+        container: &str,
+        names: &[&str],
+    ) -> Result<Vec<String>, DockerError> {
+        let inspected = self
+            .bollard()
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await?;
+        let env = inspected.config.and_then(|c| c.env).unwrap_or_default();
+        Ok(env
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .split_once('=')
+                    .is_some_and(|(name, _)| names.contains(&name))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn probe_body_is_hardened_and_joins_the_sandbox_namespace() {
+        let id: SandboxId = "0193a1b2-0000-7000-8000-000000000001".parse().unwrap();
+        let body = probe_body(id, "airlock/probe:dev", "c0ffee", vec!["A=1".to_owned()]);
+        let json = serde_json::to_value(&body).unwrap();
+        let host = &json["HostConfig"];
+        assert_eq!(host["NetworkMode"], "container:c0ffee");
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+        assert_eq!(
+            host["SecurityOpt"],
+            serde_json::json!(["no-new-privileges:true"])
+        );
+        assert_eq!(host["Privileged"], false);
+        assert_eq!(host["ReadonlyRootfs"], true);
+        assert_eq!(json["User"], "65532:65532");
+        assert!(json.get("NetworkingConfig").is_none());
+        expect![[r#"{"airlock.sandbox.id":"0193a1b2-0000-7000-8000-000000000001"}"#]]
+            .assert_eq(&json["Labels"].to_string());
+        assert_eq!(
+            probe_name(id, "ab12"),
+            "airlock-probe-0193a1b2-0000-7000-8000-000000000001-ab12"
+        );
+    }
+}
