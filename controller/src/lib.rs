@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod docker;
+pub mod events;
 pub mod exec;
 pub mod logs;
 pub mod metrics;
