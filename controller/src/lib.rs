@@ -10,6 +10,7 @@ pub mod cli_admin;
 pub mod config;
 pub mod credential;
 pub mod docker;
+pub mod events;
 pub mod exec;
 pub mod logs;
 pub mod metrics;

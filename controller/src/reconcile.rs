@@ -83,6 +83,10 @@ pub enum ReconcileError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The sandbox moved on after the pass observed it (its container started meanwhile);
+    /// the rest of its step is skipped and the next pass decides.
+    #[error("the sandbox changed after it was observed")]
+    Superseded,
 }
 
 /// Runs passes over one store and one node.
@@ -320,6 +324,7 @@ impl Reconciler {
             for action in &step.actions {
                 match self.act(step.sandbox, action).await {
                     Ok(()) => report.applied += 1,
+                    Err(ReconcileError::Superseded) => break,
                     Err(error) => {
                         let id = step.sandbox.map(|(id, _)| id.to_string());
                         warn!(%error, sandbox.id = id.as_deref().unwrap_or("-"), action = ?action,
@@ -355,6 +360,9 @@ impl Reconciler {
                 let event = SandboxEvent::Started;
                 self.store.record_transition(id, generation, &event).await?;
             }
+            (Action::RecordEnd(EndReason::Lost), Some((id, _))) if self.runs_now(id).await? => {
+                return Err(ReconcileError::Superseded);
+            }
             (Action::RecordEnd(reason), Some((id, generation))) => {
                 let event = SandboxEvent::Ended(reason.clone());
                 self.store.record_transition(id, generation, &event).await?;
@@ -371,6 +379,25 @@ impl Reconciler {
             | (Action::ReleaseSubnet | Action::DeleteRow, None) => {}
         }
         Ok(())
+    }
+}
+
+impl Reconciler {
+    /// Whether the sandbox's recorded container is running right now. A pass lists Docker
+    /// before it reads the store, so a sandbox whose create finished in between looks as if
+    /// its container vanished; this re-check keeps it from being marked `lost`.
+    async fn runs_now(&self, id: SandboxId) -> Result<bool, ReconcileError> {
+        let Some(sandbox) = self.store.get_sandbox(Scope::All, id).await? else {
+            return Ok(false);
+        };
+        let Some(container) = sandbox.container_id.as_deref() else {
+            return Ok(false);
+        };
+        Ok(self
+            .docker
+            .inspect(container)
+            .await?
+            .is_some_and(|status| status.running))
     }
 }
 

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
+use crate::events::EventWatcher;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use crate::store::{NewUser, Store, StoreError};
@@ -96,9 +97,17 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         })?;
     // The reconciler runs until the API has drained, then stops between passes.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The event watcher notices ends as they happen and reconciles after each reconnect.
+    let (stop_events, events_stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = EventWatcher::new(state.service.clone(), reconciler.clone(), DEFAULT_NODE);
+    let events = tokio::spawn(watcher.run(async move { drop(events_stopped.await) }));
     let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
     let served = serve_on(listener, state, shutdown_signal()).await;
     drop(stop);
+    drop(stop_events);
+    if let Err(error) = events.await {
+        warn!(%error, "Event watcher task ended abnormally");
+    }
     if let Err(error) = task.await {
         warn!(%error, "Reconciler task ended abnormally");
     }

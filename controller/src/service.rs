@@ -28,6 +28,7 @@ use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::reconcile::plan::SIGKILL_EXIT;
 use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
     SandboxState,
@@ -45,6 +46,8 @@ const CREATING_POLL: Duration = Duration::from_millis(100);
 const WAIT_CHUNK: Duration = Duration::from_secs(60);
 /// How long each readiness check may take.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Exit codes above this mean the process was ended by a signal (128 + the signal number).
+const SIGNAL_EXIT: i64 = 128;
 /// The end message of a sandbox whose create failed (the detail goes to the log).
 const CREATE_FAILED: &str = "the sandbox could not be created; see the controller log";
 
@@ -472,6 +475,18 @@ impl SandboxService {
     /// Records how the container ended, after Docker said it is no longer running. Reads the
     /// sandbox afresh, so a stop requested while waiting counts as `stopped`.
     async fn observe_end(&self, id: SandboxId, container: &str) -> Result<(), ServiceError> {
+        self.observe_end_signalled(id, container, false).await
+    }
+
+    /// [`Self::observe_end`] for the event watcher ([`crate::events`]), which also knows
+    /// whether Docker delivered a signal to the container that we did not send (`signalled`):
+    /// an exit by signal is then `killed`.
+    pub(crate) async fn observe_end_signalled(
+        &self,
+        id: SandboxId,
+        container: &str,
+        signalled: bool,
+    ) -> Result<(), ServiceError> {
         let status = self.docker.inspect(container).await?;
         let Some(sandbox) = self.store.get_sandbox(Scope::All, id).await? else {
             return Ok(());
@@ -485,6 +500,9 @@ impl SandboxService {
             Some(status) if status.running => return Ok(()),
             Some(_) if sandbox.desired == DesiredState::Stopped => EndReason::Stopped,
             Some(_) if sandbox.state == SandboxState::Stopping => EndReason::Stopped,
+            Some(status) if signalled && status.exit_code.is_some_and(|c| c > SIGNAL_EXIT) => {
+                EndReason::Killed
+            }
             Some(status) => end_reason(&status),
         };
         self.finish(sandbox, reason).await.map(drop)
@@ -522,6 +540,8 @@ impl SandboxService {
 fn end_reason(status: &ContainerStatus) -> EndReason {
     match status.exit_code {
         _ if status.oom_killed => EndReason::Oom,
+        // SIGKILL without a stop request: see `EndReason::Killed`.
+        Some(SIGKILL_EXIT) => EndReason::Killed,
         Some(code) => EndReason::Exited { code },
         None => EndReason::Lost,
     }

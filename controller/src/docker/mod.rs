@@ -2,6 +2,7 @@
 //! ([`client`], the only module that calls bollard).
 
 pub mod client;
+pub mod events;
 pub mod exec;
 pub mod listing;
 pub mod probe;

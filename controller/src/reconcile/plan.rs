@@ -23,6 +23,9 @@ use crate::timeouts;
 /// The exit code Docker gives containers that were running when their daemon went away; after
 /// a DinD restart every sandbox container comes back `Exited (255)`.
 pub const DAEMON_RESTART_EXIT: i64 = 255;
+/// The exit code of a process ended by SIGKILL (128 + 9): without a stop request, the
+/// sandbox was `killed` from outside.
+pub const SIGKILL_EXIT: i64 = 137;
 /// The end message of a sandbox whose create was interrupted.
 pub const CREATE_ABANDONED: &str = "the create was interrupted (controller restart or deadline)";
 
@@ -271,6 +274,8 @@ fn ended(sandbox: &SandboxView, phase: Phase, objects: &Owned<'_>) -> Vec<Action
         _ if oom => EndReason::Oom,
         Some(DAEMON_RESTART_EXIT) | None => EndReason::Lost,
         Some(_) if stop_asked => EndReason::Stopped,
+        // SIGKILL without a stop request: see `EndReason::Killed`.
+        Some(SIGKILL_EXIT) => EndReason::Killed,
         Some(code) => EndReason::Exited { code },
     };
     if reason == EndReason::Lost {

@@ -132,6 +132,14 @@ fn one_sandbox_table() {
             vec![Action::RecordEnd(EndReason::Exited { code: 3 })],
         ),
         (
+            "running, SIGKILLed from outside while down: killed",
+            Running,
+            DesiredState::Running,
+            Some(ended(137)),
+            PERIODIC,
+            vec![Action::RecordEnd(EndReason::Killed)],
+        ),
+        (
             "running, OOM-killed while down: oom",
             Running,
             DesiredState::Running,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 pub mod controller;
 pub mod serve;
+pub mod stats;
 
 use test_support::dind::{Dind, DindError, DindOptions, TESTBOX_IMAGE};
 
