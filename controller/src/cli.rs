@@ -24,6 +24,12 @@ pub enum Command {
     /// Manage the CA, the DinD server certificate and the controller's client certificate.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Verify, load and bundle image archives (no registry needed).
+    #[command(subcommand)]
+    Images(crate::images::command::ImagesCommand),
+    /// Check the deployment (DinD, TLS, storage, INPUT rules, proxy, store, images, disk,
+    /// certificates) and print a pass/fail table; exit 1 when a check fails.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// `airlock certs …`

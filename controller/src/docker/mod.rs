@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod images;
 pub mod listing;
 pub mod spec;
 

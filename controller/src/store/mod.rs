@@ -14,12 +14,14 @@
 //!   fenced by generation.
 
 mod error;
+mod images;
 mod rows;
 mod sandboxes;
 mod subnets;
 mod users;
 
 pub use error::StoreError;
+pub use images::ImageRecord;
 
 use std::time::Duration;
 
