@@ -115,7 +115,6 @@ fn to_oci(from: &Path, to: &Path, tag: &str) {
         add(&format!("blobs/sha256/{}", sha(blob)), blob);
     }
     add("index.json", &index);
-    drop(add);
     builder.finish().unwrap();
 }
 
