@@ -28,6 +28,12 @@ pub enum Command {
     /// `AIRLOCK_DATA_DIR`); no server needs to run.
     #[command(subcommand)]
     Admin(crate::cli_admin::AdminCommand),
+    /// Verify, load and bundle image archives (no registry needed).
+    #[command(subcommand)]
+    Images(crate::images::command::ImagesCommand),
+    /// Check the deployment (DinD, TLS, storage, INPUT rules, proxy, store, images, disk,
+    /// certificates) and print a pass/fail table; exit 1 when a check fails.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// `airlock certs …`

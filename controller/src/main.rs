@@ -25,6 +25,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
+        Command::Images(command) => command.run(&mut std::io::stdout()),
+        Command::Doctor(args) => match args.run(&mut std::io::stdout()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
         Command::Serve => match Config::from_env() {
             Ok(config) => airlock::serve::run_blocking(config).map_err(anyhow::Error::from),
             Err(error) => {

@@ -127,6 +127,11 @@ impl DockerClient {
         Ok(Self { docker })
     }
 
+    /// Wraps a bollard handle built by a sibling module (e.g. from `DOCKER_HOST`).
+    pub(super) fn from_bollard(docker: Docker) -> DockerClient {
+        Self { docker }
+    }
+
     /// The bollard handle, for the sibling modules of [`crate::docker`].
     pub(super) fn bollard(&self) -> &Docker {
         &self.docker

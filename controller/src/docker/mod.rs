@@ -4,6 +4,7 @@
 pub mod client;
 pub mod events;
 pub mod exec;
+pub mod images;
 pub mod listing;
 pub mod probe;
 pub mod spec;

@@ -14,6 +14,7 @@
 //!   fenced by generation.
 
 mod error;
+mod images;
 mod rows;
 mod sandboxes;
 // The isolation self-test results (issue 6).
@@ -30,6 +31,7 @@ pub use invites::{AcceptInvite, NewInvite};
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
 pub use selftests::SelftestRecord;
+pub use images::ImageRecord;
 
 use std::time::Duration;
 

@@ -1,0 +1,20 @@
+//! Image bundles: verify `docker save` / OCI archives, load them into every node with
+//! progress, record what was imported, and write bundles for air-gapped transfer.
+//!
+//! - [`archive`] verifies an archive in one pass, with no daemon involved;
+//! - [`load`] sends only verified bytes: the upload stream re-hashes the file and fails
+//!   instead of finishing when it changed since verification;
+//! - [`bundle`] saves images from a daemon into one tar with a `SHA256SUMS` member;
+//! - [`progress`] renders transfers (a bar on a TTY, plain lines otherwise).
+//!
+//! Invariant: nothing reaches a daemon before [`archive::verify`] accepted the archive and any
+//! `SHA256SUMS` next to it.
+
+pub mod archive;
+pub mod bundle;
+pub mod command;
+pub mod load;
+pub mod progress;
+
+pub use archive::{verify, ArchiveError, ArchiveFormat, ArchiveImage, VerifiedArchive};
+pub use load::{LoadError, Node, Transfer};
