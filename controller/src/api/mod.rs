@@ -13,10 +13,10 @@ mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
 mod guard;
 pub mod openapi;
+mod selftest;
 mod throttle;
 pub mod tokens;
 pub mod users;
-mod selftest;
 
 pub use auth::{Auth, Principal};
 pub use error::{ApiError, FieldReason};

@@ -27,11 +27,11 @@ mod tokens;
 
 pub use error::StoreError;
 // Accounts (issue 5).
+pub use images::ImageRecord;
 pub use invites::{AcceptInvite, NewInvite};
+pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
-pub use selftests::SelftestRecord;
-pub use images::ImageRecord;
 
 use std::time::Duration;
 
