@@ -214,7 +214,7 @@ pub(crate) async fn login(
     let email = email.trim().to_lowercase();
     let source = source.map(|Extension(ConnectInfo(addr))| addr.ip());
     let throttle = &state.auth.throttle;
-    if let Some(retry_after_s) = throttle.retry_after(&email, source) {
+    if let Err(retry_after_s) = throttle.attempt(&email, source) {
         return Err(ApiError::LoginThrottled { retry_after_s });
     }
     let store = state.service.store();
@@ -229,12 +229,12 @@ pub(crate) async fn login(
     let user = match user {
         Some(user) if verified && !user.disabled => user,
         _ => {
-            throttle.failed(&email, source);
+            // The attempt was counted as a failure when it began.
             info!(client.addr = ?source, "Login failed");
             return Err(ApiError::InvalidCredentials);
         }
     };
-    throttle.succeeded(&email);
+    throttle.succeeded(&email, source);
     let token = NewToken::generate(TokenKind::Session);
     let expires_at = crate::store::now() + SESSION_TTL;
     store

@@ -547,3 +547,18 @@ async fn failed_logins_are_throttled_per_account_and_per_source() {
     let reply = login(&h, "lee@example.org", PASSWORD, ip("192.0.2.8")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_stop_at_the_limit() {
+    let (h, _) = with_admin(Db::Sqlite).await;
+    user_with_password(&h, "kim@example.org", Role::Member).await;
+    let wrong = "wrong horse battery staple";
+    let guesses = (1..=20).map(|n| {
+        let h = &h;
+        async move { login(h, "kim@example.org", wrong, ip(&format!("10.9.0.{n}"))).await }
+    });
+    let replies = futures_util::future::join_all(guesses).await;
+    let count = |status| replies.iter().filter(|r| r.status == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 5, "{replies:?}");
+    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 15, "{replies:?}");
+}
