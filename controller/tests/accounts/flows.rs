@@ -432,6 +432,12 @@ async fn invites(db: Db) {
         .await
         .unwrap()
         .is_none());
+    // An email that has an account cannot be invited again.
+    let body = json!({"email": "NEW@example.org"}).to_string();
+    let reply = h
+        .call(Method::POST, "/v1/users/invites", &admin, Some(&body))
+        .await;
+    assert_error(&reply, StatusCode::CONFLICT, "email_taken");
     // Invite lifetimes are bounded; only admins invite.
     let body = json!({"email": "x@example.org", "expires_in_s": 59}).to_string();
     let reply = h
@@ -561,4 +567,35 @@ async fn parallel_guesses_stop_at_the_limit() {
     let count = |status| replies.iter().filter(|r| r.status == status).count();
     assert_eq!(count(StatusCode::UNAUTHORIZED), 5, "{replies:?}");
     assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 15, "{replies:?}");
+}
+
+both_backends!(admins_see_everyone_and_members_their_own, listings);
+async fn listings(db: Db) {
+    let (h, admin) = with_admin(db).await;
+    let a = h.account("a@example.org", Role::Member).await;
+    let b = h.account("b@example.org", Role::Member).await;
+    let v = h.account("v@example.org", Role::Viewer).await;
+    let a_box = h.sandbox(a.id).await.to_string();
+    let v_box = h.sandbox(v.id).await.to_string();
+    let ids = |reply: &Reply| -> Vec<String> {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let items = reply.body["items"].as_array().unwrap();
+        items
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |token: String| {
+        let h = &h;
+        async move { h.call(Method::GET, "/v1/sandboxes", &token, None).await }
+    };
+    assert_eq!(ids(&list(a.session.clone()).await), [a_box.clone()]);
+    assert_eq!(ids(&list(v.session.clone()).await), [v_box.clone()]);
+    assert!(ids(&list(b.session.clone()).await).is_empty());
+    let all = ids(&list(admin).await);
+    assert!(all.contains(&a_box) && all.contains(&v_box), "{all:?}");
+    // The viewer reads its own sandbox.
+    let uri = format!("/v1/sandboxes/{v_box}");
+    let reply = h.call(Method::GET, &uri, &v.session, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
