@@ -589,8 +589,8 @@ async fn listings(db: Db) {
         let h = &h;
         async move { h.call(Method::GET, "/v1/sandboxes", &token, None).await }
     };
-    assert_eq!(ids(&list(a.session.clone()).await), [a_box.clone()]);
-    assert_eq!(ids(&list(v.session.clone()).await), [v_box.clone()]);
+    assert_eq!(ids(&list(a.session.clone()).await), vec![a_box.clone()]);
+    assert_eq!(ids(&list(v.session.clone()).await), vec![v_box.clone()]);
     assert!(ids(&list(b.session.clone()).await).is_empty());
     let all = ids(&list(admin).await);
     assert!(all.contains(&a_box) && all.contains(&v_box), "{all:?}");
