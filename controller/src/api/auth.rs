@@ -7,8 +7,9 @@
 //! the user's role narrowed by the token's scopes ([`Role::narrowed`]), so handlers and the
 //! route guard only look at [`Principal::role`].
 //!
-//! While no account can log in and no admin token is set, every request is refused with
-//! `not_bootstrapped` and a message saying how to create the first admin.
+//! While no enabled admin can log in or present an API token and no admin token is set,
+//! every request is refused with `not_bootstrapped` and a message saying how to create the
+//! first admin.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,6 +34,19 @@ pub struct Principal {
     pub user: UserId,
     /// Their effective role: the user's role narrowed by the token's scopes.
     pub role: Role,
+    /// The kind of credential the request presented.
+    pub credential: CredentialKind,
+}
+
+/// Which kind of bearer a request presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The configured `AIRLOCK_ADMIN_TOKEN`.
+    AdminToken,
+    /// A login session (`als_…`).
+    Session,
+    /// A named API token (`alt_…`).
+    ApiToken,
 }
 
 /// The credentials the API accepts.
@@ -42,7 +56,7 @@ pub struct Auth {
     admin: UserId,
     /// Failed-login throttling (see [`LoginThrottle`]).
     pub(crate) throttle: LoginThrottle,
-    /// Set once some account can log in; never cleared.
+    /// Set once some admin can sign in; never cleared.
     bootstrapped: AtomicBool,
 }
 
@@ -60,6 +74,20 @@ impl Principal {
     /// Whether the principal may change sandboxes (create, stop, delete, exec).
     pub fn can_write(&self) -> bool {
         self.role != Role::Viewer
+    }
+
+    /// Refuses with 403 when an API token tries to mint API tokens, unless it acts as an
+    /// admin. Otherwise a leaked token could mint a successor, and revoking it would not end
+    /// the leak: new tokens come from a login session (or offline, `airlock admin
+    /// create-token`).
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        match (self.credential, self.role) {
+            (CredentialKind::ApiToken, Role::Member | Role::Viewer) => Err(ApiError::Forbidden(
+                "API tokens cannot create API tokens: log in (POST /v1/auth/login) and use the \
+                 session token",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses with 403 unless the principal acts as an admin.
@@ -99,25 +127,32 @@ impl Auth {
                 return Ok(Some(Principal {
                     user: self.admin,
                     role: Role::Admin,
+                    credential: CredentialKind::AdminToken,
                 }));
             }
         }
         let hash = hash_token(token);
-        let bearer = match TokenKind::of(token) {
-            Some(TokenKind::Session) => store.session_bearer(&hash).await,
-            Some(TokenKind::Api) => store.api_token_bearer(&hash).await,
-            Some(TokenKind::Invite) | None => Ok(None),
-        }
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
+        let (bearer, credential) = match TokenKind::of(token) {
+            Some(TokenKind::Session) => {
+                (store.session_bearer(&hash).await, CredentialKind::Session)
+            }
+            Some(TokenKind::Api) => (
+                store.api_token_bearer(&hash).await,
+                CredentialKind::ApiToken,
+            ),
+            Some(TokenKind::Invite) | None => return Ok(None),
+        };
+        let bearer = bearer.map_err(|error| ApiError::Internal(error.to_string()))?;
         Ok(bearer
             .filter(|bearer| !bearer.user.disabled)
             .map(|Bearer { user, scopes }| Principal {
                 user: user.id,
                 role: user.role.narrowed(scopes),
+                credential,
             }))
     }
 
-    /// Whether some account can log in (cached once true).
+    /// Whether some admin can sign in (cached once true).
     async fn bootstrapped(&self, store: &Store) -> bool {
         if self.bootstrapped.load(Ordering::Relaxed) {
             return true;
@@ -142,21 +177,22 @@ pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
 }
 
 /// Middleware: refuses the request with 401 unless it carries a valid bearer token, and
-/// hands the [`Principal`] to the handlers.
+/// hands the [`Principal`] to the handlers. Until an admin can sign in, every request is
+/// refused with `not_bootstrapped`, valid member tokens included.
 pub(crate) async fn require_bearer(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let store = state.service.store();
+    if !state.auth.bootstrapped(store).await {
+        return Err(ApiError::NotBootstrapped);
+    }
     let principal = match bearer_token(&request) {
         Some(token) if !token.is_empty() => state.auth.authenticate(store, token).await?,
         _ => None,
     };
     let Some(principal) = principal else {
-        if !state.auth.bootstrapped(store).await {
-            return Err(ApiError::NotBootstrapped);
-        }
         return Err(ApiError::Unauthorized);
     };
     request.extensions_mut().insert(principal);

@@ -18,7 +18,7 @@ mod throttle;
 pub mod tokens;
 pub mod users;
 
-pub use auth::{Auth, Principal};
+pub use auth::{Auth, CredentialKind, Principal};
 pub use error::{ApiError, FieldReason};
 
 use std::sync::Arc;

@@ -1,11 +1,13 @@
 //! Failed-login throttling, in memory: at most [`MAX_FAILURES`] failures per account and per
 //! source address within [`WINDOW`]; past that, logins for that key answer 429 with
-//! `Retry-After` until the oldest failure leaves the window. The maps are bounded by pruning
-//! expired entries when they grow, and the lock is never held across an `.await`.
+//! `Retry-After` until the oldest failure leaves the window. Every attempt counts as a failure
+//! until it succeeds, so a burst of parallel guesses is cut off at the limit too. The maps are
+//! bounded by pruning expired entries when they grow, and the lock is never held across an
+//! `.await`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use std::time::Instant;
@@ -33,52 +35,54 @@ pub(crate) struct LoginThrottle {
 // === impl LoginThrottle ===
 
 impl LoginThrottle {
-    /// `Some(seconds)` to wait when the account or the source is locked out.
-    pub(crate) fn retry_after(&self, email: &str, source: Option<IpAddr>) -> Option<u64> {
-        self.retry_after_at(email, source, Instant::now())
+    /// Counts one login attempt against the account and the source, unless either is locked
+    /// out: then `Err(seconds to wait)` and nothing is counted. The check and the count are
+    /// one step under the lock, so parallel guesses cannot all slip past the check while the
+    /// first ones are still being verified; a successful login takes its count back
+    /// ([`LoginThrottle::succeeded`]).
+    pub(crate) fn attempt(&self, email: &str, source: Option<IpAddr>) -> Result<(), u64> {
+        self.attempt_at(email, source, Instant::now())
     }
 
-    /// Counts a failed login.
-    pub(crate) fn failed(&self, email: &str, source: Option<IpAddr>) {
-        self.failed_at(email, source, Instant::now());
+    /// A successful login: clears the account's failures and takes back the source's count
+    /// for this attempt.
+    pub(crate) fn succeeded(&self, email: &str, source: Option<IpAddr>) {
+        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(&Key::Account(normalize(email)));
+        if let Some(source) = source {
+            let key = Key::Source(source);
+            if let Some(log) = map.get_mut(&key) {
+                log.pop_back();
+                if log.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
     }
 
-    fn retry_after_at(&self, email: &str, source: Option<IpAddr>, now: Instant) -> Option<u64> {
-        let Ok(mut map) = self.failures.lock() else {
-            return None;
-        };
-        keys(email, source)
-            .filter_map(|key| {
-                let log = map.get_mut(&key)?;
-                trim(log, now);
-                let oldest = *log.front()?;
-                (log.len() >= MAX_FAILURES).then(|| wait_secs(oldest + WINDOW - now))
-            })
-            .max()
-    }
-
-    fn failed_at(&self, email: &str, source: Option<IpAddr>, now: Instant) {
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
+    fn attempt_at(&self, email: &str, source: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= PRUNE_AT {
             map.retain(|_, log| {
                 trim(log, now);
                 !log.is_empty()
             });
         }
+        let wait = keys(email, source)
+            .filter_map(|key| {
+                let log = map.get_mut(&key)?;
+                trim(log, now);
+                let oldest = *log.front()?;
+                (log.len() >= MAX_FAILURES).then(|| wait_secs(oldest + WINDOW - now))
+            })
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         for key in keys(email, source) {
-            let log = map.entry(key).or_default();
-            trim(log, now);
-            log.push_back(now);
+            map.entry(key).or_default().push_back(now);
         }
-    }
-
-    /// A successful login clears the account's failures (not the source's).
-    pub(crate) fn succeeded(&self, email: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&Key::Account(normalize(email)));
-        }
+        Ok(())
     }
 }
 
@@ -110,28 +114,34 @@ mod tests {
         let t0 = Instant::now();
         let ip: IpAddr = [127, 0, 0, 1].into();
         for _ in 0..MAX_FAILURES {
-            assert_eq!(throttle.retry_after_at("a@x", Some(ip), t0), None);
-            throttle.failed_at("a@x", Some(ip), t0);
+            assert_eq!(throttle.attempt_at("a@x", Some(ip), t0), Ok(()));
         }
-        assert_eq!(throttle.retry_after_at("A@x ", None, t0), Some(300));
+        assert_eq!(throttle.attempt_at("A@x ", None, t0), Err(300));
         // The source is locked for other accounts too; other sources are not.
-        assert_eq!(throttle.retry_after_at("b@x", Some(ip), t0), Some(300));
+        assert_eq!(throttle.attempt_at("b@x", Some(ip), t0), Err(300));
         let other: IpAddr = [127, 0, 0, 2].into();
-        assert_eq!(throttle.retry_after_at("b@x", Some(other), t0), None);
+        assert_eq!(throttle.attempt_at("b@x", Some(other), t0), Ok(()));
         let later = t0 + Duration::from_secs(120);
-        assert_eq!(throttle.retry_after_at("a@x", None, later), Some(180));
+        assert_eq!(throttle.attempt_at("a@x", None, later), Err(180));
         let after = t0 + WINDOW;
-        assert_eq!(throttle.retry_after_at("a@x", Some(ip), after), None);
+        assert_eq!(throttle.attempt_at("a@x", Some(ip), after), Ok(()));
     }
 
     #[test]
-    fn success_clears_the_account() {
+    fn success_takes_the_attempt_back() {
         let throttle = LoginThrottle::default();
-        for _ in 0..MAX_FAILURES {
-            throttle.failed("a@x", None);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(throttle.attempt("a@x", Some(ip)), Ok(()));
         }
-        assert!(throttle.retry_after("a@x", None).is_some());
-        throttle.succeeded("a@x");
-        assert_eq!(throttle.retry_after("a@x", None), None);
+        // Successful logins from the same source never lock it.
+        for _ in 0..10 {
+            assert_eq!(throttle.attempt("b@x", Some(ip)), Ok(()));
+            throttle.succeeded("b@x", Some(ip));
+        }
+        assert_eq!(throttle.attempt("a@x", Some(ip)), Ok(()));
+        assert!(throttle.attempt("a@x", None).is_err());
+        throttle.succeeded("a@x", None);
+        assert_eq!(throttle.attempt("a@x", None), Ok(()));
     }
 }

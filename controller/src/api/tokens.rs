@@ -1,7 +1,8 @@
 //! `/v1/tokens`: a user's named API tokens. A token's text is returned once, at creation;
 //! the store keeps its SHA-256 only. Scopes may not exceed what the caller's effective role
 //! allows, so a narrowed token cannot mint a broader one. Members and viewers see and revoke
-//! their own tokens; another user's token is a 404. Admins see and revoke everyone's.
+//! their own tokens; another user's token is a 404. Admins see and revoke everyone's. Only a
+//! login session (or an admin) creates tokens, so revoking a leaked token ends the leak.
 
 use std::time::Duration;
 
@@ -129,7 +130,8 @@ pub(crate) async fn list(
     Ok(Json(tokens.iter().map(TokenDto::from).collect()))
 }
 
-/// `POST /v1/tokens`: 201 with the token text, shown this once.
+/// `POST /v1/tokens`: 201 with the token text, shown this once. Needs a login session (or
+/// admin rights): an API token cannot mint another.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateTokenBody,
     responses((status = 201, body = NewTokenDto), (status = 400), (status = 403)))]
 pub(crate) async fn create(
@@ -137,6 +139,7 @@ pub(crate) async fn create(
     Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require_session()?;
     let dto: CreateTokenBody = json_body(body)?;
     let name = dto.name.trim().to_owned();
     if name.is_empty() || name.len() > MAX_NAME_BYTES {

@@ -214,7 +214,7 @@ pub(crate) async fn login(
     let email = email.trim().to_lowercase();
     let source = source.map(|Extension(ConnectInfo(addr))| addr.ip());
     let throttle = &state.auth.throttle;
-    if let Some(retry_after_s) = throttle.retry_after(&email, source) {
+    if let Err(retry_after_s) = throttle.attempt(&email, source) {
         return Err(ApiError::LoginThrottled { retry_after_s });
     }
     let store = state.service.store();
@@ -229,12 +229,12 @@ pub(crate) async fn login(
     let user = match user {
         Some(user) if verified && !user.disabled => user,
         _ => {
-            throttle.failed(&email, source);
+            // The attempt was counted as a failure when it began.
             info!(client.addr = ?source, "Login failed");
             return Err(ApiError::InvalidCredentials);
         }
     };
-    throttle.succeeded(&email);
+    throttle.succeeded(&email, source);
     let token = NewToken::generate(TokenKind::Session);
     let expires_at = crate::store::now() + SESSION_TTL;
     store
@@ -341,9 +341,10 @@ pub(crate) async fn list(
     Ok(Json(users.iter().map(UserDto::from).collect()))
 }
 
-/// `POST /v1/users/invites` (admin): a single-use, expiring invite token.
+/// `POST /v1/users/invites` (admin): a single-use, expiring invite token; 409 when the email
+/// already has an account.
 #[utoipa::path(post, path = "/v1/users/invites", tag = "users", request_body = InviteBody,
-    responses((status = 201, body = InviteDto), (status = 403)))]
+    responses((status = 201, body = InviteDto), (status = 403), (status = 409)))]
 pub(crate) async fn invite(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -358,6 +359,18 @@ pub(crate) async fn invite(
         Some(secs) if (60..=30 * 86_400).contains(&secs) => Duration::from_secs(secs),
         Some(_) => return Err(ApiError::field("expires_in_s", "must be 60 to 2592000")),
     };
+    let store = state.service.store();
+    if store
+        .get_user_by_email(&email)
+        .await
+        .map_err(internal)?
+        .is_some()
+    {
+        return Err(ApiError::Conflict {
+            code: "email_taken",
+            message: "an account with this email already exists".to_owned(),
+        });
+    }
     let token = NewToken::generate(TokenKind::Invite);
     let expires_at = crate::store::now() + ttl;
     let new = NewInvite {
@@ -367,12 +380,7 @@ pub(crate) async fn invite(
         created_by: principal.user,
         expires_at,
     };
-    state
-        .service
-        .store()
-        .create_invite(new)
-        .await
-        .map_err(internal)?;
+    store.create_invite(new).await.map_err(internal)?;
     info!(user.id = %principal.user, "Invite created");
     let dto = InviteDto {
         token: token.text,

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Scope, Store, StoreError, User};
-use crate::user::{Scopes, UserId};
+use crate::user::{Role, Scopes, UserId};
 
 /// An API token's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -260,14 +260,18 @@ impl Store {
         }))
     }
 
-    /// Whether anyone can log in or present a token: some user has a password or an API
-    /// token. A fresh instance has neither until it is bootstrapped.
+    /// Whether an admin can sign in: some enabled admin has a password or an unrevoked API
+    /// token. A fresh instance has none until it is bootstrapped (a member created first
+    /// does not count: the instance still has nobody to administer it).
     pub async fn has_credentials(&self) -> Result<bool, StoreError> {
         let (count,): (i64,) = with_db!(self, |pool, _begin| {
             sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM users WHERE password_hash IS NOT NULL) \
-                 + (SELECT COUNT(*) FROM api_tokens)",
+                "SELECT COUNT(*) FROM users u WHERE u.role = $1 AND u.disabled = $2 \
+                 AND (u.password_hash IS NOT NULL OR EXISTS (SELECT 1 FROM api_tokens t \
+                 WHERE t.user_id = u.id AND t.revoked_at IS NULL))",
             )
+            .bind(Role::Admin.as_str())
+            .bind(false)
             .fetch_one(pool)
             .await?
         });
