@@ -35,6 +35,11 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// Which credential authenticated a request (`token:<id>`, `session:<id>` or
+/// `admin-token`); a request extension beside the [`Principal`], for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential(pub String);
+
 /// The credentials the API accepts.
 #[derive(Debug)]
 pub struct Auth {
@@ -94,12 +99,23 @@ impl Auth {
         store: &Store,
         token: &str,
     ) -> Result<Option<Principal>, ApiError> {
+        let found = self.authenticate_credential(store, token).await?;
+        Ok(found.map(|(principal, _credential)| principal))
+    }
+
+    /// [`Auth::authenticate`], with which credential it was (for the audit trail).
+    pub async fn authenticate_credential(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<(Principal, Credential)>, ApiError> {
         if let Some(expected) = &self.admin_token {
             if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(Some(Principal {
+                let principal = Principal {
                     user: self.admin,
                     role: Role::Admin,
-                }));
+                };
+                return Ok(Some((principal, Credential("admin-token".to_owned()))));
             }
         }
         let hash = hash_token(token);
@@ -109,12 +125,19 @@ impl Auth {
             Some(TokenKind::Invite) | None => Ok(None),
         }
         .map_err(|error| ApiError::Internal(error.to_string()))?;
-        Ok(bearer
-            .filter(|bearer| !bearer.user.disabled)
-            .map(|Bearer { user, scopes }| Principal {
-                user: user.id,
-                role: user.role.narrowed(scopes),
-            }))
+        Ok(bearer.filter(|bearer| !bearer.user.disabled).map(
+            |Bearer {
+                 user,
+                 scopes,
+                 credential,
+             }| {
+                let principal = Principal {
+                    user: user.id,
+                    role: user.role.narrowed(scopes),
+                };
+                (principal, Credential(credential))
+            },
+        ))
     }
 
     /// Whether some account can log in (cached once true).
@@ -149,16 +172,19 @@ pub(crate) async fn require_bearer(
     next: Next,
 ) -> Result<Response, ApiError> {
     let store = state.service.store();
-    let principal = match bearer_token(&request) {
-        Some(token) if !token.is_empty() => state.auth.authenticate(store, token).await?,
+    let found = match bearer_token(&request) {
+        Some(token) if !token.is_empty() => {
+            state.auth.authenticate_credential(store, token).await?
+        }
         _ => None,
     };
-    let Some(principal) = principal else {
+    let Some((principal, credential)) = found else {
         if !state.auth.bootstrapped(store).await {
             return Err(ApiError::NotBootstrapped);
         }
         return Err(ApiError::Unauthorized);
     };
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(credential);
     Ok(next.run(request).await)
 }

@@ -215,6 +215,7 @@ pub(crate) async fn login(
     let source = source.map(|Extension(ConnectInfo(addr))| addr.ip());
     let throttle = &state.auth.throttle;
     if let Some(retry_after_s) = throttle.retry_after(&email, source) {
+        super::audit::login(&state, None, &email, source, 429, "throttled").await;
         return Err(ApiError::LoginThrottled { retry_after_s });
     }
     let store = state.service.store();
@@ -228,9 +229,11 @@ pub(crate) async fn login(
         .map_err(internal)?;
     let user = match user {
         Some(user) if verified && !user.disabled => user,
-        _ => {
+        other => {
             throttle.failed(&email, source);
             info!(client.addr = ?source, "Login failed");
+            let id = other.map(|user| user.id);
+            super::audit::login(&state, id, &email, source, 401, "failed").await;
             return Err(ApiError::InvalidCredentials);
         }
     };
@@ -242,6 +245,7 @@ pub(crate) async fn login(
         .await
         .map_err(internal)?;
     info!(user.id = %user.id, "Login succeeded");
+    super::audit::login(&state, Some(user.id), &email, source, 200, "succeeded").await;
     Ok(Json(SessionDto {
         token: token.text,
         expires_at: super::tokens::rfc3339(expires_at),
