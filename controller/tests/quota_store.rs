@@ -151,8 +151,7 @@ both_backends!(parallel_creates_never_overshoot, |f: Fixture| async move {
             _ => None,
         })
         .collect();
-    assert_eq!(created, 5, "{results:?}");
-    assert_eq!(refused.len(), 15, "{results:?}");
+    assert_eq!((created, refused.len()), (5, 15), "created, refused");
     assert!(refused.iter().all(|e| e.kind == QuotaKind::MaxSandboxes));
     let usage = f.store.quota_usage(alice.id).await.unwrap();
     assert_eq!(usage.sandboxes, 5);
