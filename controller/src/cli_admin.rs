@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use crate::accounts::{self, CreateUser};
 use crate::config::{parse_duration, Config};
 use crate::store::{NewAuditRecord, Store, StoreError};
-use crate::vault::{KeySource, SecretKey, Vault, VaultError};
 use crate::user::{Role, Scopes, TokenScope};
+use crate::vault::{KeySource, SecretKey, Vault, VaultError};
 
 /// `airlock admin …`
 #[derive(Debug, Subcommand)]
@@ -160,7 +160,13 @@ async fn rotate_key(
             }),
             other => other.into(),
         })??;
-    audit(store, "admin.rotate-key", "secrets", Some(&format!("{resealed} re-encrypted"))).await?;
+    audit(
+        store,
+        "admin.rotate-key",
+        "secrets",
+        Some(&format!("{resealed} re-encrypted")),
+    )
+    .await?;
     match &source {
         KeySource::File(path) => {
             new_key.write_file(path)?;
@@ -182,7 +188,12 @@ async fn rotate_key(
 }
 
 /// Appends an audit record for an offline admin action.
-async fn audit(store: &Store, action: &str, object: &str, detail: Option<&str>) -> anyhow::Result<()> {
+async fn audit(
+    store: &Store,
+    action: &str,
+    object: &str,
+    detail: Option<&str>,
+) -> anyhow::Result<()> {
     let record = NewAuditRecord {
         token: Some("cli".to_owned()),
         action: action.to_owned(),

@@ -264,8 +264,12 @@ mod tests {
         let ok = spec(512, 1.0, 3600);
         let empty = Usage::default();
         assert_eq!(check(&QUOTA, &empty, &ok), Ok(()));
-        let kind = |usage: Usage, spec: &SandboxSpec| check(&QUOTA, &usage, spec).err().map(|e| e.kind);
-        assert_eq!(kind(empty, &spec(512, 1.0, 3601)), Some(QuotaKind::MaxLifetime));
+        let kind =
+            |usage: Usage, spec: &SandboxSpec| check(&QUOTA, &usage, spec).err().map(|e| e.kind);
+        assert_eq!(
+            kind(empty, &spec(512, 1.0, 3601)),
+            Some(QuotaKind::MaxLifetime)
+        );
         let two = Usage {
             sandboxes: 2,
             ..empty

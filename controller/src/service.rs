@@ -29,13 +29,13 @@ use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
-use crate::reconcile::plan::SIGKILL_EXIT;
 use crate::quota::{Quota, QuotaExceeded};
+use crate::reconcile::plan::SIGKILL_EXIT;
+use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, Problem, SandboxEvent, SandboxId,
     SandboxRequest, SandboxState,
 };
-use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::selftest::SelftestSettings;
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
 use crate::timeouts::Activity;
@@ -277,7 +277,10 @@ impl SandboxService {
         if secret_env.is_empty() {
             return Ok(SecretEnv::default());
         }
-        let vault = self.vault.as_ref().ok_or(ServiceError::SecretsUnavailable)?;
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or(ServiceError::SecretsUnavailable)?;
         let mut errors = Vec::new();
         let mut vars = Vec::with_capacity(secret_env.len());
         for (env, secret) in secret_env {

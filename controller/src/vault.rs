@@ -218,7 +218,11 @@ impl Vault {
     /// Checks `key` against the store's key check value (recording one when the store has
     /// none yet) and returns the vault; a key that does not match is
     /// [`VaultError::KeyMismatch`].
-    pub async fn open(store: &Store, key: &SecretKey, source: &KeySource) -> Result<Self, VaultError> {
+    pub async fn open(
+        store: &Store,
+        key: &SecretKey,
+        source: &KeySource,
+    ) -> Result<Self, VaultError> {
         let vault = Self::new(key);
         let check = store.key_check_or_insert(vault.check_value()).await?;
         if !vault.matches(&check) {

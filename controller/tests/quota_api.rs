@@ -63,12 +63,8 @@ async fn harness() -> Harness {
     let vault = Vault::open(&store, &SecretKey::generate(), &KeySource::Env)
         .await
         .unwrap();
-    let service = SandboxService::new(
-        store.clone(),
-        docker,
-        ServiceSettings::from_config(&config),
-    )
-    .with_vault(vault);
+    let service = SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config))
+        .with_vault(vault);
     Harness {
         state: AppState::new(service, Auth::new(Some(Secret::new(ADMIN)), admin)),
         store,
@@ -146,7 +142,9 @@ impl Harness {
     }
 
     async fn audit(&self) -> Vec<Value> {
-        let reply = self.call(ADMIN, Method::GET, "/v1/audit?limit=500", None).await;
+        let reply = self
+            .call(ADMIN, Method::GET, "/v1/audit?limit=500", None)
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         reply.body["items"].as_array().unwrap().clone()
     }
@@ -161,7 +159,9 @@ async fn quotas_refuse_with_a_typed_reason_and_guard_their_routes() {
 
     // Only admins change quotas; a user reads their own, another user's is a 404.
     let put = json!({"max_sandboxes": 2, "max_lifetime_s": 600});
-    let reply = h.call(&member.token, Method::PUT, &quota_uri, Some(put.clone())).await;
+    let reply = h
+        .call(&member.token, Method::PUT, &quota_uri, Some(put.clone()))
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
     let reply = h.call(ADMIN, Method::PUT, &quota_uri, Some(put)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -185,7 +185,14 @@ async fn quotas_refuse_with_a_typed_reason_and_guard_their_routes() {
     h.live_sandbox(member.id).await;
     h.live_sandbox(member.id).await;
     let create = json!({"image": "alpine:3"});
-    let reply = h.call(&member.token, Method::POST, "/v1/sandboxes", Some(create.clone())).await;
+    let reply = h
+        .call(
+            &member.token,
+            Method::POST,
+            "/v1/sandboxes",
+            Some(create.clone()),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
     assert_eq!(reply.body["error"], "quota_exceeded");
     assert_eq!(reply.body["quota"], "max_sandboxes");
@@ -197,13 +204,21 @@ async fn quotas_refuse_with_a_typed_reason_and_guard_their_routes() {
 
     // Lifetime past the quota (though within the operator maximum).
     let long = json!({"image": "alpine:3", "timeout_s": 601});
-    let reply = h.call(&other.token, Method::POST, "/v1/sandboxes", Some(long)).await;
-    assert_ne!(reply.body["quota"], "max_lifetime_s", "other has the default lifetime");
+    let reply = h
+        .call(&other.token, Method::POST, "/v1/sandboxes", Some(long))
+        .await;
+    assert_ne!(
+        reply.body["quota"], "max_lifetime_s",
+        "other has the default lifetime"
+    );
     let long = json!({"image": "alpine:3", "timeout_s": 601});
     let admin_put = json!({"max_lifetime_s": 600});
     let other_uri = format!("/v1/users/{}/quota", other.id);
-    h.call(ADMIN, Method::PUT, &other_uri, Some(admin_put)).await;
-    let reply = h.call(&other.token, Method::POST, "/v1/sandboxes", Some(long)).await;
+    h.call(ADMIN, Method::PUT, &other_uri, Some(admin_put))
+        .await;
+    let reply = h
+        .call(&other.token, Method::POST, "/v1/sandboxes", Some(long))
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
     assert_eq!(reply.body["quota"], "max_lifetime_s");
     assert_eq!(reply.body["limit"], 600);
@@ -211,8 +226,15 @@ async fn quotas_refuse_with_a_typed_reason_and_guard_their_routes() {
     // The create rate: 429 with Retry-After.
     let rate = json!({"creates_per_min": 0});
     h.call(ADMIN, Method::PUT, &other_uri, Some(rate)).await;
-    let reply = h.call(&other.token, Method::POST, "/v1/sandboxes", Some(create)).await;
-    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text);
+    let reply = h
+        .call(&other.token, Method::POST, "/v1/sandboxes", Some(create))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text
+    );
     assert_eq!(reply.body["quota"], "creates_per_min");
     assert_eq!(reply.body["limit"], 0);
     assert!(reply.retry_after.is_some());
@@ -228,11 +250,25 @@ async fn secrets_are_per_user_and_never_shown() {
     let mut replies = Vec::new();
 
     let put = json!({"value": canary});
-    let reply = h.call(&alice.token, Method::PUT, "/v1/secrets/db", Some(put.clone())).await;
+    let reply = h
+        .call(
+            &alice.token,
+            Method::PUT,
+            "/v1/secrets/db",
+            Some(put.clone()),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.body["name"], "db");
     replies.push(reply);
-    let reply = h.call(&alice.token, Method::PUT, "/v1/secrets/db", Some(put.clone())).await;
+    let reply = h
+        .call(
+            &alice.token,
+            Method::PUT,
+            "/v1/secrets/db",
+            Some(put.clone()),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     replies.push(reply);
     let reply = h.call(&alice.token, Method::GET, "/v1/secrets", None).await;
@@ -244,31 +280,63 @@ async fn secrets_are_per_user_and_never_shown() {
     // Bob sees none of Alice's; her secret is a 404 to him. A viewer cannot write.
     let reply = h.call(&bob.token, Method::GET, "/v1/secrets", None).await;
     assert_eq!(reply.body, json!([]));
-    let reply = h.call(&bob.token, Method::DELETE, "/v1/secrets/db", None).await;
+    let reply = h
+        .call(&bob.token, Method::DELETE, "/v1/secrets/db", None)
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
-    let reply = h.call(&viewer.token, Method::PUT, "/v1/secrets/v", Some(put.clone())).await;
+    let reply = h
+        .call(
+            &viewer.token,
+            Method::PUT,
+            "/v1/secrets/v",
+            Some(put.clone()),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-    let reply = h.call(&alice.token, Method::PUT, "/v1/secrets/bad%20name", Some(put)).await;
+    let reply = h
+        .call(
+            &alice.token,
+            Method::PUT,
+            "/v1/secrets/bad%20name",
+            Some(put),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.body["fields"][0]["field"], "name");
 
     // secret_env names the owner's secrets only, with valid, unreserved env names.
     let create = |secret_env: Value| json!({"image": "alpine:3", "secret_env": secret_env});
     let reply = h
-        .call(&bob.token, Method::POST, "/v1/sandboxes", Some(create(json!({"DB": "db"}))))
+        .call(
+            &bob.token,
+            Method::POST,
+            "/v1/sandboxes",
+            Some(create(json!({"DB": "db"}))),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.body["fields"][0]["field"], "secret_env.DB");
     let reserved = create(json!({"HTTP_PROXY": "db"}));
-    let reply = h.call(&alice.token, Method::POST, "/v1/sandboxes", Some(reserved)).await;
+    let reply = h
+        .call(&alice.token, Method::POST, "/v1/sandboxes", Some(reserved))
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.body["fields"][0]["field"], "secret_env.HTTP_PROXY");
     // A valid reference reaches Docker (unreachable here): a generic 500, no value.
     let good = create(json!({"DB_PASSWORD": "db"}));
-    let reply = h.call(&alice.token, Method::POST, "/v1/sandboxes", Some(good)).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", reply.text);
+    let reply = h
+        .call(&alice.token, Method::POST, "/v1/sandboxes", Some(good))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.text
+    );
     replies.push(reply);
-    let reply = h.call(&alice.token, Method::GET, "/v1/sandboxes", None).await;
+    let reply = h
+        .call(&alice.token, Method::GET, "/v1/sandboxes", None)
+        .await;
     replies.push(reply);
 
     let audit = h.audit().await;
@@ -282,9 +350,13 @@ async fn secrets_are_per_user_and_never_shown() {
         && r["status"] == 201
         && r["user_id"] == alice.id.to_string()));
 
-    let reply = h.call(&alice.token, Method::DELETE, "/v1/secrets/db", None).await;
+    let reply = h
+        .call(&alice.token, Method::DELETE, "/v1/secrets/db", None)
+        .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let reply = h.call(&alice.token, Method::DELETE, "/v1/secrets/db", None).await;
+    let reply = h
+        .call(&alice.token, Method::DELETE, "/v1/secrets/db", None)
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
@@ -302,20 +374,32 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
     };
     let ok = app(h.state.clone()).oneshot(login(PASSWORD)).await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    let failed = app(h.state.clone()).oneshot(login("wrong password!!")).await.unwrap();
+    let failed = app(h.state.clone())
+        .oneshot(login("wrong password!!"))
+        .await
+        .unwrap();
     assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
 
     let token = json!({"name": "ci", "scopes": ["sandboxes:read"]});
-    let reply = h.call(&member.token, Method::POST, "/v1/tokens", Some(token)).await;
+    let reply = h
+        .call(&member.token, Method::POST, "/v1/tokens", Some(token))
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     let token_id = reply.body["id"].as_str().unwrap().to_owned();
     let reply = h
-        .call(&member.token, Method::DELETE, &format!("/v1/tokens/{token_id}"), None)
+        .call(
+            &member.token,
+            Method::DELETE,
+            &format!("/v1/tokens/{token_id}"),
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     // A refused admin action is recorded too.
     let quota = format!("/v1/users/{}/quota", member.id);
-    let reply = h.call(&member.token, Method::PUT, &quota, Some(json!({}))).await;
+    let reply = h
+        .call(&member.token, Method::PUT, &quota, Some(json!({})))
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let stop = "/v1/sandboxes/0190a4a0-0000-7000-8000-000000000000/stop";
     h.call(&member.token, Method::POST, stop, None).await;
@@ -339,14 +423,19 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
     assert_eq!(login_failed["user_id"], member.id.to_string());
     let created = find("POST /v1/tokens", 201);
     assert_eq!(created["object"], token_id);
-    assert!(created["credential"].as_str().unwrap().starts_with("token:"));
+    assert!(created["credential"]
+        .as_str()
+        .unwrap()
+        .starts_with("token:"));
     let revoked = find("DELETE /v1/tokens/{id}", 204);
     assert_eq!(revoked["object"], token_id);
     find("PUT /v1/users/{id}/quota", 403);
     let stopped = find("POST /v1/sandboxes/{id}/stop", 404);
     assert_eq!(stopped["object"], "0190a4a0-0000-7000-8000-000000000000");
     // Reads are not recorded.
-    assert!(audit.iter().all(|r| !r["action"].as_str().unwrap().starts_with("GET ")));
+    assert!(audit
+        .iter()
+        .all(|r| !r["action"].as_str().unwrap().starts_with("GET ")));
 
     // Pages: newest first, `next` continues strictly older.
     let first = h.call(ADMIN, Method::GET, "/v1/audit?limit=2", None).await;
@@ -355,10 +444,19 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
     assert!(items[0]["id"].as_i64() > items[1]["id"].as_i64());
     let next = first.body["next"].as_i64().unwrap();
     let second = h
-        .call(ADMIN, Method::GET, &format!("/v1/audit?limit=500&before={next}"), None)
+        .call(
+            ADMIN,
+            Method::GET,
+            &format!("/v1/audit?limit=500&before={next}"),
+            None,
+        )
         .await;
     let older = second.body["items"].as_array().unwrap();
-    assert_eq!(older.len() + 2, audit.len(), "reads of the trail are not recorded");
+    assert_eq!(
+        older.len() + 2,
+        audit.len(),
+        "reads of the trail are not recorded"
+    );
     assert!(older.iter().all(|r| r["id"].as_i64().unwrap() < next));
     let reply = h.call(ADMIN, Method::GET, "/v1/audit?limit=0", None).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);

@@ -157,7 +157,9 @@ both_backends!(parallel_creates_never_overshoot, |f: Fixture| async move {
     assert_eq!(usage.sandboxes, 5);
     assert_eq!(usage.memory_mb, 5 * 512);
     // Bob's quota is his own.
-    let bobs = f.store.create_sandbox_within_quota(new_sandbox(&bob), quota(5));
+    let bobs = f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&bob), quota(5));
     assert!(matches!(bobs.await, Ok(Created::New(_))));
 });
 
@@ -282,13 +284,14 @@ both_backends!(secrets_seal_check_and_rotate, |f: Fixture| async move {
     let sealed = vault.seal(erin.id, "db", canary.as_bytes());
     assert!(f.store.put_secret(erin.id, "db", &sealed).await.unwrap());
     let sealed = vault.seal(erin.id, "db", canary.as_bytes());
-    assert!(!f.store.put_secret(erin.id, "db", &sealed).await.unwrap(), "a replace");
+    assert!(
+        !f.store.put_secret(erin.id, "db", &sealed).await.unwrap(),
+        "a replace"
+    );
     let other = vault.seal(frank.id, "db", b"frank's");
     f.store.put_secret(frank.id, "db", &other).await.unwrap();
     let stored = f.store.sealed_secret(erin.id, "db").await.unwrap().unwrap();
-    assert!(!stored
-        .windows(canary.len())
-        .any(|w| w == canary.as_bytes()));
+    assert!(!stored.windows(canary.len()).any(|w| w == canary.as_bytes()));
     let names: Vec<_> = f.store.list_secrets(erin.id).await.unwrap();
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].name, "db");
@@ -328,5 +331,10 @@ both_backends!(secrets_seal_check_and_rotate, |f: Fixture| async move {
 
     assert!(f.store.delete_secret(erin.id, "db").await.unwrap());
     assert!(!f.store.delete_secret(erin.id, "db").await.unwrap());
-    assert!(f.store.sealed_secret(frank.id, "db").await.unwrap().is_some());
+    assert!(f
+        .store
+        .sealed_secret(frank.id, "db")
+        .await
+        .unwrap()
+        .is_some());
 });

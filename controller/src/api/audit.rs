@@ -187,10 +187,23 @@ pub(crate) async fn login(
     status: u16,
     detail: &str,
 ) {
+    unauthenticated(state, "auth.login", user, email, source, status, detail).await;
+}
+
+/// Appends a record for a route without a bearer (`/v1/auth/*`).
+pub(crate) async fn unauthenticated(
+    state: &AppState,
+    action: &str,
+    user: Option<UserId>,
+    email: &str,
+    source: Option<IpAddr>,
+    status: u16,
+    detail: &str,
+) {
     let entry = NewAuditRecord {
         user,
         token: None,
-        action: "auth.login".to_owned(),
+        action: action.to_owned(),
         object: Some(email.to_owned()),
         source_ip: source.map(|ip| ip.to_string()),
         status,
@@ -231,7 +244,10 @@ mod tests {
     #[test]
     fn objects_come_from_the_template_segments() {
         let t = "/v1/sandboxes/{id}/stop";
-        assert_eq!(path_values(t, "/v1/sandboxes/abc/stop").as_deref(), Some("abc"));
+        assert_eq!(
+            path_values(t, "/v1/sandboxes/abc/stop").as_deref(),
+            Some("abc")
+        );
         assert_eq!(path_values("/v1/sandboxes", "/v1/sandboxes"), None);
         let t = "/v1/users/{id}/quota";
         assert_eq!(path_values(t, "/v1/users/u1/quota").as_deref(), Some("u1"));

@@ -18,8 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, exec, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users,
-    AppState,
+    audit, auth, exec, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users, AppState,
 };
 
 /// Where the document is served.

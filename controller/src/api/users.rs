@@ -306,6 +306,8 @@ pub(crate) async fn accept_invite(
         .await
         .map_err(internal)?;
     info!(user.id = %user.id, "Invite accepted");
+    let (id, email) = (Some(user.id), user.email.as_str());
+    super::audit::unauthenticated(&state, "auth.accept-invite", id, email, None, 201, "").await;
     let session = SessionDto {
         token: token.text,
         expires_at: super::tokens::rfc3339(expires_at),

@@ -56,8 +56,11 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     .or_else(|| parse_duration(v).ok())
                     .ok_or("a positive number of seconds (or a duration like 24h)")
             });
-        let creates_per_min =
-            self.parse_with(ENV_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_CREATES_PER_MIN, count);
+        let creates_per_min = self.parse_with(
+            ENV_QUOTA_CREATES_PER_MIN,
+            DEFAULT_QUOTA_CREATES_PER_MIN,
+            count,
+        );
         Some(Quota {
             max_sandboxes: max_sandboxes?,
             max_memory_mb: max_memory_mb?,

@@ -30,13 +30,14 @@ pub(crate) type OverrideRow = (
 /// Reads a user's usage through `$conn` (a pool or a transaction), at `$now_ms`.
 macro_rules! usage_on {
     ($conn:expr, $owner:expr, $now_ms:expr) => {{
-        let specs: Vec<(sqlx::types::Json<crate::store::rows::SpecDoc>,)> = sqlx::query_as(&format!(
-            "SELECT spec FROM sandboxes WHERE owner_id = $1 AND observed_state IN {}",
-            crate::store::quotas::LIVE_STATES
-        ))
-        .bind($owner)
-        .fetch_all(&mut *$conn)
-        .await?;
+        let specs: Vec<(sqlx::types::Json<crate::store::rows::SpecDoc>,)> =
+            sqlx::query_as(&format!(
+                "SELECT spec FROM sandboxes WHERE owner_id = $1 AND observed_state IN {}",
+                crate::store::quotas::LIVE_STATES
+            ))
+            .bind($owner)
+            .fetch_all(&mut *$conn)
+            .await?;
         let since = $now_ms - crate::store::quotas::window_ms();
         let creates: Vec<(i64,)> = sqlx::query_as(
             "SELECT at_ms FROM sandbox_creates WHERE user_id = $1 AND at_ms > $2 \
@@ -168,4 +169,3 @@ pub(crate) fn from_row(row: OverrideRow) -> Result<QuotaOverride, StoreError> {
         creates_per_min: whole("creates_per_min", rate)?,
     })
 }
-

@@ -4,11 +4,10 @@
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::rows::{SandboxRow, SpecDoc};
 use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
+use super::rows::{SandboxRow, SpecDoc};
 use super::{
-    now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store,
-    StoreError,
+    now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
 };
 use crate::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};

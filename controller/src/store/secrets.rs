@@ -59,16 +59,15 @@ impl Store {
 
     /// `owner`'s secrets, by name.
     pub async fn list_secrets(&self, owner: UserId) -> Result<Vec<SecretMeta>, StoreError> {
-        let rows: Vec<(String, OffsetDateTime, OffsetDateTime)> =
-            with_db!(self, |pool, _begin| {
-                sqlx::query_as(
-                    "SELECT name, created_at, updated_at FROM secrets WHERE owner_id = $1 \
+        let rows: Vec<(String, OffsetDateTime, OffsetDateTime)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT name, created_at, updated_at FROM secrets WHERE owner_id = $1 \
                      ORDER BY name",
-                )
-                .bind(owner.as_uuid())
-                .fetch_all(pool)
-                .await?
-            });
+            )
+            .bind(owner.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(|(name, created_at, updated_at)| SecretMeta {
@@ -146,10 +145,11 @@ impl Store {
             if check.as_deref().is_some_and(|c| !is_current(c)) {
                 return Err(StoreError::KeyMismatch);
             }
-            let rows: Vec<(Uuid, String, Vec<u8>)> =
-                sqlx::query_as("SELECT owner_id, name, sealed FROM secrets ORDER BY owner_id, name")
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let rows: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT owner_id, name, sealed FROM secrets ORDER BY owner_id, name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             let count = rows.len();
             for (owner, name, sealed) in rows {
                 let secret = SealedSecret {
