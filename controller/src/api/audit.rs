@@ -3,7 +3,7 @@
 //! carry no bearer), and `GET /v1/audit` for admins.
 //!
 //! A record holds who (user and credential), the action (`METHOD /v1/route/{template}`), the
-//! object (the path's ids and names, or what a handler names in an [`AuditObject`] response
+//! object (the path's ids and names, or what a handler names in an `AuditObject` response
 //! extension, e.g. a new sandbox's id), the client's address and the answer's status.
 //! Request bodies are never recorded, so no secret value reaches the trail. A failed append
 //! is logged and does not change the answer: the action has already happened.

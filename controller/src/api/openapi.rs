@@ -5,7 +5,7 @@
 //! under `/v1`). The document is served without auth at `/v1/openapi.json`.
 //!
 //! Layers: the protected routes sit behind the bearer middleware, then the audit recorder
-//! ([`super::audit`]), then the route guard ([`super::guard`]); `/v1/auth/*` need no bearer
+//! ([`super::audit`]), then the route guard (`guard`); `/v1/auth/*` need no bearer
 //! (login records its own audit entries).
 
 use axum::middleware;

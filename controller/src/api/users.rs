@@ -307,7 +307,16 @@ pub(crate) async fn accept_invite(
         .map_err(internal)?;
     info!(user.id = %user.id, "Invite accepted");
     let (id, email) = (Some(user.id), user.email.as_str());
-    super::audit::unauthenticated(&state, "auth.accept-invite", id, email, None, 201, "").await;
+    super::audit::unauthenticated(
+        &state,
+        "auth.accept-invite",
+        id,
+        email,
+        None,
+        201,
+        "accepted",
+    )
+    .await;
     let session = SessionDto {
         token: token.text,
         expires_at: super::tokens::rfc3339(expires_at),
