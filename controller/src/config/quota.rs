@@ -88,3 +88,60 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         Some(Some(Secret::new(value)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|var| vars.get(var).cloned())
+    }
+
+    #[test]
+    fn quota_defaults_and_overrides_parse() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.quota.max_sandboxes, 20);
+        assert_eq!(defaults.quota.max_lifetime, Duration::from_secs(86_400));
+        assert!(defaults.secret_key.is_none());
+        let set = config(&[
+            (ENV_QUOTA_MAX_SANDBOXES, "5"),
+            (ENV_QUOTA_MAX_CPUS, "2.5"),
+            (ENV_QUOTA_MAX_LIFETIME, "2h"),
+            (ENV_QUOTA_CREATES_PER_MIN, "0"),
+        ])
+        .unwrap();
+        assert_eq!(set.quota.max_sandboxes, 5);
+        assert_eq!(set.quota.max_cpus, Cpus::from_millis(2500));
+        assert_eq!(set.quota.max_lifetime, Duration::from_secs(7200));
+        assert_eq!(set.quota.creates_per_min, 0);
+    }
+
+    #[test]
+    fn bad_values_are_reported_together_and_the_key_is_redacted() {
+        let key = "not-a-key-but-long-enough-to-look-like-one";
+        let error = config(&[
+            (ENV_QUOTA_MAX_SANDBOXES, "-1"),
+            (ENV_QUOTA_MAX_CPUS, "0"),
+            (ENV_SECRET_KEY, key),
+        ])
+        .unwrap_err();
+        let vars: Vec<_> = error.issues.iter().map(|i| i.var).collect();
+        assert_eq!(
+            vars,
+            [ENV_QUOTA_MAX_SANDBOXES, ENV_QUOTA_MAX_CPUS, ENV_SECRET_KEY]
+        );
+        assert!(!error.to_string().contains(key));
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert!(config(&[(ENV_SECRET_KEY, hex)])
+            .unwrap()
+            .secret_key
+            .is_some());
+    }
+}
