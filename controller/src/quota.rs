@@ -13,6 +13,12 @@ use crate::sandbox::{Cpus, SandboxSpec};
 
 /// The create-rate window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// A count, MiB or rate limit that is not set: no limit.
+pub const UNLIMITED: u64 = u64::MAX;
+/// A CPU limit that is not set.
+pub const UNLIMITED_CPUS: Cpus = Cpus::from_millis(u32::MAX);
+/// A lifetime limit that is not set.
+pub const UNLIMITED_LIFETIME: Duration = Duration::MAX;
 
 /// The limits that apply to one user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +108,15 @@ pub struct QuotaExceeded {
 // === impl Quota ===
 
 impl Quota {
+    /// No limit at all (what an operator who sets no `AIRLOCK_QUOTA_*` gets).
+    pub const UNLIMITED: Quota = Quota {
+        max_sandboxes: UNLIMITED,
+        max_memory_mb: UNLIMITED,
+        max_cpus: UNLIMITED_CPUS,
+        max_lifetime: UNLIMITED_LIFETIME,
+        creates_per_min: UNLIMITED,
+    };
+
     /// The defaults with `overrides` applied.
     pub fn with(self, overrides: &QuotaOverride) -> Quota {
         Quota {
@@ -164,7 +179,8 @@ pub fn check(quota: &Quota, usage: &Usage, spec: &SandboxSpec) -> Result<(), Quo
         ));
     }
     let cpus = u64::from(limits.cpus.millis());
-    if usage.cpus_milli.saturating_add(cpus) > u64::from(quota.max_cpus.millis()) {
+    let cpu_limit = u64::from(quota.max_cpus.millis());
+    if quota.max_cpus != UNLIMITED_CPUS && usage.cpus_milli.saturating_add(cpus) > cpu_limit {
         return Err(exceeded(
             QuotaKind::MaxCpus,
             Amount::CpusMilli(u64::from(quota.max_cpus.millis())),
@@ -299,6 +315,21 @@ mod tests {
         let refused = check(&QUOTA, &rate, &ok).unwrap_err();
         assert_eq!(refused.kind, QuotaKind::CreatesPerMin);
         assert_eq!(refused.retry_after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn unlimited_never_refuses() {
+        let heavy = Usage {
+            sandboxes: 10_000,
+            memory_mb: 1 << 40,
+            cpus_milli: 1 << 40,
+            recent_creates: 1 << 20,
+            rate_resets_in: Duration::ZERO,
+        };
+        assert_eq!(
+            check(&Quota::UNLIMITED, &heavy, &spec(8192, 8.0, 86_400)),
+            Ok(())
+        );
     }
 
     #[test]

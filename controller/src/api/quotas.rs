@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, FieldReason};
 use super::users::json_body;
 use super::{AppState, Principal};
-use crate::quota::{Amount, Quota, QuotaOverride, Usage};
+use crate::quota::{
+    Amount, Quota, QuotaOverride, Usage, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME,
+};
 use crate::sandbox::Cpus;
 use crate::store::StoreError;
 use crate::user::{Role, UserId};
@@ -36,19 +38,19 @@ pub struct QuotaBody {
     pub creates_per_min: Option<u64>,
 }
 
-/// Quota values.
+/// Quota values; `null` means no limit.
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 pub struct QuotaValues {
     /// Most sandboxes alive at once.
-    pub max_sandboxes: u64,
+    pub max_sandboxes: Option<u64>,
     /// Most memory (MiB) across live sandboxes.
-    pub max_memory_mb: u64,
+    pub max_memory_mb: Option<u64>,
     /// Most CPUs across live sandboxes.
-    pub max_cpus: f64,
+    pub max_cpus: Option<f64>,
     /// Longest sandbox lifetime, in seconds.
-    pub max_lifetime_s: u64,
+    pub max_lifetime_s: Option<u64>,
     /// Most creates per minute.
-    pub creates_per_min: u64,
+    pub creates_per_min: Option<u64>,
 }
 
 /// Current use.
@@ -141,12 +143,14 @@ impl QuotaBody {
 
 impl From<&Quota> for QuotaValues {
     fn from(q: &Quota) -> Self {
+        let limited = |n: u64| (n != UNLIMITED).then_some(n);
         Self {
-            max_sandboxes: q.max_sandboxes,
-            max_memory_mb: q.max_memory_mb,
-            max_cpus: q.max_cpus.as_f64(),
-            max_lifetime_s: q.max_lifetime.as_secs(),
-            creates_per_min: q.creates_per_min,
+            max_sandboxes: limited(q.max_sandboxes),
+            max_memory_mb: limited(q.max_memory_mb),
+            max_cpus: (q.max_cpus != UNLIMITED_CPUS).then(|| q.max_cpus.as_f64()),
+            max_lifetime_s: (q.max_lifetime != UNLIMITED_LIFETIME)
+                .then(|| q.max_lifetime.as_secs()),
+            creates_per_min: limited(q.creates_per_min),
         }
     }
 }

@@ -4,29 +4,30 @@
 use std::time::Duration;
 
 use super::{parse_duration, positive_or_zero, Reader, Secret};
-use crate::quota::Quota;
+use crate::quota::{Quota, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME};
 use crate::sandbox::Cpus;
 
 /// Default most sandboxes alive at once per user.
 pub const ENV_QUOTA_MAX_SANDBOXES: &str = "AIRLOCK_QUOTA_MAX_SANDBOXES";
-/// Default of [`ENV_QUOTA_MAX_SANDBOXES`].
-pub const DEFAULT_QUOTA_MAX_SANDBOXES: &str = "20";
+/// Default of [`ENV_QUOTA_MAX_SANDBOXES`] (and of every quota): no limit.
+pub const DEFAULT_QUOTA_MAX_SANDBOXES: &str = "unlimited";
 /// Default most memory (MiB) across a user's live sandboxes.
 pub const ENV_QUOTA_MAX_MEMORY_MB: &str = "AIRLOCK_QUOTA_MAX_MEMORY_MB";
 /// Default of [`ENV_QUOTA_MAX_MEMORY_MB`].
-pub const DEFAULT_QUOTA_MAX_MEMORY_MB: &str = "16384";
+pub const DEFAULT_QUOTA_MAX_MEMORY_MB: &str = "unlimited";
 /// Default most CPUs across a user's live sandboxes.
 pub const ENV_QUOTA_MAX_CPUS: &str = "AIRLOCK_QUOTA_MAX_CPUS";
 /// Default of [`ENV_QUOTA_MAX_CPUS`].
-pub const DEFAULT_QUOTA_MAX_CPUS: &str = "16";
+pub const DEFAULT_QUOTA_MAX_CPUS: &str = "unlimited";
 /// Default longest sandbox lifetime (absolute timeout) per user.
 pub const ENV_QUOTA_MAX_LIFETIME: &str = "AIRLOCK_QUOTA_MAX_LIFETIME_S";
-/// Default of [`ENV_QUOTA_MAX_LIFETIME`], in seconds (24 h).
-pub const DEFAULT_QUOTA_MAX_LIFETIME: &str = "86400";
+/// Default of [`ENV_QUOTA_MAX_LIFETIME`] (the operator maximum `AIRLOCK_MAX_TIMEOUT` still
+/// applies).
+pub const DEFAULT_QUOTA_MAX_LIFETIME: &str = "unlimited";
 /// Default most sandbox creates per user per minute.
 pub const ENV_QUOTA_CREATES_PER_MIN: &str = "AIRLOCK_QUOTA_CREATES_PER_MIN";
 /// Default of [`ENV_QUOTA_CREATES_PER_MIN`].
-pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "60";
+pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "unlimited";
 /// The key that seals secrets at rest: 32 bytes as 64 hex digits or base64. Unset: generated
 /// on first boot into `<data_dir>/secret.key` (0600). Secret.
 pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
@@ -36,25 +37,34 @@ pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
     /// Parses the `AIRLOCK_QUOTA_*` defaults.
     pub(super) fn quota(&mut self) -> Option<Quota> {
-        let count = |v: &str| positive_or_zero(v, "a whole number (0 refuses every create)");
+        let count = |v: &str| match v {
+            "unlimited" => Ok(UNLIMITED),
+            _ => positive_or_zero(v, "a whole number (0 refuses every create) or `unlimited`"),
+        };
         let max_sandboxes =
             self.parse_with(ENV_QUOTA_MAX_SANDBOXES, DEFAULT_QUOTA_MAX_SANDBOXES, count);
         let max_memory_mb =
             self.parse_with(ENV_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_MEMORY_MB, count);
         let max_cpus = self.parse_with(ENV_QUOTA_MAX_CPUS, DEFAULT_QUOTA_MAX_CPUS, |v| {
+            if v == "unlimited" {
+                return Ok(UNLIMITED_CPUS);
+            }
             v.parse::<f64>()
                 .ok()
                 .and_then(Cpus::from_f64)
-                .ok_or("a positive number of CPUs")
+                .ok_or("a positive number of CPUs or `unlimited`")
         });
         let max_lifetime =
             self.parse_with(ENV_QUOTA_MAX_LIFETIME, DEFAULT_QUOTA_MAX_LIFETIME, |v| {
+                if v == "unlimited" {
+                    return Ok(UNLIMITED_LIFETIME);
+                }
                 v.parse::<u64>()
                     .ok()
                     .filter(|s| *s > 0)
                     .map(Duration::from_secs)
                     .or_else(|| parse_duration(v).ok())
-                    .ok_or("a positive number of seconds (or a duration like 24h)")
+                    .ok_or("a positive number of seconds, a duration like 24h, or `unlimited`")
             });
         let creates_per_min = self.parse_with(
             ENV_QUOTA_CREATES_PER_MIN,
@@ -107,8 +117,7 @@ mod tests {
     #[test]
     fn quota_defaults_and_overrides_parse() {
         let defaults = config(&[]).unwrap();
-        assert_eq!(defaults.quota.max_sandboxes, 20);
-        assert_eq!(defaults.quota.max_lifetime, Duration::from_secs(86_400));
+        assert_eq!(defaults.quota, Quota::UNLIMITED);
         assert!(defaults.secret_key.is_none());
         let set = config(&[
             (ENV_QUOTA_MAX_SANDBOXES, "5"),
