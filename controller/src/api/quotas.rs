@@ -149,7 +149,7 @@ impl From<&Quota> for QuotaValues {
             max_memory_mb: limited(q.max_memory_mb),
             max_cpus: (q.max_cpus != UNLIMITED_CPUS).then(|| q.max_cpus.as_f64()),
             max_lifetime_s: (q.max_lifetime != UNLIMITED_LIFETIME)
-                .then(|| q.max_lifetime.as_secs()),
+                .then_some(q.max_lifetime.as_secs()),
             creates_per_min: limited(q.creates_per_min),
         }
     }
