@@ -21,6 +21,14 @@ pub use selftest::{
     ENV_SELFTEST_ADMIN_PORT, ENV_SELFTEST_CONTROLLER, ENV_SELFTEST_NODE_ADDRS,
     ENV_SELFTEST_UPSTREAM,
 };
+// Quotas and the secret key (issue 5).
+mod quota;
+pub use quota::{
+    DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS, DEFAULT_QUOTA_MAX_LIFETIME,
+    DEFAULT_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_SANDBOXES, ENV_QUOTA_CREATES_PER_MIN,
+    ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB, ENV_QUOTA_MAX_SANDBOXES,
+    ENV_SECRET_KEY,
+};
 
 /// Address the API listens on.
 pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
@@ -122,6 +130,10 @@ pub struct Config {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// The isolation self-test's settings.
     pub selftest: SelftestConfig,
+    /// Per-user quota defaults (overridable per user).
+    pub quota: crate::quota::Quota,
+    /// The key sealing secrets at rest, when given by `AIRLOCK_SECRET_KEY`.
+    pub secret_key: Option<Secret>,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -242,7 +254,11 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             });
         let bootstrap_admin = self.bootstrap_admin();
         let selftest = self.selftest(listen);
+        let quota = self.quota();
+        let secret_key = self.secret_key();
         Some(Config {
+            quota: quota?,
+            secret_key: secret_key?,
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,
             data_dir: data_dir?,
@@ -467,6 +483,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 enum Endpoint {
     Tcp { host: String, port: u16 },
     Unix(PathBuf),
+}
+
+fn positive_or_zero(v: &str, expected: &'static str) -> Result<u64, &'static str> {
+    v.parse().map_err(|_invalid| expected)
 }
 
 fn positive(v: &str, expected: &'static str) -> Result<u64, &'static str> {

@@ -49,10 +49,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG` filters; `LOG_FORMAT=json` switches to JSON lines (for containers).
+/// `RUST_LOG` filters; `LOG_FORMAT=json` switches to JSON lines (for containers). The HTTP
+/// and Docker client crates stay at INFO at most: their debug output carries request bodies,
+/// and a container create body holds the sandbox's secret env values.
 fn init_tracing() {
+    let mut filter = tracing_subscriber::EnvFilter::from_default_env();
+    for cap in ["bollard=info", "hyper=info", "hyper_util=info", "h2=info"] {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
         builder.json().init();

@@ -21,6 +21,7 @@ use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use crate::store::{NewUser, Store, StoreError};
 use crate::user::{Role, UserId};
+use crate::vault::{SecretKey, Vault, VaultError};
 
 /// The email of the bootstrap admin user that the admin token acts as.
 pub const ADMIN_EMAIL: &str = "admin@airlock.local";
@@ -52,6 +53,9 @@ pub enum ServeError {
     /// The bootstrap admin could not be created.
     #[error("bootstrap admin: {0}")]
     Bootstrap(#[from] crate::accounts::AccountsError),
+    /// The secret key is missing, malformed or does not match the stored secrets.
+    #[error("secrets: {0}")]
+    Vault(#[from] VaultError),
 }
 
 /// Builds a multi-threaded runtime and runs [`run`] on it.
@@ -67,6 +71,10 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
     let store = Store::connect(&config.database).await?;
+    // A wrong or rotated secret key stops the boot here, before anything is served.
+    let (key, key_source) =
+        SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
+    let vault = Vault::open(&store, &key, &key_source).await?;
     let docker = DockerClient::connect(&config.docker).await?;
     let admin = bootstrap_admin(&store).await?;
     if let Some(bootstrap) = &config.bootstrap_admin {
@@ -80,7 +88,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         store.clone(),
         docker.clone(),
         ServiceSettings::from_config(&config),
-    );
+    )
+    .with_vault(vault);
     let reconciler = Reconciler::new(store, docker, settings)
         .with_activity(service.activity().clone())
         .with_metrics(service.metrics().clone());

@@ -16,6 +16,7 @@
 //! where nothing listens until the network-plane issue lands. The sandbox therefore has no
 //! egress at all, which is the fail-closed default.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -28,15 +29,18 @@ use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::quota::{Quota, QuotaExceeded};
 use crate::reconcile::plan::SIGKILL_EXIT;
+use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::{
-    DesiredState, EndReason, FieldError, Maximums, SandboxEvent, SandboxId, SandboxRequest,
-    SandboxState,
+    DesiredState, EndReason, FieldError, Maximums, Problem, SandboxEvent, SandboxId,
+    SandboxRequest, SandboxState,
 };
 use crate::selftest::SelftestSettings;
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
 use crate::timeouts::Activity;
 use crate::user::UserId;
+use crate::vault::{Vault, VaultError};
 
 /// The node name written into `airlock.node` labels until several nodes are supported.
 pub const DEFAULT_NODE: &str = "local";
@@ -66,6 +70,8 @@ pub struct ServiceSettings {
     pub log_buffer_bytes: usize,
     /// The isolation self-test's settings.
     pub selftest: SelftestSettings,
+    /// Per-user quota defaults (issue 5).
+    pub quota: Quota,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -77,6 +83,8 @@ pub struct SandboxService {
     logs: LogHub,
     activity: Activity,
     metrics: Metrics,
+    /// Seals and opens secrets; `None` until [`SandboxService::with_vault`].
+    vault: Option<Vault>,
 }
 
 /// Why a service operation failed.
@@ -113,6 +121,15 @@ pub enum ServiceError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The create would pass the owner's quota.
+    #[error(transparent)]
+    QuotaExceeded(QuotaExceeded),
+    /// Secrets were asked for but no key is configured.
+    #[error("secrets are not enabled on this controller")]
+    SecretsUnavailable,
+    /// A stored secret did not open.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
 }
 
 // === impl ServiceSettings ===
@@ -127,6 +144,7 @@ impl ServiceSettings {
             node: DEFAULT_NODE.to_owned(),
             log_buffer_bytes: config.log_buffer_bytes,
             selftest: SelftestSettings::from_config(config),
+            quota: config.quota,
         }
     }
 }
@@ -143,7 +161,20 @@ impl SandboxService {
             settings,
             activity: Activity::default(),
             metrics: Metrics::default(),
+            vault: None,
         }
+    }
+
+    /// The service with secrets enabled: `vault` must have been checked against the store
+    /// ([`Vault::open`]).
+    pub fn with_vault(mut self, vault: Vault) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// The vault, when secrets are enabled.
+    pub fn vault(&self) -> Option<&Vault> {
+        self.vault.as_ref()
     }
 
     /// The process's counters, for `/metrics` (share them with the reconciler).
@@ -173,16 +204,46 @@ impl SandboxService {
 
     /// Validates `request`, then creates and starts the sandbox for `owner`. A repeat with the
     /// same idempotency key returns the first sandbox as [`Created::Existing`].
-    #[instrument(skip_all, fields(user.id = %owner))]
     pub async fn create(
         &self,
         owner: UserId,
         request: SandboxRequest,
         idempotency_key: Option<String>,
     ) -> Result<Created, ServiceError> {
+        self.create_with_secrets(owner, request, idempotency_key, &BTreeMap::new())
+            .await
+    }
+
+    /// [`SandboxService::create`], with `secret_env` (`ENV_NAME` → the name of one of the
+    /// owner's secrets) resolved into the container's environment. The values go only into
+    /// the container create: they are not stored with the sandbox, logged or returned.
+    ///
+    /// The owner's quota is checked before Docker is asked (a cheap early refusal), and again
+    /// in the transaction that reserves the sandbox, which is the check that counts. A request
+    /// without a timeout gets the default capped at the owner's lifetime quota.
+    #[instrument(skip_all, fields(user.id = %owner))]
+    pub async fn create_with_secrets(
+        &self,
+        owner: UserId,
+        mut request: SandboxRequest,
+        idempotency_key: Option<String>,
+        secret_env: &BTreeMap<String, String>,
+    ) -> Result<Created, ServiceError> {
+        let quota = self
+            .settings
+            .quota
+            .with(&self.store.quota_override(owner).await?);
+        if request.timeout.is_none() {
+            let default = self.settings.maximums.default_timeout;
+            request.timeout = Some(default.min(quota.max_lifetime));
+        }
+        let env_names: Vec<String> = request.env.iter().map(|(name, _)| name.clone()).collect();
         let spec = request
             .validate(&self.settings.maximums)
             .map_err(ServiceError::Invalid)?;
+        let secret_vars = self.resolve_secrets(owner, &env_names, secret_env).await?;
+        let usage = self.store.quota_usage(owner).await?;
+        crate::quota::check(&quota, &usage, &spec).map_err(ServiceError::QuotaExceeded)?;
         if !self.docker.image_exists(spec.image().as_str()).await? {
             return Err(ServiceError::ImageNotFound(spec.image().to_string()));
         }
@@ -192,13 +253,71 @@ impl SandboxService {
             idempotency_key,
             node: Some(self.settings.node.clone()),
         };
-        match self.store.create_sandbox(new).await? {
+        let created = self
+            .store
+            .create_sandbox_within_quota(new, self.settings.quota)
+            .await?;
+        match created {
             Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
             Created::New(sandbox) => {
                 self.metrics.sandbox_created();
-                self.provision(sandbox).await.map(Created::New)
+                self.provision(sandbox, secret_vars).await.map(Created::New)
             }
         }
+    }
+
+    /// Checks `secret_env`'s names and opens each named secret of `owner`, as
+    /// `NAME=value` container env entries.
+    async fn resolve_secrets(
+        &self,
+        owner: UserId,
+        env_names: &[String],
+        secret_env: &BTreeMap<String, String>,
+    ) -> Result<SecretEnv, ServiceError> {
+        if secret_env.is_empty() {
+            return Ok(SecretEnv::default());
+        }
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or(ServiceError::SecretsUnavailable)?;
+        let mut errors = Vec::new();
+        let mut vars = Vec::with_capacity(secret_env.len());
+        for (env, secret) in secret_env {
+            let field = format!("secret_env.{env}");
+            let problem = if !crate::sandbox::spec::is_env_name(env) {
+                Some(Problem::Malformed {
+                    expected: "a name of letters, digits and `_`, not starting with a digit",
+                })
+            } else if RESERVED_ENV.contains(&env.as_str()) || env.starts_with(RESERVED_ENV_PREFIX) {
+                Some(Problem::Reserved)
+            } else if env_names.contains(env) {
+                Some(Problem::Duplicate)
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                errors.push(FieldError { field, problem });
+                continue;
+            }
+            match self.store.sealed_secret(owner, secret).await? {
+                Some(sealed) => {
+                    let value = vault.open_secret(owner, secret, &sealed)?;
+                    let value = String::from_utf8_lossy(&value);
+                    vars.push(format!("{env}={value}"));
+                }
+                None => errors.push(FieldError {
+                    field,
+                    problem: Problem::Malformed {
+                        expected: "the name of one of your secrets",
+                    },
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::Invalid(errors));
+        }
+        Ok(SecretEnv(vars))
     }
 
     /// The sandbox, if `scope` may see it.
@@ -358,8 +477,12 @@ impl SandboxService {
     }
 
     /// Makes the network and the container and starts it; on failure, rolls back.
-    async fn provision(&self, sandbox: Sandbox) -> Result<Sandbox, ServiceError> {
-        match self.try_provision(&sandbox).await {
+    async fn provision(
+        &self,
+        sandbox: Sandbox,
+        secret_env: SecretEnv,
+    ) -> Result<Sandbox, ServiceError> {
+        match self.try_provision(&sandbox, secret_env).await {
             Ok(running) => Ok(running),
             Err(error) => {
                 self.roll_back(&sandbox).await;
@@ -369,7 +492,11 @@ impl SandboxService {
     }
 
     #[instrument(skip_all, fields(sandbox.id = %sandbox.id))]
-    async fn try_provision(&self, sandbox: &Sandbox) -> Result<Sandbox, ServiceError> {
+    async fn try_provision(
+        &self,
+        sandbox: &Sandbox,
+        secret_env: SecretEnv,
+    ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
         let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
         // Placeholder credential until the egress proxy is wired (see the module docs).
@@ -384,7 +511,10 @@ impl SandboxService {
         self.docker
             .create_network(spec::network_body(&placement))
             .await?;
-        let body = spec::container_body(&sandbox.spec, &placement);
+        let mut body = spec::container_body(&sandbox.spec, &placement);
+        if !secret_env.0.is_empty() {
+            body.env.get_or_insert_with(Vec::new).extend(secret_env.0);
+        }
         let container = self
             .docker
             .create_container(&spec::container_name(id), body)
@@ -536,6 +666,16 @@ impl SandboxService {
     }
 }
 
+/// Resolved secret env entries (`NAME=value`); `Debug` never shows the values.
+#[derive(Default)]
+struct SecretEnv(Vec<String>);
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretEnv({} entries, values hidden)", self.0.len())
+    }
+}
+
 /// How a container that is no longer running ended.
 fn end_reason(status: &ContainerStatus) -> EndReason {
     match status.exit_code {
@@ -555,6 +695,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound => Self::NotFound,
             StoreError::IdempotencyMismatch { existing } => Self::IdempotencyMismatch { existing },
             StoreError::SubnetsExhausted => Self::SubnetsExhausted,
+            StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             error @ (StoreError::Conflict { .. }
             | StoreError::StaleGeneration { .. }
             | StoreError::Transition(_)) => Self::Conflict(error.to_string()),

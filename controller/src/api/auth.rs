@@ -49,6 +49,11 @@ pub enum CredentialKind {
     ApiToken,
 }
 
+/// Which credential authenticated a request (`token:<id>`, `session:<id>` or
+/// `admin-token`); a request extension beside the [`Principal`], for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential(pub String);
+
 /// The credentials the API accepts.
 #[derive(Debug)]
 pub struct Auth {
@@ -122,34 +127,47 @@ impl Auth {
         store: &Store,
         token: &str,
     ) -> Result<Option<Principal>, ApiError> {
+        let found = self.authenticate_credential(store, token).await?;
+        Ok(found.map(|(principal, _credential)| principal))
+    }
+
+    /// [`Auth::authenticate`], with which credential it was (for the audit trail).
+    pub async fn authenticate_credential(
+        &self,
+        store: &Store,
+        token: &str,
+    ) -> Result<Option<(Principal, Credential)>, ApiError> {
         if let Some(expected) = &self.admin_token {
             if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(Some(Principal {
+                let principal = Principal {
                     user: self.admin,
                     role: Role::Admin,
                     credential: CredentialKind::AdminToken,
-                }));
+                };
+                return Ok(Some((principal, Credential("admin-token".to_owned()))));
             }
         }
         let hash = hash_token(token);
-        let (bearer, credential) = match TokenKind::of(token) {
-            Some(TokenKind::Session) => {
-                (store.session_bearer(&hash).await, CredentialKind::Session)
-            }
-            Some(TokenKind::Api) => (
-                store.api_token_bearer(&hash).await,
-                CredentialKind::ApiToken,
-            ),
+        let (bearer, kind) = match TokenKind::of(token) {
+            Some(TokenKind::Session) => (store.session_bearer(&hash).await, CredentialKind::Session),
+            Some(TokenKind::Api) => (store.api_token_bearer(&hash).await, CredentialKind::ApiToken),
             Some(TokenKind::Invite) | None => return Ok(None),
         };
         let bearer = bearer.map_err(|error| ApiError::Internal(error.to_string()))?;
-        Ok(bearer
-            .filter(|bearer| !bearer.user.disabled)
-            .map(|Bearer { user, scopes }| Principal {
-                user: user.id,
-                role: user.role.narrowed(scopes),
-                credential,
-            }))
+        Ok(bearer.filter(|bearer| !bearer.user.disabled).map(
+            |Bearer {
+                 user,
+                 scopes,
+                 credential,
+             }| {
+                let principal = Principal {
+                    user: user.id,
+                    role: user.role.narrowed(scopes),
+                    credential: kind,
+                };
+                (principal, Credential(credential))
+            },
+        ))
     }
 
     /// Whether some admin can sign in (cached once true).
@@ -188,13 +206,16 @@ pub(crate) async fn require_bearer(
     if !state.auth.bootstrapped(store).await {
         return Err(ApiError::NotBootstrapped);
     }
-    let principal = match bearer_token(&request) {
-        Some(token) if !token.is_empty() => state.auth.authenticate(store, token).await?,
+    let found = match bearer_token(&request) {
+        Some(token) if !token.is_empty() => {
+            state.auth.authenticate_credential(store, token).await?
+        }
         _ => None,
     };
-    let Some(principal) = principal else {
+    let Some((principal, credential)) = found else {
         return Err(ApiError::Unauthorized);
     };
     request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(credential);
     Ok(next.run(request).await)
 }

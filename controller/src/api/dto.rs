@@ -25,6 +25,10 @@ pub struct CreateSandbox {
     /// Environment variables.
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Environment variables from the caller's secrets: `{"ENV_NAME": "secret-name"}`. The
+    /// values go into the container only; they are never stored with the sandbox or shown.
+    #[serde(default)]
+    pub secret_env: Option<BTreeMap<String, String>>,
     /// Egress policy; accepted only once the egress proxy is wired (must be absent or null).
     #[serde(default)]
     pub policy: Option<serde_json::Value>,

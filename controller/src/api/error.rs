@@ -74,6 +74,13 @@ pub enum ApiError {
         /// Seconds until the next attempt is accepted.
         retry_after_s: u64,
     },
+    // Quotas and secrets (issue 5).
+    /// A create past the owner's quota: 429 for the create rate, 403 for a limit.
+    #[error(
+        "quota {} exceeded: limit {}, in use {}, requested {}",
+        .0.kind, .0.limit, .0.used, .0.requested
+    )]
+    QuotaExceeded(crate::quota::QuotaExceeded),
 }
 
 /// One invalid field.
@@ -111,6 +118,10 @@ impl ApiError {
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::QuotaExceeded(exceeded) if exceeded.retry_after.is_some() => {
+                (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+            }
+            Self::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
         }
     }
 
@@ -138,6 +149,21 @@ impl IntoResponse for ApiError {
             Self::Internal(detail) => error!(error = %detail, "Request failed"),
             Self::Unavailable { detail, .. } => error!(error = %detail, "Dependency unavailable"),
             _ => {}
+        }
+        if let Self::QuotaExceeded(exceeded) = &self {
+            let body = serde_json::json!({
+                "error": code,
+                "quota": exceeded.kind.as_str(),
+                "limit": exceeded.limit.to_json(),
+                "used": exceeded.used.to_json(),
+                "requested": exceeded.requested.to_json(),
+                "message": self.to_string(),
+            });
+            if let Some(retry) = exceeded.retry_after {
+                let retry = [(axum::http::header::RETRY_AFTER, retry.as_secs().to_string())];
+                return (status, retry, Json(body)).into_response();
+            }
+            return (status, Json(body)).into_response();
         }
         let fields = match &self {
             Self::Validation(fields) => Some(fields.as_slice()),
@@ -197,6 +223,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(message) => Self::Conflict {
                 code: "conflict",
                 message,
+            },
+            ServiceError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            ServiceError::SecretsUnavailable => Self::Unavailable {
+                code: "secrets_disabled",
+                message: "secrets are not enabled on this controller",
+                detail: "the service runs without a vault".to_owned(),
             },
             other => Self::Internal(other.to_string()),
         }

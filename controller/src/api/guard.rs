@@ -21,6 +21,9 @@ use crate::sandbox::SandboxId;
 /// Path prefixes every authenticated user may write to (their own objects only).
 const SELF_SERVICE: &[&str] = &["/v1/tokens"];
 
+/// Paths only an admin may use at all (any method): the audit trail.
+const ADMIN_ONLY: &[&str] = &["/v1/audit"];
+
 /// Middleware: enforces the rules above; runs after [`super::auth::require_bearer`].
 pub(crate) async fn require_role(
     State(state): State<AppState>,
@@ -33,6 +36,10 @@ pub(crate) async fn require_role(
         .copied()
         .ok_or(ApiError::Unauthorized)?;
     let path = request.uri().path();
+    if admin_only(request.method(), path) {
+        principal.require_admin()?;
+        return Ok(next.run(request).await);
+    }
     let reading = matches!(*request.method(), Method::GET | Method::HEAD);
     let self_service = SELF_SERVICE
         .iter()
@@ -56,6 +63,22 @@ pub(crate) async fn require_role(
     ))
 }
 
+/// Admin-only requests: anything under [`ADMIN_ONLY`], and changing a user's quota
+/// (`PUT /v1/users/{id}/quota`; reading it is for admins and the user themself, which the
+/// handler decides).
+fn admin_only(method: &Method, path: &str) -> bool {
+    let under = ADMIN_ONLY
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+    let quota_change = *method != Method::GET
+        && *method != Method::HEAD
+        && path.strip_prefix("/v1/users/").is_some_and(|rest| {
+            rest.split_once('/')
+                .is_some_and(|(id, tail)| !id.is_empty() && tail == "quota")
+        });
+    under || quota_change
+}
+
 /// The sandbox a `/v1/sandboxes/{id}…` path names; `None` for other paths. An id that does
 /// not parse names no sandbox, and the handler answers that with a 404 itself.
 fn sandbox_in_path(path: &str) -> Option<SandboxId> {
@@ -75,5 +98,15 @@ mod tests {
         assert!(sandbox_in_path("/v1/sandboxes").is_none());
         assert!(sandbox_in_path("/v1/sandboxes/nope").is_none());
         assert!(sandbox_in_path("/v1/tokens/x").is_none());
+    }
+
+    #[test]
+    fn admin_only_paths() {
+        assert!(admin_only(&Method::GET, "/v1/audit"));
+        assert!(admin_only(&Method::GET, "/v1/audit/x"));
+        assert!(!admin_only(&Method::GET, "/v1/auditx"));
+        assert!(admin_only(&Method::PUT, "/v1/users/abc/quota"));
+        assert!(!admin_only(&Method::GET, "/v1/users/abc/quota"));
+        assert!(!admin_only(&Method::PATCH, "/v1/users/abc"));
     }
 }

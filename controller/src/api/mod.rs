@@ -17,6 +17,10 @@ mod selftest;
 mod throttle;
 pub mod tokens;
 pub mod users;
+// Quotas, secrets and the audit trail (issue 5).
+pub mod audit;
+pub mod quotas;
+pub mod secrets;
 
 pub use auth::{Auth, CredentialKind, Principal};
 pub use error::{ApiError, FieldReason};

@@ -4,8 +4,9 @@
 //! isolation test enumerates the document, and a unit test here refuses a plain `.route(`
 //! under `/v1`). The document is served without auth at `/v1/openapi.json`.
 //!
-//! Layers: the protected routes sit behind the bearer middleware and then the route guard
-//! (`api::guard`); `/v1/auth/*` need no bearer.
+//! Layers: the protected routes sit behind the bearer middleware, then the audit recorder
+//! ([`super::audit`]), then the route guard (`guard`); `/v1/auth/*` need no bearer
+//! (login records its own audit entries).
 
 use axum::middleware;
 use axum::routing::get;
@@ -16,7 +17,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, exec, guard, logs, sandboxes, selftest, tokens, users, AppState};
+use super::{
+    audit, auth, exec, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users, AppState,
+};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
@@ -31,7 +34,9 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "sandboxes", description = "Sandbox lifecycle, exec and logs"),
         (name = "auth", description = "Login and invite acceptance (no bearer)"),
         (name = "tokens", description = "The caller's API tokens"),
-        (name = "users", description = "Accounts (admin) and the caller's own")
+        (name = "users", description = "Accounts (admin) and the caller's own"),
+        (name = "secrets", description = "The caller's secrets (values never returned)"),
+        (name = "audit", description = "The audit trail (admin)")
     )
 )]
 struct ApiDoc;
@@ -65,6 +70,10 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list))
         .routes(routes!(users::invite))
         .routes(routes!(users::update))
+        .routes(routes!(quotas::get, quotas::put))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::put, secrets::delete))
+        .routes(routes!(audit::list))
 }
 
 /// Routes anyone may call.
@@ -81,6 +90,9 @@ pub fn v1(state: &AppState) -> (Router<AppState>, OpenApiDoc) {
             state.clone(),
             guard::require_role,
         ))
+        // Inside the bearer layer (it needs the principal), around the guard (so refusals
+        // are recorded too).
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

@@ -28,7 +28,7 @@ const MAX_WAIT: Duration = Duration::from_secs(86_400);
 #[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes", request_body = CreateSandbox,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replay-safe create")),
     responses((status = 201, body = SandboxDto), (status = 200, body = SandboxDto),
-        (status = 400), (status = 403)))]
+        (status = 400), (status = 403), (status = 429)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -47,11 +47,12 @@ pub(crate) async fn create(
     }
     let key = idempotency_key(&headers)?;
     let selftest = dto.selftest.and_then(super::selftest::SelftestField::mode);
+    let secret_env = dto.secret_env.clone().unwrap_or_default();
     let request = dto.into_request();
     let env = request.env.clone();
     let created = state
         .service
-        .create(principal.user, request, key)
+        .create_with_secrets(principal.user, request, key, &secret_env)
         .await
         .map_err(|error| match error {
             ServiceError::Invalid(errors) => ApiError::Validation(
@@ -69,10 +70,15 @@ pub(crate) async fn create(
     if let (Created::New(sandbox), Some(mode)) = (&created, selftest) {
         return super::selftest::after_create(&state, sandbox.clone(), mode).await;
     }
-    Ok(match created {
-        Created::New(sandbox) => with_status(StatusCode::CREATED, SandboxDto::from(&sandbox)),
-        Created::Existing(sandbox) => with_status(StatusCode::OK, SandboxDto::from(&sandbox)),
-    })
+    let (status, sandbox) = match created {
+        Created::New(sandbox) => (StatusCode::CREATED, sandbox),
+        Created::Existing(sandbox) => (StatusCode::OK, sandbox),
+    };
+    let mut response = with_status(status, SandboxDto::from(&sandbox));
+    response
+        .extensions_mut()
+        .insert(super::audit::AuditObject(sandbox.id.to_string()));
+    Ok(response)
 }
 
 /// `GET /v1/sandboxes?state=&cursor=&limit=`.

@@ -172,7 +172,10 @@ pub(crate) async fn create(
         token: token.text,
         info: TokenDto::from(&stored),
     };
-    Ok(with_status(StatusCode::CREATED, dto))
+    let mut response = with_status(StatusCode::CREATED, dto);
+    let object = super::audit::AuditObject(stored.id.to_string());
+    response.extensions_mut().insert(object);
+    Ok(response)
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes the token (204, also when already revoked); another

@@ -215,6 +215,7 @@ pub(crate) async fn login(
     let source = source.map(|Extension(ConnectInfo(addr))| addr.ip());
     let throttle = &state.auth.throttle;
     if let Err(retry_after_s) = throttle.attempt(&email, source) {
+        super::audit::login(&state, None, &email, source, 429, "throttled").await;
         return Err(ApiError::LoginThrottled { retry_after_s });
     }
     let store = state.service.store();
@@ -228,9 +229,11 @@ pub(crate) async fn login(
         .map_err(internal)?;
     let user = match user {
         Some(user) if verified && !user.disabled => user,
-        _ => {
+        other => {
             // The attempt was counted as a failure when it began.
             info!(client.addr = ?source, "Login failed");
+            let id = other.map(|user| user.id);
+            super::audit::login(&state, id, &email, source, 401, "failed").await;
             return Err(ApiError::InvalidCredentials);
         }
     };
@@ -242,6 +245,7 @@ pub(crate) async fn login(
         .await
         .map_err(internal)?;
     info!(user.id = %user.id, "Login succeeded");
+    super::audit::login(&state, Some(user.id), &email, source, 200, "succeeded").await;
     Ok(Json(SessionDto {
         token: token.text,
         expires_at: super::tokens::rfc3339(expires_at),
@@ -302,6 +306,17 @@ pub(crate) async fn accept_invite(
         .await
         .map_err(internal)?;
     info!(user.id = %user.id, "Invite accepted");
+    let (id, email) = (Some(user.id), user.email.as_str());
+    super::audit::unauthenticated(
+        &state,
+        "auth.accept-invite",
+        id,
+        email,
+        None,
+        201,
+        "accepted",
+    )
+    .await;
     let session = SessionDto {
         token: token.text,
         expires_at: super::tokens::rfc3339(expires_at),

@@ -62,7 +62,7 @@ impl Cpus {
     pub const MIN: Cpus = Cpus(10);
 
     /// From thousandths of a CPU.
-    pub fn from_millis(millis: u32) -> Self {
+    pub const fn from_millis(millis: u32) -> Self {
         Self(millis)
     }
 

@@ -270,7 +270,7 @@ fn check_env(env: Vec<(String, String)>, errors: &mut Vec<FieldError>) -> Vec<En
     vars
 }
 
-fn is_env_name(name: &str) -> bool {
+pub(crate) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -67,6 +67,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// The create would pass the owner's quota (nothing was written).
+    #[error(transparent)]
+    QuotaExceeded(crate::quota::QuotaExceeded),
+    /// Key rotation: the current key does not open the stored key check value.
+    #[error("the current secret key does not match the stored key check value")]
+    KeyMismatch,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -24,6 +24,10 @@ mod users;
 // Accounts (issue 5): tokens, sessions, invites.
 mod invites;
 mod tokens;
+// Quotas, secrets and the audit trail (issue 5).
+mod audit;
+pub(crate) mod quotas;
+mod secrets;
 
 pub use error::StoreError;
 // Accounts (issue 5).
@@ -32,6 +36,9 @@ pub use invites::{AcceptInvite, NewInvite};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
+// Quotas, secrets and the audit trail (issue 5).
+pub use audit::{AuditRecord, NewAuditRecord};
+pub use secrets::{SealedSecret, SecretMeta};
 
 use std::time::Duration;
 

@@ -136,6 +136,20 @@ where
     value.parse().map_err(|e| StoreError::corrupt(column, e))
 }
 
+// === impl SpecDoc (quotas) ===
+
+impl SpecDoc {
+    /// Memory limit in MiB (what the memory quota counts).
+    pub(crate) fn memory_mb(&self) -> u64 {
+        self.memory_mb
+    }
+
+    /// CPU limit in thousandths (what the CPU quota counts).
+    pub(crate) fn cpus_milli(&self) -> u64 {
+        u64::from(self.cpus_milli)
+    }
+}
+
 // === impl SandboxRow ===
 
 impl SandboxRow {

@@ -4,10 +4,12 @@
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
 use super::rows::{SandboxRow, SpecDoc};
 use super::{
-    now, with_db, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
+    now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
 };
+use crate::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 
 /// How often a compare-and-swap that lost to a concurrent writer is retried.
@@ -56,11 +58,33 @@ impl Store {
     /// winner's row.
     #[instrument(skip_all, fields(user.id = %new.owner))]
     pub async fn create_sandbox(&self, new: NewSandbox) -> Result<Created, StoreError> {
+        self.create_sandbox_quota(new, None).await
+    }
+
+    /// [`Store::create_sandbox`], checked against the owner's quota: `defaults` with the
+    /// owner's stored overrides. The check (usage read under a per-owner lock) and the
+    /// insert are one transaction, so parallel creates cannot overshoot; a create past a
+    /// limit is [`StoreError::QuotaExceeded`] and writes nothing. An idempotent repeat is
+    /// answered without a check.
+    #[instrument(skip_all, fields(user.id = %new.owner))]
+    pub async fn create_sandbox_within_quota(
+        &self,
+        new: NewSandbox,
+        defaults: Quota,
+    ) -> Result<Created, StoreError> {
+        self.create_sandbox_quota(new, Some(defaults)).await
+    }
+
+    async fn create_sandbox_quota(
+        &self,
+        new: NewSandbox,
+        quota: Option<Quota>,
+    ) -> Result<Created, StoreError> {
         let doc = SpecDoc::from_spec(&new.spec);
         if let Some(row) = self.find_by_key(&new).await? {
             return existing(row, &doc);
         }
-        match self.insert_sandbox(&new, &doc).await {
+        match self.insert_sandbox(&new, &doc, quota).await {
             Ok(sandbox) => Ok(Created::New(sandbox)),
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let row = self.find_by_key(&new).await?.ok_or(StoreError::NotFound)?;
@@ -86,11 +110,43 @@ impl Store {
         Ok(row)
     }
 
-    async fn insert_sandbox(&self, new: &NewSandbox, doc: &SpecDoc) -> Result<Sandbox, StoreError> {
+    async fn insert_sandbox(
+        &self,
+        new: &NewSandbox,
+        doc: &SpecDoc,
+        quota: Option<Quota>,
+    ) -> Result<Sandbox, StoreError> {
         let id = SandboxId::new();
         let at = now();
+        let postgres = self.backend() == Backend::Postgres;
+        let owner = new.owner.as_uuid();
         let row = with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            if let Some(defaults) = quota {
+                // SQLite's `BEGIN IMMEDIATE` already holds the write lock.
+                if postgres {
+                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let overrides = override_on!(tx, owner);
+                let now_ms = epoch_ms(at);
+                let usage = usage_on!(tx, owner, now_ms);
+                let quota = defaults.with(&overrides);
+                crate::quota::check(&quota, &usage, &new.spec)
+                    .map_err(StoreError::QuotaExceeded)?;
+                sqlx::query("DELETE FROM sandbox_creates WHERE user_id = $1 AND at_ms <= $2")
+                    .bind(owner)
+                    .bind(now_ms - window_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO sandbox_creates (user_id, at_ms) VALUES ($1, $2)")
+                    .bind(owner)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(INSERT_SANDBOX)
                 .bind(id.as_uuid())
                 .bind(new.owner.as_uuid())

@@ -53,6 +53,8 @@ pub struct Bearer {
     pub user: User,
     /// The token's scopes ([`Scopes::FULL`] for a session).
     pub scopes: Scopes,
+    /// Which credential, for the audit trail: `token:<id>` or `session:<id>`.
+    pub credential: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -210,6 +212,7 @@ impl Store {
         Ok(user.map(|user| Bearer {
             user,
             scopes: token.scopes,
+            credential: format!("token:{}", token.id),
         }))
     }
 
@@ -238,16 +241,17 @@ impl Store {
 
     /// The user behind a session token's hash, unless it is unknown, revoked or expired.
     pub async fn session_bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
-        let row: Option<(Uuid, OffsetDateTime, Option<OffsetDateTime>)> =
+        let row: Option<(Uuid, Uuid, OffsetDateTime, Option<OffsetDateTime>)> =
             with_db!(self, |pool, _begin| {
                 sqlx::query_as(
-                    "SELECT user_id, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
+                    "SELECT id, user_id, expires_at, revoked_at FROM sessions \
+                     WHERE token_hash = $1",
                 )
                 .bind(hash)
                 .fetch_optional(pool)
                 .await?
             });
-        let Some((user, expires_at, revoked_at)) = row else {
+        let Some((id, user, expires_at, revoked_at)) = row else {
             return Ok(None);
         };
         if revoked_at.is_some() || expired(Some(expires_at), now()) {
@@ -257,6 +261,7 @@ impl Store {
         Ok(user.map(|user| Bearer {
             user,
             scopes: Scopes::FULL,
+            credential: format!("session:{id}"),
         }))
     }
 

@@ -1,0 +1,351 @@
+//! Per-user quotas: operator defaults (`AIRLOCK_QUOTA_*`) with per-user overrides.
+//!
+//! A create is checked against the owner's effective [`Quota`] and current [`Usage`] by the
+//! pure [`check`], which the store runs inside the same transaction that inserts the sandbox
+//! (see `Store::create_sandbox_within_quota`), so parallel creates cannot overshoot. What
+//! counts as used: sandboxes in `creating`, `running` or `stopping` (their number, memory and
+//! CPUs), and the creates of the last minute.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::sandbox::{Cpus, SandboxSpec};
+
+/// The create-rate window.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// A count, MiB or rate limit that is not set: no limit.
+pub const UNLIMITED: u64 = u64::MAX;
+/// A CPU limit that is not set.
+pub const UNLIMITED_CPUS: Cpus = Cpus::from_millis(u32::MAX);
+/// A lifetime limit that is not set.
+pub const UNLIMITED_LIFETIME: Duration = Duration::MAX;
+
+/// The limits that apply to one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Most sandboxes alive at once.
+    pub max_sandboxes: u64,
+    /// Most memory across the live sandboxes, in MiB.
+    pub max_memory_mb: u64,
+    /// Most CPUs across the live sandboxes.
+    pub max_cpus: Cpus,
+    /// Longest absolute timeout of one sandbox.
+    pub max_lifetime: Duration,
+    /// Most creates in any minute.
+    pub creates_per_min: u64,
+}
+
+/// A user's overrides; `None` keeps the operator default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaOverride {
+    /// See [`Quota::max_sandboxes`].
+    pub max_sandboxes: Option<u64>,
+    /// See [`Quota::max_memory_mb`].
+    pub max_memory_mb: Option<u64>,
+    /// See [`Quota::max_cpus`].
+    pub max_cpus: Option<Cpus>,
+    /// See [`Quota::max_lifetime`].
+    pub max_lifetime: Option<Duration>,
+    /// See [`Quota::creates_per_min`].
+    pub creates_per_min: Option<u64>,
+}
+
+/// What a user currently uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Live sandboxes.
+    pub sandboxes: u64,
+    /// Their memory, in MiB.
+    pub memory_mb: u64,
+    /// Their CPUs.
+    pub cpus_milli: u64,
+    /// Creates in the last [`RATE_WINDOW`].
+    pub recent_creates: u64,
+    /// How long until the oldest of those leaves the window.
+    pub rate_resets_in: Duration,
+}
+
+/// Which quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// [`Quota::max_sandboxes`].
+    MaxSandboxes,
+    /// [`Quota::max_memory_mb`].
+    MaxMemoryMb,
+    /// [`Quota::max_cpus`].
+    MaxCpus,
+    /// [`Quota::max_lifetime`].
+    MaxLifetime,
+    /// [`Quota::creates_per_min`].
+    CreatesPerMin,
+}
+
+/// An amount in a quota's unit: a count, MiB, seconds, or CPUs (fractional).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Amount {
+    /// A whole number (sandboxes, MiB, seconds, creates).
+    Whole(u64),
+    /// CPUs in thousandths.
+    CpusMilli(u64),
+}
+
+/// A create the quota refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("quota {kind} exceeded: limit {limit}, used {used}, requested {requested}")]
+pub struct QuotaExceeded {
+    /// Which quota.
+    pub kind: QuotaKind,
+    /// Its limit.
+    pub limit: Amount,
+    /// What is used now.
+    pub used: Amount,
+    /// What the create asked for on top.
+    pub requested: Amount,
+    /// For the create rate: when a create is accepted again.
+    pub retry_after: Option<Duration>,
+}
+
+// === impl Quota ===
+
+impl Quota {
+    /// No limit at all (what an operator who sets no `AIRLOCK_QUOTA_*` gets).
+    pub const UNLIMITED: Quota = Quota {
+        max_sandboxes: UNLIMITED,
+        max_memory_mb: UNLIMITED,
+        max_cpus: UNLIMITED_CPUS,
+        max_lifetime: UNLIMITED_LIFETIME,
+        creates_per_min: UNLIMITED,
+    };
+
+    /// The defaults with `overrides` applied.
+    pub fn with(self, overrides: &QuotaOverride) -> Quota {
+        Quota {
+            max_sandboxes: overrides.max_sandboxes.unwrap_or(self.max_sandboxes),
+            max_memory_mb: overrides.max_memory_mb.unwrap_or(self.max_memory_mb),
+            max_cpus: overrides.max_cpus.unwrap_or(self.max_cpus),
+            max_lifetime: overrides.max_lifetime.unwrap_or(self.max_lifetime),
+            creates_per_min: overrides.creates_per_min.unwrap_or(self.creates_per_min),
+        }
+    }
+}
+
+/// Whether `spec` may be created on top of `usage` under `quota`. Checked in a fixed order:
+/// lifetime, create rate, sandbox count, memory, CPUs.
+pub fn check(quota: &Quota, usage: &Usage, spec: &SandboxSpec) -> Result<(), QuotaExceeded> {
+    let whole = Amount::Whole;
+    let exceeded = |kind, limit, used, requested| QuotaExceeded {
+        kind,
+        limit,
+        used,
+        requested,
+        retry_after: None,
+    };
+    let lifetime = spec.timeout().as_secs();
+    if spec.timeout() > quota.max_lifetime {
+        let limit = whole(quota.max_lifetime.as_secs());
+        return Err(exceeded(
+            QuotaKind::MaxLifetime,
+            limit,
+            whole(lifetime),
+            whole(lifetime),
+        ));
+    }
+    if usage.recent_creates >= quota.creates_per_min {
+        return Err(QuotaExceeded {
+            retry_after: Some(usage.rate_resets_in.max(Duration::from_secs(1))),
+            ..exceeded(
+                QuotaKind::CreatesPerMin,
+                whole(quota.creates_per_min),
+                whole(usage.recent_creates),
+                whole(1),
+            )
+        });
+    }
+    if usage.sandboxes >= quota.max_sandboxes {
+        return Err(exceeded(
+            QuotaKind::MaxSandboxes,
+            whole(quota.max_sandboxes),
+            whole(usage.sandboxes),
+            whole(1),
+        ));
+    }
+    let limits = spec.limits();
+    if usage.memory_mb.saturating_add(limits.memory_mb) > quota.max_memory_mb {
+        return Err(exceeded(
+            QuotaKind::MaxMemoryMb,
+            whole(quota.max_memory_mb),
+            whole(usage.memory_mb),
+            whole(limits.memory_mb),
+        ));
+    }
+    let cpus = u64::from(limits.cpus.millis());
+    let cpu_limit = u64::from(quota.max_cpus.millis());
+    if quota.max_cpus != UNLIMITED_CPUS && usage.cpus_milli.saturating_add(cpus) > cpu_limit {
+        return Err(exceeded(
+            QuotaKind::MaxCpus,
+            Amount::CpusMilli(u64::from(quota.max_cpus.millis())),
+            Amount::CpusMilli(usage.cpus_milli),
+            Amount::CpusMilli(cpus),
+        ));
+    }
+    Ok(())
+}
+
+// === impl QuotaKind ===
+
+impl QuotaKind {
+    /// The name in API errors and the quota document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxSandboxes => "max_sandboxes",
+            Self::MaxMemoryMb => "max_memory_mb",
+            Self::MaxCpus => "max_cpus",
+            Self::MaxLifetime => "max_lifetime_s",
+            Self::CreatesPerMin => "creates_per_min",
+        }
+    }
+}
+
+impl fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl Amount ===
+
+impl Amount {
+    /// As a JSON number: whole numbers stay integers, CPUs become fractional.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Self::Whole(n) => serde_json::Value::from(n),
+            #[allow(clippy::cast_precision_loss)] // Thousandths of CPUs: far below 2^52.
+            Self::CpusMilli(m) => serde_json::Value::from(m as f64 / 1000.0),
+        }
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Whole(n) => write!(f, "{n}"),
+            Self::CpusMilli(m) => match u32::try_from(*m) {
+                Ok(m) => write!(f, "{}", Cpus::from_millis(m)),
+                Err(_) => write!(f, "{m}m"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{Limits, LimitsRequest, Maximums, SandboxRequest};
+
+    fn spec(memory_mb: u64, cpus: f64, timeout_s: u64) -> SandboxSpec {
+        let max = Maximums {
+            limits: Limits {
+                cpus: Cpus::from_millis(8000),
+                memory_mb: 8192,
+                pids: 1024,
+                disk_mb: None,
+            },
+            timeout: Duration::from_secs(86_400),
+            default_timeout: Duration::from_secs(3600),
+        };
+        SandboxRequest {
+            image: "alpine:3".into(),
+            limits: LimitsRequest {
+                cpus: Some(cpus),
+                memory_mb: Some(memory_mb),
+                ..LimitsRequest::default()
+            },
+            timeout: Some(Duration::from_secs(timeout_s)),
+            ..SandboxRequest::default()
+        }
+        .validate(&max)
+        .unwrap()
+    }
+
+    const QUOTA: Quota = Quota {
+        max_sandboxes: 2,
+        max_memory_mb: 1024,
+        max_cpus: Cpus::from_millis(2000),
+        max_lifetime: Duration::from_secs(3600),
+        creates_per_min: 3,
+    };
+
+    #[test]
+    fn each_quota_refuses_just_past_its_limit() {
+        let ok = spec(512, 1.0, 3600);
+        let empty = Usage::default();
+        assert_eq!(check(&QUOTA, &empty, &ok), Ok(()));
+        let kind =
+            |usage: Usage, spec: &SandboxSpec| check(&QUOTA, &usage, spec).err().map(|e| e.kind);
+        assert_eq!(
+            kind(empty, &spec(512, 1.0, 3601)),
+            Some(QuotaKind::MaxLifetime)
+        );
+        let two = Usage {
+            sandboxes: 2,
+            ..empty
+        };
+        assert_eq!(kind(two, &ok), Some(QuotaKind::MaxSandboxes));
+        let mem = Usage {
+            sandboxes: 1,
+            memory_mb: 513,
+            ..empty
+        };
+        assert_eq!(kind(mem, &ok), Some(QuotaKind::MaxMemoryMb));
+        let mem_ok = Usage {
+            memory_mb: 512,
+            ..mem
+        };
+        assert_eq!(kind(mem_ok, &ok), None);
+        let cpus = Usage {
+            cpus_milli: 1001,
+            ..empty
+        };
+        assert_eq!(kind(cpus, &ok), Some(QuotaKind::MaxCpus));
+        let rate = Usage {
+            recent_creates: 3,
+            rate_resets_in: Duration::from_millis(10),
+            ..empty
+        };
+        let refused = check(&QUOTA, &rate, &ok).unwrap_err();
+        assert_eq!(refused.kind, QuotaKind::CreatesPerMin);
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn unlimited_never_refuses() {
+        let heavy = Usage {
+            sandboxes: 10_000,
+            memory_mb: 1 << 40,
+            cpus_milli: 1 << 40,
+            recent_creates: 1 << 20,
+            rate_resets_in: Duration::ZERO,
+        };
+        assert_eq!(
+            check(&Quota::UNLIMITED, &heavy, &spec(8192, 8.0, 86_400)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let over = QuotaOverride {
+            max_sandboxes: Some(5),
+            ..QuotaOverride::default()
+        };
+        let quota = QUOTA.with(&over);
+        assert_eq!(quota.max_sandboxes, 5);
+        assert_eq!(quota.max_memory_mb, QUOTA.max_memory_mb);
+    }
+
+    #[test]
+    fn amounts_render_as_json_numbers() {
+        assert_eq!(Amount::Whole(5).to_json().to_string(), "5");
+        assert_eq!(Amount::CpusMilli(1500).to_json().to_string(), "1.5");
+    }
+}

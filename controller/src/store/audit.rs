@@ -1,0 +1,111 @@
+//! The audit trail: append-only rows (triggers in both dialects refuse UPDATE and DELETE),
+//! read newest first in id pages.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{now, with_db, Store, StoreError};
+use crate::user::UserId;
+
+/// One audit record to append.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewAuditRecord {
+    /// Who acted (none: an anonymous login attempt, or the offline CLI).
+    pub user: Option<UserId>,
+    /// Which credential: `session:<id>`, `token:<id>`, `admin-token` or `cli`.
+    pub token: Option<String>,
+    /// What was done, e.g. `POST /v1/sandboxes/{id}/stop` or `auth.login`.
+    pub action: String,
+    /// The object acted on (an id, a secret name, an email).
+    pub object: Option<String>,
+    /// The client's address.
+    pub source_ip: Option<String>,
+    /// The HTTP status of the answer (0 for the CLI's own records).
+    pub status: u16,
+    /// Anything else worth keeping (never a secret value).
+    pub detail: Option<String>,
+}
+
+/// One audit record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Its id (increasing).
+    pub id: i64,
+    /// When it was written.
+    pub at: OffsetDateTime,
+    /// The rest.
+    pub record: NewAuditRecord,
+}
+
+type AuditRow = (
+    i64,
+    OffsetDateTime,
+    Option<Uuid>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<String>,
+);
+
+// === impl Store ===
+
+impl Store {
+    /// Appends a record.
+    pub async fn append_audit(&self, record: &NewAuditRecord) -> Result<(), StoreError> {
+        with_db!(self, |pool, _begin| {
+            sqlx::query(
+                "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
+                 status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(now())
+            .bind(record.user.map(|u| u.as_uuid()))
+            .bind(record.token.as_deref())
+            .bind(&record.action)
+            .bind(record.object.as_deref())
+            .bind(record.source_ip.as_deref())
+            .bind(i32::from(record.status))
+            .bind(record.detail.as_deref())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` records older than `before` (all when `None`), newest first.
+    pub async fn list_audit(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<AuditRow> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT id, at, actor_user_id, actor_token, action, object, source_ip, status, \
+                 detail FROM audit WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, at, user, token, action, object, source_ip, status, detail)| AuditRecord {
+                    id,
+                    at,
+                    record: NewAuditRecord {
+                        user: user.map(UserId::from_uuid),
+                        token,
+                        action,
+                        object,
+                        source_ip,
+                        status: u16::try_from(status).unwrap_or(0),
+                        detail,
+                    },
+                },
+            )
+            .collect())
+    }
+}

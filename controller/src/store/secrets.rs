@@ -1,0 +1,183 @@
+//! Secret rows: per-owner sealed values (see [`crate::vault`]; the store never sees a
+//! plaintext), the key check value, and key rotation in one transaction.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{now, with_db, Store, StoreError};
+use crate::user::UserId;
+
+/// A secret as listed: never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// Its name, unique per owner.
+    pub name: String,
+    /// When it was first stored.
+    pub created_at: OffsetDateTime,
+    /// When its value last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// One sealed secret, for rotation.
+#[derive(Clone, Debug)]
+pub struct SealedSecret {
+    /// The owner.
+    pub owner: UserId,
+    /// The name.
+    pub name: String,
+    /// `nonce || ciphertext`.
+    pub sealed: Vec<u8>,
+}
+
+// === impl Store ===
+
+impl Store {
+    /// Stores (or replaces) `owner`'s secret `name`; `true` when it is new.
+    pub async fn put_secret(
+        &self,
+        owner: UserId,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let created_at: OffsetDateTime = with_db!(self, |pool, _begin| {
+            sqlx::query_scalar(
+                "INSERT INTO secrets (owner_id, name, sealed, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (owner_id, name) DO UPDATE SET sealed = excluded.sealed, \
+                 updated_at = excluded.updated_at RETURNING created_at",
+            )
+            .bind(owner.as_uuid())
+            .bind(name)
+            .bind(sealed)
+            .bind(at)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(created_at == at)
+    }
+
+    /// `owner`'s secrets, by name.
+    pub async fn list_secrets(&self, owner: UserId) -> Result<Vec<SecretMeta>, StoreError> {
+        let rows: Vec<(String, OffsetDateTime, OffsetDateTime)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT name, created_at, updated_at FROM secrets WHERE owner_id = $1 \
+                     ORDER BY name",
+            )
+            .bind(owner.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, created_at, updated_at)| SecretMeta {
+                name,
+                created_at,
+                updated_at,
+            })
+            .collect())
+    }
+
+    /// Removes `owner`'s secret `name`; `false` when there was none.
+    pub async fn delete_secret(&self, owner: UserId, name: &str) -> Result<bool, StoreError> {
+        let removed = with_db!(self, |pool, _begin| {
+            sqlx::query("DELETE FROM secrets WHERE owner_id = $1 AND name = $2")
+                .bind(owner.as_uuid())
+                .bind(name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(removed == 1)
+    }
+
+    /// `owner`'s sealed secret `name`, if any.
+    pub async fn sealed_secret(
+        &self,
+        owner: UserId,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let sealed = with_db!(self, |pool, _begin| {
+            sqlx::query_scalar("SELECT sealed FROM secrets WHERE owner_id = $1 AND name = $2")
+                .bind(owner.as_uuid())
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(sealed)
+    }
+
+    /// The stored key check value; `candidate` is stored first when there is none.
+    pub async fn key_check_or_insert(&self, candidate: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let check = with_db!(self, |pool, _begin| {
+            sqlx::query(
+                "INSERT INTO secret_key_check (id, sealed, created_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&candidate)
+            .bind(now())
+            .execute(pool)
+            .await?;
+            sqlx::query_scalar("SELECT sealed FROM secret_key_check WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(check)
+    }
+
+    /// Re-seals every secret and the key check value in one transaction: `reseal` gets each
+    /// sealed secret and returns it sealed under the new key, `is_current` must accept the
+    /// stored check value (the old key), and `new_check` replaces it. Any failure rolls the
+    /// whole rotation back. Returns how many secrets were re-sealed.
+    pub async fn rotate_secrets<E>(
+        &self,
+        is_current: impl Fn(&[u8]) -> bool,
+        reseal: impl Fn(&SealedSecret) -> Result<Vec<u8>, E>,
+        new_check: Vec<u8>,
+    ) -> Result<Result<usize, E>, StoreError> {
+        let at = now();
+        with_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let check: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT sealed FROM secret_key_check WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if check.as_deref().is_some_and(|c| !is_current(c)) {
+                return Err(StoreError::KeyMismatch);
+            }
+            let rows: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT owner_id, name, sealed FROM secrets ORDER BY owner_id, name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let count = rows.len();
+            for (owner, name, sealed) in rows {
+                let secret = SealedSecret {
+                    owner: UserId::from_uuid(owner),
+                    name,
+                    sealed,
+                };
+                let resealed = match reseal(&secret) {
+                    Ok(resealed) => resealed,
+                    Err(error) => return Ok(Err(error)),
+                };
+                sqlx::query("UPDATE secrets SET sealed = $1 WHERE owner_id = $2 AND name = $3")
+                    .bind(resealed)
+                    .bind(owner)
+                    .bind(&secret.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM secret_key_check")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO secret_key_check (id, sealed, created_at) VALUES (1, $1, $2)")
+                .bind(new_check)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Ok(count))
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! Quotas, secrets and the audit trail at the store, on SQLite (a file) and on Postgres (a
+//! fresh database on the test-support server): parallel creates never overshoot a quota, the
+//! create rate is counted, audit rows cannot be changed or removed, and secrets survive a key
+//! rotation while a wrong key is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use airlock::config::{DatabaseConfig, Secret};
+use airlock::quota::{Quota, QuotaKind, QuotaOverride};
+use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest, SandboxSpec};
+use airlock::store::{Created, NewAuditRecord, NewSandbox, NewUser, Store, StoreError, User};
+use airlock::user::Role;
+use airlock::vault::{KeySource, SecretKey, Vault, VaultError};
+use futures_util::future::join_all;
+use test_support::postgres::TestDatabase;
+
+struct Fixture {
+    store: Store,
+    config: DatabaseConfig,
+}
+
+enum Keep {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(#[allow(dead_code)] TestDatabase),
+}
+
+async fn sqlite() -> (Fixture, Keep) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DatabaseConfig::Sqlite {
+        path: dir.path().join("airlock.db"),
+    };
+    let store = Store::connect(&config).await.unwrap();
+    (Fixture { store, config }, Keep::Dir(dir))
+}
+
+async fn postgres() -> (Fixture, Keep) {
+    let db = tokio::task::spawn_blocking(test_support::postgres::database)
+        .await
+        .unwrap()
+        .unwrap();
+    let config = DatabaseConfig::Postgres {
+        url: Secret::new(db.url()),
+    };
+    let store = Store::connect(&config).await.unwrap();
+    (Fixture { store, config }, Keep::Pg(db))
+}
+
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run(super::sqlite().await, $body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                run(super::postgres().await, $body).await;
+            }
+        }
+    };
+}
+
+async fn run<F, Fut>((fixture, keep): (Fixture, Keep), body: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    body(fixture).await;
+    drop(keep);
+}
+
+fn spec() -> SandboxSpec {
+    let max = Maximums {
+        limits: Limits {
+            cpus: Cpus::from_millis(4000),
+            memory_mb: 4096,
+            pids: 1024,
+            disk_mb: None,
+        },
+        timeout: Duration::from_secs(86_400),
+        default_timeout: Duration::from_secs(600),
+    };
+    SandboxRequest {
+        image: "alpine:3".into(),
+        cmd: vec!["sleep".into(), "60".into()],
+        ..SandboxRequest::default()
+    }
+    .validate(&max)
+    .unwrap()
+}
+
+/// Generous everywhere but `max_sandboxes`.
+fn quota(max_sandboxes: u64) -> Quota {
+    Quota {
+        max_sandboxes,
+        max_memory_mb: 1 << 30,
+        max_cpus: Cpus::from_millis(1_000_000),
+        max_lifetime: Duration::from_secs(86_400),
+        creates_per_min: 1000,
+    }
+}
+
+async fn user(store: &Store, name: &str) -> User {
+    store
+        .create_user(NewUser {
+            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
+            display_name: name.into(),
+            role: Role::Member,
+        })
+        .await
+        .unwrap()
+}
+
+fn new_sandbox(owner: &User) -> NewSandbox {
+    NewSandbox {
+        owner: owner.id,
+        spec: spec(),
+        idempotency_key: None,
+        node: Some("node-a".into()),
+    }
+}
+
+// 20 parallel creates against a quota of 5: exactly 5 succeed, 15 are refused naming the
+// quota, and the store holds exactly 5 live sandboxes. Another user is not affected.
+both_backends!(parallel_creates_never_overshoot, |f: Fixture| async move {
+    let alice = user(&f.store, "alice").await;
+    let bob = user(&f.store, "bob").await;
+    let creates = (0..20).map(|_| {
+        let store = f.store.clone();
+        let new = new_sandbox(&alice);
+        tokio::spawn(async move { store.create_sandbox_within_quota(new, quota(5)).await })
+    });
+    let results: Vec<_> = join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Created::New(_))))
+        .count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            Err(StoreError::QuotaExceeded(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((created, refused.len()), (5, 15), "created, refused");
+    assert!(refused.iter().all(|e| e.kind == QuotaKind::MaxSandboxes));
+    let usage = f.store.quota_usage(alice.id).await.unwrap();
+    assert_eq!(usage.sandboxes, 5);
+    assert_eq!(usage.memory_mb, 5 * 512);
+    // Bob's quota is his own.
+    let bobs = f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&bob), quota(5));
+    assert!(matches!(bobs.await, Ok(Created::New(_))));
+});
+
+// Overrides replace the defaults per field; the create rate is counted per minute and says
+// when to retry; the memory quota sums live sandboxes.
+both_backends!(overrides_rate_and_memory, |f: Fixture| async move {
+    let carol = user(&f.store, "carol").await;
+    let over = QuotaOverride {
+        max_sandboxes: Some(100),
+        creates_per_min: Some(3),
+        ..QuotaOverride::default()
+    };
+    f.store.set_quota_override(carol.id, &over).await.unwrap();
+    assert_eq!(f.store.quota_override(carol.id).await.unwrap(), over);
+    for _ in 0..3 {
+        let created = f
+            .store
+            .create_sandbox_within_quota(new_sandbox(&carol), quota(1))
+            .await;
+        assert!(matches!(created, Ok(Created::New(_))), "{created:?}");
+    }
+    let refused = f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&carol), quota(1))
+        .await;
+    match refused {
+        Err(StoreError::QuotaExceeded(e)) => {
+            assert_eq!(e.kind, QuotaKind::CreatesPerMin);
+            assert!(e.retry_after.is_some_and(|r| r <= Duration::from_secs(60)));
+        }
+        other => panic!("expected the rate quota, got {other:?}"),
+    }
+
+    let dave = user(&f.store, "dave").await;
+    let over = QuotaOverride {
+        max_memory_mb: Some(1000),
+        ..QuotaOverride::default()
+    };
+    f.store.set_quota_override(dave.id, &over).await.unwrap();
+    let first = f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&dave), quota(10))
+        .await;
+    assert!(matches!(first, Ok(Created::New(_))));
+    match f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&dave), quota(10))
+        .await
+    {
+        Err(StoreError::QuotaExceeded(e)) => assert_eq!(e.kind, QuotaKind::MaxMemoryMb),
+        other => panic!("expected the memory quota, got {other:?}"),
+    }
+    let missing = airlock::user::UserId::new();
+    let gone = f.store.set_quota_override(missing, &over).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)));
+});
+
+/// Runs raw SQL on the fixture's database, beside the store.
+async fn raw(config: &DatabaseConfig, sql: &str) -> Result<u64, sqlx::Error> {
+    match config {
+        DatabaseConfig::Sqlite { path } => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await?;
+            let result = sqlx::query(sql).execute(&pool).await;
+            pool.close().await;
+            result.map(|r| r.rows_affected())
+        }
+        DatabaseConfig::Postgres { url } => {
+            let pool = sqlx::PgPool::connect(url.expose()).await?;
+            let result = sqlx::query(sql).execute(&pool).await;
+            pool.close().await;
+            result.map(|r| r.rows_affected())
+        }
+    }
+}
+
+// The audit table takes inserts, pages newest first, and refuses UPDATE and DELETE (and, on
+// Postgres, TRUNCATE) from any client.
+both_backends!(audit_is_append_only, |f: Fixture| async move {
+    for i in 0..5 {
+        let record = NewAuditRecord {
+            action: format!("test.action{i}"),
+            status: 200,
+            ..NewAuditRecord::default()
+        };
+        f.store.append_audit(&record).await.unwrap();
+    }
+    let page = f.store.list_audit(None, 3).await.unwrap();
+    let actions: Vec<_> = page.iter().map(|r| r.record.action.as_str()).collect();
+    assert_eq!(actions, ["test.action4", "test.action3", "test.action2"]);
+    let rest = f.store.list_audit(Some(page[2].id), 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+
+    for sql in [
+        "UPDATE audit SET status = 500",
+        "DELETE FROM audit",
+        "DELETE FROM audit WHERE action = 'test.action0'",
+    ] {
+        let error = raw(&f.config, sql).await.unwrap_err();
+        assert!(error.to_string().contains("append-only"), "{sql}: {error}");
+    }
+    if matches!(f.config, DatabaseConfig::Postgres { .. }) {
+        let error = raw(&f.config, "TRUNCATE audit").await.unwrap_err();
+        assert!(error.to_string().contains("append-only"), "{error}");
+    }
+    assert_eq!(f.store.list_audit(None, 100).await.unwrap().len(), 5);
+});
+
+// Secrets are stored sealed (never the plaintext), a wrong key is refused at open, and a
+// rotation re-seals everything so only the new key opens them.
+both_backends!(secrets_seal_check_and_rotate, |f: Fixture| async move {
+    let (erin, frank) = (user(&f.store, "erin").await, user(&f.store, "frank").await);
+    let (key1, key2) = (SecretKey::generate(), SecretKey::generate());
+    let source = KeySource::Env;
+    let vault = Vault::open(&f.store, &key1, &source).await.unwrap();
+    // Opening again with the same key works; another key is refused.
+    Vault::open(&f.store, &key1, &source).await.unwrap();
+    let wrong = Vault::open(&f.store, &key2, &source).await.unwrap_err();
+    assert!(matches!(wrong, VaultError::KeyMismatch { .. }), "{wrong}");
+    assert!(wrong.to_string().contains("rotate-key"), "{wrong}");
+
+    let canary = format!("canary-{}", uuid::Uuid::new_v4());
+    let sealed = vault.seal(erin.id, "db", canary.as_bytes());
+    assert!(f.store.put_secret(erin.id, "db", &sealed).await.unwrap());
+    let sealed = vault.seal(erin.id, "db", canary.as_bytes());
+    assert!(
+        !f.store.put_secret(erin.id, "db", &sealed).await.unwrap(),
+        "a replace"
+    );
+    let other = vault.seal(frank.id, "db", b"frank's");
+    f.store.put_secret(frank.id, "db", &other).await.unwrap();
+    let stored = f.store.sealed_secret(erin.id, "db").await.unwrap().unwrap();
+    assert!(!stored.windows(canary.len()).any(|w| w == canary.as_bytes()));
+    let names: Vec<_> = f.store.list_secrets(erin.id).await.unwrap();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].name, "db");
+
+    let (old, new) = (Vault::new(&key1), Vault::new(&key2));
+    let rotated = f
+        .store
+        .rotate_secrets(
+            |check| old.matches(check),
+            |s| {
+                let value = old.open_secret(s.owner, &s.name, &s.sealed)?;
+                Ok::<_, VaultError>(new.seal(s.owner, &s.name, &value))
+            },
+            new.check_value(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated, 2);
+    assert!(Vault::open(&f.store, &key1, &source).await.is_err());
+    let vault2 = Vault::open(&f.store, &key2, &source).await.unwrap();
+    let stored = f.store.sealed_secret(erin.id, "db").await.unwrap().unwrap();
+    let opened = vault2.open_secret(erin.id, "db", &stored).unwrap();
+    assert_eq!(opened, canary.as_bytes());
+
+    // A rotation from a key that is not the current one changes nothing.
+    let stale = f
+        .store
+        .rotate_secrets(
+            |check| old.matches(check),
+            |s| Ok::<_, VaultError>(s.sealed.clone()),
+            old.check_value(),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::KeyMismatch)));
+    Vault::open(&f.store, &key2, &source).await.unwrap();
+
+    assert!(f.store.delete_secret(erin.id, "db").await.unwrap());
+    assert!(!f.store.delete_secret(erin.id, "db").await.unwrap());
+    assert!(f
+        .store
+        .sealed_secret(frank.id, "db")
+        .await
+        .unwrap()
+        .is_some());
+});
