@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, exec, guard, logs, sandboxes, selftest, tokens, users, AppState};
+use super::{auth, exec, exec_ws, guard, logs, sandboxes, selftest, tokens, users, AppState};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
@@ -57,6 +57,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::stop))
         .routes(routes!(sandboxes::wait))
         .routes(routes!(exec::exec))
+        .routes(routes!(exec_ws::exec_ws))
         .routes(routes!(logs::logs))
         .routes(routes!(selftest::get, selftest::run))
         .routes(routes!(tokens::list, tokens::create))
