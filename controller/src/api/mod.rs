@@ -10,6 +10,7 @@ pub mod error;
 mod exec;
 // Interactive exec over a WebSocket (issue 4).
 mod exec_ws;
+mod json;
 mod logs;
 mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
