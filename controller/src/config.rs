@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -90,6 +91,9 @@ pub const DEFAULT_STOP_GRACE: &str = "10s";
 pub const ENV_LOG_BUFFER_BYTES: &str = "AIRLOCK_LOG_BUFFER_BYTES";
 /// Default of [`ENV_LOG_BUFFER_BYTES`] (1 MiB).
 pub const DEFAULT_LOG_BUFFER_BYTES: &str = "1048576";
+/// Whole seconds between the reconciler's full passes (1..=86400); the default is
+/// [`crate::reconcile::DEFAULT_INTERVAL`].
+pub const ENV_RECONCILE_INTERVAL_S: &str = "AIRLOCK_RECONCILE_INTERVAL_S";
 // Accounts (issue 5).
 /// Email of the admin created at boot (with [`ENV_BOOTSTRAP_ADMIN_PASSWORD`]; both or neither).
 pub const ENV_BOOTSTRAP_ADMIN_EMAIL: &str = "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL";
@@ -126,6 +130,8 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Size of each sandbox's log ring buffer.
     pub log_buffer_bytes: usize,
+    /// Time between the reconciler's full passes.
+    pub reconcile_interval: Duration,
     /// The admin account to create at boot, if configured.
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// The isolation self-test's settings.
@@ -252,6 +258,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                     .filter(|n| *n > 0)
                     .ok_or("a positive number of bytes")
             });
+        let reconcile_interval = self.optional(ENV_RECONCILE_INTERVAL_S, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|s| (1..=86_400).contains(s))
+                .map(Duration::from_secs)
+                .ok_or("a whole number of seconds from 1 to 86400")
+        });
         let bootstrap_admin = self.bootstrap_admin();
         let selftest = self.selftest(listen);
         let quota = self.quota();
@@ -269,6 +282,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             maximums: maximums?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
+            reconcile_interval: reconcile_interval?.unwrap_or(crate::reconcile::DEFAULT_INTERVAL),
             selftest: selftest?,
         })
     }
@@ -554,6 +568,11 @@ fn parse_pools(v: &str) -> Result<Vec<Ipv4Net>, &'static str> {
 fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static str> {
     const EXPECTED: &str = "postgres://…, postgresql://… or sqlite:/ABSOLUTE/PATH";
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Refuse what sqlx would refuse at connect time (a bad port, an unknown `sslmode`), so
+        // it is a configuration error; TLS modes (`require`, `verify-ca`, `verify-full`) work.
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|_invalid| {
+            "a valid postgres:// URL (options: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=PATH)"
+        })?;
         return Ok(DatabaseConfig::Postgres {
             url: Secret(url.to_owned()),
         });

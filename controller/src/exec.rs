@@ -8,6 +8,10 @@
 //!   `timed_out: true`, no exit code and the output read so far. Docker has no call that
 //!   kills an exec, so the process is abandoned: it keeps running inside the sandbox, bounded
 //!   by the sandbox's pids, memory and lifetime limits, until it exits or the sandbox ends.
+//! - The interactive form (the WebSocket, [`SandboxService::exec_attach`]) attaches stdin and
+//!   may ask for a TTY; the caller pumps its input and output. The same holds for its timeout,
+//!   and for a client that goes away: its stdin closes, but a process that ignores that keeps
+//!   running within the sandbox's limits.
 
 use std::time::Duration;
 
@@ -16,7 +20,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::instrument;
 
-use crate::docker::{ExecCommand, OutputChunks, OutputStream};
+use crate::docker::{AttachedExec, ExecCommand, OutputChunks, OutputStream};
 use crate::sandbox::{SandboxId, SandboxState};
 use crate::service::{SandboxService, ServiceError};
 use crate::store::Scope;
@@ -58,6 +62,17 @@ pub struct ExecOutcome {
     pub duration: Duration,
 }
 
+/// Where an exec runs: a sandbox that was running when it was looked up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecTarget {
+    /// The sandbox.
+    pub sandbox: SandboxId,
+    /// Its container.
+    container: String,
+    /// The `uid:gid` its processes run as.
+    user: String,
+}
+
 /// Output captured so far, each stream capped.
 #[derive(Debug, Default)]
 struct Capture {
@@ -78,25 +93,12 @@ impl SandboxService {
         id: SandboxId,
         request: ExecRequest,
     ) -> Result<ExecOutcome, ServiceError> {
-        let sandbox = self.get(scope, id).await?;
-        let container = match (&sandbox.container_id, sandbox.state) {
-            (Some(container), SandboxState::Running) => container.clone(),
-            (_, state) => return Err(not_running(state.as_str())),
-        };
-        let command = ExecCommand {
-            cmd: request.cmd,
-            env: request
-                .env
-                .into_iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect(),
-            user: sandbox.spec.run_as().to_string(),
-            stdin: request.stdin,
-        };
+        let target = self.exec_target(scope, id).await?;
+        let command = target.command(request.cmd, request.env, request.stdin);
         let started = Instant::now();
         // An exec is activity for the idle timeout, when it starts and when it ends.
         self.activity().touch(id, OffsetDateTime::now_utc());
-        let session = match self.docker().exec_start(&container, &command).await {
+        let session = match self.docker().exec_start(&target.container, &command).await {
             Ok(session) => session,
             // The container stopped between the store read and the exec.
             Err(error) if error.is_conflict() => return Err(not_running("stopped")),
@@ -122,8 +124,55 @@ impl SandboxService {
         })
     }
 
-    /// The exit code once Docker marks the exec finished (briefly after its output closes).
-    async fn exit_code(&self, exec: &str) -> Result<Option<i64>, ServiceError> {
+    /// The running sandbox `scope` may exec in: 404 when it cannot see it, a conflict when it
+    /// is not running.
+    pub async fn exec_target(
+        &self,
+        scope: Scope,
+        id: SandboxId,
+    ) -> Result<ExecTarget, ServiceError> {
+        let sandbox = self.get(scope, id).await?;
+        match (&sandbox.container_id, sandbox.state) {
+            (Some(container), SandboxState::Running) => Ok(ExecTarget {
+                sandbox: id,
+                container: container.clone(),
+                user: sandbox.spec.run_as().to_string(),
+            }),
+            (_, state) => Err(not_running(state.as_str())),
+        }
+    }
+
+    /// Starts `cmd` with `env` in `target` for interactive use: stdin attached and, with
+    /// `tty`, a terminal. The caller pumps the returned streams; `request.timeout` and
+    /// `request.stdin` are the caller's business. Counts as activity for the idle timeout.
+    pub async fn exec_attach(
+        &self,
+        target: &ExecTarget,
+        request: &ExecRequest,
+        tty: bool,
+    ) -> Result<AttachedExec, ServiceError> {
+        let command = target.command(request.cmd.clone(), request.env.clone(), None);
+        self.activity()
+            .touch(target.sandbox, OffsetDateTime::now_utc());
+        match self
+            .docker()
+            .exec_attach(&target.container, &command, tty)
+            .await
+        {
+            Ok(attached) => Ok(attached),
+            Err(error) if error.is_conflict() => Err(not_running("stopped")),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Resizes an interactive exec's terminal.
+    pub async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), ServiceError> {
+        Ok(self.docker().exec_resize(exec, cols, rows).await?)
+    }
+
+    /// The exit code once Docker marks the exec finished (briefly after its output closes);
+    /// `None` when it does not within a few seconds.
+    pub async fn exit_code(&self, exec: &str) -> Result<Option<i64>, ServiceError> {
         let deadline = Instant::now() + EXIT_CODE_WAIT;
         loop {
             if let Some(code) = self.docker().exec_exit_code(exec).await? {
@@ -133,6 +182,27 @@ impl SandboxService {
                 return Ok(None);
             }
             tokio::time::sleep(EXIT_CODE_POLL).await;
+        }
+    }
+}
+
+// === impl ExecTarget ===
+
+impl ExecTarget {
+    fn command(
+        &self,
+        cmd: Vec<String>,
+        env: Vec<(String, String)>,
+        stdin: Option<Vec<u8>>,
+    ) -> ExecCommand {
+        ExecCommand {
+            cmd,
+            env: env
+                .into_iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+            user: self.user.clone(),
+            stdin,
         }
     }
 }

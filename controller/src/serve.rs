@@ -83,7 +83,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if config.admin_token.is_none() && !store.has_credentials().await? {
         warn!("No account can log in yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD, or run airlock admin create-user");
     }
-    let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
+    let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
+    settings.interval = config.reconcile_interval;
     let service = SandboxService::new(
         store.clone(),
         docker.clone(),

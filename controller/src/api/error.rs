@@ -19,6 +19,10 @@ pub enum ApiError {
     /// Field-level validation failures.
     #[error("invalid request")]
     Validation(Vec<FieldReason>),
+    /// A JSON body whose value does not fit one field (wrong type, out of the type's range,
+    /// unknown or missing): 400 `invalid_json`, naming the field.
+    #[error("{}: {}", .0.field, .0.reason)]
+    InvalidJson(FieldReason),
     /// A malformed request (JSON, query, header).
     #[error("{message}")]
     BadRequest {
@@ -109,6 +113,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::WaitTimeout => (StatusCode::REQUEST_TIMEOUT, "wait_timeout"),
@@ -167,6 +172,7 @@ impl IntoResponse for ApiError {
         }
         let fields = match &self {
             Self::Validation(fields) => Some(fields.as_slice()),
+            Self::InvalidJson(field) => Some(std::slice::from_ref(field)),
             _ => None,
         };
         let message = match &self {

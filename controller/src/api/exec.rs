@@ -78,8 +78,7 @@ pub(crate) async fn exec(
     let id = sandbox_id(id)?;
     let body =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let dto: ExecBody = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let dto: ExecBody = super::json::parse(&body)?;
     let request = validate(dto).map_err(ApiError::Validation)?;
     let outcome = state
         .service

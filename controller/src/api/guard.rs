@@ -2,7 +2,8 @@
 //! covered by default.
 //!
 //! - Reading (`GET`, `HEAD`) needs only a valid bearer; handlers filter by
-//!   [`Principal::scope`] and answer 404 for objects the caller may not see.
+//!   [`Principal::scope`] and answer 404 for objects the caller may not see. A `GET` that
+//!   executes (the WebSocket exec, [`EXECUTES_SUFFIX`]) is a write.
 //! - Anything else needs a role that can write (member or admin, with `sandboxes:write` or
 //!   `admin` on the token), except the self-service routes under `/v1/tokens`, where every
 //!   user manages their own credentials (within their role's scopes).
@@ -24,6 +25,10 @@ const SELF_SERVICE: &[&str] = &["/v1/tokens"];
 /// Paths only an admin may use at all (any method): the audit trail.
 const ADMIN_ONLY: &[&str] = &["/v1/audit"];
 
+/// Suffix of the `GET` routes under `/v1/sandboxes/{id}` that run a command, and so need
+/// the write role although their method reads.
+const EXECUTES_SUFFIX: &str = "/exec/ws";
+
 /// Middleware: enforces the rules above; runs after [`super::auth::require_bearer`].
 pub(crate) async fn require_role(
     State(state): State<AppState>,
@@ -40,7 +45,7 @@ pub(crate) async fn require_role(
         principal.require_admin()?;
         return Ok(next.run(request).await);
     }
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD) && !executes(path);
     let self_service = SELF_SERVICE
         .iter()
         .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
@@ -77,6 +82,9 @@ fn admin_only(method: &Method, path: &str) -> bool {
                 .is_some_and(|(id, tail)| !id.is_empty() && tail == "quota")
         });
     under || quota_change
+/// Whether `path` is a `GET` route that runs a command in a sandbox.
+fn executes(path: &str) -> bool {
+    path.starts_with("/v1/sandboxes/") && path.trim_end_matches('/').ends_with(EXECUTES_SUFFIX)
 }
 
 /// The sandbox a `/v1/sandboxes/{id}…` path names; `None` for other paths. An id that does
@@ -108,5 +116,12 @@ mod tests {
         assert!(admin_only(&Method::PUT, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::GET, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::PATCH, "/v1/users/abc"));
+    fn the_websocket_exec_is_a_write() {
+        let id = "0190a4a0-0000-7000-8000-000000000000";
+        assert!(executes(&format!("/v1/sandboxes/{id}/exec/ws")));
+        assert!(executes(&format!("/v1/sandboxes/{id}/exec/ws/")));
+        assert!(!executes(&format!("/v1/sandboxes/{id}/exec")));
+        assert!(!executes(&format!("/v1/sandboxes/{id}/logs")));
+        assert!(!executes("/v1/sandboxes"));
     }
 }

@@ -8,6 +8,9 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 mod exec;
+// Interactive exec over a WebSocket (issue 4).
+mod exec_ws;
+mod json;
 mod logs;
 mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, exec, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users, AppState,
+    audit, auth, exec, exec_ws, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users, AppState,
 };
 
 /// Where the document is served.
@@ -62,6 +62,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(sandboxes::stop))
         .routes(routes!(sandboxes::wait))
         .routes(routes!(exec::exec))
+        .routes(routes!(exec_ws::exec_ws))
         .routes(routes!(logs::logs))
         .routes(routes!(selftest::get, selftest::run))
         .routes(routes!(tokens::list, tokens::create))

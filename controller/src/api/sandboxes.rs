@@ -37,8 +37,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let body =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let dto: CreateSandbox = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let dto: CreateSandbox = super::json::parse(&body)?;
     if dto.policy.is_some() {
         return Err(ApiError::field(
             "policy",

@@ -363,3 +363,53 @@ fn bootstrap_admin_needs_both_variables() {
         ]
     );
 }
+
+#[test]
+fn reconcile_interval_defaults_to_the_reconciler_constant() {
+    let config = load(&[]).unwrap();
+    assert_eq!(
+        config.reconcile_interval,
+        crate::reconcile::DEFAULT_INTERVAL
+    );
+    let config = load(&[(ENV_RECONCILE_INTERVAL_S, "3")]).unwrap();
+    assert_eq!(config.reconcile_interval, Duration::from_secs(3));
+    let config = load(&[(ENV_RECONCILE_INTERVAL_S, "86400")]).unwrap();
+    assert_eq!(config.reconcile_interval, Duration::from_secs(86_400));
+    for bad in ["0", "-1", "1.5", "10s", "86401", "soon"] {
+        assert_eq!(
+            issues(&[(ENV_RECONCILE_INTERVAL_S, bad)]),
+            [(ENV_RECONCILE_INTERVAL_S, bad.to_owned())],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn postgres_tls_urls_parse_and_bad_options_are_config_errors() {
+    for url in [
+        "postgres://u:p@db/airlock?sslmode=require",
+        "postgres://u@db:5432/airlock?sslmode=verify-full&sslrootcert=/etc/airlock/pg-ca.pem",
+        "postgresql://db/airlock?sslmode=verify-ca",
+        "postgres://u@127.0.0.1/airlock?sslmode=disable",
+    ] {
+        let config = load(&[(ENV_DATABASE_URL, url)]).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Postgres {
+                url: Secret::new(url)
+            }
+        );
+        // What the store hands sqlx: TLS modes are accepted at the connect-option level.
+        sqlx::postgres::PgConnectOptions::from_str(url).unwrap();
+    }
+    for url in [
+        "postgres://u@db/airlock?sslmode=sometimes",
+        "postgres://u@db:notaport/airlock",
+    ] {
+        assert_eq!(
+            issues(&[(ENV_DATABASE_URL, url)]),
+            [(ENV_DATABASE_URL, "***".to_owned())],
+            "{url}"
+        );
+    }
+}

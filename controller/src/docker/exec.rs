@@ -3,17 +3,19 @@
 //! bollard calls happen; callers get plain [`OutputChunk`] streams.
 //!
 //! Invariants: an exec is always created with `privileged: false` and an explicit user (the
-//! sandbox's own), never with a TTY, so stdout and stderr arrive apart.
+//! sandbox's own). [`DockerClient::exec_start`] never asks for a TTY, so stdout and stderr
+//! arrive apart; only the interactive form ([`DockerClient::exec_attach`]) may, and then the
+//! terminal's output arrives as stdout.
 
 use std::pin::Pin;
 
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::LogsOptions;
 use futures_util::{Stream, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use super::{DockerClient, DockerError};
@@ -64,11 +66,31 @@ pub struct ExecSession {
     pub output: OutputChunks,
 }
 
+/// A started interactive exec: its id (for [`DockerClient::exec_resize`] and
+/// [`DockerClient::exec_exit_code`]), its output and its stdin.
+pub struct AttachedExec {
+    /// Docker's exec id.
+    pub id: String,
+    /// The output (stdout and stderr, or the terminal's output with a TTY); it ends when the
+    /// process closes it.
+    pub output: OutputChunks,
+    /// The process's stdin; shut it down to send end-of-file.
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
 // === impl ExecSession ===
 
 impl std::fmt::Debug for ExecSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AttachedExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedExec")
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
@@ -85,27 +107,14 @@ impl DockerClient {
         container: &str,
         command: &ExecCommand,
     ) -> Result<ExecSession, DockerError> {
-        let options = CreateExecOptions {
-            attach_stdin: Some(command.stdin.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            env: Some(command.env.clone()),
-            cmd: Some(command.cmd.clone()),
-            privileged: Some(false),
-            user: Some(command.user.clone()),
-            ..CreateExecOptions::default()
-        };
-        let created = self.bollard().create_exec(container, options).await?;
-        let start = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: Some(EXEC_FRAME_CAPACITY),
-        };
-        let started = self.bollard().start_exec(&created.id, Some(start)).await?;
-        let StartExecResults::Attached { output, mut input } = started else {
-            return Err(DockerError::Unexpected("exec started detached"));
-        };
+        let attach = command.stdin.is_some();
+        let AttachedExec {
+            id,
+            output,
+            mut input,
+        } = self
+            .exec_create_start(container, command, attach, false)
+            .await?;
         let stdin = command.stdin.clone().unwrap_or_default();
         tokio::spawn(async move {
             let written = async {
@@ -117,9 +126,63 @@ impl DockerClient {
                 debug!(%error, "Exec stdin not fully written");
             }
         });
-        Ok(ExecSession {
+        Ok(ExecSession { id, output })
+    }
+
+    /// Creates and starts an interactive exec in `container`, unprivileged and as
+    /// `command.user`, with stdin attached and, when `tty` is set, a terminal (then stdout and
+    /// stderr arrive merged, as stdout). `command.stdin` is ignored: the caller writes to
+    /// [`AttachedExec::input`].
+    pub async fn exec_attach(
+        &self,
+        container: &str,
+        command: &ExecCommand,
+        tty: bool,
+    ) -> Result<AttachedExec, DockerError> {
+        self.exec_create_start(container, command, true, tty).await
+    }
+
+    /// Resizes an exec's terminal to `cols` × `rows` characters.
+    pub async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), DockerError> {
+        let options = ResizeExecOptions {
+            height: rows,
+            width: cols,
+        };
+        Ok(self.bollard().resize_exec(exec, options).await?)
+    }
+
+    async fn exec_create_start(
+        &self,
+        container: &str,
+        command: &ExecCommand,
+        attach_stdin: bool,
+        tty: bool,
+    ) -> Result<AttachedExec, DockerError> {
+        let options = CreateExecOptions {
+            attach_stdin: Some(attach_stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty),
+            env: Some(command.env.clone()),
+            cmd: Some(command.cmd.clone()),
+            privileged: Some(false),
+            user: Some(command.user.clone()),
+            ..CreateExecOptions::default()
+        };
+        let created = self.bollard().create_exec(container, options).await?;
+        let start = StartExecOptions {
+            detach: false,
+            tty,
+            output_capacity: Some(EXEC_FRAME_CAPACITY),
+        };
+        let started = self.bollard().start_exec(&created.id, Some(start)).await?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(DockerError::Unexpected("exec started detached"));
+        };
+        Ok(AttachedExec {
             id: created.id,
             output: chunks(output),
+            input,
         })
     }
 

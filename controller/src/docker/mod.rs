@@ -10,4 +10,6 @@ pub mod probe;
 pub mod spec;
 
 pub use client::{ContainerStatus, DockerClient, DockerError, Removal};
-pub use exec::{ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream};
+pub use exec::{
+    AttachedExec, ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream,
+};

@@ -5,6 +5,10 @@
 //! `postgres` user when the tests run as root (initdb refuses root). Each test gets its own
 //! database from [`database`], dropped again when the [`TestDatabase`] is dropped.
 //!
+//! The private server also speaks TLS (`ssl=on`, a certificate for `127.0.0.1` from a fresh
+//! CA, see [`TestDatabase::ca_cert`]), so `?sslmode=require` and `verify-full` can be tested;
+//! plain connections (`sslmode=disable`, or `prefer` falling back) keep working.
+//!
 //! The server dies with the test process: a supervising `sh` runs under
 //! `setpriv --pdeathsig TERM`, spawned from a thread that lives as long as the process, and
 //! on that signal it stops Postgres (fast shutdown) and removes the data dir.
@@ -57,6 +61,7 @@ pub struct TestDatabase {
     name: String,
     url: String,
     admin_url: String,
+    ca_cert: Option<PathBuf>,
 }
 
 /// The running (or external) server, as an admin URL without a database path.
@@ -64,6 +69,8 @@ pub struct TestDatabase {
 struct Server {
     /// `postgres://user[:pass]@host:port` — append `/<db>`.
     base: String,
+    /// The CA of the server's TLS certificate (the private server only).
+    ca_cert: Option<PathBuf>,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -84,6 +91,7 @@ pub fn database() -> Result<TestDatabase, PostgresError> {
         url: format!("{}/{name}", server.base),
         name,
         admin_url,
+        ca_cert: server.ca_cert.clone(),
     })
 }
 
@@ -93,6 +101,12 @@ impl TestDatabase {
     /// The database's URL (`postgres://…/t_<uuid>`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The CA that signed the server's TLS certificate (for `sslrootcert=`); `None` for a
+    /// `TEST_DATABASE_URL` server, whose TLS set-up is unknown.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
     }
 }
 
@@ -131,6 +145,7 @@ fn external(url: &str) -> Result<Server, PostgresError> {
     let authority = rest.split(['/', '?']).next().ok_or(PostgresError::BadUrl)?;
     Ok(Server {
         base: format!("postgres://{authority}"),
+        ca_cert: None,
     })
 }
 
@@ -158,13 +173,18 @@ fn start(bin: &Path) -> Result<Server, PostgresError> {
         .tempdir()
         .map_err(|e| command_error("mkdtemp", e))?
         .keep();
+    let tls = dir.join("tls");
+    airlock_certs::init(&airlock_certs::InitOptions::new(&tls))
+        .map_err(|e| command_error("making the TLS certificate", e))?;
     let as_user = privilege_drop(&dir)?;
     let script = r#"
         set -u
         "$@" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync -E UTF8 >"$PG_DIR/initdb.log" 2>&1 || { rm -rf "$PG_DIR"; exit 1; }
         "$@" "$PG_BIN/postgres" -D "$PG_DIR/data" -h 127.0.0.1 -p "$PG_PORT" -k "" \
             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-            -c max_connections=300 >"$PG_DIR/postgres.log" 2>&1 &
+            -c max_connections=300 -c ssl=on \
+            -c ssl_cert_file="$PG_DIR/tls/server/cert.pem" -c ssl_key_file="$PG_DIR/tls/server/key.pem" \
+            >"$PG_DIR/postgres.log" 2>&1 &
         child=$!
         trap 'kill -INT $child 2>/dev/null; wait $child; rm -rf "$PG_DIR"; exit 0' TERM INT HUP
         wait $child
@@ -182,7 +202,10 @@ fn start(bin: &Path) -> Result<Server, PostgresError> {
     spawn_from_keeper(cmd)?;
     let base = format!("postgres://postgres@127.0.0.1:{port}");
     wait_ready(bin, port, &dir)?;
-    Ok(Server { base })
+    Ok(Server {
+        base,
+        ca_cert: Some(tls.join("ca").join("cert.pem")),
+    })
 }
 
 /// Spawns `cmd` from a thread that never exits: `--pdeathsig` fires when the *thread* that
@@ -216,7 +239,8 @@ fn privilege_drop(dir: &Path) -> Result<Vec<String>, PostgresError> {
     }
     let uid = id_of("-u")?;
     let gid = id_of("-g")?;
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| command_error("chown", e))?;
+    // Postgres reads its TLS key only when it owns it (mode 0600): hand over everything.
+    chown_tree(dir, uid, gid)?;
     Ok(vec![
         "setpriv".into(),
         format!("--reuid={uid}"),
@@ -224,6 +248,18 @@ fn privilege_drop(dir: &Path) -> Result<Vec<String>, PostgresError> {
         "--clear-groups".into(),
         "--".into(),
     ])
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), PostgresError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| command_error("chown", e))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| command_error("stat", e))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| command_error("read_dir", e))? {
+            let entry = entry.map_err(|e| command_error("read_dir", e))?;
+            chown_tree(&entry.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn id_of(flag: &str) -> Result<u32, PostgresError> {

@@ -1,0 +1,349 @@
+//! The controller benchmark (`bench/controller/run.sh`): against one real DinD over mTLS, in
+//! one run, it compares
+//! - a trivial sandbox (testbox, `true`) created, started and waited for through the API of
+//!   the real `airlock serve` binary, against the same Docker requests sent directly with
+//!   bollard (the network and container bodies come from the same pure builders,
+//!   `airlock::docker::spec`): create-to-running and create-to-exited, p50/p99/mean, and the
+//!   ratio API / direct. The two are interleaved so drift on the machine hits both alike;
+//! - 50 concurrent creates through the API (sleeping sandboxes): errors, p50, p99, then all
+//!   deleted and the node checked for leftovers;
+//! - the controller's RSS when idle, before and after that load.
+//!
+//! It prints figures (`bench ...` lines and a summary); it is not a test and asserts nothing
+//! except that the harness itself works. Usage:
+//! `controller_bench [--airlock PATH] [--iterations N] [--concurrent N]`.
+// A benchmark driver: a failed harness step must stop it loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use airlock::config::Config;
+use airlock::docker::spec::{self, Placement, LABEL_NODE};
+use airlock::sandbox::{SandboxId, SandboxRequest, SandboxSpec};
+use airlock::service::DEFAULT_NODE;
+use airlock::subnet::SandboxSubnet;
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::Docker;
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve};
+use e2e::stats::{ms, Latencies};
+use futures_util::{stream, StreamExt};
+use serde_json::json;
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
+
+const TOKEN: &str = "controller-bench-token-0123456789";
+/// The node name the direct peer labels its objects with (not the controller's).
+const DIRECT_NODE: &str = "bench-direct";
+
+struct Args {
+    airlock: Option<PathBuf>,
+    iterations: usize,
+    concurrent: usize,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let binary = match &args.airlock {
+        Some(path) => path.clone(),
+        None => airlock_binary().await,
+    };
+    println!("bench airlock={}", binary.display());
+    let dind = Dind::start(DindOptions::new("controller-bench"))
+        .await
+        .unwrap();
+    dind.load_image(TESTBOX_IMAGE).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = spawn_serve(&binary, &dind, data.path(), TOKEN);
+    let pid = child.id().unwrap();
+    let (addr, _log) = listen_addr(&mut child).await;
+    let (status, _) = http(addr, TOKEN, "GET", "/v1/sandboxes", None).await;
+    assert_eq!(status, 200);
+    let rss_idle = rss_kib(pid);
+    println!("bench rss idle-after-start={:.1}MiB", mib(rss_idle));
+
+    // Warm both paths once (first-use costs: image layers, connection set-up).
+    api_once(addr).await;
+    direct_once(dind.docker(), 0).await;
+
+    let mut api_running = Vec::new();
+    let mut api_exited = Vec::new();
+    let mut direct_running = Vec::new();
+    let mut direct_exited = Vec::new();
+    for i in 0..args.iterations {
+        let (running, exited) = api_once(addr).await;
+        api_running.push(running);
+        api_exited.push(exited);
+        let (running, exited) = direct_once(dind.docker(), i + 1).await;
+        direct_running.push(running);
+        direct_exited.push(exited);
+    }
+    let api_running = Latencies::new(api_running);
+    let api_exited = Latencies::new(api_exited);
+    let direct_running = Latencies::new(direct_running);
+    let direct_exited = Latencies::new(direct_exited);
+    line("api create-to-running", &api_running);
+    line("direct create-to-running", &direct_running);
+    line("api create-to-exited", &api_exited);
+    line("direct create-to-exited", &direct_exited);
+    ratio("create-to-running", &api_running, &direct_running);
+    ratio("create-to-exited", &api_exited, &direct_exited);
+
+    // Concurrent creates through the API.
+    let started = Instant::now();
+    let created: Vec<Result<(String, Duration), String>> = stream::iter(0..args.concurrent)
+        .map(|_| create_sleeping(addr))
+        .buffer_unordered(args.concurrent)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let errors: Vec<&String> = created.iter().filter_map(|r| r.as_ref().err()).collect();
+    let ok: Vec<&(String, Duration)> = created.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let latencies = Latencies::new(ok.iter().map(|(_, d)| *d).collect());
+    println!(
+        "bench concurrent-create n={} errors={} wall={:.2}s p50={:.0}ms p99={:.0}ms max={:.0}ms",
+        args.concurrent,
+        errors.len(),
+        wall.as_secs_f64(),
+        ms(latencies.percentile(50)),
+        ms(latencies.percentile(99)),
+        ms(latencies.percentile(100)),
+    );
+    for error in errors.iter().take(5) {
+        println!("bench concurrent-create error: {error}");
+    }
+    println!("bench rss under-load={:.1}MiB", mib(rss_kib(pid)));
+    let deletes: Vec<u16> = stream::iter(ok.iter().map(|(id, _)| id.clone()))
+        .map(|id| async move {
+            http(addr, TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None)
+                .await
+                .0
+        })
+        .buffer_unordered(args.concurrent)
+        .collect()
+        .await;
+    let failed_deletes = deletes.iter().filter(|s| **s != 204).count();
+    let (containers, networks) = leftovers(dind.docker(), DEFAULT_NODE).await;
+    println!(
+        "bench concurrent-delete failed={failed_deletes} leftovers containers={containers} networks={networks}"
+    );
+    let rss_after = rss_kib(pid);
+    println!("bench rss idle-after-load={:.1}MiB", mib(rss_after));
+
+    println!();
+    println!("| figure | value |");
+    println!("| --- | --- |");
+    println!(
+        "| create-to-running p50 API / direct | {:.0} ms / {:.0} ms ({:.2}x) |",
+        ms(api_running.percentile(50)),
+        ms(direct_running.percentile(50)),
+        ratio_of(&api_running, &direct_running, 50)
+    );
+    println!(
+        "| create-to-exited p50 API / direct | {:.0} ms / {:.0} ms ({:.2}x) |",
+        ms(api_exited.percentile(50)),
+        ms(direct_exited.percentile(50)),
+        ratio_of(&api_exited, &direct_exited, 50)
+    );
+    println!(
+        "| {} concurrent creates | {} errors, p50 {:.0} ms, p99 {:.0} ms |",
+        args.concurrent,
+        errors.len(),
+        ms(latencies.percentile(50)),
+        ms(latencies.percentile(99))
+    );
+    println!("| leftovers after delete | {containers} containers, {networks} networks |");
+    println!(
+        "| idle RSS before / after load | {:.1} MiB / {:.1} MiB |",
+        mib(rss_idle),
+        mib(rss_after)
+    );
+    child.kill().await.unwrap();
+    // Anything the direct peer left (nothing, normally) goes with the DinD on drop.
+    drop(dind);
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        airlock: None,
+        iterations: 20,
+        concurrent: 50,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--airlock" => args.airlock = Some(PathBuf::from(value)),
+            "--iterations" => args.iterations = value.parse().unwrap(),
+            "--concurrent" => args.concurrent = value.parse().unwrap(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+/// One trivial sandbox through the API: (create-to-running, create-to-exited). Deleted after,
+/// outside the timing.
+async fn api_once(addr: SocketAddr) -> (Duration, Duration) {
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["true"]});
+    let started = Instant::now();
+    let (status, reply) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(body)).await;
+    let running = started.elapsed();
+    assert_eq!(status, 201, "{reply}");
+    let id = reply["id"].as_str().unwrap().to_owned();
+    let (status, reply) = http(
+        addr,
+        TOKEN,
+        "GET",
+        &format!("/v1/sandboxes/{id}/wait"),
+        None,
+    )
+    .await;
+    let exited = started.elapsed();
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = http(addr, TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None).await;
+    assert_eq!(status, 204, "{reply}");
+    (running, exited)
+}
+
+/// The same Docker work sent directly: network, container (same hardened bodies), start,
+/// wait. Removed after, outside the timing.
+async fn direct_once(docker: &Docker, n: usize) -> (Duration, Duration) {
+    let id = SandboxId::new();
+    let subnet = direct_subnet(n);
+    let placement = Placement {
+        id,
+        generation: 1,
+        node: DIRECT_NODE,
+        subnet,
+        proxy_token: "bench",
+    };
+    let spec = trivial_spec();
+    let network = spec::network_body(&placement);
+    let container = spec::container_body(&spec, &placement);
+    let name = spec::container_name(id);
+    let started = Instant::now();
+    docker.create_network(network).await.unwrap();
+    let options = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..CreateContainerOptions::default()
+    };
+    docker
+        .create_container(Some(options), container)
+        .await
+        .unwrap();
+    docker.start_container(&name, None).await.unwrap();
+    let running = started.elapsed();
+    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+    while let Some(step) = wait.next().await {
+        step.unwrap();
+    }
+    let exited = started.elapsed();
+    let options = RemoveContainerOptions {
+        force: true,
+        ..RemoveContainerOptions::default()
+    };
+    docker.remove_container(&name, Some(options)).await.unwrap();
+    docker
+        .remove_network(&spec::network_name(id))
+        .await
+        .unwrap();
+    (running, exited)
+}
+
+/// The `n`-th /29 of 10.214.0.0/16, a pool the controller does not use.
+fn direct_subnet(n: usize) -> SandboxSubnet {
+    let base = u32::from(std::net::Ipv4Addr::new(10, 214, 0, 0));
+    let offset = u32::try_from(n % 8192).unwrap() * 8;
+    let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(base + offset), 29).unwrap();
+    SandboxSubnet::new(net).unwrap()
+}
+
+fn trivial_spec() -> SandboxSpec {
+    SandboxRequest {
+        image: TESTBOX_IMAGE.into(),
+        cmd: vec!["true".into()],
+        ..SandboxRequest::default()
+    }
+    .validate(&defaults().maximums)
+    .unwrap()
+}
+
+/// The configuration `airlock serve` runs with when nothing is set (its operator maximums).
+fn defaults() -> Config {
+    Config::from_lookup(|_| None).unwrap()
+}
+
+async fn create_sleeping(addr: SocketAddr) -> Result<(String, Duration), String> {
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "600"]});
+    let started = Instant::now();
+    let (status, reply) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(body)).await;
+    let took = started.elapsed();
+    if status != 201 {
+        return Err(format!("{status} {reply}"));
+    }
+    Ok((reply["id"].as_str().unwrap().to_owned(), took))
+}
+
+/// `node`'s labelled (containers, networks), stopped containers included.
+async fn leftovers(docker: &Docker, node: &str) -> (usize, usize) {
+    let filter = HashMap::from([("label".to_owned(), vec![format!("{LABEL_NODE}={node}")])]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filter.clone()),
+        ..ListContainersOptions::default()
+    };
+    let containers = docker.list_containers(Some(options)).await.unwrap();
+    let options = ListNetworksOptions {
+        filters: Some(filter),
+    };
+    let networks = docker.list_networks(Some(options)).await.unwrap();
+    (containers.len(), networks.len())
+}
+
+/// The resident set of `pid`, in KiB (`VmRSS` in /proc).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn line(what: &str, sample: &Latencies) {
+    println!(
+        "bench {what} n={} p50={:.1}ms p99={:.1}ms mean={:.1}ms",
+        sample.len(),
+        ms(sample.percentile(50)),
+        ms(sample.percentile(99)),
+        ms(sample.mean()),
+    );
+}
+
+fn ratio(what: &str, api: &Latencies, direct: &Latencies) {
+    println!(
+        "bench ratio {what} api/direct p50={:.2} p99={:.2} mean={:.2}",
+        ratio_of(api, direct, 50),
+        ratio_of(api, direct, 99),
+        api.mean().as_secs_f64() / direct.mean().as_secs_f64(),
+    );
+}
+
+fn ratio_of(api: &Latencies, direct: &Latencies, p: usize) -> f64 {
+    api.percentile(p).as_secs_f64() / direct.percentile(p).as_secs_f64()
+}
