@@ -21,6 +21,12 @@ pub use selftest::{
     ENV_SELFTEST_ADMIN_PORT, ENV_SELFTEST_CONTROLLER, ENV_SELFTEST_NODE_ADDRS,
     ENV_SELFTEST_UPSTREAM,
 };
+// Allowed images, pre-pull and first boot (issue 7).
+mod images;
+pub use images::{
+    ImagesConfig, DEFAULT_IMAGE_WAIT, ENV_BUNDLE_DIR, ENV_IMAGES, ENV_IMAGES_FILE, ENV_IMAGE_WAIT,
+    ENV_REGISTRY, ENV_REQUIRE_PINNED,
+};
 
 /// Address the API listens on.
 pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
@@ -122,6 +128,8 @@ pub struct Config {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// The isolation self-test's settings.
     pub selftest: SelftestConfig,
+    /// Allowed images and the pre-pull's sources.
+    pub images: ImagesConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -242,6 +250,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             });
         let bootstrap_admin = self.bootstrap_admin();
         let selftest = self.selftest(listen);
+        let images = self.images();
         Some(Config {
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,
@@ -254,6 +263,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
             selftest: selftest?,
+            images: images?,
         })
     }
 

@@ -26,6 +26,8 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::images::allow::ImageRefusal;
+use crate::images::catalog::ImageCatalog;
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
 use crate::reconcile::plan::SIGKILL_EXIT;
@@ -37,6 +39,9 @@ use crate::selftest::SelftestSettings;
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
 use crate::timeouts::Activity;
 use crate::user::UserId;
+
+// Allowed images at create (issue 7).
+mod images;
 
 /// The node name written into `airlock.node` labels until several nodes are supported.
 pub const DEFAULT_NODE: &str = "local";
@@ -66,6 +71,8 @@ pub struct ServiceSettings {
     pub log_buffer_bytes: usize,
     /// The isolation self-test's settings.
     pub selftest: SelftestSettings,
+    /// The allowed images and their pre-pull status (issue 7).
+    pub images: ImageCatalog,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -88,6 +95,17 @@ pub enum ServiceError {
     /// The image is not on the node (images are never pulled on the hot path).
     #[error("image `{0}` is not on the node")]
     ImageNotFound(String),
+    /// The operator's image list refuses the image.
+    #[error(transparent)]
+    ImageRefused(#[from] ImageRefusal),
+    /// The image is allowed but still loading after the wait.
+    #[error("image `{image}` is still loading after {waited:?}")]
+    ImageLoading {
+        /// The image as requested.
+        image: String,
+        /// How long the create waited.
+        waited: Duration,
+    },
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]
     NotFound,
@@ -127,6 +145,7 @@ impl ServiceSettings {
             node: DEFAULT_NODE.to_owned(),
             log_buffer_bytes: config.log_buffer_bytes,
             selftest: SelftestSettings::from_config(config),
+            images: ImageCatalog::new(config.images.clone()),
         }
     }
 }
@@ -183,9 +202,7 @@ impl SandboxService {
         let spec = request
             .validate(&self.settings.maximums)
             .map_err(ServiceError::Invalid)?;
-        if !self.docker.image_exists(spec.image().as_str()).await? {
-            return Err(ServiceError::ImageNotFound(spec.image().to_string()));
-        }
+        self.check_image(spec.image().as_str()).await?;
         let new = NewSandbox {
             owner,
             spec,

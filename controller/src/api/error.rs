@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::error;
 
+use crate::images::allow::ImageRefusal;
 use crate::service::ServiceError;
 
 /// An API failure, ready to become a response.
@@ -68,6 +69,16 @@ pub enum ApiError {
     /// The caller may see the object but their role or token scope does not allow the action.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A typed refusal with its own status (image policy, image loading).
+    #[error("{message}")]
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// The error code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Too many failed logins; retry after this many seconds.
     #[error("too many failed logins; retry later")]
     LoginThrottled {
@@ -111,6 +122,7 @@ impl ApiError {
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::Refused { status, code, .. } => (*status, code),
         }
     }
 
@@ -181,6 +193,24 @@ impl From<ServiceError> for ApiError {
                 "image",
                 format!("`{image}` is not on the node (images are never pulled; load it first)"),
             ),
+            ServiceError::ImageRefused(refusal) => Self::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: match refusal {
+                    ImageRefusal::NotAllowed { .. } => "image_not_allowed",
+                    ImageRefusal::Unpinned { .. } => "image_unpinned",
+                    ImageRefusal::DigestMismatch { .. } => "image_digest_mismatch",
+                },
+                message: refusal.to_string(),
+            },
+            ServiceError::ImageLoading { image, waited } => Self::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "image_loading",
+                message: format!(
+                    "image `{image}` is still being loaded onto the node (waited {}s); \
+                     retry later, progress at GET /v1/images",
+                    waited.as_secs()
+                ),
+            },
             ServiceError::NotFound => Self::NotFound("no such sandbox"),
             ServiceError::IdempotencyMismatch { existing } => Self::Conflict {
                 code: "idempotency_mismatch",

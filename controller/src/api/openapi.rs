@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, exec, guard, logs, sandboxes, selftest, tokens, users, AppState};
+use super::{auth, exec, guard, images, logs, sandboxes, selftest, tokens, users, AppState};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
@@ -31,7 +31,8 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "sandboxes", description = "Sandbox lifecycle, exec and logs"),
         (name = "auth", description = "Login and invite acceptance (no bearer)"),
         (name = "tokens", description = "The caller's API tokens"),
-        (name = "users", description = "Accounts (admin) and the caller's own")
+        (name = "users", description = "Accounts (admin) and the caller's own"),
+        (name = "images", description = "Allowed images and the start-up pre-pull")
     )
 )]
 struct ApiDoc;
@@ -65,6 +66,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list))
         .routes(routes!(users::invite))
         .routes(routes!(users::update))
+        .routes(routes!(images::list))
 }
 
 /// Routes anyone may call.
