@@ -62,6 +62,14 @@ bundle_testbox() {
 	echo "$id" >"$BUNDLES/testbox.id"
 }
 
+# The controller runs as UID 65532 and reads the bundle folder through a read-only mount:
+# archives must be readable by others (`docker save -o` writes 0600).
+readable_bundles() {
+	chmod a+rx "$BUNDLES"
+	find "$BUNDLES" -maxdepth 1 -type f \( -name '*.tar' -o -name '*.tar.gz' -o -name '*.tgz' \
+		-o -name SHA256SUMS \) -exec chmod a+r {} +
+}
+
 # controller_binary: the airlock binary inside the controller image (static; runs on the host).
 controller_binary() {
 	local image=${AIRLOCK_CONTROLLER_IMAGE:-airlock/controller:dev} container path=$HOME_DIR/bin/airlock
@@ -130,6 +138,7 @@ main() {
 	mkdir -p "$HOME_DIR" "$BUNDLES"
 	chmod 700 "$HOME_DIR"
 	bundle_testbox
+	readable_bundles
 	local mode=${AIRLOCK_DIND_PRIVILEGED:-auto}
 	if [[ "$mode" == auto ]]; then
 		if host_allows_privileged; then mode=1; else mode=0; fi

@@ -274,6 +274,22 @@ mod tests {
         ]]
         .assert_eq(&body);
 
+        let loading = ApiError::from(ServiceError::ImageLoading {
+            image: "a/b:1".to_owned(),
+            waited: std::time::Duration::from_secs(60),
+        });
+        let (status, body) = render(loading).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        expect_test::expect![[r#"{"error":"image_loading","message":"image `a/b:1` is still being loaded onto the node (waited 60s); retry later, progress at GET /v1/images"}"#]].assert_eq(&body);
+        let refused = ImageRefusal::DigestMismatch {
+            image: "a/b:1".to_owned(),
+            expected: "sha256:aa".to_owned(),
+            actual: "sha256:bb".to_owned(),
+        };
+        let (status, body) = render(ApiError::from(ServiceError::from(refused))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        expect_test::expect![[r#"{"error":"image_digest_mismatch","message":"image `a/b:1` on the node is sha256:bb, but the allowed digest is sha256:aa"}"#]].assert_eq(&body);
+
         let unavailable = ApiError::from(ServiceError::SubnetsExhausted);
         let (status, body) = render(unavailable).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

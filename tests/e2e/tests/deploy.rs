@@ -54,6 +54,10 @@ impl Stack {
             .env("AIRLOCK_PORT", self.port.to_string())
             .env("AIRLOCK_COMPOSE_SEALED", "1")
             .env("AIRLOCK_SKIP_IMAGES", "1")
+            // The probe image is in no bundle, so the pre-pull tries the registry: one on the
+            // DinD's own loopback, where nothing listens.
+            .env("AIRLOCK_IMAGES", "airlock/testbox:dev,airlock/probe:dev")
+            .env("AIRLOCK_REGISTRY", "127.0.0.1:1")
             .output()
             .unwrap();
         eprintln!(
@@ -70,6 +74,21 @@ impl Stack {
         assert_eq!(mode & 0o777, 0o600, "{}", path.display());
         let admin: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         admin["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `airlock doctor` in a one-off controller container on the running stack.
+    fn doctor(&self) -> Output {
+        let output = Command::new(self.root.join("scripts/stack.sh"))
+            .args(["run", "--rm", "--no-deps", "airlock", "doctor"])
+            .env("AIRLOCK_HOME", self.home.path())
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- doctor\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
     }
 
     /// `curl` the API; returns the status and the JSON body.
@@ -167,6 +186,30 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     assert_eq!(refused["error"], "image_not_allowed");
     let (status, _) = stack.api("alt_wrong", "GET", "/v1/images", None);
     assert_eq!(status, 401);
+    // The probe entry: no bundle has it and the registry is unreachable, so it failed, and
+    // a create naming it is refused (nothing pins the tag).
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let probe = loop {
+        let (_, images) = stack.api(&token, "GET", "/v1/images", None);
+        let probe = images["images"][1].clone();
+        if probe["status"] != "pending" && probe["status"] != "loading" {
+            break probe;
+        }
+        assert!(Instant::now() < deadline, "pre-pull stuck: {images}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(probe["image"], "airlock/probe:dev", "{probe}");
+    assert_eq!(probe["status"], "failed", "{probe}");
+    assert_eq!(probe["source"], "registry", "{probe}");
+    let body = r#"{"image":"airlock/probe:dev","cmd":["true"]}"#;
+    let (status, refused) = stack.api(&token, "POST", "/v1/sandboxes", Some(body));
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"], "image_unpinned");
+
+    let doctor = stack.doctor();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.status.success(), "doctor failed:\n{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
 
     // A second run changes nothing and passes its smoke test again.
     let warm = Instant::now();
