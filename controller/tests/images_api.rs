@@ -10,6 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
 use airlock::docker::DockerClient;
+use airlock::images::load::Node;
+use airlock::images::prepull;
 use airlock::serve::bootstrap_admin;
 use airlock::service::{SandboxService, ServiceSettings};
 use airlock::store::{ImageRecord, Store};
@@ -61,6 +63,17 @@ async fn harness(vars: &[(&str, &str)]) -> Harness {
 }
 
 impl Harness {
+    /// Runs the start-up pre-pull against the unreachable node: every entry ends `failed`.
+    async fn prepull(&self) {
+        let service = &self.state.service;
+        let node = Node {
+            name: "local".to_owned(),
+            client: service.docker().clone(),
+        };
+        let catalog = service.settings().images.clone();
+        prepull::run(catalog, self.store.clone(), node).await;
+    }
+
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
@@ -102,9 +115,21 @@ async fn images_outside_the_list_are_refused_with_a_typed_reason() {
 
 #[tokio::test]
 async fn unpinned_tags_are_refused_until_an_import_records_their_digest() {
-    let h = harness(&[("AIRLOCK_IMAGES", "airlock/testbox:dev")]).await;
+    let vars = [
+        ("AIRLOCK_IMAGES", "airlock/testbox:dev"),
+        ("AIRLOCK_IMAGE_WAIT", "50ms"),
+    ];
+    let h = harness(&vars).await;
+    // Before the pre-pull settled the entry, the create waits for it, then gives up.
     let (status, body) = h.create("airlock/testbox:dev").await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "image_loading");
+    h.prepull().await;
+    let (status, body) = h.call(Method::GET, "/v1/images", None).await;
+    assert_eq!(body["images"][0]["status"], "failed", "{body}");
+    let (status2, body) = h.create("airlock/testbox:dev").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status2, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "image_unpinned");
     // `airlock images load` records the tag's image id: that pins it, and the create goes
     // on to the node (unreachable here: a generic 500, not a refusal).

@@ -57,6 +57,8 @@ pub enum ImageRefusal {
     Unpinned {
         /// The image as requested.
         image: String,
+        /// The entry it matched (an import of it, once done, pins it).
+        entry: String,
     },
     /// The node's image under that name is not the pinned one.
     #[error("image `{image}` on the node is {actual}, but the allowed digest is {expected}")]
@@ -120,6 +122,7 @@ impl AllowList {
         if pinned.is_none() && self.require_pinned {
             return Err(ImageRefusal::Unpinned {
                 image: image.to_owned(),
+                entry: entry.to_string(),
             });
         }
         Ok(Admission {

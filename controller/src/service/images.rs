@@ -26,19 +26,19 @@ impl SandboxService {
             return Ok(());
         };
         let recorded = self.recorded_images().await?;
-        let admission = allow.admit(image, |name| recorded.get(name).cloned())?;
+        let admission = match allow.admit(image, |name| recorded.get(name).cloned()) {
+            // A tag the pre-pull is still importing will be pinned by that import.
+            Err(ImageRefusal::Unpinned { entry, .. }) => {
+                self.settled(&entry, image).await?;
+                let recorded = self.recorded_images().await?;
+                allow.admit(image, |name| recorded.get(name).cloned())?
+            }
+            admitted => admitted?,
+        };
         let mut actual = self.docker.image_id(image).await?;
         if actual.is_none() {
-            let wait = catalog.config().wait;
-            match catalog.settled(&admission.entry, wait).await {
-                Settled::Done => actual = self.docker.image_id(image).await?,
-                Settled::StillLoading { waited } => {
-                    return Err(ServiceError::ImageLoading {
-                        image: image.to_owned(),
-                        waited,
-                    })
-                }
-            }
+            self.settled(&admission.entry, image).await?;
+            actual = self.docker.image_id(image).await?;
         }
         let actual = actual.ok_or_else(|| ServiceError::ImageNotFound(image.to_owned()))?;
         match admission.pinned {
@@ -49,6 +49,18 @@ impl SandboxService {
             }
             .into()),
             _ => Ok(()),
+        }
+    }
+
+    /// Waits for the pre-pull of `entry` to end, at most `AIRLOCK_IMAGE_WAIT`.
+    async fn settled(&self, entry: &str, image: &str) -> Result<(), ServiceError> {
+        let catalog = &self.settings.images;
+        match catalog.settled(entry, catalog.config().wait).await {
+            Settled::Done => Ok(()),
+            Settled::StillLoading { waited } => Err(ServiceError::ImageLoading {
+                image: image.to_owned(),
+                waited,
+            }),
         }
     }
 

@@ -93,7 +93,8 @@ fn a_tag_is_pinned_by_an_import_or_refused_when_pinning_is_required() {
     assert_eq!(
         refused,
         Err(ImageRefusal::Unpinned {
-            image: "airlock/testbox:dev".to_owned()
+            image: "airlock/testbox:dev".to_owned(),
+            entry: "airlock/testbox:dev".to_owned(),
         })
     );
     let recorded = |name: &str| (name == "airlock/testbox:dev").then(|| id('c'));
@@ -118,6 +119,7 @@ fn unpinned_tags_pass_when_pinning_is_off() {
 fn refusals_read_clearly() {
     let text = ImageRefusal::Unpinned {
         image: "x:1".to_owned(),
+        entry: "x:1".to_owned(),
     }
     .to_string();
     expect_test::expect![[r#"image `x:1` is an unpinned tag and AIRLOCK_REQUIRE_PINNED is on: list it as `x:1@sha256:<id>` or import it with `airlock images load` to record its digest"#]].assert_eq(&text);
