@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help images images-probe test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down
+.PHONY: help images images-probe test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down down-volumes
 
 help:
-	@echo "make up        bring up a TLS-only DinD node with fresh certificates and print how to reach it"
-	@echo "make down      stop what make up started (keeps the certificates)"
+	@echo "make up        build the images offline, start the compose stack (certs, DinD, controller), smoke-test one sandbox"
+	@echo "make down      stop the stack (keeps its volumes: data, certificates, node images)"
+	@echo "make down-volumes  stop the stack and wipe its volumes"
 	@echo "make test      every test: unit, in-process and e2e against a real DinD over mTLS"
-	@echo "make images    build every image offline (dind testbox egress probe; skips unchanged ones)"
+	@echo "make images    build every image offline (dind testbox egress probe controller; skips unchanged ones)"
 	@echo "make ci        fmt, clippy, docs, fuzz build, then make test"
 
 images:
@@ -46,8 +47,12 @@ deny:
 
 ci: fmt-check clippy doc fuzz-build deny test
 
-up: images
+# images/build.sh runs inside scripts/up.sh (AIRLOCK_SKIP_IMAGES=1 skips it).
+up:
 	scripts/up.sh
 
 down:
 	scripts/down.sh
+
+down-volumes:
+	AIRLOCK_DOWN_VOLUMES=1 scripts/down.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every Airlock image into the local Docker daemon, offline: no registry is contacted.
 #
-#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress probe (default: all)
+#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress probe controller (default: all)
 #
 # Each image is labelled with the sha256 of its inputs (io.airlock.input-hash). An image whose
 # inputs are unchanged is skipped, so a rerun costs seconds. The debootstrap rootfs behind the
@@ -175,13 +175,32 @@ build_scratch() {
 	done_step "build $image"
 }
 
+# build_controller: the controller on scratch, with empty /var/lib/airlock and /certs/{ca,server,
+# client} owned by 65532: a fresh named volume mounted there copies that ownership, so the
+# non-root `certs` init and controller can write them.
+build_controller() {
+	local image="airlock/controller:$TAG" path hash ctx
+	path=$(static_binary airlock airlock)
+	hash=$(hash_of "$path" "$ROOT/images/controller"/*)
+	up_to_date "$image" "$hash" && return
+	begin "build $image"
+	ctx=$(mktemp -d "$CACHE/ctx.XXXXXX")
+	mkdir -p "$ctx/rootfs/var/lib/airlock" "$ctx/rootfs/certs/ca" "$ctx/rootfs/certs/server" \
+		"$ctx/rootfs/certs/client"
+	cp "$path" "$ctx/airlock"
+	cp "$ROOT/images/controller/Dockerfile" "$ctx/"
+	docker build -q --label "$HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
+	rm -rf "$ctx"
+	done_step "build $image"
+}
+
 main() {
 	docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || {
 		echo "no Docker daemon answers; start one first (see .ci/run)" >&2
 		exit 1
 	}
 	local images=("$@")
-	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress probe)
+	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress probe controller)
 	local all_start
 	all_start=$(date +%s)
 	for image in "${images[@]}"; do
@@ -190,8 +209,9 @@ main() {
 		testbox) build_testbox ;;
 		egress) build_scratch egress airlock-egress airlock-egress ;;
 		probe) build_scratch probe airlock-probe airlock-probe ;;
+		controller) build_controller ;;
 		*)
-			echo "unknown image $image (known: dind testbox egress probe)" >&2
+			echo "unknown image $image (known: dind testbox egress probe controller)" >&2
 			exit 2
 			;;
 		esac

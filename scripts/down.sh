@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# `make down`: stops and removes what `make up` started. Keeps the certificates and, unless
-# AIRLOCK_DOWN_VOLUMES=1, the DinD's image store.
+# `make down`: stops and removes the stack `make up` started (same project and files), keeping
+# its volumes: the data, the certificates and the node's images.
+# `make down-volumes` (AIRLOCK_DOWN_VOLUMES=1) also removes the volumes, the copied admin
+# credentials and the compose state, leaving nothing behind.
 set -euo pipefail
-docker rm -f airlock-up-dind >/dev/null 2>&1 && echo "removed airlock-up-dind" || echo "airlock-up-dind was not running"
-docker network rm airlock-up >/dev/null 2>&1 || true
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/compose-env.sh
+source "$ROOT/scripts/compose-env.sh"
+compose_detect
 if [[ "${AIRLOCK_DOWN_VOLUMES:-0}" == 1 ]]; then
-	docker volume rm airlock-up-docker >/dev/null 2>&1 || true
-	echo "removed volume airlock-up-docker"
+	compose down --volumes --remove-orphans --timeout 20
+	rm -f "$ADMIN_FILE" "$STATE"
+	echo "stack $PROJECT removed with its volumes"
+else
+	compose down --remove-orphans --timeout 20
+	echo "stack $PROJECT stopped; volumes kept (make down-volumes wipes them)"
 fi

@@ -1,75 +1,167 @@
 #!/usr/bin/env bash
-# `make up`: one TLS-only DinD node with fresh certificates, reachable from this host over mTLS.
-# Idempotent: a running node is left alone; certificates are kept while valid.
+# `make up`: the whole single-host stack (compose/docker-compose.yml) from nothing, offline.
+#
+#   1. builds every image offline (images/build.sh; unchanged ones are skipped);
+#   2. bundles the testbox image into $AIRLOCK_HOME/bundles (`airlock images bundle`), the
+#      folder the controller's start-up pre-pull loads from (the air-gapped path);
+#   3. brings the stack up with Compose (v2 `docker compose` or v1 `docker-compose`), adding
+#      the no-privileged override on hosts where `privileged: true` fails;
+#   4. copies the first-boot admin credentials out of the data volume (0600);
+#   5. runs one sandbox end to end as a smoke test and waits for its exit code;
+#   6. prints the URL, where the credentials are, and a curl example.
+# Idempotent: a second run rebuilds nothing unchanged, keeps the volumes and the admin, and
+# runs the smoke test again.
 #
 #   AIRLOCK_HOME=DIR            state folder (default: .airlock in the repository)
-#   AIRLOCK_DIND_PORT=N         host port on 127.0.0.1 for the DinD's 2376 (default 23760)
+#   AIRLOCK_PROJECT=NAME        Compose project name (default: airlock)
+#   AIRLOCK_PORT=N              API port on $AIRLOCK_BIND (default 8080)
+#   AIRLOCK_BIND=IP             API address on the host (default 127.0.0.1)
+#   AIRLOCK_IMAGES=LIST         allowed images (default: airlock/testbox:dev, pinned by import)
 #   AIRLOCK_DIND_PRIVILEGED=auto|1|0
-#       auto (default) uses --privileged when this host allows it (CAP_SYS_RESOURCE in the
-#       bounding set) and otherwise the capability set that works without it (DESIGN.md).
+#       auto (default) keeps `privileged: true` when this host allows it (CAP_SYS_RESOURCE in
+#       the bounding set) and otherwise adds compose/docker-compose.nopriv.yml.
+#   AIRLOCK_COMPOSE_SEALED=1    also add compose/docker-compose.sealed.yml (tests)
+#   AIRLOCK_SKIP_IMAGES=1       do not run images/build.sh (the images exist already)
+#   AIRLOCK_UP_TIMEOUT=S        how long to wait for readiness (default 180)
 set -euo pipefail
-shopt -s inherit_errexit # a failing step inside $(...) stops the build too
+shopt -s inherit_errexit # a failing step inside $(...) stops the script too
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HOME_DIR=${AIRLOCK_HOME:-$ROOT/.airlock}
-PORT=${AIRLOCK_DIND_PORT:-23760}
-NAME=airlock-up-dind
-NETWORK=airlock-up
-VOLUME=airlock-up-docker
-CERTS=$HOME_DIR/certs
+# shellcheck source=scripts/compose-env.sh
+source "$ROOT/scripts/compose-env.sh"
+TIMEOUT=${AIRLOCK_UP_TIMEOUT:-180}
+started=$(date +%s)
 
-say() { printf '[up %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-privileged_flags() {
-	local mode=${AIRLOCK_DIND_PRIVILEGED:-auto}
-	if [[ "$mode" == auto ]]; then
-		# Bit 24 of CapBnd is CAP_SYS_RESOURCE, which --privileged needs.
-		local bnd
-		bnd=$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)
-		if (((16#$bnd >> 24) & 1)); then mode=1; else mode=0; fi
-	fi
-	if [[ "$mode" == 1 ]]; then
-		echo "--privileged"
-	else
-		echo "--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined"
-	fi
+say() { printf '[up +%ss] %s\n' "$(($(date +%s) - started))" "$*"; }
+die() {
+	say "FAILED: $*" >&2
+	compose ps >&2 || true
+	compose logs --tail 30 >&2 || true
+	exit 1
 }
 
-say "certificates in $CERTS"
-mkdir -p "$HOME_DIR"
-(cd "$ROOT" && cargo run -q -p airlock -- certs init --out "$CERTS" --san "$NAME")
+host_allows_privileged() {
+	# Bit 24 of CapBnd is CAP_SYS_RESOURCE, which --privileged needs.
+	local bnd
+	bnd=$(awk '/^CapBnd:/ { print $2 }' /proc/self/status)
+	(((16#$bnd >> 24) & 1))
+}
 
-if [[ "$(docker inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != true ]]; then
-	docker rm -f "$NAME" >/dev/null 2>&1 || true
-	docker network inspect "$NETWORK" >/dev/null 2>&1 ||
-		docker network create --label airlock.up=1 "$NETWORK" >/dev/null
-	flags=$(privileged_flags)
-	say "starting $NAME ($flags)"
-	# shellcheck disable=SC2086 # flags is a list of words on purpose
-	docker run -d --name "$NAME" --hostname "$NAME" --network "$NETWORK" --pull=never \
-		--label airlock.up=1 $flags \
-		-v "$CERTS/server:/certs/server:ro" -v "$VOLUME:/var/lib/docker" \
-		-p "127.0.0.1:$PORT:2376" --restart unless-stopped \
-		airlock/dind:dev --storage-driver=overlay2 >/dev/null
-fi
-
-export DOCKER_HOST=tcp://127.0.0.1:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS/client
-deadline=$((SECONDS + 60))
-until docker version --format '{{.Server.Version}}' >/dev/null 2>&1; do
-	if ((SECONDS > deadline)); then
-		say "the DinD did not answer over mTLS within 60s; its log:"
-		docker -H unix:///var/run/docker.sock logs --tail 40 "$NAME" >&2 || true
-		exit 1
+# bundle_testbox: saves airlock/testbox:dev into the bundle folder unless the bundle there
+# already holds that image id.
+bundle_testbox() {
+	local id bundle=$BUNDLES/testbox.tar airlock_bin
+	id=$(docker image inspect -f '{{.Id}}' airlock/testbox:dev)
+	if [[ -s "$bundle" && "$(cat "$BUNDLES/testbox.id" 2>/dev/null)" == "$id" ]]; then
+		say "bundle $bundle is current ($id)"
+		return
 	fi
-	sleep 0.5
-done
-say "DinD $(docker version --format '{{.Server.Version}}') is up, TLS only, client certificate required."
-cat <<MSG
+	airlock_bin=$(controller_binary)
+	say "bundling airlock/testbox:dev into $bundle"
+	"$airlock_bin" images bundle --out "$bundle" airlock/testbox:dev
+	echo "$id" >"$BUNDLES/testbox.id"
+}
 
-Reach it from this host:
-  export DOCKER_HOST=$DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CERTS/client
-  docker info
+# The controller runs as UID 65532 and reads the bundle folder through a read-only mount:
+# archives must be readable by others (`docker save -o` writes 0600).
+readable_bundles() {
+	chmod a+rx "$BUNDLES"
+	find "$BUNDLES" -maxdepth 1 -type f \( -name '*.tar' -o -name '*.tar.gz' -o -name '*.tgz' \
+		-o -name SHA256SUMS \) -exec chmod a+r {} +
+}
 
-Certificates: $CERTS (the client key in client/ is the only key that opens the daemon).
-Stop it with: make down
+# controller_binary: the airlock binary inside the controller image (static; runs on the host).
+controller_binary() {
+	local image=${AIRLOCK_CONTROLLER_IMAGE:-airlock/controller:dev} container path=$HOME_DIR/bin/airlock
+	mkdir -p "$HOME_DIR/bin"
+	container=$(docker create "$image")
+	docker cp "$container:/airlock" "$path" >/dev/null
+	docker rm "$container" >/dev/null
+	echo "$path"
+}
+
+wait_ready() {
+	local deadline=$((SECONDS + TIMEOUT))
+	until curl -fsS "$URL/readyz" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || die "the API at $URL did not become ready within ${TIMEOUT}s"
+		sleep 1
+	done
+	say "API ready at $URL"
+}
+
+# fetch_admin: copies the first-boot credentials out of the data volume.
+fetch_admin() {
+	local container deadline=$((SECONDS + 30))
+	container=$(compose ps -q airlock)
+	until docker cp "$container:/var/lib/airlock/initial-admin.json" "$ADMIN_FILE.partial" 2>/dev/null; do
+		((SECONDS < deadline)) || die "no /var/lib/airlock/initial-admin.json in the controller (an admin was configured some other way?)"
+		sleep 1
+	done
+	chmod 600 "$ADMIN_FILE.partial"
+	mv "$ADMIN_FILE.partial" "$ADMIN_FILE"
+	TOKEN=$(jq -r .token "$ADMIN_FILE")
+}
+
+api() {
+	local method=$1 path=$2
+	shift 2
+	curl -sS -X "$method" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		"$@" "$URL$path"
+}
+
+# smoke: waits for the pre-pull to have the testbox, runs one sandbox and waits for its exit.
+smoke() {
+	local deadline=$((SECONDS + TIMEOUT)) status created id ended code
+	until status=$(api GET /v1/images | jq -r '.images[] | select(.image == "airlock/testbox:dev") | .status') &&
+		[[ "$status" == ready || "$status" == present || -z "$status" ]]; do
+		[[ "$status" != failed && "$status" != missing ]] || die "pre-pull: $(api GET /v1/images)"
+		((SECONDS < deadline)) || die "the testbox image did not load within ${TIMEOUT}s"
+		sleep 1
+	done
+	say "testbox image on the node (pre-pull: ${status:-not listed})"
+	# SEAM(network plane): once the egress proxy is wired into the controller, make the
+	# sandbox fetch a page through it here (e.g. `wget -qO- http://<local upstream>/`) and
+	# check the ledger at /v1/sandboxes/{id}/egress. Until then the sandbox has no egress.
+	created=$(api POST /v1/sandboxes -d '{"image":"airlock/testbox:dev","cmd":["sh","-c","echo airlock-smoke-ok"],"timeout_s":120}')
+	id=$(jq -r '.id // empty' <<<"$created")
+	[[ -n "$id" ]] || die "create refused: $created"
+	ended=$(api GET "/v1/sandboxes/$id/wait?timeout_s=120")
+	code=$(jq -r '.exit_code' <<<"$ended")
+	api DELETE "/v1/sandboxes/$id" -o /dev/null
+	[[ "$code" == 0 ]] || die "smoke sandbox $id ended: $ended"
+	say "smoke test passed: sandbox $id exited 0"
+}
+
+main() {
+	compose_detect
+	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh"
+	mkdir -p "$HOME_DIR" "$BUNDLES"
+	chmod 700 "$HOME_DIR"
+	bundle_testbox
+	readable_bundles
+	local mode=${AIRLOCK_DIND_PRIVILEGED:-auto}
+	if [[ "$mode" == auto ]]; then
+		if host_allows_privileged; then mode=1; else mode=0; fi
+	fi
+	[[ "$mode" == 1 ]] || FILES+=(-f "$ROOT/compose/docker-compose.nopriv.yml")
+	[[ "${AIRLOCK_COMPOSE_SEALED:-0}" != 1 ]] || FILES+=(-f "$ROOT/compose/docker-compose.sealed.yml")
+	compose_save
+	export AIRLOCK_IMAGES=${AIRLOCK_IMAGES:-airlock/testbox:dev}
+	say "compose up (project $PROJECT, ${COMPOSE_KIND})"
+	compose up -d --remove-orphans
+	wait_ready
+	fetch_admin
+	smoke
+	cat <<MSG
+
+Airlock is up: $URL  (took $(($(date +%s) - started))s)
+Admin credentials: $ADMIN_FILE  (mode 0600; also in the data volume as initial-admin.json)
+Try:
+  curl -H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" $URL/v1/images
+  curl -H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" -H 'Content-Type: application/json' \\
+       -d '{"image":"airlock/testbox:dev","cmd":["echo","hello"]}' $URL/v1/sandboxes
+Stop with: make down    (make down-volumes also wipes the data)
 MSG
+}
+
+main "$@"

@@ -34,6 +34,8 @@ pub enum Command {
     /// Check the deployment (DinD, TLS, storage, INPUT rules, proxy, store, images, disk,
     /// certificates) and print a pass/fail table; exit 1 when a check fails.
     Doctor(crate::doctor::DoctorArgs),
+    /// Container health check: GET /healthz (or --path) on the API; exit 1 unless 200.
+    Health(crate::health::HealthArgs),
 }
 
 /// `airlock certs …`

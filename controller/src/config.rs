@@ -30,6 +30,12 @@ pub use quota::{
     ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB, ENV_QUOTA_MAX_SANDBOXES,
     ENV_SECRET_KEY,
 };
+// Allowed images, pre-pull and first boot (issue 7).
+mod images;
+pub use images::{
+    ImagesConfig, DEFAULT_IMAGE_WAIT, ENV_BUNDLE_DIR, ENV_IMAGES, ENV_IMAGES_FILE, ENV_IMAGE_WAIT,
+    ENV_REGISTRY, ENV_REQUIRE_PINNED,
+};
 
 /// Address the API listens on.
 pub const ENV_LISTEN: &str = "AIRLOCK_LISTEN";
@@ -140,6 +146,8 @@ pub struct Config {
     pub quota: crate::quota::Quota,
     /// The key sealing secrets at rest, when given by `AIRLOCK_SECRET_KEY`.
     pub secret_key: Option<Secret>,
+    /// Allowed images and the pre-pull's sources.
+    pub images: ImagesConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -269,6 +277,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let selftest = self.selftest(listen);
         let quota = self.quota();
         let secret_key = self.secret_key();
+        let images = self.images();
         Some(Config {
             quota: quota?,
             secret_key: secret_key?,
@@ -284,6 +293,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             log_buffer_bytes: log_buffer_bytes?,
             reconcile_interval: reconcile_interval?.unwrap_or(crate::reconcile::DEFAULT_INTERVAL),
             selftest: selftest?,
+            images: images?,
         })
     }
 

@@ -13,6 +13,8 @@ pub mod docker;
 pub mod doctor;
 pub mod events;
 pub mod exec;
+pub mod first_boot;
+pub mod health;
 pub mod images;
 pub mod logs;
 pub mod metrics;

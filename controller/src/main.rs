@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(error) => Err(error),
         },
+        Command::Health(args) => match args.run(&mut std::io::stdout()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
         Command::Serve => match Config::from_env() {
             Ok(config) => airlock::serve::run_blocking(config).map_err(anyhow::Error::from),
             Err(error) => {

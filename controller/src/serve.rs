@@ -1,5 +1,6 @@
 //! `airlock serve`: opens the store (running migrations), connects to the DinD over mTLS,
-//! makes sure the bootstrap admin user exists, and serves the API until SIGTERM or SIGINT.
+//! makes sure the bootstrap admin user exists (generating the first-boot admin when nothing
+//! can log in, see [`crate::first_boot`]), starts the image pre-pull, and serves the API until SIGTERM or SIGINT.
 //!
 //! Before serving, one reconcile pass takes over whatever the last run left (see
 //! [`crate::reconcile`]); the reconciler then runs beside the API until shutdown.
@@ -17,6 +18,8 @@ use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
 use crate::events::EventWatcher;
+use crate::images::load::Node;
+use crate::images::prepull;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use crate::store::{NewUser, Store, StoreError};
@@ -56,6 +59,9 @@ pub enum ServeError {
     /// The secret key is missing, malformed or does not match the stored secrets.
     #[error("secrets: {0}")]
     Vault(#[from] VaultError),
+    /// The first-boot admin could not be created.
+    #[error("first boot: {0}")]
+    FirstBoot(#[from] crate::first_boot::FirstBootError),
 }
 
 /// Builds a multi-threaded runtime and runs [`run`] on it.
@@ -80,6 +86,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if let Some(bootstrap) = &config.bootstrap_admin {
         crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
     }
+    crate::first_boot::ensure_initial_admin(&config, &store).await?;
     if config.admin_token.is_none() && !store.has_credentials().await? {
         warn!("No account can log in yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD, or run airlock admin create-user");
     }
@@ -112,6 +119,17 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let watcher = EventWatcher::new(state.service.clone(), reconciler.clone(), DEFAULT_NODE);
     let events = tokio::spawn(watcher.run(async move { drop(events_stopped.await) }));
     let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
+    // The API is ready before the pre-pull ends; creates wait for an image still loading.
+    let node = Node {
+        name: DEFAULT_NODE.to_owned(),
+        client: state.service.docker().clone(),
+    };
+    let prepull = prepull::run(
+        state.service.settings().images.clone(),
+        state.service.store().clone(),
+        node,
+    );
+    let prepull = tokio::spawn(prepull);
     let served = serve_on(listener, state, shutdown_signal()).await;
     drop(stop);
     drop(stop_events);
@@ -121,6 +139,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if let Err(error) = task.await {
         warn!(%error, "Reconciler task ended abnormally");
     }
+    prepull.abort();
     served
 }
 

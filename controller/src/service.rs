@@ -27,6 +27,8 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::images::allow::ImageRefusal;
+use crate::images::catalog::ImageCatalog;
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
 use crate::quota::{Quota, QuotaExceeded};
@@ -41,6 +43,9 @@ use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, 
 use crate::timeouts::Activity;
 use crate::user::UserId;
 use crate::vault::{Vault, VaultError};
+
+// Allowed images at create (issue 7).
+mod images;
 
 /// The node name written into `airlock.node` labels until several nodes are supported.
 pub const DEFAULT_NODE: &str = "local";
@@ -72,6 +77,8 @@ pub struct ServiceSettings {
     pub selftest: SelftestSettings,
     /// Per-user quota defaults (issue 5).
     pub quota: Quota,
+    /// The allowed images and their pre-pull status (issue 7).
+    pub images: ImageCatalog,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -96,6 +103,17 @@ pub enum ServiceError {
     /// The image is not on the node (images are never pulled on the hot path).
     #[error("image `{0}` is not on the node")]
     ImageNotFound(String),
+    /// The operator's image list refuses the image.
+    #[error(transparent)]
+    ImageRefused(#[from] ImageRefusal),
+    /// The image is allowed but still loading after the wait.
+    #[error("image `{image}` is still loading after {waited:?}")]
+    ImageLoading {
+        /// The image as requested.
+        image: String,
+        /// How long the create waited.
+        waited: Duration,
+    },
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]
     NotFound,
@@ -145,6 +163,7 @@ impl ServiceSettings {
             log_buffer_bytes: config.log_buffer_bytes,
             selftest: SelftestSettings::from_config(config),
             quota: config.quota,
+            images: ImageCatalog::new(config.images.clone()),
         }
     }
 }
@@ -244,9 +263,7 @@ impl SandboxService {
         let secret_vars = self.resolve_secrets(owner, &env_names, secret_env).await?;
         let usage = self.store.quota_usage(owner).await?;
         crate::quota::check(&quota, &usage, &spec).map_err(ServiceError::QuotaExceeded)?;
-        if !self.docker.image_exists(spec.image().as_str()).await? {
-            return Err(ServiceError::ImageNotFound(spec.image().to_string()));
-        }
+        self.check_image(spec.image().as_str()).await?;
         let new = NewSandbox {
             owner,
             spec,

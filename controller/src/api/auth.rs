@@ -149,8 +149,13 @@ impl Auth {
         }
         let hash = hash_token(token);
         let (bearer, kind) = match TokenKind::of(token) {
-            Some(TokenKind::Session) => (store.session_bearer(&hash).await, CredentialKind::Session),
-            Some(TokenKind::Api) => (store.api_token_bearer(&hash).await, CredentialKind::ApiToken),
+            Some(TokenKind::Session) => {
+                (store.session_bearer(&hash).await, CredentialKind::Session)
+            }
+            Some(TokenKind::Api) => (
+                store.api_token_bearer(&hash).await,
+                CredentialKind::ApiToken,
+            ),
             Some(TokenKind::Invite) | None => return Ok(None),
         };
         let bearer = bearer.map_err(|error| ApiError::Internal(error.to_string()))?;

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::error;
 
+use crate::images::allow::ImageRefusal;
 use crate::service::ServiceError;
 
 /// An API failure, ready to become a response.
@@ -72,6 +73,16 @@ pub enum ApiError {
     /// The caller may see the object but their role or token scope does not allow the action.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A typed refusal with its own status (image policy, image loading).
+    #[error("{message}")]
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// The error code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Too many failed logins; retry after this many seconds.
     #[error("too many failed logins; retry later")]
     LoginThrottled {
@@ -127,6 +138,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
             }
             Self::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            Self::Refused { status, code, .. } => (*status, code),
         }
     }
 
@@ -213,6 +225,24 @@ impl From<ServiceError> for ApiError {
                 "image",
                 format!("`{image}` is not on the node (images are never pulled; load it first)"),
             ),
+            ServiceError::ImageRefused(refusal) => Self::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: match refusal {
+                    ImageRefusal::NotAllowed { .. } => "image_not_allowed",
+                    ImageRefusal::Unpinned { .. } => "image_unpinned",
+                    ImageRefusal::DigestMismatch { .. } => "image_digest_mismatch",
+                },
+                message: refusal.to_string(),
+            },
+            ServiceError::ImageLoading { image, waited } => Self::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "image_loading",
+                message: format!(
+                    "image `{image}` is still being loaded onto the node (waited {}s); \
+                     retry later, progress at GET /v1/images",
+                    waited.as_secs()
+                ),
+            },
             ServiceError::NotFound => Self::NotFound("no such sandbox"),
             ServiceError::IdempotencyMismatch { existing } => Self::Conflict {
                 code: "idempotency_mismatch",
@@ -281,6 +311,22 @@ mod tests {
             r#"{"error":"unauthorized","message":"missing or invalid bearer token"}"#
         ]]
         .assert_eq(&body);
+
+        let loading = ApiError::from(ServiceError::ImageLoading {
+            image: "a/b:1".to_owned(),
+            waited: std::time::Duration::from_secs(60),
+        });
+        let (status, body) = render(loading).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        expect_test::expect![[r#"{"error":"image_loading","message":"image `a/b:1` is still being loaded onto the node (waited 60s); retry later, progress at GET /v1/images"}"#]].assert_eq(&body);
+        let refused = ImageRefusal::DigestMismatch {
+            image: "a/b:1".to_owned(),
+            expected: "sha256:aa".to_owned(),
+            actual: "sha256:bb".to_owned(),
+        };
+        let (status, body) = render(ApiError::from(ServiceError::from(refused))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        expect_test::expect![[r#"{"error":"image_digest_mismatch","message":"image `a/b:1` on the node is sha256:bb, but the allowed digest is sha256:aa"}"#]].assert_eq(&body);
 
         let unavailable = ApiError::from(ServiceError::SubnetsExhausted);
         let (status, body) = render(unavailable).await;

@@ -82,6 +82,8 @@ fn admin_only(method: &Method, path: &str) -> bool {
                 .is_some_and(|(id, tail)| !id.is_empty() && tail == "quota")
         });
     under || quota_change
+}
+
 /// Whether `path` is a `GET` route that runs a command in a sandbox.
 fn executes(path: &str) -> bool {
     path.starts_with("/v1/sandboxes/") && path.trim_end_matches('/').ends_with(EXECUTES_SUFFIX)
@@ -116,6 +118,9 @@ mod tests {
         assert!(admin_only(&Method::PUT, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::GET, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::PATCH, "/v1/users/abc"));
+    }
+
+    #[test]
     fn the_websocket_exec_is_a_write() {
         let id = "0190a4a0-0000-7000-8000-000000000000";
         assert!(executes(&format!("/v1/sandboxes/{id}/exec/ws")));

@@ -15,6 +15,8 @@ mod logs;
 mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
 mod guard;
+// Allowed images and the pre-pull (issue 7).
+pub mod images;
 pub mod openapi;
 mod selftest;
 mod throttle;

@@ -18,7 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, exec, exec_ws, guard, logs, quotas, sandboxes, secrets, selftest, tokens, users, AppState,
+    audit, auth, exec, exec_ws, guard, images, logs, quotas, sandboxes, secrets, selftest, tokens,
+    users, AppState,
 };
 
 /// Where the document is served.
@@ -36,7 +37,8 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "tokens", description = "The caller's API tokens"),
         (name = "users", description = "Accounts (admin) and the caller's own"),
         (name = "secrets", description = "The caller's secrets (values never returned)"),
-        (name = "audit", description = "The audit trail (admin)")
+        (name = "audit", description = "The audit trail (admin)"),
+        (name = "images", description = "Allowed images and the start-up pre-pull")
     )
 )]
 struct ApiDoc;
@@ -75,6 +77,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::list))
         .routes(routes!(secrets::put, secrets::delete))
         .routes(routes!(audit::list))
+        .routes(routes!(images::list))
 }
 
 /// Routes anyone may call.

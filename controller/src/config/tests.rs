@@ -413,3 +413,69 @@ fn postgres_tls_urls_parse_and_bad_options_are_config_errors() {
         );
     }
 }
+
+#[test]
+fn images_default_to_no_list_and_a_list_requires_pins() {
+    let config = load(&[]).unwrap();
+    assert_eq!(config.images, ImagesConfig::default());
+    assert_eq!(config.images.wait, Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("images.txt");
+    let pin = format!("sha256:{}", "e".repeat(64));
+    std::fs::write(&file, format!("# allowed\nairlock/probe:dev@{pin}\n")).unwrap();
+    let file = file.display().to_string();
+    let config = load(&[
+        (ENV_IMAGES, "airlock/testbox:dev, busybox"),
+        (ENV_IMAGES_FILE, &file),
+        (ENV_BUNDLE_DIR, "/srv/bundles"),
+        (ENV_REGISTRY, "registry.local:5000"),
+        (ENV_IMAGE_WAIT, "5s"),
+    ])
+    .unwrap();
+    let allow = config.images.allow.unwrap();
+    assert!(allow.require_pinned);
+    let shown: Vec<String> = allow.entries.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "airlock/testbox:dev".to_owned(),
+            "busybox:latest".to_owned(),
+            format!("airlock/probe:dev@{pin}")
+        ]
+    );
+    assert_eq!(config.images.bundle_dir, Some("/srv/bundles".into()));
+    assert_eq!(
+        config.images.registry.as_deref(),
+        Some("registry.local:5000")
+    );
+    assert_eq!(config.images.wait, Duration::from_secs(5));
+    let unpinned = load(&[(ENV_IMAGES, "x:1"), (ENV_REQUIRE_PINNED, "no")]).unwrap();
+    assert!(!unpinned.images.allow.unwrap().require_pinned);
+}
+
+#[test]
+fn bad_image_variables_are_all_reported() {
+    let found = issues(&[
+        (ENV_IMAGES, "Bad Image"),
+        (ENV_IMAGES_FILE, "/nonexistent/airlock-images.txt"),
+        (ENV_BUNDLE_DIR, "relative/dir"),
+        (ENV_REGISTRY, "https://registry/x"),
+        (ENV_IMAGE_WAIT, "0s"),
+    ]);
+    let vars: Vec<&str> = found.iter().map(|(var, _)| *var).collect();
+    assert_eq!(
+        vars,
+        [
+            ENV_IMAGES,
+            ENV_IMAGES_FILE,
+            ENV_BUNDLE_DIR,
+            ENV_REGISTRY,
+            ENV_IMAGE_WAIT
+        ]
+    );
+    // Requiring pins without a list is a mistake, not a silent no-op.
+    assert_eq!(
+        issues(&[(ENV_REQUIRE_PINNED, "true")]),
+        [(ENV_REQUIRE_PINNED, "true".to_owned())]
+    );
+}

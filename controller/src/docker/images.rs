@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
-use bollard::query_parameters::{ImportImageOptions, InspectNetworkOptions};
+use bollard::query_parameters::{
+    CreateImageOptions, ImportImageOptions, InspectNetworkOptions, TagImageOptions,
+};
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -93,6 +95,31 @@ impl DockerClient {
         }
     }
 
+    /// Pulls `remote` (`registry/name:tag`) and tags it `local`. Only the start-up pre-pull
+    /// calls this, and only when the operator configured a registry.
+    pub async fn pull_and_tag(&self, remote: &str, local: &str) -> Result<(), DockerError> {
+        let options = CreateImageOptions {
+            from_image: Some(remote.to_owned()),
+            ..CreateImageOptions::default()
+        };
+        let mut progress = self.bollard().create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            if let Some(detail) = step?.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::DockerStatus {
+                    status: 500,
+                    message: detail,
+                });
+            }
+        }
+        let (repo, tag) = split_tag(local);
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.bollard().tag_image(remote, Some(options)).await?;
+        Ok(())
+    }
+
     /// `GET /info`: version and storage driver.
     pub async fn node_info(&self) -> Result<NodeInfo, DockerError> {
         let info = self.bollard().info().await?;
@@ -159,5 +186,14 @@ impl DockerClient {
             .await?
             .ok_or(DockerError::Timeout(limit))?;
         Ok((code, gateway))
+    }
+}
+
+/// `name` and `tag` of `name:tag` (`latest` when there is no tag).
+fn split_tag(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(colon) => (&reference[..slash + colon], &reference[slash + colon + 1..]),
+        None => (reference, "latest"),
     }
 }

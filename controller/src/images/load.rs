@@ -170,11 +170,11 @@ pub async fn verify_async(path: PathBuf) -> Result<VerifiedArchive, LoadError> {
 /// Sends a verified archive to every node in turn, reporting progress, and records each image
 /// per node in `store` (when given). OCI layouts get a `manifest.json` first, in a private
 /// temporary copy, because dockerd's `/images/load` reads only that.
-pub async fn load_into_nodes(
+pub async fn load_into_nodes<P: Progress + ?Sized>(
     verified: &VerifiedArchive,
     nodes: &[Node],
     store: Option<&Store>,
-    progress: &mut dyn Progress,
+    progress: &mut P,
 ) -> Result<Vec<ImageRecord>, LoadError> {
     let scratch = tempfile::tempdir().map_err(|source| LoadError::Io {
         path: std::env::temp_dir(),
@@ -225,12 +225,12 @@ pub async fn load_into_nodes(
     Ok(records)
 }
 
-async fn send(
+async fn send<P: Progress + ?Sized>(
     node: &Node,
     file: tokio::fs::File,
     sha: &str,
     transfer: &mut Transfer,
-    progress: &mut dyn Progress,
+    progress: &mut P,
 ) -> Result<(), DockerError> {
     let sent = Arc::new(AtomicU64::new(0));
     let body = upload_stream(file, sha.to_owned(), Arc::clone(&sent));

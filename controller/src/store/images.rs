@@ -52,6 +52,26 @@ impl Store {
         Ok(())
     }
 
+    /// The image id last recorded for `reference` on `node`: the digest an import pins a
+    /// tag to.
+    pub async fn recorded_image_id(
+        &self,
+        node: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT image_id FROM images WHERE node = $1 AND reference = $2 \
+                 ORDER BY loaded_at DESC LIMIT 1",
+            )
+            .bind(node)
+            .bind(reference)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(id,)| id))
+    }
+
     /// Every recorded image, newest first.
     pub async fn list_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         let rows: Vec<ImageTuple> = with_db!(self, |pool, _begin| {
@@ -104,5 +124,12 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].source, "/tmp/y.tar");
         assert_eq!(listed[0].size_bytes, 42);
+        let pinned = store
+            .recorded_image_id("local", "airlock/testbox:dev")
+            .await
+            .unwrap();
+        assert_eq!(pinned, Some(record.image_id.clone()));
+        let other = store.recorded_image_id("other", "airlock/testbox:dev");
+        assert_eq!(other.await.unwrap(), None);
     }
 }

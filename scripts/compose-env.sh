@@ -1,0 +1,54 @@
+# Sourced by scripts/up.sh and scripts/down.sh: where the stack's state lives and how to call
+# Compose (v2 `docker compose` when present, else v1 `docker-compose`).
+# shellcheck shell=bash
+
+HOME_DIR=${AIRLOCK_HOME:-$ROOT/.airlock}
+STATE=$HOME_DIR/compose.state
+# A previous `make up` fixed the project, port and files; keep them unless overridden.
+if [[ -r "$STATE" ]]; then
+	# shellcheck source=/dev/null
+	source "$STATE"
+fi
+PROJECT=${AIRLOCK_PROJECT:-${SAVED_PROJECT:-airlock}}
+PORT=${AIRLOCK_PORT:-${SAVED_PORT:-8080}}
+BIND=${AIRLOCK_BIND:-${SAVED_BIND:-127.0.0.1}}
+URL=http://$BIND:$PORT
+BUNDLES=$HOME_DIR/bundles
+ADMIN_FILE=$HOME_DIR/initial-admin.json
+FILES=(-f "$ROOT/compose/docker-compose.yml")
+if [[ -n "${SAVED_FILES:-}" ]]; then
+	read -r -a FILES <<<"$SAVED_FILES"
+fi
+COMPOSE_CMD=()
+COMPOSE_KIND=
+
+# Compose v1 talks TLS through python-requests, which these variables would misdirect.
+unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE
+
+compose_detect() {
+	if docker compose version >/dev/null 2>&1; then
+		COMPOSE_CMD=(docker compose)
+		COMPOSE_KIND="compose v2"
+	elif command -v docker-compose >/dev/null; then
+		COMPOSE_CMD=(docker-compose)
+		COMPOSE_KIND="docker-compose $(docker-compose version --short 2>/dev/null || echo v1)"
+	else
+		echo "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)" >&2
+		exit 1
+	fi
+}
+
+compose() {
+	AIRLOCK_BUNDLE_HOST_DIR=$BUNDLES AIRLOCK_PORT=$PORT AIRLOCK_BIND=$BIND \
+		"${COMPOSE_CMD[@]}" -p "$PROJECT" "${FILES[@]}" "$@"
+}
+
+compose_save() {
+	mkdir -p "$HOME_DIR"
+	{
+		printf 'SAVED_PROJECT=%q\n' "$PROJECT"
+		printf 'SAVED_PORT=%q\n' "$PORT"
+		printf 'SAVED_BIND=%q\n' "$BIND"
+		printf 'SAVED_FILES=%q\n' "${FILES[*]}"
+	} >"$STATE"
+}

@@ -1,0 +1,230 @@
+//! The one-host deploy end to end, through Compose v1 (or v2 where installed): `make up`
+//! (images already built by `make images`, so `AIRLOCK_SKIP_IMAGES=1`; the testbox goes
+//! through the bundle folder and the start-up pre-pull; one smoke sandbox runs), then the
+//! API works with the first-boot admin token and the allow list refuses other images, a
+//! second `make up` is idempotent, and `make down-volumes` leaves no container, volume or
+//! network of the project behind.
+//!
+//! Each run has its own Compose project name, API port and state folder, and the node network
+//! is sealed (`AIRLOCK_COMPOSE_SEALED=1`), so it runs beside other tests. A guard runs
+//! `make down-volumes` when the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use serde_json::Value;
+
+struct Stack {
+    root: PathBuf,
+    home: tempfile::TempDir,
+    project: String,
+    port: u16,
+    down: bool,
+}
+
+impl Stack {
+    fn new() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        // Hold a free port only long enough to learn its number.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            root: root.canonicalize().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            project: format!("e2e-deploy-{}", &run[..12]),
+            port,
+            down: false,
+        }
+    }
+
+    fn make(&self, target: &str) -> Output {
+        let output = Command::new("make")
+            .arg("-C")
+            .arg(&self.root)
+            .arg(target)
+            .env("AIRLOCK_HOME", self.home.path())
+            .env("AIRLOCK_PROJECT", &self.project)
+            .env("AIRLOCK_PORT", self.port.to_string())
+            .env("AIRLOCK_COMPOSE_SEALED", "1")
+            .env("AIRLOCK_SKIP_IMAGES", "1")
+            // The probe image is in no bundle, so the pre-pull tries the registry: one on the
+            // DinD's own loopback, where nothing listens.
+            .env("AIRLOCK_IMAGES", "airlock/testbox:dev,airlock/probe:dev")
+            .env("AIRLOCK_REGISTRY", "127.0.0.1:1")
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- make {target}\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn token(&self) -> String {
+        let path = self.home.path().join("initial-admin.json");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        let admin: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        admin["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `airlock doctor` in a one-off controller container on the running stack.
+    fn doctor(&self) -> Output {
+        let output = Command::new(self.root.join("scripts/stack.sh"))
+            .args(["run", "--rm", "--no-deps", "airlock", "doctor"])
+            .env("AIRLOCK_HOME", self.home.path())
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- doctor\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `curl` the API; returns the status and the JSON body.
+    fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-H", "Content-Type: application/json"]);
+        if let Some(body) = body {
+            curl.args(["-d", body]);
+        }
+        let output = curl.arg(url).output().unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        let json = serde_json::from_str(body).unwrap_or(Value::Null);
+        (status.trim().parse().unwrap(), json)
+    }
+
+    /// Names of the project's containers, volumes and networks still on the host.
+    fn leftovers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let mut found = Vec::new();
+        for kind in [
+            ["ps", "-a", "--format", "{{.Names}}"],
+            ["volume", "ls", "--format", "{{.Name}}"],
+            ["network", "ls", "--format", "{{.Name}}"],
+        ] {
+            let output = Command::new("docker")
+                .args(&kind[..kind.len() - 2])
+                .args(["--filter", &label])
+                .args(&kind[kind.len() - 2..])
+                .output()
+                .unwrap();
+            found.extend(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        found
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if !self.down {
+            drop(self.make("down-volumes"));
+        }
+    }
+}
+
+fn images_exist() -> bool {
+    [
+        "airlock/controller:dev",
+        "airlock/dind:dev",
+        "airlock/testbox:dev",
+    ]
+    .iter()
+    .all(|image| {
+        Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+#[test]
+fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
+    assert!(
+        images_exist(),
+        "the controller, dind and testbox images are needed: run `make images` first"
+    );
+    let mut stack = Stack::new();
+    let cold = Instant::now();
+    let up = stack.make("up");
+    assert!(up.status.success(), "make up failed (output above)");
+    let cold = cold.elapsed();
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    assert!(stdout.contains("smoke test passed"), "{stdout}");
+    assert!(stdout.contains(&format!("http://127.0.0.1:{}", stack.port)));
+
+    let token = stack.token();
+    let (status, images) = stack.api(&token, "GET", "/v1/images", None);
+    assert_eq!(status, 200, "{images}");
+    assert_eq!(images["restricted"], true);
+    let testbox = &images["images"][0];
+    assert_eq!(testbox["image"], "airlock/testbox:dev", "{images}");
+    assert_eq!(testbox["status"], "ready", "{images}");
+    assert_eq!(testbox["source"], "bundle", "{images}");
+    assert!(testbox["digest"].as_str().unwrap().starts_with("sha256:"));
+    let body = r#"{"image":"busybox:latest","cmd":["true"]}"#;
+    let (status, refused) = stack.api(&token, "POST", "/v1/sandboxes", Some(body));
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"], "image_not_allowed");
+    let (status, _) = stack.api("alt_wrong", "GET", "/v1/images", None);
+    assert_eq!(status, 401);
+    // The probe entry: no bundle has it and the registry is unreachable, so it failed, and
+    // a create naming it is refused (nothing pins the tag).
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let probe = loop {
+        let (_, images) = stack.api(&token, "GET", "/v1/images", None);
+        let probe = images["images"][1].clone();
+        if probe["status"] != "pending" && probe["status"] != "loading" {
+            break probe;
+        }
+        assert!(Instant::now() < deadline, "pre-pull stuck: {images}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(probe["image"], "airlock/probe:dev", "{probe}");
+    assert_eq!(probe["status"], "failed", "{probe}");
+    assert_eq!(probe["source"], "registry", "{probe}");
+    let body = r#"{"image":"airlock/probe:dev","cmd":["true"]}"#;
+    let (status, refused) = stack.api(&token, "POST", "/v1/sandboxes", Some(body));
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"], "image_unpinned");
+
+    let doctor = stack.doctor();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.status.success(), "doctor failed:\n{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
+
+    // A second run changes nothing and passes its smoke test again.
+    let warm = Instant::now();
+    let again = stack.make("up");
+    assert!(again.status.success(), "second make up failed");
+    let warm = warm.elapsed();
+    assert_eq!(stack.token(), token, "the first-boot admin is made once");
+
+    let down = stack.make("down-volumes");
+    stack.down = true;
+    assert!(down.status.success(), "make down-volumes failed");
+    assert_eq!(stack.leftovers(), Vec::<String>::new());
+    eprintln!(
+        "deploy: make up cold {:.1}s, warm {:.1}s",
+        cold.as_secs_f64(),
+        warm.as_secs_f64()
+    );
+}
