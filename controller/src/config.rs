@@ -14,6 +14,14 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::sandbox::{Cpus, Limits, Maximums};
 use crate::subnet::SANDBOX_PREFIX;
 
+// Network plane variables (issue 6).
+mod egress;
+pub use egress::{
+    EgressConfig, DEFAULT_EGRESS, DEFAULT_EGRESS_IMAGE, DEFAULT_EGRESS_SUBNET, ENV_EGRESS,
+    ENV_EGRESS_ADMIN_ADDR, ENV_EGRESS_ALLOW_CIDRS, ENV_EGRESS_BUNDLE, ENV_EGRESS_DNS,
+    ENV_EGRESS_IMAGE, ENV_EGRESS_SUBNET,
+};
+
 // Isolation self-test variables (issue 6).
 mod selftest;
 pub use selftest::{
@@ -122,6 +130,8 @@ pub struct Config {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// The isolation self-test's settings.
     pub selftest: SelftestConfig,
+    /// The network plane (egress proxy) settings.
+    pub egress: EgressConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -242,7 +252,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             });
         let bootstrap_admin = self.bootstrap_admin();
         let selftest = self.selftest(listen);
+        let egress = self.egress(docker.as_ref());
         Some(Config {
+            egress: egress?,
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,
             data_dir: data_dir?,

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
+use crate::egress::EgressPlane;
 use crate::events::EventWatcher;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
@@ -49,6 +50,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[source] std::io::Error),
+    /// The egress plane could not be set up (its TLS material).
+    #[error("egress: {0}")]
+    Egress(#[from] crate::egress::EgressError),
     /// The bootstrap admin could not be created.
     #[error("bootstrap admin: {0}")]
     Bootstrap(#[from] crate::accounts::AccountsError),
@@ -76,11 +80,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         warn!("No account can log in yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD, or run airlock admin create-user");
     }
     let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
-    let service = SandboxService::new(
+    let mut service = SandboxService::new(
         store.clone(),
         docker.clone(),
         ServiceSettings::from_config(&config),
     );
+    // The network plane (issue 6): bring the proxy up (a failure is retried by its task; until
+    // then creates fail closed), then keep it synced and pull its ledger beside the API.
+    let egress = EgressPlane::from_config(&config, docker.clone(), store.clone(), DEFAULT_NODE)?;
+    if let Some(plane) = &egress {
+        if let Err(error) = plane.ensure().await {
+            warn!(%error, "Egress proxy not ready at start; retrying in the background");
+        }
+        service = service.with_egress(plane.clone());
+    }
     let reconciler = Reconciler::new(store, docker, settings)
         .with_activity(service.activity().clone())
         .with_metrics(service.metrics().clone());
@@ -102,9 +115,18 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let watcher = EventWatcher::new(state.service.clone(), reconciler.clone(), DEFAULT_NODE);
     let events = tokio::spawn(watcher.run(async move { drop(events_stopped.await) }));
     let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
+    let (stop_egress, egress_stopped) = tokio::sync::oneshot::channel::<()>();
+    let egress = egress.map(|plane| tokio::spawn(plane.run(async move { drop(egress_stopped.await) })));
     let served = serve_on(listener, state, shutdown_signal()).await;
     drop(stop);
     drop(stop_events);
+    drop(stop_egress);
+    if let Some(Err(error)) = match egress {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        warn!(%error, "Egress plane task ended abnormally");
+    }
     if let Err(error) = events.await {
         warn!(%error, "Event watcher task ended abnormally");
     }

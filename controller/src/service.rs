@@ -11,10 +11,12 @@
 //!   `wait`), the loser reads the winner's result instead of failing.
 //! - Deletes are idempotent: a missing sandbox, container or network is success.
 //!
-//! The egress proxy is not wired yet: each sandbox gets a fresh random proxy credential in its
-//! environment (as `docker::spec` expects), pointing at the proxy's address on its network,
-//! where nothing listens until the network-plane issue lands. The sandbox therefore has no
-//! egress at all, which is the fail-closed default.
+//! The network plane ([`crate::egress`]): each sandbox gets a fresh random proxy credential in
+//! its environment (as `docker::spec` expects), pointing at the proxy's address on its
+//! network. With the plane on, the proxy joins the sandbox network and accepts the sandbox's
+//! entry before the container starts; a failure at any step rolls all of it back. With the
+//! plane off (`AIRLOCK_EGRESS=false`) nothing listens there and the sandbox has no egress at
+//! all, which is the fail-closed default.
 
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::egress::{EgressError, EgressPlane, EgressPolicy};
 use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
 use crate::reconcile::plan::SIGKILL_EXIT;
@@ -77,6 +80,7 @@ pub struct SandboxService {
     logs: LogHub,
     activity: Activity,
     metrics: Metrics,
+    egress: Option<EgressPlane>,
 }
 
 /// Why a service operation failed.
@@ -113,6 +117,9 @@ pub enum ServiceError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The egress plane failed (the proxy is down or refused the entry).
+    #[error("egress: {0}")]
+    Egress(#[from] EgressError),
 }
 
 // === impl ServiceSettings ===
@@ -143,7 +150,19 @@ impl SandboxService {
             settings,
             activity: Activity::default(),
             metrics: Metrics::default(),
+            egress: None,
         }
+    }
+
+    /// Puts every sandbox this service creates behind `plane`'s egress proxy.
+    pub fn with_egress(mut self, plane: EgressPlane) -> Self {
+        self.egress = Some(plane);
+        self
+    }
+
+    /// The egress plane, when it is on.
+    pub fn egress(&self) -> Option<&EgressPlane> {
+        self.egress.as_ref()
     }
 
     /// The process's counters, for `/metrics` (share them with the reconciler).
@@ -173,12 +192,25 @@ impl SandboxService {
 
     /// Validates `request`, then creates and starts the sandbox for `owner`. A repeat with the
     /// same idempotency key returns the first sandbox as [`Created::Existing`].
-    #[instrument(skip_all, fields(user.id = %owner))]
     pub async fn create(
         &self,
         owner: UserId,
         request: SandboxRequest,
         idempotency_key: Option<String>,
+    ) -> Result<Created, ServiceError> {
+        self.create_with_policy(owner, request, idempotency_key, None)
+            .await
+    }
+
+    /// [`Self::create`] with an egress policy (`None`: the default policy). A repeat with the
+    /// same idempotency key returns the first sandbox, whatever policy it asks for.
+    #[instrument(skip_all, fields(user.id = %owner))]
+    pub async fn create_with_policy(
+        &self,
+        owner: UserId,
+        request: SandboxRequest,
+        idempotency_key: Option<String>,
+        policy: Option<EgressPolicy>,
     ) -> Result<Created, ServiceError> {
         let spec = request
             .validate(&self.settings.maximums)
@@ -196,7 +228,8 @@ impl SandboxService {
             Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
             Created::New(sandbox) => {
                 self.metrics.sandbox_created();
-                self.provision(sandbox).await.map(Created::New)
+                let policy = policy.unwrap_or_else(EgressPolicy::default_policy);
+                self.provision(sandbox, &policy).await.map(Created::New)
             }
         }
     }
@@ -298,6 +331,7 @@ impl SandboxService {
         self.store
             .set_desired_state(scope, id, DesiredState::Deleted)
             .await?;
+        self.detach_egress(id).await;
         self.remove_objects(id).await?;
         self.store.release_subnet(id).await?;
         self.store.delete_sandbox(id, sandbox.generation).await?;
@@ -358,8 +392,12 @@ impl SandboxService {
     }
 
     /// Makes the network and the container and starts it; on failure, rolls back.
-    async fn provision(&self, sandbox: Sandbox) -> Result<Sandbox, ServiceError> {
-        match self.try_provision(&sandbox).await {
+    async fn provision(
+        &self,
+        sandbox: Sandbox,
+        policy: &EgressPolicy,
+    ) -> Result<Sandbox, ServiceError> {
+        match self.try_provision(&sandbox, policy).await {
             Ok(running) => Ok(running),
             Err(error) => {
                 self.roll_back(&sandbox).await;
@@ -369,10 +407,14 @@ impl SandboxService {
     }
 
     #[instrument(skip_all, fields(sandbox.id = %sandbox.id))]
-    async fn try_provision(&self, sandbox: &Sandbox) -> Result<Sandbox, ServiceError> {
+    async fn try_provision(
+        &self,
+        sandbox: &Sandbox,
+        policy: &EgressPolicy,
+    ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
         let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
-        // Placeholder credential until the egress proxy is wired (see the module docs).
+        // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {
             id,
@@ -384,6 +426,9 @@ impl SandboxService {
         self.docker
             .create_network(spec::network_body(&placement))
             .await?;
+        if let Some(plane) = &self.egress {
+            plane.attach(id, subnet, &token, policy).await?;
+        }
         let body = spec::container_body(&sandbox.spec, &placement);
         let container = self
             .docker
@@ -405,6 +450,7 @@ impl SandboxService {
     async fn roll_back(&self, sandbox: &Sandbox) {
         let id = sandbox.id;
         warn!(sandbox.id = %id, "Sandbox create failed; rolling back");
+        self.detach_egress(id).await;
         if let Err(error) = self.remove_objects(id).await {
             warn!(%error, sandbox.id = %id, "Rollback could not remove Docker objects");
         }
@@ -436,6 +482,7 @@ impl SandboxService {
         message: &str,
     ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
+        self.detach_egress(id).await;
         if let Err(error) = self.remove_objects(id).await {
             warn!(%error, sandbox.id = %id, "Failing a sandbox could not remove Docker objects");
         }
@@ -446,6 +493,16 @@ impl SandboxService {
             message: Some(message.to_owned()),
         };
         self.finish(sandbox, reason).await
+    }
+
+    /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
+    /// process at the latest, and is never re-pushed for an ended sandbox).
+    async fn detach_egress(&self, id: SandboxId) {
+        if let Some(plane) = &self.egress {
+            if let Err(error) = plane.detach(id).await {
+                warn!(%error, sandbox.id = %id, "Could not remove the sandbox's egress entry");
+            }
+        }
     }
 
     /// Removes the container and network by name, then anything else labelled for `id`.

@@ -25,7 +25,7 @@ pub struct CreateSandbox {
     /// Environment variables.
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
-    /// Egress policy; accepted only once the egress proxy is wired (must be absent or null).
+    /// Egress policy (the proxy's policy object); absent or null: the default policy.
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
     /// Resource limits.

@@ -198,6 +198,11 @@ impl From<ServiceError> for ApiError {
                 code: "conflict",
                 message,
             },
+            ServiceError::Egress(error) => Self::Unavailable {
+                code: "egress_unavailable",
+                message: "the egress proxy is not available",
+                detail: error.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

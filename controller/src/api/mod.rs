@@ -13,6 +13,8 @@ mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
 mod guard;
 pub mod openapi;
+// The network plane's routes (issue 6).
+mod egress;
 mod selftest;
 mod throttle;
 pub mod tokens;

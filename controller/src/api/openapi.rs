@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth, exec, guard, logs, sandboxes, selftest, tokens, users, AppState};
+use super::{auth, egress, exec, guard, logs, sandboxes, selftest, tokens, users, AppState};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
@@ -59,6 +59,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(exec::exec))
         .routes(routes!(logs::logs))
         .routes(routes!(selftest::get, selftest::run))
+        .routes(routes!(egress::put_policy))
+        .routes(routes!(egress::events))
+        .routes(routes!(egress::summary))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(users::me))

@@ -39,19 +39,24 @@ pub(crate) async fn create(
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
     let dto: CreateSandbox = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    if dto.policy.is_some() {
-        return Err(ApiError::field(
-            "policy",
-            "egress policies are not supported yet; sandboxes get no egress",
-        ));
-    }
+    // The egress policy (issue 6): validated by the proxy's own compiler.
+    let policy = match dto.policy.clone() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) if state.service.egress().is_none() => {
+            return Err(ApiError::field(
+                "policy",
+                "the egress plane is off (AIRLOCK_EGRESS=false); sandboxes get no egress",
+            ))
+        }
+        Some(value) => Some(super::egress::parse_policy(value)?),
+    };
     let key = idempotency_key(&headers)?;
     let selftest = dto.selftest.and_then(super::selftest::SelftestField::mode);
     let request = dto.into_request();
     let env = request.env.clone();
     let created = state
         .service
-        .create(principal.user, request, key)
+        .create_with_policy(principal.user, request, key, policy)
         .await
         .map_err(|error| match error {
             ServiceError::Invalid(errors) => ApiError::Validation(

@@ -55,6 +55,8 @@ pub fn spawn_serve(binary: &Path, dind: &Dind, data: &Path, token: &str) -> Chil
         .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
         .env("AIRLOCK_ADMIN_TOKEN", token)
         .env("AIRLOCK_STOP_GRACE", "1s")
+        // These tests do not need the network plane (tests/e2e/tests/network_plane.rs does).
+        .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
