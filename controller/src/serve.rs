@@ -116,7 +116,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let events = tokio::spawn(watcher.run(async move { drop(events_stopped.await) }));
     let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
     let (stop_egress, egress_stopped) = tokio::sync::oneshot::channel::<()>();
-    let egress = egress.map(|plane| tokio::spawn(plane.run(async move { drop(egress_stopped.await) })));
+    let egress =
+        egress.map(|plane| tokio::spawn(plane.run(async move { drop(egress_stopped.await) })));
     let served = serve_on(listener, state, shutdown_signal()).await;
     drop(stop);
     drop(stop_events);

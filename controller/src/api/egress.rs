@@ -124,8 +124,8 @@ pub(crate) struct EgressSummaryDto {
 #[utoipa::path(put, path = "/v1/sandboxes/{id}/policy", tag = "sandboxes",
     params(("id" = String, Path, description = "Sandbox id")),
     request_body(content = Object, description = "The egress policy object"),
-    responses((status = 200, body = PolicyDto), (status = 403), (status = 404), (status = 409),
-        (status = 422), (status = 503)))]
+    responses((status = 200, body = PolicyDto), (status = 400), (status = 403), (status = 404),
+        (status = 409), (status = 503)))]
 pub(crate) async fn put_policy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -17,8 +17,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
     Ipam, IpamConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{InspectContainerOptions, UploadToContainerOptions};
 use ipnet::{IpNet, Ipv4Net};
@@ -147,7 +147,10 @@ pub fn egress_container_body(placement: &ProxyPlacement) -> ContainerCreateBody 
     ContainerCreateBody {
         image: Some(placement.image.clone()),
         cmd: Some(placement.cmd()),
-        env: Some(vec!["LOG_FORMAT=json".to_owned(), "RUST_LOG=info".to_owned()]),
+        env: Some(vec![
+            "LOG_FORMAT=json".to_owned(),
+            "RUST_LOG=info".to_owned(),
+        ]),
         user: Some(EGRESS_USER.to_owned()),
         labels: Some(role_labels()),
         exposed_ports: Some(vec![admin.clone()]),
@@ -246,10 +249,7 @@ impl DockerClient {
             .await
         {
             Ok(inspected) => {
-                let running = inspected
-                    .state
-                    .and_then(|s| s.running)
-                    .unwrap_or(false);
+                let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
                 Ok(Some((running, inspected.image.unwrap_or_default())))
             }
             Err(error) => match DockerError::from(error) {

@@ -108,10 +108,11 @@ impl AdminClient {
     /// A client of `addr` with the `airlock certs init` client layout in `dir`
     /// (`ca.pem`, `cert.pem`, `key.pem`).
     pub fn new(addr: SocketAddr, dir: &Path) -> Result<Self, EgressError> {
-        let tls_err = |what: &str, e: &dyn std::fmt::Display| EgressError::Tls(format!("{what}: {e}"));
+        let tls_err =
+            |what: &str, e: &dyn std::fmt::Display| EgressError::Tls(format!("{what}: {e}"));
         let mut roots = RootCertStore::empty();
-        let ca = CertificateDer::pem_file_iter(dir.join("ca.pem"))
-            .map_err(|e| tls_err("ca.pem", &e))?;
+        let ca =
+            CertificateDer::pem_file_iter(dir.join("ca.pem")).map_err(|e| tls_err("ca.pem", &e))?;
         for cert in ca {
             roots
                 .add(cert.map_err(|e| tls_err("ca.pem", &e))?)
@@ -202,7 +203,9 @@ impl AdminClient {
         let exchange = self.exchange(method, path, body);
         let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
-            .map_err(|_elapsed| EgressError::Unreachable(format!("no answer within {CALL_TIMEOUT:?}")))??;
+            .map_err(|_elapsed| {
+                EgressError::Unreachable(format!("no answer within {CALL_TIMEOUT:?}"))
+            })??;
         if status.is_success() {
             Ok(bytes)
         } else {
@@ -225,7 +228,10 @@ impl AdminClient {
             SocketAddr::V6(_) => TcpSocket::new_v6(),
         }
         .map_err(|e| unreachable(&e))?;
-        let stream = socket.connect(self.addr).await.map_err(|e| unreachable(&e))?;
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .map_err(|e| unreachable(&e))?;
         let name = ServerName::IpAddress(self.addr.ip().into());
         let tls = self
             .tls
@@ -243,7 +249,10 @@ impl AdminClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| unreachable(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&e))?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
@@ -257,6 +266,8 @@ impl AdminClient {
 
 impl std::fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminClient").field("addr", &self.addr).finish()
+        f.debug_struct("AdminClient")
+            .field("addr", &self.addr)
+            .finish()
     }
 }

@@ -59,7 +59,11 @@ impl EgressPlane {
                 .await?;
             admin.ack(page.next).await?;
             total += rows.len();
-            debug!(egress.events = rows.len(), egress.next = page.next, "Ledger page stored");
+            debug!(
+                egress.events = rows.len(),
+                egress.next = page.next,
+                "Ledger page stored"
+            );
             if rows.len() < PAGE {
                 return Ok(total);
             }

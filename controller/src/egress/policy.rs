@@ -63,7 +63,10 @@ mod tests {
         let unknown = EgressPolicy::parse(serde_json::json!({"allow_domain": []}));
         assert!(unknown.unwrap_err().contains("allow_domain"));
         let broad = EgressPolicy::parse(serde_json::json!({"allow_domains": ["*.com"]}));
-        assert!(broad.is_err(), "wildcards broader than a registrable domain are refused");
+        assert!(
+            broad.is_err(),
+            "wildcards broader than a registrable domain are refused"
+        );
         let a = EgressPolicy::parse(serde_json::json!({"mode": "report"})).unwrap();
         let b = EgressPolicy::parse(serde_json::json!({"mode": "report"})).unwrap();
         assert_eq!(a.hash(), b.hash());

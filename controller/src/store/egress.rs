@@ -281,10 +281,11 @@ impl Store {
         sandbox: SandboxId,
         query: &EgressQuery,
     ) -> Result<Vec<EgressEvent>, StoreError> {
-        let (after_ms, after_boot, after_seq) = query
-            .after
-            .clone()
-            .unwrap_or((i64::MIN, String::new(), i64::MIN));
+        let (after_ms, after_boot, after_seq) =
+            query
+                .after
+                .clone()
+                .unwrap_or((i64::MIN, String::new(), i64::MIN));
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM egress_events WHERE sandbox_id = $1 \
              AND ($2 IS NULL OR decision = $2) AND ($3 IS NULL OR host = $3) \
@@ -331,10 +332,9 @@ impl Store {
 
 impl EntryRow {
     fn into_entry(self) -> Result<EgressEntry, StoreError> {
-        let source_addr = self
-            .source_addr
-            .parse()
-            .map_err(|_invalid| StoreError::corrupt("sandbox_egress.source_addr", &self.source_addr))?;
+        let source_addr = self.source_addr.parse().map_err(|_invalid| {
+            StoreError::corrupt("sandbox_egress.source_addr", &self.source_addr)
+        })?;
         Ok(EgressEntry {
             sandbox_id: SandboxId::from_uuid(self.sandbox_id),
             policy: self.policy,
