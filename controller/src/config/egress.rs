@@ -47,7 +47,8 @@ pub struct EgressConfig {
     pub dns: Vec<SocketAddr>,
     /// The egress bridge's subnet.
     pub subnet: Ipv4Net,
-    /// Where the admin port is published and dialled (`None` when the plane is off).
+    /// Where the admin port is published and dialled (`None`: unknown, which the plane
+    /// refuses when it is on).
     pub admin_ip: Option<IpAddr>,
 }
 
@@ -92,12 +93,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             }
             DockerConfig::InsecureUnix { .. } => None,
         });
+        // Without either, `airlock serve` refuses to start the plane (see `crate::egress`):
+        // the controller never resolves a name for the admin API.
         let admin_ip = admin_ip?.or(from_docker);
-        if enabled && admin_ip.is_none() && docker.is_some() {
-            let expected = "an IP address (required when AIRLOCK_DOCKER_HOST is not an IP)";
-            self.issue(ENV_EGRESS_ADMIN_ADDR, "", false, expected);
-            return None;
-        }
         Some(EgressConfig {
             enabled,
             image: image?,
@@ -115,4 +113,72 @@ fn parse_dns(v: &str) -> Option<SocketAddr> {
     v.parse::<SocketAddr>()
         .ok()
         .or_else(|| v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        Config::from_lookup(|v| vars.get(v).map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn defaults_take_the_admin_address_from_the_docker_host() {
+        let config = load(&[("AIRLOCK_DOCKER_HOST", "tcp://10.231.7.2:2376")]).unwrap();
+        let egress = config.egress;
+        assert!(egress.enabled);
+        assert_eq!(egress.image, DEFAULT_EGRESS_IMAGE);
+        assert_eq!(egress.subnet, DEFAULT_EGRESS_SUBNET.parse().unwrap());
+        assert_eq!(egress.admin_ip, Some("10.231.7.2".parse().unwrap()));
+        assert!(egress.allow_cidrs.is_empty() && egress.dns.is_empty());
+        let named = load(&[("AIRLOCK_DOCKER_HOST", "tcp://dind:2376")]).unwrap();
+        assert_eq!(named.egress.admin_ip, None, "names are never resolved");
+    }
+
+    #[test]
+    fn values_and_every_bad_one_reported() {
+        let config = load(&[
+            (ENV_EGRESS, "false"),
+            (ENV_EGRESS_ALLOW_CIDRS, "10.231.7.80/32, 192.0.2.0/24"),
+            (ENV_EGRESS_DNS, "10.231.7.53, 10.231.7.54:5353"),
+            (ENV_EGRESS_ADMIN_ADDR, "10.0.0.9"),
+            (ENV_EGRESS_SUBNET, "10.99.0.0/28"),
+        ])
+        .unwrap();
+        let egress = config.egress;
+        assert!(!egress.enabled);
+        assert_eq!(egress.allow_cidrs.len(), 2);
+        assert_eq!(
+            egress.dns,
+            vec![
+                "10.231.7.53:53".parse().unwrap(),
+                "10.231.7.54:5353".parse().unwrap()
+            ]
+        );
+        assert_eq!(egress.admin_ip, Some("10.0.0.9".parse().unwrap()));
+        let error = load(&[
+            (ENV_EGRESS, "maybe"),
+            (ENV_EGRESS_ALLOW_CIDRS, "10.0.0.1"),
+            (ENV_EGRESS_DNS, "resolver"),
+            (ENV_EGRESS_SUBNET, "10.99.0.0/30"),
+            (ENV_EGRESS_ADMIN_ADDR, "dind"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = error.issues.iter().map(|i| i.var).collect();
+        assert_eq!(
+            vars,
+            [
+                ENV_EGRESS,
+                ENV_EGRESS_ALLOW_CIDRS,
+                ENV_EGRESS_DNS,
+                ENV_EGRESS_SUBNET,
+                ENV_EGRESS_ADMIN_ADDR
+            ]
+        );
+    }
 }

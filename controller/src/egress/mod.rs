@@ -122,9 +122,9 @@ impl EgressPlane {
         if !egress.enabled {
             return Ok(None);
         }
-        let admin_ip = egress
-            .admin_ip
-            .ok_or(EgressError::NotConfigured("no admin address"))?;
+        let admin_ip = egress.admin_ip.ok_or(EgressError::NotConfigured(
+            "AIRLOCK_DOCKER_HOST is not an IP address: set AIRLOCK_EGRESS_ADMIN_ADDR",
+        ))?;
         let placement = ProxyPlacement {
             image: egress.image.clone(),
             subnet: egress.subnet,
