@@ -1,6 +1,10 @@
 //! The network plane end to end: a real DinD over mTLS, the real `airlock-egress` container
 //! bootstrapped by the controller inside it, sandboxes created through the API in-process.
 //!
+//! Names are answered by the test-support fake DNS (`fake-dns`) on the sealed network, which
+//! the proxy uses through `AIRLOCK_EGRESS_DNS`: `allowed.test` and `other.test` resolve to the
+//! upstream, `rebind.test` to the upstream once and to the metadata address afterwards.
+//!
 //! "The internet" is a busybox HTTP server on the sealed outer network, admitted through the
 //! operator's `AIRLOCK_EGRESS_ALLOW_CIDRS` for its exact address. Every other target (a
 //! private address, the metadata address, a disallowed name) is denied by the proxy before
@@ -54,8 +58,10 @@ struct Fixture {
     dind: Dind,
     state: AppState,
     plane: EgressPlane,
+    config: airlock::config::Config,
     upstream: Ipv4Addr,
     _upstream: OuterContainer,
+    _dns: OuterContainer,
     _dir: tempfile::TempDir,
     _data: tempfile::TempDir,
 }
@@ -149,6 +155,24 @@ async fn network_plane_end_to_end() {
     );
     timing.phase("denials");
 
+    // 4b. Names: an allowed name resolves and is fetched; a rebinding name is allowed while it
+    // points at the upstream and denied once it points at the metadata address (the proxy
+    // decides on what it resolved and dials exactly that).
+    let named = f
+        .fetch(&b, _b_proxy, "http://allowed.test/", Some(&b_cred))
+        .await;
+    assert_eq!(named.status, 200, "{named:?}");
+    let first = f
+        .fetch(&a, a_proxy, "http://rebind.test/", Some(&a_cred))
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let rebound = f
+        .fetch(&a, a_proxy, "http://rebind.test/", Some(&a_cred))
+        .await;
+    assert_eq!(rebound.status, 403, "{rebound:?}");
+    assert_eq!(error_code(&rebound), "metadata", "{rebound:?}");
+    timing.phase("dns");
+
     // 5. Budget: 4 KB allowed, the 2 MB file is cut off.
     let c = f.create(json!({"max_bytes": 4096})).await;
     let (c_proxy, c_cred) = f.credential(&c).await;
@@ -189,6 +213,13 @@ async fn network_plane_end_to_end() {
         .fetch(&b, _b_proxy, &format!("http://{up}/"), Some(&b_cred))
         .await;
     assert_eq!(reported.status, 200, "report mode admits it: {reported:?}");
+    let would = f
+        .fetch(&b, _b_proxy, "http://other.test/", Some(&b_cred))
+        .await;
+    assert_eq!(
+        would.status, 200,
+        "report mode only records a would-deny: {would:?}"
+    );
     timing.phase("policy-update");
 
     // 7. The ledger: pulled into the store, each attempt with its reason and bytes.
@@ -240,8 +271,44 @@ async fn network_plane_end_to_end() {
         .await;
     assert_eq!(summary.status, StatusCode::OK);
     assert_eq!(summary.body["mode"], "report", "{}", summary.body);
+    assert_eq!(
+        summary.body["suggested_allow_domains"],
+        json!(["allowed.test", "other.test"]),
+        "{}",
+        summary.body
+    );
     eprintln!("summary B {}", summary.body);
     timing.phase("ledger");
+
+    // 7b. Controller restart: events recorded while no controller pulled are not lost; a new
+    // plane over the same store (and data dir) picks them up from the stored cursor.
+    let seen = f.ledger(&a, 1).await.len();
+    let unseen = f
+        .fetch(&a, a_proxy, &format!("http://{up}/"), Some(&a_cred))
+        .await;
+    assert_eq!(unseen.status, 200, "{unseen:?}");
+    let restarted = EgressPlane::from_config(
+        &f.config,
+        f.state.service.docker().clone(),
+        f.state.service.store().clone(),
+        DEFAULT_NODE,
+    )
+    .unwrap()
+    .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while restarted.pull_ledger().await.unwrap() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the new controller found no event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        f.ledger(&a, seen + 1).await.len(),
+        seen + 1,
+        "exactly one new event"
+    );
+    timing.phase("controller-restart");
 
     // 8. Proxy restart: denied (fail closed) until re-pushed, then allowed again.
     let old_boot = f.plane.synced_boot_id().await.unwrap();
@@ -317,6 +384,8 @@ async fn fixture(timing: &mut Timing) -> Fixture {
         .entrypoint("/bin/sh")
         .ip(upstream_ip);
     let upstream = net.run(spec).await.unwrap();
+    let dns_ip = net.host(SealedNet::DNS_HOST);
+    let dns = start_dns(&net, dns_ip, upstream_ip).await;
     let dind = Dind::start_on(net, DindOptions::new("netplane"))
         .await
         .unwrap();
@@ -328,6 +397,7 @@ async fn fixture(timing: &mut Timing) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap().to_owned();
     let allow = format!("{upstream_ip}/32");
+    let dns_addr = format!("{dns_ip}:53");
     let selftest_upstream = SocketAddr::new(IpAddr::V4(upstream_ip), 80).to_string();
     let node = dind.ip().to_string();
     let controller_addr =
@@ -340,6 +410,7 @@ async fn fixture(timing: &mut Timing) -> Fixture {
         ("AIRLOCK_STOP_GRACE", "1s"),
         ("AIRLOCK_DATA_DIR", data_dir.as_str()),
         ("AIRLOCK_EGRESS_ALLOW_CIDRS", allow.as_str()),
+        ("AIRLOCK_EGRESS_DNS", dns_addr.as_str()),
         ("AIRLOCK_SELFTEST_UPSTREAM", selftest_upstream.as_str()),
         ("AIRLOCK_SELFTEST_NODE_ADDRS", node.as_str()),
         ("AIRLOCK_SELFTEST_CONTROLLER", controller_addr.as_str()),
@@ -371,8 +442,10 @@ async fn fixture(timing: &mut Timing) -> Fixture {
         dind,
         state,
         plane,
+        config,
         upstream: upstream_ip,
         _upstream: upstream,
+        _dns: dns,
         _dir: dir,
         _data: data,
     }
@@ -551,4 +624,30 @@ async fn proxy_logs(dind: &Dind) -> String {
         out.push_str(&chunk.to_string());
     }
     out
+}
+
+/// Runs `fake-dns` on the sealed network at `ip` and waits until it listens.
+async fn start_dns(net: &SealedNet, ip: Ipv4Addr, upstream: Ipv4Addr) -> OuterContainer {
+    let binary = env!("CARGO_BIN_EXE_fake-dns");
+    let fixed = format!("allowed.test={upstream}");
+    let other = format!("other.test={upstream}");
+    let rebind = format!("rebind.test={upstream}/169.254.169.254");
+    let spec = OuterSpec::new("fake-dns", DIND_IMAGE, &[&fixed, &other, &rebind])
+        .entrypoint("/fake-dns")
+        .bind_ro(binary, "/fake-dns")
+        .ip(ip);
+    let dns = net.run(spec).await.unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let out = dns.stdout().await.unwrap();
+        if out.contains("LISTENING") {
+            return dns;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fake-dns never listened: {out} {}",
+            dns.stderr().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
