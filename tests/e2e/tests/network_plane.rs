@@ -24,6 +24,9 @@
 //! 8. proxy restart: the sandbox is denied until the controller re-pushes, then allowed;
 //! 9. the isolation self-test passes with the proxy (through-proxy check included);
 //! 10. delete removes the proxy entry and the network.
+//!
+//! A second test runs the real `airlock serve` with the plane on: it brings the proxy up by
+//! itself, and after a proxy restart its background task re-pushes the live entry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -650,4 +653,61 @@ async fn start_dns(net: &SealedNet, ip: Ipv4Addr, upstream: Ipv4Addr) -> OuterCo
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn serve_brings_the_proxy_up_and_resyncs_it() {
+    let mut timing = Timing::start("serve_brings_the_proxy_up_and_resyncs_it");
+    let binary = e2e::serve::airlock_binary().await;
+    timing.phase("build");
+    let dind = Dind::start(DindOptions::new("netplane_serve"))
+        .await
+        .unwrap();
+    for image in [TESTBOX_IMAGE, EGRESS_IMAGE] {
+        dind.load_image(image).await.unwrap();
+    }
+    timing.phase("dind-and-images");
+    let data = tempfile::tempdir().unwrap();
+    let extra = [("AIRLOCK_EGRESS", "true")];
+    let mut child = e2e::serve::spawn_serve_with(&binary, &dind, data.path(), TOKEN, &extra);
+    let (addr, log) = e2e::serve::listen_addr(&mut child).await;
+    timing.phase("serve-up");
+    let admin_addr = SocketAddr::new(IpAddr::V4(dind.ip()), 3129);
+    let client_dir = data.path().join("egress-certs").join("client");
+    let admin = airlock::egress::admin::AdminClient::new(admin_addr, &client_dir).unwrap();
+    let health = admin.health().await.unwrap();
+    assert_eq!(health.sandboxes, 0);
+
+    let create = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"],
+        "policy": {"allow_domains": ["example.com"]}});
+    let (status, body) = e2e::serve::http(addr, TOKEN, "POST", "/v1/sandboxes", Some(create)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(admin.health().await.unwrap().sandboxes, 1);
+    timing.phase("create");
+
+    dind.docker()
+        .restart_container(EGRESS_CONTAINER, None)
+        .await
+        .unwrap();
+    let resynced = poll(|| async {
+        admin
+            .health()
+            .await
+            .ok()
+            .filter(|h| h.boot_id != health.boot_id && h.sandboxes == 1)
+    })
+    .await;
+    eprintln!("re-pushed to boot id {}", resynced.boot_id);
+    timing.phase("proxy-restart-resync");
+
+    let (status, body) =
+        e2e::serve::http(addr, TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(admin.health().await.unwrap().sandboxes, 0);
+    child.start_kill().unwrap();
+    drop(child.wait().await);
+    let log = log.await.unwrap();
+    assert!(log.contains("Egress proxy synced"), "{log}");
+    timing.phase("delete");
 }
