@@ -2,9 +2,9 @@
 //! polling, and records it through the one state machine.
 //!
 //! It subscribes to the node's `die`, `oom`, `kill` and `destroy` events of `airlock.*`-labelled
-//! containers ([`DockerClient::container_events`]). A `die` or `destroy` of a sandbox's current
+//! containers (`DockerClient::container_events`). A `die` or `destroy` of a sandbox's current
 //! container (matched by sandbox id, generation label and container id) is handed to
-//! [`SandboxService::observe_end_signalled`], the same code `wait` uses, so the two paths agree
+//! `SandboxService::observe_end_signalled`, the same code `wait` uses, so the two paths agree
 //! and race safely: every end is a generation-fenced transition, and the loser reads the
 //! winner's result. A `kill` that we did not send (the sandbox is not stopping and no stop was
 //! asked) marks the container as signalled, so a later exit by signal ends it `killed`.

@@ -5,7 +5,7 @@
 //! under `/v1`). The document is served without auth at `/v1/openapi.json`.
 //!
 //! Layers: the protected routes sit behind the bearer middleware and then the route guard
-//! ([`super::guard`]); `/v1/auth/*` need no bearer.
+//! (`super::guard`); `/v1/auth/*` need no bearer.
 
 use axum::middleware;
 use axum::routing::get;
