@@ -379,7 +379,8 @@ impl SandboxService {
         Ok(counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
     }
 
-    /// Whether the store and the Docker daemon both answer, each within [`READY_TIMEOUT`].
+    /// Whether the store, the Docker daemon and (when the plane is on) the egress proxy
+    /// answer, each within [`READY_TIMEOUT`].
     pub async fn ready(&self) -> Result<(), ServiceError> {
         let timeout = |what| ServiceError::Timeout(what, READY_TIMEOUT);
         tokio::time::timeout(READY_TIMEOUT, self.store.ping())
@@ -388,6 +389,11 @@ impl SandboxService {
         tokio::time::timeout(READY_TIMEOUT, self.docker.ping())
             .await
             .map_err(|_elapsed| timeout("the Docker node"))??;
+        if let Some(plane) = &self.egress {
+            tokio::time::timeout(READY_TIMEOUT, plane.admin().health())
+                .await
+                .map_err(|_elapsed| timeout("the egress proxy"))??;
+        }
         Ok(())
     }
 

@@ -56,6 +56,22 @@ pub struct PutSandbox<'a> {
     pub generation: u64,
 }
 
+/// `GET /v1/sandboxes`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SandboxList {
+    /// The registered entries.
+    pub sandboxes: Vec<ListedSandbox>,
+}
+
+/// One row of [`SandboxList`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct ListedSandbox {
+    /// The sandbox id.
+    pub sandbox_id: String,
+    /// Its generation.
+    pub generation: u64,
+}
+
 /// One spooled event from `GET /v1/events`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct WireEvent {
@@ -157,6 +173,11 @@ impl AdminClient {
         self.call(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
             .await
             .map(drop)
+    }
+
+    /// `GET /v1/sandboxes`.
+    pub async fn list_sandboxes(&self) -> Result<SandboxList, EgressError> {
+        self.json(Method::GET, "/v1/sandboxes", None).await
     }
 
     /// `DELETE /v1/sandboxes/{id}` (idempotent).

@@ -70,17 +70,14 @@ impl EgressPlane {
         }
     }
 
-    /// Keeps the proxy up and synced and pulls its ledger every [`PULL_INTERVAL`] until
+    /// Keeps the proxy up, synced and pruned ([`EgressPlane::prune`]) and pulls its ledger
+    /// every [`PULL_INTERVAL`] until
     /// `shutdown` completes. Failures are logged and retried at the next tick.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut failing = false;
         loop {
-            let result = match self.ensure().await {
-                Ok(_boot) => self.pull_ledger().await.map(drop),
-                Err(error) => Err(error),
-            };
-            match result {
+            match self.tick().await {
                 Ok(()) => failing = false,
                 Err(error) if !failing => {
                     warn!(%error, "Egress plane step failed; retrying");
@@ -93,6 +90,16 @@ impl EgressPlane {
                 () = tokio::time::sleep(PULL_INTERVAL) => {}
             }
         }
+    }
+}
+
+impl EgressPlane {
+    /// One round of [`EgressPlane::run`].
+    async fn tick(&self) -> Result<(), EgressError> {
+        self.ensure().await?;
+        self.prune().await?;
+        self.pull_ledger().await?;
+        Ok(())
     }
 }
 

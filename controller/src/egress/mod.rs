@@ -22,6 +22,7 @@ pub mod node;
 pub mod policy;
 pub mod service;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -260,6 +261,34 @@ impl EgressPlane {
             *synced = Some(health.boot_id.clone());
         }
         Ok(health.boot_id)
+    }
+
+    /// Removes the proxy's entries of sandboxes that are no longer live (ended, deleted, or
+    /// lost while no controller ran), so a released /29 can be given to a new sandbox whose
+    /// source address the proxy would otherwise refuse as taken. Returns how many went.
+    pub async fn prune(&self) -> Result<usize, EgressError> {
+        // List first: `attach` stores an entry before it pushes it, so every entry listed
+        // here that is still live is in the store when it is read next.
+        let listed = self.inner.admin.list_sandboxes().await?;
+        let live: HashSet<String> = self
+            .inner
+            .store
+            .live_egress_entries()
+            .await?
+            .into_iter()
+            .map(|e| e.sandbox_id.to_string())
+            .collect();
+        let mut removed = 0;
+        for stale in listed
+            .sandboxes
+            .iter()
+            .filter(|s| !live.contains(&s.sandbox_id))
+        {
+            self.inner.admin.delete_sandbox(&stale.sandbox_id).await?;
+            info!(sandbox.id = %stale.sandbox_id, "Stale egress entry removed");
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// The boot id the live entries were last pushed to, if any.
