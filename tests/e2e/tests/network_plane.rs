@@ -23,6 +23,8 @@
 //! 7. the ledger (pulled into the store) shows each attempt with its reason and bytes;
 //! 8. proxy restart: the sandbox is denied until the controller re-pushes, then allowed;
 //! 9. the isolation self-test passes with the proxy (through-proxy check included);
+//! 8b. proxy down: a create fails closed (503, nothing left) and `ensure` restarts it;
+//! 9b. an ended sandbox's entry is pruned; `/readyz` includes the proxy;
 //! 10. delete removes the proxy entry and the network.
 //!
 //! A second test runs the real `airlock serve` with the plane on: it brings the proxy up by
@@ -344,6 +346,39 @@ async fn network_plane_end_to_end() {
         .await;
     assert_eq!(back.status, 200, "policies came back: {back:?}");
     timing.phase("proxy-restart");
+
+    // 8b. Proxy down: a create fails closed (503) and leaves no network behind; the next
+    // `ensure` starts the proxy again and re-pushes every live entry.
+    let networks = sandbox_networks(&f.dind).await;
+    f.dind
+        .docker()
+        .stop_container(EGRESS_CONTAINER, None)
+        .await
+        .unwrap();
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]});
+    let refused = f.call(Method::POST, "/v1/sandboxes", Some(body)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.body["error"], "egress_unavailable",
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        sandbox_networks(&f.dind).await,
+        networks,
+        "the failed create left nothing"
+    );
+    f.plane.ensure().await.unwrap();
+    let again = f
+        .fetch(&a, a_proxy, &format!("http://{up}/"), Some(&a_cred))
+        .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    timing.phase("proxy-down");
 
     // 9. The isolation self-test passes with the proxy wired.
     let selftest = f
@@ -726,4 +761,19 @@ async fn serve_brings_the_proxy_up_and_resyncs_it() {
     let log = log.await.unwrap();
     assert!(log.contains("Egress proxy synced"), "{log}");
     timing.phase("delete");
+}
+
+/// The names of the sandbox networks in the DinD, sorted.
+async fn sandbox_networks(dind: &Dind) -> Vec<String> {
+    let mut names: Vec<String> = dind
+        .docker()
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| n.name)
+        .filter(|n| n.starts_with("airlock-sbx-"))
+        .collect();
+    names.sort();
+    names
 }
