@@ -14,18 +14,18 @@
 //! client), with a raw HTTP/1.1 request in absolute form.
 //!
 //! One test shares the (expensive) fixture and walks through phases:
-//! 1. bootstrap: the proxy comes up hardened, with its admin port on the DinD's address only;
-//! 2. a sandbox reaches the upstream through the proxy (200);
-//! 3. without a credential: 407; with another sandbox's credential: 403;
-//! 4. denied with a 403 JSON reason: a disallowed domain, a private address, metadata;
-//! 5. budget: a sandbox with `max_bytes` is cut off;
-//! 6. `PUT /v1/sandboxes/{id}/policy` bumps the generation and applies at once;
-//! 7. the ledger (pulled into the store) shows each attempt with its reason and bytes;
-//! 8. proxy restart: the sandbox is denied until the controller re-pushes, then allowed;
-//! 9. the isolation self-test passes with the proxy (through-proxy check included);
-//! 8b. proxy down: a create fails closed (503, nothing left) and `ensure` restarts it;
-//! 9b. an ended sandbox's entry is pruned; `/readyz` includes the proxy;
-//! 10. delete removes the proxy entry and the network.
+//! - 1: bootstrap: the proxy comes up hardened, with its admin port on the DinD's address only;
+//! - 2: a sandbox reaches the upstream through the proxy (200);
+//! - 3: without a credential: 407; with another sandbox's credential: 403;
+//! - 4: denied with a 403 JSON reason: a disallowed domain, a private address, metadata;
+//! - 5: budget: a sandbox with `max_bytes` is cut off;
+//! - 6: `PUT /v1/sandboxes/{id}/policy` bumps the generation and applies at once;
+//! - 7: the ledger (pulled into the store) shows each attempt with its reason and bytes;
+//! - 8: proxy restart: the sandbox is denied until the controller re-pushes, then allowed;
+//! - 9: the isolation self-test passes with the proxy (through-proxy check included);
+//! - 8b: proxy down: a create fails closed (503, nothing left) and `ensure` restarts it;
+//! - 9b: an ended sandbox's entry is pruned; `/readyz` includes the proxy;
+//! - 10: delete removes the proxy entry and the network.
 //!
 //! A second test runs the real `airlock serve` with the plane on: it brings the proxy up by
 //! itself, and after a proxy restart its background task re-pushes the live entry.
