@@ -15,6 +15,14 @@ use ipnet::{IpNet, Ipv4Net};
 use crate::sandbox::{Cpus, Limits, Maximums};
 use crate::subnet::SANDBOX_PREFIX;
 
+// Network plane variables (issue 6).
+mod egress;
+pub use egress::{
+    EgressConfig, DEFAULT_EGRESS, DEFAULT_EGRESS_IMAGE, DEFAULT_EGRESS_SUBNET, ENV_EGRESS,
+    ENV_EGRESS_ADMIN_ADDR, ENV_EGRESS_ALLOW_CIDRS, ENV_EGRESS_BUNDLE, ENV_EGRESS_DNS,
+    ENV_EGRESS_IMAGE, ENV_EGRESS_SUBNET,
+};
+
 // Isolation self-test variables (issue 6).
 mod selftest;
 pub use selftest::{
@@ -148,6 +156,8 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Allowed images and the pre-pull's sources.
     pub images: ImagesConfig,
+    /// The network plane (egress proxy) settings.
+    pub egress: EgressConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -278,9 +288,11 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let quota = self.quota();
         let secret_key = self.secret_key();
         let images = self.images();
+        let egress = self.egress(docker.as_ref());
         Some(Config {
             quota: quota?,
             secret_key: secret_key?,
+            egress: egress?,
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,
             data_dir: data_dir?,

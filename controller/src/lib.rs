@@ -11,6 +11,7 @@ pub mod config;
 pub mod credential;
 pub mod docker;
 pub mod doctor;
+pub mod egress;
 pub mod events;
 pub mod exec;
 pub mod first_boot;

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
+use crate::egress::EgressPlane;
 use crate::events::EventWatcher;
 use crate::images::load::Node;
 use crate::images::prepull;
@@ -53,6 +54,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("server: {0}")]
     Serve(#[source] std::io::Error),
+    /// The egress plane could not be set up (its TLS material).
+    #[error("egress: {0}")]
+    Egress(#[from] crate::egress::EgressError),
     /// The bootstrap admin could not be created.
     #[error("bootstrap admin: {0}")]
     Bootstrap(#[from] crate::accounts::AccountsError),
@@ -92,12 +96,21 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     settings.interval = config.reconcile_interval;
-    let service = SandboxService::new(
+    let mut service = SandboxService::new(
         store.clone(),
         docker.clone(),
         ServiceSettings::from_config(&config),
     )
     .with_vault(vault);
+    // The network plane (issue 6): bring the proxy up (a failure is retried by its task; until
+    // then creates fail closed), then keep it synced and pull its ledger beside the API.
+    let egress = EgressPlane::from_config(&config, docker.clone(), store.clone(), DEFAULT_NODE)?;
+    if let Some(plane) = &egress {
+        if let Err(error) = plane.ensure().await {
+            warn!(%error, "Egress proxy not ready at start; retrying in the background");
+        }
+        service = service.with_egress(plane.clone());
+    }
     let reconciler = Reconciler::new(store, docker, settings)
         .with_activity(service.activity().clone())
         .with_metrics(service.metrics().clone());
@@ -130,9 +143,19 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         node,
     );
     let prepull = tokio::spawn(prepull);
+    let (stop_egress, egress_stopped) = tokio::sync::oneshot::channel::<()>();
+    let egress =
+        egress.map(|plane| tokio::spawn(plane.run(async move { drop(egress_stopped.await) })));
     let served = serve_on(listener, state, shutdown_signal()).await;
     drop(stop);
     drop(stop_events);
+    drop(stop_egress);
+    if let Some(Err(error)) = match egress {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        warn!(%error, "Egress plane task ended abnormally");
+    }
     if let Err(error) = events.await {
         warn!(%error, "Event watcher task ended abnormally");
     }

@@ -11,10 +11,12 @@
 //!   `wait`), the loser reads the winner's result instead of failing.
 //! - Deletes are idempotent: a missing sandbox, container or network is success.
 //!
-//! The egress proxy is not wired yet: each sandbox gets a fresh random proxy credential in its
-//! environment (as `docker::spec` expects), pointing at the proxy's address on its network,
-//! where nothing listens until the network-plane issue lands. The sandbox therefore has no
-//! egress at all, which is the fail-closed default.
+//! The network plane ([`crate::egress`]): each sandbox gets a fresh random proxy credential in
+//! its environment (as `docker::spec` expects), pointing at the proxy's address on its
+//! network. With the plane on, the proxy joins the sandbox network and accepts the sandbox's
+//! entry before the container starts; a failure at any step rolls all of it back. With the
+//! plane off (`AIRLOCK_EGRESS=false`) nothing listens there and the sandbox has no egress at
+//! all, which is the fail-closed default.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
+use crate::egress::{EgressError, EgressPlane, EgressPolicy};
 use crate::images::allow::ImageRefusal;
 use crate::images::catalog::ImageCatalog;
 use crate::logs::LogHub;
@@ -81,6 +84,15 @@ pub struct ServiceSettings {
     pub images: ImageCatalog,
 }
 
+/// What a create asks for beyond the [`SandboxRequest`].
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// `ENV_NAME` → the name of one of the owner's secrets.
+    pub secret_env: BTreeMap<String, String>,
+    /// The egress policy; `None`: the default policy.
+    pub policy: Option<EgressPolicy>,
+}
+
 /// Creates, watches, stops and deletes sandboxes.
 #[derive(Clone, Debug)]
 pub struct SandboxService {
@@ -92,6 +104,7 @@ pub struct SandboxService {
     metrics: Metrics,
     /// Seals and opens secrets; `None` until [`SandboxService::with_vault`].
     vault: Option<Vault>,
+    egress: Option<EgressPlane>,
 }
 
 /// Why a service operation failed.
@@ -148,6 +161,9 @@ pub enum ServiceError {
     /// A stored secret did not open.
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
+    /// The egress plane failed (the proxy is down or refused the entry).
+    #[error("egress: {0}")]
+    Egress(#[from] EgressError),
 }
 
 // === impl ServiceSettings ===
@@ -181,6 +197,7 @@ impl SandboxService {
             activity: Activity::default(),
             metrics: Metrics::default(),
             vault: None,
+            egress: None,
         }
     }
 
@@ -194,6 +211,17 @@ impl SandboxService {
     /// The vault, when secrets are enabled.
     pub fn vault(&self) -> Option<&Vault> {
         self.vault.as_ref()
+    }
+
+    /// Puts every sandbox this service creates behind `plane`'s egress proxy.
+    pub fn with_egress(mut self, plane: EgressPlane) -> Self {
+        self.egress = Some(plane);
+        self
+    }
+
+    /// The egress plane, when it is on.
+    pub fn egress(&self) -> Option<&EgressPlane> {
+        self.egress.as_ref()
     }
 
     /// The process's counters, for `/metrics` (share them with the reconciler).
@@ -229,25 +257,28 @@ impl SandboxService {
         request: SandboxRequest,
         idempotency_key: Option<String>,
     ) -> Result<Created, ServiceError> {
-        self.create_with_secrets(owner, request, idempotency_key, &BTreeMap::new())
+        self.create_with(owner, request, idempotency_key, CreateOptions::default())
             .await
     }
 
-    /// [`SandboxService::create`], with `secret_env` (`ENV_NAME` → the name of one of the
-    /// owner's secrets) resolved into the container's environment. The values go only into
-    /// the container create: they are not stored with the sandbox, logged or returned.
+    /// [`SandboxService::create`] with [`CreateOptions`]: `secret_env` (`ENV_NAME` → the name
+    /// of one of the owner's secrets) resolved into the container's environment (the values go
+    /// only into the container create: they are not stored with the sandbox, logged or
+    /// returned), and an egress policy (`None`: the default policy; a repeat with the same
+    /// idempotency key returns the first sandbox, whatever policy it asks for).
     ///
     /// The owner's quota is checked before Docker is asked (a cheap early refusal), and again
     /// in the transaction that reserves the sandbox, which is the check that counts. A request
     /// without a timeout gets the default capped at the owner's lifetime quota.
     #[instrument(skip_all, fields(user.id = %owner))]
-    pub async fn create_with_secrets(
+    pub async fn create_with(
         &self,
         owner: UserId,
         mut request: SandboxRequest,
         idempotency_key: Option<String>,
-        secret_env: &BTreeMap<String, String>,
+        options: CreateOptions,
     ) -> Result<Created, ServiceError> {
+        let CreateOptions { secret_env, policy } = options;
         let quota = self
             .settings
             .quota
@@ -260,7 +291,7 @@ impl SandboxService {
         let spec = request
             .validate(&self.settings.maximums)
             .map_err(ServiceError::Invalid)?;
-        let secret_vars = self.resolve_secrets(owner, &env_names, secret_env).await?;
+        let secret_vars = self.resolve_secrets(owner, &env_names, &secret_env).await?;
         let usage = self.store.quota_usage(owner).await?;
         crate::quota::check(&quota, &usage, &spec).map_err(ServiceError::QuotaExceeded)?;
         self.check_image(spec.image().as_str()).await?;
@@ -278,7 +309,10 @@ impl SandboxService {
             Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
             Created::New(sandbox) => {
                 self.metrics.sandbox_created();
-                self.provision(sandbox, secret_vars).await.map(Created::New)
+                let policy = policy.unwrap_or_else(EgressPolicy::default_policy);
+                self.provision(sandbox, secret_vars, &policy)
+                    .await
+                    .map(Created::New)
             }
         }
     }
@@ -434,6 +468,7 @@ impl SandboxService {
         self.store
             .set_desired_state(scope, id, DesiredState::Deleted)
             .await?;
+        self.detach_egress(id).await;
         self.remove_objects(id).await?;
         self.store.release_subnet(id).await?;
         self.store.delete_sandbox(id, sandbox.generation).await?;
@@ -481,7 +516,8 @@ impl SandboxService {
         Ok(counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
     }
 
-    /// Whether the store and the Docker daemon both answer, each within [`READY_TIMEOUT`].
+    /// Whether the store, the Docker daemon and (when the plane is on) the egress proxy
+    /// answer, each within [`READY_TIMEOUT`].
     pub async fn ready(&self) -> Result<(), ServiceError> {
         let timeout = |what| ServiceError::Timeout(what, READY_TIMEOUT);
         tokio::time::timeout(READY_TIMEOUT, self.store.ping())
@@ -490,6 +526,11 @@ impl SandboxService {
         tokio::time::timeout(READY_TIMEOUT, self.docker.ping())
             .await
             .map_err(|_elapsed| timeout("the Docker node"))??;
+        if let Some(plane) = &self.egress {
+            tokio::time::timeout(READY_TIMEOUT, plane.admin().health())
+                .await
+                .map_err(|_elapsed| timeout("the egress proxy"))??;
+        }
         Ok(())
     }
 
@@ -498,8 +539,9 @@ impl SandboxService {
         &self,
         sandbox: Sandbox,
         secret_env: SecretEnv,
+        policy: &EgressPolicy,
     ) -> Result<Sandbox, ServiceError> {
-        match self.try_provision(&sandbox, secret_env).await {
+        match self.try_provision(&sandbox, secret_env, policy).await {
             Ok(running) => Ok(running),
             Err(error) => {
                 self.roll_back(&sandbox).await;
@@ -513,10 +555,11 @@ impl SandboxService {
         &self,
         sandbox: &Sandbox,
         secret_env: SecretEnv,
+        policy: &EgressPolicy,
     ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
         let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
-        // Placeholder credential until the egress proxy is wired (see the module docs).
+        // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {
             id,
@@ -528,6 +571,9 @@ impl SandboxService {
         self.docker
             .create_network(spec::network_body(&placement))
             .await?;
+        if let Some(plane) = &self.egress {
+            plane.attach(id, subnet, &token, policy).await?;
+        }
         let mut body = spec::container_body(&sandbox.spec, &placement);
         if !secret_env.0.is_empty() {
             body.env.get_or_insert_with(Vec::new).extend(secret_env.0);
@@ -552,6 +598,7 @@ impl SandboxService {
     async fn roll_back(&self, sandbox: &Sandbox) {
         let id = sandbox.id;
         warn!(sandbox.id = %id, "Sandbox create failed; rolling back");
+        self.detach_egress(id).await;
         if let Err(error) = self.remove_objects(id).await {
             warn!(%error, sandbox.id = %id, "Rollback could not remove Docker objects");
         }
@@ -583,6 +630,7 @@ impl SandboxService {
         message: &str,
     ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
+        self.detach_egress(id).await;
         if let Err(error) = self.remove_objects(id).await {
             warn!(%error, sandbox.id = %id, "Failing a sandbox could not remove Docker objects");
         }
@@ -593,6 +641,16 @@ impl SandboxService {
             message: Some(message.to_owned()),
         };
         self.finish(sandbox, reason).await
+    }
+
+    /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
+    /// process at the latest, and is never re-pushed for an ended sandbox).
+    async fn detach_egress(&self, id: SandboxId) {
+        if let Some(plane) = &self.egress {
+            if let Err(error) = plane.detach(id).await {
+                warn!(%error, sandbox.id = %id, "Could not remove the sandbox's egress entry");
+            }
+        }
     }
 
     /// Removes the container and network by name, then anything else labelled for `id`.

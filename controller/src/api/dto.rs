@@ -29,7 +29,7 @@ pub struct CreateSandbox {
     /// values go into the container only; they are never stored with the sandbox or shown.
     #[serde(default)]
     pub secret_env: Option<BTreeMap<String, String>>,
-    /// Egress policy; accepted only once the egress proxy is wired (must be absent or null).
+    /// Egress policy (the proxy's policy object); absent or null: the default policy.
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
     /// Resource limits.

@@ -266,6 +266,11 @@ impl From<ServiceError> for ApiError {
                 message: "secrets are not enabled on this controller",
                 detail: "the service runs without a vault".to_owned(),
             },
+            ServiceError::Egress(error) => Self::Unavailable {
+                code: "egress_unavailable",
+                message: "the egress proxy is not available",
+                detail: error.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

@@ -18,6 +18,8 @@ mod guard;
 // Allowed images and the pre-pull (issue 7).
 pub mod images;
 pub mod openapi;
+// The network plane's routes (issue 6).
+mod egress;
 mod selftest;
 mod throttle;
 pub mod tokens;

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, exec, exec_ws, guard, images, logs, quotas, sandboxes, secrets, selftest, tokens,
-    users, AppState,
+    audit, auth, egress, exec, exec_ws, guard, images, logs, quotas, sandboxes, secrets, selftest,
+    tokens, users, AppState,
 };
 
 /// Where the document is served.
@@ -67,6 +67,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(exec_ws::exec_ws))
         .routes(routes!(logs::logs))
         .routes(routes!(selftest::get, selftest::run))
+        .routes(routes!(egress::put_policy))
+        .routes(routes!(egress::events))
+        .routes(routes!(egress::summary))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(users::me))

@@ -13,7 +13,7 @@ use super::dto::{self, CreateSandbox, ListParams, PageDto, SandboxDto, WaitParam
 use super::error::{ApiError, FieldReason};
 use super::{with_status, AppState, Principal};
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::service::ServiceError;
+use crate::service::{CreateOptions, ServiceError};
 use crate::store::{Created, ListQuery};
 
 /// The idempotency header.
@@ -38,12 +38,17 @@ pub(crate) async fn create(
     let body =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
     let dto: CreateSandbox = super::json::parse(&body)?;
-    if dto.policy.is_some() {
-        return Err(ApiError::field(
-            "policy",
-            "egress policies are not supported yet; sandboxes get no egress",
-        ));
-    }
+    // The egress policy (issue 6): validated by the proxy's own compiler.
+    let policy = match dto.policy.clone() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) if state.service.egress().is_none() => {
+            return Err(ApiError::field(
+                "policy",
+                "the egress plane is off (AIRLOCK_EGRESS=false); sandboxes get no egress",
+            ))
+        }
+        Some(value) => Some(super::egress::parse_policy(value)?),
+    };
     let key = idempotency_key(&headers)?;
     let selftest = dto.selftest.and_then(super::selftest::SelftestField::mode);
     let secret_env = dto.secret_env.clone().unwrap_or_default();
@@ -51,7 +56,12 @@ pub(crate) async fn create(
     let env = request.env.clone();
     let created = state
         .service
-        .create_with_secrets(principal.user, request, key, &secret_env)
+        .create_with(
+            principal.user,
+            request,
+            key,
+            CreateOptions { secret_env, policy },
+        )
         .await
         .map_err(|error| match error {
             ServiceError::Invalid(errors) => ApiError::Validation(

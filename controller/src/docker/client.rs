@@ -163,8 +163,12 @@ impl DockerClient {
         Ok(created.id)
     }
 
-    /// Removes a network; one that does not exist counts as removed.
+    /// Removes a network; one that does not exist counts as removed. The egress proxy, which
+    /// joins every sandbox network, is detached first (Docker refuses to remove a network
+    /// with endpoints).
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        self.disconnect_network(name, super::egress::EGRESS_CONTAINER)
+            .await?;
         not_found_ok(self.docker.remove_network(name).await)
     }
 

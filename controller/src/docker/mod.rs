@@ -2,6 +2,8 @@
 //! ([`client`], the only module that calls bollard).
 
 pub mod client;
+// The egress proxy's objects (the network plane, issue 6).
+pub mod egress;
 pub mod events;
 pub mod exec;
 pub mod images;

@@ -13,6 +13,8 @@
 //! - Observed-state changes go through [`crate::sandbox::SandboxState::transition`] and are
 //!   fenced by generation.
 
+// The network plane (issue 6): proxy entries and the egress ledger.
+mod egress;
 mod error;
 mod images;
 mod rows;
@@ -29,6 +31,7 @@ mod audit;
 pub(crate) mod quotas;
 mod secrets;
 
+pub use egress::{EgressEntry, EgressEvent, EgressQuery, HostSummary};
 pub use error::StoreError;
 // Accounts (issue 5).
 pub use images::ImageRecord;

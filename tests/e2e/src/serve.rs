@@ -43,6 +43,18 @@ pub async fn airlock_binary() -> PathBuf {
 /// Starts `airlock serve` on `127.0.0.1:0` with a clean environment: the DinD over mTLS, a data
 /// dir, an admin token and JSON logs on stderr (piped; read them with [`listen_addr`]).
 pub fn spawn_serve(binary: &Path, dind: &Dind, data: &Path, token: &str) -> Child {
+    spawn_serve_with(binary, dind, data, token, &[])
+}
+
+/// [`spawn_serve`] with `extra` variables set after the defaults (so they override them, e.g.
+/// `AIRLOCK_EGRESS=true`).
+pub fn spawn_serve_with(
+    binary: &Path,
+    dind: &Dind,
+    data: &Path,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Child {
     Command::new(binary)
         .arg("serve")
         .env_clear()
@@ -55,8 +67,11 @@ pub fn spawn_serve(binary: &Path, dind: &Dind, data: &Path, token: &str) -> Chil
         .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
         .env("AIRLOCK_ADMIN_TOKEN", token)
         .env("AIRLOCK_STOP_GRACE", "1s")
+        // These tests do not need the network plane (tests/e2e/tests/network_plane.rs does).
+        .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

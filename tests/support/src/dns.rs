@@ -55,10 +55,20 @@ struct State {
 impl FakeDns {
     /// Starts a server on `127.0.0.1:0` answering from `table`.
     pub async fn start<'a>(table: impl IntoIterator<Item = (&'a str, Vec<IpAddr>)>) -> FakeDns {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         #[allow(clippy::expect_used)] // Test harness: binding loopback port 0 cannot fail here.
-        let socket = UdpSocket::bind("127.0.0.1:0")
+        Self::start_on(addr, table)
             .await
-            .expect("bind fake DNS on 127.0.0.1:0");
+            .expect("bind fake DNS on 127.0.0.1:0")
+    }
+
+    /// Starts a server on `bind` (e.g. `0.0.0.0:53` inside a container on a sealed network)
+    /// answering from `table`.
+    pub async fn start_on<'a>(
+        bind: SocketAddr,
+        table: impl IntoIterator<Item = (&'a str, Vec<IpAddr>)>,
+    ) -> std::io::Result<FakeDns> {
+        let socket = UdpSocket::bind(bind).await?;
         #[allow(clippy::expect_used)] // A bound socket has a local address.
         let addr = socket.local_addr().expect("fake DNS local addr");
         let state = Arc::new(State::default());
@@ -66,7 +76,7 @@ impl FakeDns {
             lock(&state.table).insert(key(name), Entry::Fixed(addrs));
         }
         let task = tokio::spawn(serve(socket, state.clone()));
-        FakeDns { addr, state, task }
+        Ok(FakeDns { addr, state, task })
     }
 
     /// The server's address (give it to the proxy as `--dns`).

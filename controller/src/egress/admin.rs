@@ -1,0 +1,294 @@
+//! The client of the proxy's admin API (`egress/src/admin.rs`): HTTP/1.1 over mutual TLS with
+//! the controller's egress client certificate, one short connection per call.
+//!
+//! The admin address is an IP taken from the configuration; nothing here resolves a name.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpSocket;
+use tokio_rustls::TlsConnector;
+
+use super::EgressError;
+
+/// How long one admin call may take, connect included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest admin answer read.
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// A client of one proxy's admin API.
+#[derive(Clone)]
+pub struct AdminClient {
+    addr: SocketAddr,
+    tls: TlsConnector,
+}
+
+/// `GET /healthz`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Health {
+    /// Random per proxy process.
+    pub boot_id: String,
+    /// Entries registered.
+    pub sandboxes: u64,
+}
+
+/// `PUT /v1/sandboxes/{id}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PutSandbox<'a> {
+    /// Source addresses.
+    pub source_addrs: Vec<std::net::IpAddr>,
+    /// SHA-256 (hex) of the token.
+    pub credential_hash: &'a str,
+    /// The policy JSON (`None`: the default policy).
+    pub policy: Option<serde_json::Value>,
+    /// The generation.
+    pub generation: u64,
+}
+
+/// `GET /v1/sandboxes`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SandboxList {
+    /// The registered entries.
+    pub sandboxes: Vec<ListedSandbox>,
+}
+
+/// One row of [`SandboxList`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct ListedSandbox {
+    /// The sandbox id.
+    pub sandbox_id: String,
+    /// Its generation.
+    pub generation: u64,
+}
+
+/// One spooled event from `GET /v1/events`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WireEvent {
+    /// Sequence number within the proxy process.
+    pub seq: u64,
+    /// The sandbox, when identified.
+    pub sandbox: Option<String>,
+    /// The policy generation.
+    pub generation: u64,
+    /// The method.
+    pub method: String,
+    /// The host as requested.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The address dialled or denied.
+    pub addr: Option<SocketAddr>,
+    /// `allow`, `deny` or `would_deny`.
+    pub decision: String,
+    /// The reason code.
+    pub reason: String,
+    /// The rule that matched.
+    pub rule: Option<String>,
+    /// Bytes from the client.
+    pub bytes_up: u64,
+    /// Bytes to the client.
+    pub bytes_down: u64,
+    /// Start, ms since the epoch.
+    pub start_ms: u64,
+    /// Duration, ms.
+    pub duration_ms: u64,
+    /// The client's address.
+    pub client: SocketAddr,
+}
+
+/// `GET /v1/events`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EventsPage {
+    /// Events after the cursor, oldest first.
+    pub events: Vec<WireEvent>,
+    /// The next cursor.
+    pub next: u64,
+    /// The proxy process.
+    pub boot_id: String,
+}
+
+// === impl AdminClient ===
+
+impl AdminClient {
+    /// A client of `addr` with the `airlock certs init` client layout in `dir`
+    /// (`ca.pem`, `cert.pem`, `key.pem`).
+    pub fn new(addr: SocketAddr, dir: &Path) -> Result<Self, EgressError> {
+        let tls_err =
+            |what: &str, e: &dyn std::fmt::Display| EgressError::Tls(format!("{what}: {e}"));
+        let mut roots = RootCertStore::empty();
+        let ca =
+            CertificateDer::pem_file_iter(dir.join("ca.pem")).map_err(|e| tls_err("ca.pem", &e))?;
+        for cert in ca {
+            roots
+                .add(cert.map_err(|e| tls_err("ca.pem", &e))?)
+                .map_err(|e| tls_err("ca.pem", &e))?;
+        }
+        let certs = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+            .map_err(|e| tls_err("cert.pem", &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_err("cert.pem", &e))?;
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem"))
+            .map_err(|e| tls_err("key.pem", &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err("protocols", &e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| tls_err("client certificate", &e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            addr,
+            tls: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// The admin address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health, EgressError> {
+        self.json(Method::GET, "/healthz", None).await
+    }
+
+    /// `PUT /v1/sandboxes/{id}`.
+    pub async fn put_sandbox(&self, id: &str, body: &PutSandbox<'_>) -> Result<(), EgressError> {
+        let body = serde_json::to_vec(body).map_err(|e| EgressError::Admin {
+            status: 0,
+            message: e.to_string(),
+        })?;
+        self.call(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/sandboxes`.
+    pub async fn list_sandboxes(&self) -> Result<SandboxList, EgressError> {
+        self.json(Method::GET, "/v1/sandboxes", None).await
+    }
+
+    /// `DELETE /v1/sandboxes/{id}` (idempotent).
+    pub async fn delete_sandbox(&self, id: &str) -> Result<(), EgressError> {
+        self.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/events?after=&limit=`.
+    pub async fn events(&self, after: u64, limit: usize) -> Result<EventsPage, EgressError> {
+        let path = format!("/v1/events?after={after}&limit={limit}");
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// `POST /v1/events/ack`.
+    pub async fn ack(&self, seq: u64) -> Result<(), EgressError> {
+        let body = format!("{{\"seq\":{seq}}}").into_bytes();
+        self.call(Method::POST, "/v1/events/ack", Some(body))
+            .await
+            .map(drop)
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, EgressError> {
+        let bytes = self.call(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| EgressError::Admin {
+            status: 200,
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
+    /// One call; a status outside 2xx is an [`EgressError::Admin`].
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, EgressError> {
+        let exchange = self.exchange(method, path, body);
+        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_elapsed| {
+                EgressError::Unreachable(format!("no answer within {CALL_TIMEOUT:?}"))
+            })??;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(EgressError::Admin {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), EgressError> {
+        let unreachable = |e: &dyn std::fmt::Display| EgressError::Unreachable(e.to_string());
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(|e| unreachable(&e))?;
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let name = ServerName::IpAddress(self.addr.ip().into());
+        let tls = self
+            .tls
+            .connect(name, stream)
+            .await
+            .map_err(|e| EgressError::Tls(format!("handshake with {}: {e}", self.addr)))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let driver = tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, self.addr.to_string())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| unreachable(&e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
+        driver.abort();
+        Ok((status, bytes))
+    }
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}

@@ -1,0 +1,130 @@
+//! The ledger puller: moves the proxy's event spool into the store, then acknowledges it.
+//!
+//! Each page is stored in one transaction together with the cursor `(boot id, seq)`, and
+//! acknowledged only after that commit, so a controller crash at any point loses nothing: the
+//! proxy keeps every unacknowledged event and the next pull fetches it again, where the
+//! `(boot_id, seq)` key makes the insert a no-op. Events the proxy could not attribute (no or
+//! a wrong credential) are attributed by their source address when a sandbox owns it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::admin::WireEvent;
+use super::{EgressError, EgressPlane};
+use crate::store::EgressEvent;
+
+/// Events fetched per page.
+pub const PAGE: usize = 500;
+/// Time between pulls (and between proxy health checks).
+pub const PULL_INTERVAL: Duration = Duration::from_secs(1);
+/// The `sandbox_id` of an event no sandbox owns.
+pub const UNATTRIBUTED: &str = "-";
+
+// === impl EgressPlane ===
+
+impl EgressPlane {
+    /// Pulls every spooled event into the store; returns how many were fetched.
+    pub async fn pull_ledger(&self) -> Result<usize, EgressError> {
+        let (store, admin, node) = (&self.inner.store, &self.inner.admin, &self.inner.node);
+        let mut total = 0;
+        loop {
+            let (boot, after) = store.egress_cursor(node).await?.unwrap_or_default();
+            let after = u64::try_from(after).unwrap_or(0);
+            let mut page = admin.events(after, PAGE).await?;
+            if page.boot_id != boot && after != 0 {
+                // A new proxy process numbers from 1 again.
+                page = admin.events(0, PAGE).await?;
+            }
+            if page.events.is_empty() {
+                return Ok(total);
+            }
+            let owners: HashMap<IpAddr, String> = store
+                .live_egress_entries()
+                .await?
+                .into_iter()
+                .map(|e| (e.source_addr, e.sandbox_id.to_string()))
+                .collect();
+            let rows: Vec<EgressEvent> = page
+                .events
+                .iter()
+                .map(|e| row(e, &page.boot_id, &owners))
+                .collect();
+            let next = i64::try_from(page.next).unwrap_or(i64::MAX);
+            store
+                .store_egress_events(node, &rows, &page.boot_id, next)
+                .await?;
+            admin.ack(page.next).await?;
+            total += rows.len();
+            debug!(
+                egress.events = rows.len(),
+                egress.next = page.next,
+                "Ledger page stored"
+            );
+            if rows.len() < PAGE {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Keeps the proxy up, synced and pruned ([`EgressPlane::prune`]) and pulls its ledger
+    /// every [`PULL_INTERVAL`] until
+    /// `shutdown` completes. Failures are logged and retried at the next tick.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failing = false;
+        loop {
+            match self.tick().await {
+                Ok(()) => failing = false,
+                Err(error) if !failing => {
+                    warn!(%error, "Egress plane step failed; retrying");
+                    failing = true;
+                }
+                Err(error) => debug!(%error, "Egress plane step failed again"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(PULL_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+impl EgressPlane {
+    /// One round of [`EgressPlane::run`].
+    async fn tick(&self) -> Result<(), EgressError> {
+        self.ensure().await?;
+        self.prune().await?;
+        self.pull_ledger().await?;
+        Ok(())
+    }
+}
+
+fn row(e: &WireEvent, boot_id: &str, owners: &HashMap<IpAddr, String>) -> EgressEvent {
+    let sandbox = e
+        .sandbox
+        .clone()
+        .or_else(|| owners.get(&e.client.ip().to_canonical()).cloned())
+        .unwrap_or_else(|| UNATTRIBUTED.to_owned());
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    EgressEvent {
+        boot_id: boot_id.to_owned(),
+        seq: int(e.seq),
+        sandbox_id: sandbox,
+        generation: int(e.generation),
+        method: e.method.clone(),
+        host: e.host.clone(),
+        port: i64::from(e.port),
+        addr: e.addr.map(|a| a.to_string()),
+        decision: e.decision.clone(),
+        reason: e.reason.clone(),
+        rule: e.rule.clone(),
+        bytes_up: int(e.bytes_up),
+        bytes_down: int(e.bytes_down),
+        start_ms: int(e.start_ms),
+        duration_ms: int(e.duration_ms),
+    }
+}

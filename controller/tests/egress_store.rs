@@ -1,0 +1,215 @@
+//! Network-plane rows on both backends: a sandbox's proxy entry (saved, policy updates bump
+//! the generation, only live sandboxes are re-pushed), and the egress ledger (idempotent by
+//! `(boot_id, seq)` with its cursor in the same transaction, filtered pages, per-host totals).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use airlock::config::{DatabaseConfig, Secret};
+use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
+use airlock::sandbox::{EndReason, SandboxEvent};
+use airlock::store::{
+    Created, EgressEntry, EgressEvent, EgressQuery, NewSandbox, NewUser, Sandbox, Store,
+};
+use airlock::user::Role;
+
+async fn sandbox(store: &Store) -> Sandbox {
+    let owner = store
+        .create_user(NewUser {
+            email: format!("egress-{}@example.test", uuid::Uuid::new_v4()),
+            display_name: "egress".into(),
+            role: Role::Member,
+        })
+        .await
+        .unwrap();
+    let maximums = Maximums {
+        limits: Limits {
+            cpus: Cpus::from_millis(1000),
+            memory_mb: 512,
+            pids: 64,
+            disk_mb: None,
+        },
+        timeout: Duration::from_secs(600),
+        default_timeout: Duration::from_secs(60),
+    };
+    let spec = SandboxRequest {
+        image: "airlock/testbox:dev".into(),
+        ..SandboxRequest::default()
+    }
+    .validate(&maximums)
+    .unwrap();
+    let new = NewSandbox {
+        owner: owner.id,
+        spec,
+        idempotency_key: None,
+        node: None,
+    };
+    match store.create_sandbox(new).await.unwrap() {
+        Created::New(sandbox) => sandbox,
+        Created::Existing(_) => panic!("a fresh sandbox"),
+    }
+}
+
+fn event(
+    boot: &str,
+    seq: i64,
+    sandbox: &str,
+    host: &str,
+    decision: &str,
+    down: i64,
+) -> EgressEvent {
+    EgressEvent {
+        boot_id: boot.to_owned(),
+        seq,
+        sandbox_id: sandbox.to_owned(),
+        generation: 1,
+        method: "GET".to_owned(),
+        host: host.to_owned(),
+        port: 80,
+        addr: Some("192.0.2.7:80".to_owned()),
+        decision: decision.to_owned(),
+        reason: if decision == "allow" {
+            "allowed"
+        } else {
+            "private"
+        }
+        .to_owned(),
+        rule: None,
+        bytes_up: 10,
+        bytes_down: down,
+        start_ms: 1_800_000_000_000 + seq,
+        duration_ms: 3,
+    }
+}
+
+async fn exercise(store: Store) {
+    let a = sandbox(&store).await;
+    let b = sandbox(&store).await;
+    let entry = |s: &Sandbox, last: u8| EgressEntry {
+        sandbox_id: s.id,
+        policy: Some("{}".to_owned()),
+        policy_hash: "h1".to_owned(),
+        generation: 1,
+        credential_hash: "ab".repeat(32),
+        source_addr: format!("10.213.0.{last}").parse().unwrap(),
+    };
+    assert_eq!(store.get_egress_entry(a.id).await.unwrap(), None);
+    store.save_egress_entry(&entry(&a, 3)).await.unwrap();
+    store.save_egress_entry(&entry(&b, 11)).await.unwrap();
+    assert_eq!(
+        store.get_egress_entry(a.id).await.unwrap(),
+        Some(entry(&a, 3))
+    );
+
+    let updated = store
+        .update_egress_policy(a.id, Some(r#"{"mode":"report"}"#), "h2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.generation, 2);
+    assert_eq!(updated.policy_hash, "h2");
+    assert_eq!(updated.credential_hash, "ab".repeat(32));
+
+    // Only sandboxes that have not ended are re-pushed to a restarted proxy.
+    assert_eq!(store.live_egress_entries().await.unwrap().len(), 2);
+    let ended = SandboxEvent::Ended(EndReason::Lost);
+    store
+        .record_transition(b.id, b.generation, &ended)
+        .await
+        .unwrap();
+    let live = store.live_egress_entries().await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].sandbox_id, a.id);
+
+    // The ledger: a page stored twice is stored once; the cursor moves with it.
+    let sid = a.id.to_string();
+    let page = vec![
+        event("boot1", 1, &sid, "example.com", "allow", 100),
+        event("boot1", 2, &sid, "10.0.0.1", "deny", 0),
+        event("boot1", 3, &sid, "example.com", "allow", 50),
+    ];
+    assert_eq!(store.egress_cursor("local").await.unwrap(), None);
+    store
+        .store_egress_events("local", &page, "boot1", 3)
+        .await
+        .unwrap();
+    store
+        .store_egress_events("local", &page, "boot1", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.egress_cursor("local").await.unwrap(),
+        Some(("boot1".to_owned(), 3))
+    );
+    let all = EgressQuery {
+        limit: 100,
+        ..EgressQuery::default()
+    };
+    assert_eq!(store.list_egress_events(a.id, &all).await.unwrap(), page);
+    assert!(store
+        .list_egress_events(b.id, &all)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let denied = EgressQuery {
+        decision: Some("deny".to_owned()),
+        ..all.clone()
+    };
+    assert_eq!(
+        store.list_egress_events(a.id, &denied).await.unwrap(),
+        vec![page[1].clone()]
+    );
+    let host = EgressQuery {
+        host: Some("example.com".to_owned()),
+        limit: 1,
+        ..EgressQuery::default()
+    };
+    let first = store.list_egress_events(a.id, &host).await.unwrap();
+    assert_eq!(first, vec![page[0].clone()]);
+    let next = EgressQuery {
+        after: Some((first[0].start_ms, first[0].boot_id.clone(), first[0].seq)),
+        ..host.clone()
+    };
+    assert_eq!(
+        store.list_egress_events(a.id, &next).await.unwrap(),
+        vec![page[2].clone()]
+    );
+
+    let summary = store.egress_summary(a.id).await.unwrap();
+    assert_eq!(summary.len(), 2);
+    assert_eq!(summary[0].host, "example.com");
+    assert_eq!(
+        (summary[0].total, summary[0].allowed, summary[0].bytes_down),
+        (2, 2, 150)
+    );
+    assert_eq!(
+        (summary[1].host.as_str(), summary[1].denied),
+        ("10.0.0.1", 1)
+    );
+
+    // The entry goes with its sandbox.
+    store.delete_sandbox(a.id, a.generation).await.unwrap();
+    assert_eq!(store.get_egress_entry(a.id).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_rows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DatabaseConfig::Sqlite {
+        path: dir.path().join("airlock.db"),
+    };
+    exercise(Store::connect(&config).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_rows_on_postgres() {
+    let db = tokio::task::spawn_blocking(test_support::postgres::database)
+        .await
+        .unwrap()
+        .unwrap();
+    let config = DatabaseConfig::Postgres {
+        url: Secret::new(db.url()),
+    };
+    exercise(Store::connect(&config).await.unwrap()).await;
+}
