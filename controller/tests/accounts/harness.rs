@@ -16,6 +16,7 @@ use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
 use airlock::user::{Role, Scopes, TokenScope, UserId};
+use airlock::vault::{SecretKey, Vault};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -115,7 +116,9 @@ pub(crate) async fn harness_on(database: DatabaseConfig, store: Store, keep: Kee
     // What `airlock serve` does: the user the admin token would act as always exists.
     let token_admin = bootstrap_admin(&store).await.unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let service = SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config));
+    let vault = Vault::new(&SecretKey::generate());
+    let service = SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config))
+        .with_vault(vault);
     let state = AppState::new(service, Auth::new(None, token_admin));
     Harness {
         state,

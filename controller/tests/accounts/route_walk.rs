@@ -42,6 +42,9 @@ pub(crate) enum Who {
     Owner,
     /// Admins only.
     Admin,
+    /// Objects named in the caller's own namespace (secrets): everyone, admins included,
+    /// reaches only their own; another user's answers like a missing one.
+    OwnOnly,
 }
 
 /// What the bearer must allow.
@@ -66,6 +69,8 @@ pub(crate) enum Obj {
     Sandbox,
     Token,
     User,
+    /// A secret, named by `{name}` in the caller's namespace.
+    Secret,
 }
 
 /// One route and the rule that guards it.
@@ -118,7 +123,7 @@ impl Rule {
 }
 
 use Needs::{Admin as NeedsAdmin, Nothing, Read, Session, Write};
-use Who::{Admin, Anyone, Owner, Public};
+use Who::{Admin, Anyone, OwnOnly, Owner, Public};
 
 /// Every route. Keep it sorted by path; one row per method.
 #[rustfmt::skip]
@@ -126,23 +131,34 @@ pub(crate) const RULES: &[Rule] = &[
     //    method    path                                who     needs       object
     rule("POST",   "/v1/auth/accept-invite",           Public, Nothing,    Obj::None).body("{}"),
     rule("POST",   "/v1/auth/login",                   Public, Nothing,    Obj::None).body("{}"),
+    rule("GET",    "/v1/audit",                        Admin,  NeedsAdmin, Obj::None).query("limit=5"),
+    rule("GET",    "/v1/images",                       Anyone, Read,       Obj::None),
     rule("GET",    "/v1/me",                           Anyone, Read,       Obj::None),
     rule("GET",    "/v1/sandboxes",                    Anyone, Read,       Obj::None),
     rule("POST",   "/v1/sandboxes",                    Anyone, Write,      Obj::None).body(r#"{"image":""}"#),
     rule("GET",    "/v1/sandboxes/{id}",               Owner,  Read,       Obj::Sandbox),
     rule("DELETE", "/v1/sandboxes/{id}",               Owner,  Write,      Obj::Sandbox).idempotent(),
+    rule("GET",    "/v1/sandboxes/{id}/egress",        Owner,  Read,       Obj::Sandbox),
+    rule("GET",    "/v1/sandboxes/{id}/egress/summary", Owner, Read,       Obj::Sandbox),
     rule("POST",   "/v1/sandboxes/{id}/exec",          Owner,  Write,      Obj::Sandbox).body(r#"{"cmd":["true"]}"#),
+    rule("GET",    "/v1/sandboxes/{id}/exec/ws",       Owner,  Write,      Obj::Sandbox).query("cmd=true"),
     rule("GET",    "/v1/sandboxes/{id}/logs",          Owner,  Read,       Obj::Sandbox),
+    rule("PUT",    "/v1/sandboxes/{id}/policy",        Owner,  Write,      Obj::Sandbox).body(r#"{"mode":"enforce"}"#),
     rule("GET",    "/v1/sandboxes/{id}/selftest",      Owner,  Read,       Obj::Sandbox),
     rule("POST",   "/v1/sandboxes/{id}/selftest",      Owner,  Write,      Obj::Sandbox),
     rule("POST",   "/v1/sandboxes/{id}/stop",          Owner,  Write,      Obj::Sandbox),
     rule("GET",    "/v1/sandboxes/{id}/wait",          Owner,  Read,       Obj::Sandbox).query("timeout_s=1"),
+    rule("GET",    "/v1/secrets",                      Anyone, Read,       Obj::None),
+    rule("DELETE", "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret),
+    rule("PUT",    "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret).body(r#"{"value":"walk"}"#),
     rule("GET",    "/v1/tokens",                       Anyone, Read,       Obj::None),
     rule("POST",   "/v1/tokens",                       Anyone, Session,    Obj::None).body(r#"{"name":"walk","scopes":["sandboxes:read"]}"#),
     rule("DELETE", "/v1/tokens/{id}",                  Owner,  Read,       Obj::Token),
     rule("GET",    "/v1/users",                        Admin,  NeedsAdmin, Obj::None),
     rule("POST",   "/v1/users/invites",                Admin,  NeedsAdmin, Obj::None).body(r#"{"email":"walk@example.org"}"#),
     rule("PATCH",  "/v1/users/{id}",                   Admin,  NeedsAdmin, Obj::User).body(r#"{"disabled":false}"#),
+    rule("GET",    "/v1/users/{id}/quota",             Owner,  Read,       Obj::User),
+    rule("PUT",    "/v1/users/{id}/quota",             Admin,  NeedsAdmin, Obj::User).body(r#"{"max_sandboxes":7}"#),
 ];
 
 /// Every (METHOD, path template) in the OpenAPI document.
@@ -198,6 +214,8 @@ enum Target {
     Sandbox(SandboxId),
     Token(airlock::store::TokenId),
     User(UserId),
+    /// A secret's owner and name.
+    Secret(UserId, String),
 }
 
 // === impl Walk ===
@@ -301,6 +319,13 @@ impl Walk {
                 Target::Token(self.h.api_token(owner, &scopes, None).await.1.id)
             }
             Obj::User => Target::User(owner),
+            Obj::Secret => {
+                let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
+                // The walk never opens it: any bytes stand for a sealed value.
+                let stored = self.h.store.put_secret(owner, &name, b"sealed").await;
+                assert!(stored.unwrap(), "a fresh secret");
+                Target::Secret(owner, name)
+            }
         }
     }
 
@@ -312,6 +337,10 @@ impl Walk {
             Obj::Sandbox => Target::Sandbox(uuid.parse().unwrap()),
             Obj::Token => Target::Token(uuid.parse().unwrap()),
             Obj::User => Target::User(UserId::from_uuid(uuid.parse().unwrap())),
+            Obj::Secret => Target::Secret(
+                UserId::from_uuid(uuid.parse().unwrap()),
+                format!("missing-{}", uuid.replace('-', "")),
+            ),
         }
     }
 
@@ -328,6 +357,12 @@ impl Walk {
                 format!("{:?}", tokens.iter().find(|t| t.id == *id))
             }
             Target::User(id) => format!("{:?}", store.get_user(*id).await.unwrap()),
+            Target::Secret(owner, name) => {
+                let secrets = store.list_secrets(*owner).await.unwrap();
+                let meta = secrets.iter().find(|s| s.name == *name);
+                let sealed = store.sealed_secret(*owner, name).await.unwrap();
+                format!("{meta:?} {sealed:?}")
+            }
         }
     }
 
@@ -337,8 +372,9 @@ impl Walk {
             Target::Sandbox(id) => id.to_string(),
             Target::Token(id) => id.to_string(),
             Target::User(id) => id.to_string(),
+            Target::Secret(_, name) => name.clone(),
         };
-        let mut uri = rule.path.replace("{id}", &id);
+        let mut uri = rule.path.replace("{id}", &id).replace("{name}", &id);
         assert!(
             !uri.contains('{'),
             "{} {}: give Walk::uri its parameter",
@@ -516,10 +552,21 @@ impl Walk {
             self.allowed(rule, self.v.id, &self.v.session, "viewer, own object")
                 .await;
         }
-        self.allowed(rule, self.a.id, &self.admin.session, "admin session")
+        // An admin reaches everyone's objects, except in per-caller namespaces (secrets).
+        let admins_object = if rule.who == OwnOnly {
+            self.admin.id
+        } else {
+            self.a.id
+        };
+        self.allowed(rule, admins_object, &self.admin.session, "admin session")
             .await;
-        self.allowed(rule, self.a.id, &self.admin_scoped, "admin-scoped token")
-            .await;
+        self.allowed(
+            rule,
+            admins_object,
+            &self.admin_scoped,
+            "admin-scoped token",
+        )
+        .await;
     }
 
     /// B and the viewer on A's object get what a missing object gets; B never sees A's
@@ -543,7 +590,7 @@ impl Walk {
                 "{name}: the object changed"
             );
             self.assert_no_secrets(rule, what, &reply);
-            if rule.who != Owner {
+            if !matches!(rule.who, Owner | OwnOnly) {
                 assert_eq!(
                     reply.status,
                     StatusCode::FORBIDDEN,
@@ -553,6 +600,16 @@ impl Walk {
                 continue;
             }
             let missing = self.as_(rule, &Self::missing(rule), token).await;
+            if rule.who == OwnOnly {
+                // B's request names B's own object (a PUT makes one): it must answer exactly as
+                // for a name B never used, and A's stays unchanged (checked above).
+                assert_eq!(
+                    reply.status, missing.status,
+                    "{name}: another user's object must answer like a missing one: {}",
+                    reply.text
+                );
+                continue;
+            }
             assert_eq!(
                 (reply.status, &reply.body),
                 (missing.status, &missing.body),
@@ -604,7 +661,7 @@ async fn walk(db: Db) {
         );
         match rule.who {
             Public => walk.public(rule).await,
-            Anyone | Owner | Admin => walk.protected(rule).await,
+            Anyone | Owner | Admin | OwnOnly => walk.protected(rule).await,
         }
     }
 }
@@ -628,6 +685,7 @@ fn print_route_table() {
             Anyone => "any authenticated (own objects only)",
             Owner => "owner-or-admin",
             Admin => "admin-only",
+            OwnOnly => "own only (admins too; others' answer 404)",
         };
         let needs = match rule.needs {
             Nothing => "none",
@@ -637,6 +695,6 @@ fn print_route_table() {
             NeedsAdmin => "admin",
         };
         // Shown with `--nocapture`.
-        eprintln!("{:<6} {:<32} {who}; scope {needs}", rule.method, rule.path);
+        eprintln!("{:<6} {:<36} {who}; scope {needs}", rule.method, rule.path);
     }
 }
