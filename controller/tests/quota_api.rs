@@ -376,6 +376,10 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
     };
     let ok = app(h.state.clone()).oneshot(login(PASSWORD)).await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
+    let bytes = ok.into_body().collect().await.unwrap().to_bytes();
+    let session: Value = serde_json::from_slice(&bytes).unwrap();
+    // API tokens cannot mint tokens: the login session does.
+    let session = session["token"].as_str().unwrap().to_owned();
     let failed = app(h.state.clone())
         .oneshot(login("wrong password!!"))
         .await
@@ -384,7 +388,7 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
 
     let token = json!({"name": "ci", "scopes": ["sandboxes:read"]});
     let reply = h
-        .call(&member.token, Method::POST, "/v1/tokens", Some(token))
+        .call(&session, Method::POST, "/v1/tokens", Some(token))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     let token_id = reply.body["id"].as_str().unwrap().to_owned();
@@ -428,7 +432,7 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
     assert!(created["credential"]
         .as_str()
         .unwrap()
-        .starts_with("token:"));
+        .starts_with("session:"));
     let revoked = find("DELETE /v1/tokens/{id}", 204);
     assert_eq!(revoked["object"], token_id);
     find("PUT /v1/users/{id}/quota", 403);
