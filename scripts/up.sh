@@ -2,12 +2,14 @@
 # `make up`: the whole single-host stack (compose/docker-compose.yml) from nothing, offline.
 #
 #   1. builds every image offline (images/build.sh; unchanged ones are skipped);
-#   2. bundles the testbox image into $AIRLOCK_HOME/bundles (`airlock images bundle`), the
-#      folder the controller's start-up pre-pull loads from (the air-gapped path);
+#   2. bundles the testbox and egress images into $AIRLOCK_HOME/bundles (`airlock images
+#      bundle`), the folder the controller's start-up pre-pull and network plane load from
+#      (the air-gapped path);
 #   3. brings the stack up with Compose (v2 `docker compose` or v1 `docker-compose`), adding
 #      the no-privileged override on hosts where `privileged: true` fails;
 #   4. copies the first-boot admin credentials out of the data volume (0600);
-#   5. runs one sandbox end to end as a smoke test and waits for its exit code;
+#   5. runs one sandbox end to end through the egress proxy as a smoke test (a refused
+#      request, then its line in the ledger);
 #   6. prints the URL, where the credentials are, and a curl example.
 # Idempotent: a second run rebuilds nothing unchanged, keeps the volumes and the admin, and
 # runs the smoke test again.
@@ -47,19 +49,20 @@ host_allows_privileged() {
 	(((16#$bnd >> 24) & 1))
 }
 
-# bundle_testbox: saves airlock/testbox:dev into the bundle folder unless the bundle there
-# already holds that image id.
-bundle_testbox() {
-	local id bundle=$BUNDLES/testbox.tar airlock_bin
-	id=$(docker image inspect -f '{{.Id}}' airlock/testbox:dev)
-	if [[ -s "$bundle" && "$(cat "$BUNDLES/testbox.id" 2>/dev/null)" == "$id" ]]; then
+# bundle NAME IMAGE: saves IMAGE into the bundle folder as NAME.tar unless the bundle there
+# already holds that image id. The testbox goes through the pre-pull; the egress proxy is
+# loaded into the node by the controller's network plane (AIRLOCK_EGRESS_BUNDLE).
+bundle() {
+	local name=$1 image=$2 id bundle=$BUNDLES/$1.tar airlock_bin
+	id=$(docker image inspect -f '{{.Id}}' "$image")
+	if [[ -s "$bundle" && "$(cat "$BUNDLES/$name.id" 2>/dev/null)" == "$id" ]]; then
 		say "bundle $bundle is current ($id)"
 		return
 	fi
 	airlock_bin=$(controller_binary)
-	say "bundling airlock/testbox:dev into $bundle"
-	"$airlock_bin" images bundle --out "$bundle" airlock/testbox:dev
-	echo "$id" >"$BUNDLES/testbox.id"
+	say "bundling $image into $bundle"
+	"$airlock_bin" images bundle --out "$bundle" "$image"
+	echo "$id" >"$BUNDLES/$name.id"
 }
 
 # The controller runs as UID 65532 and reads the bundle folder through a read-only mount:
@@ -119,16 +122,30 @@ smoke() {
 		sleep 1
 	done
 	say "testbox image on the node (pre-pull: ${status:-not listed})"
-	# SEAM(network plane): once the egress proxy is wired into the controller, make the
-	# sandbox fetch a page through it here (e.g. `wget -qO- http://<local upstream>/`) and
-	# check the ledger at /v1/sandboxes/{id}/egress. Until then the sandbox has no egress.
-	created=$(api POST /v1/sandboxes -d '{"image":"airlock/testbox:dev","cmd":["sh","-c","echo airlock-smoke-ok"],"timeout_s":120}')
+	# The sandbox asks the egress proxy (its only way out, from HTTP_PROXY with its own
+	# credential) for http://localhost/, which the proxy must refuse by name with a JSON 403;
+	# the refusal must then show in the sandbox's ledger.
+	local script='p=${HTTP_PROXY#http://}; auth=$(printf %s "${p%@*}" | base64); hp=${p##*@}
+(printf "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic %s\r\nConnection: close\r\n\r\n" "$auth"; sleep 20) |
+{ nc -w 10 "${hp%:*}" "${hp##*:}"; kill 0; } | tee /tmp/reply; grep -q "\"error\"" /tmp/reply'
+	created=$(api POST /v1/sandboxes -d "$(jq -n --arg s "$script" '{image:"airlock/testbox:dev",cmd:["sh","-c",$s],timeout_s:120}')")
 	id=$(jq -r '.id // empty' <<<"$created")
 	[[ -n "$id" ]] || die "create refused: $created"
 	ended=$(api GET "/v1/sandboxes/$id/wait?timeout_s=120")
 	code=$(jq -r '.exit_code' <<<"$ended")
+	if [[ "$code" != 0 ]]; then
+		api GET "/v1/sandboxes/$id/logs" --max-time 5 >&2 || true
+		api DELETE "/v1/sandboxes/$id" -o /dev/null
+		die "smoke sandbox $id did not get the proxy's refusal: $ended"
+	fi
+	local events
+	until events=$(api GET "/v1/sandboxes/$id/egress") &&
+		[[ "$(jq -r '[.items[] | select(.decision == "deny")] | length' <<<"$events")" -gt 0 ]]; do
+		((SECONDS < deadline)) || die "the proxy's refusal never reached the ledger: $events"
+		sleep 1
+	done
 	api DELETE "/v1/sandboxes/$id" -o /dev/null
-	[[ "$code" == 0 ]] || die "smoke sandbox $id ended: $ended"
+	say "through the proxy: $(jq -c '.items[0] | {host, decision, reason}' <<<"$events")"
 	say "smoke test passed: sandbox $id exited 0"
 }
 
@@ -137,7 +154,8 @@ main() {
 	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh"
 	mkdir -p "$HOME_DIR" "$BUNDLES"
 	chmod 700 "$HOME_DIR"
-	bundle_testbox
+	bundle testbox airlock/testbox:dev
+	bundle egress airlock/egress:dev
 	readable_bundles
 	local mode=${AIRLOCK_DIND_PRIVILEGED:-auto}
 	if [[ "$mode" == auto ]]; then
