@@ -4,7 +4,7 @@
 //! Checks, in order: the DinD over mTLS; a plain (non-TLS) connection refused; the storage
 //! driver (vfs warns); the INPUT rules, tested the way an attacker would: a container on a
 //! fresh `internal` network tries to open the DinD's 2376 through its gateway and must fail;
-//! the egress proxy (a seam until the proxy is wired into the node); the store and its
+//! the egress proxy (healthy, every live sandbox on its current generation); the store and its
 //! migrations; the images recorded as loaded still present with the same id; free disk under
 //! the data dir; and the certificates' expiry.
 
@@ -28,6 +28,8 @@ const MIN_FREE_BYTES: u64 = 1 << 30;
 const EXPIRY_WARN_DAYS: i64 = 30;
 /// How long the probe's connection attempt may hang before it counts as dropped.
 const PROBE_CONNECT_S: u32 = 3;
+/// How long the proxy's admin API may take to answer its health check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +149,10 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
             .checks
             .push(check_input_rules(docker, probe_image).await);
     }
-    report.checks.push(check_proxy());
     let store = check_store(config, &mut report).await;
+    report
+        .checks
+        .push(check_proxy(config, store.as_ref()).await);
     if let (Some(docker), Some(store)) = (&docker, &store) {
         report.checks.push(check_images(docker, store).await);
     }
@@ -300,15 +304,114 @@ async fn check_input_rules(docker: &DockerClient, image: &str) -> Check {
     }
 }
 
-/// Seam for the egress proxy: until the controller runs the proxy inside the node, there is
-/// nothing to check.
-fn check_proxy() -> Check {
-    Check::new(
-        "egress-proxy",
-        Verdict::Skip,
-        "not configured (the controller does not run an egress proxy on this node yet)",
-        "",
-    )
+/// The egress proxy: healthy over its mTLS admin API, and holding every live sandbox's entry
+/// at the generation the store has (the controller re-pushes within seconds after a proxy
+/// restart, so a lasting gap means it cannot).
+async fn check_proxy(config: &Config, store: Option<&Store>) -> Check {
+    let name = "egress-proxy";
+    let egress = &config.egress;
+    if !egress.enabled {
+        return Check::new(
+            name,
+            Verdict::Skip,
+            "the network plane is off (AIRLOCK_EGRESS=false): sandboxes have no egress",
+            "",
+        );
+    }
+    let Some(admin_ip) = egress.admin_ip else {
+        return Check::new(
+            name,
+            Verdict::Fail,
+            "no admin address: AIRLOCK_DOCKER_HOST is a name",
+            "set AIRLOCK_EGRESS_ADMIN_ADDR to the DinD's IP address",
+        );
+    };
+    let dir = config
+        .data_dir
+        .join(crate::egress::EGRESS_CERTS_SUBDIR)
+        .join("client");
+    let addr = std::net::SocketAddr::new(admin_ip, crate::docker::egress::ADMIN_PORT);
+    let client =
+        match crate::egress::admin::AdminClient::new(addr, &dir) {
+            Ok(client) => client,
+            Err(error) => return Check::new(
+                name,
+                Verdict::Fail,
+                format!("no admin client certificate in {}: {error}", dir.display()),
+                "start `airlock serve` once with this data dir: it issues the proxy's certificates",
+            ),
+        };
+    let health = match tokio::time::timeout(CHECK_TIMEOUT, client.health()).await {
+        Ok(Ok(health)) => health,
+        Ok(Err(error)) => {
+            return Check::new(
+                name,
+                Verdict::Fail,
+                format!("{addr}: {error}"),
+                "is `airlock serve` running? it starts the airlock-egress container on the node; see its log",
+            )
+        }
+        Err(_elapsed) => {
+            return Check::new(
+                name,
+                Verdict::Fail,
+                format!("{addr}: no answer within {CHECK_TIMEOUT:?}"),
+                "check that the DinD publishes 3129 on AIRLOCK_EGRESS_ADMIN_ADDR",
+            )
+        }
+    };
+    let Some(store) = store else {
+        return Check::pass(
+            name,
+            format!(
+                "healthy (boot {}); store unavailable, generations not compared",
+                health.boot_id
+            ),
+        );
+    };
+    let (live, listed) = match (
+        store.live_egress_entries().await,
+        client.list_sandboxes().await,
+    ) {
+        (Ok(live), Ok(listed)) => (live, listed),
+        (Err(error), _) => {
+            return Check::new(name, Verdict::Fail, format!("store: {error}"), "see store")
+        }
+        (_, Err(error)) => return Check::new(name, Verdict::Fail, format!("{addr}: {error}"), ""),
+    };
+    let stale: Vec<String> = live
+        .iter()
+        .filter(|entry| {
+            let id = entry.sandbox_id.to_string();
+            !listed.sandboxes.iter().any(|listed| {
+                listed.sandbox_id == id
+                    && i64::try_from(listed.generation).is_ok_and(|g| g == entry.generation)
+            })
+        })
+        .map(|entry| entry.sandbox_id.to_string())
+        .collect();
+    if stale.is_empty() {
+        Check::pass(
+            name,
+            format!(
+                "healthy (boot {}), {} live sandboxes all on their current generation",
+                health.boot_id,
+                live.len()
+            ),
+        )
+    } else {
+        Check::new(
+            name,
+            Verdict::Fail,
+            format!(
+                "{} of {} live sandboxes missing or stale on the proxy (they are denied meanwhile): {}",
+                stale.len(),
+                live.len(),
+                stale.join(", ")
+            ),
+            "the controller re-pushes entries every second; if this lasts, see its log for egress errors",
+        )
+    }
 }
 
 async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {

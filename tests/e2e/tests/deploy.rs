@@ -210,6 +210,13 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(doctor.status.success(), "doctor failed:\n{report}");
     assert!(report.contains(" 0 failed"), "{report}");
+    // The proxy the controller runs in the node is healthy and holds every live entry.
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("PASS") && l.contains("egress-proxy")),
+        "{report}"
+    );
 
     // A second run changes nothing and passes its smoke test again.
     let warm = Instant::now();

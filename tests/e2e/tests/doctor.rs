@@ -16,6 +16,8 @@ async fn airlock(binary: &Path, dind: &Dind, data: &Path, args: &[&str]) -> Outp
         .args(args)
         .env_clear()
         .env("AIRLOCK_DATA_DIR", data)
+        // No controller runs here, so no proxy: the compose deploy test checks that line.
+        .env("AIRLOCK_EGRESS", "false")
         .env(
             "AIRLOCK_DOCKER_HOST",
             format!("tcp://{}:{DIND_TLS_PORT}", dind.ip()),
