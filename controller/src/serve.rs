@@ -90,10 +90,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     if let Some(bootstrap) = &config.bootstrap_admin {
         crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
     }
+    // With nothing else to sign in with, first boot makes an admin (credentials in a 0600 file).
     crate::first_boot::ensure_initial_admin(&config, &store).await?;
-    if config.admin_token.is_none() && !store.has_credentials().await? {
-        warn!("No account can log in yet: set AIRLOCK_BOOTSTRAP_ADMIN_EMAIL and AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD, or run airlock admin create-user");
-    }
     let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     settings.interval = config.reconcile_interval;
     let mut service = SandboxService::new(
@@ -150,11 +148,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     drop(stop);
     drop(stop_events);
     drop(stop_egress);
-    if let Some(Err(error)) = match egress {
-        Some(task) => Some(task.await),
-        None => None,
-    } {
-        warn!(%error, "Egress plane task ended abnormally");
+    if let Some(task) = egress {
+        if let Err(error) = task.await {
+            warn!(%error, "Egress plane task ended abnormally");
+        }
     }
     if let Err(error) = events.await {
         warn!(%error, "Event watcher task ended abnormally");
