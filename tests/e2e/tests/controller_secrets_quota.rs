@@ -39,6 +39,8 @@ fn spawn(binary: &Path, dind: &Dind, data: &Path, extra: &[(&str, &str)]) -> Chi
         .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
         .env("AIRLOCK_STOP_GRACE", "1s")
         .env("AIRLOCK_QUOTA_MAX_SANDBOXES", "5")
+        // No proxy in this test's node: the network plane has its own tests.
+        .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "debug")
         .env("LOG_FORMAT", "json");
     for (name, value) in extra {

@@ -86,6 +86,8 @@ fn spawn(binary: &Path, dind: &Dind, data: &Path, bundles: &Path, images: &str) 
         .env("AIRLOCK_IMAGES", images)
         .env("AIRLOCK_BUNDLE_DIR", bundles)
         .env("AIRLOCK_IMAGE_WAIT", "1ms")
+        // No proxy in this test's node: the network plane has its own tests.
+        .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
