@@ -98,9 +98,10 @@ impl<B: Body> MeteredBody<B> {
         if let Some((idle, sleep)) = &mut self.idle {
             sleep.as_mut().reset(Instant::now() + *idle);
         }
-        self.budget
-            .add_bytes(n)
-            .map_err(|e| BodyStopped(e.code()))?;
+        self.budget.add_bytes(n).map_err(|e| {
+            let _ = self.counters.cut.set(e);
+            BodyStopped(e.code())
+        })?;
         let metrics = self.proxy.metrics();
         match self.flow {
             Flow::Up => {

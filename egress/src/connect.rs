@@ -33,9 +33,9 @@ use tracing::Instrument;
 
 use crate::budget::Budget;
 use crate::exchange::Counters;
+use crate::gate::RequestGate;
 use crate::metrics::Metrics;
 use crate::server::{admit, full, open_upstream, Admitted, Proxy, ProxyBody};
-use crate::sniff::TargetSniffer;
 
 /// Largest chunk moved per read (the default pipe capacity).
 const CHUNK: usize = 64 * 1024;
@@ -110,12 +110,19 @@ async fn run(proxy: Arc<Proxy>, admitted: Admitted, upstream: TcpStream, on_upgr
             return;
         }
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<TargetSniffer<TcpStream>>>() else {
+    let Ok(parts) = upgraded.downcast::<TokioIo<RequestGate<TcpStream>>>() else {
         tracing::error!("Upgraded connection is not a TCP stream");
         exchange.finish(Some("internal"));
         return;
     };
-    let client = parts.io.into_inner().into_inner();
+    // Bytes the client sent after its CONNECT head: first what hyper had buffered, then what
+    // the gate still held.
+    let (client, held) = parts.io.into_inner().into_parts();
+    let prefix = if held.is_empty() {
+        parts.read_buf
+    } else {
+        [parts.read_buf, held].concat().into()
+    };
     let metrics = proxy.metrics();
     metrics.tunnel_opened();
     let activity = Activity::new();
@@ -132,7 +139,7 @@ async fn run(proxy: Arc<Proxy>, admitted: Admitted, upstream: TcpStream, on_upgr
         ..up
     };
     let ended = tokio::select! {
-        ended = splice(client, parts.read_buf, upstream, &up, &down) => ended,
+        ended = splice(client, prefix, upstream, &up, &down) => ended,
         () = ctx.revoked.cancelled() => Some("policy_changed"),
         () = activity.idle(proxy.config().idle_timeout) => Some("idle_timeout"),
         () = proxy.hard_stop().cancelled() => Some("shutdown"),

@@ -1,5 +1,6 @@
 //! The proxy's error type. Every failure records which side caused it, and that side alone
-//! chooses the HTTP status: `Client` → 400, `Policy` → 403, `Identity` → 407/403,
+//! chooses the HTTP status: `Client` → 400 (431, 414 and 408 for a head that is too large, a
+//! target that is too long and a head that is too slow), `Policy` → 403, `Identity` → 407/403,
 //! `Upstream` → 502 (504 on a timeout), `Internal` → 500.
 //!
 //! Every refusal is answered with the same JSON body,
@@ -108,7 +109,12 @@ impl EgressError {
     /// The HTTP status this error maps to.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Client { .. } => StatusCode::BAD_REQUEST,
+            Self::Client { code, .. } => match *code {
+                "header_too_large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "uri_too_long" => StatusCode::URI_TOO_LONG,
+                "header_timeout" => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            },
             Self::Policy { .. } => StatusCode::FORBIDDEN,
             Self::Identity(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
             Self::Upstream {

@@ -8,13 +8,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use airlock_egress_policy::Target;
 use bytes::Bytes;
 use http::Response;
 
+use crate::budget::BudgetExceeded;
 use crate::error::{EgressError, ErrorContext};
 use crate::ledger::{Decision, LedgerEvent};
 use crate::server::Proxy;
@@ -29,6 +30,9 @@ pub(crate) struct Counters {
     pub(crate) up: AtomicU64,
     /// Bytes sent from the upstream towards the client.
     pub(crate) down: AtomicU64,
+    /// Set when a body was cut because the sandbox's budget ran out: that, not the upstream
+    /// failure the cut causes, is why the exchange ended.
+    pub(crate) cut: OnceLock<BudgetExceeded>,
 }
 
 /// The ledger state of one request or tunnel.
@@ -125,6 +129,12 @@ impl Exchange {
 
     /// Refuses the request: records the refusal and builds the JSON error response.
     pub(crate) fn refuse(mut self, error: &EgressError) -> Response<Bytes> {
+        let cut = self
+            .counters
+            .cut
+            .get()
+            .map(|e| EgressError::policy(e.code(), e.to_string()));
+        let error = cut.as_ref().unwrap_or(error);
         if error.is_denial() {
             self.decision = Decision::Deny;
         }
@@ -144,7 +154,13 @@ impl Exchange {
     /// Ends an allowed exchange; `reason` overrides the decision's reason when the exchange was
     /// cut short (budget, idle timeout, revocation).
     pub(crate) fn finish(mut self, ended_by: Option<&'static str>) {
-        if let Some(reason) = ended_by {
+        if let Some(reason) = self
+            .counters
+            .cut
+            .get()
+            .map(BudgetExceeded::code)
+            .or(ended_by)
+        {
             self.reason = reason;
         }
         self.record();

@@ -26,12 +26,11 @@ pub mod decide;
 pub mod dial;
 pub mod error;
 mod exchange;
-mod first_line;
 mod forward;
+mod gate;
 mod pool;
 pub mod resolve;
 pub mod server;
-mod sniff;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,15 +5,15 @@
 //! Invariants:
 //! - A global semaphore caps client connections; when it is exhausted the loop stops accepting
 //!   (the kernel backlog holds the rest) instead of failing.
-//! - Every accepted connection gets an HTTP answer for every request: refusals are JSON, hyper
-//!   answers its own parse failures (400, or 431 for an oversized head).
+//! - Every accepted connection gets an HTTP answer for every request, and every refusal is JSON:
+//!   the `gate` checks each request head before hyper parses it, so hyper's own bare error
+//!   answers never go out.
 //! - On shutdown the loop stops accepting, open connections finish their in-flight request, and
 //!   after the grace period every remaining connection and tunnel is cut.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,13 +37,17 @@ use crate::decide::{denial_error, judge, parse_request, ParsedRequest, RequestKi
 use crate::dial::{dial, DialError, DialOptions};
 use crate::error::EgressError;
 use crate::exchange::Exchange;
-use crate::first_line::refuse_unparsable;
+use crate::gate::{serialize, GateLimits, Rejected, Render, RequestGate};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::pool::UpstreamPool;
 use crate::registry::{ClientCtx, Registry};
 use crate::resolve::Resolve;
-use crate::sniff::TargetSniffer;
+
+/// The longest a request head may take to arrive (shorter when the idle timeout is).
+const MAX_HEAD_WAIT: Duration = Duration::from_secs(30);
+/// How much later than the gate hyper gives up on a head itself.
+const HEAD_WAIT_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// Boxed error for response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -206,7 +210,7 @@ async fn accept_loop(
 
 async fn serve_connection(
     proxy: Arc<Proxy>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     graceful: CancellationToken,
 ) {
@@ -215,31 +219,30 @@ async fn serve_connection(
         tracing::debug!(%error, "Cannot set TCP_NODELAY");
     }
     let hard_stop = proxy.hard_stop.clone();
-    let header_timeout = proxy.config.idle_timeout.min(Duration::from_secs(30));
-    // Wait for the first bytes (bounded like a header read, cut short by shutdown).
-    let first = tokio::select! {
-        first = tokio::time::timeout(header_timeout, stream.readable()) => first,
-        () = graceful.cancelled() => return,
+    let limits = GateLimits {
+        max_head: proxy.config.max_header_bytes,
+        head_timeout: proxy.config.idle_timeout.min(MAX_HEAD_WAIT),
     };
-    if !matches!(first, Ok(Ok(()))) {
-        return;
-    }
-    if refuse_unparsable(&proxy, &mut stream, peer).await {
-        return;
-    }
-    let max_header = proxy.config.max_header_bytes;
-    let (stream, fragment) = TargetSniffer::new(stream);
+    let render: Render = {
+        let proxy = proxy.clone();
+        Box::new(move |rejected: Rejected| {
+            let exchange = Exchange::begin(proxy, peer, &rejected.method, &rejected.target);
+            serialize(&exchange.refuse(&rejected.error))
+        })
+    };
+    let stream = RequestGate::new(stream, limits, render);
     let svc_proxy = proxy.clone();
-    let service = service_fn(move |req| {
-        let fragment = fragment.load(Ordering::Acquire);
-        handle(svc_proxy.clone(), peer, req, fragment)
-    });
+    let service = service_fn(move |req| handle(svc_proxy.clone(), peer, req));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_header_size(max_header)
-        .max_buf_size(max_header.max(64 * 1024));
+        // The gate times heads out (with a JSON 408); hyper's own limit is only a backstop.
+        .header_read_timeout(limits.head_timeout + HEAD_WAIT_BACKSTOP)
+        // A client that half-closes after its request still gets the response; the gate also
+        // relies on this to end a connection after a refused head without cutting earlier
+        // responses short.
+        .half_close(true)
+        .max_buf_size(limits.max_head.max(64 * 1024));
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -263,27 +266,8 @@ async fn handle(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
     req: Request<Incoming>,
-    fragment: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let response = if fragment {
-        // http::Uri dropped the fragment; refuse what the client actually sent.
-        let exchange = Exchange::begin(
-            proxy.clone(),
-            peer,
-            req.method().as_str(),
-            &req.uri().to_string(),
-        );
-        let error = EgressError::client(
-            "fragment",
-            "fragments are not allowed in the request target",
-        );
-        let mut response = full(exchange.refuse(&error));
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        response
-    } else if req.method() == Method::CONNECT {
+    let response = if req.method() == Method::CONNECT {
         crate::connect::handle(proxy, peer, req).await
     } else {
         crate::forward::handle(proxy, peer, req).await
