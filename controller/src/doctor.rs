@@ -390,7 +390,21 @@ async fn check_proxy(config: &Config, store: Option<&Store>) -> Check {
         })
         .map(|entry| entry.sandbox_id.to_string())
         .collect();
-    if stale.is_empty() {
+    if stale.is_empty() && health.events_overflowed > 0 {
+        Check::new(
+            name,
+            Verdict::Warn,
+            format!(
+                "healthy (boot {}), {} live sandboxes current, but {} ledger events were lost \
+                 to a full spool since the proxy started",
+                health.boot_id,
+                live.len(),
+                health.events_overflowed
+            ),
+            "the controller was not pulling the ledger while sandboxes made requests (down or \
+             failing: see its log); the lost events are only in the airlock-egress container log",
+        )
+    } else if stale.is_empty() {
         Check::pass(
             name,
             format!(

@@ -41,6 +41,9 @@ pub struct Health {
     pub boot_id: String,
     /// Entries registered.
     pub sandboxes: u64,
+    /// Ledger events the proxy dropped because its spool was full, since it started.
+    #[serde(default)]
+    pub events_overflowed: u64,
 }
 
 /// `PUT /v1/sandboxes/{id}`.
@@ -116,6 +119,9 @@ pub struct EventsPage {
     pub next: u64,
     /// The proxy process.
     pub boot_id: String,
+    /// Events dropped because the spool was full, since the proxy started.
+    #[serde(default)]
+    pub overflowed: u64,
 }
 
 // === impl AdminClient ===

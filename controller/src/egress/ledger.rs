@@ -39,6 +39,7 @@ impl EgressPlane {
                 // A new proxy process numbers from 1 again.
                 page = admin.events(0, PAGE).await?;
             }
+            self.report_overflow(&page.boot_id, page.overflowed);
             if page.events.is_empty() {
                 return Ok(total);
             }
@@ -94,6 +95,27 @@ impl EgressPlane {
 }
 
 impl EgressPlane {
+    /// Warns once per new loss when the proxy's spool overflowed: those events never reach the
+    /// store (they are still in the proxy's JSON log). `airlock doctor` shows the total.
+    fn report_overflow(&self, boot_id: &str, overflowed: u64) {
+        let mut seen = self
+            .inner
+            .overflow_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = if seen.0 == boot_id { seen.1 } else { 0 };
+        if overflowed > before {
+            warn!(
+                egress.lost = overflowed - before,
+                egress.lost_total = overflowed,
+                egress.boot_id = boot_id,
+                "Egress ledger events were lost: the proxy's spool was full before the controller \
+                 pulled it; they remain only in the airlock-egress container log"
+            );
+        }
+        *seen = (boot_id.to_owned(), overflowed);
+    }
+
     /// One round of [`EgressPlane::run`].
     async fn tick(&self) -> Result<(), EgressError> {
         self.ensure().await?;

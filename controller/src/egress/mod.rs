@@ -63,6 +63,8 @@ struct Inner {
     /// The proxy boot id whose registry holds every live entry; the lock also serialises
     /// node bootstraps.
     synced_boot: Mutex<Option<String>>,
+    /// The proxy boot id and spool-overflow count the last pull saw, to report new losses once.
+    overflow_seen: std::sync::Mutex<(String, u64)>,
 }
 
 /// Why a network-plane step failed.
@@ -146,6 +148,7 @@ impl EgressPlane {
                 admin,
                 node: node.to_owned(),
                 synced_boot: Mutex::new(None),
+                overflow_seen: std::sync::Mutex::default(),
             }),
         }))
     }

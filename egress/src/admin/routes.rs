@@ -133,6 +133,7 @@ fn healthz(state: &AdminState) -> Reply {
             "boot_id": state.registry.boot_id(),
             "sandboxes": state.registry.len(),
             "controlled": state.registry.is_controlled(),
+            "events_overflowed": state.ledger.overflowed(),
         }),
     )
 }
