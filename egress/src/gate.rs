@@ -14,8 +14,8 @@
 //!   hyper reads end-of-stream instead, finishes the responses it already owes (half-close is
 //!   on), and shuts the connection down; at that point the gate writes the JSON refusal (which
 //!   also records the ledger event) and lingers briefly so the client can read it.
-//! - Body bytes are not copied: while a body is being read they go straight into hyper's buffer
-//!   and are only counted.
+//! - Bytes are read straight into hyper's buffer and checked there; only a head split across
+//!   reads (or what follows a bad one) is held back in the gate until it is whole.
 //! - After a CONNECT head nothing more is examined until hyper asks for the next request (the
 //!   CONNECT was refused). When a tunnel opens instead, the bytes still held here travel with it
 //!   (`into_parts`).
@@ -207,29 +207,12 @@ impl<T> RequestGate<T> {
 
     /// Checks as much of `held` as possible; `ready` becomes what may be handed over.
     fn examine(&mut self) {
-        let mut pos = self.ready;
-        while let Some(rest) = self.held.get(pos..).filter(|rest| !rest.is_empty()) {
-            match self.framing {
-                Framing::Head => match check_head(rest, self.limits.max_head) {
-                    HeadCheck::Partial => break,
-                    HeadCheck::Complete { len, next } => {
-                        pos += len;
-                        self.framing = next;
-                        // The next head gets its own full timeout.
-                        self.deadline = None;
-                    }
-                    HeadCheck::Bad(rejected) => {
-                        self.refuse(rejected);
-                        break;
-                    }
-                },
-                Framing::Body(_) | Framing::Chunked(_) | Framing::Unchecked => {
-                    pos += advance(&mut self.framing, rest);
-                }
-                Framing::Connect | Framing::Refused => break,
-            }
+        let rest = self.held.get(self.ready..).unwrap_or_default();
+        let (checked, rejected) = check(&mut self.framing, rest, self.limits.max_head);
+        self.ready += checked;
+        if let Some(rejected) = rejected {
+            self.refuse(rejected);
         }
-        self.ready = pos;
     }
 
     fn refuse(&mut self, rejected: Rejected) {
@@ -243,6 +226,8 @@ impl<T> RequestGate<T> {
         buf.put_slice(self.held.get(..n).unwrap_or_default());
         self.held.advance(n);
         self.ready -= n;
+        // hyper has something to work on; the next head it waits for gets its own timeout.
+        self.deadline = None;
     }
 
     /// Arms (once per head) and polls the deadline of the head hyper is waiting for.
@@ -257,9 +242,10 @@ impl<T> RequestGate<T> {
 }
 
 impl<T: AsyncRead + Unpin> RequestGate<T> {
-    /// Reads body bytes straight into hyper's buffer; whatever follows the body goes back into
-    /// `held` to be checked as the next head. `None` when every byte read belonged to a head.
-    fn read_body(
+    /// With nothing held: reads straight into hyper's buffer and keeps there what checks out
+    /// (the common case costs no copy); the rest (a partial head, or what follows a refused
+    /// one) moves into `held`. `false` when nothing was kept for hyper this time.
+    fn read_direct(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
@@ -267,15 +253,22 @@ impl<T: AsyncRead + Unpin> RequestGate<T> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
         let Some(new) = buf.filled().get(before..).filter(|new| !new.is_empty()) else {
-            // End of stream inside a body: hyper reports the incomplete body itself.
+            // End of stream between requests (a quiet close) or inside a body (hyper reports
+            // the incomplete body itself).
             return Poll::Ready(Ok(true));
         };
-        let used = advance(&mut self.framing, new);
-        if let Some(after) = new.get(used..).filter(|after| !after.is_empty()) {
+        let (kept, rejected) = check(&mut self.framing, new, self.limits.max_head);
+        if let Some(after) = new.get(kept..).filter(|after| !after.is_empty()) {
             self.held.extend_from_slice(after);
-            buf.set_filled(before + used);
+            buf.set_filled(before + kept);
         }
-        Poll::Ready(Ok(used > 0))
+        if let Some(rejected) = rejected {
+            self.refuse(rejected);
+        }
+        if kept > 0 {
+            self.deadline = None;
+        }
+        Poll::Ready(Ok(kept > 0))
     }
 
     /// Reads more of a head into `held`; returns how many bytes came (0 at end of stream).
@@ -328,43 +321,36 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
                 Framing::Refused => return Poll::Ready(Ok(())),
                 // hyper wants another request, so the CONNECT was refused: back to heads.
                 Framing::Connect => this.framing = Framing::Head,
-                Framing::Body(_) | Framing::Chunked(_) | Framing::Unchecked
-                    if this.held.is_empty() =>
-                {
-                    if ready!(this.read_body(cx, buf))? {
-                        return Poll::Ready(Ok(()));
-                    }
-                    continue;
-                }
                 _ => {}
+            }
+            if this.held.is_empty() {
+                if this.framing == Framing::Head && this.head_expired(cx) {
+                    // An idle keep-alive connection: close quietly, as any server does.
+                    return Poll::Ready(Ok(()));
+                }
+                if ready!(this.read_direct(cx, buf))? {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
             }
             this.examine();
             if this.ready > 0 || this.framing != Framing::Head {
                 continue;
             }
-            // A head is wanted and not (completely) here.
+            // Part of a head is held; the rest has not arrived.
             if this.head_expired(cx) {
-                if this.held.is_empty() {
-                    // An idle keep-alive connection: close quietly, as any server does.
-                    return Poll::Ready(Ok(()));
-                }
-                let rejected = rejected(
-                    &this.held,
-                    EgressError::client(
-                        "header_timeout",
-                        format!(
-                            "the request head did not arrive within {:?}",
-                            this.limits.head_timeout
-                        ),
+                let error = EgressError::client(
+                    "header_timeout",
+                    format!(
+                        "the request head did not arrive within {:?}",
+                        this.limits.head_timeout
                     ),
                 );
+                let rejected = rejected(&this.held, error);
                 this.refuse(rejected);
                 continue;
             }
             if ready!(this.read_head(cx))? == 0 {
-                if this.held.is_empty() {
-                    return Poll::Ready(Ok(()));
-                }
                 let error = EgressError::client(
                     "incomplete_request",
                     "the connection ended inside a request head",
@@ -432,6 +418,29 @@ impl<T> std::fmt::Debug for RequestGate<T> {
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
+}
+
+/// Runs the framing over `bytes`: returns how many of them are checked and may go to hyper,
+/// and the refusal when a bad head follows them.
+fn check(framing: &mut Framing, bytes: &[u8], max_head: usize) -> (usize, Option<Rejected>) {
+    let mut pos = 0;
+    while let Some(rest) = bytes.get(pos..).filter(|rest| !rest.is_empty()) {
+        match *framing {
+            Framing::Head => match check_head(rest, max_head) {
+                HeadCheck::Partial => break,
+                HeadCheck::Complete { len, next } => {
+                    pos += len;
+                    *framing = next;
+                }
+                HeadCheck::Bad(rejected) => return (pos, Some(rejected)),
+            },
+            Framing::Body(_) | Framing::Chunked(_) | Framing::Unchecked => {
+                pos += advance(framing, rest);
+            }
+            Framing::Connect | Framing::Refused => break,
+        }
+    }
+    (pos, None)
 }
 
 /// Moves the framing through body bytes; returns how many belong to the current body (all of
