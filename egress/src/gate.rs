@@ -144,8 +144,10 @@ pub(crate) struct RequestGate<T> {
     /// How many bytes at the front of `held` are checked and may be handed over.
     ready: usize,
     limits: GateLimits,
-    /// Deadline for the head hyper is waiting for; armed when hyper starts waiting.
+    /// Deadline for the head hyper is waiting for; armed when hyper starts waiting. The timer
+    /// is made once per connection and reset per head (a stale one firing is a spurious wake).
     deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
     pending: Pending,
     /// The refusal being written at shutdown, and how much of it is out.
     reply: Option<(Vec<u8>, usize)>,
@@ -182,6 +184,7 @@ impl<T> RequestGate<T> {
             ready: 0,
             limits,
             deadline: None,
+            armed: false,
             pending: Pending {
                 render: Some(render),
                 rejected: None,
@@ -227,17 +230,24 @@ impl<T> RequestGate<T> {
         self.held.advance(n);
         self.ready -= n;
         // hyper has something to work on; the next head it waits for gets its own timeout.
-        self.deadline = None;
+        self.armed = false;
     }
 
     /// Arms (once per head) and polls the deadline of the head hyper is waiting for.
     fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let timeout = self.limits.head_timeout;
-        self.deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
-            .as_mut()
-            .poll(cx)
-            .is_ready()
+        let at = || tokio::time::Instant::now() + self.limits.head_timeout;
+        let deadline = match &mut self.deadline {
+            Some(deadline) if self.armed => deadline,
+            Some(deadline) => {
+                deadline.as_mut().reset(at());
+                deadline
+            }
+            None => self
+                .deadline
+                .insert(Box::pin(tokio::time::sleep_until(at()))),
+        };
+        self.armed = true;
+        deadline.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -266,7 +276,7 @@ impl<T: AsyncRead + Unpin> RequestGate<T> {
             self.refuse(rejected);
         }
         if kept > 0 {
-            self.deadline = None;
+            self.armed = false;
         }
         Poll::Ready(Ok(kept > 0))
     }
