@@ -125,9 +125,10 @@ smoke() {
 	# The sandbox asks the egress proxy (its only way out, from HTTP_PROXY with its own
 	# credential) for http://localhost/, which the proxy must refuse by name with a JSON 403;
 	# the refusal must then show in the sandbox's ledger.
+	# (busybox nc half-closes when its input ends; the proxy still answers.)
 	local script='p=${HTTP_PROXY#http://}; auth=$(printf %s "${p%@*}" | base64 | tr -d "\\n"); hp=${p##*@}
-(printf "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic %s\r\nConnection: close\r\n\r\n" "$auth"; sleep 20) |
-{ nc -w 10 "${hp%:*}" "${hp##*:}"; kill 0; } | tee /tmp/reply; grep -q "\"error\"" /tmp/reply'
+printf "GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic %s\r\nConnection: close\r\n\r\n" "$auth" |
+nc -w 10 "${hp%:*}" "${hp##*:}" >/tmp/reply; cat /tmp/reply; grep -q "\"error\"" /tmp/reply'
 	created=$(api POST /v1/sandboxes -d "$(jq -n --arg s "$script" '{image:"airlock/testbox:dev",cmd:["sh","-c",$s],timeout_s:120}')")
 	id=$(jq -r '.id // empty' <<<"$created")
 	[[ -n "$id" ]] || die "create refused: $created"
