@@ -99,6 +99,8 @@ pub(crate) struct TestApp {
     _closed: TcpSocket,
 }
 
+/// A fresh app: a new in-memory store with the bootstrap admin, the config read from
+/// `options.vars`, and Docker at a loopback port that refuses connections.
 pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
     let closed = TcpSocket::new_v4().unwrap();
     closed
