@@ -4,52 +4,36 @@
 //! do reach Docker show how an unreachable node surfaces (a generic 500, a 503 readiness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-
-use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DockerConfig, Secret};
-use airlock::docker::DockerClient;
+use airlock::api::app;
+use airlock::config::Config;
 use airlock::sandbox::{SandboxRequest, SandboxState};
 use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::{NewSandbox, Store};
+use airlock::store::NewSandbox;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tower::ServiceExt;
+
+mod common;
+use common::{app_with, AppOptions, TestApp};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
-struct Harness {
-    state: AppState,
-    // Holds the loopback port bound but not listening, so connections to it are refused.
-    _closed: TcpSocket,
-}
+type Harness = TestApp;
 
 async fn harness_with_token(token: Option<&str>) -> Harness {
-    let closed = TcpSocket::new_v4().unwrap();
-    closed
-        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap();
-    let port = closed.local_addr().unwrap().port();
-    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
-        host: "127.0.0.1".to_owned(),
-        port,
+    let harness = app_with(AppOptions {
+        token,
+        ..AppOptions::default()
     })
-    .unwrap();
-    let store = Store::sqlite_in_memory().await.unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
+    .await;
     // The same admin on a second call: bootstrap is idempotent.
-    assert_eq!(bootstrap_admin(&store).await.unwrap(), admin);
-    let config = Config::from_lookup(|_| None).unwrap();
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
-    let auth = Auth::new(token.map(Secret::new), admin);
-    Harness {
-        state: AppState::new(service, auth),
-        _closed: closed,
-    }
+    assert_eq!(
+        bootstrap_admin(&harness.store).await.unwrap(),
+        harness.admin
+    );
+    harness
 }
 
 async fn harness() -> Harness {

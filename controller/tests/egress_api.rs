@@ -4,50 +4,31 @@
 //! the plane on are covered against a real proxy in `tests/e2e/tests/network_plane.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-
-use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DockerConfig, Secret};
-use airlock::docker::DockerClient;
+use airlock::api::app;
+use airlock::config::Config;
 use airlock::sandbox::SandboxRequest;
 use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::{Created, NewSandbox, Store};
+use airlock::store::{Created, NewSandbox};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tower::ServiceExt;
+
+mod common;
+use common::{app_with, AppOptions, TestApp};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 const UNKNOWN: &str = "0190a4a0-0000-7000-8000-000000000000";
 
-struct Harness {
-    state: AppState,
-    _closed: TcpSocket,
-}
+type Harness = TestApp;
 
 async fn harness() -> Harness {
-    let closed = TcpSocket::new_v4().unwrap();
-    closed
-        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap();
-    let port = closed.local_addr().unwrap().port();
-    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
-        host: "127.0.0.1".to_owned(),
-        port,
+    app_with(AppOptions {
+        token: Some(TOKEN),
+        ..AppOptions::default()
     })
-    .unwrap();
-    let store = Store::sqlite_in_memory().await.unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
-    let config = Config::from_lookup(|_| None).unwrap();
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
-    let auth = Auth::new(Some(Secret::new(TOKEN)), admin);
-    Harness {
-        state: AppState::new(service, auth),
-        _closed: closed,
-    }
+    .await
 }
 
 impl Harness {

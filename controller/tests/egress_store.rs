@@ -3,52 +3,12 @@
 //! `(boot_id, seq)` with its cursor in the same transaction, filtered pages, per-host totals).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use airlock::config::{DatabaseConfig, Secret};
-use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
 use airlock::sandbox::{EndReason, SandboxEvent};
-use airlock::store::{
-    Created, EgressEntry, EgressEvent, EgressQuery, NewSandbox, NewUser, Sandbox, Store,
-};
-use airlock::user::Role;
+use airlock::store::{EgressEntry, EgressEvent, EgressQuery, Sandbox, Store};
 
-async fn sandbox(store: &Store) -> Sandbox {
-    let owner = store
-        .create_user(NewUser {
-            email: format!("egress-{}@example.test", uuid::Uuid::new_v4()),
-            display_name: "egress".into(),
-            role: Role::Member,
-        })
-        .await
-        .unwrap();
-    let maximums = Maximums {
-        limits: Limits {
-            cpus: Cpus::from_millis(1000),
-            memory_mb: 512,
-            pids: 64,
-            disk_mb: None,
-        },
-        timeout: Duration::from_secs(600),
-        default_timeout: Duration::from_secs(60),
-    };
-    let spec = SandboxRequest {
-        image: "airlock/testbox:dev".into(),
-        ..SandboxRequest::default()
-    }
-    .validate(&maximums)
-    .unwrap();
-    let new = NewSandbox {
-        owner: owner.id,
-        spec,
-        idempotency_key: None,
-        node: None,
-    };
-    match store.create_sandbox(new).await.unwrap() {
-        Created::New(sandbox) => sandbox,
-        Created::Existing(_) => panic!("a fresh sandbox"),
-    }
-}
+mod common;
+use common::sandbox;
 
 fn event(
     boot: &str,
@@ -83,8 +43,8 @@ fn event(
 }
 
 async fn exercise(store: Store) {
-    let a = sandbox(&store).await;
-    let b = sandbox(&store).await;
+    let a = sandbox(&store, "egress").await;
+    let b = sandbox(&store, "egress").await;
     let entry = |s: &Sandbox, last: u8| EgressEntry {
         sandbox_id: s.id,
         policy: Some("{}".to_owned()),

@@ -4,62 +4,34 @@
 //! image goes on to Docker and meets the unreachable node (a generic 500).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
-
-use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DockerConfig, Secret};
-use airlock::docker::DockerClient;
+use airlock::api::app;
 use airlock::images::load::Node;
 use airlock::images::prepull;
-use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::{ImageRecord, Store};
+use airlock::store::ImageRecord;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tower::ServiceExt;
+
+mod common;
+use common::{app_with, AppOptions, TestApp};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
-struct Harness {
-    state: AppState,
-    store: Store,
-    _closed: TcpSocket,
-}
+type Harness = TestApp;
 
 fn digest(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))
 }
 
 async fn harness(vars: &[(&str, &str)]) -> Harness {
-    let closed = TcpSocket::new_v4().unwrap();
-    closed
-        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap();
-    let port = closed.local_addr().unwrap().port();
-    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
-        host: "127.0.0.1".to_owned(),
-        port,
+    app_with(AppOptions {
+        token: Some(TOKEN),
+        vars,
+        ..AppOptions::default()
     })
-    .unwrap();
-    let store = Store::sqlite_in_memory().await.unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
-    let vars: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
-    let settings = ServiceSettings::from_config(&config);
-    let service = SandboxService::new(store.clone(), docker, settings);
-    let auth = Auth::new(Some(Secret::new(TOKEN)), admin);
-    Harness {
-        state: AppState::new(service, auth),
-        store,
-        _closed: closed,
-    }
+    .await
 }
 
 impl Harness {

@@ -4,34 +4,24 @@
 //! does reach Docker fails with a generic 500, which still must not echo a secret).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-
 use airlock::accounts::{self, CreateUser};
-use airlock::api::{app, AppState, Auth};
-use airlock::config::{Config, DockerConfig, Secret};
-use airlock::docker::DockerClient;
-use airlock::sandbox::{Maximums, SandboxRequest};
-use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
-use airlock::store::{NewSandbox, Store};
+use airlock::api::app;
+use airlock::sandbox::SandboxRequest;
+use airlock::store::NewSandbox;
 use airlock::user::{Role, Scopes, TokenScope, UserId};
-use airlock::vault::{KeySource, SecretKey, Vault};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tower::ServiceExt;
+
+mod common;
+use common::{app_with, AppOptions, TestApp};
 
 const ADMIN: &str = "test-admin-token-0123456789";
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Harness {
-    state: AppState,
-    store: Store,
-    maximums: Maximums,
-    _closed: TcpSocket,
-}
+type Harness = TestApp;
 
 struct Account {
     id: UserId,
@@ -47,30 +37,12 @@ struct Reply {
 }
 
 async fn harness() -> Harness {
-    let closed = TcpSocket::new_v4().unwrap();
-    closed
-        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap();
-    let port = closed.local_addr().unwrap().port();
-    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
-        host: "127.0.0.1".to_owned(),
-        port,
+    app_with(AppOptions {
+        token: Some(ADMIN),
+        vault: true,
+        ..AppOptions::default()
     })
-    .unwrap();
-    let store = Store::sqlite_in_memory().await.unwrap();
-    let admin = bootstrap_admin(&store).await.unwrap();
-    let config = Config::from_lookup(|_| None).unwrap();
-    let vault = Vault::open(&store, &SecretKey::generate(), &KeySource::Env)
-        .await
-        .unwrap();
-    let service = SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config))
-        .with_vault(vault);
-    Harness {
-        state: AppState::new(service, Auth::new(Some(Secret::new(ADMIN)), admin)),
-        store,
-        maximums: config.maximums,
-        _closed: closed,
-    }
+    .await
 }
 
 impl Harness {
@@ -130,7 +102,7 @@ impl Harness {
             image: "alpine:3".into(),
             ..SandboxRequest::default()
         }
-        .validate(&self.maximums)
+        .validate(&self.config.maximums)
         .unwrap();
         let new = NewSandbox {
             owner,

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::quota::{Quota, QuotaKind, QuotaOverride};
-use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest, SandboxSpec};
-use airlock::store::{Created, NewAuditRecord, NewSandbox, NewUser, Store, StoreError, User};
-use airlock::user::Role;
+use airlock::sandbox::{Cpus, SandboxRequest, SandboxSpec};
+use airlock::store::{Created, NewAuditRecord, NewSandbox, Store, StoreError, User};
 use airlock::vault::{KeySource, SecretKey, Vault, VaultError};
 use futures_util::future::join_all;
 use test_support::postgres::TestDatabase;
+
+mod common;
+use common::{maximums, user};
 
 struct Fixture {
     store: Store,
@@ -75,22 +77,12 @@ where
 }
 
 fn spec() -> SandboxSpec {
-    let max = Maximums {
-        limits: Limits {
-            cpus: Cpus::from_millis(4000),
-            memory_mb: 4096,
-            pids: 1024,
-            disk_mb: None,
-        },
-        timeout: Duration::from_secs(86_400),
-        default_timeout: Duration::from_secs(600),
-    };
     SandboxRequest {
         image: "alpine:3".into(),
         cmd: vec!["sleep".into(), "60".into()],
         ..SandboxRequest::default()
     }
-    .validate(&max)
+    .validate(&maximums())
     .unwrap()
 }
 
@@ -103,17 +95,6 @@ fn quota(max_sandboxes: u64) -> Quota {
         max_lifetime: Duration::from_secs(86_400),
         creates_per_min: 1000,
     }
-}
-
-async fn user(store: &Store, name: &str) -> User {
-    store
-        .create_user(NewUser {
-            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
-            display_name: name.into(),
-            role: Role::Member,
-        })
-        .await
-        .unwrap()
 }
 
 fn new_sandbox(owner: &User) -> NewSandbox {

@@ -4,52 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use airlock::config::{DatabaseConfig, Secret};
-use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
 use airlock::selftest::SelftestStatus;
-use airlock::store::{Created, NewSandbox, NewUser, Sandbox, Scope, SelftestRecord, Store};
-use airlock::user::Role;
+use airlock::store::{Scope, SelftestRecord, Store};
 use ipnet::Ipv4Net;
 use time::OffsetDateTime;
 
-async fn sandbox(store: &Store) -> Sandbox {
-    let owner = store
-        .create_user(NewUser {
-            email: format!("selftest-{}@example.test", uuid::Uuid::new_v4()),
-            display_name: "selftest".into(),
-            role: Role::Member,
-        })
-        .await
-        .unwrap();
-    let maximums = Maximums {
-        limits: Limits {
-            cpus: Cpus::from_millis(1000),
-            memory_mb: 512,
-            pids: 64,
-            disk_mb: None,
-        },
-        timeout: Duration::from_secs(600),
-        default_timeout: Duration::from_secs(60),
-    };
-    let spec = SandboxRequest {
-        image: "airlock/testbox:dev".into(),
-        ..SandboxRequest::default()
-    }
-    .validate(&maximums)
-    .unwrap();
-    let new = NewSandbox {
-        owner: owner.id,
-        spec,
-        idempotency_key: None,
-        node: None,
-    };
-    match store.create_sandbox(new).await.unwrap() {
-        Created::New(sandbox) => sandbox,
-        Created::Existing(_) => panic!("a fresh sandbox"),
-    }
-}
+mod common;
+use common::sandbox;
 
 fn record(status: SelftestStatus, report: Option<&str>, at: i64) -> SelftestRecord {
     SelftestRecord {
@@ -63,8 +26,8 @@ fn record(status: SelftestStatus, report: Option<&str>, at: i64) -> SelftestReco
 
 async fn exercise(store: Store) {
     let pools: Vec<Ipv4Net> = vec!["10.213.0.0/28".parse().unwrap()];
-    let a = sandbox(&store).await;
-    let b = sandbox(&store).await;
+    let a = sandbox(&store, "selftest").await;
+    let b = sandbox(&store, "selftest").await;
     assert_eq!(store.get_selftest(a.id).await.unwrap(), None);
 
     let first = record(

@@ -4,20 +4,20 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::time::Duration;
 
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::sandbox::{
-    Cpus, DesiredState, EndReason, Limits, LimitsRequest, Maximums, SandboxEvent, SandboxId,
-    SandboxRequest, SandboxSpec, SandboxState, TransitionError,
+    DesiredState, EndReason, LimitsRequest, SandboxEvent, SandboxId, SandboxRequest, SandboxSpec,
+    SandboxState, TransitionError,
 };
-use airlock::store::{
-    Backend, Created, ListQuery, NewSandbox, NewUser, Scope, Store, StoreError, User,
-};
+use airlock::store::{Backend, Created, ListQuery, NewSandbox, NewUser, Scope, Store, StoreError};
 use airlock::user::{Role, UserId};
 use futures_util::future::join_all;
 use ipnet::Ipv4Net;
 use test_support::postgres::TestDatabase;
+
+mod common;
+use common::{maximums, user};
 
 /// A store and how to reopen it.
 struct Fixture {
@@ -81,19 +81,6 @@ where
     drop(keep);
 }
 
-fn maximums() -> Maximums {
-    Maximums {
-        limits: Limits {
-            cpus: Cpus::from_millis(4000),
-            memory_mb: 4096,
-            pids: 1024,
-            disk_mb: None,
-        },
-        timeout: Duration::from_secs(3600),
-        default_timeout: Duration::from_secs(600),
-    }
-}
-
 fn spec(image: &str) -> SandboxSpec {
     SandboxRequest {
         image: image.into(),
@@ -108,17 +95,6 @@ fn spec(image: &str) -> SandboxSpec {
     }
     .validate(&maximums())
     .unwrap()
-}
-
-async fn user(store: &Store, name: &str) -> User {
-    store
-        .create_user(NewUser {
-            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
-            display_name: name.into(),
-            role: Role::Member,
-        })
-        .await
-        .unwrap()
 }
 
 async fn create(store: &Store, owner: UserId, key: Option<&str>, image: &str) -> Created {

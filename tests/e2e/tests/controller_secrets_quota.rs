@@ -10,48 +10,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Stdio;
 
 use airlock::docker::spec::container_name;
 use bollard::query_parameters::InspectContainerOptions;
-use e2e::serve::{airlock_binary, http, listen_addr, DEADLINE};
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with, DEADLINE};
 use e2e::{dind_with_testbox, Timing};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "e2e-secrets-token-0123456789";
 
-/// `airlock serve` as `e2e::serve::spawn_serve` starts it, at debug level, with `extra`.
+/// `airlock serve` as `e2e::serve::spawn_serve` starts it, at debug level, with a quota of 5
+/// sandboxes and then `extra`.
 fn spawn(binary: &Path, dind: &Dind, data: &Path, extra: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(binary);
-    command
-        .arg("serve")
-        .env_clear()
-        .env("AIRLOCK_LISTEN", "127.0.0.1:0")
-        .env("AIRLOCK_DATA_DIR", data)
-        .env(
-            "AIRLOCK_DOCKER_HOST",
-            format!("tcp://{}:{DIND_TLS_PORT}", dind.ip()),
-        )
-        .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
-        .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
-        .env("AIRLOCK_STOP_GRACE", "1s")
-        .env("AIRLOCK_QUOTA_MAX_SANDBOXES", "5")
-        // No proxy in this test's node: the network plane has its own tests.
-        .env("AIRLOCK_EGRESS", "false")
-        .env("RUST_LOG", "debug")
-        .env("LOG_FORMAT", "json");
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    let mut vars = vec![("AIRLOCK_QUOTA_MAX_SANDBOXES", "5"), ("RUST_LOG", "debug")];
+    vars.extend_from_slice(extra);
+    spawn_serve_with(binary, dind, data, TOKEN, &vars)
 }
 
 async fn stop(child: &mut Child) {

@@ -6,13 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::serve::{airlock_binary, http, listen_addr, DEADLINE};
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with, DEADLINE};
 use e2e::Timing;
 use serde_json::{json, Value};
-use test_support::dind::{Dind, DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "e2e-prepull-token-0123456789";
@@ -72,29 +71,13 @@ async fn truncated_testbox(bundles: &Path) {
 }
 
 fn spawn(binary: &Path, dind: &Dind, data: &Path, bundles: &Path, images: &str) -> Child {
-    Command::new(binary)
-        .arg("serve")
-        .env_clear()
-        .env("AIRLOCK_LISTEN", "127.0.0.1:0")
-        .env("AIRLOCK_DATA_DIR", data)
-        .env(
-            "AIRLOCK_DOCKER_HOST",
-            format!("tcp://{}:{DIND_TLS_PORT}", dind.ip()),
-        )
-        .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
-        .env("AIRLOCK_ADMIN_TOKEN", TOKEN)
-        .env("AIRLOCK_IMAGES", images)
-        .env("AIRLOCK_BUNDLE_DIR", bundles)
-        .env("AIRLOCK_IMAGE_WAIT", "1ms")
-        // No proxy in this test's node: the network plane has its own tests.
-        .env("AIRLOCK_EGRESS", "false")
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    let bundles = bundles.to_str().unwrap();
+    let extra = [
+        ("AIRLOCK_IMAGES", images),
+        ("AIRLOCK_BUNDLE_DIR", bundles),
+        ("AIRLOCK_IMAGE_WAIT", "1ms"),
+    ];
+    spawn_serve_with(binary, dind, data, TOKEN, &extra)
 }
 
 fn row<'a>(images: &'a Value, image: &str) -> &'a Value {

@@ -1,0 +1,139 @@
+//! Setup shared by the controller's integration tests: store rows (a fresh member, a fresh
+//! sandbox) and the in-process app (`app(state).oneshot(..)` over in-memory SQLite with a
+//! Docker client pointed at a loopback port where nothing listens). Each test crate uses only
+//! part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use airlock::api::{AppState, Auth};
+use airlock::config::{Config, DockerConfig, Secret};
+use airlock::docker::DockerClient;
+use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
+use airlock::serve::bootstrap_admin;
+use airlock::service::{SandboxService, ServiceSettings};
+use airlock::store::{Created, NewSandbox, NewUser, Sandbox, Store, User};
+use airlock::user::{Role, UserId};
+use airlock::vault::{KeySource, SecretKey, Vault};
+use tokio::net::TcpSocket;
+
+/// Generous maximums for specs validated outside a config.
+pub(crate) fn maximums() -> Maximums {
+    Maximums {
+        limits: Limits {
+            cpus: Cpus::from_millis(4000),
+            memory_mb: 4096,
+            pids: 1024,
+            disk_mb: None,
+        },
+        timeout: Duration::from_secs(3600),
+        default_timeout: Duration::from_secs(600),
+    }
+}
+
+/// A fresh member named `name`, with a unique email.
+pub(crate) async fn user(store: &Store, name: &str) -> User {
+    store
+        .create_user(NewUser {
+            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
+            display_name: name.into(),
+            role: Role::Member,
+        })
+        .await
+        .unwrap()
+}
+
+/// A fresh member named `name` and a fresh sandbox row of theirs (`airlock/testbox:dev`, no
+/// node, no container), validated against small maximums (1 CPU, 512 MB, 64 pids, a 60 s
+/// default timeout).
+pub(crate) async fn sandbox(store: &Store, name: &str) -> Sandbox {
+    let owner = user(store, name).await;
+    let maximums = Maximums {
+        limits: Limits {
+            cpus: Cpus::from_millis(1000),
+            memory_mb: 512,
+            pids: 64,
+            disk_mb: None,
+        },
+        timeout: Duration::from_secs(600),
+        default_timeout: Duration::from_secs(60),
+    };
+    let spec = SandboxRequest {
+        image: "airlock/testbox:dev".into(),
+        ..SandboxRequest::default()
+    }
+    .validate(&maximums)
+    .unwrap();
+    let new = NewSandbox {
+        owner: owner.id,
+        spec,
+        idempotency_key: None,
+        node: None,
+    };
+    match store.create_sandbox(new).await.unwrap() {
+        Created::New(sandbox) => sandbox,
+        Created::Existing(_) => panic!("a fresh sandbox"),
+    }
+}
+
+/// How [`app_with`] builds the app; the default has no admin token, no variables and no vault.
+#[derive(Default)]
+pub(crate) struct AppOptions<'a> {
+    /// The admin's bearer token.
+    pub(crate) token: Option<&'a str>,
+    /// The environment the config is read from (nothing else is).
+    pub(crate) vars: &'a [(&'a str, &'a str)],
+    /// Opens a vault with a fresh key.
+    pub(crate) vault: bool,
+}
+
+/// The app's state over in-memory SQLite, and what the tests reach behind it.
+pub(crate) struct TestApp {
+    pub(crate) state: AppState,
+    pub(crate) store: Store,
+    pub(crate) config: Config,
+    pub(crate) admin: UserId,
+    // Holds the loopback port bound but not listening, so connections to it are refused.
+    _closed: TcpSocket,
+}
+
+/// A fresh app: a new in-memory store with the bootstrap admin, the config read from
+/// `options.vars`, and Docker at a loopback port that refuses connections.
+pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
+    let closed = TcpSocket::new_v4().unwrap();
+    closed
+        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap();
+    let port = closed.local_addr().unwrap().port();
+    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
+        host: "127.0.0.1".to_owned(),
+        port,
+    })
+    .unwrap();
+    let store = Store::sqlite_in_memory().await.unwrap();
+    let admin = bootstrap_admin(&store).await.unwrap();
+    let vars: HashMap<String, String> = options
+        .vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
+    let mut service =
+        SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config));
+    if options.vault {
+        let vault = Vault::open(&store, &SecretKey::generate(), &KeySource::Env)
+            .await
+            .unwrap();
+        service = service.with_vault(vault);
+    }
+    let auth = Auth::new(options.token.map(Secret::new), admin);
+    TestApp {
+        state: AppState::new(service, auth),
+        store,
+        config,
+        admin,
+        _closed: closed,
+    }
+}
