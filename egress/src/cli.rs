@@ -14,6 +14,7 @@ use crate::config::{
     ENV_DNS, ENV_IDLE_TIMEOUT, ENV_LISTEN, ENV_MAX_CONNECTIONS, ENV_MAX_HEADER_BYTES, ENV_MODE,
     ENV_POLICY, ENV_SHUTDOWN_GRACE, ENV_SPOOL_CAPACITY,
 };
+use crate::log_writer::{BatchWriter, LogGuard};
 
 /// `airlock-egress`: the SSRF-safe egress proxy of an Airlock node.
 #[derive(Debug, Parser)]
@@ -117,18 +118,15 @@ impl ServeArgs {
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), JSON lines when
-/// `LOG_FORMAT=json`, written to stderr through a background writer thread, so the proxy's
-/// request path never waits on a `write(2)` per ledger line. The writer is not lossy: when its
-/// queue is full, logging waits rather than dropping a ledger line. Keep the returned guard
-/// alive until exit; dropping it flushes what is queued.
-pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+/// `LOG_FORMAT=json`, written to stderr in batches by a background thread
+/// ([`crate::log_writer`]), so the request path never waits on a `write(2)` per ledger line.
+/// The writer is not lossy: when its buffer is full, logging waits rather than dropping a
+/// ledger line. Keep the returned guard alive until exit; dropping it writes what is buffered.
+pub fn init_tracing() -> std::io::Result<LogGuard> {
     use std::io::IsTerminal;
 
     use tracing_subscriber::EnvFilter;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("airlock-egress-log")
-        .finish(std::io::stderr());
+    let (writer, guard) = BatchWriter::start(std::io::stderr())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -137,11 +135,17 @@ pub fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     // A second init (tests) keeps the first subscriber; that is not an error worth reporting.
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        // The current span (the client connection) is enough context; the list of every
+        // enclosing span would repeat it in each line.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };
-    guard
+    Ok(guard)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod budget;
 pub mod ledger;
+pub mod log_writer;
 pub mod metrics;
 pub mod registry;
 

@@ -30,8 +30,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            // Held until exit: dropping it flushes the queued log lines.
-            let _log_guard = init_tracing();
+            // Held until exit: dropping it writes out the buffered log lines.
+            let _log_guard = match init_tracing() {
+                Ok(guard) => guard,
+                Err(error) => {
+                    eprintln!("airlock-egress: cannot start the log writer: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match runtime.block_on(airlock_egress::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
