@@ -10,12 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use airlock_egress::config::{ENV_ALLOW_CIDRS, ENV_IDLE_TIMEOUT, ENV_MAX_HEADER_BYTES};
-use common::{connect, policy_ports, raw, request, ProxyOptions, TestProxy};
+use common::{connect, policy_ports, raw, request, upstream_setup, ProxyOptions, TestProxy, UP};
 use test_support::dns::FakeDns;
 use test_support::upstream::{EchoServer, HttpBehavior, HttpUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const UP: &str = "127.0.0.2";
 const CANARY: &str = "127.0.0.3";
 
 fn ip(s: &str) -> IpAddr {
@@ -28,15 +27,7 @@ fn at(ip_str: &str, port: u16) -> SocketAddr {
 
 /// DNS with `up.test → 127.0.0.2`, an HTTP upstream there, and a proxy admitting it.
 async fn setup(behavior: HttpBehavior) -> (FakeDns, HttpUpstream, TestProxy) {
-    let upstream = HttpUpstream::start(at(UP, 0), behavior).await.unwrap();
-    let dns = FakeDns::start([("up.test", vec![ip(UP)])]).await;
-    let port = upstream.addr().port();
-    let proxy = TestProxy::start(
-        dns.addr(),
-        ProxyOptions::new(policy_ports(&[port])).env(ENV_ALLOW_CIDRS, "127.0.0.2/32"),
-    )
-    .await;
-    (dns, upstream, proxy)
+    upstream_setup(behavior, |opts| opts).await
 }
 
 #[tokio::test]

@@ -12,39 +12,26 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use airlock_egress::config::{ENV_ALLOW_CIDRS, ENV_IDLE_TIMEOUT, ENV_MAX_HEADER_BYTES};
-use common::{parse_response, policy_ports, ProxyOptions, RawResponse, TestProxy};
+use common::{
+    at_up, parse_response, policy_ports, upstream_setup, ProxyOptions, RawResponse, TestProxy, UP,
+};
 use test_support::dns::FakeDns;
 use test_support::upstream::{EchoServer, HttpBehavior, HttpUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const UP: &str = "127.0.0.2";
-
-fn at(port: u16) -> SocketAddr {
-    SocketAddr::new(UP.parse().unwrap(), port)
-}
-
-async fn setup_with(
-    env: &[(&'static str, &str)],
-    policy: Option<serde_json::Value>,
-) -> (FakeDns, HttpUpstream, TestProxy) {
-    let upstream = HttpUpstream::start(at(0), HttpBehavior::Respond)
-        .await
-        .unwrap();
-    let ip: IpAddr = UP.parse().unwrap();
-    let dns = FakeDns::start([("up.test", vec![ip])]).await;
-    let port = upstream.addr().port();
-    let mut opts = ProxyOptions::new(policy.unwrap_or_else(|| policy_ports(&[port])))
-        .env(ENV_ALLOW_CIDRS, "127.0.0.2/32");
-    for (k, v) in env {
-        opts = opts.env(k, *v);
-    }
-    let proxy = TestProxy::start(dns.addr(), opts).await;
-    (dns, upstream, proxy)
+async fn setup_with(env: &[(&'static str, &str)]) -> (FakeDns, HttpUpstream, TestProxy) {
+    upstream_setup(HttpBehavior::Respond, |mut opts| {
+        for (k, v) in env {
+            opts = opts.env(k, *v);
+        }
+        opts
+    })
+    .await
 }
 
 async fn setup() -> (FakeDns, HttpUpstream, TestProxy) {
-    setup_with(&[], None).await
+    setup_with(&[]).await
 }
 
 /// Writes `bytes` on one connection, optionally half-closes, and reads until the proxy closes.
@@ -191,7 +178,7 @@ async fn a_client_that_half_closes_still_gets_its_answers() {
 
 #[tokio::test]
 async fn a_slow_head_gets_408_and_an_idle_connection_closes_quietly() {
-    let (_dns, upstream, proxy) = setup_with(&[(ENV_IDLE_TIMEOUT, "400ms")], None).await;
+    let (_dns, upstream, proxy) = setup_with(&[(ENV_IDLE_TIMEOUT, "400ms")]).await;
     let port = upstream.addr().port();
     let mut slow = test_support::upstream::connect(proxy.addr).await.unwrap();
     slow.write_all(format!("GET http://up.test:{port}/ HTTP/1.1\r\nHost: up").as_bytes())
@@ -212,7 +199,7 @@ async fn a_slow_head_gets_408_and_an_idle_connection_closes_quietly() {
 
 #[tokio::test]
 async fn an_oversized_head_gets_431_json() {
-    let (_dns, upstream, proxy) = setup_with(&[(ENV_MAX_HEADER_BYTES, "8192")], None).await;
+    let (_dns, upstream, proxy) = setup_with(&[(ENV_MAX_HEADER_BYTES, "8192")]).await;
     let port = upstream.addr().port();
     let big = format!(
         "{}GET http://up.test:{port}/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
@@ -227,7 +214,7 @@ async fn an_oversized_head_gets_431_json() {
 
 #[tokio::test]
 async fn data_sent_right_after_connect_reaches_the_tunnel() {
-    let echo = EchoServer::start(at(0)).await.unwrap();
+    let echo = EchoServer::start(at_up(0)).await.unwrap();
     let ip: IpAddr = UP.parse().unwrap();
     let dns = FakeDns::start([("echo.test", vec![ip])]).await;
     let port = echo.addr().port();
@@ -255,19 +242,12 @@ async fn data_sent_right_after_connect_reaches_the_tunnel() {
 
 #[tokio::test]
 async fn an_upload_past_the_budget_is_refused_as_max_bytes() {
-    let upstream = HttpUpstream::start(at(0), HttpBehavior::Respond)
-        .await
-        .unwrap();
-    let port = upstream.addr().port();
-    let mut policy = policy_ports(&[port]);
-    policy["max_bytes"] = serde_json::json!(64 * 1024);
-    let ip: IpAddr = UP.parse().unwrap();
-    let dns = FakeDns::start([("up.test", vec![ip])]).await;
-    let proxy = TestProxy::start(
-        dns.addr(),
-        ProxyOptions::new(policy).env(ENV_ALLOW_CIDRS, "127.0.0.2/32"),
-    )
+    let (_dns, upstream, proxy) = upstream_setup(HttpBehavior::Respond, |mut opts| {
+        opts.policy["max_bytes"] = serde_json::json!(64 * 1024);
+        opts
+    })
     .await;
+    let port = upstream.addr().port();
     let body = vec![b'u'; 1024 * 1024];
     let mut req = format!(
         "POST http://up.test:{port}/upload HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -12,12 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock_egress::config::{load_policy, Config, ENV_LISTEN, ENV_POLICY};
+use airlock_egress::config::{load_policy, Config, ENV_ALLOW_CIDRS, ENV_LISTEN, ENV_POLICY};
 use airlock_egress::ledger::Ledger;
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::Registry;
 use airlock_egress::resolve::{HickoryResolve, Resolve};
 use airlock_egress::Services;
+use test_support::dns::FakeDns;
+use test_support::upstream::{HttpBehavior, HttpUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -340,6 +342,30 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+/// Where the tests' "internet" lives: upstreams bind here, and the proxy admits exactly this
+/// address through the operator exception.
+pub const UP: &str = "127.0.0.2";
+
+/// `UP:port`.
+pub fn at_up(port: u16) -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::from([127, 0, 0, 2]), port)
+}
+
+/// DNS with `up.test → 127.0.0.2`, an HTTP upstream there, and a proxy admitting it
+/// (`AIRLOCK_EGRESS_ALLOW_CIDRS=127.0.0.2/32`, the policy `policy_ports(&[upstream port])`).
+/// `tweak` adjusts the proxy's options (policy fields, more variables) before it starts.
+pub async fn upstream_setup(
+    behavior: HttpBehavior,
+    tweak: impl FnOnce(ProxyOptions) -> ProxyOptions,
+) -> (FakeDns, HttpUpstream, TestProxy) {
+    let upstream = HttpUpstream::start(at_up(0), behavior).await.unwrap();
+    let dns = FakeDns::start([("up.test", vec![at_up(0).ip()])]).await;
+    let port = upstream.addr().port();
+    let opts = ProxyOptions::new(policy_ports(&[port])).env(ENV_ALLOW_CIDRS, "127.0.0.2/32");
+    let proxy = TestProxy::start(dns.addr(), tweak(opts)).await;
+    (dns, upstream, proxy)
 }
 
 /// The default test policy: every public destination, plus the given ports.
