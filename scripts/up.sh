@@ -24,6 +24,10 @@
 #       the bounding set) and otherwise adds compose/docker-compose.nopriv.yml.
 #   AIRLOCK_COMPOSE_SEALED=1    also add compose/docker-compose.sealed.yml (tests)
 #   AIRLOCK_SKIP_IMAGES=1       do not run images/build.sh (the images exist already)
+#   AIRLOCK_EGRESS_DNS=LIST     the egress proxy's resolvers, IP[:PORT],... (default: this host's
+#                               upstream nameservers; never Docker's embedded DNS)
+#   AIRLOCK_POLICY_FILE=PATH    the operator's policy ceilings (JSON) on this host; copied to
+#                               $AIRLOCK_HOME/config and read by the controller at start
 #   AIRLOCK_UP_TIMEOUT=S        how long to wait for readiness (default 180)
 set -euo pipefail
 shopt -s inherit_errexit # a failing step inside $(...) stops the script too
@@ -81,6 +85,41 @@ controller_binary() {
 	docker cp "$container:/airlock" "$path" >/dev/null
 	docker rm "$container" >/dev/null
 	echo "$path"
+}
+
+# host_resolvers: this host's upstream nameservers, comma-separated, loopback ones left out
+# (a stub such as systemd-resolved's 127.0.0.53 is unreachable from the node); the real
+# upstreams of systemd-resolved are in /run/systemd/resolve/resolv.conf.
+host_resolvers() {
+	local file=/etc/resolv.conf
+	[[ -r /run/systemd/resolve/resolv.conf ]] && file=/run/systemd/resolve/resolv.conf
+	awk '$1 == "nameserver" && $2 !~ /^(127\.|::1$)/ { print $2 }' "$file" 2>/dev/null | paste -sd, -
+}
+
+# egress_dns: AIRLOCK_EGRESS_DNS for the controller, which hands it to the proxy.
+egress_dns() {
+	if [[ -z "${AIRLOCK_EGRESS_DNS:-}" ]]; then
+		AIRLOCK_EGRESS_DNS=$(host_resolvers)
+	fi
+	if [[ -n "$AIRLOCK_EGRESS_DNS" ]]; then
+		say "egress proxy resolvers: $AIRLOCK_EGRESS_DNS"
+	else
+		say "WARNING: no upstream nameserver found for the egress proxy: names will not resolve (set AIRLOCK_EGRESS_DNS)"
+	fi
+	export AIRLOCK_EGRESS_DNS
+}
+
+# policy_file: the operator's ceilings file goes into the config folder the controller mounts
+# read-only at /etc/airlock; the controller reads it there.
+policy_file() {
+	mkdir -p "$CONFIG_DIR"
+	chmod a+rx "$CONFIG_DIR"
+	if [[ -n "${AIRLOCK_POLICY_FILE:-}" ]]; then
+		[[ -r "$AIRLOCK_POLICY_FILE" ]] || die "AIRLOCK_POLICY_FILE=$AIRLOCK_POLICY_FILE is not readable"
+		install -m 0644 "$AIRLOCK_POLICY_FILE" "$CONFIG_DIR/policy.json"
+		say "policy ceilings: $AIRLOCK_POLICY_FILE (as /etc/airlock/policy.json)"
+		export AIRLOCK_POLICY_FILE=/etc/airlock/policy.json
+	fi
 }
 
 wait_ready() {
@@ -165,6 +204,8 @@ main() {
 	[[ "$mode" == 1 ]] || FILES+=(-f "$ROOT/compose/docker-compose.nopriv.yml")
 	[[ "${AIRLOCK_COMPOSE_SEALED:-0}" != 1 ]] || FILES+=(-f "$ROOT/compose/docker-compose.sealed.yml")
 	compose_save
+	egress_dns
+	policy_file
 	export AIRLOCK_IMAGES=${AIRLOCK_IMAGES:-airlock/testbox:dev}
 	say "compose up (project $PROJECT, ${COMPOSE_KIND})"
 	compose up -d --remove-orphans

@@ -26,7 +26,9 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::config::{Config, DockerConfig};
+use crate::docker::egress::bridge_ip;
 use crate::docker::probe::{probe_body, probe_name};
+use crate::docker::spec::container_name;
 use crate::docker::{LogFollow, OutputStream, Removal};
 use crate::sandbox::{SandboxId, SandboxState};
 use crate::service::{SandboxService, ServiceError};
@@ -93,6 +95,9 @@ pub struct SelftestSettings {
     pub upstream: Option<SocketAddr>,
     /// The proxy's admin port.
     pub admin_port: u16,
+    /// The proxy's address on its egress bridge, where the admin API listens (when the
+    /// network plane is on).
+    pub proxy_bridge: Option<IpAddr>,
 }
 
 // === impl SelftestStatus ===
@@ -218,19 +223,26 @@ impl SelftestSettings {
             controller: config.selftest.controller,
             upstream: config.selftest.upstream,
             admin_port: config.selftest.admin_port,
+            proxy_bridge: config
+                .egress
+                .enabled
+                .then(|| IpAddr::V4(bridge_ip(config.egress.subnet))),
         }
     }
 
-    /// The probe's targets for a sandbox on `subnet`, next to `others`.
-    pub fn targets(&self, sandbox: &Sandbox, others: &[Ipv4Addr]) -> Targets {
+    /// The probe's targets for a sandbox on `subnet`, next to `others` (their ids and
+    /// addresses). The probe reports neighbours by role, never by address or name.
+    pub fn targets(&self, sandbox: &Sandbox, others: &[(SandboxId, Ipv4Addr)]) -> Targets {
         Targets {
             gateway: sandbox.subnet.map(|s| IpAddr::V4(s.gateway())),
             proxy: sandbox.subnet.map(|s| IpAddr::V4(s.proxy())),
             admin_port: Some(self.admin_port),
             dind: self.node_addrs.clone(),
-            other_sandboxes: others.iter().map(|ip| IpAddr::V4(*ip)).collect(),
+            other_sandboxes: others.iter().map(|(_, ip)| IpAddr::V4(*ip)).collect(),
             controller: self.controller,
             upstream: self.upstream,
+            proxy_bridge: self.proxy_bridge,
+            neighbour_names: others.iter().map(|(id, _)| container_name(*id)).collect(),
         }
     }
 }
@@ -442,6 +454,7 @@ mod tests {
         let attempt = Attempt {
             outcome,
             detail: String::new(),
+            code: None,
             elapsed_ms: 1,
         };
         Report::new(&checks, vec![attempt]).to_json()

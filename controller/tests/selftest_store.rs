@@ -45,10 +45,10 @@ async fn exercise(store: Store) {
     let subnet_a = store.allocate_subnet(a.id, &pools).await.unwrap();
     let subnet_b = store.allocate_subnet(b.id, &pools).await.unwrap();
     let others = store.other_sandbox_addresses(a.id, 4).await.unwrap();
-    assert_eq!(others, [subnet_b.sandbox()]);
+    assert_eq!(others, [(b.id, subnet_b.sandbox())]);
     assert_eq!(subnet_b.sandbox(), Ipv4Addr::new(10, 213, 0, 11));
     let others = store.other_sandbox_addresses(b.id, 4).await.unwrap();
-    assert_eq!(others, [subnet_a.sandbox()]);
+    assert_eq!(others, [(a.id, subnet_a.sandbox())]);
     assert!(store
         .other_sandbox_addresses(b.id, 0)
         .await

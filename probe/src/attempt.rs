@@ -5,7 +5,7 @@
 //! except [`Kind::DnsLookup`], which asks the nameservers of `/etc/resolv.conf` directly
 //! (a static binary has no NSS, so `getaddrinfo` would fail for reasons that prove nothing).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +13,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::plan::{Check, Kind, Plan};
 use crate::report::{Attempt, Outcome, Report};
+
+mod proxy;
+
+use proxy::http_proxy;
+pub use proxy::{
+    leaked_address, parse_proxy_url, proxy_connect, proxy_request, status_code, ProxyAnswer,
+    ProxyUrl,
+};
 
 /// Largest DNS reply or HTTP status line read.
 const READ_LIMIT: usize = 2048;
@@ -24,15 +32,6 @@ pub struct ProbeEnv {
     pub http_proxy: Option<String>,
     /// The text of `/etc/resolv.conf`.
     pub resolv_conf: String,
-}
-
-/// The proxy and credential parsed from `HTTP_PROXY`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProxyUrl {
-    /// The proxy's address (an IP: the probe never resolves it).
-    pub addr: SocketAddr,
-    /// `user:token`, sent as `Proxy-Authorization: Basic`.
-    pub userinfo: Option<String>,
 }
 
 /// Runs every check of `plan`, each on its own thread, and judges them.
@@ -50,6 +49,7 @@ pub fn run(plan: &Plan, env: &ProbeEnv) -> Report {
                 handle.join().unwrap_or_else(|_panicked| Attempt {
                     outcome: Outcome::Error,
                     detail: "the attempt panicked".to_owned(),
+                    code: None,
                     elapsed_ms: 0,
                 })
             })
@@ -61,6 +61,15 @@ pub fn run(plan: &Plan, env: &ProbeEnv) -> Report {
 /// Makes one attempt.
 pub fn attempt(check: &Check, timeout: Duration, env: &ProbeEnv) -> Attempt {
     let started = Instant::now();
+    if check.kind == Kind::ProxyConnect {
+        let answer = proxy_connect(&check.target, env, timeout);
+        return Attempt {
+            outcome: answer.outcome,
+            detail: answer.detail,
+            code: answer.code,
+            elapsed_ms: elapsed_ms(started),
+        };
+    }
     let (outcome, detail) = match (check.kind, check.socket_addr()) {
         (Kind::Tcp, Some(addr)) => tcp(addr, timeout),
         (Kind::UdpDns, Some(addr)) => udp_dns(addr, timeout),
@@ -71,13 +80,18 @@ pub fn attempt(check: &Check, timeout: Duration, env: &ProbeEnv) -> Attempt {
             Err(_bad) => (Outcome::Error, "target is not an IP address".to_owned()),
         },
         (Kind::RawSocket, _) => raw_socket(),
-        (_, None) => (Outcome::Error, "target is not ip:port".to_owned()),
+        (Kind::ProxyConnect, _) | (_, None) => (Outcome::Error, "target is not ip:port".to_owned()),
     };
     Attempt {
         outcome,
         detail,
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        code: None,
+        elapsed_ms: elapsed_ms(started),
     }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A TCP handshake with `addr`.
@@ -191,84 +205,6 @@ fn raw_socket() -> (Outcome, String) {
         ),
         Err(error) => (Outcome::Unavailable, format!("raw socket refused: {error}")),
     }
-}
-
-/// `GET http://upstream/` through the proxy in `HTTP_PROXY`, with its credential.
-fn http_proxy(upstream: SocketAddr, env: &ProbeEnv, timeout: Duration) -> (Outcome, String) {
-    let Some(proxy) = env.http_proxy.as_deref().and_then(parse_proxy_url) else {
-        return (
-            Outcome::Error,
-            "no usable HTTP_PROXY (http://user:token@ip:port)".to_owned(),
-        );
-    };
-    let mut stream = match TcpStream::connect_timeout(&proxy.addr, timeout) {
-        Ok(stream) => stream,
-        Err(error) => {
-            let (outcome, detail) = io_outcome(&error);
-            return (outcome, format!("proxy {}: {detail}", proxy.addr));
-        }
-    };
-    let request = proxy_request(upstream, proxy.userinfo.as_deref());
-    let line = stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.write_all(request.as_bytes()))
-        .and_then(|()| read_status_line(&mut stream));
-    match line {
-        Ok(line) => match status_code(&line) {
-            Some(code) if (200..300).contains(&code) => (Outcome::Reached, line),
-            Some(_) => (Outcome::Denied, line),
-            None => (Outcome::Denied, format!("not an HTTP answer: {line:?}")),
-        },
-        Err(error) => io_outcome(&error),
-    }
-}
-
-/// The absolute-form request sent to the proxy.
-pub fn proxy_request(upstream: SocketAddr, userinfo: Option<&str>) -> String {
-    let auth = userinfo
-        .map(|u| format!("Proxy-Authorization: Basic {}\r\n", base64(u.as_bytes())))
-        .unwrap_or_default();
-    format!(
-        "GET http://{upstream}/ HTTP/1.1\r\nHost: {upstream}\r\n{auth}User-Agent: airlock-probe\r\nConnection: close\r\n\r\n"
-    )
-}
-
-fn read_status_line(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    while !buf.contains(&b'\n') && buf.len() < READ_LIMIT {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
-    Ok(String::from_utf8_lossy(&buf[..end]).trim_end().to_owned())
-}
-
-/// The status code of an HTTP/1 status line.
-pub fn status_code(line: &str) -> Option<u16> {
-    let mut parts = line.split(' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
-}
-
-/// Parses `http://[user:token@]ip:port[/]`; names are refused (the probe never resolves).
-pub fn parse_proxy_url(url: &str) -> Option<ProxyUrl> {
-    let rest = url.trim().strip_prefix("http://")?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (userinfo, host) = match rest.rsplit_once('@') {
-        Some((userinfo, host)) => (Some(userinfo.to_owned()), host),
-        None => (None, rest),
-    };
-    Some(ProxyUrl {
-        addr: host.parse().ok()?,
-        userinfo,
-    })
 }
 
 /// The `nameserver` addresses of a `resolv.conf`.

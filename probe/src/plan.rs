@@ -42,6 +42,22 @@ pub const PUBLIC_RESOLVERS: [Ipv4Addr; 3] = [
 ];
 /// The name looked up through the container's resolver (IANA-reserved, resolvable publicly).
 pub const LOOKUP_NAME: &str = "example.com";
+/// Ports tried on another sandbox, directly and through the proxy.
+pub const NEIGHBOUR_PORTS: [u16; 4] = [22, 80, 443, 8080];
+/// Names of the deployment's own parts a sandbox may ask the proxy for: the proxy's container,
+/// the compose services of the node and the controller, and the Docker host alias. Each must
+/// not resolve, or resolve only to infrastructure, and the refusal must name no address.
+pub const NODE_NAMES: [(&str, &str); 4] = [
+    ("proxy_name", "airlock-egress:3129"),
+    ("node_name", "dind:2376"),
+    ("controller_name", "airlock:8080"),
+    ("docker_host_name", "host.docker.internal:2375"),
+];
+/// The proxy's refusal for an address of the deployment itself (DESIGN.md invariant 9).
+pub const CODE_INFRASTRUCTURE: &str = "infrastructure";
+/// Refusals that prove a name of the deployment got nowhere: it did not resolve, or it
+/// resolved only to infrastructure.
+pub const NAME_REFUSALS: [&str; 3] = [CODE_INFRASTRUCTURE, "dns_no_answer", "dns_failed"];
 
 /// What the probe does: every check, and how long each attempt may take.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +82,14 @@ pub struct Check {
     pub target: String,
     /// What must happen.
     pub expect: Expect,
+    /// For a refusal by the proxy: the refusal codes that count as blocked. When set, a
+    /// `blocked` check passes only on a refusal carrying one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<String>,
+    /// What the report shows instead of `target` (a role such as `neighbour-1:8080`), so
+    /// that a report never tells a tenant another tenant's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// How an attempt is made.
@@ -87,6 +111,11 @@ pub enum Kind {
     /// `GET http://ip:port/` through the proxy in `HTTP_PROXY`, with its credential; reached
     /// on a 2xx answer.
     HttpProxy,
+    /// `CONNECT host:port` through the proxy in `HTTP_PROXY`, with its credential (the host
+    /// may be a name: the proxy resolves it, the probe never does); reached on a 2xx, denied
+    /// with the proxy's refusal code otherwise, `leaked` when the refusal names an address the
+    /// probe did not send.
+    ProxyConnect,
 }
 
 /// What a check must find.
@@ -116,6 +145,10 @@ pub struct Targets {
     pub controller: Option<SocketAddr>,
     /// A test upstream ("the internet"): direct must fail, through the proxy must succeed.
     pub upstream: Option<SocketAddr>,
+    /// The proxy's address on its own bridge, where its admin API listens.
+    pub proxy_bridge: Option<IpAddr>,
+    /// Other sandboxes' container names (the proxy must not reach them by name either).
+    pub neighbour_names: Vec<String>,
 }
 
 // === impl Plan ===
@@ -152,43 +185,14 @@ impl Plan {
         Ok(())
     }
 
-    /// The full isolation self-test for a sandbox surrounded by `targets`.
+    /// The full isolation self-test for a sandbox surrounded by `targets`: every forbidden
+    /// path tried directly, the deployment's addresses and names asked of the proxy with the
+    /// sandbox's own credential (each must be refused as infrastructure), the fixed targets,
+    /// and the test upstream when there is one.
     pub fn standard(targets: &Targets) -> Plan {
         let mut checks = Vec::new();
-        let admin = targets.admin_port.unwrap_or(DEFAULT_ADMIN_PORT);
-        let node_ports: Vec<u16> = DOCKER_PORTS.iter().copied().chain([admin]).collect();
-        if let Some(gateway) = targets.gateway {
-            for port in &node_ports {
-                checks.push(Check::blocked(
-                    "gateway_port",
-                    Kind::Tcp,
-                    sock(gateway, *port),
-                ));
-            }
-            checks.push(Check::blocked(
-                "dns_gateway",
-                Kind::UdpDns,
-                sock(gateway, 53),
-            ));
-            checks.push(Check::blocked("icmp_gateway", Kind::Icmp, gateway));
-        }
-        if let Some(proxy) = targets.proxy {
-            checks.push(Check::blocked("proxy_admin", Kind::Tcp, sock(proxy, admin)));
-        }
-        for ip in &targets.dind {
-            for port in &node_ports {
-                checks.push(Check::blocked("dind_port", Kind::Tcp, sock(*ip, *port)));
-            }
-            checks.push(Check::blocked("icmp_dind", Kind::Icmp, ip));
-        }
-        for ip in &targets.other_sandboxes {
-            for port in [22, 80, 443, 8080] {
-                checks.push(Check::blocked("other_sandbox", Kind::Tcp, sock(*ip, port)));
-            }
-        }
-        if let Some(controller) = targets.controller {
-            checks.push(Check::blocked("controller", Kind::Tcp, controller));
-        }
+        Self::push_direct(&mut checks, targets);
+        Self::push_via_proxy(&mut checks, targets);
         Self::push_fixed(&mut checks);
         if let Some(upstream) = targets.upstream {
             checks.push(Check::blocked("upstream_direct", Kind::Tcp, upstream));
@@ -205,6 +209,103 @@ impl Plan {
         }
     }
 
+    /// Direct attempts at the node, the proxy's admin port, neighbours and the controller.
+    fn push_direct(checks: &mut Vec<Check>, targets: &Targets) {
+        let admin = targets.admin_port.unwrap_or(DEFAULT_ADMIN_PORT);
+        if let Some(gateway) = targets.gateway {
+            for port in DOCKER_PORTS.iter().copied().chain([admin]) {
+                checks.push(Check::blocked(
+                    "gateway_port",
+                    Kind::Tcp,
+                    sock(gateway, port),
+                ));
+            }
+            checks.push(Check::blocked(
+                "dns_gateway",
+                Kind::UdpDns,
+                sock(gateway, 53),
+            ));
+            checks.push(Check::blocked("icmp_gateway", Kind::Icmp, gateway));
+        }
+        if let Some(proxy) = targets.proxy {
+            checks.push(Check::blocked("proxy_admin", Kind::Tcp, sock(proxy, admin)));
+        }
+        for (n, ip) in targets.dind.iter().enumerate() {
+            for port in DOCKER_PORTS.iter().copied().chain([admin]) {
+                let check = Check::blocked("dind_port", Kind::Tcp, sock(*ip, port));
+                checks.push(check.labelled(format!("node-{}:{port}", n + 1)));
+            }
+            let check = Check::blocked("icmp_dind", Kind::Icmp, ip);
+            checks.push(check.labelled(format!("node-{}", n + 1)));
+        }
+        for (n, ip) in targets.other_sandboxes.iter().enumerate() {
+            for port in NEIGHBOUR_PORTS {
+                let check = Check::blocked("other_sandbox", Kind::Tcp, sock(*ip, port));
+                checks.push(check.labelled(format!("neighbour-{}:{port}", n + 1)));
+            }
+        }
+        if let Some(controller) = targets.controller {
+            let check = Check::blocked("controller", Kind::Tcp, controller);
+            checks.push(check.labelled("controller"));
+        }
+    }
+
+    /// The deployment's own addresses and names, asked of the proxy: each must be refused as
+    /// `infrastructure` (names may also fail to resolve), whatever the sandbox's policy says.
+    fn push_via_proxy(checks: &mut Vec<Check>, targets: &Targets) {
+        let admin = targets.admin_port.unwrap_or(DEFAULT_ADMIN_PORT);
+        let mut infra = |check: &str, target: SocketAddr, label: String| {
+            checks.push(Check::refused(check, target, &[CODE_INFRASTRUCTURE]).labelled(label));
+        };
+        if let Some(gateway) = targets.gateway {
+            for port in DOCKER_PORTS.iter().copied().chain([admin]) {
+                infra(
+                    "proxy_to_gateway",
+                    sock(gateway, port),
+                    format!("gateway:{port}"),
+                );
+            }
+        }
+        for proxy in targets.proxy.iter().chain(&targets.proxy_bridge) {
+            infra(
+                "proxy_to_admin",
+                sock(*proxy, admin),
+                format!("proxy:{admin}"),
+            );
+        }
+        for (n, ip) in targets.dind.iter().enumerate() {
+            for port in DOCKER_PORTS {
+                infra(
+                    "proxy_to_node",
+                    sock(*ip, port),
+                    format!("node-{}:{port}", n + 1),
+                );
+            }
+        }
+        for (n, ip) in targets.other_sandboxes.iter().enumerate() {
+            for port in NEIGHBOUR_PORTS {
+                infra(
+                    "proxy_to_neighbour",
+                    sock(*ip, port),
+                    format!("neighbour-{}:{port}", n + 1),
+                );
+            }
+        }
+        if let Some(controller) = targets.controller {
+            infra("proxy_to_controller", controller, "controller".to_owned());
+        }
+        for (n, name) in targets.neighbour_names.iter().enumerate() {
+            let check = Check::refused(
+                "proxy_to_neighbour_name",
+                format!("{name}:8080"),
+                &NAME_REFUSALS,
+            );
+            checks.push(check.labelled(format!("neighbour-{}-name:8080", n + 1)));
+        }
+        for (check, target) in NODE_NAMES {
+            checks.push(Check::refused(check, target, &NAME_REFUSALS));
+        }
+    }
     /// The checks that need no knowledge of the node: metadata, private ranges, public DNS,
     /// the container's resolver and raw sockets.
     fn push_fixed(checks: &mut Vec<Check>) {
@@ -249,12 +350,32 @@ impl Check {
             kind,
             target: target.to_string(),
             expect,
+            codes: Vec::new(),
+            label: None,
         }
     }
 
     /// A check that must find the path closed.
     pub fn blocked(check: &str, kind: Kind, target: impl ToString) -> Check {
         Self::new(check, kind, target, Expect::Blocked)
+    }
+
+    /// A `CONNECT` through the proxy that the proxy must refuse with one of `codes`.
+    pub fn refused(check: &str, target: impl ToString, codes: &[&str]) -> Check {
+        let mut check = Self::new(check, Kind::ProxyConnect, target, Expect::Blocked);
+        check.codes = codes.iter().map(|c| (*c).to_owned()).collect();
+        check
+    }
+
+    /// The same check, reported under `label` instead of its target.
+    pub fn labelled(mut self, label: impl Into<String>) -> Check {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// What a report shows for this check: its label, else its target.
+    pub fn shown_target(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.target)
     }
 
     /// The target as a socket address (TCP, UDP and HTTP checks).
@@ -265,6 +386,7 @@ impl Check {
     fn target_is_valid(&self) -> bool {
         match self.kind {
             Kind::Tcp | Kind::UdpDns | Kind::HttpProxy => self.socket_addr().is_some(),
+            Kind::ProxyConnect => valid_authority(&self.target),
             Kind::Icmp => self.target.parse::<IpAddr>().is_ok(),
             Kind::DnsLookup => valid_name(&self.target),
             Kind::RawSocket => true,
@@ -282,6 +404,18 @@ pub fn valid_name(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// A `host:port` the probe can send in a `CONNECT`: an IP socket address, or a valid name and
+/// a port.
+pub fn valid_authority(target: &str) -> bool {
+    if target.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) => valid_name(host) && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
 }
 
 /// Why a plan was refused.

@@ -3,7 +3,9 @@
 //! An attempt ends in one [`Outcome`]. Only [`Outcome::Reached`] means a packet got somewhere
 //! and something answered (a TCP handshake, a DNS reply, an ICMP echo reply, a raw socket
 //! opened, a 2xx through the proxy). A `blocked` check passes on every other outcome except
-//! [`Outcome::Error`], which always fails: a probe that could not try proves nothing.
+//! [`Outcome::Error`] and [`Outcome::Leaked`], which always fail: a probe that could not try
+//! proves nothing, and a refusal that names an address the sandbox did not send is a leak. A
+//! check that names refusal `codes` passes only on a proxy refusal carrying one of them.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,8 @@ pub enum Outcome {
     Unavailable,
     /// The probe could not make the attempt (bad input, missing `HTTP_PROXY`).
     Error,
+    /// The proxy refused, but its answer named an address the probe did not send.
+    Leaked,
 }
 
 /// Whether a check found what it expected.
@@ -47,7 +51,8 @@ pub struct CheckResult {
     pub check: String,
     /// How it was attempted.
     pub kind: Kind,
-    /// What was tried.
+    /// What was tried: the check's label when it has one (a role, never another tenant's
+    /// address), else its target.
     pub target: String,
     /// What had to happen.
     pub expect: Expect,
@@ -55,6 +60,9 @@ pub struct CheckResult {
     pub result: Verdict,
     /// How the attempt ended.
     pub outcome: Outcome,
+    /// The proxy's refusal code, for attempts through the proxy that it refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// A human-readable detail (the OS error, the DNS rcode, the HTTP status).
     pub detail: String,
     /// How long the attempt took.
@@ -81,6 +89,8 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Why, in words.
     pub detail: String,
+    /// The proxy's refusal code, when the proxy refused.
+    pub code: Option<String>,
     /// How long it took.
     pub elapsed_ms: u64,
 }
@@ -88,10 +98,20 @@ pub struct Attempt {
 // === impl Outcome ===
 
 impl Outcome {
-    /// The verdict for a check expecting `expect`.
+    /// The verdict for a check expecting `expect` with no refusal codes.
     pub fn judge(self, expect: Expect) -> Verdict {
+        self.judge_refusal(expect, &[], None)
+    }
+
+    /// The verdict for a check expecting `expect`; when `codes` is not empty, `blocked` passes
+    /// only on a refusal whose `code` is one of them.
+    pub fn judge_refusal(self, expect: Expect, codes: &[String], code: Option<&str>) -> Verdict {
         let pass = match (expect, self) {
-            (_, Outcome::Error) => false,
+            (_, Outcome::Error | Outcome::Leaked) => false,
+            (Expect::Blocked, Outcome::Denied) if !codes.is_empty() => {
+                code.is_some_and(|code| codes.iter().any(|c| c == code))
+            }
+            (Expect::Blocked, _) if !codes.is_empty() => false,
             (Expect::Blocked, outcome) => outcome != Outcome::Reached,
             (Expect::Reachable, outcome) => outcome == Outcome::Reached,
         };
@@ -114,10 +134,15 @@ impl Report {
             .map(|(check, attempt)| CheckResult {
                 check: check.check.clone(),
                 kind: check.kind,
-                target: check.target.clone(),
+                target: check.shown_target().to_owned(),
                 expect: check.expect,
-                result: attempt.outcome.judge(check.expect),
+                result: attempt.outcome.judge_refusal(
+                    check.expect,
+                    &check.codes,
+                    attempt.code.as_deref(),
+                ),
                 outcome: attempt.outcome,
+                code: attempt.code,
                 detail: attempt.detail,
                 elapsed_ms: attempt.elapsed_ms,
             })
@@ -181,6 +206,7 @@ mod tests {
         Attempt {
             outcome,
             detail: format!("{outcome:?}"),
+            code: None,
             elapsed_ms: 3,
         }
     }
@@ -207,6 +233,51 @@ mod tests {
         assert!(json.contains(r#""expect":"blocked""#), "{json}");
         assert!(json.contains(r#""result":"fail""#), "{json}");
         assert_eq!(Report::from_json(&json).unwrap(), report);
+    }
+
+    #[test]
+    fn refusal_codes_decide_proxy_checks() {
+        use Outcome::*;
+        use Verdict::{Fail, Pass};
+        let codes = vec!["infrastructure".to_owned(), "dns_failed".to_owned()];
+        let table = [
+            (Denied, Some("infrastructure"), Pass),
+            (Denied, Some("dns_failed"), Pass),
+            (Denied, Some("private"), Fail),
+            (Denied, None, Fail),
+            (Reached, None, Fail),
+            (TimedOut, None, Fail),
+            (Refused, None, Fail),
+            (Leaked, Some("infrastructure"), Fail),
+            (Error, None, Fail),
+        ];
+        for (outcome, code, want) in table {
+            let got = outcome.judge_refusal(Expect::Blocked, &codes, code);
+            assert_eq!(got, want, "{outcome:?} {code:?}");
+        }
+        assert_eq!(
+            Leaked.judge(Expect::Blocked),
+            Fail,
+            "a leak fails any check"
+        );
+    }
+
+    #[test]
+    fn labels_replace_targets_in_the_report() {
+        let check = Check::refused(
+            "proxy_to_neighbour",
+            "10.213.0.11:8080",
+            &["infrastructure"],
+        )
+        .labelled("neighbour-1:8080");
+        let mut denied = attempt(Outcome::Denied);
+        denied.code = Some("infrastructure".to_owned());
+        let report = Report::new(&[check], vec![denied]);
+        assert!(report.passed);
+        let json = report.to_json();
+        assert!(!json.contains("10.213.0.11"), "{json}");
+        assert!(json.contains(r#""target":"neighbour-1:8080""#), "{json}");
+        assert!(json.contains(r#""code":"infrastructure""#), "{json}");
     }
 
     #[test]

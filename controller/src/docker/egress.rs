@@ -67,7 +67,7 @@ pub struct ProxyPlacement {
 impl ProxyPlacement {
     /// The proxy's address on the egress bridge.
     pub fn bridge_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.subnet.network()) + 2)
+        bridge_ip(self.subnet)
     }
 
     /// The egress bridge's gateway.
@@ -103,6 +103,11 @@ impl ProxyPlacement {
         }
         cmd
     }
+}
+
+/// The proxy's address on an egress bridge of `subnet`: its `.2` (the `.1` is the gateway).
+pub fn bridge_ip(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 2)
 }
 
 fn role_labels() -> HashMap<String, String> {

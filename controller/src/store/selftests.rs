@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{with_db, Store, StoreError};
 use crate::sandbox::SandboxId;
@@ -91,15 +92,15 @@ impl Store {
         .transpose()
     }
 
-    /// Up to `limit` sandbox addresses (`.3` of each allocated /29) other than `id`'s.
+    /// Up to `limit` other sandboxes with their addresses (`.3` of each allocated /29).
     pub async fn other_sandbox_addresses(
         &self,
         id: SandboxId,
         limit: u32,
-    ) -> Result<Vec<Ipv4Addr>, StoreError> {
-        let rows: Vec<(String,)> = with_db!(self, |pool, _begin| {
+    ) -> Result<Vec<(SandboxId, Ipv4Addr)>, StoreError> {
+        let rows: Vec<(Uuid, String)> = with_db!(self, |pool, _begin| {
             sqlx::query_as(
-                "SELECT subnet FROM subnet_allocations WHERE sandbox_id <> $1 \
+                "SELECT sandbox_id, subnet FROM subnet_allocations WHERE sandbox_id <> $1 \
                  ORDER BY allocated_at DESC LIMIT $2",
             )
             .bind(id.as_uuid())
@@ -109,8 +110,10 @@ impl Store {
         });
         Ok(rows
             .iter()
-            .filter_map(|(subnet,)| subnet.parse().ok().and_then(SandboxSubnet::new))
-            .map(|subnet| subnet.sandbox())
+            .filter_map(|(other, subnet)| {
+                let subnet = subnet.parse().ok().and_then(SandboxSubnet::new)?;
+                Some((SandboxId::from_uuid(*other), subnet.sandbox()))
+            })
             .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! Only loopback is dialled here: the forbidden destinations are tried in the e2e tests,
 //! inside sealed networks.
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use super::*;
@@ -89,6 +90,100 @@ fn http_through_a_loopback_proxy_sends_the_credential() {
         )),
         "{request}"
     );
+}
+
+/// A one-shot loopback proxy that answers `answer` and returns the request it read.
+fn fake_proxy(answer: &'static str) -> (ProbeEnv, std::thread::JoinHandle<String>) {
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = proxy.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let n = conn.read(&mut buf).unwrap();
+        conn.write_all(answer.as_bytes()).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let env = ProbeEnv {
+        http_proxy: Some(format!("http://sbx:tok3n@{addr}/")),
+        resolv_conf: String::new(),
+    };
+    (env, server)
+}
+
+fn refusal(body: &str) -> &'static str {
+    let answer = format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Box::leak(answer.into_boxed_str())
+}
+
+#[test]
+fn connect_refusals_carry_their_code() {
+    let body = r#"{"error":"infrastructure","message":"airlock-egress:3129: the destination is part of the Airlock deployment","host":"airlock-egress","sandbox":"s1"}"#;
+    let (env, server) = fake_proxy(refusal(body));
+    let answer = proxy_connect("airlock-egress:3129", &env, SHORT);
+    assert_eq!(answer.outcome, Outcome::Denied, "{answer:?}");
+    assert_eq!(answer.code.as_deref(), Some("infrastructure"));
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("CONNECT airlock-egress:3129 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("Proxy-Authorization: Basic "), "{request}");
+}
+
+#[test]
+fn a_refusal_naming_an_address_that_was_not_sent_is_a_leak() {
+    let body = r#"{"error":"private","message":"dind:2376: not publicly routable (10.210.0.10)"}"#;
+    let (env, server) = fake_proxy(refusal(body));
+    let answer = proxy_connect("dind:2376", &env, SHORT);
+    server.join().unwrap();
+    assert_eq!(answer.outcome, Outcome::Leaked, "{answer:?}");
+    assert!(answer.detail.contains("10.210.0.10"), "{answer:?}");
+    // The address the probe sent itself may be echoed.
+    let echoed =
+        r#"{"error":"infrastructure","message":"10.213.0.11:8080: part of the deployment"}"#;
+    let (env, server) = fake_proxy(refusal(echoed));
+    let answer = proxy_connect("10.213.0.11:8080", &env, SHORT);
+    server.join().unwrap();
+    assert_eq!(answer.outcome, Outcome::Denied, "{answer:?}");
+}
+
+#[test]
+fn an_open_tunnel_is_reached() {
+    let (env, server) = fake_proxy("HTTP/1.1 200 OK\r\n\r\n");
+    let answer = proxy_connect("10.213.0.11:8080", &env, SHORT);
+    server.join().unwrap();
+    assert_eq!(answer.outcome, Outcome::Reached, "{answer:?}");
+}
+
+#[test]
+fn leaked_addresses_are_found_in_any_spelling() {
+    for (body, target, want) in [
+        (
+            "connect failed to 10.0.0.7:80",
+            "a.test:80",
+            Some("10.0.0.7"),
+        ),
+        ("(fd00::7)", "a.test:80", Some("fd00::7")),
+        (
+            r#"{"error":"x","message":"host:10.1.2.3:443"}"#,
+            "host:443",
+            Some("10.1.2.3"),
+        ),
+        (
+            r#"{"error":"dns_failed","message":"no address"}"#,
+            "a.test:80",
+            None,
+        ),
+        ("10.213.0.11:8080 refused", "10.213.0.11:8080", None),
+        ("[fd00::1]:443", "[fd00::1]:443", None),
+        ("version 1.2.3 deadbeef", "a.test:80", None),
+    ] {
+        let got = leaked_address(body, target).map(|ip| ip.to_string());
+        assert_eq!(got.as_deref(), want, "{body}");
+    }
 }
 
 #[test]

@@ -9,6 +9,8 @@ fn targets() -> Targets {
         other_sandboxes: vec!["10.213.0.3".parse().unwrap()],
         controller: Some("172.30.0.1:8080".parse().unwrap()),
         upstream: None,
+        proxy_bridge: Some("10.212.0.2".parse().unwrap()),
+        neighbour_names: vec!["airlock-0190f3c2".to_owned()],
     }
 }
 
@@ -62,6 +64,62 @@ fn standard_plan_covers_every_forbidden_path() {
 }
 
 #[test]
+fn the_deployment_is_asked_of_the_proxy_and_must_be_infrastructure() {
+    let plan = Plan::standard(&targets());
+    plan.validate().unwrap();
+    let via_proxy: Vec<&Check> = plan
+        .checks
+        .iter()
+        .filter(|c| c.kind == Kind::ProxyConnect)
+        .collect();
+    let targets: Vec<&str> = via_proxy.iter().map(|c| c.target.as_str()).collect();
+    for want in [
+        "10.213.0.9:2376",
+        "10.213.0.9:3129",
+        "10.213.0.10:3129",
+        "10.212.0.2:3129",
+        "172.30.0.2:2375",
+        "10.213.0.3:8080",
+        "172.30.0.1:8080",
+        "airlock-0190f3c2:8080",
+        "airlock-egress:3129",
+        "dind:2376",
+        "airlock:8080",
+    ] {
+        assert!(targets.contains(&want), "{want} missing from {targets:?}");
+    }
+    for check in &via_proxy {
+        assert_eq!(check.expect, Expect::Blocked);
+        assert!(
+            check.codes.iter().any(|c| c == CODE_INFRASTRUCTURE),
+            "{check:?}"
+        );
+        let is_name = check.target.parse::<SocketAddr>().is_err();
+        assert_eq!(
+            is_name,
+            check.codes.len() > 1,
+            "only names may also fail to resolve"
+        );
+    }
+}
+
+#[test]
+fn reports_name_neighbours_and_the_node_by_role() {
+    let plan = Plan::standard(&targets());
+    let shown: Vec<&str> = plan.checks.iter().map(Check::shown_target).collect();
+    for hidden in ["10.213.0.3", "172.30.0.2", "172.30.0.1", "airlock-0190f3c2"] {
+        assert!(
+            shown.iter().all(|t| !t.contains(hidden)),
+            "{hidden} is shown: {shown:?}"
+        );
+    }
+    assert!(shown.contains(&"neighbour-1:8080"), "{shown:?}");
+    assert!(shown.contains(&"neighbour-1-name:8080"), "{shown:?}");
+    assert!(shown.contains(&"node-1:2376"), "{shown:?}");
+    assert!(shown.contains(&"controller"), "{shown:?}");
+}
+
+#[test]
 fn an_upstream_adds_the_direct_and_proxied_checks() {
     let mut t = targets();
     t.upstream = Some("172.30.0.9:8081".parse().unwrap());
@@ -111,6 +169,9 @@ fn bad_plans_are_refused() {
         (check("icmp", "10.0.0.1:1"), "does not fit"),
         (check("dns_lookup", "a..b"), "does not fit"),
         (check("dns_lookup", "a b"), "does not fit"),
+        (check("proxy_connect", "a_b:80"), "does not fit"),
+        (check("proxy_connect", "dind"), "does not fit"),
+        (check("proxy_connect", "dind:0"), "does not fit"),
         (check("ftp", "10.0.0.1:21"), "invalid plan"),
         (r#"{"checks":[],"extra":1}"#.to_owned(), "invalid plan"),
         (r#"{"timeout_ms":0,"checks":[]}"#.to_owned(), "timeout_ms 0"),

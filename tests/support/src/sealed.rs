@@ -173,6 +173,15 @@ impl SealedNet {
         }
         Ok(container)
     }
+
+    /// Attaches a container of another fixture (a DinD whose node network is another sealed
+    /// network) to this network at `ip`, so it can reach this network's servers directly.
+    /// This network's `Drop` detaches it again.
+    pub async fn attach(&self, container: &str, ip: Ipv4Addr) -> Result<(), DindError> {
+        let ip = ip.to_string();
+        docker(&["network", "connect", "--ip", &ip, &self.name, container]).await?;
+        Ok(())
+    }
 }
 
 impl Drop for SealedNet {
@@ -181,6 +190,26 @@ impl Drop for SealedNet {
         match crate::host_docker::docker_blocking(&["ps", "-aq", "--filter", &filter]) {
             Ok(ids) => ids.lines().for_each(remove_container_blocking),
             Err(error) => tracing::warn!(%error, "Fixture container listing failed"),
+        }
+        // Containers of other fixtures attached with `attach` would keep the network alive.
+        let attached = crate::host_docker::docker_blocking(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{end}}",
+            &self.name,
+        ]);
+        for container in attached.iter().flat_map(|names| names.split_whitespace()) {
+            let detached = crate::host_docker::docker_blocking(&[
+                "network",
+                "disconnect",
+                "-f",
+                &self.name,
+                container,
+            ]);
+            if let Err(error) = detached {
+                tracing::warn!(%error, container, "Detaching from a sealed network failed");
+            }
         }
         remove_network_blocking(&self.name);
         if let Some(bridge) = &self.bridge {
