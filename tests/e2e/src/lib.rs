@@ -2,12 +2,14 @@
 //! need a Docker daemon plus the images from `make images`.
 //!
 //! This library holds what every e2e test shares: per-test timing lines for the report, a DinD
-//! with the testbox image already loaded, and (`serve`) the real `airlock serve` binary. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
+//! with the testbox image already loaded, (`plane`) the network plane wired to a DinD with a
+//! sealed test internet, and (`serve`) the real `airlock serve` binary. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
 //! the fake DNS server the DNS test runs on the sealed outer network.
 
 use std::time::Instant;
 
 pub mod controller;
+pub mod plane;
 pub mod serve;
 pub mod stats;
 

@@ -5,10 +5,11 @@
 //! the proxy uses through `AIRLOCK_EGRESS_DNS`: `allowed.test` and `other.test` resolve to the
 //! upstream, `rebind.test` to the upstream once and to the metadata address afterwards.
 //!
-//! "The internet" is a busybox HTTP server on the sealed outer network, admitted through the
-//! operator's `AIRLOCK_EGRESS_ALLOW_CIDRS` for its exact address. Every other target (a
-//! private address, the metadata address, a disallowed name) is denied by the proxy before
-//! any dial, and would have nowhere to go anyway: the outer network is sealed.
+//! "The internet" is a busybox HTTP server on a second sealed network that the DinD is
+//! attached to (`e2e::plane`), admitted through the operator's `AIRLOCK_EGRESS_ALLOW_CIDRS`
+//! for its exact address. The node network itself is infrastructure. Every other target (a
+//! node-network address, the metadata address, a disallowed name) is denied by the proxy
+//! before any dial, and would have nowhere to go anyway: both networks are sealed.
 //!
 //! Requests are made with busybox `nc` inside the sandbox (the testbox image has no HTTP
 //! client), with a raw HTTP/1.1 request in absolute form.
@@ -31,57 +32,30 @@
 //! itself, and after a proxy restart its background task re-pushes the live entry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use airlock::api::{app, AppState, Auth};
 use airlock::docker::egress::EGRESS_CONTAINER;
-use airlock::docker::spec::container_name;
 use airlock::egress::EgressPlane;
-use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use base64::Engine as _;
+use airlock::service::DEFAULT_NODE;
+use axum::http::{Method, StatusCode};
 use bollard::query_parameters::InspectContainerOptions;
-use e2e::controller::{parts, Parts};
+use e2e::plane::{error_code, poll, Plane, PlaneOptions, EGRESS_IMAGE, LIMIT, TOKEN};
 use e2e::Timing;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use test_support::dind::{Dind, DindOptions, DIND_IMAGE, PROBE_IMAGE, TESTBOX_IMAGE};
-use test_support::sealed::{OuterContainer, OuterSpec, SealedNet};
-use tower::ServiceExt;
+use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 
-const TOKEN: &str = "e2e-admin-token-0123456789";
-const EGRESS_IMAGE: &str = "airlock/egress:dev";
-/// The upstream's host number on the sealed /24.
-const UPSTREAM_HOST: u8 = 80;
-/// An address on the sealed /24 where nothing listens (private, not excepted).
+/// An address on the node network where nothing listens: infrastructure.
 const PRIVATE_HOST: u8 = 99;
-const LIMIT: Duration = Duration::from_secs(30);
 
-struct Fixture {
-    dind: Dind,
-    state: AppState,
-    plane: EgressPlane,
-    config: airlock::config::Config,
-    upstream: Ipv4Addr,
-    _upstream: OuterContainer,
-    _dns: OuterContainer,
-    _dir: tempfile::TempDir,
-    _data: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-/// One proxied exchange from inside a sandbox.
-#[derive(Debug)]
-struct Proxied {
-    status: u16,
-    head: String,
-    body: String,
+async fn fixture(timing: &mut Timing) -> Plane {
+    let mut opts = PlaneOptions::new("netplane", env!("CARGO_BIN_EXE_fake-dns"));
+    opts.names = vec![
+        "allowed.test={upstream}".to_owned(),
+        "other.test={upstream}".to_owned(),
+        "rebind.test={upstream}/169.254.169.254".to_owned(),
+    ];
+    Plane::start(opts, timing).await
 }
 
 #[tokio::test]
@@ -142,6 +116,11 @@ async fn network_plane_end_to_end() {
         .fetch(&a, a_proxy, &format!("http://{private_ip}/"), Some(&a_cred))
         .await;
     assert_eq!(private.status, 403, "{private:?}");
+    assert_eq!(
+        error_code(&private),
+        "infrastructure",
+        "the node network: {private:?}"
+    );
     let metadata = f
         .fetch(
             &a,
@@ -427,281 +406,6 @@ async fn network_plane_end_to_end() {
         .await;
     assert!(network.is_err(), "the sandbox network is gone");
     timing.phase("delete");
-}
-
-async fn fixture(timing: &mut Timing) -> Fixture {
-    let net = SealedNet::create("netplane").await.unwrap();
-    let upstream_ip = net.host(UPSTREAM_HOST);
-    let script = "mkdir -p /www && echo hello-from-upstream > /www/index.html \
-        && head -c 2000000 /dev/zero > /www/big && exec busybox httpd -f -p 80 -h /www";
-    let spec = OuterSpec::new("upstream", DIND_IMAGE, &["-c", script])
-        .entrypoint("/bin/sh")
-        .ip(upstream_ip);
-    let upstream = net.run(spec).await.unwrap();
-    let dns_ip = net.host(SealedNet::DNS_HOST);
-    let dns = start_dns(&net, dns_ip, upstream_ip).await;
-    let dind = Dind::start_on(net, DindOptions::new("netplane"))
-        .await
-        .unwrap();
-    timing.phase("dind-start");
-    for image in [TESTBOX_IMAGE, EGRESS_IMAGE, PROBE_IMAGE] {
-        dind.load_image(image).await.unwrap();
-    }
-    timing.phase("load-images");
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap().to_owned();
-    let allow = format!("{upstream_ip}/32");
-    let dns_addr = format!("{dns_ip}:53");
-    let selftest_upstream = SocketAddr::new(IpAddr::V4(upstream_ip), 80).to_string();
-    let node = dind.ip().to_string();
-    let controller_addr =
-        SocketAddr::new(IpAddr::V4(dind.outer_network().gateway()), 8080).to_string();
-    let docker_host = format!("tcp://{}:2376", dind.ip());
-    let cert_path = dind.cert_dir().join("client");
-    let env = [
-        ("AIRLOCK_DOCKER_HOST", docker_host.as_str()),
-        ("AIRLOCK_DOCKER_CERT_PATH", cert_path.to_str().unwrap()),
-        ("AIRLOCK_STOP_GRACE", "1s"),
-        ("AIRLOCK_DATA_DIR", data_dir.as_str()),
-        ("AIRLOCK_EGRESS_ALLOW_CIDRS", allow.as_str()),
-        ("AIRLOCK_EGRESS_DNS", dns_addr.as_str()),
-        ("AIRLOCK_SELFTEST_UPSTREAM", selftest_upstream.as_str()),
-        ("AIRLOCK_SELFTEST_NODE_ADDRS", node.as_str()),
-        ("AIRLOCK_SELFTEST_CONTROLLER", controller_addr.as_str()),
-    ];
-    let Parts {
-        dir,
-        config,
-        store,
-        docker,
-        admin,
-    } = parts(&dind, &env).await;
-    let plane = EgressPlane::from_config(&config, docker.clone(), store.clone(), DEFAULT_NODE)
-        .unwrap()
-        .unwrap();
-    let started = Instant::now();
-    let boot = match plane.ensure().await {
-        Ok(boot) => boot,
-        Err(error) => panic!("egress bootstrap: {error}\n{}", proxy_logs(&dind).await),
-    };
-    eprintln!("egress bootstrap: {:?} (boot id {boot})", started.elapsed());
-    timing.phase("egress-bootstrap");
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config))
-        .with_egress(plane.clone());
-    let state = AppState::new(
-        service,
-        Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin),
-    );
-    Fixture {
-        dind,
-        state,
-        plane,
-        config,
-        upstream: upstream_ip,
-        _upstream: upstream,
-        _dns: dns,
-        _dir: dir,
-        _data: data,
-    }
-}
-
-impl Fixture {
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
-    }
-
-    /// Creates a `sleep 300` sandbox with `policy` (omitted when `Null`); returns its id.
-    async fn create(&self, policy: Value) -> String {
-        let mut body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]});
-        if !policy.is_null() {
-            body["policy"] = policy;
-        }
-        let created = self.call(Method::POST, "/v1/sandboxes", Some(body)).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        assert_eq!(created.body["state"], "running");
-        created.body["id"].as_str().unwrap().to_owned()
-    }
-
-    /// The proxy address and the `Proxy-Authorization` value from the sandbox's environment.
-    async fn credential(&self, id: &str) -> (SocketAddr, String) {
-        let inspected = self
-            .dind
-            .docker()
-            .inspect_container(
-                &container_name(id.parse().unwrap()),
-                None::<InspectContainerOptions>,
-            )
-            .await
-            .unwrap();
-        let env = inspected.config.unwrap().env.unwrap();
-        let url = env
-            .iter()
-            .find_map(|e| e.strip_prefix("HTTP_PROXY="))
-            .unwrap()
-            .strip_prefix("http://")
-            .unwrap()
-            .to_owned();
-        let (userinfo, addr) = url.split_once('@').unwrap();
-        let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
-        (addr.parse().unwrap(), format!("Basic {basic}"))
-    }
-
-    /// `GET url` through the proxy from inside sandbox `id` (busybox `nc`).
-    async fn fetch(&self, id: &str, proxy: SocketAddr, url: &str, cred: Option<&str>) -> Proxied {
-        let host = url.trim_start_matches("http://").split('/').next().unwrap();
-        let auth = cred.map_or_else(String::new, |c| format!("Proxy-Authorization: {c}\r\n"));
-        let request =
-            format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
-        // busybox `nc` half-closes at the end of its stdin; the proxy still answers.
-        let script = "printf '%s' \"$1\" | nc -w 5 \"$2\" \"$3\"";
-        let body = json!({
-            "cmd": ["sh", "-c", script, "sh", request, proxy.ip().to_string(),
-                proxy.port().to_string()],
-            "timeout_s": 20,
-        });
-        let reply = self
-            .call(
-                Method::POST,
-                &format!("/v1/sandboxes/{id}/exec"),
-                Some(body),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        let out = reply.body["stdout"].as_str().unwrap_or_default().to_owned();
-        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-        let head = if out.is_empty() {
-            format!("<no answer: {}>", reply.body)
-        } else {
-            head.to_owned()
-        };
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Proxied {
-            status,
-            head,
-            body: body.to_owned(),
-        }
-    }
-
-    /// Polls the ledger until it holds at least `at_least` events for `id` (pulling on
-    /// each round).
-    async fn ledger(&self, id: &str, at_least: usize) -> Vec<Value> {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            self.plane.pull_ledger().await.unwrap();
-            let reply = self
-                .call(
-                    Method::GET,
-                    &format!("/v1/sandboxes/{id}/egress?limit=1000"),
-                    None,
-                )
-                .await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            let items = reply.body["items"].as_array().unwrap().clone();
-            if items.len() >= at_least {
-                return items;
-            }
-            assert!(Instant::now() < deadline, "ledger of {id}: {items:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn error_code(p: &Proxied) -> String {
-    serde_json::from_str::<Value>(&p.body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("<no JSON: {}>", p.head))
-}
-
-async fn poll<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The proxy container's state and log, for failure messages.
-async fn proxy_logs(dind: &Dind) -> String {
-    use futures_util::StreamExt;
-    let state = dind
-        .docker()
-        .inspect_container(EGRESS_CONTAINER, None::<InspectContainerOptions>)
-        .await
-        .map(|c| format!("{:?}", c.state))
-        .unwrap_or_else(|e| e.to_string());
-    let options = bollard::query_parameters::LogsOptions {
-        stdout: true,
-        stderr: true,
-        tail: "50".to_owned(),
-        ..Default::default()
-    };
-    let mut logs = dind.docker().logs(EGRESS_CONTAINER, Some(options));
-    let mut out = format!("proxy state: {state}\n");
-    for cmd in [
-        &["iptables", "-t", "nat", "-S"][..],
-        &["iptables", "-S"][..],
-        &["busybox", "netstat", "-ltn"][..],
-        &["ip", "-4", "addr"][..],
-    ] {
-        if let Ok(o) = dind.exec_in_dind(cmd).await {
-            out.push_str(&format!("$ {cmd:?}\n{}{}\n", o.stdout, o.stderr));
-        }
-    }
-    while let Some(Ok(chunk)) = logs.next().await {
-        out.push_str(&chunk.to_string());
-    }
-    out
-}
-
-/// Runs `fake-dns` on the sealed network at `ip` and waits until it listens.
-async fn start_dns(net: &SealedNet, ip: Ipv4Addr, upstream: Ipv4Addr) -> OuterContainer {
-    let binary = env!("CARGO_BIN_EXE_fake-dns");
-    let fixed = format!("allowed.test={upstream}");
-    let other = format!("other.test={upstream}");
-    let rebind = format!("rebind.test={upstream}/169.254.169.254");
-    let spec = OuterSpec::new("fake-dns", DIND_IMAGE, &[&fixed, &other, &rebind])
-        .entrypoint("/fake-dns")
-        .bind_ro(binary, "/fake-dns")
-        .ip(ip);
-    let dns = net.run(spec).await.unwrap();
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let out = dns.stdout().await.unwrap();
-        if out.contains("LISTENING") {
-            return dns;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fake-dns never listened: {out} {}",
-            dns.stderr().await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

@@ -1,0 +1,501 @@
+//! The network plane wired to a real DinD, for e2e tests that send traffic through the real
+//! `airlock-egress` container: the controller's service and API in-process, the proxy
+//! bootstrapped by the controller inside the DinD, a fake DNS and a test "internet".
+//!
+//! Topology (both networks sealed: nothing leaves them):
+//! - the **node network** holds the DinD (`.2`) and the fake DNS (`.53`); the controller runs
+//!   on the host, whose bridge address (`.1`) is its address as the node sees it. The node
+//!   network is infrastructure: no sandbox may reach anything on it through the proxy;
+//! - the **internet** network holds the upstream HTTP server (`.80`); the DinD is attached to it
+//!   too (`.2`), so the proxy's NATed traffic reaches the upstream directly. The operator
+//!   exception `AIRLOCK_EGRESS_ALLOW_CIDRS` admits exactly the upstream's address.
+//!
+//! Requests are made from inside sandboxes with busybox `nc` (the testbox has no HTTP client),
+//! through the sandbox's own `HTTP_PROXY` and credential.
+// This is test harness code: a failed step must fail the calling test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use airlock::api::{app, AppState, Auth};
+use airlock::docker::egress::EGRESS_CONTAINER;
+use airlock::docker::spec::container_name;
+use airlock::egress::EgressPlane;
+use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use base64::Engine as _;
+use bollard::query_parameters::InspectContainerOptions;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use test_support::dind::{Dind, DindOptions, DIND_IMAGE, PROBE_IMAGE, TESTBOX_IMAGE};
+use test_support::sealed::{OuterContainer, OuterSpec, SealedNet};
+use tower::ServiceExt;
+
+use crate::controller::{parts, Parts};
+use crate::Timing;
+
+/// The admin token of every plane fixture.
+pub const TOKEN: &str = "e2e-admin-token-0123456789";
+/// The egress proxy image.
+pub const EGRESS_IMAGE: &str = "airlock/egress:dev";
+/// How long any poll here waits.
+pub const LIMIT: Duration = Duration::from_secs(30);
+/// The upstream's host number on the internet network.
+pub const UPSTREAM_HOST: u8 = 80;
+
+/// What a fixture needs besides the defaults.
+#[derive(Debug, Clone)]
+pub struct PlaneOptions {
+    /// The test's name (DinD and network names).
+    pub test: &'static str,
+    /// The `fake-dns` binary (`env!("CARGO_BIN_EXE_fake-dns")` in the test).
+    pub fake_dns: PathBuf,
+    /// Extra fake-DNS answers, `NAME=IP[,IP]` or `NAME=IP/IP` (rebinding); `{upstream}`,
+    /// `{dind}` and `{gateway}` are replaced by those addresses.
+    pub names: Vec<String>,
+    /// Extra `AIRLOCK_*` variables for the controller.
+    pub env: Vec<(String, String)>,
+}
+
+/// The running fixture. Fields drop in order: the DinD (and its node network) before the
+/// internet network it is attached to.
+#[derive(Debug)]
+pub struct Plane {
+    /// The node.
+    pub dind: Dind,
+    /// The API's state.
+    pub state: AppState,
+    /// The network plane (tests drive its pulls and syncs directly).
+    pub plane: EgressPlane,
+    /// The controller's configuration.
+    pub config: airlock::config::Config,
+    /// The upstream's address.
+    pub upstream: Ipv4Addr,
+    _dns: OuterContainer,
+    _upstream: OuterContainer,
+    _internet: SealedNet,
+    _dir: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+/// An API answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The JSON body (`Null` when not JSON).
+    pub body: Value,
+}
+
+/// One proxied exchange from inside a sandbox.
+#[derive(Debug)]
+pub struct Proxied {
+    /// The status code (0: no answer).
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+// === impl PlaneOptions ===
+
+impl PlaneOptions {
+    /// Defaults for `test`.
+    pub fn new(test: &'static str, fake_dns: impl Into<PathBuf>) -> Self {
+        Self {
+            test,
+            fake_dns: fake_dns.into(),
+            names: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+// === impl Plane ===
+
+impl Plane {
+    /// Networks, upstream, DNS, DinD with the images, the controller's parts, and the proxy
+    /// bootstrapped by the plane.
+    pub async fn start(opts: PlaneOptions, timing: &mut Timing) -> Plane {
+        let internet = SealedNet::create(&format!("{}-inet", opts.test))
+            .await
+            .unwrap();
+        let upstream_ip = internet.host(UPSTREAM_HOST);
+        let upstream = internet.run(upstream_spec(upstream_ip)).await.unwrap();
+        let node_net = SealedNet::create(opts.test).await.unwrap();
+        let dns_ip = node_net.host(SealedNet::DNS_HOST);
+        let dind_ip = node_net.host(SealedNet::DIND_HOST);
+        let names: Vec<String> = opts
+            .names
+            .iter()
+            .map(|n| {
+                n.replace("{upstream}", &upstream_ip.to_string())
+                    .replace("{dind}", &dind_ip.to_string())
+                    .replace("{gateway}", &node_net.gateway().to_string())
+            })
+            .collect();
+        let dns = start_dns(&node_net, &opts.fake_dns, dns_ip, &names).await;
+        let dind = Dind::start_on(node_net, DindOptions::new(opts.test))
+            .await
+            .unwrap();
+        internet
+            .attach(dind.container_name(), internet.host(SealedNet::DIND_HOST))
+            .await
+            .unwrap();
+        timing.phase("dind-start");
+        for image in [TESTBOX_IMAGE, EGRESS_IMAGE, PROBE_IMAGE] {
+            dind.load_image(image).await.unwrap();
+        }
+        timing.phase("load-images");
+        let data = tempfile::tempdir().unwrap();
+        let env = controller_env(&dind, data.path(), upstream_ip, dns_ip, &opts.env);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let Parts {
+            dir,
+            config,
+            store,
+            docker,
+            admin,
+        } = parts(&dind, &env).await;
+        let plane = EgressPlane::from_config(&config, docker.clone(), store.clone(), DEFAULT_NODE)
+            .unwrap()
+            .unwrap();
+        let started = Instant::now();
+        if let Err(error) = plane.ensure().await {
+            panic!("egress bootstrap: {error}\n{}", proxy_logs(&dind).await);
+        }
+        eprintln!("egress bootstrap: {:?}", started.elapsed());
+        timing.phase("egress-bootstrap");
+        let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config))
+            .with_egress(plane.clone());
+        let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
+        Plane {
+            dind,
+            state: AppState::new(service, auth),
+            plane,
+            config,
+            upstream: upstream_ip,
+            _dns: dns,
+            _upstream: upstream,
+            _internet: internet,
+            _dir: dir,
+            _data: data,
+        }
+    }
+
+    /// Calls the API with the admin token.
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
+        self.call_as(TOKEN, method, uri, body).await
+    }
+
+    /// Calls the API with `token`.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    /// Creates a `sleep 300` sandbox as the admin with `policy` (omitted when `Null`); returns
+    /// its id.
+    pub async fn create(&self, policy: Value) -> String {
+        let created = self.try_create(TOKEN, policy, &["sleep", "300"]).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        assert_eq!(created.body["state"], "running");
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/sandboxes` as `token` running `cmd`, with `policy` unless it is `Null`.
+    pub async fn try_create(&self, token: &str, policy: Value, cmd: &[&str]) -> Reply {
+        let mut body = json!({"image": TESTBOX_IMAGE, "cmd": cmd});
+        if !policy.is_null() {
+            body["policy"] = policy;
+        }
+        self.call_as(token, Method::POST, "/v1/sandboxes", Some(body))
+            .await
+    }
+
+    /// The proxy address and the `Proxy-Authorization` value from the sandbox's environment.
+    pub async fn credential(&self, id: &str) -> (SocketAddr, String) {
+        let inspected = self
+            .dind
+            .docker()
+            .inspect_container(
+                &container_name(id.parse().unwrap()),
+                None::<InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let env = inspected.config.unwrap().env.unwrap();
+        let url = env
+            .iter()
+            .find_map(|e| e.strip_prefix("HTTP_PROXY="))
+            .unwrap()
+            .strip_prefix("http://")
+            .unwrap()
+            .to_owned();
+        let (userinfo, addr) = url.split_once('@').unwrap();
+        let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
+        (addr.parse().unwrap(), format!("Basic {basic}"))
+    }
+
+    /// The sandbox's own address (the `.3` of its /29).
+    pub async fn address(&self, id: &str) -> Ipv4Addr {
+        let (proxy, _) = self.credential(id).await;
+        let IpAddr::V4(proxy) = proxy.ip() else {
+            panic!("an IPv6 proxy address")
+        };
+        Ipv4Addr::from(u32::from(proxy) + 1)
+    }
+
+    /// `GET url` through the proxy from inside sandbox `id`.
+    pub async fn fetch(
+        &self,
+        id: &str,
+        proxy: SocketAddr,
+        url: &str,
+        cred: Option<&str>,
+    ) -> Proxied {
+        let host = url.trim_start_matches("http://").split('/').next().unwrap();
+        let auth = cred.map_or_else(String::new, |c| format!("Proxy-Authorization: {c}\r\n"));
+        let request =
+            format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+        self.send(id, proxy, &request).await
+    }
+
+    /// `CONNECT authority` through the proxy from inside sandbox `id`; only the proxy's answer
+    /// to the `CONNECT` is read (a tunnel that opens gets nothing sent through it).
+    pub async fn connect(
+        &self,
+        id: &str,
+        proxy: SocketAddr,
+        authority: &str,
+        cred: &str,
+    ) -> Proxied {
+        let request = format!(
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nProxy-Authorization: {cred}\r\n\r\n"
+        );
+        self.send(id, proxy, &request).await
+    }
+
+    /// Sends raw `request` bytes to the proxy from inside `id` with busybox `nc` and reads
+    /// the answer (`nc` half-closes at the end of its input; the proxy still answers).
+    pub async fn send(&self, id: &str, proxy: SocketAddr, request: &str) -> Proxied {
+        let script = "printf '%s' \"$1\" | nc -w 5 \"$2\" \"$3\"";
+        let out = self
+            .exec(
+                id,
+                &[
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                    request,
+                    &proxy.ip().to_string(),
+                    &proxy.port().to_string(),
+                ],
+            )
+            .await;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Proxied {
+            status,
+            head: if out.is_empty() {
+                "<no answer>".to_owned()
+            } else {
+                head.to_owned()
+            },
+            body: body.to_owned(),
+        }
+    }
+
+    /// Runs `cmd` in sandbox `id` (as the admin) and returns its stdout.
+    pub async fn exec(&self, id: &str, cmd: &[&str]) -> String {
+        let body = json!({"cmd": cmd, "timeout_s": 20});
+        let reply = self
+            .call(
+                Method::POST,
+                &format!("/v1/sandboxes/{id}/exec"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["stdout"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Polls the ledger until it holds at least `at_least` events for `id` (pulling on each
+    /// round).
+    pub async fn ledger(&self, id: &str, at_least: usize) -> Vec<Value> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            self.plane.pull_ledger().await.unwrap();
+            let uri = format!("/v1/sandboxes/{id}/egress?limit=1000");
+            let reply = self.call(Method::GET, &uri, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let items = reply.body["items"].as_array().unwrap().clone();
+            if items.len() >= at_least {
+                return items;
+            }
+            assert!(Instant::now() < deadline, "ledger of {id}: {items:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The node network's gateway: the host, where the in-process controller listens.
+    pub fn controller_ip(&self) -> Ipv4Addr {
+        self.dind.outer_network().gateway()
+    }
+}
+
+/// The JSON `error` code of a proxied answer.
+pub fn error_code(p: &Proxied) -> String {
+    serde_json::from_str::<Value>(&p.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("<no JSON: {}>", p.head))
+}
+
+/// Polls `f` until it returns `Some`, for at most [`LIMIT`].
+pub async fn poll<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The proxy container's state, log and the node's firewall, for failure messages.
+pub async fn proxy_logs(dind: &Dind) -> String {
+    use futures_util::StreamExt;
+    let state = dind
+        .docker()
+        .inspect_container(EGRESS_CONTAINER, None::<InspectContainerOptions>)
+        .await
+        .map(|c| format!("{:?}", c.state))
+        .unwrap_or_else(|e| e.to_string());
+    let options = bollard::query_parameters::LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: "50".to_owned(),
+        ..Default::default()
+    };
+    let mut logs = dind.docker().logs(EGRESS_CONTAINER, Some(options));
+    let mut out = format!("proxy state: {state}\n");
+    for cmd in [
+        &["iptables", "-t", "nat", "-S"][..],
+        &["iptables", "-S"][..],
+        &["busybox", "netstat", "-ltn"][..],
+        &["ip", "-4", "addr"][..],
+    ] {
+        if let Ok(o) = dind.exec_in_dind(cmd).await {
+            out.push_str(&format!("$ {cmd:?}\n{}{}\n", o.stdout, o.stderr));
+        }
+    }
+    while let Some(Ok(chunk)) = logs.next().await {
+        out.push_str(&chunk.to_string());
+    }
+    out
+}
+
+/// A busybox HTTP server: `/` says hello, `/big` is 2 MB.
+fn upstream_spec(ip: Ipv4Addr) -> OuterSpec {
+    let script = "mkdir -p /www && echo hello-from-upstream > /www/index.html \
+        && head -c 2000000 /dev/zero > /www/big && exec busybox httpd -f -p 80 -h /www";
+    OuterSpec::new("upstream", DIND_IMAGE, &["-c", script])
+        .entrypoint("/bin/sh")
+        .ip(ip)
+}
+
+/// The controller's variables: the DinD over mTLS, the operator exception for exactly the
+/// upstream, the fake DNS, and the self-test's view of the node.
+fn controller_env(
+    dind: &Dind,
+    data: &Path,
+    upstream: Ipv4Addr,
+    dns: Ipv4Addr,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let controller = SocketAddr::new(IpAddr::V4(dind.outer_network().gateway()), 8080);
+    let mut env: Vec<(String, String)> = [
+        ("AIRLOCK_DOCKER_HOST", format!("tcp://{}:2376", dind.ip())),
+        (
+            "AIRLOCK_DOCKER_CERT_PATH",
+            dind.cert_dir().join("client").display().to_string(),
+        ),
+        ("AIRLOCK_STOP_GRACE", "1s".to_owned()),
+        ("AIRLOCK_DATA_DIR", data.display().to_string()),
+        ("AIRLOCK_EGRESS_ALLOW_CIDRS", format!("{upstream}/32")),
+        ("AIRLOCK_EGRESS_DNS", format!("{dns}:53")),
+        (
+            "AIRLOCK_SELFTEST_UPSTREAM",
+            SocketAddr::new(IpAddr::V4(upstream), 80).to_string(),
+        ),
+        ("AIRLOCK_SELFTEST_NODE_ADDRS", dind.ip().to_string()),
+        ("AIRLOCK_SELFTEST_CONTROLLER", controller.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra.iter().cloned());
+    env
+}
+
+/// Runs `fake-dns` on the node network at `ip` with `names` and waits until it listens.
+async fn start_dns(
+    net: &SealedNet,
+    binary: &Path,
+    ip: Ipv4Addr,
+    names: &[String],
+) -> OuterContainer {
+    let args: Vec<&str> = names.iter().map(String::as_str).collect();
+    let spec = OuterSpec::new("fake-dns", DIND_IMAGE, &args)
+        .entrypoint("/fake-dns")
+        .bind_ro(binary, "/fake-dns")
+        .ip(ip);
+    let dns = net.run(spec).await.unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let out = dns.stdout().await.unwrap();
+        if out.contains("LISTENING") {
+            return dns;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fake-dns never listened: {out} {}",
+            dns.stderr().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
