@@ -2,14 +2,15 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help images images-probe test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down down-volumes
+.PHONY: help images images-probe images-agents test test-unit test-e2e ci fmt-check clippy doc fuzz-build deny up down down-volumes
 
 help:
 	@echo "make up        build the images offline, start the compose stack (certs, DinD, controller), smoke-test one sandbox"
 	@echo "make down      stop the stack (keeps its volumes: data, certificates, node images)"
 	@echo "make down-volumes  stop the stack and wipe its volumes"
 	@echo "make test      every test: unit, in-process and e2e against a real DinD over mTLS"
-	@echo "make images    build every image offline (dind testbox egress probe controller; skips unchanged ones)"
+	@echo "make images    build every image offline (dind testbox egress probe controller agent; skips unchanged ones)"
+	@echo "make images-agents  build just the agent image (airlock/agent:dev: Claude Code and Codex on Debian)"
 	@echo "make ci        fmt, clippy, docs, fuzz build, then make test"
 
 images:
@@ -18,6 +19,10 @@ images:
 # Just the isolation self-test image (airlock/probe:dev).
 images-probe:
 	images/build.sh probe
+
+# Just the agent image (airlock/agent:dev); its npm step needs the npm registry (see images/agent).
+images-agents:
+	images/build.sh agent
 
 # Unit and in-process tests need no Docker; the e2e crate needs the images and a daemon.
 test-unit:
