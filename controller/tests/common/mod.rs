@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use airlock::api::{AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
+use airlock::credential::{NewToken, TokenKind};
 use airlock::docker::DockerClient;
 use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
 use airlock::serve::bootstrap_admin;
@@ -43,6 +44,25 @@ pub(crate) async fn user(store: &Store, name: &str) -> User {
         })
         .await
         .unwrap()
+}
+
+/// A fresh user with `role` and a 1-hour login session for them.
+pub(crate) async fn account(store: &Store, name: &str, role: Role) -> (User, String) {
+    let user = store
+        .create_user(NewUser {
+            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
+            display_name: name.into(),
+            role,
+        })
+        .await
+        .unwrap();
+    let token = NewToken::generate(TokenKind::Session);
+    let until = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    store
+        .create_session(user.id, &token.hash, until)
+        .await
+        .unwrap();
+    (user, token.text)
 }
 
 /// A fresh member named `name` and a fresh sandbox row of theirs (`airlock/testbox:dev`, no
