@@ -136,6 +136,11 @@ async fn a_member_beyond_the_ceiling_gets_403_naming_field_and_value() {
             "policy.allow_ports[1]",
             json!(9090),
         ),
+        (
+            json!({"allow_ports": [9090, 443]}),
+            "policy.allow_ports[0]",
+            json!(9090),
+        ),
         (json!({"mode": "report"}), "policy.mode", json!("report")),
     ];
     for (policy, field, value) in table {

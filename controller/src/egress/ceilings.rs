@@ -204,12 +204,8 @@ impl Ceilings {
     }
 
     fn applied(&self, role: Role, user: Option<&str>, who: &str) -> AppliedCeiling {
-        // Validated in `new`, so resolving cannot fail; the role's plain ceiling is the
-        // (equally validated) fallback.
-        let ceiling = self
-            .resolve(role, user)
-            .or_else(|_| self.resolve(role, None))
-            .unwrap_or_else(|_| self.fallback(role));
+        // Validated in `new`, so resolving cannot fail; should it, the closed ceiling applies.
+        let ceiling = self.resolve(role, user).unwrap_or_else(|_| Self::closed());
         let hash = hex_sha256(&ceiling.to_value().to_string());
         AppliedCeiling {
             label: format!("{who}@{}", &hash[..8]),
@@ -241,14 +237,15 @@ impl Ceilings {
         })
     }
 
-    /// The defaults of a role, for a document that failed validation after all.
-    fn fallback(&self, role: Role) -> Ceiling {
+    /// The narrowest ceiling: no non-global CIDR, no report mode, no `allow_public`, and
+    /// nothing by default.
+    fn closed() -> Ceiling {
         Ceiling {
             allow_cidrs: Vec::new(),
             ports: vec![PortRange::ALL],
-            report_mode: role == Role::Admin,
-            allow_public: true,
-            default_policy: self.default.policy(),
+            report_mode: false,
+            allow_public: false,
+            default_policy: DefaultPolicy::Deny.policy(),
         }
     }
 
@@ -336,6 +333,12 @@ fn normalise(mut doc: CeilingsDoc) -> Result<CeilingsDoc, CeilingsError> {
         }
     }
     doc.users = users;
+    // Written as `10.50.1.2/16`, a CIDR means its network.
+    for fields in doc.roles.values_mut().chain(doc.users.values_mut()) {
+        if let Some(cidrs) = &mut fields.allow_cidrs {
+            cidrs.iter_mut().for_each(|net| *net = net.trunc());
+        }
+    }
     Ok(doc)
 }
 

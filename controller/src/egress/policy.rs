@@ -12,7 +12,7 @@
 //! but not `allow_public` wrote an allow-list (as the proxy reads such a policy), so the
 //! default's `allow_public` does not widen it to every public destination.
 
-use airlock_egress_policy::{Mode, Policy, DEFAULT_PORTS};
+use airlock_egress_policy::{Mode, Policy, PolicySpec, DEFAULT_PORTS};
 use serde_json::Value;
 
 use super::hex_sha256;
@@ -66,41 +66,12 @@ impl EgressPolicy {
     /// The tenant's policy over `default`, completed (see the module doc).
     pub fn effective(tenant: &TenantPolicy, default: &TenantPolicy) -> Self {
         let (t, d) = (&tenant.policy, &default.policy);
-        let (ts, ds) = (&t.spec, &d.spec);
-        let allow_domains = ts
-            .allow_domains
-            .clone()
-            .or_else(|| ds.allow_domains.clone());
+        let spec = merged_spec(&t.spec, &d.spec);
         let allow_public = t
             .allow_public
-            .or_else(|| ts.allow_domains.is_some().then_some(false))
+            .or_else(|| t.spec.allow_domains.is_some().then_some(false))
             .or(d.allow_public)
-            .unwrap_or(allow_domains.is_none());
-        let mut ports = ts.allow_ports.clone().or_else(|| ds.allow_ports.clone());
-        let mut ports = ports
-            .take()
-            .filter(|p| !p.is_empty())
-            .unwrap_or(DEFAULT_PORTS.to_vec());
-        ports.sort_unstable();
-        ports.dedup();
-        let mut cidrs: Vec<_> = ts
-            .allow_cidrs
-            .clone()
-            .or_else(|| ds.allow_cidrs.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|net| net.trunc())
-            .collect();
-        cidrs.dedup();
-        let spec = airlock_egress_policy::PolicySpec {
-            mode: Some(ts.mode.or(ds.mode).unwrap_or(Mode::Enforce)),
-            allow_domains,
-            deny_domains: ts.deny_domains.clone().or_else(|| ds.deny_domains.clone()),
-            allow_ports: Some(ports),
-            allow_cidrs: Some(cidrs),
-            max_bytes: ts.max_bytes.or(ds.max_bytes),
-            max_connections: ts.max_connections.or(ds.max_connections),
-        };
+            .unwrap_or(spec.allow_domains.is_none());
         Self::from_policy(SpecWithPublic {
             spec,
             allow_public: Some(allow_public),
@@ -119,7 +90,7 @@ impl EgressPolicy {
     }
 
     /// The policy's fields other than `allow_public`.
-    pub fn spec(&self) -> &airlock_egress_policy::PolicySpec {
+    pub fn spec(&self) -> &PolicySpec {
         &self.policy.spec
     }
 
@@ -144,6 +115,32 @@ impl EgressPolicy {
             .ok()
             .and_then(|value| policy_compat::from_value(value).ok())
             .is_some_and(|p| p.spec.mode == Some(Mode::Report))
+    }
+}
+
+/// `t`'s fields over `d`'s, with `mode`, `allow_ports` and `allow_cidrs` explicit. Entries
+/// keep the order they were written in (CIDRs only truncated to their network), so a refusal's
+/// index names the entry as the tenant wrote it.
+fn merged_spec(t: &PolicySpec, d: &PolicySpec) -> PolicySpec {
+    fn or<T: Clone>(t: &Option<T>, d: &Option<T>) -> Option<T> {
+        t.clone().or_else(|| d.clone())
+    }
+    let ports = or(&t.allow_ports, &d.allow_ports)
+        .filter(|ports| !ports.is_empty())
+        .unwrap_or_else(|| DEFAULT_PORTS.to_vec());
+    let cidrs = or(&t.allow_cidrs, &d.allow_cidrs)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|net| net.trunc())
+        .collect();
+    PolicySpec {
+        mode: Some(or(&t.mode, &d.mode).unwrap_or(Mode::Enforce)),
+        allow_domains: or(&t.allow_domains, &d.allow_domains),
+        deny_domains: or(&t.deny_domains, &d.deny_domains),
+        allow_ports: Some(ports),
+        allow_cidrs: Some(cidrs),
+        max_bytes: or(&t.max_bytes, &d.max_bytes),
+        max_connections: or(&t.max_connections, &d.max_connections),
     }
 }
 

@@ -162,7 +162,7 @@ fn checks_name_the_field_and_value() {
         (
             &admin,
             json!({"allow_ports": [443, 22]}),
-            Some(("policy.allow_ports[0]", json!(22))),
+            Some(("policy.allow_ports[1]", json!(22))),
         ),
     ];
     for (who, value, want) in table {
