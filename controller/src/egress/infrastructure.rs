@@ -11,8 +11,9 @@
 //! - every DinD address the controller knows (the Docker host, the admin address, the
 //!   self-test's node addresses) as host routes, and the subnet of the controller's own
 //!   interface that holds one of them (the node network) when that subnet is not global;
-//! - the controller's own interface addresses as host routes only: on a test host every
-//!   Docker bridge has a host interface, and their subnets are not the deployment's;
+//! - the controller's own interface addresses (and its address as the node sees it,
+//!   `AIRLOCK_SELFTEST_CONTROLLER`) as host routes only: on a test host every Docker bridge
+//!   has a host interface, and their subnets are not the deployment's;
 //! - the subnets of every network the DinD reports (`docker0` included);
 //! - the operator's `AIRLOCK_INFRA_CIDRS`.
 //!
@@ -46,6 +47,8 @@ pub struct InfraSources {
     pub egress_subnet: Option<Ipv4Net>,
     /// DinD addresses: the Docker host, the admin address, `AIRLOCK_SELFTEST_NODE_ADDRS`.
     pub node_addrs: Vec<IpAddr>,
+    /// The controller's address as the node sees it, when configured.
+    pub controller: Option<IpAddr>,
     /// The controller's interface addresses.
     pub interfaces: Vec<InterfaceAddr>,
     /// The subnets of the DinD's networks.
@@ -82,6 +85,7 @@ pub fn compute(sources: &InfraSources) -> Vec<IpNet> {
         .interfaces
         .iter()
         .map(|i| i.ip)
+        .chain(sources.controller)
         .filter(|ip| counts(*ip))
         .map(IpNet::from);
     let all = pools
@@ -103,6 +107,7 @@ pub fn configured(config: &Config) -> InfraSources {
         pools: config.sandbox_subnets.clone(),
         egress_subnet: Some(config.egress.subnet),
         node_addrs,
+        controller: config.selftest.controller.map(|addr| addr.ip()),
         operator: config.policy.infra_cidrs.clone(),
         ..InfraSources::default()
     }
@@ -208,11 +213,13 @@ mod tests {
                         iface("fe80::1/64"),
                         iface("2001:db8::5/64"),
                     ],
+                    controller: Some("10.231.7.9".parse().unwrap()),
                     ..base()
                 },
                 vec![
                     "10.212.0.0/24",
                     "10.213.0.0/16",
+                    "10.231.7.9/32",
                     "172.17.0.1/32",
                     "192.168.5.10/32",
                     "2001:db8::5/128",
