@@ -329,6 +329,13 @@ async fn ceilings_documents_are_checked_naming_the_field() {
             "invalid_request",
             "users.nobody",
         ),
+        // A default that names the sandbox pool could never take effect.
+        (
+            json!({"roles": {"admin": {"allow_cidrs": ["10.0.0.0/8"],
+                "default_policy": {"allow_cidrs": ["10.213.0.0/16"]}}}}),
+            "invalid_request",
+            "roles.admin.default_policy",
+        ),
     ];
     for (doc, code, field) in table {
         let (status, body) = call(

@@ -350,3 +350,40 @@ impl std::fmt::Debug for AdminClient {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_with_and_without_ceiling_and_count() {
+        let old = r#"{"seq":1,"sandbox":null,"generation":0,"method":"GET","host":"a.test",
+            "port":80,"addr":null,"decision":"deny","reason":"missing_credential","rule":null,
+            "bytes_up":0,"bytes_down":0,"start_ms":1,"duration_ms":0,"client":"10.213.0.3:1"}"#;
+        let event: WireEvent = serde_json::from_str(old).unwrap();
+        assert_eq!((event.ceiling, event.count), (None, 1));
+        let new = old.replace(
+            r#""seq":1,"#,
+            r#""seq":1,"ceiling":"role:member@0011aabb","count":7,"#,
+        );
+        let event: WireEvent = serde_json::from_str(&new).unwrap();
+        assert_eq!(event.ceiling.as_deref(), Some("role:member@0011aabb"));
+        assert_eq!(event.count, 7);
+    }
+
+    #[test]
+    fn entries_carry_their_ceiling_only_when_known() {
+        let mut body = PutSandbox {
+            source_addrs: vec!["10.213.0.3".parse().unwrap()],
+            credential_hash: "ab",
+            policy: None,
+            generation: 2,
+            ceiling: Some("user:x@12345678"),
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["ceiling"], "user:x@12345678");
+        body.ceiling = None;
+        let json = serde_json::to_value(&body).unwrap();
+        assert!(json.get("ceiling").is_none(), "{json}");
+    }
+}

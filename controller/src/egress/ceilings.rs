@@ -170,13 +170,21 @@ impl Ceilings {
     pub fn new(doc: CeilingsDoc, default: DefaultPolicy) -> Result<Self, CeilingsError> {
         let doc = normalise(doc)?;
         let ceilings = Self { doc, default };
+        ceilings.validate_against(&[])?;
+        Ok(ceilings)
+    }
+
+    /// Checks every default policy the document can hand out against its ceiling and the
+    /// deployment's own address space `infra` (a default naming infrastructure could never
+    /// take effect).
+    pub fn validate_against(&self, infra: &[IpNet]) -> Result<(), CeilingsError> {
         for role in Role::ALL {
-            ceilings.validate(role, None)?;
-            for key in ceilings.doc.users.keys() {
-                ceilings.validate(role, Some(key))?;
+            self.validate(role, None, infra)?;
+            for key in self.doc.users.keys() {
+                self.validate(role, Some(key), infra)?;
             }
         }
-        Ok(ceilings)
+        Ok(())
     }
 
     /// The document (keys normalised).
@@ -250,7 +258,12 @@ impl Ceilings {
     }
 
     /// Whether the role's (and the user's) default policy satisfies the resolved ceiling.
-    fn validate(&self, role: Role, user: Option<&String>) -> Result<(), CeilingsError> {
+    fn validate(
+        &self,
+        role: Role,
+        user: Option<&String>,
+        infra: &[IpNet],
+    ) -> Result<(), CeilingsError> {
         let ceiling = self.resolve(role, user.map(String::as_str))?;
         let applied = AppliedCeiling {
             label: String::new(),
@@ -258,7 +271,7 @@ impl Ceilings {
         };
         let default = &applied.ceiling.default_policy;
         let policy = EgressPolicy::effective(default, default);
-        check(&applied, &policy, &[]).map_err(|refusal| CeilingsError {
+        check(&applied, &policy, infra).map_err(|refusal| CeilingsError {
             field: field_of(role, user.map(String::as_str), "default_policy"),
             reason: format!(
                 "the {role} default policy does not satisfy its own ceiling: {}",

@@ -110,6 +110,9 @@ impl SandboxService {
     ) -> Result<(Option<String>, CeilingsView), ServiceError> {
         let ceilings =
             Ceilings::new(doc, self.settings.policy.default).map_err(ServiceError::Ceilings)?;
+        ceilings
+            .validate_against(&self.infrastructure())
+            .map_err(ServiceError::Ceilings)?;
         let document = serde_json::to_string(ceilings.doc())
             .map_err(|e| ServiceError::Store(StoreError::corrupt("policy_ceilings.document", e)))?;
         let before = self.store.replace_ceilings(&document, by).await?;
