@@ -12,22 +12,23 @@
 //! but not `allow_public` wrote an allow-list (as the proxy reads such a policy), so the
 //! default's `allow_public` does not widen it to every public destination.
 
-use airlock_egress_policy::{Mode, Policy, PolicySpec, DEFAULT_PORTS};
+use airlock_egress_policy::{Mode, DEFAULT_PORTS};
 use serde_json::Value;
 
 use super::hex_sha256;
-use super::policy_compat::{self, SpecWithPublic};
+// At merge: `airlock_egress_policy::PolicySpec`, and `Policy::compile` for `compile`.
+use super::policy_compat::{compile, PolicySpec};
 
 /// A validated policy object as written; absent fields are absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TenantPolicy {
-    policy: SpecWithPublic,
+    spec: PolicySpec,
 }
 
 /// A validated, complete effective policy, its canonical JSON and that JSON's hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressPolicy {
-    policy: SpecWithPublic,
+    spec: PolicySpec,
     json: String,
     hash: String,
 }
@@ -40,19 +41,19 @@ impl TenantPolicy {
         if !value.is_object() {
             return Err("expected a policy object".to_owned());
         }
-        let policy = policy_compat::from_value(value)?;
-        Policy::compile(&policy.spec).map_err(|e| e.to_string())?;
-        Ok(Self { policy })
+        let spec: PolicySpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        compile(&spec).map_err(|e| e.to_string())?;
+        Ok(Self { spec })
     }
 
     /// Whether `allow_public` is given.
     pub fn allow_public(&self) -> Option<bool> {
-        self.policy.allow_public
+        self.spec.allow_public
     }
 
     /// The policy object, with only the fields given.
     pub fn to_value(&self) -> Value {
-        let mut value = policy_compat::to_value(&self.policy);
+        let mut value = serde_json::to_value(&self.spec).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.retain(|_, v| !v.is_null());
         }
@@ -65,17 +66,15 @@ impl TenantPolicy {
 impl EgressPolicy {
     /// The tenant's policy over `default`, completed (see the module doc).
     pub fn effective(tenant: &TenantPolicy, default: &TenantPolicy) -> Self {
-        let (t, d) = (&tenant.policy, &default.policy);
-        let spec = merged_spec(&t.spec, &d.spec);
+        let (t, d) = (&tenant.spec, &default.spec);
+        let mut spec = merged_spec(t, d);
         let allow_public = t
             .allow_public
-            .or_else(|| t.spec.allow_domains.is_some().then_some(false))
+            .or_else(|| t.allow_domains.is_some().then_some(false))
             .or(d.allow_public)
             .unwrap_or(spec.allow_domains.is_none());
-        Self::from_policy(SpecWithPublic {
-            spec,
-            allow_public: Some(allow_public),
-        })
+        spec.allow_public = Some(allow_public);
+        Self::from_spec(spec)
     }
 
     /// The policy a sandbox gets when nothing else applies: the built-in public default.
@@ -83,20 +82,21 @@ impl EgressPolicy {
         Self::effective(&TenantPolicy::default(), &TenantPolicy::default())
     }
 
-    fn from_policy(policy: SpecWithPublic) -> Self {
-        let json = policy_compat::to_value(&policy).to_string();
+    fn from_spec(spec: PolicySpec) -> Self {
+        // Serialising a plain struct of options and vectors cannot fail.
+        let json = serde_json::to_string(&spec).unwrap_or_else(|_| "{}".to_owned());
         let hash = hex_sha256(&json);
-        Self { policy, json, hash }
+        Self { spec, json, hash }
     }
 
-    /// The policy's fields other than `allow_public`.
-    pub fn spec(&self) -> &PolicySpec {
-        &self.policy.spec
+    /// The policy (`allow_public` always set).
+    pub(crate) fn spec(&self) -> &PolicySpec {
+        &self.spec
     }
 
     /// Whether every public destination is admitted (not only `allow_domains`).
     pub fn allow_public(&self) -> bool {
-        self.policy.allow_public.unwrap_or(false)
+        self.spec.allow_public.unwrap_or(false)
     }
 
     /// Its canonical JSON.
@@ -111,10 +111,7 @@ impl EgressPolicy {
 
     /// Whether a stored policy JSON is in report mode (unreadable JSON is not).
     pub fn stored_is_report(json: &str) -> bool {
-        serde_json::from_str(json)
-            .ok()
-            .and_then(|value| policy_compat::from_value(value).ok())
-            .is_some_and(|p| p.spec.mode == Some(Mode::Report))
+        serde_json::from_str::<PolicySpec>(json).is_ok_and(|p| p.mode == Some(Mode::Report))
     }
 }
 
@@ -135,6 +132,7 @@ fn merged_spec(t: &PolicySpec, d: &PolicySpec) -> PolicySpec {
         .collect();
     PolicySpec {
         mode: Some(or(&t.mode, &d.mode).unwrap_or(Mode::Enforce)),
+        allow_public: None,
         allow_domains: or(&t.allow_domains, &d.allow_domains),
         deny_domains: or(&t.deny_domains, &d.deny_domains),
         allow_ports: Some(ports),
@@ -167,8 +165,8 @@ pub fn upgrade_stored(stored: Option<&str>) -> Option<(String, String)> {
         object.remove("allow_domains");
     }
     object.insert("allow_public".to_owned(), public.into());
-    let json = match policy_compat::from_value(value.clone()) {
-        Ok(policy) => policy_compat::to_value(&policy).to_string(),
+    let json = match serde_json::from_value::<PolicySpec>(value.clone()) {
+        Ok(spec) => serde_json::to_string(&spec).unwrap_or_else(|_| value.to_string()),
         Err(_unreadable) => value.to_string(),
     };
     let hash = hex_sha256(&json);

@@ -1,7 +1,7 @@
 //! TEMPORARY SHIM, private to the controller: the three policy-crate items the shared plan
 //! promises (`PolicySpec.allow_public`, `net_is_global`, `net_never_admissible`) until the
 //! egress branch that adds them to `airlock-egress-policy` is merged. Delete this file at
-//! merge and use the crate's items instead (see each item's note).
+//! merge and import the crate's items instead (each item says what replaces it).
 //!
 //! The address helpers are exact, not sampled: an address's class only changes at the edge
 //! of a special-purpose prefix, so classifying the network's first address and the first
@@ -9,8 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use airlock_egress_policy::{classify, IpClass, PolicySpec};
+use airlock_egress_policy::{classify, IpClass, Mode, Policy, PolicyError};
 use ipnet::{IpNet, Ipv6Net};
+use serde::{Deserialize, Serialize};
 
 /// The prefixes of the crate's registry table (`egress/policy/src/ip/registry.rs`), plus
 /// 2000::/3 (outside it, IPv6 is reserved). Classes come from `classify`.
@@ -67,34 +68,49 @@ const SPECIAL: &[&str] = &[
     "2000::/3",
 ];
 
-/// A policy as the API takes it: the crate's [`PolicySpec`] and `allow_public` beside it.
-/// At merge: `PolicySpec` itself, with `spec.allow_public`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SpecWithPublic {
-    /// Every other field.
-    pub(crate) spec: PolicySpec,
-    /// `allow_public`, when given.
+/// The crate's `PolicySpec` as the plan extends it: the same fields in the same order with the
+/// same serde attributes, plus `allow_public`. At merge: `airlock_egress_policy::PolicySpec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicySpec {
+    /// `enforce` (default) or `report`.
+    #[serde(default)]
+    pub(crate) mode: Option<Mode>,
+    /// Whether every public destination passes the domain rules; absent means
+    /// `allow_domains.is_none()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) allow_public: Option<bool>,
+    /// Exact names and `*.suffix` wildcards.
+    #[serde(default)]
+    pub(crate) allow_domains: Option<Vec<String>>,
+    /// Names that are always refused.
+    #[serde(default)]
+    pub(crate) deny_domains: Option<Vec<String>>,
+    /// Destination ports; absent or empty means `[80, 443]`.
+    #[serde(default)]
+    pub(crate) allow_ports: Option<Vec<u16>>,
+    /// CIDRs whose admissible addresses the sandbox may reach.
+    #[serde(default)]
+    pub(crate) allow_cidrs: Option<Vec<IpNet>>,
+    /// Byte budget.
+    #[serde(default)]
+    pub(crate) max_bytes: Option<u64>,
+    /// Concurrent connection budget.
+    #[serde(default)]
+    pub(crate) max_connections: Option<u32>,
 }
 
-/// Parses a policy object. At merge: `serde_json::from_value::<PolicySpec>`.
-pub(crate) fn from_value(mut value: serde_json::Value) -> Result<SpecWithPublic, String> {
-    let allow_public = match value.as_object_mut().and_then(|o| o.remove("allow_public")) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Bool(b)) => Some(b),
-        Some(other) => return Err(format!("allow_public: expected a boolean, got {other}")),
-    };
-    let spec = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    Ok(SpecWithPublic { spec, allow_public })
-}
-
-/// The policy object. At merge: `serde_json::to_value(&spec)`.
-pub(crate) fn to_value(policy: &SpecWithPublic) -> serde_json::Value {
-    let mut value = serde_json::to_value(&policy.spec).unwrap_or_default();
-    if let (Some(object), Some(b)) = (value.as_object_mut(), policy.allow_public) {
-        object.insert("allow_public".to_owned(), b.into());
-    }
-    value
+/// Compiles as the proxy will. At merge: `Policy::compile(spec)`.
+pub(crate) fn compile(spec: &PolicySpec) -> Result<Policy, PolicyError> {
+    Policy::compile(&airlock_egress_policy::PolicySpec {
+        mode: spec.mode,
+        allow_domains: spec.allow_domains.clone(),
+        deny_domains: spec.deny_domains.clone(),
+        allow_ports: spec.allow_ports.clone(),
+        allow_cidrs: spec.allow_cidrs.clone(),
+        max_bytes: spec.max_bytes,
+        max_connections: spec.max_connections,
+    })
 }
 
 /// Whether every address of `net` classifies `Global`. At merge: the crate's `net_is_global`.
@@ -184,12 +200,18 @@ mod tests {
     }
 
     #[test]
-    fn allow_public_sits_beside_the_spec() {
-        let parsed = from_value(serde_json::json!({"allow_public": false, "mode": "report"}));
-        let parsed = parsed.unwrap();
-        assert_eq!(parsed.allow_public, Some(false));
-        assert_eq!(to_value(&parsed)["allow_public"], false);
-        assert!(from_value(serde_json::json!({"allow_public": "yes"})).is_err());
-        assert!(from_value(serde_json::json!({"allow_publik": true})).is_err());
+    fn the_spec_reads_and_writes_allow_public_like_the_crate() {
+        let json = r#"{"mode":"report","allow_public":false,"allow_domains":[]}"#;
+        let spec: PolicySpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.allow_public, Some(false));
+        assert!(compile(&spec).is_ok());
+        let written = serde_json::to_string(&spec).unwrap();
+        assert!(written.starts_with(r#"{"mode":"report","allow_public":false,"allow_domains":[]"#));
+        let absent: PolicySpec = serde_json::from_str("{}").unwrap();
+        assert!(!serde_json::to_string(&absent)
+            .unwrap()
+            .contains("allow_public"));
+        assert!(serde_json::from_str::<PolicySpec>(r#"{"allow_public":"yes"}"#).is_err());
+        assert!(serde_json::from_str::<PolicySpec>(r#"{"allow_publik":true}"#).is_err());
     }
 }
