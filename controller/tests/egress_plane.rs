@@ -39,16 +39,17 @@ struct Plane {
     _dir: tempfile::TempDir,
 }
 
-async fn plane() -> Plane {
+async fn plane(extra: &[(&str, &str)]) -> Plane {
     let dir = tempfile::tempdir().unwrap();
     let ip = own_loopback();
     let data = dir.path().to_str().unwrap().to_owned();
     let admin = ip.to_string();
-    let vars = [
+    let mut vars = vec![
         ("AIRLOCK_DATA_DIR", data.as_str()),
         ("AIRLOCK_EGRESS_ADMIN_ADDR", admin.as_str()),
         ("AIRLOCK_INFRA_CIDRS", "10.77.0.0/16"),
     ];
+    vars.extend_from_slice(extra);
     let h = app_with(AppOptions {
         token: Some("test-admin-token-0123456789"),
         vars: &vars,
@@ -127,7 +128,7 @@ fn wire_event(seq: u64, sandbox: &SandboxId, count: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infrastructure_first_then_complete_policies_with_their_ceiling() {
-    let Plane { h, fake, _dir } = plane().await;
+    let Plane { h, fake, _dir } = plane(&[]).await;
     let plane = h.plane.clone().unwrap();
     assert_eq!(plane.ensure().await.unwrap(), "b00701");
     let calls = fake.calls();
@@ -229,7 +230,7 @@ async fn infrastructure_first_then_complete_policies_with_their_ceiling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_keeps_up_with_a_flood() {
     const TOTAL: u64 = 100_000;
-    let Plane { h, fake, _dir } = plane().await;
+    let Plane { h, fake, _dir } = plane(&[]).await;
     let plane = h.plane.clone().unwrap();
     let (member, _) = account(&h.store, "member", Role::Member).await;
     let id = sandbox_with_entry(&h, member.id).await;
@@ -262,4 +263,33 @@ async fn the_drain_keeps_up_with_a_flood() {
         1
     );
     assert!(rate > 1_000.0, "{rate:.0} events/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_policy_deny_pushes_nothing_until_an_allow_list_is_set() {
+    let Plane { h, fake, _dir } = plane(&[("AIRLOCK_DEFAULT_POLICY", "deny")]).await;
+    h.plane.clone().unwrap().ensure().await.unwrap();
+    let (member, session) = account(&h.store, "member", Role::Member).await;
+    let id = sandbox_with_entry(&h, member.id).await;
+    let uri = format!("/v1/sandboxes/{id}/policy");
+    for (asked, public, domains) in [
+        (json!({}), false, json!([])),
+        (json!({"allow_ports": [8443]}), false, json!([])),
+        (
+            json!({"allow_domains": ["example.com"]}),
+            false,
+            json!(["example.com"]),
+        ),
+        (json!({"allow_public": true}), true, json!([])),
+    ] {
+        let (status, body) = call(&h, &session, Method::PUT, &uri, Some(asked.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{asked}: {body}");
+        let pushed = fake.calls().last().cloned().unwrap().1;
+        let policy = &pushed["policy"];
+        assert_eq!(
+            (&policy["allow_public"], &policy["allow_domains"]),
+            (&json!(public), &domains),
+            "{asked}: {pushed}"
+        );
+    }
 }
