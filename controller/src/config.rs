@@ -38,6 +38,12 @@ pub use quota::{
     ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB, ENV_QUOTA_MAX_SANDBOXES,
     ENV_SECRET_KEY,
 };
+// Operator ceilings, the default policy and extra infrastructure CIDRs.
+mod policy;
+pub use policy::{
+    PolicyConfig, PolicyFile, DEFAULT_DEFAULT_POLICY, ENV_DEFAULT_POLICY, ENV_INFRA_CIDRS,
+    ENV_POLICY_FILE,
+};
 // Allowed images, pre-pull and first boot (issue 7).
 mod images;
 pub use images::{
@@ -158,6 +164,8 @@ pub struct Config {
     pub images: ImagesConfig,
     /// The network plane (egress proxy) settings.
     pub egress: EgressConfig,
+    /// Egress policy authority: ceilings file, default policy, infrastructure CIDRs.
+    pub policy: PolicyConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -289,7 +297,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let secret_key = self.secret_key();
         let images = self.images();
         let egress = self.egress(docker.as_ref());
+        let policy = self.policy();
         Some(Config {
+            policy: policy?,
             quota: quota?,
             secret_key: secret_key?,
             egress: egress?,
@@ -634,6 +644,20 @@ fn parse_docker_host(v: &str) -> Result<Endpoint, &'static str> {
         host: bare.to_owned(),
         port,
     })
+}
+
+// === impl DockerConfig ===
+
+impl DockerConfig {
+    /// The daemon's IP address, when it is reached over TCP at an address (not a name).
+    pub fn host_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Self::Tls { host, .. } | Self::InsecureTcp { host, .. } => {
+                host.trim_matches(['[', ']']).parse().ok()
+            }
+            Self::InsecureUnix { .. } => None,
+        }
+    }
 }
 
 // === impl Secret ===

@@ -4,7 +4,8 @@
 //! Checks, in order: the DinD over mTLS; a plain (non-TLS) connection refused; the storage
 //! driver (vfs warns); the INPUT rules, tested the way an attacker would: a container on a
 //! fresh `internal` network tries to open the DinD's 2376 through its gateway and must fail;
-//! the egress proxy (healthy, every live sandbox on its current generation); the store and its
+//! the egress proxy (healthy, every live sandbox on its current generation); its resolvers
+//! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the store and its
 //! migrations; the images recorded as loaded still present with the same id; free disk under
 //! the data dir; and the certificates' expiry.
 
@@ -17,6 +18,9 @@ use time::OffsetDateTime;
 use crate::config::{Config, DockerConfig};
 use crate::docker::DockerClient;
 use crate::store::Store;
+
+mod egress_dns;
+mod infrastructure;
 
 /// The image the INPUT-rule probe runs (must be on the node; `make up` loads it).
 pub const DEFAULT_PROBE_IMAGE: &str = "airlock/testbox:dev";
@@ -153,6 +157,12 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
     report
         .checks
         .push(check_proxy(config, store.as_ref()).await);
+    report.checks.push(egress_dns::check(config));
+    if let Some(docker) = &docker {
+        report
+            .checks
+            .push(infrastructure::check(config, docker).await);
+    }
     if let (Some(docker), Some(store)) = (&docker, &store) {
         report.checks.push(check_images(docker, store).await);
     }

@@ -81,6 +81,8 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
     let store = Store::connect(&config.database).await?;
+    // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
+    crate::service::import_policy_file(&store, &config.policy).await?;
     // A wrong or rotated secret key stops the boot here, before anything is served.
     let (key, key_source) =
         SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;

@@ -29,7 +29,9 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
-use crate::egress::{EgressError, EgressPlane, EgressPolicy};
+use crate::egress::ceilings::{AppliedCeiling, CeilingsError, PolicyRefusal};
+use crate::egress::infrastructure::{self, InfraSources};
+use crate::egress::{EgressError, EgressPlane, EgressPolicy, TenantPolicy};
 use crate::images::allow::ImageRefusal;
 use crate::images::catalog::ImageCatalog;
 use crate::logs::LogHub;
@@ -44,11 +46,14 @@ use crate::sandbox::{
 use crate::selftest::SelftestSettings;
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
 use crate::timeouts::Activity;
-use crate::user::UserId;
+use crate::user::{Role, UserId};
 use crate::vault::{Vault, VaultError};
 
 // Allowed images at create (issue 7).
 mod images;
+// The egress policy authority: effective policies, ceilings.
+mod policy;
+pub use policy::{import_policy_file, CeilingsView, PolicyActor};
 
 /// The node name written into `airlock.node` labels until several nodes are supported.
 pub const DEFAULT_NODE: &str = "local";
@@ -82,6 +87,10 @@ pub struct ServiceSettings {
     pub quota: Quota,
     /// The allowed images and their pre-pull status (issue 7).
     pub images: ImageCatalog,
+    /// The ceilings file and the built-in default policy.
+    pub policy: crate::config::PolicyConfig,
+    /// The configured part of the deployment's own address space.
+    pub infrastructure: InfraSources,
 }
 
 /// What a create asks for beyond the [`SandboxRequest`].
@@ -89,8 +98,11 @@ pub struct ServiceSettings {
 pub struct CreateOptions {
     /// `ENV_NAME` → the name of one of the owner's secrets.
     pub secret_env: BTreeMap<String, String>,
-    /// The egress policy; `None`: the default policy.
-    pub policy: Option<EgressPolicy>,
+    /// The egress policy as the caller wrote it; `None`: the default policy. Absent fields
+    /// come from the applicable ceiling's default policy.
+    pub policy: Option<TenantPolicy>,
+    /// The role the caller acts with, which picks the ceiling; `None`: member.
+    pub role: Option<Role>,
 }
 
 /// Creates, watches, stops and deletes sandboxes.
@@ -164,6 +176,15 @@ pub enum ServiceError {
     /// The egress plane failed (the proxy is down or refused the entry).
     #[error("egress: {0}")]
     Egress(#[from] EgressError),
+    /// A policy was given but the egress plane is off.
+    #[error("the egress plane is off (AIRLOCK_EGRESS=false); sandboxes get no egress")]
+    EgressOff,
+    /// The policy is beyond the applicable ceiling, or names what can never take effect.
+    #[error("{}", .0.describe())]
+    PolicyRefused(PolicyRefusal),
+    /// A ceilings document that cannot be accepted.
+    #[error(transparent)]
+    Ceilings(CeilingsError),
 }
 
 // === impl ServiceSettings ===
@@ -180,6 +201,8 @@ impl ServiceSettings {
             selftest: SelftestSettings::from_config(config),
             quota: config.quota,
             images: ImageCatalog::new(config.images.clone()),
+            policy: config.policy.clone(),
+            infrastructure: infrastructure::configured(config),
         }
     }
 }
@@ -278,7 +301,19 @@ impl SandboxService {
         idempotency_key: Option<String>,
         options: CreateOptions,
     ) -> Result<Created, ServiceError> {
-        let CreateOptions { secret_env, policy } = options;
+        let CreateOptions {
+            secret_env,
+            policy: requested,
+            role,
+        } = options;
+        let actor = PolicyActor {
+            user: owner,
+            role: role.unwrap_or(Role::Member),
+        };
+        let policy = self.effective_policy(actor, requested.as_ref()).await?;
+        if requested.is_some() && self.egress.is_none() {
+            return Err(ServiceError::EgressOff);
+        }
         let quota = self
             .settings
             .quota
@@ -309,7 +344,6 @@ impl SandboxService {
             Created::Existing(sandbox) => Ok(Created::Existing(sandbox)),
             Created::New(sandbox) => {
                 self.metrics.sandbox_created();
-                let policy = policy.unwrap_or_else(EgressPolicy::default_policy);
                 self.provision(sandbox, secret_vars, &policy)
                     .await
                     .map(Created::New)
@@ -539,7 +573,7 @@ impl SandboxService {
         &self,
         sandbox: Sandbox,
         secret_env: SecretEnv,
-        policy: &EgressPolicy,
+        policy: &(EgressPolicy, AppliedCeiling),
     ) -> Result<Sandbox, ServiceError> {
         match self.try_provision(&sandbox, secret_env, policy).await {
             Ok(running) => Ok(running),
@@ -555,7 +589,7 @@ impl SandboxService {
         &self,
         sandbox: &Sandbox,
         secret_env: SecretEnv,
-        policy: &EgressPolicy,
+        (policy, ceiling): &(EgressPolicy, AppliedCeiling),
     ) -> Result<Sandbox, ServiceError> {
         let id = sandbox.id;
         let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
@@ -572,7 +606,9 @@ impl SandboxService {
             .create_network(spec::network_body(&placement))
             .await?;
         if let Some(plane) = &self.egress {
-            plane.attach(id, subnet, &token, policy).await?;
+            plane
+                .attach(id, subnet, &token, policy, &ceiling.label)
+                .await?;
         }
         let mut body = spec::container_body(&sandbox.spec, &placement);
         if !secret_env.0.is_empty() {

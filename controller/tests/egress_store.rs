@@ -1,6 +1,7 @@
 //! Network-plane rows on both backends: a sandbox's proxy entry (saved, policy updates bump
 //! the generation, only live sandboxes are re-pushed), and the egress ledger (idempotent by
-//! `(boot_id, seq)` with its cursor in the same transaction, filtered pages, per-host totals).
+//! `(boot_id, seq)` with its cursor in the same transaction, filtered pages, per-host totals
+//! that count a summary row's `count`, and each row's `ceiling`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use airlock::config::{DatabaseConfig, Secret};
@@ -39,6 +40,8 @@ fn event(
         bytes_down: down,
         start_ms: 1_800_000_000_000 + seq,
         duration_ms: 3,
+        ceiling: Some("role:member@0011aabb".to_owned()),
+        count: 1,
     }
 }
 
@@ -52,6 +55,7 @@ async fn exercise(store: Store) {
         generation: 1,
         credential_hash: "ab".repeat(32),
         source_addr: format!("10.213.0.{last}").parse().unwrap(),
+        ceiling: Some("role:member@0011aabb".to_owned()),
     };
     assert_eq!(store.get_egress_entry(a.id).await.unwrap(), None);
     store.save_egress_entry(&entry(&a, 3)).await.unwrap();
@@ -62,11 +66,17 @@ async fn exercise(store: Store) {
     );
 
     let updated = store
-        .update_egress_policy(a.id, Some(r#"{"mode":"report"}"#), "h2")
+        .update_egress_policy(
+            a.id,
+            Some(r#"{"mode":"report"}"#),
+            "h2",
+            Some("user:x@12345678"),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(updated.generation, 2);
+    assert_eq!(updated.ceiling.as_deref(), Some("user:x@12345678"));
     assert_eq!(updated.policy_hash, "h2");
     assert_eq!(updated.credential_hash, "ab".repeat(32));
 
@@ -87,19 +97,26 @@ async fn exercise(store: Store) {
         event("boot1", 1, &sid, "example.com", "allow", 100),
         event("boot1", 2, &sid, "10.0.0.1", "deny", 0),
         event("boot1", 3, &sid, "example.com", "allow", 50),
+        // A summary row: three refusals the proxy could not spool one by one.
+        EgressEvent {
+            reason: "ledger_full".to_owned(),
+            count: 3,
+            ceiling: Some("user:x@12345678".to_owned()),
+            ..event("boot1", 4, &sid, "flood.example", "deny", 0)
+        },
     ];
     assert_eq!(store.egress_cursor("local").await.unwrap(), None);
     store
-        .store_egress_events("local", &page, "boot1", 3)
+        .store_egress_events("local", &page, "boot1", 4)
         .await
         .unwrap();
     store
-        .store_egress_events("local", &page, "boot1", 3)
+        .store_egress_events("local", &page, "boot1", 4)
         .await
         .unwrap();
     assert_eq!(
         store.egress_cursor("local").await.unwrap(),
-        Some(("boot1".to_owned(), 3))
+        Some(("boot1".to_owned(), 4))
     );
     let all = EgressQuery {
         limit: 100,
@@ -118,7 +135,7 @@ async fn exercise(store: Store) {
     };
     assert_eq!(
         store.list_egress_events(a.id, &denied).await.unwrap(),
-        vec![page[1].clone()]
+        vec![page[1].clone(), page[3].clone()]
     );
     let host = EgressQuery {
         host: Some("example.com".to_owned()),
@@ -137,14 +154,22 @@ async fn exercise(store: Store) {
     );
 
     let summary = store.egress_summary(a.id).await.unwrap();
-    assert_eq!(summary.len(), 2);
-    assert_eq!(summary[0].host, "example.com");
+    assert_eq!(summary.len(), 3);
     assert_eq!(
-        (summary[0].total, summary[0].allowed, summary[0].bytes_down),
+        (
+            summary[0].host.as_str(),
+            summary[0].total,
+            summary[0].denied
+        ),
+        ("flood.example", 3, 3)
+    );
+    assert_eq!(summary[1].host, "example.com");
+    assert_eq!(
+        (summary[1].total, summary[1].allowed, summary[1].bytes_down),
         (2, 2, 150)
     );
     assert_eq!(
-        (summary[1].host.as_str(), summary[1].denied),
+        (summary[2].host.as_str(), summary[2].denied),
         ("10.0.0.1", 1)
     );
 

@@ -35,6 +35,11 @@ const DEFAULT_LIMIT: u32 = 100;
 #[derive(Clone, Debug)]
 pub(crate) struct AuditObject(pub String);
 
+/// A response extension with the record's detail, e.g. a replaced document before and
+/// after (never a secret value).
+#[derive(Clone, Debug)]
+pub(crate) struct AuditDetail(pub String);
+
 /// `GET /v1/audit` query.
 #[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -172,7 +177,10 @@ pub(crate) async fn record(
         object,
         source_ip: source_ip.map(|ip| ip.to_string()),
         status: response.status().as_u16(),
-        detail: None,
+        detail: response
+            .extensions()
+            .get::<AuditDetail>()
+            .map(|d| d.0.clone()),
     };
     append(&state, &entry).await;
     response

@@ -29,7 +29,9 @@ pub struct CreateSandbox {
     /// values go into the container only; they are never stored with the sandbox or shown.
     #[serde(default)]
     pub secret_env: Option<BTreeMap<String, String>>,
-    /// Egress policy (the proxy's policy object); absent or null: the default policy.
+    /// Egress policy (the proxy's policy object); absent or null: the default policy of the
+    /// caller's ceiling, which also fills every field left absent. Checked against the
+    /// ceiling: 403 `policy_exceeds_ceiling` names the field and value.
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
     /// Resource limits.

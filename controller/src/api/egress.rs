@@ -14,7 +14,8 @@ use super::dto::SandboxDto;
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
 use super::{AppState, Principal};
-use crate::egress::EgressPolicy;
+use crate::egress::TenantPolicy;
+use crate::service::PolicyActor;
 use crate::store::{EgressEvent, EgressQuery};
 
 /// Default and largest ledger page.
@@ -27,7 +28,8 @@ pub(crate) struct PolicyDto {
     /// The sandbox.
     #[serde(flatten)]
     pub sandbox: SandboxDto,
-    /// The policy (the egress proxy's policy object).
+    /// The effective policy (the egress proxy's policy object): the request's fields over the
+    /// applicable default policy, with `allow_public` explicit.
     #[schema(value_type = Object)]
     pub policy: serde_json::Value,
     /// SHA-256 (hex) of the policy's canonical JSON.
@@ -77,6 +79,12 @@ pub(crate) struct EgressEventDto {
     pub duration_ms: i64,
     /// The policy generation it was decided under.
     pub generation: i64,
+    /// The label of the ceiling the policy was checked against (`role:<role>@<hash>` or
+    /// `user:<id>@<hash>`).
+    pub ceiling: Option<String>,
+    /// How many refusals the event stands for (above 1 only for a summary row the proxy
+    /// wrote while the sandbox's ledger share was full).
+    pub count: i64,
 }
 
 /// A page of the ledger.
@@ -119,11 +127,15 @@ pub(crate) struct EgressSummaryDto {
     pub suggested_allow_domains: Option<Vec<String>>,
 }
 
-/// `PUT /v1/sandboxes/{id}/policy`: validates the policy, bumps its generation, pushes it to
-/// the proxy (closing tunnels of the old generation) and returns the sandbox.
+/// `PUT /v1/sandboxes/{id}/policy`: validates the policy, completes it from the applicable
+/// default policy, checks it against the caller's ceiling (403 `policy_exceeds_ceiling`
+/// naming the field and value; 400 for an entry that can never take effect), bumps its
+/// generation, pushes it to the proxy (closing tunnels of the old generation) and returns
+/// the sandbox.
 #[utoipa::path(put, path = "/v1/sandboxes/{id}/policy", tag = "sandboxes",
     params(("id" = String, Path, description = "Sandbox id")),
-    request_body(content = Object, description = "The egress policy object"),
+    request_body(content = Object, description = "The egress policy object; absent fields \
+        come from the ceiling's default policy"),
     responses((status = 200, body = PolicyDto), (status = 400), (status = 403), (status = 404),
         (status = 409), (status = 503)))]
 pub(crate) async fn put_policy(
@@ -137,12 +149,15 @@ pub(crate) async fn put_policy(
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let policy = parse_policy(value)?;
-    let (sandbox, entry) = state
+    let requested = parse_policy(value)?;
+    let actor = PolicyActor {
+        user: principal.user,
+        role: principal.role,
+    };
+    let (sandbox, entry, policy) = state
         .service
-        .update_policy(principal.scope(), id, policy.clone())
+        .update_policy(principal.scope(), actor, id, requested)
         .await?;
-    let sandbox = state.service.get(principal.scope(), sandbox.id).await?;
     Ok(Json(PolicyDto {
         sandbox: SandboxDto::from(&sandbox),
         policy: serde_json::from_str(policy.json()).unwrap_or_default(),
@@ -213,9 +228,9 @@ pub(crate) async fn summary(
     }))
 }
 
-/// Validates a create's or an update's `policy` (422 naming the field on error).
-pub(crate) fn parse_policy(value: serde_json::Value) -> Result<EgressPolicy, ApiError> {
-    EgressPolicy::parse(value).map_err(|reason| ApiError::field("policy", reason))
+/// Validates a create's or an update's `policy` (400 naming the field on error).
+pub(crate) fn parse_policy(value: serde_json::Value) -> Result<TenantPolicy, ApiError> {
+    TenantPolicy::parse(value).map_err(|reason| ApiError::field("policy", reason))
 }
 
 fn egress_query(params: EgressParams) -> Result<EgressQuery, ApiError> {
@@ -270,6 +285,8 @@ impl From<EgressEvent> for EgressEventDto {
             start_ms: e.start_ms,
             duration_ms: e.duration_ms,
             generation: e.generation,
+            ceiling: e.ceiling,
+            count: e.count,
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::error;
 
+use crate::egress::ceilings::{CeilingExceeded, PolicyRefusal};
 use crate::images::allow::ImageRefusal;
 use crate::service::ServiceError;
 
@@ -96,6 +97,10 @@ pub enum ApiError {
         .0.kind, .0.limit, .0.used, .0.requested
     )]
     QuotaExceeded(crate::quota::QuotaExceeded),
+    /// A policy beyond the caller's ceiling: 403 `policy_exceeds_ceiling` with the field,
+    /// the value and the ceiling's label.
+    #[error("{0}")]
+    PolicyExceedsCeiling(CeilingExceeded),
 }
 
 /// One invalid field.
@@ -113,6 +118,16 @@ struct ErrorBody<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a [FieldReason]>,
+}
+
+/// The body of a 403 `policy_exceeds_ceiling`.
+#[derive(Serialize)]
+struct CeilingBody<'a> {
+    error: &'a str,
+    message: String,
+    field: &'a str,
+    value: &'a serde_json::Value,
+    ceiling: &'a str,
 }
 
 // === impl ApiError ===
@@ -138,6 +153,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
             }
             Self::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            Self::PolicyExceedsCeiling(_) => (StatusCode::FORBIDDEN, "policy_exceeds_ceiling"),
             Self::Refused { status, code, .. } => (*status, code),
         }
     }
@@ -180,6 +196,16 @@ impl IntoResponse for ApiError {
                 let retry = [(axum::http::header::RETRY_AFTER, retry.as_secs().to_string())];
                 return (status, retry, Json(body)).into_response();
             }
+            return (status, Json(body)).into_response();
+        }
+        if let Self::PolicyExceedsCeiling(exceeded) = &self {
+            let body = CeilingBody {
+                error: code,
+                message: self.to_string(),
+                field: &exceeded.field,
+                value: &exceeded.value,
+                ceiling: &exceeded.ceiling,
+            };
             return (status, Json(body)).into_response();
         }
         let fields = match &self {
@@ -266,6 +292,17 @@ impl From<ServiceError> for ApiError {
                 message: "secrets are not enabled on this controller",
                 detail: "the service runs without a vault".to_owned(),
             },
+            ServiceError::EgressOff => Self::field("policy", ServiceError::EgressOff.to_string()),
+            ServiceError::PolicyRefused(PolicyRefusal::Exceeds(exceeded)) => {
+                Self::PolicyExceedsCeiling(exceeded)
+            }
+            ServiceError::PolicyRefused(PolicyRefusal::NeverEffective(fields)) => Self::Validation(
+                fields
+                    .into_iter()
+                    .map(|(field, reason)| FieldReason { field, reason })
+                    .collect(),
+            ),
+            ServiceError::Ceilings(error) => Self::field(error.field, error.reason),
             ServiceError::Egress(error) => Self::Unavailable {
                 code: "egress_unavailable",
                 message: "the egress proxy is not available",
@@ -332,6 +369,24 @@ mod tests {
         let (status, body) = render(ApiError::from(ServiceError::from(refused))).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         expect_test::expect![[r#"{"error":"image_digest_mismatch","message":"image `a/b:1` on the node is sha256:bb, but the allowed digest is sha256:aa"}"#]].assert_eq(&body);
+
+        let exceeded = CeilingExceeded {
+            field: "policy.allow_cidrs[0]".to_owned(),
+            value: serde_json::json!("10.0.0.0/8"),
+            ceiling: "role:member@3f2a9c1e".to_owned(),
+            reason: "a non-global CIDR must lie inside one of the ceiling's allow_cidrs".to_owned(),
+        };
+        let refused = ServiceError::PolicyRefused(PolicyRefusal::Exceeds(exceeded));
+        let (status, body) = render(ApiError::from(refused)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        expect_test::expect![[r#"{"error":"policy_exceeds_ceiling","message":"policy.allow_cidrs[0] = 10.0.0.0/8 exceeds the ceiling role:member@3f2a9c1e: a non-global CIDR must lie inside one of the ceiling's allow_cidrs","field":"policy.allow_cidrs[0]","value":"10.0.0.0/8","ceiling":"role:member@3f2a9c1e"}"#]].assert_eq(&body);
+        let never = PolicyRefusal::NeverEffective(vec![(
+            "policy.allow_cidrs[0]".to_owned(),
+            "169.254.169.254/32 is metadata address space, which no policy can admit".to_owned(),
+        )]);
+        let (status, body) = render(ApiError::from(ServiceError::PolicyRefused(never))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        expect_test::expect![[r#"{"error":"invalid_request","message":"policy.allow_cidrs[0]: 169.254.169.254/32 is metadata address space, which no policy can admit","fields":[{"field":"policy.allow_cidrs[0]","reason":"169.254.169.254/32 is metadata address space, which no policy can admit"}]}"#]].assert_eq(&body);
 
         let unavailable = ApiError::from(ServiceError::SubnetsExhausted);
         let (status, body) = render(unavailable).await;

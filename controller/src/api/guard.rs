@@ -22,8 +22,9 @@ use crate::sandbox::SandboxId;
 /// Path prefixes every authenticated user may write to (their own objects only).
 const SELF_SERVICE: &[&str] = &["/v1/tokens"];
 
-/// Paths only an admin may use at all (any method): the audit trail.
-const ADMIN_ONLY: &[&str] = &["/v1/audit"];
+/// Paths only an admin may use at all (any method): the audit trail and the policy
+/// authority (ceilings, infrastructure).
+const ADMIN_ONLY: &[&str] = &["/v1/audit", "/v1/policy"];
 
 /// Suffix of the `GET` routes under `/v1/sandboxes/{id}` that run a command, and so need
 /// the write role although their method reads.
@@ -115,6 +116,8 @@ mod tests {
         assert!(admin_only(&Method::GET, "/v1/audit"));
         assert!(admin_only(&Method::GET, "/v1/audit/x"));
         assert!(!admin_only(&Method::GET, "/v1/auditx"));
+        assert!(admin_only(&Method::GET, "/v1/policy/ceilings"));
+        assert!(admin_only(&Method::PUT, "/v1/policy/ceilings"));
         assert!(admin_only(&Method::PUT, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::GET, "/v1/users/abc/quota"));
         assert!(!admin_only(&Method::PATCH, "/v1/users/abc"));

@@ -12,6 +12,8 @@ mod exec;
 mod exec_ws;
 mod json;
 mod logs;
+// The operator's policy authority: ceilings and the infrastructure list (admins).
+mod policy;
 mod sandboxes;
 // Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
 mod guard;

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, guard, images, logs, quotas, sandboxes, secrets, selftest,
-    tokens, users, AppState,
+    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, quotas, sandboxes, secrets,
+    selftest, tokens, users, AppState,
 };
 
 /// Where the document is served.
@@ -38,7 +38,8 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "users", description = "Accounts (admin) and the caller's own"),
         (name = "secrets", description = "The caller's secrets (values never returned)"),
         (name = "audit", description = "The audit trail (admin)"),
-        (name = "images", description = "Allowed images and the start-up pre-pull")
+        (name = "images", description = "Allowed images and the start-up pre-pull"),
+        (name = "policy", description = "Egress ceilings and the infrastructure list (admin)")
     )
 )]
 struct ApiDoc;
@@ -81,6 +82,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::put, secrets::delete))
         .routes(routes!(audit::list))
         .routes(routes!(images::list))
+        .routes(routes!(policy::get_ceilings, policy::put_ceilings))
+        .routes(routes!(policy::infrastructure))
 }
 
 /// Routes anyone may call.

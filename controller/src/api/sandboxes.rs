@@ -38,15 +38,10 @@ pub(crate) async fn create(
     let body =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
     let dto: CreateSandbox = super::json::parse(&body)?;
-    // The egress policy (issue 6): validated by the proxy's own compiler.
+    // The egress policy: validated by the proxy's own compiler here; the service completes
+    // it from the ceiling's default and checks it against the caller's ceiling.
     let policy = match dto.policy.clone() {
         None | Some(serde_json::Value::Null) => None,
-        Some(_) if state.service.egress().is_none() => {
-            return Err(ApiError::field(
-                "policy",
-                "the egress plane is off (AIRLOCK_EGRESS=false); sandboxes get no egress",
-            ))
-        }
         Some(value) => Some(super::egress::parse_policy(value)?),
     };
     let key = idempotency_key(&headers)?;
@@ -60,7 +55,11 @@ pub(crate) async fn create(
             principal.user,
             request,
             key,
-            CreateOptions { secret_env, policy },
+            CreateOptions {
+                secret_env,
+                policy,
+                role: Some(principal.role),
+            },
         )
         .await
         .map_err(|error| match error {

@@ -298,6 +298,19 @@ impl DockerClient {
         let networks = self.docker.list_networks(Some(options)).await?;
         Ok(networks.into_iter().filter_map(|n| n.id).collect())
     }
+
+    /// The IPAM subnets of every network the daemon has (`bridge`, i.e. its `docker0`,
+    /// included): part of the deployment's own address space. Unparsable ones are skipped.
+    pub async fn network_subnets(&self) -> Result<Vec<ipnet::IpNet>, DockerError> {
+        let networks = self.docker.list_networks(None).await?;
+        let subnets = networks
+            .into_iter()
+            .filter_map(|n| n.ipam?.config)
+            .flatten()
+            .filter_map(|c| c.subnet?.parse().ok())
+            .collect();
+        Ok(subnets)
+    }
 }
 
 /// Installs ring as the process-wide rustls provider. bollard panics on TLS use when several

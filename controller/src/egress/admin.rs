@@ -57,6 +57,34 @@ pub struct PutSandbox<'a> {
     pub policy: Option<serde_json::Value>,
     /// The generation.
     pub generation: u64,
+    /// The label of the ceiling the policy was checked against; the proxy stamps it on
+    /// every ledger event of the sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<&'a str>,
+}
+
+/// `PUT /v1/infrastructure`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PutInfrastructure<'a> {
+    /// The deployment's own address space, as the controller computed it.
+    pub cidrs: &'a [ipnet::IpNet],
+}
+
+/// `GET`/`PUT /v1/infrastructure`: what the proxy enforces and where it came from.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InfrastructureAnswer {
+    /// The union the proxy enforces.
+    #[serde(default)]
+    pub effective: Vec<String>,
+    /// What the controller pushed.
+    #[serde(default)]
+    pub pushed: Vec<String>,
+    /// `--deny-cidr` / `AIRLOCK_EGRESS_DENY_CIDRS`.
+    #[serde(default)]
+    pub configured: Vec<String>,
+    /// From the proxy's own interfaces.
+    #[serde(default)]
+    pub derived: Vec<String>,
 }
 
 /// `GET /v1/sandboxes`.
@@ -108,6 +136,16 @@ pub struct WireEvent {
     pub duration_ms: u64,
     /// The client's address.
     pub client: SocketAddr,
+    /// The label of the ceiling the sandbox's policy was checked against.
+    #[serde(default)]
+    pub ceiling: Option<String>,
+    /// How many refusals the event stands for (above 1 only for a summary row).
+    #[serde(default = "one")]
+    pub count: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// `GET /v1/events`.
@@ -179,6 +217,20 @@ impl AdminClient {
         self.call(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
             .await
             .map(drop)
+    }
+
+    /// `PUT /v1/infrastructure`: replaces the pushed infrastructure list.
+    pub async fn put_infrastructure(
+        &self,
+        cidrs: &[ipnet::IpNet],
+    ) -> Result<InfrastructureAnswer, EgressError> {
+        let body =
+            serde_json::to_vec(&PutInfrastructure { cidrs }).map_err(|e| EgressError::Admin {
+                status: 0,
+                message: e.to_string(),
+            })?;
+        self.json(Method::PUT, "/v1/infrastructure", Some(body))
+            .await
     }
 
     /// `GET /v1/sandboxes`.
@@ -296,5 +348,42 @@ impl std::fmt::Debug for AdminClient {
         f.debug_struct("AdminClient")
             .field("addr", &self.addr)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_with_and_without_ceiling_and_count() {
+        let old = r#"{"seq":1,"sandbox":null,"generation":0,"method":"GET","host":"a.test",
+            "port":80,"addr":null,"decision":"deny","reason":"missing_credential","rule":null,
+            "bytes_up":0,"bytes_down":0,"start_ms":1,"duration_ms":0,"client":"10.213.0.3:1"}"#;
+        let event: WireEvent = serde_json::from_str(old).unwrap();
+        assert_eq!((event.ceiling, event.count), (None, 1));
+        let new = old.replace(
+            r#""seq":1,"#,
+            r#""seq":1,"ceiling":"role:member@0011aabb","count":7,"#,
+        );
+        let event: WireEvent = serde_json::from_str(&new).unwrap();
+        assert_eq!(event.ceiling.as_deref(), Some("role:member@0011aabb"));
+        assert_eq!(event.count, 7);
+    }
+
+    #[test]
+    fn entries_carry_their_ceiling_only_when_known() {
+        let mut body = PutSandbox {
+            source_addrs: vec!["10.213.0.3".parse().unwrap()],
+            credential_hash: "ab",
+            policy: None,
+            generation: 2,
+            ceiling: Some("user:x@12345678"),
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["ceiling"], "user:x@12345678");
+        body.ceiling = None;
+        let json = serde_json::to_value(&body).unwrap();
+        assert!(json.get("ceiling").is_none(), "{json}");
     }
 }

@@ -5,6 +5,11 @@
 //! proxy keeps every unacknowledged event and the next pull fetches it again, where the
 //! `(boot_id, seq)` key makes the insert a no-op. Events the proxy could not attribute (no or
 //! a wrong credential) are attributed by their source address when a sandbox owns it.
+//!
+//! Speed: pages of up to [`PAGE`] events are pulled back to back while they come back full,
+//! each stored with multi-row inserts in one transaction, with nothing but the ack between
+//! them (no health check, prune or cursor read), so the drain keeps far ahead of one sandbox
+//! sending 1,000 denied requests a second (measured in `tests/egress_store.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,8 +22,8 @@ use super::admin::WireEvent;
 use super::{EgressError, EgressPlane};
 use crate::store::EgressEvent;
 
-/// Events fetched per page.
-pub const PAGE: usize = 500;
+/// Events fetched per page: the proxy's largest page.
+pub const PAGE: usize = 10_000;
 /// Time between pulls (and between proxy health checks).
 pub const PULL_INTERVAL: Duration = Duration::from_secs(1);
 /// The `sandbox_id` of an event no sandbox owns.
@@ -30,10 +35,11 @@ impl EgressPlane {
     /// Pulls every spooled event into the store; returns how many were fetched.
     pub async fn pull_ledger(&self) -> Result<usize, EgressError> {
         let (store, admin, node) = (&self.inner.store, &self.inner.admin, &self.inner.node);
+        let (mut boot, after) = store.egress_cursor(node).await?.unwrap_or_default();
+        let mut after = u64::try_from(after).unwrap_or(0);
+        let owners = self.owners().await?;
         let mut total = 0;
         loop {
-            let (boot, after) = store.egress_cursor(node).await?.unwrap_or_default();
-            let after = u64::try_from(after).unwrap_or(0);
             let mut page = admin.events(after, PAGE).await?;
             if page.boot_id != boot && after != 0 {
                 // A new proxy process numbers from 1 again.
@@ -43,12 +49,6 @@ impl EgressPlane {
             if page.events.is_empty() {
                 return Ok(total);
             }
-            let owners: HashMap<IpAddr, String> = store
-                .live_egress_entries()
-                .await?
-                .into_iter()
-                .map(|e| (e.source_addr, e.sandbox_id.to_string()))
-                .collect();
             let rows: Vec<EgressEvent> = page
                 .events
                 .iter()
@@ -68,7 +68,17 @@ impl EgressPlane {
             if rows.len() < PAGE {
                 return Ok(total);
             }
+            (boot, after) = (page.boot_id, page.next);
         }
+    }
+
+    /// The live sandboxes by source address, to attribute unidentified events.
+    async fn owners(&self) -> Result<HashMap<IpAddr, String>, EgressError> {
+        let entries = self.inner.store.live_egress_entries().await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.source_addr, e.sandbox_id.to_string()))
+            .collect())
     }
 
     /// Keeps the proxy up, synced and pruned ([`EgressPlane::prune`]) and pulls its ledger
@@ -148,5 +158,7 @@ fn row(e: &WireEvent, boot_id: &str, owners: &HashMap<IpAddr, String>) -> Egress
         bytes_down: int(e.bytes_down),
         start_ms: int(e.start_ms),
         duration_ms: int(e.duration_ms),
+        ceiling: e.ceiling.clone(),
+        count: int(e.count.max(1)),
     }
 }

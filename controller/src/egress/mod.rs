@@ -5,6 +5,9 @@
 //! - [`admin`]: the mTLS client of the proxy's admin API.
 //! - [`ledger`]: the puller that moves the proxy's event spool into the store, then acks.
 //! - [`policy`]: the policy a sandbox runs under, validated by the egress crate's own type.
+//! - [`ceilings`]: the operator's ceilings, which bound every tenant policy.
+//! - [`infrastructure`]: the deployment's own address space, pushed to the proxy (which
+//!   refuses it whatever a policy says) before any entry after a proxy (re)start.
 //!
 //! The admin TLS material is a CA of its own under `<data dir>/egress-certs` (the
 //! `airlock certs init` layout): the proxy gets `server/`, and only the controller holds the
@@ -17,19 +20,26 @@
 //! - Ledger events are acknowledged only after the transaction storing them committed.
 
 pub mod admin;
+pub mod ceilings;
+pub mod infrastructure;
 pub mod ledger;
 pub mod node;
 pub mod policy;
+// Private stand-in for policy-crate items not merged yet; see its header.
+pub(crate) mod policy_compat;
 pub mod service;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -40,10 +50,14 @@ use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};
 use crate::subnet::SandboxSubnet;
 use admin::{AdminClient, PutSandbox};
-pub use policy::EgressPolicy;
+use infrastructure::InfraSources;
+pub use policy::{EgressPolicy, TenantPolicy};
 
 /// Folder under the data dir holding the admin TLS material.
 pub const EGRESS_CERTS_SUBDIR: &str = "egress-certs";
+/// How often the infrastructure list is gathered again (interfaces and DinD networks) and
+/// pushed when it changed; a proxy restart pushes it at once.
+pub const INFRA_REFRESH: Duration = Duration::from_secs(10);
 
 /// The node's egress plane; cheap to clone.
 #[derive(Clone, Debug)]
@@ -65,6 +79,19 @@ struct Inner {
     synced_boot: Mutex<Option<String>>,
     /// The proxy boot id and spool-overflow count the last pull saw, to report new losses once.
     overflow_seen: std::sync::Mutex<(String, u64)>,
+    /// The configured part of the infrastructure list.
+    infra_sources: InfraSources,
+    /// The infrastructure list as last computed, and where it was pushed.
+    infra: std::sync::Mutex<InfraState>,
+}
+
+/// The infrastructure list as last computed.
+#[derive(Debug)]
+struct InfraState {
+    list: Vec<IpNet>,
+    /// The proxy boot id that holds `list`.
+    pushed_to: Option<String>,
+    gathered: Option<Instant>,
 }
 
 /// Why a network-plane step failed.
@@ -138,6 +165,12 @@ impl EgressPlane {
         let dir = config.data_dir.join(EGRESS_CERTS_SUBDIR);
         issue_certs(&dir, admin_ip)?;
         let admin = AdminClient::new(placement.admin_addr(), &dir.join("client"))?;
+        let infra_sources = infrastructure::configured(config);
+        let infra = InfraState {
+            list: infrastructure::compute(&infra_sources),
+            pushed_to: None,
+            gathered: None,
+        };
         Ok(Some(Self {
             inner: Arc::new(Inner {
                 docker,
@@ -149,6 +182,8 @@ impl EgressPlane {
                 node: node.to_owned(),
                 synced_boot: Mutex::new(None),
                 overflow_seen: std::sync::Mutex::default(),
+                infra_sources,
+                infra: std::sync::Mutex::new(infra),
             }),
         }))
     }
@@ -164,14 +199,16 @@ impl EgressPlane {
     }
 
     /// Attaches a new sandbox: joins the proxy to its network at the `.2` of its /29, stores
-    /// and pushes its entry. The caller starts the container only after this returned `Ok`,
-    /// and on error rolls back with [`EgressPlane::detach`] and the network removal.
+    /// and pushes its entry (with the label of the ceiling its policy was checked against).
+    /// The caller starts the container only after this returned `Ok`, and on error rolls
+    /// back with [`EgressPlane::detach`] and the network removal.
     pub async fn attach(
         &self,
         id: SandboxId,
         subnet: SandboxSubnet,
         token: &str,
         policy: &EgressPolicy,
+        ceiling: &str,
     ) -> Result<(), EgressError> {
         let inner = &self.inner;
         inner
@@ -185,6 +222,7 @@ impl EgressPlane {
             generation: 1,
             credential_hash: hex_sha256(token),
             source_addr: IpAddr::V4(subnet.sandbox()),
+            ceiling: Some(ceiling.to_owned()),
         };
         inner.store.save_egress_entry(&entry).await?;
         self.push(&entry).await
@@ -203,11 +241,12 @@ impl EgressPlane {
         &self,
         id: SandboxId,
         policy: &EgressPolicy,
+        ceiling: &str,
     ) -> Result<Option<EgressEntry>, EgressError> {
         let updated = self
             .inner
             .store
-            .update_egress_policy(id, Some(policy.json()), policy.hash())
+            .update_egress_policy(id, Some(policy.json()), policy.hash(), Some(ceiling))
             .await?;
         if let Some(entry) = &updated {
             self.push(entry).await?;
@@ -226,6 +265,7 @@ impl EgressPlane {
             credential_hash: &entry.credential_hash,
             policy,
             generation: u64::try_from(entry.generation).unwrap_or(0),
+            ceiling: entry.ceiling.as_deref(),
         };
         self.inner
             .admin
@@ -254,6 +294,8 @@ impl EgressPlane {
             Ok(health) => health,
             Err(_first) => self.bootstrap_node().await?,
         };
+        // The proxy refuses the deployment's addresses before it holds any entry.
+        self.sync_infrastructure(&health.boot_id).await?;
         if synced.as_deref() != Some(health.boot_id.as_str()) {
             let pushed = self.push_all().await?;
             info!(
@@ -292,6 +334,55 @@ impl EgressPlane {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// The deployment's own address space as last computed (before the first gathering: its
+    /// configured part).
+    pub fn infrastructure(&self) -> Vec<IpNet> {
+        self.infra_state().list.clone()
+    }
+
+    fn infra_state(&self) -> std::sync::MutexGuard<'_, InfraState> {
+        self.inner
+            .infra
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gathers the infrastructure list when it is due ([`INFRA_REFRESH`], or a proxy that
+    /// does not hold it yet) and pushes it when the proxy does not hold exactly it.
+    async fn sync_infrastructure(&self, boot_id: &str) -> Result<(), EgressError> {
+        let due = {
+            let state = self.infra_state();
+            state.pushed_to.as_deref() != Some(boot_id)
+                || state
+                    .gathered
+                    .is_none_or(|at| at.elapsed() >= INFRA_REFRESH)
+        };
+        if !due {
+            return Ok(());
+        }
+        let sources = infrastructure::gather(&self.inner.infra_sources, &self.inner.docker).await;
+        let list = infrastructure::compute(&sources);
+        let stale = {
+            let state = self.infra_state();
+            state.pushed_to.as_deref() != Some(boot_id) || state.list != list
+        };
+        if stale {
+            let answer = self.inner.admin.put_infrastructure(&list).await?;
+            info!(
+                egress.infrastructure = list.len(),
+                egress.infrastructure_effective = answer.effective.len(),
+                "Infrastructure list pushed to the egress proxy"
+            );
+        }
+        let mut state = self.infra_state();
+        *state = InfraState {
+            list,
+            pushed_to: Some(boot_id.to_owned()),
+            gathered: Some(Instant::now()),
+        };
+        Ok(())
     }
 
     /// The boot id the live entries were last pushed to, if any.

@@ -4,12 +4,11 @@
 
 use std::net::IpAddr;
 
-use airlock_egress_policy::Mode;
 use tracing::info;
 
-use super::EgressPolicy;
+use super::{EgressPolicy, TenantPolicy};
 use crate::sandbox::SandboxId;
-use crate::service::{SandboxService, ServiceError};
+use crate::service::{PolicyActor, SandboxService, ServiceError};
 use crate::store::{EgressEntry, EgressEvent, EgressQuery, HostSummary, Sandbox, Scope};
 
 /// A sandbox's ledger summary.
@@ -27,16 +26,19 @@ pub struct EgressSummary {
 // === impl SandboxService ===
 
 impl SandboxService {
-    /// Replaces the policy of a live sandbox `scope` may see: bumps its generation and pushes
-    /// it (the proxy closes tunnels opened under the old one). Returns the sandbox and its
-    /// new entry.
+    /// Replaces the policy of a live sandbox `scope` may see with the effective policy of
+    /// `requested` under `actor`'s ceiling: bumps its generation and pushes it (the proxy
+    /// closes tunnels opened under the old one). Returns the sandbox, its new entry and the
+    /// effective policy.
     pub async fn update_policy(
         &self,
         scope: Scope,
+        actor: PolicyActor,
         id: SandboxId,
-        policy: EgressPolicy,
-    ) -> Result<(Sandbox, EgressEntry), ServiceError> {
+        requested: TenantPolicy,
+    ) -> Result<(Sandbox, EgressEntry, EgressPolicy), ServiceError> {
         let sandbox = self.get(scope, id).await?;
+        let (policy, ceiling) = self.effective_policy(actor, Some(&requested)).await?;
         let Some(plane) = self.egress() else {
             return Err(ServiceError::Conflict(
                 "the egress plane is off (AIRLOCK_EGRESS=false)".to_owned(),
@@ -48,16 +50,23 @@ impl SandboxService {
                 sandbox.state.as_str()
             )));
         }
-        let entry = plane.update_policy(id, &policy).await?.ok_or_else(|| {
-            ServiceError::Conflict("the sandbox does not run behind the egress proxy".to_owned())
-        })?;
+        let entry = plane
+            .update_policy(id, &policy, &ceiling.label)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Conflict(
+                    "the sandbox does not run behind the egress proxy".to_owned(),
+                )
+            })?;
         info!(
             sandbox.id = %id,
             policy.hash = %entry.policy_hash,
             policy.generation = entry.generation,
+            policy.ceiling = %ceiling.label,
             "Egress policy updated"
         );
-        Ok((sandbox, entry))
+        let sandbox = self.get(scope, id).await?;
+        Ok((sandbox, entry, policy))
     }
 
     /// The sandbox's egress entry, if `scope` may see the sandbox and it has one.
@@ -94,8 +103,7 @@ impl SandboxService {
             .get_egress_entry(id)
             .await?
             .and_then(|e| e.policy)
-            .and_then(|p| serde_json::from_str::<airlock_egress_policy::PolicySpec>(&p).ok())
-            .is_some_and(|spec| spec.mode == Some(Mode::Report));
+            .is_some_and(|p| EgressPolicy::stored_is_report(&p));
         let suggested_allow_domains = report_mode.then(|| suggest(&hosts));
         Ok(EgressSummary {
             hosts,

@@ -13,8 +13,12 @@
 //! - Observed-state changes go through [`crate::sandbox::SandboxState::transition`] and are
 //!   fenced by generation.
 
+// Operator ceilings (the egress policy authority).
+mod ceilings;
 // The network plane (issue 6): proxy entries and the egress ledger.
 mod egress;
+// Rewrites policies stored before `allow_public` existed.
+mod egress_upgrade;
 mod error;
 mod images;
 mod rows;
@@ -31,7 +35,10 @@ mod audit;
 pub(crate) mod quotas;
 mod secrets;
 
-pub use egress::{EgressEntry, EgressEvent, EgressQuery, HostSummary};
+pub use ceilings::{CeilingsSource, StoredCeilings};
+pub use egress::{
+    EgressEntry, EgressEvent, EgressQuery, HostSummary, POSTGRES_EVENT_BATCH, SQLITE_EVENT_BATCH,
+};
 pub use error::StoreError;
 // Accounts (issue 5).
 pub use images::ImageRecord;
@@ -316,7 +323,9 @@ impl Store {
                 known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
             },
             other => StoreError::Migrate(other),
-        })
+        })?;
+        // Data the SQL cannot rewrite: policies stored before `allow_public` existed.
+        self.upgrade_stored_policies().await.map(drop)
     }
 }
 

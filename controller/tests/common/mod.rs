@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use airlock::api::{AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
+use airlock::credential::{NewToken, TokenKind};
 use airlock::docker::DockerClient;
+use airlock::egress::EgressPlane;
 use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
 use airlock::serve::bootstrap_admin;
 use airlock::service::{SandboxService, ServiceSettings};
@@ -43,6 +45,25 @@ pub(crate) async fn user(store: &Store, name: &str) -> User {
         })
         .await
         .unwrap()
+}
+
+/// A fresh user with `role` and a 1-hour login session for them.
+pub(crate) async fn account(store: &Store, name: &str, role: Role) -> (User, String) {
+    let user = store
+        .create_user(NewUser {
+            email: format!("{name}-{}@example.test", uuid::Uuid::new_v4()),
+            display_name: name.into(),
+            role,
+        })
+        .await
+        .unwrap();
+    let token = NewToken::generate(TokenKind::Session);
+    let until = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    store
+        .create_session(user.id, &token.hash, until)
+        .await
+        .unwrap();
+    (user, token.text)
 }
 
 /// A fresh member named `name` and a fresh sandbox row of theirs (`airlock/testbox:dev`, no
@@ -87,6 +108,9 @@ pub(crate) struct AppOptions<'a> {
     pub(crate) vars: &'a [(&'a str, &'a str)],
     /// Opens a vault with a fresh key.
     pub(crate) vault: bool,
+    /// Puts the service behind an egress plane built from the config (its admin TLS files go
+    /// under `AIRLOCK_DATA_DIR`, which the vars must then set).
+    pub(crate) egress: bool,
 }
 
 /// The app's state over in-memory SQLite, and what the tests reach behind it.
@@ -95,6 +119,8 @@ pub(crate) struct TestApp {
     pub(crate) store: Store,
     pub(crate) config: Config,
     pub(crate) admin: UserId,
+    /// The egress plane, with [`AppOptions::egress`].
+    pub(crate) plane: Option<EgressPlane>,
     // Holds the loopback port bound but not listening, so connections to it are refused.
     _closed: TcpSocket,
 }
@@ -120,8 +146,16 @@ pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let config = Config::from_lookup(|var| vars.get(var).cloned()).unwrap();
+    let plane = options.egress.then(|| {
+        EgressPlane::from_config(&config, docker.clone(), store.clone(), "local")
+            .unwrap()
+            .unwrap()
+    });
     let mut service =
         SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config));
+    if let Some(plane) = &plane {
+        service = service.with_egress(plane.clone());
+    }
     if options.vault {
         let vault = Vault::open(&store, &SecretKey::generate(), &KeySource::Env)
             .await
@@ -134,6 +168,7 @@ pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
         store,
         config,
         admin,
+        plane,
         _closed: closed,
     }
 }
