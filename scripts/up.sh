@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make up`: the whole single-host stack (compose/docker-compose.yml) from nothing, offline.
 #
-#   1. builds every image offline (images/build.sh; unchanged ones are skipped);
+#   1. builds the images the stack runs, offline (images/build.sh; unchanged ones are skipped;
+#      the agent image is `make images-agents`);
 #   2. bundles the testbox and egress images into $AIRLOCK_HOME/bundles (`airlock images
 #      bundle`), the folder the controller's start-up pre-pull and network plane load from
 #      (the air-gapped path);
@@ -191,7 +192,7 @@ nc -w 10 "${hp%:*}" "${hp##*:}" >/tmp/reply; cat /tmp/reply; grep -q "\"error\""
 
 main() {
 	compose_detect
-	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh"
+	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh" dind testbox egress probe controller
 	mkdir -p "$HOME_DIR" "$BUNDLES"
 	chmod 700 "$HOME_DIR"
 	bundle testbox airlock/testbox:dev
