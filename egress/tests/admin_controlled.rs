@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use airlock_egress::admin::{serve_admin, AdminState};
 use airlock_egress::config::{self, Config};
+use airlock_egress::infra::{InfraSet, SystemInterfaces};
 use airlock_egress::ledger::{EventPage, Ledger, SpooledEvent};
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::{basic_credential, credential_hash, Registry};
-use airlock_egress::resolve::StaticResolve;
+use airlock_egress::resolve::{DnsStatus, StaticResolve};
 use airlock_egress::{serve, Services};
 use serde_json::{json, Value};
 use test_support::upstream::EchoServer;
@@ -32,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 const A_SRC: &str = "127.0.0.1";
 const B_SRC: &str = "127.0.0.3";
 const DEADLINE: Duration = Duration::from_secs(10);
+/// `HTTP/1.1 200 OK\r\n`, hyper's `date: ...\r\n` and the blank line.
+const OK_HEAD: u64 = 17 + 37 + 2;
 
 /// A controlled-mode proxy, its plain-loopback admin API and an echo upstream.
 struct Rig {
@@ -53,16 +56,21 @@ impl Rig {
             (config::ENV_ALLOW_CIDRS, "127.0.0.2/32".to_owned()),
         ]);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let infra = InfraSet::new(vec![], &[config.listen], Box::new(SystemInterfaces));
+        infra.refresh().unwrap();
         let state = AdminState {
             registry: Arc::new(Registry::controlled()),
             ledger: Arc::new(Ledger::new(spool_capacity)),
             metrics: Arc::new(Metrics::new()),
+            infra: Arc::new(infra),
+            dns: DnsStatus::Configured,
         };
         let services = Services {
             resolver: Arc::new(StaticResolve::new()),
             registry: Arc::clone(&state.registry),
             ledger: Arc::clone(&state.ledger),
             metrics: Arc::clone(&state.metrics),
+            infra: Arc::clone(&state.infra),
         };
         let stop = CancellationToken::new();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,15 +126,21 @@ impl Rig {
         policy
     }
 
-    /// Sends `CONNECT echo` from `src` with an optional credential.
-    async fn connect(&self, src: &str, credential: Option<&str>) -> (Head, TcpStream) {
-        let mut stream = client_from(src.parse().unwrap(), self.proxy).await;
+    /// The `CONNECT echo` head [`Rig::connect`] sends.
+    fn connect_head(&self, credential: Option<&str>) -> String {
         let target = self.echo.addr();
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(c) = credential {
             request.push_str(&format!("Proxy-Authorization: {c}\r\n"));
         }
         request.push_str("\r\n");
+        request
+    }
+
+    /// Sends `CONNECT echo` from `src` with an optional credential.
+    async fn connect(&self, src: &str, credential: Option<&str>) -> (Head, TcpStream) {
+        let mut stream = client_from(src.parse().unwrap(), self.proxy).await;
+        let request = self.connect_head(credential);
         stream.write_all(request.as_bytes()).await.unwrap();
         let head = read_head(&mut stream).await;
         (head, stream)
@@ -334,8 +348,14 @@ async fn a_new_generation_or_removal_closes_old_tunnels() {
         .wait_for_event(|e| e.generation == 1 && e.method == "CONNECT")
         .await;
     assert_eq!(event.sandbox.as_deref(), Some("a"));
-    assert_eq!(event.bytes_up, 8, "two pings up");
-    assert_eq!(event.bytes_down, 8, "two pings down");
+    // The budget and the ledger count the heads too: the CONNECT head up, the 200 down.
+    let connect_head = rig.connect_head(Some(&cred)).len() as u64;
+    assert_eq!(
+        event.bytes_up,
+        connect_head + 8,
+        "the head and two pings up"
+    );
+    assert_eq!(event.bytes_down, OK_HEAD + 8, "the 200 and two pings down");
 
     let (head, mut gen2) = rig.connect(A_SRC, Some(&cred)).await;
     assert_eq!(head.status, 200, "{head:?}");
@@ -424,7 +444,7 @@ async fn budgets_are_per_sandbox_and_survive_a_new_generation() {
 async fn spool_serves_every_event_and_counts_overflow() {
     let rig = Rig::start(3).await;
     let cred = basic_credential("a", "token-a");
-    // Five refusals (unknown source): three fit the spool, two overflow.
+    // Five refusals (unknown source): three fit the spool, two wait for a summary.
     for _ in 0..5 {
         let (head, _) = rig.connect(A_SRC, Some(&cred)).await;
         assert_eq!(head.status, 403);
@@ -436,7 +456,8 @@ async fn spool_serves_every_event_and_counts_overflow() {
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(page.overflowed, 2);
+    assert_eq!(page.overflowed, 0);
+    assert_eq!(rig.state.ledger.waiting(), 2);
     assert_eq!(body["boot_id"], rig.state.registry.boot_id());
     assert!(page
         .events
@@ -446,19 +467,18 @@ async fn spool_serves_every_event_and_counts_overflow() {
     let (status, _) =
         admin_call(rig.admin, "POST", "/v1/events/ack", Some(json!({"seq": 3}))).await;
     assert_eq!(status, 204);
+    // Room came back: the two that found none come out as one summary, then new events.
+    let summary = rig.wait_for_event(|e| e.seq == 4).await;
+    assert_eq!((summary.reason.as_str(), summary.count), ("ledger_full", 2));
     let (head, _) = rig.connect(A_SRC, Some(&cred)).await;
     assert_eq!(head.status, 403);
-    let next = rig.wait_for_event(|e| e.seq == 4).await;
+    let next = rig.wait_for_event(|e| e.seq == 5).await;
     assert_eq!(next.reason, "unknown_source");
-    assert_eq!(
-        rig.state.ledger.overflowed(),
-        2,
-        "room was freed: nothing more lost"
-    );
+    assert_eq!(rig.state.ledger.overflowed(), 0, "nothing was lost");
 
     let metrics = rig.state.metrics.render(&rig.state.ledger);
     assert!(
-        metrics.contains("airlock_egress_spool_overflow_total 2\n"),
+        metrics.contains("airlock_egress_spool_overflow_total 0\n"),
         "{metrics}"
     );
     assert!(

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::framing::*;
 use super::*;
 
 const MAX: usize = 16 * 1024;
@@ -152,7 +153,20 @@ fn limits() -> GateLimits {
     GateLimits {
         max_head: MAX,
         head_timeout: Duration::from_secs(30),
+        write_idle: Duration::from_secs(30),
     }
+}
+
+/// A connection from 10.213.0.3 under `caps`.
+fn client(caps: &Arc<SourceCaps>) -> Arc<ClientConn> {
+    let peer: std::net::SocketAddr = "10.213.0.3:40000".parse().unwrap();
+    let open = caps.admit(peer.ip()).unwrap();
+    Arc::new(ClientConn::new(peer, Some(open)))
+}
+
+fn new_gate<T>(io: T, limits: GateLimits, render: Render) -> RequestGate<T> {
+    let caps = Arc::new(SourceCaps::new(64, 64));
+    RequestGate::new(io, limits, render, client(&caps), caps)
 }
 
 /// A gate over `pieces` whose refusals are recorded as their error codes.
@@ -167,7 +181,7 @@ fn gate(pieces: Vec<Vec<u8>>) -> (RequestGate<Script>, Arc<Mutex<Vec<String>>>) 
         pieces: pieces.into(),
         written: Vec::new(),
     };
-    (RequestGate::new(script, limits(), render), refused)
+    (new_gate(script, limits(), render), refused)
 }
 
 /// Requests whose framing the gate must follow: sized, chunked (extensions, trailers, upper
@@ -284,7 +298,7 @@ async fn a_slow_head_is_refused_and_an_idle_connection_closes_quietly() {
         head_timeout: Duration::from_millis(100),
         ..limits()
     };
-    let mut gate = RequestGate::new(server, quick, render);
+    let mut gate = new_gate(server, quick, render);
     let mut client = client;
     client
         .write_all(b"GET http://a/ HTTP/1.1\r\nHo")
@@ -298,7 +312,7 @@ async fn a_slow_head_is_refused_and_an_idle_connection_closes_quietly() {
 
     let (_client, server) = tokio::io::duplex(1024);
     let render: Render = Box::new(|_| panic!("an idle connection is not refused"));
-    let mut idle = RequestGate::new(server, quick, render);
+    let mut idle = new_gate(server, quick, render);
     assert_eq!(idle.read(&mut buf).await.unwrap(), 0);
 }
 

@@ -26,6 +26,7 @@ fn entry_with(id: &str, addr: &str, token: &str, generation: u64, policy: &str) 
         policy: Arc::new(Policy::compile(&policy_spec).unwrap()),
         policy_spec,
         generation,
+        ceiling: None,
     }
 }
 
