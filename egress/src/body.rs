@@ -227,6 +227,13 @@ impl HeadCharge {
         }
     }
 
+    /// Whether a head of `n` bytes still fits the budget, without charging it.
+    pub(crate) fn fits(&self, n: u64) -> Result<(), EgressError> {
+        self.budget
+            .check_bytes(n)
+            .map_err(|e| EgressError::policy(e.code(), e.to_string()))
+    }
+
     /// A head of `n` bytes going upstream; refused (`max_bytes`) when it would pass the budget,
     /// before a byte of it is sent.
     pub(crate) fn up(&self, n: u64) -> Result<(), EgressError> {

@@ -73,14 +73,23 @@ pub(crate) async fn handle(
         Err(error) => return full(exchange.refuse(&error)),
     };
     let charge = HeadCharge::new(exchange.counters(), permit.budget());
-    if let Err(error) = charge.up(request_head_len(&upstream_req)) {
+    let head = request_head_len(&upstream_req);
+    // Refused before any dial when the head alone would pass the budget; charged only when
+    // it is sent.
+    if let Err(error) = charge.fits(head) {
         return full(exchange.refuse(&error));
     }
-    let upstream_req = upstream_req.map(|body| {
+    let req = upstream_req.map(|body| {
         let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
         MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
     });
-    let sent = send(&proxy, &ctx, &addrs, &mut exchange, upstream_req).await;
+    let outgoing = Outgoing {
+        req,
+        head,
+        charge: charge.clone(),
+        charged: false,
+    };
+    let sent = send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await;
     let (key, sender, response) = match sent {
         Ok(sent) => sent,
         Err(error) => return full(exchange.refuse(&error)),
@@ -113,7 +122,7 @@ async fn send(
     ctx: &ClientCtx,
     addrs: &[SocketAddr],
     exchange: &mut Exchange,
-    mut req: Request<MeteredBody<Incoming>>,
+    mut out: Outgoing,
 ) -> Result<(PoolKey, UpstreamSender, Response<Incoming>), EgressError> {
     let idle = proxy.config().idle_timeout;
     let pooled = proxy
@@ -121,12 +130,12 @@ async fn send(
         .checkout(addrs, ctx.sandbox.as_deref(), ctx.generation);
     if let Some((key, mut sender)) = pooled {
         if sender.ready().await.is_ok() {
-            still_current(ctx)?;
+            out.release(ctx)?;
             exchange.set_addr(Some(key.addr));
-            match timed(idle, sender.try_send_request(req)).await? {
+            match timed(idle, sender.try_send_request(out.req)).await? {
                 Ok(response) => return Ok((key, sender, response)),
                 Err(mut error) => match error.take_message() {
-                    Some(unsent) => req = unsent,
+                    Some(unsent) => out.req = unsent,
                     None => return Err(upstream_failed(&error.into_error())),
                 },
             }
@@ -146,11 +155,31 @@ async fn send(
         generation: ctx.generation,
     };
     let mut sender = handshake(proxy, ctx, upstream).await?;
-    still_current(ctx)?;
-    let response = timed(idle, sender.send_request(req))
+    out.release(ctx)?;
+    let response = timed(idle, sender.send_request(out.req))
         .await?
         .map_err(|e| upstream_failed(&e))?;
     Ok((key, sender, response))
+}
+
+/// The request about to go upstream, and its head's charge.
+struct Outgoing {
+    req: Request<MeteredBody<Incoming>>,
+    head: u64,
+    charge: HeadCharge,
+    charged: bool,
+}
+
+impl Outgoing {
+    /// Right before the first byte goes out: the generation must still be current, and the
+    /// head is charged (once, even if a pooled connection closed and a fresh one sends it).
+    fn release(&mut self, ctx: &ClientCtx) -> Result<(), EgressError> {
+        still_current(ctx)?;
+        if !std::mem::replace(&mut self.charged, true) {
+            self.charge.up(self.head)?;
+        }
+        Ok(())
+    }
 }
 
 /// Bounds the wait for the response head by the idle timeout (504 when it expires).

@@ -48,8 +48,27 @@ fn every_variable_parses() {
         (ENV_MAX_CONNECTIONS, "7"),
         (ENV_SHUTDOWN_GRACE, "1h"),
         (ENV_SPOOL_CAPACITY, "10"),
+        (ENV_DENY_CIDRS, "10.213.0.0/16, 10.212.0.2"),
+        (ENV_SPOOL_PER_SANDBOX, "7"),
+        (ENV_MAX_CONNECTIONS_PER_SOURCE, "9"),
+        (ENV_MAX_PENDING_HEADS_PER_SOURCE, "3"),
     ])
     .unwrap();
+    assert_eq!(
+        c.deny_cidrs,
+        vec![
+            "10.213.0.0/16".parse::<IpNet>().unwrap(),
+            "10.212.0.2/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        (
+            c.spool_per_sandbox,
+            c.max_connections_per_source,
+            c.max_pending_heads_per_source
+        ),
+        (7, 9, 3)
+    );
     assert_eq!(c.admin_listen, Some("[::1]:3129".parse().unwrap()));
     assert_eq!(
         c.dns,
@@ -84,6 +103,8 @@ fn every_bad_variable_is_reported() {
         (ENV_MAX_HEADER_BYTES, "12"),
         (ENV_CONNECT_TIMEOUT, "10"),
         (ENV_MAX_CONNECTIONS, "0"),
+        (ENV_DENY_CIDRS, "10.0.0.0/40"),
+        (ENV_MAX_PENDING_HEADS_PER_SOURCE, "0"),
     ])
     .unwrap_err();
     let vars: Vec<_> = err.problems.iter().map(|p| p.var).collect();
@@ -93,15 +114,30 @@ fn every_bad_variable_is_reported() {
             ENV_LISTEN,
             ENV_DNS,
             ENV_ALLOW_CIDRS,
+            ENV_DENY_CIDRS,
             ENV_MODE,
             ENV_MAX_HEADER_BYTES,
             ENV_CONNECT_TIMEOUT,
-            ENV_MAX_CONNECTIONS
+            ENV_MAX_CONNECTIONS,
+            ENV_MAX_PENDING_HEADS_PER_SOURCE
         ]
     );
     assert_eq!(err.problems[0].value, "nope");
     let text = err.to_string();
     assert!(text.contains("AIRLOCK_EGRESS_MODE=\"chaos\": expected standalone or controlled"));
+}
+
+#[test]
+fn dockers_embedded_resolver_is_never_configured() {
+    for dns in ["127.0.0.11", "127.0.0.11:53", "10.0.0.2,127.0.0.11"] {
+        let err = from_map(&[(ENV_DNS, dns)]).unwrap_err();
+        assert_eq!(err.problems[0].var, ENV_DNS, "{dns}");
+    }
+    let c = from_map(&[]).unwrap();
+    assert_eq!(c.max_connections_per_source, 256);
+    assert_eq!(c.max_pending_heads_per_source, 32);
+    assert_eq!(c.spool_per_sandbox, 4096);
+    assert!(c.deny_cidrs.is_empty());
 }
 
 #[test]

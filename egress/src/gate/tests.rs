@@ -68,6 +68,9 @@ fn heads_are_judged_as_hyper_judges_them() {
         "GET http://a/ HTTP/1.1\r\nBad Name: 1\r\n\r\n",
         "bad_header",
     );
+    // Methods are case-sensitive: any other spelling of CONNECT is refused, never forwarded.
+    bad("connect a:443 HTTP/1.1\r\n\r\n", "bad_method");
+    bad("Connect a:443 HTTP/1.1\r\n\r\n", "bad_method");
     bad("GET http://a/ HTTP/1.1\r\nX: a\x01b\r\n\r\n", "bad_header");
     bad(
         "POST http://a/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
@@ -423,4 +426,44 @@ proptest! {
             prop_assert!(line.contains(&b'#'), "only fragments are refused beyond hyper: {:?}", shown);
         }
     }
+}
+
+/// A keep-alive connection that starts a head while its source already holds its cap of
+/// partial heads is refused `head_limit`; complete heads never count.
+#[tokio::test]
+async fn a_partial_head_over_the_source_cap_is_refused() {
+    let caps = Arc::new(SourceCaps::new(64, 1));
+    let conn = client(&caps);
+    // Another connection from the same source holds the one partial-head slot.
+    let other = caps.head("10.213.0.3".parse().unwrap()).unwrap();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    let render: Render = Box::new(move |r: Rejected| {
+        seen.lock().unwrap().push(r.error.code().to_owned());
+        b"REFUSED".to_vec()
+    });
+    let script = Script {
+        pieces: vec![
+            b"GET http://a/ HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET http://a/ HT".to_vec(),
+        ]
+        .into(),
+        written: Vec::new(),
+    };
+    let mut gate = RequestGate::new(script, limits(), render, conn, caps.clone());
+    let mut buf = [0u8; 256];
+    let n = gate.read(&mut buf).await.unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"GET http://a/ HTTP/1.1\r\n\r\n",
+        "a whole head passes"
+    );
+    assert_eq!(
+        gate.read(&mut buf).await.unwrap(),
+        0,
+        "the partial one is refused"
+    );
+    drop(gate);
+    assert_eq!(*refused.lock().unwrap(), ["head_limit"]);
+    drop(other);
 }

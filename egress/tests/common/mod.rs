@@ -7,6 +7,8 @@
 // Test harness code outside #[test] fns: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod controlled;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
