@@ -163,7 +163,11 @@ start_airlock() {
     # The upstream is on loopback, which the proxy refuses unless the operator allows the
     # exact address. DNS points at loopback: every target here is an IP literal.
     # JSON is the ledger's production format; like squid's access log it goes to a file.
-    LOG_FORMAT=json "$AIRLOCK_BIN" serve --listen "127.0.0.1:$AIRLOCK_PORT" --allow-cidr 127.0.0.1/32 \
+    # Every client here is one loopback source standing for many sandboxes, so the per-source
+    # caps (256 connections, 32 partial heads) are lifted as for squid, which has none.
+    AIRLOCK_EGRESS_MAX_CONNECTIONS_PER_SOURCE=1000000 \
+        AIRLOCK_EGRESS_MAX_PENDING_HEADS_PER_SOURCE=1000000 \
+        LOG_FORMAT=json "$AIRLOCK_BIN" serve --listen "127.0.0.1:$AIRLOCK_PORT" --allow-cidr 127.0.0.1/32 \
         --policy "$WORK/airlock-policy.json" --dns 127.0.0.1:53 \
         2>>"$WORK/airlock-egress.log" &
     PID[airlock-egress]=$!

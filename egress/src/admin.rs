@@ -7,13 +7,18 @@
 //! else without TLS is refused at start (fail closed).
 //!
 //! Routes (JSON; errors are `{"error":"<code>","message":".."}`):
-//! - `GET /healthz` -> `{"status":"ok","boot_id":..,"sandboxes":N}`
+//! - `GET /healthz` -> `{"status":"ok","boot_id":..,"sandboxes":N,"controlled":..,
+//!   "events_overflowed":N,"infrastructure":N,"dns":"configured"|"system"|"none"}`
 //! - `GET /metrics` -> Prometheus text
 //! - `GET /v1/sandboxes` -> `{"boot_id":..,"sandboxes":[{sandbox_id,generation,source_addrs}]}`
-//! - `GET /v1/sandboxes/{id}` -> `{sandbox_id,generation,source_addrs,policy,bytes_used,
-//!   open_connections}`
-//! - `PUT /v1/sandboxes/{id}` `{sandbox_id?, source_addrs, credential_hash, policy?, generation}`
-//!   -> 201 created / 200 replaced or unchanged; 409 stale generation; 400 bad input or policy
+//! - `GET /v1/sandboxes/{id}` -> `{sandbox_id,generation,source_addrs,policy,ceiling,
+//!   bytes_used,open_connections}`
+//! - `PUT /v1/sandboxes/{id}` `{sandbox_id?, source_addrs, credential_hash, policy?, generation,
+//!   ceiling?}` -> 201 created / 200 replaced or unchanged; 409 stale generation; 400 bad input
+//!   or policy. The interfaces are read again first (the controller attaches the proxy to the
+//!   sandbox's network just before), so the new network is infrastructure before it is used.
+//! - `GET /v1/infrastructure`, `PUT /v1/infrastructure` `{"cidrs":[..]}` (replaces the pushed
+//!   list) -> `{"effective":[..],"pushed":[..],"configured":[..],"derived":[..]}`; 400 bad CIDR
 //! - `DELETE /v1/sandboxes/{id}` -> 204 (idempotent)
 //! - `GET /v1/events?after=SEQ&limit=N` -> `{"events":[..],"next":SEQ,"overflowed":N,"boot_id":..}`
 //! - `POST /v1/events/ack` `{"seq":N}` -> 204
@@ -21,6 +26,7 @@
 //! Request bodies are capped at [`MAX_BODY_BYTES`], headers must arrive within
 //! [`HEADER_TIMEOUT`], and at most [`MAX_CONNECTIONS`] admin connections are served at once.
 
+mod infra;
 mod routes;
 
 use std::future::Future;
@@ -42,9 +48,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::infra::InfraSet;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::resolve::DnsStatus;
 
 /// Largest admin request body (a policy with ~10,000 domain rules fits comfortably).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -66,6 +74,10 @@ pub struct AdminState {
     pub ledger: Arc<Ledger>,
     /// The proxy's metrics.
     pub metrics: Arc<Metrics>,
+    /// The infrastructure set the controller pushes into and reads back.
+    pub infra: Arc<InfraSet>,
+    /// Where the proxy's resolvers came from, for `/healthz`.
+    pub dns: DnsStatus,
 }
 
 /// Why the admin TLS configuration could not be loaded.

@@ -1,6 +1,8 @@
 //! `MeteredBody`: wraps a streamed request or response body to count its bytes, charge them to
-//! the sandbox budget, enforce an idle timeout between frames (responses), and end the exchange
-//! exactly once when the body finishes, fails or is dropped.
+//! the sandbox budget, enforce an idle timeout between frames (responses), stop when the
+//! sandbox's generation is revoked, and end the exchange exactly once when the body finishes,
+//! fails or is dropped. `HeadCharge` charges the heads around the bodies: the budget counts
+//! everything on the wire, not only the payload.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,10 +12,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, ConnectionPermit};
+use crate::error::EgressError;
 use crate::exchange::{Counters, Exchange};
 use crate::pool::{PoolKey, UpstreamSender};
 use crate::server::{BoxError, Proxy};
@@ -39,6 +44,8 @@ pub(crate) struct MeteredBody<B: Body> {
     proxy: Arc<Proxy>,
     counters: Arc<Counters>,
     budget: Arc<Budget>,
+    /// The sandbox's generation; once cancelled, no further frame passes.
+    revoked: CancellationToken,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
     /// For the response body: the exchange (and connection slot) to end with it.
     end: Option<(Exchange, ConnectionPermit)>,
@@ -56,6 +63,7 @@ impl<B: Body> MeteredBody<B> {
         proxy: Arc<Proxy>,
         counters: Arc<Counters>,
         budget: Arc<Budget>,
+        revoked: CancellationToken,
     ) -> Self {
         Self {
             inner,
@@ -63,6 +71,7 @@ impl<B: Body> MeteredBody<B> {
             proxy,
             counters,
             budget,
+            revoked,
             idle: None,
             end: None,
             reuse: None,
@@ -77,6 +86,7 @@ impl<B: Body> MeteredBody<B> {
         permit: ConnectionPermit,
         idle: Duration,
         upstream: (PoolKey, UpstreamSender),
+        revoked: CancellationToken,
     ) -> Self {
         let proxy = exchange.proxy().clone();
         let counters = exchange.counters().clone();
@@ -87,6 +97,7 @@ impl<B: Body> MeteredBody<B> {
             proxy,
             counters,
             budget,
+            revoked,
             idle: Some((idle, Box::pin(tokio::time::sleep(idle)))),
             end: Some((exchange, permit)),
             reuse: Some(upstream),
@@ -151,6 +162,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if this.revoked.is_cancelled() {
+            return this.stop("policy_changed");
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let n = frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -196,6 +210,83 @@ impl<B: Body> Drop for MeteredBody<B> {
         }
         self.finish();
     }
+}
+
+/// Charges request and response heads to the sandbox's budget and the exchange's counters.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadCharge {
+    counters: Arc<Counters>,
+    budget: Arc<Budget>,
+}
+
+impl HeadCharge {
+    pub(crate) fn new(counters: &Arc<Counters>, budget: &Arc<Budget>) -> Self {
+        Self {
+            counters: Arc::clone(counters),
+            budget: Arc::clone(budget),
+        }
+    }
+
+    /// Whether a head of `n` bytes still fits the budget, without charging it.
+    pub(crate) fn fits(&self, n: u64) -> Result<(), EgressError> {
+        self.budget
+            .check_bytes(n)
+            .map_err(|e| EgressError::policy(e.code(), e.to_string()))
+    }
+
+    /// A head of `n` bytes going upstream; refused (`max_bytes`) when it would pass the budget,
+    /// before a byte of it is sent.
+    pub(crate) fn up(&self, n: u64) -> Result<(), EgressError> {
+        self.charge(n, &self.counters.up)
+    }
+
+    /// A head of `n` bytes going to the client.
+    pub(crate) fn down(&self, n: u64) -> Result<(), EgressError> {
+        self.charge(n, &self.counters.down)
+    }
+
+    fn charge(&self, n: u64, counter: &std::sync::atomic::AtomicU64) -> Result<(), EgressError> {
+        let refuse =
+            |e: crate::budget::BudgetExceeded| EgressError::policy(e.code(), e.to_string());
+        self.budget.check_bytes(n).map_err(refuse)?;
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.budget.add_bytes(n).map_err(refuse)
+    }
+}
+
+/// The size of a request head as hyper writes it: request line, `name: value` lines, blank line.
+pub(crate) fn request_head_len<B>(req: &Request<B>) -> u64 {
+    // Origin-form for a forwarded request, authority-form for CONNECT.
+    let uri = req.uri();
+    let target = match uri.path_and_query() {
+        Some(path) => path.as_str().len(),
+        None => uri.authority().map_or(1, |a| a.as_str().len()),
+    };
+    // "METHOD target HTTP/1.1\r\n"
+    let line = req.method().as_str().len() + 1 + target + 11;
+    (line + headers_len(req.headers())) as u64
+}
+
+/// The size of a response head: status line, `name: value` lines, blank line, plus the `date`
+/// header hyper adds.
+pub(crate) fn response_head_len(status: StatusCode, headers: &HeaderMap) -> u64 {
+    const DATE: usize = "date: Thu, 01 Jan 1970 00:00:00 GMT\r\n".len();
+    // "HTTP/1.1 200 OK\r\n"
+    let line = 13 + status.canonical_reason().map_or(0, str::len) + 2;
+    let date = if headers.contains_key(http::header::DATE) {
+        0
+    } else {
+        DATE
+    };
+    (line + headers_len(headers) + date) as u64
+}
+
+fn headers_len(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    lines + 2
 }
 
 impl<B: Body> std::fmt::Debug for MeteredBody<B> {

@@ -1,10 +1,16 @@
 //! `airlock-egress check`: the dry run operators use to test a policy.
 //!
-//! It runs exactly `serve`'s decision path (`decide::parse_request` then `decide::judge`), with a
-//! static resolver for `--resolve` entries and, unless `--no-dns`, the system resolver for the
-//! rest. With `--no-dns` it does no network I/O: a name without a `--resolve` entry has no answer
-//! and is denied as `dns_no_answer`. It prints one JSON object and exits 0 (allow), 1 (deny) or
-//! 2 (bad usage).
+//! It runs exactly `serve`'s decision path: the request line (with `HTTP/1.1` added when it has
+//! no version) and the `--header`s form a request head that goes through the gate's own checks
+//! (hyper's parser and rules, the method-case rule), then `decide::parse_request` and
+//! `decide::judge` with the operator's exceptions and the infrastructure set (`--deny-cidr`).
+//! A static resolver answers `--resolve` entries and, unless `--no-dns`, the system resolver
+//! (Docker's embedded one left out) the rest. With `--no-dns` it does no network I/O: a name
+//! without a `--resolve` entry has no answer and is denied as `dns_no_answer`.
+//!
+//! It prints one JSON object and exits 0 (allow) or 1 (deny, a malformed request line
+//! included); 2 is only for bad flags. It does not derive infrastructure from the interfaces of
+//! the machine it runs on (that is rarely the proxy's): pass the proxy's with `--deny-cidr`.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -12,13 +18,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use airlock_egress_policy::{Decision, OperatorExceptions, Policy};
+use airlock_egress_policy::{Decision, Infrastructure, OperatorExceptions};
+use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{load_policy, parse_cidr};
-use crate::decide::{judge, parse_request};
+use crate::config::{load_policy, parse_cidr, DEFAULT_MAX_HEADER_BYTES};
+use crate::decide::{judge, parse_request, Rules};
 use crate::exchange::REASON_ALLOWED;
-use crate::resolve::{HickoryResolve, Resolve, StaticResolve};
+use crate::gate::head_verdict;
+use crate::resolve::{HickoryResolve, NoResolver, Resolve, ResolverSetupError, StaticResolve};
 
 /// Arguments of `airlock-egress check`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -29,6 +37,9 @@ pub struct CheckArgs {
     /// Operator exception (exact CIDR), repeatable.
     #[arg(long = "allow-cidr")]
     pub allow_cidr: Vec<String>,
+    /// Infrastructure CIDR no policy or exception opens, repeatable (as `serve --deny-cidr`).
+    #[arg(long = "deny-cidr")]
+    pub deny_cidr: Vec<String>,
     /// `NAME=ADDR[,ADDR...]`: answer NAME with these addresses instead of asking DNS.
     #[arg(long)]
     pub resolve: Vec<String>,
@@ -38,7 +49,8 @@ pub struct CheckArgs {
     /// A request header, `Name: value` (only Host matters to the decision).
     #[arg(long)]
     pub header: Vec<String>,
-    /// The request: `'GET http://host/path'` or `'CONNECT host:port'`.
+    /// The request line: `'GET http://host/path'` or `'CONNECT host:port'` (a version such as
+    /// `HTTP/1.0` may follow; `HTTP/1.1` is assumed).
     #[arg(last = true, required = true)]
     pub request: Vec<String>,
 }
@@ -61,15 +73,17 @@ pub struct CheckOutcome {
 /// Bad command-line input (exit status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckUsageError {
-    /// The request was not `METHOD TARGET`.
-    #[error("the request must be 'METHOD TARGET', e.g. 'GET http://example.com/' or 'CONNECT example.com:443'")]
-    Request,
     /// A `--resolve` entry was malformed.
     #[error("bad --resolve {0:?}: expected NAME=ADDR[,ADDR...]")]
     Resolve(String),
-    /// A `--allow-cidr` entry was malformed.
-    #[error("bad --allow-cidr {0:?}: expected a CIDR like 10.0.0.5/32")]
-    Cidr(String),
+    /// A `--allow-cidr` or `--deny-cidr` entry was malformed.
+    #[error("bad --{flag} {value:?}: expected a CIDR like 10.0.0.5/32")]
+    Cidr {
+        /// `allow-cidr` or `deny-cidr`.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// A `--header` entry was malformed.
     #[error("bad --header {0:?}: expected 'Name: value'")]
     Header(String),
@@ -101,33 +115,59 @@ pub async fn main(args: CheckArgs) -> ExitCode {
 
 /// Evaluates the request described by `args`, the way `serve` would.
 pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, CheckUsageError> {
-    let joined = args.request.join(" ");
-    let mut words = joined.split_whitespace();
-    let (Some(method), Some(target), None) = (words.next(), words.next(), words.next()) else {
-        return Err(CheckUsageError::Request);
-    };
     let policy =
         load_policy(args.policy.as_deref()).map_err(|e| CheckUsageError::Policy(e.to_string()))?;
-    let ops = OperatorExceptions::new(
-        args.allow_cidr
-            .iter()
-            .map(|c| parse_cidr(c).ok_or_else(|| CheckUsageError::Cidr(c.clone())))
-            .collect::<Result<_, _>>()?,
-    );
+    let ops = OperatorExceptions::new(cidrs("allow-cidr", &args.allow_cidr)?);
+    let infra = Infrastructure::new(cidrs("deny-cidr", &args.deny_cidr)?);
     let hosts = host_headers(&args.header)?;
     let resolver = build_resolver(args)?;
-    let host_refs: Vec<&[u8]> = hosts.iter().map(String::as_bytes).collect();
-    Ok(decide(&policy, &ops, resolver.as_ref(), method, target, &host_refs).await)
+    let rules = Rules {
+        policy: &policy,
+        ops: &ops,
+        infra: &infra,
+    };
+    let line = args.request.join(" ");
+    Ok(decide(rules, resolver.as_ref(), &line, &args.header, &hosts).await)
+}
+
+fn cidrs(flag: &'static str, values: &[String]) -> Result<Vec<IpNet>, CheckUsageError> {
+    values
+        .iter()
+        .map(|value| {
+            parse_cidr(value).ok_or_else(|| CheckUsageError::Cidr {
+                flag,
+                value: value.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The request head `serve` would receive for this line and these headers.
+fn request_head(line: &str, headers: &[String]) -> String {
+    let has_version = line
+        .rsplit(' ')
+        .next()
+        .is_some_and(|last| last.starts_with("HTTP/"))
+        && line.split(' ').count() == 3;
+    let mut head = match has_version {
+        true => format!("{line}\r\n"),
+        false => format!("{line} HTTP/1.1\r\n"),
+    };
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head
 }
 
 /// The shared decision path, folded into one outcome.
 async fn decide(
-    policy: &Policy,
-    ops: &OperatorExceptions,
+    rules: Rules<'_>,
     resolver: &dyn Resolve,
-    method: &str,
-    target: &str,
-    hosts: &[&[u8]],
+    line: &str,
+    headers: &[String],
+    hosts: &[String],
 ) -> CheckOutcome {
     let deny = |reason, host, port, addr| CheckOutcome {
         decision: "deny",
@@ -136,13 +176,20 @@ async fn decide(
         port,
         addr,
     };
-    let parsed = match parse_request(method, target, hosts) {
+    let head = request_head(line, headers);
+    if let Err(error) = head_verdict(head.as_bytes(), DEFAULT_MAX_HEADER_BYTES) {
+        return deny(error.code(), None, None, None);
+    }
+    let mut words = line.split(' ');
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let hosts: Vec<&[u8]> = hosts.iter().map(String::as_bytes).collect();
+    let parsed = match parse_request(method, target, &hosts) {
         Ok(parsed) => parsed,
         Err(error) => return deny(error.code(), None, None, None),
     };
     let t = &parsed.target;
     let (host, port) = (Some(t.host_str()), Some(t.port));
-    match judge(policy, ops, resolver, None, t).await {
+    match judge(rules, resolver, None, t).await {
         Err(error) => deny(error.code(), host, port, None),
         Ok(judgement) => match judgement.decision {
             Decision::Deny(denied) => deny(denied.reason.code(), host, port, denied.addr),
@@ -166,7 +213,7 @@ fn host_headers(headers: &[String]) -> Result<Vec<String>, CheckUsageError> {
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| CheckUsageError::Header(header.clone()))?;
-        if name.trim().is_empty() {
+        if name.trim().is_empty() || header.contains(['\r', '\n']) {
             return Err(CheckUsageError::Header(header.clone()));
         }
         if name.trim().eq_ignore_ascii_case("host") {
@@ -193,9 +240,16 @@ fn build_resolver(args: &CheckArgs) -> Result<Box<dyn Resolve>, CheckUsageError>
     if args.no_dns {
         return Ok(Box::new(table));
     }
-    let system = HickoryResolve::from_system(Duration::from_secs(5))
-        .map_err(|e| CheckUsageError::Dns(e.to_string()))?;
-    Ok(Box::new(table.with_fallback(Box::new(system))))
+    // As `serve`: without a usable nameserver, names that need DNS are refused, not a usage
+    // error.
+    let system: Box<dyn Resolve> = match HickoryResolve::from_system(Duration::from_secs(5)) {
+        Ok(system) => Box::new(system),
+        Err(ResolverSetupError::NoServers | ResolverSetupError::ResolvConf(_)) => {
+            Box::new(NoResolver)
+        }
+        Err(error) => return Err(CheckUsageError::Dns(error.to_string())),
+    };
+    Ok(Box::new(table.with_fallback(system)))
 }
 
 #[cfg(test)]
@@ -237,6 +291,34 @@ mod tests {
             ),
             (args("GET /relative", |_| {}), "deny", "origin_form"),
             (
+                args("connect example.com:443", |_| {}),
+                "deny",
+                "bad_method",
+            ),
+            (args("GET http://a/ extra", |_| {}), "deny", "bad_version"),
+            (
+                args("GET http://a.test/ HTTP/1.0", |a| {
+                    a.resolve = vec!["a.test=93.184.216.34".into()]
+                }),
+                "allow",
+                "allowed",
+            ),
+            (
+                args("GET http://a.test/", |a| {
+                    a.header = vec!["Bad Header: x".into()]
+                }),
+                "deny",
+                "bad_header",
+            ),
+            (
+                args("CONNECT 10.213.0.3:22", |a| {
+                    a.deny_cidr = vec!["10.213.0.0/16".into()];
+                    a.allow_cidr = vec!["10.0.0.0/8".into()];
+                }),
+                "deny",
+                "infrastructure",
+            ),
+            (
                 args("CONNECT localhost:443", |_| {}),
                 "deny",
                 "localhost_name",
@@ -263,9 +345,11 @@ mod tests {
     #[tokio::test]
     async fn usage_errors() {
         for a in [
-            args("GET", |_| {}),
-            args("GET http://a/ extra", |_| {}),
             args("GET http://a/", |a| a.resolve = vec!["a".into()]),
+            args("GET http://a/", |a| a.deny_cidr = vec!["nope".into()]),
+            args("GET http://a/", |a| {
+                a.header = vec!["X: a\r\nHost: b".into()]
+            }),
             args("GET http://a/", |a| a.resolve = vec!["a=not-an-ip".into()]),
             args("GET http://a/", |a| {
                 a.allow_cidr = vec!["10.0.0.0/40".into()]

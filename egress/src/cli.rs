@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use crate::check::CheckArgs;
 use crate::config::{
     Config, ConfigError, ENV_ADMIN_LISTEN, ENV_ADMIN_TLS_DIR, ENV_ALLOW_CIDRS, ENV_CONNECT_TIMEOUT,
-    ENV_DNS, ENV_IDLE_TIMEOUT, ENV_LISTEN, ENV_MAX_CONNECTIONS, ENV_MAX_HEADER_BYTES, ENV_MODE,
-    ENV_POLICY, ENV_SHUTDOWN_GRACE, ENV_SPOOL_CAPACITY,
+    ENV_DENY_CIDRS, ENV_DNS, ENV_IDLE_TIMEOUT, ENV_LISTEN, ENV_MAX_CONNECTIONS,
+    ENV_MAX_CONNECTIONS_PER_SOURCE, ENV_MAX_HEADER_BYTES, ENV_MAX_PENDING_HEADS_PER_SOURCE,
+    ENV_MODE, ENV_POLICY, ENV_SHUTDOWN_GRACE, ENV_SPOOL_CAPACITY, ENV_SPOOL_PER_SANDBOX,
 };
 use crate::log_writer::{BatchWriter, LogGuard};
 
@@ -26,11 +27,14 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once at start; the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy.
     Serve(ServeArgs),
-    /// Print what `serve` would decide for one request, as JSON (exit 0 allow, 1 deny, 2 usage).
+    /// Print what `serve` would decide for one request, as JSON (exit 0 allow, 1 deny, 2 bad
+    /// flags).
     Check(CheckArgs),
 }
 
@@ -54,6 +58,10 @@ pub struct ServeArgs {
     /// Operator exception (exact CIDR), repeatable (env AIRLOCK_EGRESS_ALLOW_CIDRS).
     #[arg(long = "allow-cidr")]
     pub allow_cidr: Vec<String>,
+    /// Infrastructure CIDR that no policy or exception opens, repeatable
+    /// (env AIRLOCK_EGRESS_DENY_CIDRS, comma-separated).
+    #[arg(long = "deny-cidr")]
+    pub deny_cidr: Vec<String>,
     /// Default policy file (JSON) (env AIRLOCK_EGRESS_POLICY).
     #[arg(long)]
     pub policy: Option<String>,
@@ -78,6 +86,17 @@ pub struct ServeArgs {
     /// Ledger spool capacity (env AIRLOCK_EGRESS_SPOOL_CAPACITY).
     #[arg(long)]
     pub spool_capacity: Option<String>,
+    /// Ledger events one sandbox may hold (env AIRLOCK_EGRESS_SPOOL_PER_SANDBOX) (default 4096).
+    #[arg(long)]
+    pub spool_per_sandbox: Option<String>,
+    /// Open client connections per source address
+    /// (env AIRLOCK_EGRESS_MAX_CONNECTIONS_PER_SOURCE) (default 256).
+    #[arg(long)]
+    pub max_connections_per_source: Option<String>,
+    /// Connections per source address still sending a request head
+    /// (env AIRLOCK_EGRESS_MAX_PENDING_HEADS_PER_SOURCE) (default 32).
+    #[arg(long)]
+    pub max_pending_heads_per_source: Option<String>,
 }
 
 // === impl ServeArgs ===
@@ -97,12 +116,25 @@ impl ServeArgs {
             (ENV_MAX_CONNECTIONS, &self.max_connections),
             (ENV_SHUTDOWN_GRACE, &self.shutdown_grace),
             (ENV_SPOOL_CAPACITY, &self.spool_capacity),
+            (ENV_SPOOL_PER_SANDBOX, &self.spool_per_sandbox),
+            (
+                ENV_MAX_CONNECTIONS_PER_SOURCE,
+                &self.max_connections_per_source,
+            ),
+            (
+                ENV_MAX_PENDING_HEADS_PER_SOURCE,
+                &self.max_pending_heads_per_source,
+            ),
         ];
         let mut map: HashMap<&'static str, String> = single
             .into_iter()
             .filter_map(|(var, value)| value.clone().map(|v| (var, v)))
             .collect();
-        for (var, values) in [(ENV_DNS, &self.dns), (ENV_ALLOW_CIDRS, &self.allow_cidr)] {
+        for (var, values) in [
+            (ENV_DNS, &self.dns),
+            (ENV_ALLOW_CIDRS, &self.allow_cidr),
+            (ENV_DENY_CIDRS, &self.deny_cidr),
+        ] {
             if !values.is_empty() {
                 map.insert(var, values.join(","));
             }
@@ -165,6 +197,10 @@ mod tests {
             "127.0.0.3/32",
             "--dns",
             "127.0.0.1:5353",
+            "--deny-cidr",
+            "10.213.0.0/16",
+            "--deny-cidr",
+            "10.212.0.2",
         ])
         .unwrap();
         let Command::Serve(args) = cli.command else {
@@ -177,6 +213,7 @@ mod tests {
             .unwrap();
         assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(config.allow_cidrs.len(), 2);
+        assert_eq!(config.deny_cidrs.len(), 2);
         assert_eq!(config.mode, crate::config::ProxyMode::Controlled);
     }
 

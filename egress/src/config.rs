@@ -24,6 +24,9 @@ pub const ENV_ADMIN_TLS_DIR: &str = "AIRLOCK_EGRESS_ADMIN_TLS_DIR";
 pub const ENV_DNS: &str = "AIRLOCK_EGRESS_DNS";
 /// Operator exceptions: exact CIDRs, comma-separated (default: none).
 pub const ENV_ALLOW_CIDRS: &str = "AIRLOCK_EGRESS_ALLOW_CIDRS";
+/// Infrastructure the operator adds: CIDRs no policy or exception may open, comma-separated
+/// (default: none; the controller's list and the proxy's own interfaces are added anyway).
+pub const ENV_DENY_CIDRS: &str = "AIRLOCK_EGRESS_DENY_CIDRS";
 /// The default policy file (JSON); without it the built-in default policy applies.
 pub const ENV_POLICY: &str = "AIRLOCK_EGRESS_POLICY";
 /// `standalone` or `controlled`.
@@ -54,6 +57,21 @@ pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 pub const ENV_SPOOL_CAPACITY: &str = "AIRLOCK_EGRESS_SPOOL_CAPACITY";
 /// Default for [`ENV_SPOOL_CAPACITY`].
 pub const DEFAULT_SPOOL_CAPACITY: usize = 65_536;
+/// Most unacknowledged ledger events one sandbox (or unattributed source) may hold.
+pub const ENV_SPOOL_PER_SANDBOX: &str = "AIRLOCK_EGRESS_SPOOL_PER_SANDBOX";
+/// Default for [`ENV_SPOOL_PER_SANDBOX`].
+pub const DEFAULT_SPOOL_PER_SANDBOX: usize = crate::ledger::DEFAULT_PER_KEY;
+/// Most open client connections per source address; more are answered `429 connection_limit`.
+pub const ENV_MAX_CONNECTIONS_PER_SOURCE: &str = "AIRLOCK_EGRESS_MAX_CONNECTIONS_PER_SOURCE";
+/// Default for [`ENV_MAX_CONNECTIONS_PER_SOURCE`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+/// Most connections per source address still sending a request head; more are answered
+/// `429 head_limit`.
+pub const ENV_MAX_PENDING_HEADS_PER_SOURCE: &str = "AIRLOCK_EGRESS_MAX_PENDING_HEADS_PER_SOURCE";
+/// Default for [`ENV_MAX_PENDING_HEADS_PER_SOURCE`].
+pub const DEFAULT_MAX_PENDING_HEADS_PER_SOURCE: usize = 32;
+/// Docker's embedded resolver: it knows the node's container names, so it is never used.
+pub const DOCKER_EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
 
 /// How clients are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +104,8 @@ pub struct Config {
     pub dns: DnsServers,
     /// Operator exceptions (exact CIDRs).
     pub allow_cidrs: Vec<IpNet>,
+    /// Infrastructure CIDRs the operator adds.
+    pub deny_cidrs: Vec<IpNet>,
     /// Default policy file.
     pub policy: Option<PathBuf>,
     /// Identity mode.
@@ -102,6 +122,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Ledger spool capacity.
     pub spool_capacity: usize,
+    /// Ledger events one sandbox may hold.
+    pub spool_per_sandbox: usize,
+    /// Open client connections per source address.
+    pub max_connections_per_source: usize,
+    /// Connections per source address still sending a request head.
+    pub max_pending_heads_per_source: usize,
 }
 
 /// One bad variable.
@@ -194,13 +220,19 @@ impl Config {
             }),
             dns: r.parse(
                 ENV_DNS,
-                "comma-separated ADDR[:PORT] entries",
+                "comma-separated ADDR[:PORT] entries, never Docker's embedded 127.0.0.11",
                 DnsServers::System,
                 |v| parse_list(v, parse_dns_server).map(DnsServers::Explicit),
             ),
             allow_cidrs: r.parse(
                 ENV_ALLOW_CIDRS,
                 "comma-separated CIDRs like 10.0.0.5/32",
+                vec![],
+                |v| parse_list(v, parse_cidr),
+            ),
+            deny_cidrs: r.parse(
+                ENV_DENY_CIDRS,
+                "comma-separated CIDRs like 10.213.0.0/16",
                 vec![],
                 |v| parse_list(v, parse_cidr),
             ),
@@ -242,7 +274,25 @@ impl Config {
                 ENV_SPOOL_CAPACITY,
                 "a positive integer",
                 d.spool_capacity,
-                |v| v.parse().ok().filter(|n| *n > 0),
+                positive,
+            ),
+            spool_per_sandbox: r.parse(
+                ENV_SPOOL_PER_SANDBOX,
+                "a positive integer",
+                d.spool_per_sandbox,
+                positive,
+            ),
+            max_connections_per_source: r.parse(
+                ENV_MAX_CONNECTIONS_PER_SOURCE,
+                "a positive integer",
+                d.max_connections_per_source,
+                positive,
+            ),
+            max_pending_heads_per_source: r.parse(
+                ENV_MAX_PENDING_HEADS_PER_SOURCE,
+                "a positive integer",
+                d.max_pending_heads_per_source,
+                positive,
             ),
         };
         if r.problems.is_empty() {
@@ -262,6 +312,7 @@ impl Config {
             admin_tls_dir: None,
             dns: DnsServers::System,
             allow_cidrs: Vec::new(),
+            deny_cidrs: Vec::new(),
             policy: None,
             mode: ProxyMode::Standalone,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
@@ -270,6 +321,9 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(10),
             spool_capacity: DEFAULT_SPOOL_CAPACITY,
+            spool_per_sandbox: DEFAULT_SPOOL_PER_SANDBOX,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            max_pending_heads_per_source: DEFAULT_MAX_PENDING_HEADS_PER_SOURCE,
         }
     }
 }
@@ -346,15 +400,19 @@ fn parse_list<T>(value: &str, item: impl Fn(&str) -> Option<T>) -> Option<Vec<T>
         .collect()
 }
 
-/// `ADDR` (port 53) or `ADDR:PORT` / `[V6]:PORT`.
+/// `ADDR` (port 53) or `ADDR:PORT` / `[V6]:PORT`; never Docker's embedded resolver.
 pub(crate) fn parse_dns_server(value: &str) -> Option<SocketAddr> {
-    if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    value
-        .parse::<IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, 53))
+    let addr = value.parse::<SocketAddr>().ok().or_else(|| {
+        value
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })?;
+    (addr.ip().to_canonical() != DOCKER_EMBEDDED_DNS).then_some(addr)
+}
+
+fn positive(value: &str) -> Option<usize> {
+    value.parse().ok().filter(|n| *n > 0)
 }
 
 /// A CIDR, or a bare address meaning its host route.
@@ -388,125 +446,4 @@ pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn from_map(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_apply_when_unset() {
-        let c = from_map(&[]).unwrap();
-        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(c.mode.clone(), ProxyMode::Standalone);
-        assert_eq!(c.dns, DnsServers::System);
-        assert_eq!(
-            c.connect_timeout,
-            parse_duration(DEFAULT_CONNECT_TIMEOUT).unwrap()
-        );
-        assert_eq!(
-            c.idle_timeout,
-            parse_duration(DEFAULT_IDLE_TIMEOUT).unwrap()
-        );
-        assert_eq!(
-            c.shutdown_grace,
-            parse_duration(DEFAULT_SHUTDOWN_GRACE).unwrap()
-        );
-        assert!(c.allow_cidrs.is_empty());
-        assert!(c.admin_listen.is_none());
-    }
-
-    #[test]
-    fn every_variable_parses() {
-        let c = from_map(&[
-            (ENV_LISTEN, "127.0.0.1:0"),
-            (ENV_ADMIN_LISTEN, "[::1]:3129"),
-            (ENV_ADMIN_TLS_DIR, "/etc/airlock/tls"),
-            (ENV_DNS, "127.0.0.1:5353, 10.0.0.2"),
-            (ENV_ALLOW_CIDRS, "127.0.0.2/32,10.1.2.3"),
-            (ENV_POLICY, "/etc/airlock/policy.json"),
-            (ENV_MODE, "controlled"),
-            (ENV_MAX_HEADER_BYTES, "16384"),
-            (ENV_CONNECT_TIMEOUT, "250ms"),
-            (ENV_IDLE_TIMEOUT, "5m"),
-            (ENV_MAX_CONNECTIONS, "7"),
-            (ENV_SHUTDOWN_GRACE, "1h"),
-            (ENV_SPOOL_CAPACITY, "10"),
-        ])
-        .unwrap();
-        assert_eq!(c.admin_listen, Some("[::1]:3129".parse().unwrap()));
-        assert_eq!(
-            c.dns,
-            DnsServers::Explicit(vec![
-                "127.0.0.1:5353".parse().unwrap(),
-                "10.0.0.2:53".parse().unwrap()
-            ])
-        );
-        assert_eq!(
-            c.allow_cidrs,
-            vec![
-                "127.0.0.2/32".parse::<IpNet>().unwrap(),
-                "10.1.2.3/32".parse().unwrap()
-            ]
-        );
-        assert_eq!(c.mode, ProxyMode::Controlled);
-        assert_eq!(c.max_header_bytes, 16384);
-        assert_eq!(c.connect_timeout, Duration::from_millis(250));
-        assert_eq!(c.idle_timeout, Duration::from_secs(300));
-        assert_eq!(c.max_connections, 7);
-        assert_eq!(c.shutdown_grace, Duration::from_secs(3600));
-        assert_eq!(c.spool_capacity, 10);
-    }
-
-    #[test]
-    fn every_bad_variable_is_reported() {
-        let err = from_map(&[
-            (ENV_LISTEN, "nope"),
-            (ENV_DNS, "1.2.3.4,bad"),
-            (ENV_ALLOW_CIDRS, "10.0.0.0/33"),
-            (ENV_MODE, "chaos"),
-            (ENV_MAX_HEADER_BYTES, "12"),
-            (ENV_CONNECT_TIMEOUT, "10"),
-            (ENV_MAX_CONNECTIONS, "0"),
-        ])
-        .unwrap_err();
-        let vars: Vec<_> = err.problems.iter().map(|p| p.var).collect();
-        assert_eq!(
-            vars,
-            vec![
-                ENV_LISTEN,
-                ENV_DNS,
-                ENV_ALLOW_CIDRS,
-                ENV_MODE,
-                ENV_MAX_HEADER_BYTES,
-                ENV_CONNECT_TIMEOUT,
-                ENV_MAX_CONNECTIONS
-            ]
-        );
-        assert_eq!(err.problems[0].value, "nope");
-        let text = err.to_string();
-        assert!(text.contains("AIRLOCK_EGRESS_MODE=\"chaos\": expected standalone or controlled"));
-    }
-
-    #[test]
-    fn durations() {
-        for (text, want) in [
-            ("0s", Some(Duration::ZERO)),
-            ("15ms", Some(Duration::from_millis(15))),
-            ("2m", Some(Duration::from_secs(120))),
-            ("2", None),
-            ("s", None),
-            ("2d", None),
-            ("-2s", None),
-        ] {
-            assert_eq!(parse_duration(text), want, "{text}");
-        }
-    }
-}
+mod tests;

@@ -7,12 +7,17 @@
 //! when both directions are done. Bytes move with zero-copy `splice(2)` through a pipe, and
 //! through a user-space buffer where the kernel cannot splice.
 //!
+//! The budget counts the CONNECT head and the `200` as well as the tunnel's bytes. After the
+//! dial the sandbox's generation is checked again: a policy replaced while the tunnel was being
+//! admitted refuses it before the `200`. Once open, every select that races cancellation polls
+//! it first (`biased`), and each chunk is checked before it is written, so no byte moves under
+//! a revoked generation.
+//!
 //! A tunnel also ends when its sandbox's budget is spent, when it is idle for the idle timeout,
 //! when its policy generation is replaced or removed (`revoked`), or when shutdown's grace period
 //! expires. Pipes and copy buffers exist only while data is flowing, so an idle tunnel holds two
 //! sockets and a small task, not pipes or buffers.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +34,16 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::body::{request_head_len, response_head_len, HeadCharge};
 use crate::budget::Budget;
-use crate::exchange::Counters;
+use crate::error::EgressError;
+use crate::exchange::{ClientConn, Counters};
 use crate::gate::RequestGate;
 use crate::metrics::Metrics;
-use crate::server::{admit, full, open_upstream, Admitted, Proxy, ProxyBody};
+use crate::server::{admit, full, open_upstream, still_current, Admitted, Proxy, ProxyBody};
 
 /// Largest chunk moved per read (the default pipe capacity).
 const CHUNK: usize = 64 * 1024;
@@ -65,19 +73,22 @@ struct Meter<'a> {
     budget: &'a Budget,
     metrics: &'a Metrics,
     activity: &'a Activity,
+    /// The sandbox's generation: once cancelled, no further chunk is written.
+    revoked: &'a CancellationToken,
 }
 
 /// Handles one CONNECT request: admit, answer 200, then splice in the background.
 pub(crate) async fn handle(
     proxy: Arc<Proxy>,
-    peer: SocketAddr,
+    conn: Arc<ClientConn>,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let mut admitted = match admit(&proxy, peer, &req).await {
+    let mut admitted = match admit(&proxy, &conn, &req).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
-    let upstream = match open_upstream(&proxy, &mut admitted.exchange, &admitted.addrs).await {
+    let opened = open(&proxy, &mut admitted, request_head_len(&req)).await;
+    let upstream = match opened {
         Ok(upstream) => upstream,
         Err(error) => return full(admitted.exchange.refuse(&error)),
     };
@@ -93,6 +104,16 @@ pub(crate) async fn handle(
     let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// Charges the CONNECT head, dials, checks the generation again and charges the `200`.
+async fn open(proxy: &Proxy, admitted: &mut Admitted, head: u64) -> Result<TcpStream, EgressError> {
+    let charge = HeadCharge::new(admitted.exchange.counters(), admitted.permit.budget());
+    charge.up(head)?;
+    let upstream = open_upstream(proxy, &mut admitted.exchange, &admitted.addrs).await?;
+    still_current(&admitted.ctx)?;
+    charge.down(response_head_len(StatusCode::OK, &http::HeaderMap::new()))?;
+    Ok(upstream)
 }
 
 async fn run(proxy: Arc<Proxy>, admitted: Admitted, upstream: TcpStream, on_upgrade: OnUpgrade) {
@@ -133,16 +154,20 @@ async fn run(proxy: Arc<Proxy>, admitted: Admitted, upstream: TcpStream, on_upgr
         budget: permit.budget(),
         metrics,
         activity: &activity,
+        revoked: &ctx.revoked,
     };
     let down = Meter {
         direction: Direction::Down,
         ..up
     };
+    // Cancellation first: when the generation is revoked while data is ready, the revocation
+    // wins and the splice is not polled again.
     let ended = tokio::select! {
-        ended = splice(client, prefix, upstream, &up, &down) => ended,
+        biased;
         () = ctx.revoked.cancelled() => Some("policy_changed"),
-        () = activity.idle(proxy.config().idle_timeout) => Some("idle_timeout"),
         () = proxy.hard_stop().cancelled() => Some("shutdown"),
+        () = activity.idle(proxy.config().idle_timeout) => Some("idle_timeout"),
+        ended = splice(client, prefix, upstream, &up, &down) => ended,
     };
     metrics.tunnel_closed();
     drop(permit);
@@ -314,8 +339,12 @@ fn closed(error: std::io::Error) -> Ended {
 // === impl Meter ===
 
 impl Meter<'_> {
-    /// Counts `n` bytes; refuses once the sandbox's byte budget is spent.
+    /// Counts `n` bytes about to be written; refuses once the sandbox's byte budget is spent
+    /// or its generation revoked.
     fn charge(&self, n: usize) -> Result<(), Ended> {
+        if self.revoked.is_cancelled() {
+            return Err(Some("policy_changed"));
+        }
         let n = n as u64;
         self.activity.touch();
         self.budget.add_bytes(n).map_err(|e| Some(e.code()))?;
@@ -396,12 +425,14 @@ mod tests {
         let task = tokio::spawn(async move {
             let metrics = Metrics::new();
             let activity = Activity::new();
+            let revoked = CancellationToken::new();
             let up = Meter {
                 direction: Direction::Up,
                 counters: &counters,
                 budget: &budget,
                 metrics: &metrics,
                 activity: &activity,
+                revoked: &revoked,
             };
             let down = Meter {
                 direction: Direction::Down,

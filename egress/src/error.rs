@@ -1,7 +1,11 @@
 //! The proxy's error type. Every failure records which side caused it, and that side alone
 //! chooses the HTTP status: `Client` → 400 (431, 414 and 408 for a head that is too large, a
 //! target that is too long and a head that is too slow), `Policy` → 403, `Identity` → 407/403,
-//! `Upstream` → 502 (504 on a timeout), `Internal` → 500.
+//! `Limited` → 429 (a per-source cap or the sandbox's ledger share), `Upstream` → 502 (504 on a
+//! timeout), `Internal` → 500.
+//!
+//! Messages are written for the client and never carry an address it did not send (no resolved
+//! address, no resolver, no upstream socket address); details go to the log.
 //!
 //! Every refusal is answered with the same JSON body,
 //! `{"error":"<code>","message":"..","host":..,"sandbox":..}`, so a client never sees a bare
@@ -35,6 +39,15 @@ pub enum EgressError {
     /// The client could not be identified (407 without a credential, 403 otherwise).
     #[error("identity check failed")]
     Identity(#[source] IdentityError),
+    /// The client is over a cap that protects the other sandboxes (429): too many connections
+    /// or pending heads from its source, or its ledger share is full.
+    #[error("over a limit ({code}): {message}")]
+    Limited {
+        /// `connection_limit`, `head_limit` or `ledger_full`.
+        code: &'static str,
+        /// Human-readable detail.
+        message: String,
+    },
     /// The upstream could not be reached or failed mid-way (502, or 504 when it timed out).
     #[error("upstream failed ({code}): {message}")]
     Upstream {
@@ -90,6 +103,14 @@ impl EgressError {
         }
     }
 
+    /// A refusal over a cap (429).
+    pub fn limited(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Limited {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// An upstream failure (502) or timeout (504).
     pub fn upstream(code: &'static str, message: impl Into<String>, timed_out: bool) -> Self {
         Self::Upstream {
@@ -116,6 +137,7 @@ impl EgressError {
                 _ => StatusCode::BAD_REQUEST,
             },
             Self::Policy { .. } => StatusCode::FORBIDDEN,
+            Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Identity(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
             Self::Upstream {
                 timed_out: true, ..
@@ -128,7 +150,9 @@ impl EgressError {
     /// The stable snake_case code: the JSON `error` field, the ledger reason and metrics label.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Client { code, .. } | Self::Policy { code, .. } => code,
+            Self::Client { code, .. } | Self::Policy { code, .. } | Self::Limited { code, .. } => {
+                code
+            }
             Self::Upstream { code, .. } => code,
             Self::Identity(e) => e.code(),
             Self::Internal { .. } => "internal",
@@ -140,6 +164,7 @@ impl EgressError {
         match self {
             Self::Client { message, .. }
             | Self::Policy { message, .. }
+            | Self::Limited { message, .. }
             | Self::Upstream { message, .. } => message.clone(),
             Self::Identity(e) => e.to_string(),
             Self::Internal { .. } => "internal proxy error".to_owned(),
@@ -150,7 +175,7 @@ impl EgressError {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            Self::Client { .. } | Self::Policy { .. } | Self::Identity(_)
+            Self::Client { .. } | Self::Policy { .. } | Self::Identity(_) | Self::Limited { .. }
         )
     }
 
@@ -197,6 +222,7 @@ mod tests {
         let cases = [
             (EgressError::client("userinfo", "x"), 400),
             (EgressError::policy("loopback", "x"), 403),
+            (EgressError::limited("ledger_full", "x"), 429),
             (EgressError::upstream("connect_failed", "x", false), 502),
             (EgressError::upstream("connect_timeout", "x", true), 504),
             (EgressError::internal("x"), 500),

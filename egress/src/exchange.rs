@@ -1,13 +1,16 @@
 //! One proxied request or tunnel, from the first byte of its request line to its canonical
 //! ledger event.
 //!
-//! `Exchange` carries what the ledger needs (client, sandbox, generation, destination, decision,
-//! byte counts, timing) and guarantees exactly one `Ledger::record` per request: `refuse` records
-//! a refusal, `finish` records the end of an allowed exchange, and dropping an unfinished exchange
-//! records it as well (reason `client_gone`), so no request disappears from the ledger.
+//! `Exchange` carries what the ledger needs (client, sandbox, generation, ceiling, destination,
+//! decision, byte counts, timing) and guarantees exactly one `Ledger::record` per request:
+//! `refuse` records a refusal, `finish` records the end of an allowed exchange, and dropping an
+//! unfinished exchange records it as well (reason `client_gone`), so no request disappears from
+//! the ledger. An identified sandbox's exchange reserves its spool slot before any upstream
+//! byte (`reserve`), so what is let through is always recorded. A refusal that came before
+//! identification is attributed to the sandbox its source address is registered to, if any.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -17,8 +20,10 @@ use http::Response;
 
 use crate::budget::BudgetExceeded;
 use crate::error::{EgressError, ErrorContext};
-use crate::ledger::{Decision, LedgerEvent};
+use crate::ledger::{Decision, LedgerEvent, LedgerKey, Reservation};
+use crate::registry::ClientCtx;
 use crate::server::Proxy;
+use crate::sources::Slot;
 
 /// Reason recorded for an allowed exchange that ended normally.
 pub(crate) const REASON_ALLOWED: &str = "allowed";
@@ -35,16 +40,32 @@ pub(crate) struct Counters {
     pub(crate) cut: OnceLock<BudgetExceeded>,
 }
 
+/// One client connection, shared by the exchanges on it.
+#[derive(Debug)]
+pub(crate) struct ClientConn {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// Set when the client stopped reading a response for the idle timeout and was cut off.
+    stalled: AtomicBool,
+    /// The connection's place under its source's cap; held as long as anything on the
+    /// connection is (a tunnel outlives the HTTP connection that opened it).
+    _open: Option<Slot>,
+}
+
 /// The ledger state of one request or tunnel.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     proxy: Arc<Proxy>,
+    conn: Arc<ClientConn>,
     client: SocketAddr,
     method: String,
     host: String,
     port: u16,
     sandbox: Option<String>,
     generation: u64,
+    ceiling: Option<Arc<str>>,
+    /// The spool slot taken for an identified sandbox, filled by the event.
+    reservation: Option<Reservation>,
     addr: Option<SocketAddr>,
     decision: Decision,
     reason: &'static str,
@@ -55,20 +76,49 @@ pub(crate) struct Exchange {
     recorded: bool,
 }
 
+// === impl ClientConn ===
+
+impl ClientConn {
+    pub(crate) fn new(peer: SocketAddr, open: Option<Slot>) -> Self {
+        Self {
+            peer,
+            stalled: AtomicBool::new(false),
+            _open: open,
+        }
+    }
+
+    /// The client stopped reading for the idle timeout: its exchanges end as `idle_timeout`.
+    pub(crate) fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+}
+
 // === impl Exchange ===
 
 impl Exchange {
     /// Starts an exchange for `method` and the raw request target (used as the host until the
     /// target is parsed).
-    pub(crate) fn begin(proxy: Arc<Proxy>, client: SocketAddr, method: &str, raw: &str) -> Self {
+    pub(crate) fn begin(
+        proxy: Arc<Proxy>,
+        conn: &Arc<ClientConn>,
+        method: &str,
+        raw: &str,
+    ) -> Self {
         Self {
             proxy,
-            client,
+            conn: Arc::clone(conn),
+            client: conn.peer,
             method: method.to_owned(),
             host: raw.chars().take(255).collect(),
             port: 0,
             sandbox: None,
             generation: 0,
+            ceiling: None,
+            reservation: None,
             addr: None,
             decision: Decision::Deny,
             reason: "client_gone",
@@ -87,9 +137,26 @@ impl Exchange {
     }
 
     /// Records who the client is.
-    pub(crate) fn set_identity(&mut self, sandbox: Option<String>, generation: u64) {
-        self.sandbox = sandbox;
-        self.generation = generation;
+    pub(crate) fn set_identity(&mut self, ctx: &ClientCtx) {
+        self.sandbox.clone_from(&ctx.sandbox);
+        self.generation = ctx.generation;
+        self.ceiling.clone_from(&ctx.ceiling);
+    }
+
+    /// Takes the identified sandbox's spool slot, or refuses with `ledger_full` when its
+    /// share is full. Unidentified (standalone) clients take none.
+    pub(crate) fn reserve(&mut self) -> Result<(), EgressError> {
+        let Some(sandbox) = &self.sandbox else {
+            return Ok(());
+        };
+        let key = LedgerKey::Sandbox(Arc::from(sandbox.as_str()));
+        let reservation = self
+            .proxy
+            .ledger_arc()
+            .reserve(key)
+            .map_err(|full| EgressError::limited("ledger_full", full.to_string()))?;
+        self.reservation = Some(reservation);
+        Ok(())
     }
 
     /// Records an allow decision (or a report-mode would-deny) and its rule.
@@ -154,12 +221,14 @@ impl Exchange {
     /// Ends an allowed exchange; `reason` overrides the decision's reason when the exchange was
     /// cut short (budget, idle timeout, revocation).
     pub(crate) fn finish(mut self, ended_by: Option<&'static str>) {
+        let stalled = self.conn.stalled().then_some("idle_timeout");
         if let Some(reason) = self
             .counters
             .cut
             .get()
             .map(BudgetExceeded::code)
             .or(ended_by)
+            .or(stalled)
         {
             self.reason = reason;
         }
@@ -176,7 +245,10 @@ impl Exchange {
             Decision::WouldDeny => "would_deny",
         };
         self.proxy.metrics().record_decision(decision, self.reason);
-        self.proxy.ledger().record(LedgerEvent {
+        if self.sandbox.is_none() {
+            self.attribute();
+        }
+        let event = LedgerEvent {
             sandbox: self.sandbox.take(),
             generation: self.generation,
             method: std::mem::take(&mut self.method),
@@ -191,7 +263,23 @@ impl Exchange {
             start: self.start,
             duration: self.started.elapsed(),
             client: self.client,
-        });
+            ceiling: self.ceiling.take(),
+            count: 1,
+        };
+        match self.reservation.take() {
+            Some(reservation) => self.proxy.ledger().record_reserved(event, reservation),
+            None => self.proxy.ledger().record(event),
+        }
+    }
+
+    /// A refusal before (or without) identification belongs to the sandbox its source address
+    /// is registered to: its ledger shows it, and it counts against that sandbox's share.
+    fn attribute(&mut self) {
+        if let Some(owner) = self.proxy.registry().owner_of(self.client.ip()) {
+            self.sandbox = Some(owner.sandbox);
+            self.generation = owner.generation;
+            self.ceiling = owner.ceiling;
+        }
     }
 }
 

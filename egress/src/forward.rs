@@ -1,10 +1,16 @@
 //! Absolute-form HTTP/1.1 forwarding.
 //!
 //! After `admit` has opened a socket to the checked address, the request is rewritten to
-//! origin-form (the Host header keeps the *name*), hop-by-hop headers are removed (the fixed list
-//! plus every header named in `Connection`, `Proxy-Authorization` included), `Via` is added, and
-//! both bodies are streamed through `MeteredBody`. Each request is judged on its own; it may then
-//! reuse an idle connection to one of *its* checked addresses (see `pool`), else it dials.
+//! origin-form, its `Host` set to the canonical target (`host[:port]`, the *name* for a name,
+//! port omitted when 80), hop-by-hop headers are removed (the fixed list plus every header named
+//! in `Connection`, `Proxy-Authorization` included), `Via` is added, and both bodies are
+//! streamed through `MeteredBody`. Each request is judged on its own; it may then reuse an idle
+//! connection to one of *its* checked addresses (see `pool`), else it dials.
+//!
+//! The sandbox's byte budget counts the request head as sent upstream and the response head as
+//! sent to the client, not only the bodies, so headers cannot carry data past `max_bytes`. The
+//! generation is checked again once the upstream connection is ready, so a request admitted
+//! under a policy that was replaced meanwhile never sends a byte.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +26,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::body::MeteredBody;
+use crate::body::{request_head_len, response_head_len, HeadCharge, MeteredBody};
 use crate::error::EgressError;
-use crate::exchange::Exchange;
+use crate::exchange::{ClientConn, Exchange};
 use crate::pool::{PoolKey, UpstreamSender};
 use crate::registry::ClientCtx;
-use crate::server::{admit, full, open_upstream, path_of, Admitted, Proxy, ProxyBody};
+use crate::server::{
+    admit, full, open_upstream, path_of, still_current, Admitted, Proxy, ProxyBody,
+};
 
 /// The `Via` entry this proxy adds.
 const VIA_ENTRY: &str = "1.1 airlock-egress";
@@ -47,7 +55,7 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Handles one absolute-form request.
 pub(crate) async fn handle(
     proxy: Arc<Proxy>,
-    peer: SocketAddr,
+    conn: Arc<ClientConn>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Admitted {
@@ -56,18 +64,32 @@ pub(crate) async fn handle(
         ctx,
         addrs,
         permit,
-    } = match admit(&proxy, peer, &req).await {
+    } = match admit(&proxy, &conn, &req).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
     let upstream_req = match rewrite_request(req, &parsed.target, path_of(&parsed)) {
-        Ok(r) => r.map(|body| {
-            let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
-            MeteredBody::up(body, proxy.clone(), counters, budget)
-        }),
+        Ok(r) => r,
         Err(error) => return full(exchange.refuse(&error)),
     };
-    let sent = send(&proxy, &ctx, &addrs, &mut exchange, upstream_req).await;
+    let charge = HeadCharge::new(exchange.counters(), permit.budget());
+    let head = request_head_len(&upstream_req);
+    // Refused before any dial when the head alone would pass the budget; charged only when
+    // it is sent.
+    if let Err(error) = charge.fits(head) {
+        return full(exchange.refuse(&error));
+    }
+    let req = upstream_req.map(|body| {
+        let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
+        MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
+    });
+    let outgoing = Outgoing {
+        req,
+        head,
+        charge: charge.clone(),
+        charged: false,
+    };
+    let sent = send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await;
     let (key, sender, response) = match sent {
         Ok(sent) => sent,
         Err(error) => return full(exchange.refuse(&error)),
@@ -75,8 +97,21 @@ pub(crate) async fn handle(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     add_via(&mut parts.headers);
+    let checked = charge
+        .down(response_head_len(parts.status, &parts.headers))
+        .and_then(|()| still_current(&ctx));
+    if let Err(error) = checked {
+        return full(exchange.refuse(&error));
+    }
     let idle = proxy.config().idle_timeout;
-    let body = MeteredBody::down(body, exchange, permit, idle, (key, sender));
+    let body = MeteredBody::down(
+        body,
+        exchange,
+        permit,
+        idle,
+        (key, sender),
+        ctx.revoked.clone(),
+    );
     Response::from_parts(parts, body.boxed())
 }
 
@@ -87,7 +122,7 @@ async fn send(
     ctx: &ClientCtx,
     addrs: &[SocketAddr],
     exchange: &mut Exchange,
-    mut req: Request<MeteredBody<Incoming>>,
+    mut out: Outgoing,
 ) -> Result<(PoolKey, UpstreamSender, Response<Incoming>), EgressError> {
     let idle = proxy.config().idle_timeout;
     let pooled = proxy
@@ -95,11 +130,12 @@ async fn send(
         .checkout(addrs, ctx.sandbox.as_deref(), ctx.generation);
     if let Some((key, mut sender)) = pooled {
         if sender.ready().await.is_ok() {
+            out.release(ctx)?;
             exchange.set_addr(Some(key.addr));
-            match timed(idle, sender.try_send_request(req)).await? {
+            match timed(idle, sender.try_send_request(out.req)).await? {
                 Ok(response) => return Ok((key, sender, response)),
                 Err(mut error) => match error.take_message() {
-                    Some(unsent) => req = unsent,
+                    Some(unsent) => out.req = unsent,
                     None => return Err(upstream_failed(&error.into_error())),
                 },
             }
@@ -107,17 +143,43 @@ async fn send(
     }
     let upstream = open_upstream(proxy, exchange, addrs).await?;
     let key = PoolKey {
-        addr: upstream
-            .peer_addr()
-            .map_err(|e| EgressError::upstream("connect_failed", e.to_string(), false))?,
+        addr: upstream.peer_addr().map_err(|error| {
+            tracing::debug!(%error, "Upstream connection closed at once");
+            EgressError::upstream(
+                "connect_failed",
+                "the destination closed the connection",
+                false,
+            )
+        })?,
         sandbox: ctx.sandbox.clone(),
         generation: ctx.generation,
     };
     let mut sender = handshake(proxy, ctx, upstream).await?;
-    let response = timed(idle, sender.send_request(req))
+    out.release(ctx)?;
+    let response = timed(idle, sender.send_request(out.req))
         .await?
         .map_err(|e| upstream_failed(&e))?;
     Ok((key, sender, response))
+}
+
+/// The request about to go upstream, and its head's charge.
+struct Outgoing {
+    req: Request<MeteredBody<Incoming>>,
+    head: u64,
+    charge: HeadCharge,
+    charged: bool,
+}
+
+impl Outgoing {
+    /// Right before the first byte goes out: the generation must still be current, and the
+    /// head is charged (once, even if a pooled connection closed and a fresh one sends it).
+    fn release(&mut self, ctx: &ClientCtx) -> Result<(), EgressError> {
+        still_current(ctx)?;
+        if !std::mem::replace(&mut self.charged, true) {
+            self.charge.up(self.head)?;
+        }
+        Ok(())
+    }
 }
 
 /// Bounds the wait for the response head by the idle timeout (504 when it expires).
@@ -128,8 +190,15 @@ async fn timed<T>(idle: Duration, fut: impl Future<Output = T>) -> Result<T, Egr
     })
 }
 
+/// hyper's error text describes the connection, not addresses; it still only goes to the log,
+/// and the client gets a fixed sentence.
 fn upstream_failed(error: &hyper::Error) -> EgressError {
-    EgressError::upstream("upstream_failed", error.to_string(), false)
+    tracing::debug!(%error, "Upstream exchange failed");
+    EgressError::upstream(
+        "upstream_failed",
+        "the destination failed the exchange",
+        false,
+    )
 }
 
 /// Starts an HTTP/1.1 client connection on the dialled socket. Its driver task ends with the
@@ -141,17 +210,20 @@ async fn handshake(
 ) -> Result<UpstreamSender, EgressError> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(upstream))
         .await
-        .map_err(|e| EgressError::upstream("upstream_failed", e.to_string(), false))?;
+        .map_err(|e| upstream_failed(&e))?;
     let revoked = ctx.revoked.clone();
     let hard_stop = proxy.hard_stop().clone();
     tokio::spawn(
         async move {
+            // Cancellation first: once the generation is revoked, the connection is not polled
+            // again, so no further byte is written for it.
             tokio::select! {
+                biased;
+                () = revoked.cancelled() => {},
+                () = hard_stop.cancelled() => {},
                 result = conn => if let Err(error) = result {
                     tracing::debug!(%error, "Upstream connection ended with an error");
                 },
-                () = revoked.cancelled() => {},
-                () = hard_stop.cancelled() => {},
             }
         }
         .in_current_span(),
@@ -170,17 +242,23 @@ fn rewrite_request<B>(
         .map_err(|e| EgressError::client("bad_target", format!("bad path: {e}")))?;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(HOST) {
-        let host = match target.port {
-            80 => target.host_str(),
-            port => format!("{}:{port}", target.host_str()),
-        };
-        let value = HeaderValue::try_from(host)
-            .map_err(|e| EgressError::internal(format!("host header: {e}")))?;
-        parts.headers.insert(HOST, value);
-    }
+    // The client's Host agreed with the target (or was absent); what goes upstream is the
+    // canonical form of what was judged, never the client's spelling of it.
+    let value = HeaderValue::try_from(canonical_host(target))
+        .map_err(|e| EgressError::internal(format!("host header: {e}")))?;
+    parts.headers.insert(HOST, value);
     add_via(&mut parts.headers);
     Ok(Request::from_parts(parts, body))
+}
+
+/// `host[:port]` as judged: lower-case name or normalised literal (IPv6 in brackets), the port
+/// omitted when it is 80.
+fn canonical_host(target: &Target) -> String {
+    let host = target.host_str();
+    match target.port {
+        80 => host,
+        port => format!("{host}:{port}"),
+    }
 }
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
@@ -249,5 +327,38 @@ mod tests {
         assert!(out.headers().get("proxy-authorization").is_none());
         let via: Vec<_> = out.headers().get_all(VIA).iter().collect();
         assert_eq!(via, ["1.0 other", VIA_ENTRY]);
+    }
+
+    #[test]
+    fn the_forwarded_host_is_the_canonical_target() {
+        for (uri, host_header, want) in [
+            ("http://Example.COM/", "EXAMPLE.com:80", "example.com"),
+            (
+                "http://example.com:8080/",
+                "example.com:8080",
+                "example.com:8080",
+            ),
+            ("http://0x7f.1:81/", "127.0.0.1:81", "127.0.0.1:81"),
+            (
+                "http://[::FFFF:a00:1]/",
+                "[::ffff:10.0.0.1]",
+                "[::ffff:10.0.0.1]",
+            ),
+            (
+                "http://[2001:DB8::1]:8443/",
+                "[2001:db8::1]:8443",
+                "[2001:db8::1]:8443",
+            ),
+        ] {
+            let target = airlock_egress_policy::parse_absolute(uri).unwrap().target;
+            let req = Request::builder()
+                .uri(uri)
+                .header(HOST, host_header)
+                .body(())
+                .unwrap();
+            let out = rewrite_request(req, &target, "/").unwrap();
+            assert_eq!(out.headers()[HOST], want, "{uri}");
+            assert_eq!(out.headers().get_all(HOST).iter().count(), 1);
+        }
     }
 }

@@ -23,9 +23,18 @@
 //!   rest of the connection: hyper fails that body and closes, so there is no next head.
 //! - The whole head must arrive within the header timeout, counted from the moment hyper asks for
 //!   it; an idle keep-alive connection then closes quietly, a half-sent head gets `408`.
+//! - While it holds part of a head that has not arrived whole, it holds one of the source's
+//!   pending-head slots (`sources`); a partial head that finds its source at the cap is refused
+//!   `429 head_limit`.
+//! - Methods are case-sensitive: a `connect` in any other case is refused as `bad_method`
+//!   rather than forwarded as some other method.
+//! - Writes to the client: a client that reads nothing for the idle timeout is cut off (the
+//!   write fails with `TimedOut`, and the exchange ends as `idle_timeout`), so a stalled reader
+//!   cannot hold a response, its upstream connection and its budget slot for ever.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -34,22 +43,21 @@ use http::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::decide::parse_request;
 use crate::error::EgressError;
+use crate::exchange::ClientConn;
+use crate::sources::{Slot, SourceCaps};
+pub(crate) use framing::head_verdict;
+use framing::{check, rejected, Checked, Framing};
 
-/// hyper's default limit on the number of header lines in a request head.
-const MAX_HEADERS: usize = 100;
-/// hyper's limit on the length of a request target (`414` beyond it).
-const MAX_URI_LEN: usize = u16::MAX as usize - 1;
-/// hyper's largest acceptable `Content-Length`.
-const MAX_BODY_LEN: u64 = u64::MAX - 2;
+mod framing;
+
 /// Bytes read from the client per read while a head is assembled.
 const READ_CHUNK: usize = 8 * 1024;
 /// After a refusal: how long, and how many bytes, the rest of the client's input is read and
 /// discarded, so that closing with unread input does not reset the connection before the client
 /// has read the refusal.
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1024 * 1024;
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER_BYTES: usize = 1024 * 1024;
 
 /// A request head the gate refused: what the ledger and the refusal need.
 #[derive(Debug)]
@@ -72,60 +80,8 @@ pub(crate) struct GateLimits {
     pub(crate) max_head: usize,
     /// How long a head may take to arrive once hyper asks for one.
     pub(crate) head_timeout: Duration,
-}
-
-/// Where the client's byte stream is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// Expecting a request head.
-    Head,
-    /// Inside a `Content-Length` body with this many bytes to go (never zero).
-    Body(u64),
-    /// Inside a chunked body.
-    Chunked(Chunk),
-    /// Past a CONNECT head: hold everything until hyper asks for the next request.
-    Connect,
-    /// Past a body the gate cannot follow: bytes pass unchecked.
-    Unchecked,
-    /// A head was refused: hyper reads end-of-stream from here on.
-    Refused,
-}
-
-/// Position inside a chunked body, following hyper's decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Before the first hex digit of a size line.
-    Start,
-    /// In the hex size.
-    Size(u64),
-    /// Blanks after the size.
-    SizeLws(u64),
-    /// In a chunk extension (after `;`), with its length so far.
-    Ext(u64, u32),
-    /// After the size line's CR.
-    SizeLf(u64),
-    /// In chunk data with this many bytes to go (never zero).
-    Data(u64),
-    /// After chunk data: CR, then LF.
-    DataCr,
-    DataLf,
-    /// After the last chunk: an empty line ends the body, anything else is a trailer line.
-    EndCr,
-    EndLf,
-    /// In a trailer line, then its LF.
-    Trailer,
-    TrailerLf,
-}
-
-/// What checking the front of the held bytes found.
-#[derive(Debug)]
-enum HeadCheck {
-    /// Not a complete head yet, and nothing wrong so far.
-    Partial,
-    /// A complete, valid head of `len` bytes, followed by `next`.
-    Complete { len: usize, next: Framing },
-    /// A head that must be refused.
-    Bad(Rejected),
+    /// How long a write to the client may make no progress before the client is cut off.
+    pub(crate) write_idle: Duration,
 }
 
 /// A refused head waiting for its answer. Dropping it unanswered still records it (the ledger
@@ -133,6 +89,14 @@ enum HeadCheck {
 struct Pending {
     render: Option<Render>,
     rejected: Option<Rejected>,
+}
+
+/// The connection's share of its source's pending-head cap.
+struct Heads {
+    caps: Arc<SourceCaps>,
+    conn: Arc<ClientConn>,
+    /// Held while part of a head is held.
+    slot: Option<Slot>,
 }
 
 /// The transparent, checking wrapper around a client connection.
@@ -153,6 +117,10 @@ pub(crate) struct RequestGate<T> {
     reply: Option<(Vec<u8>, usize)>,
     /// After the refusal: when to stop discarding input, and how many bytes still may be.
     linger: Option<(Pin<Box<Sleep>>, usize)>,
+    heads: Heads,
+    /// Deadline for a write that makes no progress; armed on the first `Pending`.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    write_armed: bool,
 }
 
 // === impl Pending ===
@@ -175,8 +143,15 @@ impl Drop for Pending {
 // === impl RequestGate ===
 
 impl<T> RequestGate<T> {
-    /// Wraps a client connection. `render` builds (and records) the refusal for a bad head.
-    pub(crate) fn new(inner: T, limits: GateLimits, render: Render) -> Self {
+    /// Wraps a client connection. `render` builds (and records) the refusal for a bad head;
+    /// `caps` are the per-source caps the connection's partial heads count against.
+    pub(crate) fn new(
+        inner: T,
+        limits: GateLimits,
+        render: Render,
+        conn: Arc<ClientConn>,
+        caps: Arc<SourceCaps>,
+    ) -> Self {
         Self {
             inner,
             framing: Framing::Head,
@@ -191,6 +166,13 @@ impl<T> RequestGate<T> {
             },
             reply: None,
             linger: None,
+            heads: Heads {
+                caps,
+                conn,
+                slot: None,
+            },
+            write_deadline: None,
+            write_armed: false,
         }
     }
 
@@ -211,10 +193,31 @@ impl<T> RequestGate<T> {
     /// Checks as much of `held` as possible; `ready` becomes what may be handed over.
     fn examine(&mut self) {
         let rest = self.held.get(self.ready..).unwrap_or_default();
-        let (checked, rejected) = check(&mut self.framing, rest, self.limits.max_head);
-        self.ready += checked;
-        if let Some(rejected) = rejected {
-            self.refuse(rejected);
+        let checked = check(&mut self.framing, rest, self.limits.max_head);
+        self.ready += checked.len;
+        self.account(checked);
+    }
+
+    /// Applies what a check found: a refusal, and the pending-head slot (held exactly while
+    /// part of a head is held).
+    fn account(&mut self, checked: Checked) {
+        if let Some(rejected) = checked.rejected {
+            return self.refuse(rejected);
+        }
+        let partial = self.framing == Framing::Head && self.held.len() > self.ready;
+        if !partial {
+            self.heads.slot = None;
+            return;
+        }
+        if self.heads.slot.is_some() {
+            return;
+        }
+        match self.heads.caps.head(self.heads.conn.peer.ip()) {
+            Ok(slot) => self.heads.slot = Some(slot),
+            Err(over) => {
+                let rejected = rejected(&self.held[self.ready..], over.error());
+                self.refuse(rejected);
+            }
         }
     }
 
@@ -267,14 +270,13 @@ impl<T: AsyncRead + Unpin> RequestGate<T> {
             // the incomplete body itself).
             return Poll::Ready(Ok(true));
         };
-        let (kept, rejected) = check(&mut self.framing, new, self.limits.max_head);
+        let checked = check(&mut self.framing, new, self.limits.max_head);
+        let kept = checked.len;
         if let Some(after) = new.get(kept..).filter(|after| !after.is_empty()) {
             self.held.extend_from_slice(after);
             buf.set_filled(before + kept);
         }
-        if let Some(rejected) = rejected {
-            self.refuse(rejected);
-        }
+        self.account(checked);
         if kept > 0 {
             self.armed = false;
         }
@@ -372,17 +374,54 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
     }
 }
 
+impl<T> RequestGate<T> {
+    /// Passes a write's outcome through; a write that stays `Pending` for the idle timeout fails
+    /// with `TimedOut` instead, and marks the connection as stalled for the ledger.
+    fn watch_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if poll.is_ready() {
+            self.write_armed = false;
+            return poll;
+        }
+        let at = tokio::time::Instant::now() + self.limits.write_idle;
+        let deadline = match &mut self.write_deadline {
+            Some(deadline) if self.write_armed => deadline,
+            Some(deadline) => {
+                deadline.as_mut().reset(at);
+                deadline
+            }
+            None => self
+                .write_deadline
+                .insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        self.write_armed = true;
+        if deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.heads.conn.mark_stalled();
+        tracing::debug!("Client stopped reading; cutting it off");
+        Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RequestGate<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch_write(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch_write(cx, poll)
     }
 
     /// hyper shuts the connection down once it has written everything it owes; a refusal goes
@@ -412,7 +451,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RequestGate<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -427,269 +468,6 @@ impl<T> std::fmt::Debug for RequestGate<T> {
             .field("held", &self.held.len())
             .field("ready", &self.ready)
             .finish_non_exhaustive()
-    }
-}
-
-/// Runs the framing over `bytes`: returns how many of them are checked and may go to hyper,
-/// and the refusal when a bad head follows them.
-fn check(framing: &mut Framing, bytes: &[u8], max_head: usize) -> (usize, Option<Rejected>) {
-    let mut pos = 0;
-    while let Some(rest) = bytes.get(pos..).filter(|rest| !rest.is_empty()) {
-        match *framing {
-            Framing::Head => match check_head(rest, max_head) {
-                HeadCheck::Partial => break,
-                HeadCheck::Complete { len, next } => {
-                    pos += len;
-                    *framing = next;
-                }
-                HeadCheck::Bad(rejected) => return (pos, Some(rejected)),
-            },
-            Framing::Body(_) | Framing::Chunked(_) | Framing::Unchecked => {
-                pos += advance(framing, rest);
-            }
-            Framing::Connect | Framing::Refused => break,
-        }
-    }
-    (pos, None)
-}
-
-/// Moves the framing through body bytes; returns how many belong to the current body (all of
-/// them unless the body ends inside `bytes` and a head follows).
-fn advance(framing: &mut Framing, bytes: &[u8]) -> usize {
-    let mut pos = 0;
-    while let Some(rest) = bytes.get(pos..).filter(|rest| !rest.is_empty()) {
-        match *framing {
-            Framing::Body(left) | Framing::Chunked(Chunk::Data(left)) => {
-                let take = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
-                pos += take;
-                let left = left - take as u64;
-                *framing = match (*framing, left) {
-                    (Framing::Body(_), 0) => Framing::Head,
-                    (Framing::Body(_), left) => Framing::Body(left),
-                    (_, 0) => Framing::Chunked(Chunk::DataCr),
-                    (_, left) => Framing::Chunked(Chunk::Data(left)),
-                };
-            }
-            Framing::Chunked(state) => {
-                pos += 1;
-                *framing = match chunk_step(state, rest[0]) {
-                    Some(Some(next)) => Framing::Chunked(next),
-                    Some(None) => Framing::Head,
-                    None => Framing::Unchecked,
-                };
-            }
-            Framing::Unchecked => return bytes.len(),
-            Framing::Head | Framing::Connect | Framing::Refused => break,
-        }
-    }
-    pos
-}
-
-/// One byte of chunked framing: `Some(Some(next))` to go on, `Some(None)` at the end of the
-/// body, `None` where hyper's decoder fails.
-fn chunk_step(state: Chunk, b: u8) -> Option<Option<Chunk>> {
-    let hex = |b: u8| char::from(b).to_digit(16).map(u64::from);
-    let next = match (state, b) {
-        (Chunk::Start, b) => Chunk::Size(hex(b)?),
-        (Chunk::Size(n), b) if hex(b).is_some() => {
-            Chunk::Size(n.checked_mul(16)?.checked_add(hex(b)?)?)
-        }
-        (Chunk::Size(n) | Chunk::SizeLws(n), b'\t' | b' ') => Chunk::SizeLws(n),
-        (Chunk::Size(n) | Chunk::SizeLws(n), b';') => Chunk::Ext(n, 0),
-        (Chunk::Size(n) | Chunk::SizeLws(n) | Chunk::Ext(n, _), b'\r') => Chunk::SizeLf(n),
-        (Chunk::Ext(_, _), b'\n') => return None,
-        (Chunk::Ext(n, len), _) => Chunk::Ext(n, len.checked_add(1).filter(|l| *l < 16 * 1024)?),
-        (Chunk::SizeLf(0), b'\n') => Chunk::EndCr,
-        (Chunk::SizeLf(n), b'\n') => Chunk::Data(n),
-        (Chunk::DataCr, b'\r') => Chunk::DataLf,
-        (Chunk::DataLf, b'\n') => Chunk::Start,
-        (Chunk::EndCr, b'\r') => Chunk::EndLf,
-        (Chunk::EndLf, b'\n') => return Some(None),
-        (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
-        (Chunk::EndCr | Chunk::Trailer, _) => Chunk::Trailer,
-        (Chunk::TrailerLf, b'\n') => Chunk::EndCr,
-        _ => return None,
-    };
-    Some(Some(next))
-}
-
-/// Checks the request head at the front of `bytes` as hyper would parse it, plus the proxy's
-/// own rule for targets.
-fn check_head(bytes: &[u8], max_head: usize) -> HeadCheck {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(bytes) {
-        Ok(httparse::Status::Partial) if bytes.len() <= max_head => return HeadCheck::Partial,
-        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
-        Ok(_) => return HeadCheck::Bad(rejected(bytes, too_large(max_head))),
-        Err(error) => {
-            let error = match error {
-                httparse::Error::Token if req.method.is_none() => {
-                    EgressError::client("bad_method", "the request method is not a valid token")
-                }
-                httparse::Error::Token => target_error(bytes),
-                httparse::Error::Version => EgressError::client(
-                    "bad_version",
-                    "only HTTP/1.0 and HTTP/1.1 requests are served",
-                ),
-                httparse::Error::TooManyHeaders => EgressError::client(
-                    "header_too_large",
-                    format!("the request head has more than {MAX_HEADERS} header lines"),
-                ),
-                other => {
-                    EgressError::client("bad_header", format!("malformed request head: {other}"))
-                }
-            };
-            return HeadCheck::Bad(rejected(bytes, error));
-        }
-    };
-    match check_parsed(&req) {
-        Ok(next) => HeadCheck::Complete { len, next },
-        Err(error) => HeadCheck::Bad(rejected(bytes, error)),
-    }
-}
-
-/// hyper's checks of a complete head, and what follows it.
-fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, EgressError> {
-    let (Some(method), Some(target)) = (req.method, req.path) else {
-        return Err(EgressError::internal(
-            "a complete head without a request line",
-        ));
-    };
-    if target.len() > MAX_URI_LEN {
-        return Err(EgressError::client(
-            "uri_too_long",
-            format!("the request target is longer than {MAX_URI_LEN} bytes"),
-        ));
-    }
-    if http::Method::from_bytes(method.as_bytes()).is_err() {
-        return Err(EgressError::client(
-            "bad_method",
-            "the request method is not valid",
-        ));
-    }
-    // http::Uri drops a fragment silently and rejects what the policy parser explains better.
-    if target.contains('#') || http::Uri::try_from(target).is_err() {
-        return Err(explain_target(method, target));
-    }
-    let http11 = req.version == Some(1);
-    // Transfer-Encoding and Content-Length as hyper reads them: a later Transfer-Encoding
-    // discards an earlier Content-Length, a Content-Length after it is ignored, the last
-    // Transfer-Encoding header decides whether the body is chunked.
-    let mut chunked = None;
-    let mut length = None;
-    for header in req.headers.iter() {
-        if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            if !http11 {
-                return Err(bad_header(
-                    "an HTTP/1.0 request cannot have Transfer-Encoding",
-                ));
-            }
-            chunked = Some(ends_in_chunked(header.value));
-            length = None;
-        } else if header.name.eq_ignore_ascii_case("content-length") && chunked.is_none() {
-            let n =
-                digits(header.value).ok_or_else(|| bad_header("Content-Length is not a number"))?;
-            if length.is_some_and(|previous| previous != n) {
-                return Err(bad_header("conflicting Content-Length headers"));
-            }
-            if n > MAX_BODY_LEN {
-                return Err(bad_header("Content-Length is too large"));
-            }
-            length = Some(n);
-        }
-    }
-    let body = match (chunked, length) {
-        (Some(false), _) => {
-            return Err(bad_header("Transfer-Encoding does not end in chunked"));
-        }
-        (Some(true), _) => Framing::Chunked(Chunk::Start),
-        (None, Some(n)) if n > 0 => Framing::Body(n),
-        (None, _) => Framing::Head,
-    };
-    Ok(if method == "CONNECT" {
-        Framing::Connect
-    } else {
-        body
-    })
-}
-
-/// Whether a `Transfer-Encoding` value's last coding is `chunked` (hyper: visible ASCII only).
-fn ends_in_chunked(value: &[u8]) -> bool {
-    let visible = value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    visible
-        && std::str::from_utf8(value).is_ok_and(|v| {
-            v.rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-        })
-}
-
-/// A `Content-Length` value: decimal digits only, as hyper's server accepts it.
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        let digit = char::from(b).to_digit(10)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
-}
-
-fn bad_header(message: &str) -> EgressError {
-    EgressError::client("bad_header", message)
-}
-
-fn too_large(max_head: usize) -> EgressError {
-    EgressError::client(
-        "header_too_large",
-        format!("the request head is larger than {max_head} bytes"),
-    )
-}
-
-/// The refusal for a target hyper could not take: the policy parser's reason where it has one.
-fn target_error(bytes: &[u8]) -> EgressError {
-    let (method, target) = request_line(bytes);
-    explain_target(&method, &target)
-}
-
-fn explain_target(method: &str, target: &str) -> EgressError {
-    match parse_request(method, target, &[]) {
-        Err(error) => error,
-        Ok(_) if target.contains('#') => EgressError::client(
-            "fragment",
-            "fragments are not allowed in the request target",
-        ),
-        Ok(_) => EgressError::client("bad_target", "the request target is malformed"),
-    }
-}
-
-/// The method and target of the line at the front of `bytes`, as far as they can be told
-/// (for the ledger and for explaining a bad target).
-fn request_line(bytes: &[u8]) -> (String, String) {
-    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut parts = line.splitn(3, |&b| b == b' ');
-    let method = parts.next().filter(|m| !m.is_empty() && m.len() <= 32);
-    let target = parts.next().unwrap_or_default();
-    let target = target.get(..1024).unwrap_or(target);
-    (
-        method.map_or_else(
-            || "-".to_owned(),
-            |m| String::from_utf8_lossy(m).into_owned(),
-        ),
-        String::from_utf8_lossy(target).into_owned(),
-    )
-}
-
-fn rejected(bytes: &[u8], error: EgressError) -> Rejected {
-    let (method, target) = request_line(bytes);
-    Rejected {
-        method,
-        target,
-        error,
     }
 }
 

@@ -10,6 +10,8 @@
 //!   and hickory), `dial` (the only code that opens upstream sockets), `error` (`EgressError`).
 //! - `registry`, `budget`, `ledger`, `metrics`, `admin`: identity, budgets, the event spool,
 //!   Prometheus metrics and the controller's mTLS admin API.
+//! - `infra` (the deployment's own addresses: pushed, configured and derived from the
+//!   interfaces), `sources` (per-source connection and pending-head caps).
 
 pub mod admin;
 pub mod budget;
@@ -29,9 +31,11 @@ pub mod error;
 mod exchange;
 mod forward;
 mod gate;
+pub mod infra;
 mod pool;
 pub mod resolve;
 pub mod server;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +47,13 @@ pub use server::{serve, Services};
 
 use crate::admin::{load_admin_tls, serve_admin, AdminError, AdminState};
 use crate::config::{load_policy, Config, DnsServers, PolicyLoadError, ProxyMode};
+use crate::infra::{InfraSet, SystemInterfaces, DERIVE_INTERVAL};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::resolve::{HickoryResolve, Resolve, ResolverSetupError};
+use crate::resolve::{
+    system_nameservers, DnsStatus, HickoryResolve, NoResolver, Resolve, ResolverSetupError,
+};
 
 /// Per-query DNS timeout.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,19 +95,22 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         ProxyMode::Standalone => Registry::standalone(policy),
         ProxyMode::Controlled => Registry::controlled(),
     });
-    let resolver: Arc<dyn Resolve> = Arc::new(match &config.dns {
-        DnsServers::System => HickoryResolve::from_system(DNS_TIMEOUT)?,
-        DnsServers::Explicit(servers) => HickoryResolve::new(servers, DNS_TIMEOUT)?,
-    });
+    let (resolver, dns) = build_resolver(&config.dns)?;
+    let infra = Arc::new(infra_set(&config));
     let services = Services {
         resolver,
         registry,
-        ledger: Arc::new(Ledger::new(config.spool_capacity)),
+        ledger: Arc::new(Ledger::with_limits(
+            config.spool_capacity,
+            config.spool_per_sandbox,
+        )),
         metrics: Arc::new(Metrics::new()),
+        infra: infra.clone(),
     };
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
-    let admin = start_admin(&config, &services, &stop).await?;
+    tokio::spawn(refresh_infra(infra, stop.clone()));
+    let admin = start_admin(&config, &services, dns, &stop).await?;
     let listener = bind(config.listen).await?;
     let served = serve(
         listener,
@@ -120,9 +130,72 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     served.map_err(StartupError::Serve)
 }
 
+/// The resolver, and where its servers came from. With no `--dns`, the nameservers of
+/// `/etc/resolv.conf` without Docker's embedded one; if none remains the proxy still starts,
+/// says so loudly once, and refuses every name (`dns_failed`).
+fn build_resolver(dns: &DnsServers) -> Result<(Arc<dyn Resolve>, DnsStatus), StartupError> {
+    let servers = match dns {
+        DnsServers::Explicit(servers) => {
+            let resolver = HickoryResolve::new(servers, DNS_TIMEOUT)?;
+            return Ok((Arc::new(resolver), DnsStatus::Configured));
+        }
+        DnsServers::System => system_nameservers(),
+    };
+    match servers {
+        Ok(servers) if !servers.is_empty() => {
+            let resolver = HickoryResolve::new(&servers, DNS_TIMEOUT)?;
+            Ok((Arc::new(resolver), DnsStatus::System))
+        }
+        Ok(_) | Err(ResolverSetupError::NoServers) => Ok(no_resolver(None)),
+        Err(error) => Ok(no_resolver(Some(error))),
+    }
+}
+
+fn no_resolver(error: Option<ResolverSetupError>) -> (Arc<dyn Resolve>, DnsStatus) {
+    tracing::error!(
+        error = error.map(tracing::field::display),
+        "No DNS resolver: /etc/resolv.conf lists none besides Docker's embedded resolver, which \
+         the proxy never uses. Every name will be refused (dns_failed) until AIRLOCK_EGRESS_DNS \
+         or --dns names the operator's resolvers"
+    );
+    (Arc::new(NoResolver), DnsStatus::None)
+}
+
+/// The infrastructure set: the operator's CIDRs, the proxy's own addresses, and a first
+/// derivation from the interfaces.
+fn infra_set(config: &Config) -> InfraSet {
+    let mut own = vec![config.listen];
+    own.extend(config.admin_listen);
+    let set = InfraSet::new(config.deny_cidrs.clone(), &own, Box::new(SystemInterfaces));
+    if let Err(error) = set.refresh() {
+        tracing::warn!(%error, "Cannot read the interfaces; infrastructure not derived yet");
+    }
+    set
+}
+
+/// Derives the infrastructure set from the interfaces again, every few seconds.
+async fn refresh_infra(infra: Arc<InfraSet>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(DERIVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let infra = infra.clone();
+        match tokio::task::spawn_blocking(move || infra.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "Cannot read the interfaces"),
+            Err(error) => tracing::warn!(%error, "Interface refresh task failed"),
+        }
+    }
+}
+
 async fn start_admin(
     config: &Config,
     services: &Services,
+    dns: DnsStatus,
     stop: &CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, StartupError> {
     let Some(addr) = config.admin_listen else {
@@ -144,6 +217,8 @@ async fn start_admin(
         registry: services.registry.clone(),
         ledger: services.ledger.clone(),
         metrics: services.metrics.clone(),
+        infra: services.infra.clone(),
+        dns,
     };
     let shutdown = stop.clone().cancelled_owned();
     Ok(Some(tokio::spawn(serve_admin(

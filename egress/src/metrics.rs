@@ -5,7 +5,7 @@
 //! - `airlock_egress_open_tunnels` (gauge) and `airlock_egress_tunnels_total`;
 //! - `airlock_egress_bytes_total{direction="up"|"down"}`;
 //! - `airlock_egress_dns_seconds` (histogram);
-//! - `airlock_egress_connections_rejected_total{reason="overload"}`;
+//! - `airlock_egress_connections_rejected_total{reason="overload"|"connection_limit"|"head_limit"}`;
 //! - `airlock_egress_spool_depth`, `airlock_egress_spool_capacity` and
 //!   `airlock_egress_spool_overflow_total`, read from the [`Ledger`] at render time.
 //!
@@ -38,6 +38,8 @@ pub struct Metrics {
     dns_count: AtomicU64,
     dns_sum_nanos: AtomicU64,
     rejected_overload: AtomicU64,
+    rejected_connection_limit: AtomicU64,
+    rejected_head_limit: AtomicU64,
 }
 
 // === impl Metrics ===
@@ -55,6 +57,8 @@ impl Metrics {
             dns_count: AtomicU64::new(0),
             dns_sum_nanos: AtomicU64::new(0),
             rejected_overload: AtomicU64::new(0),
+            rejected_connection_limit: AtomicU64::new(0),
+            rejected_head_limit: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +116,16 @@ impl Metrics {
         self.rejected_overload.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A client connection was refused at accept over a per-source cap (`connection_limit` or
+    /// `head_limit`; any other code counts as `head_limit`, to keep the label set bounded).
+    pub fn connection_rejected(&self, code: &str) {
+        let counter = match code {
+            "connection_limit" => &self.rejected_connection_limit,
+            _ => &self.rejected_head_limit,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Tunnels open right now.
     pub fn open_tunnels(&self) -> u64 {
         self.open_tunnels.load(Ordering::Relaxed)
@@ -164,11 +178,17 @@ impl Metrics {
             "Client connections refused before any request was read.",
             "counter",
         );
-        let _ = writeln!(
-            out,
-            "airlock_egress_connections_rejected_total{{reason=\"overload\"}} {}",
-            load(&self.rejected_overload)
-        );
+        for (reason, count) in [
+            ("overload", &self.rejected_overload),
+            ("connection_limit", &self.rejected_connection_limit),
+            ("head_limit", &self.rejected_head_limit),
+        ] {
+            let _ = writeln!(
+                out,
+                "airlock_egress_connections_rejected_total{{reason=\"{reason}\"}} {}",
+                load(count)
+            );
+        }
         let depth = u64::try_from(ledger.depth()).unwrap_or(u64::MAX);
         let capacity = u64::try_from(ledger.capacity()).unwrap_or(u64::MAX);
         gauge(
@@ -186,7 +206,7 @@ impl Metrics {
         counter(
             &mut out,
             "airlock_egress_spool_overflow_total",
-            "Ledger events dropped because the spool was full.",
+            "Ledger events that fit nowhere in the spool, not even in a ledger_full summary.",
             ledger.overflowed(),
         );
         out

@@ -16,7 +16,6 @@
 //! old generation's [`CancellationToken`] so the proxy closes tunnels that ran under it. The
 //! sandbox's [`Budget`] survives replacements; only its limits change.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -25,15 +24,19 @@ use airlock_egress_policy::{Policy, PolicySpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budget;
+use table::{normalise, Sandboxes, Slot};
 
 mod credential;
 mod error;
+mod table;
 
 pub use credential::{basic_credential, credential_hash};
 pub use error::{IdentityError, RegistryError};
 
 /// Longest accepted sandbox id.
 const MAX_SANDBOX_ID_LEN: usize = 128;
+/// Longest accepted ceiling label.
+const MAX_CEILING_LEN: usize = 128;
 
 /// The identity registry. Cheap to query from many tasks at once ([`Registry::identify`] takes a
 /// read lock only).
@@ -57,6 +60,9 @@ pub struct SandboxEntry {
     pub policy_spec: PolicySpec,
     /// The controller's generation counter for this sandbox.
     pub generation: u64,
+    /// Which operator ceiling the policy was checked against (e.g. `role:member@3f2a9c1e`),
+    /// stamped on every ledger event of the sandbox; at most 128 printable ASCII characters.
+    pub ceiling: Option<String>,
 }
 
 /// Who a client is and what applies to it, for the lifetime of one request or tunnel.
@@ -73,6 +79,20 @@ pub struct ClientCtx {
     /// Cancelled when this generation is replaced or the sandbox is removed: close the request
     /// or tunnel then.
     pub revoked: CancellationToken,
+    /// The entry's ceiling label, for the ledger.
+    pub ceiling: Option<Arc<str>>,
+}
+
+/// The sandbox a source address is registered to, before (or without) checking a credential:
+/// what the ledger needs to attribute a refusal that came before identification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOwner {
+    /// The sandbox id.
+    pub sandbox: String,
+    /// Its registered generation.
+    pub generation: u64,
+    /// Its ceiling label.
+    pub ceiling: Option<Arc<str>>,
 }
 
 /// What an upsert did.
@@ -101,23 +121,9 @@ pub struct SandboxSummary {
 }
 
 enum State {
-    Standalone(Slot),
+    // Boxed: one standalone slot per process, so the indirection costs nothing that matters.
+    Standalone(Box<Slot>),
     Controlled(Sandboxes),
-}
-
-/// The controlled-mode table: sandboxes by id, and the owner of each source address.
-#[derive(Default)]
-struct Sandboxes {
-    by_id: HashMap<String, Slot>,
-    by_addr: HashMap<IpAddr, String>,
-}
-
-/// One registered generation plus the state that outlives it (the budget).
-struct Slot {
-    entry: SandboxEntry,
-    hash: [u8; 32],
-    budget: Arc<Budget>,
-    revoked: CancellationToken,
 }
 
 // === impl Registry ===
@@ -132,8 +138,9 @@ impl Registry {
             policy,
             policy_spec: PolicySpec::default(),
             generation: 0,
+            ceiling: None,
         };
-        Self::with_state(State::Standalone(Slot::new(entry, [0; 32], None)))
+        Self::with_state(State::Standalone(Box::new(Slot::new(entry, [0; 32], None))))
     }
 
     /// An empty registry that denies every source until an entry is pushed (fail closed).
@@ -186,11 +193,32 @@ impl Registry {
         Ok(slot.ctx(Some(slot.entry.sandbox_id.clone())))
     }
 
+    /// The sandbox registered for source address `src` (controlled mode), without checking any
+    /// credential. Only for attributing ledger events; never for admitting a request.
+    pub fn owner_of(&self, src: IpAddr) -> Option<SourceOwner> {
+        match &*self.read() {
+            State::Standalone(_) => None,
+            State::Controlled(sandboxes) => {
+                sandboxes
+                    .owner_of(src.to_canonical())
+                    .map(|slot| SourceOwner {
+                        sandbox: slot.entry.sandbox_id.clone(),
+                        generation: slot.entry.generation,
+                        ceiling: slot.ceiling(),
+                    })
+            }
+        }
+    }
+
     /// Registers or replaces a sandbox entry, fenced by its generation: older is refused
     /// (`StaleGeneration`), equal is idempotent (`Unchanged`, or `GenerationConflict` if the
-    /// content differs), newer replaces the entry and cancels the old generation's token.
+    /// content differs; a new ceiling label alone is taken over in place, because it changes
+    /// no decision), newer replaces the entry and cancels the old generation's token.
     pub fn upsert(&self, entry: SandboxEntry) -> Result<UpsertOutcome, RegistryError> {
         validate_sandbox_id(&entry.sandbox_id)?;
+        if let Some(ceiling) = &entry.ceiling {
+            validate_ceiling(ceiling)?;
+        }
         let hash = credential::parse_hash(&entry.credential_hash)
             .ok_or(RegistryError::InvalidCredentialHash)?;
         let entry = normalise(entry)?;
@@ -297,123 +325,6 @@ impl fmt::Debug for Registry {
     }
 }
 
-// === impl Sandboxes ===
-
-impl Sandboxes {
-    fn owner_of(&self, src: IpAddr) -> Option<&Slot> {
-        self.by_addr.get(&src).and_then(|id| self.by_id.get(id))
-    }
-
-    fn upsert(
-        &mut self,
-        entry: SandboxEntry,
-        hash: [u8; 32],
-    ) -> Result<UpsertOutcome, RegistryError> {
-        self.check_addrs_free(&entry)?;
-        let sandbox_id = entry.sandbox_id.clone();
-        let Some(slot) = self.by_id.get_mut(&sandbox_id) else {
-            self.claim_addrs(&entry.source_addrs, &sandbox_id);
-            let slot = Slot::new(entry, hash, None);
-            self.by_id.insert(slot.entry.sandbox_id.clone(), slot);
-            return Ok(UpsertOutcome::Created);
-        };
-        let previous = slot.entry.generation;
-        if entry.generation < previous {
-            return Err(RegistryError::StaleGeneration {
-                current: previous,
-                offered: entry.generation,
-            });
-        }
-        if entry.generation == previous {
-            return if same_content(&slot.entry, &entry) {
-                Ok(UpsertOutcome::Unchanged)
-            } else {
-                Err(RegistryError::GenerationConflict {
-                    generation: previous,
-                })
-            };
-        }
-        let old_addrs = std::mem::take(&mut slot.entry.source_addrs);
-        slot.replace(entry, hash);
-        for addr in &old_addrs {
-            self.by_addr.remove(addr);
-        }
-        if let Some(slot) = self.by_id.get(&sandbox_id) {
-            let addrs = slot.entry.source_addrs.clone();
-            self.claim_addrs(&addrs, &sandbox_id);
-        }
-        Ok(UpsertOutcome::Replaced { previous })
-    }
-
-    /// Refuses an entry naming an address that another sandbox owns.
-    fn check_addrs_free(&self, entry: &SandboxEntry) -> Result<(), RegistryError> {
-        for addr in &entry.source_addrs {
-            if let Some(owner) = self.by_addr.get(addr).filter(|o| **o != entry.sandbox_id) {
-                return Err(RegistryError::AddressInUse {
-                    addr: *addr,
-                    owner: owner.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn claim_addrs(&mut self, addrs: &[IpAddr], sandbox_id: &str) {
-        for addr in addrs {
-            self.by_addr.insert(*addr, sandbox_id.to_owned());
-        }
-    }
-
-    fn remove(&mut self, sandbox_id: &str) -> bool {
-        let Some(slot) = self.by_id.remove(sandbox_id) else {
-            return false;
-        };
-        for addr in &slot.entry.source_addrs {
-            self.by_addr.remove(addr);
-        }
-        slot.revoked.cancel();
-        true
-    }
-}
-
-// === impl Slot ===
-
-impl Slot {
-    fn new(entry: SandboxEntry, hash: [u8; 32], budget: Option<Arc<Budget>>) -> Self {
-        let (max_conns, max_bytes) = (entry.policy.max_connections(), entry.policy.max_bytes());
-        let budget = match budget {
-            Some(budget) => {
-                budget.set_limits(max_conns, max_bytes);
-                budget
-            }
-            None => Arc::new(Budget::new(max_conns, max_bytes)),
-        };
-        Self {
-            entry,
-            hash,
-            budget,
-            revoked: CancellationToken::new(),
-        }
-    }
-
-    /// Installs a new generation: same budget (new limits), fresh token, old token cancelled.
-    fn replace(&mut self, entry: SandboxEntry, hash: [u8; 32]) {
-        let next = Slot::new(entry, hash, Some(Arc::clone(&self.budget)));
-        let old = std::mem::replace(self, next);
-        old.revoked.cancel();
-    }
-
-    fn ctx(&self, sandbox: Option<String>) -> ClientCtx {
-        ClientCtx {
-            sandbox,
-            generation: self.entry.generation,
-            policy: Arc::clone(&self.entry.policy),
-            budget: Arc::clone(&self.budget),
-            revoked: self.revoked.clone(),
-        }
-    }
-}
-
 // === impl SandboxEntry ===
 
 impl fmt::Debug for SandboxEntry {
@@ -445,25 +356,17 @@ pub fn validate_sandbox_id(id: &str) -> Result<(), RegistryError> {
     }
 }
 
-/// Canonicalises addresses (mapped IPv4 becomes IPv4), sorts and dedups them, lowercases the hash.
-fn normalise(mut entry: SandboxEntry) -> Result<SandboxEntry, RegistryError> {
-    if entry.source_addrs.is_empty() {
-        return Err(RegistryError::NoSourceAddrs);
+/// Checks a ceiling label: 1..=128 printable ASCII characters (it goes into log lines and
+/// JSON as it is).
+pub fn validate_ceiling(label: &str) -> Result<(), RegistryError> {
+    let ok = !label.is_empty()
+        && label.len() <= MAX_CEILING_LEN
+        && label.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidCeiling)
     }
-    for addr in &mut entry.source_addrs {
-        *addr = addr.to_canonical();
-    }
-    entry.source_addrs.sort();
-    entry.source_addrs.dedup();
-    entry.credential_hash.make_ascii_lowercase();
-    Ok(entry)
-}
-
-/// Idempotency check for an equal generation: same addresses, credential and policy.
-fn same_content(a: &SandboxEntry, b: &SandboxEntry) -> bool {
-    a.source_addrs == b.source_addrs
-        && a.credential_hash == b.credential_hash
-        && a.policy_spec == b.policy_spec
 }
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //! `HickoryResolve` asks the configured servers for A and AAAA records at once and caches answers
 //! by TTL. It never consults `/etc/hosts` and applies no search domains: a name is looked up as
 //! the fully-qualified name the client asked for. `StaticResolve` answers from a fixed table; it
-//! backs `airlock-egress check --resolve/--no-dns` and tests.
+//! backs `airlock-egress check --resolve/--no-dns` and tests. `NoResolver` stands in when no
+//! server is configured: every lookup fails, so every name is refused.
+//!
+//! Docker's embedded resolver (`127.0.0.11`) is never asked: it answers the node's container
+//! names (`airlock-<id>`, the proxy, compose services), which is exactly what a sandbox must not
+//! learn. It is dropped from `/etc/resolv.conf` and refused in `--dns`.
 //!
 //! Invariant: a resolver returns *every* answer. The caller judges all of them and dials only a
 //! checked `SocketAddr`; nothing resolves a name twice for one request.
@@ -21,6 +26,8 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::TokioResolver;
+
+use crate::config::DOCKER_EMBEDDED_DNS;
 
 /// A boxed, sendable resolution future.
 pub type ResolveFuture<'a> =
@@ -41,10 +48,30 @@ pub enum ResolveError {
     /// No server answered in time.
     #[error("DNS lookup timed out")]
     Timeout,
-    /// The servers failed (SERVFAIL, refused, unreachable, ...).
+    /// The servers failed (SERVFAIL, refused, unreachable, ...). The detail may name a
+    /// resolver's address: it is for the log, never for a client.
     #[error("DNS lookup failed: {0}")]
     Failed(String),
+    /// The proxy has no resolver to ask.
+    #[error("no DNS resolver is configured for the proxy (set AIRLOCK_EGRESS_DNS)")]
+    NotConfigured,
 }
+
+/// Where the proxy's resolvers came from, for `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsStatus {
+    /// `--dns` / `AIRLOCK_EGRESS_DNS`.
+    Configured,
+    /// The nameservers of `/etc/resolv.conf` (Docker's embedded resolver left out).
+    System,
+    /// None: every name is refused.
+    None,
+}
+
+/// The resolver used when none is configured: every lookup fails with
+/// [`ResolveError::NotConfigured`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoResolver;
 
 /// Building the resolver failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,11 +132,38 @@ impl HickoryResolve {
         Ok(Self { inner })
     }
 
-    /// A resolver using the nameservers listed in `/etc/resolv.conf`.
+    /// A resolver using the nameservers listed in `/etc/resolv.conf`, Docker's embedded
+    /// resolver left out (`NoServers` when none remains).
     pub fn from_system(timeout: Duration) -> Result<Self, ResolverSetupError> {
-        let text =
-            std::fs::read_to_string("/etc/resolv.conf").map_err(ResolverSetupError::ResolvConf)?;
-        Self::new(&nameservers_from_resolv_conf(&text), timeout)
+        Self::new(&system_nameservers()?, timeout)
+    }
+}
+
+/// The nameservers of `/etc/resolv.conf`, without Docker's embedded resolver.
+pub fn system_nameservers() -> Result<Vec<SocketAddr>, ResolverSetupError> {
+    let text =
+        std::fs::read_to_string("/etc/resolv.conf").map_err(ResolverSetupError::ResolvConf)?;
+    Ok(nameservers_from_resolv_conf(&text))
+}
+
+// === impl DnsStatus ===
+
+impl DnsStatus {
+    /// `configured`, `system` or `none`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Configured => "configured",
+            Self::System => "system",
+            Self::None => "none",
+        }
+    }
+}
+
+// === impl NoResolver ===
+
+impl Resolve for NoResolver {
+    fn resolve<'a>(&'a self, _name: &'a DnsName) -> ResolveFuture<'a> {
+        Box::pin(async { Err(ResolveError::NotConfigured) })
     }
 }
 
@@ -161,7 +215,7 @@ impl Resolve for StaticResolve {
     }
 }
 
-/// The `nameserver` entries of a resolv.conf, on port 53.
+/// The `nameserver` entries of a resolv.conf, on port 53, without Docker's embedded resolver.
 pub(crate) fn nameservers_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|line| {
@@ -171,6 +225,7 @@ pub(crate) fn nameservers_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
                 _ => None,
             }
         })
+        .filter(|ip| ip.to_canonical() != DOCKER_EMBEDDED_DNS)
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }
@@ -182,7 +237,7 @@ mod tests {
     #[test]
     fn resolv_conf_nameservers() {
         let text = "# comment\nsearch example.com\nnameserver 10.0.0.2\nnameserver ::1\n\
-                    nameserver fe80::1%eth0\noptions ndots:5\n";
+                    nameserver 127.0.0.11\nnameserver fe80::1%eth0\noptions ndots:5\n";
         assert_eq!(
             nameservers_from_resolv_conf(text),
             vec![
@@ -209,6 +264,17 @@ mod tests {
             let want: Vec<IpAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
             assert_eq!(got, want);
         }
+    }
+
+    #[tokio::test]
+    async fn no_resolver_refuses_every_name() {
+        let target = airlock_egress_policy::parse_connect("a.test:443").unwrap();
+        let airlock_egress_policy::Host::Name(name) = &target.host else {
+            panic!("not a name")
+        };
+        let error = NoResolver.resolve(name).await.unwrap_err();
+        assert!(matches!(error, ResolveError::NotConfigured), "{error}");
+        assert!(error.to_string().contains("AIRLOCK_EGRESS_DNS"));
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! Invariants:
 //! - A global semaphore caps client connections; when it is exhausted the loop stops accepting
 //!   (the kernel backlog holds the rest) instead of failing.
+//! - Per source address, open connections and connections still sending a head are capped
+//!   (`sources`); over a cap the connection gets its `429` JSON at once and a ledger row, so one
+//!   sandbox never makes another wait.
+//! - An identified sandbox's request takes its ledger slot before the decision, and its
+//!   generation is checked again after the dial: nothing goes upstream that the ledger cannot
+//!   record or that a newer policy revoked.
 //! - Every accepted connection gets an HTTP answer for every request, and every refusal is JSON:
 //!   the `gate` checks each request head before hyper parses it, so hyper's own bare error
 //!   answers never go out.
@@ -26,6 +32,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -33,16 +40,18 @@ use tracing::Instrument;
 
 use crate::budget::ConnectionPermit;
 use crate::config::Config;
-use crate::decide::{denial_error, judge, parse_request, ParsedRequest, RequestKind};
+use crate::decide::{denial_error, judge, parse_request, ParsedRequest, RequestKind, Rules};
 use crate::dial::{dial, DialError, DialOptions};
 use crate::error::EgressError;
-use crate::exchange::Exchange;
-use crate::gate::{serialize, GateLimits, Rejected, Render, RequestGate};
+use crate::exchange::{ClientConn, Exchange};
+use crate::gate::{serialize, GateLimits, Rejected, Render, RequestGate, LINGER, LINGER_BYTES};
+use crate::infra::InfraSet;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::pool::UpstreamPool;
 use crate::registry::{ClientCtx, Registry};
 use crate::resolve::Resolve;
+use crate::sources::{Over, SourceCaps};
 
 /// The longest a request head may take to arrive (shorter when the idle timeout is).
 const MAX_HEAD_WAIT: Duration = Duration::from_secs(30);
@@ -65,6 +74,8 @@ pub struct Services {
     pub ledger: Arc<Ledger>,
     /// Prometheus counters.
     pub metrics: Arc<Metrics>,
+    /// The deployment's own addresses, denied before every other rule.
+    pub infra: Arc<InfraSet>,
 }
 
 /// Shared state of a running proxy.
@@ -74,6 +85,8 @@ pub struct Proxy {
     services: Services,
     ops: OperatorExceptions,
     dial: DialOptions,
+    /// Per-source connection and pending-head caps.
+    caps: Arc<SourceCaps>,
     /// Idle upstream connections for forwarded requests.
     pool: UpstreamPool,
     /// Cancelled when the grace period is over: tunnels and connections stop.
@@ -101,6 +114,12 @@ impl Proxy {
     }
     pub(crate) fn ledger(&self) -> &Ledger {
         &self.services.ledger
+    }
+    pub(crate) fn ledger_arc(&self) -> &Arc<Ledger> {
+        &self.services.ledger
+    }
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.services.registry
     }
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.services.metrics
@@ -134,6 +153,10 @@ pub async fn serve(
             connect_timeout: config.connect_timeout,
             own_addrs,
         },
+        caps: Arc::new(SourceCaps::new(
+            config.max_connections_per_source,
+            config.max_pending_heads_per_source,
+        )),
         services,
         pool: UpstreamPool::new(config.idle_timeout),
         hard_stop: CancellationToken::new(),
@@ -218,21 +241,30 @@ async fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "Cannot set TCP_NODELAY");
     }
+    let open = match proxy.caps.admit(peer.ip()) {
+        Ok(open) => open,
+        Err(over) => {
+            let conn = Arc::new(ClientConn::new(peer, None));
+            return refuse_at_once(&proxy, &conn, stream, over).await;
+        }
+    };
+    let conn = Arc::new(ClientConn::new(peer, Some(open)));
     let hard_stop = proxy.hard_stop.clone();
     let limits = GateLimits {
         max_head: proxy.config.max_header_bytes,
         head_timeout: proxy.config.idle_timeout.min(MAX_HEAD_WAIT),
+        write_idle: proxy.config.idle_timeout,
     };
     let render: Render = {
-        let proxy = proxy.clone();
+        let (proxy, conn) = (proxy.clone(), conn.clone());
         Box::new(move |rejected: Rejected| {
-            let exchange = Exchange::begin(proxy, peer, &rejected.method, &rejected.target);
+            let exchange = Exchange::begin(proxy, &conn, &rejected.method, &rejected.target);
             serialize(&exchange.refuse(&rejected.error))
         })
     };
-    let stream = RequestGate::new(stream, limits, render);
+    let stream = RequestGate::new(stream, limits, render, conn.clone(), proxy.caps.clone());
     let svc_proxy = proxy.clone();
-    let service = service_fn(move |req| handle(svc_proxy.clone(), peer, req));
+    let service = service_fn(move |req| handle(svc_proxy.clone(), conn.clone(), req));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -262,15 +294,51 @@ async fn serve_connection(
     }
 }
 
+/// Answers a connection over a per-source cap: the `429` JSON (and its ledger row) at once,
+/// then a short linger so the client reads it rather than a reset. Nothing waits for room.
+async fn refuse_at_once(
+    proxy: &Arc<Proxy>,
+    conn: &Arc<ClientConn>,
+    mut stream: TcpStream,
+    over: Over,
+) {
+    proxy.metrics().connection_rejected(over.code());
+    let exchange = Exchange::begin(proxy.clone(), conn, "-", "-");
+    let reply = serialize(&exchange.refuse(&over.error()));
+    let linger = proxy.caps.linger(conn.peer.ip());
+    let written = tokio::time::timeout(LINGER, stream.write_all(&reply)).await;
+    if !matches!(written, Ok(Ok(()))) || linger.is_none() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    drain_briefly(&mut stream).await;
+}
+
+/// Reads and discards what the client still sends, for a moment, so closing with unread input
+/// does not reset the connection before the client has read its answer.
+async fn drain_briefly(stream: &mut TcpStream) {
+    let mut scratch = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 async fn handle(
     proxy: Arc<Proxy>,
-    peer: SocketAddr,
+    conn: Arc<ClientConn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let response = if req.method() == Method::CONNECT {
-        crate::connect::handle(proxy, peer, req).await
+        crate::connect::handle(proxy, conn, req).await
     } else {
-        crate::forward::handle(proxy, peer, req).await
+        crate::forward::handle(proxy, conn, req).await
     };
     Ok(response)
 }
@@ -283,12 +351,12 @@ pub(crate) fn full(response: Response<Bytes>) -> Response<ProxyBody> {
 /// Runs the shared pipeline up to the dial, or returns the refusal response.
 pub(crate) async fn admit<B>(
     proxy: &Arc<Proxy>,
-    peer: SocketAddr,
+    conn: &Arc<ClientConn>,
     req: &Request<B>,
 ) -> Result<Admitted, Response<ProxyBody>> {
     let raw_target = req.uri().to_string();
-    let mut exchange = Exchange::begin(proxy.clone(), peer, req.method().as_str(), &raw_target);
-    match admit_inner(proxy, peer, req, &raw_target, &mut exchange).await {
+    let mut exchange = Exchange::begin(proxy.clone(), conn, req.method().as_str(), &raw_target);
+    match admit_inner(proxy, conn.peer, req, &raw_target, &mut exchange).await {
         Ok((parsed, ctx, addrs, permit)) => Ok(Admitted {
             exchange,
             parsed,
@@ -323,7 +391,8 @@ async fn admit_inner<B>(
         .get(http::header::PROXY_AUTHORIZATION)
         .map(|v| v.as_bytes());
     let ctx = proxy.services.registry.identify(peer.ip(), credential)?;
-    exchange.set_identity(ctx.sandbox.clone(), ctx.generation);
+    exchange.set_identity(&ctx);
+    exchange.reserve()?;
     let addrs = decide(proxy, &ctx, &parsed.target, exchange).await?;
     let permit = ctx
         .budget
@@ -353,9 +422,14 @@ async fn decide(
     target: &Target,
     exchange: &mut Exchange,
 ) -> Result<Vec<SocketAddr>, EgressError> {
+    let infra = proxy.services.infra.current();
+    let rules = Rules {
+        policy: &ctx.policy,
+        ops: &proxy.ops,
+        infra: &infra,
+    };
     let judgement = judge(
-        &ctx.policy,
-        &proxy.ops,
+        rules,
         proxy.services.resolver.as_ref(),
         Some(&proxy.services.metrics),
         target,
@@ -377,14 +451,29 @@ async fn decide(
     }
 }
 
+/// A dial failure as the client sees it. The address that failed is one the proxy resolved,
+/// so only the log names it.
 fn dial_error(error: DialError) -> EgressError {
     match error {
         DialError::SelfConnect => EgressError::policy("proxy_loop", error.to_string()),
         DialError::Timeout(_) => EgressError::upstream("connect_timeout", error.to_string(), true),
-        DialError::Failed { .. } => {
-            EgressError::upstream("connect_failed", error.to_string(), false)
+        DialError::Failed { addr, source } => {
+            tracing::debug!(dst.addr = %addr, error = %source, "Upstream connect failed");
+            EgressError::upstream("connect_failed", "cannot connect to the destination", false)
         }
     }
+}
+
+/// After the dial: a policy pushed while the request was being admitted revokes it before any
+/// byte leaves.
+pub(crate) fn still_current(ctx: &ClientCtx) -> Result<(), EgressError> {
+    if ctx.revoked.is_cancelled() {
+        return Err(EgressError::policy(
+            "policy_changed",
+            "the sandbox's policy changed while the request was admitted; send it again",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a request is a forward request (anything but CONNECT).

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_egress::admin::{load_admin_tls, serve_admin, AdminError, AdminState, MAX_BODY_BYTES};
+use airlock_egress::infra::{InfraSet, InterfaceAddr, Interfaces};
 use airlock_egress::ledger::{Decision, EventPage, Ledger, LedgerEvent};
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::{basic_credential, credential_hash, Registry};
+use airlock_egress::resolve::DnsStatus;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -27,6 +29,35 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const HASH_A: &str = "token-a";
+
+/// The proxy's interfaces as the admin tests see them: one bridge address, plus loopback.
+#[derive(Debug)]
+struct FixedInterfaces;
+
+impl Interfaces for FixedInterfaces {
+    fn addrs(&self) -> std::io::Result<Vec<InterfaceAddr>> {
+        Ok(vec![
+            InterfaceAddr {
+                net: "127.0.0.1/8".parse().unwrap(),
+                loopback: true,
+            },
+            InterfaceAddr {
+                net: "10.212.0.2/24".parse().unwrap(),
+                loopback: false,
+            },
+        ])
+    }
+}
+
+fn infra() -> Arc<InfraSet> {
+    let set = InfraSet::new(
+        vec!["192.0.2.0/24".parse().unwrap()],
+        &[],
+        Box::new(FixedInterfaces),
+    );
+    set.refresh().unwrap();
+    Arc::new(set)
+}
 
 /// A running admin server; dropping `stop` (or calling [`Admin::shutdown`]) stops it.
 struct Admin {
@@ -44,6 +75,8 @@ impl Admin {
             registry: Arc::new(registry),
             ledger: Arc::new(Ledger::new(16)),
             metrics: Arc::new(Metrics::new()),
+            infra: infra(),
+            dns: DnsStatus::Configured,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_admin(listener, tls, state.clone(), async move {
@@ -139,6 +172,8 @@ fn event(n: u64) -> LedgerEvent {
         start: std::time::SystemTime::now(),
         duration: Duration::from_millis(1),
         client: "10.213.0.2:1234".parse().unwrap(),
+        ceiling: None,
+        count: 1,
     }
 }
 
@@ -365,14 +400,15 @@ async fn events_page_and_ack_over_http() {
     for n in 0..20 {
         admin.state.ledger.record(event(n));
     }
-    // Capacity 16: four events overflowed.
+    // Capacity 16: four refusals found no room; they wait for a summary, none is lost.
     let (status, body) = plain(addr, Method::GET, "/v1/events?after=0&limit=10", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["boot_id"], admin.state.registry.boot_id());
     let page: EventPage = serde_json::from_value(body).unwrap();
     assert_eq!(page.events.len(), 10);
     assert_eq!(page.next, 10);
-    assert_eq!(page.overflowed, 4);
+    assert_eq!(page.overflowed, 0);
+    assert_eq!(admin.state.ledger.waiting(), 4);
     let (_, body) = plain(addr, Method::GET, "/v1/events?after=10", None).await;
     let page: EventPage = serde_json::from_value(body).unwrap();
     assert_eq!(
@@ -388,7 +424,13 @@ async fn events_page_and_ack_over_http() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(admin.state.ledger.depth(), 4);
+    // Four left, and the summary of the four that found no room.
+    assert_eq!(admin.state.ledger.depth(), 5);
+    let (_, body) = plain(addr, Method::GET, "/v1/events?after=16", None).await;
+    let page: EventPage = serde_json::from_value(body).unwrap();
+    let summary = &page.events[0];
+    assert_eq!((summary.seq, summary.count), (17, 4));
+    assert_eq!(summary.reason, "ledger_full");
     let (status, reply) = plain(
         addr,
         Method::POST,
@@ -404,9 +446,9 @@ async fn events_page_and_ack_over_http() {
     let (status, text) = plain(addr, Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap().to_owned();
-    assert!(text.contains("airlock_egress_spool_depth 4\n"), "{text}");
+    assert!(text.contains("airlock_egress_spool_depth 5\n"), "{text}");
     assert!(
-        text.contains("airlock_egress_spool_overflow_total 4\n"),
+        text.contains("airlock_egress_spool_overflow_total 0\n"),
         "{text}"
     );
     assert!(text.contains("airlock_egress_sandboxes 0\n"), "{text}");
@@ -421,6 +463,8 @@ async fn plain_http_is_refused_off_loopback() {
         registry: Arc::new(Registry::controlled()),
         ledger: Arc::new(Ledger::new(1)),
         metrics: Arc::new(Metrics::new()),
+        infra: infra(),
+        dns: DnsStatus::None,
     };
     let err = serve_admin(listener, None, state, std::future::pending())
         .await

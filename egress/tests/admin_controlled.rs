@@ -11,230 +11,13 @@
 // Helpers outside `#[test]` functions are test code too: a failed setup must fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use airlock_egress::admin::{serve_admin, AdminState};
-use airlock_egress::config::{self, Config};
-use airlock_egress::ledger::{EventPage, Ledger, SpooledEvent};
-use airlock_egress::metrics::Metrics;
-use airlock_egress::registry::{basic_credential, credential_hash, Registry};
-use airlock_egress::resolve::StaticResolve;
-use airlock_egress::{serve, Services};
-use serde_json::{json, Value};
-use test_support::upstream::EchoServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-const A_SRC: &str = "127.0.0.1";
-const B_SRC: &str = "127.0.0.3";
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A controlled-mode proxy, its plain-loopback admin API and an echo upstream.
-struct Rig {
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    echo: EchoServer,
-    state: AdminState,
-    stop: CancellationToken,
-}
-
-impl Rig {
-    async fn start(spool_capacity: usize) -> Self {
-        let echo = EchoServer::start("127.0.0.2:0".parse().unwrap())
-            .await
-            .unwrap();
-        let vars = HashMap::from([
-            (config::ENV_MODE, "controlled".to_owned()),
-            (config::ENV_LISTEN, "127.0.0.1:0".to_owned()),
-            (config::ENV_ALLOW_CIDRS, "127.0.0.2/32".to_owned()),
-        ]);
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let state = AdminState {
-            registry: Arc::new(Registry::controlled()),
-            ledger: Arc::new(Ledger::new(spool_capacity)),
-            metrics: Arc::new(Metrics::new()),
-        };
-        let services = Services {
-            resolver: Arc::new(StaticResolve::new()),
-            registry: Arc::clone(&state.registry),
-            ledger: Arc::clone(&state.ledger),
-            metrics: Arc::clone(&state.metrics),
-        };
-        let stop = CancellationToken::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            Arc::new(config),
-            services,
-            stop.clone().cancelled_owned(),
-        ));
-        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = admin_listener.local_addr().unwrap();
-        tokio::spawn(serve_admin(
-            admin_listener,
-            None,
-            state.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        Self {
-            proxy,
-            admin,
-            echo,
-            state,
-            stop,
-        }
-    }
-
-    /// PUTs sandbox `id` over the admin API; returns the status.
-    async fn push(&self, id: &str, src: &str, token: &str, generation: u64, policy: Value) -> u16 {
-        let body = json!({
-            "sandbox_id": id,
-            "source_addrs": [src],
-            "credential_hash": credential_hash(token),
-            "policy": policy,
-            "generation": generation,
-        });
-        admin_call(
-            self.admin,
-            "PUT",
-            &format!("/v1/sandboxes/{id}"),
-            Some(body),
-        )
-        .await
-        .0
-    }
-
-    /// A policy admitting the echo upstream's port.
-    fn echo_policy(&self, extra: Value) -> Value {
-        let mut policy = json!({ "allow_ports": [self.echo.addr().port()] });
-        if let (Some(p), Some(e)) = (policy.as_object_mut(), extra.as_object()) {
-            p.extend(e.clone());
-        }
-        policy
-    }
-
-    /// Sends `CONNECT echo` from `src` with an optional credential.
-    async fn connect(&self, src: &str, credential: Option<&str>) -> (Head, TcpStream) {
-        let mut stream = client_from(src.parse().unwrap(), self.proxy).await;
-        let target = self.echo.addr();
-        let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        if let Some(c) = credential {
-            request.push_str(&format!("Proxy-Authorization: {c}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let head = read_head(&mut stream).await;
-        (head, stream)
-    }
-
-    /// Polls the spool until `pred` holds for some event, or fails at the deadline.
-    async fn wait_for_event(&self, pred: impl Fn(&SpooledEvent) -> bool) -> SpooledEvent {
-        let started = Instant::now();
-        loop {
-            let page = self.state.ledger.events_after(0, 10_000);
-            if let Some(e) = page.events.into_iter().find(|e| pred(e)) {
-                return e;
-            }
-            assert!(started.elapsed() < DEADLINE, "event never spooled");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// A parsed response head plus its JSON body (if any).
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    raw: String,
-    body: Value,
-}
-
-async fn client_from(src: IpAddr, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(src, 0)).unwrap();
-    socket.connect(to).await.unwrap()
-}
-
-/// Reads a response head (and a Content-Length body) without reading past it.
-async fn read_head(stream: &mut TcpStream) -> Head {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(n, 1, "proxy closed before the response head ended: {raw:?}");
-        raw.push(byte[0]);
-    }
-    let raw = String::from_utf8(raw).unwrap();
-    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let length = raw
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.unwrap();
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Head { status, raw, body }
-}
-
-/// One plain-HTTP admin call: (status, JSON body or Null).
-async fn admin_call(
-    admin: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut stream = client_from("127.0.0.1".parse().unwrap(), admin).await;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    (head.status, head.body)
-}
-
-/// Proves a tunnel carries bytes both ways.
-async fn ping(stream: &mut TcpStream) {
-    stream.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    tokio::time::timeout(DEADLINE, stream.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&buf, b"ping");
-}
-
-/// Waits until the proxy closes `stream` (EOF or reset), failing at the deadline.
-async fn closed_by_proxy(stream: &mut TcpStream) {
-    let mut buf = [0u8; 64];
-    loop {
-        match tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("the proxy kept the tunnel open"),
-        }
-    }
-}
+use airlock_egress::ledger::EventPage;
+use airlock_egress::registry::basic_credential;
+use common::controlled::*;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn identity_needs_registered_source_and_matching_credential() {
@@ -334,8 +117,14 @@ async fn a_new_generation_or_removal_closes_old_tunnels() {
         .wait_for_event(|e| e.generation == 1 && e.method == "CONNECT")
         .await;
     assert_eq!(event.sandbox.as_deref(), Some("a"));
-    assert_eq!(event.bytes_up, 8, "two pings up");
-    assert_eq!(event.bytes_down, 8, "two pings down");
+    // The budget and the ledger count the heads too: the CONNECT head up, the 200 down.
+    let connect_head = rig.connect_head(Some(&cred)).len() as u64;
+    assert_eq!(
+        event.bytes_up,
+        connect_head + 8,
+        "the head and two pings up"
+    );
+    assert_eq!(event.bytes_down, OK_HEAD + 8, "the 200 and two pings down");
 
     let (head, mut gen2) = rig.connect(A_SRC, Some(&cred)).await;
     assert_eq!(head.status, 200, "{head:?}");
@@ -424,7 +213,7 @@ async fn budgets_are_per_sandbox_and_survive_a_new_generation() {
 async fn spool_serves_every_event_and_counts_overflow() {
     let rig = Rig::start(3).await;
     let cred = basic_credential("a", "token-a");
-    // Five refusals (unknown source): three fit the spool, two overflow.
+    // Five refusals (unknown source): three fit the spool, two wait for a summary.
     for _ in 0..5 {
         let (head, _) = rig.connect(A_SRC, Some(&cred)).await;
         assert_eq!(head.status, 403);
@@ -436,7 +225,8 @@ async fn spool_serves_every_event_and_counts_overflow() {
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(page.overflowed, 2);
+    assert_eq!(page.overflowed, 0);
+    assert_eq!(rig.state.ledger.waiting(), 2);
     assert_eq!(body["boot_id"], rig.state.registry.boot_id());
     assert!(page
         .events
@@ -446,19 +236,18 @@ async fn spool_serves_every_event_and_counts_overflow() {
     let (status, _) =
         admin_call(rig.admin, "POST", "/v1/events/ack", Some(json!({"seq": 3}))).await;
     assert_eq!(status, 204);
+    // Room came back: the two that found none come out as one summary, then new events.
+    let summary = rig.wait_for_event(|e| e.seq == 4).await;
+    assert_eq!((summary.reason.as_str(), summary.count), ("ledger_full", 2));
     let (head, _) = rig.connect(A_SRC, Some(&cred)).await;
     assert_eq!(head.status, 403);
-    let next = rig.wait_for_event(|e| e.seq == 4).await;
+    let next = rig.wait_for_event(|e| e.seq == 5).await;
     assert_eq!(next.reason, "unknown_source");
-    assert_eq!(
-        rig.state.ledger.overflowed(),
-        2,
-        "room was freed: nothing more lost"
-    );
+    assert_eq!(rig.state.ledger.overflowed(), 0, "nothing was lost");
 
     let metrics = rig.state.metrics.render(&rig.state.ledger);
     assert!(
-        metrics.contains("airlock_egress_spool_overflow_total 2\n"),
+        metrics.contains("airlock_egress_spool_overflow_total 0\n"),
         "{metrics}"
     );
     assert!(

@@ -1,5 +1,6 @@
 //! `airlock-egress check`, run as the built binary: one JSON line on stdout, exit 0 allow,
-//! 1 deny, 2 bad usage. Every case uses `--no-dns` (or an IP literal), so no network I/O.
+//! 1 deny (a malformed request line included), 2 bad flags. Every case uses `--no-dns` (or an
+//! IP literal), so no network I/O.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test-only helpers.
 
@@ -116,6 +117,88 @@ fn denials_exit_1_with_the_reason() {
     }
 }
 
+/// Every request line `serve` can receive gets `serve`'s verdict, the gate's refusals and the
+/// method-case rule included: a malformed line is a deny, never a usage error.
+#[test]
+fn malformed_lines_are_denials_with_the_gates_reason() {
+    let big = format!("X-Big: {}", "a".repeat(40 * 1024));
+    let cases: &[(&[&str], &str)] = &[
+        (&["--no-dns", "--", "GET"], "bad_target"),
+        (
+            &["--no-dns", "--", "GET http://a.test/ extra"],
+            "bad_version",
+        ),
+        (
+            &["--no-dns", "--", "GET http://a.test/ HTTP/2.0"],
+            "bad_version",
+        ),
+        (&["--no-dns", "--", "connect a.test:443"], "bad_method"),
+        (
+            &["--no-dns", "--", "Connect a.test:443 HTTP/1.1"],
+            "bad_method",
+        ),
+        (&["--no-dns", "--", "G(ET http://a.test/"], "bad_method"),
+        (&["--no-dns", "--", "GET http://a.test/#frag"], "fragment"),
+        (&["--no-dns", "--", "GET http://[::1%25lo]/"], "zone_id"),
+        (
+            &["--no-dns", "--header", &big, "--", "GET http://a.test/"],
+            "header_too_large",
+        ),
+        (
+            &[
+                "--no-dns",
+                "--header",
+                "Content-Length: x",
+                "--",
+                "GET http://a.test/",
+            ],
+            "bad_header",
+        ),
+    ];
+    for (args, reason) in cases {
+        let (code, out, stderr) = check(args);
+        assert_eq!(code, 1, "{args:?}: {out} {stderr}");
+        assert_eq!(out["reason"], *reason, "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn deny_cidrs_are_infrastructure_over_every_exception() {
+    let dir = tempfile::tempdir().unwrap();
+    let wide = policy_file(
+        &dir,
+        json!({"mode": "report", "allow_cidrs": ["10.0.0.0/8"], "allow_ports": [22, 443]}),
+    );
+    for target in ["CONNECT 10.213.0.3:22", "CONNECT [::ffff:10.213.0.3]:8080"] {
+        let (code, out, _) = check(&[
+            "--policy",
+            &wide,
+            "--allow-cidr",
+            "10.0.0.0/8",
+            "--deny-cidr",
+            "10.213.0.0/16",
+            "--no-dns",
+            "--",
+            target,
+        ]);
+        assert_eq!(
+            (code, &out["reason"]),
+            (1, &json!("infrastructure")),
+            "{target}"
+        );
+    }
+    let (code, out, _) = check(&[
+        "--deny-cidr",
+        "10.213.0.0/16",
+        "--no-dns",
+        "--resolve",
+        "n.test=10.213.0.3",
+        "--",
+        "GET http://n.test/",
+    ]);
+    assert_eq!((code, &out["reason"]), (1, &json!("infrastructure")));
+}
+
 #[test]
 fn operator_exceptions_and_policy_files_apply() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +272,13 @@ fn bad_usage_exits_2() {
     let bad_policy = policy_file(&dir, json!({"allow_domains": ["*.com"]}));
     for args in [
         &["--no-dns"][..],
-        &["--no-dns", "--", "GET"][..],
+        &[
+            "--no-dns",
+            "--deny-cidr",
+            "10.0.0.0/99",
+            "--",
+            "GET http://a.test/",
+        ][..],
         &[
             "--no-dns",
             "--resolve",

@@ -15,7 +15,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 
-use airlock_egress::config::ENV_ALLOW_CIDRS;
+use airlock_egress::config::{ENV_ALLOW_CIDRS, ENV_DENY_CIDRS};
 use common::{connect, policy_ports, request, ProxyOptions, TestProxy};
 use test_support::dns::FakeDns;
 use test_support::upstream::EchoServer;
@@ -89,6 +89,10 @@ const LITERALS: &[(&str, &str)] = &[
     // ...and a global inner address is still denied: the translator is not ours to use.
     ("[64:ff9b::808:808]", "embedded_ipv4"),
     ("[2002:808:808::1]", "embedded_ipv4"),
+    // The deployment's own range: denied although an operator exception covers it.
+    ("10.98.0.5", "infrastructure"),
+    ("[::ffff:10.98.0.5]", "infrastructure"),
+    ("[64:ff9b::a62:5]", "infrastructure"),
 ];
 
 /// (name, answers, expected deny code).
@@ -110,6 +114,12 @@ fn names() -> Vec<(&'static str, Vec<IpAddr>, &'static str)> {
             "mapped.test",
             vec![ip("::ffff:169.254.169.254")],
             "metadata",
+        ),
+        ("infra.test", vec![ip("10.98.0.5")], "infrastructure"),
+        (
+            "infra-mixed.test",
+            vec![ip("10.99.0.1"), ip("10.98.7.7")],
+            "infrastructure",
         ),
         // One allowed answer (the operator exception) plus one private: deny.
         (
@@ -157,7 +167,9 @@ async fn forbidden_inside() {
     let dns = FakeDns::start(names().iter().map(|(n, a, _)| (*n, a.clone()))).await;
     let proxy = TestProxy::start(
         dns.addr(),
-        ProxyOptions::new(policy_ports(&[port])).env(ENV_ALLOW_CIDRS, "10.99.0.1/32"),
+        ProxyOptions::new(policy_ports(&[port]))
+            .env(ENV_ALLOW_CIDRS, "10.99.0.1/32,10.98.0.0/16")
+            .env(ENV_DENY_CIDRS, "10.98.0.0/16"),
     )
     .await;
 

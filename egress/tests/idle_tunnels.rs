@@ -39,6 +39,8 @@ impl ProxyProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-egress"))
             .args(["serve", "--listen", "127.0.0.1:0", "--dns", "127.0.0.1:9"])
             .args(["--allow-cidr", "127.0.0.2/32", "--shutdown-grace", "2s"])
+            // Every tunnel here comes from one loopback source standing for many sandboxes.
+            .args(["--max-connections-per-source", "1000000"])
             .arg("--policy")
             .arg(&policy)
             .env("RUST_LOG", "warn,airlock_egress::server=info")

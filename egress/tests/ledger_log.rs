@@ -25,6 +25,8 @@ fn event(n: u64) -> LedgerEvent {
         start: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
         duration: Duration::from_micros(12_345),
         client: "10.213.0.2:40000".parse().unwrap(),
+        ceiling: Some(Arc::from("role:member@3f2a9c1e")),
+        count: 1,
     }
 }
 
@@ -75,6 +77,7 @@ fn record_emits_exactly_one_canonical_log_line() {
             "ledger.seq": 1,
             "sandbox.id": "sbx",
             "policy.generation": 3,
+            "policy.ceiling": "role:member@3f2a9c1e",
             "request.method": "CONNECT",
             "dst.host": "host7.example",
             "dst.port": 443,
@@ -84,6 +87,7 @@ fn record_emits_exactly_one_canonical_log_line() {
             "policy.rule": "*.example",
             "bytes.tx": 7,
             "bytes.rx": 14,
+            "request.count": 1,
             "duration_ms": 12,
             "client.addr": "10.213.0.2:40000",
         })

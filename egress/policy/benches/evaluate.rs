@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use airlock_egress_policy::{
-    evaluate, parse_connect, Decision, OperatorExceptions, Policy, PolicySpec, Target,
+    evaluate, parse_connect, Decision, Infrastructure, OperatorExceptions, Policy, PolicySpec,
+    Target,
 };
 use criterion::Criterion;
 
@@ -67,10 +68,27 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn run(policy: &Policy, ops: &OperatorExceptions, case: &Case) -> Decision {
+/// A deployment's infrastructure set: two pools, the egress bridge, the node network and a
+/// dozen host routes, as the controller pushes it.
+fn infrastructure() -> Infrastructure {
+    let mut cidrs: Vec<String> = [
+        "10.213.0.0/16",
+        "10.214.0.0/16",
+        "10.212.0.0/24",
+        "172.30.0.0/24",
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
+    cidrs.extend((1..=12).map(|i| format!("192.168.77.{i}/32")));
+    Infrastructure::new(cidrs.iter().map(|c| c.parse().unwrap()).collect())
+}
+
+fn run(policy: &Policy, ops: &OperatorExceptions, infra: &Infrastructure, case: &Case) -> Decision {
     evaluate(
         black_box(policy),
         black_box(ops),
+        black_box(infra),
         black_box(&case.target),
         black_box(&case.resolved),
     )
@@ -79,11 +97,12 @@ fn run(policy: &Policy, ops: &OperatorExceptions, case: &Case) -> Decision {
 fn main() {
     let policy = big_policy();
     let ops = OperatorExceptions::new(vec!["127.0.0.1/32".parse().unwrap()]);
+    let infra = infrastructure();
     let cases = cases();
     let mut criterion = Criterion::default().configure_from_args();
     for case in &cases {
         criterion.bench_function(&format!("evaluate_10k_rules/{}", case.name), |b| {
-            b.iter(|| run(&policy, &ops, case))
+            b.iter(|| run(&policy, &ops, &infra, case))
         });
     }
     criterion.final_summary();
@@ -96,13 +115,13 @@ fn main() {
     for case in &cases {
         let start = Instant::now();
         for _ in 0..ITERS {
-            black_box(run(&policy, &ops, case));
+            black_box(run(&policy, &ops, &infra, case));
         }
         let ns = start.elapsed().as_nanos() / u128::from(ITERS);
         println!(
             "evaluate 10k rules {:<20} {ns} ns/op ({})",
             case.name,
-            run(&policy, &ops, case).as_str()
+            run(&policy, &ops, &infra, case).as_str()
         );
     }
 }

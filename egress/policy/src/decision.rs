@@ -1,15 +1,21 @@
-//! The decision: name rules, domain and port rules, then every resolved address.
+//! The decision: infrastructure first, then name rules, domain and port rules, then every
+//! resolved address.
 //!
-//! Order: `localhost`, `*.localhost` and metadata names are refused first, in every mode. Then
-//! `deny_domains` (beats allow), `allow_domains`, and `allow_ports`; in `report` mode these three
-//! only set [`Allowed::would_deny`]. Then every address is checked, in every mode: the target's
-//! IP literal, or every resolved answer for a name. One non-global address that no exception
-//! covers denies the whole request, and an empty answer denies as `dns_no_answer`.
+//! Order: every address (the IP literal, or every resolved answer, and the IPv4 address an IPv6
+//! one embeds) is checked against the [`Infrastructure`] set first: a hit denies as
+//! `infrastructure` in every mode, whatever the port and whatever any exception says. Then
+//! `localhost`, `*.localhost` and metadata names are refused, in every mode. Then `deny_domains`
+//! (beats allow), `allow_domains` / `allow_public`, and `allow_ports`; in `report` mode these
+//! three only set [`Allowed::would_deny`]. Then every address is checked, in every mode. One
+//! non-global address that no exception covers denies the whole request, and an empty answer
+//! denies as `dns_no_answer`.
 //!
-//! IP-literal targets: domain rules cannot match them. When `allow_domains` is non-empty (an
-//! allow-list policy) an IP literal is refused as `ip_literal_not_allowed` unless one of the
-//! policy's `allow_cidrs` contains it, so a literal cannot bypass the allow-list. With no
-//! allow-list, literals are judged by their address alone.
+//! Names and literals: a name listed in `allow_domains` passes and names that rule. Any other
+//! name passes only when the policy sets `allow_public` (its addresses must then be global or
+//! excepted); otherwise it is `domain_not_allowed`. Domain rules cannot match an IP literal:
+//! with `allow_public` it is judged by its address alone, without it it must lie inside one of
+//! the policy's `allow_cidrs` (else `ip_literal_not_allowed`), so a literal cannot bypass an
+//! allow-list.
 //!
 //! Exceptions: an operator CIDR admits any class. A policy CIDR admits only classes for which
 //! [`IpClass::policy_admissible`] holds, never loopback, link-local, metadata or unspecified.
@@ -22,6 +28,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::host::{DnsName, Host, ParseError, Target};
+use crate::infra::Infrastructure;
 use crate::ip::{canonical, classify, IpClass};
 use crate::rules::{OperatorExceptions, Policy};
 use crate::spec::Mode;
@@ -128,22 +135,26 @@ pub fn precheck(policy: &Policy, target: &Target) -> Option<Denied> {
     rule_verdict(policy, target).err()
 }
 
-/// The full decision: [`precheck`], then every address checked. For [`Host::Ip`], `resolved`
-/// is ignored and the literal is checked. An empty `resolved` for a name denies as
-/// `dns_no_answer`.
+/// The full decision: the infrastructure set, [`precheck`], then every address checked. For
+/// [`Host::Ip`], `resolved` is ignored and the literal is checked. An empty `resolved` for a
+/// name denies as `dns_no_answer`.
 pub fn evaluate(
     policy: &Policy,
     ops: &OperatorExceptions,
+    infra: &Infrastructure,
     target: &Target,
     resolved: &[IpAddr],
 ) -> Decision {
-    let verdict = match rule_verdict(policy, target) {
-        Ok(verdict) => verdict,
-        Err(denied) => return Decision::Deny(denied),
-    };
     let addrs = match &target.host {
         Host::Ip(ip) => std::slice::from_ref(ip),
         Host::Name(_) => resolved,
+    };
+    if let Some(denied) = infrastructure_hit(infra, addrs, target.port) {
+        return Decision::Deny(denied);
+    }
+    let verdict = match rule_verdict(policy, target) {
+        Ok(verdict) => verdict,
+        Err(denied) => return Decision::Deny(denied),
     };
     if addrs.is_empty() {
         return Decision::Deny(Denied::new(DenyReason::DnsNoAnswer));
@@ -168,6 +179,17 @@ pub fn evaluate(
         addrs: checked,
         rule: exception.or(verdict.rule),
         would_deny: verdict.would_deny,
+    })
+}
+
+/// The first address inside the infrastructure set, as a denial naming the member it hit.
+fn infrastructure_hit(infra: &Infrastructure, addrs: &[IpAddr], port: u16) -> Option<Denied> {
+    addrs.iter().find_map(|&ip| {
+        infra.contains(ip).map(|net| Denied {
+            reason: DenyReason::Infrastructure,
+            rule: Some(format!("infrastructure:{net}")),
+            addr: Some(SocketAddr::new(canonical(ip), port)),
+        })
     })
 }
 
@@ -215,7 +237,7 @@ fn name_deny(name: &DnsName) -> Option<DenyReason> {
         .then_some(DenyReason::MetadataName)
 }
 
-/// `deny_domains` then `allow_domains`; returns the matching allow rule.
+/// `deny_domains`, then `allow_domains`, then `allow_public`; returns the matching allow rule.
 fn domain_rules(policy: &Policy, host: &Host) -> Result<Option<String>, Denied> {
     let name = match host {
         Host::Name(name) => name.as_str(),
@@ -228,18 +250,16 @@ fn domain_rules(policy: &Policy, host: &Host) -> Result<Option<String>, Denied> 
             addr: None,
         });
     }
-    match policy.allow_domains() {
-        None => Ok(None),
-        Some(allow) => match allow.find(name) {
-            Some(hit) => Ok(Some(hit.rule())),
-            None => Err(Denied::new(DenyReason::DomainNotAllowed)),
-        },
+    match policy.allow_domains().find(name) {
+        Some(hit) => Ok(Some(hit.rule())),
+        None if policy.allow_public() => Ok(None),
+        None => Err(Denied::new(DenyReason::DomainNotAllowed)),
     }
 }
 
-/// Under an allow-list, an IP literal must be inside one of the policy's CIDRs.
+/// Without `allow_public`, an IP literal must be inside one of the policy's CIDRs.
 fn literal_rules(policy: &Policy, ip: IpAddr) -> Result<Option<String>, Denied> {
-    if policy.allow_domains().is_none() {
+    if policy.allow_public() {
         return Ok(None);
     }
     match policy.cidr_covering(ip) {

@@ -13,11 +13,14 @@
 //!
 //! Invariant: only [`IpClass::Global`] is global, and nothing here panics.
 
+mod nets;
 mod registry;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use registry::{Embedding, Kind};
+
+pub use nets::{net_is_global, net_never_admissible};
 
 /// The class of a destination address. Only [`IpClass::Global`] may be dialled without an
 /// exception.

@@ -100,10 +100,6 @@ impl DomainSet {
         Ok(set)
     }
 
-    fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
-    }
-
     /// The most specific rule matching `name`: the exact name first, then the longest suffix.
     pub(crate) fn find<'a>(&self, name: &'a str) -> Option<DomainMatch<'a>> {
         if self.exact.contains(name) {
@@ -172,7 +168,7 @@ fn is_public_suffix(name: &str) -> bool {
 
 /// Truncates a CIDR and rewrites an IPv4-mapped IPv6 prefix as the IPv4 prefix it denotes, so
 /// that it matches canonical addresses.
-fn normalize_net(net: IpNet) -> IpNet {
+pub(crate) fn normalize_net(net: IpNet) -> IpNet {
     let net = net.trunc();
     if let IpNet::V6(v6) = net {
         if let (Some(v4), Some(len)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
@@ -195,7 +191,9 @@ fn covering(nets: &[IpNet], ip: IpAddr) -> Option<&IpNet> {
 #[derive(Clone, Debug)]
 pub struct Policy {
     mode: Mode,
-    allow: Option<DomainSet>,
+    /// Any name or literal whose every address is global passes the domain rules.
+    allow_public: bool,
+    allow: DomainSet,
     deny: DomainSet,
     ports: Box<[u16]>,
     cidrs: Box<[IpNet]>,
@@ -205,7 +203,8 @@ pub struct Policy {
 
 impl Policy {
     /// Validates and compiles a spec. Refuses bad or over-broad domain patterns, IP addresses in
-    /// domain lists and port 0.
+    /// domain lists and port 0. `allow_public` takes its default from `allow_domains`
+    /// ([`PolicySpec::effective_allow_public`]).
     pub fn compile(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         let allow = DomainSet::compile(spec.allow_domains.as_deref().unwrap_or_default())?;
         let deny = DomainSet::compile(spec.deny_domains.as_deref().unwrap_or_default())?;
@@ -226,7 +225,8 @@ impl Policy {
             .map(normalize_net);
         Ok(Policy {
             mode: spec.mode.unwrap_or_default(),
-            allow: (!allow.is_empty()).then_some(allow),
+            allow_public: spec.effective_allow_public(),
+            allow,
             deny,
             ports: ports.into(),
             cidrs: cidrs.collect(),
@@ -250,6 +250,11 @@ impl Policy {
         self.mode
     }
 
+    /// Whether names and literals outside `allow_domains` pass when every address is global.
+    pub fn allow_public(&self) -> bool {
+        self.allow_public
+    }
+
     /// Whether `port` is in `allow_ports`.
     pub fn allows_port(&self, port: u16) -> bool {
         self.ports.binary_search(&port).is_ok()
@@ -260,8 +265,8 @@ impl Policy {
         &self.ports
     }
 
-    pub(crate) fn allow_domains(&self) -> Option<&DomainSet> {
-        self.allow.as_ref()
+    pub(crate) fn allow_domains(&self) -> &DomainSet {
+        &self.allow
     }
 
     pub(crate) fn deny_domains(&self) -> &DomainSet {
@@ -279,7 +284,8 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             mode: Mode::Enforce,
-            allow: None,
+            allow_public: true,
+            allow: DomainSet::default(),
             deny: DomainSet::default(),
             ports: DEFAULT_PORTS.into(),
             cidrs: Box::default(),

@@ -1,8 +1,14 @@
 //! The policy as JSON: the same object the controller API takes and `--policy FILE` holds.
 //!
-//! `{"mode":"enforce","allow_domains":["*.github.com"],"deny_domains":[],"allow_ports":[80,443],
-//! "allow_cidrs":[],"max_bytes":null,"max_connections":null}`. Every field is optional and
-//! unknown fields are refused. This is a boundary type; [`crate::Policy`] is the compiled form.
+//! `{"mode":"enforce","allow_public":false,"allow_domains":["*.github.com"],"deny_domains":[],
+//! "allow_ports":[80,443],"allow_cidrs":[],"max_bytes":null,"max_connections":null}`. Every field
+//! is optional and unknown fields are refused. This is a boundary type; [`crate::Policy`] is the
+//! compiled form.
+//!
+//! `allow_public` and `allow_domains` together say which names and literals pass the domain
+//! rules. Absent `allow_public` means `allow_domains` is absent: `{}` allows every public
+//! destination, `{"allow_domains":["a.com"]}` is an allow-list, and `{"allow_domains":[]}` allows
+//! no name at all (an empty list is a list, not "anything").
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -14,7 +20,13 @@ pub struct PolicySpec {
     /// `enforce` (default) or `report`.
     #[serde(default)]
     pub mode: Option<Mode>,
-    /// Exact names and `*.suffix` wildcards; absent or empty allows any domain.
+    /// Whether any name or IP literal whose every address is global passes the domain rules.
+    /// Absent means `allow_domains.is_none()`. Written only when set, so a spec without it
+    /// round-trips unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_public: Option<bool>,
+    /// Exact names and `*.suffix` wildcards. With `allow_public` they only name the matching
+    /// rule; without it they are the only names allowed (`[]`: none).
     #[serde(default)]
     pub allow_domains: Option<Vec<String>>,
     /// Exact names and `*.suffix` wildcards that are always refused; beats `allow_domains`.
@@ -46,6 +58,18 @@ pub enum Mode {
     /// Domain and port rules only report; address rules still deny.
     Report,
 }
+
+// === impl PolicySpec ===
+
+impl PolicySpec {
+    /// `allow_public` as the proxy applies it: the field when present, else
+    /// `allow_domains.is_none()`.
+    pub fn effective_allow_public(&self) -> bool {
+        self.allow_public.unwrap_or(self.allow_domains.is_none())
+    }
+}
+
+// === impl Mode ===
 
 impl Mode {
     /// `"enforce"` or `"report"`, as in the JSON.

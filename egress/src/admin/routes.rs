@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use super::infra::{get_infrastructure, put_infrastructure, refresh_interfaces};
 use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
 use crate::ledger::EventPage;
 use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
@@ -19,11 +20,11 @@ use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertO
 /// Default page size for `GET /v1/events`.
 const DEFAULT_EVENTS_LIMIT: usize = 500;
 
-type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Full<Bytes>>;
 
 /// A JSON error answer: `{"error": code, "message": ..}`.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -41,6 +42,9 @@ struct PutSandbox {
     #[serde(default)]
     policy: Option<PolicySpec>,
     generation: u64,
+    /// The operator ceiling the policy was checked against, stamped on the ledger.
+    #[serde(default)]
+    ceiling: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +68,7 @@ struct SandboxDetail {
     generation: u64,
     source_addrs: Vec<IpAddr>,
     policy: PolicySpec,
+    ceiling: Option<String>,
     bytes_used: u64,
     open_connections: u64,
 }
@@ -111,7 +116,9 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiE
         (&Method::DELETE, ["v1", "sandboxes", id]) => delete_sandbox(state, id),
         (&Method::GET, ["v1", "events"]) => events(state, req.uri().query()),
         (&Method::POST, ["v1", "events", "ack"]) => ack(state, req).await,
-        (_, ["healthz" | "metrics"] | ["v1", "sandboxes" | "events"])
+        (&Method::GET, ["v1", "infrastructure"]) => Ok(get_infrastructure(state)),
+        (&Method::PUT, ["v1", "infrastructure"]) => put_infrastructure(state, req).await,
+        (_, ["healthz" | "metrics"] | ["v1", "sandboxes" | "events" | "infrastructure"])
         | (_, ["v1", "sandboxes", _] | ["v1", "events", "ack"]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -134,6 +141,8 @@ fn healthz(state: &AdminState) -> Reply {
             "sandboxes": state.registry.len(),
             "controlled": state.registry.is_controlled(),
             "events_overflowed": state.ledger.overflowed(),
+            "infrastructure": state.infra.current().len(),
+            "dns": state.dns.as_str(),
         }),
     )
 }
@@ -191,6 +200,7 @@ fn get_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {
         generation: entry.generation,
         source_addrs: entry.source_addrs,
         policy: entry.policy_spec,
+        ceiling: entry.ceiling,
         bytes_used: budget.as_ref().map_or(0, |b| b.bytes_used()),
         open_connections: budget.as_ref().map_or(0, |b| b.open_connections()),
     };
@@ -222,7 +232,9 @@ async fn put_sandbox(
         policy: Arc::new(policy),
         policy_spec: spec,
         generation: body.generation,
+        ceiling: body.ceiling,
     };
+    refresh_interfaces(state).await;
     let outcome = state.registry.upsert(entry).map_err(|e| {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
         ApiError::new(status, e.code(), e.to_string())
@@ -293,7 +305,9 @@ async fn ack(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiErr
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`] within [`BODY_TIMEOUT`].
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
     let limited = Limited::new(req.into_body(), MAX_BODY_BYTES);
     let collected = tokio::time::timeout(BODY_TIMEOUT, limited.collect())
         .await
@@ -325,7 +339,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     // Serialising these plain structs cannot fail; fall back to an empty object regardless.
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut reply = Response::new(Full::new(Bytes::from(body)));
@@ -346,7 +360,7 @@ fn empty(status: StatusCode) -> Reply {
 // === impl ApiError ===
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: String) -> Self {
         Self {
             status,
             code,

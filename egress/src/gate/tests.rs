@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::framing::*;
 use super::*;
 
 const MAX: usize = 16 * 1024;
@@ -67,6 +68,9 @@ fn heads_are_judged_as_hyper_judges_them() {
         "GET http://a/ HTTP/1.1\r\nBad Name: 1\r\n\r\n",
         "bad_header",
     );
+    // Methods are case-sensitive: any other spelling of CONNECT is refused, never forwarded.
+    bad("connect a:443 HTTP/1.1\r\n\r\n", "bad_method");
+    bad("Connect a:443 HTTP/1.1\r\n\r\n", "bad_method");
     bad("GET http://a/ HTTP/1.1\r\nX: a\x01b\r\n\r\n", "bad_header");
     bad(
         "POST http://a/ HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
@@ -152,7 +156,20 @@ fn limits() -> GateLimits {
     GateLimits {
         max_head: MAX,
         head_timeout: Duration::from_secs(30),
+        write_idle: Duration::from_secs(30),
     }
+}
+
+/// A connection from 10.213.0.3 under `caps`.
+fn client(caps: &Arc<SourceCaps>) -> Arc<ClientConn> {
+    let peer: std::net::SocketAddr = "10.213.0.3:40000".parse().unwrap();
+    let open = caps.admit(peer.ip()).unwrap();
+    Arc::new(ClientConn::new(peer, Some(open)))
+}
+
+fn new_gate<T>(io: T, limits: GateLimits, render: Render) -> RequestGate<T> {
+    let caps = Arc::new(SourceCaps::new(64, 64));
+    RequestGate::new(io, limits, render, client(&caps), caps)
 }
 
 /// A gate over `pieces` whose refusals are recorded as their error codes.
@@ -167,7 +184,7 @@ fn gate(pieces: Vec<Vec<u8>>) -> (RequestGate<Script>, Arc<Mutex<Vec<String>>>) 
         pieces: pieces.into(),
         written: Vec::new(),
     };
-    (RequestGate::new(script, limits(), render), refused)
+    (new_gate(script, limits(), render), refused)
 }
 
 /// Requests whose framing the gate must follow: sized, chunked (extensions, trailers, upper
@@ -284,7 +301,7 @@ async fn a_slow_head_is_refused_and_an_idle_connection_closes_quietly() {
         head_timeout: Duration::from_millis(100),
         ..limits()
     };
-    let mut gate = RequestGate::new(server, quick, render);
+    let mut gate = new_gate(server, quick, render);
     let mut client = client;
     client
         .write_all(b"GET http://a/ HTTP/1.1\r\nHo")
@@ -298,7 +315,7 @@ async fn a_slow_head_is_refused_and_an_idle_connection_closes_quietly() {
 
     let (_client, server) = tokio::io::duplex(1024);
     let render: Render = Box::new(|_| panic!("an idle connection is not refused"));
-    let mut idle = RequestGate::new(server, quick, render);
+    let mut idle = new_gate(server, quick, render);
     assert_eq!(idle.read(&mut buf).await.unwrap(), 0);
 }
 
@@ -409,4 +426,44 @@ proptest! {
             prop_assert!(line.contains(&b'#'), "only fragments are refused beyond hyper: {:?}", shown);
         }
     }
+}
+
+/// A keep-alive connection that starts a head while its source already holds its cap of
+/// partial heads is refused `head_limit`; complete heads never count.
+#[tokio::test]
+async fn a_partial_head_over_the_source_cap_is_refused() {
+    let caps = Arc::new(SourceCaps::new(64, 1));
+    let conn = client(&caps);
+    // Another connection from the same source holds the one partial-head slot.
+    let other = caps.head("10.213.0.3".parse().unwrap()).unwrap();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let seen = refused.clone();
+    let render: Render = Box::new(move |r: Rejected| {
+        seen.lock().unwrap().push(r.error.code().to_owned());
+        b"REFUSED".to_vec()
+    });
+    let script = Script {
+        pieces: vec![
+            b"GET http://a/ HTTP/1.1\r\n\r\n".to_vec(),
+            b"GET http://a/ HT".to_vec(),
+        ]
+        .into(),
+        written: Vec::new(),
+    };
+    let mut gate = RequestGate::new(script, limits(), render, conn, caps.clone());
+    let mut buf = [0u8; 256];
+    let n = gate.read(&mut buf).await.unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"GET http://a/ HTTP/1.1\r\n\r\n",
+        "a whole head passes"
+    );
+    assert_eq!(
+        gate.read(&mut buf).await.unwrap(),
+        0,
+        "the partial one is refused"
+    );
+    drop(gate);
+    assert_eq!(*refused.lock().unwrap(), ["head_limit"]);
+    drop(other);
 }

@@ -2,10 +2,13 @@
 //! is tested in `egress/tests/ledger_log.rs`).
 
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
-fn event(n: u64) -> LedgerEvent {
+mod fairness;
+
+pub(super) fn event(n: u64) -> LedgerEvent {
     LedgerEvent {
         sandbox: Some("sbx".to_owned()),
         generation: 3,
@@ -21,6 +24,8 @@ fn event(n: u64) -> LedgerEvent {
         start: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
         duration: Duration::from_micros(12_345),
         client: "10.213.0.2:40000".parse().unwrap(),
+        ceiling: Some(Arc::from("role:member@3f2a9c1e")),
+        count: 1,
     }
 }
 
@@ -163,7 +168,7 @@ fn overflow_is_exact_under_concurrency() {
 
 #[test]
 fn page_limit_is_capped() {
-    let ledger = Ledger::new(MAX_PAGE + 10);
+    let ledger = Ledger::with_limits(MAX_PAGE + 10, MAX_PAGE + 10);
     for n in 0..(MAX_PAGE as u64 + 10) {
         ledger.record(event(n));
     }
@@ -201,7 +206,9 @@ fn wire_format_snapshot() {
               "bytes_down": 10,
               "start_ms": 1700000000123,
               "duration_ms": 12,
-              "client": "10.213.0.2:40000"
+              "client": "10.213.0.2:40000",
+              "ceiling": "role:member@3f2a9c1e",
+              "count": 1
             },
             {
               "seq": 2,
@@ -218,7 +225,9 @@ fn wire_format_snapshot() {
               "bytes_down": 12,
               "start_ms": 1700000000123,
               "duration_ms": 12,
-              "client": "10.213.0.2:40000"
+              "client": "10.213.0.2:40000",
+              "ceiling": "role:member@3f2a9c1e",
+              "count": 1
             }
           ],
           "next": 2,

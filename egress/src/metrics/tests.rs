@@ -19,6 +19,9 @@ fn renders_every_series() {
     metrics.observe_dns(Duration::from_millis(30));
     metrics.observe_dns(Duration::from_secs(10));
     metrics.connection_rejected_overload();
+    metrics.connection_rejected("connection_limit");
+    metrics.connection_rejected("connection_limit");
+    metrics.connection_rejected("head_limit");
     assert_eq!(metrics.requests("allow", "allowed"), 2);
     assert_eq!(metrics.open_tunnels(), 1);
     expect_test::expect![[r#"
@@ -58,13 +61,15 @@ fn renders_every_series() {
         # HELP airlock_egress_connections_rejected_total Client connections refused before any request was read.
         # TYPE airlock_egress_connections_rejected_total counter
         airlock_egress_connections_rejected_total{reason="overload"} 1
+        airlock_egress_connections_rejected_total{reason="connection_limit"} 2
+        airlock_egress_connections_rejected_total{reason="head_limit"} 1
         # HELP airlock_egress_spool_depth Ledger events waiting for the controller.
         # TYPE airlock_egress_spool_depth gauge
         airlock_egress_spool_depth 0
         # HELP airlock_egress_spool_capacity Ledger spool capacity.
         # TYPE airlock_egress_spool_capacity gauge
         airlock_egress_spool_capacity 8
-        # HELP airlock_egress_spool_overflow_total Ledger events dropped because the spool was full.
+        # HELP airlock_egress_spool_overflow_total Ledger events that fit nowhere in the spool, not even in a ledger_full summary.
         # TYPE airlock_egress_spool_overflow_total counter
         airlock_egress_spool_overflow_total 0
     "#]]

@@ -51,6 +51,9 @@ pub enum RegistryError {
     /// The credential hash is not 64 hex digits.
     #[error("credential_hash must be the hex SHA-256 of the token (64 hex digits)")]
     InvalidCredentialHash,
+    /// The ceiling label is empty, too long, or not printable ASCII.
+    #[error("ceiling must be 1..=128 printable ASCII characters")]
+    InvalidCeiling,
     /// The entry has no source address.
     #[error("source_addrs must name at least one address")]
     NoSourceAddrs,
@@ -95,6 +98,7 @@ impl RegistryError {
             Self::InvalidSandboxId => "invalid_sandbox_id",
             Self::InvalidCredentialHash => "invalid_credential_hash",
             Self::NoSourceAddrs => "no_source_addrs",
+            Self::InvalidCeiling => "invalid_ceiling",
             Self::Standalone => "standalone_mode",
             Self::Controlled => "controlled_mode",
         }
@@ -108,7 +112,10 @@ impl RegistryError {
             | Self::AddressInUse { .. }
             | Self::Standalone
             | Self::Controlled => 409,
-            Self::InvalidSandboxId | Self::InvalidCredentialHash | Self::NoSourceAddrs => 400,
+            Self::InvalidSandboxId
+            | Self::InvalidCredentialHash
+            | Self::NoSourceAddrs
+            | Self::InvalidCeiling => 400,
         }
     }
 }

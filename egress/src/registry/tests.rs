@@ -26,6 +26,7 @@ fn entry_with(id: &str, addr: &str, token: &str, generation: u64, policy: &str) 
         policy: Arc::new(Policy::compile(&policy_spec).unwrap()),
         policy_spec,
         generation,
+        ceiling: None,
     }
 }
 
@@ -470,4 +471,46 @@ mod credential_props {
             prop_assert_eq!(credential::parse_hash(&s).is_some(), ok);
         }
     }
+}
+
+#[test]
+fn ceilings_are_validated_kept_and_updated_in_place() {
+    let registry = Registry::controlled();
+    let mut e = entry("a", A_ADDR, "token-a", 1);
+    e.ceiling = Some("role:member@3f2a9c1e".into());
+    registry.upsert(e.clone()).unwrap();
+    let ctx = registry
+        .identify(
+            ip(A_ADDR),
+            Some(basic_credential("a", "token-a").as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(ctx.ceiling.as_deref(), Some("role:member@3f2a9c1e"));
+    // The same generation with only a new label: taken over, nothing revoked.
+    e.ceiling = Some("user:42@0badcafe".into());
+    assert_eq!(
+        registry.upsert(e.clone()).unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    assert!(!ctx.revoked.is_cancelled());
+    let owner = registry.owner_of(ip("::ffff:10.213.0.2")).unwrap();
+    assert_eq!(
+        (
+            owner.sandbox.as_str(),
+            owner.generation,
+            owner.ceiling.as_deref()
+        ),
+        ("a", 1, Some("user:42@0badcafe"))
+    );
+    assert!(registry.owner_of(ip(B_ADDR)).is_none());
+    for bad in ["", "tab\there", "\u{e9}", &"x".repeat(129)] {
+        e.ceiling = Some(bad.to_owned());
+        e.generation = 2;
+        assert_eq!(
+            registry.upsert(e.clone()),
+            Err(RegistryError::InvalidCeiling),
+            "{bad:?}"
+        );
+    }
+    assert!(validate_ceiling(&"x".repeat(128)).is_ok());
 }

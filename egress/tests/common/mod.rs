@@ -7,12 +7,15 @@
 // Test harness code outside #[test] fns: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod controlled;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_egress::config::{load_policy, Config, ENV_ALLOW_CIDRS, ENV_LISTEN, ENV_POLICY};
+use airlock_egress::infra::{InfraSet, SystemInterfaces};
 use airlock_egress::ledger::Ledger;
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::Registry;
@@ -30,6 +33,7 @@ pub struct TestProxy {
     pub ledger: Arc<Ledger>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
+    pub infra: Arc<InfraSet>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _policy_dir: tempfile::TempDir,
@@ -93,13 +97,18 @@ impl TestProxy {
         } else {
             Registry::standalone(policy)
         });
-        let ledger = Arc::new(Ledger::new(config.spool_capacity));
+        let ledger = Arc::new(Ledger::with_limits(
+            config.spool_capacity,
+            config.spool_per_sandbox,
+        ));
         let metrics = Arc::new(Metrics::new());
+        let infra = Arc::new(infra_set(&config));
         let services = Services {
             resolver,
             registry: registry.clone(),
             ledger: ledger.clone(),
             metrics: metrics.clone(),
+            infra: infra.clone(),
         };
         let listener = match opts.listener {
             Some(listener) => listener,
@@ -120,6 +129,7 @@ impl TestProxy {
             ledger,
             metrics,
             registry,
+            infra,
             stop: Some(tx),
             task: Some(task),
             _policy_dir: dir,
@@ -158,6 +168,19 @@ impl Drop for TestProxy {
             task.abort();
         }
     }
+}
+
+/// The infrastructure set a deployment would build from `config`: `--deny-cidr`, the listen
+/// address, and this host's (or namespace's) non-loopback interfaces. The tests' upstreams are
+/// on loopback, which is never derived.
+pub fn infra_set(config: &Config) -> InfraSet {
+    let set = InfraSet::new(
+        config.deny_cidrs.clone(),
+        &[config.listen],
+        Box::new(SystemInterfaces),
+    );
+    set.refresh().unwrap();
+    set
 }
 
 /// Polls `f` every 10 ms until it returns `Some`, failing after 10 s.

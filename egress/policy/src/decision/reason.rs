@@ -59,6 +59,8 @@ pub enum DenyReason {
     DnsNoAnswer,
     /// The proxy has no policy for this client (fail closed).
     NoPolicy,
+    /// The address belongs to the Airlock deployment itself; no policy or exception opens it.
+    Infrastructure,
 }
 
 impl DenyReason {
@@ -88,6 +90,7 @@ impl DenyReason {
             DenyReason::EmbeddedIpv4 => "embedded_ipv4",
             DenyReason::DnsNoAnswer => "dns_no_answer",
             DenyReason::NoPolicy => "no_policy",
+            DenyReason::Infrastructure => "infrastructure",
         }
     }
 
@@ -109,6 +112,8 @@ impl DenyReason {
             DenyReason::DnsNoAnswer => "the name has no address",
             DenyReason::NoPolicy => "no policy is registered for this client",
             DenyReason::EmbeddedIpv4 => "IPv4-embedding IPv6 ranges are not reachable",
+            // Never names the address: a sandbox learns nothing about the deployment from it.
+            DenyReason::Infrastructure => "the destination is part of the Airlock deployment",
             _ => "the destination address is not publicly routable",
         }
     }

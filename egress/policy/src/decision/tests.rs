@@ -5,30 +5,34 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::host::{parse_absolute, parse_connect};
+use crate::infra::Infrastructure;
+
+mod allow_public;
+mod infrastructure;
 use crate::spec::PolicySpec;
 
-fn policy(json: &str) -> Policy {
+pub(super) fn policy(json: &str) -> Policy {
     Policy::compile(&serde_json::from_str::<PolicySpec>(json).unwrap()).unwrap()
 }
 
-fn ops(cidrs: &[&str]) -> OperatorExceptions {
+pub(super) fn ops(cidrs: &[&str]) -> OperatorExceptions {
     OperatorExceptions::new(cidrs.iter().map(|c| c.parse::<IpNet>().unwrap()).collect())
 }
 
-fn ips(list: &[&str]) -> Vec<IpAddr> {
+pub(super) fn ips(list: &[&str]) -> Vec<IpAddr> {
     list.iter().map(|s| s.parse().unwrap()).collect()
 }
 
-fn target(s: &str) -> Target {
+pub(super) fn target(s: &str) -> Target {
     parse_connect(s).unwrap()
 }
 
-fn decide(p: &Policy, o: &OperatorExceptions, t: &str, resolved: &[&str]) -> Decision {
-    evaluate(p, o, &target(t), &ips(resolved))
+pub(super) fn decide(p: &Policy, o: &OperatorExceptions, t: &str, resolved: &[&str]) -> Decision {
+    evaluate(p, o, &Infrastructure::none(), &target(t), &ips(resolved))
 }
 
 /// The deny code, or "allow".
-fn code(d: &Decision) -> &'static str {
+pub(super) fn code(d: &Decision) -> &'static str {
     match d {
         Decision::Allow(_) => "allow",
         Decision::Deny(denied) => denied.reason.code(),
@@ -357,6 +361,7 @@ fn deny_codes_are_unique_snake_case() {
         DenyReason::EmbeddedIpv4,
         DenyReason::DnsNoAnswer,
         DenyReason::NoPolicy,
+        DenyReason::Infrastructure,
     ];
     let mut codes: Vec<&str> = reasons.iter().map(DenyReason::code).collect();
     assert!(codes.iter().all(|c| c
@@ -379,6 +384,7 @@ proptest! {
     ) {
         let p = policy(r#"{"allow_domains":["*.example.com"],"allow_cidrs":["10.0.0.0/8"],"mode":"report"}"#);
         let o = ops(&["64:ff9b::/96"]);
+        let infra = Infrastructure::new(vec!["10.213.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()]);
         let resolved: Vec<IpAddr> = answers
             .iter()
             .map(|b| if v4 { IpAddr::from([b[0], b[1], b[2], b[3]]) } else { IpAddr::from(*b) })
@@ -388,10 +394,14 @@ proptest! {
             .flatten()
         {
             let _ = precheck(&p, &t);
-            if let Decision::Allow(a) = evaluate(&p, &o, &t, &resolved) {
+            if let Decision::Allow(a) = evaluate(&p, &o, &Infrastructure::none(), &t, &resolved) {
                 prop_assert!(!a.addrs.is_empty());
             }
-            let _ = evaluate(&Policy::default(), &OperatorExceptions::none(), &t, &resolved);
+            let _ = evaluate(&Policy::default(), &OperatorExceptions::none(), &infra, &t, &resolved);
+            // Nothing inside the infrastructure set is ever allowed.
+            if let Decision::Allow(a) = evaluate(&p, &o, &infra, &t, &resolved) {
+                prop_assert!(a.addrs.iter().all(|addr| infra.contains(addr.ip()).is_none()));
+            }
         }
     }
 }

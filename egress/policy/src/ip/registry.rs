@@ -143,6 +143,23 @@ pub(crate) fn lookup_v6(ip: Ipv6Addr) -> Option<Kind> {
     longest(V6, |net| net.contains(&ip), |net| net.prefix_len())
 }
 
+/// Whether an IPv4 row lies strictly inside `net`: then `net` may hold more than one class.
+/// Without one, every address of `net` has the class of its first address.
+pub(crate) fn v4_splits(net: Ipv4Net) -> bool {
+    V4.iter()
+        .any(|(row, _)| row.prefix_len() > net.prefix_len() && net.contains(&row.network()))
+}
+
+/// Whether an IPv6 row, or the edge of 2000::/3 (global unicast outside any row, reserved
+/// elsewhere), lies strictly inside `net`.
+pub(crate) fn v6_splits(net: Ipv6Net) -> bool {
+    let unicast = Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0);
+    (net.prefix_len() < 3 && net.contains(&unicast))
+        || V6
+            .iter()
+            .any(|(row, _)| row.prefix_len() > net.prefix_len() && net.contains(&row.network()))
+}
+
 fn longest<N, T: Copy>(
     table: &[(N, T)],
     contains: impl Fn(&N) -> bool,

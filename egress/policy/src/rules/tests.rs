@@ -49,14 +49,15 @@ fn default_policy_is_the_default_spec() {
     assert_eq!(compiled.ports(), default.ports());
     assert_eq!(default.ports(), &[80, 443]);
     assert_eq!(compiled.mode(), Mode::Enforce);
-    assert!(default.allow_domains().is_none() && compiled.allow_domains().is_none());
+    assert!(default.allow_public() && compiled.allow_public());
+    assert!(default.allow_domains().find("a.com").is_none());
     assert!(default.allows_port(443) && !default.allows_port(8080));
     let empty_ports = spec(r#"{"allow_ports":[],"allow_domains":[]}"#);
     let p = Policy::compile(&empty_ports).unwrap();
     assert_eq!(p.ports(), &[80, 443]);
     assert!(
-        p.allow_domains().is_none(),
-        "an empty allow list allows any domain"
+        !p.allow_public() && p.allow_domains().find("a.com").is_none(),
+        "an empty allow list allows no domain"
     );
 }
 
@@ -116,7 +117,7 @@ fn bad_patterns_are_refused() {
 #[test]
 fn wildcard_matches_subdomains_only() {
     let p = compile_domains(&["*.github.com", "Example.COM.", "b\u{fc}cher.de"]).unwrap();
-    let set = p.allow_domains().unwrap();
+    let set = p.allow_domains();
     let rows: &[(&str, Option<&str>)] = &[
         ("a.github.com", Some("*.github.com")),
         ("a.b.github.com", Some("*.github.com")),
@@ -136,11 +137,7 @@ fn wildcard_matches_subdomains_only() {
 #[test]
 fn most_specific_wildcard_wins() {
     let p = compile_domains(&["*.github.com", "*.api.github.com"]).unwrap();
-    let hit = p
-        .allow_domains()
-        .unwrap()
-        .find("v3.api.github.com")
-        .unwrap();
+    let hit = p.allow_domains().find("v3.api.github.com").unwrap();
     assert_eq!(hit.rule(), "*.api.github.com");
 }
 

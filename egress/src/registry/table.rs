@@ -1,0 +1,174 @@
+//! The controlled-mode table: sandboxes by id, the owner of each source address, and the
+//! generation fencing of upserts. Only `Registry` uses it, under its lock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{ClientCtx, RegistryError, SandboxEntry, UpsertOutcome};
+use crate::budget::Budget;
+
+/// The controlled-mode table: sandboxes by id, and the owner of each source address.
+#[derive(Default)]
+pub(super) struct Sandboxes {
+    pub(super) by_id: HashMap<String, Slot>,
+    by_addr: HashMap<IpAddr, String>,
+}
+
+/// One registered generation plus the state that outlives it (the budget).
+pub(super) struct Slot {
+    pub(super) entry: SandboxEntry,
+    pub(super) hash: [u8; 32],
+    pub(super) budget: Arc<Budget>,
+    pub(super) revoked: CancellationToken,
+    /// `entry.ceiling`, shared with every request's context without a copy.
+    ceiling: Option<Arc<str>>,
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    pub(super) fn owner_of(&self, src: IpAddr) -> Option<&Slot> {
+        self.by_addr.get(&src).and_then(|id| self.by_id.get(id))
+    }
+
+    pub(super) fn upsert(
+        &mut self,
+        entry: SandboxEntry,
+        hash: [u8; 32],
+    ) -> Result<UpsertOutcome, RegistryError> {
+        self.check_addrs_free(&entry)?;
+        let sandbox_id = entry.sandbox_id.clone();
+        let Some(slot) = self.by_id.get_mut(&sandbox_id) else {
+            self.claim_addrs(&entry.source_addrs, &sandbox_id);
+            let slot = Slot::new(entry, hash, None);
+            self.by_id.insert(slot.entry.sandbox_id.clone(), slot);
+            return Ok(UpsertOutcome::Created);
+        };
+        let previous = slot.entry.generation;
+        if entry.generation < previous {
+            return Err(RegistryError::StaleGeneration {
+                current: previous,
+                offered: entry.generation,
+            });
+        }
+        if entry.generation == previous {
+            return if same_content(&slot.entry, &entry) {
+                slot.ceiling = entry.ceiling.as_deref().map(Arc::from);
+                slot.entry.ceiling = entry.ceiling;
+                Ok(UpsertOutcome::Unchanged)
+            } else {
+                Err(RegistryError::GenerationConflict {
+                    generation: previous,
+                })
+            };
+        }
+        let old_addrs = std::mem::take(&mut slot.entry.source_addrs);
+        slot.replace(entry, hash);
+        for addr in &old_addrs {
+            self.by_addr.remove(addr);
+        }
+        if let Some(slot) = self.by_id.get(&sandbox_id) {
+            let addrs = slot.entry.source_addrs.clone();
+            self.claim_addrs(&addrs, &sandbox_id);
+        }
+        Ok(UpsertOutcome::Replaced { previous })
+    }
+
+    /// Refuses an entry naming an address that another sandbox owns.
+    fn check_addrs_free(&self, entry: &SandboxEntry) -> Result<(), RegistryError> {
+        for addr in &entry.source_addrs {
+            if let Some(owner) = self.by_addr.get(addr).filter(|o| **o != entry.sandbox_id) {
+                return Err(RegistryError::AddressInUse {
+                    addr: *addr,
+                    owner: owner.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_addrs(&mut self, addrs: &[IpAddr], sandbox_id: &str) {
+        for addr in addrs {
+            self.by_addr.insert(*addr, sandbox_id.to_owned());
+        }
+    }
+
+    pub(super) fn remove(&mut self, sandbox_id: &str) -> bool {
+        let Some(slot) = self.by_id.remove(sandbox_id) else {
+            return false;
+        };
+        for addr in &slot.entry.source_addrs {
+            self.by_addr.remove(addr);
+        }
+        slot.revoked.cancel();
+        true
+    }
+}
+
+// === impl Slot ===
+
+impl Slot {
+    pub(super) fn new(entry: SandboxEntry, hash: [u8; 32], budget: Option<Arc<Budget>>) -> Self {
+        let (max_conns, max_bytes) = (entry.policy.max_connections(), entry.policy.max_bytes());
+        let budget = match budget {
+            Some(budget) => {
+                budget.set_limits(max_conns, max_bytes);
+                budget
+            }
+            None => Arc::new(Budget::new(max_conns, max_bytes)),
+        };
+        Self {
+            ceiling: entry.ceiling.as_deref().map(Arc::from),
+            entry,
+            hash,
+            budget,
+            revoked: CancellationToken::new(),
+        }
+    }
+
+    /// Installs a new generation: same budget (new limits), fresh token, old token cancelled.
+    pub(super) fn replace(&mut self, entry: SandboxEntry, hash: [u8; 32]) {
+        let next = Slot::new(entry, hash, Some(Arc::clone(&self.budget)));
+        let old = std::mem::replace(self, next);
+        old.revoked.cancel();
+    }
+
+    pub(super) fn ctx(&self, sandbox: Option<String>) -> ClientCtx {
+        ClientCtx {
+            sandbox,
+            generation: self.entry.generation,
+            policy: Arc::clone(&self.entry.policy),
+            budget: Arc::clone(&self.budget),
+            revoked: self.revoked.clone(),
+            ceiling: self.ceiling(),
+        }
+    }
+
+    pub(super) fn ceiling(&self) -> Option<Arc<str>> {
+        self.ceiling.clone()
+    }
+}
+
+/// Canonicalises addresses (mapped IPv4 becomes IPv4), sorts and dedups them, lowercases the hash.
+pub(super) fn normalise(mut entry: SandboxEntry) -> Result<SandboxEntry, RegistryError> {
+    if entry.source_addrs.is_empty() {
+        return Err(RegistryError::NoSourceAddrs);
+    }
+    for addr in &mut entry.source_addrs {
+        *addr = addr.to_canonical();
+    }
+    entry.source_addrs.sort();
+    entry.source_addrs.dedup();
+    entry.credential_hash.make_ascii_lowercase();
+    Ok(entry)
+}
+
+/// Idempotency check for an equal generation: same addresses, credential and policy.
+fn same_content(a: &SandboxEntry, b: &SandboxEntry) -> bool {
+    a.source_addrs == b.source_addrs
+        && a.credential_hash == b.credential_hash
+        && a.policy_spec == b.policy_spec
+}
