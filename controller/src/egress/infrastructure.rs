@@ -25,9 +25,9 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 use tracing::warn;
 
-use super::policy_compat::net_is_global;
 use crate::config::Config;
 use crate::docker::DockerClient;
+use airlock_egress_policy::net_is_global;
 
 /// One address of one of the controller's interfaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,7 +26,6 @@ pub mod ledger;
 pub mod node;
 pub mod policy;
 // Private stand-in for policy-crate items not merged yet; see its header.
-pub(crate) mod policy_compat;
 pub mod service;
 
 use std::collections::HashSet;

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::hex_sha256;
 // At merge: `airlock_egress_policy::PolicySpec`, and `Policy::compile` for `compile`.
-use super::policy_compat::{compile, PolicySpec};
+use airlock_egress_policy::{Policy, PolicySpec};
 
 /// A validated policy object as written; absent fields are absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl TenantPolicy {
             return Err("expected a policy object".to_owned());
         }
         let spec: PolicySpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        compile(&spec).map_err(|e| e.to_string())?;
+        Policy::compile(&spec).map_err(|e| e.to_string())?;
         Ok(Self { spec })
     }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::AppliedCeiling;
 use crate::egress::policy::EgressPolicy;
-use crate::egress::policy_compat::{net_is_global, net_never_admissible};
+use airlock_egress_policy::{net_is_global, net_never_admissible};
 
 /// Why a policy was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
