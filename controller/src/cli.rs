@@ -27,15 +27,15 @@ pub enum Command {
     /// Manage accounts offline, directly in the store (`AIRLOCK_DATABASE_URL` /
     /// `AIRLOCK_DATA_DIR`); no server needs to run.
     #[command(subcommand)]
-    Admin(crate::cli_admin::AdminCommand),
+    Admin(crate::ops::admin::AdminCommand),
     /// Verify, load and bundle image archives (no registry needed).
     #[command(subcommand)]
     Images(crate::images::command::ImagesCommand),
     /// Check the deployment (DinD, TLS, storage, INPUT rules, proxy, store, images, disk,
     /// certificates) and print a pass/fail table; exit 1 when a check fails.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::ops::doctor::DoctorArgs),
     /// Container health check: GET /healthz (or --path) on the API; exit 1 unless 200.
-    Health(crate::health::HealthArgs),
+    Health(crate::ops::health::HealthArgs),
 }
 
 /// `airlock certs …`

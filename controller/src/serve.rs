@@ -1,6 +1,6 @@
 //! `airlock serve`: opens the store (running migrations), connects to the DinD over mTLS,
 //! makes sure the bootstrap admin user exists (generating the first-boot admin when nothing
-//! can log in, see [`crate::first_boot`]), starts the image pre-pull, and serves the API until SIGTERM or SIGINT.
+//! can log in, see [`crate::ops::first_boot`]), starts the image pre-pull, and serves the API until SIGTERM or SIGINT.
 //!
 //! Before serving, one reconcile pass takes over whatever the last run left (see
 //! [`crate::reconcile`]); the reconciler then runs beside the API until shutdown.
@@ -14,18 +14,18 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::accounts::user::{Role, UserId};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
-use crate::events::EventWatcher;
 use crate::images::load::Node;
 use crate::images::prepull;
+use crate::reconcile::events::EventWatcher;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
-use crate::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use crate::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use crate::secrets::vault::{SecretKey, Vault, VaultError};
 use crate::store::{NewUser, Store, StoreError};
-use crate::user::{Role, UserId};
-use crate::vault::{SecretKey, Vault, VaultError};
 
 /// The email of the bootstrap admin user that the admin token acts as.
 pub const ADMIN_EMAIL: &str = "admin@airlock.local";
@@ -65,7 +65,7 @@ pub enum ServeError {
     Vault(#[from] VaultError),
     /// The first-boot admin could not be created.
     #[error("first boot: {0}")]
-    FirstBoot(#[from] crate::first_boot::FirstBootError),
+    FirstBoot(#[from] crate::ops::first_boot::FirstBootError),
 }
 
 /// Builds a multi-threaded runtime and runs [`run`] on it.
@@ -82,7 +82,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
     let store = Store::connect(&config.database).await?;
     // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
-    crate::service::import_policy_file(&store, &config.policy).await?;
+    crate::sandboxes::import_policy_file(&store, &config.policy).await?;
     // A wrong or rotated secret key stops the boot here, before anything is served.
     let (key, key_source) =
         SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
@@ -93,7 +93,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
     }
     // With nothing else to sign in with, first boot makes an admin (credentials in a 0600 file).
-    crate::first_boot::ensure_initial_admin(&config, &store).await?;
+    crate::ops::first_boot::ensure_initial_admin(&config, &store).await?;
     let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     settings.interval = config.reconcile_interval;
     let mut service = SandboxService::new(

@@ -9,11 +9,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
+use airlock::accounts::user::Role;
 use airlock::api::app;
 use airlock::docker::egress::ADMIN_PORT;
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::store::{Created, EgressEntry, EgressQuery, NewSandbox};
-use airlock::user::Role;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -86,7 +86,7 @@ async fn call(
 }
 
 /// A sandbox row of `owner` with a proxy entry written before `allow_public` existed.
-async fn sandbox_with_entry(h: &TestApp, owner: airlock::user::UserId) -> SandboxId {
+async fn sandbox_with_entry(h: &TestApp, owner: airlock::accounts::user::UserId) -> SandboxId {
     let spec = SandboxRequest {
         image: "airlock/testbox:dev".to_owned(),
         ..SandboxRequest::default()

@@ -5,10 +5,10 @@
 //! and it applies; a per-user override; `AIRLOCK_DEFAULT_POLICY=deny`; the infrastructure list.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use airlock::accounts::user::Role;
 use airlock::api::app;
 use airlock::sandbox::SandboxRequest;
 use airlock::store::{Created, NewSandbox, User};
-use airlock::user::Role;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;

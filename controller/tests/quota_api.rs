@@ -4,11 +4,11 @@
 //! does reach Docker fails with a generic 500, which still must not echo a secret).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
 use airlock::accounts::{self, CreateUser};
 use airlock::api::app;
 use airlock::sandbox::SandboxRequest;
 use airlock::store::NewSandbox;
-use airlock::user::{Role, Scopes, TokenScope, UserId};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;

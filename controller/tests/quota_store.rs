@@ -7,11 +7,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use airlock::accounts::quota::{Quota, QuotaKind, QuotaOverride};
 use airlock::config::{DatabaseConfig, Secret};
-use airlock::quota::{Quota, QuotaKind, QuotaOverride};
 use airlock::sandbox::{Cpus, SandboxRequest, SandboxSpec};
+use airlock::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
 use airlock::store::{Created, NewAuditRecord, NewSandbox, Store, StoreError, User};
-use airlock::vault::{KeySource, SecretKey, Vault, VaultError};
 use futures_util::future::join_all;
 use test_support::postgres::TestDatabase;
 
@@ -193,7 +193,7 @@ both_backends!(overrides_rate_and_memory, |f: Fixture| async move {
         Err(StoreError::QuotaExceeded(e)) => assert_eq!(e.kind, QuotaKind::MaxMemoryMb),
         other => panic!("expected the memory quota, got {other:?}"),
     }
-    let missing = airlock::user::UserId::new();
+    let missing = airlock::accounts::user::UserId::new();
     let gone = f.store.set_quota_override(missing, &over).await;
     assert!(matches!(gone, Err(StoreError::NotFound)));
 });

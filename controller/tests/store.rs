@@ -5,13 +5,13 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use airlock::accounts::user::{Role, UserId};
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::sandbox::{
     DesiredState, EndReason, LimitsRequest, SandboxEvent, SandboxId, SandboxRequest, SandboxSpec,
     SandboxState, TransitionError,
 };
 use airlock::store::{Backend, Created, ListQuery, NewSandbox, NewUser, Scope, Store, StoreError};
-use airlock::user::{Role, UserId};
 use futures_util::future::join_all;
 use ipnet::Ipv4Net;
 use test_support::postgres::TestDatabase;

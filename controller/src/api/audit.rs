@@ -23,8 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Credential;
 use super::error::ApiError;
 use super::{AppState, Principal};
+use crate::accounts::user::UserId;
 use crate::store::{AuditRecord, NewAuditRecord};
-use crate::user::UserId;
 
 /// The largest page.
 const MAX_LIMIT: u32 = 500;

@@ -22,10 +22,10 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::throttle::LoginThrottle;
 use super::AppState;
+use crate::accounts::credential::{hash_token, TokenKind};
+use crate::accounts::user::{Role, UserId};
 use crate::config::Secret;
-use crate::credential::{hash_token, TokenKind};
 use crate::store::{Bearer, Scope, Store};
-use crate::user::{Role, UserId};
 
 /// Who is calling, once authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

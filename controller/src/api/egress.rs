@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::sandboxes::sandbox_id;
 use super::{AppState, Principal};
 use crate::egress::TenantPolicy;
-use crate::service::PolicyActor;
+use crate::sandboxes::PolicyActor;
 use crate::store::{EgressEvent, EgressQuery};
 
 /// Default and largest ledger page.

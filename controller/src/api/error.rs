@@ -10,7 +10,7 @@ use tracing::error;
 
 use crate::egress::ceilings::{CeilingExceeded, PolicyRefusal};
 use crate::images::allow::ImageRefusal;
-use crate::service::ServiceError;
+use crate::sandboxes::ServiceError;
 
 /// An API failure, ready to become a response.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub enum ApiError {
         "quota {} exceeded: limit {}, in use {}, requested {}",
         .0.kind, .0.limit, .0.used, .0.requested
     )]
-    QuotaExceeded(crate::quota::QuotaExceeded),
+    QuotaExceeded(crate::accounts::quota::QuotaExceeded),
     /// A policy beyond the caller's ceiling: 403 `policy_exceeds_ceiling` with the field,
     /// the value and the ceiling's label.
     #[error("{0}")]

@@ -2,7 +2,7 @@
 //! `200 {exit_code, stdout, stderr, truncated, timed_out, duration_ms}`.
 //!
 //! A command that outlives `timeout_s` still answers 200, with `timed_out: true` and
-//! `exit_code: null` (see [`crate::exec`] for what happens to the process). Bad input is a 400
+//! `exit_code: null` (see [`crate::sandboxes::exec`] for what happens to the process). Bad input is a 400
 //! with field reasons, an unknown sandbox 404, a sandbox that is not running 409
 //! `not_running`.
 
@@ -19,10 +19,10 @@ use utoipa::ToSchema;
 use super::error::{ApiError, FieldReason};
 use super::sandboxes::sandbox_id;
 use super::{AppState, Principal};
-use crate::exec::{ExecOutcome, ExecRequest};
 use crate::sandbox::spec::{MAX_CMD_ARGS, MAX_CMD_BYTES, MAX_ENV_BYTES, MAX_ENV_VARS};
 use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
-use crate::service::ServiceError;
+use crate::sandboxes::exec::{ExecOutcome, ExecRequest};
+use crate::sandboxes::ServiceError;
 
 /// Default exec timeout.
 pub(crate) const DEFAULT_EXEC_TIMEOUT_S: u64 = 60;

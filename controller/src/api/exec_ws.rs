@@ -44,8 +44,8 @@ use super::exec::{validate, ExecBody, MAX_EXEC_TIMEOUT_S};
 use super::sandboxes::sandbox_id;
 use super::{AppState, Principal};
 use crate::docker::AttachedExec;
-use crate::exec::{ExecRequest, ExecTarget};
-use crate::service::ServiceError;
+use crate::sandboxes::exec::{ExecRequest, ExecTarget};
+use crate::sandboxes::ServiceError;
 
 /// Largest WebSocket message accepted from the client.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;

@@ -1,5 +1,5 @@
 //! `GET /v1/sandboxes/{id}/logs?follow=true&since=SEQ`: the sandbox's stdout and stderr as
-//! Server-Sent Events (framing in [`crate::logs`]).
+//! Server-Sent Events (framing in [`crate::sandboxes::logs`]).
 //!
 //! `since` (or the `Last-Event-ID` header, which wins when both are given, since a
 //! reconnecting `EventSource` sends it) is the last sequence number the client has; the
@@ -18,8 +18,8 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
 use super::{AppState, Principal};
-use crate::logs::Follow;
 use crate::sandbox::SandboxState;
+use crate::sandboxes::logs::Follow;
 
 /// The `Last-Event-ID` header.
 const LAST_EVENT_ID: &str = "last-event-id";

@@ -46,7 +46,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::{info, Instrument};
 
-use crate::service::SandboxService;
+use crate::sandboxes::SandboxService;
 
 /// What every handler shares; cheap to clone.
 #[derive(Clone, Debug)]

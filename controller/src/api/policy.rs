@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 use super::audit::AuditDetail;
 use super::error::ApiError;
 use super::{AppState, Principal};
+use crate::accounts::user::Role;
 use crate::egress::ceilings::CeilingsDoc;
-use crate::service::CeilingsView;
-use crate::user::Role;
+use crate::sandboxes::CeilingsView;
 
 /// The ceilings as they stand.
 #[derive(Clone, Debug, Serialize, ToSchema)]

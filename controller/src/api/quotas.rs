@@ -14,12 +14,12 @@ use utoipa::ToSchema;
 use super::error::{ApiError, FieldReason};
 use super::users::json_body;
 use super::{AppState, Principal};
-use crate::quota::{
+use crate::accounts::quota::{
     Amount, Quota, QuotaOverride, Usage, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME,
 };
+use crate::accounts::user::{Role, UserId};
 use crate::sandbox::Cpus;
 use crate::store::StoreError;
-use crate::user::{Role, UserId};
 
 /// `PUT /v1/users/{id}/quota`: each field absent or `null` falls back to the operator
 /// default.

@@ -13,7 +13,7 @@ use super::dto::{self, CreateSandbox, ListParams, PageDto, SandboxDto, WaitParam
 use super::error::{ApiError, FieldReason};
 use super::{with_status, AppState, Principal};
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::service::{CreateOptions, ServiceError};
+use crate::sandboxes::{CreateOptions, ServiceError};
 use crate::store::{Created, ListQuery};
 
 /// The idempotency header.

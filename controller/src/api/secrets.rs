@@ -2,7 +2,7 @@
 //! API: listings carry names and timestamps only, and a sandbox gets a value only as an
 //! environment variable (`secret_env` at create). Every user sees only their own secrets, so
 //! another user's secret is a 404 like a missing one. Values are sealed at rest (see
-//! [`crate::vault`]).
+//! [`crate::secrets::vault`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::users::json_body;
 use super::{with_status, AppState, Principal};
+use crate::secrets::vault::Vault;
 use crate::store::SecretMeta;
-use crate::vault::Vault;
 
 /// Longest secret name.
 const MAX_NAME_BYTES: usize = 128;

@@ -1,5 +1,5 @@
 //! `/v1/sandboxes/{id}/selftest` and the `selftest` field of a create: the isolation
-//! self-test's API (see [`crate::selftest`]).
+//! self-test's API (see [`crate::sandboxes::selftest`]).
 //!
 //! A create with `"selftest": "required"` whose self-test does not pass answers
 //! `422 {"error":"selftest_failed","message":..,"sandbox":..,"selftest":..}`: the sandbox
@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::sandboxes::sandbox_id;
 use super::{with_status, AppState, Principal};
 use crate::sandbox::SandboxId;
-use crate::selftest::{Selftest, SelftestMode, SelftestStatus};
+use crate::sandboxes::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::store::{Sandbox, Scope};
 
 /// The create request's `selftest`: `true`, `false` or `"required"`.

@@ -21,9 +21,9 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::users::json_body;
 use super::{with_status, AppState, Principal};
-use crate::credential::{NewToken, TokenKind};
+use crate::accounts::credential::{NewToken, TokenKind};
+use crate::accounts::user::{Scopes, TokenScope};
 use crate::store::{ApiToken, NewApiToken, StoreError, TokenId};
-use crate::user::{Scopes, TokenScope};
 
 /// Longest token name.
 const MAX_NAME_BYTES: usize = 100;

@@ -20,9 +20,9 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::{with_status, AppState, Principal};
-use crate::credential::{self, NewToken, TokenKind};
+use crate::accounts::credential::{self, NewToken, TokenKind};
+use crate::accounts::user::{Role, UserId};
 use crate::store::{AcceptInvite, NewInvite, StoreError, User, UserUpdate};
-use crate::user::{Role, UserId};
 
 /// How long a login session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);

@@ -111,8 +111,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::accounts::user::Role;
     use crate::config::Config;
-    use crate::user::Role;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();

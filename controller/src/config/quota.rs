@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{parse_duration, positive_or_zero, Reader, Secret};
-use crate::quota::{Quota, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME};
+use crate::accounts::quota::{Quota, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME};
 use crate::sandbox::Cpus;
 
 /// Default most sandboxes alive at once per user.
@@ -86,7 +86,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             None => return Some(None),
             Some(value) => value,
         };
-        if crate::vault::SecretKey::parse(&value).is_none() {
+        if crate::secrets::vault::SecretKey::parse(&value).is_none() {
             self.issue(
                 ENV_SECRET_KEY,
                 &value,

@@ -1,4 +1,4 @@
-//! The isolation self-test's variables (see [`crate::selftest`]), parsed with the rest of the
+//! The isolation self-test's variables (see [`crate::sandboxes::selftest`]), parsed with the rest of the
 //! configuration so their mistakes are reported together.
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,6 +1,6 @@
 //! The node's container event stream, filtered to this node's `airlock.*`-labelled containers
 //! and to the actions that can end a sandbox. Part of the Docker boundary: bollard types stop
-//! here, and [`crate::events`] gets typed [`ContainerEvent`]s.
+//! here, and [`crate::reconcile::events`] gets typed [`ContainerEvent`]s.
 
 use std::collections::HashMap;
 

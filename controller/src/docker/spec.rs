@@ -18,8 +18,8 @@ use bollard::models::{
     Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, ResourcesUlimits,
 };
 
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{RootFs, SandboxId, SandboxSpec};
-use crate::subnet::SandboxSubnet;
 
 /// Label holding the sandbox id on every managed object.
 pub const LABEL_SANDBOX_ID: &str = "airlock.sandbox.id";

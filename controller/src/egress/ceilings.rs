@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use super::hex_sha256;
 use super::policy::{EgressPolicy, TenantPolicy};
-use crate::user::{Role, UserId};
+use crate::accounts::user::{Role, UserId};
 
 /// What a sandbox gets when neither the tenant nor the ceiling says otherwise
 /// (`AIRLOCK_DEFAULT_POLICY`).

@@ -26,7 +26,6 @@ pub mod ledger;
 pub mod node;
 pub mod policy;
 // Private stand-in for policy-crate items not merged yet; see its header.
-pub mod service;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -45,9 +44,9 @@ use crate::config::Config;
 use crate::docker::egress::{ProxyPlacement, EGRESS_CONTAINER};
 use crate::docker::spec::network_name;
 use crate::docker::{DockerClient, DockerError};
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};
-use crate::subnet::SandboxSubnet;
 use admin::{AdminClient, PutSandbox};
 use infrastructure::InfraSources;
 pub use policy::{EgressPolicy, TenantPolicy};

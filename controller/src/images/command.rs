@@ -10,7 +10,7 @@ use super::load::{self, Node};
 use super::progress::{figures, TextProgress};
 use crate::config::Config;
 use crate::docker::DockerClient;
-use crate::service::DEFAULT_NODE;
+use crate::sandboxes::DEFAULT_NODE;
 use crate::store::Store;
 
 /// `airlock images …`

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
+use crate::sandbox::timeouts;
 use crate::sandbox::{DesiredState, EndReason, SandboxId, SandboxState};
-use crate::timeouts;
 
 /// The exit code Docker gives containers that were running when their daemon went away; after
 /// a DinD restart every sandbox container comes back `Exited (255)`.

@@ -413,9 +413,9 @@ fn a_converged_world_plans_nothing() {
 async fn release_ended_subnet_is_fenced_by_state_and_generation() {
     use std::time::Duration;
 
+    use crate::accounts::user::Role;
     use crate::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
     use crate::store::{Created, NewSandbox, NewUser, Store};
-    use crate::user::Role;
 
     let store = Store::sqlite_in_memory().await.unwrap();
     let owner = store

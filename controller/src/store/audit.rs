@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Store, StoreError};
-use crate::user::UserId;
+use crate::accounts::user::UserId;
 
 /// One audit record to append.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Store, StoreError};
-use crate::user::UserId;
+use crate::accounts::user::UserId;
 
 /// Replaces the document as an admin's edit; the last imported file's hash is kept.
 const PUT_API: &str = "INSERT INTO policy_ceilings \

@@ -69,7 +69,7 @@ pub enum StoreError {
     },
     /// The create would pass the owner's quota (nothing was written).
     #[error(transparent)]
-    QuotaExceeded(crate::quota::QuotaExceeded),
+    QuotaExceeded(crate::accounts::quota::QuotaExceeded),
     /// Key rotation: the current key does not open the stored key check value.
     #[error("the current secret key does not match the stored key check value")]
     KeyMismatch,

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Store, StoreError, User};
-use crate::user::{Role, UserId};
+use crate::accounts::user::{Role, UserId};
 
 /// An invite to create.
 #[derive(Clone, Debug)]

@@ -59,10 +59,10 @@ use sqlx::sqlite::{
 };
 use time::OffsetDateTime;
 
+use crate::accounts::user::{Role, UserId};
 use crate::config::DatabaseConfig;
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{DesiredState, EndReason, SandboxId, SandboxSpec, SandboxState};
-use crate::subnet::SandboxSubnet;
-use crate::user::{Role, UserId};
 
 /// Embedded SQLite migrations.
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");

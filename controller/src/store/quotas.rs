@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 
 use super::rows::SpecDoc;
 use super::{now, with_db, Store, StoreError};
-use crate::quota::{QuotaOverride, Usage, RATE_WINDOW};
+use crate::accounts::quota::{QuotaOverride, Usage, RATE_WINDOW};
+use crate::accounts::user::UserId;
 use crate::sandbox::Cpus;
-use crate::user::UserId;
 
 /// The live states a quota counts.
 pub(crate) const LIVE_STATES: &str = "('creating', 'running', 'stopping')";

@@ -12,11 +12,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Sandbox, StoreError, User};
+use crate::accounts::user::UserId;
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{
     Cpus, EndKind, EndReason, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
 };
-use crate::subnet::SandboxSubnet;
-use crate::user::UserId;
 
 /// The `spec` column: a [`SandboxSpec`] as JSON. Version 1; new fields must be optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use super::rows::{SandboxRow, SpecDoc};
 use super::{
     now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
 };
-use crate::quota::Quota;
+use crate::accounts::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 
 /// How often a compare-and-swap that lost to a concurrent writer is retried.
@@ -134,7 +134,7 @@ impl Store {
                 let now_ms = epoch_ms(at);
                 let usage = usage_on!(tx, owner, now_ms);
                 let quota = defaults.with(&overrides);
-                crate::quota::check(&quota, &usage, &new.spec)
+                crate::accounts::quota::check(&quota, &usage, &new.spec)
                     .map_err(StoreError::QuotaExceeded)?;
                 sqlx::query("DELETE FROM sandbox_creates WHERE user_id = $1 AND at_ms <= $2")
                     .bind(owner)

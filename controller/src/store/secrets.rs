@@ -1,11 +1,11 @@
-//! Secret rows: per-owner sealed values (see [`crate::vault`]; the store never sees a
+//! Secret rows: per-owner sealed values (see [`crate::secrets::vault`]; the store never sees a
 //! plaintext), the key check value, and key rotation in one transaction.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Store, StoreError};
-use crate::user::UserId;
+use crate::accounts::user::UserId;
 
 /// A secret as listed: never its value.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use tracing::instrument;
 
 use super::{now, with_db, Store, StoreError};
 use crate::docker::spec::network_name;
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
-use crate::subnet::SandboxSubnet;
 
 /// How often an allocation that lost a race for a subnet picks the next one.
 const MAX_ATTEMPTS: usize = 64;

@@ -1,12 +1,12 @@
 //! Bearer credentials: named API tokens and login sessions. Only hashes are stored (see
-//! [`crate::credential`]); a lookup returns the token's user, and the caller refuses disabled
+//! [`crate::accounts::credential`]); a lookup returns the token's user, and the caller refuses disabled
 //! users, so disabling an account stops its tokens at the next request.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Scope, Store, StoreError, User};
-use crate::user::{Role, Scopes, UserId};
+use crate::accounts::user::{Role, Scopes, UserId};
 
 /// An API token's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

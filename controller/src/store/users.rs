@@ -3,7 +3,7 @@
 
 use super::rows::UserRow;
 use super::{now, with_db, NewUser, Store, StoreError, User};
-use crate::user::{Role, UserId};
+use crate::accounts::user::{Role, UserId};
 
 /// An admin's change to a user; `None` leaves the field as it is.
 #[derive(Clone, Copy, Debug, Default)]

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use airlock::accounts::ensure_bootstrap_admin;
+use airlock::accounts::user::{Role, TokenScope};
 use airlock::config::{Config, DatabaseConfig};
 use airlock::store::Store;
-use airlock::user::{Role, TokenScope};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 

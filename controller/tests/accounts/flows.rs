@@ -5,11 +5,11 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use airlock::accounts::credential::{hash_token, NewToken, TokenKind};
+use airlock::accounts::user::{Role, TokenScope};
 use airlock::accounts::{self, CreateUser};
 use airlock::config::DatabaseConfig;
-use airlock::credential::{hash_token, NewToken, TokenKind};
 use airlock::store::NewInvite;
-use airlock::user::{Role, TokenScope};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;

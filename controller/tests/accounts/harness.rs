@@ -5,18 +5,18 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use airlock::accounts::credential::{NewToken, TokenKind};
+use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
-use airlock::credential::{NewToken, TokenKind};
 use airlock::docker::DockerClient;
 use airlock::sandbox::{SandboxId, SandboxRequest};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
-use airlock::user::{Role, Scopes, TokenScope, UserId};
-use airlock::vault::{SecretKey, Vault};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};

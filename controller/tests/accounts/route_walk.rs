@@ -20,11 +20,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use airlock::accounts::credential::{NewToken, TokenKind};
+use airlock::accounts::user::{Role, TokenScope, UserId};
 use airlock::api::openapi;
-use airlock::credential::{NewToken, TokenKind};
 use airlock::sandbox::{DesiredState, SandboxId};
 use airlock::store::{NewInvite, Scope};
-use airlock::user::{Role, TokenScope, UserId};
 use axum::http::{Method, StatusCode};
 use time::OffsetDateTime;
 

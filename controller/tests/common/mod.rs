@@ -8,17 +8,17 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use airlock::accounts::credential::{NewToken, TokenKind};
+use airlock::accounts::user::{Role, UserId};
 use airlock::api::{AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
-use airlock::credential::{NewToken, TokenKind};
 use airlock::docker::DockerClient;
 use airlock::egress::EgressPlane;
 use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::secrets::vault::{KeySource, SecretKey, Vault};
 use airlock::serve::bootstrap_admin;
-use airlock::service::{SandboxService, ServiceSettings};
 use airlock::store::{Created, NewSandbox, NewUser, Sandbox, Store, User};
-use airlock::user::{Role, UserId};
-use airlock::vault::{KeySource, SecretKey, Vault};
 use tokio::net::TcpSocket;
 
 /// Generous maximums for specs validated outside a config.

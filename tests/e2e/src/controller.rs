@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
+use airlock::accounts::user::UserId;
 use airlock::config::{Config, DatabaseConfig, DockerConfig};
 use airlock::docker::DockerClient;
 use airlock::serve::bootstrap_admin;
 use airlock::store::Store;
-use airlock::user::UserId;
 use tempfile::TempDir;
 use test_support::dind::{Dind, DIND_TLS_PORT};
 

@@ -23,7 +23,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::docker::egress::EGRESS_CONTAINER;
 use airlock::docker::spec::container_name;
 use airlock::egress::EgressPlane;
-use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;

@@ -23,9 +23,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use airlock::accounts::user::{Role, Scopes};
 use airlock::accounts::{create_token, create_user, CreateUser};
 use airlock::docker::spec::container_name;
-use airlock::user::{Role, Scopes};
 use axum::http::{Method, StatusCode};
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, Proxied};
 use e2e::Timing;

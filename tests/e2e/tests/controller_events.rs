@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use airlock::events::EventWatcher;
+use airlock::reconcile::events::EventWatcher;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
 use airlock::sandbox::{EndKind, SandboxId, SandboxRequest, SandboxState};
-use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use airlock::store::{Created, Sandbox, Scope};
 use bollard::query_parameters::{KillContainerOptions, RemoveContainerOptions};
 use e2e::controller::{parts, Parts};
@@ -22,7 +22,11 @@ use test_support::dind::{DindOptions, TESTBOX_IMAGE};
 /// How long an end may take to be recorded after Docker reports it.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-async fn create(service: &SandboxService, owner: airlock::user::UserId, cmd: &[&str]) -> Sandbox {
+async fn create(
+    service: &SandboxService,
+    owner: airlock::accounts::user::UserId,
+    cmd: &[&str],
+) -> Sandbox {
     let request = SandboxRequest {
         image: TESTBOX_IMAGE.to_owned(),
         cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),

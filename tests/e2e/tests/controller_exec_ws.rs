@@ -9,11 +9,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use airlock::accounts::user::{Role, Scopes, TokenScope};
 use airlock::accounts::{create_token, create_user, CreateUser};
 use airlock::api::{AppState, Auth};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::serve::serve_on;
-use airlock::service::{SandboxService, ServiceSettings};
-use airlock::user::{Role, Scopes, TokenScope};
 use e2e::controller::{parts, Parts};
 use e2e::serve::http;
 use e2e::{dind_with_testbox, Timing};

@@ -16,7 +16,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::config::Secret;
 use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
 use airlock::reconcile::{ReconcileSettings, Reconciler};
-use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{

@@ -11,7 +11,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::config::DockerConfig;
 use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
 use airlock::docker::DockerClient;
-use airlock::service::{SandboxService, ServiceSettings};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{

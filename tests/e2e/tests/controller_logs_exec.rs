@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use airlock::api::{app, AppState, Auth};
-use airlock::service::{SandboxService, ServiceSettings};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use e2e::controller::{parts, Parts};

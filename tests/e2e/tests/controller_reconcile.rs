@@ -17,7 +17,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::config::Secret;
 use airlock::docker::spec::{container_name, LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
 use airlock::reconcile::{Pass, ReconcileSettings, Reconciler};
-use airlock::service::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};

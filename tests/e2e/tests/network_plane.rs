@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use airlock::docker::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
-use airlock::service::DEFAULT_NODE;
+use airlock::sandboxes::DEFAULT_NODE;
 use axum::http::{Method, StatusCode};
 use bollard::query_parameters::InspectContainerOptions;
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, EGRESS_IMAGE, LIMIT, TOKEN};

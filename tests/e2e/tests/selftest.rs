@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
 use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
-use airlock::service::{SandboxService, ServiceSettings};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::NetworkConnectRequest;

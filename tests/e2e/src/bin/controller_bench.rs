@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use airlock::config::Config;
 use airlock::docker::spec::{self, Placement, LABEL_NODE};
+use airlock::sandbox::subnet::SandboxSubnet;
 use airlock::sandbox::{SandboxId, SandboxRequest, SandboxSpec};
-use airlock::service::DEFAULT_NODE;
-use airlock::subnet::SandboxSubnet;
+use airlock::sandboxes::DEFAULT_NODE;
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
     WaitContainerOptions,

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
+use crate::accounts::quota::{Quota, QuotaExceeded};
+use crate::accounts::user::{Role, UserId};
 use crate::config::Config;
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
@@ -34,23 +36,24 @@ use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, EgressPolicy, TenantPolicy};
 use crate::images::allow::ImageRefusal;
 use crate::images::catalog::ImageCatalog;
-use crate::logs::LogHub;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
-use crate::quota::{Quota, QuotaExceeded};
 use crate::reconcile::plan::SIGKILL_EXIT;
 use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
+use crate::sandbox::timeouts::Activity;
 use crate::sandbox::{
     DesiredState, EndReason, FieldError, Maximums, Problem, SandboxEvent, SandboxId,
     SandboxRequest, SandboxState,
 };
-use crate::selftest::SelftestSettings;
+use crate::sandboxes::logs::LogHub;
+use crate::sandboxes::selftest::SelftestSettings;
+use crate::secrets::vault::{Vault, VaultError};
 use crate::store::{Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError};
-use crate::timeouts::Activity;
-use crate::user::{Role, UserId};
-use crate::vault::{Vault, VaultError};
 
-// Allowed images at create (issue 7).
+pub mod egress;
+pub mod exec;
 mod images;
+pub mod logs;
+pub mod selftest;
 // The egress policy authority: effective policies, ceilings.
 mod policy;
 pub use policy::{import_policy_file, CeilingsView, PolicyActor};
@@ -252,7 +255,7 @@ impl SandboxService {
         &self.metrics
     }
 
-    /// The last exec activity per sandbox, for the idle timeout ([`crate::timeouts`]).
+    /// The last exec activity per sandbox, for the idle timeout ([`crate::sandbox::timeouts`]).
     pub fn activity(&self) -> &Activity {
         &self.activity
     }
@@ -328,7 +331,8 @@ impl SandboxService {
             .map_err(ServiceError::Invalid)?;
         let secret_vars = self.resolve_secrets(owner, &env_names, &secret_env).await?;
         let usage = self.store.quota_usage(owner).await?;
-        crate::quota::check(&quota, &usage, &spec).map_err(ServiceError::QuotaExceeded)?;
+        crate::accounts::quota::check(&quota, &usage, &spec)
+            .map_err(ServiceError::QuotaExceeded)?;
         self.check_image(spec.image().as_str()).await?;
         let new = NewSandbox {
             owner,
@@ -650,7 +654,7 @@ impl SandboxService {
         }
     }
 
-    // --- Isolation self-test hooks (issue 6; the logic lives in `crate::selftest`). ---
+    // --- Isolation self-test hooks (issue 6; the logic lives in `crate::sandboxes::selftest`). ---
 
     /// The service's settings.
     pub fn settings(&self) -> &ServiceSettings {
@@ -719,7 +723,7 @@ impl SandboxService {
         self.observe_end_signalled(id, container, false).await
     }
 
-    /// [`Self::observe_end`] for the event watcher ([`crate::events`]), which also knows
+    /// [`Self::observe_end`] for the event watcher ([`crate::reconcile::events`]), which also knows
     /// whether Docker delivered a signal to the container that we did not send (`signalled`):
     /// an exit by signal is then `killed`.
     pub(crate) async fn observe_end_signalled(

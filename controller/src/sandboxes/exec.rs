@@ -22,7 +22,7 @@ use tracing::instrument;
 
 use crate::docker::{AttachedExec, ExecCommand, OutputChunks, OutputStream};
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::service::{SandboxService, ServiceError};
+use crate::sandboxes::{SandboxService, ServiceError};
 use crate::store::Scope;
 
 /// Most bytes of stdout, and of stderr, returned by one exec.

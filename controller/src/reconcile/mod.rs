@@ -11,8 +11,9 @@
 //! It runs once at start (before the API serves, so every `creating`/`stopping` row is
 //! abandoned and taken over), then every [`ReconcileSettings::interval`]. Between full passes,
 //! a cheaper timeout pass reads the store every [`ReconcileSettings::timeout_poll`] (and
-//! Docker's log only for sandboxes that look idle; see [`crate::timeouts`]).
+//! Docker's log only for sandboxes that look idle; see [`crate::sandbox::timeouts`]).
 
+pub mod events;
 pub mod plan;
 
 use std::future::Future;
@@ -26,10 +27,10 @@ use crate::docker::listing::{ListedContainer, ListedNetwork, ListedState};
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
 use crate::metrics::{Metrics, PassKind};
+use crate::sandbox::timeouts::{self, Activity};
 use crate::sandbox::EndReason;
 use crate::sandbox::{SandboxEvent, SandboxId, SandboxState};
 use crate::store::{ListQuery, Sandbox, Scope, Store, StoreError};
-use crate::timeouts::{self, Activity};
 use plan::{Action, Clock, Labelled, Observation, ObservedContainer, Phase, SandboxView, Step};
 
 /// Default time between full passes.
@@ -195,7 +196,7 @@ impl Reconciler {
     }
 
     /// Ends every running sandbox whose absolute or idle timeout passed. It reads the store,
-    /// and Docker's log only for a sandbox that looks idle (see [`crate::timeouts`]).
+    /// and Docker's log only for a sandbox that looks idle (see [`crate::sandbox::timeouts`]).
     pub async fn enforce_timeouts(&self) -> Result<PassReport, ReconcileError> {
         let now = OffsetDateTime::now_utc();
         let running = self.sandboxes(Some(SandboxState::Running)).await?;

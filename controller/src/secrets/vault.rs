@@ -19,9 +19,9 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
+use crate::accounts::user::UserId;
 use crate::config::Secret;
 use crate::store::{Store, StoreError};
-use crate::user::UserId;
 
 /// The key file's name under the data dir.
 pub const KEY_FILE: &str = "secret.key";

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
+use crate::sandbox::subnet::SANDBOX_PREFIX;
 use crate::sandbox::{Cpus, Limits, Maximums};
-use crate::subnet::SANDBOX_PREFIX;
 
 // Network plane variables (issue 6).
 mod egress;
@@ -157,7 +157,7 @@ pub struct Config {
     /// The isolation self-test's settings.
     pub selftest: SelftestConfig,
     /// Per-user quota defaults (overridable per user).
-    pub quota: crate::quota::Quota,
+    pub quota: crate::accounts::quota::Quota,
     /// The key sealing secrets at rest, when given by `AIRLOCK_SECRET_KEY`.
     pub secret_key: Option<Secret>,
     /// Allowed images and the pre-pull's sources.
@@ -422,7 +422,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 if !email_ok {
                     self.issue(ENV_BOOTSTRAP_ADMIN_EMAIL, &email, false, "an email address");
                 }
-                let problem = crate::credential::password_problem(&password);
+                let problem = crate::accounts::credential::password_problem(&password);
                 if let Some(problem) = &problem {
                     self.issue(
                         ENV_BOOTSTRAP_ADMIN_PASSWORD,

@@ -19,11 +19,11 @@ use rand::RngCore;
 use serde::Serialize;
 use tracing::info;
 
+use crate::accounts::user::Scopes;
 use crate::accounts::{self, AccountsError};
 use crate::config::{BootstrapAdmin, Config, Secret};
 use crate::serve::ADMIN_EMAIL;
 use crate::store::Store;
-use crate::user::Scopes;
 
 /// The file's name under the data dir.
 pub const INITIAL_ADMIN_FILE: &str = "initial-admin.json";
@@ -121,7 +121,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::credential::hash_token;
+    use crate::accounts::credential::hash_token;
 
     fn config(dir: &Path, extra: &[(&str, &str)]) -> Config {
         let mut vars: HashMap<String, String> = extra
@@ -151,7 +151,7 @@ mod tests {
         assert!(bearer.is_some());
         let password = json["password"].as_str().unwrap();
         let (_user, hash) = store.user_login(ADMIN_EMAIL).await.unwrap().unwrap();
-        assert!(crate::credential::verify_password_sync(
+        assert!(crate::accounts::credential::verify_password_sync(
             password,
             hash.as_deref()
         ));

@@ -3,14 +3,18 @@
 //! store directly, so an operator can create the first admin or a token with no server
 //! running.
 
+pub mod credential;
+pub mod quota;
+pub mod user;
+
 use std::time::Duration;
 
 use tracing::info;
 
+use crate::accounts::credential::{CredentialError, NewToken, TokenKind};
+use crate::accounts::user::{Role, Scopes};
 use crate::config::BootstrapAdmin;
-use crate::credential::{self, CredentialError, NewToken, TokenKind};
 use crate::store::{NewApiToken, NewUser, Store, StoreError, User};
-use crate::user::{Role, Scopes};
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::accounts::user::{Role, Scopes, TokenScope};
 use crate::accounts::{self, CreateUser};
 use crate::config::{parse_duration, Config};
+use crate::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
 use crate::store::{NewAuditRecord, Store, StoreError};
-use crate::user::{Role, Scopes, TokenScope};
-use crate::vault::{KeySource, SecretKey, Vault, VaultError};
 
 /// `airlock admin …`
 #[derive(Debug, Subcommand)]

@@ -13,12 +13,12 @@ use time::OffsetDateTime;
 use tracing::info;
 
 use super::{SandboxService, ServiceError};
+use crate::accounts::user::{Role, UserId};
 use crate::config::PolicyConfig;
 use crate::egress::ceilings::{self, AppliedCeiling, Ceilings, CeilingsDoc, DefaultPolicy};
 use crate::egress::infrastructure;
 use crate::egress::{EgressPolicy, TenantPolicy};
 use crate::store::{CeilingsSource, Store, StoreError, StoredCeilings};
-use crate::user::{Role, UserId};
 
 /// Who asks for a policy: the ceiling is theirs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

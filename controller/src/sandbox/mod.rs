@@ -10,6 +10,8 @@
 mod image;
 mod limits;
 pub mod spec;
+pub mod subnet;
+pub mod timeouts;
 
 pub use image::{ImageRef, MAX_IMAGE_REF};
 pub use limits::{Cpus, Limits, Maximums};

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use tracing::info;
 
-use super::{EgressPolicy, TenantPolicy};
+use crate::egress::{EgressPolicy, TenantPolicy};
 use crate::sandbox::SandboxId;
-use crate::service::{PolicyActor, SandboxService, ServiceError};
+use crate::sandboxes::{PolicyActor, SandboxService, ServiceError};
 use crate::store::{EgressEntry, EgressEvent, EgressQuery, HostSummary, Sandbox, Scope};
 
 /// A sandbox's ledger summary.

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::docker::events::{ContainerAction, ContainerEvent};
 use crate::reconcile::{Pass, Reconciler};
 use crate::sandbox::{DesiredState, SandboxId, SandboxState};
-use crate::service::SandboxService;
+use crate::sandboxes::SandboxService;
 use crate::store::Scope;
 
 /// First wait before reconnecting a failed event stream.

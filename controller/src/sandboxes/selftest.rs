@@ -31,7 +31,7 @@ use crate::docker::probe::{probe_body, probe_name};
 use crate::docker::spec::container_name;
 use crate::docker::{LogFollow, OutputStream, Removal};
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::service::{SandboxService, ServiceError};
+use crate::sandboxes::{SandboxService, ServiceError};
 use crate::store::{Sandbox, Scope, SelftestRecord};
 
 /// Longest a probe run may take before it is killed.

@@ -1,0 +1,8 @@
+//! Operating the controller: the offline `airlock admin` commands ([`admin`]), the
+//! deployment check ([`doctor`]), the first-boot admin ([`first_boot`]) and the container
+//! health check ([`health`]).
+
+pub mod admin;
+pub mod doctor;
+pub mod first_boot;
+pub mod health;
