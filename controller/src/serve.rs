@@ -14,21 +14,18 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::accounts::user::{Role, UserId};
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
+use crate::config::DEFAULT_NODE;
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
 use crate::images::load::Node;
 use crate::images::prepull;
 use crate::reconcile::events::EventWatcher;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
-use crate::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use crate::sandboxes::{SandboxService, ServiceSettings};
 use crate::secrets::vault::{SecretKey, Vault, VaultError};
-use crate::store::{NewUser, Store, StoreError};
-
-/// The email of the bootstrap admin user that the admin token acts as.
-pub const ADMIN_EMAIL: &str = "admin@airlock.local";
+use crate::store::{Store, StoreError};
 
 /// Why `airlock serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
     let vault = Vault::open(&store, &key, &key_source).await?;
     let docker = DockerClient::connect(&config.docker).await?;
-    let admin = bootstrap_admin(&store).await?;
+    let admin = crate::accounts::bootstrap_admin(&store).await?;
     if let Some(bootstrap) = &config.bootstrap_admin {
         crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
     }
@@ -188,28 +185,6 @@ pub async fn serve_on(
         .map_err(ServeError::Serve)?;
     info!("API stopped; sandboxes keep running");
     Ok(())
-}
-
-/// The bootstrap admin's id, creating the user on first start.
-pub async fn bootstrap_admin(store: &Store) -> Result<UserId, StoreError> {
-    if let Some(user) = store.get_user_by_email(ADMIN_EMAIL).await? {
-        return Ok(user.id);
-    }
-    let new = NewUser {
-        email: ADMIN_EMAIL.to_owned(),
-        display_name: "Bootstrap admin".to_owned(),
-        role: Role::Admin,
-    };
-    match store.create_user(new).await {
-        Ok(user) => Ok(user.id),
-        // Another process created it between the read and the insert.
-        Err(StoreError::Conflict { .. }) => store
-            .get_user_by_email(ADMIN_EMAIL)
-            .await?
-            .map(|user| user.id)
-            .ok_or(StoreError::NotFound),
-        Err(error) => Err(error),
-    }
 }
 
 /// Completes on SIGTERM or SIGINT.

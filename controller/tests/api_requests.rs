@@ -4,10 +4,10 @@
 //! do reach Docker show how an unreachable node surfaces (a generic 500, a 503 readiness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use airlock::accounts::bootstrap_admin;
 use airlock::api::app;
 use airlock::config::Config;
 use airlock::sandbox::{SandboxRequest, SandboxState};
-use airlock::serve::bootstrap_admin;
 use airlock::store::NewSandbox;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -4,10 +4,10 @@
 //! the plane on are covered against a real proxy in `tests/e2e/tests/network_plane.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use airlock::accounts::bootstrap_admin;
 use airlock::api::app;
 use airlock::config::Config;
 use airlock::sandbox::SandboxRequest;
-use airlock::serve::bootstrap_admin;
 use airlock::store::{Created, NewSandbox};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -4,12 +4,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use airlock::accounts::bootstrap_admin;
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
 use airlock::docker::DockerClient;
 use airlock::sandbox::SandboxRequest;
 use airlock::sandboxes::{SandboxService, ServiceSettings};
-use airlock::serve::bootstrap_admin;
 use airlock::store::{Created, NewSandbox, Store};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

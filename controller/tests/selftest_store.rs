@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use airlock::config::{DatabaseConfig, Secret};
-use airlock::sandboxes::selftest::SelftestStatus;
+use airlock::sandbox::selftest::SelftestStatus;
 use airlock::store::{Scope, SelftestRecord, Store};
 use ipnet::Ipv4Net;
 use time::OffsetDateTime;

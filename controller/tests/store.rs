@@ -505,7 +505,7 @@ both_backends!(subnets_allocate_and_release, |f: Fixture| async move {
     assert_eq!(stored.subnet, Some(sb));
     assert_eq!(
         stored.network_name,
-        Some(airlock::docker::spec::network_name(b.id))
+        Some(airlock::sandbox::names::network_name(b.id))
     );
     assert!(f.store.release_subnet(b.id).await.unwrap());
     assert!(!f.store.release_subnet(b.id).await.unwrap());

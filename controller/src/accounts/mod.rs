@@ -12,9 +12,12 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::accounts::credential::{CredentialError, NewToken, TokenKind};
-use crate::accounts::user::{Role, Scopes};
+use crate::accounts::user::{Role, Scopes, UserId};
 use crate::config::BootstrapAdmin;
 use crate::store::{NewApiToken, NewUser, Store, StoreError, User};
+
+/// The email of the bootstrap admin user that the admin token acts as.
+pub const ADMIN_EMAIL: &str = "admin@airlock.local";
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,4 +170,26 @@ pub async fn create_token(
     };
     store.create_api_token(new).await?;
     Ok(token.text)
+}
+
+/// The bootstrap admin's id, creating the user on first start.
+pub async fn bootstrap_admin(store: &Store) -> Result<UserId, StoreError> {
+    if let Some(user) = store.get_user_by_email(ADMIN_EMAIL).await? {
+        return Ok(user.id);
+    }
+    let new = NewUser {
+        email: ADMIN_EMAIL.to_owned(),
+        display_name: "Bootstrap admin".to_owned(),
+        role: Role::Admin,
+    };
+    match store.create_user(new).await {
+        Ok(user) => Ok(user.id),
+        // Another process created it between the read and the insert.
+        Err(StoreError::Conflict { .. }) => store
+            .get_user_by_email(ADMIN_EMAIL)
+            .await?
+            .map(|user| user.id)
+            .ok_or(StoreError::NotFound),
+        Err(error) => Err(error),
+    }
 }

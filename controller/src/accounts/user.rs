@@ -6,36 +6,39 @@
 //! ([`Role::narrowed`]): the API only ever sees that *effective* role.
 
 use std::fmt;
-use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::sandbox::ParseEnumError;
+use crate::sandbox::{string_enum, ParseEnumError};
 
 /// A user's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserId(Uuid);
 
-/// What a user may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Sees and acts on everything; every action is audited.
-    Admin,
-    /// Acts on their own objects.
-    Member,
-    /// Reads their own objects.
-    Viewer,
+string_enum! {
+    /// What a user may do.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Role as "role" {
+        /// Sees and acts on everything; every action is audited.
+        Admin = "admin",
+        /// Acts on their own objects.
+        Member = "member",
+        /// Reads their own objects.
+        Viewer = "viewer",
+    }
 }
 
-/// One right an API token grants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TokenScope {
-    /// `sandboxes:read`: list, get, wait, logs.
-    SandboxesRead,
-    /// `sandboxes:write`: create, stop, delete, exec (and read).
-    SandboxesWrite,
-    /// `admin`: everything the user's role allows, admin routes included.
-    Admin,
+string_enum! {
+    /// One right an API token grants.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum TokenScope as "scope" {
+        /// `sandboxes:read`: list, get, wait, logs.
+        SandboxesRead = "sandboxes:read",
+        /// `sandboxes:write`: create, stop, delete, exec (and read).
+        SandboxesWrite = "sandboxes:write",
+        /// `admin`: everything the user's role allows, admin routes included.
+        Admin = "admin",
+    }
 }
 
 /// A set of [`TokenScope`]s.
@@ -76,20 +79,6 @@ impl fmt::Display for UserId {
 // === impl Role ===
 
 impl Role {
-    /// Every role.
-    pub const ALL: [Role; 3] = [Self::Admin, Self::Member, Self::Viewer];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
-        }
-    }
-}
-
-impl Role {
     /// The role a request acts with: the user's role narrowed by the token's scopes. `admin`
     /// needs the `admin` scope, writing needs `sandboxes:write` (or `admin`); anything else
     /// reads only.
@@ -104,67 +93,15 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| ParseEnumError {
-                what: "role",
-                value: s.to_owned(),
-            })
-    }
-}
-
 // === impl TokenScope ===
 
 impl TokenScope {
-    /// Every scope.
-    pub const ALL: [TokenScope; 3] = [Self::SandboxesRead, Self::SandboxesWrite, Self::Admin];
-
-    /// The wire and stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SandboxesRead => "sandboxes:read",
-            Self::SandboxesWrite => "sandboxes:write",
-            Self::Admin => "admin",
-        }
-    }
-
     fn bit(self) -> u8 {
         match self {
             Self::SandboxesRead => 1,
             Self::SandboxesWrite => 2,
             Self::Admin => 4,
         }
-    }
-}
-
-impl fmt::Display for TokenScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TokenScope {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| ParseEnumError {
-                what: "scope",
-                value: s.to_owned(),
-            })
     }
 }
 

@@ -17,8 +17,8 @@ use super::dto::{rfc3339, SandboxDto};
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
 use super::{with_status, AppState, Principal};
+use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::SandboxId;
-use crate::sandboxes::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::store::{Sandbox, Scope};
 
 /// The create request's `selftest`: `true`, `false` or `"required"`.

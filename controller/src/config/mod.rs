@@ -33,10 +33,10 @@ pub use selftest::{
 // Quotas and the secret key (issue 5).
 mod quota;
 pub use quota::{
-    DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS, DEFAULT_QUOTA_MAX_LIFETIME,
-    DEFAULT_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_SANDBOXES, ENV_QUOTA_CREATES_PER_MIN,
-    ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB, ENV_QUOTA_MAX_SANDBOXES,
-    ENV_SECRET_KEY,
+    parse_secret_key, DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS,
+    DEFAULT_QUOTA_MAX_LIFETIME, DEFAULT_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_SANDBOXES,
+    ENV_QUOTA_CREATES_PER_MIN, ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB,
+    ENV_QUOTA_MAX_SANDBOXES, ENV_SECRET_KEY,
 };
 // Operator ceilings, the default policy and extra infrastructure CIDRs.
 mod policy;
@@ -111,9 +111,12 @@ pub const DEFAULT_STOP_GRACE: &str = "10s";
 pub const ENV_LOG_BUFFER_BYTES: &str = "AIRLOCK_LOG_BUFFER_BYTES";
 /// Default of [`ENV_LOG_BUFFER_BYTES`] (1 MiB).
 pub const DEFAULT_LOG_BUFFER_BYTES: &str = "1048576";
-/// Whole seconds between the reconciler's full passes (1..=86400); the default is
-/// [`crate::reconcile::DEFAULT_INTERVAL`].
+/// The node name written into `airlock.node` labels until several nodes are supported.
+pub const DEFAULT_NODE: &str = "local";
+/// Whole seconds between the reconciler's full passes (1..=86400).
 pub const ENV_RECONCILE_INTERVAL_S: &str = "AIRLOCK_RECONCILE_INTERVAL_S";
+/// Default time between the reconciler's full passes.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 // Accounts (issue 5).
 /// Email of the admin created at boot (with [`ENV_BOOTSTRAP_ADMIN_PASSWORD`]; both or neither).
 pub const ENV_BOOTSTRAP_ADMIN_EMAIL: &str = "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL";
@@ -313,7 +316,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             maximums: maximums?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
-            reconcile_interval: reconcile_interval?.unwrap_or(crate::reconcile::DEFAULT_INTERVAL),
+            reconcile_interval: reconcile_interval?.unwrap_or(DEFAULT_RECONCILE_INTERVAL),
             selftest: selftest?,
             images: images?,
         })

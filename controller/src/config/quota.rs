@@ -1,7 +1,11 @@
-//! Quota defaults and the secret key (issue 5), parsed with the rest of the configuration so
-//! their mistakes are reported together.
+//! Quota defaults and the secret key, parsed with the rest of the configuration so their
+//! mistakes are reported together. The key's text form (also the key file's) is parsed here
+//! once, by [`parse_secret_key`].
 
 use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 
 use super::{parse_duration, positive_or_zero, Reader, Secret};
 use crate::accounts::quota::{Quota, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME};
@@ -31,6 +35,18 @@ pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "unlimited";
 /// The key that seals secrets at rest: 32 bytes as 64 hex digits or base64. Unset: generated
 /// on first boot into `<data_dir>/secret.key` (0600). Secret.
 pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
+
+/// The 32 key bytes of `text`: 64 hex digits or standard base64, surrounding whitespace
+/// ignored.
+pub fn parse_secret_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(text).ok()?
+    } else {
+        BASE64.decode(text).ok()?
+    };
+    bytes.try_into().ok()
+}
 
 // === impl Reader ===
 
@@ -86,7 +102,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             None => return Some(None),
             Some(value) => value,
         };
-        if crate::secrets::vault::SecretKey::parse(&value).is_none() {
+        if parse_secret_key(&value).is_none() {
             self.issue(
                 ENV_SECRET_KEY,
                 &value,

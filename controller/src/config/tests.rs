@@ -367,10 +367,7 @@ fn bootstrap_admin_needs_both_variables() {
 #[test]
 fn reconcile_interval_defaults_to_the_reconciler_constant() {
     let config = load(&[]).unwrap();
-    assert_eq!(
-        config.reconcile_interval,
-        crate::reconcile::DEFAULT_INTERVAL
-    );
+    assert_eq!(config.reconcile_interval, DEFAULT_RECONCILE_INTERVAL);
     let config = load(&[(ENV_RECONCILE_INTERVAL_S, "3")]).unwrap();
     assert_eq!(config.reconcile_interval, Duration::from_secs(3));
     let config = load(&[(ENV_RECONCILE_INTERVAL_S, "86400")]).unwrap();

@@ -18,6 +18,7 @@ use bollard::models::{
     Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, ResourcesUlimits,
 };
 
+use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{RootFs, SandboxId, SandboxSpec};
 
@@ -52,16 +53,6 @@ pub struct Placement<'a> {
     /// Its `Proxy-Authorization` token; URL-safe (the caller generates it that way), because
     /// it travels in the userinfo of the proxy URLs.
     pub proxy_token: &'a str,
-}
-
-/// The sandbox network's name.
-pub fn network_name(id: SandboxId) -> String {
-    format!("airlock-sbx-{id}")
-}
-
-/// The sandbox container's name.
-pub fn container_name(id: SandboxId) -> String {
-    format!("airlock-{id}")
 }
 
 /// The `airlock.*` labels of every object that belongs to this incarnation.

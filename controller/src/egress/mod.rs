@@ -42,8 +42,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::docker::egress::{ProxyPlacement, EGRESS_CONTAINER};
-use crate::docker::spec::network_name;
 use crate::docker::{DockerClient, DockerError};
+use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};

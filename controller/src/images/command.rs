@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use super::load::{self, Node};
 use super::progress::{figures, TextProgress};
 use crate::config::Config;
+use crate::config::DEFAULT_NODE;
 use crate::docker::DockerClient;
-use crate::sandboxes::DEFAULT_NODE;
 use crate::store::Store;
 
 /// `airlock images …`

@@ -20,9 +20,9 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::accounts::user::Scopes;
+use crate::accounts::ADMIN_EMAIL;
 use crate::accounts::{self, AccountsError};
 use crate::config::{BootstrapAdmin, Config, Secret};
-use crate::serve::ADMIN_EMAIL;
 use crate::store::Store;
 
 /// The file's name under the data dir.

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, instrument, warn};
 
+use crate::config::DEFAULT_RECONCILE_INTERVAL;
 use crate::docker::listing::{ListedContainer, ListedNetwork, ListedState};
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
@@ -33,8 +34,6 @@ use crate::sandbox::{SandboxEvent, SandboxId, SandboxState};
 use crate::store::{ListQuery, Sandbox, Scope, Store, StoreError};
 use plan::{Action, Clock, Labelled, Observation, ObservedContainer, Phase, SandboxView, Step};
 
-/// Default time between full passes.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default time between timeout passes.
 pub const DEFAULT_TIMEOUT_POLL: Duration = Duration::from_secs(1);
 /// Default age after which a `creating` or `stopping` sandbox counts as abandoned.
@@ -108,7 +107,7 @@ impl ReconcileSettings {
         Self {
             node: node.to_owned(),
             stop_grace,
-            interval: DEFAULT_INTERVAL,
+            interval: DEFAULT_RECONCILE_INTERVAL,
             timeout_poll: DEFAULT_TIMEOUT_POLL,
             in_flight_deadline: DEFAULT_IN_FLIGHT_DEADLINE,
         }
@@ -204,7 +203,7 @@ impl Reconciler {
             .retain(&running.iter().map(|s| s.id).collect());
         let mut steps = Vec::new();
         for sandbox in &running {
-            let reason = match timeouts::expired(&view(sandbox), now) {
+            let reason = match timeouts::expired(view(sandbox).deadline, now) {
                 Some(reason) => Some(reason),
                 None => self.idle(sandbox, now).await,
             };

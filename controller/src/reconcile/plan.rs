@@ -18,14 +18,11 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::sandbox::timeouts;
-use crate::sandbox::{DesiredState, EndReason, SandboxId, SandboxState};
+use crate::sandbox::{DesiredState, EndReason, SandboxId, SandboxState, SIGKILL_EXIT};
 
 /// The exit code Docker gives containers that were running when their daemon went away; after
 /// a DinD restart every sandbox container comes back `Exited (255)`.
 pub const DAEMON_RESTART_EXIT: i64 = 255;
-/// The exit code of a process ended by SIGKILL (128 + 9): without a stop request, the
-/// sandbox was `killed` from outside.
-pub const SIGKILL_EXIT: i64 = 137;
 /// The end message of a sandbox whose create was interrupted.
 pub const CREATE_ABANDONED: &str = "the create was interrupted (controller restart or deadline)";
 
@@ -255,7 +252,7 @@ fn live(
             Action::StopContainer(id),
             Action::RecordEnd(EndReason::Stopped),
         ],
-        Phase::Running => timeouts::expired(sandbox, clock.now)
+        Phase::Running => timeouts::expired(sandbox.deadline, clock.now)
             .map(|reason| vec![Action::RecordEnd(reason), Action::StopContainer(id)])
             .unwrap_or_default(),
         Phase::Created => with_cleanup(vec![Action::RecordEnd(EndReason::Lost)], objects),

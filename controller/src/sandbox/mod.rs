@@ -7,12 +7,17 @@
 //!   migrations back it with a `CHECK` constraint listing the same strings.
 //! - Pure: no I/O, no serde and no sqlx derives (those live at the API and store boundaries).
 
+pub mod end;
 mod image;
 mod limits;
+pub mod names;
+pub mod selftest;
 pub mod spec;
+mod string_enum;
 pub mod subnet;
 pub mod timeouts;
 
+pub use end::{EndKind, EndReason, EndReasonError, SIGKILL_EXIT};
 pub use image::{ImageRef, MAX_IMAGE_REF};
 pub use limits::{Cpus, Limits, Maximums};
 pub use spec::{
@@ -24,37 +29,43 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+pub(crate) use string_enum::string_enum;
+
 /// A sandbox's id: a UUIDv7, so ids sort roughly by creation time and serve as list cursors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SandboxId(Uuid);
 
-/// Where a sandbox is in its life, as last observed (`creating → running → stopping →
-/// exited | failed | lost`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SandboxState {
-    /// The row exists; the network and container are being made.
-    Creating,
-    /// The container runs.
-    Running,
-    /// A stop was requested: SIGTERM sent, SIGKILL after the grace period.
-    Stopping,
-    /// The container ended (by itself, by stop, timeout, idleness, OOM or kill).
-    Exited,
-    /// The sandbox could not be created or started, or an error ended it.
-    Failed,
-    /// The container vanished, or came back `Exited (255)` after a DinD restart.
-    Lost,
+string_enum! {
+    /// Where a sandbox is in its life, as last observed (`creating → running → stopping →
+    /// exited | failed | lost`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum SandboxState as "sandbox state" {
+        /// The row exists; the network and container are being made.
+        Creating = "creating",
+        /// The container runs.
+        Running = "running",
+        /// A stop was requested: SIGTERM sent, SIGKILL after the grace period.
+        Stopping = "stopping",
+        /// The container ended (by itself, by stop, timeout, idleness, OOM or kill).
+        Exited = "exited",
+        /// The sandbox could not be created or started, or an error ended it.
+        Failed = "failed",
+        /// The container vanished, or came back `Exited (255)` after a DinD restart.
+        Lost = "lost",
+    }
 }
 
-/// What the owner wants to exist, kept apart from what Docker reports ([`SandboxState`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DesiredState {
-    /// The sandbox should run until it ends.
-    Running,
-    /// The sandbox should be stopped.
-    Stopped,
-    /// The sandbox and everything labelled for it should be removed.
-    Deleted,
+string_enum! {
+    /// What the owner wants to exist, kept apart from what Docker reports ([`SandboxState`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum DesiredState as "desired state" {
+        /// The sandbox should run until it ends.
+        Running = "running",
+        /// The sandbox should be stopped.
+        Stopped = "stopped",
+        /// The sandbox and everything labelled for it should be removed.
+        Deleted = "deleted",
+    }
 }
 
 /// Something that happened to a sandbox; the input of [`SandboxState::transition`].
@@ -66,54 +77,6 @@ pub enum SandboxEvent {
     StopRequested,
     /// The sandbox ended, for this reason.
     Ended(EndReason),
-}
-
-/// Why a sandbox ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// The main process exited by itself with this code.
-    Exited {
-        /// The exit code Docker reported.
-        code: i64,
-    },
-    /// A stop request ended it.
-    Stopped,
-    /// The absolute `timeout_s` passed.
-    Timeout,
-    /// No output and no exec for `idle_timeout_s`.
-    Idle,
-    /// Docker reported `OOMKilled`.
-    Oom,
-    /// It was killed without a stop request (SIGKILL from outside).
-    Killed,
-    /// The container vanished.
-    Lost,
-    /// The controller could not create, start or watch it.
-    Error {
-        /// A short, operator-facing description, when there is one.
-        message: Option<String>,
-    },
-}
-
-/// The kind of an [`EndReason`], without its data: what the `end_reason` column stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EndKind {
-    /// See [`EndReason::Exited`].
-    Exited,
-    /// See [`EndReason::Stopped`].
-    Stopped,
-    /// See [`EndReason::Timeout`].
-    Timeout,
-    /// See [`EndReason::Idle`].
-    Idle,
-    /// See [`EndReason::Oom`].
-    Oom,
-    /// See [`EndReason::Killed`].
-    Killed,
-    /// See [`EndReason::Lost`].
-    Lost,
-    /// See [`EndReason::Error`].
-    Error,
 }
 
 /// An event that the current state does not accept.
@@ -134,16 +97,6 @@ pub struct ParseEnumError {
     pub what: &'static str,
     /// The offending value.
     pub value: String,
-}
-
-/// A stored end reason whose columns do not fit together (e.g. `exited` without a code).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("end reason `{kind}` does not fit exit code {exit_code:?}")]
-pub struct EndReasonError {
-    /// The stored kind.
-    pub kind: EndKind,
-    /// The stored exit code.
-    pub exit_code: Option<i64>,
 }
 
 // === impl SandboxId ===
@@ -188,28 +141,6 @@ impl FromStr for SandboxId {
 // === impl SandboxState ===
 
 impl SandboxState {
-    /// Every state, in lifecycle order.
-    pub const ALL: [SandboxState; 6] = [
-        Self::Creating,
-        Self::Running,
-        Self::Stopping,
-        Self::Exited,
-        Self::Failed,
-        Self::Lost,
-    ];
-
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Running => "running",
-            Self::Stopping => "stopping",
-            Self::Exited => "exited",
-            Self::Failed => "failed",
-            Self::Lost => "lost",
-        }
-    }
-
     /// Whether the sandbox has ended; no event moves it any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Exited | Self::Failed | Self::Lost)
@@ -249,62 +180,6 @@ impl SandboxState {
     }
 }
 
-impl fmt::Display for SandboxState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SandboxState {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| ParseEnumError {
-                what: "sandbox state",
-                value: s.to_owned(),
-            })
-    }
-}
-
-// === impl DesiredState ===
-
-impl DesiredState {
-    /// Every desired state.
-    pub const ALL: [DesiredState; 3] = [Self::Running, Self::Stopped, Self::Deleted];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Stopped => "stopped",
-            Self::Deleted => "deleted",
-        }
-    }
-}
-
-impl fmt::Display for DesiredState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DesiredState {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| ParseEnumError {
-                what: "desired state",
-                value: s.to_owned(),
-            })
-    }
-}
-
 // === impl SandboxEvent ===
 
 impl SandboxEvent {
@@ -315,131 +190,6 @@ impl SandboxEvent {
             Self::StopRequested => "stop_requested",
             Self::Ended(_) => "ended",
         }
-    }
-}
-
-// === impl EndReason ===
-
-impl EndReason {
-    /// The kind, as stored in the `end_reason` column.
-    pub fn kind(&self) -> EndKind {
-        match self {
-            Self::Exited { .. } => EndKind::Exited,
-            Self::Stopped => EndKind::Stopped,
-            Self::Timeout => EndKind::Timeout,
-            Self::Idle => EndKind::Idle,
-            Self::Oom => EndKind::Oom,
-            Self::Killed => EndKind::Killed,
-            Self::Lost => EndKind::Lost,
-            Self::Error { .. } => EndKind::Error,
-        }
-    }
-
-    /// The exit code, for a process that exited by itself.
-    pub fn exit_code(&self) -> Option<i64> {
-        match self {
-            Self::Exited { code } => Some(*code),
-            _ => None,
-        }
-    }
-
-    /// The error message, for [`EndReason::Error`].
-    pub fn message(&self) -> Option<&str> {
-        match self {
-            Self::Error { message } => message.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The terminal state this reason leads to.
-    pub fn final_state(&self) -> SandboxState {
-        match self {
-            Self::Lost => SandboxState::Lost,
-            Self::Error { .. } => SandboxState::Failed,
-            _ => SandboxState::Exited,
-        }
-    }
-
-    /// Rebuilds a reason from its stored columns.
-    pub fn from_parts(
-        kind: EndKind,
-        exit_code: Option<i64>,
-        message: Option<String>,
-    ) -> Result<EndReason, EndReasonError> {
-        let reason = match (kind, exit_code) {
-            (EndKind::Exited, Some(code)) => Self::Exited { code },
-            (EndKind::Stopped, None) => Self::Stopped,
-            (EndKind::Timeout, None) => Self::Timeout,
-            (EndKind::Idle, None) => Self::Idle,
-            (EndKind::Oom, None) => Self::Oom,
-            (EndKind::Killed, None) => Self::Killed,
-            (EndKind::Lost, None) => Self::Lost,
-            (EndKind::Error, None) => Self::Error { message },
-            (kind, exit_code) => return Err(EndReasonError { kind, exit_code }),
-        };
-        Ok(reason)
-    }
-}
-
-impl fmt::Display for EndReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Exited { code } => write!(f, "exited({code})"),
-            Self::Error {
-                message: Some(message),
-            } => write!(f, "error: {message}"),
-            other => f.write_str(other.kind().as_str()),
-        }
-    }
-}
-
-// === impl EndKind ===
-
-impl EndKind {
-    /// Every kind.
-    pub const ALL: [EndKind; 8] = [
-        Self::Exited,
-        Self::Stopped,
-        Self::Timeout,
-        Self::Idle,
-        Self::Oom,
-        Self::Killed,
-        Self::Lost,
-        Self::Error,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Exited => "exited",
-            Self::Stopped => "stopped",
-            Self::Timeout => "timeout",
-            Self::Idle => "idle",
-            Self::Oom => "oom",
-            Self::Killed => "killed",
-            Self::Lost => "lost",
-            Self::Error => "error",
-        }
-    }
-}
-
-impl fmt::Display for EndKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EndKind {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| ParseEnumError {
-                what: "end reason",
-                value: s.to_owned(),
-            })
     }
 }
 

@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::reconcile::plan::SandboxView;
-use crate::sandbox::{EndReason, SandboxId};
+use super::{EndReason, SandboxId};
 
 /// When a sandbox created at `created_at` with `timeout` must end.
 pub fn deadline(created_at: OffsetDateTime, timeout: Duration) -> OffsetDateTime {
@@ -39,8 +38,8 @@ pub fn deadline(created_at: OffsetDateTime, timeout: Duration) -> OffsetDateTime
 }
 
 /// The end reason, when the sandbox's absolute deadline has passed at `now`.
-pub fn expired(sandbox: &SandboxView, now: OffsetDateTime) -> Option<EndReason> {
-    (now >= sandbox.deadline).then_some(EndReason::Timeout)
+pub fn expired(deadline: OffsetDateTime, now: OffsetDateTime) -> Option<EndReason> {
+    (now >= deadline).then_some(EndReason::Timeout)
 }
 
 /// `idle` when a sandbox whose last activity was at `last` and whose idle timeout is `idle`

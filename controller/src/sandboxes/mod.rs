@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::accounts::quota::{Quota, QuotaExceeded};
 use crate::accounts::user::{Role, UserId};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_NODE};
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{ContainerStatus, DockerClient, DockerError, Removal};
 use crate::egress::ceilings::{AppliedCeiling, CeilingsError, PolicyRefusal};
@@ -37,7 +37,7 @@ use crate::egress::{EgressError, EgressPlane, EgressPolicy, TenantPolicy};
 use crate::images::allow::ImageRefusal;
 use crate::images::catalog::ImageCatalog;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
-use crate::reconcile::plan::SIGKILL_EXIT;
+use crate::sandbox::names;
 use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::timeouts::Activity;
 use crate::sandbox::{
@@ -58,8 +58,6 @@ pub mod selftest;
 mod policy;
 pub use policy::{import_policy_file, CeilingsView, PolicyActor};
 
-/// The node name written into `airlock.node` labels until several nodes are supported.
-pub const DEFAULT_NODE: &str = "local";
 /// How often `wait` re-reads a sandbox that has no container yet.
 const CREATING_POLL: Duration = Duration::from_millis(100);
 /// Longest single Docker wait request; `wait` loops over these until its own deadline.
@@ -620,7 +618,7 @@ impl SandboxService {
         }
         let container = self
             .docker
-            .create_container(&spec::container_name(id), body)
+            .create_container(&names::container_name(id), body)
             .await?;
         self.store
             .set_container(id, sandbox.generation, &container)
@@ -700,7 +698,7 @@ impl SandboxService {
             .docker
             .containers_labelled(LABEL_SANDBOX_ID, &value)
             .await?;
-        containers.push(spec::container_name(id));
+        containers.push(names::container_name(id));
         for container in &containers {
             self.docker
                 .remove_container(container, Removal::Force)
@@ -710,7 +708,7 @@ impl SandboxService {
             .docker
             .networks_labelled(LABEL_SANDBOX_ID, &value)
             .await?;
-        networks.push(spec::network_name(id));
+        networks.push(names::network_name(id));
         for network in &networks {
             self.docker.remove_network(network).await?;
         }
@@ -793,13 +791,7 @@ impl std::fmt::Debug for SecretEnv {
 
 /// How a container that is no longer running ended.
 fn end_reason(status: &ContainerStatus) -> EndReason {
-    match status.exit_code {
-        _ if status.oom_killed => EndReason::Oom,
-        // SIGKILL without a stop request: see `EndReason::Killed`.
-        Some(SIGKILL_EXIT) => EndReason::Killed,
-        Some(code) => EndReason::Exited { code },
-        None => EndReason::Lost,
-    }
+    crate::sandbox::end::from_exit(status.exit_code, status.oom_killed)
 }
 
 // === impl ServiceError ===

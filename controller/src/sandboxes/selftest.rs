@@ -16,23 +16,22 @@
 //! - The probe container is removed after every run, whatever happened.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::time::Duration;
 
 use airlock_probe::{Plan, Report, Targets};
 use futures_util::StreamExt;
-use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::config::{Config, DockerConfig};
 use crate::docker::egress::bridge_ip;
 use crate::docker::probe::{probe_body, probe_name};
-use crate::docker::spec::container_name;
 use crate::docker::{LogFollow, OutputStream, Removal};
+use crate::sandbox::names::container_name;
+use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::{SandboxId, SandboxState};
 use crate::sandboxes::{SandboxService, ServiceError};
-use crate::store::{Sandbox, Scope, SelftestRecord};
+use crate::store::{now, Sandbox, Scope, SelftestRecord};
 
 /// Longest a probe run may take before it is killed.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(30);
@@ -46,41 +45,6 @@ const PROXY_VARS: [&str; 2] = ["HTTP_PROXY", "http_proxy"];
 pub const SELFTEST_FAILED: &str = "the isolation self-test did not pass";
 /// Largest probe output kept, in bytes.
 const OUTPUT_LIMIT: usize = 1024 * 1024;
-
-/// When the self-test runs at create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SelftestMode {
-    /// Run it and record the result; the sandbox keeps running whatever it says.
-    Record,
-    /// Run it; a result other than `passed` fails the create.
-    Required,
-}
-
-/// How a self-test ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SelftestStatus {
-    /// Every check passed.
-    Passed,
-    /// At least one check failed: a hole.
-    Failed,
-    /// The probe could not run or printed no report.
-    Error,
-}
-
-/// A self-test result.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Selftest {
-    /// How it ended.
-    pub status: SelftestStatus,
-    /// The sandbox generation it ran against.
-    pub generation: i64,
-    /// The probe's report, when it printed one.
-    pub report: Option<Report>,
-    /// Why it could not run, for [`SelftestStatus::Error`].
-    pub message: Option<String>,
-    /// When it ran.
-    pub ran_at: OffsetDateTime,
-}
 
 /// What the self-test needs from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,100 +62,6 @@ pub struct SelftestSettings {
     /// The proxy's address on its egress bridge, where the admin API listens (when the
     /// network plane is on).
     pub proxy_bridge: Option<IpAddr>,
-}
-
-// === impl SelftestStatus ===
-
-impl SelftestStatus {
-    /// The stored and API spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Passed => "passed",
-            Self::Failed => "failed",
-            Self::Error => "error",
-        }
-    }
-}
-
-impl FromStr for SelftestStatus {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "passed" => Ok(Self::Passed),
-            "failed" => Ok(Self::Failed),
-            "error" => Ok(Self::Error),
-            _ => Err(()),
-        }
-    }
-}
-
-// === impl Selftest ===
-
-impl Selftest {
-    fn from_record(record: SelftestRecord) -> Self {
-        Self {
-            status: record.status,
-            generation: record.generation,
-            report: record
-                .report
-                .as_deref()
-                .and_then(|r| Report::from_json(r).ok()),
-            message: record.message,
-            ran_at: record.ran_at,
-        }
-    }
-
-    fn to_record(&self) -> SelftestRecord {
-        SelftestRecord {
-            generation: self.generation,
-            status: self.status,
-            report: self.report.as_ref().map(Report::to_json),
-            message: self.message.clone(),
-            ran_at: self.ran_at,
-        }
-    }
-
-    /// Judges what the probe printed and how it exited.
-    pub fn from_output(
-        generation: i64,
-        exit_code: Option<i64>,
-        stdout: &[u8],
-        stderr: &[u8],
-    ) -> Self {
-        let report = String::from_utf8_lossy(stdout)
-            .lines()
-            .rev()
-            .find_map(|line| Report::from_json(line.trim()).ok());
-        let (status, message) = match (&report, exit_code) {
-            (Some(report), Some(0 | 1)) if report.passed => (SelftestStatus::Passed, None),
-            (Some(_), Some(0 | 1)) => (SelftestStatus::Failed, None),
-            (_, code) => {
-                let stderr = String::from_utf8_lossy(stderr);
-                let tail: String = stderr.chars().take(300).collect();
-                let code = code.map_or_else(|| "none (killed)".to_owned(), |c| c.to_string());
-                let message = format!("the probe printed no report (exit code {code}): {tail}");
-                (SelftestStatus::Error, Some(message))
-            }
-        };
-        Self {
-            status,
-            generation,
-            report,
-            message,
-            ran_at: crate::store::now(),
-        }
-    }
-
-    fn error(generation: i64, message: String) -> Self {
-        Self {
-            status: SelftestStatus::Error,
-            generation,
-            report: None,
-            message: Some(message),
-            ran_at: crate::store::now(),
-        }
-    }
 }
 
 // === impl SelftestSettings ===
@@ -258,7 +128,7 @@ impl SandboxService {
     ) -> Result<Option<Selftest>, ServiceError> {
         self.get(scope, id).await?;
         let record = self.store().get_selftest(id).await?;
-        Ok(record.map(Selftest::from_record))
+        Ok(record.map(from_record))
     }
 
     /// Runs the self-test now on a running sandbox and stores the result.
@@ -303,7 +173,7 @@ impl SandboxService {
     async fn probe_and_store(&self, sandbox: &Sandbox) -> Result<Selftest, ServiceError> {
         let selftest = match self.probe(sandbox).await {
             Ok(selftest) => selftest,
-            Err(error) => Selftest::error(sandbox.generation, error.to_string()),
+            Err(error) => Selftest::error(sandbox.generation, error.to_string(), now()),
         };
         info!(
             sandbox.id = %sandbox.id,
@@ -312,7 +182,7 @@ impl SandboxService {
             "Self-test finished"
         );
         self.store()
-            .save_selftest(sandbox.id, &selftest.to_record())
+            .save_selftest(sandbox.id, &to_record(&selftest))
             .await?;
         Ok(selftest)
     }
@@ -321,17 +191,15 @@ impl SandboxService {
     async fn probe(&self, sandbox: &Sandbox) -> Result<Selftest, ServiceError> {
         let settings = &self.settings().selftest;
         let Some(container) = sandbox.container_id.as_deref() else {
-            return Ok(Selftest::error(
-                sandbox.generation,
-                "the sandbox has no container".to_owned(),
-            ));
+            let message = "the sandbox has no container".to_owned();
+            return Ok(Selftest::error(sandbox.generation, message, now()));
         };
         if !self.docker().image_exists(&settings.probe_image).await? {
             let message = format!(
                 "the probe image {} is not on the node",
                 settings.probe_image
             );
-            return Ok(Selftest::error(sandbox.generation, message));
+            return Ok(Selftest::error(sandbox.generation, message, now()));
         }
         let others = self
             .store()
@@ -381,8 +249,35 @@ impl SandboxService {
             }
         }
         Ok(Selftest::from_output(
-            generation, exit_code, &stdout, &stderr,
+            generation,
+            exit_code,
+            (&stdout, &stderr),
+            now(),
         ))
+    }
+}
+/// A stored result.
+fn from_record(record: SelftestRecord) -> Selftest {
+    Selftest {
+        status: record.status,
+        generation: record.generation,
+        report: record
+            .report
+            .as_deref()
+            .and_then(|r| Report::from_json(r).ok()),
+        message: record.message,
+        ran_at: record.ran_at,
+    }
+}
+
+/// The row of a result.
+fn to_record(selftest: &Selftest) -> SelftestRecord {
+    SelftestRecord {
+        generation: selftest.generation,
+        status: selftest.status,
+        report: selftest.report.as_ref().map(Report::to_json),
+        message: selftest.message.clone(),
+        ran_at: selftest.ran_at,
     }
 }
 
@@ -461,31 +356,11 @@ mod tests {
     }
 
     #[test]
-    fn probe_output_is_judged() {
-        let passed = format!("{}\n", report(Outcome::TimedOut));
-        let failed = format!("{}\n", report(Outcome::Reached));
-        let table: [(Option<i64>, &str, SelftestStatus); 6] = [
-            (Some(0), &passed, SelftestStatus::Passed),
-            (Some(1), &failed, SelftestStatus::Failed),
-            // A report that says it passed with a failing exit, or no exit at all, is not
-            // trusted.
-            (Some(137), &passed, SelftestStatus::Error),
-            (None, &passed, SelftestStatus::Error),
-            (Some(2), "", SelftestStatus::Error),
-            (Some(0), "garbage\n", SelftestStatus::Error),
-        ];
-        for (code, stdout, want) in table {
-            let got = Selftest::from_output(3, code, stdout.as_bytes(), b"usage");
-            assert_eq!(got.status, want, "{code:?} {stdout}");
-            assert_eq!(got.generation, 3);
-            assert_eq!(got.message.is_some(), want == SelftestStatus::Error);
-        }
-    }
-
-    #[test]
     fn records_round_trip() {
-        let selftest = Selftest::from_output(1, Some(1), report(Outcome::Reached).as_bytes(), b"");
-        let back = Selftest::from_record(selftest.to_record());
+        let stdout = report(Outcome::Reached);
+        let selftest =
+            Selftest::from_output(1, Some(1), (stdout.as_bytes(), b""), crate::store::now());
+        let back = from_record(to_record(&selftest));
         assert_eq!(back, selftest);
         assert_eq!("failed".parse(), Ok(SelftestStatus::Failed));
         assert_eq!("nope".parse::<SelftestStatus>(), Err(()));

@@ -20,7 +20,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
 use crate::accounts::user::UserId;
-use crate::config::Secret;
+use crate::config::{parse_secret_key, Secret};
 use crate::store::{Store, StoreError};
 
 /// The key file's name under the data dir.
@@ -103,13 +103,7 @@ impl SecretKey {
 
     /// Parses 64 hex digits or base64 of 32 bytes (surrounding whitespace ignored).
     pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            hex::decode(text).ok()?
-        } else {
-            BASE64.decode(text).ok()?
-        };
-        bytes.try_into().ok().map(Self)
+        parse_secret_key(text).map(Self)
     }
 
     /// The key as base64 (what the key file holds).

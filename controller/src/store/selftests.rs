@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{with_db, Store, StoreError};
+use crate::sandbox::selftest::SelftestStatus;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
-use crate::sandboxes::selftest::SelftestStatus;
 
 /// Replaces the sandbox's previous result (same SQL text on both backends).
 const UPSERT_SELFTEST: &str = "INSERT INTO sandbox_selftests \

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use tracing::instrument;
 
 use super::{now, with_db, Store, StoreError};
-use crate::docker::spec::network_name;
+use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
 

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use airlock::accounts::bootstrap_admin;
 use airlock::accounts::credential::{NewToken, TokenKind};
 use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
 use airlock::api::{app, AppState, Auth};
@@ -13,7 +14,6 @@ use airlock::docker::DockerClient;
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::secrets::vault::{SecretKey, Vault};
-use airlock::serve::bootstrap_admin;
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };

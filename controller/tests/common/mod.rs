@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use airlock::accounts::bootstrap_admin;
 use airlock::accounts::credential::{NewToken, TokenKind};
 use airlock::accounts::user::{Role, UserId};
 use airlock::api::{AppState, Auth};
@@ -17,7 +18,6 @@ use airlock::egress::EgressPlane;
 use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
 use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault};
-use airlock::serve::bootstrap_admin;
 use airlock::store::{Created, NewSandbox, NewUser, Sandbox, Store, User};
 use tokio::net::TcpSocket;
 

@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
+use airlock::accounts::bootstrap_admin;
 use airlock::accounts::user::UserId;
 use airlock::config::{Config, DatabaseConfig, DockerConfig};
 use airlock::docker::DockerClient;
-use airlock::serve::bootstrap_admin;
 use airlock::store::Store;
 use tempfile::TempDir;
 use test_support::dind::{Dind, DIND_TLS_PORT};

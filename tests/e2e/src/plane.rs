@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
+use airlock::config::DEFAULT_NODE;
 use airlock::docker::egress::EGRESS_CONTAINER;
-use airlock::docker::spec::container_name;
 use airlock::egress::EgressPlane;
-use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandbox::names::container_name;
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;

@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use airlock::accounts::user::{Role, Scopes};
 use airlock::accounts::{create_token, create_user, CreateUser};
-use airlock::docker::spec::container_name;
+use airlock::sandbox::names::container_name;
 use axum::http::{Method, StatusCode};
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, Proxied};
 use e2e::Timing;

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use airlock::config::DEFAULT_NODE;
 use airlock::config::{DatabaseConfig, DEFAULT_SQLITE_FILE};
 use airlock::docker::spec::LABEL_NODE;
-use airlock::sandboxes::DEFAULT_NODE;
 use airlock::store::Store;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve};

@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
+use airlock::config::DEFAULT_NODE;
 use airlock::reconcile::events::EventWatcher;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
 use airlock::sandbox::{EndKind, SandboxId, SandboxRequest, SandboxState};
-use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::store::{Created, Sandbox, Scope};
 use bollard::query_parameters::{KillContainerOptions, RemoveContainerOptions};
 use e2e::controller::{parts, Parts};

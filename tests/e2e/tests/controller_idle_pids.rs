@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
 use airlock::config::Secret;
-use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
+use airlock::config::DEFAULT_NODE;
+use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
-use airlock::sandboxes::{SandboxService, ServiceSettings, DEFAULT_NODE};
+use airlock::sandbox::names::container_name;
+use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{

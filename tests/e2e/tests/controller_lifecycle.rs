@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use airlock::api::{app, AppState, Auth};
 use airlock::config::DockerConfig;
-use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
+use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::docker::DockerClient;
+use airlock::sandbox::names::container_name;
 use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

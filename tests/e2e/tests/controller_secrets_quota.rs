@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use airlock::docker::spec::container_name;
+use airlock::sandbox::names::container_name;
 use bollard::query_parameters::InspectContainerOptions;
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with, DEADLINE};
 use e2e::{dind_with_testbox, Timing};

@@ -5,7 +5,7 @@
 // test loudly, so they unwrap and panic like the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use airlock::docker::spec::container_name;
+use airlock::sandbox::names::container_name;
 use bollard::query_parameters::InspectContainerOptions;
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve, DEADLINE};
 use e2e::{dind_with_testbox, Timing};

@@ -35,9 +35,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use airlock::config::DEFAULT_NODE;
 use airlock::docker::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
-use airlock::sandboxes::DEFAULT_NODE;
 use axum::http::{Method, StatusCode};
 use bollard::query_parameters::InspectContainerOptions;
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, EGRESS_IMAGE, LIMIT, TOKEN};

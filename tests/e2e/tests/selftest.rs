@@ -18,7 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
-use airlock::docker::spec::{container_name, LABEL_SANDBOX_ID};
+use airlock::docker::spec::LABEL_SANDBOX_ID;
+use airlock::sandbox::names::container_name;
 use airlock::sandboxes::{SandboxService, ServiceSettings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -26,10 +26,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use airlock::config::Config;
+use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::{self, Placement, LABEL_NODE};
+use airlock::sandbox::names;
 use airlock::sandbox::subnet::SandboxSubnet;
 use airlock::sandbox::{SandboxId, SandboxRequest, SandboxSpec};
-use airlock::sandboxes::DEFAULT_NODE;
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
     WaitContainerOptions,
@@ -231,7 +232,7 @@ async fn direct_once(docker: &Docker, n: usize) -> (Duration, Duration) {
     let spec = trivial_spec();
     let network = spec::network_body(&placement);
     let container = spec::container_body(&spec, &placement);
-    let name = spec::container_name(id);
+    let name = names::container_name(id);
     let started = Instant::now();
     docker.create_network(network).await.unwrap();
     let options = CreateContainerOptions {
@@ -255,7 +256,7 @@ async fn direct_once(docker: &Docker, n: usize) -> (Duration, Duration) {
     };
     docker.remove_container(&name, Some(options)).await.unwrap();
     docker
-        .remove_network(&spec::network_name(id))
+        .remove_network(&names::network_name(id))
         .await
         .unwrap();
     (running, exited)
