@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use airlock::accounts::user::Role;
 use airlock::api::app;
-use airlock::docker::egress::ADMIN_PORT;
+use airlock::docker::spec::egress::ADMIN_PORT;
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::store::{Created, EgressEntry, EgressQuery, NewSandbox};
 use axum::body::Body;

@@ -1,17 +1,12 @@
-//! Everything Docker: the pure request-body builders ([`spec`]) and the bollard client
-//! ([`client`], the only module that calls bollard).
+//! Everything Docker, and the only place bollard appears: the pure request bodies ([`spec`]:
+//! a sandbox's network and container, the egress proxy's, the self-test probe's) and the
+//! client ([`client`], whose private `bollard()` accessor makes it the only code that calls
+//! the daemon).
 
 pub mod client;
-// The egress proxy's objects (the network plane, issue 6).
-pub mod egress;
-pub mod events;
-pub mod exec;
-pub mod images;
-pub mod listing;
-pub mod probe;
 pub mod spec;
 
-pub use client::{ContainerStatus, DockerClient, DockerError, Removal};
-pub use exec::{
+pub use client::exec::{
     AttachedExec, ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream,
 };
+pub use client::{ContainerStatus, DockerClient, DockerError, Removal};

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::docker::egress::{ProxyPlacement, EGRESS_CONTAINER};
+use crate::docker::spec::egress::{ProxyPlacement, EGRESS_CONTAINER};
 use crate::docker::{DockerClient, DockerError};
 use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;

@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::admin::Health;
 use super::{EgressError, EgressPlane};
-use crate::docker::egress::{
+use crate::docker::spec::egress::{
     egress_container_body, egress_network_body, EGRESS_CERTS_DIR, EGRESS_CERTS_VOLUME,
     EGRESS_CONTAINER, EGRESS_NETWORK,
 };

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::docker::events::{ContainerAction, ContainerEvent};
+use crate::docker::client::events::{ContainerAction, ContainerEvent};
 use crate::reconcile::{Pass, Reconciler};
 use crate::sandbox::{DesiredState, SandboxId, SandboxState};
 use crate::sandboxes::SandboxService;

@@ -24,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, instrument, warn};
 
 use crate::config::DEFAULT_RECONCILE_INTERVAL;
-use crate::docker::listing::{ListedContainer, ListedNetwork, ListedState};
+use crate::docker::client::listing::{ListedContainer, ListedNetwork, ListedState};
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
 use crate::metrics::{Metrics, PassKind};

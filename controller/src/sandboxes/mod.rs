@@ -613,9 +613,7 @@ impl SandboxService {
                 .await?;
         }
         let mut body = spec::container_body(&sandbox.spec, &placement);
-        if !secret_env.0.is_empty() {
-            body.env.get_or_insert_with(Vec::new).extend(secret_env.0);
-        }
+        spec::add_secret_env(&mut body, secret_env.0);
         let container = self
             .docker
             .create_container(&names::container_name(id), body)

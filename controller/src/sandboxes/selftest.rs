@@ -2,7 +2,7 @@
 //! records what it found (DESIGN.md invariants 1, 2 and 5, proven from inside).
 //!
 //! The probe runs as a short-lived container with `network_mode: container:<sandbox>`,
-//! hardened like a sandbox ([`crate::docker::probe`]). Its plan is built here from what the
+//! hardened like a sandbox ([`crate::docker::spec::probe`]). Its plan is built here from what the
 //! controller knows: the sandbox's /29 (gateway and proxy), the DinD's addresses, other
 //! sandboxes' addresses from the store, the controller's own address, and the optional test
 //! upstream. The sandbox's proxy variables are copied into the probe so the through-proxy
@@ -19,14 +19,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use airlock_probe::{Plan, Report, Targets};
-use futures_util::StreamExt;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::config::{Config, DockerConfig};
-use crate::docker::egress::bridge_ip;
-use crate::docker::probe::{probe_body, probe_name};
-use crate::docker::{LogFollow, OutputStream, Removal};
+use crate::docker::spec::egress::bridge_ip;
+use crate::docker::spec::probe::{probe_body, probe_name};
+use crate::docker::Removal;
 use crate::sandbox::names::container_name;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::{SandboxId, SandboxState};
@@ -212,48 +211,18 @@ impl SandboxService {
         let name = probe_name(sandbox.id, &run[..8]);
         let body = probe_body(sandbox.id, &settings.probe_image, container, env);
         let result = self
-            .run_probe_container(&name, body, sandbox.generation)
-            .await;
+            .docker()
+            .run_to_end(&name, body, PROBE_DEADLINE, OUTPUT_LIMIT)
+            .await
+            .map(|run| {
+                let output = (run.stdout.as_slice(), run.stderr.as_slice());
+                Selftest::from_output(sandbox.generation, run.exit_code, output, now())
+            })
+            .map_err(ServiceError::from);
         if let Err(error) = self.docker().remove_container(&name, Removal::Force).await {
             warn!(%error, sandbox.id = %sandbox.id, "Probe container removal failed");
         }
         result
-    }
-
-    async fn run_probe_container(
-        &self,
-        name: &str,
-        body: bollard::models::ContainerCreateBody,
-        generation: i64,
-    ) -> Result<Selftest, ServiceError> {
-        let docker = self.docker();
-        let id = docker.create_container(name, body).await?;
-        docker.start(&id).await?;
-        let exit_code = match docker.wait(&id, PROBE_DEADLINE).await? {
-            Some(code) => Some(code),
-            None => {
-                docker.kill(&id, "SIGKILL").await?;
-                None
-            }
-        };
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let mut output = docker.container_logs(&id, LogFollow::Once);
-        while let Some(chunk) = output.next().await {
-            let chunk = chunk?;
-            let sink = match chunk.stream {
-                OutputStream::Stdout => &mut stdout,
-                OutputStream::Stderr => &mut stderr,
-            };
-            if sink.len() < OUTPUT_LIMIT {
-                sink.extend_from_slice(&chunk.bytes);
-            }
-        }
-        Ok(Selftest::from_output(
-            generation,
-            exit_code,
-            (&stdout, &stderr),
-            now(),
-        ))
     }
 }
 /// A stored result.

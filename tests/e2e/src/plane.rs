@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
 use airlock::config::DEFAULT_NODE;
-use airlock::docker::egress::EGRESS_CONTAINER;
+use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
 use airlock::sandbox::names::container_name;
 use airlock::sandboxes::{SandboxService, ServiceSettings};

@@ -36,7 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use airlock::config::DEFAULT_NODE;
-use airlock::docker::egress::EGRESS_CONTAINER;
+use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
 use axum::http::{Method, StatusCode};
 use bollard::query_parameters::InspectContainerOptions;

@@ -340,7 +340,7 @@ async fn check_proxy(config: &Config, store: Option<&Store>) -> Check {
         .data_dir
         .join(crate::egress::EGRESS_CERTS_SUBDIR)
         .join("client");
-    let addr = std::net::SocketAddr::new(admin_ip, crate::docker::egress::ADMIN_PORT);
+    let addr = std::net::SocketAddr::new(admin_ip, crate::docker::spec::egress::ADMIN_PORT);
     let client =
         match crate::egress::admin::AdminClient::new(addr, &dir) {
             Ok(client) => client,

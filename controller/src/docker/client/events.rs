@@ -8,8 +8,8 @@ use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptions;
 use futures_util::{Stream, StreamExt};
 
-use super::spec::{LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
 use super::{DockerClient, DockerError};
+use crate::docker::spec::{LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
 
 /// The actions the watcher subscribes to.
 const ACTIONS: [&str; 4] = ["die", "oom", "kill", "destroy"];

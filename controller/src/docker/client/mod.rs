@@ -6,6 +6,13 @@
 //! deletes stay idempotent. Nothing here pulls an image: [`DockerClient::image_exists`] only
 //! inspects what the node already has.
 
+pub mod egress;
+pub mod events;
+pub mod exec;
+pub mod images;
+pub mod listing;
+pub mod probe;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -128,12 +135,12 @@ impl DockerClient {
     }
 
     /// Wraps a bollard handle built by a sibling module (e.g. from `DOCKER_HOST`).
-    pub(super) fn from_bollard(docker: Docker) -> DockerClient {
+    fn from_bollard(docker: Docker) -> DockerClient {
         Self { docker }
     }
 
     /// The bollard handle, for the sibling modules of [`crate::docker`].
-    pub(super) fn bollard(&self) -> &Docker {
+    fn bollard(&self) -> &Docker {
         &self.docker
     }
 
@@ -167,7 +174,7 @@ impl DockerClient {
     /// joins every sandbox network, is detached first (Docker refuses to remove a network
     /// with endpoints).
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
-        self.disconnect_network(name, super::egress::EGRESS_CONTAINER)
+        self.disconnect_network(name, crate::docker::spec::egress::EGRESS_CONTAINER)
             .await?;
         not_found_ok(self.docker.remove_network(name).await)
     }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 
-use super::spec::LABEL_NODE;
 use super::{DockerClient, DockerError};
+use crate::docker::spec::LABEL_NODE;
 
 /// A container carrying `airlock.node=<node>`.
 #[derive(Clone, Debug, PartialEq, Eq)]

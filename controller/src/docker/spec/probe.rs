@@ -1,5 +1,5 @@
-//! The isolation self-test's Docker side: the pure body of the probe container, and reading a
-//! sandbox container's proxy variables. Part of the Docker boundary: bollard types stop here.
+//! The isolation self-test's probe container: its pure body (the calls that run it are in
+//! [`crate::docker::client`]).
 //!
 //! Invariants of the probe container body (snapshot-tested):
 //! - it joins the sandbox's network namespace (`network_mode: container:<id>`) and no
@@ -12,10 +12,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::InspectContainerOptions;
 
-use super::spec::{LABEL_SANDBOX_ID, LOG_MAX_SIZE};
-use super::{DockerClient, DockerError};
+use super::{LABEL_SANDBOX_ID, LOG_MAX_SIZE};
 use crate::sandbox::SandboxId;
 
 /// The user the probe runs as.
@@ -76,31 +74,6 @@ pub fn probe_body(
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
-    }
-}
-
-// === impl DockerClient ===
-
-impl DockerClient {
-    /// The container's `NAME=value` environment entries whose name is in `names`.
-    pub async fn container_env(
-        &self,
-        container: &str,
-        names: &[&str],
-    ) -> Result<Vec<String>, DockerError> {
-        let inspected = self
-            .bollard()
-            .inspect_container(container, None::<InspectContainerOptions>)
-            .await?;
-        let env = inspected.config.and_then(|c| c.env).unwrap_or_default();
-        Ok(env
-            .into_iter()
-            .filter(|entry| {
-                entry
-                    .split_once('=')
-                    .is_some_and(|(name, _)| names.contains(&name))
-            })
-            .collect())
     }
 }
 

@@ -14,7 +14,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::client::{DockerClient, DockerError, Removal};
+use super::{DockerClient, DockerError, Removal};
 
 /// The facts `airlock doctor` reads from `/info`.
 #[derive(Clone, Debug, PartialEq, Eq)]

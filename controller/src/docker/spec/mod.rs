@@ -11,6 +11,9 @@
 //!   pointing at the proxy's address on that network;
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
+pub mod egress;
+pub mod probe;
+
 use std::collections::HashMap;
 
 use bollard::models::{
@@ -53,6 +56,14 @@ pub struct Placement<'a> {
     /// Its `Proxy-Authorization` token; URL-safe (the caller generates it that way), because
     /// it travels in the userinfo of the proxy URLs.
     pub proxy_token: &'a str,
+}
+
+/// Adds `env` (`NAME=value` entries resolved from the owner's secrets) to a sandbox container
+/// body; they go nowhere else.
+pub fn add_secret_env(body: &mut ContainerCreateBody, env: Vec<String>) {
+    if !env.is_empty() {
+        body.env.get_or_insert_with(Vec::new).extend(env);
+    }
 }
 
 /// The `airlock.*` labels of every object that belongs to this incarnation.
