@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod docker;
@@ -17,4 +18,5 @@ pub mod sandbox;
 pub mod sandboxes;
 pub mod secrets;
 pub mod serve;
+pub mod services;
 pub mod store;

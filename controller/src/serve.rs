@@ -1,6 +1,7 @@
 //! `airlock serve`: opens the store (running migrations), connects to the DinD over mTLS,
 //! makes sure the bootstrap admin user exists (generating the first-boot admin when nothing
-//! can log in, see [`crate::ops::first_boot`]), starts the image pre-pull, and serves the API until SIGTERM or SIGINT.
+//! can log in, see [`crate::ops::first_boot`]), starts the image pre-pull, and serves the API
+//! until SIGTERM or SIGINT.
 //!
 //! Before serving, one reconcile pass takes over whatever the last run left (see
 //! [`crate::reconcile`]); the reconciler then runs beside the API until shutdown.
@@ -12,19 +13,23 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::accounts::user::UserId;
+use crate::accounts::{AccountError, Accounts, EnsureBootstrapAdmin};
 use crate::api::{self, AppState, Auth};
-use crate::config::Config;
-use crate::config::DEFAULT_NODE;
+use crate::audit::{Actor, AuditLog};
+use crate::config::{Config, DEFAULT_NODE};
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
 use crate::images::load::Node;
 use crate::images::prepull;
 use crate::reconcile::events::EventWatcher;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
-use crate::sandboxes::{SandboxService, ServiceSettings};
 use crate::secrets::vault::{SecretKey, Vault, VaultError};
+use crate::services::{Services, Settings};
 use crate::store::{Store, StoreError};
 
 /// Why `airlock serve` stopped with an error.
@@ -56,7 +61,7 @@ pub enum ServeError {
     Egress(#[from] crate::egress::EgressError),
     /// The bootstrap admin could not be created.
     #[error("bootstrap admin: {0}")]
-    Bootstrap(#[from] crate::accounts::AccountsError),
+    Bootstrap(#[from] AccountError),
     /// The secret key is missing, malformed or does not match the stored secrets.
     #[error("secrets: {0}")]
     Vault(#[from] VaultError),
@@ -77,89 +82,160 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 /// Starts everything from `config` and serves until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
-    let store = Store::connect(&config.database).await?;
-    // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
-    crate::sandboxes::import_policy_file(&store, &config.policy).await?;
-    // A wrong or rotated secret key stops the boot here, before anything is served.
-    let (key, key_source) =
-        SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
-    let vault = Vault::open(&store, &key, &key_source).await?;
+    let (store, vault) = open_store(&config).await?;
     let docker = DockerClient::connect(&config.docker).await?;
-    let admin = crate::accounts::bootstrap_admin(&store).await?;
-    if let Some(bootstrap) = &config.bootstrap_admin {
-        crate::accounts::ensure_bootstrap_admin(&store, bootstrap).await?;
-    }
-    // With nothing else to sign in with, first boot makes an admin (credentials in a 0600 file).
-    crate::ops::first_boot::ensure_initial_admin(&config, &store).await?;
-    let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
-    settings.interval = config.reconcile_interval;
-    let mut service = SandboxService::new(
+    let admin = ensure_admins(&config, &store).await?;
+    let mut services = Services::builder(
         store.clone(),
         docker.clone(),
-        ServiceSettings::from_config(&config),
+        Settings::from_config(&config),
     )
-    .with_vault(vault);
-    // The network plane (issue 6): bring the proxy up (a failure is retried by its task; until
-    // then creates fail closed), then keep it synced and pull its ledger beside the API.
-    let egress = EgressPlane::from_config(&config, docker.clone(), store.clone(), DEFAULT_NODE)?;
+    .vault(vault);
+    let egress = start_egress(&config, &docker, &store).await?;
     if let Some(plane) = &egress {
-        if let Err(error) = plane.ensure().await {
-            warn!(%error, "Egress proxy not ready at start; retrying in the background");
-        }
-        service = service.with_egress(plane.clone());
+        services = services.egress(plane.clone());
     }
-    let reconciler = Reconciler::new(store, docker, settings)
-        .with_activity(service.activity().clone())
-        .with_metrics(service.metrics().clone());
-    let started = tokio::time::Instant::now();
-    reconciler.pass_logged(Pass::Startup).await;
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    info!(duration_ms, "Startup reconcile done");
-    let state = AppState::new(service, Auth::new(config.admin_token.clone(), admin));
+    let services = services.build();
+    let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
+    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?;
-    // The reconciler runs until the API has drained, then stops between passes.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The event watcher notices ends as they happen and reconciles after each reconnect.
-    let (stop_events, events_stopped) = tokio::sync::oneshot::channel::<()>();
-    let watcher = EventWatcher::new(state.service.clone(), reconciler.clone(), DEFAULT_NODE);
-    let events = tokio::spawn(watcher.run(async move { drop(events_stopped.await) }));
-    let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
-    // The API is ready before the pre-pull ends; creates wait for an image still loading.
-    let node = Node {
-        name: DEFAULT_NODE.to_owned(),
-        client: state.service.docker().clone(),
-    };
-    let prepull = prepull::run(
-        state.service.settings().images.clone(),
-        state.service.store().clone(),
-        node,
-    );
-    let prepull = tokio::spawn(prepull);
-    let (stop_egress, egress_stopped) = tokio::sync::oneshot::channel::<()>();
-    let egress =
-        egress.map(|plane| tokio::spawn(plane.run(async move { drop(egress_stopped.await) })));
+    let background = Background::spawn(&state, reconciler, egress, store, docker);
     let served = serve_on(listener, state, shutdown_signal()).await;
-    drop(stop);
-    drop(stop_events);
-    drop(stop_egress);
-    if let Some(task) = egress {
-        if let Err(error) = task.await {
-            warn!(%error, "Egress plane task ended abnormally");
+    background.stop().await;
+    served
+}
+
+/// Opens the store (migrations run), imports the ceilings file, and opens the vault: a wrong
+/// or rotated secret key stops the boot here, before anything is served.
+async fn open_store(config: &Config) -> Result<(Store, Vault), ServeError> {
+    let store = Store::connect(&config.database).await?;
+    // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
+    crate::egress::import_policy_file(&store, &config.policy).await?;
+    let (key, key_source) =
+        SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
+    let vault = Vault::open(&store, &key, &key_source).await?;
+    Ok((store, vault))
+}
+
+/// The admin token's user, the configured admin, and (with nothing else to sign in with) the
+/// first-boot admin, whose credentials go to a 0600 file. Returns the admin token's user.
+async fn ensure_admins(config: &Config, store: &Store) -> Result<UserId, ServeError> {
+    let accounts = Accounts::new(store.clone(), AuditLog::new(store.clone()), config.quota);
+    let admin = accounts.bootstrap_admin().await?;
+    if let Some(bootstrap) = &config.bootstrap_admin {
+        let ensure = EnsureBootstrapAdmin {
+            admin: bootstrap.clone(),
+        };
+        accounts.run(&Actor::boot(), ensure).await?;
+    }
+    crate::ops::first_boot::ensure_initial_admin(config, store).await?;
+    Ok(admin)
+}
+
+/// The network plane: brings the proxy up. A failure is retried by the plane's task; until
+/// then creates fail closed.
+async fn start_egress(
+    config: &Config,
+    docker: &DockerClient,
+    store: &Store,
+) -> Result<Option<EgressPlane>, ServeError> {
+    let egress = EgressPlane::from_config(config, docker.clone(), store.clone(), DEFAULT_NODE)?;
+    if let Some(plane) = &egress {
+        if let Err(error) = plane.ensure().await {
+            warn!(%error, "Egress proxy not ready at start; retrying in the background");
         }
     }
-    if let Err(error) = events.await {
-        warn!(%error, "Event watcher task ended abnormally");
+    Ok(egress)
+}
+
+/// The reconciler, after its startup pass (before the API serves, so every in-flight row
+/// is taken over).
+async fn startup_reconcile(
+    config: &Config,
+    store: Store,
+    docker: DockerClient,
+    services: &Services,
+) -> Reconciler {
+    let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
+    settings.interval = config.reconcile_interval;
+    let reconciler = Reconciler::new(store, docker, settings)
+        .with_activity(services.sandboxes.activity().clone())
+        .with_metrics(services.metrics().clone());
+    let started = tokio::time::Instant::now();
+    reconciler.pass_logged(Pass::Startup).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    info!(duration_ms, "Startup reconcile done");
+    reconciler
+}
+
+/// The tasks beside the API: the reconciler, the event watcher, the image pre-pull and the
+/// egress plane's sync and ledger pull.
+struct Background {
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    prepull: JoinHandle<()>,
+}
+
+// === impl Background ===
+
+impl Background {
+    fn spawn(
+        state: &AppState,
+        reconciler: Reconciler,
+        egress: Option<EgressPlane>,
+        store: Store,
+        docker: DockerClient,
+    ) -> Self {
+        let mut background = Self {
+            stops: Vec::new(),
+            tasks: Vec::new(),
+            prepull: tokio::spawn(prepull::run(
+                state.services.images.catalog().clone(),
+                store,
+                Node {
+                    name: DEFAULT_NODE.to_owned(),
+                    client: docker,
+                },
+            )),
+        };
+        // The event watcher notices ends as they happen and reconciles after each reconnect.
+        let sandboxes = state.services.sandboxes.clone();
+        let watcher = EventWatcher::new(sandboxes, reconciler.clone(), DEFAULT_NODE);
+        background.add("Event watcher", |stopped| watcher.run(stopped));
+        // The reconciler runs until the API has drained, then stops between passes.
+        background.add("Reconciler", |stopped| reconciler.run(stopped));
+        if let Some(plane) = egress {
+            background.add("Egress plane", |stopped| plane.run(stopped));
+        }
+        background
     }
-    if let Err(error) = task.await {
-        warn!(%error, "Reconciler task ended abnormally");
+
+    fn add<F: Future<Output = ()> + Send + 'static>(
+        &mut self,
+        name: &'static str,
+        task: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    ) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let stopped = Box::pin(async move { drop(stopped.await) });
+        self.stops.push(stop);
+        self.tasks.push((name, tokio::spawn(task(stopped))));
     }
-    prepull.abort();
-    served
+
+    /// Asks every task to stop, waits for them, and abandons the pre-pull.
+    async fn stop(self) {
+        drop(self.stops);
+        for (name, task) in self.tasks.into_iter().rev() {
+            if let Err(error) = task.await {
+                warn!(%error, task = name, "Background task ended abnormally");
+            }
+        }
+        self.prepull.abort();
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
@@ -172,7 +248,7 @@ pub async fn serve_on(
         info!(listen.addr = %addr, "API listening");
     }
     // Log followers would hold the drain open until their sandboxes end: close them first.
-    let logs = state.service.logs().clone();
+    let logs = state.services.sandboxes.logs().clone();
     let shutdown = async move {
         shutdown.await;
         logs.close();

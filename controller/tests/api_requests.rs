@@ -281,7 +281,7 @@ async fn unknown_sandboxes_are_404_and_delete_is_idempotent() {
 #[tokio::test]
 async fn list_and_get_read_the_store() {
     let h = harness().await;
-    let store = h.state.service.store().clone();
+    let store = h.store.clone();
     let admin = bootstrap_admin(&store).await.unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
     let mut ids = Vec::new();

@@ -51,7 +51,7 @@ impl Harness {
 
     /// A sandbox row with no container and no proxy entry.
     async fn sandbox(&self) -> String {
-        let store = self.state.service.store();
+        let store = &self.store;
         let admin = bootstrap_admin(store).await.unwrap();
         let config = Config::from_lookup(|_| None).unwrap();
         let spec = SandboxRequest {

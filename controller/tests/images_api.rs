@@ -37,12 +37,11 @@ async fn harness(vars: &[(&str, &str)]) -> Harness {
 impl Harness {
     /// Runs the start-up pre-pull against the unreachable node: every entry ends `failed`.
     async fn prepull(&self) {
-        let service = &self.state.service;
         let node = Node {
             name: "local".to_owned(),
-            client: service.docker().clone(),
+            client: self.docker.clone(),
         };
-        let catalog = service.settings().images.clone();
+        let catalog = self.state.services.images.catalog().clone();
         prepull::run(catalog, self.store.clone(), node).await;
     }
 

@@ -9,7 +9,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
 use airlock::docker::DockerClient;
 use airlock::sandbox::SandboxRequest;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use airlock::store::{Created, NewSandbox, Store};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -80,8 +80,8 @@ async fn metrics_count_requests_and_sandboxes_without_a_token() {
             Created::New(_)
         ));
     }
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
-    let state = AppState::new(service, Auth::new(Some(Secret::new(TOKEN)), admin));
+    let services = Services::new(store, docker, Settings::from_config(&config));
+    let state = AppState::new(services, Auth::new(Some(Secret::new(TOKEN)), admin));
 
     // Some traffic: a 200, two 404s on a templated route, a 404 off any route.
     assert_eq!(

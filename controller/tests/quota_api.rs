@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
-use airlock::accounts::{self, CreateUser};
+use airlock::accounts::{CreateToken, CreateUser, TokenOwner};
 use airlock::api::app;
+use airlock::audit::Actor;
 use airlock::sandbox::SandboxRequest;
 use airlock::store::NewSandbox;
 use axum::body::Body;
@@ -54,16 +55,21 @@ impl Harness {
             role,
             password: Some(PASSWORD.to_owned()),
         };
-        let user = accounts::create_user(&self.store, create).await.unwrap();
+        let accounts = &self.state.services.accounts;
+        let user = accounts.run(&Actor::boot(), create).await.unwrap();
         let scopes: Scopes = match role {
             Role::Viewer => [TokenScope::SandboxesRead].into_iter().collect(),
             _ => [TokenScope::SandboxesRead, TokenScope::SandboxesWrite]
                 .into_iter()
                 .collect(),
         };
-        let token = accounts::create_token(&self.store, &email, "t", scopes, None)
-            .await
-            .unwrap();
+        let create = CreateToken {
+            owner: TokenOwner::Email(email.clone()),
+            name: "t".to_owned(),
+            scopes,
+            expires_in: None,
+        };
+        let token = accounts.run(&Actor::boot(), create).await.unwrap().text;
         Account {
             id: user.id,
             email,

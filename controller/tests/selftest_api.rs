@@ -9,7 +9,7 @@ use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DockerConfig, Secret};
 use airlock::docker::DockerClient;
 use airlock::sandbox::SandboxRequest;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use airlock::store::{Created, NewSandbox, Store};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -57,10 +57,10 @@ async fn selftest_api_refusals() {
     let store = Store::sqlite_in_memory().await.unwrap();
     let admin = bootstrap_admin(&store).await.unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let settings = ServiceSettings::from_config(&config);
+    let settings = Settings::from_config(&config);
     assert_eq!(settings.selftest.probe_image, "airlock/probe:dev");
-    let service = SandboxService::new(store.clone(), docker, settings);
-    let state = AppState::new(service, Auth::new(Some(Secret::new(TOKEN)), admin));
+    let services = Services::new(store.clone(), docker, settings);
+    let state = AppState::new(services, Auth::new(Some(Secret::new(TOKEN)), admin));
 
     // A bad `selftest` value is refused before anything is created.
     for bad in [json!("sometimes"), json!(1), json!({"mode": "required"})] {

@@ -1,175 +1,156 @@
-//! Account operations shared by `airlock serve` (the boot-time admin from
-//! `AIRLOCK_BOOTSTRAP_ADMIN_*`) and the offline `airlock admin` subcommands. They work on the
-//! store directly, so an operator can create the first admin or a token with no server
-//! running.
+//! Accounts: users, invites, login sessions, API tokens and per-user quotas, as commands the
+//! API and the offline CLI both run (`accounts.run(&actor, command)`).
+//!
+//! - [`users`]: `CreateUser` (CLI), `EnsureBootstrapAdmin` (boot), `ListUsers`, `GetMe`,
+//!   `UpdateUser`.
+//! - [`invites`]: `CreateInvite`, `AcceptInvite`.
+//! - [`sessions`]: `Login`, and authenticating a bearer token.
+//! - [`tokens`]: `CreateToken`, `ListTokens`, `RevokeToken`.
+//! - [`quotas`]: `GetQuota`, `PutQuota`.
+//!
+//! The typed fields people enter are checked once, in [`fields`]; the pure types live in
+//! [`user`], [`credential`] and [`quota`]. Every command that changes something files its
+//! audit row itself.
 
+pub mod clock;
 pub mod credential;
+pub mod fields;
+pub mod invites;
 pub mod quota;
+pub mod quotas;
+pub mod sessions;
+mod throttle;
+pub mod tokens;
 pub mod user;
+pub mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::info;
+pub use clock::Clock;
+pub use invites::{AcceptInvite, CreateInvite, Invitation};
+pub use quotas::{GetQuota, PutQuota, QuotaView};
+pub use sessions::{Authenticated, Login, Session};
+pub use tokens::{CreateToken, IssuedToken, ListTokens, RevokeToken, TokenOwner};
+pub use users::{CreateUser, EnsureBootstrapAdmin, GetMe, ListUsers, UpdateUser};
 
-use crate::accounts::credential::{CredentialError, NewToken, TokenKind};
-use crate::accounts::user::{Role, Scopes, UserId};
-use crate::config::BootstrapAdmin;
-use crate::store::{NewApiToken, NewUser, Store, StoreError, User};
+use self::credential::CredentialError;
+use self::quota::Quota;
+use self::throttle::LoginThrottle;
+use self::user::{Role, Scopes, UserId};
+use crate::audit::{Actor, AuditLog, Command};
+use crate::store::{NewUser, Store, StoreError};
 
 /// The email of the bootstrap admin user that the admin token acts as.
 pub const ADMIN_EMAIL: &str = "admin@airlock.local";
+/// Why a non-admin is refused an admin-only command.
+pub const ADMIN_REQUIRED: &str = "this needs the admin role and a token with the `admin` scope";
+/// How long a login session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// Why an account operation failed.
+/// The accounts service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    store: Store,
+    audit: AuditLog,
+    throttle: Arc<LoginThrottle>,
+    clock: Clock,
+    quota: Quota,
+}
+
+/// Why an account command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AccountsError {
+pub enum AccountError {
+    /// A field is unacceptable.
+    #[error("{field} {reason}")]
+    Invalid {
+        /// The field, as the API names it.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The actor may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such object, or the actor may not see it.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// An account with this email exists already.
+    #[error("a user with email {0} already exists")]
+    Exists(String),
+    /// No account has this email.
+    #[error("no user with email {0}")]
+    NoSuchUser(String),
+    /// Admins cannot disable or demote themselves.
+    #[error("admins cannot disable or demote themselves")]
+    SelfChange,
+    /// A token's scopes go beyond what its owner's role allows.
+    #[error("a {role} cannot hold the scopes {}", .scopes.to_stored())]
+    ScopesBeyondRole {
+        /// The role that limits them.
+        role: Role,
+        /// The scopes asked for.
+        scopes: Scopes,
+    },
+    /// Too many failed logins; retry after this many seconds.
+    #[error("too many failed logins; retry in {retry_after_s}s")]
+    Throttled {
+        /// Seconds until the next attempt is accepted.
+        retry_after_s: u64,
+    },
+    /// A wrong email or password (the same answer either way).
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// The account behind a valid credential is gone.
+    #[error("the account no longer exists")]
+    Gone,
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// Password hashing failed.
     #[error(transparent)]
     Credential(#[from] CredentialError),
-    /// The input is unacceptable.
-    #[error("{0}")]
-    Invalid(String),
-    /// No account has this email.
-    #[error("no user with email {0}")]
-    NoSuchUser(String),
-    /// An account with this email exists already.
-    #[error("a user with email {0} already exists")]
-    Exists(String),
 }
 
-/// A user to create offline.
-#[derive(Clone)]
-pub struct CreateUser {
-    /// The email (lower-cased here).
-    pub email: String,
-    /// The display name (the email when empty).
-    pub display_name: String,
-    /// The role.
-    pub role: Role,
-    /// The password, if the user should be able to log in.
-    pub password: Option<String>,
-}
+// === impl Accounts ===
 
-impl std::fmt::Debug for CreateUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateUser")
-            .field("email", &self.email)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Creates the configured admin unless an account with that email exists (then nothing
-/// changes, so restarts are idempotent; a passwordless account gets the password). Returns
-/// the account.
-pub async fn ensure_bootstrap_admin(
-    store: &Store,
-    admin: &BootstrapAdmin,
-) -> Result<User, AccountsError> {
-    if let Some((user, hash)) = store.user_login(&admin.email).await? {
-        if hash.is_none() {
-            let phc = credential::hash_password(admin.password.expose().to_owned()).await?;
-            store.set_password_hash(user.id, &phc).await?;
+impl Accounts {
+    /// Accounts in `store`, filing rows to `audit`, with `quota` as the per-user defaults.
+    pub fn new(store: Store, audit: AuditLog, quota: Quota) -> Self {
+        Self {
+            store,
+            audit,
+            throttle: Arc::default(),
+            clock: Clock::system(),
+            quota,
         }
-        return Ok(user);
     }
-    let create = CreateUser {
-        email: admin.email.clone(),
-        display_name: "Administrator".to_owned(),
-        role: Role::Admin,
-        password: Some(admin.password.expose().to_owned()),
-    };
-    match create_user(store, create).await {
-        Ok(user) => {
-            info!(user.id = %user.id, "Bootstrap admin created");
-            Ok(user)
-        }
-        // Another process created it between the read and the insert.
-        Err(AccountsError::Exists(email)) => store
-            .get_user_by_email(&email)
-            .await?
-            .ok_or(AccountsError::NoSuchUser(email)),
-        Err(error) => Err(error),
-    }
-}
 
-/// Creates a user, with a password when one is given.
-pub async fn create_user(store: &Store, create: CreateUser) -> Result<User, AccountsError> {
-    let email = create.email.trim().to_lowercase();
-    if !email
-        .split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-    {
-        return Err(AccountsError::Invalid(format!(
-            "`{email}` is not an email address"
-        )));
+    /// The same service reading expiries from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
-    let phc = match &create.password {
-        Some(password) => {
-            if let Some(problem) = credential::password_problem(password) {
-                return Err(AccountsError::Invalid(format!("password {problem}")));
-            }
-            Some(credential::hash_password(password.clone()).await?)
-        }
-        None => None,
-    };
-    let display_name = match create.display_name.trim() {
-        "" => email.clone(),
-        name => name.to_owned(),
-    };
-    let new = NewUser {
-        email: email.clone(),
-        display_name,
-        role: create.role,
-    };
-    let user = match store.create_user(new).await {
-        Ok(user) => user,
-        Err(StoreError::Conflict { .. }) => return Err(AccountsError::Exists(email)),
-        Err(error) => return Err(error.into()),
-    };
-    if let Some(phc) = phc {
-        store.set_password_hash(user.id, &phc).await?;
-    }
-    Ok(user)
-}
 
-/// Creates an API token for the user with `email`; returns the token text (shown once).
-pub async fn create_token(
-    store: &Store,
-    email: &str,
-    name: &str,
-    scopes: Scopes,
-    expires_in: Option<Duration>,
-) -> Result<String, AccountsError> {
-    let email = email.trim().to_lowercase();
-    let user = store
-        .get_user_by_email(&email)
-        .await?
-        .ok_or_else(|| AccountsError::NoSuchUser(email.clone()))?;
-    if scopes.is_empty() {
-        return Err(AccountsError::Invalid(
-            "give at least one --scope".to_owned(),
-        ));
+    /// Runs `command` for `actor`.
+    pub async fn run<C: Command<Self>>(
+        &self,
+        actor: &Actor,
+        command: C,
+    ) -> Result<C::Output, C::Error> {
+        command.execute(self, actor).await
     }
-    if !scopes.is_subset(Scopes::allowed_for(user.role)) {
-        return Err(AccountsError::Invalid(format!(
-            "a {} cannot hold the scopes {}",
-            user.role,
-            scopes.to_stored()
-        )));
+
+    /// Whether some admin can sign in (see [`Store::has_credentials`]).
+    pub async fn bootstrapped(&self) -> Result<bool, AccountError> {
+        Ok(self.store.has_credentials().await?)
     }
-    let token = NewToken::generate(TokenKind::Api);
-    let new = NewApiToken {
-        user: user.id,
-        name: name.to_owned(),
-        scopes,
-        hash: token.hash.clone(),
-        expires_at: expires_in.map(|ttl| crate::store::now() + ttl),
-    };
-    store.create_api_token(new).await?;
-    Ok(token.text)
+
+    /// The bootstrap admin's id (the user `AIRLOCK_ADMIN_TOKEN` acts as), creating the user
+    /// on first start.
+    pub async fn bootstrap_admin(&self) -> Result<UserId, StoreError> {
+        bootstrap_admin(&self.store).await
+    }
 }
 
 /// The bootstrap admin's id, creating the user on first start.

@@ -1,44 +1,32 @@
-//! The audit trail: a route layer that records every authenticated request that changes
-//! something (every `/v1` method but `GET` and `HEAD`), explicit records for logins (which
-//! carry no bearer), and `GET /v1/audit` for admins.
+//! The audit trail over HTTP: `GET /v1/audit` for admins, and the refusal recorder.
 //!
-//! A record holds who (user and credential), the action (`METHOD /v1/route/{template}`), the
-//! object (the path's ids and names, or what a handler names in an `AuditObject` response
-//! extension, e.g. a new sandbox's id), the client's address and the answer's status.
-//! Request bodies are never recorded, so no secret value reaches the trail. A failed append
-//! is logged and does not change the answer: the action has already happened.
-
-use std::net::{IpAddr, SocketAddr};
+//! Commands file their own rows ([`crate::audit`]). The recorder, a route layer between the
+//! bearer layer and the route guard, covers every authenticated request that changes
+//! something (every `/v1` method but `GET` and `HEAD`) whose command filed no row: a request
+//! the guard refused, one whose body or path did not parse, one a command refused (no such
+//! object, over quota, invalid), and a delete of an id that cannot exist. Its row names the
+//! route template (`METHOD /v1/route/{template}`), the path's ids and names as the object,
+//! the caller, the client's address and the answer's status. Request bodies are never
+//! recorded, so no secret value reaches the trail.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use tracing::error;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Credential;
+use super::auth::source_ip;
+use super::dto::rfc3339;
 use super::error::ApiError;
-use super::{AppState, Principal};
-use crate::accounts::user::UserId;
+use super::AppState;
+use crate::audit::{Actor, ListAudit, Receipt};
 use crate::store::{AuditRecord, NewAuditRecord};
 
-/// The largest page.
-const MAX_LIMIT: u32 = 500;
 /// The page size when none is asked for.
 const DEFAULT_LIMIT: u32 = 100;
-
-/// A response extension naming the object a request created (its path cannot).
-#[derive(Clone, Debug)]
-pub(crate) struct AuditObject(pub String);
-
-/// A response extension with the record's detail, e.g. a replaced document before and
-/// after (never a secret value).
-#[derive(Clone, Debug)]
-pub(crate) struct AuditDetail(pub String);
 
 /// `GET /v1/audit` query.
 #[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
@@ -90,7 +78,7 @@ impl From<&AuditRecord> for AuditDto {
         let r = &record.record;
         Self {
             id: record.id,
-            at: super::tokens::rfc3339(record.at),
+            at: rfc3339(record.at),
             user_id: r.user.map(|u| u.to_string()),
             credential: r.token.clone(),
             action: r.action.clone(),
@@ -107,131 +95,85 @@ impl From<&AuditRecord> for AuditDto {
     responses((status = 200, body = AuditPageDto), (status = 400), (status = 403)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<AuditPageDto>, ApiError> {
-    principal.require_admin()?;
     let Query(params) = params
         .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
-    let records = state
-        .service
-        .store()
-        .list_audit(params.before, limit + 1)
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
-    let more = records.len() > limit as usize;
-    let items: Vec<AuditDto> = records
-        .iter()
-        .take(limit as usize)
-        .map(AuditDto::from)
-        .collect();
-    let next = if more {
-        items.last().map(|r| r.id)
-    } else {
-        None
+    let command = ListAudit {
+        before: params.before,
+        limit: params.limit.unwrap_or(DEFAULT_LIMIT),
     };
-    Ok(Json(AuditPageDto { items, next }))
+    let page = state.services.audit.run(&actor, command).await?;
+    Ok(Json(AuditPageDto {
+        items: page.items.iter().map(AuditDto::from).collect(),
+        next: page.next,
+    }))
 }
 
-/// Route layer (inside the bearer layer, around the guard): records every request that is
-/// not a `GET` or `HEAD`, with its answer's status.
+/// Route layer (inside the bearer layer, around the guard): hands the actor a receipt, and
+/// records a request that is not a `GET` or `HEAD` when no command filed its row.
 pub(crate) async fn record(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    let template = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let path = request.uri().path().to_owned();
-    let action = format!(
-        "{} {}",
-        request.method(),
-        template.as_deref().unwrap_or(&path)
-    );
-    let path_object = template.as_deref().and_then(|t| path_values(t, &path));
-    let user = request.extensions().get::<Principal>().map(|p| p.user);
-    let token = request
-        .extensions()
-        .get::<Credential>()
-        .map(|c| c.0.clone());
-    let source_ip = source_ip(&request);
+    let receipt = Receipt::default();
+    let actor = request.extensions_mut().remove::<Actor>();
+    let actor = actor.map(|actor| actor.with_receipt(receipt.clone()));
+    if let Some(actor) = &actor {
+        request.extensions_mut().insert(actor.clone());
+    }
+    let route = Route::of(&request);
     let response = next.run(request).await;
-    let object = response
-        .extensions()
-        .get::<AuditObject>()
-        .map(|o| o.0.clone())
-        .or(path_object);
-    let entry = NewAuditRecord {
-        user,
-        token,
-        action,
-        object,
-        source_ip: source_ip.map(|ip| ip.to_string()),
-        status: response.status().as_u16(),
-        detail: response
-            .extensions()
-            .get::<AuditDetail>()
-            .map(|d| d.0.clone()),
-    };
-    append(&state, &entry).await;
+    if !receipt.filed() {
+        let row = route.row(actor.as_ref(), response.status().as_u16());
+        state.services.audit.append(&row).await;
+    }
     response
 }
 
-/// Appends a login attempt: `user` when the account exists, the email as the object.
-pub(crate) async fn login(
-    state: &AppState,
-    user: Option<UserId>,
-    email: &str,
-    source: Option<IpAddr>,
-    status: u16,
-    detail: &str,
-) {
-    unauthenticated(state, "auth.login", user, email, source, status, detail).await;
+/// What the recorder knows of a request before it runs.
+struct Route {
+    action: String,
+    object: Option<String>,
+    source_ip: Option<String>,
 }
 
-/// Appends a record for a route without a bearer (`/v1/auth/*`).
-pub(crate) async fn unauthenticated(
-    state: &AppState,
-    action: &str,
-    user: Option<UserId>,
-    email: &str,
-    source: Option<IpAddr>,
-    status: u16,
-    detail: &str,
-) {
-    let entry = NewAuditRecord {
-        user,
-        token: None,
-        action: action.to_owned(),
-        object: Some(email.to_owned()),
-        source_ip: source.map(|ip| ip.to_string()),
-        status,
-        detail: Some(detail.to_owned()),
-    };
-    append(state, &entry).await;
-}
+// === impl Route ===
 
-async fn append(state: &AppState, entry: &NewAuditRecord) {
-    if let Err(error) = state.service.store().append_audit(entry).await {
-        error!(%error, audit.action = %entry.action, "Audit record could not be written");
+impl Route {
+    fn of(request: &Request) -> Self {
+        let template = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_owned());
+        let path = request.uri().path();
+        Self {
+            action: format!(
+                "{} {}",
+                request.method(),
+                template.as_deref().unwrap_or(path)
+            ),
+            object: template.as_deref().and_then(|t| path_values(t, path)),
+            source_ip: source_ip(request).map(|ip| ip.to_string()),
+        }
     }
-}
 
-/// The client's address, when the server was started with connect info.
-fn source_ip(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+    fn row(self, actor: Option<&Actor>, status: u16) -> NewAuditRecord {
+        NewAuditRecord {
+            user: actor.and_then(Actor::user),
+            token: actor.and_then(|a| a.credential().map(str::to_owned)),
+            action: self.action,
+            object: self.object,
+            source_ip: self.source_ip,
+            status,
+            detail: None,
+        }
+    }
 }
 
 /// The path's values for the template's `{…}` segments, joined by `/`: the object acted on.

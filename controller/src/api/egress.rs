@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::SandboxDto;
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
-use super::{AppState, Principal};
+use super::{json, AppState};
+use crate::audit::Actor;
 use crate::egress::TenantPolicy;
-use crate::sandboxes::PolicyActor;
+use crate::sandboxes::{ListEgress, SummariseEgress, UpdatePolicy};
 use crate::store::{EgressEvent, EgressQuery};
 
 /// Default and largest ledger page.
@@ -140,29 +141,20 @@ pub(crate) struct EgressSummaryDto {
         (status = 409), (status = 503)))]
 pub(crate) async fn put_policy(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PolicyDto>, ApiError> {
     let id = sandbox_id(id)?;
-    let body =
-        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let requested = parse_policy(value)?;
-    let actor = PolicyActor {
-        user: principal.user,
-        role: principal.role,
-    };
-    let (sandbox, entry, policy) = state
-        .service
-        .update_policy(principal.scope(), actor, id, requested)
-        .await?;
+    let value: serde_json::Value = json::body(body)?;
+    let policy = TenantPolicy::parse(value).map_err(|reason| ApiError::field("policy", reason))?;
+    let command = UpdatePolicy { id, policy };
+    let updated = state.services.sandboxes.run(&actor, command).await?;
     Ok(Json(PolicyDto {
-        sandbox: SandboxDto::from(&sandbox),
-        policy: serde_json::from_str(policy.json()).unwrap_or_default(),
-        policy_hash: entry.policy_hash,
-        policy_generation: entry.generation,
+        sandbox: SandboxDto::from(&updated.sandbox),
+        policy: serde_json::from_str(updated.policy.json()).unwrap_or_default(),
+        policy_hash: updated.entry.policy_hash,
+        policy_generation: updated.entry.generation,
     }))
 }
 
@@ -172,7 +164,7 @@ pub(crate) async fn put_policy(
     responses((status = 200, body = EgressPageDto), (status = 400), (status = 404)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<EgressParams>, QueryRejection>,
 ) -> Result<Json<EgressPageDto>, ApiError> {
@@ -182,8 +174,9 @@ pub(crate) async fn events(
     let query = egress_query(params)?;
     let limit = query.limit;
     let events = state
-        .service
-        .egress_events(principal.scope(), id, &query)
+        .services
+        .sandboxes
+        .run(&actor, ListEgress { id, query })
         .await?;
     let next = (u32::try_from(events.len()).unwrap_or(u32::MAX) == limit)
         .then(|| events.last().map(cursor_of))
@@ -200,11 +193,12 @@ pub(crate) async fn events(
     responses((status = 200, body = EgressSummaryDto), (status = 404)))]
 pub(crate) async fn summary(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<EgressSummaryDto>, ApiError> {
     let id = sandbox_id(id)?;
-    let summary = state.service.egress_summary(principal.scope(), id).await?;
+    let command = SummariseEgress { id };
+    let summary = state.services.sandboxes.run(&actor, command).await?;
     Ok(Json(EgressSummaryDto {
         hosts: summary
             .hosts
@@ -226,11 +220,6 @@ pub(crate) async fn summary(
         },
         suggested_allow_domains: summary.suggested_allow_domains,
     }))
-}
-
-/// Validates a create's or an update's `policy` (400 naming the field on error).
-pub(crate) fn parse_policy(value: serde_json::Value) -> Result<TenantPolicy, ApiError> {
-    TenantPolicy::parse(value).map_err(|reason| ApiError::field("policy", reason))
 }
 
 fn egress_query(params: EgressParams) -> Result<EgressQuery, ApiError> {

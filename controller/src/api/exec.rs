@@ -18,11 +18,12 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, FieldReason};
 use super::sandboxes::sandbox_id;
-use super::{AppState, Principal};
-use crate::sandbox::spec::{MAX_CMD_ARGS, MAX_CMD_BYTES, MAX_ENV_BYTES, MAX_ENV_VARS};
-use crate::sandbox::spec::{RESERVED_ENV, RESERVED_ENV_PREFIX};
+use super::{json, AppState};
+use crate::audit::Actor;
+use crate::sandbox::spec::{is_env_name, MAX_CMD_ARGS, MAX_CMD_BYTES, MAX_ENV_BYTES};
+use crate::sandbox::spec::{MAX_ENV_VARS, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandboxes::exec::{ExecOutcome, ExecRequest};
-use crate::sandboxes::ServiceError;
+use crate::sandboxes::{Exec, SandboxError};
 
 /// Default exec timeout.
 pub(crate) const DEFAULT_EXEC_TIMEOUT_S: u64 = 60;
@@ -71,99 +72,52 @@ pub(crate) struct ExecReply {
     responses((status = 200, body = ExecReply), (status = 404), (status = 409)))]
 pub(crate) async fn exec(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ExecReply>, ApiError> {
     let id = sandbox_id(id)?;
-    let body =
-        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let dto: ExecBody = super::json::parse(&body)?;
+    let dto: ExecBody = json::body(body)?;
     let request = validate(dto).map_err(ApiError::Validation)?;
+    let command = Exec { id, request };
     let outcome = state
-        .service
-        .exec(principal.scope(), id, request)
+        .services
+        .sandboxes
+        .run(&actor, command)
         .await
-        .map_err(|error| match error {
-            ServiceError::Conflict(message) => ApiError::Conflict {
-                code: "not_running",
-                message,
-            },
-            other => other.into(),
-        })?;
+        .map_err(not_running)?;
     Ok(Json(ExecReply::from(outcome)))
+}
+
+/// A sandbox that cannot run an exec answers 409 `not_running`.
+pub(crate) fn not_running(error: SandboxError) -> ApiError {
+    match error {
+        SandboxError::Conflict(message) => ApiError::Conflict {
+            code: "not_running",
+            message,
+        },
+        other => other.into(),
+    }
 }
 
 /// Checks every field, reporting each problem.
 pub(crate) fn validate(body: ExecBody) -> Result<ExecRequest, Vec<FieldReason>> {
     let mut errors = Vec::new();
-    let mut fail = |field: String, reason: &str| {
-        errors.push(FieldReason {
-            field,
-            reason: reason.to_owned(),
-        });
-    };
-    if body.cmd.first().is_none_or(String::is_empty) {
-        fail(
-            "cmd".into(),
-            "must name a program (a non-empty first element)",
-        );
-    }
-    if body.cmd.len() > MAX_CMD_ARGS {
-        fail(
-            "cmd".into(),
-            &format!("must have at most {MAX_CMD_ARGS} items"),
-        );
-    }
-    if body.cmd.iter().map(String::len).sum::<usize>() > MAX_CMD_BYTES {
-        fail(
-            "cmd".into(),
-            &format!("must be at most {MAX_CMD_BYTES} bytes"),
-        );
-    }
-    for (i, arg) in body.cmd.iter().enumerate() {
-        if arg.contains('\0') {
-            fail(format!("cmd[{i}]"), "must not contain NUL");
-        }
-    }
+    check_cmd(&body.cmd, &mut errors);
     let env = body.env.unwrap_or_default();
-    if env.len() > MAX_ENV_VARS {
-        fail(
-            "env".into(),
-            &format!("must have at most {MAX_ENV_VARS} items"),
-        );
-    }
-    if env.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() > MAX_ENV_BYTES {
-        fail(
-            "env".into(),
-            &format!("must be at most {MAX_ENV_BYTES} bytes"),
-        );
-    }
-    for (name, value) in &env {
-        if !is_env_name(name) {
-            let reason = "must be letters, digits and `_`, not starting with a digit";
-            fail(format!("env.{name}"), reason);
-        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(RESERVED_ENV_PREFIX) {
-            fail(format!("env.{name}"), "is reserved for the controller");
-        }
-        if value.contains('\0') {
-            fail(format!("env.{name}.value"), "must not contain NUL");
-        }
-    }
+    check_env(&env, &mut errors);
     let timeout_s = body.timeout_s.unwrap_or(DEFAULT_EXEC_TIMEOUT_S);
     if !(1..=MAX_EXEC_TIMEOUT_S).contains(&timeout_s) {
         let reason = format!("must be between 1 and {MAX_EXEC_TIMEOUT_S}");
-        fail("timeout_s".into(), &reason);
+        fail(&mut errors, "timeout_s", &reason);
     }
     if body
         .stdin
         .as_ref()
         .is_some_and(|s| s.len() > MAX_STDIN_BYTES)
     {
-        fail(
-            "stdin".into(),
-            &format!("must be at most {MAX_STDIN_BYTES} bytes"),
-        );
+        let reason = format!("must be at most {MAX_STDIN_BYTES} bytes");
+        fail(&mut errors, "stdin", &reason);
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -176,10 +130,72 @@ pub(crate) fn validate(body: ExecBody) -> Result<ExecRequest, Vec<FieldReason>> 
     })
 }
 
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+fn check_cmd(cmd: &[String], errors: &mut Vec<FieldReason>) {
+    if cmd.first().is_none_or(String::is_empty) {
+        fail(
+            errors,
+            "cmd",
+            "must name a program (a non-empty first element)",
+        );
+    }
+    if cmd.len() > MAX_CMD_ARGS {
+        fail(
+            errors,
+            "cmd",
+            &format!("must have at most {MAX_CMD_ARGS} items"),
+        );
+    }
+    if cmd.iter().map(String::len).sum::<usize>() > MAX_CMD_BYTES {
+        fail(
+            errors,
+            "cmd",
+            &format!("must be at most {MAX_CMD_BYTES} bytes"),
+        );
+    }
+    for (i, arg) in cmd.iter().enumerate() {
+        if arg.contains('\0') {
+            fail(errors, &format!("cmd[{i}]"), "must not contain NUL");
+        }
+    }
+}
+
+fn check_env(env: &BTreeMap<String, String>, errors: &mut Vec<FieldReason>) {
+    if env.len() > MAX_ENV_VARS {
+        fail(
+            errors,
+            "env",
+            &format!("must have at most {MAX_ENV_VARS} items"),
+        );
+    }
+    if env.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() > MAX_ENV_BYTES {
+        fail(
+            errors,
+            "env",
+            &format!("must be at most {MAX_ENV_BYTES} bytes"),
+        );
+    }
+    for (name, value) in env {
+        if !is_env_name(name) {
+            let reason = "must be letters, digits and `_`, not starting with a digit";
+            fail(errors, &format!("env.{name}"), reason);
+        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(RESERVED_ENV_PREFIX) {
+            fail(
+                errors,
+                &format!("env.{name}"),
+                "is reserved for the controller",
+            );
+        }
+        if value.contains('\0') {
+            fail(errors, &format!("env.{name}.value"), "must not contain NUL");
+        }
+    }
+}
+
+fn fail(errors: &mut Vec<FieldReason>, field: &str, reason: &str) {
+    errors.push(FieldReason {
+        field: field.to_owned(),
+        reason: reason.to_owned(),
+    });
 }
 
 // === impl ExecReply ===

@@ -40,12 +40,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::{debug, instrument, warn};
 
 use super::error::{ApiError, FieldReason};
-use super::exec::{validate, ExecBody, MAX_EXEC_TIMEOUT_S};
+use super::exec::{not_running, validate, ExecBody, MAX_EXEC_TIMEOUT_S};
 use super::sandboxes::sandbox_id;
-use super::{AppState, Principal};
+use super::AppState;
+use crate::audit::Actor;
 use crate::docker::AttachedExec;
 use crate::sandboxes::exec::{ExecRequest, ExecTarget};
-use crate::sandboxes::ServiceError;
+use crate::sandboxes::{AttachExec, ExecExitCode, OpenExec, ResizeExec, SandboxError};
 
 /// Largest WebSocket message accepted from the client.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -107,7 +108,7 @@ struct Resize {
     ))]
 pub(crate) async fn exec_ws(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -115,8 +116,9 @@ pub(crate) async fn exec_ws(
     let id = sandbox_id(id)?;
     let query = parse_query(query.as_deref().unwrap_or_default())?;
     let target = state
-        .service
-        .exec_target(principal.scope(), id)
+        .services
+        .sandboxes
+        .run(&actor, OpenExec { id })
         .await
         .map_err(not_running)?;
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest {
@@ -126,18 +128,8 @@ pub(crate) async fn exec_ws(
     let response = upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state, target, query));
+        .on_upgrade(move |socket| session(socket, state, actor, target, query));
     Ok(response)
-}
-
-fn not_running(error: ServiceError) -> ApiError {
-    match error {
-        ServiceError::Conflict(message) => ApiError::Conflict {
-            code: "not_running",
-            message,
-        },
-        other => other.into(),
-    }
 }
 
 /// Parses the query into a validated request; every problem is reported by field.
@@ -216,21 +208,29 @@ enum End {
     /// The client sent a bad control message.
     BadControl(String),
     /// Docker failed mid-stream.
-    Failed(ServiceError),
+    Failed(SandboxError),
 }
 
 /// One upgraded session: start the exec, pump both ways, report the end.
 #[instrument(skip_all, fields(sandbox.id = %target.sandbox, tty = query.tty))]
-async fn session(mut socket: WebSocket, state: AppState, target: ExecTarget, query: WsQuery) {
-    let service = &state.service;
-    let attached = match service
-        .exec_attach(&target, &query.request, query.tty)
-        .await
-    {
+async fn session(
+    mut socket: WebSocket,
+    state: AppState,
+    actor: Actor,
+    target: ExecTarget,
+    query: WsQuery,
+) {
+    let sandboxes = &state.services.sandboxes;
+    let attach = AttachExec {
+        target: target.clone(),
+        request: query.request.clone(),
+        tty: query.tty,
+    };
+    let attached = match sandboxes.run(&actor, attach).await {
         Ok(attached) => attached,
         Err(error) => {
             let (code, message) = match error {
-                ServiceError::Conflict(message) => ("not_running", message),
+                SandboxError::Conflict(message) => ("not_running", message),
                 other => {
                     warn!(error = %other, "Interactive exec did not start");
                     ("internal", "the exec could not be started".to_owned())
@@ -246,18 +246,22 @@ async fn session(mut socket: WebSocket, state: AppState, target: ExecTarget, que
     let end = pump(
         &mut socket,
         &state,
+        &actor,
         &target,
         attached,
         query.request.timeout,
     )
     .await;
-    service
+    sandboxes
         .activity()
         .touch(target.sandbox, OffsetDateTime::now_utc());
     debug!(exec.id = %exec_id, end = ?end, "Interactive exec ended");
     match end {
         End::Exited => {
-            let code = match service.exit_code(&exec_id).await {
+            let exit = ExecExitCode {
+                exec: exec_id.clone(),
+            };
+            let code = match sandboxes.run(&actor, exit).await {
                 Ok(code) => code,
                 Err(error) => {
                     warn!(%error, "Cannot read the exec's exit code");
@@ -296,6 +300,7 @@ async fn session(mut socket: WebSocket, state: AppState, target: ExecTarget, que
 async fn pump(
     socket: &mut WebSocket,
     state: &AppState,
+    actor: &Actor,
     target: &ExecTarget,
     attached: AttachedExec,
     timeout: Duration,
@@ -316,7 +321,7 @@ async fn pump(
         tokio::select! {
             chunk = output.next() => match chunk {
                 Some(Ok(chunk)) => {
-                    state.service.activity().touch(target.sandbox, OffsetDateTime::now_utc());
+                    state.services.sandboxes.activity().touch(target.sandbox, OffsetDateTime::now_utc());
                     if socket.send(Message::Binary(chunk.bytes.into())).await.is_err() {
                         return End::ClientGone;
                     }
@@ -340,7 +345,7 @@ async fn pump(
             },
             message = socket.recv(), if pending.len() < MAX_PENDING_STDIN => match message {
                 Some(Ok(Message::Binary(bytes))) => {
-                    state.service.activity().touch(target.sandbox, OffsetDateTime::now_utc());
+                    state.services.sandboxes.activity().touch(target.sandbox, OffsetDateTime::now_utc());
                     if input.is_some() && !eof {
                         pending.extend_from_slice(&bytes);
                     }
@@ -351,7 +356,8 @@ async fn pump(
                             if cols == 0 || rows == 0 {
                                 return End::BadControl("resize: cols and rows must be at least 1".to_owned());
                             }
-                            if let Err(error) = state.service.exec_resize(&exec_id, cols, rows).await {
+                            let resize = ResizeExec { exec: exec_id.clone(), cols, rows };
+                            if let Err(error) = state.services.sandboxes.run(actor, resize).await {
                                 // Without a TTY Docker refuses; the session goes on.
                                 debug!(%error, "Exec resize refused");
                             }

@@ -1,8 +1,8 @@
 //! The route guard: role and scope rules applied before any handler runs, so a new route is
 //! covered by default.
 //!
-//! - Reading (`GET`, `HEAD`) needs only a valid bearer; handlers filter by
-//!   [`Principal::scope`] and answer 404 for objects the caller may not see. A `GET` that
+//! - Reading (`GET`, `HEAD`) needs only a valid bearer; commands filter by
+//!   [`Actor::scope`] and answer 404 for objects the caller may not see. A `GET` that
 //!   executes (the WebSocket exec, [`EXECUTES_SUFFIX`]) is a write.
 //! - Anything else needs a role that can write (member or admin, with `sandboxes:write` or
 //!   `admin` on the token), except the self-service routes under `/v1/tokens`, where every
@@ -15,9 +15,13 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::auth::require_admin;
 use super::error::ApiError;
-use super::{AppState, Principal};
+use super::AppState;
+use crate::accounts::user::Role;
+use crate::audit::Actor;
 use crate::sandbox::SandboxId;
+use crate::sandboxes::{GetSandbox, SandboxError};
 
 /// Path prefixes every authenticated user may write to (their own objects only).
 const SELF_SERVICE: &[&str] = &["/v1/tokens"];
@@ -36,32 +40,33 @@ pub(crate) async fn require_role(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = request
+    let actor = request
         .extensions()
-        .get::<Principal>()
-        .copied()
+        .get::<Actor>()
+        .cloned()
         .ok_or(ApiError::Unauthorized)?;
     let path = request.uri().path();
     if admin_only(request.method(), path) {
-        principal.require_admin()?;
+        require_admin(&actor)?;
         return Ok(next.run(request).await);
     }
     let reading = matches!(*request.method(), Method::GET | Method::HEAD) && !executes(path);
     let self_service = SELF_SERVICE
         .iter()
         .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
-    if reading || self_service || principal.can_write() {
+    if reading || self_service || actor.role() != Role::Viewer {
         return Ok(next.run(request).await);
     }
     if let Some(id) = sandbox_in_path(path) {
-        let visible = state
-            .service
-            .store()
-            .get_sandbox(principal.scope(), id)
+        match state
+            .services
+            .sandboxes
+            .run(&actor, GetSandbox { id })
             .await
-            .map_err(|error| ApiError::Internal(error.to_string()))?;
-        if visible.is_none() {
-            return Err(ApiError::NotFound("no such sandbox"));
+        {
+            Ok(_) => {}
+            Err(SandboxError::NotFound) => return Err(ApiError::NotFound("no such sandbox")),
+            Err(error) => return Err(ApiError::Internal(error.to_string())),
         }
     }
     Err(ApiError::Forbidden(

@@ -3,13 +3,15 @@
 //! list holds what `airlock images load` recorded.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::dto::rfc3339;
 use super::error::ApiError;
 use super::AppState;
+use crate::audit::Actor;
 use crate::images::catalog::ImageStatus;
+use crate::images::ListImages;
 
 /// The answer of `GET /v1/images`.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -67,15 +69,14 @@ pub struct RecordedImageDto {
 /// `GET /v1/images`: allowed images with their pre-pull status, and recorded imports.
 #[utoipa::path(get, path = "/v1/images", tag = "images",
     responses((status = 200, body = ImagesDto), (status = 401)))]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ImagesDto>, ApiError> {
-    let catalog = &state.service.settings().images;
-    let config = catalog.config();
-    let recorded = state
-        .service
-        .store()
-        .list_images()
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<ImagesDto>, ApiError> {
+    let view = state.services.images.run(&actor, ListImages).await?;
+    let config = &view.config;
+    let recorded = view
+        .recorded
         .into_iter()
         .map(|r| RecordedImageDto {
             node: r.node,
@@ -90,11 +91,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ImagesDto
         require_pinned: config.allow.as_ref().is_some_and(|a| a.require_pinned),
         bundle_dir_configured: config.bundle_dir.is_some(),
         registry_configured: config.registry.is_some(),
-        images: catalog
-            .statuses()
-            .iter()
-            .map(ImageStatusDto::from)
-            .collect(),
+        images: view.statuses.iter().map(ImageStatusDto::from).collect(),
         recorded,
     }))
 }

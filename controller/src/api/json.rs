@@ -1,11 +1,24 @@
 //! JSON request bodies whose type errors name the field: `{"limits":{"pids":"many"}}` is a
 //! 400 `invalid_json` with `fields: [{"field":"limits.pids","reason":"invalid type: string
 //! \"many\", expected u64"}]`, not a bare parse error. Unknown and missing fields are named the same
-//! way; a body that is not JSON at all stays a 400 `invalid_json`.
+//! way; a body that is not JSON at all stays a 400 `invalid_json`. Every handler that takes a
+//! JSON body reads it through [`body`], so every route answers the same way.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, FieldReason};
+
+/// A request body as `T`: a body that could not be read is a 400 `invalid_body`, one that
+/// does not parse a 400 `invalid_json` naming the field (see [`parse`]).
+pub(crate) fn body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body =
+        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+    parse(&body)
+}
 
 /// Parses `body` as `T`, naming the offending field on failure.
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

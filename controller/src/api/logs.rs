@@ -17,9 +17,10 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
-use super::{AppState, Principal};
-use crate::sandbox::SandboxState;
+use super::AppState;
+use crate::audit::Actor;
 use crate::sandboxes::logs::Follow;
+use crate::sandboxes::StreamLogs;
 
 /// The `Last-Event-ID` header.
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -44,7 +45,7 @@ pub(crate) struct LogsParams {
         (status = 404)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<LogsParams>, QueryRejection>,
     headers: HeaderMap,
@@ -60,21 +61,8 @@ pub(crate) async fn logs(
         Some(true) => Follow::Yes,
         _ => Follow::No,
     };
-    let sandbox = state.service.get(principal.scope(), id).await?;
-    let container = match (&sandbox.container_id, sandbox.state) {
-        (Some(container), state) if state != SandboxState::Creating => container.clone(),
-        _ => {
-            return Err(ApiError::Conflict {
-                code: "not_started",
-                message: "the sandbox has no container yet".to_owned(),
-            })
-        }
-    };
-    let service = &state.service;
-    let stream = service
-        .logs()
-        .stream(service.docker(), id, &container, after, follow)
-        .await;
+    let command = StreamLogs { id, after, follow };
+    let stream = state.services.sandboxes.run(&actor, command).await?;
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(

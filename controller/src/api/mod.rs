@@ -1,37 +1,32 @@
 //! The HTTP API: an axum router under `/v1` plus `/healthz`, `/readyz` and `/metrics`.
 //!
-//! Handlers parse and check their input into typed values, call the [`SandboxService`], and
-//! turn the result into a DTO ([`dto`]) or an [`ApiError`]. Every `/v1` route sits behind the
-//! bearer-token middleware ([`auth`]); every request gets one span and one completion event.
+//! A handler parses its request into one typed command, runs it on the domain service that
+//! owns it ([`crate::services::Services`]), and renders the result as a DTO ([`dto`]) or an
+//! [`ApiError`]. Handlers never reach the store or Docker. Every `/v1` route sits behind the
+//! bearer-token middleware ([`auth`]), which hands handlers the [`crate::audit::Actor`];
+//! every request gets one span and one completion event.
 
+pub mod audit;
 pub mod auth;
 pub mod dto;
+mod egress;
 pub mod error;
 mod exec;
-// Interactive exec over a WebSocket (issue 4).
 mod exec_ws;
+mod guard;
+pub mod images;
 mod json;
 mod logs;
-// The operator's policy authority: ceilings and the infrastructure list (admins).
-mod policy;
-mod sandboxes;
-// Accounts (issue 5): users, tokens, the route guard, login throttling, OpenAPI.
-mod guard;
-// Allowed images and the pre-pull (issue 7).
-pub mod images;
 pub mod openapi;
-// The network plane's routes (issue 6).
-mod egress;
+mod policy;
+pub mod quotas;
+mod sandboxes;
+pub mod secrets;
 mod selftest;
-mod throttle;
 pub mod tokens;
 pub mod users;
-// Quotas, secrets and the audit trail (issue 5).
-pub mod audit;
-pub mod quotas;
-pub mod secrets;
 
-pub use auth::{Auth, CredentialKind, Principal};
+pub use auth::Auth;
 pub use error::{ApiError, FieldReason};
 
 use std::sync::Arc;
@@ -46,13 +41,13 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::{info, Instrument};
 
-use crate::sandboxes::SandboxService;
+use crate::services::Services;
 
 /// What every handler shares; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The sandbox service.
-    pub service: SandboxService,
+    /// The domain services.
+    pub services: Services,
     /// The accepted credentials.
     pub auth: Arc<Auth>,
 }
@@ -60,10 +55,10 @@ pub struct AppState {
 // === impl AppState ===
 
 impl AppState {
-    /// State over `service`, authenticating with `auth`.
-    pub fn new(service: SandboxService, auth: Auth) -> Self {
+    /// State over `services`, authenticating with `auth`.
+    pub fn new(services: Services, auth: Auth) -> Self {
         Self {
-            service,
+            services,
             auth: Arc::new(auth),
         }
     }
@@ -92,7 +87,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Readiness: the store and the DinD answer.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state
-        .service
+        .services
         .ready()
         .await
         .map_err(|error| ApiError::Unavailable {
@@ -105,8 +100,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 
 /// Prometheus metrics (see [`crate::metrics`]); no token, like `/healthz`.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let gauges = state.service.gauges().await;
-    let text = state.service.metrics().render(&gauges);
+    let gauges = state.services.gauges().await;
+    let text = state.services.metrics().render(&gauges);
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response()
 }
@@ -118,7 +113,7 @@ async fn count_request(State(state): State<AppState>, request: Request, next: Ne
     let response = next.run(request).await;
     let status = response.status().as_u16();
     state
-        .service
+        .services
         .metrics()
         .request(method.as_str(), &path, status);
     response

@@ -6,18 +6,19 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::audit::AuditDetail;
+use super::auth::require_admin;
+use super::dto::rfc3339;
 use super::error::ApiError;
-use super::{AppState, Principal};
+use super::AppState;
 use crate::accounts::user::Role;
+use crate::audit::Actor;
 use crate::egress::ceilings::CeilingsDoc;
-use crate::sandboxes::CeilingsView;
+use crate::egress::{CeilingsView, GetCeilings, GetInfrastructure, PutCeilings};
 
 /// The ceilings as they stand.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -57,10 +58,9 @@ pub(crate) struct InfrastructureDto {
     responses((status = 200, body = CeilingsDto), (status = 403)))]
 pub(crate) async fn get_ceilings(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<CeilingsDto>, ApiError> {
-    principal.require_admin()?;
-    let view = state.service.ceilings_view().await?;
+    let view = state.services.policy.run(&actor, GetCeilings).await?;
     Ok(Json(CeilingsDto::from(&view)))
 }
 
@@ -72,24 +72,17 @@ pub(crate) async fn get_ceilings(
     responses((status = 200, body = CeilingsDto), (status = 400), (status = 403)))]
 pub(crate) async fn put_ceilings(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let body =
-        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let doc: CeilingsDoc = super::json::parse(&body)?;
-    let (before, view) = state.service.put_ceilings(principal.user, doc).await?;
-    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-    let detail = json!({
-        "before": before.as_deref().map_or(Value::Null, parse),
-        "after": serde_json::to_value(view.ceilings.doc()).unwrap_or_default(),
-    });
-    let mut response = Json(CeilingsDto::from(&view)).into_response();
-    response
-        .extensions_mut()
-        .insert(AuditDetail(detail.to_string()));
-    Ok(response)
+) -> Result<Json<CeilingsDto>, ApiError> {
+    require_admin(&actor)?;
+    let doc: CeilingsDoc = super::json::body(body)?;
+    let view = state
+        .services
+        .policy
+        .run(&actor, PutCeilings { doc })
+        .await?;
+    Ok(Json(CeilingsDto::from(&view)))
 }
 
 /// `GET /v1/policy/infrastructure` (admin).
@@ -97,10 +90,9 @@ pub(crate) async fn put_ceilings(
     responses((status = 200, body = InfrastructureDto), (status = 403)))]
 pub(crate) async fn infrastructure(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<InfrastructureDto>, ApiError> {
-    principal.require_admin()?;
-    let cidrs = state.service.infrastructure();
+    let cidrs = state.services.policy.run(&actor, GetInfrastructure).await?;
     Ok(Json(InfrastructureDto {
         cidrs: cidrs.iter().map(ToString::to_string).collect(),
     }))
@@ -126,7 +118,7 @@ impl From<&CeilingsView> for CeilingsDto {
             file: view.file.as_ref().map(|p| p.display().to_string()),
             file_sha256: view.file_sha256.clone(),
             updated_by: view.updated_by.map(|u| u.to_string()),
-            updated_at: view.updated_at.map(super::tokens::rfc3339),
+            updated_at: view.updated_at.map(rfc3339),
             default_policy: view.default_policy.as_str(),
             ceilings: serde_json::to_value(view.ceilings.doc()).unwrap_or_default(),
             effective: json!({ "roles": roles }),

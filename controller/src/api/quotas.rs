@@ -11,15 +11,16 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::require_admin;
 use super::error::{ApiError, FieldReason};
-use super::users::json_body;
-use super::{AppState, Principal};
+use super::users::user_id;
+use super::{json, AppState};
 use crate::accounts::quota::{
     Amount, Quota, QuotaOverride, Usage, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME,
 };
-use crate::accounts::user::{Role, UserId};
+use crate::accounts::{GetQuota, PutQuota, QuotaView};
+use crate::audit::Actor;
 use crate::sandbox::Cpus;
-use crate::store::StoreError;
 
 /// `PUT /v1/users/{id}/quota`: each field absent or `null` falls back to the operator
 /// default.
@@ -169,40 +170,15 @@ impl From<&Usage> for UsageDto {
     }
 }
 
-fn internal(error: impl ToString) -> ApiError {
-    ApiError::Internal(error.to_string())
-}
-
-/// The path's user, when the caller may see it: admins see everyone, others themselves.
-fn visible_user(
-    principal: &Principal,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<UserId, ApiError> {
-    let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such user"))?;
-    let id = id
-        .parse::<uuid::Uuid>()
-        .map(UserId::from_uuid)
-        .map_err(|_malformed| ApiError::NotFound("no such user"))?;
-    if principal.role != Role::Admin && id != principal.user {
-        return Err(ApiError::NotFound("no such user"));
+impl From<QuotaView> for QuotaDto {
+    fn from(view: QuotaView) -> Self {
+        Self {
+            user_id: view.user.to_string(),
+            effective: QuotaValues::from(&view.effective),
+            overrides: QuotaBody::from_override(&view.overrides),
+            usage: UsageDto::from(&view.usage),
+        }
     }
-    Ok(id)
-}
-
-async fn quota_dto(state: &AppState, user: UserId) -> Result<QuotaDto, ApiError> {
-    let store = state.service.store();
-    if store.get_user(user).await.map_err(internal)?.is_none() {
-        return Err(ApiError::NotFound("no such user"));
-    }
-    let overrides = store.quota_override(user).await.map_err(internal)?;
-    let usage = store.quota_usage(user).await.map_err(internal)?;
-    let effective = state.service.settings().quota.with(&overrides);
-    Ok(QuotaDto {
-        user_id: user.to_string(),
-        effective: QuotaValues::from(&effective),
-        overrides: QuotaBody::from_override(&overrides),
-        usage: UsageDto::from(&usage),
-    })
 }
 
 /// `GET /v1/users/{id}/quota` (admin, or the user themself): effective quota, overrides and
@@ -212,11 +188,16 @@ async fn quota_dto(state: &AppState, user: UserId) -> Result<QuotaDto, ApiError>
     responses((status = 200, body = QuotaDto), (status = 404)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<QuotaDto>, ApiError> {
-    let user = visible_user(&principal, id)?;
-    Ok(Json(quota_dto(&state, user).await?))
+    let user = user_id(id)?;
+    let view = state
+        .services
+        .accounts
+        .run(&actor, GetQuota { user })
+        .await?;
+    Ok(Json(QuotaDto::from(view)))
 }
 
 /// `PUT /v1/users/{id}/quota` (admin): replaces the user's overrides.
@@ -225,23 +206,15 @@ pub(crate) async fn get(
     responses((status = 200, body = QuotaDto), (status = 400), (status = 403), (status = 404)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<QuotaDto>, ApiError> {
-    principal.require_admin()?;
-    let user = visible_user(&principal, id)?;
-    let body: QuotaBody = json_body(body)?;
+    require_admin(&actor)?;
+    let user = user_id(id)?;
+    let body: QuotaBody = json::body(body)?;
     let overrides = body.into_override()?;
-    match state
-        .service
-        .store()
-        .set_quota_override(user, &overrides)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound("no such user")),
-        Err(error) => return Err(internal(error)),
-    }
-    Ok(Json(quota_dto(&state, user).await?))
+    let command = PutQuota { user, overrides };
+    let view = state.services.accounts.run(&actor, command).await?;
+    Ok(Json(QuotaDto::from(view)))
 }

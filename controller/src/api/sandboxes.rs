@@ -11,10 +11,16 @@ use axum::{Extension, Json};
 
 use super::dto::{self, CreateSandbox, ListParams, PageDto, SandboxDto, WaitParams};
 use super::error::{ApiError, FieldReason};
-use super::{with_status, AppState, Principal};
+use super::selftest::{SelftestDto, SelftestField};
+use super::{json, with_status, AppState};
+use crate::audit::Actor;
+use crate::egress::TenantPolicy;
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::sandboxes::{CreateOptions, ServiceError};
-use crate::store::{Created, ListQuery};
+use crate::sandboxes::lifecycle::{
+    DeleteSandbox, GetSandbox, ListSandboxes, StopSandbox, WaitSandbox,
+};
+use crate::sandboxes::{self, Creation, SandboxError};
+use crate::store::ListQuery;
 
 /// The idempotency header.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -31,62 +37,69 @@ const MAX_WAIT: Duration = Duration::from_secs(86_400);
         (status = 400), (status = 403), (status = 429)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body =
-        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    let dto: CreateSandbox = super::json::parse(&body)?;
-    // The egress policy: validated by the proxy's own compiler here; the service completes
-    // it from the ceiling's default and checks it against the caller's ceiling.
+    let dto: CreateSandbox = json::body(body)?;
+    // The policy object is the proxy's own: its compiler validates it here.
     let policy = match dto.policy.clone() {
         None | Some(serde_json::Value::Null) => None,
-        Some(value) => Some(super::egress::parse_policy(value)?),
+        Some(value) => {
+            Some(TenantPolicy::parse(value).map_err(|reason| ApiError::field("policy", reason))?)
+        }
     };
-    let key = idempotency_key(&headers)?;
-    let selftest = dto.selftest.and_then(super::selftest::SelftestField::mode);
+    let idempotency_key = idempotency_key(&headers)?;
+    let selftest = dto.selftest.and_then(SelftestField::mode);
     let secret_env = dto.secret_env.clone().unwrap_or_default();
     let request = dto.into_request();
     let env = request.env.clone();
-    let created = state
-        .service
-        .create_with(
-            principal.user,
-            request,
-            key,
-            CreateOptions {
-                secret_env,
-                policy,
-                role: Some(principal.role),
-            },
-        )
-        .await
-        .map_err(|error| match error {
-            ServiceError::Invalid(errors) => ApiError::Validation(
-                errors
-                    .into_iter()
-                    .map(|e| FieldReason {
-                        field: dto::env_field(&e.field, &env),
-                        reason: e.problem.to_string(),
-                    })
-                    .collect(),
-            ),
-            other => other.into(),
-        })?;
-    // Isolation self-test at create (issue 6); in `required` mode it may fail the create.
-    if let (Created::New(sandbox), Some(mode)) = (&created, selftest) {
-        return super::selftest::after_create(&state, sandbox.clone(), mode).await;
-    }
-    let (status, sandbox) = match created {
-        Created::New(sandbox) => (StatusCode::CREATED, sandbox),
-        Created::Existing(sandbox) => (StatusCode::OK, sandbox),
+    let command = sandboxes::CreateSandbox {
+        request,
+        policy,
+        secret_env,
+        idempotency_key,
+        selftest,
     };
-    let mut response = with_status(status, SandboxDto::from(&sandbox));
-    response
-        .extensions_mut()
-        .insert(super::audit::AuditObject(sandbox.id.to_string()));
-    Ok(response)
+    let creation = state
+        .services
+        .sandboxes
+        .run(&actor, command)
+        .await
+        .map_err(|error| env_fields(error, &env))?;
+    render_creation(creation)
+}
+
+/// The answer to a create: 201, 200 for a repeat, or the 422 of a failed required self-test.
+fn render_creation(creation: Creation) -> Result<Response, ApiError> {
+    let status = StatusCode::from_u16(creation.status()).unwrap_or(StatusCode::CREATED);
+    match creation {
+        Creation::Created { sandbox, selftest } => {
+            let mut dto = SandboxDto::from(&sandbox);
+            dto.selftest = selftest.as_ref().map(SelftestDto::from);
+            Ok(with_status(status, dto))
+        }
+        Creation::Existing(sandbox) => Ok(with_status(status, SandboxDto::from(&sandbox))),
+        Creation::SelftestFailed { sandbox, selftest } => {
+            Err(ApiError::selftest_failed(&sandbox, &selftest))
+        }
+    }
+}
+
+/// A create's invalid fields under the API's names (`env.NAME` for the domain's `env[i]`).
+fn env_fields(error: SandboxError, env: &[(String, String)]) -> ApiError {
+    match error {
+        SandboxError::Invalid(errors) => ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|e| FieldReason {
+                    field: dto::env_field(&e.field, env),
+                    reason: e.problem.to_string(),
+                })
+                .collect(),
+        ),
+        other => other.into(),
+    }
 }
 
 /// `GET /v1/sandboxes?state=&cursor=&limit=`.
@@ -94,13 +107,14 @@ pub(crate) async fn create(
     responses((status = 200, body = PageDto)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<PageDto>, ApiError> {
     let Query(params) = params
         .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
     let query = list_query(&params)?;
-    let page = state.service.list(principal.scope(), query).await?;
+    let command = ListSandboxes { query };
+    let page = state.services.sandboxes.run(&actor, command).await?;
     Ok(Json(PageDto::from(&page)))
 }
 
@@ -109,13 +123,17 @@ pub(crate) async fn list(
     responses((status = 200, body = SandboxDto), (status = 404)))]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SandboxDto>, ApiError> {
     let id = sandbox_id(id)?;
-    let sandbox = state.service.get(principal.scope(), id).await?;
-    let mut dto = SandboxDto::from(&sandbox);
-    dto.selftest = super::selftest::latest(&state, principal.scope(), id).await?;
+    let described = state
+        .services
+        .sandboxes
+        .run(&actor, GetSandbox { id })
+        .await?;
+    let mut dto = SandboxDto::from(&described.sandbox);
+    dto.selftest = described.selftest.as_ref().map(SelftestDto::from);
     Ok(Json(dto))
 }
 
@@ -124,11 +142,17 @@ pub(crate) async fn get_one(
     responses((status = 204), (status = 403), (status = 404)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     match sandbox_id(id) {
-        Ok(id) => state.service.delete(principal.scope(), id).await?,
+        Ok(id) => {
+            state
+                .services
+                .sandboxes
+                .run(&actor, DeleteSandbox { id })
+                .await?
+        }
         // An id that cannot exist is already deleted.
         Err(ApiError::NotFound(_)) => {}
         Err(error) => return Err(error),
@@ -141,11 +165,15 @@ pub(crate) async fn delete(
     responses((status = 200, body = SandboxDto), (status = 403), (status = 404)))]
 pub(crate) async fn stop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SandboxDto>, ApiError> {
     let id = sandbox_id(id)?;
-    let sandbox = state.service.stop(principal.scope(), id).await?;
+    let sandbox = state
+        .services
+        .sandboxes
+        .run(&actor, StopSandbox { id })
+        .await?;
     Ok(Json(SandboxDto::from(&sandbox)))
 }
 
@@ -156,7 +184,7 @@ pub(crate) async fn stop(
     responses((status = 200, body = SandboxDto), (status = 404), (status = 408)))]
 pub(crate) async fn wait(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<WaitParams>, QueryRejection>,
 ) -> Result<Json<SandboxDto>, ApiError> {
@@ -171,7 +199,8 @@ pub(crate) async fn wait(
             return Err(ApiError::field("timeout_s", reason));
         }
     };
-    let sandbox = state.service.wait(principal.scope(), id, limit).await?;
+    let command = WaitSandbox { id, limit };
+    let sandbox = state.services.sandboxes.run(&actor, command).await?;
     if !sandbox.state.is_terminal() {
         return Err(ApiError::WaitTimeout);
     }

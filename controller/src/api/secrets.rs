@@ -2,7 +2,7 @@
 //! API: listings carry names and timestamps only, and a sandbox gets a value only as an
 //! environment variable (`secret_env` at create). Every user sees only their own secrets, so
 //! another user's secret is a 404 like a missing one. Values are sealed at rest (see
-//! [`crate::secrets::vault`]).
+//! [`crate::secrets::vault`]). The rules are the secrets service's ([`crate::secrets`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -13,16 +13,12 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::dto::rfc3339;
 use super::error::ApiError;
-use super::users::json_body;
-use super::{with_status, AppState, Principal};
-use crate::secrets::vault::Vault;
+use super::{json, with_status, AppState};
+use crate::audit::Actor;
+use crate::secrets::{self, DeleteSecret, ListSecrets, PutSecret};
 use crate::store::SecretMeta;
-
-/// Longest secret name.
-const MAX_NAME_BYTES: usize = 128;
-/// Largest secret value.
-const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// `PUT /v1/secrets/{name}`.
 #[derive(Clone, Deserialize, ToSchema)]
@@ -59,38 +55,16 @@ impl From<&SecretMeta> for SecretDto {
     fn from(secret: &SecretMeta) -> Self {
         Self {
             name: secret.name.clone(),
-            created_at: super::tokens::rfc3339(secret.created_at),
-            updated_at: super::tokens::rfc3339(secret.updated_at),
+            created_at: rfc3339(secret.created_at),
+            updated_at: rfc3339(secret.updated_at),
         }
     }
 }
 
-fn vault(state: &AppState) -> Result<&Vault, ApiError> {
-    state.service.vault().ok_or(ApiError::Unavailable {
-        code: "secrets_disabled",
-        message: "secrets are not enabled on this controller",
-        detail: "the service runs without a vault".to_owned(),
-    })
-}
-
-fn internal(error: impl ToString) -> ApiError {
-    ApiError::Internal(error.to_string())
-}
-
-/// A secret name: 1 to 128 of `A-Z a-z 0-9 _ . -`.
+/// The path's secret name (see [`secrets::name`]).
 fn secret_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(name) = name.map_err(|_rejected| ApiError::NotFound("no such secret"))?;
-    let valid = (1..=MAX_NAME_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !valid {
-        return Err(ApiError::field(
-            "name",
-            "must be 1 to 128 of the characters A-Z a-z 0-9 _ . -",
-        ));
-    }
-    Ok(name)
+    Ok(secrets::name(&name)?)
 }
 
 /// `GET /v1/secrets`: the caller's secrets (names and timestamps; never values).
@@ -98,14 +72,9 @@ fn secret_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiE
     responses((status = 200, body = [SecretDto])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<Vec<SecretDto>>, ApiError> {
-    let secrets = state
-        .service
-        .store()
-        .list_secrets(principal.user)
-        .await
-        .map_err(internal)?;
+    let secrets = state.services.secrets.run(&actor, ListSecrets).await?;
     Ok(Json(secrets.iter().map(SecretDto::from).collect()))
 }
 
@@ -116,37 +85,23 @@ pub(crate) async fn list(
         (status = 400), (status = 403), (status = 503)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = secret_name(name)?;
-    let body: PutSecretBody = json_body(body)?;
-    if body.value.len() > MAX_VALUE_BYTES {
-        return Err(ApiError::field("value", "must be at most 65536 bytes"));
-    }
-    if body.value.contains('\0') {
-        return Err(ApiError::field("value", "must not contain a NUL byte"));
-    }
-    let sealed = vault(&state)?.seal(principal.user, &name, body.value.as_bytes());
-    let store = state.service.store();
-    let created = store
-        .put_secret(principal.user, &name, &sealed)
-        .await
-        .map_err(internal)?;
-    let meta = store
-        .list_secrets(principal.user)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| internal("secret vanished after its write"))?;
-    let status = if created {
+    let body: PutSecretBody = json::body(body)?;
+    let command = PutSecret {
+        name,
+        value: body.value,
+    };
+    let stored = state.services.secrets.run(&actor, command).await?;
+    let status = if stored.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(with_status(status, SecretDto::from(&meta)))
+    Ok(with_status(status, SecretDto::from(&stored.meta)))
 }
 
 /// `DELETE /v1/secrets/{name}`: 204, or 404 when the caller has no such secret.
@@ -155,19 +110,11 @@ pub(crate) async fn put(
     responses((status = 204), (status = 403), (status = 404)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let name = secret_name(name).map_err(|_invalid| ApiError::NotFound("no such secret"))?;
-    let removed = state
-        .service
-        .store()
-        .delete_secret(principal.user, &name)
-        .await
-        .map_err(internal)?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("no such secret"))
-    }
+    let Path(name) = name.map_err(|_rejected| ApiError::NotFound("no such secret"))?;
+    let command = DeleteSecret { name };
+    state.services.secrets.run(&actor, command).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

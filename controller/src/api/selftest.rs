@@ -2,24 +2,23 @@
 //! self-test's API (see [`crate::sandboxes::selftest`]).
 //!
 //! A create with `"selftest": "required"` whose self-test does not pass answers
-//! `422 {"error":"selftest_failed","message":..,"sandbox":..,"selftest":..}`: the sandbox
-//! exists, has ended `failed` with reason `error`, and holds nothing in Docker.
+//! `422 {"error":"selftest_failed","message":..,"sandbox":..,"selftest":..}`
+//! ([`ApiError::SelftestFailed`]): the sandbox exists, has ended `failed` with reason
+//! `error`, and holds nothing in Docker.
 
 use airlock_probe::Report;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::dto::{rfc3339, SandboxDto};
+use super::dto::rfc3339;
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
-use super::{with_status, AppState, Principal};
-use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
-use crate::sandbox::SandboxId;
-use crate::store::{Sandbox, Scope};
+use super::AppState;
+use crate::audit::Actor;
+use crate::sandbox::selftest::{Selftest, SelftestMode};
+use crate::sandboxes::{GetSelftest, RunSelftest};
 
 /// The create request's `selftest`: `true`, `false` or `"required"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -56,14 +55,6 @@ pub struct SelftestDto {
     pub report: Option<Report>,
 }
 
-#[derive(Serialize)]
-struct SelftestFailed {
-    error: &'static str,
-    message: String,
-    sandbox: SandboxDto,
-    selftest: SelftestDto,
-}
-
 // === impl SelftestField ===
 
 impl SelftestField {
@@ -95,13 +86,18 @@ impl From<&Selftest> for SelftestDto {
     responses((status = 200, body = SelftestDto), (status = 404)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SelftestDto>, ApiError> {
     let id = sandbox_id(id)?;
-    latest(&state, principal.scope(), id)
-        .await?
-        .map(Json)
+    let selftest = state
+        .services
+        .sandboxes
+        .run(&actor, GetSelftest { id })
+        .await?;
+    selftest
+        .as_ref()
+        .map(|selftest| Json(SelftestDto::from(selftest)))
         .ok_or(ApiError::NotFound("no self-test has run for this sandbox"))
 }
 
@@ -112,49 +108,16 @@ pub(crate) async fn get(
     responses((status = 200, body = SelftestDto), (status = 403), (status = 404), (status = 409)))]
 pub(crate) async fn run(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SelftestDto>, ApiError> {
     let id = sandbox_id(id)?;
-    let selftest = state.service.run_selftest(principal.scope(), id).await?;
+    let selftest = state
+        .services
+        .sandboxes
+        .run(&actor, RunSelftest { id })
+        .await?;
     Ok(Json(SelftestDto::from(&selftest)))
-}
-
-/// The latest result for the sandbox DTO.
-pub(crate) async fn latest(
-    state: &AppState,
-    scope: Scope,
-    id: SandboxId,
-) -> Result<Option<SelftestDto>, ApiError> {
-    let selftest = state.service.selftest(scope, id).await?;
-    Ok(selftest.as_ref().map(SelftestDto::from))
-}
-
-/// Runs the self-test of a just-created sandbox: 201 with the sandbox and its result, or
-/// (required mode, not passed) 422 with the failed sandbox.
-pub(crate) async fn after_create(
-    state: &AppState,
-    sandbox: Sandbox,
-    mode: SelftestMode,
-) -> Result<Response, ApiError> {
-    let (sandbox, selftest) = state.service.selftest_after_create(sandbox, mode).await?;
-    let mut dto = SandboxDto::from(&sandbox);
-    let result = SelftestDto::from(&selftest);
-    if mode == SelftestMode::Required && selftest.status != SelftestStatus::Passed {
-        let failed = selftest.report.as_ref().map_or(0, |r| r.fail_count);
-        let body = SelftestFailed {
-            error: "selftest_failed",
-            message: format!(
-                "the isolation self-test {} ({failed} check(s) failed); the sandbox was removed",
-                selftest.status.as_str()
-            ),
-            sandbox: dto,
-            selftest: result,
-        };
-        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, body));
-    }
-    dto.selftest = Some(result);
-    Ok(with_status(StatusCode::CREATED, dto))
 }
 
 #[cfg(test)]

@@ -13,22 +13,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-use tracing::info;
 use utoipa::ToSchema;
 
+use super::dto::rfc3339;
 use super::error::ApiError;
-use super::users::json_body;
-use super::{with_status, AppState, Principal};
-use crate::accounts::credential::{NewToken, TokenKind};
+use super::{json, with_status, AppState};
 use crate::accounts::user::{Scopes, TokenScope};
-use crate::store::{ApiToken, NewApiToken, StoreError, TokenId};
-
-/// Longest token name.
-const MAX_NAME_BYTES: usize = 100;
-/// Longest token lifetime: one year.
-const MAX_EXPIRES_IN_S: u64 = 366 * 86_400;
+use crate::accounts::{fields, CreateToken, ListTokens, RevokeToken, TokenOwner};
+use crate::audit::Actor;
+use crate::store::{ApiToken, TokenId};
 
 /// `POST /v1/tokens`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -88,14 +81,8 @@ impl From<&ApiToken> for TokenDto {
     }
 }
 
-/// RFC 3339 text of a timestamp.
-pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
-        .unwrap_or_else(|_unformattable| at.to_string())
-}
-
-/// Parses and checks requested scopes against what `principal` may grant.
-pub(crate) fn parse_scopes(names: &[String], principal: &Principal) -> Result<Scopes, ApiError> {
+/// Parses requested scope names: at least one, each known.
+fn parse_scopes(names: &[String]) -> Result<Scopes, ApiError> {
     let scopes = names
         .iter()
         .map(|name| name.parse::<TokenScope>())
@@ -106,11 +93,6 @@ pub(crate) fn parse_scopes(names: &[String], principal: &Principal) -> Result<Sc
     if scopes.is_empty() {
         return Err(ApiError::field("scopes", "must name at least one scope"));
     }
-    if !scopes.is_subset(Scopes::allowed_for(principal.role)) {
-        return Err(ApiError::Forbidden(
-            "a token cannot have scopes beyond the caller's role and token",
-        ));
-    }
     Ok(scopes)
 }
 
@@ -119,14 +101,9 @@ pub(crate) fn parse_scopes(names: &[String], principal: &Principal) -> Result<Sc
     responses((status = 200, body = [TokenDto])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Json<Vec<TokenDto>>, ApiError> {
-    let tokens = state
-        .service
-        .store()
-        .list_api_tokens(principal.scope())
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let tokens = state.services.accounts.run(&actor, ListTokens).await?;
     Ok(Json(tokens.iter().map(TokenDto::from).collect()))
 }
 
@@ -136,46 +113,24 @@ pub(crate) async fn list(
     responses((status = 201, body = NewTokenDto), (status = 400), (status = 403)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    principal.require_session()?;
-    let dto: CreateTokenBody = json_body(body)?;
-    let name = dto.name.trim().to_owned();
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(ApiError::field("name", "must be 1 to 100 bytes"));
-    }
-    let scopes = parse_scopes(&dto.scopes, &principal)?;
-    let expires_at = match dto.expires_in_s {
-        None => None,
-        Some(secs) if (1..=MAX_EXPIRES_IN_S).contains(&secs) => {
-            Some(crate::store::now() + Duration::from_secs(secs))
-        }
-        Some(_) => return Err(ApiError::field("expires_in_s", "must be 1 to 31622400")),
+    // Refused callers learn nothing about their body.
+    CreateToken::require_session(&actor)?;
+    let dto: CreateTokenBody = json::body(body)?;
+    let command = CreateToken {
+        owner: TokenOwner::Actor,
+        name: fields::token_name(&dto.name)?,
+        scopes: parse_scopes(&dto.scopes)?,
+        expires_in: dto.expires_in_s.map(Duration::from_secs),
     };
-    let token = NewToken::generate(TokenKind::Api);
-    let new = NewApiToken {
-        user: principal.user,
-        name,
-        scopes,
-        hash: token.hash.clone(),
-        expires_at,
-    };
-    let stored = state
-        .service
-        .store()
-        .create_api_token(new)
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
-    info!(user.id = %principal.user, token.id = %stored.id, "API token created");
+    let issued = state.services.accounts.run(&actor, command).await?;
     let dto = NewTokenDto {
-        token: token.text,
-        info: TokenDto::from(&stored),
+        token: issued.text,
+        info: TokenDto::from(&issued.token),
     };
-    let mut response = with_status(StatusCode::CREATED, dto);
-    let object = super::audit::AuditObject(stored.id.to_string());
-    response.extensions_mut().insert(object);
-    Ok(response)
+    Ok(with_status(StatusCode::CREATED, dto))
 }
 
 /// `DELETE /v1/tokens/{id}`: revokes the token (204, also when already revoked); another
@@ -185,24 +140,17 @@ pub(crate) async fn create(
     responses((status = 204), (status = 404)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such token"))?;
     let id: TokenId = id
         .parse()
         .map_err(|_malformed| ApiError::NotFound("no such token"))?;
-    match state
-        .service
-        .store()
-        .revoke_api_token(principal.scope(), id)
-        .await
-    {
-        Ok(()) => {
-            info!(user.id = %principal.user, token.id = %id, "API token revoked");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Err(StoreError::NotFound) => Err(ApiError::NotFound("no such token")),
-        Err(error) => Err(ApiError::Internal(error.to_string())),
-    }
+    state
+        .services
+        .accounts
+        .run(&actor, RevokeToken { id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,8 @@
 //! - [`ledger`]: the puller that moves the proxy's event spool into the store, then acks.
 //! - [`policy`]: the policy a sandbox runs under, validated by the egress crate's own type.
 //! - [`ceilings`]: the operator's ceilings, which bound every tenant policy.
+//! - [`authority`]: the policy authority service: a request's effective policy under its
+//!   ceiling, and the commands that read and replace the ceilings.
 //! - [`infrastructure`]: the deployment's own address space, pushed to the proxy (which
 //!   refuses it whatever a policy says) before any entry after a proxy (re)start.
 //!
@@ -20,6 +22,7 @@
 //! - Ledger events are acknowledged only after the transaction storing them committed.
 
 pub mod admin;
+pub mod authority;
 pub mod ceilings;
 pub mod infrastructure;
 pub mod ledger;
@@ -48,6 +51,10 @@ use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};
 use admin::{AdminClient, PutSandbox};
+pub use authority::{
+    import_policy_file, CeilingsView, GetCeilings, GetInfrastructure, PolicyAuthority, PolicyError,
+    PutCeilings,
+};
 use infrastructure::InfraSources;
 pub use policy::{EgressPolicy, TenantPolicy};
 

@@ -8,7 +8,8 @@
 //! - [`allow`] decides which images a create may name (`AIRLOCK_IMAGES`, pinned by digest);
 //! - [`catalog`] holds the allowed images' live status, and [`prepull`] loads the missing
 //!   ones at start from the bundle folder (or a registry);
-//! - [`progress`] renders transfers (a bar on a TTY, plain lines otherwise).
+//! - [`progress`] renders transfers (a bar on a TTY, plain lines otherwise);
+//! - [`service`] is the images service: the admission of a create and `GET /v1/images`.
 //!
 //! Invariant: nothing reaches a daemon before [`archive::verify`] accepted the archive and any
 //! `SHA256SUMS` next to it.
@@ -21,6 +22,8 @@ pub mod command;
 pub mod load;
 pub mod prepull;
 pub mod progress;
+pub mod service;
 
 pub use archive::{verify, ArchiveError, ArchiveFormat, ArchiveImage, VerifiedArchive};
 pub use load::{LoadError, Node, Transfer};
+pub use service::{ImageError, Images, ImagesView, ListImages};

@@ -1,8 +1,9 @@
 //! `airlock admin …`: account management against the store, offline. `create-user` makes an
 //! account (with a password read from stdin when `--password-stdin` is given: the first
 //! line, without its newline); `create-token` prints a new API token once; `rotate-key`
-//! re-encrypts every secret under a new key in one transaction. Each is audited (credential
-//! `cli`).
+//! re-encrypts every secret under a new key in one transaction. They run the same commands
+//! as the API (`accounts::CreateUser`, `accounts::CreateToken`, `secrets::RotateKey`), as the
+//! CLI actor, whose audit rows name the credential `cli`.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -10,10 +11,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::accounts::user::{Role, Scopes, TokenScope};
-use crate::accounts::{self, CreateUser};
+use crate::accounts::{Accounts, CreateToken, CreateUser, TokenOwner};
+use crate::audit::{Actor, AuditLog};
 use crate::config::{parse_duration, Config};
-use crate::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
-use crate::store::{NewAuditRecord, Store, StoreError};
+use crate::secrets::vault::{KeySource, SecretKey};
+use crate::secrets::{RotateKey, Secrets};
+use crate::store::Store;
 
 /// `airlock admin …`
 #[derive(Debug, Subcommand)]
@@ -92,7 +95,7 @@ impl AdminCommand {
             let store = Store::connect(&config.database).await?;
             let result = match self {
                 Self::RotateKey(args) => rotate_key(config, &store, &args, out).await,
-                other => other.run_on(&store, password, out).await,
+                other => other.run_on(&store, config, password, out).await,
             };
             store.close().await;
             result
@@ -102,9 +105,13 @@ impl AdminCommand {
     async fn run_on(
         self,
         store: &Store,
+        config: &Config,
         password: Option<String>,
         out: &mut impl Write,
     ) -> anyhow::Result<()> {
+        let audit = AuditLog::new(store.clone());
+        let accounts = Accounts::new(store.clone(), audit, config.quota);
+        let actor = Actor::cli();
         match self {
             Self::CreateUser(args) => {
                 let create = CreateUser {
@@ -113,17 +120,18 @@ impl AdminCommand {
                     role: args.role,
                     password,
                 };
-                let user = accounts::create_user(store, create).await?;
-                audit(store, "admin.create-user", &user.email, None).await?;
+                let user = accounts.run(&actor, create).await?;
                 writeln!(out, "created {} {} ({})", user.role, user.email, user.id)?;
             }
             Self::CreateToken(args) => {
-                audit(store, "admin.create-token", &args.email, Some(&args.name)).await?;
-                let scopes: Scopes = args.scopes.into_iter().collect();
-                let token =
-                    accounts::create_token(store, &args.email, &args.name, scopes, args.expires_in)
-                        .await?;
-                writeln!(out, "{token}")?;
+                let create = CreateToken {
+                    owner: TokenOwner::Email(args.email),
+                    name: args.name,
+                    scopes: args.scopes.into_iter().collect::<Scopes>(),
+                    expires_in: args.expires_in,
+                };
+                let issued = accounts.run(&actor, create).await?;
+                writeln!(out, "{}", issued.text)?;
             }
             Self::RotateKey(_) => anyhow::bail!("rotate-key runs through AdminCommand::run"),
         }
@@ -140,36 +148,18 @@ async fn rotate_key(
     args: &RotateKeyArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let (old_key, source) = SecretKey::load_existing(config.secret_key.as_ref(), &config.data_dir)?;
-    let new_key = SecretKey::read_file(&args.new_key_file)?;
-    anyhow::ensure!(old_key != new_key, "the new key is the current key");
-    let (old, new) = (Vault::new(&old_key), Vault::new(&new_key));
-    let resealed = store
-        .rotate_secrets(
-            |check| old.matches(check),
-            |secret| {
-                let value = old.open_secret(secret.owner, &secret.name, &secret.sealed)?;
-                Ok::<_, VaultError>(new.seal(secret.owner, &secret.name, &value))
-            },
-            new.check_value(),
-        )
-        .await
-        .map_err(|error| match error {
-            StoreError::KeyMismatch => anyhow::Error::from(VaultError::KeyMismatch {
-                source_name: source.to_string(),
-            }),
-            other => other.into(),
-        })??;
-    audit(
-        store,
-        "admin.rotate-key",
-        "secrets",
-        Some(&format!("{resealed} re-encrypted")),
-    )
-    .await?;
+    let (old, source) = SecretKey::load_existing(config.secret_key.as_ref(), &config.data_dir)?;
+    let new = SecretKey::read_file(&args.new_key_file)?;
+    let secrets = Secrets::new(store.clone(), AuditLog::new(store.clone()), None);
+    let rotate = RotateKey {
+        old,
+        source: source.clone(),
+        new: new.clone(),
+    };
+    let resealed = secrets.run(&Actor::cli(), rotate).await?;
     match &source {
         KeySource::File(path) => {
-            new_key.write_file(path)?;
+            new.write_file(path)?;
             writeln!(
                 out,
                 "re-encrypted {resealed} secret(s); {} now holds the new key",
@@ -184,24 +174,6 @@ async fn rotate_key(
             args.new_key_file.display()
         )?,
     }
-    Ok(())
-}
-
-/// Appends an audit record for an offline admin action.
-async fn audit(
-    store: &Store,
-    action: &str,
-    object: &str,
-    detail: Option<&str>,
-) -> anyhow::Result<()> {
-    let record = NewAuditRecord {
-        token: Some("cli".to_owned()),
-        action: action.to_owned(),
-        object: Some(object.to_owned()),
-        detail: detail.map(str::to_owned),
-        ..NewAuditRecord::default()
-    };
-    store.append_audit(&record).await?;
     Ok(())
 }
 

@@ -20,8 +20,10 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::accounts::user::Scopes;
-use crate::accounts::ADMIN_EMAIL;
-use crate::accounts::{self, AccountsError};
+use crate::accounts::{
+    AccountError, Accounts, CreateToken, EnsureBootstrapAdmin, TokenOwner, ADMIN_EMAIL,
+};
+use crate::audit::{Actor, AuditLog};
 use crate::config::{BootstrapAdmin, Config, Secret};
 use crate::store::Store;
 
@@ -33,7 +35,7 @@ pub const INITIAL_ADMIN_FILE: &str = "initial-admin.json";
 pub enum FirstBootError {
     /// The account or token could not be created.
     #[error(transparent)]
-    Accounts(#[from] AccountsError),
+    Accounts(#[from] AccountError),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -74,9 +76,16 @@ pub async fn ensure_initial_admin(
         email: ADMIN_EMAIL.to_owned(),
         password: Secret::new(password.clone()),
     };
-    accounts::ensure_bootstrap_admin(store, &admin).await?;
-    let token =
-        accounts::create_token(store, ADMIN_EMAIL, "initial-admin", Scopes::FULL, None).await?;
+    let accounts = Accounts::new(store.clone(), AuditLog::new(store.clone()), config.quota);
+    let boot = Actor::boot();
+    accounts.run(&boot, EnsureBootstrapAdmin { admin }).await?;
+    let create = CreateToken {
+        owner: TokenOwner::Email(ADMIN_EMAIL.to_owned()),
+        name: "initial-admin".to_owned(),
+        scopes: Scopes::FULL,
+        expires_in: None,
+    };
+    let token = accounts.run(&boot, create).await?.text;
     let body = InitialAdmin {
         email: ADMIN_EMAIL,
         password: &password,
@@ -147,7 +156,10 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let token = json["token"].as_str().unwrap();
-        let bearer = store.api_token_bearer(&hash_token(token)).await.unwrap();
+        let bearer = store
+            .api_token_bearer(&hash_token(token), crate::store::now())
+            .await
+            .unwrap();
         assert!(bearer.is_some());
         let password = json["password"].as_str().unwrap();
         let (_user, hash) = store.user_login(ADMIN_EMAIL).await.unwrap().unwrap();

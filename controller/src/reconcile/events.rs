@@ -4,7 +4,7 @@
 //! It subscribes to the node's `die`, `oom`, `kill` and `destroy` events of `airlock.*`-labelled
 //! containers ([`crate::docker::DockerClient::container_events`]). A `die` or `destroy` of a sandbox's current
 //! container (matched by sandbox id, generation label and container id) is handed to
-//! `SandboxService::observe_end_signalled`, the same code `wait` uses, so the two paths agree
+//! `Sandboxes::observe_end_signalled`, the same code `wait` uses, so the two paths agree
 //! and race safely: every end is a generation-fenced transition, and the loser reads the
 //! winner's result. A `kill` that we did not send (the sandbox is not stopping and no stop was
 //! asked) marks the container as signalled, so a later exit by signal ends it `killed`.
@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::docker::client::events::{ContainerAction, ContainerEvent};
 use crate::reconcile::{Pass, Reconciler};
 use crate::sandbox::{DesiredState, SandboxId, SandboxState};
-use crate::sandboxes::SandboxService;
+use crate::sandboxes::Sandboxes;
 use crate::store::Scope;
 
 /// First wait before reconnecting a failed event stream.
@@ -37,7 +37,7 @@ const MAX_SIGNALLED: usize = 4096;
 /// Watches one node's container events for the life of the server.
 #[derive(Debug)]
 pub struct EventWatcher {
-    service: SandboxService,
+    sandboxes: Sandboxes,
     reconciler: Reconciler,
     node: String,
     signalled: HashSet<String>,
@@ -48,9 +48,9 @@ pub struct EventWatcher {
 impl EventWatcher {
     /// A watcher of `node` that records ends through `service` and reconciles with
     /// `reconciler` after every reconnect.
-    pub fn new(service: SandboxService, reconciler: Reconciler, node: &str) -> Self {
+    pub fn new(sandboxes: Sandboxes, reconciler: Reconciler, node: &str) -> Self {
         Self {
-            service,
+            sandboxes,
             reconciler,
             node: node.to_owned(),
             signalled: HashSet::new(),
@@ -85,7 +85,7 @@ impl EventWatcher {
     /// event (the backoff then starts over). After a reconnect, the reconcile pass runs beside
     /// the open stream, so nothing falls between them.
     async fn watch_once(&mut self, reconnect: bool) -> bool {
-        let stream = self.service.docker().container_events(&self.node);
+        let stream = self.reconciler.docker.container_events(&self.node);
         tokio::pin!(stream);
         let reconciler = self.reconciler.clone();
         let pass = async move {
@@ -148,7 +148,7 @@ impl EventWatcher {
 
     /// Remembers a `kill` that no stop of ours explains.
     async fn note_kill(&mut self, id: SandboxId, event: ContainerEvent) {
-        let Ok(Some(sandbox)) = self.service.store().get_sandbox(Scope::All, id).await else {
+        let Ok(Some(sandbox)) = self.reconciler.store.get_sandbox(Scope::All, id).await else {
             return;
         };
         let ours =
@@ -165,7 +165,7 @@ impl EventWatcher {
     /// Records the end of the sandbox's current container; anything else (an older
     /// incarnation, a sandbox being deleted, one already ended) is left alone.
     async fn record_end(&self, id: SandboxId, event: &ContainerEvent, signalled: bool) {
-        let sandbox = match self.service.store().get_sandbox(Scope::All, id).await {
+        let sandbox = match self.reconciler.store.get_sandbox(Scope::All, id).await {
             Ok(Some(sandbox)) => sandbox,
             Ok(None) => return,
             Err(error) => {
@@ -179,7 +179,7 @@ impl EventWatcher {
             return;
         }
         let result = self
-            .service
+            .sandboxes
             .observe_end_signalled(id, &event.container, signalled)
             .await;
         if let Err(error) = result {

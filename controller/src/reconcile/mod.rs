@@ -28,9 +28,10 @@ use crate::docker::client::listing::{ListedContainer, ListedNetwork, ListedState
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
 use crate::metrics::{Metrics, PassKind};
-use crate::sandbox::timeouts::{self, Activity};
+use crate::sandbox::timeouts;
 use crate::sandbox::EndReason;
 use crate::sandbox::{SandboxEvent, SandboxId, SandboxState};
+use crate::sandboxes::Activity;
 use crate::store::{ListQuery, Sandbox, Scope, Store, StoreError};
 use plan::{Action, Clock, Labelled, Observation, ObservedContainer, Phase, SandboxView, Step};
 

@@ -270,7 +270,9 @@ fn check_env(env: Vec<(String, String)>, errors: &mut Vec<FieldError>) -> Vec<En
     vars
 }
 
-pub(crate) fn is_env_name(name: &str) -> bool {
+/// Whether `name` is an environment variable name: letters, digits and `_`, not starting with
+/// a digit.
+pub fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

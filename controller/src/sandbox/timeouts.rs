@@ -10,7 +10,8 @@
 //!
 //! `idle_timeout_s` ends a sandbox with reason `idle` when it has shown no activity (new log
 //! output or an exec) for that long. How activity is observed, and why:
-//! - Exec is seen in-process: the service stamps the sandbox's [`Activity`] when an exec
+//! - Exec is seen in-process: the service stamps the sandbox's
+//!   [`crate::sandboxes::Activity`] when an exec
 //!   starts and when it ends.
 //! - Output is *not* watched continuously (the log follower stays lazy, so a sandbox nobody
 //!   reads costs no open stream). Instead the timeout tick, when the in-memory last activity
@@ -21,16 +22,14 @@
 //! - Docker's json-file driver logs a line when it ends with a newline (or fills 16 KiB): a
 //!   process that prints a partial line without a newline does not count as active.
 //! - Activity lives in memory. After a controller restart every sandbox's idle clock starts
-//!   again from the process start ([`Activity::floor`]), so a restart never ends a sandbox
+//!   again from the process start (`Activity::floor`), so a restart never ends a sandbox
 //!   early; it may only end one up to one idle period late.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{EndReason, SandboxId};
+use super::EndReason;
 
 /// When a sandbox created at `created_at` with `timeout` must end.
 pub fn deadline(created_at: OffsetDateTime, timeout: Duration) -> OffsetDateTime {
@@ -62,58 +61,6 @@ pub fn last_activity(
     seen.into_iter()
         .chain([floor])
         .fold(created_at, OffsetDateTime::max)
-}
-
-/// The last activity seen per sandbox; cheap to clone, shared by exec and the reconciler.
-#[derive(Clone, Debug)]
-pub struct Activity {
-    seen: Arc<Mutex<HashMap<SandboxId, OffsetDateTime>>>,
-    floor: OffsetDateTime,
-}
-
-// === impl Activity ===
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new(OffsetDateTime::now_utc())
-    }
-}
-
-impl Activity {
-    /// A tracker whose idle clocks start no earlier than `floor` (the process start).
-    pub fn new(floor: OffsetDateTime) -> Self {
-        Self {
-            seen: Arc::default(),
-            floor,
-        }
-    }
-
-    /// No sandbox counts as idle since before this time.
-    pub fn floor(&self) -> OffsetDateTime {
-        self.floor
-    }
-
-    /// Records activity of `id` at `at`; an older time than the one known is ignored.
-    pub fn touch(&self, id: SandboxId, at: OffsetDateTime) {
-        let mut seen = self.lock();
-        let entry = seen.entry(id).or_insert(at);
-        *entry = (*entry).max(at);
-    }
-
-    /// The last activity recorded for `id`.
-    pub fn get(&self, id: SandboxId) -> Option<OffsetDateTime> {
-        self.lock().get(&id).copied()
-    }
-
-    /// Forgets every sandbox not in `live`.
-    pub fn retain(&self, live: &HashSet<SandboxId>) {
-        self.lock().retain(|id, _| live.contains(id));
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<SandboxId, OffsetDateTime>> {
-        // The map holds plain timestamps: a panic elsewhere cannot leave it inconsistent.
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 #[cfg(test)]
@@ -158,19 +105,5 @@ mod tests {
         assert_eq!(last_activity(at(5), Some(at(3)), at(1)), at(5));
         // After a restart, the floor (process start) wins over older activity.
         assert_eq!(last_activity(at(5), Some(at(9)), at(20)), at(20));
-    }
-
-    #[test]
-    fn activity_keeps_the_latest_touch_and_forgets_dead_sandboxes() {
-        let activity = Activity::new(at(0));
-        let (a, b) = (SandboxId::new(), SandboxId::new());
-        activity.touch(a, at(5));
-        activity.touch(a, at(3));
-        activity.touch(b, at(7));
-        assert_eq!(activity.get(a), Some(at(5)));
-        activity.retain(&HashSet::from([b]));
-        assert_eq!(activity.get(a), None);
-        assert_eq!(activity.get(b), Some(at(7)));
-        assert_eq!(activity.floor(), at(0));
     }
 }

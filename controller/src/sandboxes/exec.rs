@@ -8,7 +8,7 @@
 //!   `timed_out: true`, no exit code and the output read so far. Docker has no call that
 //!   kills an exec, so the process is abandoned: it keeps running inside the sandbox, bounded
 //!   by the sandbox's pids, memory and lifetime limits, until it exits or the sandbox ends.
-//! - The interactive form (the WebSocket, [`SandboxService::exec_attach`]) attaches stdin and
+//! - The interactive form (the WebSocket, [`AttachExec`]) attaches stdin and
 //!   may ask for a TTY; the caller pumps its input and output. The same holds for its timeout,
 //!   and for a client that goes away: its stdin closes, but a process that ignores that keeps
 //!   running within the sandbox's limits.
@@ -20,10 +20,10 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::instrument;
 
+use super::{SandboxError, Sandboxes};
+use crate::audit::{status, Actor, Command, Entry};
 use crate::docker::{AttachedExec, ExecCommand, OutputChunks, OutputStream};
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::sandboxes::{SandboxService, ServiceError};
-use crate::store::Scope;
 
 /// Most bytes of stdout, and of stderr, returned by one exec.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -43,6 +43,55 @@ pub struct ExecRequest {
     pub timeout: Duration,
     /// Bytes for stdin.
     pub stdin: Option<Vec<u8>>,
+}
+
+/// `POST /v1/sandboxes/{id}/exec`: runs a command to its end (or its timeout) and returns
+/// its exit code and output.
+#[derive(Clone, Debug)]
+pub struct Exec {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// What to run.
+    pub request: ExecRequest,
+}
+
+/// The interactive exec's first step, before the WebSocket upgrade: the running sandbox to
+/// exec in (not found, or a conflict when it is not running).
+#[derive(Clone, Copy, Debug)]
+pub struct OpenExec {
+    /// The sandbox.
+    pub id: SandboxId,
+}
+
+/// Starts an interactive exec in `target`: stdin attached and, with `tty`, a terminal. The
+/// caller pumps the returned streams; `request.timeout` and `request.stdin` are its business.
+#[derive(Clone, Debug)]
+pub struct AttachExec {
+    /// Where it runs (from [`OpenExec`]).
+    pub target: ExecTarget,
+    /// What to run.
+    pub request: ExecRequest,
+    /// Whether to allocate a terminal.
+    pub tty: bool,
+}
+
+/// Resizes an interactive exec's terminal.
+#[derive(Clone, Debug)]
+pub struct ResizeExec {
+    /// The exec's id.
+    pub exec: String,
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+}
+
+/// An interactive exec's exit code, once Docker marks it finished (briefly after its output
+/// closes); `None` when it does not within a few seconds.
+#[derive(Clone, Debug)]
+pub struct ExecExitCode {
+    /// The exec's id.
+    pub exec: String,
 }
 
 /// How an exec went.
@@ -81,24 +130,29 @@ struct Capture {
     truncated: bool,
 }
 
-// === impl SandboxService (exec) ===
+// === impl Exec ===
 
-impl SandboxService {
-    /// Runs `request` in the sandbox. 404 when `scope` cannot see it, a conflict when it is
-    /// not running.
-    #[instrument(skip_all, fields(sandbox.id = %id))]
-    pub async fn exec(
-        &self,
-        scope: Scope,
-        id: SandboxId,
-        request: ExecRequest,
-    ) -> Result<ExecOutcome, ServiceError> {
-        let target = self.exec_target(scope, id).await?;
+impl Command<Sandboxes> for Exec {
+    type Output = ExecOutcome;
+    type Error = SandboxError;
+
+    #[instrument(skip_all, fields(sandbox.id = %self.id))]
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let (id, request) = (self.id, self.request);
+        let target = sandboxes.exec_target(actor, id).await?;
         let command = target.command(request.cmd, request.env, request.stdin);
         let started = Instant::now();
         // An exec is activity for the idle timeout, when it starts and when it ends.
-        self.activity().touch(id, OffsetDateTime::now_utc());
-        let session = match self.docker().exec_start(&target.container, &command).await {
+        sandboxes.activity.touch(id, OffsetDateTime::now_utc());
+        let session = match sandboxes
+            .docker
+            .exec_start(&target.container, &command)
+            .await
+        {
             Ok(session) => session,
             // The container stopped between the store read and the exec.
             Err(error) if error.is_conflict() => return Err(not_running("stopped")),
@@ -106,32 +160,97 @@ impl SandboxService {
         };
         let mut capture = Capture::default();
         let read = tokio::time::timeout(request.timeout, capture.read(session.output)).await;
-        self.activity().touch(id, OffsetDateTime::now_utc());
+        sandboxes.activity.touch(id, OffsetDateTime::now_utc());
         let exit_code = match read {
             Err(_elapsed) => None,
             Ok(result) => {
                 result?;
-                self.exit_code(&session.id).await?
+                sandboxes.exit_code(&session.id).await?
             }
         };
-        Ok(ExecOutcome {
-            timed_out: exit_code.is_none(),
-            exit_code,
-            stdout: capture.stdout,
-            stderr: capture.stderr,
-            truncated: capture.truncated,
-            duration: started.elapsed(),
-        })
+        let entry = Entry::new("POST /v1/sandboxes/{id}/exec", status::OK).object(id);
+        sandboxes.peers.audit.record(actor, entry).await;
+        Ok(capture.outcome(exit_code, started.elapsed()))
     }
+}
 
-    /// The running sandbox `scope` may exec in: 404 when it cannot see it, a conflict when it
-    /// is not running.
-    pub async fn exec_target(
-        &self,
-        scope: Scope,
-        id: SandboxId,
-    ) -> Result<ExecTarget, ServiceError> {
-        let sandbox = self.get(scope, id).await?;
+// === impl OpenExec ===
+
+impl Command<Sandboxes> for OpenExec {
+    type Output = ExecTarget;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<ExecTarget, SandboxError> {
+        sandboxes.exec_target(actor, self.id).await
+    }
+}
+
+// === impl AttachExec ===
+
+impl Command<Sandboxes> for AttachExec {
+    type Output = AttachedExec;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        _actor: &Actor,
+    ) -> Result<AttachedExec, SandboxError> {
+        let (target, request) = (self.target, self.request);
+        let command = target.command(request.cmd, request.env, None);
+        sandboxes
+            .activity
+            .touch(target.sandbox, OffsetDateTime::now_utc());
+        match sandboxes
+            .docker
+            .exec_attach(&target.container, &command, self.tty)
+            .await
+        {
+            Ok(attached) => Ok(attached),
+            Err(error) if error.is_conflict() => Err(not_running("stopped")),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+// === impl ResizeExec ===
+
+impl Command<Sandboxes> for ResizeExec {
+    type Output = ();
+    type Error = SandboxError;
+
+    async fn execute(self, sandboxes: &Sandboxes, _actor: &Actor) -> Result<(), SandboxError> {
+        let docker = &sandboxes.docker;
+        Ok(docker.exec_resize(&self.exec, self.cols, self.rows).await?)
+    }
+}
+
+// === impl ExecExitCode ===
+
+impl Command<Sandboxes> for ExecExitCode {
+    type Output = Option<i64>;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        _actor: &Actor,
+    ) -> Result<Option<i64>, SandboxError> {
+        sandboxes.exit_code(&self.exec).await
+    }
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// The running sandbox `actor` may exec in: not found when it cannot see it, a conflict
+    /// when it is not running.
+    async fn exec_target(&self, actor: &Actor, id: SandboxId) -> Result<ExecTarget, SandboxError> {
+        let sandbox = self.visible(actor.scope(), id).await?;
         match (&sandbox.container_id, sandbox.state) {
             (Some(container), SandboxState::Running) => Ok(ExecTarget {
                 sandbox: id,
@@ -142,40 +261,12 @@ impl SandboxService {
         }
     }
 
-    /// Starts `cmd` with `env` in `target` for interactive use: stdin attached and, with
-    /// `tty`, a terminal. The caller pumps the returned streams; `request.timeout` and
-    /// `request.stdin` are the caller's business. Counts as activity for the idle timeout.
-    pub async fn exec_attach(
-        &self,
-        target: &ExecTarget,
-        request: &ExecRequest,
-        tty: bool,
-    ) -> Result<AttachedExec, ServiceError> {
-        let command = target.command(request.cmd.clone(), request.env.clone(), None);
-        self.activity()
-            .touch(target.sandbox, OffsetDateTime::now_utc());
-        match self
-            .docker()
-            .exec_attach(&target.container, &command, tty)
-            .await
-        {
-            Ok(attached) => Ok(attached),
-            Err(error) if error.is_conflict() => Err(not_running("stopped")),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// Resizes an interactive exec's terminal.
-    pub async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), ServiceError> {
-        Ok(self.docker().exec_resize(exec, cols, rows).await?)
-    }
-
     /// The exit code once Docker marks the exec finished (briefly after its output closes);
     /// `None` when it does not within a few seconds.
-    pub async fn exit_code(&self, exec: &str) -> Result<Option<i64>, ServiceError> {
+    async fn exit_code(&self, exec: &str) -> Result<Option<i64>, SandboxError> {
         let deadline = Instant::now() + EXIT_CODE_WAIT;
         loop {
-            if let Some(code) = self.docker().exec_exit_code(exec).await? {
+            if let Some(code) = self.docker.exec_exit_code(exec).await? {
                 return Ok(Some(code));
             }
             if Instant::now() >= deadline {
@@ -207,20 +298,32 @@ impl ExecTarget {
     }
 }
 
-fn not_running(state: &str) -> ServiceError {
-    ServiceError::Conflict(format!("the sandbox is not running (state: {state})"))
+fn not_running(state: &str) -> SandboxError {
+    SandboxError::Conflict(format!("the sandbox is not running (state: {state})"))
 }
 
 // === impl Capture ===
 
 impl Capture {
     /// Reads `output` to its end, keeping up to [`MAX_OUTPUT_BYTES`] of each stream.
-    async fn read(&mut self, mut output: OutputChunks) -> Result<(), ServiceError> {
+    async fn read(&mut self, mut output: OutputChunks) -> Result<(), SandboxError> {
         while let Some(chunk) = output.next().await {
             let chunk = chunk?;
             self.push(chunk.stream, &chunk.bytes);
         }
         Ok(())
+    }
+
+    /// How the exec went, given how it ended.
+    fn outcome(self, exit_code: Option<i64>, duration: Duration) -> ExecOutcome {
+        ExecOutcome {
+            timed_out: exit_code.is_none(),
+            exit_code,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            truncated: self.truncated,
+            duration,
+        }
     }
 
     fn push(&mut self, stream: OutputStream, bytes: &[u8]) {

@@ -11,8 +11,9 @@
 //! Invariants:
 //! - A run always ends in a stored result: `passed`, `failed` (a check found a hole), or
 //!   `error` (the probe could not run or printed no report). Only `passed` passes.
-//! - In `required` mode a sandbox whose self-test does not pass fails its create: it is
-//!   cleaned up like any failed create and ends `failed` with reason `error` (fail closed).
+//! - In `required` mode a sandbox whose self-test does not pass fails its create (see
+//!   [`super::create`]): it is cleaned up like any failed create and ends `failed` with
+//!   reason `error` (fail closed).
 //! - The probe container is removed after every run, whatever happened.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,15 +23,16 @@ use airlock_probe::{Plan, Report, Targets};
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use super::{SandboxError, Sandboxes};
+use crate::audit::{status, Actor, Command, Entry};
 use crate::config::{Config, DockerConfig};
 use crate::docker::spec::egress::bridge_ip;
 use crate::docker::spec::probe::{probe_body, probe_name};
 use crate::docker::Removal;
 use crate::sandbox::names::container_name;
-use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
+use crate::sandbox::selftest::Selftest;
 use crate::sandbox::{SandboxId, SandboxState};
-use crate::sandboxes::{SandboxService, ServiceError};
-use crate::store::{now, Sandbox, Scope, SelftestRecord};
+use crate::store::{now, Sandbox, SelftestRecord};
 
 /// Longest a probe run may take before it is killed.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(30);
@@ -44,6 +46,21 @@ const PROXY_VARS: [&str; 2] = ["HTTP_PROXY", "http_proxy"];
 pub const SELFTEST_FAILED: &str = "the isolation self-test did not pass";
 /// Largest probe output kept, in bytes.
 const OUTPUT_LIMIT: usize = 1024 * 1024;
+
+/// `POST /v1/sandboxes/{id}/selftest`: runs the self-test now on a running sandbox and
+/// stores the result (a failing result is still a success of the command).
+#[derive(Clone, Copy, Debug)]
+pub struct RunSelftest {
+    /// The sandbox.
+    pub id: SandboxId,
+}
+
+/// `GET /v1/sandboxes/{id}/selftest`: the latest result, if one ran.
+#[derive(Clone, Copy, Debug)]
+pub struct GetSelftest {
+    /// The sandbox.
+    pub id: SandboxId,
+}
 
 /// What the self-test needs from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,60 +133,60 @@ impl SelftestSettings {
     }
 }
 
-// === impl SandboxService ===
+// === impl RunSelftest ===
 
-impl SandboxService {
-    /// The sandbox's latest self-test, if one ran.
-    pub async fn selftest(
-        &self,
-        scope: Scope,
-        id: SandboxId,
-    ) -> Result<Option<Selftest>, ServiceError> {
-        self.get(scope, id).await?;
-        let record = self.store().get_selftest(id).await?;
-        Ok(record.map(from_record))
-    }
+impl Command<Sandboxes> for RunSelftest {
+    type Output = Selftest;
+    type Error = SandboxError;
 
-    /// Runs the self-test now on a running sandbox and stores the result.
-    #[instrument(skip_all, fields(sandbox.id = %id))]
-    pub async fn run_selftest(
-        &self,
-        scope: Scope,
-        id: SandboxId,
-    ) -> Result<Selftest, ServiceError> {
-        let sandbox = self.get(scope, id).await?;
+    #[instrument(skip_all, fields(sandbox.id = %self.id))]
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Selftest, SandboxError> {
+        let sandbox = sandboxes.visible(actor.scope(), self.id).await?;
         if sandbox.state != SandboxState::Running {
-            return Err(ServiceError::Conflict(format!(
+            return Err(SandboxError::Conflict(format!(
                 "the self-test needs a running sandbox; this one is {}",
                 sandbox.state.as_str()
             )));
         }
-        self.probe_and_store(&sandbox).await
+        let selftest = sandboxes.probe_and_store(&sandbox).await?;
+        let entry = Entry::new("POST /v1/sandboxes/{id}/selftest", status::OK).object(self.id);
+        sandboxes.peers.audit.record(actor, entry).await;
+        Ok(selftest)
     }
+}
 
-    /// Runs the self-test on a sandbox that was just created. In
-    /// [`SelftestMode::Required`], a result other than `passed` fails the sandbox (its objects
-    /// removed, its subnet released) and the failed sandbox is returned.
-    #[instrument(skip_all, fields(sandbox.id = %sandbox.id))]
-    pub async fn selftest_after_create(
+// === impl GetSelftest ===
+
+impl Command<Sandboxes> for GetSelftest {
+    type Output = Option<Selftest>;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<Option<Selftest>, SandboxError> {
+        sandboxes.visible(actor.scope(), self.id).await?;
+        sandboxes.latest_selftest(self.id).await
+    }
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// The sandbox's latest self-test, if one ran.
+    pub(super) async fn latest_selftest(
         &self,
-        sandbox: Sandbox,
-        mode: SelftestMode,
-    ) -> Result<(Sandbox, Selftest), ServiceError> {
-        let selftest = self.probe_and_store(&sandbox).await?;
-        if mode == SelftestMode::Required && selftest.status != SelftestStatus::Passed {
-            warn!(
-                sandbox.id = %sandbox.id,
-                selftest.status = selftest.status.as_str(),
-                "Required self-test did not pass; failing the sandbox"
-            );
-            let failed = self.fail_created(&sandbox, SELFTEST_FAILED).await?;
-            return Ok((failed, selftest));
-        }
-        Ok((sandbox, selftest))
+        id: SandboxId,
+    ) -> Result<Option<Selftest>, SandboxError> {
+        Ok(self.store.get_selftest(id).await?.map(from_record))
     }
 
-    async fn probe_and_store(&self, sandbox: &Sandbox) -> Result<Selftest, ServiceError> {
+    /// Runs the probe on `sandbox` and stores the result, whatever it is.
+    pub(super) async fn probe_and_store(
+        &self,
+        sandbox: &Sandbox,
+    ) -> Result<Selftest, SandboxError> {
         let selftest = match self.probe(sandbox).await {
             Ok(selftest) => selftest,
             Err(error) => Selftest::error(sandbox.generation, error.to_string(), now()),
@@ -180,20 +197,20 @@ impl SandboxService {
             selftest.failed = selftest.report.as_ref().map_or(0, |r| r.fail_count),
             "Self-test finished"
         );
-        self.store()
+        self.store
             .save_selftest(sandbox.id, &to_record(&selftest))
             .await?;
         Ok(selftest)
     }
 
     /// Builds the plan, runs the probe container and judges its output.
-    async fn probe(&self, sandbox: &Sandbox) -> Result<Selftest, ServiceError> {
-        let settings = &self.settings().selftest;
+    async fn probe(&self, sandbox: &Sandbox) -> Result<Selftest, SandboxError> {
+        let settings = &self.settings.selftest;
         let Some(container) = sandbox.container_id.as_deref() else {
             let message = "the sandbox has no container".to_owned();
             return Ok(Selftest::error(sandbox.generation, message, now()));
         };
-        if !self.docker().image_exists(&settings.probe_image).await? {
+        if !self.docker.image_exists(&settings.probe_image).await? {
             let message = format!(
                 "the probe image {} is not on the node",
                 settings.probe_image
@@ -201,25 +218,25 @@ impl SandboxService {
             return Ok(Selftest::error(sandbox.generation, message, now()));
         }
         let others = self
-            .store()
+            .store
             .other_sandbox_addresses(sandbox.id, MAX_OTHER_SANDBOXES)
             .await?;
         let plan = Plan::standard(&settings.targets(sandbox, &others));
         let mut env = vec![format!("{}={}", airlock_probe::ENV_PLAN, plan.to_json())];
-        env.extend(self.docker().container_env(container, &PROXY_VARS).await?);
+        env.extend(self.docker.container_env(container, &PROXY_VARS).await?);
         let run = Uuid::new_v4().simple().to_string();
         let name = probe_name(sandbox.id, &run[..8]);
         let body = probe_body(sandbox.id, &settings.probe_image, container, env);
         let result = self
-            .docker()
+            .docker
             .run_to_end(&name, body, PROBE_DEADLINE, OUTPUT_LIMIT)
             .await
             .map(|run| {
                 let output = (run.stdout.as_slice(), run.stderr.as_slice());
                 Selftest::from_output(sandbox.generation, run.exit_code, output, now())
             })
-            .map_err(ServiceError::from);
-        if let Err(error) = self.docker().remove_container(&name, Removal::Force).await {
+            .map_err(SandboxError::from);
+        if let Err(error) = self.docker.remove_container(&name, Removal::Force).await {
             warn!(%error, sandbox.id = %sandbox.id, "Probe container removal failed");
         }
         result
@@ -258,6 +275,7 @@ mod tests {
     use airlock_probe::{Check, Kind, Outcome};
 
     use super::*;
+    use crate::sandbox::selftest::SelftestStatus;
 
     fn config(vars: &[(&str, &str)]) -> Config {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();

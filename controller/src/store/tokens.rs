@@ -192,8 +192,12 @@ impl Store {
     }
 
     /// The user and scopes behind an API token's hash, unless it is unknown, revoked or
-    /// expired.
-    pub async fn api_token_bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
+    /// expired at `at`.
+    pub async fn api_token_bearer(
+        &self,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<Bearer>, StoreError> {
         let row = with_db!(self, |pool, _begin| {
             sqlx::query_as::<_, TokenRow>(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
@@ -205,7 +209,7 @@ impl Store {
         let Some(token) = row.map(TokenRow::into_token).transpose()? else {
             return Ok(None);
         };
-        if token.revoked_at.is_some() || expired(token.expires_at, now()) {
+        if token.revoked_at.is_some() || expired(token.expires_at, at) {
             return Ok(None);
         }
         let user = self.get_user(token.user).await?;
@@ -239,8 +243,13 @@ impl Store {
         Ok(())
     }
 
-    /// The user behind a session token's hash, unless it is unknown, revoked or expired.
-    pub async fn session_bearer(&self, hash: &str) -> Result<Option<Bearer>, StoreError> {
+    /// The user behind a session token's hash, unless it is unknown, revoked or expired at
+    /// `at`.
+    pub async fn session_bearer(
+        &self,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<Bearer>, StoreError> {
         let row: Option<(Uuid, Uuid, OffsetDateTime, Option<OffsetDateTime>)> =
             with_db!(self, |pool, _begin| {
                 sqlx::query_as(
@@ -254,7 +263,7 @@ impl Store {
         let Some((id, user, expires_at, revoked_at)) = row else {
             return Ok(None);
         };
-        if revoked_at.is_some() || expired(Some(expires_at), now()) {
+        if revoked_at.is_some() || expired(Some(expires_at), at) {
             return Ok(None);
         }
         let user = self.get_user(UserId::from_uuid(user)).await?;

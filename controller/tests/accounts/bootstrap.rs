@@ -6,8 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use airlock::accounts::ensure_bootstrap_admin;
 use airlock::accounts::user::{Role, TokenScope};
+use airlock::accounts::EnsureBootstrapAdmin;
+use airlock::audit::Actor;
 use airlock::config::{Config, DatabaseConfig};
 use airlock::store::Store;
 use axum::http::{Method, StatusCode};
@@ -54,7 +55,11 @@ async fn bootstrap_pair(db: Db) {
     };
     let config = Config::from_lookup(lookup).unwrap();
     let bootstrap = config.bootstrap_admin.unwrap();
-    let first = ensure_bootstrap_admin(&h.store, &bootstrap).await.unwrap();
+    let accounts = &h.state.services.accounts;
+    let ensure = || EnsureBootstrapAdmin {
+        admin: bootstrap.clone(),
+    };
+    let first = accounts.run(&Actor::boot(), ensure()).await.unwrap();
     assert_eq!(first.role, Role::Admin);
     assert_eq!(first.email, "root@example.org");
     let (_, hash) = h
@@ -65,7 +70,7 @@ async fn bootstrap_pair(db: Db) {
         .unwrap();
     // Restarts change nothing: the same account, the same password hash.
     for _ in 0..2 {
-        let again = ensure_bootstrap_admin(&h.store, &bootstrap).await.unwrap();
+        let again = accounts.run(&Actor::boot(), ensure()).await.unwrap();
         assert_eq!(again, first);
     }
     let (_, hash_again) = h

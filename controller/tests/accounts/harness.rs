@@ -3,17 +3,19 @@
 //! decision these tests look at is taken before Docker is asked.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use airlock::accounts::bootstrap_admin;
 use airlock::accounts::credential::{NewToken, TokenKind};
 use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
+use airlock::accounts::{bootstrap_admin, Clock};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
 use airlock::docker::DockerClient;
 use airlock::sandbox::{SandboxId, SandboxRequest};
-use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::secrets::vault::{SecretKey, Vault};
+use airlock::services::{Services, Settings};
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
@@ -46,6 +48,8 @@ pub(crate) struct Harness {
     pub(crate) state: AppState,
     pub(crate) store: Store,
     pub(crate) database: DatabaseConfig,
+    /// How far the accounts' clock runs ahead of the system clock, in seconds.
+    ahead: Arc<AtomicU64>,
     _keep: Keep,
     // Holds the loopback port bound but not listening, so connections to it are refused.
     _closed: TcpSocket,
@@ -117,13 +121,23 @@ pub(crate) async fn harness_on(database: DatabaseConfig, store: Store, keep: Kee
     let token_admin = bootstrap_admin(&store).await.unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
     let vault = Vault::new(&SecretKey::generate());
-    let service = SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config))
-        .with_vault(vault);
-    let state = AppState::new(service, Auth::new(None, token_admin));
+    // Account expiries read a clock the tests move forward instead of sleeping.
+    let ahead = Arc::new(AtomicU64::new(0));
+    let clock = {
+        let ahead = ahead.clone();
+        Clock::new(move || {
+            OffsetDateTime::now_utc() + Duration::from_secs(ahead.load(Ordering::Relaxed))
+        })
+    };
+    let services = Services::builder(store.clone(), docker, Settings::from_config(&config))
+        .vault(vault)
+        .clock(clock);
+    let state = AppState::new(services.build(), Auth::new(None, token_admin));
     Harness {
         state,
         store,
         database,
+        ahead,
         _keep: keep,
         _closed: closed,
     }
@@ -166,6 +180,11 @@ impl<'a> Call<'a> {
 // === impl Harness ===
 
 impl Harness {
+    /// Moves the accounts' clock forward by `by`, so tokens and sessions expire without a
+    /// wait.
+    pub(crate) fn advance(&self, by: Duration) {
+        self.ahead.fetch_add(by.as_secs(), Ordering::Relaxed);
+    }
     pub(crate) async fn send(&self, call: Call<'_>) -> Reply {
         let mut request = Request::builder()
             .method(call.method)

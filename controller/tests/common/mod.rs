@@ -16,8 +16,8 @@ use airlock::config::{Config, DockerConfig, Secret};
 use airlock::docker::DockerClient;
 use airlock::egress::EgressPlane;
 use airlock::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
-use airlock::sandboxes::{SandboxService, ServiceSettings};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault};
+use airlock::services::{Services, Settings};
 use airlock::store::{Created, NewSandbox, NewUser, Sandbox, Store, User};
 use tokio::net::TcpSocket;
 
@@ -117,6 +117,8 @@ pub(crate) struct AppOptions<'a> {
 pub(crate) struct TestApp {
     pub(crate) state: AppState,
     pub(crate) store: Store,
+    /// The Docker client, pointed at a port that refuses connections.
+    pub(crate) docker: DockerClient,
     pub(crate) config: Config,
     pub(crate) admin: UserId,
     /// The egress plane, with [`AppOptions::egress`].
@@ -151,21 +153,25 @@ pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
             .unwrap()
             .unwrap()
     });
-    let mut service =
-        SandboxService::new(store.clone(), docker, ServiceSettings::from_config(&config));
+    let mut services = Services::builder(
+        store.clone(),
+        docker.clone(),
+        Settings::from_config(&config),
+    );
     if let Some(plane) = &plane {
-        service = service.with_egress(plane.clone());
+        services = services.egress(plane.clone());
     }
     if options.vault {
         let vault = Vault::open(&store, &SecretKey::generate(), &KeySource::Env)
             .await
             .unwrap();
-        service = service.with_vault(vault);
+        services = services.vault(vault);
     }
     let auth = Auth::new(options.token.map(Secret::new), admin);
     TestApp {
-        state: AppState::new(service, auth),
+        state: AppState::new(services.build(), auth),
         store,
+        docker,
         config,
         admin,
         plane,

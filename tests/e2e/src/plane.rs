@@ -24,7 +24,7 @@ use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
 use airlock::sandbox::names::container_name;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;
@@ -73,6 +73,10 @@ pub struct Plane {
     pub plane: EgressPlane,
     /// The controller's configuration.
     pub config: airlock::config::Config,
+    /// The controller's store.
+    pub store: airlock::store::Store,
+    /// The controller's Docker client.
+    pub docker: airlock::docker::DockerClient,
     /// The upstream's address.
     pub upstream: Ipv4Addr,
     _dns: OuterContainer,
@@ -171,14 +175,21 @@ impl Plane {
         }
         eprintln!("egress bootstrap: {:?}", started.elapsed());
         timing.phase("egress-bootstrap");
-        let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config))
-            .with_egress(plane.clone());
+        let services = Services::builder(
+            store.clone(),
+            docker.clone(),
+            Settings::from_config(&config),
+        )
+        .egress(plane.clone())
+        .build();
         let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
         Plane {
             dind,
-            state: AppState::new(service, auth),
+            state: AppState::new(services, auth),
             plane,
             config,
+            store,
+            docker,
             upstream: upstream_ip,
             _dns: dns,
             _upstream: upstream,

@@ -24,7 +24,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use airlock::accounts::user::{Role, Scopes};
-use airlock::accounts::{create_token, create_user, CreateUser};
+use airlock::accounts::{CreateToken, CreateUser, TokenOwner};
+use airlock::audit::Actor;
 use airlock::sandbox::names::container_name;
 use axum::http::{Method, StatusCode};
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, Proxied};
@@ -195,18 +196,22 @@ async fn no_policy_a_member_writes_reaches_another_tenant_or_the_control_plane()
 
 /// A member with a `sandboxes:write` API token; returns the token.
 async fn member(f: &Plane, email: &str) -> String {
-    let store = f.state.service.store();
+    let accounts = &f.state.services.accounts;
     let create = CreateUser {
         email: email.to_owned(),
         display_name: String::new(),
         role: Role::Member,
         password: None,
     };
-    create_user(store, create).await.unwrap();
+    accounts.run(&Actor::boot(), create).await.unwrap();
     let scopes = Scopes::from_stored("sandboxes:write").unwrap();
-    create_token(store, email, "containment", scopes, None)
-        .await
-        .unwrap()
+    let create = CreateToken {
+        owner: TokenOwner::Email(email.to_owned()),
+        name: "containment".to_owned(),
+        scopes,
+        expires_in: None,
+    };
+    accounts.run(&Actor::boot(), create).await.unwrap().text
 }
 
 fn created(reply: e2e::plane::Reply) -> String {

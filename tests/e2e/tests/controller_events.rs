@@ -9,12 +9,16 @@
 
 use std::time::Duration;
 
+use airlock::accounts::user::Role;
+use airlock::audit::{Actor, Via};
 use airlock::config::DEFAULT_NODE;
 use airlock::reconcile::events::EventWatcher;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
 use airlock::sandbox::{EndKind, SandboxId, SandboxRequest, SandboxState};
-use airlock::sandboxes::{SandboxService, ServiceSettings};
-use airlock::store::{Created, Sandbox, Scope};
+use airlock::sandboxes::lifecycle::{DeleteSandbox, GetSandbox, StopSandbox};
+use airlock::sandboxes::{CreateSandbox, Creation, Sandboxes};
+use airlock::services::{Services, Settings};
+use airlock::store::Sandbox;
 use bollard::query_parameters::{KillContainerOptions, RemoveContainerOptions};
 use e2e::controller::{parts, Parts};
 use e2e::{dind_with_testbox, Timing};
@@ -24,7 +28,7 @@ use test_support::dind::{DindOptions, TESTBOX_IMAGE};
 const DEADLINE: Duration = Duration::from_secs(15);
 
 async fn create(
-    service: &SandboxService,
+    service: &Sandboxes,
     owner: airlock::accounts::user::UserId,
     cmd: &[&str],
 ) -> Sandbox {
@@ -33,20 +37,34 @@ async fn create(
         cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
         ..SandboxRequest::default()
     };
-    match service.create(owner, request, None).await.unwrap() {
-        Created::New(sandbox) => {
+    let command = CreateSandbox {
+        request,
+        ..CreateSandbox::default()
+    };
+    let member = Actor::new(owner, Role::Member, Via::Session);
+    match service.run(&member, command).await.unwrap() {
+        Creation::Created { sandbox, .. } => {
             assert_eq!(sandbox.state, SandboxState::Running);
             sandbox
         }
-        Created::Existing(sandbox) => panic!("unexpected existing sandbox {}", sandbox.id),
+        other => panic!("unexpected create {other:?}"),
     }
 }
 
+/// Every sandbox, as the admin token sees them.
+fn admin(owner: airlock::accounts::user::UserId) -> Actor {
+    Actor::new(owner, Role::Admin, Via::AdminToken)
+}
+
 /// Polls the store until the sandbox has ended, within [`DEADLINE`].
-async fn ended(service: &SandboxService, id: SandboxId) -> Sandbox {
+async fn ended(service: &Sandboxes, reader: &Actor, id: SandboxId) -> Sandbox {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let sandbox = service.get(Scope::All, id).await.unwrap();
+        let sandbox = service
+            .run(reader, GetSandbox { id })
+            .await
+            .unwrap()
+            .sandbox;
         if sandbox.state.is_terminal() {
             return sandbox;
         }
@@ -70,13 +88,15 @@ async fn ends_are_recorded_from_docker_events() {
         config,
         store,
         docker,
-        admin,
+        admin: admin_id,
     } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
-    let service = SandboxService::new(
+    let service = Services::new(
         store.clone(),
         docker.clone(),
-        ServiceSettings::from_config(&config),
-    );
+        Settings::from_config(&config),
+    )
+    .sandboxes;
+    let reader = admin(admin_id);
     let settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     let reconciler = Reconciler::new(store, docker, settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -84,10 +104,10 @@ async fn ends_are_recorded_from_docker_events() {
     let task = tokio::spawn(watcher.run(async move { drop(stopped.await) }));
     timing.phase("controller-up");
 
-    let killed = create(&service, admin, &["sleep", "300"]).await;
-    let exits = create(&service, admin, &["sh", "-c", "sleep 1; exit 3"]).await;
-    let removed = create(&service, admin, &["sleep", "300"]).await;
-    let stopped_one = create(&service, admin, &["sleep", "300"]).await;
+    let killed = create(&service, admin_id, &["sleep", "300"]).await;
+    let exits = create(&service, admin_id, &["sh", "-c", "sleep 1; exit 3"]).await;
+    let removed = create(&service, admin_id, &["sleep", "300"]).await;
+    let stopped_one = create(&service, admin_id, &["sleep", "300"]).await;
     timing.phase("create-4");
 
     // SIGKILL from outside, over the fixture's own mTLS client (not the controller's).
@@ -96,7 +116,7 @@ async fn ends_are_recorded_from_docker_events() {
         .kill_container(&container, None::<KillContainerOptions>)
         .await
         .unwrap();
-    let ended_killed = ended(&service, killed.id).await;
+    let ended_killed = ended(&service, &reader, killed.id).await;
     assert_eq!(ended_killed.state, SandboxState::Exited);
     assert_eq!(
         ended_killed.end_reason.as_ref().map(|r| r.kind()),
@@ -105,7 +125,7 @@ async fn ends_are_recorded_from_docker_events() {
     );
     timing.phase("killed");
 
-    let ended_exits = ended(&service, exits.id).await;
+    let ended_exits = ended(&service, &reader, exits.id).await;
     assert_eq!(
         ended_exits.end_reason.as_ref().map(|r| r.kind()),
         Some(EndKind::Exited)
@@ -125,7 +145,7 @@ async fn ends_are_recorded_from_docker_events() {
         .remove_container(&container, Some(force))
         .await
         .unwrap();
-    let ended_removed = ended(&service, removed.id).await;
+    let ended_removed = ended(&service, &reader, removed.id).await;
     let kind = ended_removed.end_reason.as_ref().map(|r| r.kind());
     assert!(
         matches!(kind, Some(EndKind::Killed | EndKind::Lost)),
@@ -133,14 +153,16 @@ async fn ends_are_recorded_from_docker_events() {
     );
     timing.phase("removed");
 
-    let after_stop = service.stop(Scope::All, stopped_one.id).await.unwrap();
+    let stop_it = StopSandbox { id: stopped_one.id };
+    let after_stop = service.run(&reader, stop_it).await.unwrap();
     assert_eq!(
         after_stop.end_reason.as_ref().map(|r| r.kind()),
         Some(EndKind::Stopped),
         "{after_stop:?}"
     );
     // The watcher's view of the same kills must not have overwritten it.
-    let reread = service.get(Scope::All, stopped_one.id).await.unwrap();
+    let get = GetSandbox { id: stopped_one.id };
+    let reread = service.run(&reader, get).await.unwrap().sandbox;
     assert_eq!(
         reread.end_reason.as_ref().map(|r| r.kind()),
         Some(EndKind::Stopped)
@@ -148,7 +170,8 @@ async fn ends_are_recorded_from_docker_events() {
     timing.phase("stopped");
 
     for sandbox in [&killed, &exits, &removed, &stopped_one] {
-        service.delete(Scope::All, sandbox.id).await.unwrap();
+        let delete = DeleteSandbox { id: sandbox.id };
+        service.run(&reader, delete).await.unwrap();
     }
     drop(stop);
     task.await.unwrap();

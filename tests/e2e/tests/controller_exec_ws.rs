@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use airlock::accounts::user::{Role, Scopes, TokenScope};
-use airlock::accounts::{create_token, create_user, CreateUser};
+use airlock::accounts::{CreateToken, CreateUser, TokenOwner};
 use airlock::api::{AppState, Auth};
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::audit::Actor;
 use airlock::serve::serve_on;
+use airlock::services::{Services, Settings};
 use e2e::controller::{parts, Parts};
 use e2e::serve::http;
 use e2e::{dind_with_testbox, Timing};
@@ -66,6 +67,14 @@ async fn server(test: &'static str, timing: &mut Timing) -> Server {
         docker,
         admin,
     } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
+    let services = Services::new(store, docker, Settings::from_config(&config));
+    let accounts = &services.accounts;
+    let token = |email: &str, name: &str, scopes| CreateToken {
+        owner: TokenOwner::Email(email.to_owned()),
+        name: name.to_owned(),
+        scopes,
+        expires_in: None,
+    };
     let mut tokens = Vec::new();
     for (email, role) in [
         ("owner@example.test", Role::Member),
@@ -78,24 +87,19 @@ async fn server(test: &'static str, timing: &mut Timing) -> Server {
             role,
             password: None,
         };
-        create_user(&store, create).await.unwrap();
+        accounts.run(&Actor::boot(), create).await.unwrap();
         let scopes = Scopes::allowed_for(role);
-        tokens.push(
-            create_token(&store, email, "ws", scopes, None)
-                .await
-                .unwrap(),
-        );
+        let create = token(email, "ws", scopes);
+        tokens.push(accounts.run(&Actor::boot(), create).await.unwrap().text);
     }
     let read_only = [TokenScope::SandboxesRead].into_iter().collect();
-    let owner_read_only = create_token(&store, "owner@example.test", "ro", read_only, None)
-        .await
-        .unwrap();
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let create = token("owner@example.test", "ro", read_only);
+    let owner_read_only = accounts.run(&Actor::boot(), create).await.unwrap().text;
     let auth = Auth::new(Some(airlock::config::Secret::new(ADMIN_TOKEN)), admin);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let state = AppState::new(service, auth);
+    let state = AppState::new(services, auth);
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;

@@ -18,7 +18,7 @@ use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
 use airlock::sandbox::names::container_name;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{
@@ -66,23 +66,23 @@ async fn in_process(test: &'static str, timing: &mut Timing) -> InProcess {
         docker,
         admin,
     } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
-    let service = SandboxService::new(
+    let services = Services::new(
         store.clone(),
         docker.clone(),
-        ServiceSettings::from_config(&config),
+        Settings::from_config(&config),
     );
     let mut settings = ReconcileSettings::new(DEFAULT_NODE, config.stop_grace);
     settings.timeout_poll = Duration::from_millis(200);
     let reconciler = Reconciler::new(store, docker, settings)
-        .with_activity(service.activity().clone())
-        .with_metrics(service.metrics().clone());
+        .with_activity(services.sandboxes.activity().clone())
+        .with_metrics(services.metrics().clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(reconciler.run(async move { drop(stopped.await) }));
     let auth = Auth::new(Some(Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     InProcess {
         dind,
-        state: AppState::new(service, auth),
+        state: AppState::new(services, auth),
         stop: Some(stop),
         task: Some(task),
         _dir: dir,

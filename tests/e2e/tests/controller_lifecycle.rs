@@ -12,7 +12,7 @@ use airlock::config::DockerConfig;
 use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::docker::DockerClient;
 use airlock::sandbox::names::container_name;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::query_parameters::{
@@ -56,12 +56,12 @@ async fn controller(test: &'static str, timing: &mut Timing, env: &[(&str, &str)
         docker,
         admin,
     } = parts(&dind, &vars).await;
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let services = Services::new(store, docker, Settings::from_config(&config));
     let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     Controller {
         dind,
-        state: AppState::new(service, auth),
+        state: AppState::new(services, auth),
         _dir: dir,
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use airlock::api::{app, AppState, Auth};
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use e2e::controller::{parts, Parts};
@@ -48,12 +48,12 @@ async fn controller(test: &'static str, timing: &mut Timing) -> Controller {
         docker,
         admin,
     } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let services = Services::new(store, docker, Settings::from_config(&config));
     let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     Controller {
         _dind: dind,
-        state: AppState::new(service, auth),
+        state: AppState::new(services, auth),
         _dir: dir,
     }
 }
@@ -342,7 +342,11 @@ async fn controller_logs_resume() {
     let (replayed, ended) = c.read_logs(&uri, &[], |_| false).await;
     assert!(ended);
     assert_eq!(replayed, all);
-    assert_eq!(c.state.service.logs().len(), 1, "one ring per sandbox");
+    assert_eq!(
+        c.state.services.sandboxes.logs().len(),
+        1,
+        "one ring per sandbox"
+    );
     let (bad, _) = c
         .call(
             Method::GET,

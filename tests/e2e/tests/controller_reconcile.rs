@@ -19,7 +19,7 @@ use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::{LABEL_GENERATION, LABEL_NODE, LABEL_SANDBOX_ID};
 use airlock::reconcile::{Pass, ReconcileSettings, Reconciler};
 use airlock::sandbox::names::container_name;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
@@ -69,12 +69,12 @@ async fn in_process(test: &'static str, timing: &mut Timing) -> InProcess {
     settings.timeout_poll = Duration::from_millis(200);
     settings.interval = Duration::from_secs(1);
     let reconciler = Reconciler::new(store.clone(), docker.clone(), settings);
-    let service = SandboxService::new(store, docker, ServiceSettings::from_config(&config));
+    let services = Services::new(store, docker, Settings::from_config(&config));
     let auth = Auth::new(Some(Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     InProcess {
         dind,
-        state: AppState::new(service, auth),
+        state: AppState::new(services, auth),
         reconciler,
         _dir: dir,
     }

@@ -271,14 +271,10 @@ async fn network_plane_end_to_end() {
         .fetch(&a, a_proxy, &format!("http://{up}/"), Some(&a_cred))
         .await;
     assert_eq!(unseen.status, 200, "{unseen:?}");
-    let restarted = EgressPlane::from_config(
-        &f.config,
-        f.state.service.docker().clone(),
-        f.state.service.store().clone(),
-        DEFAULT_NODE,
-    )
-    .unwrap()
-    .unwrap();
+    let restarted =
+        EgressPlane::from_config(&f.config, f.docker.clone(), f.store.clone(), DEFAULT_NODE)
+            .unwrap()
+            .unwrap();
     let deadline = Instant::now() + LIMIT;
     while restarted.pull_ledger().await.unwrap() == 0 {
         assert!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use airlock::api::{app, AppState, Auth};
 use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::sandbox::names::container_name;
-use airlock::sandboxes::{SandboxService, ServiceSettings};
+use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::NetworkConnectRequest;
@@ -78,16 +78,16 @@ async fn controller(test: &'static str, timing: &mut Timing, env: &[(&str, &str)
         docker,
         admin,
     } = parts(&dind, &vars).await;
-    let settings = ServiceSettings::from_config(&config);
+    let settings = Settings::from_config(&config);
     let mut broken_settings = settings.clone();
     broken_settings.selftest.probe_image = TESTBOX_IMAGE.to_owned();
-    let service = SandboxService::new(store.clone(), docker.clone(), settings);
-    let broken = SandboxService::new(store, docker, broken_settings);
+    let services = Services::new(store.clone(), docker.clone(), settings);
+    let broken = Services::new(store, docker, broken_settings);
     let auth = || Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
     timing.phase("controller-up");
     Controller {
         dind,
-        state: AppState::new(service, auth()),
+        state: AppState::new(services, auth()),
         broken: AppState::new(broken, auth()),
         _dir: dir,
     }

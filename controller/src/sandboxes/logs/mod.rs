@@ -30,8 +30,10 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::{SandboxError, Sandboxes};
+use crate::audit::{Actor, Command};
 use crate::docker::{DockerClient, LogFollow, OutputChunks};
-use crate::sandbox::SandboxId;
+use crate::sandbox::{SandboxId, SandboxState};
 
 /// How often an idle follow stream sends a keep-alive comment.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
@@ -47,6 +49,21 @@ pub struct LogHub {
     /// followers of long-running sandboxes.
     closing: Arc<watch::Sender<bool>>,
 }
+
+/// `GET /v1/sandboxes/{id}/logs`: the sandbox's output after sequence `after`, as SSE text.
+/// A sandbox still being created has no log yet.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLogs {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// The last sequence number the client already has (0: from the start).
+    pub after: u64,
+    /// Whether to keep sending new lines.
+    pub follow: Follow,
+}
+
+/// The SSE text of a sandbox's log.
+pub type LogStream = futures_util::stream::BoxStream<'static, Result<String, Infallible>>;
 
 /// Whether a reader waits for more lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +269,36 @@ impl Reader {
             self.after = entry.seq;
         }
         (!text.is_empty()).then_some(text)
+    }
+}
+
+// === impl StreamLogs ===
+
+impl Command<Sandboxes> for StreamLogs {
+    type Output = LogStream;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<LogStream, SandboxError> {
+        let sandbox = sandboxes.visible(actor.scope(), self.id).await?;
+        let container = match (&sandbox.container_id, sandbox.state) {
+            (Some(container), state) if state != SandboxState::Creating => container.clone(),
+            _ => return Err(SandboxError::NotStarted),
+        };
+        let stream = sandboxes
+            .logs
+            .stream(
+                &sandboxes.docker,
+                self.id,
+                &container,
+                self.after,
+                self.follow,
+            )
+            .await;
+        Ok(stream.boxed())
     }
 }
 

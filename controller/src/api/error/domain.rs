@@ -1,0 +1,174 @@
+//! How each domain's errors answer over HTTP: the status, the code and what the client is
+//! told. One `From` per domain error; a 5xx carries its detail only to the log.
+
+use axum::http::StatusCode;
+
+use super::{ApiError, FieldReason};
+use crate::accounts::AccountError;
+use crate::audit::AuditError;
+use crate::egress::ceilings::PolicyRefusal;
+use crate::egress::PolicyError;
+use crate::images::allow::ImageRefusal;
+use crate::images::ImageError;
+use crate::sandboxes::SandboxError;
+use crate::secrets::SecretError;
+
+/// The refusal of a token whose scopes go beyond the caller's.
+const SCOPES_BEYOND: &str = "a token cannot have scopes beyond the caller's role and token";
+/// The 503 of a create or a secret while no key is configured.
+const SECRETS_DISABLED: &str = "secrets are not enabled on this controller";
+
+impl From<SandboxError> for ApiError {
+    fn from(error: SandboxError) -> Self {
+        match error {
+            SandboxError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            SandboxError::Image(error) => error.into(),
+            SandboxError::NotFound => Self::NotFound("no such sandbox"),
+            SandboxError::NoAccount => Self::Unauthorized,
+            SandboxError::IdempotencyMismatch { existing } => Self::Conflict {
+                code: "idempotency_mismatch",
+                message: format!(
+                    "the Idempotency-Key was already used for sandbox {existing} with a \
+                     different request"
+                ),
+            },
+            SandboxError::Conflict(message) => Self::Conflict {
+                code: "conflict",
+                message,
+            },
+            SandboxError::NotStarted => Self::Conflict {
+                code: "not_started",
+                message: SandboxError::NotStarted.to_string(),
+            },
+            other => sandbox_dependency(other),
+        }
+    }
+}
+
+/// The sandbox errors that come from what a command depends on.
+fn sandbox_dependency(error: SandboxError) -> ApiError {
+    match error {
+        SandboxError::SubnetsExhausted => ApiError::Unavailable {
+            code: "capacity",
+            message: "no sandbox network capacity left",
+            detail: "every sandbox subnet in the configured pools is allocated".to_owned(),
+        },
+        SandboxError::QuotaExceeded(exceeded) => ApiError::QuotaExceeded(exceeded),
+        SandboxError::Secrets(error) => error.into(),
+        SandboxError::Policy(error) => error.into(),
+        SandboxError::EgressOff => ApiError::field("policy", SandboxError::EgressOff.to_string()),
+        SandboxError::Egress(error) => ApiError::Unavailable {
+            code: "egress_unavailable",
+            message: "the egress proxy is not available",
+            detail: error.to_string(),
+        },
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(error: ImageError) -> Self {
+        match error {
+            ImageError::NotFound(image) => Self::field(
+                "image",
+                format!("`{image}` is not on the node (images are never pulled; load it first)"),
+            ),
+            ImageError::Refused(refusal) => Self::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: match refusal {
+                    ImageRefusal::NotAllowed { .. } => "image_not_allowed",
+                    ImageRefusal::Unpinned { .. } => "image_unpinned",
+                    ImageRefusal::DigestMismatch { .. } => "image_digest_mismatch",
+                },
+                message: refusal.to_string(),
+            },
+            ImageError::Loading { image, waited } => Self::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "image_loading",
+                message: format!(
+                    "image `{image}` is still being loaded onto the node (waited {}s); \
+                     retry later, progress at GET /v1/images",
+                    waited.as_secs()
+                ),
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(error: PolicyError) -> Self {
+        match error {
+            PolicyError::Refused(PolicyRefusal::Exceeds(exceeded)) => {
+                Self::PolicyExceedsCeiling(exceeded)
+            }
+            PolicyError::Refused(PolicyRefusal::NeverEffective(fields)) => Self::Validation(
+                fields
+                    .into_iter()
+                    .map(|(field, reason)| FieldReason { field, reason })
+                    .collect(),
+            ),
+            PolicyError::Ceilings(error) => Self::field(error.field, error.reason),
+            PolicyError::Forbidden => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
+            PolicyError::Store(error) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<SecretError> for ApiError {
+    fn from(error: SecretError) -> Self {
+        match error {
+            SecretError::Unavailable => Self::Unavailable {
+                code: "secrets_disabled",
+                message: SECRETS_DISABLED,
+                detail: "the service runs without a vault".to_owned(),
+            },
+            SecretError::Invalid { field, reason } => Self::field(field, reason),
+            SecretError::NotFound => Self::NotFound("no such secret"),
+            SecretError::NoAccount => Self::Unauthorized,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Invalid { field, reason } => Self::field(field, reason),
+            AccountError::Forbidden(message) => Self::Forbidden(message),
+            AccountError::NotFound(message) => Self::NotFound(message),
+            AccountError::Exists(_) => Self::Conflict {
+                code: "email_taken",
+                message: "an account with this email already exists".to_owned(),
+            },
+            AccountError::NoSuchUser(_) => Self::NotFound("no such user"),
+            AccountError::SelfChange => Self::Conflict {
+                code: "self_change",
+                message: AccountError::SelfChange.to_string(),
+            },
+            AccountError::ScopesBeyondRole { .. } => Self::Forbidden(SCOPES_BEYOND),
+            AccountError::Throttled { retry_after_s } => Self::LoginThrottled { retry_after_s },
+            AccountError::InvalidCredentials => Self::InvalidCredentials,
+            AccountError::Gone => Self::Unauthorized,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(error: AuditError) -> Self {
+        match error {
+            AuditError::Forbidden => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
+            AuditError::Limit => Self::field("limit", "must be between 1 and 500"),
+            AuditError::Store(error) => Self::Internal(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Error bodies, pinned byte for byte.
+
+use super::*;
+use crate::egress::ceilings::PolicyRefusal;
+use crate::egress::PolicyError;
+use crate::images::allow::ImageRefusal;
+use crate::images::ImageError;
+use crate::sandboxes::SandboxError;
+
+async fn render(error: ApiError) -> (StatusCode, String) {
+    let response = error.into_response();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn error_bodies() {
+    let validation = ApiError::Validation(vec![
+        FieldReason {
+            field: "limits.cpus".to_owned(),
+            reason: "must be at most 2 (operator maximum)".to_owned(),
+        },
+        FieldReason {
+            field: "env.HTTP_PROXY".to_owned(),
+            reason: "is reserved for the controller".to_owned(),
+        },
+    ]);
+    let (status, body) = render(validation).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    expect_test::expect![[r#"{"error":"invalid_request","message":"limits.cpus: must be at most 2 (operator maximum); env.HTTP_PROXY: is reserved for the controller","fields":[{"field":"limits.cpus","reason":"must be at most 2 (operator maximum)"},{"field":"env.HTTP_PROXY","reason":"is reserved for the controller"}]}"#]].assert_eq(&body);
+
+    let (status, body) = render(ApiError::Internal("secret detail".to_owned())).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    expect_test::expect![[r#"{"error":"internal","message":"internal error"}"#]].assert_eq(&body);
+
+    let (status, body) = render(ApiError::Unauthorized).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    expect_test::expect![[
+        r#"{"error":"unauthorized","message":"missing or invalid bearer token"}"#
+    ]]
+    .assert_eq(&body);
+
+    let loading = ApiError::from(ImageError::Loading {
+        image: "a/b:1".to_owned(),
+        waited: std::time::Duration::from_secs(60),
+    });
+    let (status, body) = render(loading).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    expect_test::expect![[r#"{"error":"image_loading","message":"image `a/b:1` is still being loaded onto the node (waited 60s); retry later, progress at GET /v1/images"}"#]].assert_eq(&body);
+    let refused = ImageRefusal::DigestMismatch {
+        image: "a/b:1".to_owned(),
+        expected: "sha256:aa".to_owned(),
+        actual: "sha256:bb".to_owned(),
+    };
+    let (status, body) = render(ApiError::from(ImageError::from(refused))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    expect_test::expect![[r#"{"error":"image_digest_mismatch","message":"image `a/b:1` on the node is sha256:bb, but the allowed digest is sha256:aa"}"#]].assert_eq(&body);
+
+    let exceeded = CeilingExceeded {
+        field: "policy.allow_cidrs[0]".to_owned(),
+        value: serde_json::json!("10.0.0.0/8"),
+        ceiling: "role:member@3f2a9c1e".to_owned(),
+        reason: "a non-global CIDR must lie inside one of the ceiling's allow_cidrs".to_owned(),
+    };
+    let refused = PolicyError::Refused(PolicyRefusal::Exceeds(exceeded));
+    let (status, body) = render(ApiError::from(refused)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    expect_test::expect![[r#"{"error":"policy_exceeds_ceiling","message":"policy.allow_cidrs[0] = 10.0.0.0/8 exceeds the ceiling role:member@3f2a9c1e: a non-global CIDR must lie inside one of the ceiling's allow_cidrs","field":"policy.allow_cidrs[0]","value":"10.0.0.0/8","ceiling":"role:member@3f2a9c1e"}"#]].assert_eq(&body);
+    let never = PolicyRefusal::NeverEffective(vec![(
+        "policy.allow_cidrs[0]".to_owned(),
+        "169.254.169.254/32 is metadata address space, which no policy can admit".to_owned(),
+    )]);
+    let (status, body) = render(ApiError::from(PolicyError::Refused(never))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    expect_test::expect![[r#"{"error":"invalid_request","message":"policy.allow_cidrs[0]: 169.254.169.254/32 is metadata address space, which no policy can admit","fields":[{"field":"policy.allow_cidrs[0]","reason":"169.254.169.254/32 is metadata address space, which no policy can admit"}]}"#]].assert_eq(&body);
+
+    let unavailable = ApiError::from(SandboxError::SubnetsExhausted);
+    let (status, body) = render(unavailable).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    expect_test::expect![[r#"{"error":"capacity","message":"no sandbox network capacity left"}"#]]
+        .assert_eq(&body);
+}

@@ -1,0 +1,284 @@
+//! `CreateSandbox`: the whole create, in the order a reader should check it.
+//!
+//! 1. The policy: the caller's fields over their ceiling's default, checked against that
+//!    ceiling ([`crate::egress::PolicyAuthority`]); a policy needs the egress plane.
+//! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
+//!    spec's validation; then the secret environment (names checked, values opened).
+//! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
+//!    admitted ([`crate::images::Images`]), then the row is reserved in the transaction that
+//!    checks the quota again (the check that counts).
+//! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
+//!    (network, proxy entry, container, start; rolled back on failure).
+//! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
+//!    `passed` fails the sandbox closed.
+//! 6. The audit row: `POST /v1/sandboxes` with the sandbox's id and the answer's status
+//!    (201 new, 200 a repeat, 422 a failed required self-test).
+//!
+//! Secret values go only into the container create: they are not stored with the sandbox,
+//! logged, returned or audited.
+
+use std::collections::BTreeMap;
+
+use tracing::{instrument, warn};
+
+use super::{SandboxError, Sandboxes};
+use crate::accounts::quota;
+use crate::accounts::user::UserId;
+use crate::audit::{status, Actor, Command, Entry};
+use crate::egress::ceilings::AppliedCeiling;
+use crate::egress::{EgressPolicy, TenantPolicy};
+use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
+use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
+use crate::sandbox::{FieldError, Problem, SandboxRequest};
+use crate::store::{Created, NewSandbox, Sandbox};
+
+/// The audit action of a create.
+const ACTION: &str = "POST /v1/sandboxes";
+
+/// `POST /v1/sandboxes`: a new sandbox for the acting account.
+#[derive(Clone, Debug, Default)]
+pub struct CreateSandbox {
+    /// What to run.
+    pub request: SandboxRequest,
+    /// The egress policy as the caller wrote it; `None`: the default policy. Absent fields
+    /// come from the applicable ceiling's default policy.
+    pub policy: Option<TenantPolicy>,
+    /// `ENV_NAME` → the name of one of the owner's secrets.
+    pub secret_env: BTreeMap<String, String>,
+    /// Replay-safe creates: a repeat returns the first sandbox, whatever else it asks for.
+    pub idempotency_key: Option<String>,
+    /// Run the isolation self-test once the sandbox runs.
+    pub selftest: Option<SelftestMode>,
+}
+
+/// How a create ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Creation {
+    /// A new sandbox, with its self-test when one was asked for.
+    Created {
+        /// The running sandbox.
+        sandbox: Sandbox,
+        /// The self-test's result.
+        selftest: Option<Selftest>,
+    },
+    /// The sandbox an earlier request with the same idempotency key created.
+    Existing(Sandbox),
+    /// A required self-test did not pass: the sandbox was cleaned up and ended `failed`.
+    SelftestFailed {
+        /// The failed sandbox.
+        sandbox: Sandbox,
+        /// Why.
+        selftest: Selftest,
+    },
+}
+
+/// Resolved secret env entries (`NAME=value`); `Debug` never shows the values.
+#[derive(Default)]
+pub(super) struct SecretEnv(pub(super) Vec<String>);
+
+// === impl Creation ===
+
+impl Creation {
+    /// The sandbox, whichever way the create ended.
+    pub fn sandbox(&self) -> &Sandbox {
+        match self {
+            Self::Created { sandbox, .. }
+            | Self::Existing(sandbox)
+            | Self::SelftestFailed { sandbox, .. } => sandbox,
+        }
+    }
+
+    /// The status the API answers with (and the audit row records).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Created { .. } => status::CREATED,
+            Self::Existing(_) => status::OK,
+            Self::SelftestFailed { .. } => status::UNPROCESSABLE,
+        }
+    }
+}
+
+// === impl CreateSandbox ===
+
+impl Command<Sandboxes> for CreateSandbox {
+    type Output = Creation;
+    type Error = SandboxError;
+
+    #[instrument(skip_all, fields(user.id = ?actor.user()))]
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
+        let selftest = self.selftest;
+        let reserved = self.reserve(sandboxes, actor).await?;
+        let creation = match reserved.created {
+            Created::Existing(sandbox) => Creation::Existing(sandbox),
+            Created::New(sandbox) => {
+                sandboxes.peers.metrics.sandbox_created();
+                let (policy, label) = (&reserved.policy, &reserved.ceiling.label);
+                let running = sandboxes
+                    .provision(sandbox, reserved.secret_env, policy, label)
+                    .await?;
+                sandboxes.self_test_created(running, selftest).await?
+            }
+        };
+        let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
+        sandboxes.peers.audit.record(actor, entry).await;
+        Ok(creation)
+    }
+}
+
+/// What steps 1 to 3 settled: the row, and what provisioning a new one needs.
+struct Reserved {
+    created: Created,
+    secret_env: SecretEnv,
+    policy: EgressPolicy,
+    ceiling: AppliedCeiling,
+}
+
+impl CreateSandbox {
+    /// Steps 1 to 3: checks everything, then reserves the row (or finds the first one).
+    async fn reserve(
+        mut self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<Reserved, SandboxError> {
+        let owner = actor.user().ok_or(SandboxError::NoAccount)?;
+        let (policy, ceiling) = sandboxes
+            .peers
+            .policy
+            .effective_policy(actor, self.policy.as_ref())
+            .await?;
+        if self.policy.is_some() && sandboxes.egress.is_none() {
+            return Err(SandboxError::EgressOff);
+        }
+        let settings = &sandboxes.settings;
+        let store = &sandboxes.store;
+        let quota = settings.quota.with(&store.quota_override(owner).await?);
+        if self.request.timeout.is_none() {
+            let default = settings.maximums.default_timeout;
+            self.request.timeout = Some(default.min(quota.max_lifetime));
+        }
+        let env_names: Vec<String> = self.request.env.iter().map(|(n, _)| n.clone()).collect();
+        let spec = self
+            .request
+            .validate(&settings.maximums)
+            .map_err(SandboxError::Invalid)?;
+        let secret_env = sandboxes
+            .resolve_secrets(owner, &env_names, &self.secret_env)
+            .await?;
+        let usage = store.quota_usage(owner).await?;
+        quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
+        sandboxes.peers.images.admit(spec.image().as_str()).await?;
+        let new = NewSandbox {
+            owner,
+            spec,
+            idempotency_key: self.idempotency_key,
+            node: Some(settings.node.clone()),
+        };
+        let created = store
+            .create_sandbox_within_quota(new, settings.quota)
+            .await?;
+        Ok(Reserved {
+            created,
+            secret_env,
+            policy,
+            ceiling,
+        })
+    }
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// Checks `secret_env`'s names and opens each named secret of `owner`, as `NAME=value`
+    /// container env entries.
+    async fn resolve_secrets(
+        &self,
+        owner: UserId,
+        env_names: &[String],
+        secret_env: &BTreeMap<String, String>,
+    ) -> Result<SecretEnv, SandboxError> {
+        if secret_env.is_empty() {
+            return Ok(SecretEnv::default());
+        }
+        if !self.peers.secrets.enabled() {
+            return Err(crate::secrets::SecretError::Unavailable.into());
+        }
+        let mut errors = Vec::new();
+        let mut vars = Vec::with_capacity(secret_env.len());
+        for (env, secret) in secret_env {
+            let field = format!("secret_env.{env}");
+            if let Some(problem) = secret_env_problem(env, env_names) {
+                errors.push(FieldError { field, problem });
+                continue;
+            }
+            match self.peers.secrets.open(owner, secret).await? {
+                Some(value) => {
+                    let value = String::from_utf8_lossy(&value);
+                    vars.push(format!("{env}={value}"));
+                }
+                None => errors.push(FieldError {
+                    field,
+                    problem: Problem::Malformed {
+                        expected: "the name of one of your secrets",
+                    },
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SandboxError::Invalid(errors));
+        }
+        Ok(SecretEnv(vars))
+    }
+
+    /// Step 5: the self-test of a sandbox that was just created, when one was asked for.
+    async fn self_test_created(
+        &self,
+        sandbox: Sandbox,
+        mode: Option<SelftestMode>,
+    ) -> Result<Creation, SandboxError> {
+        let Some(mode) = mode else {
+            return Ok(Creation::Created {
+                sandbox,
+                selftest: None,
+            });
+        };
+        let selftest = self.probe_and_store(&sandbox).await?;
+        if mode == SelftestMode::Required && selftest.status != SelftestStatus::Passed {
+            warn!(
+                sandbox.id = %sandbox.id,
+                selftest.status = selftest.status.as_str(),
+                "Required self-test did not pass; failing the sandbox"
+            );
+            let sandbox = self
+                .fail_created(&sandbox, super::selftest::SELFTEST_FAILED)
+                .await?;
+            return Ok(Creation::SelftestFailed { sandbox, selftest });
+        }
+        Ok(Creation::Created {
+            sandbox,
+            selftest: Some(selftest),
+        })
+    }
+}
+
+/// Why a `secret_env` name cannot be used, if it cannot.
+fn secret_env_problem(env: &str, env_names: &[String]) -> Option<Problem> {
+    if !is_env_name(env) {
+        Some(Problem::Malformed {
+            expected: "a name of letters, digits and `_`, not starting with a digit",
+        })
+    } else if RESERVED_ENV.contains(&env) || env.starts_with(RESERVED_ENV_PREFIX) {
+        Some(Problem::Reserved)
+    } else if env_names.iter().any(|name| name == env) {
+        Some(Problem::Duplicate)
+    } else {
+        None
+    }
+}
+
+// === impl SecretEnv ===
+
+impl std::fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretEnv({} entries, values hidden)", self.0.len())
+    }
+}

@@ -1,0 +1,102 @@
+//! Recording how a sandbox ended: after a `wait` or the event watcher saw its container stop,
+//! after a stop, and after a failed create. Every change goes through the store's
+//! generation-fenced transition; when another path recorded the end first, its result wins.
+
+use super::{SandboxError, Sandboxes};
+use crate::docker::ContainerStatus;
+use crate::sandbox::{end, DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
+use crate::store::{Sandbox, Scope, StoreError};
+
+/// Exit codes above this mean the process was ended by a signal (128 + the signal number).
+const SIGNAL_EXIT: i64 = 128;
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// The sandbox, if `scope` may see it.
+    pub(super) async fn visible(
+        &self,
+        scope: Scope,
+        id: SandboxId,
+    ) -> Result<Sandbox, SandboxError> {
+        self.store
+            .get_sandbox(scope, id)
+            .await?
+            .ok_or(SandboxError::NotFound)
+    }
+
+    /// Records how the container ended, after Docker said it is no longer running. Reads the
+    /// sandbox afresh, so a stop requested while waiting counts as `stopped`.
+    pub(super) async fn observe_end(
+        &self,
+        id: SandboxId,
+        container: &str,
+    ) -> Result<(), SandboxError> {
+        self.observe_end_signalled(id, container, false).await
+    }
+
+    /// [`Self::observe_end`] for the event watcher ([`crate::reconcile::events`]), which also
+    /// knows whether Docker delivered a signal to the container that we did not send
+    /// (`signalled`): an exit by signal is then `killed`.
+    pub(crate) async fn observe_end_signalled(
+        &self,
+        id: SandboxId,
+        container: &str,
+        signalled: bool,
+    ) -> Result<(), SandboxError> {
+        let status = self.docker.inspect(container).await?;
+        let Some(sandbox) = self.store.get_sandbox(Scope::All, id).await? else {
+            return Ok(());
+        };
+        if sandbox.state.is_terminal() || sandbox.state == SandboxState::Creating {
+            return Ok(());
+        }
+        let reason = match status {
+            None => EndReason::Lost,
+            Some(status) if status.running => return Ok(()),
+            Some(_) if sandbox.desired == DesiredState::Stopped => EndReason::Stopped,
+            Some(_) if sandbox.state == SandboxState::Stopping => EndReason::Stopped,
+            Some(status) if signalled && status.exit_code.is_some_and(|c| c > SIGNAL_EXIT) => {
+                EndReason::Killed
+            }
+            Some(status) => end_reason(&status),
+        };
+        self.finish(&sandbox, reason).await.map(drop)
+    }
+
+    /// Records the end; when another path recorded it first, returns that result.
+    pub(super) async fn finish(
+        &self,
+        sandbox: &Sandbox,
+        reason: EndReason,
+    ) -> Result<Sandbox, SandboxError> {
+        let event = SandboxEvent::Ended(reason);
+        match self.transition(sandbox, &event).await? {
+            Some(ended) => Ok(ended),
+            None => self.visible(Scope::All, sandbox.id).await,
+        }
+    }
+
+    /// Applies `event`; `None` when the state machine refused it because the sandbox moved on
+    /// (another path recorded the change first).
+    pub(super) async fn transition(
+        &self,
+        sandbox: &Sandbox,
+        event: &SandboxEvent,
+    ) -> Result<Option<Sandbox>, SandboxError> {
+        let result = self
+            .store
+            .record_transition(sandbox.id, sandbox.generation, event)
+            .await;
+        match result {
+            Ok(sandbox) => Ok(Some(sandbox)),
+            Err(StoreError::Transition(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// How a container that is no longer running ended, when nobody asked it to stop.
+pub(super) fn end_reason(status: &ContainerStatus) -> EndReason {
+    end::from_exit(status.exit_code, status.oom_killed)
+}

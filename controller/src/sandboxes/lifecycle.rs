@@ -1,0 +1,217 @@
+//! Reading and ending sandboxes: `GetSandbox`, `ListSandboxes`, `StopSandbox`,
+//! `DeleteSandbox` and `WaitSandbox`. Another owner's sandbox is not found.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::instrument;
+
+use super::ending::end_reason;
+use super::{SandboxError, Sandboxes};
+use crate::audit::{status, Actor, Command, Entry};
+use crate::sandbox::selftest::Selftest;
+use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
+use crate::store::{ListQuery, Page, Sandbox};
+
+/// How often `wait` re-reads a sandbox that has no container yet.
+const CREATING_POLL: Duration = Duration::from_millis(100);
+/// Longest single Docker wait request; `wait` loops over these until its own deadline.
+const WAIT_CHUNK: Duration = Duration::from_secs(60);
+
+/// `GET /v1/sandboxes/{id}`: the sandbox and its latest self-test.
+#[derive(Clone, Copy, Debug)]
+pub struct GetSandbox {
+    /// The sandbox.
+    pub id: SandboxId,
+}
+
+/// A sandbox with its latest self-test.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Described {
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// Its latest self-test, if one ran.
+    pub selftest: Option<Selftest>,
+}
+
+/// `GET /v1/sandboxes`: one page of the sandboxes the caller may see.
+#[derive(Clone, Copy, Debug)]
+pub struct ListSandboxes {
+    /// The filter, cursor and page size.
+    pub query: ListQuery,
+}
+
+/// `POST /v1/sandboxes/{id}/stop`: SIGTERM, the grace period, then SIGKILL. The sandbox ends
+/// `stopped` (or how it really ended, when it had already ended by itself); stopping an ended
+/// sandbox changes nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct StopSandbox {
+    /// The sandbox.
+    pub id: SandboxId,
+}
+
+/// `DELETE /v1/sandboxes/{id}`: removes the sandbox's container, its network, anything else
+/// labelled for it, its subnet and its row. A sandbox that does not exist counts as deleted.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteSandbox {
+    /// The sandbox.
+    pub id: SandboxId,
+}
+
+/// `GET /v1/sandboxes/{id}/wait`: blocks until the sandbox ends or `limit` passes, and
+/// returns it as it then is.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitSandbox {
+    /// The sandbox.
+    pub id: SandboxId,
+    /// How long to wait at most.
+    pub limit: Duration,
+}
+
+// === impl GetSandbox ===
+
+impl Command<Sandboxes> for GetSandbox {
+    type Output = Described;
+    type Error = SandboxError;
+
+    async fn execute(
+        self,
+        sandboxes: &Sandboxes,
+        actor: &Actor,
+    ) -> Result<Described, SandboxError> {
+        let sandbox = sandboxes.visible(actor.scope(), self.id).await?;
+        let selftest = sandboxes.latest_selftest(self.id).await?;
+        Ok(Described { sandbox, selftest })
+    }
+}
+
+// === impl ListSandboxes ===
+
+impl Command<Sandboxes> for ListSandboxes {
+    type Output = Page;
+    type Error = SandboxError;
+
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Page, SandboxError> {
+        Ok(sandboxes
+            .store
+            .list_sandboxes(actor.scope(), self.query)
+            .await?)
+    }
+}
+
+// === impl StopSandbox ===
+
+impl Command<Sandboxes> for StopSandbox {
+    type Output = Sandbox;
+    type Error = SandboxError;
+
+    #[instrument(skip_all, fields(sandbox.id = %self.id))]
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Sandbox, SandboxError> {
+        let stopped = sandboxes.stop(actor, self.id).await?;
+        let entry = Entry::new("POST /v1/sandboxes/{id}/stop", status::OK).object(self.id);
+        sandboxes.peers.audit.record(actor, entry).await;
+        Ok(stopped)
+    }
+}
+
+// === impl DeleteSandbox ===
+
+impl Command<Sandboxes> for DeleteSandbox {
+    type Output = ();
+    type Error = SandboxError;
+
+    #[instrument(skip_all, fields(sandbox.id = %self.id))]
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<(), SandboxError> {
+        let (scope, id) = (actor.scope(), self.id);
+        let store = &sandboxes.store;
+        if let Some(sandbox) = store.get_sandbox(scope, id).await? {
+            store
+                .set_desired_state(scope, id, DesiredState::Deleted)
+                .await?;
+            sandboxes.detach_egress(id).await;
+            sandboxes.remove_objects(id).await?;
+            store.release_subnet(id).await?;
+            store.delete_sandbox(id, sandbox.generation).await?;
+            sandboxes.peers.metrics.sandbox_deleted();
+        }
+        let entry = Entry::new("DELETE /v1/sandboxes/{id}", status::NO_CONTENT).object(id);
+        sandboxes.peers.audit.record(actor, entry).await;
+        Ok(())
+    }
+}
+
+// === impl WaitSandbox ===
+
+impl Command<Sandboxes> for WaitSandbox {
+    type Output = Sandbox;
+    type Error = SandboxError;
+
+    #[instrument(skip_all, fields(sandbox.id = %self.id))]
+    async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Sandbox, SandboxError> {
+        let (scope, id) = (actor.scope(), self.id);
+        let deadline = Instant::now() + self.limit;
+        loop {
+            let sandbox = sandboxes.visible(scope, id).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if sandbox.state.is_terminal() || remaining.is_zero() {
+                return Ok(sandbox);
+            }
+            // While creating, a container that exists may not have started yet, and Docker's
+            // wait would return at once for it: poll the store until the create settles.
+            let container = match sandbox.container_id.as_deref() {
+                Some(container) if sandbox.state != SandboxState::Creating => container,
+                _ => {
+                    tokio::time::sleep(remaining.min(CREATING_POLL)).await;
+                    continue;
+                }
+            };
+            let chunk = remaining.min(WAIT_CHUNK);
+            match sandboxes.docker.wait(container, chunk).await {
+                Ok(None) => {}
+                Ok(Some(_code)) => sandboxes.observe_end(id, container).await?,
+                // Removed meanwhile (a delete, or lost): the next read tells which.
+                Err(error) if error.is_not_found() => sandboxes.observe_end(id, container).await?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// See [`StopSandbox`].
+    async fn stop(&self, actor: &Actor, id: SandboxId) -> Result<Sandbox, SandboxError> {
+        let scope = actor.scope();
+        let sandbox = self.visible(scope, id).await?;
+        if sandbox.state.is_terminal() {
+            return Ok(sandbox);
+        }
+        self.store
+            .set_desired_state(scope, id, DesiredState::Stopped)
+            .await?;
+        let event = SandboxEvent::StopRequested;
+        let Some(stopping) = self.transition(&sandbox, &event).await? else {
+            return self.visible(scope, id).await;
+        };
+        let Some(container) = stopping.container_id.clone() else {
+            return self.finish(&stopping, EndReason::Stopped).await;
+        };
+        let before = self.docker.inspect(&container).await?;
+        if before.as_ref().is_some_and(|s| s.running) {
+            self.docker
+                .stop(&container, self.settings.stop_grace)
+                .await?;
+        }
+        let after = self.docker.inspect(&container).await?;
+        let was_started = sandbox.state != SandboxState::Creating;
+        let reason = match (&before, after) {
+            // It had ended by itself before the stop request: record how.
+            (Some(before), Some(after)) if was_started && !before.running => end_reason(&after),
+            (_, Some(after)) if after.oom_killed => EndReason::Oom,
+            (_, Some(_)) => EndReason::Stopped,
+            (_, None) => EndReason::Lost,
+        };
+        self.finish(&stopping, reason).await
+    }
+}

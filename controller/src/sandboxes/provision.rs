@@ -1,0 +1,158 @@
+//! Provisioning a reserved sandbox (its /29, network, proxy entry, container, start) and
+//! undoing it: after a failed step, after a failed required self-test, and at delete.
+//!
+//! Invariant: a create that fails at any step leaves nothing in Docker and no subnet
+//! allocated, and the sandbox ends `failed` with reason `error`.
+
+use tracing::{instrument, warn};
+use uuid::Uuid;
+
+use super::create::SecretEnv;
+use super::{SandboxError, Sandboxes};
+use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
+use crate::docker::{DockerError, Removal};
+use crate::egress::EgressPolicy;
+use crate::sandbox::{names, EndReason, SandboxEvent, SandboxId};
+use crate::store::Sandbox;
+
+/// The end message of a sandbox whose create failed (the detail goes to the log).
+const CREATE_FAILED: &str = "the sandbox could not be created; see the controller log";
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// Makes the network and the container and starts it; on failure, rolls back.
+    pub(super) async fn provision(
+        &self,
+        sandbox: Sandbox,
+        secret_env: SecretEnv,
+        policy: &EgressPolicy,
+        ceiling: &str,
+    ) -> Result<Sandbox, SandboxError> {
+        match self
+            .try_provision(&sandbox, secret_env, policy, ceiling)
+            .await
+        {
+            Ok(running) => Ok(running),
+            Err(error) => {
+                self.roll_back(&sandbox).await;
+                Err(error)
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(sandbox.id = %sandbox.id))]
+    async fn try_provision(
+        &self,
+        sandbox: &Sandbox,
+        secret_env: SecretEnv,
+        policy: &EgressPolicy,
+        ceiling: &str,
+    ) -> Result<Sandbox, SandboxError> {
+        let id = sandbox.id;
+        let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
+        // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
+        let token = Uuid::new_v4().simple().to_string();
+        let placement = Placement {
+            id,
+            generation: sandbox.generation,
+            node: &self.settings.node,
+            subnet,
+            proxy_token: &token,
+        };
+        self.docker
+            .create_network(spec::network_body(&placement))
+            .await?;
+        if let Some(plane) = &self.egress {
+            plane.attach(id, subnet, &token, policy, ceiling).await?;
+        }
+        let mut body = spec::container_body(&sandbox.spec, &placement);
+        spec::add_secret_env(&mut body, secret_env.0);
+        let name = names::container_name(id);
+        let container = self.docker.create_container(&name, body).await?;
+        self.store
+            .set_container(id, sandbox.generation, &container)
+            .await?;
+        self.docker.start(&container).await?;
+        let event = SandboxEvent::Started;
+        Ok(self
+            .store
+            .record_transition(id, sandbox.generation, &event)
+            .await?)
+    }
+
+    /// Undoes a failed create step by step; each failure is logged and the rest still runs.
+    /// The cause itself is returned to the caller, which reports it.
+    async fn roll_back(&self, sandbox: &Sandbox) {
+        warn!(sandbox.id = %sandbox.id, "Sandbox create failed; rolling back");
+        self.release(sandbox.id).await;
+        let reason = EndReason::Error {
+            message: Some(CREATE_FAILED.to_owned()),
+        };
+        let event = SandboxEvent::Ended(reason);
+        if let Err(error) = self.transition(sandbox, &event).await {
+            warn!(%error, sandbox.id = %sandbox.id, "Rollback could not mark the sandbox failed");
+        }
+    }
+
+    /// Fails a sandbox right after its create, the way a failed create does: everything it
+    /// holds released (each failure logged), then it ends `failed` with reason `error` and
+    /// `message`.
+    pub(super) async fn fail_created(
+        &self,
+        sandbox: &Sandbox,
+        message: &str,
+    ) -> Result<Sandbox, SandboxError> {
+        self.release(sandbox.id).await;
+        let reason = EndReason::Error {
+            message: Some(message.to_owned()),
+        };
+        self.finish(sandbox, reason).await
+    }
+
+    /// Releases what a failed sandbox holds: its proxy entry, its Docker objects and its
+    /// subnet. Each failure is logged and the rest still runs.
+    async fn release(&self, id: SandboxId) {
+        self.detach_egress(id).await;
+        if let Err(error) = self.remove_objects(id).await {
+            warn!(%error, sandbox.id = %id, "A failed sandbox's Docker objects were not removed");
+        }
+        if let Err(error) = self.store.release_subnet(id).await {
+            warn!(%error, sandbox.id = %id, "A failed sandbox's subnet was not released");
+        }
+    }
+
+    /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
+    /// process at the latest, and is never re-pushed for an ended sandbox).
+    pub(super) async fn detach_egress(&self, id: SandboxId) {
+        if let Some(plane) = &self.egress {
+            if let Err(error) = plane.detach(id).await {
+                warn!(%error, sandbox.id = %id, "Could not remove the sandbox's egress entry");
+            }
+        }
+    }
+
+    /// Removes the container and network by name, then anything else labelled for `id`.
+    pub(super) async fn remove_objects(&self, id: SandboxId) -> Result<(), DockerError> {
+        let value = id.to_string();
+        let mut containers = self
+            .docker
+            .containers_labelled(LABEL_SANDBOX_ID, &value)
+            .await?;
+        containers.push(names::container_name(id));
+        for container in &containers {
+            self.docker
+                .remove_container(container, Removal::Force)
+                .await?;
+        }
+        let mut networks = self
+            .docker
+            .networks_labelled(LABEL_SANDBOX_ID, &value)
+            .await?;
+        networks.push(names::network_name(id));
+        for network in &networks {
+            self.docker.remove_network(network).await?;
+        }
+        Ok(())
+    }
+}

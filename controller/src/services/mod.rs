@@ -1,0 +1,312 @@
+//! The domain services of one controller process, wired together: what `airlock serve`
+//! builds once and the API (and in-process tests) hold. Also the process-wide readiness check
+//! and the scrape-time gauges, which look at the store, the Docker node and the proxy at
+//! once.
+
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::time::Instant;
+
+use crate::accounts::quota::Quota;
+use crate::accounts::{Accounts, Clock};
+use crate::audit::AuditLog;
+use crate::config::{Config, PolicyConfig, DEFAULT_NODE};
+use crate::docker::{DockerClient, DockerError};
+use crate::egress::infrastructure::{self, InfraSources};
+use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
+use crate::images::catalog::ImageCatalog;
+use crate::images::Images;
+use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::sandbox::{Maximums, SandboxState};
+use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
+use crate::secrets::vault::Vault;
+use crate::secrets::Secrets;
+use crate::store::{ListQuery, Scope, Store, StoreError};
+
+/// How long each readiness check may take.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the services need from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// IPv4 pools for sandbox /29s.
+    pub pools: Vec<Ipv4Net>,
+    /// Operator maximums and the default timeout.
+    pub maximums: Maximums,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// This node's name.
+    pub node: String,
+    /// Size of each sandbox's log ring, in bytes.
+    pub log_buffer_bytes: usize,
+    /// The isolation self-test's settings.
+    pub selftest: SelftestSettings,
+    /// Per-user quota defaults.
+    pub quota: Quota,
+    /// The allowed images and their pre-pull status.
+    pub images: ImageCatalog,
+    /// The ceilings file and the built-in default policy.
+    pub policy: PolicyConfig,
+    /// The configured part of the deployment's own address space.
+    pub infrastructure: InfraSources,
+}
+
+/// Every domain service of the process; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Sandboxes: create, read, stop, delete, exec, logs, self-test, policy, ledger.
+    pub sandboxes: Sandboxes,
+    /// Users, invites, sessions, tokens, quotas.
+    pub accounts: Accounts,
+    /// The users' secrets.
+    pub secrets: Secrets,
+    /// Allowed images and their status.
+    pub images: Images,
+    /// Ceilings and effective policies.
+    pub policy: PolicyAuthority,
+    /// The audit trail.
+    pub audit: AuditLog,
+    health: Health,
+}
+
+/// How [`Services`] are put together: the store, the node, the settings, and the optional
+/// parts (a vault for secrets, the egress plane, a clock for account expiries).
+#[derive(Debug)]
+pub struct Builder {
+    store: Store,
+    docker: DockerClient,
+    settings: Settings,
+    vault: Option<Vault>,
+    egress: Option<EgressPlane>,
+    clock: Clock,
+}
+
+/// What readiness and the gauges look at.
+#[derive(Clone, Debug)]
+struct Health {
+    store: Store,
+    docker: DockerClient,
+    egress: Option<EgressPlane>,
+}
+
+/// Why the process is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// A dependency did not answer in time.
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(&'static str, Duration),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Docker failed.
+    #[error("docker: {0}")]
+    Docker(#[from] DockerError),
+    /// The egress proxy failed.
+    #[error("egress: {0}")]
+    Egress(#[from] EgressError),
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// The services' part of the configuration, on node [`DEFAULT_NODE`].
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            pools: config.sandbox_subnets.clone(),
+            maximums: config.maximums,
+            stop_grace: config.stop_grace,
+            node: DEFAULT_NODE.to_owned(),
+            log_buffer_bytes: config.log_buffer_bytes,
+            selftest: SelftestSettings::from_config(config),
+            quota: config.quota,
+            images: ImageCatalog::new(config.images.clone()),
+            policy: config.policy.clone(),
+            infrastructure: infrastructure::configured(config),
+        }
+    }
+
+    fn sandboxes(&self) -> SandboxSettings {
+        SandboxSettings {
+            pools: self.pools.clone(),
+            maximums: self.maximums,
+            stop_grace: self.stop_grace,
+            node: self.node.clone(),
+            log_buffer_bytes: self.log_buffer_bytes,
+            selftest: self.selftest.clone(),
+            quota: self.quota,
+        }
+    }
+}
+
+// === impl Services ===
+
+impl Services {
+    /// The services over `store` and `docker`, without secrets or egress.
+    pub fn new(store: Store, docker: DockerClient, settings: Settings) -> Self {
+        Self::builder(store, docker, settings).build()
+    }
+
+    /// A builder for services with optional parts.
+    pub fn builder(store: Store, docker: DockerClient, settings: Settings) -> Builder {
+        Builder {
+            store,
+            docker,
+            settings,
+            vault: None,
+            egress: None,
+            clock: Clock::system(),
+        }
+    }
+
+    /// The process's counters, for `/metrics` (shared with the reconciler).
+    pub fn metrics(&self) -> &Metrics {
+        self.sandboxes.metrics()
+    }
+
+    /// Whether the store, the Docker daemon and (when the plane is on) the egress proxy
+    /// answer, each within [`READY_TIMEOUT`].
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        let health = &self.health;
+        let timeout = |what| NotReady::Timeout(what, READY_TIMEOUT);
+        tokio::time::timeout(READY_TIMEOUT, health.store.ping())
+            .await
+            .map_err(|_elapsed| timeout("the store"))??;
+        tokio::time::timeout(READY_TIMEOUT, health.docker.ping())
+            .await
+            .map_err(|_elapsed| timeout("the Docker node"))??;
+        if let Some(plane) = &health.egress {
+            tokio::time::timeout(READY_TIMEOUT, plane.admin().health())
+                .await
+                .map_err(|_elapsed| timeout("the egress proxy"))??;
+        }
+        Ok(())
+    }
+
+    /// The scrape-time gauges: sandboxes by state and each dependency's ping latency. The
+    /// state counts page through the store (at most [`ListQuery::MAX_LIMIT`] rows a query).
+    pub async fn gauges(&self) -> Gauges {
+        let health = &self.health;
+        let store_ping = timed(health.store.ping()).await;
+        let docker_ping = timed(health.docker.ping()).await;
+        let states = match store_ping {
+            Some(_) => state_counts(&health.store).await.ok(),
+            None => None,
+        };
+        Gauges {
+            states,
+            store_ping,
+            docker_ping,
+        }
+    }
+}
+
+// === impl Builder ===
+
+impl Builder {
+    /// Secrets enabled: `vault` must have been checked against the store ([`Vault::open`]).
+    pub fn vault(mut self, vault: Vault) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Every sandbox behind `plane`'s egress proxy.
+    pub fn egress(mut self, plane: EgressPlane) -> Self {
+        self.egress = Some(plane);
+        self
+    }
+
+    /// Account expiries read `clock`.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The services.
+    pub fn build(self) -> Services {
+        let Self {
+            store,
+            docker,
+            settings,
+            vault,
+            egress,
+            clock,
+        } = self;
+        let audit = AuditLog::new(store.clone());
+        let accounts =
+            Accounts::new(store.clone(), audit.clone(), settings.quota).with_clock(clock);
+        let secrets = Secrets::new(store.clone(), audit.clone(), vault);
+        let images = Images::new(
+            store.clone(),
+            docker.clone(),
+            settings.images.clone(),
+            &settings.node,
+        );
+        let mut policy = PolicyAuthority::new(
+            store.clone(),
+            audit.clone(),
+            settings.policy.clone(),
+            settings.infrastructure.clone(),
+        );
+        if let Some(plane) = &egress {
+            policy = policy.with_plane(plane.clone());
+        }
+        let peers = Peers {
+            secrets: secrets.clone(),
+            images: images.clone(),
+            policy: policy.clone(),
+            audit: audit.clone(),
+            metrics: Metrics::default(),
+        };
+        let mut sandboxes =
+            Sandboxes::new(store.clone(), docker.clone(), settings.sandboxes(), peers);
+        if let Some(plane) = &egress {
+            sandboxes = sandboxes.with_egress(plane.clone());
+        }
+        Services {
+            sandboxes,
+            accounts,
+            secrets,
+            images,
+            policy,
+            audit,
+            health: Health {
+                store,
+                docker,
+                egress,
+            },
+        }
+    }
+}
+
+async fn state_counts(store: &Store) -> Result<Vec<(&'static str, u64)>, StoreError> {
+    let mut counts: Vec<(SandboxState, u64)> = SandboxState::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut after = None;
+    loop {
+        let query = ListQuery {
+            state: None,
+            after,
+            limit: ListQuery::MAX_LIMIT,
+        };
+        let page = store.list_sandboxes(Scope::All, query).await?;
+        for sandbox in &page.items {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == sandbox.state) {
+                slot.1 += 1;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
+}
+
+/// How long `ping` took, or `None` when it failed or passed [`PING_TIMEOUT`].
+async fn timed<E>(ping: impl std::future::Future<Output = Result<(), E>>) -> Option<Duration> {
+    let started = Instant::now();
+    match tokio::time::timeout(PING_TIMEOUT, ping).await {
+        Ok(Ok(())) => Some(started.elapsed()),
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
