@@ -1,4 +1,4 @@
-//! Accounts (issue 5), in process over a real database (a SQLite file, and Postgres for the
+//! Accounts, in process over a real database (a SQLite file, and Postgres for the
 //! store-touching tests): the route-walking isolation test ([`route_walk`]), login, tokens,
 //! invites and throttling ([`flows`]), and bootstrapping the first admin ([`bootstrap`]).
 //! No Docker: the app's Docker client points at a loopback port where nothing listens.

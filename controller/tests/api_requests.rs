@@ -125,7 +125,7 @@ async fn v1_refuses_missing_or_wrong_tokens() {
 #[tokio::test]
 async fn without_a_configured_token_everything_is_refused() {
     // A fresh instance: no admin token and no account with a password or API token. The
-    // refusal says how to bootstrap (issue 5).
+    // refusal says how to bootstrap.
     let h = harness_with_token(None).await;
     let reply = h.call(Method::GET, "/v1/sandboxes", None).await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "not_bootstrapped");

@@ -1,4 +1,4 @@
-//! In-process tests of the allowed images (issue 7): `app(state).oneshot(request)` over
+//! In-process tests of the allowed images: `app(state).oneshot(request)` over
 //! in-memory SQLite, with a Docker client pointed at a loopback port where nothing listens.
 //! The allow list decides before Docker is asked, so refusals need no daemon; an admitted
 //! image goes on to Docker and meets the unreachable node (a generic 500).

@@ -1,27 +1,13 @@
-//! The account fields people type, each checked in one place for the API, the CLI and the
-//! configuration alike: emails, display names, token names, roles and passwords.
+//! The account fields people type, each checked in one place for the API and the CLI:
+//! emails (the rule itself is [`canonical_email`], which the configuration uses too), display
+//! names, token names, roles and passwords.
 
 use super::credential::password_problem;
-use super::user::Role;
+use super::user::{canonical_email, Role, MAX_NAME_BYTES};
 use super::AccountError;
 
-/// Longest accepted email or display name, in bytes.
-pub const MAX_NAME_BYTES: usize = 254;
 /// Longest API token name, in bytes.
 pub const MAX_TOKEN_NAME_BYTES: usize = 100;
-
-/// The canonical (trimmed, lower-case) form of an email address, if `text` is one: at most
-/// [`MAX_NAME_BYTES`], a non-empty local part and domain around an `@`, and no whitespace or
-/// control characters.
-pub fn canonical_email(text: &str) -> Option<String> {
-    let email = text.trim();
-    let ok = email.len() <= MAX_NAME_BYTES
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    ok.then(|| email.to_lowercase())
-}
 
 /// [`canonical_email`], or a field error on `email`.
 pub fn email(text: &str) -> Result<String, AccountError> {

@@ -132,7 +132,7 @@ impl Command<Accounts> for AcceptInvite {
         if TokenKind::of(&self.token) != Some(TokenKind::Invite) {
             return Err(AccountError::NotFound(NO_INVITE));
         }
-        let accept = store::AcceptInvite {
+        let accept = store::InviteAcceptance {
             hash: credential::hash_token(&self.token),
             display_name,
             password_hash: credential::hash_password(self.password).await?,

@@ -45,6 +45,22 @@ string_enum! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Scopes(u8);
 
+/// Longest accepted email or display name, in bytes.
+pub const MAX_NAME_BYTES: usize = 254;
+
+/// The canonical (trimmed, lower-case) form of an email address, if `text` is one: at most
+/// [`MAX_NAME_BYTES`], a non-empty local part and domain around an `@`, and no whitespace or
+/// control characters.
+pub fn canonical_email(text: &str) -> Option<String> {
+    let email = text.trim();
+    let ok = email.len() <= MAX_NAME_BYTES
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then(|| email.to_lowercase())
+}
+
 // === impl UserId ===
 
 impl UserId {

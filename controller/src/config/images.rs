@@ -1,4 +1,4 @@
-//! The image variables (issue 7): the allowed images, pinning, and where the start-up
+//! The image variables: the allowed images, pinning, and where the start-up
 //! pre-pull finds missing images.
 
 use std::path::PathBuf;

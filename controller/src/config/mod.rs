@@ -7,15 +7,31 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 
-use crate::sandbox::subnet::SANDBOX_PREFIX;
-use crate::sandbox::{Cpus, Limits, Maximums};
+use crate::sandbox::Maximums;
+use reader::Reader;
+pub use values::parse_duration;
+use values::{
+    parse_abs_path, parse_bool, parse_database_url, parse_docker_host, parse_pools,
+    positive_or_zero, Endpoint,
+};
 
-// Network plane variables (issue 6).
+mod accounts;
+mod limits;
+mod reader;
+mod values;
+
+pub use accounts::{BootstrapAdmin, ENV_BOOTSTRAP_ADMIN_EMAIL, ENV_BOOTSTRAP_ADMIN_PASSWORD};
+pub use limits::{
+    DEFAULT_DEFAULT_TIMEOUT, DEFAULT_MAX_CPUS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_PIDS,
+    DEFAULT_MAX_TIMEOUT, ENV_DEFAULT_TIMEOUT, ENV_MAX_CPUS, ENV_MAX_DISK_MB, ENV_MAX_MEMORY_MB,
+    ENV_MAX_PIDS, ENV_MAX_TIMEOUT,
+};
+
+// Network plane variables.
 mod egress;
 pub use egress::{
     EgressConfig, DEFAULT_EGRESS, DEFAULT_EGRESS_IMAGE, DEFAULT_EGRESS_SUBNET, ENV_EGRESS,
@@ -23,14 +39,14 @@ pub use egress::{
     ENV_EGRESS_IMAGE, ENV_EGRESS_SUBNET,
 };
 
-// Isolation self-test variables (issue 6).
+// Isolation self-test variables.
 mod selftest;
 pub use selftest::{
     SelftestConfig, DEFAULT_PROBE_IMAGE, DEFAULT_SELFTEST_ADMIN_PORT, ENV_PROBE_IMAGE,
     ENV_SELFTEST_ADMIN_PORT, ENV_SELFTEST_CONTROLLER, ENV_SELFTEST_NODE_ADDRS,
     ENV_SELFTEST_UPSTREAM,
 };
-// Quotas and the secret key (issue 5).
+// Quotas and the secret key.
 mod quota;
 pub use quota::{
     parse_secret_key, DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS,
@@ -44,7 +60,7 @@ pub use policy::{
     PolicyConfig, PolicyFile, DEFAULT_DEFAULT_POLICY, ENV_DEFAULT_POLICY, ENV_INFRA_CIDRS,
     ENV_POLICY_FILE,
 };
-// Allowed images, pre-pull and first boot (issue 7).
+// Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
     ImagesConfig, DEFAULT_IMAGE_WAIT, ENV_BUNDLE_DIR, ENV_IMAGES, ENV_IMAGES_FILE, ENV_IMAGE_WAIT,
@@ -81,28 +97,6 @@ pub const ENV_SANDBOX_SUBNETS: &str = "AIRLOCK_SANDBOX_SUBNETS";
 pub const DEFAULT_SANDBOX_SUBNETS: &str = "10.213.0.0/16";
 /// The single admin bearer token (until multi-user lands). Secret.
 pub const ENV_ADMIN_TOKEN: &str = "AIRLOCK_ADMIN_TOKEN";
-/// Most CPUs one sandbox may ask for.
-pub const ENV_MAX_CPUS: &str = "AIRLOCK_MAX_CPUS";
-/// Default of [`ENV_MAX_CPUS`].
-pub const DEFAULT_MAX_CPUS: &str = "2";
-/// Most memory one sandbox may ask for, in MiB.
-pub const ENV_MAX_MEMORY_MB: &str = "AIRLOCK_MAX_MEMORY_MB";
-/// Default of [`ENV_MAX_MEMORY_MB`].
-pub const DEFAULT_MAX_MEMORY_MB: &str = "2048";
-/// Most processes one sandbox may ask for.
-pub const ENV_MAX_PIDS: &str = "AIRLOCK_MAX_PIDS";
-/// Default of [`ENV_MAX_PIDS`].
-pub const DEFAULT_MAX_PIDS: &str = "1024";
-/// Largest writable-layer size in MiB; unset means disk limits may not be asked for.
-pub const ENV_MAX_DISK_MB: &str = "AIRLOCK_MAX_DISK_MB";
-/// Longest absolute timeout.
-pub const ENV_MAX_TIMEOUT: &str = "AIRLOCK_MAX_TIMEOUT";
-/// Default of [`ENV_MAX_TIMEOUT`].
-pub const DEFAULT_MAX_TIMEOUT: &str = "24h";
-/// Timeout of a sandbox that asks for none.
-pub const ENV_DEFAULT_TIMEOUT: &str = "AIRLOCK_DEFAULT_TIMEOUT";
-/// Default of [`ENV_DEFAULT_TIMEOUT`].
-pub const DEFAULT_DEFAULT_TIMEOUT: &str = "1h";
 /// Time between SIGTERM and SIGKILL when stopping.
 pub const ENV_STOP_GRACE: &str = "AIRLOCK_STOP_GRACE";
 /// Default of [`ENV_STOP_GRACE`].
@@ -117,21 +111,6 @@ pub const DEFAULT_NODE: &str = "local";
 pub const ENV_RECONCILE_INTERVAL_S: &str = "AIRLOCK_RECONCILE_INTERVAL_S";
 /// Default time between the reconciler's full passes.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
-// Accounts (issue 5).
-/// Email of the admin created at boot (with [`ENV_BOOTSTRAP_ADMIN_PASSWORD`]; both or neither).
-pub const ENV_BOOTSTRAP_ADMIN_EMAIL: &str = "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL";
-/// Password of the admin created at boot (at least 12 characters). Secret.
-pub const ENV_BOOTSTRAP_ADMIN_PASSWORD: &str = "AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD";
-
-/// The first admin account, created at boot if no account has that email.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootstrapAdmin {
-    /// The email (lower-cased).
-    pub email: String,
-    /// The password.
-    pub password: Secret,
-}
-
 /// The effective configuration of `airlock serve`.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -234,12 +213,6 @@ pub struct ConfigIssue {
     pub expected: String,
 }
 
-/// Collects values and issues while every variable is parsed.
-struct Reader<F> {
-    lookup: F,
-    issues: Vec<ConfigIssue>,
-}
-
 // === impl Config ===
 
 impl Config {
@@ -280,20 +253,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let admin_token = self.secret(ENV_ADMIN_TOKEN);
         let maximums = self.maximums();
         let stop_grace = self.parse_with(ENV_STOP_GRACE, DEFAULT_STOP_GRACE, parse_duration);
-        let log_buffer_bytes =
-            self.parse_with(ENV_LOG_BUFFER_BYTES, DEFAULT_LOG_BUFFER_BYTES, |v| {
-                v.parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or("a positive number of bytes")
-            });
-        let reconcile_interval = self.optional(ENV_RECONCILE_INTERVAL_S, |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|s| (1..=86_400).contains(s))
-                .map(Duration::from_secs)
-                .ok_or("a whole number of seconds from 1 to 86400")
-        });
+        let log_buffer_bytes = self.log_buffer_bytes();
+        let reconcile_interval = self.reconcile_interval();
         let bootstrap_admin = self.bootstrap_admin();
         let selftest = self.selftest(listen);
         let quota = self.quota();
@@ -322,125 +283,23 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         })
     }
 
-    fn raw(&self, var: &str) -> Option<String> {
-        (self.lookup)(var).filter(|v| !v.is_empty())
+    fn log_buffer_bytes(&mut self) -> Option<usize> {
+        self.parse_with(ENV_LOG_BUFFER_BYTES, DEFAULT_LOG_BUFFER_BYTES, |v| {
+            v.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or("a positive number of bytes")
+        })
     }
 
-    fn issue(&mut self, var: &'static str, value: &str, secret: bool, expected: impl Into<String>) {
-        let value = if secret {
-            "***".to_owned()
-        } else {
-            value.to_owned()
-        };
-        self.issues.push(ConfigIssue {
-            var,
-            value,
-            expected: expected.into(),
-        });
-    }
-
-    fn parse<T: std::str::FromStr>(
-        &mut self,
-        var: &'static str,
-        default: &str,
-        expected: &'static str,
-    ) -> Option<T> {
-        self.parse_with(var, default, |v| v.parse().map_err(|_invalid| expected))
-    }
-
-    fn parse_with<T>(
-        &mut self,
-        var: &'static str,
-        default: &str,
-        parse: impl Fn(&str) -> Result<T, &'static str>,
-    ) -> Option<T> {
-        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
-        self.check(var, &value, parse(value.trim()), false)
-    }
-
-    fn optional<T>(
-        &mut self,
-        var: &'static str,
-        parse: impl Fn(&str) -> Result<T, &'static str>,
-    ) -> Option<Option<T>> {
-        match self.raw(var) {
-            None => Some(None),
-            Some(value) => self
-                .check(var, &value, parse(value.trim()), false)
-                .map(Some),
-        }
-    }
-
-    fn check<T>(
-        &mut self,
-        var: &'static str,
-        value: &str,
-        parsed: Result<T, &'static str>,
-        secret: bool,
-    ) -> Option<T> {
-        parsed
-            .map_err(|expected| self.issue(var, value, secret, expected))
-            .ok()
-    }
-
-    fn secret(&mut self, var: &'static str) -> Option<Option<Secret>> {
-        match self.raw(var) {
-            None => Some(None),
-            Some(value) if value.len() >= 16 && !value.chars().any(char::is_whitespace) => {
-                Some(Some(Secret(value)))
-            }
-            Some(value) => {
-                self.issue(
-                    var,
-                    &value,
-                    true,
-                    "at least 16 characters without whitespace",
-                );
-                None
-            }
-        }
-    }
-
-    /// Both bootstrap variables or neither; a lone one is an issue on the missing one.
-    fn bootstrap_admin(&mut self) -> Option<Option<BootstrapAdmin>> {
-        let email = self.raw(ENV_BOOTSTRAP_ADMIN_EMAIL);
-        let password = self.raw(ENV_BOOTSTRAP_ADMIN_PASSWORD);
-        match (email, password) {
-            (None, None) => Some(None),
-            (Some(_), None) => {
-                let expected = format!("set together with {ENV_BOOTSTRAP_ADMIN_EMAIL}");
-                self.issue(ENV_BOOTSTRAP_ADMIN_PASSWORD, "", true, expected);
-                None
-            }
-            (None, Some(_)) => {
-                let expected = format!("set together with {ENV_BOOTSTRAP_ADMIN_PASSWORD}");
-                self.issue(ENV_BOOTSTRAP_ADMIN_EMAIL, "", false, expected);
-                None
-            }
-            (Some(email), Some(password)) => {
-                let email = email.trim().to_lowercase();
-                let email_ok = email.split_once('@').is_some_and(|(local, domain)| {
-                    !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
-                });
-                if !email_ok {
-                    self.issue(ENV_BOOTSTRAP_ADMIN_EMAIL, &email, false, "an email address");
-                }
-                let problem = crate::accounts::credential::password_problem(&password);
-                if let Some(problem) = &problem {
-                    self.issue(
-                        ENV_BOOTSTRAP_ADMIN_PASSWORD,
-                        &password,
-                        true,
-                        problem.clone(),
-                    );
-                }
-                let admin = BootstrapAdmin {
-                    email,
-                    password: Secret(password),
-                };
-                (email_ok && problem.is_none()).then_some(Some(admin))
-            }
-        }
+    fn reconcile_interval(&mut self) -> Option<Option<Duration>> {
+        self.optional(ENV_RECONCILE_INTERVAL_S, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|s| (1..=86_400).contains(s))
+                .map(Duration::from_secs)
+                .ok_or("a whole number of seconds from 1 to 86400")
+        })
     }
 
     fn database(&mut self, data_dir: Option<&PathBuf>) -> Option<DatabaseConfig> {
@@ -482,171 +341,6 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         };
         Some(config)
     }
-
-    fn maximums(&mut self) -> Option<Maximums> {
-        let cpus = self.parse_with(ENV_MAX_CPUS, DEFAULT_MAX_CPUS, |v| {
-            v.parse::<f64>()
-                .ok()
-                .and_then(Cpus::from_f64)
-                .filter(|c| *c >= Cpus::MIN)
-                .ok_or("a number of CPUs of at least 0.01")
-        });
-        let memory_mb = self.parse_with(ENV_MAX_MEMORY_MB, DEFAULT_MAX_MEMORY_MB, |v| {
-            positive(v, "a positive number of MiB")
-        });
-        let pids = self.parse_with(ENV_MAX_PIDS, DEFAULT_MAX_PIDS, |v| {
-            positive(v, "a positive number of processes")
-        });
-        let disk_mb = self.optional(ENV_MAX_DISK_MB, |v| positive(v, "a positive number of MiB"));
-        let timeout = self.parse_with(ENV_MAX_TIMEOUT, DEFAULT_MAX_TIMEOUT, parse_duration);
-        let default_timeout =
-            self.parse_with(ENV_DEFAULT_TIMEOUT, DEFAULT_DEFAULT_TIMEOUT, parse_duration);
-        let (timeout, default_timeout) = (timeout?, default_timeout?);
-        if default_timeout > timeout {
-            let value = self
-                .raw(ENV_DEFAULT_TIMEOUT)
-                .unwrap_or_else(|| DEFAULT_DEFAULT_TIMEOUT.to_owned());
-            self.issue(
-                ENV_DEFAULT_TIMEOUT,
-                &value,
-                false,
-                "a duration no longer than AIRLOCK_MAX_TIMEOUT",
-            );
-            return None;
-        }
-        let limits = Limits {
-            cpus: cpus?,
-            memory_mb: memory_mb?,
-            pids: pids?,
-            disk_mb: disk_mb?,
-        };
-        Some(Maximums {
-            limits,
-            timeout,
-            default_timeout,
-        })
-    }
-}
-
-/// Where the Docker daemon listens, before the transport is chosen.
-enum Endpoint {
-    Tcp { host: String, port: u16 },
-    Unix(PathBuf),
-}
-
-fn positive_or_zero(v: &str, expected: &'static str) -> Result<u64, &'static str> {
-    v.parse().map_err(|_invalid| expected)
-}
-
-fn positive(v: &str, expected: &'static str) -> Result<u64, &'static str> {
-    v.parse().ok().filter(|n| *n > 0).ok_or(expected)
-}
-
-fn parse_abs_path(v: &str) -> Result<PathBuf, &'static str> {
-    let path = PathBuf::from(v);
-    if path.is_absolute() {
-        Ok(path)
-    } else {
-        Err("an absolute path")
-    }
-}
-
-fn parse_bool(v: &str) -> Result<bool, &'static str> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("true or false"),
-    }
-}
-
-/// Parses `30s`, `5m`, `1h`, `2d` or `250ms` (one number and one unit; never zero).
-pub fn parse_duration(v: &str) -> Result<Duration, &'static str> {
-    const EXPECTED: &str = "a positive duration like 30s, 5m or 1h";
-    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or(EXPECTED)?;
-    let (number, unit) = v.split_at(split);
-    let n: u64 = number.parse().map_err(|_invalid| EXPECTED)?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60).ok_or(EXPECTED)?),
-        "h" => Duration::from_secs(n.checked_mul(3600).ok_or(EXPECTED)?),
-        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or(EXPECTED)?),
-        _ => return Err(EXPECTED),
-    };
-    if duration.is_zero() {
-        return Err(EXPECTED);
-    }
-    Ok(duration)
-}
-
-fn parse_pools(v: &str) -> Result<Vec<Ipv4Net>, &'static str> {
-    const EXPECTED: &str = "comma-separated IPv4 CIDRs, each /29 or larger, e.g. 10.213.0.0/16";
-    let pools = v
-        .split(',')
-        .map(|part| match part.trim().parse::<IpNet>() {
-            Ok(IpNet::V4(net)) if net.prefix_len() <= SANDBOX_PREFIX && net == net.trunc() => {
-                Ok(net)
-            }
-            _ => Err(EXPECTED),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let overlaps = pools
-        .iter()
-        .enumerate()
-        .any(|(i, a)| pools[..i].iter().any(|b| a.contains(b) || b.contains(a)));
-    if overlaps {
-        return Err("IPv4 CIDRs that do not overlap");
-    }
-    Ok(pools)
-}
-
-fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static str> {
-    const EXPECTED: &str = "postgres://…, postgresql://… or sqlite:/ABSOLUTE/PATH";
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        // Refuse what sqlx would refuse at connect time (a bad port, an unknown `sslmode`), so
-        // it is a configuration error; TLS modes (`require`, `verify-ca`, `verify-full`) work.
-        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|_invalid| {
-            "a valid postgres:// URL (options: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=PATH)"
-        })?;
-        return Ok(DatabaseConfig::Postgres {
-            url: Secret(url.to_owned()),
-        });
-    }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or(EXPECTED)?;
-    let path = parse_abs_path(path).map_err(|_invalid| EXPECTED)?;
-    Ok(DatabaseConfig::Sqlite { path })
-}
-
-fn parse_docker_host(v: &str) -> Result<Endpoint, &'static str> {
-    const EXPECTED: &str = "tcp://HOST:PORT or unix:///PATH";
-    if let Some(path) = v.strip_prefix("unix://") {
-        return parse_abs_path(path)
-            .map(Endpoint::Unix)
-            .map_err(|_invalid| EXPECTED);
-    }
-    let authority = v.strip_prefix("tcp://").ok_or(EXPECTED)?;
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    let (host, port) = authority.rsplit_once(':').ok_or(EXPECTED)?;
-    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or(EXPECTED)?;
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let valid = !bare.is_empty()
-        && bare
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-        && (bare.contains(':') == host.starts_with('['));
-    if !valid {
-        return Err(EXPECTED);
-    }
-    Ok(Endpoint::Tcp {
-        host: bare.to_owned(),
-        port,
-    })
 }
 
 // === impl DockerConfig ===

@@ -1,6 +1,11 @@
+//! Every variable, its default and its issue, read through `Config::from_lookup`.
+
 use std::collections::HashMap;
 
+use std::str::FromStr;
+
 use super::*;
+use crate::sandbox::Cpus;
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let map: HashMap<String, String> = vars
@@ -328,7 +333,7 @@ fn error_message() {
     .assert_eq(&error.to_string());
 }
 
-// Accounts (issue 5).
+// Accounts.
 #[test]
 fn bootstrap_admin_needs_both_variables() {
     assert_eq!(load(&[]).unwrap().bootstrap_admin, None);

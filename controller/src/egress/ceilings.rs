@@ -30,8 +30,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::hex_sha256;
-use super::policy::{EgressPolicy, TenantPolicy};
+use super::policy::{hex_sha256, EgressPolicy, TenantPolicy};
 use crate::accounts::user::{Role, UserId};
 
 /// What a sandbox gets when neither the tenant nor the ceiling says otherwise

@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -56,7 +55,7 @@ pub use authority::{
     PutCeilings,
 };
 use infrastructure::InfraSources;
-pub use policy::{EgressPolicy, TenantPolicy};
+pub use policy::{hex_sha256, EgressPolicy, TenantPolicy};
 
 /// Folder under the data dir holding the admin TLS material.
 pub const EGRESS_CERTS_SUBDIR: &str = "egress-certs";
@@ -402,9 +401,4 @@ fn issue_certs(dir: &std::path::Path, admin_ip: IpAddr) -> Result<(), EgressErro
     airlock_certs::init(&InitOptions::new(dir).san(San::Ip(admin_ip)))
         .map(drop)
         .map_err(|e| EgressError::Tls(e.to_string()))
-}
-
-/// Lowercase hex SHA-256: the proxy's `credential_hash` of a token, and the policy hash.
-pub fn hex_sha256(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
 }

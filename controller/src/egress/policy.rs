@@ -12,12 +12,9 @@
 //! but not `allow_public` wrote an allow-list (as the proxy reads such a policy), so the
 //! default's `allow_public` does not widen it to every public destination.
 
-use airlock_egress_policy::{Mode, DEFAULT_PORTS};
+use airlock_egress_policy::{Mode, Policy, PolicySpec, DEFAULT_PORTS};
 use serde_json::Value;
-
-use super::hex_sha256;
-// At merge: `airlock_egress_policy::PolicySpec`, and `Policy::compile` for `compile`.
-use airlock_egress_policy::{Policy, PolicySpec};
+use sha2::{Digest, Sha256};
 
 /// A validated policy object as written; absent fields are absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,6 +168,11 @@ pub fn upgrade_stored(stored: Option<&str>) -> Option<(String, String)> {
     };
     let hash = hex_sha256(&json);
     Some((json, hash))
+}
+
+/// Lowercase hex SHA-256: the proxy's `credential_hash` of a token, and the policy hash.
+pub fn hex_sha256(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 #[cfg(test)]

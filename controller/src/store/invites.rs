@@ -24,7 +24,7 @@ pub struct NewInvite {
 
 /// Accepting an invite.
 #[derive(Clone, Debug)]
-pub struct AcceptInvite {
+pub struct InviteAcceptance {
     /// Hex SHA-256 of the presented invite token.
     pub hash: String,
     /// The display name the invitee chose.
@@ -59,7 +59,7 @@ impl Store {
 
     /// Redeems an invite: `NotFound` when the token is unknown, used or expired; `Conflict`
     /// when the email already has an account (the invite stays unused then).
-    pub async fn accept_invite(&self, accept: AcceptInvite) -> Result<User, StoreError> {
+    pub async fn accept_invite(&self, accept: InviteAcceptance) -> Result<User, StoreError> {
         let at = now();
         let user_id = UserId::new();
         with_db!(self, |pool, begin| {

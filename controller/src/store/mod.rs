@@ -15,7 +15,7 @@
 
 // Operator ceilings (the egress policy authority).
 mod ceilings;
-// The network plane (issue 6): proxy entries and the egress ledger.
+// The network plane: proxy entries and the egress ledger.
 mod egress;
 // Rewrites policies stored before `allow_public` existed.
 mod egress_upgrade;
@@ -23,14 +23,14 @@ mod error;
 mod images;
 mod rows;
 mod sandboxes;
-// The isolation self-test results (issue 6).
+// The isolation self-test results.
 mod selftests;
 mod subnets;
 mod users;
-// Accounts (issue 5): tokens, sessions, invites.
+// Accounts: tokens, sessions, invites.
 mod invites;
 mod tokens;
-// Quotas, secrets and the audit trail (issue 5).
+// Quotas, secrets and the audit trail.
 mod audit;
 pub(crate) mod quotas;
 mod secrets;
@@ -40,13 +40,12 @@ pub use egress::{
     EgressEntry, EgressEvent, EgressQuery, HostSummary, POSTGRES_EVENT_BATCH, SQLITE_EVENT_BATCH,
 };
 pub use error::StoreError;
-// Accounts (issue 5).
 pub use images::ImageRecord;
-pub use invites::{AcceptInvite, NewInvite};
+pub use invites::{InviteAcceptance, NewInvite};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
-// Quotas, secrets and the audit trail (issue 5).
+// Quotas, secrets and the audit trail.
 pub use audit::{AuditRecord, NewAuditRecord};
 pub use secrets::{SealedSecret, SecretMeta};
 

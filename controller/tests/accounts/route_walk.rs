@@ -1,4 +1,4 @@
-//! The route-walking isolation test (issue 5). Every route comes from the OpenAPI document, so
+//! The route-walking isolation test. Every route comes from the OpenAPI document, so
 //! a new route cannot be forgotten: a route without a row in [`RULES`] fails the test with
 //! "add a rule for METHOD PATH", and a row whose route is gone fails it too.
 //!

@@ -1,0 +1,133 @@
+//! The value grammars of the configuration: counts, booleans, absolute paths, durations,
+//! address pools, database URLs and Docker hosts. Each returns what it expected on failure,
+//! which [`super::reader::Reader`] turns into an issue.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{DatabaseConfig, Secret};
+use crate::sandbox::subnet::SANDBOX_PREFIX;
+
+/// Where the Docker daemon listens, before the transport is chosen.
+pub(super) enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+pub(super) fn positive_or_zero(v: &str, expected: &'static str) -> Result<u64, &'static str> {
+    v.parse().map_err(|_invalid| expected)
+}
+
+pub(super) fn positive(v: &str, expected: &'static str) -> Result<u64, &'static str> {
+    v.parse().ok().filter(|n| *n > 0).ok_or(expected)
+}
+
+pub(super) fn parse_abs_path(v: &str) -> Result<PathBuf, &'static str> {
+    let path = PathBuf::from(v);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err("an absolute path")
+    }
+}
+
+pub(super) fn parse_bool(v: &str) -> Result<bool, &'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("true or false"),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `2d` or `250ms` (one number and one unit; never zero).
+pub fn parse_duration(v: &str) -> Result<Duration, &'static str> {
+    const EXPECTED: &str = "a positive duration like 30s, 5m or 1h";
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or(EXPECTED)?;
+    let (number, unit) = v.split_at(split);
+    let n: u64 = number.parse().map_err(|_invalid| EXPECTED)?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or(EXPECTED)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or(EXPECTED)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or(EXPECTED)?),
+        _ => return Err(EXPECTED),
+    };
+    if duration.is_zero() {
+        return Err(EXPECTED);
+    }
+    Ok(duration)
+}
+
+pub(super) fn parse_pools(v: &str) -> Result<Vec<Ipv4Net>, &'static str> {
+    const EXPECTED: &str = "comma-separated IPv4 CIDRs, each /29 or larger, e.g. 10.213.0.0/16";
+    let pools = v
+        .split(',')
+        .map(|part| match part.trim().parse::<IpNet>() {
+            Ok(IpNet::V4(net)) if net.prefix_len() <= SANDBOX_PREFIX && net == net.trunc() => {
+                Ok(net)
+            }
+            _ => Err(EXPECTED),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let overlaps = pools
+        .iter()
+        .enumerate()
+        .any(|(i, a)| pools[..i].iter().any(|b| a.contains(b) || b.contains(a)));
+    if overlaps {
+        return Err("IPv4 CIDRs that do not overlap");
+    }
+    Ok(pools)
+}
+
+pub(super) fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static str> {
+    const EXPECTED: &str = "postgres://…, postgresql://… or sqlite:/ABSOLUTE/PATH";
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Refuse what sqlx would refuse at connect time (a bad port, an unknown `sslmode`), so
+        // it is a configuration error; TLS modes (`require`, `verify-ca`, `verify-full`) work.
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|_invalid| {
+            "a valid postgres:// URL (options: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=PATH)"
+        })?;
+        return Ok(DatabaseConfig::Postgres {
+            url: Secret::new(url.to_owned()),
+        });
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or(EXPECTED)?;
+    let path = parse_abs_path(path).map_err(|_invalid| EXPECTED)?;
+    Ok(DatabaseConfig::Sqlite { path })
+}
+
+pub(super) fn parse_docker_host(v: &str) -> Result<Endpoint, &'static str> {
+    const EXPECTED: &str = "tcp://HOST:PORT or unix:///PATH";
+    if let Some(path) = v.strip_prefix("unix://") {
+        return parse_abs_path(path)
+            .map(Endpoint::Unix)
+            .map_err(|_invalid| EXPECTED);
+    }
+    let authority = v.strip_prefix("tcp://").ok_or(EXPECTED)?;
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority.rsplit_once(':').ok_or(EXPECTED)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or(EXPECTED)?;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let valid = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && (bare.contains(':') == host.starts_with('['));
+    if !valid {
+        return Err(EXPECTED);
+    }
+    Ok(Endpoint::Tcp {
+        host: bare.to_owned(),
+        port,
+    })
+}
