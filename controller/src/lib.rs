@@ -1,7 +1,19 @@
-//! The Airlock controller library: the admin CLI, configuration, the sandbox domain (state
-//! machine and validated spec), the Docker request builders and client, the store, the
-//! sandbox service, the HTTP API and `airlock serve`. The reconciler lands here as it is built
-//! (see ARCHITECTURE.md).
+//! The Airlock controller library. The tree shows the domains (see ARCHITECTURE.md):
+//!
+//! - pure types: [`sandbox`] (ids, the state machine, the validated spec, /29s, timeouts,
+//!   self-test results), plus the type modules of the domains ([`accounts::user`],
+//!   [`accounts::quota`], [`egress::policy`], [`egress::ceilings`], [`images::allow`]);
+//! - [`config`]: every `AIRLOCK_*` variable; [`store`]: the only SQL; [`docker`]: the only
+//!   bollard;
+//! - the domain services and their commands: [`sandboxes`], [`accounts`], [`secrets`],
+//!   [`images`], [`egress`] (the network plane and the policy authority) and [`audit`] (who
+//!   acts, the `Command` trait, the trail);
+//! - [`services`] wires them; [`reconcile`] keeps the store and the node agreeing; [`metrics`]
+//!   counts;
+//! - the doors: [`api`] (HTTP) and [`ops`] (the operator's commands); [`serve`] and [`cli`]
+//!   start them.
+//!
+//! No module imports one above it; `tests/structure.rs` checks the layering.
 
 pub mod accounts;
 pub mod api;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tracing::info;
 
 use super::credential::{NewToken, TokenKind};
@@ -95,6 +96,35 @@ impl CreateToken {
         }
     }
 
+    /// Refuses no scope, and scopes beyond what `role` allows.
+    fn check_scopes(&self, role: Role) -> Result<(), AccountError> {
+        if self.scopes.is_empty() {
+            return Err(AccountError::Invalid {
+                field: "scopes",
+                reason: "must name at least one scope".to_owned(),
+            });
+        }
+        if !self.scopes.is_subset(Scopes::allowed_for(role)) {
+            let scopes = self.scopes;
+            return Err(AccountError::ScopesBeyondRole { role, scopes });
+        }
+        Ok(())
+    }
+
+    /// When the token lapses, if it does: at most [`MAX_TOKEN_TTL`] from now.
+    fn expires_at(&self, accounts: &Accounts) -> Result<Option<OffsetDateTime>, AccountError> {
+        match self.expires_in {
+            None => Ok(None),
+            Some(ttl) if ttl >= Duration::from_secs(1) && ttl <= MAX_TOKEN_TTL => {
+                Ok(Some(accounts.clock.now() + ttl))
+            }
+            Some(_) => Err(AccountError::Invalid {
+                field: "expires_in_s",
+                reason: "must be 1 to 31622400".to_owned(),
+            }),
+        }
+    }
+
     /// The row this token's creation files: a token for a named account names the account
     /// and the token's name; the caller's own names the new token.
     fn entry(&self, token: &ApiToken) -> Entry {
@@ -119,28 +149,8 @@ impl Command<Accounts> for CreateToken {
         Self::require_session(actor)?;
         let name = fields::token_name(&self.name)?;
         let (user, role) = self.owner(accounts, actor).await?;
-        if self.scopes.is_empty() {
-            return Err(AccountError::Invalid {
-                field: "scopes",
-                reason: "must name at least one scope".to_owned(),
-            });
-        }
-        if !self.scopes.is_subset(Scopes::allowed_for(role)) {
-            let scopes = self.scopes;
-            return Err(AccountError::ScopesBeyondRole { role, scopes });
-        }
-        let expires_at = match self.expires_in {
-            None => None,
-            Some(ttl) if ttl >= Duration::from_secs(1) && ttl <= MAX_TOKEN_TTL => {
-                Some(accounts.clock.now() + ttl)
-            }
-            Some(_) => {
-                return Err(AccountError::Invalid {
-                    field: "expires_in_s",
-                    reason: "must be 1 to 31622400".to_owned(),
-                })
-            }
-        };
+        self.check_scopes(role)?;
+        let expires_at = self.expires_at(accounts)?;
         let text = NewToken::generate(TokenKind::Api);
         let new = store::NewApiToken {
             user,

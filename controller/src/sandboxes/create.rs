@@ -22,14 +22,14 @@ use std::collections::BTreeMap;
 use tracing::{instrument, warn};
 
 use super::{SandboxError, Sandboxes};
-use crate::accounts::quota;
+use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
 use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::{EgressPolicy, TenantPolicy};
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
-use crate::sandbox::{FieldError, Problem, SandboxRequest};
+use crate::sandbox::{FieldError, Problem, SandboxRequest, SandboxSpec};
 use crate::store::{Created, NewSandbox, Sandbox};
 
 /// The audit action of a create.
@@ -119,8 +119,7 @@ impl Command<Sandboxes> for CreateSandbox {
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
-        let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
-        sandboxes.peers.audit.record(actor, entry).await;
+        sandboxes.peers.audit.record(actor, entry(&creation)).await;
         Ok(creation)
     }
 }
@@ -149,21 +148,12 @@ impl CreateSandbox {
         if self.policy.is_some() && sandboxes.egress.is_none() {
             return Err(SandboxError::EgressOff);
         }
-        let settings = &sandboxes.settings;
-        let store = &sandboxes.store;
-        let quota = settings.quota.with(&store.quota_override(owner).await?);
-        if self.request.timeout.is_none() {
-            let default = settings.maximums.default_timeout;
-            self.request.timeout = Some(default.min(quota.max_lifetime));
-        }
         let env_names: Vec<String> = self.request.env.iter().map(|(n, _)| n.clone()).collect();
-        let spec = self
-            .request
-            .validate(&settings.maximums)
-            .map_err(SandboxError::Invalid)?;
+        let (quota, spec) = self.spec(sandboxes, owner).await?;
         let secret_env = sandboxes
             .resolve_secrets(owner, &env_names, &self.secret_env)
             .await?;
+        let (settings, store) = (&sandboxes.settings, &sandboxes.store);
         let usage = store.quota_usage(owner).await?;
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
         sandboxes.peers.images.admit(spec.image().as_str()).await?;
@@ -182,6 +172,26 @@ impl CreateSandbox {
             policy,
             ceiling,
         })
+    }
+
+    /// The owner's quota and the validated spec: a request without a timeout gets the
+    /// default, capped at the owner's lifetime quota.
+    async fn spec(
+        &mut self,
+        sandboxes: &Sandboxes,
+        owner: UserId,
+    ) -> Result<(Quota, SandboxSpec), SandboxError> {
+        let settings = &sandboxes.settings;
+        let overrides = sandboxes.store.quota_override(owner).await?;
+        let quota = settings.quota.with(&overrides);
+        if self.request.timeout.is_none() {
+            let default = settings.maximums.default_timeout;
+            self.request.timeout = Some(default.min(quota.max_lifetime));
+        }
+        let spec = std::mem::take(&mut self.request)
+            .validate(&settings.maximums)
+            .map_err(SandboxError::Invalid)?;
+        Ok((quota, spec))
     }
 }
 
@@ -260,6 +270,11 @@ impl Sandboxes {
     }
 }
 
+/// The create's audit row: the sandbox, whichever way the create ended, and its status.
+fn entry(creation: &Creation) -> Entry {
+    Entry::new(ACTION, creation.status()).object(creation.sandbox().id)
+}
+
 /// Why a `secret_env` name cannot be used, if it cannot.
 fn secret_env_problem(env: &str, env_names: &[String]) -> Option<Problem> {
     if !is_env_name(env) {
@@ -280,5 +295,81 @@ fn secret_env_problem(env: &str, env_names: &[String]) -> Option<Problem> {
 impl std::fmt::Debug for SecretEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SecretEnv({} entries, values hidden)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::sandbox::{Cpus, DesiredState, Limits, Maximums, SandboxId, SandboxState};
+
+    fn sandbox(state: SandboxState) -> Sandbox {
+        let spec = SandboxRequest {
+            image: "airlock/testbox:dev".to_owned(),
+            ..SandboxRequest::default()
+        }
+        .validate(&Maximums {
+            limits: Limits {
+                cpus: Cpus::from_millis(1000),
+                memory_mb: 512,
+                pids: 64,
+                disk_mb: None,
+            },
+            timeout: Duration::from_secs(600),
+            default_timeout: Duration::from_secs(60),
+        })
+        .unwrap();
+        let now = OffsetDateTime::now_utc();
+        Sandbox {
+            id: SandboxId::new(),
+            owner: UserId::new(),
+            spec,
+            desired: DesiredState::Running,
+            state,
+            end_reason: None,
+            generation: 1,
+            node: None,
+            network_name: None,
+            subnet: None,
+            container_id: None,
+            idempotency_key: None,
+            created_at: now,
+            updated_at: now,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn every_create_row_names_its_sandbox() {
+        let running = sandbox(SandboxState::Running);
+        let failed = sandbox(SandboxState::Failed);
+        let selftest = Selftest::error(1, "no probe".to_owned(), OffsetDateTime::now_utc());
+        let table = [
+            (
+                Creation::Created {
+                    sandbox: running.clone(),
+                    selftest: Some(selftest.clone()),
+                },
+                running.id,
+                status::CREATED,
+            ),
+            (Creation::Existing(running.clone()), running.id, status::OK),
+            (
+                Creation::SelftestFailed {
+                    sandbox: failed.clone(),
+                    selftest,
+                },
+                failed.id,
+                status::UNPROCESSABLE,
+            ),
+        ];
+        for (creation, id, code) in table {
+            let want = Entry::new("POST /v1/sandboxes", code).object(id);
+            assert_eq!(entry(&creation), want, "{creation:?}");
+        }
     }
 }

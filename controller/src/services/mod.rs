@@ -224,33 +224,18 @@ impl Builder {
 
     /// The services.
     pub fn build(self) -> Services {
-        let Self {
-            store,
-            docker,
-            settings,
-            vault,
-            egress,
-            clock,
-        } = self;
-        let audit = AuditLog::new(store.clone());
-        let accounts =
-            Accounts::new(store.clone(), audit.clone(), settings.quota).with_clock(clock);
-        let secrets = Secrets::new(store.clone(), audit.clone(), vault);
+        let audit = AuditLog::new(self.store.clone());
+        let settings = &self.settings;
+        let accounts = Accounts::new(self.store.clone(), audit.clone(), settings.quota)
+            .with_clock(self.clock.clone());
+        let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone());
         let images = Images::new(
-            store.clone(),
-            docker.clone(),
+            self.store.clone(),
+            self.docker.clone(),
             settings.images.clone(),
             &settings.node,
         );
-        let mut policy = PolicyAuthority::new(
-            store.clone(),
-            audit.clone(),
-            settings.policy.clone(),
-            settings.infrastructure.clone(),
-        );
-        if let Some(plane) = &egress {
-            policy = policy.with_plane(plane.clone());
-        }
+        let policy = self.policy(&audit);
         let peers = Peers {
             secrets: secrets.clone(),
             images: images.clone(),
@@ -258,23 +243,40 @@ impl Builder {
             audit: audit.clone(),
             metrics: Metrics::default(),
         };
-        let mut sandboxes =
-            Sandboxes::new(store.clone(), docker.clone(), settings.sandboxes(), peers);
-        if let Some(plane) = &egress {
-            sandboxes = sandboxes.with_egress(plane.clone());
-        }
         Services {
-            sandboxes,
+            sandboxes: self.sandboxes(peers),
             accounts,
             secrets,
             images,
             policy,
             audit,
             health: Health {
-                store,
-                docker,
-                egress,
+                store: self.store,
+                docker: self.docker,
+                egress: self.egress,
             },
+        }
+    }
+
+    fn policy(&self, audit: &AuditLog) -> PolicyAuthority {
+        let policy = PolicyAuthority::new(
+            self.store.clone(),
+            audit.clone(),
+            self.settings.policy.clone(),
+            self.settings.infrastructure.clone(),
+        );
+        match &self.egress {
+            Some(plane) => policy.with_plane(plane.clone()),
+            None => policy,
+        }
+    }
+
+    fn sandboxes(&self, peers: Peers) -> Sandboxes {
+        let settings = self.settings.sandboxes();
+        let sandboxes = Sandboxes::new(self.store.clone(), self.docker.clone(), settings, peers);
+        match &self.egress {
+            Some(plane) => sandboxes.with_egress(plane.clone()),
+            None => sandboxes,
         }
     }
 }

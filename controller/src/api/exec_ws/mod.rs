@@ -23,66 +23,53 @@
 //! (its stdin closes, which ends a shell), keep running inside the sandbox, bounded by its
 //! pids, memory and lifetime limits, until they exit or the sandbox ends.
 
-use std::pin::Pin;
-use std::time::Duration;
+mod session;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::Extension;
-use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
-use time::OffsetDateTime;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tracing::{debug, instrument, warn};
 
 use super::error::{ApiError, FieldReason};
 use super::exec::{not_running, validate, ExecBody, MAX_EXEC_TIMEOUT_S};
 use super::sandboxes::sandbox_id;
 use super::AppState;
 use crate::audit::Actor;
-use crate::docker::AttachedExec;
-use crate::sandboxes::exec::{ExecRequest, ExecTarget};
-use crate::sandboxes::{AttachExec, ExecExitCode, OpenExec, ResizeExec, SandboxError};
+use crate::sandboxes::exec::ExecRequest;
+use crate::sandboxes::OpenExec;
 
 /// Largest WebSocket message accepted from the client.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Most stdin bytes held while the process does not read them; the client is not read
 /// further until they drain.
-const MAX_PENDING_STDIN: usize = 64 * 1024;
-/// Close code: normal closure.
-const CLOSE_NORMAL: u16 = 1000;
-/// Close code: policy violation (a bad control message).
-const CLOSE_POLICY: u16 = 1008;
-/// Close code: the server failed.
-const CLOSE_ERROR: u16 = 1011;
+pub(super) const MAX_PENDING_STDIN: usize = 64 * 1024;
 
 /// The query, as parsed.
 #[derive(Debug, PartialEq, Eq)]
-struct WsQuery {
-    request: ExecRequest,
-    tty: bool,
+pub(super) struct WsQuery {
+    pub(super) request: ExecRequest,
+    pub(super) tty: bool,
 }
 
 /// A control message from the client (a text frame).
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct Control {
+pub(super) struct Control {
     #[serde(default)]
-    resize: Option<Resize>,
+    pub(super) resize: Option<Resize>,
     #[serde(default)]
-    eof: Option<bool>,
+    pub(super) eof: Option<bool>,
 }
 
 /// A terminal size, in characters.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct Resize {
-    cols: u16,
-    rows: u16,
+pub(super) struct Resize {
+    pub(super) cols: u16,
+    pub(super) rows: u16,
 }
 
 /// `GET /v1/sandboxes/{id}/exec/ws`.
@@ -128,7 +115,7 @@ pub(crate) async fn exec_ws(
     let response = upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state, actor, target, query));
+        .on_upgrade(move |socket| session::run(socket, state, actor, target, query));
     Ok(response)
 }
 
@@ -136,46 +123,17 @@ pub(crate) async fn exec_ws(
 fn parse_query(query: &str) -> Result<WsQuery, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|error| ApiError::bad_request("invalid_query", error.to_string()))?;
-    let mut errors = Vec::new();
-    let mut fail = |field: &str, reason: &str| {
-        errors.push(FieldReason {
-            field: field.to_owned(),
-            reason: reason.to_owned(),
-        });
-    };
-    let mut cmd = Vec::new();
-    let mut env = std::collections::BTreeMap::new();
-    let mut tty = None;
-    let mut timeout_s = None;
+    let mut fields = QueryFields::default();
     for (key, value) in pairs {
-        match key.as_str() {
-            "cmd" => cmd.push(value),
-            "env" => match value.split_once('=') {
-                Some((name, value)) => {
-                    if env.insert(name.to_owned(), value.to_owned()).is_some() {
-                        fail(&format!("env.{name}"), "is given twice");
-                    }
-                }
-                None => fail("env", "must be NAME=value"),
-            },
-            "tty" if tty.is_none() => match value.as_str() {
-                "true" | "1" => tty = Some(true),
-                "false" | "0" => tty = Some(false),
-                _ => fail("tty", "must be true or false"),
-            },
-            "timeout_s" if timeout_s.is_none() => match value.parse::<u64>() {
-                Ok(seconds) => timeout_s = Some(seconds),
-                Err(_not_a_number) => {
-                    fail(
-                        "timeout_s",
-                        &format!("must be between 1 and {MAX_EXEC_TIMEOUT_S}"),
-                    );
-                }
-            },
-            "tty" | "timeout_s" => fail(&key, "is given twice"),
-            other => fail(other, "is not a known parameter (cmd, env, tty, timeout_s)"),
-        }
+        fields.take(&key, value);
     }
+    let QueryFields {
+        cmd,
+        env,
+        tty,
+        timeout_s,
+        mut errors,
+    } = fields;
     let body = ExecBody {
         cmd,
         env: Some(env),
@@ -196,220 +154,60 @@ fn parse_query(query: &str) -> Result<WsQuery, ApiError> {
     })
 }
 
-/// How the pump loop ended.
-#[derive(Debug)]
-enum End {
-    /// The output closed: the process ended.
-    Exited,
-    /// The timeout passed first.
-    TimedOut,
-    /// The client closed or went away.
-    ClientGone,
-    /// The client sent a bad control message.
-    BadControl(String),
-    /// Docker failed mid-stream.
-    Failed(SandboxError),
+/// The query's parameters as they are read, and what is wrong with them.
+#[derive(Default)]
+struct QueryFields {
+    cmd: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    tty: Option<bool>,
+    timeout_s: Option<u64>,
+    errors: Vec<FieldReason>,
 }
 
-/// One upgraded session: start the exec, pump both ways, report the end.
-#[instrument(skip_all, fields(sandbox.id = %target.sandbox, tty = query.tty))]
-async fn session(
-    mut socket: WebSocket,
-    state: AppState,
-    actor: Actor,
-    target: ExecTarget,
-    query: WsQuery,
-) {
-    let sandboxes = &state.services.sandboxes;
-    let attach = AttachExec {
-        target: target.clone(),
-        request: query.request.clone(),
-        tty: query.tty,
-    };
-    let attached = match sandboxes.run(&actor, attach).await {
-        Ok(attached) => attached,
-        Err(error) => {
-            let (code, message) = match error {
-                SandboxError::Conflict(message) => ("not_running", message),
-                other => {
-                    warn!(error = %other, "Interactive exec did not start");
-                    ("internal", "the exec could not be started".to_owned())
-                }
-            };
-            let body = json!({"error": code, "message": message});
-            let _sent = socket.send(Message::Text(body.to_string().into())).await;
-            close(&mut socket, CLOSE_ERROR, code).await;
-            return;
-        }
-    };
-    let exec_id = attached.id.clone();
-    let end = pump(
-        &mut socket,
-        &state,
-        &actor,
-        &target,
-        attached,
-        query.request.timeout,
-    )
-    .await;
-    sandboxes
-        .activity()
-        .touch(target.sandbox, OffsetDateTime::now_utc());
-    debug!(exec.id = %exec_id, end = ?end, "Interactive exec ended");
-    match end {
-        End::Exited => {
-            let exit = ExecExitCode {
-                exec: exec_id.clone(),
-            };
-            let code = match sandboxes.run(&actor, exit).await {
-                Ok(code) => code,
-                Err(error) => {
-                    warn!(%error, "Cannot read the exec's exit code");
-                    None
-                }
-            };
-            let body = json!({"exit_code": code});
-            let _sent = socket.send(Message::Text(body.to_string().into())).await;
-            let reason = code.map_or_else(
-                || "exit_code=unknown".to_owned(),
-                |c| format!("exit_code={c}"),
-            );
-            close(&mut socket, CLOSE_NORMAL, &reason).await;
-        }
-        End::TimedOut => {
-            let body = json!({"exit_code": null, "timed_out": true});
-            let _sent = socket.send(Message::Text(body.to_string().into())).await;
-            close(&mut socket, CLOSE_NORMAL, "timed_out").await;
-        }
-        End::ClientGone => {}
-        End::BadControl(message) => {
-            let body = json!({"error": "invalid_control", "message": message});
-            let _sent = socket.send(Message::Text(body.to_string().into())).await;
-            close(&mut socket, CLOSE_POLICY, "invalid_control").await;
-        }
-        End::Failed(error) => {
-            warn!(%error, "Interactive exec failed");
-            let body = json!({"error": "internal", "message": "the exec stream failed"});
-            let _sent = socket.send(Message::Text(body.to_string().into())).await;
-            close(&mut socket, CLOSE_ERROR, "internal").await;
-        }
-    }
-}
+// === impl QueryFields ===
 
-/// Pumps output to the client and client frames to stdin until one side ends.
-async fn pump(
-    socket: &mut WebSocket,
-    state: &AppState,
-    actor: &Actor,
-    target: &ExecTarget,
-    attached: AttachedExec,
-    timeout: Duration,
-) -> End {
-    let AttachedExec {
-        id: exec_id,
-        mut output,
-        input,
-    } = attached;
-    let mut input = Some(input);
-    // Bytes read from the client and not yet taken by the process.
-    let mut pending: Vec<u8> = Vec::new();
-    // Whether the client asked for end-of-file once `pending` drains.
-    let mut eof = false;
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            chunk = output.next() => match chunk {
-                Some(Ok(chunk)) => {
-                    state.services.sandboxes.activity().touch(target.sandbox, OffsetDateTime::now_utc());
-                    if socket.send(Message::Binary(chunk.bytes.into())).await.is_err() {
-                        return End::ClientGone;
+impl QueryFields {
+    /// Takes one `key=value` pair.
+    fn take(&mut self, key: &str, value: String) {
+        match key {
+            "cmd" => self.cmd.push(value),
+            "env" => match value.split_once('=') {
+                Some((name, value)) => {
+                    if self.env.insert(name.to_owned(), value.to_owned()).is_some() {
+                        self.fail(&format!("env.{name}"), "is given twice");
                     }
                 }
-                Some(Err(error)) => return End::Failed(error.into()),
-                None => return End::Exited,
+                None => self.fail("env", "must be NAME=value"),
             },
-            written = write_some(&mut input, &pending), if !pending.is_empty() => match written {
-                Ok(n) => {
-                    pending.drain(..n);
-                    if pending.is_empty() && eof {
-                        close_stdin(&mut input).await;
-                    }
-                }
-                Err(error) => {
-                    // The process closed its stdin; what the client sends next goes nowhere.
-                    debug!(%error, "Exec stdin closed");
-                    input = None;
-                    pending.clear();
+            "tty" if self.tty.is_none() => match value.as_str() {
+                "true" | "1" => self.tty = Some(true),
+                "false" | "0" => self.tty = Some(false),
+                _ => self.fail("tty", "must be true or false"),
+            },
+            "timeout_s" if self.timeout_s.is_none() => match value.parse::<u64>() {
+                Ok(seconds) => self.timeout_s = Some(seconds),
+                Err(_not_a_number) => {
+                    let reason = format!("must be between 1 and {MAX_EXEC_TIMEOUT_S}");
+                    self.fail("timeout_s", &reason);
                 }
             },
-            message = socket.recv(), if pending.len() < MAX_PENDING_STDIN => match message {
-                Some(Ok(Message::Binary(bytes))) => {
-                    state.services.sandboxes.activity().touch(target.sandbox, OffsetDateTime::now_utc());
-                    if input.is_some() && !eof {
-                        pending.extend_from_slice(&bytes);
-                    }
-                }
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<Control>(text.as_str()) {
-                    Ok(Control { resize, eof: asked }) if resize.is_some() || asked.is_some() => {
-                        if let Some(Resize { cols, rows }) = resize {
-                            if cols == 0 || rows == 0 {
-                                return End::BadControl("resize: cols and rows must be at least 1".to_owned());
-                            }
-                            let resize = ResizeExec { exec: exec_id.clone(), cols, rows };
-                            if let Err(error) = state.services.sandboxes.run(actor, resize).await {
-                                // Without a TTY Docker refuses; the session goes on.
-                                debug!(%error, "Exec resize refused");
-                            }
-                        }
-                        if asked == Some(true) && !eof {
-                            eof = true;
-                            if pending.is_empty() {
-                                close_stdin(&mut input).await;
-                            }
-                        }
-                    }
-                    Ok(_) => return End::BadControl("a control message needs `resize` or `eof`".to_owned()),
-                    Err(error) => return End::BadControl(error.to_string()),
-                },
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return End::ClientGone,
-            },
-            () = &mut deadline => return End::TimedOut,
+            "tty" | "timeout_s" => self.fail(key, "is given twice"),
+            other => self.fail(other, "is not a known parameter (cmd, env, tty, timeout_s)"),
         }
     }
-}
 
-/// Writes some of `bytes` to `input`; never completes when stdin is already closed.
-async fn write_some(
-    input: &mut Option<Pin<Box<dyn AsyncWrite + Send>>>,
-    bytes: &[u8],
-) -> std::io::Result<usize> {
-    match input {
-        Some(writer) => writer.write(bytes).await,
-        None => std::future::pending().await,
+    fn fail(&mut self, field: &str, reason: &str) {
+        self.errors.push(FieldReason {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
-}
-
-/// Sends end-of-file to the process.
-async fn close_stdin(input: &mut Option<Pin<Box<dyn AsyncWrite + Send>>>) {
-    if let Some(mut writer) = input.take() {
-        if let Err(error) = writer.shutdown().await {
-            debug!(%error, "Exec stdin not closed cleanly");
-        }
-    }
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _sent = socket.send(Message::Close(Some(frame))).await;
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn fields(query: &str) -> Vec<String> {

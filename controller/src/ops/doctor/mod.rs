@@ -20,7 +20,9 @@ use crate::docker::DockerClient;
 use crate::store::Store;
 
 mod egress_dns;
+mod images;
 mod infrastructure;
+mod proxy;
 
 /// The image the INPUT-rule probe runs (must be on the node; `make up` loads it).
 pub const DEFAULT_PROBE_IMAGE: &str = "airlock/testbox:dev";
@@ -156,7 +158,7 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
     let store = check_store(config, &mut report).await;
     report
         .checks
-        .push(check_proxy(config, store.as_ref()).await);
+        .push(proxy::check(config, store.as_ref()).await);
     report.checks.push(egress_dns::check(config));
     if let Some(docker) = &docker {
         report
@@ -164,7 +166,7 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
             .push(infrastructure::check(config, docker).await);
     }
     if let (Some(docker), Some(store)) = (&docker, &store) {
-        report.checks.push(check_images(docker, store).await);
+        report.checks.push(images::check(docker, store).await);
     }
     report.checks.push(check_disk(&config.data_dir));
     if let DockerConfig::Tls { cert_dir, .. } = &config.docker {
@@ -314,130 +316,6 @@ async fn check_input_rules(docker: &DockerClient, image: &str) -> Check {
     }
 }
 
-/// The egress proxy: healthy over its mTLS admin API, and holding every live sandbox's entry
-/// at the generation the store has (the controller re-pushes within seconds after a proxy
-/// restart, so a lasting gap means it cannot).
-async fn check_proxy(config: &Config, store: Option<&Store>) -> Check {
-    let name = "egress-proxy";
-    let egress = &config.egress;
-    if !egress.enabled {
-        return Check::new(
-            name,
-            Verdict::Skip,
-            "the network plane is off (AIRLOCK_EGRESS=false): sandboxes have no egress",
-            "",
-        );
-    }
-    let Some(admin_ip) = egress.admin_ip else {
-        return Check::new(
-            name,
-            Verdict::Fail,
-            "no admin address: AIRLOCK_DOCKER_HOST is a name",
-            "set AIRLOCK_EGRESS_ADMIN_ADDR to the DinD's IP address",
-        );
-    };
-    let dir = config
-        .data_dir
-        .join(crate::egress::EGRESS_CERTS_SUBDIR)
-        .join("client");
-    let addr = std::net::SocketAddr::new(admin_ip, crate::docker::spec::egress::ADMIN_PORT);
-    let client =
-        match crate::egress::admin::AdminClient::new(addr, &dir) {
-            Ok(client) => client,
-            Err(error) => return Check::new(
-                name,
-                Verdict::Fail,
-                format!("no admin client certificate in {}: {error}", dir.display()),
-                "start `airlock serve` once with this data dir: it issues the proxy's certificates",
-            ),
-        };
-    let health = match tokio::time::timeout(CHECK_TIMEOUT, client.health()).await {
-        Ok(Ok(health)) => health,
-        Ok(Err(error)) => {
-            return Check::new(
-                name,
-                Verdict::Fail,
-                format!("{addr}: {error}"),
-                "is `airlock serve` running? it starts the airlock-egress container on the node; see its log",
-            )
-        }
-        Err(_elapsed) => {
-            return Check::new(
-                name,
-                Verdict::Fail,
-                format!("{addr}: no answer within {CHECK_TIMEOUT:?}"),
-                "check that the DinD publishes 3129 on AIRLOCK_EGRESS_ADMIN_ADDR",
-            )
-        }
-    };
-    let Some(store) = store else {
-        return Check::pass(
-            name,
-            format!(
-                "healthy (boot {}); store unavailable, generations not compared",
-                health.boot_id
-            ),
-        );
-    };
-    let (live, listed) = match (
-        store.live_egress_entries().await,
-        client.list_sandboxes().await,
-    ) {
-        (Ok(live), Ok(listed)) => (live, listed),
-        (Err(error), _) => {
-            return Check::new(name, Verdict::Fail, format!("store: {error}"), "see store")
-        }
-        (_, Err(error)) => return Check::new(name, Verdict::Fail, format!("{addr}: {error}"), ""),
-    };
-    let stale: Vec<String> = live
-        .iter()
-        .filter(|entry| {
-            let id = entry.sandbox_id.to_string();
-            !listed.sandboxes.iter().any(|listed| {
-                listed.sandbox_id == id
-                    && i64::try_from(listed.generation).is_ok_and(|g| g == entry.generation)
-            })
-        })
-        .map(|entry| entry.sandbox_id.to_string())
-        .collect();
-    if stale.is_empty() && health.events_overflowed > 0 {
-        Check::new(
-            name,
-            Verdict::Warn,
-            format!(
-                "healthy (boot {}), {} live sandboxes current, but {} ledger events were lost \
-                 to a full spool since the proxy started",
-                health.boot_id,
-                live.len(),
-                health.events_overflowed
-            ),
-            "the controller was not pulling the ledger while sandboxes made requests (down or \
-             failing: see its log); the lost events are only in the airlock-egress container log",
-        )
-    } else if stale.is_empty() {
-        Check::pass(
-            name,
-            format!(
-                "healthy (boot {}), {} live sandboxes all on their current generation",
-                health.boot_id,
-                live.len()
-            ),
-        )
-    } else {
-        Check::new(
-            name,
-            Verdict::Fail,
-            format!(
-                "{} of {} live sandboxes missing or stale on the proxy (they are denied meanwhile): {}",
-                stale.len(),
-                live.len(),
-                stale.join(", ")
-            ),
-            "the controller re-pushes entries every second; if this lasts, see its log for egress errors",
-        )
-    }
-}
-
 async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {
     let name = "store";
     match Store::connect(&config.database).await {
@@ -455,58 +333,6 @@ async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {
             None
         }
     }
-}
-
-async fn check_images(docker: &DockerClient, store: &Store) -> Check {
-    let name = "images";
-    let records = match store.list_images().await {
-        Ok(records) => records,
-        Err(error) => return Check::new(name, Verdict::Fail, error.to_string(), "see store"),
-    };
-    if records.is_empty() {
-        let fix = "airlock images load BUNDLE (see docs/operator.md, air-gapped runbook)";
-        return Check::new(
-            name,
-            Verdict::Warn,
-            "no image was loaded with airlock images load",
-            fix,
-        );
-    }
-    let mut missing = Vec::new();
-    for record in &records {
-        let reference = if record.reference.is_empty() {
-            &record.image_id
-        } else {
-            &record.reference
-        };
-        match docker.image_id(reference).await {
-            Ok(Some(id)) if id == record.image_id => {}
-            Ok(found) => missing.push(format!(
-                "{reference} (recorded {}, node has {})",
-                record.image_id,
-                found.as_deref().unwrap_or("nothing")
-            )),
-            Err(error) => {
-                return Check::new(name, Verdict::Fail, error.to_string(), "see dind-mtls")
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Check::pass(
-            name,
-            format!(
-                "{} loaded image(s) present with their recorded ids",
-                records.len()
-            ),
-        );
-    }
-    let fix = "load the bundle again: airlock images load FILE";
-    Check::new(
-        name,
-        Verdict::Fail,
-        format!("changed or missing: {}", missing.join("; ")),
-        fix,
-    )
 }
 
 fn check_disk(dir: &Path) -> Check {

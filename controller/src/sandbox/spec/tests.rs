@@ -1,3 +1,5 @@
+//! Request validation: every field's problems, named by path.
+
 use super::*;
 use crate::sandbox::MAX_IMAGE_REF;
 
@@ -469,24 +471,6 @@ fn every_problem_is_reported_at_once() {
             "run_as"
         ]
     );
-}
-
-#[test]
-fn cpus_parse_and_display() {
-    let table = [
-        (1.0, 1000, "1"),
-        (0.5, 500, "0.5"),
-        (0.25, 250, "0.25"),
-        (2.125, 2125, "2.125"),
-        (0.0004, 0, "0"),
-    ];
-    for (input, millis, shown) in table {
-        let cpus = Cpus::from_f64(input).unwrap();
-        assert_eq!(cpus.millis(), millis, "{input}");
-        assert_eq!(cpus.to_string(), shown);
-    }
-    assert_eq!(Cpus::from_f64(2e6), None);
-    assert_eq!(Cpus::from_millis(1500).nanos(), 1_500_000_000);
 }
 
 #[test]
