@@ -240,11 +240,12 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Settled::Done);
     }
 
-    #[tokio::test]
+    // Paused time: the 30 s deadline passes at once, with no real wait.
+    #[tokio::test(start_paused = true)]
     async fn waiters_give_up_at_the_deadline() {
         let catalog = catalog();
         catalog.update(1, |s| s.state = PullState::Loading);
-        let limit = Duration::from_millis(50);
+        let limit = Duration::from_secs(30);
         let settled = catalog.settled("b:2", limit).await;
         assert!(matches!(settled, Settled::StillLoading { waited } if waited >= limit));
         // Unknown and finished entries never wait.

@@ -1,3 +1,5 @@
+//! The Prometheus text, pinned.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! The state machine and the stored spellings, as tables.
+
 use super::*;
 
 use SandboxState::{Creating, Exited, Failed, Lost, Running, Stopping};

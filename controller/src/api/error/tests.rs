@@ -83,3 +83,50 @@ async fn error_bodies() {
     expect_test::expect![[r#"{"error":"capacity","message":"no sandbox network capacity left"}"#]]
         .assert_eq(&body);
 }
+
+#[tokio::test]
+async fn a_failed_required_selftest_is_a_422_with_the_sandbox_and_the_result() {
+    use crate::sandbox::selftest::Selftest;
+    use crate::sandbox::{Maximums, SandboxRequest, SandboxState};
+    use crate::store::Sandbox;
+
+    let spec = SandboxRequest {
+        image: "airlock/testbox:dev".to_owned(),
+        ..SandboxRequest::default()
+    }
+    .validate(&Maximums {
+        limits: crate::sandbox::Limits {
+            cpus: crate::sandbox::Cpus::from_millis(1000),
+            memory_mb: 512,
+            pids: 64,
+            disk_mb: None,
+        },
+        timeout: std::time::Duration::from_secs(600),
+        default_timeout: std::time::Duration::from_secs(60),
+    })
+    .unwrap();
+    let at = time::macros::datetime!(2025-01-02 03:04:05 UTC);
+    let sandbox = Sandbox {
+        id: "0190a4a0-0000-7000-8000-000000000000".parse().unwrap(),
+        owner: crate::accounts::user::UserId::new(),
+        spec,
+        desired: crate::sandbox::DesiredState::Running,
+        state: SandboxState::Failed,
+        end_reason: Some(crate::sandbox::EndReason::Error {
+            message: Some("the isolation self-test did not pass".to_owned()),
+        }),
+        generation: 1,
+        node: None,
+        network_name: None,
+        subnet: None,
+        container_id: None,
+        idempotency_key: None,
+        created_at: at,
+        updated_at: at,
+        ended_at: Some(at),
+    };
+    let selftest = Selftest::error(1, "no probe image".to_owned(), at);
+    let (status, body) = render(ApiError::selftest_failed(&sandbox, &selftest)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    expect_test::expect![[r#"{"error":"selftest_failed","message":"the isolation self-test error (0 check(s) failed); the sandbox was removed","sandbox":{"id":"0190a4a0-0000-7000-8000-000000000000","state":"failed","desired_state":"running","end_reason":{"kind":"error","message":"the isolation self-test did not pass"},"exit_code":null,"image":"airlock/testbox:dev","cmd":[],"env":[],"limits":{"cpus":1.0,"memory_mb":512,"pids":64,"disk_mb":null},"timeout_s":60,"idle_timeout_s":null,"labels":{},"read_only_rootfs":true,"address":null,"created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","ended_at":"2025-01-02T03:04:05Z"},"selftest":{"status":"error","generation":1,"ran_at":"2025-01-02T03:04:05Z","message":"no probe image","report":null}}"#]].assert_eq(&body);
+}

@@ -1,3 +1,5 @@
+//! The sandbox bodies, snapshot-tested: the hardening and the labels.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! Ceilings: parsing, resolution per role and user, and the checks against them.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! The allow list: which references it admits, pinned or not.
+
 use super::*;
 
 fn id(c: char) -> String {
