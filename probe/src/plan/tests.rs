@@ -89,7 +89,7 @@ fn the_deployment_is_asked_of_the_proxy_and_must_be_infrastructure() {
     ] {
         assert!(targets.contains(&want), "{want} missing from {targets:?}");
     }
-    let mut without = targets();
+    let mut without = self::targets();
     without.through_proxy = false;
     let plan_without = Plan::standard(&without);
     assert!(
