@@ -41,6 +41,7 @@ async fn b_still_works(rig: &Rig) {
     let (head, mut tunnel) = rig.connect(B, Some(&cred("b"))).await;
     assert_eq!(head.status, 200, "{head:?}");
     ping(&mut tunnel).await;
+    eprintln!("B's tunnel opened and echoed in {:?}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "B waited {:?}",

@@ -46,18 +46,27 @@ pub const LOOKUP_NAME: &str = "example.com";
 pub const NEIGHBOUR_PORTS: [u16; 4] = [22, 80, 443, 8080];
 /// Names of the deployment's own parts a sandbox may ask the proxy for: the proxy's container,
 /// the compose services of the node and the controller, and the Docker host alias. Each must
-/// not resolve, or resolve only to infrastructure, and the refusal must name no address.
+/// not resolve, or resolve only to infrastructure, and the refusal must name no address. They
+/// are asked on 443, which the default policy admits, so that the proxy really resolves them
+/// (a port refusal comes before any lookup and would prove nothing about the name).
 pub const NODE_NAMES: [(&str, &str); 4] = [
-    ("proxy_name", "airlock-egress:3129"),
-    ("node_name", "dind:2376"),
-    ("controller_name", "airlock:8080"),
-    ("docker_host_name", "host.docker.internal:2375"),
+    ("proxy_name", "airlock-egress:443"),
+    ("node_name", "dind:443"),
+    ("controller_name", "airlock:443"),
+    ("docker_host_name", "host.docker.internal:443"),
 ];
 /// The proxy's refusal for an address of the deployment itself (DESIGN.md invariant 9).
 pub const CODE_INFRASTRUCTURE: &str = "infrastructure";
-/// Refusals that prove a name of the deployment got nowhere: it did not resolve, or it
-/// resolved only to infrastructure.
-pub const NAME_REFUSALS: [&str; 3] = [CODE_INFRASTRUCTURE, "dns_no_answer", "dns_failed"];
+/// Refusals that prove a name of the deployment got nowhere: it did not resolve, it resolved
+/// only to infrastructure, or the sandbox's own policy refuses the name or port before any
+/// lookup (an allow-list policy never resolves a name outside its list).
+pub const NAME_REFUSALS: [&str; 5] = [
+    CODE_INFRASTRUCTURE,
+    "dns_no_answer",
+    "dns_failed",
+    "domain_not_allowed",
+    "port_not_allowed",
+];
 
 /// What the probe does: every check, and how long each attempt may take.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +158,9 @@ pub struct Targets {
     pub proxy_bridge: Option<IpAddr>,
     /// Other sandboxes' container names (the proxy must not reach them by name either).
     pub neighbour_names: Vec<String>,
+    /// Whether the sandbox has an egress proxy to ask (the network plane is on): only then
+    /// are the deployment's addresses and names asked of it.
+    pub through_proxy: bool,
 }
 
 // === impl Plan ===
@@ -192,7 +204,9 @@ impl Plan {
     pub fn standard(targets: &Targets) -> Plan {
         let mut checks = Vec::new();
         Self::push_direct(&mut checks, targets);
-        Self::push_via_proxy(&mut checks, targets);
+        if targets.through_proxy {
+            Self::push_via_proxy(&mut checks, targets);
+        }
         Self::push_fixed(&mut checks);
         if let Some(upstream) = targets.upstream {
             checks.push(Check::blocked("upstream_direct", Kind::Tcp, upstream));
@@ -297,10 +311,10 @@ impl Plan {
         for (n, name) in targets.neighbour_names.iter().enumerate() {
             let check = Check::refused(
                 "proxy_to_neighbour_name",
-                format!("{name}:8080"),
+                format!("{name}:443"),
                 &NAME_REFUSALS,
             );
-            checks.push(check.labelled(format!("neighbour-{}-name:8080", n + 1)));
+            checks.push(check.labelled(format!("neighbour-{}-name:443", n + 1)));
         }
         for (check, target) in NODE_NAMES {
             checks.push(Check::refused(check, target, &NAME_REFUSALS));

@@ -75,8 +75,8 @@ pub struct SelftestSettings {
     pub upstream: Option<SocketAddr>,
     /// The proxy's admin port.
     pub admin_port: u16,
-    /// The proxy's address on its egress bridge, where the admin API listens (when the
-    /// network plane is on).
+    /// The proxy's address on its egress bridge, where the admin API listens; `None` when the
+    /// network plane is off (then there is no proxy to ask).
     pub proxy_bridge: Option<IpAddr>,
 }
 
@@ -129,6 +129,7 @@ impl SelftestSettings {
             upstream: self.upstream,
             proxy_bridge: self.proxy_bridge,
             neighbour_names: others.iter().map(|(id, _)| container_name(*id)).collect(),
+            through_proxy: self.proxy_bridge.is_some(),
         }
     }
 }
@@ -221,7 +222,11 @@ impl Sandboxes {
             .store
             .other_sandbox_addresses(sandbox.id, MAX_OTHER_SANDBOXES)
             .await?;
-        let plan = Plan::standard(&settings.targets(sandbox, &others));
+        let mut targets = settings.targets(sandbox, &others);
+        // A service without the network plane has no proxy to ask (its sandboxes have no
+        // egress at all), whatever the configuration says.
+        targets.through_proxy &= self.egress.is_some();
+        let plan = Plan::standard(&targets);
         let mut env = vec![format!("{}={}", airlock_probe::ENV_PLAN, plan.to_json())];
         env.extend(self.docker.container_env(container, &PROXY_VARS).await?);
         let run = Uuid::new_v4().simple().to_string();

@@ -11,6 +11,7 @@ fn targets() -> Targets {
         upstream: None,
         proxy_bridge: Some("10.212.0.2".parse().unwrap()),
         neighbour_names: vec!["airlock-0190f3c2".to_owned()],
+        through_proxy: true,
     }
 }
 
@@ -81,13 +82,23 @@ fn the_deployment_is_asked_of_the_proxy_and_must_be_infrastructure() {
         "172.30.0.2:2375",
         "10.213.0.3:8080",
         "172.30.0.1:8080",
-        "airlock-0190f3c2:8080",
-        "airlock-egress:3129",
-        "dind:2376",
-        "airlock:8080",
+        "airlock-0190f3c2:443",
+        "airlock-egress:443",
+        "dind:443",
+        "airlock:443",
     ] {
         assert!(targets.contains(&want), "{want} missing from {targets:?}");
     }
+    let mut without = self::targets();
+    without.through_proxy = false;
+    let plan_without = Plan::standard(&without);
+    assert!(
+        plan_without
+            .checks
+            .iter()
+            .all(|c| c.kind != Kind::ProxyConnect),
+        "no proxy to ask without the network plane"
+    );
     for check in &via_proxy {
         assert_eq!(check.expect, Expect::Blocked);
         assert!(
@@ -114,7 +125,7 @@ fn reports_name_neighbours_and_the_node_by_role() {
         );
     }
     assert!(shown.contains(&"neighbour-1:8080"), "{shown:?}");
-    assert!(shown.contains(&"neighbour-1-name:8080"), "{shown:?}");
+    assert!(shown.contains(&"neighbour-1-name:443"), "{shown:?}");
     assert!(shown.contains(&"node-1:2376"), "{shown:?}");
     assert!(shown.contains(&"controller"), "{shown:?}");
 }

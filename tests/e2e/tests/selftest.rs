@@ -220,13 +220,22 @@ async fn selftest_passes_for_a_normal_sandbox() {
     ] {
         assert!(names.contains(&want), "no {want} check in {names:?}");
     }
-    let node = c.dind.ip().to_string();
+    // The node and the neighbour are tried, and reported by role, never by address.
     assert!(found
         .iter()
-        .any(|c| c.0 == "dind_port" && c.1 == format!("{node}:2376")));
+        .any(|c| c.0 == "dind_port" && c.1 == "node-1:2376"));
     assert!(found
         .iter()
-        .any(|c| c.0 == "other_sandbox" && c.1.starts_with(&format!("{other_addr}:"))));
+        .any(|c| c.0 == "other_sandbox" && c.1.starts_with("neighbour-1:")));
+    let report = selftest.to_string();
+    assert!(
+        !report.contains(&other_addr),
+        "a neighbour's address: {report}"
+    );
+    assert!(
+        !report.contains(&c.dind.ip().to_string()),
+        "the node's address: {report}"
+    );
     // No upstream is configured, so no reachable check is planned.
     assert!(!names.contains(&"upstream_via_proxy"));
     // Without NET_RAW no raw socket opens.
