@@ -15,12 +15,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use airlock_egress_policy::Target;
+use airlock_wire::Outcome;
 use bytes::Bytes;
 use http::Response;
 
 use crate::budget::BudgetExceeded;
 use crate::error::{EgressError, ErrorContext};
-use crate::ledger::{Decision, LedgerEvent, LedgerKey, Reservation};
+use crate::ledger::{LedgerEvent, LedgerKey, Reservation};
 use crate::registry::ClientCtx;
 use crate::server::Proxy;
 use crate::sources::Slot;
@@ -67,7 +68,7 @@ pub(crate) struct Exchange {
     /// The spool slot taken for an identified sandbox, filled by the event.
     reservation: Option<Reservation>,
     addr: Option<SocketAddr>,
-    decision: Decision,
+    decision: Outcome,
     reason: &'static str,
     rule: Option<String>,
     start: SystemTime,
@@ -120,7 +121,7 @@ impl Exchange {
             ceiling: None,
             reservation: None,
             addr: None,
-            decision: Decision::Deny,
+            decision: Outcome::Deny,
             reason: "client_gone",
             rule: None,
             start: SystemTime::now(),
@@ -164,11 +165,11 @@ impl Exchange {
         self.rule = rule;
         match would_deny {
             Some(code) => {
-                self.decision = Decision::WouldDeny;
+                self.decision = Outcome::WouldDeny;
                 self.reason = code;
             }
             None => {
-                self.decision = Decision::Allow;
+                self.decision = Outcome::Allow;
                 self.reason = REASON_ALLOWED;
             }
         }
@@ -203,7 +204,7 @@ impl Exchange {
             .map(|e| EgressError::policy(e.code(), e.to_string()));
         let error = cut.as_ref().unwrap_or(error);
         if error.is_denial() {
-            self.decision = Decision::Deny;
+            self.decision = Outcome::Deny;
         }
         if let EgressError::Internal { message } = error {
             tracing::error!(error.message = %message, "Internal proxy error");
@@ -239,12 +240,9 @@ impl Exchange {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let decision = match self.decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::WouldDeny => "would_deny",
-        };
-        self.proxy.metrics().record_decision(decision, self.reason);
+        self.proxy
+            .metrics()
+            .record_decision(self.decision.as_str(), self.reason);
         if self.sandbox.is_none() {
             self.attribute();
         }
