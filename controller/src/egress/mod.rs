@@ -35,6 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
+use airlock_egress_policy::PolicySpec;
+use airlock_wire::PutSandbox;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -48,7 +50,7 @@ use crate::docker::{DockerClient, DockerError};
 use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};
 use crate::subnet::SandboxSubnet;
-use admin::{AdminClient, PutSandbox};
+use admin::AdminClient;
 use infrastructure::InfraSources;
 pub use policy::{EgressPolicy, TenantPolicy};
 
@@ -253,18 +255,22 @@ impl EgressPlane {
         Ok(updated)
     }
 
-    /// Pushes one stored entry.
+    /// Pushes one stored entry. A stored policy that no longer reads as a policy object is
+    /// refused here rather than pushed as the default policy.
     async fn push(&self, entry: &EgressEntry) -> Result<(), EgressError> {
         let policy = entry
             .policy
             .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok());
+            .map(serde_json::from_str::<PolicySpec>)
+            .transpose()
+            .map_err(|e| StoreError::corrupt("sandbox_egress.policy", e))?;
         let body = PutSandbox {
+            sandbox_id: None,
             source_addrs: vec![entry.source_addr],
-            credential_hash: &entry.credential_hash,
+            credential_hash: entry.credential_hash.clone(),
             policy,
             generation: u64::try_from(entry.generation).unwrap_or(0),
-            ceiling: entry.ceiling.as_deref(),
+            ceiling: entry.ceiling.clone(),
         };
         self.inner
             .admin
