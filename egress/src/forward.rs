@@ -1,6 +1,6 @@
-//! Absolute-form HTTP/1.1 forwarding.
+//! Forward: absolute-form HTTP/1.1 requests.
 //!
-//! After `admit` has opened a socket to the checked address, the request is rewritten to
+//! An admitted request is rewritten to
 //! origin-form, its `Host` set to the canonical target (`host[:port]`, the *name* for a name,
 //! port omitted when 80), hop-by-hop headers are removed (the fixed list plus every header named
 //! in `Connection`, `Proxy-Authorization` included), `Via` is added, and both bodies are
@@ -26,14 +26,14 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::body::{request_head_len, response_head_len, HeadCharge, MeteredBody};
+use crate::admit::{still_current, Admitted};
+use crate::body::{full, request_head_len, response_head_len, HeadCharge, MeteredBody, ProxyBody};
+use crate::dial::dial;
 use crate::error::EgressError;
-use crate::exchange::{ClientConn, Exchange};
 use crate::pool::{PoolKey, UpstreamSender};
+use crate::proxy::Proxy;
+use crate::record::Exchange;
 use crate::registry::ClientCtx;
-use crate::server::{
-    admit, full, open_upstream, path_of, still_current, Admitted, Proxy, ProxyBody,
-};
 
 /// The `Via` entry this proxy adds.
 const VIA_ENTRY: &str = "1.1 airlock-egress";
@@ -52,10 +52,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Handles one absolute-form request.
-pub(crate) async fn handle(
+/// Forwards one admitted absolute-form request and answers with the upstream's response.
+pub(crate) async fn forward(
     proxy: Arc<Proxy>,
-    conn: Arc<ClientConn>,
+    admitted: Admitted,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Admitted {
@@ -64,11 +64,8 @@ pub(crate) async fn handle(
         ctx,
         addrs,
         permit,
-    } = match admit(&proxy, &conn, &req).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refusal,
-    };
-    let upstream_req = match rewrite_request(req, &parsed.target, path_of(&parsed)) {
+    } = admitted;
+    let upstream_req = match rewrite_request(req, &parsed.target, parsed.path()) {
         Ok(r) => r,
         Err(error) => return full(exchange.refuse(&error)),
     };
@@ -141,15 +138,12 @@ async fn send(
             }
         }
     }
-    let upstream = open_upstream(proxy, exchange, addrs).await?;
+    let upstream = dial(addrs, proxy.dial_options()).await?;
+    exchange.set_addr(upstream.peer_addr().ok());
     let key = PoolKey {
         addr: upstream.peer_addr().map_err(|error| {
             tracing::debug!(%error, "Upstream connection closed at once");
-            EgressError::upstream(
-                "connect_failed",
-                "the destination closed the connection",
-                false,
-            )
+            EgressError::upstream("connect_failed", "the destination closed the connection")
         })?,
         sandbox: ctx.sandbox.clone(),
         generation: ctx.generation,
@@ -186,7 +180,7 @@ impl Outgoing {
 async fn timed<T>(idle: Duration, fut: impl Future<Output = T>) -> Result<T, EgressError> {
     tokio::time::timeout(idle, fut).await.map_err(|_elapsed| {
         let message = format!("no response from upstream within {idle:?}");
-        EgressError::upstream("upstream_timeout", message, true)
+        EgressError::upstream_timeout("upstream_timeout", message)
     })
 }
 
@@ -194,11 +188,7 @@ async fn timed<T>(idle: Duration, fut: impl Future<Output = T>) -> Result<T, Egr
 /// and the client gets a fixed sentence.
 fn upstream_failed(error: &hyper::Error) -> EgressError {
     tracing::debug!(%error, "Upstream exchange failed");
-    EgressError::upstream(
-        "upstream_failed",
-        "the destination failed the exchange",
-        false,
-    )
+    EgressError::upstream("upstream_failed", "the destination failed the exchange")
 }
 
 /// Starts an HTTP/1.1 client connection on the dialled socket. Its driver task ends with the

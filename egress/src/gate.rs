@@ -43,8 +43,8 @@ use http::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::error::EgressError;
-use crate::exchange::ClientConn;
+use crate::error::{ClientFault, EgressError};
+use crate::proxy::ClientConn;
 use crate::sources::{Slot, SourceCaps};
 pub(crate) use framing::head_verdict;
 use framing::{check, rejected, Checked, Framing};
@@ -351,8 +351,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
             }
             // Part of a head is held; the rest has not arrived.
             if this.head_expired(cx) {
-                let error = EgressError::client(
-                    "header_timeout",
+                let error = EgressError::fault(
+                    ClientFault::HeadTimeout,
                     format!(
                         "the request head did not arrive within {:?}",
                         this.limits.head_timeout

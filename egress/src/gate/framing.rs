@@ -2,8 +2,8 @@
 //! (heads, `Content-Length` and chunked bodies, CONNECT), and the checks a head must pass,
 //! exactly as hyper would parse it plus the proxy's own rules. Pure functions over bytes.
 
-use crate::decide::{bad_method_case, parse_request};
-use crate::error::EgressError;
+use crate::error::{ClientFault, EgressError};
+use crate::request::{bad_method_case, parse_request};
 
 use super::Rejected;
 
@@ -183,8 +183,8 @@ pub(super) fn check_head(bytes: &[u8], max_head: usize) -> HeadCheck {
                     "bad_version",
                     "only HTTP/1.0 and HTTP/1.1 requests are served",
                 ),
-                httparse::Error::TooManyHeaders => EgressError::client(
-                    "header_too_large",
+                httparse::Error::TooManyHeaders => EgressError::fault(
+                    ClientFault::HeadTooLarge,
                     format!("the request head has more than {MAX_HEADERS} header lines"),
                 ),
                 other => {
@@ -208,8 +208,8 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
         ));
     };
     if target.len() > MAX_URI_LEN {
-        return Err(EgressError::client(
-            "uri_too_long",
+        return Err(EgressError::fault(
+            ClientFault::UriTooLong,
             format!("the request target is longer than {MAX_URI_LEN} bytes"),
         ));
     }
@@ -297,8 +297,8 @@ pub(super) fn bad_header(message: &str) -> EgressError {
 }
 
 pub(super) fn too_large(max_head: usize) -> EgressError {
-    EgressError::client(
-        "header_too_large",
+    EgressError::fault(
+        ClientFault::HeadTooLarge,
         format!("the request head is larger than {max_head} bytes"),
     )
 }
