@@ -120,18 +120,7 @@ async fn serve_connection<H, F>(
             return refuse_at_once(&proxy, &conn, stream, over).await;
         }
     };
-    let limits = GateLimits {
-        max_head: proxy.config().max_header_bytes,
-        head_timeout: proxy.config().idle_timeout.min(MAX_HEAD_WAIT),
-        write_idle: proxy.config().idle_timeout,
-    };
-    let stream = RequestGate::new(
-        stream,
-        limits,
-        render(&proxy, &conn),
-        conn.clone(),
-        proxy.caps().clone(),
-    );
+    let (stream, limits) = gate(&proxy, &conn, stream);
     let service = {
         let proxy = proxy.clone();
         service_fn(move |req| {
@@ -139,17 +128,7 @@ async fn serve_connection<H, F>(
             async move { Ok::<_, Infallible>(response.await) }
         })
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // The gate times heads out (with a JSON 408); hyper's own limit is only a backstop.
-        .header_read_timeout(limits.head_timeout + HEAD_WAIT_BACKSTOP)
-        // A client that half-closes after its request still gets the response; the gate also
-        // relies on this to end a connection after a refused head without cutting earlier
-        // responses short.
-        .half_close(true)
-        .max_buf_size(limits.max_head.max(64 * 1024));
-    let conn = builder
+    let conn = hyper_builder(&limits)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -166,6 +145,37 @@ async fn serve_connection<H, F>(
     if let Err(error) = result {
         tracing::debug!(%error, "Client connection ended with an error");
     }
+}
+
+/// The connection behind its gate, and the gate's limits.
+fn gate(
+    proxy: &Arc<Proxy>,
+    conn: &Arc<ClientConn>,
+    stream: TcpStream,
+) -> (RequestGate<TcpStream>, GateLimits) {
+    let limits = GateLimits {
+        max_head: proxy.config().max_header_bytes,
+        head_timeout: proxy.config().idle_timeout.min(MAX_HEAD_WAIT),
+        write_idle: proxy.config().idle_timeout,
+    };
+    let render = render(proxy, conn);
+    let gate = RequestGate::new(stream, limits, render, conn.clone(), proxy.caps().clone());
+    (gate, limits)
+}
+
+/// hyper's server side of a client connection, behind the gate.
+fn hyper_builder(limits: &GateLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // The gate times heads out (with a JSON 408); hyper's own limit is only a backstop.
+        .header_read_timeout(limits.head_timeout + HEAD_WAIT_BACKSTOP)
+        // A client that half-closes after its request still gets the response; the gate also
+        // relies on this to end a connection after a refused head without cutting earlier
+        // responses short.
+        .half_close(true)
+        .max_buf_size(limits.max_head.max(64 * 1024));
+    builder
 }
 
 /// How the gate answers a head it refused: the JSON refusal, recorded in the ledger.

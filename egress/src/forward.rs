@@ -28,12 +28,14 @@ use tracing::Instrument;
 
 use crate::admit::{still_current, Admitted};
 use crate::body::{full, request_head_len, response_head_len, HeadCharge, MeteredBody, ProxyBody};
+use crate::budget::ConnectionPermit;
 use crate::dial::dial;
 use crate::error::EgressError;
 use crate::pool::{PoolKey, UpstreamSender};
 use crate::proxy::Proxy;
 use crate::record::Exchange;
 use crate::registry::ClientCtx;
+use crate::request::ParsedRequest;
 
 /// The `Via` entry this proxy adds.
 const VIA_ENTRY: &str = "1.1 airlock-egress";
@@ -65,51 +67,62 @@ pub(crate) async fn forward(
         addrs,
         permit,
     } = admitted;
-    let upstream_req = match rewrite_request(req, &parsed.target, parsed.path()) {
-        Ok(r) => r,
+    let outgoing = match outgoing(&proxy, &exchange, &ctx, &permit, req, &parsed) {
+        Ok(outgoing) => outgoing,
         Err(error) => return full(exchange.refuse(&error)),
     };
-    let charge = HeadCharge::new(exchange.counters(), permit.budget());
-    let head = request_head_len(&upstream_req);
-    // Refused before any dial when the head alone would pass the budget; charged only when
-    // it is sent.
-    if let Err(error) = charge.fits(head) {
-        return full(exchange.refuse(&error));
-    }
-    let req = upstream_req.map(|body| {
-        let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
-        MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
-    });
-    let outgoing = Outgoing {
-        req,
-        head,
-        charge: charge.clone(),
-        charged: false,
-    };
-    let sent = send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await;
-    let (key, sender, response) = match sent {
+    let charge = outgoing.charge.clone();
+    let (key, sender, response) = match send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await {
         Ok(sent) => sent,
         Err(error) => return full(exchange.refuse(&error)),
     };
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_via(&mut parts.headers);
-    let checked = charge
-        .down(response_head_len(parts.status, &parts.headers))
-        .and_then(|()| still_current(&ctx));
-    if let Err(error) = checked {
+    if let Err(error) = answer_head(&mut parts, &charge, &ctx) {
         return full(exchange.refuse(&error));
     }
     let idle = proxy.config().idle_timeout;
-    let body = MeteredBody::down(
-        body,
-        exchange,
-        permit,
-        idle,
-        (key, sender),
-        ctx.revoked.clone(),
-    );
+    let upstream = (key, sender);
+    let body = MeteredBody::down(body, exchange, permit, idle, upstream, ctx.revoked.clone());
     Response::from_parts(parts, body.boxed())
+}
+
+/// The request as it goes upstream, metered. Refused before any dial when its head alone would
+/// pass the budget; the head is charged only when it is sent.
+fn outgoing(
+    proxy: &Arc<Proxy>,
+    exchange: &Exchange,
+    ctx: &ClientCtx,
+    permit: &ConnectionPermit,
+    req: Request<Incoming>,
+    parsed: &ParsedRequest,
+) -> Result<Outgoing, EgressError> {
+    let upstream_req = rewrite_request(req, &parsed.target, parsed.path())?;
+    let charge = HeadCharge::new(exchange.counters(), permit.budget());
+    let head = request_head_len(&upstream_req);
+    charge.fits(head)?;
+    let req = upstream_req.map(|body| {
+        let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
+        MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
+    });
+    Ok(Outgoing {
+        req,
+        head,
+        charge,
+        charged: false,
+    })
+}
+
+/// The response head as it goes to the client: hop-by-hop headers out, `Via` in, charged to the
+/// budget, and only while the generation it was admitted under is still current.
+fn answer_head(
+    parts: &mut http::response::Parts,
+    charge: &HeadCharge,
+    ctx: &ClientCtx,
+) -> Result<(), EgressError> {
+    strip_hop_by_hop(&mut parts.headers);
+    add_via(&mut parts.headers);
+    charge.down(response_head_len(parts.status, &parts.headers))?;
+    still_current(ctx)
 }
 
 /// Sends the request on an idle pooled connection to a checked address, or on a fresh one.

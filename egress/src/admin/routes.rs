@@ -163,25 +163,8 @@ async fn put_sandbox(
     validate_sandbox_id(id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let body: PutSandbox = read_json(req).await?;
-    if body.sandbox_id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "id_mismatch",
-            "sandbox_id in the body differs from the path".to_owned(),
-        ));
-    }
-    let spec = body.policy.unwrap_or_default();
-    let policy = Policy::compile(&spec)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
-    let entry = SandboxEntry {
-        sandbox_id: id.to_owned(),
-        source_addrs: body.source_addrs,
-        credential_hash: body.credential_hash,
-        policy: Arc::new(policy),
-        policy_spec: spec,
-        generation: body.generation,
-        ceiling: body.ceiling,
-    };
+    let entry = entry(id, body)?;
+    let generation = entry.generation;
     refresh_interfaces(state).await;
     let outcome = state.registry.upsert(entry).map_err(|e| {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
@@ -194,17 +177,40 @@ async fn put_sandbox(
     };
     tracing::info!(
         sandbox.id = %id,
-        policy.generation = body.generation,
+        policy.generation = generation,
         admin.outcome = outcome.as_str(),
         "Sandbox entry pushed"
     );
     let reply = PutSandboxReply {
         sandbox_id: id.to_owned(),
-        generation: body.generation,
+        generation,
         outcome,
         boot_id: state.registry.boot_id().to_owned(),
     };
     Ok(json(status, &reply))
+}
+
+/// The registry entry a push for sandbox `id` asks for, its policy compiled.
+fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
+    if body.sandbox_id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "id_mismatch",
+            "sandbox_id in the body differs from the path".to_owned(),
+        ));
+    }
+    let spec = body.policy.unwrap_or_default();
+    let policy = Policy::compile(&spec)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
+    Ok(SandboxEntry {
+        sandbox_id: id.to_owned(),
+        source_addrs: body.source_addrs,
+        credential_hash: body.credential_hash,
+        policy: Arc::new(policy),
+        policy_spec: spec,
+        generation: body.generation,
+        ceiling: body.ceiling,
+    })
 }
 
 fn delete_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {

@@ -5,14 +5,23 @@
 use crate::error::{ClientFault, EgressError};
 use crate::request::{bad_method_case, parse_request};
 
-use super::Rejected;
-
 /// hyper's default limit on the number of header lines in a request head.
 pub(super) const MAX_HEADERS: usize = 100;
 /// hyper's limit on the length of a request target (`414` beyond it).
 const MAX_URI_LEN: usize = u16::MAX as usize - 1;
 /// hyper's largest acceptable `Content-Length`.
 const MAX_BODY_LEN: u64 = u64::MAX - 2;
+/// A request head the gate refused: what the ledger and the refusal need.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    /// The method as sent, or `-` when the line did not get that far.
+    pub(crate) method: String,
+    /// The request target as sent, or the start of the line.
+    pub(crate) target: String,
+    /// Why.
+    pub(crate) error: EgressError,
+}
+
 /// Where the client's byte stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {

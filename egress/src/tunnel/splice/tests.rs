@@ -123,3 +123,18 @@ async fn spent_budget_ends_the_tunnel() {
         "forwarded {forwarded} bytes past the budget"
     );
 }
+
+/// The idle clock alone, so time is paused: a touch pushes the deadline back by the whole idle
+/// timeout, and nothing resolves before it.
+#[tokio::test(start_paused = true)]
+async fn idle_resolves_only_after_a_quiet_idle_timeout() {
+    let activity = Activity::new();
+    let idle = Duration::from_secs(300);
+    tokio::time::advance(Duration::from_secs(200)).await;
+    activity.touch();
+    let early = tokio::time::timeout(Duration::from_secs(299), activity.idle(idle)).await;
+    assert!(early.is_err(), "idle 299 s after the last byte");
+    tokio::time::timeout(Duration::from_secs(2), activity.idle(idle))
+        .await
+        .unwrap();
+}
