@@ -58,13 +58,8 @@ pub(crate) async fn judge(
             answer.map_err(dns_error)?
         }
     };
-    Ok(evaluate(
-        rules.policy,
-        rules.ops,
-        rules.infra,
-        target,
-        &resolved,
-    ))
+    let decision = evaluate(rules.policy, rules.ops, rules.infra, target, &resolved);
+    Ok(decision)
 }
 
 /// The judge step of `serve`: judges the target under the client's policy, records the
@@ -76,21 +71,15 @@ pub(crate) async fn allowed_addrs(
     target: &Target,
     exchange: &mut Exchange,
 ) -> Result<Vec<SocketAddr>, EgressError> {
-    let infra = proxy.services().infra.current();
+    let services = proxy.services();
+    let infra = services.infra.current();
     let rules = Rules {
         policy: &ctx.policy,
         ops: proxy.operator_exceptions(),
         infra: &infra,
     };
-    let services = proxy.services();
-    let decision = judge(
-        rules,
-        services.resolver.as_ref(),
-        Some(&services.metrics),
-        target,
-    )
-    .await?;
-    match decision {
+    let resolver = services.resolver.as_ref();
+    match judge(rules, resolver, Some(&services.metrics), target).await? {
         Decision::Allow(allowed) => {
             exchange.set_allowed(
                 allowed.would_deny.as_ref().map(|r| r.code()),

@@ -235,10 +235,20 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
     if target.contains('#') || http::Uri::try_from(target).is_err() {
         return Err(explain_target(method, target));
     }
+    // A CONNECT's headers are checked as any other's, though nothing follows its head.
+    let body = body_framing(req)?;
+    Ok(if method == "CONNECT" {
+        Framing::Connect
+    } else {
+        body
+    })
+}
+
+/// What follows a head, from its `Transfer-Encoding` and `Content-Length` as hyper reads them: a
+/// later Transfer-Encoding discards an earlier Content-Length, a Content-Length after it is
+/// ignored, the last Transfer-Encoding header decides whether the body is chunked.
+fn body_framing(req: &httparse::Request<'_, '_>) -> Result<Framing, EgressError> {
     let http11 = req.version == Some(1);
-    // Transfer-Encoding and Content-Length as hyper reads them: a later Transfer-Encoding
-    // discards an earlier Content-Length, a Content-Length after it is ignored, the last
-    // Transfer-Encoding header decides whether the body is chunked.
     let mut chunked = None;
     let mut length = None;
     for header in req.headers.iter() {
@@ -262,19 +272,12 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
             length = Some(n);
         }
     }
-    let body = match (chunked, length) {
-        (Some(false), _) => {
-            return Err(bad_header("Transfer-Encoding does not end in chunked"));
-        }
-        (Some(true), _) => Framing::Chunked(Chunk::Start),
-        (None, Some(n)) if n > 0 => Framing::Body(n),
-        (None, _) => Framing::Head,
-    };
-    Ok(if method == "CONNECT" {
-        Framing::Connect
-    } else {
-        body
-    })
+    match (chunked, length) {
+        (Some(false), _) => Err(bad_header("Transfer-Encoding does not end in chunked")),
+        (Some(true), _) => Ok(Framing::Chunked(Chunk::Start)),
+        (None, Some(n)) if n > 0 => Ok(Framing::Body(n)),
+        (None, _) => Ok(Framing::Head),
+    }
 }
 
 /// Whether a `Transfer-Encoding` value's last coding is `chunked` (hyper: visible ASCII only).
