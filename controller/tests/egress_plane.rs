@@ -9,19 +9,15 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use airlock::api::app;
 use airlock::docker::egress::ADMIN_PORT;
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::store::{Created, EgressEntry, EgressQuery, NewSandbox};
 use airlock::user::Role;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 mod common;
-use common::{account, app_with, maximums, AppOptions, TestApp};
+use common::{account, app_with, call, maximums, AppOptions, TestApp};
 
 #[path = "egress_plane/fake_proxy.rs"]
 mod fake_proxy;
@@ -60,29 +56,6 @@ async fn plane(extra: &[(&str, &str)]) -> Plane {
     let certs = dir.path().join("egress-certs").join("server");
     let fake = FakeProxy::start(ip, ADMIN_PORT, &certs).await;
     Plane { h, fake, _dir: dir }
-}
-
-async fn call(
-    h: &TestApp,
-    token: &str,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = app(h.state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// A sandbox row of `owner` with a proxy entry written before `allow_public` existed.

@@ -5,18 +5,14 @@
 //! and it applies; a per-user override; `AIRLOCK_DEFAULT_POLICY=deny`; the infrastructure list.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use airlock::api::app;
 use airlock::sandbox::SandboxRequest;
 use airlock::store::{Created, NewSandbox, User};
 use airlock::user::Role;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 mod common;
-use common::{account, app_with, maximums, AppOptions, TestApp};
+use common::{account, app_with, call, maximums, AppOptions, TestApp};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -27,29 +23,6 @@ async fn harness(vars: &'static [(&'static str, &'static str)]) -> TestApp {
         ..AppOptions::default()
     })
     .await
-}
-
-async fn call(
-    h: &TestApp,
-    token: &str,
-    method: Method,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = app(h.state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// A sandbox row of `owner` (no container, no proxy entry).

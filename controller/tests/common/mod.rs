@@ -172,3 +172,35 @@ pub(crate) async fn app_with(options: AppOptions<'_>) -> TestApp {
         _closed: closed,
     }
 }
+
+/// Calls the in-process API as `token`; returns the status and the JSON body (`Null` when the
+/// body is not JSON).
+pub(crate) async fn call(
+    h: &TestApp,
+    token: &str,
+    method: axum::http::Method,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(axum::body::Body::empty, |b| {
+            axum::body::Body::from(b.to_string())
+        }))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(airlock::api::app(h.state.clone()), request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
