@@ -7,6 +7,7 @@
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::sandbox::{EndReason, SandboxEvent};
 use airlock::store::{EgressEntry, EgressEvent, EgressQuery, Sandbox, Store};
+use airlock_wire::Outcome;
 
 mod common;
 use common::sandbox;
@@ -28,7 +29,7 @@ fn event(
         host: host.to_owned(),
         port: 80,
         addr: Some("192.0.2.7:80".to_owned()),
-        decision: decision.to_owned(),
+        decision: decision.parse().unwrap(),
         reason: if decision == "allow" {
             "allowed"
         } else {
@@ -130,7 +131,7 @@ async fn exercise(store: Store) {
         .is_empty());
 
     let denied = EgressQuery {
-        decision: Some("deny".to_owned()),
+        decision: Some(Outcome::Deny),
         ..all.clone()
     };
     assert_eq!(

@@ -11,6 +11,7 @@ use std::time::Instant;
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::egress::hex_sha256;
 use airlock::store::{CeilingsSource, EgressEntry, EgressEvent, EgressQuery, Store};
+use airlock_wire::Outcome;
 use serde_json::{json, Value};
 
 mod common;
@@ -165,7 +166,7 @@ fn denied(sandbox: &str, seq: i64) -> EgressEvent {
         host: "10.0.0.1".to_owned(),
         port: 443,
         addr: Some("10.0.0.1:443".to_owned()),
-        decision: "deny".to_owned(),
+        decision: Outcome::Deny,
         reason: "private".to_owned(),
         rule: None,
         bytes_up: 0,

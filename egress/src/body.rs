@@ -1,8 +1,9 @@
-//! `MeteredBody`: wraps a streamed request or response body to count its bytes, charge them to
-//! the sandbox budget, enforce an idle timeout between frames (responses), stop when the
-//! sandbox's generation is revoked, and end the exchange exactly once when the body finishes,
-//! fails or is dropped. `HeadCharge` charges the heads around the bodies: the budget counts
-//! everything on the wire, not only the payload.
+//! Bodies: [`ProxyBody`], the body type of every proxy response; `MeteredBody`, which wraps a
+//! streamed request or response body to count its bytes, charge them to the sandbox budget,
+//! enforce an idle timeout between frames (responses), stop when the sandbox's generation is
+//! revoked, and end the exchange exactly once when the body finishes, fails or is dropped; and
+//! `HeadCharge`, which charges the heads around the bodies: the budget counts everything on the
+//! wire, not only the payload.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,16 +13,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, ConnectionPermit};
 use crate::error::EgressError;
-use crate::exchange::{Counters, Exchange};
 use crate::pool::{PoolKey, UpstreamSender};
-use crate::server::{BoxError, Proxy};
+use crate::proxy::Proxy;
+use crate::record::{Counters, Exchange};
+
+/// Boxed error for response bodies.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every proxy response.
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Which way a body flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +60,11 @@ pub(crate) struct MeteredBody<B: Body> {
     /// For the response body: the upstream connection, pooled again after a clean end.
     reuse: Option<(PoolKey, UpstreamSender)>,
     ended_by: Option<&'static str>,
+}
+
+/// Turns a fixed body into the proxy body type.
+pub(crate) fn full(response: Response<Bytes>) -> Response<ProxyBody> {
+    response.map(|b| Full::new(b).map_err(|never| match never {}).boxed())
 }
 
 // === impl MeteredBody ===
@@ -229,9 +242,7 @@ impl HeadCharge {
 
     /// Whether a head of `n` bytes still fits the budget, without charging it.
     pub(crate) fn fits(&self, n: u64) -> Result<(), EgressError> {
-        self.budget
-            .check_bytes(n)
-            .map_err(|e| EgressError::policy(e.code(), e.to_string()))
+        Ok(self.budget.check_bytes(n)?)
     }
 
     /// A head of `n` bytes going upstream; refused (`max_bytes`) when it would pass the budget,
@@ -246,11 +257,9 @@ impl HeadCharge {
     }
 
     fn charge(&self, n: u64, counter: &std::sync::atomic::AtomicU64) -> Result<(), EgressError> {
-        let refuse =
-            |e: crate::budget::BudgetExceeded| EgressError::policy(e.code(), e.to_string());
-        self.budget.check_bytes(n).map_err(refuse)?;
+        self.budget.check_bytes(n)?;
         counter.fetch_add(n, Ordering::Relaxed);
-        self.budget.add_bytes(n).map_err(refuse)
+        Ok(self.budget.add_bytes(n)?)
     }
 }
 

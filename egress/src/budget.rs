@@ -53,6 +53,15 @@ pub enum BudgetExceeded {
     },
 }
 
+/// The budget step of a request or tunnel: a connection slot, refused when the sandbox already
+/// holds `max_connections` or has spent its bytes. The bytes are checked again once the slot is
+/// held, because another connection of the sandbox may have spent them meanwhile.
+pub(crate) fn admit(budget: &Arc<Budget>) -> Result<ConnectionPermit, BudgetExceeded> {
+    let permit = budget.open()?;
+    budget.check_bytes(0)?;
+    Ok(permit)
+}
+
 // === impl Budget ===
 
 impl Budget {

@@ -2,8 +2,8 @@
 //!
 //! It runs exactly `serve`'s decision path: the request line (with `HTTP/1.1` added when it has
 //! no version) and the `--header`s form a request head that goes through the gate's own checks
-//! (hyper's parser and rules, the method-case rule), then `decide::parse_request` and
-//! `decide::judge` with the operator's exceptions and the infrastructure set (`--deny-cidr`).
+//! (hyper's parser and rules, the method-case rule), then `request::parse_request` and
+//! `judge::judge` with the operator's exceptions and the infrastructure set (`--deny-cidr`).
 //! A static resolver answers `--resolve` entries and, unless `--no-dns`, the system resolver
 //! (Docker's embedded one left out) the rest. With `--no-dns` it does no network I/O: a name
 //! without a `--resolve` entry has no answer and is denied as `dns_no_answer`.
@@ -23,9 +23,10 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::{load_policy, parse_cidr, DEFAULT_MAX_HEADER_BYTES};
-use crate::decide::{judge, parse_request, Rules};
-use crate::exchange::REASON_ALLOWED;
 use crate::gate::head_verdict;
+use crate::judge::{judge, Rules};
+use crate::record::REASON_ALLOWED;
+use crate::request::parse_request;
 use crate::resolve::{HickoryResolve, NoResolver, Resolve, ResolverSetupError, StaticResolve};
 
 /// Arguments of `airlock-egress check`.
@@ -191,7 +192,7 @@ async fn decide(
     let (host, port) = (Some(t.host_str()), Some(t.port));
     match judge(rules, resolver, None, t).await {
         Err(error) => deny(error.code(), host, port, None),
-        Ok(judgement) => match judgement.decision {
+        Ok(decision) => match decision {
             Decision::Deny(denied) => deny(denied.reason.code(), host, port, denied.addr),
             Decision::Allow(allowed) => CheckOutcome {
                 decision: "allow",

@@ -2,7 +2,8 @@
 //! the same variables by `cli`). `Config::from_lookup` parses every variable before failing and
 //! reports each bad one, so an operator fixes them all in one go; the binary exits 64.
 //!
-//! Every variable is declared once here, with its default beside it.
+//! Every variable is declared once here, with its default beside it. Durations use the one
+//! grammar both binaries share (`airlock_wire::parse_duration`: `250ms`, `10s`, `5m`, `1h`, `2d`).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_egress_policy::{Policy, PolicyError, PolicySpec};
+use airlock_wire::parse_duration;
 use ipnet::IpNet;
 
 /// Proxy listen address.
@@ -195,106 +197,17 @@ impl Config {
     }
 
     /// Parses the configuration from `lookup` (variable name → value), reporting every bad
-    /// variable at once.
+    /// variable at once, in the order they are declared here.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut r = Reader {
             lookup,
             problems: Vec::new(),
         };
-        let d = Self::defaults();
-        let config = Self {
-            listen: r.parse(
-                ENV_LISTEN,
-                "a socket address like 0.0.0.0:3128",
-                d.listen,
-                |v| v.parse().ok(),
-            ),
-            admin_listen: r.parse(
-                ENV_ADMIN_LISTEN,
-                "a socket address like 0.0.0.0:3129",
-                None,
-                |v| v.parse().ok().map(Some),
-            ),
-            admin_tls_dir: r.parse(ENV_ADMIN_TLS_DIR, "a directory path", None, |v| {
-                (!v.is_empty()).then(|| Some(PathBuf::from(v)))
-            }),
-            dns: r.parse(
-                ENV_DNS,
-                "comma-separated ADDR[:PORT] entries, never Docker's embedded 127.0.0.11",
-                DnsServers::System,
-                |v| parse_list(v, parse_dns_server).map(DnsServers::Explicit),
-            ),
-            allow_cidrs: r.parse(
-                ENV_ALLOW_CIDRS,
-                "comma-separated CIDRs like 10.0.0.5/32",
-                vec![],
-                |v| parse_list(v, parse_cidr),
-            ),
-            deny_cidrs: r.parse(
-                ENV_DENY_CIDRS,
-                "comma-separated CIDRs like 10.213.0.0/16",
-                vec![],
-                |v| parse_list(v, parse_cidr),
-            ),
-            policy: r.parse(ENV_POLICY, "a file path", None, |v| {
-                (!v.is_empty()).then(|| Some(PathBuf::from(v)))
-            }),
-            mode: r.parse(ENV_MODE, "standalone or controlled", d.mode, parse_mode),
-            max_header_bytes: r.parse(
-                ENV_MAX_HEADER_BYTES,
-                "an integer between 8192 and 1048576",
-                d.max_header_bytes,
-                |v| v.parse().ok().filter(|n| (8192..=1 << 20).contains(n)),
-            ),
-            connect_timeout: r.parse(
-                ENV_CONNECT_TIMEOUT,
-                "a duration like 10s or 500ms",
-                d.connect_timeout,
-                parse_duration,
-            ),
-            idle_timeout: r.parse(
-                ENV_IDLE_TIMEOUT,
-                "a duration like 300s or 5m",
-                d.idle_timeout,
-                parse_duration,
-            ),
-            max_connections: r.parse(
-                ENV_MAX_CONNECTIONS,
-                "a positive integer",
-                d.max_connections,
-                |v| v.parse().ok().filter(|n| *n > 0),
-            ),
-            shutdown_grace: r.parse(
-                ENV_SHUTDOWN_GRACE,
-                "a duration like 10s",
-                d.shutdown_grace,
-                parse_duration,
-            ),
-            spool_capacity: r.parse(
-                ENV_SPOOL_CAPACITY,
-                "a positive integer",
-                d.spool_capacity,
-                positive,
-            ),
-            spool_per_sandbox: r.parse(
-                ENV_SPOOL_PER_SANDBOX,
-                "a positive integer",
-                d.spool_per_sandbox,
-                positive,
-            ),
-            max_connections_per_source: r.parse(
-                ENV_MAX_CONNECTIONS_PER_SOURCE,
-                "a positive integer",
-                d.max_connections_per_source,
-                positive,
-            ),
-            max_pending_heads_per_source: r.parse(
-                ENV_MAX_PENDING_HEADS_PER_SOURCE,
-                "a positive integer",
-                d.max_pending_heads_per_source,
-                positive,
-            ),
-        };
+        let mut config = Self::defaults();
+        r.listeners(&mut config);
+        r.destinations(&mut config);
+        r.requests(&mut config);
+        r.shares(&mut config);
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -331,6 +244,98 @@ impl Config {
 // === impl Reader ===
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// Where the proxy and its admin API listen.
+    fn listeners(&mut self, c: &mut Config) {
+        c.listen = self.parse(
+            ENV_LISTEN,
+            "a socket address like 0.0.0.0:3128",
+            c.listen,
+            |v| v.parse().ok(),
+        );
+        c.admin_listen = self.parse(
+            ENV_ADMIN_LISTEN,
+            "a socket address like 0.0.0.0:3129",
+            None,
+            |v| v.parse().ok().map(Some),
+        );
+        c.admin_tls_dir = self.parse(ENV_ADMIN_TLS_DIR, "a directory path", None, |v| {
+            (!v.is_empty()).then(|| Some(PathBuf::from(v)))
+        });
+    }
+
+    /// How destinations are found and judged: DNS, the operator's CIDRs, the policy, the mode.
+    fn destinations(&mut self, c: &mut Config) {
+        c.dns = self.parse(
+            ENV_DNS,
+            "comma-separated ADDR[:PORT] entries, never Docker's embedded 127.0.0.11",
+            DnsServers::System,
+            |v| parse_list(v, parse_dns_server).map(DnsServers::Explicit),
+        );
+        c.allow_cidrs = self.parse(
+            ENV_ALLOW_CIDRS,
+            "comma-separated CIDRs like 10.0.0.5/32",
+            vec![],
+            |v| parse_list(v, parse_cidr),
+        );
+        c.deny_cidrs = self.parse(
+            ENV_DENY_CIDRS,
+            "comma-separated CIDRs like 10.213.0.0/16",
+            vec![],
+            |v| parse_list(v, parse_cidr),
+        );
+        c.policy = self.parse(ENV_POLICY, "a file path", None, |v| {
+            (!v.is_empty()).then(|| Some(PathBuf::from(v)))
+        });
+        c.mode = self.parse(ENV_MODE, "standalone or controlled", c.mode, parse_mode);
+    }
+
+    /// Request heads, timeouts and the global connection cap.
+    fn requests(&mut self, c: &mut Config) {
+        c.max_header_bytes = self.parse(
+            ENV_MAX_HEADER_BYTES,
+            "an integer between 8192 and 1048576",
+            c.max_header_bytes,
+            |v| v.parse().ok().filter(|n| (8192..=1 << 20).contains(n)),
+        );
+        let duration = |v: &str| parse_duration(v).ok();
+        let expected = "a duration like 10s or 500ms";
+        c.connect_timeout = self.parse(ENV_CONNECT_TIMEOUT, expected, c.connect_timeout, duration);
+        let expected = "a duration like 300s or 5m";
+        c.idle_timeout = self.parse(ENV_IDLE_TIMEOUT, expected, c.idle_timeout, duration);
+        c.max_connections = self.parse(
+            ENV_MAX_CONNECTIONS,
+            "a positive integer",
+            c.max_connections,
+            positive,
+        );
+        let expected = "a duration like 10s";
+        c.shutdown_grace = self.parse(ENV_SHUTDOWN_GRACE, expected, c.shutdown_grace, duration);
+    }
+
+    /// How the ledger spool and the per-source caps are shared out.
+    fn shares(&mut self, c: &mut Config) {
+        let expected = "a positive integer";
+        c.spool_capacity = self.parse(ENV_SPOOL_CAPACITY, expected, c.spool_capacity, positive);
+        c.spool_per_sandbox = self.parse(
+            ENV_SPOOL_PER_SANDBOX,
+            expected,
+            c.spool_per_sandbox,
+            positive,
+        );
+        c.max_connections_per_source = self.parse(
+            ENV_MAX_CONNECTIONS_PER_SOURCE,
+            expected,
+            c.max_connections_per_source,
+            positive,
+        );
+        c.max_pending_heads_per_source = self.parse(
+            ENV_MAX_PENDING_HEADS_PER_SOURCE,
+            expected,
+            c.max_pending_heads_per_source,
+            positive,
+        );
+    }
+
     /// Parses `var` with `parse`, or returns `default` when unset. A bad value is recorded and
     /// the default is returned so parsing can go on.
     fn parse<T>(
@@ -427,20 +432,6 @@ fn parse_mode(value: &str) -> Option<ProxyMode> {
     match value {
         "standalone" => Some(ProxyMode::Standalone),
         "controlled" => Some(ProxyMode::Controlled),
-        _ => None,
-    }
-}
-
-/// `250ms`, `10s`, `5m`, `1h`.
-pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
-    let split = value.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = value.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => None,
     }
 }

@@ -1,8 +1,8 @@
-//! The proxy's error type. Every failure records which side caused it, and that side alone
-//! chooses the HTTP status: `Client` → 400 (431, 414 and 408 for a head that is too large, a
-//! target that is too long and a head that is too slow), `Policy` → 403, `Identity` → 407/403,
-//! `Limited` → 429 (a per-source cap or the sandbox's ledger share), `Upstream` → 502 (504 on a
-//! timeout), `Internal` → 500.
+//! The proxy's error type. Every failure records which side caused it, and that side and its
+//! typed kind alone choose the HTTP status: `Client` → 400 (by [`ClientFault`]: 431, 414 and
+//! 408 for a head that is too large, a target that is too long and a head that is too slow),
+//! `Policy` → 403, `Identity` → 407/403, `Limited` → 429 (a per-source cap or the sandbox's
+//! ledger share), `Upstream` → 502 (by [`UpstreamFault`]: 504 on a timeout), `Internal` → 500.
 //!
 //! Messages are written for the client and never carry an address it did not send (no resolved
 //! address, no resolver, no upstream socket address); details go to the log.
@@ -15,16 +15,18 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, PROXY_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+use crate::budget::BudgetExceeded;
+use crate::dial::DialError;
 use crate::registry::IdentityError;
 
 /// Why the proxy refused or failed a request, labelled with the side that caused it.
 #[derive(Debug, thiserror::Error)]
-pub enum EgressError {
-    /// The client sent something malformed (400).
-    #[error("malformed request ({code}): {message}")]
+pub(crate) enum EgressError {
+    /// The client sent something malformed (400, or 431/414/408 by kind).
+    #[error("malformed request ({}): {message}", kind.code())]
     Client {
-        /// Stable snake_case reason code, e.g. `userinfo` or `origin_form`.
-        code: &'static str,
+        /// What was wrong; it decides the status and the code.
+        kind: ClientFault,
         /// Human-readable detail.
         message: String,
     },
@@ -51,12 +53,12 @@ pub enum EgressError {
     /// The upstream could not be reached or failed mid-way (502, or 504 when it timed out).
     #[error("upstream failed ({code}): {message}")]
     Upstream {
+        /// Whether it failed or timed out; it decides the status.
+        kind: UpstreamFault,
         /// Stable reason code, e.g. `connect_failed`, `connect_timeout`, `dns_failed`.
         code: &'static str,
         /// Human-readable detail.
         message: String,
-        /// Whether the failure was a timeout (504 rather than 502).
-        timed_out: bool,
     },
     /// A bug or resource failure inside the proxy (500).
     #[error("internal error: {message}")]
@@ -66,13 +68,35 @@ pub enum EgressError {
     },
 }
 
+/// What was wrong with a client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientFault {
+    /// Malformed in the way the stable code names (400), e.g. `userinfo` or `origin_form`.
+    Malformed(&'static str),
+    /// The request head is larger than the proxy takes (431 `header_too_large`).
+    HeadTooLarge,
+    /// The request target is longer than hyper takes (414 `uri_too_long`).
+    UriTooLong,
+    /// The request head did not arrive in time (408 `header_timeout`).
+    HeadTimeout,
+}
+
+/// How an upstream let the request down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamFault {
+    /// It refused, reset or failed the exchange (502).
+    Failed,
+    /// It did not answer in time (504).
+    TimedOut,
+}
+
 /// Who and where a refusal concerns; echoed in the JSON body.
 #[derive(Debug, Default, Clone)]
-pub struct ErrorContext {
+pub(crate) struct ErrorContext {
     /// The destination host as requested, when known.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// The sandbox id, when the client was identified.
-    pub sandbox: Option<String>,
+    pub(crate) sandbox: Option<String>,
 }
 
 /// The JSON refusal body as written on the wire.
@@ -87,16 +111,21 @@ struct ErrorBody<'a> {
 // === impl EgressError ===
 
 impl EgressError {
-    /// A malformed-request error.
-    pub fn client(code: &'static str, message: impl Into<String>) -> Self {
+    /// A malformed-request error (400) with its stable code.
+    pub(crate) fn client(code: &'static str, message: impl Into<String>) -> Self {
+        Self::fault(ClientFault::Malformed(code), message)
+    }
+
+    /// A client error of the given kind.
+    pub(crate) fn fault(kind: ClientFault, message: impl Into<String>) -> Self {
         Self::Client {
-            code,
+            kind,
             message: message.into(),
         }
     }
 
     /// A policy denial with the given reason code.
-    pub fn policy(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn policy(code: &'static str, message: impl Into<String>) -> Self {
         Self::Policy {
             code,
             message: message.into(),
@@ -104,63 +133,64 @@ impl EgressError {
     }
 
     /// A refusal over a cap (429).
-    pub fn limited(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn limited(code: &'static str, message: impl Into<String>) -> Self {
         Self::Limited {
             code,
             message: message.into(),
         }
     }
 
-    /// An upstream failure (502) or timeout (504).
-    pub fn upstream(code: &'static str, message: impl Into<String>, timed_out: bool) -> Self {
+    /// An upstream failure (502).
+    pub(crate) fn upstream(code: &'static str, message: impl Into<String>) -> Self {
         Self::Upstream {
+            kind: UpstreamFault::Failed,
             code,
             message: message.into(),
-            timed_out,
+        }
+    }
+
+    /// An upstream that did not answer in time (504).
+    pub(crate) fn upstream_timeout(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Upstream {
+            kind: UpstreamFault::TimedOut,
+            code,
+            message: message.into(),
         }
     }
 
     /// An internal failure (500).
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::Internal {
             message: message.into(),
         }
     }
 
-    /// The HTTP status this error maps to.
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status this error maps to: the side's, refined by its kind.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::Client { code, .. } => match *code {
-                "header_too_large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "uri_too_long" => StatusCode::URI_TOO_LONG,
-                "header_timeout" => StatusCode::REQUEST_TIMEOUT,
-                _ => StatusCode::BAD_REQUEST,
-            },
+            Self::Client { kind, .. } => kind.status(),
             Self::Policy { .. } => StatusCode::FORBIDDEN,
             Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Identity(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
-            Self::Upstream {
-                timed_out: true, ..
-            } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream { kind, .. } => kind.status(),
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The stable snake_case code: the JSON `error` field, the ledger reason and metrics label.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::Client { code, .. } | Self::Policy { code, .. } | Self::Limited { code, .. } => {
-                code
-            }
-            Self::Upstream { code, .. } => code,
+            Self::Client { kind, .. } => kind.code(),
+            Self::Policy { code, .. }
+            | Self::Limited { code, .. }
+            | Self::Upstream { code, .. } => code,
             Self::Identity(e) => e.code(),
             Self::Internal { .. } => "internal",
         }
     }
 
     /// The message shown to the client. Internal details stay in the log.
-    pub fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             Self::Client { message, .. }
             | Self::Policy { message, .. }
@@ -172,7 +202,7 @@ impl EgressError {
     }
 
     /// Whether this is a refusal decided by the proxy (as opposed to an upstream/internal failure).
-    pub fn is_denial(&self) -> bool {
+    pub(crate) fn is_denial(&self) -> bool {
         matches!(
             self,
             Self::Client { .. } | Self::Policy { .. } | Self::Identity(_) | Self::Limited { .. }
@@ -180,7 +210,7 @@ impl EgressError {
     }
 
     /// Builds the JSON refusal response.
-    pub fn to_response(&self, ctx: &ErrorContext) -> Response<Bytes> {
+    pub(crate) fn to_response(&self, ctx: &ErrorContext) -> Response<Bytes> {
         let message = self.public_message();
         let body = ErrorBody {
             error: self.code(),
@@ -213,6 +243,64 @@ impl From<IdentityError> for EgressError {
     }
 }
 
+/// A spent budget is a policy refusal named by the budget's code.
+impl From<BudgetExceeded> for EgressError {
+    fn from(error: BudgetExceeded) -> Self {
+        Self::policy(error.code(), error.to_string())
+    }
+}
+
+/// A dial failure as the client sees it. The address that failed is one the proxy resolved,
+/// so only the log names it.
+impl From<DialError> for EgressError {
+    fn from(error: DialError) -> Self {
+        match error {
+            DialError::SelfConnect => Self::policy("proxy_loop", error.to_string()),
+            DialError::Timeout(_) => Self::upstream_timeout("connect_timeout", error.to_string()),
+            DialError::Failed { addr, source } => {
+                tracing::debug!(dst.addr = %addr, error = %source, "Upstream connect failed");
+                Self::upstream("connect_failed", "cannot connect to the destination")
+            }
+        }
+    }
+}
+
+// === impl ClientFault ===
+
+impl ClientFault {
+    /// The stable code of this kind.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::Malformed(code) => code,
+            Self::HeadTooLarge => "header_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadTimeout => "header_timeout",
+        }
+    }
+
+    /// The status of this kind.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+// === impl UpstreamFault ===
+
+impl UpstreamFault {
+    /// 502 for a failure, 504 for a timeout.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::Failed => StatusCode::BAD_GATEWAY,
+            Self::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,9 +311,12 @@ mod tests {
             (EgressError::client("userinfo", "x"), 400),
             (EgressError::policy("loopback", "x"), 403),
             (EgressError::limited("ledger_full", "x"), 429),
-            (EgressError::upstream("connect_failed", "x", false), 502),
-            (EgressError::upstream("connect_timeout", "x", true), 504),
+            (EgressError::upstream("connect_failed", "x"), 502),
+            (EgressError::upstream_timeout("connect_timeout", "x"), 504),
             (EgressError::internal("x"), 500),
+            (EgressError::fault(ClientFault::HeadTooLarge, "x"), 431),
+            (EgressError::fault(ClientFault::UriTooLong, "x"), 414),
+            (EgressError::fault(ClientFault::HeadTimeout, "x"), 408),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -1,6 +1,6 @@
-//! Absolute-form HTTP/1.1 forwarding.
+//! Forward: absolute-form HTTP/1.1 requests.
 //!
-//! After `admit` has opened a socket to the checked address, the request is rewritten to
+//! An admitted request is rewritten to
 //! origin-form, its `Host` set to the canonical target (`host[:port]`, the *name* for a name,
 //! port omitted when 80), hop-by-hop headers are removed (the fixed list plus every header named
 //! in `Connection`, `Proxy-Authorization` included), `Via` is added, and both bodies are
@@ -26,14 +26,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::body::{request_head_len, response_head_len, HeadCharge, MeteredBody};
+use crate::admit::{still_current, Admitted};
+use crate::body::{full, request_head_len, response_head_len, HeadCharge, MeteredBody, ProxyBody};
+use crate::budget::ConnectionPermit;
+use crate::dial::dial;
 use crate::error::EgressError;
-use crate::exchange::{ClientConn, Exchange};
 use crate::pool::{PoolKey, UpstreamSender};
+use crate::proxy::Proxy;
+use crate::record::Exchange;
 use crate::registry::ClientCtx;
-use crate::server::{
-    admit, full, open_upstream, path_of, still_current, Admitted, Proxy, ProxyBody,
-};
+use crate::request::ParsedRequest;
 
 /// The `Via` entry this proxy adds.
 const VIA_ENTRY: &str = "1.1 airlock-egress";
@@ -52,10 +54,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Handles one absolute-form request.
-pub(crate) async fn handle(
+/// Forwards one admitted absolute-form request and answers with the upstream's response.
+pub(crate) async fn forward(
     proxy: Arc<Proxy>,
-    conn: Arc<ClientConn>,
+    admitted: Admitted,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Admitted {
@@ -64,55 +66,63 @@ pub(crate) async fn handle(
         ctx,
         addrs,
         permit,
-    } = match admit(&proxy, &conn, &req).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refusal,
-    };
-    let upstream_req = match rewrite_request(req, &parsed.target, path_of(&parsed)) {
-        Ok(r) => r,
+    } = admitted;
+    let outgoing = match outgoing(&proxy, &exchange, &ctx, &permit, req, &parsed) {
+        Ok(outgoing) => outgoing,
         Err(error) => return full(exchange.refuse(&error)),
     };
-    let charge = HeadCharge::new(exchange.counters(), permit.budget());
-    let head = request_head_len(&upstream_req);
-    // Refused before any dial when the head alone would pass the budget; charged only when
-    // it is sent.
-    if let Err(error) = charge.fits(head) {
-        return full(exchange.refuse(&error));
-    }
-    let req = upstream_req.map(|body| {
-        let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
-        MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
-    });
-    let outgoing = Outgoing {
-        req,
-        head,
-        charge: charge.clone(),
-        charged: false,
-    };
-    let sent = send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await;
-    let (key, sender, response) = match sent {
+    let charge = outgoing.charge.clone();
+    let (key, sender, response) = match send(&proxy, &ctx, &addrs, &mut exchange, outgoing).await {
         Ok(sent) => sent,
         Err(error) => return full(exchange.refuse(&error)),
     };
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_via(&mut parts.headers);
-    let checked = charge
-        .down(response_head_len(parts.status, &parts.headers))
-        .and_then(|()| still_current(&ctx));
-    if let Err(error) = checked {
+    if let Err(error) = answer_head(&mut parts, &charge, &ctx) {
         return full(exchange.refuse(&error));
     }
     let idle = proxy.config().idle_timeout;
-    let body = MeteredBody::down(
-        body,
-        exchange,
-        permit,
-        idle,
-        (key, sender),
-        ctx.revoked.clone(),
-    );
+    let upstream = (key, sender);
+    let body = MeteredBody::down(body, exchange, permit, idle, upstream, ctx.revoked.clone());
     Response::from_parts(parts, body.boxed())
+}
+
+/// The request as it goes upstream, metered. Refused before any dial when its head alone would
+/// pass the budget; the head is charged only when it is sent.
+fn outgoing(
+    proxy: &Arc<Proxy>,
+    exchange: &Exchange,
+    ctx: &ClientCtx,
+    permit: &ConnectionPermit,
+    req: Request<Incoming>,
+    parsed: &ParsedRequest,
+) -> Result<Outgoing, EgressError> {
+    let upstream_req = rewrite_request(req, &parsed.target, parsed.path())?;
+    let charge = HeadCharge::new(exchange.counters(), permit.budget());
+    let head = request_head_len(&upstream_req);
+    charge.fits(head)?;
+    let req = upstream_req.map(|body| {
+        let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
+        MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone())
+    });
+    Ok(Outgoing {
+        req,
+        head,
+        charge,
+        charged: false,
+    })
+}
+
+/// The response head as it goes to the client: hop-by-hop headers out, `Via` in, charged to the
+/// budget, and only while the generation it was admitted under is still current.
+fn answer_head(
+    parts: &mut http::response::Parts,
+    charge: &HeadCharge,
+    ctx: &ClientCtx,
+) -> Result<(), EgressError> {
+    strip_hop_by_hop(&mut parts.headers);
+    add_via(&mut parts.headers);
+    charge.down(response_head_len(parts.status, &parts.headers))?;
+    still_current(ctx)
 }
 
 /// Sends the request on an idle pooled connection to a checked address, or on a fresh one.
@@ -141,15 +151,12 @@ async fn send(
             }
         }
     }
-    let upstream = open_upstream(proxy, exchange, addrs).await?;
+    let upstream = dial(addrs, proxy.dial_options()).await?;
+    exchange.set_addr(upstream.peer_addr().ok());
     let key = PoolKey {
         addr: upstream.peer_addr().map_err(|error| {
             tracing::debug!(%error, "Upstream connection closed at once");
-            EgressError::upstream(
-                "connect_failed",
-                "the destination closed the connection",
-                false,
-            )
+            EgressError::upstream("connect_failed", "the destination closed the connection")
         })?,
         sandbox: ctx.sandbox.clone(),
         generation: ctx.generation,
@@ -186,7 +193,7 @@ impl Outgoing {
 async fn timed<T>(idle: Duration, fut: impl Future<Output = T>) -> Result<T, EgressError> {
     tokio::time::timeout(idle, fut).await.map_err(|_elapsed| {
         let message = format!("no response from upstream within {idle:?}");
-        EgressError::upstream("upstream_timeout", message, true)
+        EgressError::upstream_timeout("upstream_timeout", message)
     })
 }
 
@@ -194,11 +201,7 @@ async fn timed<T>(idle: Duration, fut: impl Future<Output = T>) -> Result<T, Egr
 /// and the client gets a fixed sentence.
 fn upstream_failed(error: &hyper::Error) -> EgressError {
     tracing::debug!(%error, "Upstream exchange failed");
-    EgressError::upstream(
-        "upstream_failed",
-        "the destination failed the exchange",
-        false,
-    )
+    EgressError::upstream("upstream_failed", "the destination failed the exchange")
 }
 
 /// Starts an HTTP/1.1 client connection on the dialled socket. Its driver task ends with the

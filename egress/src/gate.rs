@@ -39,17 +39,19 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::Response;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::error::EgressError;
-use crate::exchange::ClientConn;
+use crate::error::{ClientFault, EgressError};
+use crate::proxy::ClientConn;
 use crate::sources::{Slot, SourceCaps};
-pub(crate) use framing::head_verdict;
 use framing::{check, rejected, Checked, Framing};
 
 mod framing;
+mod write;
+
+pub(crate) use framing::{head_verdict, Rejected};
+pub(crate) use write::serialize;
 
 /// Bytes read from the client per read while a head is assembled.
 const READ_CHUNK: usize = 8 * 1024;
@@ -58,17 +60,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// has read the refusal.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 pub(crate) const LINGER_BYTES: usize = 1024 * 1024;
-
-/// A request head the gate refused: what the ledger and the refusal need.
-#[derive(Debug)]
-pub(crate) struct Rejected {
-    /// The method as sent, or `-` when the line did not get that far.
-    pub(crate) method: String,
-    /// The request target as sent, or the start of the line.
-    pub(crate) target: String,
-    /// Why.
-    pub(crate) error: EgressError,
-}
 
 /// Turns a refusal into the bytes written to the client (recording its ledger event on the way).
 pub(crate) type Render = Box<dyn FnOnce(Rejected) -> Vec<u8> + Send>;
@@ -294,26 +285,6 @@ impl<T: AsyncRead + Unpin> RequestGate<T> {
         ready!(read)?;
         Poll::Ready(Ok(n))
     }
-
-    /// After the refusal is out: read and discard the client's remaining input for a moment,
-    /// so that closing with unread input does not reset the connection under the refusal.
-    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let (deadline, left) = self
-            .linger
-            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(LINGER)), LINGER_BYTES));
-        let mut scratch = [0u8; 4096];
-        while *left > 0 && deadline.as_mut().poll(cx).is_pending() {
-            let mut sink = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut sink) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if !sink.filled().is_empty() => {
-                    *left = left.saturating_sub(sink.filled().len());
-                }
-                Poll::Ready(_) => break,
-            }
-        }
-        Poll::Ready(())
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
@@ -351,8 +322,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
             }
             // Part of a head is held; the rest has not arrived.
             if this.head_expired(cx) {
-                let error = EgressError::client(
-                    "header_timeout",
+                let error = EgressError::fault(
+                    ClientFault::HeadTimeout,
                     format!(
                         "the request head did not arrive within {:?}",
                         this.limits.head_timeout
@@ -374,93 +345,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for RequestGate<T> {
     }
 }
 
-impl<T> RequestGate<T> {
-    /// Passes a write's outcome through; a write that stays `Pending` for the idle timeout fails
-    /// with `TimedOut` instead, and marks the connection as stalled for the ledger.
-    fn watch_write<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: Poll<std::io::Result<R>>,
-    ) -> Poll<std::io::Result<R>> {
-        if poll.is_ready() {
-            self.write_armed = false;
-            return poll;
-        }
-        let at = tokio::time::Instant::now() + self.limits.write_idle;
-        let deadline = match &mut self.write_deadline {
-            Some(deadline) if self.write_armed => deadline,
-            Some(deadline) => {
-                deadline.as_mut().reset(at);
-                deadline
-            }
-            None => self
-                .write_deadline
-                .insert(Box::pin(tokio::time::sleep_until(at))),
-        };
-        self.write_armed = true;
-        if deadline.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        self.heads.conn.mark_stalled();
-        tracing::debug!("Client stopped reading; cutting it off");
-        Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RequestGate<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.watch_write(cx, poll)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_flush(cx);
-        this.watch_write(cx, poll)
-    }
-
-    /// hyper shuts the connection down once it has written everything it owes; a refusal goes
-    /// out first.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.reply.is_none() {
-            this.reply = this.pending.take_reply().map(|bytes| (bytes, 0));
-        }
-        let Some((bytes, sent)) = &mut this.reply else {
-            return Pin::new(&mut this.inner).poll_shutdown(cx);
-        };
-        while let Some(rest) = bytes.get(*sent..).filter(|rest| !rest.is_empty()) {
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, rest))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            *sent += n;
-        }
-        ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
-        ready!(this.poll_linger(cx));
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.watch_write(cx, poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 impl<T> std::fmt::Debug for RequestGate<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestGate")
@@ -469,27 +353,6 @@ impl<T> std::fmt::Debug for RequestGate<T> {
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
-}
-
-/// A refusal as HTTP/1.1 bytes, closing the connection.
-pub(crate) fn serialize(response: &Response<Bytes>) -> Vec<u8> {
-    let status = response.status();
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        response.body().len()
-    )
-    .into_bytes();
-    for (name, value) in response.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(response.body());
-    out
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@
 //!   in standalone mode, or a refusal beyond the bound on waiting keys) is counted in
 //!   [`Ledger::overflowed`]. Every event reaches the log either way.
 //! - [`Ledger::ack`] frees room for everything up to and including the acknowledged sequence.
+//!
+//! What the admin API serves is [`airlock_wire::Event`], with its [`airlock_wire::Outcome`]: the
+//! same types the controller reads.
 
 mod event;
 mod spool;
@@ -26,28 +29,16 @@ mod spool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
+use airlock_wire::Event;
 
 use event::millis;
-pub use event::{EventPage, LedgerEvent, LedgerKey, SpooledEvent};
+pub use event::{EventPage, LedgerEvent, LedgerKey};
 use spool::{Limits, Offered, Spool};
 
 /// Largest page [`Ledger::events_after`] returns, whatever the caller asks for.
 pub const MAX_PAGE: usize = 10_000;
 /// Default for the most events one key may hold (`AIRLOCK_EGRESS_SPOOL_PER_SANDBOX`).
 pub const DEFAULT_PER_KEY: usize = 4096;
-
-/// What happened to a request or tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Allowed and proxied.
-    Allow,
-    /// Refused (policy, identity, budget or malformed input).
-    Deny,
-    /// Allowed because the policy is in `report` mode, but a domain or port rule would deny it.
-    WouldDeny,
-}
 
 /// The ledger: log line plus bounded, fairly shared spool.
 #[derive(Debug)]
@@ -136,7 +127,7 @@ impl Ledger {
             }
             None => 0,
         };
-        let events: Vec<SpooledEvent> = queue
+        let events: Vec<Event> = queue
             .iter()
             .skip(skip)
             .take(limit)
@@ -190,19 +181,6 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.ledger.lock().release(&key);
-        }
-    }
-}
-
-// === impl Decision ===
-
-impl Decision {
-    /// `allow`, `deny` or `would_deny`: the log field and the metrics label.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::WouldDeny => "would_deny",
         }
     }
 }

@@ -142,38 +142,45 @@ impl Metrics {
     pub fn render(&self, ledger: &Ledger) -> String {
         let mut out = String::with_capacity(4096);
         self.render_requests(&mut out);
+        self.render_traffic(&mut out);
+        self.render_dns(&mut out);
+        self.render_rejections(&mut out);
+        render_spool(&mut out, ledger);
+        out
+    }
+
+    fn render_traffic(&self, out: &mut String) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         gauge(
-            &mut out,
+            out,
             "airlock_egress_open_tunnels",
             "CONNECT tunnels open now.",
             load(&self.open_tunnels),
         );
         counter(
-            &mut out,
+            out,
             "airlock_egress_tunnels_total",
             "CONNECT tunnels established.",
             load(&self.tunnels_total),
         );
         header(
-            &mut out,
+            out,
             "airlock_egress_bytes_total",
             "Bytes proxied.",
             "counter",
         );
-        let _ = writeln!(
-            out,
-            "airlock_egress_bytes_total{{direction=\"up\"}} {}",
-            load(&self.bytes_up)
-        );
-        let _ = writeln!(
-            out,
-            "airlock_egress_bytes_total{{direction=\"down\"}} {}",
-            load(&self.bytes_down)
-        );
-        self.render_dns(&mut out);
+        for (direction, bytes) in [("up", &self.bytes_up), ("down", &self.bytes_down)] {
+            let _ = writeln!(
+                out,
+                "airlock_egress_bytes_total{{direction=\"{direction}\"}} {}",
+                load(bytes)
+            );
+        }
+    }
+
+    fn render_rejections(&self, out: &mut String) {
         header(
-            &mut out,
+            out,
             "airlock_egress_connections_rejected_total",
             "Client connections refused before any request was read.",
             "counter",
@@ -186,30 +193,9 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "airlock_egress_connections_rejected_total{{reason=\"{reason}\"}} {}",
-                load(count)
+                count.load(Ordering::Relaxed)
             );
         }
-        let depth = u64::try_from(ledger.depth()).unwrap_or(u64::MAX);
-        let capacity = u64::try_from(ledger.capacity()).unwrap_or(u64::MAX);
-        gauge(
-            &mut out,
-            "airlock_egress_spool_depth",
-            "Ledger events waiting for the controller.",
-            depth,
-        );
-        gauge(
-            &mut out,
-            "airlock_egress_spool_capacity",
-            "Ledger spool capacity.",
-            capacity,
-        );
-        counter(
-            &mut out,
-            "airlock_egress_spool_overflow_total",
-            "Ledger events that fit nowhere in the spool, not even in a ledger_full summary.",
-            ledger.overflowed(),
-        );
-        out
     }
 
     fn render_requests(&self, out: &mut String) {
@@ -280,6 +266,30 @@ fn static_decision(decision: &str) -> &'static str {
         "would_deny" => "would_deny",
         _ => "other",
     }
+}
+
+/// The spool's gauges, read from the ledger at render time.
+fn render_spool(out: &mut String, ledger: &Ledger) {
+    let depth = u64::try_from(ledger.depth()).unwrap_or(u64::MAX);
+    let capacity = u64::try_from(ledger.capacity()).unwrap_or(u64::MAX);
+    gauge(
+        out,
+        "airlock_egress_spool_depth",
+        "Ledger events waiting for the controller.",
+        depth,
+    );
+    gauge(
+        out,
+        "airlock_egress_spool_capacity",
+        "Ledger spool capacity.",
+        capacity,
+    );
+    counter(
+        out,
+        "airlock_egress_spool_overflow_total",
+        "Ledger events that fit nowhere in the spool, not even in a ledger_full summary.",
+        ledger.overflowed(),
+    );
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -29,6 +29,9 @@ use hickory_resolver::TokioResolver;
 
 use crate::config::DOCKER_EMBEDDED_DNS;
 
+/// Where the proxy's resolvers came from, reported on `/healthz`.
+pub use airlock_wire::DnsStatus;
+
 /// A boxed, sendable resolution future.
 pub type ResolveFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send + 'a>>;
@@ -55,17 +58,6 @@ pub enum ResolveError {
     /// The proxy has no resolver to ask.
     #[error("no DNS resolver is configured for the proxy (set AIRLOCK_EGRESS_DNS)")]
     NotConfigured,
-}
-
-/// Where the proxy's resolvers came from, for `/healthz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DnsStatus {
-    /// `--dns` / `AIRLOCK_EGRESS_DNS`.
-    Configured,
-    /// The nameservers of `/etc/resolv.conf` (Docker's embedded resolver left out).
-    System,
-    /// None: every name is refused.
-    None,
 }
 
 /// The resolver used when none is configured: every lookup fails with
@@ -144,19 +136,6 @@ pub fn system_nameservers() -> Result<Vec<SocketAddr>, ResolverSetupError> {
     let text =
         std::fs::read_to_string("/etc/resolv.conf").map_err(ResolverSetupError::ResolvConf)?;
     Ok(nameservers_from_resolv_conf(&text))
-}
-
-// === impl DnsStatus ===
-
-impl DnsStatus {
-    /// `configured`, `system` or `none`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Configured => "configured",
-            Self::System => "system",
-            Self::None => "none",
-        }
-    }
 }
 
 // === impl NoResolver ===

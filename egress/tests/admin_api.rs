@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use airlock_egress::admin::{load_admin_tls, serve_admin, AdminError, AdminState, MAX_BODY_BYTES};
 use airlock_egress::infra::{InfraSet, InterfaceAddr, Interfaces};
-use airlock_egress::ledger::{Decision, EventPage, Ledger, LedgerEvent};
+use airlock_egress::ledger::{Ledger, LedgerEvent};
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::{basic_credential, credential_hash, Registry};
 use airlock_egress::resolve::DnsStatus;
+use airlock_wire::{EventsPage, Outcome};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -164,7 +165,7 @@ fn event(n: u64) -> LedgerEvent {
         host: "example.com".to_owned(),
         port: 80,
         addr: None,
-        decision: Decision::Deny,
+        decision: Outcome::Deny,
         reason: "loopback",
         rule: None,
         bytes_up: n,
@@ -404,13 +405,13 @@ async fn events_page_and_ack_over_http() {
     let (status, body) = plain(addr, Method::GET, "/v1/events?after=0&limit=10", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["boot_id"], admin.state.registry.boot_id());
-    let page: EventPage = serde_json::from_value(body).unwrap();
+    let page: EventsPage = serde_json::from_value(body).unwrap();
     assert_eq!(page.events.len(), 10);
     assert_eq!(page.next, 10);
     assert_eq!(page.overflowed, 0);
     assert_eq!(admin.state.ledger.waiting(), 4);
     let (_, body) = plain(addr, Method::GET, "/v1/events?after=10", None).await;
-    let page: EventPage = serde_json::from_value(body).unwrap();
+    let page: EventsPage = serde_json::from_value(body).unwrap();
     assert_eq!(
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (11..=16).collect::<Vec<_>>()
@@ -427,7 +428,7 @@ async fn events_page_and_ack_over_http() {
     // Four left, and the summary of the four that found no room.
     assert_eq!(admin.state.ledger.depth(), 5);
     let (_, body) = plain(addr, Method::GET, "/v1/events?after=16", None).await;
-    let page: EventPage = serde_json::from_value(body).unwrap();
+    let page: EventsPage = serde_json::from_value(body).unwrap();
     let summary = &page.events[0];
     assert_eq!((summary.seq, summary.count), (17, 4));
     assert_eq!(summary.reason, "ledger_full");

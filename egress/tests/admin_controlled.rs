@@ -13,8 +13,8 @@
 
 mod common;
 
-use airlock_egress::ledger::EventPage;
 use airlock_egress::registry::basic_credential;
+use airlock_wire::EventsPage;
 use common::controlled::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -87,7 +87,7 @@ async fn identity_needs_registered_source_and_matching_credential() {
     let refused = rig
         .wait_for_event(|e| e.reason == "bad_credential" && e.client.ip().to_string() == B_SRC)
         .await;
-    assert_eq!(refused.decision, airlock_egress::ledger::Decision::Deny);
+    assert_eq!(refused.decision, airlock_wire::Outcome::Deny);
 }
 
 #[tokio::test]
@@ -220,7 +220,7 @@ async fn spool_serves_every_event_and_counts_overflow() {
     }
     let (status, body) = admin_call(rig.admin, "GET", "/v1/events?after=0&limit=2", None).await;
     assert_eq!(status, 200);
-    let page: EventPage = serde_json::from_value(body.clone()).unwrap();
+    let page: EventsPage = serde_json::from_value(body.clone()).unwrap();
     assert_eq!(
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2]

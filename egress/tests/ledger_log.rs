@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use airlock_egress::ledger::{Decision, Ledger, LedgerEvent};
+use airlock_egress::ledger::{Ledger, LedgerEvent};
+use airlock_wire::Outcome;
 
 fn event(n: u64) -> LedgerEvent {
     LedgerEvent {
@@ -17,7 +18,7 @@ fn event(n: u64) -> LedgerEvent {
         host: format!("host{n}.example"),
         port: 443,
         addr: Some("93.184.215.14:443".parse().unwrap()),
-        decision: Decision::Allow,
+        decision: Outcome::Allow,
         reason: "allowed",
         rule: Some("*.example".to_owned()),
         bytes_up: n,

@@ -375,7 +375,7 @@ async fn unparsable_targets_get_json_400_without_dialing() {
     let events = proxy.wait_events(5).await;
     assert!(events
         .iter()
-        .all(|e| e.decision == airlock_egress::ledger::Decision::Deny));
+        .all(|e| e.decision == airlock_wire::Outcome::Deny));
 }
 
 #[tokio::test]
@@ -612,12 +612,9 @@ async fn report_mode_allows_but_records_would_deny() {
     resp.assert_refused(403, "loopback");
     assert_eq!(canary.connections(), 0);
     let events = proxy.wait_events(2).await;
-    assert_eq!(
-        events[0].decision,
-        airlock_egress::ledger::Decision::WouldDeny
-    );
+    assert_eq!(events[0].decision, airlock_wire::Outcome::WouldDeny);
     assert_eq!(events[0].reason, "domain_not_allowed");
-    assert_eq!(events[1].decision, airlock_egress::ledger::Decision::Deny);
+    assert_eq!(events[1].decision, airlock_wire::Outcome::Deny);
     assert_eq!(
         proxy.metrics.requests("would_deny", "domain_not_allowed"),
         1

@@ -3,6 +3,7 @@
 //! decision and host) and `GET /v1/sandboxes/{id}/egress/summary` (per-host totals, plus the
 //! minimal `allow_domains` in report mode). Another owner's sandbox is 404.
 
+use airlock_wire::Outcome;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -223,11 +224,12 @@ pub(crate) async fn summary(
 }
 
 fn egress_query(params: EgressParams) -> Result<EgressQuery, ApiError> {
-    if let Some(decision) = &params.decision {
-        if !matches!(decision.as_str(), "allow" | "deny" | "would_deny") {
-            return Err(ApiError::field("decision", "allow, deny or would_deny"));
-        }
-    }
+    let decision = params
+        .decision
+        .as_deref()
+        .map(str::parse::<Outcome>)
+        .transpose()
+        .map_err(|_unknown| ApiError::field("decision", "allow, deny or would_deny"))?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::field("limit", format!("1..={MAX_LIMIT}")));
@@ -238,7 +240,7 @@ fn egress_query(params: EgressParams) -> Result<EgressQuery, ApiError> {
         .map(|c| parse_cursor(c).ok_or_else(|| ApiError::field("cursor", "a `next` value")))
         .transpose()?;
     Ok(EgressQuery {
-        decision: params.decision,
+        decision,
         host: params.host,
         after,
         limit,
@@ -266,7 +268,7 @@ impl From<EgressEvent> for EgressEventDto {
             host: e.host,
             port: e.port,
             addr: e.addr,
-            decision: e.decision,
+            decision: e.decision.as_str().to_owned(),
             reason: e.reason,
             rule: e.rule,
             bytes_up: e.bytes_up,

@@ -42,24 +42,11 @@ pub(super) fn parse_bool(v: &str) -> Result<bool, &'static str> {
     }
 }
 
-/// Parses `30s`, `5m`, `1h`, `2d` or `250ms` (one number and one unit; never zero).
+/// Parses `30s`, `5m`, `1h`, `2d` or `250ms` (one number and one unit; never zero): the
+/// grammar the egress proxy shares, `airlock_wire::parse_positive_duration`.
 pub fn parse_duration(v: &str) -> Result<Duration, &'static str> {
-    const EXPECTED: &str = "a positive duration like 30s, 5m or 1h";
-    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or(EXPECTED)?;
-    let (number, unit) = v.split_at(split);
-    let n: u64 = number.parse().map_err(|_invalid| EXPECTED)?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60).ok_or(EXPECTED)?),
-        "h" => Duration::from_secs(n.checked_mul(3600).ok_or(EXPECTED)?),
-        "d" => Duration::from_secs(n.checked_mul(86_400).ok_or(EXPECTED)?),
-        _ => return Err(EXPECTED),
-    };
-    if duration.is_zero() {
-        return Err(EXPECTED);
-    }
-    Ok(duration)
+    airlock_wire::parse_positive_duration(v)
+        .map_err(|_invalid| "a positive duration like 30s, 5m or 1h")
 }
 
 pub(super) fn parse_pools(v: &str) -> Result<Vec<Ipv4Net>, &'static str> {

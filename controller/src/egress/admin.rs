@@ -1,6 +1,8 @@
 //! The client of the proxy's admin API (`egress/src/admin.rs`): HTTP/1.1 over mutual TLS with
 //! the controller's egress client certificate, one short connection per call.
 //!
+//! Every body is an `airlock_wire` type, the same one the proxy serves or reads.
+//!
 //! The admin address is an IP taken from the configuration; nothing here resolves a name.
 
 use std::net::SocketAddr;
@@ -8,6 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_wire::{
+    Ack, EventsPage, Health, InfrastructureReport, PutInfrastructure, PutSandbox, SandboxList,
+};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,7 +21,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 
@@ -32,134 +37,6 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 pub struct AdminClient {
     addr: SocketAddr,
     tls: TlsConnector,
-}
-
-/// `GET /healthz`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Health {
-    /// Random per proxy process.
-    pub boot_id: String,
-    /// Entries registered.
-    pub sandboxes: u64,
-    /// Ledger events the proxy dropped because its spool was full, since it started.
-    #[serde(default)]
-    pub events_overflowed: u64,
-}
-
-/// `PUT /v1/sandboxes/{id}`.
-#[derive(Clone, Debug, Serialize)]
-pub struct PutSandbox<'a> {
-    /// Source addresses.
-    pub source_addrs: Vec<std::net::IpAddr>,
-    /// SHA-256 (hex) of the token.
-    pub credential_hash: &'a str,
-    /// The policy JSON (`None`: the default policy).
-    pub policy: Option<serde_json::Value>,
-    /// The generation.
-    pub generation: u64,
-    /// The label of the ceiling the policy was checked against; the proxy stamps it on
-    /// every ledger event of the sandbox.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ceiling: Option<&'a str>,
-}
-
-/// `PUT /v1/infrastructure`.
-#[derive(Clone, Debug, Serialize)]
-pub struct PutInfrastructure<'a> {
-    /// The deployment's own address space, as the controller computed it.
-    pub cidrs: &'a [ipnet::IpNet],
-}
-
-/// `GET`/`PUT /v1/infrastructure`: what the proxy enforces and where it came from.
-#[derive(Clone, Debug, Deserialize)]
-pub struct InfrastructureAnswer {
-    /// The union the proxy enforces.
-    #[serde(default)]
-    pub effective: Vec<String>,
-    /// What the controller pushed.
-    #[serde(default)]
-    pub pushed: Vec<String>,
-    /// `--deny-cidr` / `AIRLOCK_EGRESS_DENY_CIDRS`.
-    #[serde(default)]
-    pub configured: Vec<String>,
-    /// From the proxy's own interfaces.
-    #[serde(default)]
-    pub derived: Vec<String>,
-}
-
-/// `GET /v1/sandboxes`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SandboxList {
-    /// The registered entries.
-    pub sandboxes: Vec<ListedSandbox>,
-}
-
-/// One row of [`SandboxList`].
-#[derive(Clone, Debug, Deserialize)]
-pub struct ListedSandbox {
-    /// The sandbox id.
-    pub sandbox_id: String,
-    /// Its generation.
-    pub generation: u64,
-}
-
-/// One spooled event from `GET /v1/events`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct WireEvent {
-    /// Sequence number within the proxy process.
-    pub seq: u64,
-    /// The sandbox, when identified.
-    pub sandbox: Option<String>,
-    /// The policy generation.
-    pub generation: u64,
-    /// The method.
-    pub method: String,
-    /// The host as requested.
-    pub host: String,
-    /// The port.
-    pub port: u16,
-    /// The address dialled or denied.
-    pub addr: Option<SocketAddr>,
-    /// `allow`, `deny` or `would_deny`.
-    pub decision: String,
-    /// The reason code.
-    pub reason: String,
-    /// The rule that matched.
-    pub rule: Option<String>,
-    /// Bytes from the client.
-    pub bytes_up: u64,
-    /// Bytes to the client.
-    pub bytes_down: u64,
-    /// Start, ms since the epoch.
-    pub start_ms: u64,
-    /// Duration, ms.
-    pub duration_ms: u64,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The label of the ceiling the sandbox's policy was checked against.
-    #[serde(default)]
-    pub ceiling: Option<String>,
-    /// How many refusals the event stands for (above 1 only for a summary row).
-    #[serde(default = "one")]
-    pub count: u64,
-}
-
-fn one() -> u64 {
-    1
-}
-
-/// `GET /v1/events`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct EventsPage {
-    /// Events after the cursor, oldest first.
-    pub events: Vec<WireEvent>,
-    /// The next cursor.
-    pub next: u64,
-    /// The proxy process.
-    pub boot_id: String,
-    /// Events dropped because the spool was full, since the proxy started.
-    #[serde(default)]
-    pub overflowed: u64,
 }
 
 // === impl AdminClient ===
@@ -209,11 +86,8 @@ impl AdminClient {
     }
 
     /// `PUT /v1/sandboxes/{id}`.
-    pub async fn put_sandbox(&self, id: &str, body: &PutSandbox<'_>) -> Result<(), EgressError> {
-        let body = serde_json::to_vec(body).map_err(|e| EgressError::Admin {
-            status: 0,
-            message: e.to_string(),
-        })?;
+    pub async fn put_sandbox(&self, id: &str, body: &PutSandbox) -> Result<(), EgressError> {
+        let body = to_body(body)?;
         self.call(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
             .await
             .map(drop)
@@ -223,12 +97,8 @@ impl AdminClient {
     pub async fn put_infrastructure(
         &self,
         cidrs: &[ipnet::IpNet],
-    ) -> Result<InfrastructureAnswer, EgressError> {
-        let body =
-            serde_json::to_vec(&PutInfrastructure { cidrs }).map_err(|e| EgressError::Admin {
-                status: 0,
-                message: e.to_string(),
-            })?;
+    ) -> Result<InfrastructureReport, EgressError> {
+        let body = to_body(&PutInfrastructure::new(cidrs))?;
         self.json(Method::PUT, "/v1/infrastructure", Some(body))
             .await
     }
@@ -253,7 +123,7 @@ impl AdminClient {
 
     /// `POST /v1/events/ack`.
     pub async fn ack(&self, seq: u64) -> Result<(), EgressError> {
-        let body = format!("{{\"seq\":{seq}}}").into_bytes();
+        let body = to_body(&Ack { seq })?;
         self.call(Method::POST, "/v1/events/ack", Some(body))
             .await
             .map(drop)
@@ -343,47 +213,18 @@ impl AdminClient {
     }
 }
 
+/// A request body as JSON.
+fn to_body<T: Serialize>(body: &T) -> Result<Vec<u8>, EgressError> {
+    serde_json::to_vec(body).map_err(|e| EgressError::Admin {
+        status: 0,
+        message: e.to_string(),
+    })
+}
+
 impl std::fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminClient")
             .field("addr", &self.addr)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_read_with_and_without_ceiling_and_count() {
-        let old = r#"{"seq":1,"sandbox":null,"generation":0,"method":"GET","host":"a.test",
-            "port":80,"addr":null,"decision":"deny","reason":"missing_credential","rule":null,
-            "bytes_up":0,"bytes_down":0,"start_ms":1,"duration_ms":0,"client":"10.213.0.3:1"}"#;
-        let event: WireEvent = serde_json::from_str(old).unwrap();
-        assert_eq!((event.ceiling, event.count), (None, 1));
-        let new = old.replace(
-            r#""seq":1,"#,
-            r#""seq":1,"ceiling":"role:member@0011aabb","count":7,"#,
-        );
-        let event: WireEvent = serde_json::from_str(&new).unwrap();
-        assert_eq!(event.ceiling.as_deref(), Some("role:member@0011aabb"));
-        assert_eq!(event.count, 7);
-    }
-
-    #[test]
-    fn entries_carry_their_ceiling_only_when_known() {
-        let mut body = PutSandbox {
-            source_addrs: vec!["10.213.0.3".parse().unwrap()],
-            credential_hash: "ab",
-            policy: None,
-            generation: 2,
-            ceiling: Some("user:x@12345678"),
-        };
-        let json = serde_json::to_value(&body).unwrap();
-        assert_eq!(json["ceiling"], "user:x@12345678");
-        body.ceiling = None;
-        let json = serde_json::to_value(&body).unwrap();
-        assert!(json.get("ceiling").is_none(), "{json}");
     }
 }

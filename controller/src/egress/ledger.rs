@@ -16,9 +16,9 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use airlock_wire::Event;
 use tracing::{debug, warn};
 
-use super::admin::WireEvent;
 use super::{EgressError, EgressPlane};
 use crate::store::EgressEvent;
 
@@ -135,7 +135,7 @@ impl EgressPlane {
     }
 }
 
-fn row(e: &WireEvent, boot_id: &str, owners: &HashMap<IpAddr, String>) -> EgressEvent {
+fn row(e: &Event, boot_id: &str, owners: &HashMap<IpAddr, String>) -> EgressEvent {
     let sandbox = e
         .sandbox
         .clone()
@@ -151,7 +151,7 @@ fn row(e: &WireEvent, boot_id: &str, owners: &HashMap<IpAddr, String>) -> Egress
         host: e.host.clone(),
         port: i64::from(e.port),
         addr: e.addr.map(|a| a.to_string()),
-        decision: e.decision.clone(),
+        decision: e.decision,
         reason: e.reason.clone(),
         rule: e.rule.clone(),
         bytes_up: int(e.bytes_up),

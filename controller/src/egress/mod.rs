@@ -37,6 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
+use airlock_egress_policy::PolicySpec;
+use airlock_wire::PutSandbox;
 use ipnet::IpNet;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -49,7 +51,7 @@ use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
 use crate::store::{EgressEntry, Store, StoreError};
-use admin::{AdminClient, PutSandbox};
+use admin::AdminClient;
 pub use authority::{
     import_policy_file, CeilingsView, GetCeilings, GetInfrastructure, PolicyAuthority, PolicyError,
     PutCeilings,
@@ -258,18 +260,22 @@ impl EgressPlane {
         Ok(updated)
     }
 
-    /// Pushes one stored entry.
+    /// Pushes one stored entry. A stored policy that no longer reads as a policy object is
+    /// refused here rather than pushed as the default policy.
     async fn push(&self, entry: &EgressEntry) -> Result<(), EgressError> {
         let policy = entry
             .policy
             .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok());
+            .map(serde_json::from_str::<PolicySpec>)
+            .transpose()
+            .map_err(|e| StoreError::corrupt("sandbox_egress.policy", e))?;
         let body = PutSandbox {
+            sandbox_id: None,
             source_addrs: vec![entry.source_addr],
-            credential_hash: &entry.credential_hash,
+            credential_hash: entry.credential_hash.clone(),
             policy,
             generation: u64::try_from(entry.generation).unwrap_or(0),
-            ceiling: entry.ceiling.as_deref(),
+            ceiling: entry.ceiling.clone(),
         };
         self.inner
             .admin

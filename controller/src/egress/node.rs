@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use airlock_wire::Health;
 use futures_util::stream;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::admin::Health;
 use super::{EgressError, EgressPlane};
 use crate::docker::spec::egress::{
     egress_container_body, egress_network_body, EGRESS_CERTS_DIR, EGRESS_CERTS_VOLUME,

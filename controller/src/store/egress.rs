@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use airlock_wire::Outcome;
 use time::OffsetDateTime;
 
 use super::{with_db, Store, StoreError};
@@ -82,8 +83,8 @@ pub struct EgressEvent {
     pub port: i64,
     /// The resolved address dialled or denied.
     pub addr: Option<String>,
-    /// `allow`, `deny` or `would_deny`.
-    pub decision: String,
+    /// What happened; stored as [`Outcome::as_str`] and read back with its `FromStr`.
+    pub decision: Outcome,
     /// The reason code.
     pub reason: String,
     /// The rule that matched.
@@ -106,7 +107,7 @@ pub struct EgressEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EgressQuery {
     /// Only this decision.
-    pub decision: Option<String>,
+    pub decision: Option<Outcome>,
     /// Only this host (as requested).
     pub host: Option<String>,
     /// Events after this cursor `(start_ms, boot_id, seq)`.
@@ -279,7 +280,7 @@ impl Store {
                         .bind(&e.host)
                         .bind(e.port)
                         .bind(e.addr.as_deref())
-                        .bind(&e.decision)
+                        .bind(e.decision.as_str())
                         .bind(&e.reason)
                         .bind(e.rule.as_deref())
                         .bind(e.bytes_up)
@@ -331,7 +332,7 @@ impl Store {
         let rows = with_db!(self, |pool, _begin| {
             sqlx::query_as::<_, EventRow>(&sql)
                 .bind(sandbox.to_string())
-                .bind(query.decision.as_deref())
+                .bind(query.decision.as_ref().map(Outcome::as_str))
                 .bind(query.host.as_deref())
                 .bind(after_ms)
                 .bind(&after_boot)
@@ -340,7 +341,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows.into_iter().map(EventRow::into_event).collect())
+        rows.into_iter().map(EventRow::into_event).collect()
     }
 
     /// Per-host totals of `sandbox`'s ledger, busiest first.
@@ -388,8 +389,12 @@ impl EntryRow {
 // === impl EventRow ===
 
 impl EventRow {
-    fn into_event(self) -> EgressEvent {
-        EgressEvent {
+    fn into_event(self) -> Result<EgressEvent, StoreError> {
+        let decision = self
+            .decision
+            .parse()
+            .map_err(|_unknown| StoreError::corrupt("egress_events.decision", &self.decision))?;
+        Ok(EgressEvent {
             boot_id: self.boot_id,
             seq: self.seq,
             sandbox_id: self.sandbox_id,
@@ -398,7 +403,7 @@ impl EventRow {
             host: self.host,
             port: self.port,
             addr: self.addr,
-            decision: self.decision,
+            decision,
             reason: self.reason,
             rule: self.rule,
             bytes_up: self.bytes_up,
@@ -407,7 +412,7 @@ impl EventRow {
             duration_ms: self.duration_ms,
             ceiling: self.ceiling,
             count: self.count,
-        }
+        })
     }
 }
 

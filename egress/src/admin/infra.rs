@@ -4,10 +4,10 @@
 
 use std::net::IpAddr;
 
+use airlock_wire::{InfrastructureReport, PutInfrastructure};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
 use super::routes::{json, read_json, ApiError, Reply};
 use super::AdminState;
@@ -15,25 +15,9 @@ use super::AdminState;
 /// Most CIDRs one push may carry.
 const MAX_CIDRS: usize = 4096;
 
-/// `PUT /v1/infrastructure` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutInfrastructure {
-    cidrs: Vec<String>,
-}
-
-/// The answer to both routes.
-#[derive(Debug, Serialize)]
-struct InfraReply {
-    effective: Vec<IpNet>,
-    pushed: Vec<IpNet>,
-    configured: Vec<IpNet>,
-    derived: Vec<IpNet>,
-}
-
 pub(super) fn get_infrastructure(state: &AdminState) -> Reply {
     let report = state.infra.report();
-    let reply = InfraReply {
+    let reply = InfrastructureReport {
         effective: report.effective,
         pushed: report.pushed,
         configured: report.configured,

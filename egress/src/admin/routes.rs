@@ -2,19 +2,21 @@
 //! registry or ledger, and answer JSON. Bodies are read with a size cap and a deadline.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use airlock_egress_policy::{Policy, PolicySpec};
+use airlock_egress_policy::Policy;
+use airlock_wire::{
+    Ack, ErrorBody, EventsPage, Health, HealthStatus, ListedSandbox, PutOutcome, PutSandbox,
+    PutSandboxReply, SandboxDetail, SandboxList,
+};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::infra::{get_infrastructure, put_infrastructure, refresh_interfaces};
 use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
-use crate::ledger::EventPage;
 use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
 
 /// Default page size for `GET /v1/events`.
@@ -28,63 +30,6 @@ pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-}
-
-/// `PUT /v1/sandboxes/{id}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutSandbox {
-    #[serde(default)]
-    sandbox_id: Option<String>,
-    source_addrs: Vec<IpAddr>,
-    credential_hash: String,
-    /// Absent or `null` means the default policy.
-    #[serde(default)]
-    policy: Option<PolicySpec>,
-    generation: u64,
-    /// The operator ceiling the policy was checked against, stamped on the ledger.
-    #[serde(default)]
-    ceiling: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct PutReply<'a> {
-    sandbox_id: &'a str,
-    generation: u64,
-    outcome: &'static str,
-    boot_id: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct SandboxRow {
-    sandbox_id: String,
-    generation: u64,
-    source_addrs: Vec<IpAddr>,
-}
-
-#[derive(Debug, Serialize)]
-struct SandboxDetail {
-    sandbox_id: String,
-    generation: u64,
-    source_addrs: Vec<IpAddr>,
-    policy: PolicySpec,
-    ceiling: Option<String>,
-    bytes_used: u64,
-    open_connections: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct EventsReply<'a> {
-    #[serde(flatten)]
-    page: EventPage,
-    boot_id: &'a str,
-}
-
-/// `POST /v1/events/ack` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    seq: u64,
 }
 
 /// The one entry point hyper calls.
@@ -133,18 +78,20 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiE
 }
 
 fn healthz(state: &AdminState) -> Reply {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "status": "ok",
-            "boot_id": state.registry.boot_id(),
-            "sandboxes": state.registry.len(),
-            "controlled": state.registry.is_controlled(),
-            "events_overflowed": state.ledger.overflowed(),
-            "infrastructure": state.infra.current().len(),
-            "dns": state.dns.as_str(),
-        }),
-    )
+    let health = Health {
+        boot_id: state.registry.boot_id().to_owned(),
+        controlled: state.registry.is_controlled(),
+        dns: Some(state.dns),
+        events_overflowed: state.ledger.overflowed(),
+        infrastructure: count(state.infra.current().len()),
+        sandboxes: count(state.registry.len()),
+        status: HealthStatus::Ok,
+    };
+    json(StatusCode::OK, &health)
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn metrics(state: &AdminState) -> Reply {
@@ -164,7 +111,7 @@ fn metrics(state: &AdminState) -> Reply {
 }
 
 fn list_sandboxes(state: &AdminState) -> Reply {
-    let rows: Vec<SandboxRow> = state
+    let sandboxes = state
         .registry
         .list()
         .into_iter()
@@ -173,17 +120,18 @@ fn list_sandboxes(state: &AdminState) -> Reply {
                  sandbox_id,
                  generation,
                  source_addrs,
-             }| SandboxRow {
-                sandbox_id,
+             }| ListedSandbox {
                 generation,
+                sandbox_id,
                 source_addrs,
             },
         )
         .collect();
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "boot_id": state.registry.boot_id(), "sandboxes": rows }),
-    )
+    let list = SandboxList {
+        boot_id: state.registry.boot_id().to_owned(),
+        sandboxes,
+    };
+    json(StatusCode::OK, &list)
 }
 
 fn get_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {
@@ -215,6 +163,35 @@ async fn put_sandbox(
     validate_sandbox_id(id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let body: PutSandbox = read_json(req).await?;
+    let entry = entry(id, body)?;
+    let generation = entry.generation;
+    refresh_interfaces(state).await;
+    let outcome = state.registry.upsert(entry).map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
+        ApiError::new(status, e.code(), e.to_string())
+    })?;
+    let (status, outcome) = match outcome {
+        UpsertOutcome::Created => (StatusCode::CREATED, PutOutcome::Created),
+        UpsertOutcome::Replaced { .. } => (StatusCode::OK, PutOutcome::Replaced),
+        UpsertOutcome::Unchanged => (StatusCode::OK, PutOutcome::Unchanged),
+    };
+    tracing::info!(
+        sandbox.id = %id,
+        policy.generation = generation,
+        admin.outcome = outcome.as_str(),
+        "Sandbox entry pushed"
+    );
+    let reply = PutSandboxReply {
+        sandbox_id: id.to_owned(),
+        generation,
+        outcome,
+        boot_id: state.registry.boot_id().to_owned(),
+    };
+    Ok(json(status, &reply))
+}
+
+/// The registry entry a push for sandbox `id` asks for, its policy compiled.
+fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
     if body.sandbox_id.as_deref().is_some_and(|b| b != id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -225,7 +202,7 @@ async fn put_sandbox(
     let spec = body.policy.unwrap_or_default();
     let policy = Policy::compile(&spec)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
-    let entry = SandboxEntry {
+    Ok(SandboxEntry {
         sandbox_id: id.to_owned(),
         source_addrs: body.source_addrs,
         credential_hash: body.credential_hash,
@@ -233,30 +210,7 @@ async fn put_sandbox(
         policy_spec: spec,
         generation: body.generation,
         ceiling: body.ceiling,
-    };
-    refresh_interfaces(state).await;
-    let outcome = state.registry.upsert(entry).map_err(|e| {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
-        ApiError::new(status, e.code(), e.to_string())
-    })?;
-    let (status, outcome_str) = match outcome {
-        UpsertOutcome::Created => (StatusCode::CREATED, "created"),
-        UpsertOutcome::Replaced { .. } => (StatusCode::OK, "replaced"),
-        UpsertOutcome::Unchanged => (StatusCode::OK, "unchanged"),
-    };
-    tracing::info!(
-        sandbox.id = %id,
-        policy.generation = body.generation,
-        admin.outcome = outcome_str,
-        "Sandbox entry pushed"
-    );
-    let reply = PutReply {
-        sandbox_id: id,
-        generation: body.generation,
-        outcome: outcome_str,
-        boot_id: state.registry.boot_id(),
-    };
-    Ok(json(status, &reply))
+    })
 }
 
 fn delete_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {
@@ -291,15 +245,17 @@ fn events(state: &AdminState, query: Option<&str>) -> Result<Reply, ApiError> {
         }
     }
     let page = state.ledger.events_after(after, limit);
-    let reply = EventsReply {
-        page,
-        boot_id: state.registry.boot_id(),
+    let reply = EventsPage {
+        events: page.events,
+        next: page.next,
+        overflowed: page.overflowed,
+        boot_id: state.registry.boot_id().to_owned(),
     };
     Ok(json(StatusCode::OK, &reply))
 }
 
 async fn ack(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body: AckBody = read_json(req).await?;
+    let body: Ack = read_json(req).await?;
     state.ledger.ack(body.seq);
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -369,9 +325,10 @@ impl ApiError {
     }
 
     fn into_reply(self) -> Reply {
-        json(
-            self.status,
-            &serde_json::json!({ "error": self.code, "message": self.message }),
-        )
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
+        json(self.status, &body)
     }
 }

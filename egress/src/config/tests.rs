@@ -1,3 +1,6 @@
+//! Config tests: defaults, every variable, every bad variable reported at once, the resolver
+//! rule and the duration grammar.
+
 use std::collections::HashMap;
 
 use super::*;
@@ -140,6 +143,8 @@ fn dockers_embedded_resolver_is_never_configured() {
     assert!(c.deny_cidrs.is_empty());
 }
 
+/// The proxy takes the grammar both binaries share; zero is a duration here (the controller
+/// refuses it for its own settings).
 #[test]
 fn durations() {
     for (text, want) in [
@@ -148,9 +153,13 @@ fn durations() {
         ("2m", Some(Duration::from_secs(120))),
         ("2", None),
         ("s", None),
-        ("2d", None),
+        ("2d", Some(Duration::from_secs(172_800))),
+        ("2w", None),
         ("-2s", None),
     ] {
-        assert_eq!(parse_duration(text), want, "{text}");
+        assert_eq!(parse_duration(text).ok(), want, "{text}");
     }
+    let c = from_map(&[(ENV_IDLE_TIMEOUT, "1d"), (ENV_SHUTDOWN_GRACE, "0s")]).unwrap();
+    assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
+    assert_eq!(c.shutdown_grace, Duration::ZERO);
 }

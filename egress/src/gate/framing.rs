@@ -2,10 +2,8 @@
 //! (heads, `Content-Length` and chunked bodies, CONNECT), and the checks a head must pass,
 //! exactly as hyper would parse it plus the proxy's own rules. Pure functions over bytes.
 
-use crate::decide::{bad_method_case, parse_request};
-use crate::error::EgressError;
-
-use super::Rejected;
+use crate::error::{ClientFault, EgressError};
+use crate::request::{bad_method_case, parse_request};
 
 /// hyper's default limit on the number of header lines in a request head.
 pub(super) const MAX_HEADERS: usize = 100;
@@ -13,6 +11,17 @@ pub(super) const MAX_HEADERS: usize = 100;
 const MAX_URI_LEN: usize = u16::MAX as usize - 1;
 /// hyper's largest acceptable `Content-Length`.
 const MAX_BODY_LEN: u64 = u64::MAX - 2;
+/// A request head the gate refused: what the ledger and the refusal need.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    /// The method as sent, or `-` when the line did not get that far.
+    pub(crate) method: String,
+    /// The request target as sent, or the start of the line.
+    pub(crate) target: String,
+    /// Why.
+    pub(crate) error: EgressError,
+}
+
 /// Where the client's byte stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -183,8 +192,8 @@ pub(super) fn check_head(bytes: &[u8], max_head: usize) -> HeadCheck {
                     "bad_version",
                     "only HTTP/1.0 and HTTP/1.1 requests are served",
                 ),
-                httparse::Error::TooManyHeaders => EgressError::client(
-                    "header_too_large",
+                httparse::Error::TooManyHeaders => EgressError::fault(
+                    ClientFault::HeadTooLarge,
                     format!("the request head has more than {MAX_HEADERS} header lines"),
                 ),
                 other => {
@@ -208,8 +217,8 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
         ));
     };
     if target.len() > MAX_URI_LEN {
-        return Err(EgressError::client(
-            "uri_too_long",
+        return Err(EgressError::fault(
+            ClientFault::UriTooLong,
             format!("the request target is longer than {MAX_URI_LEN} bytes"),
         ));
     }
@@ -226,10 +235,20 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
     if target.contains('#') || http::Uri::try_from(target).is_err() {
         return Err(explain_target(method, target));
     }
+    // A CONNECT's headers are checked as any other's, though nothing follows its head.
+    let body = body_framing(req)?;
+    Ok(if method == "CONNECT" {
+        Framing::Connect
+    } else {
+        body
+    })
+}
+
+/// What follows a head, from its `Transfer-Encoding` and `Content-Length` as hyper reads them: a
+/// later Transfer-Encoding discards an earlier Content-Length, a Content-Length after it is
+/// ignored, the last Transfer-Encoding header decides whether the body is chunked.
+fn body_framing(req: &httparse::Request<'_, '_>) -> Result<Framing, EgressError> {
     let http11 = req.version == Some(1);
-    // Transfer-Encoding and Content-Length as hyper reads them: a later Transfer-Encoding
-    // discards an earlier Content-Length, a Content-Length after it is ignored, the last
-    // Transfer-Encoding header decides whether the body is chunked.
     let mut chunked = None;
     let mut length = None;
     for header in req.headers.iter() {
@@ -253,19 +272,12 @@ pub(super) fn check_parsed(req: &httparse::Request<'_, '_>) -> Result<Framing, E
             length = Some(n);
         }
     }
-    let body = match (chunked, length) {
-        (Some(false), _) => {
-            return Err(bad_header("Transfer-Encoding does not end in chunked"));
-        }
-        (Some(true), _) => Framing::Chunked(Chunk::Start),
-        (None, Some(n)) if n > 0 => Framing::Body(n),
-        (None, _) => Framing::Head,
-    };
-    Ok(if method == "CONNECT" {
-        Framing::Connect
-    } else {
-        body
-    })
+    match (chunked, length) {
+        (Some(false), _) => Err(bad_header("Transfer-Encoding does not end in chunked")),
+        (Some(true), _) => Ok(Framing::Chunked(Chunk::Start)),
+        (None, Some(n)) if n > 0 => Ok(Framing::Body(n)),
+        (None, _) => Ok(Framing::Head),
+    }
 }
 
 /// Whether a `Transfer-Encoding` value's last coding is `chunked` (hyper: visible ASCII only).
@@ -297,8 +309,8 @@ pub(super) fn bad_header(message: &str) -> EgressError {
 }
 
 pub(super) fn too_large(max_head: usize) -> EgressError {
-    EgressError::client(
-        "header_too_large",
+    EgressError::fault(
+        ClientFault::HeadTooLarge,
         format!("the request head is larger than {max_head} bytes"),
     )
 }

@@ -1,13 +1,12 @@
-//! The ledger's value types: one event as the proxy recorded it, as the admin API serves it,
-//! and the key it is accounted under.
+//! The ledger's value types: one event as the proxy recorded it, the page the spool hands out,
+//! and the key an event is accounted under. The event as the admin API serves it is
+//! `airlock_wire::Event`, made by [`spooled`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-use super::Decision;
+use airlock_wire::{Event, Outcome};
 
 /// One request or tunnel, as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -24,8 +23,8 @@ pub struct LedgerEvent {
     pub port: u16,
     /// The resolved address that was dialed (or that caused the denial).
     pub addr: Option<SocketAddr>,
-    /// The decision.
-    pub decision: Decision,
+    /// What happened.
+    pub decision: Outcome,
     /// The stable reason code (a `DenyReason` code, an identity/budget code, or e.g. `allowed`).
     pub reason: &'static str,
     /// The policy rule that matched, if any.
@@ -47,50 +46,12 @@ pub struct LedgerEvent {
     pub count: u64,
 }
 
-/// A spooled event as served by the admin API (`GET /v1/events`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpooledEvent {
-    /// Position in the spool: consecutive from 1 within one process.
-    pub seq: u64,
-    /// See [`LedgerEvent::sandbox`].
-    pub sandbox: Option<String>,
-    /// See [`LedgerEvent::generation`].
-    pub generation: u64,
-    /// See [`LedgerEvent::method`].
-    pub method: String,
-    /// See [`LedgerEvent::host`].
-    pub host: String,
-    /// See [`LedgerEvent::port`].
-    pub port: u16,
-    /// See [`LedgerEvent::addr`].
-    pub addr: Option<SocketAddr>,
-    /// See [`LedgerEvent::decision`].
-    pub decision: Decision,
-    /// See [`LedgerEvent::reason`].
-    pub reason: String,
-    /// See [`LedgerEvent::rule`].
-    pub rule: Option<String>,
-    /// See [`LedgerEvent::bytes_up`].
-    pub bytes_up: u64,
-    /// See [`LedgerEvent::bytes_down`].
-    pub bytes_down: u64,
-    /// [`LedgerEvent::start`] in milliseconds since the Unix epoch.
-    pub start_ms: u64,
-    /// [`LedgerEvent::duration`] in milliseconds.
-    pub duration_ms: u64,
-    /// See [`LedgerEvent::client`].
-    pub client: SocketAddr,
-    /// See [`LedgerEvent::ceiling`].
-    pub ceiling: Option<String>,
-    /// See [`LedgerEvent::count`].
-    pub count: u64,
-}
-
-/// One page of spooled events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One page of spooled events; the admin API serves it with the proxy's boot id as an
+/// `airlock_wire::EventsPage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPage {
     /// Events with `seq > after`, oldest first.
-    pub events: Vec<SpooledEvent>,
+    pub events: Vec<Event>,
     /// The cursor for the next call: the last returned `seq`, or `after` when none was returned.
     pub next: u64,
     /// Events that could not be recorded in the spool at all (not even in a `ledger_full`
@@ -120,29 +81,26 @@ impl LedgerEvent {
     }
 }
 
-// === impl SpooledEvent ===
-
-impl SpooledEvent {
-    pub(super) fn new(seq: u64, e: &LedgerEvent) -> Self {
-        Self {
-            seq,
-            sandbox: e.sandbox.clone(),
-            generation: e.generation,
-            method: e.method.clone(),
-            host: e.host.clone(),
-            port: e.port,
-            addr: e.addr,
-            decision: e.decision,
-            reason: e.reason.to_owned(),
-            rule: e.rule.clone(),
-            bytes_up: e.bytes_up,
-            bytes_down: e.bytes_down,
-            start_ms: unix_ms(e.start),
-            duration_ms: millis(e.duration),
-            client: e.client,
-            ceiling: e.ceiling.as_deref().map(str::to_owned),
-            count: e.count,
-        }
+/// The event spooled under `seq`, as the admin API serves it.
+pub(super) fn spooled(seq: u64, e: &LedgerEvent) -> Event {
+    Event {
+        seq,
+        sandbox: e.sandbox.clone(),
+        generation: e.generation,
+        method: e.method.clone(),
+        host: e.host.clone(),
+        port: e.port,
+        addr: e.addr,
+        decision: e.decision,
+        reason: e.reason.to_owned(),
+        rule: e.rule.clone(),
+        bytes_up: e.bytes_up,
+        bytes_down: e.bytes_down,
+        start_ms: unix_ms(e.start),
+        duration_ms: millis(e.duration),
+        client: e.client,
+        ceiling: e.ceiling.as_deref().map(str::to_owned),
+        count: e.count,
     }
 }
 

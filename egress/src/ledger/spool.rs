@@ -12,8 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use super::event::{LedgerEvent, LedgerKey, SpooledEvent};
-use super::Decision;
+use airlock_wire::{Event, Outcome};
+
+use super::event::{spooled, LedgerEvent, LedgerKey};
 
 /// Keys with refusals waiting for room, at most; beyond it a refusal is only overflow.
 const MAX_WAITING_KEYS: usize = 65_536;
@@ -31,7 +32,7 @@ pub(super) struct Limits {
 /// Spooled events and per-key accounting; always used under the ledger's lock.
 #[derive(Debug)]
 pub(super) struct Spool {
-    events: VecDeque<(LedgerKey, SpooledEvent)>,
+    events: VecDeque<(LedgerKey, Event)>,
     next_seq: u64,
     keys: HashMap<LedgerKey, KeyState>,
     /// Events spooled or reserved, over every key.
@@ -122,7 +123,7 @@ impl Spool {
             self.take(&key);
             return Offered::Spooled(self.append(key, event));
         }
-        if event.decision != Decision::Deny || !self.can_wait(&key) {
+        if event.decision != Outcome::Deny || !self.can_wait(&key) {
             return Offered::Lost;
         }
         let state = self.keys.entry(key).or_default();
@@ -163,7 +164,7 @@ impl Spool {
         }
     }
 
-    pub(super) fn events(&self) -> &VecDeque<(LedgerKey, SpooledEvent)> {
+    pub(super) fn events(&self) -> &VecDeque<(LedgerKey, Event)> {
         &self.events
     }
 
@@ -220,7 +221,7 @@ impl Spool {
     fn append(&mut self, key: LedgerKey, event: &LedgerEvent) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.events.push_back((key, SpooledEvent::new(seq, event)));
+        self.events.push_back((key, spooled(seq, event)));
         seq
     }
 }
@@ -244,7 +245,7 @@ fn summary(waiting: Waiting) -> LedgerEvent {
         host: "-".to_owned(),
         port: 0,
         addr: None,
-        decision: Decision::Deny,
+        decision: Outcome::Deny,
         reason: REASON_LEDGER_FULL,
         rule: None,
         bytes_up: 0,

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use airlock_egress::admin::{serve_admin, AdminState};
 use airlock_egress::config::{self, Config};
 use airlock_egress::infra::{InfraSet, SystemInterfaces};
-use airlock_egress::ledger::{Ledger, SpooledEvent};
+use airlock_egress::ledger::Ledger;
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::{credential_hash, Registry};
 use airlock_egress::resolve::{DnsStatus, Resolve, StaticResolve};
 use airlock_egress::{serve, Services};
+use airlock_wire::Event;
 use serde_json::{json, Value};
 use test_support::upstream::EchoServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,7 +160,7 @@ impl Rig {
     }
 
     /// Polls the spool until `pred` holds for some event, or fails at the deadline.
-    pub async fn wait_for_event(&self, pred: impl Fn(&SpooledEvent) -> bool) -> SpooledEvent {
+    pub async fn wait_for_event(&self, pred: impl Fn(&Event) -> bool) -> Event {
         let started = Instant::now();
         loop {
             let page = self.state.ledger.events_after(0, 10_000);

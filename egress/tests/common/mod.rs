@@ -147,12 +147,12 @@ impl TestProxy {
     }
 
     /// Every ledger event so far.
-    pub fn events(&self) -> Vec<airlock_egress::ledger::SpooledEvent> {
+    pub fn events(&self) -> Vec<airlock_wire::Event> {
         self.ledger.events_after(0, 10_000).events
     }
 
     /// Waits until the ledger holds at least `n` events.
-    pub async fn wait_events(&self, n: usize) -> Vec<airlock_egress::ledger::SpooledEvent> {
+    pub async fn wait_events(&self, n: usize) -> Vec<airlock_wire::Event> {
         let events = eventually(|| {
             let e = self.events();
             (e.len() >= n).then_some(e)

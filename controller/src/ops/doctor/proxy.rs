@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use super::{Check, Verdict, CHECK_TIMEOUT};
 use crate::config::Config;
 use crate::docker::spec::egress::ADMIN_PORT;
-use crate::egress::admin::{AdminClient, Health, SandboxList};
+use crate::egress::admin::AdminClient;
 use crate::egress::EGRESS_CERTS_SUBDIR;
 use crate::store::{EgressEntry, Store};
+use airlock_wire::{Health, SandboxList};
 
 const NAME: &str = "egress-proxy";
 

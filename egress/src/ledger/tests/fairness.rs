@@ -8,7 +8,7 @@ use super::*;
 fn denied(sandbox: Option<&str>, n: u64) -> LedgerEvent {
     let mut e = event(n);
     e.sandbox = sandbox.map(str::to_owned);
-    e.decision = Decision::Deny;
+    e.decision = Outcome::Deny;
     e.reason = "port_not_allowed";
     e
 }
@@ -110,7 +110,7 @@ fn refusals_without_room_come_back_as_one_summary() {
         other => panic!("one summary expected: {other:?}"),
     };
     assert_eq!(summary.reason, "ledger_full");
-    assert_eq!(summary.decision, Decision::Deny);
+    assert_eq!(summary.decision, Outcome::Deny);
     assert_eq!(summary.count, 5);
     assert_eq!(summary.sandbox.as_deref(), Some("a"));
     assert_eq!(summary.ceiling.as_deref(), Some("role:member@3f2a9c1e"));

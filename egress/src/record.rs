@@ -1,5 +1,5 @@
-//! One proxied request or tunnel, from the first byte of its request line to its canonical
-//! ledger event.
+//! Record: one proxied request or tunnel, from the first byte of its request line to its
+//! canonical ledger event.
 //!
 //! `Exchange` carries what the ledger needs (client, sandbox, generation, ceiling, destination,
 //! decision, byte counts, timing) and guarantees exactly one `Ledger::record` per request:
@@ -10,20 +10,20 @@
 //! identification is attributed to the sandbox its source address is registered to, if any.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use airlock_egress_policy::Target;
+use airlock_wire::Outcome;
 use bytes::Bytes;
 use http::Response;
 
 use crate::budget::BudgetExceeded;
 use crate::error::{EgressError, ErrorContext};
-use crate::ledger::{Decision, LedgerEvent, LedgerKey, Reservation};
+use crate::ledger::{LedgerEvent, LedgerKey, Reservation};
+use crate::proxy::{ClientConn, Proxy};
 use crate::registry::ClientCtx;
-use crate::server::Proxy;
-use crate::sources::Slot;
 
 /// Reason recorded for an allowed exchange that ended normally.
 pub(crate) const REASON_ALLOWED: &str = "allowed";
@@ -38,18 +38,6 @@ pub(crate) struct Counters {
     /// Set when a body was cut because the sandbox's budget ran out: that, not the upstream
     /// failure the cut causes, is why the exchange ended.
     pub(crate) cut: OnceLock<BudgetExceeded>,
-}
-
-/// One client connection, shared by the exchanges on it.
-#[derive(Debug)]
-pub(crate) struct ClientConn {
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    /// Set when the client stopped reading a response for the idle timeout and was cut off.
-    stalled: AtomicBool,
-    /// The connection's place under its source's cap; held as long as anything on the
-    /// connection is (a tunnel outlives the HTTP connection that opened it).
-    _open: Option<Slot>,
 }
 
 /// The ledger state of one request or tunnel.
@@ -67,34 +55,13 @@ pub(crate) struct Exchange {
     /// The spool slot taken for an identified sandbox, filled by the event.
     reservation: Option<Reservation>,
     addr: Option<SocketAddr>,
-    decision: Decision,
+    decision: Outcome,
     reason: &'static str,
     rule: Option<String>,
     start: SystemTime,
     started: Instant,
     counters: Arc<Counters>,
     recorded: bool,
-}
-
-// === impl ClientConn ===
-
-impl ClientConn {
-    pub(crate) fn new(peer: SocketAddr, open: Option<Slot>) -> Self {
-        Self {
-            peer,
-            stalled: AtomicBool::new(false),
-            _open: open,
-        }
-    }
-
-    /// The client stopped reading for the idle timeout: its exchanges end as `idle_timeout`.
-    pub(crate) fn mark_stalled(&self) {
-        self.stalled.store(true, Ordering::Relaxed);
-    }
-
-    fn stalled(&self) -> bool {
-        self.stalled.load(Ordering::Relaxed)
-    }
 }
 
 // === impl Exchange ===
@@ -120,7 +87,7 @@ impl Exchange {
             ceiling: None,
             reservation: None,
             addr: None,
-            decision: Decision::Deny,
+            decision: Outcome::Deny,
             reason: "client_gone",
             rule: None,
             start: SystemTime::now(),
@@ -164,11 +131,11 @@ impl Exchange {
         self.rule = rule;
         match would_deny {
             Some(code) => {
-                self.decision = Decision::WouldDeny;
+                self.decision = Outcome::WouldDeny;
                 self.reason = code;
             }
             None => {
-                self.decision = Decision::Allow;
+                self.decision = Outcome::Allow;
                 self.reason = REASON_ALLOWED;
             }
         }
@@ -196,14 +163,10 @@ impl Exchange {
 
     /// Refuses the request: records the refusal and builds the JSON error response.
     pub(crate) fn refuse(mut self, error: &EgressError) -> Response<Bytes> {
-        let cut = self
-            .counters
-            .cut
-            .get()
-            .map(|e| EgressError::policy(e.code(), e.to_string()));
+        let cut = self.counters.cut.get().map(|e| EgressError::from(*e));
         let error = cut.as_ref().unwrap_or(error);
         if error.is_denial() {
-            self.decision = Decision::Deny;
+            self.decision = Outcome::Deny;
         }
         if let EgressError::Internal { message } = error {
             tracing::error!(error.message = %message, "Internal proxy error");
@@ -239,12 +202,9 @@ impl Exchange {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let decision = match self.decision {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::WouldDeny => "would_deny",
-        };
-        self.proxy.metrics().record_decision(decision, self.reason);
+        self.proxy
+            .metrics()
+            .record_decision(self.decision.as_str(), self.reason);
         if self.sandbox.is_none() {
             self.attribute();
         }
