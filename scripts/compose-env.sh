@@ -4,6 +4,29 @@
 
 HOME_DIR=${AIRLOCK_HOME:-$ROOT/.airlock}
 STATE=$HOME_DIR/compose.state
+# The operator's settings: compose/.env.example, copied here by the first `make up`.
+ENV_FILE=$HOME_DIR/.env
+
+# load_env_file: exports each `AIRLOCK_*=value` (and RUST_LOG) line of $ENV_FILE that the
+# environment does not already set, so a variable in the shell wins over the file. A value may
+# be quoted ('…' or "…", taken as written); an unquoted one ends at ` #` (a trailing comment).
+load_env_file() {
+	[[ -r "$ENV_FILE" ]] || return 0
+	local line key value
+	while IFS= read -r line || [[ -n "$line" ]]; do
+		[[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?((AIRLOCK_[A-Z0-9_]+)|RUST_LOG)=(.*)$ ]] || continue
+		key=${BASH_REMATCH[2]}
+		value=${BASH_REMATCH[4]}
+		if [[ "$value" =~ ^\'([^\']*)\'[[:space:]]*(#.*)?$ || "$value" =~ ^\"([^\"]*)\"[[:space:]]*(#.*)?$ ]]; then
+			value=${BASH_REMATCH[1]}
+		else
+			value=${value%%[[:space:]]#*}
+			value=${value%"${value##*[![:space:]]}"}
+		fi
+		[[ -n "${!key+set}" ]] || export "$key=$value"
+	done <"$ENV_FILE"
+}
+load_env_file
 # A previous `make up` fixed the project, port and files; keep them unless overridden.
 if [[ -r "$STATE" ]]; then
 	# shellcheck source=/dev/null

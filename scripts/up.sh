@@ -47,6 +47,19 @@ die() {
 	exit 1
 }
 
+# settings_file: the first run writes the operator's settings file from compose/.env.example
+# (every variable, commented out at its default); later runs read it (scripts/compose-env.sh).
+settings_file() {
+	if [[ -e "$ENV_FILE" ]]; then
+		say "settings: $ENV_FILE"
+		return
+	fi
+	mkdir -p "$HOME_DIR"
+	chmod 700 "$HOME_DIR"
+	install -m 0600 "$ROOT/compose/.env.example" "$ENV_FILE"
+	say "settings: wrote $ENV_FILE from compose/.env.example (edit it and run make up again to change any)"
+}
+
 host_allows_privileged() {
 	# Bit 24 of CapBnd is CAP_SYS_RESOURCE, which --privileged needs.
 	local bnd
@@ -195,6 +208,7 @@ main() {
 	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh" dind testbox egress probe controller
 	mkdir -p "$HOME_DIR" "$BUNDLES"
 	chmod 700 "$HOME_DIR"
+	settings_file
 	bundle testbox airlock/testbox:dev
 	bundle egress airlock/egress:dev
 	readable_bundles
