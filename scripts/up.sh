@@ -15,7 +15,8 @@
 # Idempotent: a second run rebuilds nothing unchanged, keeps the volumes and the admin, and
 # runs the smoke test again.
 #
-#   AIRLOCK_HOME=DIR            state folder (default: .airlock in the repository)
+#   AIRLOCK_HOME=DIR            state folder (default: .airlock in the repository); its .env
+#                               holds the operator's settings (from compose/.env.example)
 #   AIRLOCK_PROJECT=NAME        Compose project name (default: airlock)
 #   AIRLOCK_PORT=N              API port on $AIRLOCK_BIND (default 8080)
 #   AIRLOCK_BIND=IP             API address on the host (default 127.0.0.1)

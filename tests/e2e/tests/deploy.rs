@@ -163,6 +163,12 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
         "the controller, dind and testbox images are needed: run `make images` first"
     );
     let mut stack = Stack::new();
+    // The operator's settings file: a default quota set there reaches the controller.
+    std::fs::write(
+        stack.home.path().join(".env"),
+        "AIRLOCK_QUOTA_MAX_LIFETIME_S=300   # five minutes per sandbox\n",
+    )
+    .unwrap();
     let cold = Instant::now();
     let up = stack.make("up");
     assert!(up.status.success(), "make up failed (output above)");
@@ -184,6 +190,10 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     let (status, refused) = stack.api(&token, "POST", "/v1/sandboxes", Some(body));
     assert_eq!(status, 403, "{refused}");
     assert_eq!(refused["error"], "image_not_allowed");
+    let body = r#"{"image":"airlock/testbox:dev","cmd":["true"],"timeout_s":600}"#;
+    let (status, refused) = stack.api(&token, "POST", "/v1/sandboxes", Some(body));
+    assert_eq!(status, 403, "the .env quota is enforced: {refused}");
+    assert_eq!(refused["error"], "quota_exceeded", "{refused}");
     let (status, _) = stack.api("alt_wrong", "GET", "/v1/images", None);
     assert_eq!(status, 401);
     // The probe entry: no bundle has it and the registry is unreachable, so it failed, and
