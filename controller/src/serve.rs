@@ -97,7 +97,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     let services = services.build();
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
-    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin));
+    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin))
+        .with_metrics_token(config.metrics_token.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {

@@ -172,3 +172,40 @@ async fn metrics_count_requests_and_sandboxes_without_a_token() {
         assert!(text.contains(&format!("# HELP {name} ")), "{line}");
     }
 }
+
+#[tokio::test]
+async fn metrics_token_when_set_is_required() {
+    const METRICS: &str = "scrape-only-token-0123456789";
+    let closed = TcpSocket::new_v4().unwrap();
+    closed
+        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap();
+    let docker = DockerClient::new(&DockerConfig::InsecureTcp {
+        host: "127.0.0.1".to_owned(),
+        port: closed.local_addr().unwrap().port(),
+    })
+    .unwrap();
+    let store = Store::sqlite_in_memory().await.unwrap();
+    let admin = bootstrap_admin(&store).await.unwrap();
+    let config =
+        Config::from_lookup(|var| (var == "AIRLOCK_METRICS_TOKEN").then(|| METRICS.to_owned()))
+            .unwrap();
+    let services = Services::new(store, docker, Settings::from_config(&config));
+    let state = AppState::new(services, Auth::new(Some(Secret::new(TOKEN)), admin))
+        .with_metrics_token(config.metrics_token.clone());
+    let scrape = |bearer: Option<&str>| {
+        let mut request = Request::builder().method(Method::GET).uri("/metrics");
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        app(state.clone()).oneshot(request.body(Body::empty()).unwrap())
+    };
+    for refused in [None, Some("wrong"), Some(TOKEN), Some(&METRICS[..10])] {
+        let response = scrape(refused).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+    }
+    let response = scrape(Some(METRICS)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("airlock_"));
+}

@@ -38,9 +38,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tracing::{info, Instrument};
 
+use crate::config::Secret;
 use crate::services::Services;
 
 /// What every handler shares; cheap to clone.
@@ -50,6 +53,8 @@ pub struct AppState {
     pub services: Services,
     /// The accepted credentials.
     pub auth: Arc<Auth>,
+    /// The token `/metrics` requires, if any (`AIRLOCK_METRICS_TOKEN`).
+    metrics_token: Option<Arc<Secret>>,
 }
 
 // === impl AppState ===
@@ -60,7 +65,14 @@ impl AppState {
         Self {
             services,
             auth: Arc::new(auth),
+            metrics_token: None,
         }
+    }
+
+    /// `/metrics` answers only a request bearing `token` (when `Some`).
+    pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
+        self.metrics_token = token.map(Arc::new);
+        self
     }
 }
 
@@ -98,8 +110,20 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(json!({"status": "ready"})))
 }
 
-/// Prometheus metrics (see [`crate::metrics`]); no token, like `/healthz`.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (see [`crate::metrics`]), from a snapshot at most 2 s old; behind
+/// `AIRLOCK_METRICS_TOKEN` when it is set.
+async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let given = auth::bearer_token(&request).unwrap_or_default();
+        // Digests first, so the comparison takes the same time whatever the lengths.
+        let (expected, given) = (
+            Sha256::digest(expected.expose()),
+            Sha256::digest(given.as_bytes()),
+        );
+        if !bool::from(expected.ct_eq(&given)) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
     let gauges = state.services.gauges().await;
     let text = state.services.metrics().render(&gauges);
     let content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -97,6 +97,8 @@ pub const ENV_SANDBOX_SUBNETS: &str = "AIRLOCK_SANDBOX_SUBNETS";
 pub const DEFAULT_SANDBOX_SUBNETS: &str = "10.213.0.0/16";
 /// The single admin bearer token (until multi-user lands). Secret.
 pub const ENV_ADMIN_TOKEN: &str = "AIRLOCK_ADMIN_TOKEN";
+/// A bearer token `/metrics` requires when set (unset: `/metrics` needs no token). Secret.
+pub const ENV_METRICS_TOKEN: &str = "AIRLOCK_METRICS_TOKEN";
 /// Time between SIGTERM and SIGKILL when stopping.
 pub const ENV_STOP_GRACE: &str = "AIRLOCK_STOP_GRACE";
 /// Default of [`ENV_STOP_GRACE`].
@@ -126,6 +128,8 @@ pub struct Config {
     pub sandbox_subnets: Vec<Ipv4Net>,
     /// The admin bearer token, if set.
     pub admin_token: Option<Secret>,
+    /// The token `/metrics` requires, if set.
+    pub metrics_token: Option<Secret>,
     /// Operator maximums and the default timeout.
     pub maximums: Maximums,
     /// Time between SIGTERM and SIGKILL.
@@ -251,6 +255,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let docker = self.docker(data_dir.as_ref());
         let subnets = self.parse_with(ENV_SANDBOX_SUBNETS, DEFAULT_SANDBOX_SUBNETS, parse_pools);
         let admin_token = self.secret(ENV_ADMIN_TOKEN);
+        let metrics_token = self.secret(ENV_METRICS_TOKEN);
         let maximums = self.maximums();
         let stop_grace = self.parse_with(ENV_STOP_GRACE, DEFAULT_STOP_GRACE, parse_duration);
         let log_buffer_bytes = self.log_buffer_bytes();
@@ -274,6 +279,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             docker: docker?,
             sandbox_subnets: subnets?,
             admin_token: admin_token?,
+            metrics_token: metrics_token?,
             maximums: maximums?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,

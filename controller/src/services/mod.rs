@@ -3,6 +3,9 @@
 //! and the scrape-time gauges, which look at the store, the Docker node and the proxy at
 //! once.
 
+pub mod snapshot;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -23,6 +26,7 @@ use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
 use crate::secrets::vault::Vault;
 use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
+use snapshot::Snapshot;
 
 /// How long each readiness check may take.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,12 +86,14 @@ pub struct Builder {
     clock: Clock,
 }
 
-/// What readiness and the gauges look at.
+/// What readiness and the gauges look at, and their last results (see [`snapshot`]).
 #[derive(Clone, Debug)]
 struct Health {
     store: Store,
     docker: DockerClient,
     egress: Option<EgressPlane>,
+    ready: Snapshot<Result<(), Arc<NotReady>>>,
+    gauges: Snapshot<Gauges>,
 }
 
 /// Why the process is not ready.
@@ -165,17 +171,37 @@ impl Services {
     }
 
     /// Whether the store, the Docker daemon and (when the plane is on) the egress proxy
-    /// answer, each within [`READY_TIMEOUT`].
-    pub async fn ready(&self) -> Result<(), NotReady> {
+    /// answer, each within [`READY_TIMEOUT`]; from a snapshot at most
+    /// [`snapshot::SNAPSHOT_MAX_AGE`] old.
+    pub async fn ready(&self) -> Result<(), Arc<NotReady>> {
         let health = &self.health;
+        health
+            .ready
+            .get(|| async { health.check_ready().await.map_err(Arc::new) })
+            .await
+    }
+
+    /// The scrape-time gauges: sandboxes by state and each dependency's ping latency. The
+    /// state counts page through the store (at most [`ListQuery::MAX_LIMIT`] rows a query).
+    /// From a snapshot at most [`snapshot::SNAPSHOT_MAX_AGE`] old.
+    pub async fn gauges(&self) -> Gauges {
+        let health = &self.health;
+        health.gauges.get(|| health.measure()).await
+    }
+}
+
+// === impl Health ===
+
+impl Health {
+    async fn check_ready(&self) -> Result<(), NotReady> {
         let timeout = |what| NotReady::Timeout(what, READY_TIMEOUT);
-        tokio::time::timeout(READY_TIMEOUT, health.store.ping())
+        tokio::time::timeout(READY_TIMEOUT, self.store.ping())
             .await
             .map_err(|_elapsed| timeout("the store"))??;
-        tokio::time::timeout(READY_TIMEOUT, health.docker.ping())
+        tokio::time::timeout(READY_TIMEOUT, self.docker.ping())
             .await
             .map_err(|_elapsed| timeout("the Docker node"))??;
-        if let Some(plane) = &health.egress {
+        if let Some(plane) = &self.egress {
             tokio::time::timeout(READY_TIMEOUT, plane.admin().health())
                 .await
                 .map_err(|_elapsed| timeout("the egress proxy"))??;
@@ -183,14 +209,11 @@ impl Services {
         Ok(())
     }
 
-    /// The scrape-time gauges: sandboxes by state and each dependency's ping latency. The
-    /// state counts page through the store (at most [`ListQuery::MAX_LIMIT`] rows a query).
-    pub async fn gauges(&self) -> Gauges {
-        let health = &self.health;
-        let store_ping = timed(health.store.ping()).await;
-        let docker_ping = timed(health.docker.ping()).await;
+    async fn measure(&self) -> Gauges {
+        let store_ping = timed(self.store.ping()).await;
+        let docker_ping = timed(self.docker.ping()).await;
         let states = match store_ping {
-            Some(_) => state_counts(&health.store).await.ok(),
+            Some(_) => state_counts(&self.store).await.ok(),
             None => None,
         };
         Gauges {
@@ -254,6 +277,8 @@ impl Builder {
                 store: self.store,
                 docker: self.docker,
                 egress: self.egress,
+                ready: Snapshot::default(),
+                gauges: Snapshot::default(),
             },
         }
     }
