@@ -148,8 +148,8 @@ async fn quotas_refuse_with_a_typed_reason_and_guard_their_routes() {
     let reply = h.call(&member.token, Method::GET, &quota_uri, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["effective"]["max_lifetime_s"], 600);
-    // No operator default set: no limit, shown as null.
-    assert_eq!(reply.body["effective"]["max_memory_mb"], Value::Null);
+    // No operator default set: the built-in default, bounded (8 GiB).
+    assert_eq!(reply.body["effective"]["max_memory_mb"], 8192);
     assert_eq!(reply.body["usage"]["sandboxes"], 0);
     let reply = h.call(&other.token, Method::GET, &quota_uri, None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);

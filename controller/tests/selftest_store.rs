@@ -42,8 +42,8 @@ async fn exercise(store: Store) {
     assert_eq!(store.get_selftest(a.id).await.unwrap(), Some(second));
     assert_eq!(store.get_selftest(b.id).await.unwrap(), None);
 
-    let subnet_a = store.allocate_subnet(a.id, &pools).await.unwrap();
-    let subnet_b = store.allocate_subnet(b.id, &pools).await.unwrap();
+    let subnet_a = store.allocate_subnet(a.id, &pools, u64::MAX).await.unwrap();
+    let subnet_b = store.allocate_subnet(b.id, &pools, u64::MAX).await.unwrap();
     let others = store.other_sandbox_addresses(a.id, 4).await.unwrap();
     assert_eq!(others, [(b.id, subnet_b.sandbox())]);
     assert_eq!(subnet_b.sandbox(), Ipv4Addr::new(10, 213, 0, 11));

@@ -476,6 +476,40 @@ both_backends!(concurrent_ends_apply_once, |f: Fixture| async move {
     assert_eq!(events.len(), 2, "created + exactly one end");
 });
 
+both_backends!(
+    one_owner_holds_at_most_the_subnet_cap,
+    |f: Fixture| async move {
+        let (alice, bob) = (user(&f.store, "alice").await, user(&f.store, "bob").await);
+        let pools = pools("10.213.0.0/24");
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mine = new(create(&f.store, alice.id, None, "a").await);
+            held.push(mine.id);
+        }
+        // Alice's three creates race for a cap of two: exactly two win.
+        let racers = held.iter().map(|id| {
+            let (store, pools, id) = (f.store.clone(), pools.clone(), *id);
+            tokio::spawn(async move { store.allocate_subnet(id, &pools, 2).await })
+        });
+        let results: Vec<_> = join_all(racers).await;
+        let won = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        let capped = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(StoreError::SubnetCapReached { cap: 2 }))))
+            .count();
+        assert_eq!((won, capped), (2, 1), "{results:?}");
+        // Bob is not held back by Alice's use; a sandbox keeps the /29 it already holds.
+        let his = new(create(&f.store, bob.id, None, "b").await);
+        assert!(f.store.allocate_subnet(his.id, &pools, 2).await.is_ok());
+        let (holder, _) = held
+            .iter()
+            .zip(&results)
+            .find(|(_, result)| matches!(result, Ok(Ok(_))))
+            .unwrap();
+        assert!(f.store.allocate_subnet(*holder, &pools, 2).await.is_ok());
+    }
+);
+
 both_backends!(subnets_allocate_and_release, |f: Fixture| async move {
     let alice = user(&f.store, "alice").await;
     let pools = pools("10.213.0.0/28,10.99.0.0/29");
@@ -483,15 +517,31 @@ both_backends!(subnets_allocate_and_release, |f: Fixture| async move {
     let b = new(create(&f.store, alice.id, None, "a").await);
     let c = new(create(&f.store, alice.id, None, "a").await);
     let d = new(create(&f.store, alice.id, None, "a").await);
-    let sa = f.store.allocate_subnet(a.id, &pools).await.unwrap();
+    let sa = f
+        .store
+        .allocate_subnet(a.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(sa.net().to_string(), "10.213.0.0/29");
-    let again = f.store.allocate_subnet(a.id, &pools).await.unwrap();
+    let again = f
+        .store
+        .allocate_subnet(a.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(again, sa, "allocation is idempotent per sandbox");
-    let sb = f.store.allocate_subnet(b.id, &pools).await.unwrap();
+    let sb = f
+        .store
+        .allocate_subnet(b.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(sb.net().to_string(), "10.213.0.8/29");
-    let sc = f.store.allocate_subnet(c.id, &pools).await.unwrap();
+    let sc = f
+        .store
+        .allocate_subnet(c.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(sc.net().to_string(), "10.99.0.0/29");
-    let full = f.store.allocate_subnet(d.id, &pools).await;
+    let full = f.store.allocate_subnet(d.id, &pools, u64::MAX).await;
     assert!(
         matches!(full, Err(StoreError::SubnetsExhausted)),
         "{full:?}"
@@ -509,9 +559,16 @@ both_backends!(subnets_allocate_and_release, |f: Fixture| async move {
     );
     assert!(f.store.release_subnet(b.id).await.unwrap());
     assert!(!f.store.release_subnet(b.id).await.unwrap());
-    let sd = f.store.allocate_subnet(d.id, &pools).await.unwrap();
+    let sd = f
+        .store
+        .allocate_subnet(d.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(sd, sb, "a released subnet is reused");
-    let missing = f.store.allocate_subnet(SandboxId::new(), &pools).await;
+    let missing = f
+        .store
+        .allocate_subnet(SandboxId::new(), &pools, u64::MAX)
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
     // Deleting a sandbox frees its subnet and its events.
     assert!(f.store.delete_sandbox(a.id, 1).await.unwrap());
@@ -543,7 +600,7 @@ both_backends!(
         }
         let tasks = ids.iter().map(|id| {
             let (store, pools, id) = (f.store.clone(), pools.clone(), *id);
-            tokio::spawn(async move { store.allocate_subnet(id, &pools).await })
+            tokio::spawn(async move { store.allocate_subnet(id, &pools, u64::MAX).await })
         });
         let subnets: Vec<_> = join_all(tasks)
             .await
@@ -565,13 +622,23 @@ both_backends!(allocations_survive_restart, |f: Fixture| async move {
     let alice = user(&f.store, "alice").await;
     let pools = pools("10.213.0.0/16");
     let s = new(create(&f.store, alice.id, None, "a").await);
-    let subnet = f.store.allocate_subnet(s.id, &pools).await.unwrap();
+    let subnet = f
+        .store
+        .allocate_subnet(s.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     f.store.close().await;
     let reopened = Store::connect(&f.config).await.unwrap();
-    let again = reopened.allocate_subnet(s.id, &pools).await.unwrap();
+    let again = reopened
+        .allocate_subnet(s.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(again, subnet);
     let other = new(create(&reopened, alice.id, None, "a").await);
-    let next = reopened.allocate_subnet(other.id, &pools).await.unwrap();
+    let next = reopened
+        .allocate_subnet(other.id, &pools, u64::MAX)
+        .await
+        .unwrap();
     assert_ne!(next, subnet);
     reopened.close().await;
 });

@@ -108,7 +108,7 @@ pub struct QuotaExceeded {
 // === impl Quota ===
 
 impl Quota {
-    /// No limit at all (what an operator who sets no `AIRLOCK_QUOTA_*` gets).
+    /// No limit at all (only what an operator writes as `unlimited` everywhere gets).
     pub const UNLIMITED: Quota = Quota {
         max_sandboxes: UNLIMITED,
         max_memory_mb: UNLIMITED,
@@ -116,6 +116,20 @@ impl Quota {
         max_lifetime: UNLIMITED_LIFETIME,
         creates_per_min: UNLIMITED,
     };
+
+    /// The names of the limits that are unlimited, e.g. `["max_sandboxes"]`.
+    pub fn unlimited_limits(&self) -> Vec<&'static str> {
+        [
+            ("max_sandboxes", self.max_sandboxes == UNLIMITED),
+            ("max_memory_mb", self.max_memory_mb == UNLIMITED),
+            ("max_cpus", self.max_cpus == UNLIMITED_CPUS),
+            ("max_lifetime_s", self.max_lifetime == UNLIMITED_LIFETIME),
+            ("creates_per_min", self.creates_per_min == UNLIMITED),
+        ]
+        .into_iter()
+        .filter_map(|(name, unlimited)| unlimited.then_some(name))
+        .collect()
+    }
 
     /// The defaults with `overrides` applied.
     pub fn with(self, overrides: &QuotaOverride) -> Quota {

@@ -26,10 +26,26 @@ pub const DEFAULT_MAX_TIMEOUT: &str = "24h";
 pub const ENV_DEFAULT_TIMEOUT: &str = "AIRLOCK_DEFAULT_TIMEOUT";
 /// Default of [`ENV_DEFAULT_TIMEOUT`].
 pub const DEFAULT_DEFAULT_TIMEOUT: &str = "1h";
+/// Most sandbox /29s one user's sandboxes may hold at once, so no tenant can use up the pools
+/// (`unlimited` lifts it).
+pub const ENV_MAX_SUBNETS_PER_USER: &str = "AIRLOCK_MAX_SUBNETS_PER_USER";
+/// Default of [`ENV_MAX_SUBNETS_PER_USER`].
+pub const DEFAULT_MAX_SUBNETS_PER_USER: &str = "256";
 
 // === impl Reader ===
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    pub(super) fn subnets_per_user(&mut self) -> Option<u64> {
+        self.parse_with(
+            ENV_MAX_SUBNETS_PER_USER,
+            DEFAULT_MAX_SUBNETS_PER_USER,
+            |v| match v {
+                "unlimited" => Ok(u64::MAX),
+                _ => positive(v, "a positive number of subnets or `unlimited`"),
+            },
+        )
+    }
+
     pub(super) fn maximums(&mut self) -> Option<Maximums> {
         let cpus = self.parse_with(ENV_MAX_CPUS, DEFAULT_MAX_CPUS, |v| {
             v.parse::<f64>()

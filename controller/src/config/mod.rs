@@ -27,8 +27,8 @@ mod values;
 pub use accounts::{BootstrapAdmin, ENV_BOOTSTRAP_ADMIN_EMAIL, ENV_BOOTSTRAP_ADMIN_PASSWORD};
 pub use limits::{
     DEFAULT_DEFAULT_TIMEOUT, DEFAULT_MAX_CPUS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_PIDS,
-    DEFAULT_MAX_TIMEOUT, ENV_DEFAULT_TIMEOUT, ENV_MAX_CPUS, ENV_MAX_DISK_MB, ENV_MAX_MEMORY_MB,
-    ENV_MAX_PIDS, ENV_MAX_TIMEOUT,
+    DEFAULT_MAX_SUBNETS_PER_USER, DEFAULT_MAX_TIMEOUT, ENV_DEFAULT_TIMEOUT, ENV_MAX_CPUS,
+    ENV_MAX_DISK_MB, ENV_MAX_MEMORY_MB, ENV_MAX_PIDS, ENV_MAX_SUBNETS_PER_USER, ENV_MAX_TIMEOUT,
 };
 
 // Network plane variables.
@@ -132,6 +132,8 @@ pub struct Config {
     pub metrics_token: Option<Secret>,
     /// Operator maximums and the default timeout.
     pub maximums: Maximums,
+    /// Most /29s one user's sandboxes may hold at once.
+    pub subnets_per_user: u64,
     /// Time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// Size of each sandbox's log ring buffer.
@@ -257,6 +259,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let admin_token = self.secret(ENV_ADMIN_TOKEN);
         let metrics_token = self.secret(ENV_METRICS_TOKEN);
         let maximums = self.maximums();
+        let subnets_per_user = self.subnets_per_user();
         let stop_grace = self.parse_with(ENV_STOP_GRACE, DEFAULT_STOP_GRACE, parse_duration);
         let log_buffer_bytes = self.log_buffer_bytes();
         let reconcile_interval = self.reconcile_interval();
@@ -281,6 +284,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             admin_token: admin_token?,
             metrics_token: metrics_token?,
             maximums: maximums?,
+            subnets_per_user: subnets_per_user?,
             stop_grace: stop_grace?,
             log_buffer_bytes: log_buffer_bytes?,
             reconcile_interval: reconcile_interval?.unwrap_or(DEFAULT_RECONCILE_INTERVAL),

@@ -13,25 +13,26 @@ use crate::sandbox::Cpus;
 
 /// Default most sandboxes alive at once per user.
 pub const ENV_QUOTA_MAX_SANDBOXES: &str = "AIRLOCK_QUOTA_MAX_SANDBOXES";
-/// Default of [`ENV_QUOTA_MAX_SANDBOXES`] (and of every quota): no limit.
-pub const DEFAULT_QUOTA_MAX_SANDBOXES: &str = "unlimited";
+/// Default of [`ENV_QUOTA_MAX_SANDBOXES`]. Every default is finite, so a deployment for many
+/// users is bounded unless the operator writes `unlimited` (which `airlock doctor` warns about).
+pub const DEFAULT_QUOTA_MAX_SANDBOXES: &str = "10";
 /// Default most memory (MiB) across a user's live sandboxes.
 pub const ENV_QUOTA_MAX_MEMORY_MB: &str = "AIRLOCK_QUOTA_MAX_MEMORY_MB";
-/// Default of [`ENV_QUOTA_MAX_MEMORY_MB`].
-pub const DEFAULT_QUOTA_MAX_MEMORY_MB: &str = "unlimited";
+/// Default of [`ENV_QUOTA_MAX_MEMORY_MB`] (8 GiB).
+pub const DEFAULT_QUOTA_MAX_MEMORY_MB: &str = "8192";
 /// Default most CPUs across a user's live sandboxes.
 pub const ENV_QUOTA_MAX_CPUS: &str = "AIRLOCK_QUOTA_MAX_CPUS";
 /// Default of [`ENV_QUOTA_MAX_CPUS`].
-pub const DEFAULT_QUOTA_MAX_CPUS: &str = "unlimited";
+pub const DEFAULT_QUOTA_MAX_CPUS: &str = "16";
 /// Default longest sandbox lifetime (absolute timeout) per user.
 pub const ENV_QUOTA_MAX_LIFETIME: &str = "AIRLOCK_QUOTA_MAX_LIFETIME_S";
-/// Default of [`ENV_QUOTA_MAX_LIFETIME`] (the operator maximum `AIRLOCK_MAX_TIMEOUT` still
-/// applies).
-pub const DEFAULT_QUOTA_MAX_LIFETIME: &str = "unlimited";
+/// Default of [`ENV_QUOTA_MAX_LIFETIME`] (24 h; the operator maximum `AIRLOCK_MAX_TIMEOUT`
+/// still applies).
+pub const DEFAULT_QUOTA_MAX_LIFETIME: &str = "86400";
 /// Default most sandbox creates per user per minute.
 pub const ENV_QUOTA_CREATES_PER_MIN: &str = "AIRLOCK_QUOTA_CREATES_PER_MIN";
 /// Default of [`ENV_QUOTA_CREATES_PER_MIN`].
-pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "unlimited";
+pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "20";
 /// The key that seals secrets at rest: 32 bytes as 64 hex digits or base64. Unset: generated
 /// on first boot into `<data_dir>/secret.key` (0600). Secret.
 pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
@@ -133,7 +134,22 @@ mod tests {
     #[test]
     fn quota_defaults_and_overrides_parse() {
         let defaults = config(&[]).unwrap();
-        assert_eq!(defaults.quota, Quota::UNLIMITED);
+        assert_eq!(defaults.quota.max_sandboxes, 10);
+        assert_eq!(defaults.quota.max_memory_mb, 8192);
+        assert_eq!(defaults.quota.max_cpus, Cpus::from_millis(16_000));
+        assert_eq!(defaults.quota.max_lifetime, Duration::from_secs(86_400));
+        assert_eq!(defaults.quota.creates_per_min, 20);
+        assert!(defaults.quota.unlimited_limits().is_empty());
+        let unlimited = config(&[
+            (ENV_QUOTA_MAX_SANDBOXES, "unlimited"),
+            (ENV_QUOTA_MAX_MEMORY_MB, "unlimited"),
+            (ENV_QUOTA_MAX_CPUS, "unlimited"),
+            (ENV_QUOTA_MAX_LIFETIME, "unlimited"),
+            (ENV_QUOTA_CREATES_PER_MIN, "unlimited"),
+        ])
+        .unwrap();
+        assert_eq!(unlimited.quota, Quota::UNLIMITED);
+        assert_eq!(unlimited.quota.unlimited_limits().len(), 5);
         assert!(defaults.secret_key.is_none());
         let set = config(&[
             (ENV_QUOTA_MAX_SANDBOXES, "5"),

@@ -452,7 +452,10 @@ async fn release_ended_subnet_is_fenced_by_state_and_generation() {
         panic!("expected a new sandbox");
     };
     let pools = vec!["10.213.0.0/28".parse().unwrap()];
-    store.allocate_subnet(sandbox.id, &pools).await.unwrap();
+    store
+        .allocate_subnet(sandbox.id, &pools, u64::MAX)
+        .await
+        .unwrap();
 
     // Still creating: not released.
     assert!(!store.release_ended_subnet(sandbox.id, 1).await.unwrap());

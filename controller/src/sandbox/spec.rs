@@ -190,6 +190,12 @@ impl SandboxRequest {
         check_cmd(&self.cmd, &mut errors);
         let env = check_env(self.env, &mut errors);
         let limits = check_limits(&self.limits, &max.limits, &mut errors);
+        if self.rootfs == RootFs::Writable && limits.disk_mb.is_none() {
+            // An unbounded writable root could fill the node's disk.
+            let expected = "true, unless limits.disk_mb bounds the writable root (which needs \
+                            AIRLOCK_MAX_DISK_MB, a node that enforces disk limits)";
+            errors.push(err("read_only_rootfs", Problem::Malformed { expected }));
+        }
         let timeout = self.timeout.unwrap_or(max.default_timeout);
         check_duration("timeout_s", timeout, max.timeout, &mut errors);
         if let Some(idle) = self.idle_timeout {
@@ -352,5 +358,7 @@ impl fmt::Display for Problem {
     }
 }
 
+#[cfg(test)]
+mod rootfs_tests;
 #[cfg(test)]
 mod tests;

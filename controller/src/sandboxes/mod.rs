@@ -64,6 +64,8 @@ pub struct SandboxSettings {
     pub pools: Vec<Ipv4Net>,
     /// Operator maximums and the default timeout.
     pub maximums: Maximums,
+    /// Most /29s one user's sandboxes may hold at once.
+    pub subnets_per_user: u64,
     /// Time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// This node's name.
@@ -135,6 +137,15 @@ pub enum SandboxError {
     /// Every sandbox subnet is allocated.
     #[error("no free sandbox subnet")]
     SubnetsExhausted,
+    /// The owner's sandboxes already hold as many /29s as one user may.
+    #[error(
+        "your sandboxes already hold {cap} networks, the most one user may \
+         (AIRLOCK_MAX_SUBNETS_PER_USER): delete ended sandboxes first"
+    )]
+    SubnetCapReached {
+        /// The cap.
+        cap: u64,
+    },
     /// The create would pass the owner's quota.
     #[error(transparent)]
     QuotaExceeded(QuotaExceeded),
@@ -223,6 +234,7 @@ impl From<StoreError> for SandboxError {
             StoreError::NotFound => Self::NotFound,
             StoreError::IdempotencyMismatch { existing } => Self::IdempotencyMismatch { existing },
             StoreError::SubnetsExhausted => Self::SubnetsExhausted,
+            StoreError::SubnetCapReached { cap } => Self::SubnetCapReached { cap },
             StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             error @ (StoreError::Conflict { .. }
             | StoreError::StaleGeneration { .. }

@@ -50,7 +50,10 @@ impl Sandboxes {
         ceiling: &str,
     ) -> Result<Sandbox, SandboxError> {
         let id = sandbox.id;
-        let subnet = self.store.allocate_subnet(id, &self.settings.pools).await?;
+        let subnet = self
+            .store
+            .allocate_subnet(id, &self.settings.pools, self.settings.subnets_per_user)
+            .await?;
         // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {

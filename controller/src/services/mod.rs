@@ -38,6 +38,8 @@ pub struct Settings {
     pub pools: Vec<Ipv4Net>,
     /// Operator maximums and the default timeout.
     pub maximums: Maximums,
+    /// Most /29s one user's sandboxes may hold at once.
+    pub subnets_per_user: u64,
     /// Time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// This node's name.
@@ -121,6 +123,7 @@ impl Settings {
         Self {
             pools: config.sandbox_subnets.clone(),
             maximums: config.maximums,
+            subnets_per_user: config.subnets_per_user,
             stop_grace: config.stop_grace,
             node: DEFAULT_NODE.to_owned(),
             log_buffer_bytes: config.log_buffer_bytes,
@@ -136,6 +139,7 @@ impl Settings {
         SandboxSettings {
             pools: self.pools.clone(),
             maximums: self.maximums,
+            subnets_per_user: self.subnets_per_user,
             stop_grace: self.stop_grace,
             node: self.node.clone(),
             log_buffer_bytes: self.log_buffer_bytes,

@@ -56,6 +56,12 @@ pub enum StoreError {
     /// Every subnet in the configured pools is allocated.
     #[error("no free sandbox subnet left in the configured pools")]
     SubnetsExhausted,
+    /// The owner's sandboxes already hold as many subnets as one owner may.
+    #[error("the owner's sandboxes already hold {cap} subnets, the most one user may")]
+    SubnetCapReached {
+        /// `AIRLOCK_MAX_SUBNETS_PER_USER`.
+        cap: u64,
+    },
     /// A concurrent writer kept winning; the operation may be retried.
     #[error("too much contention; retry")]
     Contended,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use ipnet::Ipv4Net;
 use tracing::instrument;
 
-use super::{now, with_db, Store, StoreError};
+use super::{now, with_db, Backend, Store, StoreError};
 use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
@@ -30,14 +30,30 @@ impl Store {
     /// The `subnet` primary key makes a double allocation impossible: on Postgres a racing
     /// insert waits for the winner, does nothing, and the loser tries the next free subnet;
     /// on SQLite the write transaction holds the lock from the start.
+    ///
+    /// At most `per_owner` /29s are held by one owner's sandboxes at once, so one tenant
+    /// cannot use up the pools: past it, [`StoreError::SubnetCapReached`]. The count and the
+    /// insert are serialized per owner like a quota check (the owner's `users` row locked on
+    /// Postgres; SQLite's write lock).
     #[instrument(skip_all, fields(sandbox.id = %id))]
     pub async fn allocate_subnet(
         &self,
         id: SandboxId,
         pools: &[Ipv4Net],
+        per_owner: u64,
     ) -> Result<SandboxSubnet, StoreError> {
+        let postgres = self.backend() == Backend::Postgres;
         with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            if postgres {
+                sqlx::query(
+                    "SELECT u.id FROM users u JOIN sandboxes s ON s.owner_id = u.id \
+                     WHERE s.id = $1 FOR UPDATE OF u",
+                )
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            }
             for _ in 0..MAX_ATTEMPTS {
                 let held: Option<(Option<String>,)> = sqlx::query_as(
                     "SELECT a.subnet FROM sandboxes s \
@@ -53,6 +69,17 @@ impl Store {
                         return parse_subnet(&held);
                     }
                     Some((None,)) => {}
+                }
+                let (held_by_owner,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM subnet_allocations a \
+                     JOIN sandboxes s ON s.id = a.sandbox_id \
+                     WHERE s.owner_id = (SELECT owner_id FROM sandboxes WHERE id = $1)",
+                )
+                .bind(id.as_uuid())
+                .fetch_one(&mut *tx)
+                .await?;
+                if u64::try_from(held_by_owner).unwrap_or(0) >= per_owner {
+                    return Err(StoreError::SubnetCapReached { cap: per_owner });
                 }
                 let taken: Vec<(String,)> = sqlx::query_as("SELECT subnet FROM subnet_allocations")
                     .fetch_all(&mut *tx)

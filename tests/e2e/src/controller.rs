@@ -29,10 +29,22 @@ pub struct Parts {
     pub admin: UserId,
 }
 
-/// Builds [`Parts`] for `dind`, with exactly the `AIRLOCK_*` variables in `env`.
+/// The default quotas lifted: these tests measure the controller, not the quotas (which
+/// `controller_secrets_quota.rs` and the in-process tests cover), and some create hundreds of
+/// sandboxes as one user.
+pub const UNLIMITED_QUOTAS: [(&str, &str); 5] = [
+    ("AIRLOCK_QUOTA_MAX_SANDBOXES", "unlimited"),
+    ("AIRLOCK_QUOTA_MAX_MEMORY_MB", "unlimited"),
+    ("AIRLOCK_QUOTA_MAX_CPUS", "unlimited"),
+    ("AIRLOCK_QUOTA_MAX_LIFETIME_S", "unlimited"),
+    ("AIRLOCK_QUOTA_CREATES_PER_MIN", "unlimited"),
+];
+
+/// Builds [`Parts`] for `dind`, with the `AIRLOCK_*` variables in `env` over
+/// [`UNLIMITED_QUOTAS`].
 pub async fn parts(dind: &Dind, env: &[(&str, &str)]) -> Parts {
     let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<&str, &str> = env.iter().copied().collect();
+    let vars: HashMap<&str, &str> = UNLIMITED_QUOTAS.iter().chain(env).copied().collect();
     let config = Config::from_lookup(|var| vars.get(var).map(|v| (*v).to_owned())).unwrap();
     let store = Store::connect(&DatabaseConfig::Sqlite {
         path: dir.path().join("airlock.db"),

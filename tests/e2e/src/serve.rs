@@ -41,7 +41,8 @@ pub async fn airlock_binary() -> PathBuf {
 }
 
 /// Starts `airlock serve` on `127.0.0.1:0` with a clean environment: the DinD over mTLS, a data
-/// dir, an admin token and JSON logs on stderr (piped; read them with [`listen_addr`]).
+/// dir, an admin token, no default quotas and JSON logs on stderr (piped; read them with
+/// [`listen_addr`]).
 pub fn spawn_serve(binary: &Path, dind: &Dind, data: &Path, token: &str) -> Child {
     spawn_serve_with(binary, dind, data, token, &[])
 }
@@ -71,6 +72,7 @@ pub fn spawn_serve_with(
         .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
+        .envs(crate::controller::UNLIMITED_QUOTAS)
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

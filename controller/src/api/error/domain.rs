@@ -56,6 +56,10 @@ impl From<SandboxError> for ApiError {
 /// The sandbox errors that come from what a command depends on.
 fn sandbox_dependency(error: SandboxError) -> ApiError {
     match error {
+        error @ SandboxError::SubnetCapReached { .. } => ApiError::Conflict {
+            code: "subnet_cap_reached",
+            message: error.to_string(),
+        },
         SandboxError::SubnetsExhausted => ApiError::Unavailable {
             code: "capacity",
             message: "no sandbox network capacity left",

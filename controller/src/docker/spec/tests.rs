@@ -267,6 +267,10 @@ fn hardening_holds_for_every_spec() {
         spec(SandboxRequest {
             image: "b".into(),
             rootfs: RootFs::Writable,
+            limits: LimitsRequest {
+                disk_mb: Some(100),
+                ..LimitsRequest::default()
+            },
             ..SandboxRequest::default()
         }),
     ];

@@ -5,9 +5,10 @@
 //! driver (vfs warns); the INPUT rules, tested the way an attacker would: a container on a
 //! fresh `internal` network tries to open the DinD's 2376 through its gateway and must fail;
 //! the egress proxy (healthy, every live sandbox on its current generation); its resolvers
-//! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the store and its
-//! migrations; the images recorded as loaded still present with the same id; free disk under
-//! the data dir; and the certificates' expiry.
+//! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the
+//! store and its migrations; the images recorded as loaded still present with the same id;
+//! default quotas left `unlimited` while several users exist (warns); free disk under the
+//! data dir; and the certificates' expiry.
 
 use std::fmt;
 use std::path::Path;
@@ -23,6 +24,7 @@ mod egress_dns;
 mod images;
 mod infrastructure;
 mod proxy;
+mod quotas;
 
 /// The image the INPUT-rule probe runs (must be on the node; `make up` loads it).
 pub const DEFAULT_PROBE_IMAGE: &str = "airlock/testbox:dev";
@@ -167,6 +169,9 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
     }
     if let (Some(docker), Some(store)) = (&docker, &store) {
         report.checks.push(images::check(docker, store).await);
+    }
+    if let Some(store) = &store {
+        report.checks.push(quotas::check(config, store).await);
     }
     report.checks.push(check_disk(&config.data_dir));
     if let DockerConfig::Tls { cert_dir, .. } = &config.docker {

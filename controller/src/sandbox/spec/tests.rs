@@ -3,7 +3,7 @@
 use super::*;
 use crate::sandbox::MAX_IMAGE_REF;
 
-fn max() -> Maximums {
+pub(super) fn max() -> Maximums {
     Maximums {
         limits: Limits {
             cpus: Cpus::from_millis(4000),
@@ -41,7 +41,7 @@ fn one(field: &str, problem: Problem) -> Found {
     vec![(field.to_owned(), problem)]
 }
 
-fn lim(
+pub(super) fn lim(
     cpus: Option<f64>,
     memory_mb: Option<u64>,
     pids: Option<u64>,
