@@ -86,14 +86,15 @@ impl Store {
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
-            let exists: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM secrets WHERE owner_id = $1 AND name = $2")
-                    .bind(owner.as_uuid())
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM secrets WHERE owner_id = $1 AND name = $2",
+            )
+            .bind(owner.as_uuid())
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
             let used = u64::try_from(others).unwrap_or(0);
-            if exists.is_none() && used >= max {
+            if exists == 0 && used >= max {
                 return Err(StoreError::QuotaExceeded(QuotaExceeded {
                     kind: QuotaKind::MaxSecrets,
                     limit: Amount::Whole(max),
