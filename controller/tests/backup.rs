@@ -219,3 +219,31 @@ async fn backup_round_trip_on_postgres() {
     })
     .await;
 }
+
+/// The binary: no passphrase exits 64 with the code in the message; the audit prune runs
+/// offline and reports its count.
+#[test]
+fn the_cli_refuses_without_a_passphrase_and_prunes_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .env_clear()
+            .env("AIRLOCK_DATA_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("b.tar");
+    let refused = run(&["admin", "backup", "--out", out.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("backup_passphrase_missing"), "{stderr}");
+    assert!(!out.exists());
+
+    let bad = run(&["admin", "audit", "prune", "--before", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2), "clap refuses a non-RFC 3339 time");
+    let pruned = run(&["admin", "audit", "prune", "--before", "2000-01-01T00:00:00Z"]);
+    let stdout = String::from_utf8_lossy(&pruned.stdout);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    assert!(stdout.starts_with("deleted 0 audit row(s)"), "{stdout}");
+}
