@@ -97,7 +97,9 @@ async fn fill(config: &Config) -> (String, String, uuid::Uuid) {
         .await
         .unwrap();
     let sandbox = uuid::Uuid::new_v4();
-    let events: Vec<_> = (1..=50).map(|i| ledger_event(&sandbox.to_string(), i)).collect();
+    let events: Vec<_> = (1..=50)
+        .map(|i| ledger_event(&sandbox.to_string(), i))
+        .collect();
     store
         .store_egress_events("local", &events, "b00t", 50)
         .await
@@ -108,13 +110,23 @@ async fn fill(config: &Config) -> (String, String, uuid::Uuid) {
 
 async fn check_restored(config: &Config, email: &str, token: &str, sandbox: uuid::Uuid) {
     let store = Store::connect(&config.database).await.unwrap();
-    let user = store.get_user_by_email(email).await.unwrap().expect("user restored");
-    let accounts = Accounts::new(store.clone(), AuditLog::new(store.clone()), Quota::UNLIMITED);
+    let user = store
+        .get_user_by_email(email)
+        .await
+        .unwrap()
+        .expect("user restored");
+    let accounts = Accounts::new(
+        store.clone(),
+        AuditLog::new(store.clone()),
+        Quota::UNLIMITED,
+    );
     let authenticated = accounts.authenticate(token).await.unwrap();
     assert!(authenticated.is_some(), "the API token still authenticates");
     let (key, _) = SecretKey::load_existing(None, &config.data_dir).unwrap();
     let sealed = store.sealed_secret(user.id, "db").await.unwrap().unwrap();
-    let plain = Vault::new(&key).open_secret(user.id, "db", &sealed).unwrap();
+    let plain = Vault::new(&key)
+        .open_secret(user.id, "db", &sealed)
+        .unwrap();
     assert_eq!(plain, b"hunter2", "the secret still decrypts");
     let query = EgressQuery {
         limit: 100,
@@ -139,8 +151,9 @@ async fn round_trip(config: Config, wipe: impl AsyncFnOnce()) {
     assert!(matches!(refused, BackupError::NoPassphrase), "{refused}");
     assert_eq!(refused.exit_code(), 64);
     backup(&config, &args, Some(PASS), &mut out).await.unwrap();
-    println!("{}", String::from_utf8_lossy(&out));
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    eprintln!("{}", String::from_utf8_lossy(&out));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 
     let restore_args = RestoreArgs {
@@ -148,8 +161,13 @@ async fn round_trip(config: Config, wipe: impl AsyncFnOnce()) {
         force: false,
     };
     // Not over a live database without --force.
-    let refused = restore(&config, &restore_args, Some(PASS), &mut out).await.unwrap_err();
-    assert!(matches!(refused, BackupError::TargetNotEmpty { .. }), "{refused}");
+    let refused = restore(&config, &restore_args, Some(PASS), &mut out)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, BackupError::TargetNotEmpty { .. }),
+        "{refused}"
+    );
 
     wipe().await;
     std::fs::remove_file(config.data_dir.join("secret.key")).unwrap();
@@ -172,11 +190,18 @@ async fn round_trip(config: Config, wipe: impl AsyncFnOnce()) {
         file: newer,
         force: false,
     };
-    let refused = restore(&config, &newer_args, Some(PASS), &mut out).await.unwrap_err();
-    assert!(matches!(refused, BackupError::SchemaNewer { backup: 9_999, .. }), "{refused}");
+    let refused = restore(&config, &newer_args, Some(PASS), &mut out)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, BackupError::SchemaNewer { backup: 9_999, .. }),
+        "{refused}"
+    );
 
-    restore(&config, &restore_args, Some(PASS), &mut out).await.unwrap();
-    println!("{}", String::from_utf8_lossy(&out));
+    restore(&config, &restore_args, Some(PASS), &mut out)
+        .await
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out));
     check_restored(&config, &email, &token, sandbox).await;
 }
 
@@ -204,9 +229,9 @@ async fn backup_round_trip_on_postgres() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = db.url();
-    let config = config(dir.path(), Some(&url));
+    let config = config(dir.path(), Some(url));
     round_trip(config, async move || {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
         sqlx::query("DROP SCHEMA public CASCADE")
             .execute(&pool)
             .await
@@ -241,9 +266,23 @@ fn the_cli_refuses_without_a_passphrase_and_prunes_the_audit() {
     assert!(!out.exists());
 
     let bad = run(&["admin", "audit", "prune", "--before", "yesterday"]);
-    assert_eq!(bad.status.code(), Some(2), "clap refuses a non-RFC 3339 time");
-    let pruned = run(&["admin", "audit", "prune", "--before", "2000-01-01T00:00:00Z"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "clap refuses a non-RFC 3339 time"
+    );
+    let pruned = run(&[
+        "admin",
+        "audit",
+        "prune",
+        "--before",
+        "2000-01-01T00:00:00Z",
+    ]);
     let stdout = String::from_utf8_lossy(&pruned.stdout);
-    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
     assert!(stdout.starts_with("deleted 0 audit row(s)"), "{stdout}");
 }

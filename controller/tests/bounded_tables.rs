@@ -21,7 +21,14 @@ use common::{account, sandbox};
 
 const DAY_MS: i64 = 86_400_000;
 
-fn event(boot: &str, seq: i64, sandbox: &str, host: &str, decision: Outcome, start_ms: i64) -> EgressEvent {
+fn event(
+    boot: &str,
+    seq: i64,
+    sandbox: &str,
+    host: &str,
+    decision: Outcome,
+    start_ms: i64,
+) -> EgressEvent {
     EgressEvent {
         boot_id: boot.to_owned(),
         seq,
@@ -82,8 +89,19 @@ async fn flood(store: Store, backend: &str) {
             .map(|i| {
                 let seq = page * PAGE + i + 1;
                 // 40 hosts, three quarters denied: repeated events, as a flood looks.
-                let decision = if seq % 4 == 0 { Outcome::Allow } else { Outcome::Deny };
-                event("f100d", seq, &id, &format!("h{}.example", seq % 40), decision, base + seq)
+                let decision = if seq % 4 == 0 {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                };
+                event(
+                    "f100d",
+                    seq,
+                    &id,
+                    &format!("h{}.example", seq % 40),
+                    decision,
+                    base + seq,
+                )
             })
             .collect();
         let next = (page + 1) * PAGE;
@@ -96,11 +114,27 @@ async fn flood(store: Store, backend: &str) {
     let (rows, count, up, summaries) = totals(&store, &id).await;
     assert_eq!(count, EVENTS, "every event is counted exactly");
     assert_eq!(up, EVENTS * 3, "bytes add up exactly");
-    assert_eq!(rows - summaries, i64::try_from(CAP).unwrap(), "individual rows stop at the cap");
-    assert!(summaries <= 80, "one summary row per (host, decision): {summaries}");
+    assert_eq!(
+        rows - summaries,
+        i64::try_from(CAP).unwrap(),
+        "individual rows stop at the cap"
+    );
+    assert!(
+        summaries <= 80,
+        "one summary row per (host, decision): {summaries}"
+    );
     // A second flood of distinct hosts: summary keys are bounded too.
     let events: Vec<EgressEvent> = (0..3_000)
-        .map(|i| event("f100e", i + 1, &id, &format!("x{i}.example"), Outcome::Deny, base))
+        .map(|i| {
+            event(
+                "f100e",
+                i + 1,
+                &id,
+                &format!("x{i}.example"),
+                Outcome::Deny,
+                base,
+            )
+        })
         .collect();
     store
         .store_egress_events_capped("local", &events, "f100e", 3_000, CAP)
@@ -108,25 +142,40 @@ async fn flood(store: Store, backend: &str) {
         .unwrap();
     let (rows, count, _, summaries) = totals(&store, &id).await;
     assert_eq!(count, EVENTS + 3_000);
-    assert!(summaries <= airlock::store::MAX_SUMMARY_ROWS + 3, "{summaries}");
+    assert!(
+        summaries <= airlock::store::MAX_SUMMARY_ROWS + 3,
+        "{summaries}"
+    );
     assert!(rows <= i64::try_from(CAP).unwrap() + airlock::store::MAX_SUMMARY_ROWS + 3);
-    println!(
+    eprintln!(
         "{backend}: {EVENTS} events into one sandbox (cap {CAP}) stored in {:.2}s; then \
          3,000 distinct hosts: {rows} rows, {summaries} summary rows, counts exact",
         elapsed.as_secs_f64()
     );
     for table in store.table_sizes().await.unwrap() {
-        let size = table.bytes.map_or("size unknown".to_owned(), |b| format!("{b} bytes"));
-        println!("{backend}:   {:<22} {:>8} rows  {size}", table.name, table.rows);
+        let size = table
+            .bytes
+            .map_or("size unknown".to_owned(), |b| format!("{b} bytes"));
+        eprintln!(
+            "{backend}:   {:<22} {:>8} rows  {size}",
+            table.name, table.rows
+        );
     }
-    println!("{backend}:   database total {} bytes", store.database_bytes().await.unwrap());
+    eprintln!(
+        "{backend}:   database total {} bytes",
+        store.database_bytes().await.unwrap()
+    );
 }
 
 async fn retention(store: Store) {
     let live = sandbox(&store, "live").await;
     let ended = sandbox(&store, "ended").await;
     store
-        .record_transition(ended.id, ended.generation, &SandboxEvent::Ended(EndReason::Lost))
+        .record_transition(
+            ended.id,
+            ended.generation,
+            &SandboxEvent::Ended(EndReason::Lost),
+        )
         .await
         .unwrap();
     let deleted = uuid::Uuid::new_v4().to_string();
@@ -154,7 +203,10 @@ async fn retention(store: Store) {
 
     let retention = Retention::new(store.clone(), Duration::from_secs(30 * 86_400));
     let removed = retention.pass(OffsetDateTime::now_utc()).await.unwrap();
-    assert_eq!(removed.ledger, 3, "old rows of the ended, deleted and unattributed");
+    assert_eq!(
+        removed.ledger, 3,
+        "old rows of the ended, deleted and unattributed"
+    );
     assert!(removed.sessions >= 1);
     let left = |s: &str| {
         let store = store.clone();
@@ -162,13 +214,23 @@ async fn retention(store: Store) {
         async move {
             let id = s.parse().unwrap();
             store
-                .list_egress_events(id, &airlock::store::EgressQuery { limit: 10, ..Default::default() })
+                .list_egress_events(
+                    id,
+                    &airlock::store::EgressQuery {
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap()
                 .len()
         }
     };
-    assert_eq!(left(&live.id.to_string()).await, 1, "a live sandbox keeps old rows");
+    assert_eq!(
+        left(&live.id.to_string()).await,
+        1,
+        "a live sandbox keeps old rows"
+    );
     assert_eq!(left(&ended.id.to_string()).await, 1, "recent rows stay");
     assert_eq!(left(&deleted).await, 0);
     let again = retention.pass(OffsetDateTime::now_utc()).await.unwrap();
@@ -177,10 +239,19 @@ async fn retention(store: Store) {
 
 async fn secrets_quota(store: Store) {
     let (user, _token) = account(&store, "vault", Role::Member).await;
-    assert!(store.put_secret_within(user.id, "a", b"x", 2).await.unwrap());
-    assert!(store.put_secret_within(user.id, "b", b"x", 2).await.unwrap());
+    assert!(store
+        .put_secret_within(user.id, "a", b"x", 2)
+        .await
+        .unwrap());
+    assert!(store
+        .put_secret_within(user.id, "b", b"x", 2)
+        .await
+        .unwrap());
     // Replacing an existing secret is not a new one.
-    assert!(!store.put_secret_within(user.id, "b", b"y", 2).await.unwrap());
+    assert!(!store
+        .put_secret_within(user.id, "b", b"y", 2)
+        .await
+        .unwrap());
     match store.put_secret_within(user.id, "c", b"x", 2).await {
         Err(StoreError::QuotaExceeded(e)) => assert_eq!(e.kind, QuotaKind::MaxSecrets),
         other => panic!("expected max_secrets, got {other:?}"),
@@ -202,12 +273,20 @@ async fn audit_prune(store: Store, config: &DatabaseConfig) {
 
     // A member cannot prune; the CLI (admin) can, and its prune files a row of its own.
     let log = AuditLog::new(store.clone());
-    let deleted = log.run(&Actor::cli(), PruneAudit { before: cutoff }).await.unwrap();
+    let deleted = log
+        .run(&Actor::cli(), PruneAudit { before: cutoff })
+        .await
+        .unwrap();
     assert_eq!(deleted, 2);
     let rows = store.list_audit(None, 10).await.unwrap();
     let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
     assert_eq!(actions, ["admin.audit.prune", "new.1"]);
-    assert!(rows[0].record.detail.as_deref().unwrap().ends_with("deleted 2"));
+    assert!(rows[0]
+        .record
+        .detail
+        .as_deref()
+        .unwrap()
+        .ends_with("deleted 2"));
     // Outside the prune, the trail stays append-only.
     let refused = match config {
         DatabaseConfig::Sqlite { path } => {

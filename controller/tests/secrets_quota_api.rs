@@ -31,7 +31,10 @@ async fn a_third_secret_passes_max_secrets() {
     assert_eq!(body["error"], "quota_exceeded", "{body}");
     assert_eq!(body["quota"], "max_secrets", "{body}");
     assert_eq!(body["limit"], 2, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("max_secrets"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("max_secrets"),
+        "{body}"
+    );
 
     let (status, _) = call(&h, &token, Method::PUT, &put("b"), value.clone()).await;
     assert_eq!(status, StatusCode::OK, "replacing is not a new secret");

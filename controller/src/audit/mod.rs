@@ -244,7 +244,11 @@ impl Command<AuditLog> for PruneAudit {
             action: "admin.audit.prune".to_owned(),
             object: None,
             source_ip: actor.source_ip().map(|ip| ip.to_string()),
-            status: if actor.via() == Via::Cli { 0 } else { status::OK },
+            status: if actor.via() == Via::Cli {
+                0
+            } else {
+                status::OK
+            },
             detail: Some(format!("before {cutoff}")),
         };
         let deleted = log.store.prune_audit(self.before, &row).await?;

@@ -34,9 +34,9 @@ impl Store {
         let Db::Sqlite(pool) = &self.db else {
             return Ok(false);
         };
-        let target = path.to_str().ok_or_else(|| {
-            StoreError::corrupt("backup path", "the path is not UTF-8")
-        })?;
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::corrupt("backup path", "the path is not UTF-8"))?;
         sqlx::query("VACUUM INTO $1")
             .bind(target)
             .execute(pool)

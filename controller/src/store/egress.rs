@@ -36,10 +36,12 @@ pub const POSTGRES_EVENT_BATCH: usize = 500;
 /// rows runs 5-6 times faster; 8 to 40 rows measure the same).
 pub const SQLITE_EVENT_BATCH: usize = 32;
 
-pub(super) const UPSERT_CURSOR: &str = "INSERT INTO egress_cursors (node, boot_id, seq) VALUES ($1, $2, $3) \
+pub(super) const UPSERT_CURSOR: &str =
+    "INSERT INTO egress_cursors (node, boot_id, seq) VALUES ($1, $2, $3) \
     ON CONFLICT (node) DO UPDATE SET boot_id = excluded.boot_id, seq = excluded.seq";
 
-pub(super) const EVENT_COLUMNS: &str = "boot_id, seq, sandbox_id, generation, method, host, port, addr, \
+pub(super) const EVENT_COLUMNS: &str =
+    "boot_id, seq, sandbox_id, generation, method, host, port, addr, \
     decision, reason, rule, bytes_up, bytes_down, start_ms, duration_ms, ceiling, count";
 
 /// Binds per ledger row (the columns of [`EVENT_COLUMNS`]).

@@ -30,7 +30,10 @@ fn controller_variables() -> BTreeSet<String> {
             }
         }
     }
-    assert!(vars.len() > 40, "the scan found too few variables: {vars:?}");
+    assert!(
+        vars.len() > 40,
+        "the scan found too few variables: {vars:?}"
+    );
     vars
 }
 
@@ -163,6 +166,9 @@ fn a_value_in_the_env_file_reaches_the_controller_and_the_shell_wins() {
         "airlock/testbox:dev # quoted, so not a comment"
     );
     assert_eq!(env["AIRLOCK_MAX_PIDS"], "512");
-    assert_eq!(env["AIRLOCK_MAX_CPUS"], "", "a commented line keeps the default");
+    assert_eq!(
+        env["AIRLOCK_MAX_CPUS"], "",
+        "a commented line keeps the default"
+    );
     assert_eq!(env["AIRLOCK_STOP_GRACE"], "20s", "the shell wins over .env");
 }

@@ -179,7 +179,13 @@ impl Manifest {
         let (cipher, nonce) = self.cipher(passphrase)?;
         let aad = self.associated_data();
         cipher
-            .encrypt(&nonce, Payload { msg: key, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key,
+                    aad: &aad,
+                },
+            )
             .map_err(|_failed| BackupError::Corrupt("sealing failed".to_owned()))
     }
 
@@ -189,7 +195,13 @@ impl Manifest {
         let (cipher, nonce) = self.cipher(passphrase)?;
         let aad = self.associated_data();
         let key = cipher
-            .decrypt(&nonce, Payload { msg: sealed, aad: &aad })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
             .map_err(|_failed| BackupError::WrongPassphrase)?;
         key.try_into()
             .map_err(|_len| BackupError::Corrupt("the sealed key is not 32 bytes".to_owned()))
@@ -272,7 +284,10 @@ pub fn read(path: &Path, database_out: &Path) -> Result<Opened, BackupError> {
                 let parsed: Manifest = serde_json::from_slice(&json)
                     .map_err(|e| corrupt(format!("manifest.json: {e}")))?;
                 if parsed.format != FORMAT {
-                    return Err(corrupt(format!("not an Airlock backup ({})", parsed.format)));
+                    return Err(corrupt(format!(
+                        "not an Airlock backup ({})",
+                        parsed.format
+                    )));
                 }
                 if parsed.version > VERSION {
                     return Err(BackupError::FormatNewer {
@@ -290,8 +305,8 @@ pub fn read(path: &Path, database_out: &Path) -> Result<Opened, BackupError> {
                 sealed_key = Some(bytes);
             }
             (other, Some(m)) if other == m.database => {
-                let mut out = std::fs::File::create(database_out)
-                    .map_err(BackupError::io(database_out))?;
+                let mut out =
+                    std::fs::File::create(database_out).map_err(BackupError::io(database_out))?;
                 std::io::copy(&mut entry, &mut out).map_err(BackupError::io(database_out))?;
                 out.flush().map_err(BackupError::io(database_out))?;
                 database = true;
@@ -305,7 +320,9 @@ pub fn read(path: &Path, database_out: &Path) -> Result<Opened, BackupError> {
         return Err(corrupt(format!("no {}", manifest.database)));
     }
     if sha256_file(database_out)? != manifest.database_sha256 {
-        return Err(corrupt("the database does not match its checksum".to_owned()));
+        return Err(corrupt(
+            "the database does not match its checksum".to_owned(),
+        ));
     }
     Ok(Opened {
         manifest,
