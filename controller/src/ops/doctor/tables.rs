@@ -45,3 +45,29 @@ pub(crate) fn human(bytes: i64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_line_names_every_table_with_its_rows() {
+        let store = Store::sqlite_in_memory().await.unwrap();
+        let check = check(&store).await;
+        assert_eq!(check.verdict, Verdict::Pass, "{}", check.detail);
+        assert!(check.detail.starts_with("database "), "{}", check.detail);
+        for table in ["egress_events", "audit", "sessions", "secrets", "users"] {
+            assert!(
+                check.detail.contains(&format!("{table} 0 rows")),
+                "{table}: {}",
+                check.detail
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(2_621_440), "2.5 MiB");
+    }
+}
