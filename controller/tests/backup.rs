@@ -183,6 +183,13 @@ async fn round_trip(config: Config, wipe: impl AsyncFnOnce()) {
     let db = out_dir.path().join("db");
     let opened = archive::read(&file, &db).unwrap();
     let m = &opened.manifest;
+    // The seal binds the database's checksum: an edited manifest does not open.
+    let tampered = Manifest {
+        database_sha256: "00".repeat(32),
+        ..m.clone()
+    };
+    let edited = tampered.open(PASS, &opened.sealed_key).unwrap_err();
+    assert!(matches!(edited, BackupError::WrongPassphrase), "{edited}");
     let forged = Manifest::new(&m.backend, 9_999, &m.database, m.database_sha256.clone());
     let sealed = forged.seal(PASS, &[7; 32]).unwrap();
     archive::write(&newer, &forged, &db, &sealed).unwrap();
