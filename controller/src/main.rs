@@ -49,7 +49,10 @@ fn main() -> ExitCode {
         Err(error) => {
             // The CLI's one place that reports errors: the chain, outermost first.
             eprintln!("airlock: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<airlock::ops::backup::BackupError>() {
+                Some(backup) => ExitCode::from(backup.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::egress::EgressPlane;
 use crate::images::load::Node;
 use crate::images::prepull;
 use crate::reconcile::events::EventWatcher;
+use crate::reconcile::retention::Retention;
 use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::secrets::vault::{SecretKey, Vault, VaultError};
 use crate::services::{Services, Settings};
@@ -105,7 +106,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             addr: config.listen,
             source,
         })?;
+    let retention = Retention::new(store.clone(), config.tables.ledger_retention);
     let background = Background::spawn(&state, reconciler, egress, store, docker);
+    let background = background.with("Retention", |stopped| retention.run(stopped));
     let served = serve_on(listener, state, shutdown_signal()).await;
     background.stop().await;
     served
@@ -214,6 +217,16 @@ impl Background {
             background.add("Egress plane", |stopped| plane.run(stopped));
         }
         background
+    }
+
+    /// The same tasks and `task` besides.
+    fn with<F: Future<Output = ()> + Send + 'static>(
+        mut self,
+        name: &'static str,
+        task: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    ) -> Self {
+        self.add(name, task);
+        self
     }
 
     fn add<F: Future<Output = ()> + Send + 'static>(

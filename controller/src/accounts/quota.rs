@@ -78,6 +78,8 @@ pub enum QuotaKind {
     MaxLifetime,
     /// [`Quota::creates_per_min`].
     CreatesPerMin,
+    /// Most secrets one user stores (`AIRLOCK_QUOTA_MAX_SECRETS`).
+    MaxSecrets,
 }
 
 /// An amount in a quota's unit: a count, MiB, seconds, or CPUs (fractional).
@@ -216,6 +218,7 @@ impl QuotaKind {
             Self::MaxCpus => "max_cpus",
             Self::MaxLifetime => "max_lifetime_s",
             Self::CreatesPerMin => "creates_per_min",
+            Self::MaxSecrets => "max_secrets",
         }
     }
 }

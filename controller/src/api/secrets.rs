@@ -78,11 +78,14 @@ pub(crate) async fn list(
     Ok(Json(secrets.iter().map(SecretDto::from).collect()))
 }
 
-/// `PUT /v1/secrets/{name}`: stores or replaces a secret; 201 when new, 200 when replaced.
+/// `PUT /v1/secrets/{name}`: stores or replaces a secret; 201 when new, 200 when replaced;
+/// a new name past the caller's `max_secrets` is a 403 `quota_exceeded`.
 #[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", request_body = PutSecretBody,
     params(("name" = String, Path, description = "Secret name")),
     responses((status = 201, body = SecretDto), (status = 200, body = SecretDto),
-        (status = 400), (status = 403), (status = 503)))]
+        (status = 400),
+        (status = 403, description = "viewer, or `quota_exceeded` (`max_secrets`)"),
+        (status = 503)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,

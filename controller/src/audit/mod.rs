@@ -9,7 +9,9 @@
 //!   before any command filed a row is recorded by the API's refusal recorder
 //!   (`api::audit::record`), from its route.
 //!
-//! Invariants: rows are only ever appended (the store's triggers refuse updates and deletes);
+//! Invariants: rows are only ever appended (the store's triggers refuse updates and deletes),
+//! but for [`PruneAudit`], which deletes the rows older than a cutoff and files its own row in
+//! the same transaction;
 //! no secret value ever reaches a row; a row that cannot be written is logged, and the action
 //! it describes stands.
 
@@ -81,6 +83,15 @@ pub struct ListAudit {
     pub before: Option<i64>,
     /// Page size, 1..=[`MAX_PAGE`].
     pub limit: u32,
+}
+
+/// `airlock admin audit prune --before`: deletes the rows written before `before` and files
+/// a row of its own (action `admin.audit.prune`, the cutoff and the count in its detail), in
+/// one transaction. Admins only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PruneAudit {
+    /// Rows written strictly before this instant go.
+    pub before: time::OffsetDateTime,
 }
 
 /// A page of the trail.
@@ -210,6 +221,39 @@ impl Command<AuditLog> for ListAudit {
             None
         };
         Ok(AuditPage { items, next })
+    }
+}
+
+// === impl PruneAudit ===
+
+impl Command<AuditLog> for PruneAudit {
+    type Output = u64;
+    type Error = AuditError;
+
+    async fn execute(self, log: &AuditLog, actor: &Actor) -> Result<u64, AuditError> {
+        if !actor.is_admin() {
+            return Err(AuditError::Forbidden);
+        }
+        let cutoff = self
+            .before
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let row = NewAuditRecord {
+            user: actor.user(),
+            token: actor.credential().map(str::to_owned),
+            action: "admin.audit.prune".to_owned(),
+            object: None,
+            source_ip: actor.source_ip().map(|ip| ip.to_string()),
+            status: if actor.via() == Via::Cli {
+                0
+            } else {
+                status::OK
+            },
+            detail: Some(format!("before {cutoff}")),
+        };
+        let deleted = log.store.prune_audit(self.before, &row).await?;
+        actor.receipt().file();
+        Ok(deleted)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::sandbox::Maximums;
 use reader::Reader;
 pub use values::parse_duration;
 use values::{
-    parse_abs_path, parse_bool, parse_database_url, parse_docker_host, parse_pools,
+    parse_abs_path, parse_bool, parse_database_url, parse_docker_host, parse_pools, positive,
     positive_or_zero, Endpoint,
 };
 
@@ -59,6 +59,13 @@ mod policy;
 pub use policy::{
     PolicyConfig, PolicyFile, DEFAULT_DEFAULT_POLICY, ENV_DEFAULT_POLICY, ENV_INFRA_CIDRS,
     ENV_POLICY_FILE,
+};
+// Table bounds: ledger retention and cap, secrets per user.
+mod tables;
+pub use tables::{
+    TablesConfig, DEFAULT_LEDGER_MAX_ROWS_PER_SANDBOX, DEFAULT_LEDGER_RETENTION,
+    DEFAULT_QUOTA_MAX_SECRETS, ENV_LEDGER_MAX_ROWS_PER_SANDBOX, ENV_LEDGER_RETENTION,
+    ENV_QUOTA_MAX_SECRETS,
 };
 // Allowed images, pre-pull and first boot.
 mod images;
@@ -154,6 +161,8 @@ pub struct Config {
     pub egress: EgressConfig,
     /// Egress policy authority: ceilings file, default policy, infrastructure CIDRs.
     pub policy: PolicyConfig,
+    /// Table bounds: ledger retention and cap, secrets per user.
+    pub tables: TablesConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -270,7 +279,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let images = self.images();
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
+        let tables = self.tables();
         Some(Config {
+            tables: tables?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,

@@ -56,7 +56,7 @@ impl EgressPlane {
                 .collect();
             let next = i64::try_from(page.next).unwrap_or(i64::MAX);
             store
-                .store_egress_events(node, &rows, &page.boot_id, next)
+                .store_egress_events_capped(node, &rows, &page.boot_id, next, self.inner.ledger_cap)
                 .await?;
             admin.ack(page.next).await?;
             total += rows.len();

@@ -89,6 +89,8 @@ struct Inner {
     infra_sources: InfraSources,
     /// The infrastructure list as last computed, and where it was pushed.
     infra: std::sync::Mutex<InfraState>,
+    /// Most individual ledger rows per sandbox (`AIRLOCK_LEDGER_MAX_ROWS_PER_SANDBOX`).
+    ledger_cap: u64,
 }
 
 /// The infrastructure list as last computed.
@@ -190,6 +192,7 @@ impl EgressPlane {
                 overflow_seen: std::sync::Mutex::default(),
                 infra_sources,
                 infra: std::sync::Mutex::new(infra),
+                ledger_cap: config.tables.ledger_max_rows,
             }),
         }))
     }

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::accounts::user::{Role, Scopes, TokenScope};
 use crate::accounts::{Accounts, CreateToken, CreateUser, TokenOwner};
-use crate::audit::{Actor, AuditLog};
+use crate::audit::{Actor, AuditLog, PruneAudit};
 use crate::config::{parse_duration, Config};
 use crate::secrets::vault::{KeySource, SecretKey};
 use crate::secrets::{RotateKey, Secrets};
@@ -29,6 +29,35 @@ pub enum AdminCommand {
     /// `AIRLOCK_SECRET_KEY` or `<data_dir>/secret.key`; the file is replaced by the new key
     /// (when the key comes from the environment, set it to the new key before restarting).
     RotateKey(RotateKeyArgs),
+    /// Write the database and the secret key (sealed with `AIRLOCK_BACKUP_PASSPHRASE`) to
+    /// one file; safe while the server runs.
+    Backup(super::backup::BackupArgs),
+    /// Restore a backup written by `airlock admin backup` into the configured store and data
+    /// dir (the server must be stopped), then check the key; run `airlock doctor` after.
+    Restore(super::backup::RestoreArgs),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `airlock admin audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Delete the rows written before `--before` (RFC 3339), writing a row of its own.
+    Prune(AuditPruneArgs),
+}
+
+/// Arguments of `airlock admin audit prune`.
+#[derive(Debug, Args)]
+pub struct AuditPruneArgs {
+    /// Rows written strictly before this instant go, e.g. `2026-01-01T00:00:00Z`.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub before: time::OffsetDateTime,
+}
+
+fn parse_rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("an RFC 3339 time like 2026-01-01T00:00:00Z ({e})"))
 }
 
 /// Arguments of `airlock admin rotate-key`.
@@ -91,7 +120,18 @@ impl AdminCommand {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let passphrase = std::env::var(super::backup::ENV_BACKUP_PASSPHRASE).ok();
+        let passphrase = passphrase.as_deref();
         runtime.block_on(async {
+            match &self {
+                Self::Backup(args) => {
+                    return Ok(super::backup::backup(config, args, passphrase, out).await?)
+                }
+                Self::Restore(args) => {
+                    return Ok(super::backup::restore(config, args, passphrase, out).await?)
+                }
+                _ => {}
+            }
             let store = Store::connect(&config.database).await?;
             let result = match self {
                 Self::RotateKey(args) => rotate_key(config, &store, &args, out).await,
@@ -133,7 +173,20 @@ impl AdminCommand {
                 let issued = accounts.run(&actor, create).await?;
                 writeln!(out, "{}", issued.text)?;
             }
-            Self::RotateKey(_) => anyhow::bail!("rotate-key runs through AdminCommand::run"),
+            Self::Audit(AuditCommand::Prune(args)) => {
+                let prune = PruneAudit {
+                    before: args.before,
+                };
+                let deleted = AuditLog::new(store.clone()).run(&actor, prune).await?;
+                writeln!(
+                    out,
+                    "deleted {deleted} audit row(s) written before {}; the prune is audited",
+                    args.before
+                )?;
+            }
+            Self::RotateKey(_) | Self::Backup(_) | Self::Restore(_) => {
+                anyhow::bail!("this command runs through AdminCommand::run")
+            }
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
-//! Operating the controller: the offline `airlock admin` commands ([`admin`]), the
+//! Operating the controller: the offline `airlock admin` commands ([`admin`], with
+//! [`backup`] and restore), the
 //! deployment check ([`doctor`]), the first-boot admin ([`first_boot`]) and the container
 //! health check ([`health`]).
 
 pub mod admin;
+pub mod backup;
 pub mod doctor;
 pub mod first_boot;
 pub mod health;

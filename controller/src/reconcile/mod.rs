@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod plan;
+pub mod retention;
 
 use std::future::Future;
 use std::time::Duration;

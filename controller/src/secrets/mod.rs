@@ -17,6 +17,8 @@ use crate::store::{SecretMeta, Store, StoreError};
 
 /// Longest secret name.
 pub const MAX_NAME_BYTES: usize = 128;
+/// Most secrets per user when the operator sets none.
+pub const DEFAULT_MAX_SECRETS: u64 = 100;
 /// Largest secret value.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
@@ -27,6 +29,8 @@ pub struct Secrets {
     audit: AuditLog,
     /// `None`: secrets are disabled (no key).
     vault: Option<Vault>,
+    /// Most secrets per user (`AIRLOCK_QUOTA_MAX_SECRETS`).
+    max_secrets: u64,
 }
 
 /// `PUT /v1/secrets/{name}`: stores or replaces one of the caller's secrets.
@@ -93,6 +97,9 @@ pub enum SecretError {
     /// The new key is the current key.
     #[error("the new key is the current key")]
     SameKey,
+    /// A new secret would pass the owner's `max_secrets` (nothing was written).
+    #[error(transparent)]
+    QuotaExceeded(crate::accounts::quota::QuotaExceeded),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -125,7 +132,15 @@ impl Secrets {
             store,
             audit,
             vault,
+            max_secrets: DEFAULT_MAX_SECRETS,
         }
+    }
+
+    /// The same service with at most `max` secrets per user.
+    #[must_use]
+    pub fn with_max_secrets(mut self, max: u64) -> Self {
+        self.max_secrets = max;
+        self
     }
 
     /// Runs `command` for `actor`.
@@ -198,7 +213,14 @@ impl Command<Secrets> for PutSecret {
             });
         }
         let sealed = secrets.vault()?.seal(owner, &name, self.value.as_bytes());
-        let created = secrets.store.put_secret(owner, &name, &sealed).await?;
+        let created = secrets
+            .store
+            .put_secret_within(owner, &name, &sealed, secrets.max_secrets)
+            .await
+            .map_err(|error| match error {
+                StoreError::QuotaExceeded(exceeded) => SecretError::QuotaExceeded(exceeded),
+                other => SecretError::Store(other),
+            })?;
         let meta = secrets
             .store
             .list_secrets(owner)

@@ -106,6 +106,16 @@ impl SecretKey {
         parse_secret_key(text).map(Self)
     }
 
+    /// A key from its 32 bytes (a backup's unsealed key).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 key bytes, for sealing into a backup.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// The key as base64 (what the key file holds).
     pub fn to_base64(&self) -> String {
         BASE64.encode(self.0)

@@ -56,6 +56,8 @@ pub struct Settings {
     pub policy: PolicyConfig,
     /// The configured part of the deployment's own address space.
     pub infrastructure: InfraSources,
+    /// Table bounds (secrets per user).
+    pub tables: crate::config::TablesConfig,
 }
 
 /// Every domain service of the process; cheap to clone.
@@ -132,6 +134,7 @@ impl Settings {
             images: ImageCatalog::new(config.images.clone()),
             policy: config.policy.clone(),
             infrastructure: infrastructure::configured(config),
+            tables: config.tables,
         }
     }
 
@@ -255,7 +258,8 @@ impl Builder {
         let settings = &self.settings;
         let accounts = Accounts::new(self.store.clone(), audit.clone(), settings.quota)
             .with_clock(self.clock.clone());
-        let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone());
+        let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone())
+            .with_max_secrets(settings.tables.max_secrets);
         let images = Images::new(
             self.store.clone(),
             self.docker.clone(),

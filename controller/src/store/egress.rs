@@ -36,10 +36,12 @@ pub const POSTGRES_EVENT_BATCH: usize = 500;
 /// rows runs 5-6 times faster; 8 to 40 rows measure the same).
 pub const SQLITE_EVENT_BATCH: usize = 32;
 
-const UPSERT_CURSOR: &str = "INSERT INTO egress_cursors (node, boot_id, seq) VALUES ($1, $2, $3) \
+pub(super) const UPSERT_CURSOR: &str =
+    "INSERT INTO egress_cursors (node, boot_id, seq) VALUES ($1, $2, $3) \
     ON CONFLICT (node) DO UPDATE SET boot_id = excluded.boot_id, seq = excluded.seq";
 
-const EVENT_COLUMNS: &str = "boot_id, seq, sandbox_id, generation, method, host, port, addr, \
+pub(super) const EVENT_COLUMNS: &str =
+    "boot_id, seq, sandbox_id, generation, method, host, port, addr, \
     decision, reason, rule, bytes_up, bytes_down, start_ms, duration_ms, ceiling, count";
 
 /// Binds per ledger row (the columns of [`EVENT_COLUMNS`]).
@@ -147,7 +149,7 @@ struct EntryRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(super) struct EventRow {
     boot_id: String,
     seq: i64,
     sandbox_id: String,
@@ -257,7 +259,8 @@ impl Store {
     }
 
     /// Stores a page of events and moves the cursor to `(boot_id, seq)`, in one transaction.
-    /// Events already stored are skipped.
+    /// Events already stored are skipped. No per-sandbox cap (see
+    /// [`Store::store_egress_events_capped`]).
     pub async fn store_egress_events(
         &self,
         node: &str,
@@ -265,42 +268,8 @@ impl Store {
         boot_id: &str,
         seq: i64,
     ) -> Result<(), StoreError> {
-        with_db!(self, |pool, begin| {
-            let mut tx = pool.begin_with(begin).await?;
-            for chunk in events.chunks(self.event_batch()) {
-                let sql = insert_events_sql(chunk.len());
-                let mut query = sqlx::query(&sql);
-                for e in chunk {
-                    query = query
-                        .bind(&e.boot_id)
-                        .bind(e.seq)
-                        .bind(&e.sandbox_id)
-                        .bind(e.generation)
-                        .bind(&e.method)
-                        .bind(&e.host)
-                        .bind(e.port)
-                        .bind(e.addr.as_deref())
-                        .bind(e.decision.as_str())
-                        .bind(&e.reason)
-                        .bind(e.rule.as_deref())
-                        .bind(e.bytes_up)
-                        .bind(e.bytes_down)
-                        .bind(e.start_ms)
-                        .bind(e.duration_ms)
-                        .bind(e.ceiling.as_deref())
-                        .bind(e.count);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            sqlx::query(UPSERT_CURSOR)
-                .bind(node)
-                .bind(boot_id)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.store_egress_events_capped(node, events, boot_id, seq, u64::MAX)
+            .await
     }
 
     /// Rows per multi-row ledger insert on this backend.
@@ -417,7 +386,7 @@ impl EventRow {
 }
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` for `rows` ledger rows.
-fn insert_events_sql(rows: usize) -> String {
+pub(super) fn insert_events_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO egress_events ({EVENT_COLUMNS}) VALUES ");
     for row in 0..rows {
         let first = row * EVENT_BINDS + 1;

@@ -33,6 +33,11 @@ mod tokens;
 // Quotas, secrets and the audit trail.
 mod audit;
 pub(crate) mod quotas;
+// Bounded tables: the ledger cap, retention, the audit prune, table sizes.
+mod ledger_cap;
+mod retention;
+// Backups: the schema version and `VACUUM INTO`.
+mod backup;
 mod secrets;
 
 pub use ceilings::{CeilingsSource, StoredCeilings};
@@ -47,6 +52,8 @@ pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
 pub use audit::{AuditRecord, NewAuditRecord};
+pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
+pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};
 
 use std::time::Duration;

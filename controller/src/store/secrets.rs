@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{now, with_db, Store, StoreError};
+use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind};
 use crate::accounts::user::UserId;
 
 /// A secret as listed: never its value.
@@ -53,6 +54,69 @@ impl Store {
             .bind(at)
             .fetch_one(pool)
             .await?
+        });
+        Ok(created_at == at)
+    }
+
+    /// Like [`Store::put_secret`], but a new name is refused with
+    /// [`StoreError::QuotaExceeded`] (`max_secrets`) when `owner` already has `max` secrets.
+    /// The count and the insert are one transaction (SQLite: `BEGIN IMMEDIATE`; Postgres:
+    /// the owner's `users` row locked first), so parallel puts cannot overshoot.
+    pub async fn put_secret_within(
+        &self,
+        owner: UserId,
+        name: &str,
+        sealed: &[u8],
+        max: u64,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let postgres = self.backend() == super::Backend::Postgres;
+        let created_at: OffsetDateTime = with_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            if postgres {
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(owner.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM secrets WHERE owner_id = $1 AND name <> $2",
+            )
+            .bind(owner.as_uuid())
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM secrets WHERE owner_id = $1 AND name = $2",
+            )
+            .bind(owner.as_uuid())
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            let used = u64::try_from(others).unwrap_or(0);
+            if exists == 0 && used >= max {
+                return Err(StoreError::QuotaExceeded(QuotaExceeded {
+                    kind: QuotaKind::MaxSecrets,
+                    limit: Amount::Whole(max),
+                    used: Amount::Whole(used),
+                    requested: Amount::Whole(1),
+                    retry_after: None,
+                }));
+            }
+            let created_at = sqlx::query_scalar(
+                "INSERT INTO secrets (owner_id, name, sealed, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (owner_id, name) DO UPDATE SET sealed = excluded.sealed, \
+                 updated_at = excluded.updated_at RETURNING created_at",
+            )
+            .bind(owner.as_uuid())
+            .bind(name)
+            .bind(sealed)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            created_at
         });
         Ok(created_at == at)
     }

@@ -87,6 +87,7 @@ async fn doctor_passes_then_flags_missing_input_rules() {
         "storage-driver",
         "input-rules",
         "store",
+        "tables",
         "images",
         "certificates",
     ] {

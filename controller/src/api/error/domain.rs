@@ -138,6 +138,7 @@ impl From<SecretError> for ApiError {
             SecretError::Invalid { field, reason } => Self::field(field, reason),
             SecretError::NotFound => Self::NotFound("no such secret"),
             SecretError::NoAccount => Self::Unauthorized,
+            SecretError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             other => Self::Internal(other.to_string()),
         }
     }

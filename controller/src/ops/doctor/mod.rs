@@ -6,9 +6,9 @@
 //! fresh `internal` network tries to open the DinD's 2376 through its gateway and must fail;
 //! the egress proxy (healthy, every live sandbox on its current generation); its resolvers
 //! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the
-//! store and its migrations; the images recorded as loaded still present with the same id;
-//! default quotas left `unlimited` while several users exist (warns); free disk under the
-//! data dir; and the certificates' expiry.
+//! store and its migrations; each table's rows and size; the images recorded as loaded still
+//! present with the same id; default quotas left `unlimited` while several users exist
+//! (warns); free disk under the data dir; and the certificates' expiry.
 
 use std::fmt;
 use std::path::Path;
@@ -25,6 +25,7 @@ mod images;
 mod infrastructure;
 mod proxy;
 mod quotas;
+mod tables;
 
 /// The image the INPUT-rule probe runs (must be on the node; `make up` loads it).
 pub const DEFAULT_PROBE_IMAGE: &str = "airlock/testbox:dev";
@@ -158,6 +159,9 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
             .push(check_input_rules(docker, probe_image).await);
     }
     let store = check_store(config, &mut report).await;
+    if let Some(store) = &store {
+        report.checks.push(tables::check(store).await);
+    }
     report
         .checks
         .push(proxy::check(config, store.as_ref()).await);

@@ -1,0 +1,31 @@
+-- Bounded tables (retention, ledger cap, audit prune). Keep in step with
+-- ../sqlite/0010_bounded_tables.sql: the same tables, columns and index names.
+
+-- Retention removes ledger rows by age: find them without a full scan.
+CREATE INDEX egress_events_by_start ON egress_events (start_ms);
+
+-- Expired sessions are purged by age.
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+-- The audit prune's grant: `airlock admin audit prune` inserts the one row, deletes the
+-- rows older than `before`, removes the row and appends its own audit row, all in one
+-- transaction, so no other transaction ever sees a grant. The delete trigger lets a row go
+-- only while a grant covering it exists; UPDATE and TRUNCATE stay refused.
+CREATE TABLE audit_prune_grants (
+    id     INTEGER     NOT NULL PRIMARY KEY CHECK (id = 1),
+    before TIMESTAMPTZ NOT NULL
+);
+
+CREATE FUNCTION audit_guard_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM audit_prune_grants g WHERE OLD.at < g.before) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit is append-only';
+END;
+$$;
+
+DROP TRIGGER audit_no_delete ON audit;
+
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_guard_delete();
