@@ -19,9 +19,11 @@ use tracing::{info, warn};
 
 use crate::accounts::user::UserId;
 use crate::accounts::{AccountError, Accounts, EnsureBootstrapAdmin};
+use crate::api::edge::Edge;
+use crate::api::listener::Listener;
 use crate::api::{self, AppState, Auth};
 use crate::audit::{Actor, AuditLog};
-use crate::config::{Config, DEFAULT_NODE};
+use crate::config::{Config, HttpConfig, DEFAULT_NODE};
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
 use crate::images::load::Node;
@@ -97,7 +99,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     let services = services.build();
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
-    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin));
+    let listen = Listener::plain(config.http.clone());
+    let edge = Edge::new(&config.http, listen.tls.is_some());
+    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin)).with_edge(edge);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -105,7 +109,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     let background = Background::spawn(&state, reconciler, egress, store, docker);
-    let served = serve_on(listener, state, shutdown_signal()).await;
+    let served = serve_with(listener, state, listen, shutdown_signal()).await;
     background.stop().await;
     served
 }
@@ -238,10 +242,22 @@ impl Background {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves the API on `listener` with the default limits until `shutdown` completes, then
+/// drains in-flight requests.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(listener, state, Listener::plain(HttpConfig::default()), shutdown).await
+}
+
+/// Serves the API on `listener` through `listen` (its limits and TLS) until `shutdown`
+/// completes, then drains in-flight requests.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    listen: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     if let Ok(addr) = listener.local_addr() {
@@ -253,10 +269,9 @@ pub async fn serve_on(
         shutdown.await;
         logs.close();
     };
-    // Peer addresses feed the per-source login throttle.
-    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // The listener hands every request its peer address (the per-source caps and throttle).
+    listen
+        .serve(listener, api::app(state), shutdown)
         .await
         .map_err(ServeError::Serve)?;
     info!("API stopped; sandboxes keep running");

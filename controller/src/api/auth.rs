@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
+use super::edge::ClientAddr;
 use super::error::ApiError;
 use super::AppState;
 use crate::accounts::user::{Role, UserId};
@@ -106,12 +107,18 @@ pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address (see [`super::edge::ClientAddr`]), when the server was started with
+/// connect info.
 pub(crate) fn source_ip(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+    let extensions = request.extensions();
+    extensions
+        .get::<ClientAddr>()
+        .map(|ClientAddr(ip)| *ip)
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+        })
 }
 
 /// Middleware: refuses the request with 401 unless it carries a valid bearer token, and

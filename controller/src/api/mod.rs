@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod dto;
+pub mod edge;
 mod egress;
 pub mod error;
 mod exec;
@@ -16,6 +17,7 @@ mod exec_ws;
 mod guard;
 pub mod images;
 mod json;
+pub mod listener;
 mod logs;
 pub mod openapi;
 mod policy;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub services: Services,
     /// The accepted credentials.
     pub auth: Arc<Auth>,
+    /// The client address, request timeout and security headers (see [`edge`]).
+    pub edge: Arc<edge::Edge>,
 }
 
 // === impl AppState ===
@@ -60,7 +64,14 @@ impl AppState {
         Self {
             services,
             auth: Arc::new(auth),
+            edge: Arc::default(),
         }
+    }
+
+    /// The same state with `edge`'s timeout, trusted proxies and TLS flag.
+    pub fn with_edge(mut self, edge: edge::Edge) -> Self {
+        self.edge = Arc::new(edge);
+        self
     }
 }
 
@@ -74,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)

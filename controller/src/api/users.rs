@@ -5,11 +5,9 @@
 //!   the account exists, and is throttled per account and per source address.
 //! - `GET /v1/users`, `POST /v1/users/invites` and `PATCH /v1/users/{id}` are admin-only.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -18,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::auth::require_admin;
 use super::dto::rfc3339;
+use super::edge::ClientAddr;
 use super::error::ApiError;
 use super::{json, with_status, AppState};
 use crate::accounts::user::{Role, UserId};
@@ -179,11 +178,11 @@ impl From<Session> for SessionDto {
     security(()))]
 pub(crate) async fn login(
     State(state): State<AppState>,
-    source: Option<Extension<ConnectInfo<SocketAddr>>>,
+    source: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SessionDto>, ApiError> {
     let LoginBody { email, password } = json::body(body)?;
-    let actor = Actor::anonymous(source.map(|Extension(ConnectInfo(addr))| addr.ip()));
+    let actor = Actor::anonymous(source.map(|Extension(ClientAddr(ip))| ip));
     let command = Login { email, password };
     let session = state.services.accounts.run(&actor, command).await?;
     Ok(Json(SessionDto::from(session)))

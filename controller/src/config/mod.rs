@@ -60,6 +60,14 @@ pub use policy::{
     PolicyConfig, PolicyFile, DEFAULT_DEFAULT_POLICY, ENV_DEFAULT_POLICY, ENV_INFRA_CIDRS,
     ENV_POLICY_FILE,
 };
+// The API listener: timeouts, connection caps, trusted proxies.
+mod http;
+pub use http::{
+    HttpConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_REQUEST_TIMEOUT, ENV_HEADER_TIMEOUT,
+    ENV_KEEPALIVE_IDLE, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE, ENV_REQUEST_TIMEOUT,
+    ENV_TRUSTED_PROXIES,
+};
 // Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
@@ -148,6 +156,8 @@ pub struct Config {
     pub egress: EgressConfig,
     /// Egress policy authority: ceilings file, default policy, infrastructure CIDRs.
     pub policy: PolicyConfig,
+    /// The API listener's timeouts, connection caps and trusted proxies.
+    pub http: HttpConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -262,7 +272,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let images = self.images();
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
+        let http = self.http();
         Some(Config {
+            http: http?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,
