@@ -101,7 +101,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
     let listen = Listener::plain(config.http.clone());
     let edge = Edge::new(&config.http, listen.tls.is_some());
-    let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin)).with_edge(edge);
+    let state =
+        AppState::new(services, Auth::new(config.admin_token.clone(), admin)).with_edge(edge);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -216,6 +217,8 @@ impl Background {
         if let Some(plane) = egress {
             background.add("Egress plane", |stopped| plane.run(stopped));
         }
+        let audit = state.services.audit.clone();
+        background.add("Audit tally", |stopped| flush_audit_noise(audit, stopped));
         background
     }
 
@@ -242,6 +245,23 @@ impl Background {
     }
 }
 
+/// Writes the aggregated failed-login and refused-token rows of every finished minute, and
+/// the rest when asked to stop (after the API has drained).
+async fn flush_audit_noise(
+    audit: AuditLog,
+    stopped: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            _ = tick.tick() => audit.flush_noise().await,
+        }
+    }
+    audit.flush_all_noise().await;
+}
+
 /// Serves the API on `listener` with the default limits until `shutdown` completes, then
 /// drains in-flight requests.
 pub async fn serve_on(
@@ -249,7 +269,13 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_with(listener, state, Listener::plain(HttpConfig::default()), shutdown).await
+    serve_with(
+        listener,
+        state,
+        Listener::plain(HttpConfig::default()),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the API on `listener` through `listen` (its limits and TLS) until `shutdown`

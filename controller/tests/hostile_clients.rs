@@ -37,7 +37,10 @@ impl Served {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let listen = Listener::plain(app.config.http.clone());
-        let state = app.state.clone().with_edge(Edge::new(&app.config.http, false));
+        let state = app
+            .state
+            .clone()
+            .with_edge(Edge::new(&app.config.http, false));
         let task = tokio::spawn(async move {
             let shutdown = async move { drop(stopped.await) };
             serve_with(listener, state, listen, shutdown).await.unwrap();
@@ -130,7 +133,10 @@ async fn a_thousand_half_sent_heads_are_closed_while_others_are_served() {
             .expect("a half-sent head is closed");
         slowest = slowest.max(at - *sent);
     }
-    assert!(slowest <= header_timeout + Duration::from_millis(600), "{slowest:?}");
+    assert!(
+        slowest <= header_timeout + Duration::from_millis(600),
+        "{slowest:?}"
+    );
     println!(
         "slowloris: 1000 half-sent heads opened in {opened:?}; a normal GET /healthz answered \
          in {served_in:?} meanwhile; every head closed, the slowest {slowest:?} after its \
@@ -154,7 +160,9 @@ async fn idle_keep_alives_last_the_idle_time_not_the_head_timeout() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let answered = Instant::now();
     // Past the head timeout the idle connection still serves the next request.
-    assert!(closed_within(&mut stream, Duration::from_secs(1)).await.is_none());
+    assert!(closed_within(&mut stream, Duration::from_secs(1))
+        .await
+        .is_none());
     stream.write_all(request.as_bytes()).await.unwrap();
     let n = stream.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -183,7 +191,10 @@ async fn connection_caps_answer_at_once() {
     let mut over = connect_from(one, served.addr).await;
     let answer = exchange(&mut over, HEALTHZ).await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-    assert!(answer.contains("too_many_connections_from_source"), "{answer}");
+    assert!(
+        answer.contains("too_many_connections_from_source"),
+        "{answer}"
+    );
     // Other sources fill the global cap; the next connection anywhere gets 503.
     for last in 4..9u8 {
         held.push(connect_from([127, 0, 0, last].into(), served.addr).await);
@@ -211,15 +222,27 @@ async fn connection_caps_answer_at_once() {
 async fn a_slow_body_meets_the_request_timeout() {
     let served = Served::start(&[("AIRLOCK_REQUEST_TIMEOUT", "1s")]).await;
     let mut stream = connect_from([127, 0, 0, 1].into(), served.addr).await;
-    let head = "POST /v1/auth/login HTTP/1.1\r\nhost: airlock\r\ncontent-type: application/json\r\n\
+    let head =
+        "POST /v1/auth/login HTTP/1.1\r\nhost: airlock\r\ncontent-type: application/json\r\n\
                 content-length: 100\r\nconnection: close\r\n\r\n{\"email\":";
     let sent = Instant::now();
     let answer = exchange(&mut stream, head).await;
     let took = sent.elapsed();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
-    assert!(answer.to_lowercase().contains("x-content-type-options: nosniff"), "{answer}");
-    assert!(answer.to_lowercase().contains("cache-control: no-store"), "{answer}");
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        answer
+            .to_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_lowercase().contains("cache-control: no-store"),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     served.stop().await;
 }

@@ -132,8 +132,13 @@ impl Command<Accounts> for AcceptInvite {
         if TokenKind::of(&self.token) != Some(TokenKind::Invite) {
             return Err(AccountError::NotFound(NO_INVITE));
         }
+        // The invite is looked up before the password is hashed: a bogus token costs no argon2.
+        let hash = credential::hash_token(&self.token);
+        if !accounts.store.invite_is_open(&hash).await? {
+            return Err(AccountError::NotFound(NO_INVITE));
+        }
         let accept = store::InviteAcceptance {
-            hash: credential::hash_token(&self.token),
+            hash,
             display_name,
             password_hash: credential::hash_password(self.password).await?,
         };

@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::accounts::user::{Role, UserId};
 use crate::accounts::{Accounts, ADMIN_REQUIRED};
-use crate::audit::{Actor, Via};
+use crate::audit::{Actor, Noise, Via};
 use crate::config::Secret;
 
 /// The credentials the API accepts besides stored ones.
@@ -141,6 +141,14 @@ pub(crate) async fn require_bearer(
         _ => None,
     };
     let Some(actor) = found else {
+        // Counted into one row per (source, minute), so a token-guessing flood stays small.
+        state.services.audit.noise(&Noise {
+            action: "auth.unauthorized",
+            source,
+            account: None,
+            user: None,
+            status: crate::audit::status::UNAUTHORIZED,
+        });
         return Err(ApiError::Unauthorized);
     };
     request.extensions_mut().insert(actor);

@@ -170,7 +170,10 @@ mod tests {
             ..Edge::default()
         };
         // An untrusted peer's header is ignored.
-        assert_eq!(edge.client(ip("192.0.2.1"), &["203.0.113.9"]), ip("192.0.2.1"));
+        assert_eq!(
+            edge.client(ip("192.0.2.1"), &["203.0.113.9"]),
+            ip("192.0.2.1")
+        );
         // The proxy's own entry (right-most) wins over what the client wrote before it.
         let spoofed = ["198.51.100.1, 203.0.113.9"];
         assert_eq!(edge.client(ip("10.0.0.2"), &spoofed), ip("203.0.113.9"));

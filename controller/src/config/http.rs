@@ -126,13 +126,9 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Config::from_lookup(|var| {
-            vars.iter()
-                .find(|(k, _)| k == var)
-                .map(|(_, v)| v.clone())
-        })
-        .map(|config| config.http)
-        .map_err(|error| error.issues.iter().map(|issue| issue.var).collect())
+        Config::from_lookup(|var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+            .map(|config| config.http)
+            .map_err(|error| error.issues.iter().map(|issue| issue.var).collect())
     }
 
     #[test]

@@ -103,7 +103,8 @@ struct Guarded {
 
 impl From<&HttpConfig> for Settings {
     fn from(http: &HttpConfig) -> Self {
-        let tick = (http.header_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let tick =
+            (http.header_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
         Self {
             header_timeout: http.header_timeout,
             keepalive_idle: http.keepalive_idle,
@@ -129,7 +130,9 @@ impl Connection {
                 let handshake = acceptor.accept(io);
                 match tokio::time::timeout(self.settings.header_timeout, handshake).await {
                     Ok(Ok(tls)) => self.http(tls, activity).await,
-                    Ok(Err(error)) => debug!(client.addr = %self.peer, %error, "TLS handshake failed"),
+                    Ok(Err(error)) => {
+                        debug!(client.addr = %self.peer, %error, "TLS handshake failed")
+                    }
                     Err(_elapsed) => debug!(client.addr = %self.peer, "TLS handshake timed out"),
                 }
             }
