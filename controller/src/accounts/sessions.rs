@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::credential::{self, hash_token, NewToken, TokenKind, MAX_PASSWORD_BYTES};
 use super::{AccountError, Accounts, SESSION_TTL};
-use crate::accounts::user::{Role, UserId, MAX_NAME_BYTES};
+use crate::accounts::user::{Role, Scopes, UserId, MAX_NAME_BYTES};
 use crate::audit::{status, Actor, Command, Entry, Noise, Via};
 use crate::store::{Bearer, User};
 
@@ -49,6 +49,8 @@ pub struct Authenticated {
     pub via: Via,
     /// The trail's name for the token: `session:<id>` or `token:<id>`.
     pub credential: String,
+    /// An API token's scopes (`None` for a session).
+    pub scopes: Option<Scopes>,
 }
 
 // === impl Login ===
@@ -152,6 +154,7 @@ impl Accounts {
             role: user.role.narrowed(scopes),
             via,
             credential,
+            scopes: (via == Via::ApiToken).then_some(scopes),
         }))
     }
 

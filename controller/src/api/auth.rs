@@ -70,7 +70,12 @@ impl Auth {
             .await
             .map_err(|error| ApiError::Internal(error.to_string()))?;
         Ok(found.map(|found| {
-            Actor::new(found.user, found.role, found.via).with_credential(found.credential, source)
+            let actor = Actor::new(found.user, found.role, found.via)
+                .with_credential(found.credential, source);
+            match found.scopes {
+                Some(scopes) => actor.with_scopes(scopes),
+                None => actor,
+            }
         }))
     }
 

@@ -245,6 +245,7 @@ async fn scopes_never_exceed_the_role(db: Db) {
             StatusCode::CREATED,
         ),
         (&admin, json!(["admin"]), StatusCode::CREATED),
+        (&admin, json!(["admin", "tokens:write"]), StatusCode::CREATED),
     ];
     let mut tokens = Vec::new();
     for (session, scopes, status) in cases {
@@ -257,7 +258,7 @@ async fn scopes_never_exceed_the_role(db: Db) {
             tokens.push(token.to_owned());
         }
     }
-    let [viewer_read, member_write, admin_scoped] = &tokens[..] else {
+    let [viewer_read, member_write, admin_scoped, admin_minter] = &tokens[..] else {
         panic!("{tokens:?}");
     };
     let sandbox = r#"{"image":""}"#;
@@ -276,14 +277,23 @@ async fn scopes_never_exceed_the_role(db: Db) {
         .await;
     assert_error(&reply, StatusCode::BAD_REQUEST, "invalid_request");
     // API tokens cannot mint API tokens (a leaked one could otherwise outlive its
-    // revocation); an admin-scoped one can.
+    // revocation), an `admin` one included; only an admin's with `tokens:write` can.
     let body = json!({"name": "child", "scopes": ["sandboxes:read"]});
-    for token in [viewer_read, member_write] {
+    for token in [viewer_read, member_write, admin_scoped] {
         let reply = create_token(&h, token, body.clone()).await;
         assert_error(&reply, StatusCode::FORBIDDEN, "forbidden");
     }
-    let reply = create_token(&h, admin_scoped, body).await;
+    let reply = create_token(&h, admin_minter, body).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    // A `sandboxes:read` token cannot revoke tokens, not even itself.
+    let child = reply.body["id"].as_str().unwrap().to_owned();
+    let uri = format!("/v1/tokens/{child}");
+    let reply = h.call(Method::DELETE, &uri, viewer_read, None).await;
+    assert_error(&reply, StatusCode::FORBIDDEN, "forbidden");
+    let reply = h.call(Method::DELETE, &uri, admin_scoped, None).await;
+    assert_error(&reply, StatusCode::FORBIDDEN, "forbidden");
+    let reply = h.call(Method::DELETE, &uri, admin_minter, None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     let reply = h.call(Method::GET, "/v1/users", admin_scoped, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }

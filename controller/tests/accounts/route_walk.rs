@@ -60,6 +60,9 @@ pub(crate) enum Needs {
     Session,
     /// The admin role and the `admin` scope.
     Admin,
+    /// A login session (any role), or an API token with `tokens:write` (to mint, an admin's):
+    /// `sandboxes:*` and `admin`-only tokens are refused.
+    Tokens,
 }
 
 /// What the `{…}` in a path names.
@@ -122,7 +125,7 @@ impl Rule {
     }
 }
 
-use Needs::{Admin as NeedsAdmin, Nothing, Read, Session, Write};
+use Needs::{Admin as NeedsAdmin, Nothing, Read, Session, Tokens, Write};
 use Who::{Admin, Anyone, OwnOnly, Owner, Public};
 
 /// Every route. Keep it sorted by path; one row per method.
@@ -155,8 +158,8 @@ pub(crate) const RULES: &[Rule] = &[
     rule("DELETE", "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret),
     rule("PUT",    "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret).body(r#"{"value":"walk"}"#),
     rule("GET",    "/v1/tokens",                       Anyone, Read,       Obj::None),
-    rule("POST",   "/v1/tokens",                       Anyone, Session,    Obj::None).body(r#"{"name":"walk","scopes":["sandboxes:read"]}"#),
-    rule("DELETE", "/v1/tokens/{id}",                  Owner,  Read,       Obj::Token),
+    rule("POST",   "/v1/tokens",                       Anyone, Tokens,     Obj::None).body(r#"{"name":"walk","scopes":["sandboxes:read"]}"#),
+    rule("DELETE", "/v1/tokens/{id}",                  Owner,  Tokens,     Obj::Token),
     rule("GET",    "/v1/users",                        Admin,  NeedsAdmin, Obj::None),
     rule("POST",   "/v1/users/invites",                Admin,  NeedsAdmin, Obj::None).body(r#"{"email":"walk@example.org"}"#),
     rule("PATCH",  "/v1/users/{id}",                   Admin,  NeedsAdmin, Obj::User).body(r#"{"disabled":false}"#),
@@ -204,6 +207,8 @@ struct Walk {
     /// The admin's API tokens: `sandboxes:write` only, and `admin`.
     admin_write: String,
     admin_scoped: String,
+    /// The admin's API token with `admin tokens:write`.
+    admin_tokens: String,
     /// Credentials that must all be refused with 401.
     refused: Vec<(String, Option<String>)>,
     /// Texts that must never appear in B's answers.
@@ -240,6 +245,8 @@ impl Walk {
             .await
             .0;
         let admin_scoped = h.api_token(admin.id, &[TokenScope::Admin], None).await.0;
+        let admin_tokens = [TokenScope::Admin, TokenScope::TokensWrite];
+        let admin_tokens = h.api_token(admin.id, &admin_tokens, None).await.0;
         let d_token = h.api_token(d.id, &write, None).await.0;
         h.disable(d.id).await;
         let invite = NewToken::generate(TokenKind::Invite);
@@ -307,6 +314,7 @@ impl Walk {
             a_write,
             admin_write,
             admin_scoped,
+            admin_tokens,
             refused,
             a_secrets,
         }
@@ -529,6 +537,17 @@ impl Walk {
                     self.refused(rule, &target, bearer, forbidden, what).await;
                 }
             }
+            Tokens => {
+                let callers = [
+                    ("read token", &self.a_read),
+                    ("write token", &self.a_write),
+                    ("admin-scoped token without tokens:write", &self.admin_scoped),
+                ];
+                for (what, token) in callers {
+                    let bearer = Some(format!("Bearer {token}"));
+                    self.refused(rule, &target, bearer, forbidden, what).await;
+                }
+            }
             NeedsAdmin => {
                 let callers = [
                     ("member", &self.a.session),
@@ -551,7 +570,7 @@ impl Walk {
             };
             self.allowed(rule, self.a.id, token, "owner").await;
         }
-        if matches!(rule.needs, Read | Session) && rule.who != Admin {
+        if matches!(rule.needs, Read | Session | Tokens) && rule.who != Admin {
             self.allowed(rule, self.v.id, &self.v.session, "viewer, own object")
                 .await;
         }
@@ -563,13 +582,12 @@ impl Walk {
         };
         self.allowed(rule, admins_object, &self.admin.session, "admin session")
             .await;
-        self.allowed(
-            rule,
-            admins_object,
-            &self.admin_scoped,
-            "admin-scoped token",
-        )
-        .await;
+        let (admin_token, what) = if rule.needs == Tokens {
+            (&self.admin_tokens, "admin token with tokens:write")
+        } else {
+            (&self.admin_scoped, "admin-scoped token")
+        };
+        self.allowed(rule, admins_object, admin_token, what).await;
     }
 
     /// B and the viewer on A's object get what a missing object gets; B never sees A's
@@ -696,6 +714,7 @@ fn print_route_table() {
             Write => "write",
             Session => "session (or admin)",
             NeedsAdmin => "admin",
+            Tokens => "session, or tokens:write (admin's to mint)",
         };
         // Shown with `--nocapture`.
         eprintln!("{:<6} {:<36} {who}; scope {needs}", rule.method, rule.path);
