@@ -1,7 +1,8 @@
 //! Bearer-token authentication into an [`Actor`].
 //!
 //! A request's bearer is one of: the configured admin token (`AIRLOCK_ADMIN_TOKEN`, compared
-//! in constant time, acting as the bootstrap admin user), a login session (`als_…`) or an API
+//! in constant time as SHA-256 digests, so not even its length leaks; acting as the bootstrap
+//! admin user), a login session (`als_…`) or an API
 //! token (`alt_…`). Session and API tokens are resolved by the accounts service
 //! ([`crate::accounts::Accounts::authenticate`]); an unknown, expired or revoked token, or one
 //! whose user is disabled, is a 401. The actor's role is the user's role narrowed by the
@@ -18,6 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::edge::ClientAddr;
@@ -59,7 +61,10 @@ impl Auth {
         source: Option<IpAddr>,
     ) -> Result<Option<Actor>, ApiError> {
         if let Some(expected) = &self.admin_token {
-            if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
+            // Digests, so the comparison takes the same time whatever the lengths.
+            let expected = Sha256::digest(expected.expose().as_bytes());
+            let given = Sha256::digest(token.as_bytes());
+            if bool::from(expected.as_slice().ct_eq(given.as_slice())) {
                 let actor = Actor::new(self.admin, Role::Admin, Via::AdminToken)
                     .with_credential("admin-token".to_owned(), source);
                 return Ok(Some(actor));

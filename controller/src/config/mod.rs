@@ -24,7 +24,10 @@ mod limits;
 mod reader;
 mod values;
 
-pub use accounts::{BootstrapAdmin, ENV_BOOTSTRAP_ADMIN_EMAIL, ENV_BOOTSTRAP_ADMIN_PASSWORD};
+pub use accounts::{
+    BootstrapAdmin, DEFAULT_INITIAL_TOKEN_TTL, ENV_BOOTSTRAP_ADMIN_EMAIL,
+    ENV_BOOTSTRAP_ADMIN_PASSWORD, ENV_INITIAL_TOKEN_TTL,
+};
 pub use limits::{
     DEFAULT_DEFAULT_TIMEOUT, DEFAULT_MAX_CPUS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_PIDS,
     DEFAULT_MAX_TIMEOUT, ENV_DEFAULT_TIMEOUT, ENV_MAX_CPUS, ENV_MAX_DISK_MB, ENV_MAX_MEMORY_MB,
@@ -158,6 +161,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The API listener's timeouts, connection caps and trusted proxies.
     pub http: HttpConfig,
+    /// How long the first-boot admin's API token lasts.
+    pub initial_token_ttl: Duration,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -273,8 +278,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
         let http = self.http();
+        let initial_token_ttl = self.initial_token_ttl();
         Some(Config {
             http: http?,
+            initial_token_ttl: initial_token_ttl?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,
