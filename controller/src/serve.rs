@@ -72,6 +72,21 @@ pub enum ServeError {
     FirstBoot(#[from] crate::ops::first_boot::FirstBootError),
 }
 
+// === impl ServeError ===
+
+impl ServeError {
+    /// Whether the operator's configuration is at fault (`airlock serve` exits 64 then).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::Bootstrap(AccountError::BootstrapNotAdmin { .. })
+                | Self::FirstBoot(crate::ops::first_boot::FirstBootError::Accounts(
+                    AccountError::BootstrapNotAdmin { .. }
+                ))
+        )
+    }
+}
+
 /// Builds a multi-threaded runtime and runs [`run`] on it.
 pub fn run_blocking(config: Config) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,8 +100,9 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
     let (store, vault) = open_store(&config).await?;
-    let docker = DockerClient::connect(&config.docker).await?;
+    // Accounts before the node: a bootstrap mistake is the operator's to fix, whatever Docker.
     let admin = ensure_admins(&config, &store).await?;
+    let docker = DockerClient::connect(&config.docker).await?;
     let mut services = Services::builder(
         store.clone(),
         docker.clone(),

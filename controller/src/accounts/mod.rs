@@ -101,6 +101,18 @@ pub enum AccountError {
     /// A wrong email or password (the same answer either way).
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// `AIRLOCK_BOOTSTRAP_ADMIN_EMAIL` names an existing account that is not an admin.
+    #[error(
+        "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL names {email}, an existing {role} account; it is never \
+         promoted silently: set another email, promote the account first (PATCH \
+         /v1/users/{{id}} with {{\"role\":\"admin\"}}), or unset the bootstrap variables"
+    )]
+    BootstrapNotAdmin {
+        /// The email.
+        email: String,
+        /// Its role.
+        role: Role,
+    },
     /// The account behind a valid credential is gone.
     #[error("the account no longer exists")]
     Gone,

@@ -107,6 +107,13 @@ impl Command<Accounts> for EnsureBootstrapAdmin {
         let store = &accounts.store;
         let password = self.admin.password.expose().to_owned();
         if let Some((user, hash)) = store.user_login(&self.admin.email).await? {
+            // Never silently kept as it is, never silently promoted.
+            if user.role != Role::Admin {
+                return Err(AccountError::BootstrapNotAdmin {
+                    email: user.email,
+                    role: user.role,
+                });
+            }
             if hash.is_none() {
                 let phc = credential::hash_password(password).await?;
                 store.set_password_hash(user.id, &phc).await?;
