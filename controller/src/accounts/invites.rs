@@ -36,6 +36,8 @@ pub struct CreateInvite {
 /// A new invite: its token is shown this once.
 #[derive(Clone, Debug)]
 pub struct Invitation {
+    /// The invite's id (to withdraw it).
+    pub id: uuid::Uuid,
     /// The single-use invite token (`ali_…`).
     pub token: String,
     /// The invitee's email.
@@ -97,11 +99,12 @@ impl Command<Accounts> for CreateInvite {
             created_by: by,
             expires_at,
         };
-        accounts.store.create_invite(new).await?;
+        let id = accounts.store.create_invite(new).await?;
         info!(user.id = %by, "Invite created");
         let entry = Entry::new("POST /v1/users/invites", status::CREATED);
         accounts.audit.record(actor, entry).await;
         Ok(Invitation {
+            id,
             token: token.text,
             email,
             role: self.role,

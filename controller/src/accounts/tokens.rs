@@ -213,6 +213,7 @@ impl Command<Accounts> for RevokeToken {
         if let Some(user) = actor.user() {
             info!(user.id = %user, token.id = %self.id, "API token revoked");
         }
+        accounts.credentials_changed();
         let entry = Entry::new("DELETE /v1/tokens/{id}", status::NO_CONTENT).object(self.id);
         accounts.audit.record(actor, entry).await;
         Ok(())

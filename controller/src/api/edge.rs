@@ -26,7 +26,7 @@ use crate::config::HttpConfig;
 /// image wait and self-test), by method and route template.
 pub const UNTIMED: &[(Method, &str)] = &[
     (Method::GET, "/v1/sandboxes/{id}/logs"),
-    (Method::GET, "/v1/sandboxes/{id}/exec"),
+    (Method::GET, "/v1/sandboxes/{id}/exec/ws"),
     (Method::POST, "/v1/sandboxes/{id}/exec"),
     (Method::GET, "/v1/sandboxes/{id}/wait"),
     (Method::POST, "/v1/sandboxes"),

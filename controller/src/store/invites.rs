@@ -119,4 +119,15 @@ impl Store {
         });
         Ok(found.is_some_and(|(expires_at,)| expires_at > at))
     }
+
+    /// Withdraws an unused invite; `NotFound` when it is unknown or was used.
+    pub async fn delete_invite(&self, id: Uuid) -> Result<String, StoreError> {
+        let email: Option<(String,)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as("DELETE FROM invites WHERE id = $1 AND used_at IS NULL RETURNING email")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        email.map(|(email,)| email).ok_or(StoreError::NotFound)
+    }
 }
