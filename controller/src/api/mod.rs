@@ -22,6 +22,7 @@ mod logs;
 pub mod openapi;
 mod policy;
 pub mod quotas;
+mod revoked;
 mod sandboxes;
 pub mod secrets;
 mod selftest;
