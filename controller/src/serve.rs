@@ -67,6 +67,9 @@ pub enum ServeError {
     /// The secret key is missing, malformed or does not match the stored secrets.
     #[error("secrets: {0}")]
     Vault(#[from] VaultError),
+    /// The data dir or its files' modes could not be set.
+    #[error("data dir: {0}")]
+    Files(#[source] std::io::Error),
     /// The first-boot admin could not be created.
     #[error("first boot: {0}")]
     FirstBoot(#[from] crate::ops::first_boot::FirstBootError),
@@ -134,12 +137,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 /// Opens the store (migrations run), imports the ceilings file, and opens the vault: a wrong
 /// or rotated secret key stops the boot here, before anything is served.
 async fn open_store(config: &Config) -> Result<(Store, Vault), ServeError> {
+    crate::ops::file_modes::create_data_dir(&config.data_dir).map_err(ServeError::Files)?;
     let store = Store::connect(&config.database).await?;
     // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
     crate::egress::import_policy_file(&store, &config.policy).await?;
     let (key, key_source) =
         SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
     let vault = Vault::open(&store, &key, &key_source).await?;
+    // The data dir 0700, the database and the key 0600, whoever made them.
+    match crate::ops::file_modes::harden(config) {
+        Ok(fixes) => {
+            for fix in fixes {
+                warn!(fix = %fix, "Loose file mode tightened");
+            }
+        }
+        // Not ours to change (a mounted volume): say so, and serve.
+        Err(error) => warn!(%error, "Cannot check the data dir's file modes"),
+    }
     Ok((store, vault))
 }
 

@@ -67,7 +67,14 @@ fn a_bootstrap_email_of_an_existing_member_is_refused_with_64() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().to_str().unwrap();
     let mut create = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["admin", "create-user", "--email", "kim@example.org", "--role", "member"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "kim@example.org",
+            "--role",
+            "member",
+        ])
         .env_clear()
         .env("AIRLOCK_DATA_DIR", data)
         .output()
@@ -84,6 +91,11 @@ fn a_bootstrap_email_of_an_existing_member_is_refused_with_64() {
     ]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("AIRLOCK_BOOTSTRAP_ADMIN_EMAIL names kim@example.org, an existing member account"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL names kim@example.org, an existing member account"
+        ),
+        "{stderr}"
+    );
     assert!(!stderr.contains("a long enough password"), "{stderr}");
 }

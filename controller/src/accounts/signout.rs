@@ -78,7 +78,11 @@ impl Command<Accounts> for ChangePassword {
         let keep = session_id(actor)?;
         let user = actor.user().ok_or(AccountError::Gone)?;
         fields::password(&self.new)?;
-        let account = accounts.store.get_user(user).await?.ok_or(AccountError::Gone)?;
+        let account = accounts
+            .store
+            .get_user(user)
+            .await?
+            .ok_or(AccountError::Gone)?;
         let (_, stored) = accounts
             .store
             .user_login(&account.email)

@@ -171,7 +171,10 @@ mod tests {
         let expires_at = json["expires_at"].as_str().unwrap();
         let expires_at = time::OffsetDateTime::parse(expires_at, &Rfc3339).unwrap();
         let left = expires_at - crate::store::now();
-        assert!(left > time::Duration::days(7) - time::Duration::minutes(1), "{left}");
+        assert!(
+            left > time::Duration::days(7) - time::Duration::minutes(1),
+            "{left}"
+        );
         assert!(left <= time::Duration::days(7), "{left}");
         let bearer = store
             .api_token_bearer(&hash_token(token), crate::store::now())

@@ -4,5 +4,6 @@
 
 pub mod admin;
 pub mod doctor;
+pub mod file_modes;
 pub mod first_boot;
 pub mod health;

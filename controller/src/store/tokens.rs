@@ -277,14 +277,12 @@ impl Store {
     /// Revokes the login session `id` (logout); `NotFound` when it is unknown or revoked.
     pub async fn revoke_session(&self, id: Uuid) -> Result<(), StoreError> {
         let done = with_db!(self, |pool, _begin| {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now())
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         if done == 0 {
             return Err(StoreError::NotFound);

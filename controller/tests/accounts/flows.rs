@@ -245,7 +245,11 @@ async fn scopes_never_exceed_the_role(db: Db) {
             StatusCode::CREATED,
         ),
         (&admin, json!(["admin"]), StatusCode::CREATED),
-        (&admin, json!(["admin", "tokens:write"]), StatusCode::CREATED),
+        (
+            &admin,
+            json!(["admin", "tokens:write"]),
+            StatusCode::CREATED,
+        ),
     ];
     let mut tokens = Vec::new();
     for (session, scopes, status) in cases {

@@ -56,8 +56,6 @@ pub(crate) enum Needs {
     Read,
     /// The member or admin role, and `sandboxes:write` or `admin` on the token.
     Write,
-    /// A login session (any role), or admin rights: member and viewer API tokens are refused.
-    Session,
     /// The admin role and the `admin` scope.
     Admin,
     /// A login session (any role), or an API token with `tokens:write` (to mint, an admin's):
@@ -130,7 +128,7 @@ impl Rule {
     }
 }
 
-use Needs::{Admin as NeedsAdmin, Nothing, OwnSession, Read, Session, Tokens, Write};
+use Needs::{Admin as NeedsAdmin, Nothing, OwnSession, Read, Tokens, Write};
 use Who::{Admin, Anyone, OwnOnly, Owner, Public};
 
 /// Every route. Keep it sorted by path; one row per method.
@@ -527,9 +525,19 @@ impl Walk {
     async fn own_session(&self, rule: &Rule) {
         for (what, authorization) in &self.refused {
             let reply = self.send(rule, &Target::None, authorization.clone()).await;
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {}", reply.text);
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{what}: {}",
+                reply.text
+            );
         }
-        let tokens = [&self.a_read, &self.a_write, &self.admin_scoped, &self.admin_tokens];
+        let tokens = [
+            &self.a_read,
+            &self.a_write,
+            &self.admin_scoped,
+            &self.admin_tokens,
+        ];
         for token in tokens {
             let bearer = Some(format!("Bearer {token}"));
             let reply = self.send(rule, &Target::None, bearer).await;
@@ -576,19 +584,15 @@ impl Walk {
                 self.refused(rule, &own, viewer, forbidden, "viewer, own object")
                     .await;
             }
-            Session => {
-                for (what, token) in [("read token", &self.a_read), ("write token", &self.a_write)]
-                {
-                    let bearer = Some(format!("Bearer {token}"));
-                    self.refused(rule, &target, bearer, forbidden, what).await;
-                }
-            }
             OwnSession => {}
             Tokens => {
                 let callers = [
                     ("read token", &self.a_read),
                     ("write token", &self.a_write),
-                    ("admin-scoped token without tokens:write", &self.admin_scoped),
+                    (
+                        "admin-scoped token without tokens:write",
+                        &self.admin_scoped,
+                    ),
                 ];
                 for (what, token) in callers {
                     let bearer = Some(format!("Bearer {token}"));
@@ -617,7 +621,7 @@ impl Walk {
             };
             self.allowed(rule, self.a.id, token, "owner").await;
         }
-        if matches!(rule.needs, Read | Session | Tokens) && rule.who != Admin {
+        if matches!(rule.needs, Read | Tokens) && rule.who != Admin {
             self.allowed(rule, self.v.id, &self.v.session, "viewer, own object")
                 .await;
         }
@@ -759,7 +763,6 @@ fn print_route_table() {
             Nothing => "none",
             Read => "read",
             Write => "write",
-            Session => "session (or admin)",
             NeedsAdmin => "admin",
             Tokens => "session, or tokens:write (admin's to mint)",
             OwnSession => "the caller's own login session",

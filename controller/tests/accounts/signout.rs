@@ -28,7 +28,10 @@ async fn me(h: &Harness, token: &str) -> StatusCode {
 async fn logout_password_change_disable_and_invite_withdrawal() {
     let h = harness(Db::Sqlite).await;
     let accounts = &h.state.services.accounts;
-    for (email, role) in [("root@example.org", Role::Admin), ("kim@example.org", Role::Member)] {
+    for (email, role) in [
+        ("root@example.org", Role::Admin),
+        ("kim@example.org", Role::Member),
+    ] {
         let create = CreateUser {
             email: email.to_owned(),
             display_name: String::new(),
@@ -47,27 +50,48 @@ async fn logout_password_change_disable_and_invite_withdrawal() {
     assert_eq!(me(&h, &one).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&h, &two).await, StatusCode::OK);
     // API tokens can neither log out nor change the password.
-    let kim = h.store.get_user_by_email("kim@example.org").await.unwrap().unwrap();
-    let (token, _) = h.api_token(kim.id, &[TokenScope::SandboxesWrite], None).await;
+    let kim = h
+        .store
+        .get_user_by_email("kim@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    let (token, _) = h
+        .api_token(kim.id, &[TokenScope::SandboxesWrite], None)
+        .await;
     let reply = h.call(Method::POST, "/v1/auth/logout", &token, None).await;
     assert_error(&reply, StatusCode::FORBIDDEN, "forbidden");
     // A password change needs the current password and ends every other session.
     let (_, three) = login(&h, "kim@example.org", PASSWORD).await;
-    let wrong = json!({"current_password": "not the password", "new_password": "a new long password"});
+    let wrong =
+        json!({"current_password": "not the password", "new_password": "a new long password"});
     let reply = h
-        .call(Method::POST, "/v1/me/password", &two, Some(&wrong.to_string()))
+        .call(
+            Method::POST,
+            "/v1/me/password",
+            &two,
+            Some(&wrong.to_string()),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.body["fields"][0]["field"], "current_password");
     let right = json!({"current_password": PASSWORD, "new_password": "a new long password"});
     let reply = h
-        .call(Method::POST, "/v1/me/password", &two, Some(&right.to_string()))
+        .call(
+            Method::POST,
+            "/v1/me/password",
+            &two,
+            Some(&right.to_string()),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["sessions_ended"], 1);
     assert_eq!(me(&h, &three).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&h, &two).await, StatusCode::OK);
-    assert_eq!(login(&h, "kim@example.org", PASSWORD).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(&h, "kim@example.org", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, four) = login(&h, "kim@example.org", "a new long password").await;
     assert_eq!(status, StatusCode::OK);
     // Disabling ends the sessions; enabling again does not bring them back.
@@ -81,12 +105,20 @@ async fn logout_password_change_disable_and_invite_withdrawal() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(me(&h, &four).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&h, &two).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(login(&h, "kim@example.org", "a new long password").await.0, StatusCode::OK);
+    assert_eq!(
+        login(&h, "kim@example.org", "a new long password").await.0,
+        StatusCode::OK
+    );
     // A withdrawn invite cannot be accepted.
     let invite = json!({"email": "new@example.org"}).to_string();
-    let reply = h.call(Method::POST, "/v1/users/invites", &admin, Some(&invite)).await;
+    let reply = h
+        .call(Method::POST, "/v1/users/invites", &admin, Some(&invite))
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-    let (id, token) = (reply.body["id"].as_str().unwrap(), reply.body["token"].as_str().unwrap());
+    let (id, token) = (
+        reply.body["id"].as_str().unwrap(),
+        reply.body["token"].as_str().unwrap(),
+    );
     let uri = format!("/v1/users/invites/{id}");
     let reply = h.call(Method::DELETE, &uri, &admin, None).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);

@@ -18,7 +18,6 @@ use futures_util::StreamExt;
 use serde_json::json;
 use test_support::dind::{DindOptions, TESTBOX_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -79,7 +78,7 @@ async fn a_revoked_token_ends_its_exec_session_and_log_stream_within_a_second() 
     request.headers_mut().insert("authorization", bearer);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     // A followed log stream.
-    let mut logs = TcpStream::connect(addr).await.unwrap();
+    let mut logs = test_support::upstream::connect(addr).await.unwrap();
     let head = format!(
         "GET /v1/sandboxes/{id}/logs?follow=true HTTP/1.1\r\nhost: airlock\r\n\
          authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
@@ -92,21 +91,39 @@ async fn a_revoked_token_ends_its_exec_session_and_log_stream_within_a_second() 
             .await
             .expect("log output in time")
             .unwrap();
-        assert!(n > 0, "the log stream ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the log stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     timing.phase("streams-open");
 
     // The owner revokes the token the streams run on.
-    let (status, body) = http(addr, &token, "DELETE", &format!("/v1/tokens/{token_id}"), None).await;
+    let (status, body) = http(
+        addr,
+        &token,
+        "DELETE",
+        &format!("/v1/tokens/{token_id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204, "{body}");
     let revoked = Instant::now();
     let exec_end = async {
         loop {
-            match tokio::time::timeout(DEADLINE, socket.next()).await.expect("the session stalled") {
+            match tokio::time::timeout(DEADLINE, socket.next())
+                .await
+                .expect("the session stalled")
+            {
                 Some(Ok(Message::Close(frame))) => {
                     let frame = frame.expect("a close frame");
-                    return (revoked.elapsed(), u16::from(frame.code), frame.reason.to_string());
+                    return (
+                        revoked.elapsed(),
+                        u16::from(frame.code),
+                        frame.reason.to_string(),
+                    );
                 }
                 Some(Ok(_)) => {}
                 None | Some(Err(_)) => return (revoked.elapsed(), 0, String::new()),
@@ -135,7 +152,14 @@ async fn a_revoked_token_ends_its_exec_session_and_log_stream_within_a_second() 
     // The token is refused everywhere now.
     let (status, _) = http(addr, &token, "GET", "/v1/sandboxes", None).await;
     assert_eq!(status, 401);
-    let (status, body) = http(addr, ADMIN_TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None).await;
+    let (status, body) = http(
+        addr,
+        ADMIN_TOKEN,
+        "DELETE",
+        &format!("/v1/sandboxes/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204, "{body}");
     drop(stop);
     server.await.unwrap();
