@@ -67,6 +67,9 @@ pub enum ServeError {
     /// The secret key is missing, malformed or does not match the stored secrets.
     #[error("secrets: {0}")]
     Vault(#[from] VaultError),
+    /// The store lock could not be taken.
+    #[error("store lock: {0}")]
+    Lock(#[from] crate::ops::store_lock::LockError),
     /// The data dir or its files' modes could not be set.
     #[error("data dir: {0}")]
     Files(#[source] std::io::Error),
@@ -102,6 +105,9 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 /// Starts everything from `config` and serves until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
+    // Held until the process ends: `airlock admin rotate-key` refuses while it is.
+    crate::ops::file_modes::create_data_dir(&config.data_dir).map_err(ServeError::Files)?;
+    let _serving = crate::ops::store_lock::serving(&config.data_dir)?;
     let (store, vault) = open_store(&config).await?;
     // Accounts before the node: a bootstrap mistake is the operator's to fix, whatever Docker.
     let admin = ensure_admins(&config, &store).await?;
@@ -137,7 +143,6 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 /// Opens the store (migrations run), imports the ceilings file, and opens the vault: a wrong
 /// or rotated secret key stops the boot here, before anything is served.
 async fn open_store(config: &Config) -> Result<(Store, Vault), ServeError> {
-    crate::ops::file_modes::create_data_dir(&config.data_dir).map_err(ServeError::Files)?;
     let store = Store::connect(&config.database).await?;
     // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
     crate::egress::import_policy_file(&store, &config.policy).await?;

@@ -7,3 +7,4 @@ pub mod doctor;
 pub mod file_modes;
 pub mod first_boot;
 pub mod health;
+pub mod store_lock;
