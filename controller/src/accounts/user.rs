@@ -215,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             Scopes::FULL.to_stored(),
-            "sandboxes:read sandboxes:write admin"
+            "sandboxes:read sandboxes:write admin tokens:write"
         );
         assert!(Scopes::from_stored("sandboxes:read root").is_err());
         let table = [

@@ -591,8 +591,15 @@ async fn parallel_guesses_from_one_source_stop_at_the_limit() {
     });
     let replies = futures_util::future::join_all(guesses).await;
     let count = |status| replies.iter().filter(|r| r.status == status).count();
-    assert_eq!(count(StatusCode::UNAUTHORIZED), 3, "{replies:?}");
-    assert_eq!(count(StatusCode::TOO_MANY_REQUESTS), 17, "{replies:?}");
+    // Three free failures; a guess that starts after the 1 s delay (a slow machine) may
+    // be judged too, and each one doubles the next delay.
+    let judged = count(StatusCode::UNAUTHORIZED);
+    assert!((3..=5).contains(&judged), "{replies:?}");
+    assert_eq!(
+        count(StatusCode::TOO_MANY_REQUESTS),
+        20 - judged,
+        "{replies:?}"
+    );
 }
 
 both_backends!(admins_see_everyone_and_members_their_own, listings);
