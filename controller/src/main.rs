@@ -37,7 +37,13 @@ fn main() -> ExitCode {
             Err(error) => Err(error),
         },
         Command::Serve => match Config::from_env() {
-            Ok(config) => airlock::serve::run_blocking(config).map_err(anyhow::Error::from),
+            Ok(config) => match airlock::serve::run_blocking(config) {
+                Err(error) if error.is_configuration() => {
+                    eprintln!("airlock: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                served => served.map_err(anyhow::Error::from),
+            },
             Err(error) => {
                 eprintln!("airlock: {error}");
                 return ExitCode::from(EXIT_CONFIG);

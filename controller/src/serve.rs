@@ -19,9 +19,11 @@ use tracing::{info, warn};
 
 use crate::accounts::user::UserId;
 use crate::accounts::{AccountError, Accounts, EnsureBootstrapAdmin};
+use crate::api::edge::Edge;
+use crate::api::listener::Listener;
 use crate::api::{self, AppState, Auth};
 use crate::audit::{Actor, AuditLog};
-use crate::config::{Config, DEFAULT_NODE};
+use crate::config::{Config, HttpConfig, DEFAULT_NODE};
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
 use crate::images::load::Node;
@@ -66,9 +68,30 @@ pub enum ServeError {
     /// The secret key is missing, malformed or does not match the stored secrets.
     #[error("secrets: {0}")]
     Vault(#[from] VaultError),
+    /// The store lock could not be taken.
+    #[error("store lock: {0}")]
+    Lock(#[from] crate::ops::store_lock::LockError),
+    /// The data dir or its files' modes could not be set.
+    #[error("data dir: {0}")]
+    Files(#[source] std::io::Error),
     /// The first-boot admin could not be created.
     #[error("first boot: {0}")]
     FirstBoot(#[from] crate::ops::first_boot::FirstBootError),
+}
+
+// === impl ServeError ===
+
+impl ServeError {
+    /// Whether the operator's configuration is at fault (`airlock serve` exits 64 then).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::Bootstrap(AccountError::BootstrapNotAdmin { .. })
+                | Self::FirstBoot(crate::ops::first_boot::FirstBootError::Accounts(
+                    AccountError::BootstrapNotAdmin { .. }
+                ))
+        )
+    }
 }
 
 /// Builds a multi-threaded runtime and runs [`run`] on it.
@@ -83,9 +106,13 @@ pub fn run_blocking(config: Config) -> Result<(), ServeError> {
 /// Starts everything from `config` and serves until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     info!(config = ?config, "Starting airlock serve");
+    // Held until the process ends: `airlock admin rotate-key` refuses while it is.
+    crate::ops::file_modes::create_data_dir(&config.data_dir).map_err(ServeError::Files)?;
+    let _serving = crate::ops::store_lock::serving(&config.data_dir)?;
     let (store, vault) = open_store(&config).await?;
-    let docker = DockerClient::connect(&config.docker).await?;
+    // Accounts before the node: a bootstrap mistake is the operator's to fix, whatever Docker.
     let admin = ensure_admins(&config, &store).await?;
+    let docker = DockerClient::connect(&config.docker).await?;
     let mut services = Services::builder(
         store.clone(),
         docker.clone(),
@@ -98,7 +125,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     let services = services.build();
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
+    let listen = Listener::plain(config.http.clone());
+    let edge = Edge::new(&config.http, listen.tls.is_some());
     let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin))
+        .with_edge(edge)
         .with_metrics_token(config.metrics_token.clone());
     let listener = TcpListener::bind(config.listen)
         .await
@@ -109,7 +139,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let retention = Retention::new(store.clone(), config.tables.ledger_retention);
     let background = Background::spawn(&state, reconciler, egress, store, docker);
     let background = background.with("Retention", |stopped| retention.run(stopped));
-    let served = serve_on(listener, state, shutdown_signal()).await;
+    let served = serve_with(listener, state, listen, shutdown_signal()).await;
     background.stop().await;
     served
 }
@@ -123,6 +153,16 @@ async fn open_store(config: &Config) -> Result<(Store, Vault), ServeError> {
     let (key, key_source) =
         SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
     let vault = Vault::open(&store, &key, &key_source).await?;
+    // The data dir 0700, the database and the key 0600, whoever made them.
+    match crate::ops::file_modes::harden(config) {
+        Ok(fixes) => {
+            for fix in fixes {
+                warn!(fix = %fix, "Loose file mode tightened");
+            }
+        }
+        // Not ours to change (a mounted volume): say so, and serve.
+        Err(error) => warn!(%error, "Cannot check the data dir's file modes"),
+    }
     Ok((store, vault))
 }
 
@@ -216,6 +256,8 @@ impl Background {
         if let Some(plane) = egress {
             background.add("Egress plane", |stopped| plane.run(stopped));
         }
+        let audit = state.services.audit.clone();
+        background.add("Audit tally", |stopped| flush_audit_noise(audit, stopped));
         background
     }
 
@@ -252,10 +294,45 @@ impl Background {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Writes the aggregated failed-login and refused-token rows of every finished minute, and
+/// the rest when asked to stop (after the API has drained).
+async fn flush_audit_noise(
+    audit: AuditLog,
+    stopped: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            _ = tick.tick() => audit.flush_noise().await,
+        }
+    }
+    audit.flush_all_noise().await;
+}
+
+/// Serves the API on `listener` with the default limits until `shutdown` completes, then
+/// drains in-flight requests.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(
+        listener,
+        state,
+        Listener::plain(HttpConfig::default()),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the API on `listener` through `listen` (its limits and TLS) until `shutdown`
+/// completes, then drains in-flight requests.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    listen: Listener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     if let Ok(addr) = listener.local_addr() {
@@ -267,10 +344,9 @@ pub async fn serve_on(
         shutdown.await;
         logs.close();
     };
-    // Peer addresses feed the per-source login throttle.
-    let app = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // The listener hands every request its peer address (the per-source caps and throttle).
+    listen
+        .serve(listener, api::app(state), shutdown)
         .await
         .map_err(ServeError::Serve)?;
     info!("API stopped; sandboxes keep running");

@@ -12,3 +12,5 @@ mod flows;
 mod harness;
 #[path = "accounts/route_walk.rs"]
 mod route_walk;
+#[path = "accounts/signout.rs"]
+mod signout;

@@ -36,6 +36,8 @@ pub struct CreateInvite {
 /// A new invite: its token is shown this once.
 #[derive(Clone, Debug)]
 pub struct Invitation {
+    /// The invite's id (to withdraw it).
+    pub id: uuid::Uuid,
     /// The single-use invite token (`ali_…`).
     pub token: String,
     /// The invitee's email.
@@ -97,11 +99,12 @@ impl Command<Accounts> for CreateInvite {
             created_by: by,
             expires_at,
         };
-        accounts.store.create_invite(new).await?;
+        let id = accounts.store.create_invite(new).await?;
         info!(user.id = %by, "Invite created");
         let entry = Entry::new("POST /v1/users/invites", status::CREATED);
         accounts.audit.record(actor, entry).await;
         Ok(Invitation {
+            id,
             token: token.text,
             email,
             role: self.role,
@@ -132,8 +135,13 @@ impl Command<Accounts> for AcceptInvite {
         if TokenKind::of(&self.token) != Some(TokenKind::Invite) {
             return Err(AccountError::NotFound(NO_INVITE));
         }
+        // The invite is looked up before the password is hashed: a bogus token costs no argon2.
+        let hash = credential::hash_token(&self.token);
+        if !accounts.store.invite_is_open(&hash).await? {
+            return Err(AccountError::NotFound(NO_INVITE));
+        }
         let accept = store::InviteAcceptance {
-            hash: credential::hash_token(&self.token),
+            hash,
             display_name,
             password_hash: credential::hash_password(self.password).await?,
         };

@@ -5,6 +5,7 @@
 //!   `UpdateUser`.
 //! - [`invites`]: `CreateInvite`, `AcceptInvite`.
 //! - [`sessions`]: `Login`, and authenticating a bearer token.
+//! - [`signout`]: `Logout`, `ChangePassword` (ends every other session), `RevokeInvite`.
 //! - [`tokens`]: `CreateToken`, `ListTokens`, `RevokeToken`.
 //! - [`quotas`]: `GetQuota`, `PutQuota`.
 //!
@@ -19,6 +20,7 @@ pub mod invites;
 pub mod quota;
 pub mod quotas;
 pub mod sessions;
+pub mod signout;
 mod throttle;
 pub mod tokens;
 pub mod user;
@@ -27,10 +29,13 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 pub use clock::Clock;
 pub use invites::{AcceptInvite, CreateInvite, Invitation};
 pub use quotas::{GetQuota, PutQuota, QuotaView};
 pub use sessions::{Authenticated, Login, Session};
+pub use signout::{ChangePassword, Logout, RevokeInvite};
 pub use tokens::{CreateToken, IssuedToken, ListTokens, RevokeToken, TokenOwner};
 pub use users::{CreateUser, EnsureBootstrapAdmin, GetMe, ListUsers, UpdateUser};
 
@@ -56,6 +61,9 @@ pub struct Accounts {
     throttle: Arc<LoginThrottle>,
     clock: Clock,
     quota: Quota,
+    /// Bumped whenever a credential may have stopped working (a token revoked, a session
+    /// ended, a user disabled), so live streams re-check theirs at once.
+    revocations: Arc<watch::Sender<u64>>,
 }
 
 /// Why an account command failed.
@@ -101,6 +109,18 @@ pub enum AccountError {
     /// A wrong email or password (the same answer either way).
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// `AIRLOCK_BOOTSTRAP_ADMIN_EMAIL` names an existing account that is not an admin.
+    #[error(
+        "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL names {email}, an existing {role} account; it is never \
+         promoted silently: set another email, promote the account first (PATCH \
+         /v1/users/{{id}} with {{\"role\":\"admin\"}}), or unset the bootstrap variables"
+    )]
+    BootstrapNotAdmin {
+        /// The email.
+        email: String,
+        /// Its role.
+        role: Role,
+    },
     /// The account behind a valid credential is gone.
     #[error("the account no longer exists")]
     Gone,
@@ -123,6 +143,7 @@ impl Accounts {
             throttle: Arc::default(),
             clock: Clock::system(),
             quota,
+            revocations: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -139,6 +160,16 @@ impl Accounts {
         command: C,
     ) -> Result<C::Output, C::Error> {
         command.execute(self, actor).await
+    }
+
+    /// A receiver that changes whenever a credential may have stopped working.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Tells live streams to re-check their credentials.
+    pub(crate) fn credentials_changed(&self) {
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Whether some admin can sign in (see [`Store::has_credentials`]).

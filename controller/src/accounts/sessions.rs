@@ -2,17 +2,20 @@
 //! and turning a bearer token back into the account and role it stands for.
 //!
 //! A failed login says the same thing, after about the same work (a dummy argon2 verify),
-//! whether or not the account exists. Every attempt files an `auth.login` row.
+//! whether or not the account exists. A successful login files an `auth.login` row; failed
+//! and throttled ones are counted into one `auth.login.failed` row per (source, account,
+//! minute) (see [`crate::audit::tally`]). An email over 254 bytes or a password over 1024 is
+//! refused before any of that.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::info;
 
-use super::credential::{self, hash_token, NewToken, TokenKind};
+use super::credential::{self, hash_token, NewToken, TokenKind, MAX_PASSWORD_BYTES};
 use super::{AccountError, Accounts, SESSION_TTL};
-use crate::accounts::user::{Role, UserId};
-use crate::audit::{status, Actor, Command, Entry, Via};
+use crate::accounts::user::{Role, Scopes, UserId, MAX_NAME_BYTES};
+use crate::audit::{status, Actor, Command, Entry, Noise, Via};
 use crate::store::{Bearer, User};
 
 /// `POST /v1/auth/login`: a session for a correct email and password.
@@ -46,6 +49,8 @@ pub struct Authenticated {
     pub via: Via,
     /// The trail's name for the token: `session:<id>` or `token:<id>`.
     pub credential: String,
+    /// An API token's scopes (`None` for a session).
+    pub scopes: Option<Scopes>,
 }
 
 // === impl Login ===
@@ -64,26 +69,53 @@ impl Command<Accounts> for Login {
     type Error = AccountError;
 
     async fn execute(self, accounts: &Accounts, actor: &Actor) -> Result<Session, AccountError> {
+        // Bounds first: an oversized field costs no throttle entry, no row and no hash.
         let email = self.email.trim().to_lowercase();
+        if email.len() > MAX_NAME_BYTES {
+            return Err(AccountError::Invalid {
+                field: "email",
+                reason: format!("must be at most {MAX_NAME_BYTES} bytes"),
+            });
+        }
+        if self.password.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::Invalid {
+                field: "password",
+                reason: format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+            });
+        }
         let source = actor.source_ip();
         let row = |status, user| Entry::new("auth.login", status).user(user).object(&email);
+        let noise = |status, user| Noise {
+            action: "auth.login.failed",
+            source,
+            account: Some(&email),
+            user,
+            status,
+        };
         if let Err(retry_after_s) = accounts.throttle.attempt(&email, source) {
-            let entry = row(status::TOO_MANY, None).detail("throttled");
-            accounts.audit.record(actor, entry).await;
+            accounts.audit.noise(&noise(status::TOO_MANY, None));
             return Err(AccountError::Throttled { retry_after_s });
         }
         let (user, hash) = match accounts.store.user_login(&email).await? {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
         };
-        let verified = credential::verify_password(self.password, hash).await?;
+        let verified = match credential::verify_password(self.password, hash).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                // Not judged (the argon2 gate was full): the attempt does not count.
+                accounts.throttle.succeeded(&email, source);
+                return Err(error.into());
+            }
+        };
         let user = match user {
             Some(user) if verified && !user.disabled => user,
             other => {
                 // The attempt was counted as a failure when it began.
                 info!(client.addr = ?source, "Login failed");
-                let entry = row(status::UNAUTHORIZED, other.map(|u| u.id)).detail("failed");
-                accounts.audit.record(actor, entry).await;
+                accounts
+                    .audit
+                    .noise(&noise(status::UNAUTHORIZED, other.map(|u| u.id)));
                 return Err(AccountError::InvalidCredentials);
             }
         };
@@ -122,6 +154,7 @@ impl Accounts {
             role: user.role.narrowed(scopes),
             via,
             credential,
+            scopes: (via == Via::ApiToken).then_some(scopes),
         }))
     }
 

@@ -1,93 +1,169 @@
-//! Failed-login throttling, in memory: at most [`MAX_FAILURES`] failures per account and per
-//! source address within [`WINDOW`]; past that, logins for that key answer 429 with
-//! `Retry-After` until the oldest failure leaves the window. Every attempt counts as a failure
-//! until it succeeds, so a burst of parallel guesses is cut off at the limit too. The maps are
-//! bounded by pruning expired entries when they grow, and the lock is never held across an
-//! `.await`.
+//! Failed-login throttling, in memory, built so that it cannot be turned against an account's
+//! owner: nothing locks an account; what slows down is a *source* that has already failed.
+//!
+//! - Per source address: at most [`SOURCE_MAX`] attempts not proven good within [`WINDOW`],
+//!   whatever the accounts; past that, that address answers 429 until its oldest attempt
+//!   leaves the window (password spraying from one address).
+//! - Per account, a growing delay: after [`FREE_FAILURES`] failures within the window, each
+//!   further failure pushes the account's next permitted attempt out by twice as long as the
+//!   last (1 s, 2 s, 4 s, … up to [`MAX_DELAY`]). The delay binds only sources that have
+//!   already failed against this account within the window: a source with no failure against
+//!   it (the owner at their own machine while an attacker hammers from elsewhere) is never
+//!   refused by it, so the right password from a new source always gets through.
+//!
+//! Every attempt counts as a failure when it begins (so a burst of parallel guesses meets the
+//! limits too) and a successful login takes its own count back. The client address is the
+//! one the API believes (`AIRLOCK_TRUSTED_PROXIES` decides whether `X-Forwarded-For` is).
+//! The maps are pruned of expired entries when they grow, and the lock is never held across
+//! an `.await`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use std::time::Instant;
-
-/// Failures allowed per key within [`WINDOW`].
-pub(crate) const MAX_FAILURES: usize = 5;
-/// The sliding window.
-pub(crate) const WINDOW: Duration = Duration::from_secs(300);
+/// The sliding window every count lives in.
+pub(crate) const WINDOW: Duration = Duration::from_secs(900);
+/// Attempts one source may have pending within [`WINDOW`], over all accounts.
+pub(crate) const SOURCE_MAX: usize = 30;
+/// Failures an account takes before the delay starts.
+pub(crate) const FREE_FAILURES: usize = 3;
+/// The first delay; each further failure doubles it.
+const BASE_DELAY: Duration = Duration::from_secs(1);
+/// The longest delay.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(300);
 /// Entries kept before expired ones are pruned.
 const PRUNE_AT: usize = 10_000;
 
-/// What a failure is counted against.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Source(IpAddr),
+/// One account's failures and the earliest next attempt for the sources that caused them.
+#[derive(Debug, Default)]
+struct Account {
+    failures: VecDeque<Instant>,
+    next_at: Option<Instant>,
 }
 
-/// The failure log.
+/// The failure logs.
+#[derive(Debug, Default)]
+struct Logs {
+    accounts: HashMap<String, Account>,
+    sources: HashMap<IpAddr, VecDeque<Instant>>,
+    /// A source's pending failures against an account, and the last one's time.
+    pairs: HashMap<(String, IpAddr), (u32, Instant)>,
+}
+
+/// The throttle.
 #[derive(Debug, Default)]
 pub(crate) struct LoginThrottle {
-    failures: Mutex<HashMap<Key, VecDeque<Instant>>>,
+    logs: Mutex<Logs>,
 }
 
 // === impl LoginThrottle ===
 
 impl LoginThrottle {
-    /// Counts one login attempt against the account and the source, unless either is locked
-    /// out: then `Err(seconds to wait)` and nothing is counted. The check and the count are
-    /// one step under the lock, so parallel guesses cannot all slip past the check while the
-    /// first ones are still being verified; a successful login takes its count back
-    /// ([`LoginThrottle::succeeded`]).
+    /// Counts one login attempt, unless the source is over its limit or has failed against
+    /// this account and the account's delay has not passed: then `Err(seconds to wait)` and
+    /// nothing is counted.
     pub(crate) fn attempt(&self, email: &str, source: Option<IpAddr>) -> Result<(), u64> {
         self.attempt_at(email, source, Instant::now())
     }
 
-    /// A successful login: clears the account's failures and takes back the source's count
-    /// for this attempt.
+    /// A successful login takes back the count of its attempt (and only that: an attacker's
+    /// failures against the account keep their delay). So does an attempt that was never
+    /// judged (the argon2 gate was full).
     pub(crate) fn succeeded(&self, email: &str, source: Option<IpAddr>) {
-        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(&Key::Account(normalize(email)));
+        let mut logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let email = normalize(email);
+        if let Some(account) = logs.accounts.get_mut(&email) {
+            account.failures.pop_back();
+            if account.failures.is_empty() {
+                logs.accounts.remove(&email);
+            }
+        }
         if let Some(source) = source {
-            let key = Key::Source(source);
-            if let Some(log) = map.get_mut(&key) {
+            let key = (email, source);
+            if let Some((count, _)) = logs.pairs.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    logs.pairs.remove(&key);
+                }
+            }
+            if let Some(log) = logs.sources.get_mut(&source) {
                 log.pop_back();
                 if log.is_empty() {
-                    map.remove(&key);
+                    logs.sources.remove(&source);
                 }
             }
         }
     }
 
     fn attempt_at(&self, email: &str, source: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= PRUNE_AT {
-            map.retain(|_, log| {
-                trim(log, now);
-                !log.is_empty()
-            });
+        let mut guard = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        let logs = &mut *guard;
+        logs.prune(now);
+        let email = normalize(email);
+        if let Some(source) = source {
+            let log = logs.sources.entry(source).or_default();
+            trim(log, now);
+            if log.len() >= SOURCE_MAX {
+                let oldest = log.front().copied().unwrap_or(now);
+                return Err(wait_secs(oldest + WINDOW - now));
+            }
         }
-        let wait = keys(email, source)
-            .filter_map(|key| {
-                let log = map.get_mut(&key)?;
-                trim(log, now);
-                let oldest = *log.front()?;
-                (log.len() >= MAX_FAILURES).then(|| wait_secs(oldest + WINDOW - now))
-            })
-            .max();
-        if let Some(wait) = wait {
-            return Err(wait);
+        // An attempt with no address counts as coming from a source that failed before.
+        let failed_before = source.is_none_or(|source| {
+            logs.pairs
+                .get(&(email.clone(), source))
+                .is_some_and(|(_, at)| *at + WINDOW > now)
+        });
+        let account = logs.accounts.entry(email.clone()).or_default();
+        trim(&mut account.failures, now);
+        if failed_before {
+            if let Some(next_at) = account.next_at.filter(|at| *at > now) {
+                return Err(wait_secs(next_at - now));
+            }
         }
-        for key in keys(email, source) {
-            map.entry(key).or_default().push_back(now);
+        account.failures.push_back(now);
+        account.next_at = Some(now + delay(account.failures.len()));
+        if let Some(source) = source {
+            logs.sources.entry(source).or_default().push_back(now);
+            let pair = logs.pairs.entry((email, source)).or_insert((0, now));
+            *pair = (pair.0 + 1, now);
         }
         Ok(())
     }
 }
 
-fn keys(email: &str, source: Option<IpAddr>) -> impl Iterator<Item = Key> {
-    std::iter::once(Key::Account(normalize(email))).chain(source.map(Key::Source))
+/// The delay after `failures` failures within the window.
+pub(crate) fn delay(failures: usize) -> Duration {
+    if failures < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from(failures - FREE_FAILURES)
+        .unwrap_or(u32::MAX)
+        .min(16);
+    (BASE_DELAY * 2u32.pow(doublings)).min(MAX_DELAY)
+}
+
+// === impl Logs ===
+
+impl Logs {
+    fn prune(&mut self, now: Instant) {
+        if self.accounts.len() >= PRUNE_AT {
+            self.accounts.retain(|_, account| {
+                trim(&mut account.failures, now);
+                !account.failures.is_empty() || account.next_at.is_some_and(|at| at > now)
+            });
+        }
+        if self.sources.len() >= PRUNE_AT {
+            self.sources.retain(|_, log| {
+                trim(log, now);
+                !log.is_empty()
+            });
+        }
+        if self.pairs.len() >= PRUNE_AT {
+            self.pairs.retain(|_, (_, at)| *at + WINDOW > now);
+        }
+    }
 }
 
 fn normalize(email: &str) -> String {
@@ -101,47 +177,61 @@ fn trim(log: &mut VecDeque<Instant>, now: Instant) {
 }
 
 fn wait_secs(left: Duration) -> u64 {
-    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn locks_after_five_failures_per_account_and_source() {
-        let throttle = LoginThrottle::default();
-        let t0 = Instant::now();
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        for _ in 0..MAX_FAILURES {
-            assert_eq!(throttle.attempt_at("a@x", Some(ip), t0), Ok(()));
-        }
-        assert_eq!(throttle.attempt_at("A@x ", None, t0), Err(300));
-        // The source is locked for other accounts too; other sources are not.
-        assert_eq!(throttle.attempt_at("b@x", Some(ip), t0), Err(300));
-        let other: IpAddr = [127, 0, 0, 2].into();
-        assert_eq!(throttle.attempt_at("b@x", Some(other), t0), Ok(()));
-        let later = t0 + Duration::from_secs(120);
-        assert_eq!(throttle.attempt_at("a@x", None, later), Err(180));
-        let after = t0 + WINDOW;
-        assert_eq!(throttle.attempt_at("a@x", Some(ip), after), Ok(()));
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some([10, 0, 0, last].into())
     }
 
     #[test]
-    fn success_takes_the_attempt_back() {
+    fn delays_grow_and_are_capped() {
+        let delays: Vec<u64> = (0..14).map(|n| delay(n).as_secs()).collect();
+        assert_eq!(
+            delays,
+            [0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+        );
+    }
+
+    #[test]
+    fn a_hammered_account_still_admits_a_new_source() {
         let throttle = LoginThrottle::default();
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        for _ in 0..MAX_FAILURES - 1 {
-            assert_eq!(throttle.attempt("a@x", Some(ip)), Ok(()));
+        let t0 = Instant::now();
+        let attacker = ip(1);
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(throttle.attempt_at("admin@x", attacker, t0), Ok(()));
         }
-        // Successful logins from the same source never lock it.
-        for _ in 0..10 {
-            assert_eq!(throttle.attempt("b@x", Some(ip)), Ok(()));
-            throttle.succeeded("b@x", Some(ip));
+        // The attacker waits a growing delay between guesses.
+        assert_eq!(throttle.attempt_at("admin@x", attacker, t0), Err(1));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(throttle.attempt_at("admin@x", attacker, t1), Ok(()));
+        assert_eq!(throttle.attempt_at("admin@x", attacker, t1), Err(2));
+        // A source that never failed against the account is let through at once, and its
+        // success takes its count back.
+        assert_eq!(throttle.attempt_at("ADMIN@x ", ip(2), t1), Ok(()));
+        throttle.succeeded("admin@x", ip(2));
+        assert_eq!(throttle.attempt_at("admin@x", ip(2), t1), Ok(()));
+        // The owner's success does not reset the attacker's delay.
+        assert!(throttle.attempt_at("admin@x", attacker, t1).is_err());
+        // Without an address, an attempt is treated as from a source that failed.
+        assert!(throttle.attempt_at("admin@x", None, t1).is_err());
+        // The window forgets everything.
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        assert_eq!(throttle.attempt_at("admin@x", attacker, later), Ok(()));
+    }
+
+    #[test]
+    fn one_source_spraying_many_accounts_is_cut_off() {
+        let throttle = LoginThrottle::default();
+        let t0 = Instant::now();
+        for n in 0..SOURCE_MAX {
+            assert_eq!(throttle.attempt_at(&format!("u{n}@x"), ip(1), t0), Ok(()));
         }
-        assert_eq!(throttle.attempt("a@x", Some(ip)), Ok(()));
-        assert!(throttle.attempt("a@x", None).is_err());
-        throttle.succeeded("a@x", None);
-        assert_eq!(throttle.attempt("a@x", None), Ok(()));
+        assert_eq!(throttle.attempt_at("other@x", ip(1), t0), Err(900));
+        assert_eq!(throttle.attempt_at("other@x", ip(2), t0), Ok(()));
     }
 }

@@ -1,7 +1,8 @@
 //! API tokens: named bearer tokens whose text is shown once (the store keeps its SHA-256).
 //! Scopes never go beyond what the owner's role allows, as the request acts with it (so a
-//! narrowed token cannot mint a broader one). Only a login session or an admin mints tokens
-//! through the API, so revoking a leaked token ends the leak; the offline CLI mints them for
+//! narrowed token cannot mint a broader one). Only a login session or an admin's token with
+//! `tokens:write` mints tokens through the API, so revoking a leaked token ends the leak, and
+//! only a session or a token with `tokens:write` revokes them; the offline CLI mints them for
 //! any account by email.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tracing::info;
 
 use super::credential::{NewToken, TokenKind};
 use super::{fields, AccountError, Accounts};
-use crate::accounts::user::{Role, Scopes, UserId};
+use crate::accounts::user::{Role, Scopes, TokenScope, UserId};
 use crate::audit::{status, Actor, Command, Entry, Via};
 use crate::store::{self, ApiToken, StoreError, TokenId};
 
@@ -20,6 +21,9 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 86_400);
 /// Why an API token is refused a new token.
 pub const SESSION_REQUIRED: &str =
     "API tokens cannot create API tokens: log in (POST /v1/auth/login) and use the session token";
+/// Why an API token without `tokens:write` may not mint or revoke tokens.
+pub const TOKENS_WRITE_REQUIRED: &str =
+    "this API token lacks the `tokens:write` scope; use a login session or a token with it";
 
 /// `POST /v1/tokens` and `airlock admin create-token`: a new API token.
 #[derive(Clone, Debug)]
@@ -71,6 +75,9 @@ impl CreateToken {
         match (actor.via(), actor.role()) {
             (Via::ApiToken, Role::Member | Role::Viewer) => {
                 Err(AccountError::Forbidden(SESSION_REQUIRED))
+            }
+            (Via::ApiToken, Role::Admin) if !actor.has_scope(TokenScope::TokensWrite) => {
+                Err(AccountError::Forbidden(TOKENS_WRITE_REQUIRED))
             }
             _ => Ok(()),
         }
@@ -191,6 +198,9 @@ impl Command<Accounts> for RevokeToken {
     type Error = AccountError;
 
     async fn execute(self, accounts: &Accounts, actor: &Actor) -> Result<(), AccountError> {
+        if !actor.has_scope(TokenScope::TokensWrite) {
+            return Err(AccountError::Forbidden(TOKENS_WRITE_REQUIRED));
+        }
         match accounts
             .store
             .revoke_api_token(actor.scope(), self.id)
@@ -203,6 +213,7 @@ impl Command<Accounts> for RevokeToken {
         if let Some(user) = actor.user() {
             info!(user.id = %user, token.id = %self.id, "API token revoked");
         }
+        accounts.credentials_changed();
         let entry = Entry::new("DELETE /v1/tokens/{id}", status::NO_CONTENT).object(self.id);
         accounts.audit.record(actor, entry).await;
         Ok(())

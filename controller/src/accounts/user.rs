@@ -38,6 +38,9 @@ string_enum! {
         SandboxesWrite = "sandboxes:write",
         /// `admin`: everything the user's role allows, admin routes included.
         Admin = "admin",
+        /// `tokens:write`: revoke the owner's API tokens, and (admins only) mint new ones.
+        /// Login sessions always carry it; `admin` does not imply it.
+        TokensWrite = "tokens:write",
     }
 }
 
@@ -117,6 +120,7 @@ impl TokenScope {
             Self::SandboxesRead => 1,
             Self::SandboxesWrite => 2,
             Self::Admin => 4,
+            Self::TokensWrite => 8,
         }
     }
 }
@@ -125,7 +129,7 @@ impl TokenScope {
 
 impl Scopes {
     /// Every scope: what a login session or the configured admin token carries.
-    pub const FULL: Scopes = Scopes(7);
+    pub const FULL: Scopes = Scopes(15);
 
     /// Whether `scope` is in the set.
     pub fn contains(self, scope: TokenScope) -> bool {
@@ -163,10 +167,16 @@ impl Scopes {
     pub fn allowed_for(role: Role) -> Scopes {
         match role {
             Role::Admin => Self::FULL,
-            Role::Member => [TokenScope::SandboxesRead, TokenScope::SandboxesWrite]
+            Role::Member => [
+                TokenScope::SandboxesRead,
+                TokenScope::SandboxesWrite,
+                TokenScope::TokensWrite,
+            ]
+            .into_iter()
+            .collect(),
+            Role::Viewer => [TokenScope::SandboxesRead, TokenScope::TokensWrite]
                 .into_iter()
                 .collect(),
-            Role::Viewer => [TokenScope::SandboxesRead].into_iter().collect(),
         }
     }
 
@@ -205,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             Scopes::FULL.to_stored(),
-            "sandboxes:read sandboxes:write admin"
+            "sandboxes:read sandboxes:write admin tokens:write"
         );
         assert!(Scopes::from_stored("sandboxes:read root").is_err());
         let table = [

@@ -107,6 +107,13 @@ impl Command<Accounts> for EnsureBootstrapAdmin {
         let store = &accounts.store;
         let password = self.admin.password.expose().to_owned();
         if let Some((user, hash)) = store.user_login(&self.admin.email).await? {
+            // Never silently kept as it is, never silently promoted.
+            if user.role != Role::Admin {
+                return Err(AccountError::BootstrapNotAdmin {
+                    email: user.email,
+                    role: user.role,
+                });
+            }
             if hash.is_none() {
                 let phc = credential::hash_password(password).await?;
                 store.set_password_hash(user.id, &phc).await?;
@@ -186,6 +193,14 @@ impl Command<Accounts> for UpdateUser {
             Err(error) => return Err(error.into()),
         };
         info!(user.id = %self.id, "User updated");
+        if self.disabled == Some(true) {
+            // A disabled user's sessions end for good: enabling the user again revives none.
+            accounts.store.revoke_sessions_of(self.id, None).await?;
+        }
+        if self.disabled == Some(true) || self.role.is_some() {
+            // Live streams re-check their credential (and its role) now.
+            accounts.credentials_changed();
+        }
         let entry = Entry::new("PATCH /v1/users/{id}", status::OK).object(self.id);
         accounts.audit.record(actor, entry).await;
         Ok(user)

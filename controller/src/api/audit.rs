@@ -60,6 +60,9 @@ pub struct AuditDto {
     pub status: u16,
     /// More about it (never a secret value).
     pub detail: Option<String>,
+    /// How many events the record stands for (failed logins and refused tokens are counted
+    /// into one record per source, account and minute).
+    pub count: u64,
 }
 
 /// One page of audit records, newest first.
@@ -86,6 +89,7 @@ impl From<&AuditRecord> for AuditDto {
             source_ip: r.source_ip.clone(),
             status: r.status,
             detail: r.detail.clone(),
+            count: r.count.max(1),
         }
     }
 }
@@ -172,6 +176,7 @@ impl Route {
             source_ip: self.source_ip,
             status,
             detail: None,
+            count: 1,
         }
     }
 }

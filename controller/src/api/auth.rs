@@ -1,7 +1,8 @@
 //! Bearer-token authentication into an [`Actor`].
 //!
 //! A request's bearer is one of: the configured admin token (`AIRLOCK_ADMIN_TOKEN`, compared
-//! in constant time, acting as the bootstrap admin user), a login session (`als_…`) or an API
+//! in constant time as SHA-256 digests, so not even its length leaks; acting as the bootstrap
+//! admin user), a login session (`als_…`) or an API
 //! token (`alt_…`). Session and API tokens are resolved by the accounts service
 //! ([`crate::accounts::Accounts::authenticate`]); an unknown, expired or revoked token, or one
 //! whose user is disabled, is a 401. The actor's role is the user's role narrowed by the
@@ -18,13 +19,15 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::edge::ClientAddr;
 use super::error::ApiError;
 use super::AppState;
 use crate::accounts::user::{Role, UserId};
 use crate::accounts::{Accounts, ADMIN_REQUIRED};
-use crate::audit::{Actor, Via};
+use crate::audit::{Actor, Noise, Via};
 use crate::config::Secret;
 
 /// The credentials the API accepts besides stored ones.
@@ -58,7 +61,10 @@ impl Auth {
         source: Option<IpAddr>,
     ) -> Result<Option<Actor>, ApiError> {
         if let Some(expected) = &self.admin_token {
-            if bool::from(expected.expose().as_bytes().ct_eq(token.as_bytes())) {
+            // Digests, so the comparison takes the same time whatever the lengths.
+            let expected = Sha256::digest(expected.expose().as_bytes());
+            let given = Sha256::digest(token.as_bytes());
+            if bool::from(expected.as_slice().ct_eq(given.as_slice())) {
                 let actor = Actor::new(self.admin, Role::Admin, Via::AdminToken)
                     .with_credential("admin-token".to_owned(), source);
                 return Ok(Some(actor));
@@ -69,7 +75,12 @@ impl Auth {
             .await
             .map_err(|error| ApiError::Internal(error.to_string()))?;
         Ok(found.map(|found| {
-            Actor::new(found.user, found.role, found.via).with_credential(found.credential, source)
+            let actor = Actor::new(found.user, found.role, found.via)
+                .with_credential(found.credential, source);
+            match found.scopes {
+                Some(scopes) => actor.with_scopes(scopes),
+                None => actor,
+            }
         }))
     }
 
@@ -106,12 +117,18 @@ pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address (see [`super::edge::ClientAddr`]), when the server was started with
+/// connect info.
 pub(crate) fn source_ip(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+    let extensions = request.extensions();
+    extensions
+        .get::<ClientAddr>()
+        .map(|ClientAddr(ip)| *ip)
+        .or_else(|| {
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+        })
 }
 
 /// Middleware: refuses the request with 401 unless it carries a valid bearer token, and
@@ -134,6 +151,14 @@ pub(crate) async fn require_bearer(
         _ => None,
     };
     let Some(actor) = found else {
+        // Counted into one row per (source, minute), so a token-guessing flood stays small.
+        state.services.audit.noise(&Noise {
+            action: "auth.unauthorized",
+            source,
+            account: None,
+            user: None,
+            status: crate::audit::status::UNAUTHORIZED,
+        });
         return Err(ApiError::Unauthorized);
     };
     request.extensions_mut().insert(actor);

@@ -5,8 +5,8 @@
 //!   [`Actor::scope`] and answer 404 for objects the caller may not see. A `GET` that
 //!   executes (the WebSocket exec, [`EXECUTES_SUFFIX`]) is a write.
 //! - Anything else needs a role that can write (member or admin, with `sandboxes:write` or
-//!   `admin` on the token), except the self-service routes under `/v1/tokens`, where every
-//!   user manages their own credentials (within their role's scopes).
+//!   `admin` on the token), except the self-service routes (`/v1/tokens`, logout, password
+//!   change), where every user manages their own credentials (within their role's scopes).
 //! - A viewer's write to a *sandbox* is checked for visibility first: another user's sandbox
 //!   stays a 404, so ids cannot be probed; an own sandbox (or a create) is a 403.
 
@@ -24,7 +24,7 @@ use crate::sandbox::SandboxId;
 use crate::sandboxes::{GetSandbox, SandboxError};
 
 /// Path prefixes every authenticated user may write to (their own objects only).
-const SELF_SERVICE: &[&str] = &["/v1/tokens"];
+const SELF_SERVICE: &[&str] = &["/v1/tokens", "/v1/auth/logout", "/v1/me/password"];
 
 /// Paths only an admin may use at all (any method): the audit trail and the policy
 /// authority (ceilings, infrastructure).

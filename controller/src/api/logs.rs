@@ -13,11 +13,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::sandboxes::sandbox_id;
-use super::AppState;
+use super::{revoked, AppState};
 use crate::audit::Actor;
 use crate::sandboxes::logs::Follow;
 use crate::sandboxes::StreamLogs;
@@ -63,6 +64,8 @@ pub(crate) async fn logs(
     };
     let command = StreamLogs { id, after, follow };
     let stream = state.services.sandboxes.run(&actor, command).await?;
+    // A followed stream ends with its credential (revoked, logged out, user disabled).
+    let stream = stream.take_until(revoked::ended(&state, &headers));
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod dto;
+pub mod edge;
 mod egress;
 pub mod error;
 mod exec;
@@ -16,10 +17,12 @@ mod exec_ws;
 mod guard;
 pub mod images;
 mod json;
+pub mod listener;
 mod logs;
 pub mod openapi;
 mod policy;
 pub mod quotas;
+mod revoked;
 mod sandboxes;
 pub mod secrets;
 mod selftest;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The token `/metrics` requires, if any (`AIRLOCK_METRICS_TOKEN`).
     metrics_token: Option<Arc<Secret>>,
+    /// The client address, request timeout and security headers (see [`edge`]).
+    pub edge: Arc<edge::Edge>,
 }
 
 // === impl AppState ===
@@ -66,12 +71,19 @@ impl AppState {
             services,
             auth: Arc::new(auth),
             metrics_token: None,
+            edge: Arc::default(),
         }
     }
 
     /// `/metrics` answers only a request bearing `token` (when `Some`).
     pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
         self.metrics_token = token.map(Arc::new);
+        self
+    }
+
+    /// The same state with `edge`'s timeout, trusted proxies and TLS flag.
+    pub fn with_edge(mut self, edge: edge::Edge) -> Self {
+        self.edge = Arc::new(edge);
         self
     }
 }
@@ -86,6 +98,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)

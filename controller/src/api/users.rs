@@ -3,13 +3,14 @@
 //! - `POST /v1/auth/login` and `POST /v1/auth/accept-invite` need no bearer. A failed login
 //!   says the same thing, after about the same work (a dummy argon2 verify), whether or not
 //!   the account exists, and is throttled per account and per source address.
-//! - `GET /v1/users`, `POST /v1/users/invites` and `PATCH /v1/users/{id}` are admin-only.
-
-use std::net::SocketAddr;
+//! - `GET /v1/users`, `POST /v1/users/invites`, `DELETE /v1/users/invites/{id}` and
+//!   `PATCH /v1/users/{id}` are admin-only.
+//! - `POST /v1/auth/logout` ends the caller's session; `POST /v1/me/password` changes the
+//!   caller's password and ends every other session of theirs (login sessions only).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -18,11 +19,13 @@ use utoipa::ToSchema;
 
 use super::auth::require_admin;
 use super::dto::rfc3339;
+use super::edge::ClientAddr;
 use super::error::ApiError;
 use super::{json, with_status, AppState};
 use crate::accounts::user::{Role, UserId};
 use crate::accounts::{
-    fields, AcceptInvite, CreateInvite, GetMe, ListUsers, Login, Session, UpdateUser,
+    fields, AcceptInvite, ChangePassword, CreateInvite, GetMe, ListUsers, Login, Logout,
+    RevokeInvite, Session, UpdateUser,
 };
 use crate::audit::Actor;
 use crate::store::User;
@@ -91,6 +94,8 @@ pub struct InviteBody {
 /// A new invite.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct InviteDto {
+    /// The invite's id (`DELETE /v1/users/invites/{id}` withdraws it).
+    pub id: String,
     /// The single-use invite token (`ali_…`); shown once.
     pub token: String,
     /// The invitee's email.
@@ -179,11 +184,11 @@ impl From<Session> for SessionDto {
     security(()))]
 pub(crate) async fn login(
     State(state): State<AppState>,
-    source: Option<Extension<ConnectInfo<SocketAddr>>>,
+    source: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SessionDto>, ApiError> {
     let LoginBody { email, password } = json::body(body)?;
-    let actor = Actor::anonymous(source.map(|Extension(ConnectInfo(addr))| addr.ip()));
+    let actor = Actor::anonymous(source.map(|Extension(ClientAddr(ip))| ip));
     let command = Login { email, password };
     let session = state.services.accounts.run(&actor, command).await?;
     Ok(Json(SessionDto::from(session)))
@@ -253,6 +258,7 @@ pub(crate) async fn invite(
     };
     let invitation = state.services.accounts.run(&actor, command).await?;
     let dto = InviteDto {
+        id: invitation.id.to_string(),
         token: invitation.token,
         email: invitation.email,
         role: invitation.role.as_str(),
@@ -289,4 +295,76 @@ pub(crate) fn user_id(id: Result<Path<String>, PathRejection>) -> Result<UserId,
     id.parse::<uuid::Uuid>()
         .map(UserId::from_uuid)
         .map_err(|_malformed| ApiError::NotFound("no such user"))
+}
+
+/// `POST /v1/me/password`.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    /// The current password.
+    pub current_password: String,
+    /// The new password (at least 12 characters).
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordBody { .. }")
+    }
+}
+
+/// `POST /v1/me/password`: the answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PasswordChangedDto {
+    /// How many other sessions of the account were ended.
+    pub sessions_ended: u64,
+}
+
+/// `POST /v1/auth/logout`: ends the caller's login session (204).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401), (status = 403)))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<StatusCode, ApiError> {
+    state.services.accounts.run(&actor, Logout).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/me/password`: a new password given the current one; every other session of the
+/// account ends (login sessions only).
+#[utoipa::path(post, path = "/v1/me/password", tag = "users", request_body = PasswordBody,
+    responses((status = 200, body = PasswordChangedDto), (status = 400), (status = 403)))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PasswordChangedDto>, ApiError> {
+    let dto: PasswordBody = json::body(body)?;
+    let command = ChangePassword {
+        current: dto.current_password,
+        new: dto.new_password,
+    };
+    let sessions_ended = state.services.accounts.run(&actor, command).await?;
+    Ok(Json(PasswordChangedDto { sessions_ended }))
+}
+
+/// `DELETE /v1/users/invites/{id}` (admin): withdraws an unused invite (204).
+#[utoipa::path(delete, path = "/v1/users/invites/{id}", tag = "users",
+    params(("id" = String, Path, description = "Invite id")),
+    responses((status = 204), (status = 403), (status = 404)))]
+pub(crate) async fn revoke_invite(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&actor)?;
+    let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such invite"))?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_invalid| ApiError::NotFound("no such invite"))?;
+    state
+        .services
+        .accounts
+        .run(&actor, RevokeInvite { id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::accounts::user::{Role, UserId};
+use crate::accounts::user::{Role, Scopes, TokenScope, UserId};
 use crate::store::Scope;
 
 /// Who acts. The API builds one per request from the bearer; the CLI and the controller's own
@@ -19,6 +19,8 @@ pub struct Actor {
     via: Via,
     credential: Option<String>,
     source_ip: Option<IpAddr>,
+    /// An API token's scopes (`None`: a session, the admin token, the CLI: every scope).
+    scopes: Option<Scopes>,
     receipt: Receipt,
 }
 
@@ -56,6 +58,7 @@ impl Actor {
             via,
             credential: None,
             source_ip: None,
+            scopes: None,
             receipt: Receipt::default(),
         }
     }
@@ -68,6 +71,7 @@ impl Actor {
             via: Via::Anonymous,
             credential: None,
             source_ip,
+            scopes: None,
             receipt: Receipt::default(),
         }
     }
@@ -80,6 +84,7 @@ impl Actor {
             via: Via::Cli,
             credential: Some("cli".to_owned()),
             source_ip: None,
+            scopes: None,
             receipt: Receipt::default(),
         }
     }
@@ -92,6 +97,7 @@ impl Actor {
             via: Via::Boot,
             credential: None,
             source_ip: None,
+            scopes: None,
             receipt: Receipt::default(),
         }
     }
@@ -102,6 +108,18 @@ impl Actor {
         self.credential = Some(credential);
         self.source_ip = source_ip;
         self
+    }
+
+    /// The same actor limited to an API token's `scopes`.
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// Whether the credential carries `scope` (sessions, the admin token and the CLI carry
+    /// every scope).
+    pub fn has_scope(&self, scope: TokenScope) -> bool {
+        self.scopes.is_none_or(|scopes| scopes.contains(scope))
     }
 
     /// The same actor, reporting filed rows to `receipt`.

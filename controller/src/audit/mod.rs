@@ -16,12 +16,15 @@
 //! it describes stands.
 
 mod actor;
+pub mod tally;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tracing::error;
 
 pub use actor::{Actor, Receipt, Via};
+pub use tally::{Noise, Tally};
 
 use crate::accounts::user::UserId;
 use crate::store::{AuditRecord, NewAuditRecord, Store, StoreError};
@@ -64,6 +67,8 @@ pub trait Command<S>: Send + Sized {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     store: Store,
+    /// Failed logins and refused tokens, counted until their minute ends.
+    tally: Arc<Tally>,
 }
 
 /// One row a command files: what it did, to what, and how it ended.
@@ -122,7 +127,30 @@ pub enum AuditError {
 impl AuditLog {
     /// The trail in `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            tally: Arc::default(),
+        }
+    }
+
+    /// Counts one failed or throttled login or refused token into its (source, account,
+    /// minute) row; see [`tally`].
+    pub fn noise(&self, noise: &Noise<'_>) {
+        self.tally.count(noise, crate::store::now());
+    }
+
+    /// Writes the rows of every finished minute (every few seconds, beside the API).
+    pub async fn flush_noise(&self) {
+        for row in self.tally.due(crate::store::now()) {
+            self.append(&row).await;
+        }
+    }
+
+    /// Writes every counted row, the current minute's too (at shutdown, and in tests).
+    pub async fn flush_all_noise(&self) {
+        for row in self.tally.drain() {
+            self.append(&row).await;
+        }
     }
 
     /// Runs `command` for `actor`.
@@ -152,6 +180,7 @@ impl AuditLog {
             source_ip: actor.source_ip().map(|ip| ip.to_string()),
             status,
             detail: entry.detail,
+            count: 1,
         };
         self.append(&row).await;
         actor.receipt().file();
@@ -250,6 +279,7 @@ impl Command<AuditLog> for PruneAudit {
                 status::OK
             },
             detail: Some(format!("before {cutoff}")),
+            count: 1,
         };
         let deleted = log.store.prune_audit(self.before, &row).await?;
         actor.receipt().file();

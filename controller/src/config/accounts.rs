@@ -11,6 +11,11 @@ pub const ENV_BOOTSTRAP_ADMIN_EMAIL: &str = "AIRLOCK_BOOTSTRAP_ADMIN_EMAIL";
 /// Password of the admin created at boot (at least 12 characters). Secret.
 pub const ENV_BOOTSTRAP_ADMIN_PASSWORD: &str = "AIRLOCK_BOOTSTRAP_ADMIN_PASSWORD";
 
+/// How long the first-boot admin's API token (in `initial-admin.json`) lasts.
+pub const ENV_INITIAL_TOKEN_TTL: &str = "AIRLOCK_INITIAL_TOKEN_TTL";
+/// Default of [`ENV_INITIAL_TOKEN_TTL`].
+pub const DEFAULT_INITIAL_TOKEN_TTL: &str = "7d";
+
 /// The first admin account, created at boot if no account has that email.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapAdmin {
@@ -23,6 +28,16 @@ pub struct BootstrapAdmin {
 // === impl Reader ===
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// The first-boot token's lifetime: 1 minute to 366 days.
+    pub(super) fn initial_token_ttl(&mut self) -> Option<std::time::Duration> {
+        self.parse_with(ENV_INITIAL_TOKEN_TTL, DEFAULT_INITIAL_TOKEN_TTL, |v| {
+            super::parse_duration(v)
+                .ok()
+                .filter(|d| (60..=366 * 86_400).contains(&d.as_secs()))
+                .ok_or("a duration from 1m to 366d, like 7d or 12h")
+        })
+    }
+
     /// Both bootstrap variables or neither; a lone one is an issue on the missing one.
     pub(super) fn bootstrap_admin(&mut self) -> Option<Option<BootstrapAdmin>> {
         let email = self.raw(ENV_BOOTSTRAP_ADMIN_EMAIL);

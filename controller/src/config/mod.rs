@@ -24,7 +24,10 @@ mod limits;
 mod reader;
 mod values;
 
-pub use accounts::{BootstrapAdmin, ENV_BOOTSTRAP_ADMIN_EMAIL, ENV_BOOTSTRAP_ADMIN_PASSWORD};
+pub use accounts::{
+    BootstrapAdmin, DEFAULT_INITIAL_TOKEN_TTL, ENV_BOOTSTRAP_ADMIN_EMAIL,
+    ENV_BOOTSTRAP_ADMIN_PASSWORD, ENV_INITIAL_TOKEN_TTL,
+};
 pub use limits::{
     DEFAULT_DEFAULT_TIMEOUT, DEFAULT_MAX_CPUS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_PIDS,
     DEFAULT_MAX_SUBNETS_PER_USER, DEFAULT_MAX_TIMEOUT, ENV_DEFAULT_TIMEOUT, ENV_MAX_CPUS,
@@ -66,6 +69,14 @@ pub use tables::{
     TablesConfig, DEFAULT_LEDGER_MAX_ROWS_PER_SANDBOX, DEFAULT_LEDGER_RETENTION,
     DEFAULT_QUOTA_MAX_SECRETS, ENV_LEDGER_MAX_ROWS_PER_SANDBOX, ENV_LEDGER_RETENTION,
     ENV_QUOTA_MAX_SECRETS,
+};
+// The API listener: timeouts, connection caps, trusted proxies.
+mod http;
+pub use http::{
+    HttpConfig, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_REQUEST_TIMEOUT, ENV_HEADER_TIMEOUT,
+    ENV_KEEPALIVE_IDLE, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE, ENV_REQUEST_TIMEOUT,
+    ENV_TRUSTED_PROXIES,
 };
 // Allowed images, pre-pull and first boot.
 mod images;
@@ -163,6 +174,10 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Table bounds: ledger retention and cap, secrets per user.
     pub tables: TablesConfig,
+    /// The API listener's timeouts, connection caps and trusted proxies.
+    pub http: HttpConfig,
+    /// How long the first-boot admin's API token lasts.
+    pub initial_token_ttl: Duration,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -280,8 +295,12 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
         let tables = self.tables();
+        let http = self.http();
+        let initial_token_ttl = self.initial_token_ttl();
         Some(Config {
             tables: tables?,
+            http: http?,
+            initial_token_ttl: initial_token_ttl?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,

@@ -7,7 +7,8 @@
 //! Invariants: the secrets exist only in that file (the store keeps their hashes). The file
 //! is written to a 0600 temporary sibling and renamed into place after the store accepted
 //! them, so it is never half-written; if that write fails, the start fails, and
-//! `airlock admin create-user` recovers.
+//! `airlock admin create-user` recovers. The token expires after `AIRLOCK_INITIAL_TOKEN_TTL`
+//! (default 7 days), and the file says when.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
 use tracing::info;
 
 use crate::accounts::user::Scopes;
@@ -55,6 +57,8 @@ struct InitialAdmin<'a> {
     email: &'a str,
     password: &'a str,
     token: &'a str,
+    /// When the token stops working (RFC 3339).
+    expires_at: String,
     note: &'static str,
 }
 
@@ -83,14 +87,21 @@ pub async fn ensure_initial_admin(
         owner: TokenOwner::Email(ADMIN_EMAIL.to_owned()),
         name: "initial-admin".to_owned(),
         scopes: Scopes::FULL,
-        expires_in: None,
+        expires_in: Some(config.initial_token_ttl),
     };
-    let token = accounts.run(&boot, create).await?.text;
+    let issued = accounts.run(&boot, create).await?;
+    let expires_at = issued
+        .token
+        .expires_at
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .unwrap_or_default();
     let body = InitialAdmin {
         email: ADMIN_EMAIL,
         password: &password,
-        token: &token,
-        note: "generated on first boot; log in, create your own admin, then delete this file",
+        token: &issued.text,
+        expires_at,
+        note: "generated on first boot; the token expires at expires_at; log in, create your \
+               own admin, then delete this file",
     };
     write_private(&partial, &path, &body).map_err(|source| FirstBootError::Io {
         path: path.clone(),
@@ -156,6 +167,15 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let token = json["token"].as_str().unwrap();
+        // The token expires in seven days, and the file says when.
+        let expires_at = json["expires_at"].as_str().unwrap();
+        let expires_at = time::OffsetDateTime::parse(expires_at, &Rfc3339).unwrap();
+        let left = expires_at - crate::store::now();
+        assert!(
+            left > time::Duration::days(7) - time::Duration::minutes(1),
+            "{left}"
+        );
+        assert!(left <= time::Duration::days(7), "{left}");
         let bearer = store
             .api_token_bearer(&hash_token(token), crate::store::now())
             .await

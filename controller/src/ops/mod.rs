@@ -6,5 +6,7 @@
 pub mod admin;
 pub mod backup;
 pub mod doctor;
+pub mod file_modes;
 pub mod first_boot;
 pub mod health;
+pub mod store_lock;

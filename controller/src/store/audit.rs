@@ -24,6 +24,9 @@ pub struct NewAuditRecord {
     pub status: u16,
     /// Anything else worth keeping (never a secret value).
     pub detail: Option<String>,
+    /// How many events the row stands for (0 is stored as 1): failed logins and refused
+    /// bearer tokens are aggregated per source, account and minute.
+    pub count: u64,
 }
 
 /// One audit record as stored.
@@ -47,6 +50,7 @@ type AuditRow = (
     Option<String>,
     i32,
     Option<String>,
+    i64,
 );
 
 // === impl Store ===
@@ -57,7 +61,7 @@ impl Store {
         with_db!(self, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
-                 status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 status, detail, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(now())
             .bind(record.user.map(|u| u.as_uuid()))
@@ -67,6 +71,7 @@ impl Store {
             .bind(record.source_ip.as_deref())
             .bind(i32::from(record.status))
             .bind(record.detail.as_deref())
+            .bind(i64::try_from(record.count.max(1)).unwrap_or(i64::MAX))
             .execute(pool)
             .await?;
         });
@@ -82,7 +87,7 @@ impl Store {
         let rows: Vec<AuditRow> = with_db!(self, |pool, _begin| {
             sqlx::query_as(
                 "SELECT id, at, actor_user_id, actor_token, action, object, source_ip, status, \
-                 detail FROM audit WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                 detail, count FROM audit WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
             )
             .bind(before)
             .bind(i64::from(limit))
@@ -92,18 +97,21 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, at, user, token, action, object, source_ip, status, detail)| AuditRecord {
-                    id,
-                    at,
-                    record: NewAuditRecord {
-                        user: user.map(UserId::from_uuid),
-                        token,
-                        action,
-                        object,
-                        source_ip,
-                        status: u16::try_from(status).unwrap_or(0),
-                        detail,
-                    },
+                |(id, at, user, token, action, object, source_ip, status, detail, count)| {
+                    AuditRecord {
+                        id,
+                        at,
+                        record: NewAuditRecord {
+                            user: user.map(UserId::from_uuid),
+                            token,
+                            action,
+                            object,
+                            source_ip,
+                            status: u16::try_from(status).unwrap_or(0),
+                            detail,
+                            count: u64::try_from(count).unwrap_or(1),
+                        },
+                    }
                 },
             )
             .collect())

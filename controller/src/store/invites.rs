@@ -104,4 +104,30 @@ impl Store {
         });
         self.get_user(user_id).await?.ok_or(StoreError::NotFound)
     }
+
+    /// Whether an unused, unexpired invite has this token hash (a cheap look before the
+    /// password is hashed; [`Store::accept_invite`] checks again in its transaction).
+    pub async fn invite_is_open(&self, hash: &str) -> Result<bool, StoreError> {
+        let at = now();
+        let found: Option<(OffsetDateTime,)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT expires_at FROM invites WHERE token_hash = $1 AND used_at IS NULL",
+            )
+            .bind(hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some_and(|(expires_at,)| expires_at > at))
+    }
+
+    /// Withdraws an unused invite; `NotFound` when it is unknown or was used.
+    pub async fn delete_invite(&self, id: Uuid) -> Result<String, StoreError> {
+        let email: Option<(String,)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as("DELETE FROM invites WHERE id = $1 AND used_at IS NULL RETURNING email")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        email.map(|(email,)| email).ok_or(StoreError::NotFound)
+    }
 }

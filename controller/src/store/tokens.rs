@@ -274,6 +274,44 @@ impl Store {
         }))
     }
 
+    /// Revokes the login session `id` (logout); `NotFound` when it is unknown or revoked.
+    pub async fn revoke_session(&self, id: Uuid) -> Result<(), StoreError> {
+        let done = with_db!(self, |pool, _begin| {
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Revokes every live session of `user` but `keep` (a password change keeps the session
+    /// it was made in; disabling a user keeps none); returns how many.
+    pub async fn revoke_sessions_of(
+        &self,
+        user: UserId,
+        keep: Option<Uuid>,
+    ) -> Result<u64, StoreError> {
+        let done = with_db!(self, |pool, _begin| {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 \
+                 WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)",
+            )
+            .bind(now())
+            .bind(user.as_uuid())
+            .bind(keep)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done)
+    }
+
     /// Whether an admin can sign in: some enabled admin has a password or an unrevoked API
     /// token. A fresh instance has none until it is bootstrapped (a member created first
     /// does not count: the instance still has nobody to administer it).

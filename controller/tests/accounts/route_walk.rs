@@ -56,10 +56,14 @@ pub(crate) enum Needs {
     Read,
     /// The member or admin role, and `sandboxes:write` or `admin` on the token.
     Write,
-    /// A login session (any role), or admin rights: member and viewer API tokens are refused.
-    Session,
     /// The admin role and the `admin` scope.
     Admin,
+    /// A login session (any role), or an API token with `tokens:write` (to mint, an admin's):
+    /// `sandboxes:*` and `admin`-only tokens are refused.
+    Tokens,
+    /// The caller's own login session, which the call may end (logout, password change):
+    /// every API token is refused; each allowed call gets a fresh session.
+    OwnSession,
 }
 
 /// What the `{…}` in a path names.
@@ -71,6 +75,8 @@ pub(crate) enum Obj {
     User,
     /// A secret, named by `{name}` in the caller's namespace.
     Secret,
+    /// An unused invite.
+    Invite,
 }
 
 /// One route and the rule that guards it.
@@ -122,7 +128,7 @@ impl Rule {
     }
 }
 
-use Needs::{Admin as NeedsAdmin, Nothing, Read, Session, Write};
+use Needs::{Admin as NeedsAdmin, Nothing, OwnSession, Read, Tokens, Write};
 use Who::{Admin, Anyone, OwnOnly, Owner, Public};
 
 /// Every route. Keep it sorted by path; one row per method.
@@ -155,8 +161,11 @@ pub(crate) const RULES: &[Rule] = &[
     rule("DELETE", "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret),
     rule("PUT",    "/v1/secrets/{name}",               OwnOnly, Write,     Obj::Secret).body(r#"{"value":"walk"}"#),
     rule("GET",    "/v1/tokens",                       Anyone, Read,       Obj::None),
-    rule("POST",   "/v1/tokens",                       Anyone, Session,    Obj::None).body(r#"{"name":"walk","scopes":["sandboxes:read"]}"#),
-    rule("DELETE", "/v1/tokens/{id}",                  Owner,  Read,       Obj::Token),
+    rule("POST",   "/v1/tokens",                       Anyone, Tokens,     Obj::None).body(r#"{"name":"walk","scopes":["sandboxes:read"]}"#),
+    rule("DELETE", "/v1/tokens/{id}",                  Owner,  Tokens,     Obj::Token),
+    rule("POST",   "/v1/auth/logout",                  Anyone, OwnSession, Obj::None),
+    rule("POST",   "/v1/me/password",                  Anyone, OwnSession, Obj::None).body(r#"{"current_password":"not it at all","new_password":"a new long password"}"#),
+    rule("DELETE", "/v1/users/invites/{id}",           Admin,  NeedsAdmin, Obj::Invite),
     rule("GET",    "/v1/users",                        Admin,  NeedsAdmin, Obj::None),
     rule("POST",   "/v1/users/invites",                Admin,  NeedsAdmin, Obj::None).body(r#"{"email":"walk@example.org"}"#),
     rule("PATCH",  "/v1/users/{id}",                   Admin,  NeedsAdmin, Obj::User).body(r#"{"disabled":false}"#),
@@ -204,6 +213,8 @@ struct Walk {
     /// The admin's API tokens: `sandboxes:write` only, and `admin`.
     admin_write: String,
     admin_scoped: String,
+    /// The admin's API token with `admin tokens:write`.
+    admin_tokens: String,
     /// Credentials that must all be refused with 401.
     refused: Vec<(String, Option<String>)>,
     /// Texts that must never appear in B's answers.
@@ -219,6 +230,8 @@ enum Target {
     User(UserId),
     /// A secret's owner and name.
     Secret(UserId, String),
+    /// An invite's id and token hash.
+    Invite(uuid::Uuid, String),
 }
 
 // === impl Walk ===
@@ -240,6 +253,8 @@ impl Walk {
             .await
             .0;
         let admin_scoped = h.api_token(admin.id, &[TokenScope::Admin], None).await.0;
+        let admin_tokens = [TokenScope::Admin, TokenScope::TokensWrite];
+        let admin_tokens = h.api_token(admin.id, &admin_tokens, None).await.0;
         let d_token = h.api_token(d.id, &write, None).await.0;
         h.disable(d.id).await;
         let invite = NewToken::generate(TokenKind::Invite);
@@ -307,6 +322,7 @@ impl Walk {
             a_write,
             admin_write,
             admin_scoped,
+            admin_tokens,
             refused,
             a_secrets,
         }
@@ -322,6 +338,17 @@ impl Walk {
                 Target::Token(self.h.api_token(owner, &scopes, None).await.1.id)
             }
             Obj::User => Target::User(owner),
+            Obj::Invite => {
+                let token = NewToken::generate(TokenKind::Invite);
+                let new = NewInvite {
+                    email: format!("walk-{}@example.org", uuid::Uuid::now_v7().simple()),
+                    role: Role::Member,
+                    hash: token.hash.clone(),
+                    created_by: self.admin.id,
+                    expires_at: time::OffsetDateTime::now_utc() + Duration::from_secs(3600),
+                };
+                Target::Invite(self.h.store.create_invite(new).await.unwrap(), token.hash)
+            }
             Obj::Secret => {
                 let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
                 // The walk never opens it: any bytes stand for a sealed value.
@@ -339,6 +366,7 @@ impl Walk {
             Obj::None => Target::None,
             Obj::Sandbox => Target::Sandbox(uuid.parse().unwrap()),
             Obj::Token => Target::Token(uuid.parse().unwrap()),
+            Obj::Invite => Target::Invite(uuid.parse().unwrap(), String::new()),
             Obj::User => Target::User(UserId::from_uuid(uuid.parse().unwrap())),
             Obj::Secret => Target::Secret(
                 UserId::from_uuid(uuid.parse().unwrap()),
@@ -360,6 +388,7 @@ impl Walk {
                 format!("{:?}", tokens.iter().find(|t| t.id == *id))
             }
             Target::User(id) => format!("{:?}", store.get_user(*id).await.unwrap()),
+            Target::Invite(_, hash) => format!("{:?}", store.invite_is_open(hash).await.unwrap()),
             Target::Secret(owner, name) => {
                 let secrets = store.list_secrets(*owner).await.unwrap();
                 let meta = secrets.iter().find(|s| s.name == *name);
@@ -376,6 +405,7 @@ impl Walk {
             Target::Token(id) => id.to_string(),
             Target::User(id) => id.to_string(),
             Target::Secret(_, name) => name.clone(),
+            Target::Invite(id, _) => id.to_string(),
         };
         let mut uri = rule.path.replace("{id}", &id).replace("{name}", &id);
         assert!(
@@ -490,7 +520,39 @@ impl Walk {
         );
     }
 
+    /// A route on the caller's own session: every API token is refused, and every role's
+    /// fresh session gets through.
+    async fn own_session(&self, rule: &Rule) {
+        for (what, authorization) in &self.refused {
+            let reply = self.send(rule, &Target::None, authorization.clone()).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{what}: {}",
+                reply.text
+            );
+        }
+        let tokens = [
+            &self.a_read,
+            &self.a_write,
+            &self.admin_scoped,
+            &self.admin_tokens,
+        ];
+        for token in tokens {
+            let bearer = Some(format!("Bearer {token}"));
+            let reply = self.send(rule, &Target::None, bearer).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        }
+        for user in [self.a.id, self.v.id, self.admin.id] {
+            let fresh = self.h.session(user, Duration::from_secs(600)).await;
+            self.allowed(rule, user, &fresh, "own fresh session").await;
+        }
+    }
+
     async fn protected(&self, rule: &Rule) {
+        if rule.needs == OwnSession {
+            return self.own_session(rule).await;
+        }
         let forbidden = StatusCode::FORBIDDEN;
         // 401s, on an object A owns.
         let target = self.object(rule, self.a.id).await;
@@ -522,9 +584,17 @@ impl Walk {
                 self.refused(rule, &own, viewer, forbidden, "viewer, own object")
                     .await;
             }
-            Session => {
-                for (what, token) in [("read token", &self.a_read), ("write token", &self.a_write)]
-                {
+            OwnSession => {}
+            Tokens => {
+                let callers = [
+                    ("read token", &self.a_read),
+                    ("write token", &self.a_write),
+                    (
+                        "admin-scoped token without tokens:write",
+                        &self.admin_scoped,
+                    ),
+                ];
+                for (what, token) in callers {
                     let bearer = Some(format!("Bearer {token}"));
                     self.refused(rule, &target, bearer, forbidden, what).await;
                 }
@@ -551,7 +621,7 @@ impl Walk {
             };
             self.allowed(rule, self.a.id, token, "owner").await;
         }
-        if matches!(rule.needs, Read | Session) && rule.who != Admin {
+        if matches!(rule.needs, Read | Tokens) && rule.who != Admin {
             self.allowed(rule, self.v.id, &self.v.session, "viewer, own object")
                 .await;
         }
@@ -563,13 +633,12 @@ impl Walk {
         };
         self.allowed(rule, admins_object, &self.admin.session, "admin session")
             .await;
-        self.allowed(
-            rule,
-            admins_object,
-            &self.admin_scoped,
-            "admin-scoped token",
-        )
-        .await;
+        let (admin_token, what) = if rule.needs == Tokens {
+            (&self.admin_tokens, "admin token with tokens:write")
+        } else {
+            (&self.admin_scoped, "admin-scoped token")
+        };
+        self.allowed(rule, admins_object, admin_token, what).await;
     }
 
     /// B and the viewer on A's object get what a missing object gets; B never sees A's
@@ -694,8 +763,9 @@ fn print_route_table() {
             Nothing => "none",
             Read => "read",
             Write => "write",
-            Session => "session (or admin)",
             NeedsAdmin => "admin",
+            Tokens => "session, or tokens:write (admin's to mint)",
+            OwnSession => "the caller's own login session",
         };
         // Shown with `--nocapture`.
         eprintln!("{:<6} {:<36} {who}; scope {needs}", rule.method, rule.path);

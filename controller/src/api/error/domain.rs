@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 
 use super::{ApiError, FieldReason};
+use crate::accounts::credential::CredentialError;
 use crate::accounts::AccountError;
 use crate::audit::AuditError;
 use crate::egress::ceilings::PolicyRefusal;
@@ -163,6 +164,11 @@ impl From<AccountError> for ApiError {
             AccountError::Throttled { retry_after_s } => Self::LoginThrottled { retry_after_s },
             AccountError::InvalidCredentials => Self::InvalidCredentials,
             AccountError::Gone => Self::Unauthorized,
+            AccountError::Credential(CredentialError::Busy) => Self::Busy {
+                code: "busy",
+                message: "too many password checks at once; retry shortly",
+                retry_after_s: 1,
+            },
             other => Self::Internal(other.to_string()),
         }
     }

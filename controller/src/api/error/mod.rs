@@ -88,6 +88,16 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// The server is saturated (every argon2 slot taken): 503 with `Retry-After`.
+    #[error("{message}")]
+    Busy {
+        /// The error code.
+        code: &'static str,
+        /// What is saturated.
+        message: &'static str,
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
     /// Too many failed logins; retry after this many seconds.
     #[error("too many failed logins; retry later")]
     LoginThrottled {
@@ -172,6 +182,7 @@ impl ApiError {
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::Busy { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::QuotaExceeded(exceeded) if exceeded.retry_after.is_some() => {
                 (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
             }
@@ -272,7 +283,7 @@ impl ApiError {
             message,
             fields,
         };
-        if let Self::LoginThrottled { retry_after_s } = self {
+        if let Self::LoginThrottled { retry_after_s } | Self::Busy { retry_after_s, .. } = self {
             let retry = [(axum::http::header::RETRY_AFTER, retry_after_s.to_string())];
             return (status, retry, Json(body)).into_response();
         }

@@ -98,6 +98,7 @@ pub(crate) async fn exec_ws(
     Extension(actor): Extension<Actor>,
     id: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id = sandbox_id(id)?;
@@ -115,7 +116,11 @@ pub(crate) async fn exec_ws(
     let response = upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session::run(socket, state, actor, target, query));
+        .on_upgrade(move |socket| {
+            // The session ends with its credential (revoked, logged out, user disabled).
+            let revoked = Box::pin(super::revoked::ended(&state, &headers));
+            session::run(socket, state, actor, target, query, revoked)
+        });
     Ok(response)
 }
 

@@ -2,6 +2,7 @@
 //! frames into stdin until one side ends, then report how it ended (the exit code, a timeout,
 //! a bad control message or a failure) and close.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ enum End {
     TimedOut,
     /// The client closed or went away.
     ClientGone,
+    /// The credential stopped working (revoked, logged out, user disabled, expired).
+    Revoked,
     /// The client sent a bad control message.
     BadControl(String),
     /// Docker failed mid-stream.
@@ -63,6 +66,7 @@ pub(super) async fn run(
     actor: Actor,
     target: ExecTarget,
     query: WsQuery,
+    revoked: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) {
     let sandboxes = &state.services.sandboxes;
     let attach = AttachExec {
@@ -85,7 +89,7 @@ pub(super) async fn run(
         pending: Vec::new(),
         eof: false,
     };
-    let end = pump.run(output, query.request.timeout).await;
+    let end = pump.run(output, query.request.timeout, revoked).await;
     sandboxes
         .activity()
         .touch(target.sandbox, OffsetDateTime::now_utc());
@@ -135,6 +139,14 @@ async fn report(
             close(socket, CLOSE_NORMAL, "timed_out").await;
         }
         End::ClientGone => {}
+        End::Revoked => {
+            let body = json!({
+                "error": "unauthorized",
+                "message": "the credential was revoked or expired; the session ended",
+            });
+            send_json(socket, body).await;
+            close(socket, CLOSE_POLICY, "unauthorized").await;
+        }
         End::BadControl(message) => {
             send_json(
                 socket,
@@ -156,7 +168,12 @@ async fn report(
 
 impl Pump<'_> {
     /// Pumps output to the client and client frames to stdin until one side ends.
-    async fn run(&mut self, mut output: OutputChunks, timeout: Duration) -> End {
+    async fn run(
+        &mut self,
+        mut output: OutputChunks,
+        timeout: Duration,
+        mut revoked: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> End {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
@@ -170,6 +187,7 @@ impl Pump<'_> {
                     self.message(message).await
                 }
                 () = &mut deadline => Some(End::TimedOut),
+                () = &mut revoked => Some(End::Revoked),
             };
             if let Some(end) = step {
                 return end;
