@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest};
+use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest, HOME_DIR};
 use crate::store::{Page, Sandbox};
 
 /// `POST /v1/sandboxes`.
@@ -49,6 +49,9 @@ pub struct CreateSandbox {
     /// Read-only root filesystem with a tmpfs `/tmp` (the default); `false` opts out.
     #[serde(default)]
     pub read_only_rootfs: Option<bool>,
+    /// Working directory: an absolute, normalised path; the image's when absent.
+    #[serde(default)]
+    pub workdir: Option<String>,
     /// Run the isolation self-test at create: `true` records it, `"required"` also fails
     /// the create when it does not pass.
     #[serde(default)]
@@ -121,6 +124,12 @@ pub struct SandboxDto {
     pub labels: BTreeMap<String, String>,
     /// Whether the root filesystem is read-only.
     pub read_only_rootfs: bool,
+    /// The user it runs as, `uid:gid` (from the image's `USER` when allowed, else nobody).
+    pub user: String,
+    /// The working directory; `null`: the image's.
+    pub workdir: Option<String>,
+    /// `HOME`: a writable tmpfs owned by the user (`null` for sandboxes made before homes).
+    pub home: Option<String>,
     /// The sandbox's address on its network, once allocated.
     pub address: Option<String>,
     /// RFC 3339.
@@ -190,6 +199,7 @@ impl CreateSandbox {
                 _ => RootFs::ReadOnly,
             },
             run_as: None,
+            workdir: self.workdir,
         }
     }
 }
@@ -235,6 +245,9 @@ impl From<&Sandbox> for SandboxDto {
             idle_timeout_s: spec.idle_timeout().map(|d| d.as_secs()),
             labels: spec.labels().clone(),
             read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
+            user: spec.run_as().to_string(),
+            workdir: spec.workdir().map(ToString::to_string),
+            home: spec.home().map(|_| HOME_DIR.to_owned()),
             address: sandbox.subnet.map(|s| s.sandbox().to_string()),
             created_at: rfc3339(sandbox.created_at),
             updated_at: rfc3339(sandbox.updated_at),

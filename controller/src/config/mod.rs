@@ -60,6 +60,12 @@ pub use policy::{
     PolicyConfig, PolicyFile, DEFAULT_DEFAULT_POLICY, ENV_DEFAULT_POLICY, ENV_INFRA_CIDRS,
     ENV_POLICY_FILE,
 };
+// How sandboxes run: home, allowed uids, root images.
+mod run;
+pub use run::{
+    RunConfig, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB,
+    ENV_ROOT_IMAGES,
+};
 // Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
@@ -148,6 +154,8 @@ pub struct Config {
     pub egress: EgressConfig,
     /// Egress policy authority: ceilings file, default policy, infrastructure CIDRs.
     pub policy: PolicyConfig,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -262,7 +270,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let images = self.images();
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
+        let run = self.run();
         Some(Config {
+            run: run?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,

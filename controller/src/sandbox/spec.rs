@@ -3,8 +3,8 @@
 //! A [`SandboxSpec`] can only be obtained from [`SandboxRequest::validate`] (or read back from
 //! the store), so holding one proves: the image reference is well formed, `cmd` and `env` are
 //! bounded, env names are valid and not reserved, limits lie within the operator maximums,
-//! labels stay out of `airlock.*`, timeouts are positive and bounded, and the sandbox does
-//! not run as root.
+//! labels stay out of `airlock.*`, timeouts are positive and bounded, the workdir is an
+//! absolute normalised path, and the sandbox does not run as root.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use super::image::ImageRef;
 use super::limits::{Cpus, Limits, Maximums};
-use checks::{check_cmd, check_duration, check_env, check_labels, check_limits, collect, err};
+use super::path::{ContainerPath, PathProblem, EXPECTED_PATH, MAX_PATH};
+use checks::{
+    check_cmd, check_duration, check_env, check_labels, check_limits, check_path, collect, err,
+};
 
 mod checks;
 
@@ -39,7 +42,7 @@ pub const MIN_PIDS: u64 = 8;
 /// The label prefix reserved for the controller (DESIGN.md invariant 7).
 pub const RESERVED_LABEL_PREFIX: &str = "airlock.";
 /// Environment variables the controller sets itself (the proxy settings).
-pub const RESERVED_ENV: [&str; 10] = [
+pub const RESERVED_ENV: [&str; 11] = [
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -50,7 +53,10 @@ pub const RESERVED_ENV: [&str; 10] = [
     "no_proxy",
     "NODE_USE_ENV_PROXY",
     "DOCKER_HOST",
+    "HOME",
 ];
+/// Where every sandbox's writable home is mounted; `HOME` points at it.
+pub const HOME_DIR: &str = "/home/agent";
 /// Environment variable prefix reserved for values the controller injects later.
 pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
 
@@ -75,6 +81,8 @@ pub struct SandboxRequest {
     pub rootfs: RootFs,
     /// User to run as; `None` takes [`RunAs::NOBODY`].
     pub run_as: Option<RunAs>,
+    /// Working directory; `None` takes the image's.
+    pub workdir: Option<String>,
 }
 
 /// Requested limits, each optional.
@@ -128,6 +136,18 @@ pub struct SandboxSpec {
     labels: BTreeMap<String, String>,
     rootfs: RootFs,
     run_as: RunAs,
+    workdir: Option<ContainerPath>,
+    home: Option<Home>,
+}
+
+/// The sandbox's writable home at [`HOME_DIR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Home {
+    /// A tmpfs of this many MiB, owned by the sandbox user.
+    Tmpfs {
+        /// Its size cap.
+        size_mb: u64,
+    },
 }
 
 /// Why one field of a request is invalid.
@@ -200,6 +220,8 @@ impl SandboxRequest {
         if run_as.uid == 0 {
             errors.push(err("run_as", Problem::Root));
         }
+        let workdir = self.workdir.as_deref().map(check_path("workdir"));
+        let workdir = workdir.and_then(|w| collect(w, &mut errors));
         match (image, errors.is_empty()) {
             (Some(image), true) => Ok(SandboxSpec {
                 image,
@@ -211,6 +233,8 @@ impl SandboxRequest {
                 labels: self.labels,
                 rootfs: self.rootfs,
                 run_as,
+                workdir,
+                home: None,
             }),
             _ => Err(errors),
         }
@@ -278,7 +302,32 @@ impl SandboxSpec {
             labels,
             rootfs,
             run_as,
+            workdir: None,
+            home: None,
         }
+    }
+
+    /// Adds the stored workdir and home to a spec rebuilt by [`Self::from_stored`].
+    pub(crate) fn with_stored_run(
+        mut self,
+        workdir: Option<ContainerPath>,
+        home: Option<Home>,
+    ) -> SandboxSpec {
+        self.workdir = workdir;
+        self.home = home;
+        self
+    }
+
+    /// Settles what the node decides at create: the user (from the image's `USER`, see
+    /// [`super::user::resolve`]) and the home. Root is refused here too, so no path through
+    /// the create can run as uid 0.
+    pub(crate) fn run_with(mut self, run_as: RunAs, home: Home) -> Result<SandboxSpec, FieldError> {
+        if run_as.uid == 0 {
+            return Err(err("run_as", Problem::Root));
+        }
+        self.run_as = run_as;
+        self.home = Some(home);
+        Ok(self)
     }
 
     /// The image reference.
@@ -324,6 +373,16 @@ impl SandboxSpec {
     /// The user to run as.
     pub fn run_as(&self) -> RunAs {
         self.run_as
+    }
+
+    /// The working directory; `None`: the image's.
+    pub fn workdir(&self) -> Option<&ContainerPath> {
+        self.workdir.as_ref()
+    }
+
+    /// The writable home; `None` only for sandboxes stored before homes existed.
+    pub fn home(&self) -> Option<Home> {
+        self.home
     }
 }
 

@@ -5,7 +5,9 @@
 //! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
 //!    spec's validation; then the secret environment (names checked, values opened).
 //! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
-//!    admitted ([`crate::images::Images`]), then the row is reserved in the transaction that
+//!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
+//!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
+//!    as nobody) with a writable home; then the row is reserved in the transaction that
 //!    checks the quota again (the check that counts).
 //! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
 //!    (network, proxy entry, container, start; rolled back on failure).
@@ -27,9 +29,11 @@ use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
 use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::{EgressPolicy, TenantPolicy};
+use crate::images::ImageError;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
-use crate::sandbox::{FieldError, Problem, SandboxRequest, SandboxSpec};
+use crate::sandbox::user;
+use crate::sandbox::{FieldError, Home, Problem, SandboxRequest, SandboxSpec};
 use crate::store::{Created, NewSandbox, Sandbox};
 
 /// The audit action of a create.
@@ -157,6 +161,7 @@ impl CreateSandbox {
         let usage = store.quota_usage(owner).await?;
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
         sandboxes.peers.images.admit(spec.image().as_str()).await?;
+        let spec = sandboxes.run_as_image_user(spec).await?;
         let new = NewSandbox {
             owner,
             spec,
@@ -198,6 +203,20 @@ impl CreateSandbox {
 // === impl Sandboxes ===
 
 impl Sandboxes {
+    /// The spec with the user its image's `USER` allows and the operator's home tmpfs.
+    async fn run_as_image_user(&self, spec: SandboxSpec) -> Result<SandboxSpec, SandboxError> {
+        let image = spec.image().as_str();
+        let user = self.docker.image_user(image).await?;
+        let user = user.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        let run = &self.settings.run;
+        let run_as = user::resolve(image, Some(&user), &run.allowed_uids, run.root_images)?;
+        let home = Home::Tmpfs {
+            size_mb: run.home_tmpfs_mb,
+        };
+        spec.run_with(run_as, home)
+            .map_err(|error| SandboxError::Invalid(vec![error]))
+    }
+
     /// Checks `secret_env`'s names and opens each named secret of `owner`, as `NAME=value`
     /// container env entries.
     async fn resolve_secrets(

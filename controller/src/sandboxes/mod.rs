@@ -48,10 +48,12 @@ pub use selftest::{GetSelftest, RunSelftest, SelftestSettings};
 
 use crate::accounts::quota::{Quota, QuotaExceeded};
 use crate::audit::{Actor, AuditLog, Command};
+use crate::config::RunConfig;
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority, PolicyError};
 use crate::images::{ImageError, Images};
 use crate::metrics::Metrics;
+use crate::sandbox::user::UserRefusal;
 use crate::sandbox::{FieldError, Maximums, SandboxId};
 use crate::secrets::{SecretError, Secrets};
 use crate::store::{Store, StoreError};
@@ -74,6 +76,8 @@ pub struct SandboxSettings {
     pub selftest: SelftestSettings,
     /// Per-user quota defaults.
     pub quota: Quota,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
 }
 
 /// The domain services a sandbox command calls besides the store and Docker.
@@ -113,6 +117,9 @@ pub enum SandboxError {
     /// The image may not be used, or is not there.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The image's user may not run (root).
+    #[error(transparent)]
+    ImageUser(#[from] UserRefusal),
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]
     NotFound,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::accounts::quota::Quota;
 use crate::accounts::{Accounts, Clock};
 use crate::audit::AuditLog;
-use crate::config::{Config, PolicyConfig, DEFAULT_NODE};
+use crate::config::{Config, PolicyConfig, RunConfig, DEFAULT_NODE};
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
@@ -50,6 +50,8 @@ pub struct Settings {
     pub policy: PolicyConfig,
     /// The configured part of the deployment's own address space.
     pub infrastructure: InfraSources,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
 }
 
 /// Every domain service of the process; cheap to clone.
@@ -123,6 +125,7 @@ impl Settings {
             images: ImageCatalog::new(config.images.clone()),
             policy: config.policy.clone(),
             infrastructure: infrastructure::configured(config),
+            run: config.run.clone(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Settings {
             log_buffer_bytes: self.log_buffer_bytes,
             selftest: self.selftest.clone(),
             quota: self.quota,
+            run: self.run.clone(),
         }
     }
 }

@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use super::{Sandbox, StoreError, User};
 use crate::accounts::user::UserId;
+use crate::sandbox::path::ContainerPath;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{
-    Cpus, EndKind, EndReason, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
+    Cpus, EndKind, EndReason, Home, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
 };
 
 /// The `spec` column: a [`SandboxSpec`] as JSON. Version 1; new fields must be optional.
@@ -34,6 +35,10 @@ pub(crate) struct SpecDoc {
     read_only_rootfs: bool,
     uid: u32,
     gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home_tmpfs_mb: Option<u64>,
 }
 
 /// One `sandboxes` row.
@@ -92,6 +97,8 @@ impl SpecDoc {
             read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
             uid: spec.run_as().uid,
             gid: spec.run_as().gid,
+            workdir: spec.workdir().map(|w| w.as_str().to_owned()),
+            home_tmpfs_mb: spec.home().map(|Home::Tmpfs { size_mb }| size_mb),
         }
     }
 
@@ -108,6 +115,13 @@ impl SpecDoc {
         } else {
             RootFs::Writable
         };
+        let workdir = self
+            .workdir
+            .as_deref()
+            .map(ContainerPath::parse)
+            .transpose()
+            .map_err(|p| StoreError::corrupt("spec", format!("workdir: {p:?}")))?;
+        let home = self.home_tmpfs_mb.map(|size_mb| Home::Tmpfs { size_mb });
         Ok(SandboxSpec::from_stored(
             image,
             self.cmd,
@@ -121,7 +135,8 @@ impl SpecDoc {
                 uid: self.uid,
                 gid: self.gid,
             },
-        ))
+        )
+        .with_stored_run(workdir, home))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::egress::ceilings::PolicyRefusal;
 use crate::egress::PolicyError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
+use crate::sandbox::user::UserRefusal;
 use crate::sandboxes::SandboxError;
 use crate::secrets::SecretError;
 
@@ -31,6 +32,11 @@ impl From<SandboxError> for ApiError {
                     .collect(),
             ),
             SandboxError::Image(error) => error.into(),
+            SandboxError::ImageUser(refusal @ UserRefusal::RunsAsRoot { .. }) => Self::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: "image_runs_as_root",
+                message: refusal.to_string(),
+            },
             SandboxError::NotFound => Self::NotFound("no such sandbox"),
             SandboxError::NoAccount => Self::Unauthorized,
             SandboxError::IdempotencyMismatch { existing } => Self::Conflict {

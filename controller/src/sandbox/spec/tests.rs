@@ -91,6 +91,7 @@ fn full_request_is_kept() {
         labels: BTreeMap::from([("team".into(), "ml".into())]),
         rootfs: RootFs::Writable,
         run_as: Some(RunAs { uid: 1000, gid: 0 }),
+        workdir: Some("/workspace/repo".into()),
     };
     let spec = req.clone().validate(&max()).unwrap();
     assert_eq!(spec.cmd(), req.cmd.as_slice());
@@ -100,6 +101,7 @@ fn full_request_is_kept() {
     assert_eq!(spec.labels(), &req.labels);
     assert_eq!(spec.rootfs(), RootFs::Writable);
     assert_eq!(spec.run_as().uid, 1000);
+    assert_eq!(spec.workdir().map(|w| w.as_str()), Some("/workspace/repo"));
 }
 
 #[test]
@@ -446,6 +448,47 @@ fn root_is_refused() {
 }
 
 #[test]
+fn workdir_is_absolute_and_normalised() {
+    let expected = crate::sandbox::path::EXPECTED_PATH;
+    for bad in ["", "x", "/a/../b", "/a/", "/a//b", "/a/."] {
+        let req = SandboxRequest {
+            workdir: Some(bad.into()),
+            ..request()
+        };
+        assert_eq!(
+            problems(req),
+            one("workdir", Problem::Malformed { expected }),
+            "{bad:?}"
+        );
+    }
+    let req = SandboxRequest {
+        workdir: Some("/a\0b".into()),
+        ..request()
+    };
+    assert_eq!(problems(req), one("workdir", Problem::ContainsNul));
+}
+
+#[test]
+fn the_home_and_user_are_settled_at_create_and_never_root() {
+    let spec = request().validate(&max()).unwrap();
+    assert_eq!(spec.home(), None);
+    let home = Home::Tmpfs { size_mb: 64 };
+    let root = spec.clone().run_with(RunAs { uid: 0, gid: 0 }, home);
+    assert_eq!(root.map_err(|e| e.problem), Err(Problem::Root));
+    let spec = spec
+        .run_with(
+            RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            home,
+        )
+        .unwrap();
+    assert_eq!(spec.home(), Some(home));
+    assert_eq!(spec.run_as().uid, 1000);
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let req = SandboxRequest {
         image: String::new(),
@@ -457,6 +500,7 @@ fn every_problem_is_reported_at_once() {
         labels: BTreeMap::from([("airlock.x".into(), String::new())]),
         rootfs: RootFs::ReadOnly,
         run_as: Some(RunAs { uid: 0, gid: 0 }),
+        workdir: Some("relative".into()),
     };
     let fields: Vec<_> = problems(req).into_iter().map(|(f, _)| f).collect();
     assert_eq!(
@@ -468,7 +512,8 @@ fn every_problem_is_reported_at_once() {
             "limits.pids",
             "timeout_s",
             "labels.airlock.x",
-            "run_as"
+            "run_as",
+            "workdir"
         ]
     );
 }
