@@ -212,6 +212,11 @@ impl Background {
         if let Some(plane) = egress {
             background.add("Egress plane", |stopped| plane.run(stopped));
         }
+        // Soft volume quotas: every volume's usage, sampled each interval.
+        let volumes = state.services.volumes.clone();
+        background.add("Volume sampler", |stopped| {
+            crate::volumes::run_sampler(volumes, stopped)
+        });
         background
     }
 

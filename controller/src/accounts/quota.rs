@@ -78,6 +78,10 @@ pub enum QuotaKind {
     MaxLifetime,
     /// [`Quota::creates_per_min`].
     CreatesPerMin,
+    /// Most volumes (see [`crate::volume::VolumeQuota`]).
+    MaxVolumes,
+    /// Most bytes across the sizes of a user's volumes.
+    MaxVolumeBytes,
 }
 
 /// An amount in a quota's unit: a count, MiB, seconds, or CPUs (fractional).
@@ -202,6 +206,8 @@ impl QuotaKind {
             Self::MaxCpus => "max_cpus",
             Self::MaxLifetime => "max_lifetime_s",
             Self::CreatesPerMin => "creates_per_min",
+            Self::MaxVolumes => "max_volumes",
+            Self::MaxVolumeBytes => "max_volume_bytes",
         }
     }
 }

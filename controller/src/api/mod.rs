@@ -25,6 +25,7 @@ pub mod secrets;
 mod selftest;
 pub mod tokens;
 pub mod users;
+pub mod volumes;
 
 pub use auth::Auth;
 pub use error::{ApiError, FieldReason};

@@ -66,6 +66,14 @@ pub use run::{
     RunConfig, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB,
     ENV_ROOT_IMAGES,
 };
+// Volumes: sizes, quotas, the usage sampler.
+mod volumes;
+pub use volumes::{
+    VolumesConfig, DEFAULT_MAX_VOLUME_MB, DEFAULT_QUOTA_MAX_VOLUMES,
+    DEFAULT_QUOTA_MAX_VOLUME_BYTES, DEFAULT_VOLUME_HELPER_IMAGE, DEFAULT_VOLUME_SAMPLE_INTERVAL,
+    ENV_MAX_VOLUME_MB, ENV_QUOTA_MAX_VOLUMES, ENV_QUOTA_MAX_VOLUME_BYTES, ENV_VOLUME_HELPER_IMAGE,
+    ENV_VOLUME_SAMPLE_INTERVAL,
+};
 // Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
@@ -156,6 +164,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// How sandboxes run: home size, allowed uids, root images.
     pub run: RunConfig,
+    /// Volumes: sizes, quotas, the usage sampler.
+    pub volumes: VolumesConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -271,7 +281,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
         let run = self.run();
+        let volumes = self.volumes();
         Some(Config {
+            volumes: volumes?,
             run: run?,
             policy: policy?,
             quota: quota?,

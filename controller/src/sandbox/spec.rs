@@ -241,6 +241,14 @@ impl SandboxRequest {
     }
 }
 
+/// The problems of user labels (size, charset, the reserved `airlock.` prefix), as checked on
+/// a sandbox; other objects carrying user labels (volumes) check them the same way.
+pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    check_labels(labels, &mut errors);
+    errors
+}
+
 // === impl RunAs ===
 
 impl RunAs {

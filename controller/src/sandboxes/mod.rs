@@ -57,6 +57,7 @@ use crate::sandbox::user::UserRefusal;
 use crate::sandbox::{FieldError, Maximums, SandboxId};
 use crate::secrets::{SecretError, Secrets};
 use crate::store::{Store, StoreError};
+use crate::volumes::Volumes;
 use logs::LogHub;
 
 /// What the sandbox service needs from the configuration.
@@ -83,6 +84,8 @@ pub struct SandboxSettings {
 /// The domain services a sandbox command calls besides the store and Docker.
 #[derive(Clone, Debug)]
 pub struct Peers {
+    /// Resolves a create's volume mounts and samples them at the end.
+    pub volumes: Volumes,
     /// Opens the secrets a create names.
     pub secrets: Secrets,
     /// Admits a create's image.

@@ -34,6 +34,8 @@ mod tokens;
 mod audit;
 pub(crate) mod quotas;
 mod secrets;
+// Volumes and the mounts sandboxes hold.
+mod volumes;
 
 pub use ceilings::{CeilingsSource, StoredCeilings};
 pub use egress::{
@@ -48,6 +50,7 @@ pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
 pub use audit::{AuditRecord, NewAuditRecord};
 pub use secrets::{SealedSecret, SecretMeta};
+pub use volumes::{MountHold, NewVolume, Volume, VolumeHolder};
 
 use std::time::Duration;
 

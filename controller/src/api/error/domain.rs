@@ -13,6 +13,7 @@ use crate::images::ImageError;
 use crate::sandbox::user::UserRefusal;
 use crate::sandboxes::SandboxError;
 use crate::secrets::SecretError;
+use crate::volumes::VolumeError;
 
 /// The refusal of a token whose scopes go beyond the caller's.
 const SCOPES_BEYOND: &str = "a token cannot have scopes beyond the caller's role and token";
@@ -77,6 +78,34 @@ fn sandbox_dependency(error: SandboxError) -> ApiError {
             detail: error.to_string(),
         },
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+impl From<VolumeError> for ApiError {
+    fn from(error: VolumeError) -> Self {
+        match error {
+            VolumeError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            VolumeError::NotFound => Self::NotFound("no such volume"),
+            VolumeError::NoAccount => Self::Unauthorized,
+            error @ VolumeError::NameTaken(_) => Self::Conflict {
+                code: "volume_name_taken",
+                message: error.to_string(),
+            },
+            error @ VolumeError::InUse(_) => Self::Conflict {
+                code: "volume_in_use",
+                message: error.to_string(),
+            },
+            VolumeError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod egress;
 pub mod probe;
+pub mod volume;
 
 use std::collections::HashMap;
 
