@@ -13,6 +13,8 @@ use airlock::accounts::{bootstrap_admin, Clock};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
 use airlock::docker::DockerClient;
+use airlock::store::NewVolume;
+use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
@@ -329,6 +331,20 @@ impl Harness {
             Created::New(sandbox) => sandbox.id,
             Created::Existing(_) => panic!("expected a new sandbox"),
         }
+    }
+
+    /// A volume row of `owner` (no Docker volume: the walk never mounts it).
+    pub(crate) async fn volume(&self, owner: UserId) -> VolumeId {
+        let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
+        let new = NewVolume {
+            id: VolumeId::new(),
+            owner,
+            spec: VolumeSpec::from_stored(VolumeName::parse(&name).unwrap(), 1, Default::default()),
+            node: "local".to_owned(),
+            quota_mode: QuotaMode::Soft,
+        };
+        let created = self.store.create_volume_within_quota(new, VolumeQuota::UNLIMITED);
+        created.await.unwrap().id
     }
 
     /// Disables `user`.

@@ -25,6 +25,7 @@ use airlock::accounts::user::{Role, TokenScope, UserId};
 use airlock::api::openapi;
 use airlock::sandbox::{DesiredState, SandboxId};
 use airlock::store::{NewInvite, Scope};
+use airlock::volume::VolumeId;
 use axum::http::{Method, StatusCode};
 use time::OffsetDateTime;
 
@@ -71,6 +72,7 @@ pub(crate) enum Obj {
     User,
     /// A secret, named by `{name}` in the caller's namespace.
     Secret,
+    Volume,
 }
 
 /// One route and the rule that guards it.
@@ -162,6 +164,10 @@ pub(crate) const RULES: &[Rule] = &[
     rule("PATCH",  "/v1/users/{id}",                   Admin,  NeedsAdmin, Obj::User).body(r#"{"disabled":false}"#),
     rule("GET",    "/v1/users/{id}/quota",             Owner,  Read,       Obj::User),
     rule("PUT",    "/v1/users/{id}/quota",             Admin,  NeedsAdmin, Obj::User).body(r#"{"max_sandboxes":7}"#),
+    rule("GET",    "/v1/volumes",                      Anyone, Read,       Obj::None),
+    rule("POST",   "/v1/volumes",                      Anyone, Write,      Obj::None).body(r#"{"name":"","size_mb":1}"#),
+    rule("DELETE", "/v1/volumes/{id}",                 Owner,  Write,      Obj::Volume),
+    rule("GET",    "/v1/volumes/{id}",                 Owner,  Read,       Obj::Volume),
 ];
 
 /// Every (METHOD, path template) in the OpenAPI document.
@@ -219,6 +225,7 @@ enum Target {
     User(UserId),
     /// A secret's owner and name.
     Secret(UserId, String),
+    Volume(VolumeId),
 }
 
 // === impl Walk ===
@@ -329,6 +336,7 @@ impl Walk {
                 assert!(stored.unwrap(), "a fresh secret");
                 Target::Secret(owner, name)
             }
+            Obj::Volume => Target::Volume(self.h.volume(owner).await),
         }
     }
 
@@ -344,6 +352,7 @@ impl Walk {
                 UserId::from_uuid(uuid.parse().unwrap()),
                 format!("missing-{}", uuid.replace('-', "")),
             ),
+            Obj::Volume => Target::Volume(uuid.parse().unwrap()),
         }
     }
 
@@ -366,6 +375,9 @@ impl Walk {
                 let sealed = store.sealed_secret(*owner, name).await.unwrap();
                 format!("{meta:?} {sealed:?}")
             }
+            Target::Volume(id) => {
+                format!("{:?}", store.get_volume(Scope::All, *id).await.unwrap())
+            }
         }
     }
 
@@ -376,6 +388,7 @@ impl Walk {
             Target::Token(id) => id.to_string(),
             Target::User(id) => id.to_string(),
             Target::Secret(_, name) => name.clone(),
+            Target::Volume(id) => id.to_string(),
         };
         let mut uri = rule.path.replace("{id}", &id).replace("{name}", &id);
         assert!(
