@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod plan;
+mod volumes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -190,6 +191,9 @@ impl Reconciler {
         let observation = self.observe().await?;
         let steps = plan::plan(&observation, Clock { now, cutoff });
         let report = self.apply(steps).await;
+        if let Err(error) = self.sweep_volumes().await {
+            warn!(%error, "Volume sweep failed");
+        }
         self.metrics
             .reconcile_pass(PassKind::Full, report.applied, report.failed);
         Ok(report)
@@ -218,6 +222,9 @@ impl Reconciler {
             }
         }
         let report = self.apply(steps).await;
+        if let Err(error) = self.sweep_volumes().await {
+            warn!(%error, "Volume sweep failed");
+        }
         self.metrics
             .reconcile_pass(PassKind::Timeout, report.applied, report.failed);
         Ok(report)

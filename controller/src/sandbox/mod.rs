@@ -10,6 +10,7 @@
 pub mod end;
 mod image;
 mod limits;
+pub mod mounts;
 pub mod names;
 pub mod path;
 pub mod selftest;

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use super::image::ImageRef;
 use super::limits::{Cpus, Limits, Maximums};
+use super::mounts::{bind, check_mounts, BoundVolume, Mount, MountRequest};
 use super::path::{ContainerPath, PathProblem, EXPECTED_PATH, MAX_PATH};
+use crate::volume::VolumeName;
 use checks::{
     check_cmd, check_duration, check_env, check_labels, check_limits, check_path, collect, err,
 };
@@ -81,8 +83,12 @@ pub struct SandboxRequest {
     pub rootfs: RootFs,
     /// User to run as; `None` takes [`RunAs::NOBODY`].
     pub run_as: Option<RunAs>,
-    /// Working directory; `None` takes the image's.
+    /// Working directory; `None` takes the first mount's target, else the image's.
     pub workdir: Option<String>,
+    /// Volume mounts.
+    pub mounts: Vec<MountRequest>,
+    /// A volume (by name) for the home instead of the tmpfs.
+    pub home_volume: Option<String>,
 }
 
 /// Requested limits, each optional.
@@ -138,6 +144,7 @@ pub struct SandboxSpec {
     run_as: RunAs,
     workdir: Option<ContainerPath>,
     home: Option<Home>,
+    mounts: Vec<Mount>,
 }
 
 /// The sandbox's writable home at [`HOME_DIR`].
@@ -148,6 +155,8 @@ pub enum Home {
         /// Its size cap.
         size_mb: u64,
     },
+    /// A volume (the last of [`SandboxSpec::mounts`], read-write at [`HOME_DIR`]).
+    Volume,
 }
 
 /// Why one field of a request is invalid.
@@ -197,6 +206,13 @@ pub enum Problem {
     },
     /// Running as root needs an image policy that allows it (not yet supported).
     Root,
+    /// Not available on this controller.
+    Unsupported {
+        /// What, and what to use instead.
+        what: &'static str,
+    },
+    /// Equal to, inside, or containing another mount's target.
+    Overlaps,
 }
 
 // === impl SandboxRequest ===
@@ -222,6 +238,15 @@ impl SandboxRequest {
         }
         let workdir = self.workdir.as_deref().map(check_path("workdir"));
         let workdir = workdir.and_then(|w| collect(w, &mut errors));
+        let home = self.home_volume.as_ref().map(|_| Home::Volume);
+        let mounts = check_mounts(self.mounts, self.home_volume.as_deref())
+            .map_err(|found| errors.extend(found))
+            .unwrap_or_default();
+        let first_mount = mounts
+            .iter()
+            .find(|m| m.target.as_str() != HOME_DIR)
+            .map(|m| m.target.clone());
+        let workdir = workdir.or(first_mount);
         match (image, errors.is_empty()) {
             (Some(image), true) => Ok(SandboxSpec {
                 image,
@@ -234,7 +259,8 @@ impl SandboxRequest {
                 rootfs: self.rootfs,
                 run_as,
                 workdir,
-                home: None,
+                home,
+                mounts,
             }),
             _ => Err(errors),
         }
@@ -312,29 +338,42 @@ impl SandboxSpec {
             run_as,
             workdir: None,
             home: None,
+            mounts: Vec::new(),
         }
     }
 
-    /// Adds the stored workdir and home to a spec rebuilt by [`Self::from_stored`].
+    /// Adds the stored workdir, home and mounts to a spec rebuilt by [`Self::from_stored`].
     pub(crate) fn with_stored_run(
         mut self,
         workdir: Option<ContainerPath>,
         home: Option<Home>,
+        mounts: Vec<Mount>,
     ) -> SandboxSpec {
         self.workdir = workdir;
         self.home = home;
+        self.mounts = mounts;
         self
     }
 
+    /// Binds every mount to the owner's volume of its name; the first name missing from
+    /// `found` is returned.
+    pub(crate) fn bind_volumes(
+        mut self,
+        found: &BTreeMap<VolumeName, BoundVolume>,
+    ) -> Result<SandboxSpec, VolumeName> {
+        bind(&mut self.mounts, found)?;
+        Ok(self)
+    }
+
     /// Settles what the node decides at create: the user (from the image's `USER`, see
-    /// [`super::user::resolve`]) and the home. Root is refused here too, so no path through
-    /// the create can run as uid 0.
+    /// [`super::user::resolve`]) and the home (`home` unless a home volume was asked for).
+    /// Root is refused here too, so no path through the create can run as uid 0.
     pub(crate) fn run_with(mut self, run_as: RunAs, home: Home) -> Result<SandboxSpec, FieldError> {
         if run_as.uid == 0 {
             return Err(err("run_as", Problem::Root));
         }
         self.run_as = run_as;
-        self.home = Some(home);
+        self.home = Some(self.home.unwrap_or(home));
         Ok(self)
     }
 
@@ -392,6 +431,11 @@ impl SandboxSpec {
     pub fn home(&self) -> Option<Home> {
         self.home
     }
+
+    /// The volume mounts (a home volume last).
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
 }
 
 // === impl FieldError ===
@@ -415,6 +459,8 @@ impl fmt::Display for Problem {
             Self::BelowMinimum { min } => write!(f, "must be at least {min}"),
             Self::AboveMaximum { max } => write!(f, "must be at most {max} (operator maximum)"),
             Self::Root => f.write_str("running as root is not allowed by the image policy"),
+            Self::Unsupported { what } => f.write_str(what),
+            Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
         }
     }
 }

@@ -7,8 +7,10 @@
 //! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
 //!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
 //!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
-//!    as nobody) with a writable home; then the row is reserved in the transaction that
-//!    checks the quota again (the check that counts).
+//!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
+//!    user's is missing like an unknown one); then the row is reserved in the transaction
+//!    that checks the quota again (the check that counts) and holds the volume mounts (one
+//!    live read-write holder per volume; none on a volume sampled over its size).
 //! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
 //!    (network, proxy entry, container, start; rolled back on failure).
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
@@ -162,6 +164,8 @@ impl CreateSandbox {
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
         sandboxes.peers.images.admit(spec.image().as_str()).await?;
         let spec = sandboxes.run_as_image_user(spec).await?;
+        let spec = sandboxes.bind_mounts(owner, spec).await?;
+        let holds = super::mounts::holds(&spec);
         let new = NewSandbox {
             owner,
             spec,
@@ -169,7 +173,7 @@ impl CreateSandbox {
             node: Some(settings.node.clone()),
         };
         let created = store
-            .create_sandbox_within_quota(new, settings.quota)
+            .create_sandbox_within_quota_holding(new, settings.quota, &holds)
             .await?;
         Ok(Reserved {
             created,

@@ -28,6 +28,7 @@ pub mod exec;
 pub mod ledger;
 pub mod lifecycle;
 pub mod logs;
+mod mounts;
 pub mod policy;
 mod provision;
 pub mod selftest;
@@ -166,6 +167,20 @@ pub enum SandboxError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The owner has no volume of that name (another user's is missing the same way).
+    #[error("no volume called `{0}`")]
+    VolumeNotFound(String),
+    /// Another live sandbox holds the volume read-write.
+    #[error("volume {volume} is mounted read-write by sandbox {holder}")]
+    VolumeHeld {
+        /// The volume.
+        volume: crate::volume::VolumeId,
+        /// The holder.
+        holder: SandboxId,
+    },
+    /// The volume was sampled over its size: no new read-write mounts (soft quota).
+    #[error("volume {0} is over its size; mount it read-only, or free space first")]
+    VolumeOverQuota(crate::volume::VolumeId),
 }
 
 // === impl Sandboxes ===
@@ -234,6 +249,8 @@ impl From<StoreError> for SandboxError {
             StoreError::IdempotencyMismatch { existing } => Self::IdempotencyMismatch { existing },
             StoreError::SubnetsExhausted => Self::SubnetsExhausted,
             StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            StoreError::VolumeHeld { volume, holder } => Self::VolumeHeld { volume, holder },
+            StoreError::VolumeOverQuota { volume } => Self::VolumeOverQuota(volume),
             error @ (StoreError::Conflict { .. }
             | StoreError::StaleGeneration { .. }
             | StoreError::Transition(_)) => Self::Conflict(error.to_string()),

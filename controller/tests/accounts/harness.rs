@@ -13,14 +13,14 @@ use airlock::accounts::{bootstrap_admin, Clock};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
 use airlock::docker::DockerClient;
-use airlock::store::NewVolume;
-use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
+use airlock::store::NewVolume;
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
+use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -343,7 +343,9 @@ impl Harness {
             node: "local".to_owned(),
             quota_mode: QuotaMode::Soft,
         };
-        let created = self.store.create_volume_within_quota(new, VolumeQuota::UNLIMITED);
+        let created = self
+            .store
+            .create_volume_within_quota(new, VolumeQuota::UNLIMITED);
         created.await.unwrap().id
     }
 

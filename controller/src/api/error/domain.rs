@@ -51,6 +51,19 @@ impl From<SandboxError> for ApiError {
                 code: "conflict",
                 message,
             },
+            error @ SandboxError::VolumeNotFound(_) => Self::Refused {
+                status: StatusCode::NOT_FOUND,
+                code: "volume_not_found",
+                message: error.to_string(),
+            },
+            error @ SandboxError::VolumeHeld { .. } => Self::Conflict {
+                code: "volume_in_use",
+                message: error.to_string(),
+            },
+            error @ SandboxError::VolumeOverQuota(_) => Self::Conflict {
+                code: "volume_over_quota",
+                message: error.to_string(),
+            },
             SandboxError::NotStarted => Self::Conflict {
                 code: "not_started",
                 message: SandboxError::NotStarted.to_string(),

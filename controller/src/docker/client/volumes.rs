@@ -7,8 +7,11 @@ use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 
 use super::{label_filter, not_found_ok, DockerClient, DockerError, Removal};
-use crate::docker::spec::volume::{parse_sample, sampler_body, sampler_name, LABEL_VOLUME_ID};
+use crate::docker::spec::volume::{
+    chown_body, parse_sample, sampler_body, sampler_name, LABEL_VOLUME_ID,
+};
 use crate::docker::spec::LABEL_NODE;
+use crate::sandbox::{RunAs, SandboxId};
 use crate::volume::VolumeId;
 
 /// Longest a usage sample may take.
@@ -56,6 +59,26 @@ impl DockerClient {
                 })
             })
             .collect())
+    }
+
+    /// Gives the root of Docker volume `docker_name` to `user` (see
+    /// [`crate::docker::spec::volume::chown_body`]); the helper is removed at once.
+    pub async fn chown_volume_root(
+        &self,
+        sandbox: SandboxId,
+        docker_name: &str,
+        user: RunAs,
+        image: &str,
+    ) -> Result<(), DockerError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("airlock-volown-{sandbox}-{}", &run[..8]);
+        let body = chown_body(sandbox, docker_name, user, image);
+        let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
+        self.remove_container(&name, Removal::Force).await?;
+        match output?.exit_code {
+            Some(0) => Ok(()),
+            _ => Err(DockerError::Unexpected("the volume owner helper failed")),
+        }
     }
 
     /// The bytes used in Docker volume `docker_name`, measured by a sampler container with

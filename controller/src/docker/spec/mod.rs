@@ -4,6 +4,9 @@
 //! Invariants of every container body:
 //! - `CapDrop: [ALL]`, `no-new-privileges`, `Privileged: false`, no devices, no binds, no
 //!   published ports, a non-root user;
+//! - `Mounts` holds only the spec's *bound* volume mounts, each a Docker `volume` mount
+//!   (never a bind or a host path) at its checked target, read-only when asked; a home
+//!   volume is one of them, at `/home/agent`, and then no home tmpfs is added;
 //! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
 //! - a writable home: a size-capped `nosuid,nodev` tmpfs at `/home/agent` owned by the
 //!   sandbox user (mode 0700), with `HOME` pointing at it; the working directory is the
@@ -195,13 +198,28 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
         }),
         devices: Some(Vec::new()),
         binds: Some(Vec::new()),
-        mounts: Some(Vec::new()),
+        mounts: Some(mounts(spec)),
         publish_all_ports: Some(false),
         ipc_mode: Some("private".to_owned()),
         network_mode: Some(network),
         auto_remove: Some(false),
         ..HostConfig::default()
     }
+}
+
+/// The bound volume mounts.
+fn mounts(spec: &SandboxSpec) -> Vec<bollard::models::Mount> {
+    spec.mounts()
+        .iter()
+        .filter_map(|mount| {
+            let bound = mount.bound.as_ref()?;
+            Some(volume::volume_mount(
+                &bound.docker_name,
+                mount.target.as_str(),
+                mount.read_only,
+            ))
+        })
+        .collect()
 }
 
 /// The tmpfs mounts: `/tmp` with a read-only root, and the home.

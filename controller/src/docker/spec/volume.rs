@@ -116,6 +116,32 @@ pub fn sampler_body(id: VolumeId, docker_name: &str, image: &str) -> ContainerCr
     }
 }
 
+/// The helper that gives a volume's root (not its content) to `user` before a sandbox
+/// mounts it read-write: `chown` with only `CAP_CHOWN`, no network, labelled with the
+/// sandbox so its removal takes the helper too.
+pub fn chown_body(
+    sandbox: crate::sandbox::SandboxId,
+    docker_name: &str,
+    user: crate::sandbox::RunAs,
+    image: &str,
+) -> ContainerCreateBody {
+    let mut body = sampler_body(VolumeId::default(), docker_name, image);
+    body.cmd = Some(vec![
+        "chown".to_owned(),
+        user.to_string(),
+        SAMPLER_MOUNT.to_owned(),
+    ]);
+    body.labels = Some(HashMap::from([(
+        super::LABEL_SANDBOX_ID.to_owned(),
+        sandbox.to_string(),
+    )]));
+    if let Some(host) = body.host_config.as_mut() {
+        host.cap_add = Some(vec!["CHOWN".to_owned()]);
+        host.mounts = Some(vec![volume_mount(docker_name, SAMPLER_MOUNT, false)]);
+    }
+    body
+}
+
 /// The bytes a sampler's output (`<KiB>\t/v`) reports.
 pub fn parse_sample(stdout: &str) -> Option<u64> {
     let kib: u64 = stdout.split_whitespace().next()?.parse().ok()?;

@@ -92,6 +92,8 @@ fn full_request_is_kept() {
         rootfs: RootFs::Writable,
         run_as: Some(RunAs { uid: 1000, gid: 0 }),
         workdir: Some("/workspace/repo".into()),
+        mounts: Vec::new(),
+        home_volume: None,
     };
     let spec = req.clone().validate(&max()).unwrap();
     assert_eq!(spec.cmd(), req.cmd.as_slice());
@@ -489,6 +491,34 @@ fn the_home_and_user_are_settled_at_create_and_never_root() {
 }
 
 #[test]
+fn the_workdir_defaults_to_the_first_mount_and_a_home_volume_is_a_mount() {
+    use crate::sandbox::mounts::{MountRequest, MountSource};
+    let req = SandboxRequest {
+        mounts: vec![MountRequest {
+            source: MountSource::Volume("repo".into()),
+            target: "/workspace".into(),
+            read_only: false,
+        }],
+        home_volume: Some("state".into()),
+        ..request()
+    };
+    let spec = req.validate(&max()).unwrap();
+    assert_eq!(spec.workdir().map(|w| w.as_str()), Some("/workspace"));
+    assert_eq!(spec.home(), Some(Home::Volume));
+    assert_eq!(spec.mounts().len(), 2);
+    let spec = spec
+        .run_with(
+            RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            Home::Tmpfs { size_mb: 1 },
+        )
+        .unwrap();
+    assert_eq!(spec.home(), Some(Home::Volume), "a home volume is kept");
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let req = SandboxRequest {
         image: String::new(),
@@ -501,6 +531,12 @@ fn every_problem_is_reported_at_once() {
         rootfs: RootFs::ReadOnly,
         run_as: Some(RunAs { uid: 0, gid: 0 }),
         workdir: Some("relative".into()),
+        mounts: vec![crate::sandbox::mounts::MountRequest {
+            source: crate::sandbox::mounts::MountSource::Volume("repo".into()),
+            target: "/proc".into(),
+            read_only: false,
+        }],
+        home_volume: None,
     };
     let fields: Vec<_> = problems(req).into_iter().map(|(f, _)| f).collect();
     assert_eq!(
@@ -513,7 +549,8 @@ fn every_problem_is_reported_at_once() {
             "timeout_s",
             "labels.airlock.x",
             "run_as",
-            "workdir"
+            "workdir",
+            "mounts[0].target"
         ]
     );
 }
