@@ -9,7 +9,8 @@
 //! - a sandbox's volume mount is a `volume` mount (never a bind), read-only when asked, with
 //!   no copy of the image's content into it (`NoCopy`);
 //! - the sampler runs with `NetworkMode: none`, the volume read-only, a read-only root, every
-//!   capability dropped except `DAC_READ_SEARCH` (to walk directories any sandbox user made),
+//!   capability dropped except `DAC_OVERRIDE` (to walk directories any sandbox user made;
+//!   the narrower `DAC_READ_SEARCH` is outside a default DinD's bounding set),
 //!   no-new-privileges and small limits.
 
 use std::collections::HashMap;
@@ -92,7 +93,7 @@ pub fn sampler_body(id: VolumeId, docker_name: &str, image: &str) -> ContainerCr
         host_config: Some(HostConfig {
             network_mode: Some("none".to_owned()),
             cap_drop: Some(vec!["ALL".to_owned()]),
-            cap_add: Some(vec!["DAC_READ_SEARCH".to_owned()]),
+            cap_add: Some(vec!["DAC_OVERRIDE".to_owned()]),
             security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
             privileged: Some(false),
             readonly_rootfs: Some(true),
@@ -183,7 +184,7 @@ mod tests {
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
-        assert_eq!(host.cap_add, Some(vec!["DAC_READ_SEARCH".to_owned()]));
+        assert_eq!(host.cap_add, Some(vec!["DAC_OVERRIDE".to_owned()]));
         assert_eq!(host.readonly_rootfs, Some(true));
         let mounts = host.mounts.unwrap();
         assert_eq!(mounts.len(), 1);
