@@ -18,8 +18,13 @@ use crate::store::{Page, Sandbox};
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
-    /// Image reference; the node must have it.
+    /// Image reference; the node must have it. May be left out with a `preset`.
+    #[serde(default)]
     pub image: String,
+    /// `claude-code`, `codex` or `shell` (`GET /v1/presets`): fills the image, `cmd` and
+    /// `policy` left out.
+    #[serde(default)]
+    pub preset: Option<String>,
     /// Command; the image's default when absent.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,

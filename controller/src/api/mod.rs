@@ -19,6 +19,7 @@ mod json;
 mod logs;
 pub mod openapi;
 mod policy;
+pub mod presets;
 pub mod quotas;
 mod sandboxes;
 pub mod secrets;

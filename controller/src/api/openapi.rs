@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, quotas, sandboxes, secrets,
-    selftest, tokens, users, volumes, AppState,
+    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, presets, quotas, sandboxes,
+    secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.
@@ -85,6 +85,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(images::list))
         .routes(routes!(policy::get_ceilings, policy::put_ceilings))
         .routes(routes!(policy::infrastructure))
+        .routes(routes!(presets::list))
         .routes(routes!(volumes::create, volumes::list))
         .routes(routes!(volumes::get_one, volumes::delete))
 }

@@ -63,8 +63,8 @@ pub use policy::{
 // How sandboxes run: home, allowed uids, root images.
 mod run;
 pub use run::{
-    RunConfig, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB,
-    ENV_ROOT_IMAGES,
+    RunConfig, DEFAULT_AGENT_IMAGE, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_AGENT_IMAGE,
+    ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB, ENV_ROOT_IMAGES,
 };
 // Volumes: sizes, quotas, the usage sampler.
 mod volumes;

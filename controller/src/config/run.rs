@@ -18,6 +18,12 @@ pub const ENV_ROOT_IMAGES: &str = "AIRLOCK_ROOT_IMAGES";
 /// Default of [`ENV_ROOT_IMAGES`].
 pub const DEFAULT_ROOT_IMAGES: &str = "refuse";
 
+/// The image the agent presets run (`GET /v1/presets`); pin it with a digest for air-gapped
+/// nodes.
+pub const ENV_AGENT_IMAGE: &str = "AIRLOCK_AGENT_IMAGE";
+/// Default of [`ENV_AGENT_IMAGE`].
+pub const DEFAULT_AGENT_IMAGE: &str = "airlock/agent:dev";
+
 /// The run settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunConfig {
@@ -27,6 +33,8 @@ pub struct RunConfig {
     pub allowed_uids: UidRanges,
     /// What root images do.
     pub root_images: RootImages,
+    /// The presets' image.
+    pub agent_image: String,
 }
 
 impl Default for RunConfig {
@@ -35,6 +43,7 @@ impl Default for RunConfig {
             home_tmpfs_mb: 256,
             allowed_uids: UidRanges::default(),
             root_images: RootImages::Refuse,
+            agent_image: DEFAULT_AGENT_IMAGE.to_owned(),
         }
     }
 }
@@ -55,7 +64,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             "demote" => Ok(RootImages::Demote),
             _ => Err("`refuse` or `demote`"),
         });
+        let agent_image = self.parse_with(ENV_AGENT_IMAGE, DEFAULT_AGENT_IMAGE, |v| {
+            Some(v.to_owned())
+                .filter(|v| !v.is_empty() && !v.chars().any(char::is_whitespace))
+                .ok_or("an image reference")
+        });
         Some(RunConfig {
+            agent_image: agent_image?,
             home_tmpfs_mb: home?,
             allowed_uids: allowed?,
             root_images: root?,

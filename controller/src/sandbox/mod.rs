@@ -13,6 +13,7 @@ mod limits;
 pub mod mounts;
 pub mod names;
 pub mod path;
+pub mod presets;
 pub mod selftest;
 pub mod spec;
 mod string_enum;

@@ -1,5 +1,7 @@
 //! `CreateSandbox`: the whole create, in the order a reader should check it.
 //!
+//! 0. A preset fills the image, command and policy the caller left out
+//!    ([`super::presets`]).
 //! 1. The policy: the caller's fields over their ceiling's default, checked against that
 //!    ceiling ([`crate::egress::PolicyAuthority`]); a policy needs the egress plane.
 //! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
@@ -55,6 +57,8 @@ pub struct CreateSandbox {
     pub idempotency_key: Option<String>,
     /// Run the isolation self-test once the sandbox runs.
     pub selftest: Option<SelftestMode>,
+    /// A preset filling the image, command and policy the caller left out.
+    pub preset: Option<String>,
 }
 
 /// How a create ended.
@@ -146,6 +150,7 @@ impl CreateSandbox {
         actor: &Actor,
     ) -> Result<Reserved, SandboxError> {
         let owner = actor.user().ok_or(SandboxError::NoAccount)?;
+        self.apply_preset(sandboxes)?;
         let (policy, ceiling) = sandboxes
             .peers
             .policy

@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod logs;
 mod mounts;
 pub mod policy;
+pub mod presets;
 mod provision;
 pub mod selftest;
 
@@ -45,6 +46,7 @@ pub use ledger::{ListEgress, SummariseEgress};
 pub use lifecycle::{DeleteSandbox, GetSandbox, ListSandboxes, StopSandbox, WaitSandbox};
 pub use logs::StreamLogs;
 pub use policy::UpdatePolicy;
+pub use presets::{ListPresets, PresetView};
 pub use selftest::{GetSelftest, RunSelftest, SelftestSettings};
 
 use crate::accounts::quota::{Quota, QuotaExceeded};

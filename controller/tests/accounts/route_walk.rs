@@ -139,6 +139,7 @@ pub(crate) const RULES: &[Rule] = &[
     rule("GET",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None),
     rule("PUT",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None).body(r#"{"roles":{}}"#),
     rule("GET",    "/v1/policy/infrastructure",        Admin,  NeedsAdmin, Obj::None),
+    rule("GET",    "/v1/presets",                      Anyone, Read,       Obj::None),
     rule("GET",    "/v1/sandboxes",                    Anyone, Read,       Obj::None),
     rule("POST",   "/v1/sandboxes",                    Anyone, Write,      Obj::None).body(r#"{"image":""}"#),
     rule("GET",    "/v1/sandboxes/{id}",               Owner,  Read,       Obj::Sandbox),
