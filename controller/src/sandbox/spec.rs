@@ -466,4 +466,6 @@ impl fmt::Display for Problem {
 }
 
 #[cfg(test)]
+mod run_tests;
+#[cfg(test)]
 mod tests;
