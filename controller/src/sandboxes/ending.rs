@@ -89,11 +89,12 @@ impl Sandboxes {
             .record_transition(sandbox.id, sandbox.generation, event)
             .await;
         match result {
-            Ok(ended) if ended.ended_at.is_some() && !ended.spec.mounts().is_empty() => {
-                self.sample_volumes_of(ended.id);
-                Ok(Some(ended))
+            Ok(sandbox) => {
+                if sandbox.ended_at.is_some() {
+                    self.sample_volumes_of(&sandbox.spec);
+                }
+                Ok(Some(sandbox))
             }
-            Ok(sandbox) => Ok(Some(sandbox)),
             Err(StoreError::Transition(_)) => Ok(None),
             Err(error) => Err(error.into()),
         }

@@ -56,10 +56,19 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// Samples the volumes of an ended sandbox in the background (soft quotas).
-    pub(super) fn sample_volumes_of(&self, id: SandboxId) {
+    /// Samples the volumes of a sandbox that ended or was deleted, in the background (soft
+    /// quotas).
+    pub(super) fn sample_volumes_of(&self, spec: &SandboxSpec) {
+        let ids: Vec<_> = spec
+            .mounts()
+            .iter()
+            .filter_map(|m| m.bound.as_ref().map(|b| b.id))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
         let volumes = self.peers.volumes.clone();
-        tokio::spawn(async move { volumes.sample_after(id).await });
+        tokio::spawn(async move { volumes.sample_each(ids).await });
     }
 }
 

@@ -352,20 +352,6 @@ impl Store {
         });
         Ok(())
     }
-
-    /// The volumes a sandbox mounts (held or released), for sampling at its end.
-    pub async fn sandbox_volumes(&self, sandbox: SandboxId) -> Result<Vec<VolumeId>, StoreError> {
-        let rows: Vec<(Uuid,)> = with_db!(self, |pool, _begin| {
-            sqlx::query_as("SELECT volume_id FROM volume_mounts WHERE sandbox_id = $1")
-                .bind(sandbox.as_uuid())
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(v,)| VolumeId::from_uuid(v))
-            .collect())
-    }
 }
 
 fn scope_owner(scope: Scope) -> Option<Uuid> {

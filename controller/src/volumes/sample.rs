@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use tracing::{debug, warn};
 
 use super::{VolumeError, Volumes};
-use crate::sandbox::SandboxId;
 use crate::store::Scope;
 use crate::volume::VolumeId;
 
@@ -33,15 +32,8 @@ impl Volumes {
         Ok(used)
     }
 
-    /// Samples every volume `sandbox` mounted (called when it ends).
-    pub async fn sample_after(&self, sandbox: SandboxId) {
-        let ids = match self.store.sandbox_volumes(sandbox).await {
-            Ok(ids) => ids,
-            Err(error) => {
-                warn!(sandbox.id = %sandbox, %error, "Could not list a sandbox's volumes");
-                return;
-            }
-        };
+    /// Samples `ids` (the volumes of a sandbox that ended or was deleted).
+    pub async fn sample_each(&self, ids: Vec<VolumeId>) {
         for id in ids {
             if let Err(error) = self.sample(id).await {
                 warn!(volume.id = %id, %error, "Volume sample failed");
