@@ -258,6 +258,11 @@ impl Background {
         }
         let audit = state.services.audit.clone();
         background.add("Audit tally", |stopped| flush_audit_noise(audit, stopped));
+        // Soft volume quotas: every volume's usage, sampled each interval.
+        let volumes = state.services.volumes.clone();
+        background.add("Volume sampler", |stopped| {
+            crate::volumes::run_sampler(volumes, stopped)
+        });
         background
     }
 

@@ -234,7 +234,8 @@ async fn malformed_bodies_and_headers_are_400s() {
     let h = harness().await;
     let cases: Vec<(&str, &str)> = vec![
         ("not json", "invalid_json"),
-        ("{}", "invalid_json"),
+        // `image` may be left out for a preset; without one it is still required.
+        ("{}", "invalid_request"),
         (r#"{"image": 5}"#, "invalid_json"),
         (r#"{"image": "a", "unknown": 1}"#, "invalid_json"),
         (r#"{"image": "a", "limits": {"gpus": 1}}"#, "invalid_json"),

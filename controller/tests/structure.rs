@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("egress::ceilings", 0),
     ("images::allow", 0),
     ("metrics", 0),
+    ("volume", 0),
     // Every `AIRLOCK_*` variable.
     ("config", 1),
     // The only SQL and the only Docker client.
@@ -39,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("images", 3),
     ("egress", 3),
     ("sandboxes", 3),
+    ("volumes", 3),
     // Wiring, and the loops beside the API.
     ("services", 4),
     ("reconcile", 4),

@@ -80,6 +80,10 @@ pub enum QuotaKind {
     CreatesPerMin,
     /// Most secrets one user stores (`AIRLOCK_QUOTA_MAX_SECRETS`).
     MaxSecrets,
+    /// Most volumes (see [`crate::volume::VolumeQuota`]).
+    MaxVolumes,
+    /// Most bytes across the sizes of a user's volumes.
+    MaxVolumeBytes,
 }
 
 /// An amount in a quota's unit: a count, MiB, seconds, or CPUs (fractional).
@@ -219,6 +223,8 @@ impl QuotaKind {
             Self::MaxLifetime => "max_lifetime_s",
             Self::CreatesPerMin => "creates_per_min",
             Self::MaxSecrets => "max_secrets",
+            Self::MaxVolumes => "max_volumes",
+            Self::MaxVolumeBytes => "max_volume_bytes",
         }
     }
 }

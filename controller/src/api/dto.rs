@@ -10,15 +10,21 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest};
+use crate::sandbox::mounts::{MountRequest, MountSource};
+use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest, HOME_DIR};
 use crate::store::{Page, Sandbox};
 
 /// `POST /v1/sandboxes`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
-    /// Image reference; the node must have it.
+    /// Image reference; the node must have it. May be left out with a `preset`.
+    #[serde(default)]
     pub image: String,
+    /// `claude-code`, `codex` or `shell` (`GET /v1/presets`): fills the image, `cmd` and
+    /// `policy` left out.
+    #[serde(default)]
+    pub preset: Option<String>,
     /// Command; the image's default when absent.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,
@@ -49,11 +55,62 @@ pub struct CreateSandbox {
     /// Read-only root filesystem with a tmpfs `/tmp` (the default); `false` opts out.
     #[serde(default)]
     pub read_only_rootfs: Option<bool>,
+    /// Working directory: an absolute, normalised path; when absent the first mount's
+    /// target, else the image's.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Up to 8 mounts of the caller's volumes: `{"volume": "repo", "target": "/workspace",
+    /// "read_only": false}`. One live sandbox holds a volume read-write at a time.
+    #[serde(default)]
+    pub mounts: Option<Vec<MountDto>>,
+    /// `{"volume": "name"}`: one of the caller's volumes as `HOME` (read-write) instead of
+    /// the tmpfs.
+    #[serde(default)]
+    pub home: Option<HomeDto>,
     /// Run the isolation self-test at create: `true` records it, `"required"` also fails
     /// the create when it does not pass.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub selftest: Option<super::selftest::SelftestField>,
+}
+
+/// One requested mount: exactly one of `volume` or `folder` (folders are not available yet).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MountDto {
+    /// One of the caller's volumes, by name.
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// A registered host folder, by name (refused: not available yet).
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// Absolute, normalised; never `/` or under `/proc`, `/sys`, `/dev`, `/etc`,
+    /// `/run/airlock`, `/tmp` or `/home/agent`; no two nested.
+    pub target: String,
+    /// Mount read-only (default `false`).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The home volume.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomeDto {
+    /// One of the caller's volumes, by name.
+    pub volume: String,
+}
+
+/// A mount as shown on a sandbox.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MountView {
+    /// The volume's name.
+    pub volume: String,
+    /// The volume's id.
+    pub volume_id: Option<String>,
+    /// Where it is mounted.
+    pub target: String,
+    /// Whether read-only.
+    pub read_only: bool,
 }
 
 /// Requested limits.
@@ -121,6 +178,15 @@ pub struct SandboxDto {
     pub labels: BTreeMap<String, String>,
     /// Whether the root filesystem is read-only.
     pub read_only_rootfs: bool,
+    /// The user it runs as, `uid:gid` (from the image's `USER` when allowed, else nobody).
+    pub user: String,
+    /// The working directory; `null`: the image's.
+    pub workdir: Option<String>,
+    /// `HOME`: a writable tmpfs owned by the user, or a volume (`null` for sandboxes made
+    /// before homes).
+    pub home: Option<String>,
+    /// The volume mounts (a home volume is listed with target `/home/agent`).
+    pub mounts: Vec<MountView>,
     /// The sandbox's address on its network, once allocated.
     pub address: Option<String>,
     /// RFC 3339.
@@ -190,6 +256,34 @@ impl CreateSandbox {
                 _ => RootFs::ReadOnly,
             },
             run_as: None,
+            workdir: self.workdir,
+            mounts: self
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .map(MountDto::into_request)
+                .collect(),
+            home_volume: self.home.map(|home| home.volume),
+        }
+    }
+}
+
+// === impl MountDto ===
+
+impl MountDto {
+    /// The domain request; both or neither of `volume` and `folder` reads as a volume
+    /// mount whose (empty or odd) name the check refuses, or as the folder, which is refused.
+    fn into_request(self) -> MountRequest {
+        let source = match (self.volume, self.folder) {
+            (Some(volume), None) => MountSource::Volume(volume),
+            (None, Some(folder)) => MountSource::Folder(folder),
+            (Some(_), Some(folder)) => MountSource::Folder(folder),
+            (None, None) => MountSource::Volume(String::new()),
+        };
+        MountRequest {
+            source,
+            target: self.target,
+            read_only: self.read_only,
         }
     }
 }
@@ -235,6 +329,19 @@ impl From<&Sandbox> for SandboxDto {
             idle_timeout_s: spec.idle_timeout().map(|d| d.as_secs()),
             labels: spec.labels().clone(),
             read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
+            user: spec.run_as().to_string(),
+            workdir: spec.workdir().map(ToString::to_string),
+            home: spec.home().map(|_| HOME_DIR.to_owned()),
+            mounts: spec
+                .mounts()
+                .iter()
+                .map(|m| MountView {
+                    volume: m.volume.to_string(),
+                    volume_id: m.bound.as_ref().map(|b| b.id.to_string()),
+                    target: m.target.to_string(),
+                    read_only: m.read_only,
+                })
+                .collect(),
             address: sandbox.subnet.map(|s| s.sandbox().to_string()),
             created_at: rfc3339(sandbox.created_at),
             updated_at: rfc3339(sandbox.updated_at),

@@ -7,8 +7,8 @@
 //! - Anything else needs a role that can write (member or admin, with `sandboxes:write` or
 //!   `admin` on the token), except the self-service routes (`/v1/tokens`, logout, password
 //!   change), where every user manages their own credentials (within their role's scopes).
-//! - A viewer's write to a *sandbox* is checked for visibility first: another user's sandbox
-//!   stays a 404, so ids cannot be probed; an own sandbox (or a create) is a 403.
+//! - A viewer's write to a *sandbox* or a *volume* is checked for visibility first: another
+//!   user's object stays a 404, so ids cannot be probed; an own one (or a create) is a 403.
 
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -22,6 +22,8 @@ use crate::accounts::user::Role;
 use crate::audit::Actor;
 use crate::sandbox::SandboxId;
 use crate::sandboxes::{GetSandbox, SandboxError};
+use crate::volume::VolumeId;
+use crate::volumes::{GetVolume, VolumeError};
 
 /// Path prefixes every authenticated user may write to (their own objects only).
 const SELF_SERVICE: &[&str] = &["/v1/tokens", "/v1/auth/logout", "/v1/me/password"];
@@ -69,6 +71,13 @@ pub(crate) async fn require_role(
             Err(error) => return Err(ApiError::Internal(error.to_string())),
         }
     }
+    if let Some(id) = volume_in_path(path) {
+        match state.services.volumes.run(&actor, GetVolume { id }).await {
+            Ok(_) => {}
+            Err(VolumeError::NotFound) => return Err(ApiError::NotFound("no such volume")),
+            Err(error) => return Err(ApiError::Internal(error.to_string())),
+        }
+    }
     Err(ApiError::Forbidden(
         "read-only: this needs the member or admin role and a token with `sandboxes:write`",
     ))
@@ -99,6 +108,12 @@ fn executes(path: &str) -> bool {
 /// not parse names no sandbox, and the handler answers that with a 404 itself.
 fn sandbox_in_path(path: &str) -> Option<SandboxId> {
     let rest = path.strip_prefix("/v1/sandboxes/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// The volume a `/v1/volumes/{id}…` path names; `None` for other paths.
+fn volume_in_path(path: &str) -> Option<VolumeId> {
+    let rest = path.strip_prefix("/v1/volumes/")?;
     rest.split('/').next()?.parse().ok()
 }
 

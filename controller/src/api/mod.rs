@@ -21,6 +21,7 @@ pub mod listener;
 mod logs;
 pub mod openapi;
 mod policy;
+pub mod presets;
 pub mod quotas;
 mod revoked;
 mod sandboxes;
@@ -28,6 +29,7 @@ pub mod secrets;
 mod selftest;
 pub mod tokens;
 pub mod users;
+pub mod volumes;
 
 pub use auth::Auth;
 pub use error::{ApiError, FieldReason};

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, quotas, sandboxes, secrets,
-    selftest, tokens, users, AppState,
+    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, presets, quotas, sandboxes,
+    secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.
@@ -39,7 +39,8 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "secrets", description = "The caller's secrets (values never returned)"),
         (name = "audit", description = "The audit trail (admin)"),
         (name = "images", description = "Allowed images and the start-up pre-pull"),
-        (name = "policy", description = "Egress ceilings and the infrastructure list (admin)")
+        (name = "policy", description = "Egress ceilings and the infrastructure list (admin)"),
+        (name = "volumes", description = "The caller's volumes (workspaces)")
     )
 )]
 struct ApiDoc;
@@ -87,6 +88,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(images::list))
         .routes(routes!(policy::get_ceilings, policy::put_ceilings))
         .routes(routes!(policy::infrastructure))
+        .routes(routes!(presets::list))
+        .routes(routes!(volumes::create, volumes::list))
+        .routes(routes!(volumes::get_one, volumes::delete))
 }
 
 /// Routes anyone may call.

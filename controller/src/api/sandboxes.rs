@@ -52,6 +52,7 @@ pub(crate) async fn create(
     let idempotency_key = idempotency_key(&headers)?;
     let selftest = dto.selftest.and_then(SelftestField::mode);
     let secret_env = dto.secret_env.clone().unwrap_or_default();
+    let preset = dto.preset.clone();
     let request = dto.into_request();
     let env = request.env.clone();
     let command = sandboxes::CreateSandbox {
@@ -60,6 +61,7 @@ pub(crate) async fn create(
         secret_env,
         idempotency_key,
         selftest,
+        preset,
     };
     let creation = state
         .services

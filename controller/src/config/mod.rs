@@ -78,6 +78,20 @@ pub use http::{
     ENV_KEEPALIVE_IDLE, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE, ENV_REQUEST_TIMEOUT,
     ENV_TRUSTED_PROXIES,
 };
+// How sandboxes run: home, allowed uids, root images.
+mod run;
+pub use run::{
+    RunConfig, DEFAULT_AGENT_IMAGE, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_AGENT_IMAGE,
+    ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB, ENV_ROOT_IMAGES,
+};
+// Volumes: sizes, quotas, the usage sampler.
+mod volumes;
+pub use volumes::{
+    VolumesConfig, DEFAULT_MAX_VOLUME_MB, DEFAULT_QUOTA_MAX_VOLUMES,
+    DEFAULT_QUOTA_MAX_VOLUME_BYTES, DEFAULT_VOLUME_HELPER_IMAGE, DEFAULT_VOLUME_SAMPLE_INTERVAL,
+    ENV_MAX_VOLUME_MB, ENV_QUOTA_MAX_VOLUMES, ENV_QUOTA_MAX_VOLUME_BYTES, ENV_VOLUME_HELPER_IMAGE,
+    ENV_VOLUME_SAMPLE_INTERVAL,
+};
 // Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
@@ -178,6 +192,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// How long the first-boot admin's API token lasts.
     pub initial_token_ttl: Duration,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
+    /// Volumes: sizes, quotas, the usage sampler.
+    pub volumes: VolumesConfig,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -297,10 +315,14 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let tables = self.tables();
         let http = self.http();
         let initial_token_ttl = self.initial_token_ttl();
+        let run = self.run();
+        let volumes = self.volumes();
         Some(Config {
             tables: tables?,
             http: http?,
             initial_token_ttl: initial_token_ttl?,
+            volumes: volumes?,
+            run: run?,
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,

@@ -16,6 +16,7 @@
 pub mod events;
 pub mod plan;
 pub mod retention;
+mod volumes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -191,6 +192,9 @@ impl Reconciler {
         let observation = self.observe().await?;
         let steps = plan::plan(&observation, Clock { now, cutoff });
         let report = self.apply(steps).await;
+        if let Err(error) = self.sweep_volumes().await {
+            warn!(%error, "Volume sweep failed");
+        }
         self.metrics
             .reconcile_pass(PassKind::Full, report.applied, report.failed);
         Ok(report)
@@ -219,6 +223,9 @@ impl Reconciler {
             }
         }
         let report = self.apply(steps).await;
+        if let Err(error) = self.sweep_volumes().await {
+            warn!(%error, "Volume sweep failed");
+        }
         self.metrics
             .reconcile_pass(PassKind::Timeout, report.applied, report.failed);
         Ok(report)

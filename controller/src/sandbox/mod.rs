@@ -10,18 +10,23 @@
 pub mod end;
 mod image;
 mod limits;
+pub mod mounts;
 pub mod names;
+pub mod path;
+pub mod presets;
 pub mod selftest;
 pub mod spec;
 mod string_enum;
 pub mod subnet;
 pub mod timeouts;
+pub mod user;
 
 pub use end::{EndKind, EndReason, EndReasonError, SIGKILL_EXIT};
 pub use image::{ImageRef, MAX_IMAGE_REF};
 pub use limits::{Cpus, Limits, Maximums};
 pub use spec::{
-    EnvVar, FieldError, LimitsRequest, Problem, RootFs, RunAs, SandboxRequest, SandboxSpec,
+    EnvVar, FieldError, Home, LimitsRequest, Problem, RootFs, RunAs, SandboxRequest, SandboxSpec,
+    HOME_DIR,
 };
 
 use std::fmt;

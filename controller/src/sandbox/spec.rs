@@ -3,8 +3,8 @@
 //! A [`SandboxSpec`] can only be obtained from [`SandboxRequest::validate`] (or read back from
 //! the store), so holding one proves: the image reference is well formed, `cmd` and `env` are
 //! bounded, env names are valid and not reserved, limits lie within the operator maximums,
-//! labels stay out of `airlock.*`, timeouts are positive and bounded, and the sandbox does
-//! not run as root.
+//! labels stay out of `airlock.*`, timeouts are positive and bounded, the workdir is an
+//! absolute normalised path, and the sandbox does not run as root.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -12,7 +12,12 @@ use std::time::Duration;
 
 use super::image::ImageRef;
 use super::limits::{Cpus, Limits, Maximums};
-use checks::{check_cmd, check_duration, check_env, check_labels, check_limits, collect, err};
+use super::mounts::{bind, check_mounts, BoundVolume, Mount, MountRequest};
+use super::path::{ContainerPath, PathProblem, EXPECTED_PATH, MAX_PATH};
+use crate::volume::VolumeName;
+use checks::{
+    check_cmd, check_duration, check_env, check_labels, check_limits, check_path, collect, err,
+};
 
 mod checks;
 
@@ -39,7 +44,7 @@ pub const MIN_PIDS: u64 = 8;
 /// The label prefix reserved for the controller (DESIGN.md invariant 7).
 pub const RESERVED_LABEL_PREFIX: &str = "airlock.";
 /// Environment variables the controller sets itself (the proxy settings).
-pub const RESERVED_ENV: [&str; 10] = [
+pub const RESERVED_ENV: [&str; 11] = [
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -50,7 +55,10 @@ pub const RESERVED_ENV: [&str; 10] = [
     "no_proxy",
     "NODE_USE_ENV_PROXY",
     "DOCKER_HOST",
+    "HOME",
 ];
+/// Where every sandbox's writable home is mounted; `HOME` points at it.
+pub const HOME_DIR: &str = "/home/agent";
 /// Environment variable prefix reserved for values the controller injects later.
 pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
 
@@ -75,6 +83,12 @@ pub struct SandboxRequest {
     pub rootfs: RootFs,
     /// User to run as; `None` takes [`RunAs::NOBODY`].
     pub run_as: Option<RunAs>,
+    /// Working directory; `None` takes the first mount's target, else the image's.
+    pub workdir: Option<String>,
+    /// Volume mounts.
+    pub mounts: Vec<MountRequest>,
+    /// A volume (by name) for the home instead of the tmpfs.
+    pub home_volume: Option<String>,
 }
 
 /// Requested limits, each optional.
@@ -128,6 +142,21 @@ pub struct SandboxSpec {
     labels: BTreeMap<String, String>,
     rootfs: RootFs,
     run_as: RunAs,
+    workdir: Option<ContainerPath>,
+    home: Option<Home>,
+    mounts: Vec<Mount>,
+}
+
+/// The sandbox's writable home at [`HOME_DIR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Home {
+    /// A tmpfs of this many MiB, owned by the sandbox user.
+    Tmpfs {
+        /// Its size cap.
+        size_mb: u64,
+    },
+    /// A volume (the last of [`SandboxSpec::mounts`], read-write at [`HOME_DIR`]).
+    Volume,
 }
 
 /// Why one field of a request is invalid.
@@ -177,6 +206,13 @@ pub enum Problem {
     },
     /// Running as root needs an image policy that allows it (not yet supported).
     Root,
+    /// Not available on this controller.
+    Unsupported {
+        /// What, and what to use instead.
+        what: &'static str,
+    },
+    /// Equal to, inside, or containing another mount's target.
+    Overlaps,
 }
 
 // === impl SandboxRequest ===
@@ -206,6 +242,17 @@ impl SandboxRequest {
         if run_as.uid == 0 {
             errors.push(err("run_as", Problem::Root));
         }
+        let workdir = self.workdir.as_deref().map(check_path("workdir"));
+        let workdir = workdir.and_then(|w| collect(w, &mut errors));
+        let home = self.home_volume.as_ref().map(|_| Home::Volume);
+        let mounts = check_mounts(self.mounts, self.home_volume.as_deref())
+            .map_err(|found| errors.extend(found))
+            .unwrap_or_default();
+        let first_mount = mounts
+            .iter()
+            .find(|m| m.target.as_str() != HOME_DIR)
+            .map(|m| m.target.clone());
+        let workdir = workdir.or(first_mount);
         match (image, errors.is_empty()) {
             (Some(image), true) => Ok(SandboxSpec {
                 image,
@@ -217,10 +264,21 @@ impl SandboxRequest {
                 labels: self.labels,
                 rootfs: self.rootfs,
                 run_as,
+                workdir,
+                home,
+                mounts,
             }),
             _ => Err(errors),
         }
     }
+}
+
+/// The problems of user labels (size, charset, the reserved `airlock.` prefix), as checked on
+/// a sandbox; other objects carrying user labels (volumes) check them the same way.
+pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    check_labels(labels, &mut errors);
+    errors
 }
 
 // === impl RunAs ===
@@ -284,7 +342,45 @@ impl SandboxSpec {
             labels,
             rootfs,
             run_as,
+            workdir: None,
+            home: None,
+            mounts: Vec::new(),
         }
+    }
+
+    /// Adds the stored workdir, home and mounts to a spec rebuilt by [`Self::from_stored`].
+    pub(crate) fn with_stored_run(
+        mut self,
+        workdir: Option<ContainerPath>,
+        home: Option<Home>,
+        mounts: Vec<Mount>,
+    ) -> SandboxSpec {
+        self.workdir = workdir;
+        self.home = home;
+        self.mounts = mounts;
+        self
+    }
+
+    /// Binds every mount to the owner's volume of its name; the first name missing from
+    /// `found` is returned.
+    pub(crate) fn bind_volumes(
+        mut self,
+        found: &BTreeMap<VolumeName, BoundVolume>,
+    ) -> Result<SandboxSpec, VolumeName> {
+        bind(&mut self.mounts, found)?;
+        Ok(self)
+    }
+
+    /// Settles what the node decides at create: the user (from the image's `USER`, see
+    /// [`super::user::resolve`]) and the home (`home` unless a home volume was asked for).
+    /// Root is refused here too, so no path through the create can run as uid 0.
+    pub(crate) fn run_with(mut self, run_as: RunAs, home: Home) -> Result<SandboxSpec, FieldError> {
+        if run_as.uid == 0 {
+            return Err(err("run_as", Problem::Root));
+        }
+        self.run_as = run_as;
+        self.home = Some(self.home.unwrap_or(home));
+        Ok(self)
     }
 
     /// The image reference.
@@ -331,6 +427,21 @@ impl SandboxSpec {
     pub fn run_as(&self) -> RunAs {
         self.run_as
     }
+
+    /// The working directory; `None`: the image's.
+    pub fn workdir(&self) -> Option<&ContainerPath> {
+        self.workdir.as_ref()
+    }
+
+    /// The writable home; `None` only for sandboxes stored before homes existed.
+    pub fn home(&self) -> Option<Home> {
+        self.home
+    }
+
+    /// The volume mounts (a home volume last).
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
 }
 
 // === impl FieldError ===
@@ -354,11 +465,15 @@ impl fmt::Display for Problem {
             Self::BelowMinimum { min } => write!(f, "must be at least {min}"),
             Self::AboveMaximum { max } => write!(f, "must be at most {max} (operator maximum)"),
             Self::Root => f.write_str("running as root is not allowed by the image policy"),
+            Self::Unsupported { what } => f.write_str(what),
+            Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
         }
     }
 }
 
 #[cfg(test)]
 mod rootfs_tests;
+#[cfg(test)]
+mod run_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,18 @@
 //! `CreateSandbox`: the whole create, in the order a reader should check it.
 //!
+//! 0. A preset fills the image, command and policy the caller left out
+//!    ([`super::presets`]).
 //! 1. The policy: the caller's fields over their ceiling's default, checked against that
 //!    ceiling ([`crate::egress::PolicyAuthority`]); a policy needs the egress plane.
 //! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
 //!    spec's validation; then the secret environment (names checked, values opened).
 //! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
-//!    admitted ([`crate::images::Images`]), then the row is reserved in the transaction that
-//!    checks the quota again (the check that counts).
+//!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
+//!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
+//!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
+//!    user's is missing like an unknown one); then the row is reserved in the transaction
+//!    that checks the quota again (the check that counts) and holds the volume mounts (one
+//!    live read-write holder per volume; none on a volume sampled over its size).
 //! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
 //!    (network, proxy entry, container, start; rolled back on failure).
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
@@ -27,9 +33,11 @@ use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
 use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::{EgressPolicy, TenantPolicy};
+use crate::images::ImageError;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
-use crate::sandbox::{FieldError, Problem, SandboxRequest, SandboxSpec};
+use crate::sandbox::user;
+use crate::sandbox::{FieldError, Home, Problem, SandboxRequest, SandboxSpec};
 use crate::store::{Created, NewSandbox, Sandbox};
 
 /// The audit action of a create.
@@ -49,6 +57,8 @@ pub struct CreateSandbox {
     pub idempotency_key: Option<String>,
     /// Run the isolation self-test once the sandbox runs.
     pub selftest: Option<SelftestMode>,
+    /// A preset filling the image, command and policy the caller left out.
+    pub preset: Option<String>,
 }
 
 /// How a create ended.
@@ -140,6 +150,7 @@ impl CreateSandbox {
         actor: &Actor,
     ) -> Result<Reserved, SandboxError> {
         let owner = actor.user().ok_or(SandboxError::NoAccount)?;
+        self.apply_preset(sandboxes)?;
         let (policy, ceiling) = sandboxes
             .peers
             .policy
@@ -157,6 +168,9 @@ impl CreateSandbox {
         let usage = store.quota_usage(owner).await?;
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
         sandboxes.peers.images.admit(spec.image().as_str()).await?;
+        let spec = sandboxes.run_as_image_user(spec).await?;
+        let spec = sandboxes.bind_mounts(owner, spec).await?;
+        let holds = super::mounts::holds(&spec);
         let new = NewSandbox {
             owner,
             spec,
@@ -164,7 +178,7 @@ impl CreateSandbox {
             node: Some(settings.node.clone()),
         };
         let created = store
-            .create_sandbox_within_quota(new, settings.quota)
+            .create_sandbox_within_quota_holding(new, settings.quota, &holds)
             .await?;
         Ok(Reserved {
             created,
@@ -198,6 +212,20 @@ impl CreateSandbox {
 // === impl Sandboxes ===
 
 impl Sandboxes {
+    /// The spec with the user its image's `USER` allows and the operator's home tmpfs.
+    async fn run_as_image_user(&self, spec: SandboxSpec) -> Result<SandboxSpec, SandboxError> {
+        let image = spec.image().as_str();
+        let user = self.docker.image_user(image).await?;
+        let user = user.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        let run = &self.settings.run;
+        let run_as = user::resolve(image, Some(&user), &run.allowed_uids, run.root_images)?;
+        let home = Home::Tmpfs {
+            size_mb: run.home_tmpfs_mb,
+        };
+        spec.run_with(run_as, home)
+            .map_err(|error| SandboxError::Invalid(vec![error]))
+    }
+
     /// Checks `secret_env`'s names and opens each named secret of `owner`, as `NAME=value`
     /// container env entries.
     async fn resolve_secrets(

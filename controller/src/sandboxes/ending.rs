@@ -89,7 +89,12 @@ impl Sandboxes {
             .record_transition(sandbox.id, sandbox.generation, event)
             .await;
         match result {
-            Ok(sandbox) => Ok(Some(sandbox)),
+            Ok(sandbox) => {
+                if sandbox.ended_at.is_some() {
+                    self.sample_volumes_of(&sandbox.spec);
+                }
+                Ok(Some(sandbox))
+            }
             Err(StoreError::Transition(_)) => Ok(None),
             Err(error) => Err(error.into()),
         }

@@ -132,6 +132,7 @@ impl Command<Sandboxes> for DeleteSandbox {
             sandboxes.remove_objects(id).await?;
             store.release_subnet(id).await?;
             store.delete_sandbox(id, sandbox.generation).await?;
+            sandboxes.sample_volumes_of(&sandbox.spec);
             sandboxes.peers.metrics.sandbox_deleted();
         }
         let entry = Entry::new("DELETE /v1/sandboxes/{id}", status::NO_CONTENT).object(id);

@@ -28,7 +28,9 @@ pub mod exec;
 pub mod ledger;
 pub mod lifecycle;
 pub mod logs;
+mod mounts;
 pub mod policy;
+pub mod presets;
 mod provision;
 pub mod selftest;
 
@@ -44,17 +46,21 @@ pub use ledger::{ListEgress, SummariseEgress};
 pub use lifecycle::{DeleteSandbox, GetSandbox, ListSandboxes, StopSandbox, WaitSandbox};
 pub use logs::StreamLogs;
 pub use policy::UpdatePolicy;
+pub use presets::{ListPresets, PresetView};
 pub use selftest::{GetSelftest, RunSelftest, SelftestSettings};
 
 use crate::accounts::quota::{Quota, QuotaExceeded};
 use crate::audit::{Actor, AuditLog, Command};
+use crate::config::RunConfig;
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority, PolicyError};
 use crate::images::{ImageError, Images};
 use crate::metrics::Metrics;
+use crate::sandbox::user::UserRefusal;
 use crate::sandbox::{FieldError, Maximums, SandboxId};
 use crate::secrets::{SecretError, Secrets};
 use crate::store::{Store, StoreError};
+use crate::volumes::Volumes;
 use logs::LogHub;
 
 /// What the sandbox service needs from the configuration.
@@ -76,11 +82,15 @@ pub struct SandboxSettings {
     pub selftest: SelftestSettings,
     /// Per-user quota defaults.
     pub quota: Quota,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
 }
 
 /// The domain services a sandbox command calls besides the store and Docker.
 #[derive(Clone, Debug)]
 pub struct Peers {
+    /// Resolves a create's volume mounts and samples them at the end.
+    pub volumes: Volumes,
     /// Opens the secrets a create names.
     pub secrets: Secrets,
     /// Admits a create's image.
@@ -115,6 +125,9 @@ pub enum SandboxError {
     /// The image may not be used, or is not there.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The image's user may not run (root).
+    #[error(transparent)]
+    ImageUser(#[from] UserRefusal),
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]
     NotFound,
@@ -167,6 +180,20 @@ pub enum SandboxError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The owner has no volume of that name (another user's is missing the same way).
+    #[error("no volume called `{0}`")]
+    VolumeNotFound(String),
+    /// Another live sandbox holds the volume read-write.
+    #[error("volume {volume} is mounted read-write by sandbox {holder}")]
+    VolumeHeld {
+        /// The volume.
+        volume: crate::volume::VolumeId,
+        /// The holder.
+        holder: SandboxId,
+    },
+    /// The volume was sampled over its size: no new read-write mounts (soft quota).
+    #[error("volume {0} is over its size; mount it read-only, or free space first")]
+    VolumeOverQuota(crate::volume::VolumeId),
 }
 
 // === impl Sandboxes ===
@@ -236,6 +263,8 @@ impl From<StoreError> for SandboxError {
             StoreError::SubnetsExhausted => Self::SubnetsExhausted,
             StoreError::SubnetCapReached { cap } => Self::SubnetCapReached { cap },
             StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            StoreError::VolumeHeld { volume, holder } => Self::VolumeHeld { volume, holder },
+            StoreError::VolumeOverQuota { volume } => Self::VolumeOverQuota(volume),
             error @ (StoreError::Conflict { .. }
             | StoreError::StaleGeneration { .. }
             | StoreError::Transition(_)) => Self::Conflict(error.to_string()),

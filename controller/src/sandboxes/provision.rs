@@ -69,6 +69,7 @@ impl Sandboxes {
         if let Some(plane) = &self.egress {
             plane.attach(id, subnet, &token, policy, ceiling).await?;
         }
+        self.own_volume_roots(id, &sandbox.spec).await?;
         let mut body = spec::container_body(&sandbox.spec, &placement);
         spec::add_secret_env(&mut body, secret_env.0);
         let name = names::container_name(id);

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::accounts::quota::Quota;
 use crate::accounts::{Accounts, Clock};
 use crate::audit::AuditLog;
-use crate::config::{Config, PolicyConfig, DEFAULT_NODE};
+use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE};
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
@@ -26,6 +26,8 @@ use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
 use crate::secrets::vault::Vault;
 use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
+use crate::volume::QuotaMode;
+use crate::volumes::{VolumeSettings, Volumes};
 use snapshot::Snapshot;
 
 /// How long each readiness check may take.
@@ -58,6 +60,12 @@ pub struct Settings {
     pub infrastructure: InfraSources,
     /// Table bounds (secrets per user).
     pub tables: crate::config::TablesConfig,
+    /// How sandboxes run: home size, allowed uids, root images.
+    pub run: RunConfig,
+    /// Volumes: sizes, quotas, the usage sampler.
+    pub volumes: VolumesConfig,
+    /// How volume sizes are enforced on the node.
+    pub quota_mode: QuotaMode,
 }
 
 /// Every domain service of the process; cheap to clone.
@@ -73,6 +81,8 @@ pub struct Services {
     pub images: Images,
     /// Ceilings and effective policies.
     pub policy: PolicyAuthority,
+    /// Volumes (workspaces).
+    pub volumes: Volumes,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -135,6 +145,9 @@ impl Settings {
             policy: config.policy.clone(),
             infrastructure: infrastructure::configured(config),
             tables: config.tables,
+            run: config.run.clone(),
+            volumes: config.volumes.clone(),
+            quota_mode: QuotaMode::Soft,
         }
     }
 
@@ -148,6 +161,7 @@ impl Settings {
             log_buffer_bytes: self.log_buffer_bytes,
             selftest: self.selftest.clone(),
             quota: self.quota,
+            run: self.run.clone(),
         }
     }
 }
@@ -267,7 +281,18 @@ impl Builder {
             &settings.node,
         );
         let policy = self.policy(&audit);
+        let volumes = Volumes::new(
+            self.store.clone(),
+            self.docker.clone(),
+            audit.clone(),
+            VolumeSettings {
+                config: settings.volumes.clone(),
+                node: settings.node.clone(),
+                quota_mode: settings.quota_mode,
+            },
+        );
         let peers = Peers {
+            volumes: volumes.clone(),
             secrets: secrets.clone(),
             images: images.clone(),
             policy: policy.clone(),
@@ -280,6 +305,7 @@ impl Builder {
             secrets,
             images,
             policy,
+            volumes,
             audit,
             health: Health {
                 store: self.store,

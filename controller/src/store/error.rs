@@ -76,6 +76,26 @@ pub enum StoreError {
     /// The create would pass the owner's quota (nothing was written).
     #[error(transparent)]
     QuotaExceeded(crate::accounts::quota::QuotaExceeded),
+    /// The volume is mounted by these sandboxes.
+    #[error("the volume is mounted by {} sandbox(es)", holders.len())]
+    VolumeInUse {
+        /// The sandboxes holding it.
+        holders: Vec<SandboxId>,
+    },
+    /// Another running sandbox holds the volume read-write.
+    #[error("volume {volume} is held read-write by sandbox {holder}")]
+    VolumeHeld {
+        /// The volume.
+        volume: crate::volume::VolumeId,
+        /// The sandbox holding it.
+        holder: SandboxId,
+    },
+    /// The volume's sampled usage is over its size (soft quota): no new read-write mounts.
+    #[error("volume {volume} is over its size")]
+    VolumeOverQuota {
+        /// The volume.
+        volume: crate::volume::VolumeId,
+    },
     /// Key rotation: the current key does not open the stored key check value.
     #[error("the current secret key does not match the stored key check value")]
     KeyMismatch,

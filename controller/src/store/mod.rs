@@ -39,6 +39,8 @@ mod retention;
 // Backups: the schema version and `VACUUM INTO`.
 mod backup;
 mod secrets;
+// Volumes and the mounts sandboxes hold.
+mod volumes;
 
 pub use ceilings::{CeilingsSource, StoredCeilings};
 pub use egress::{
@@ -55,6 +57,7 @@ pub use audit::{AuditRecord, NewAuditRecord};
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};
+pub use volumes::{MountHold, NewVolume, Volume, VolumeHolder};
 
 use std::time::Duration;
 

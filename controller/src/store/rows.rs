@@ -13,10 +13,13 @@ use uuid::Uuid;
 
 use super::{Sandbox, StoreError, User};
 use crate::accounts::user::UserId;
+use crate::sandbox::mounts::{BoundVolume, Mount};
+use crate::sandbox::path::ContainerPath;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{
-    Cpus, EndKind, EndReason, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
+    Cpus, EndKind, EndReason, Home, ImageRef, Limits, RootFs, RunAs, SandboxId, SandboxSpec,
 };
+use crate::volume::{VolumeId, VolumeName};
 
 /// The `spec` column: a [`SandboxSpec`] as JSON. Version 1; new fields must be optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +37,26 @@ pub(crate) struct SpecDoc {
     read_only_rootfs: bool,
     uid: u32,
     gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    home_tmpfs_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    home_volume: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<MountDoc>,
+}
+
+/// One mount in the `spec` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MountDoc {
+    volume: String,
+    target: String,
+    read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    docker_name: Option<String>,
 }
 
 /// One `sandboxes` row.
@@ -92,6 +115,13 @@ impl SpecDoc {
             read_only_rootfs: spec.rootfs() == RootFs::ReadOnly,
             uid: spec.run_as().uid,
             gid: spec.run_as().gid,
+            workdir: spec.workdir().map(|w| w.as_str().to_owned()),
+            home_tmpfs_mb: match spec.home() {
+                Some(Home::Tmpfs { size_mb }) => Some(size_mb),
+                _ => None,
+            },
+            home_volume: spec.home() == Some(Home::Volume),
+            mounts: spec.mounts().iter().map(MountDoc::from_mount).collect(),
         }
     }
 
@@ -108,6 +138,21 @@ impl SpecDoc {
         } else {
             RootFs::Writable
         };
+        let workdir = self
+            .workdir
+            .as_deref()
+            .map(ContainerPath::parse)
+            .transpose()
+            .map_err(|p| StoreError::corrupt("spec", format!("workdir: {p:?}")))?;
+        let home = match (self.home_volume, self.home_tmpfs_mb) {
+            (true, _) => Some(Home::Volume),
+            (false, size) => size.map(|size_mb| Home::Tmpfs { size_mb }),
+        };
+        let mounts = self
+            .mounts
+            .into_iter()
+            .map(MountDoc::into_mount)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SandboxSpec::from_stored(
             image,
             self.cmd,
@@ -121,7 +166,41 @@ impl SpecDoc {
                 uid: self.uid,
                 gid: self.gid,
             },
-        ))
+        )
+        .with_stored_run(workdir, home, mounts))
+    }
+}
+
+// === impl MountDoc ===
+
+impl MountDoc {
+    fn from_mount(mount: &Mount) -> Self {
+        Self {
+            volume: mount.volume.to_string(),
+            target: mount.target.to_string(),
+            read_only: mount.read_only,
+            volume_id: mount.bound.as_ref().map(|b| b.id.to_string()),
+            docker_name: mount.bound.as_ref().map(|b| b.docker_name.clone()),
+        }
+    }
+
+    fn into_mount(self) -> Result<Mount, StoreError> {
+        let corrupt = |what: &str| StoreError::corrupt("spec", format!("mounts: bad {what}"));
+        let bound = match (self.volume_id, self.docker_name) {
+            (Some(id), Some(docker_name)) => Some(BoundVolume {
+                id: id
+                    .parse::<VolumeId>()
+                    .map_err(|_bad| corrupt("volume_id"))?,
+                docker_name,
+            }),
+            _ => None,
+        };
+        Ok(Mount {
+            volume: VolumeName::parse(&self.volume).map_err(|_bad| corrupt("volume"))?,
+            target: ContainerPath::parse(&self.target).map_err(|_bad| corrupt("target"))?,
+            read_only: self.read_only,
+            bound,
+        })
     }
 }
 

@@ -1,11 +1,13 @@
 //! Sandbox rows: create (idempotent per owner and key), owner-scoped reads, cursor pages,
-//! generation-fenced state transitions, desired state and deletion.
+//! generation-fenced state transitions (an end releases the sandbox's volume mounts in the
+//! same transaction), desired state and deletion.
 
 use tracing::instrument;
 use uuid::Uuid;
 
 use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
 use super::rows::{SandboxRow, SpecDoc};
+use super::volumes::{hold_mounts_on, MountHold};
 use super::{
     now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
 };
@@ -58,7 +60,19 @@ impl Store {
     /// winner's row.
     #[instrument(skip_all, fields(user.id = %new.owner))]
     pub async fn create_sandbox(&self, new: NewSandbox) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, None).await
+        self.create_sandbox_quota(new, None, &[]).await
+    }
+
+    /// [`Store::create_sandbox`] that also holds `mounts` in the same transaction: a
+    /// read-write mount of a volume another live sandbox holds read-write is
+    /// [`StoreError::VolumeHeld`], one of a volume sampled over its size
+    /// [`StoreError::VolumeOverQuota`]; either writes nothing.
+    pub async fn create_sandbox_holding(
+        &self,
+        new: NewSandbox,
+        mounts: &[MountHold],
+    ) -> Result<Created, StoreError> {
+        self.create_sandbox_quota(new, None, mounts).await
     }
 
     /// [`Store::create_sandbox`], checked against the owner's quota: `defaults` with the
@@ -72,19 +86,31 @@ impl Store {
         new: NewSandbox,
         defaults: Quota,
     ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, Some(defaults)).await
+        self.create_sandbox_quota(new, Some(defaults), &[]).await
+    }
+
+    /// [`Store::create_sandbox_within_quota`] that also holds `mounts` in the same
+    /// transaction (see [`Store::create_sandbox_holding`]).
+    pub async fn create_sandbox_within_quota_holding(
+        &self,
+        new: NewSandbox,
+        defaults: Quota,
+        mounts: &[MountHold],
+    ) -> Result<Created, StoreError> {
+        self.create_sandbox_quota(new, Some(defaults), mounts).await
     }
 
     async fn create_sandbox_quota(
         &self,
         new: NewSandbox,
         quota: Option<Quota>,
+        mounts: &[MountHold],
     ) -> Result<Created, StoreError> {
         let doc = SpecDoc::from_spec(&new.spec);
         if let Some(row) = self.find_by_key(&new).await? {
             return existing(row, &doc);
         }
-        match self.insert_sandbox(&new, &doc, quota).await {
+        match self.insert_sandbox(&new, &doc, quota, mounts).await {
             Ok(sandbox) => Ok(Created::New(sandbox)),
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let row = self.find_by_key(&new).await?.ok_or(StoreError::NotFound)?;
@@ -115,6 +141,7 @@ impl Store {
         new: &NewSandbox,
         doc: &SpecDoc,
         quota: Option<Quota>,
+        mounts: &[MountHold],
     ) -> Result<Sandbox, StoreError> {
         let id = SandboxId::new();
         let at = now();
@@ -159,6 +186,7 @@ impl Store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            hold_mounts_on!(tx, id.as_uuid(), mounts, postgres);
             sqlx::query(INSERT_EVENT)
                 .bind(id.as_uuid())
                 .bind(1_i64)
@@ -291,6 +319,13 @@ impl Store {
                 .await?;
             if updated.rows_affected() != 1 {
                 return Ok(None);
+            }
+            if reason.is_some() {
+                sqlx::query(super::volumes::RELEASE_MOUNTS)
+                    .bind(at)
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
             }
             sqlx::query(INSERT_EVENT)
                 .bind(id.as_uuid())

@@ -16,9 +16,11 @@ use airlock::docker::DockerClient;
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
+use airlock::store::NewVolume;
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
+use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -329,6 +331,22 @@ impl Harness {
             Created::New(sandbox) => sandbox.id,
             Created::Existing(_) => panic!("expected a new sandbox"),
         }
+    }
+
+    /// A volume row of `owner` (no Docker volume: the walk never mounts it).
+    pub(crate) async fn volume(&self, owner: UserId) -> VolumeId {
+        let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
+        let new = NewVolume {
+            id: VolumeId::new(),
+            owner,
+            spec: VolumeSpec::from_stored(VolumeName::parse(&name).unwrap(), 1, Default::default()),
+            node: "local".to_owned(),
+            quota_mode: QuotaMode::Soft,
+        };
+        let created = self
+            .store
+            .create_volume_within_quota(new, VolumeQuota::UNLIMITED);
+        created.await.unwrap().id
     }
 
     /// Disables `user`.

@@ -25,6 +25,7 @@ use airlock::accounts::user::{Role, TokenScope, UserId};
 use airlock::api::openapi;
 use airlock::sandbox::{DesiredState, SandboxId};
 use airlock::store::{NewInvite, Scope};
+use airlock::volume::VolumeId;
 use axum::http::{Method, StatusCode};
 use time::OffsetDateTime;
 
@@ -77,6 +78,7 @@ pub(crate) enum Obj {
     Secret,
     /// An unused invite.
     Invite,
+    Volume,
 }
 
 /// One route and the rule that guards it.
@@ -143,6 +145,7 @@ pub(crate) const RULES: &[Rule] = &[
     rule("GET",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None),
     rule("PUT",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None).body(r#"{"roles":{}}"#),
     rule("GET",    "/v1/policy/infrastructure",        Admin,  NeedsAdmin, Obj::None),
+    rule("GET",    "/v1/presets",                      Anyone, Read,       Obj::None),
     rule("GET",    "/v1/sandboxes",                    Anyone, Read,       Obj::None),
     rule("POST",   "/v1/sandboxes",                    Anyone, Write,      Obj::None).body(r#"{"image":""}"#),
     rule("GET",    "/v1/sandboxes/{id}",               Owner,  Read,       Obj::Sandbox),
@@ -171,6 +174,10 @@ pub(crate) const RULES: &[Rule] = &[
     rule("PATCH",  "/v1/users/{id}",                   Admin,  NeedsAdmin, Obj::User).body(r#"{"disabled":false}"#),
     rule("GET",    "/v1/users/{id}/quota",             Owner,  Read,       Obj::User),
     rule("PUT",    "/v1/users/{id}/quota",             Admin,  NeedsAdmin, Obj::User).body(r#"{"max_sandboxes":7}"#),
+    rule("GET",    "/v1/volumes",                      Anyone, Read,       Obj::None),
+    rule("POST",   "/v1/volumes",                      Anyone, Write,      Obj::None).body(r#"{"name":"","size_mb":1}"#),
+    rule("DELETE", "/v1/volumes/{id}",                 Owner,  Write,      Obj::Volume),
+    rule("GET",    "/v1/volumes/{id}",                 Owner,  Read,       Obj::Volume),
 ];
 
 /// Every (METHOD, path template) in the OpenAPI document.
@@ -232,6 +239,7 @@ enum Target {
     Secret(UserId, String),
     /// An invite's id and token hash.
     Invite(uuid::Uuid, String),
+    Volume(VolumeId),
 }
 
 // === impl Walk ===
@@ -356,6 +364,7 @@ impl Walk {
                 assert!(stored.unwrap(), "a fresh secret");
                 Target::Secret(owner, name)
             }
+            Obj::Volume => Target::Volume(self.h.volume(owner).await),
         }
     }
 
@@ -372,6 +381,7 @@ impl Walk {
                 UserId::from_uuid(uuid.parse().unwrap()),
                 format!("missing-{}", uuid.replace('-', "")),
             ),
+            Obj::Volume => Target::Volume(uuid.parse().unwrap()),
         }
     }
 
@@ -395,6 +405,9 @@ impl Walk {
                 let sealed = store.sealed_secret(*owner, name).await.unwrap();
                 format!("{meta:?} {sealed:?}")
             }
+            Target::Volume(id) => {
+                format!("{:?}", store.get_volume(Scope::All, *id).await.unwrap())
+            }
         }
     }
 
@@ -406,6 +419,7 @@ impl Walk {
             Target::User(id) => id.to_string(),
             Target::Secret(_, name) => name.clone(),
             Target::Invite(id, _) => id.to_string(),
+            Target::Volume(id) => id.to_string(),
         };
         let mut uri = rule.path.replace("{id}", &id).replace("{name}", &id);
         assert!(

@@ -11,8 +11,10 @@ use crate::egress::ceilings::PolicyRefusal;
 use crate::egress::PolicyError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
+use crate::sandbox::user::UserRefusal;
 use crate::sandboxes::SandboxError;
 use crate::secrets::SecretError;
+use crate::volumes::VolumeError;
 
 /// The refusal of a token whose scopes go beyond the caller's.
 const SCOPES_BEYOND: &str = "a token cannot have scopes beyond the caller's role and token";
@@ -32,6 +34,11 @@ impl From<SandboxError> for ApiError {
                     .collect(),
             ),
             SandboxError::Image(error) => error.into(),
+            SandboxError::ImageUser(refusal @ UserRefusal::RunsAsRoot { .. }) => Self::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: "image_runs_as_root",
+                message: refusal.to_string(),
+            },
             SandboxError::NotFound => Self::NotFound("no such sandbox"),
             SandboxError::NoAccount => Self::Unauthorized,
             SandboxError::IdempotencyMismatch { existing } => Self::Conflict {
@@ -44,6 +51,19 @@ impl From<SandboxError> for ApiError {
             SandboxError::Conflict(message) => Self::Conflict {
                 code: "conflict",
                 message,
+            },
+            error @ SandboxError::VolumeNotFound(_) => Self::Refused {
+                status: StatusCode::NOT_FOUND,
+                code: "volume_not_found",
+                message: error.to_string(),
+            },
+            error @ SandboxError::VolumeHeld { .. } => Self::Conflict {
+                code: "volume_in_use",
+                message: error.to_string(),
+            },
+            error @ SandboxError::VolumeOverQuota(_) => Self::Conflict {
+                code: "volume_over_quota",
+                message: error.to_string(),
             },
             SandboxError::NotStarted => Self::Conflict {
                 code: "not_started",
@@ -76,6 +96,34 @@ fn sandbox_dependency(error: SandboxError) -> ApiError {
             detail: error.to_string(),
         },
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+impl From<VolumeError> for ApiError {
+    fn from(error: VolumeError) -> Self {
+        match error {
+            VolumeError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            VolumeError::NotFound => Self::NotFound("no such volume"),
+            VolumeError::NoAccount => Self::Unauthorized,
+            error @ VolumeError::NameTaken(_) => Self::Conflict {
+                code: "volume_name_taken",
+                message: error.to_string(),
+            },
+            error @ VolumeError::InUse(_) => Self::Conflict {
+                code: "volume_in_use",
+                message: error.to_string(),
+            },
+            VolumeError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -95,6 +95,17 @@ impl DockerClient {
         }
     }
 
+    /// The image's configured `USER` (empty when unset), or `None` when the node lacks it.
+    pub async fn image_user(&self, reference: &str) -> Result<Option<String>, DockerError> {
+        match self.bollard().inspect_image(reference).await {
+            Ok(image) => Ok(Some(image.config.and_then(|c| c.user).unwrap_or_default())),
+            Err(error) => match DockerError::from(error) {
+                error if error.is_not_found() => Ok(None),
+                error => Err(error),
+            },
+        }
+    }
+
     /// Pulls `remote` (`registry/name:tag`) and tags it `local`. Only the start-up pre-pull
     /// calls this, and only when the operator configured a registry.
     pub async fn pull_and_tag(&self, remote: &str, local: &str) -> Result<(), DockerError> {

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod images;
 pub mod listing;
 pub mod probe;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::time::Duration;

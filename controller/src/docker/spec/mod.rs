@@ -4,7 +4,13 @@
 //! Invariants of every container body:
 //! - `CapDrop: [ALL]`, `no-new-privileges`, `Privileged: false`, no devices, no binds, no
 //!   published ports, a non-root user;
+//! - `Mounts` holds only the spec's *bound* volume mounts, each a Docker `volume` mount
+//!   (never a bind or a host path) at its checked target, read-only when asked; a home
+//!   volume is one of them, at `/home/agent`, and then no home tmpfs is added;
 //! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
+//! - a writable home: a size-capped `nosuid,nodev` tmpfs at `/home/agent` owned by the
+//!   sandbox user (mode 0700), with `HOME` pointing at it; the working directory is the
+//!   spec's (absolute and normalised) or the image's;
 //! - pids, memory (with `MemorySwap == Memory`, so no swap), CPU and `nofile` limits, and a
 //!   size-capped `json-file` log;
 //! - exactly one network: the sandbox's own, at a static address, with the proxy variables
@@ -13,6 +19,7 @@
 
 pub mod egress;
 pub mod probe;
+pub mod volume;
 
 use std::collections::HashMap;
 
@@ -23,7 +30,7 @@ use bollard::models::{
 
 use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
-use crate::sandbox::{RootFs, SandboxId, SandboxSpec};
+use crate::sandbox::{Home, RootFs, SandboxId, SandboxSpec, HOME_DIR};
 
 /// Label holding the sandbox id on every managed object.
 pub const LABEL_SANDBOX_ID: &str = "airlock.sandbox.id";
@@ -35,6 +42,8 @@ pub const LABEL_NODE: &str = "airlock.node";
 pub const PROXY_PORT: u16 = 3128;
 /// Mount options of the tmpfs `/tmp` that comes with a read-only root.
 pub const TMP_TMPFS: &str = "rw,nosuid,nodev,size=64m";
+/// Mount options of the home tmpfs, before its size and owner.
+pub const HOME_TMPFS: &str = "rw,nosuid,nodev,mode=0700";
 /// Open-file limit (soft and hard).
 pub const NOFILE_LIMIT: i64 = 4096;
 /// Largest `json-file` log file.
@@ -128,6 +137,9 @@ pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> Containe
         .map(|var| format!("{}={}", var.name(), var.value()))
         .collect();
     env.extend(proxy_env(placement));
+    if spec.home().is_some() {
+        env.push(format!("HOME={HOME_DIR}"));
+    }
     let mut labels = labels(placement);
     labels.extend(spec.labels().clone());
     let network = network_name(placement.id);
@@ -143,6 +155,7 @@ pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> Containe
         cmd: (!spec.cmd().is_empty()).then(|| spec.cmd().to_vec()),
         env: Some(env),
         user: Some(spec.run_as().to_string()),
+        working_dir: spec.workdir().map(|w| w.as_str().to_owned()),
         labels: Some(labels),
         network_disabled: Some(false),
         host_config: Some(host_config(spec, network.clone())),
@@ -163,7 +176,7 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
         security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
         privileged: Some(false),
         readonly_rootfs: Some(read_only),
-        tmpfs: read_only.then(|| HashMap::from([("/tmp".to_owned(), TMP_TMPFS.to_owned())])),
+        tmpfs: tmpfs(spec),
         pids_limit: Some(i64::try_from(limits.pids).unwrap_or(i64::MAX)),
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -185,13 +198,45 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
         }),
         devices: Some(Vec::new()),
         binds: Some(Vec::new()),
-        mounts: Some(Vec::new()),
+        mounts: Some(mounts(spec)),
         publish_all_ports: Some(false),
         ipc_mode: Some("private".to_owned()),
         network_mode: Some(network),
         auto_remove: Some(false),
         ..HostConfig::default()
     }
+}
+
+/// The bound volume mounts.
+fn mounts(spec: &SandboxSpec) -> Vec<bollard::models::Mount> {
+    spec.mounts()
+        .iter()
+        .filter_map(|mount| {
+            let bound = mount.bound.as_ref()?;
+            Some(volume::volume_mount(
+                &bound.docker_name,
+                mount.target.as_str(),
+                mount.read_only,
+            ))
+        })
+        .collect()
+}
+
+/// The tmpfs mounts: `/tmp` with a read-only root, and the home.
+fn tmpfs(spec: &SandboxSpec) -> Option<HashMap<String, String>> {
+    let mut mounts = HashMap::new();
+    if spec.rootfs() == RootFs::ReadOnly {
+        mounts.insert("/tmp".to_owned(), TMP_TMPFS.to_owned());
+    }
+    if let Some(Home::Tmpfs { size_mb }) = spec.home() {
+        let user = spec.run_as();
+        let options = format!(
+            "{HOME_TMPFS},size={size_mb}m,uid={},gid={}",
+            user.uid, user.gid
+        );
+        mounts.insert(HOME_DIR.to_owned(), options);
+    }
+    (!mounts.is_empty()).then_some(mounts)
 }
 
 /// MiB to bytes; validated specs stay far below the bound, so saturation never triggers.

@@ -172,12 +172,17 @@ fn custom_container_body_snapshot() {
         },
         labels: [("team".to_owned(), "ml".to_owned())].into(),
         rootfs: RootFs::Writable,
-        run_as: Some(RunAs {
+        workdir: Some("/workspace".into()),
+        ..SandboxRequest::default()
+    })
+    .run_with(
+        RunAs {
             uid: 1000,
             gid: 1000,
-        }),
-        ..SandboxRequest::default()
-    });
+        },
+        Home::Tmpfs { size_mb: 256 },
+    )
+    .unwrap();
     expect![[r#"
         {
           "Cmd": [
@@ -194,7 +199,8 @@ fn custom_container_body_snapshot() {
             "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
             "NO_PROXY=",
             "no_proxy=",
-            "NODE_USE_ENV_PROXY=1"
+            "NODE_USE_ENV_PROXY=1",
+            "HOME=/home/agent"
           ],
           "HostConfig": {
             "AutoRemove": false,
@@ -227,6 +233,9 @@ fn custom_container_body_snapshot() {
             "StorageOpt": {
               "size": "1024M"
             },
+            "Tmpfs": {
+              "/home/agent": "rw,nosuid,nodev,mode=0700,size=256m,uid=1000,gid=1000"
+            },
             "Ulimits": [
               {
                 "Hard": 4096,
@@ -252,14 +261,28 @@ fn custom_container_body_snapshot() {
               }
             }
           },
-          "User": "1000:1000"
+          "User": "1000:1000",
+          "WorkingDir": "/workspace"
         }"#]]
     .assert_eq(&pretty(&container_body(&spec, &placement())));
 }
 
 #[test]
 fn hardening_holds_for_every_spec() {
+    let home = Home::Tmpfs { size_mb: 8 };
     let specs = [
+        spec(SandboxRequest {
+            image: "c".into(),
+            ..SandboxRequest::default()
+        })
+        .run_with(
+            RunAs {
+                uid: 1000,
+                gid: 1000,
+            },
+            home,
+        )
+        .unwrap(),
         spec(SandboxRequest {
             image: "a".into(),
             ..SandboxRequest::default()
@@ -289,6 +312,12 @@ fn hardening_holds_for_every_spec() {
         assert_eq!(host.network_mode, Some(network_name(placement().id)));
         assert!(host.port_bindings.is_none());
         assert_ne!(body.user.as_deref(), Some("0:0"));
+        if let Some(Home::Tmpfs { size_mb }) = spec.home() {
+            let tmpfs = host.tmpfs.clone().unwrap_or_default();
+            let want = format!("{HOME_TMPFS},size={size_mb}m,uid=1000,gid=1000");
+            assert_eq!(tmpfs.get(HOME_DIR), Some(&want));
+            assert!(body.env.iter().flatten().any(|e| e == "HOME=/home/agent"));
+        }
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_SANDBOX_ID], placement().id.to_string());
         assert_eq!(labels[LABEL_GENERATION], "3");

@@ -177,6 +177,7 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
     if let Some(store) = &store {
         report.checks.push(quotas::check(config, store).await);
     }
+    report.checks.push(check_volume_quota(config));
     report.checks.push(check_disk(&config.data_dir));
     if let DockerConfig::Tls { cert_dir, .. } = &config.docker {
         report.checks.push(check_certs(cert_dir));
@@ -342,6 +343,20 @@ async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {
             None
         }
     }
+}
+
+/// How each node enforces volume sizes. Only the soft mode exists so far, so this reports it
+/// (and what soft means) rather than probing the volume root's filesystem.
+fn check_volume_quota(config: &Config) -> Check {
+    let volumes = &config.volumes;
+    let detail = format!(
+        "{}: soft (usage sampled every {}s by {}; a volume over its size refuses read-write \
+         mounts; hard XFS project quotas are not implemented)",
+        crate::config::DEFAULT_NODE,
+        volumes.sample_interval.as_secs(),
+        volumes.helper_image
+    );
+    Check::pass("volume-quota", detail)
 }
 
 fn check_disk(dir: &Path) -> Check {

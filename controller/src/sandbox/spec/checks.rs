@@ -191,3 +191,21 @@ pub(super) fn check_labels(labels: &BTreeMap<String, String>, errors: &mut Vec<F
         }
     }
 }
+
+/// The check of one container path field (`workdir`, a mount target).
+pub(super) fn check_path(
+    field: &'static str,
+) -> impl Fn(&str) -> Result<ContainerPath, FieldError> {
+    move |text| {
+        ContainerPath::parse(text).map_err(|problem| {
+            let problem = match problem {
+                PathProblem::TooLong => Problem::TooLong { max: MAX_PATH },
+                PathProblem::Nul => Problem::ContainsNul,
+                PathProblem::Malformed => Problem::Malformed {
+                    expected: EXPECTED_PATH,
+                },
+            };
+            err(field, problem)
+        })
+    }
+}

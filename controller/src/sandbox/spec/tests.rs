@@ -16,16 +16,16 @@ pub(super) fn max() -> Maximums {
     }
 }
 
-fn request() -> SandboxRequest {
+pub(super) fn request() -> SandboxRequest {
     SandboxRequest {
         image: "testbox:latest".into(),
         ..SandboxRequest::default()
     }
 }
 
-type Found = Vec<(String, Problem)>;
+pub(super) type Found = Vec<(String, Problem)>;
 
-fn problems(req: SandboxRequest) -> Found {
+pub(super) fn problems(req: SandboxRequest) -> Found {
     match req.validate(&max()) {
         Ok(spec) => panic!("expected errors, got {spec:?}"),
         Err(errors) => errors.into_iter().map(|e| (e.field, e.problem)).collect(),
@@ -37,7 +37,7 @@ fn found(req: SandboxRequest) -> Found {
     errors.into_iter().map(|e| (e.field, e.problem)).collect()
 }
 
-fn one(field: &str, problem: Problem) -> Found {
+pub(super) fn one(field: &str, problem: Problem) -> Found {
     vec![(field.to_owned(), problem)]
 }
 
@@ -91,6 +91,9 @@ fn full_request_is_kept() {
         labels: BTreeMap::from([("team".into(), "ml".into())]),
         rootfs: RootFs::Writable,
         run_as: Some(RunAs { uid: 1000, gid: 0 }),
+        workdir: Some("/workspace/repo".into()),
+        mounts: Vec::new(),
+        home_volume: None,
     };
     let spec = req.clone().validate(&max()).unwrap();
     assert_eq!(spec.cmd(), req.cmd.as_slice());
@@ -100,6 +103,7 @@ fn full_request_is_kept() {
     assert_eq!(spec.labels(), &req.labels);
     assert_eq!(spec.rootfs(), RootFs::Writable);
     assert_eq!(spec.run_as().uid, 1000);
+    assert_eq!(spec.workdir().map(|w| w.as_str()), Some("/workspace/repo"));
 }
 
 #[test]
@@ -457,6 +461,13 @@ fn every_problem_is_reported_at_once() {
         labels: BTreeMap::from([("airlock.x".into(), String::new())]),
         rootfs: RootFs::ReadOnly,
         run_as: Some(RunAs { uid: 0, gid: 0 }),
+        workdir: Some("relative".into()),
+        mounts: vec![crate::sandbox::mounts::MountRequest {
+            source: crate::sandbox::mounts::MountSource::Volume("repo".into()),
+            target: "/proc".into(),
+            read_only: false,
+        }],
+        home_volume: None,
     };
     let fields: Vec<_> = problems(req).into_iter().map(|(f, _)| f).collect();
     assert_eq!(
@@ -468,7 +479,9 @@ fn every_problem_is_reported_at_once() {
             "limits.pids",
             "timeout_s",
             "labels.airlock.x",
-            "run_as"
+            "run_as",
+            "workdir",
+            "mounts[0].target"
         ]
     );
 }

@@ -1,0 +1,104 @@
+//! The bollard calls of volumes: create, remove, list the managed ones, and run the usage
+//! sampler (its body is [`crate::docker::spec::volume`]).
+
+use std::time::Duration;
+
+use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
+
+use super::{label_filter, not_found_ok, DockerClient, DockerError, Removal};
+use crate::docker::spec::volume::{
+    chown_body, parse_sample, sampler_body, sampler_name, LABEL_VOLUME_ID,
+};
+use crate::docker::spec::LABEL_NODE;
+use crate::sandbox::{RunAs, SandboxId};
+use crate::volume::VolumeId;
+
+/// Longest a usage sample may take.
+const SAMPLE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A managed Docker volume found on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedVolume {
+    /// The Docker name.
+    pub name: String,
+    /// Its `airlock.volume.id` label, when it parses.
+    pub id: Option<VolumeId>,
+}
+
+// === impl DockerClient ===
+
+impl DockerClient {
+    /// Creates a Docker volume.
+    pub async fn create_volume(&self, body: VolumeCreateRequest) -> Result<(), DockerError> {
+        self.bollard().create_volume(body).await?;
+        Ok(())
+    }
+
+    /// Removes a Docker volume; a missing one counts as removed.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        let options = RemoveVolumeOptions { force: false };
+        not_found_ok(self.bollard().remove_volume(name, Some(options)).await)
+    }
+
+    /// Every Docker volume carrying `airlock.node=<node>` and an `airlock.volume.id` label.
+    pub async fn node_volumes(&self, node: &str) -> Result<Vec<ListedVolume>, DockerError> {
+        let options = ListVolumesOptions {
+            filters: Some(label_filter(LABEL_NODE, node)),
+        };
+        let listed = self.bollard().list_volumes(Some(options)).await?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|volume| {
+                let id = volume.labels.get(LABEL_VOLUME_ID)?;
+                Some(ListedVolume {
+                    id: id.parse().ok(),
+                    name: volume.name,
+                })
+            })
+            .collect())
+    }
+
+    /// Gives the root of Docker volume `docker_name` to `user` (see
+    /// [`crate::docker::spec::volume::chown_body`]); the helper is removed at once.
+    pub async fn chown_volume_root(
+        &self,
+        sandbox: SandboxId,
+        docker_name: &str,
+        user: RunAs,
+        image: &str,
+    ) -> Result<(), DockerError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("airlock-volown-{sandbox}-{}", &run[..8]);
+        let body = chown_body(sandbox, docker_name, user, image);
+        let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
+        self.remove_container(&name, Removal::Force).await?;
+        match output?.exit_code {
+            Some(0) => Ok(()),
+            _ => Err(DockerError::Unexpected("the volume owner helper failed")),
+        }
+    }
+
+    /// The bytes used in Docker volume `docker_name`, measured by a sampler container with
+    /// no network (`image` needs `du`). The sampler is removed whatever happens.
+    pub async fn sample_volume(
+        &self,
+        id: VolumeId,
+        docker_name: &str,
+        image: &str,
+    ) -> Result<u64, DockerError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = sampler_name(id, &run[..8]);
+        let body = sampler_body(id, docker_name, image);
+        let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
+        self.remove_container(&name, Removal::Force).await?;
+        let output = output?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match output.exit_code {
+            Some(0) => parse_sample(&stdout).ok_or(DockerError::Unexpected("sampler output")),
+            _ => Err(DockerError::Unexpected("the volume sampler failed")),
+        }
+    }
+}
