@@ -6,7 +6,7 @@
 //!   `429 too_many_connections_from_source`) and closed;
 //! - a connection must send a complete request head within the header timeout of its first
 //!   byte (and of being accepted), or it is closed; one with no request in flight and no byte
-//!   for the keep-alive idle time is closed (see [`conn`]);
+//!   for the keep-alive idle time is closed (see `conn`);
 //! - with TLS, the handshake runs under the header timeout too.
 //!
 //! Shutdown stops accepting, asks every connection to finish its request in flight and close,
