@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+pub mod agents;
 pub mod controller;
 pub mod plane;
 pub mod serve;

@@ -5,143 +5,29 @@
 //! repository made in the workspace clones. `GET /v1/presets` lists the three presets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use airlock::accounts::credential::{NewToken, TokenKind};
-use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
-use airlock::api::{app, AppState, Auth};
-use airlock::services::{Services, Settings};
-use airlock::store::{NewApiToken, NewUser, Store};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use e2e::controller::{parts, Parts};
+use axum::http::{Method, StatusCode};
+use e2e::agents::AgentApi;
 use e2e::{dind_with_testbox, Timing};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tempfile::TempDir;
-use test_support::dind::{Dind, DindOptions};
-use tower::ServiceExt;
+use serde_json::json;
+use test_support::dind::DindOptions;
 
 /// The agent image (built by `make images-agents`).
 const AGENT_IMAGE: &str = "airlock/agent:dev";
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-agent-image-0123456";
-
-struct Controller {
-    _dind: Dind,
-    state: AppState,
-    _dir: TempDir,
-    store: Store,
-}
-
-async fn controller(test: &'static str, timing: &mut Timing) -> Controller {
+async fn controller(test: &'static str, timing: &mut Timing) -> AgentApi {
     let dind = dind_with_testbox(DindOptions::new(test), timing)
         .await
         .unwrap();
     dind.load_image(AGENT_IMAGE).await.unwrap();
     timing.phase("load-agent");
-    let Parts {
-        dir,
-        config,
-        store,
-        docker,
-        admin,
-    } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
-    let services = Services::new(store.clone(), docker, Settings::from_config(&config));
-    let auth = Auth::new(Some(airlock::config::Secret::new(ADMIN_TOKEN)), admin);
-    timing.phase("controller-up");
-    Controller {
-        _dind: dind,
-        state: AppState::new(services, auth),
-        _dir: dir,
-        store,
-    }
-}
-
-/// A member with a full API token.
-async fn member(store: &Store, name: &str) -> (UserId, String) {
-    let user = store
-        .create_user(NewUser {
-            email: format!("{name}@example.org"),
-            display_name: name.to_owned(),
-            role: Role::Member,
-        })
-        .await
-        .unwrap();
-    let token = NewToken::generate(TokenKind::Api);
-    let scopes: Scopes = [TokenScope::SandboxesRead, TokenScope::SandboxesWrite]
-        .into_iter()
-        .collect();
-    let new = NewApiToken {
-        user: user.id,
-        name: "e2e".to_owned(),
-        scopes,
-        hash: token.hash.clone(),
-        expires_at: None,
-    };
-    store.create_api_token(new).await.unwrap();
-    (user.id, token.text)
-}
-
-impl Controller {
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        uri: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, body)
-    }
-
-    async fn volume(&self, token: &str, name: &str, size_mb: u64) -> String {
-        let body = json!({"name": name, "size_mb": size_mb});
-        let (status, made) = self
-            .call(token, Method::POST, "/v1/volumes", Some(body))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        assert_eq!(made["quota_mode"], "soft", "{made}");
-        made["id"].as_str().unwrap().to_owned()
-    }
-
-    /// `sh -c script` in sandbox `id`: the exit code and stdout+stderr.
-    async fn sh(&self, token: &str, id: &str, script: &str) -> (i64, String) {
-        let uri = format!("/v1/sandboxes/{id}/exec");
-        let body = json!({"cmd": ["sh", "-c", script]});
-        let (status, out) = self.call(token, Method::POST, &uri, Some(body)).await;
-        assert_eq!(status, StatusCode::OK, "{out}");
-        let text = format!(
-            "{}{}",
-            out["stdout"].as_str().unwrap(),
-            out["stderr"].as_str().unwrap()
-        );
-        (out["exit_code"].as_i64().unwrap(), text)
-    }
-
-    async fn delete(&self, token: &str, uri: &str) {
-        let (status, body) = self.call(token, Method::DELETE, uri, None).await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{uri}: {body}");
-    }
+    AgentApi::start(dind, &[], timing).await
 }
 
 #[tokio::test]
 async fn agent_image_preset_runs_the_clis() {
     let mut timing = Timing::start("agent_image");
     let c = controller("agent_image", &mut timing).await;
-    let (_, a) = member(&c.store, "agent-user").await;
+    let (_, a) = c.member("agent-user").await;
     let (status, presets) = c.call(&a, Method::GET, "/v1/presets", None).await;
     assert_eq!(status, StatusCode::OK, "{presets}");
     let names: Vec<_> = presets

@@ -10,171 +10,58 @@
 
 use std::time::{Duration, Instant};
 
-use airlock::accounts::credential::{NewToken, TokenKind};
-use airlock::accounts::user::{Role, Scopes, TokenScope, UserId};
-use airlock::api::{app, AppState, Auth};
-use airlock::services::{Services, Settings};
-use airlock::store::{NewApiToken, NewUser, Store};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use e2e::controller::{parts, Parts};
+use axum::http::{Method, StatusCode};
+use e2e::agents::AgentApi;
 use e2e::{dind_with_testbox, Timing};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tempfile::TempDir;
-use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
-use tower::ServiceExt;
+use test_support::dind::{DindOptions, TESTBOX_IMAGE};
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-agent-volumes-01234";
 /// Longest any wait on the node may take.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Controller {
-    _dind: Dind,
-    state: AppState,
-    _dir: TempDir,
-    store: Store,
-}
-
-async fn controller(test: &'static str, timing: &mut Timing) -> Controller {
+async fn controller(test: &'static str, timing: &mut Timing) -> AgentApi {
     let dind = dind_with_testbox(DindOptions::new(test), timing)
         .await
         .unwrap();
-    let Parts {
-        dir,
-        config,
-        store,
-        docker,
-        admin,
-    } = parts(&dind, &[("AIRLOCK_STOP_GRACE", "1s")]).await;
-    let services = Services::new(store.clone(), docker, Settings::from_config(&config));
-    let auth = Auth::new(Some(airlock::config::Secret::new(ADMIN_TOKEN)), admin);
-    timing.phase("controller-up");
-    Controller {
-        _dind: dind,
-        state: AppState::new(services, auth),
-        _dir: dir,
-        store,
-    }
+    AgentApi::start(dind, &[], timing).await
 }
 
-/// A member with a full API token.
-async fn member(store: &Store, name: &str) -> (UserId, String) {
-    let user = store
-        .create_user(NewUser {
-            email: format!("{name}@example.org"),
-            display_name: name.to_owned(),
-            role: Role::Member,
-        })
+async fn sandbox(c: &AgentApi, token: &str, extra: Value) -> (StatusCode, Value) {
+    let mut body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]});
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    c.call(token, Method::POST, "/v1/sandboxes", Some(body))
         .await
-        .unwrap();
-    let token = NewToken::generate(TokenKind::Api);
-    let scopes: Scopes = [TokenScope::SandboxesRead, TokenScope::SandboxesWrite]
-        .into_iter()
-        .collect();
-    let new = NewApiToken {
-        user: user.id,
-        name: "e2e".to_owned(),
-        scopes,
-        hash: token.hash.clone(),
-        expires_at: None,
-    };
-    store.create_api_token(new).await.unwrap();
-    (user.id, token.text)
 }
 
-impl Controller {
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        uri: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, body)
-    }
+async fn running(c: &AgentApi, token: &str, extra: Value) -> String {
+    let (status, made) = sandbox(c, token, extra).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    made["id"].as_str().unwrap().to_owned()
+}
 
-    async fn volume(&self, token: &str, name: &str, size_mb: u64) -> String {
-        let body = json!({"name": name, "size_mb": size_mb});
-        let (status, made) = self
-            .call(token, Method::POST, "/v1/volumes", Some(body))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        assert_eq!(made["quota_mode"], "soft", "{made}");
-        made["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn sandbox(&self, token: &str, extra: Value) -> (StatusCode, Value) {
-        let mut body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]});
-        for (key, value) in extra.as_object().unwrap() {
-            body[key] = value.clone();
-        }
-        self.call(token, Method::POST, "/v1/sandboxes", Some(body))
-            .await
-    }
-
-    async fn running(&self, token: &str, extra: Value) -> String {
-        let (status, made) = self.sandbox(token, extra).await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
-        made["id"].as_str().unwrap().to_owned()
-    }
-
-    /// `sh -c script` in sandbox `id`: the exit code and stdout+stderr.
-    async fn sh(&self, token: &str, id: &str, script: &str) -> (i64, String) {
-        let uri = format!("/v1/sandboxes/{id}/exec");
-        let body = json!({"cmd": ["sh", "-c", script]});
-        let (status, out) = self.call(token, Method::POST, &uri, Some(body)).await;
-        assert_eq!(status, StatusCode::OK, "{out}");
-        let text = format!(
-            "{}{}",
-            out["stdout"].as_str().unwrap(),
-            out["stderr"].as_str().unwrap()
-        );
-        (out["exit_code"].as_i64().unwrap(), text)
-    }
-
-    /// Stops sandbox `id` and waits until it has ended.
-    async fn end(&self, token: &str, id: &str) {
-        let uri = format!("/v1/sandboxes/{id}/stop");
-        let (status, body) = self.call(token, Method::POST, &uri, None).await;
-        assert!(status.is_success(), "{status}: {body}");
-        let uri = format!("/v1/sandboxes/{id}/wait?timeout_s=60");
-        let (status, body) = self.call(token, Method::GET, &uri, None).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
-
-    async fn delete(&self, token: &str, uri: &str) {
-        let (status, body) = self.call(token, Method::DELETE, uri, None).await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{uri}: {body}");
-    }
+/// Stops sandbox `id` and waits until it has ended.
+async fn end(c: &AgentApi, token: &str, id: &str) {
+    let uri = format!("/v1/sandboxes/{id}/stop");
+    let (status, body) = c.call(token, Method::POST, &uri, None).await;
+    assert!(status.is_success(), "{status}: {body}");
+    let uri = format!("/v1/sandboxes/{id}/wait?timeout_s=60");
+    let (status, body) = c.call(token, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
 async fn agent_volumes_share_lock_readonly_quota_home() {
     let mut timing = Timing::start("agent_volumes");
     let c = controller("agent_volumes", &mut timing).await;
-    let (_, a) = member(&c.store, "tenant-a").await;
-    let (_, b) = member(&c.store, "tenant-b").await;
+    let (_, a) = c.member("tenant-a").await;
+    let (_, b) = c.member("tenant-b").await;
     let repo = c.volume(&a, "repo", 64).await;
 
     // A writes into its workspace, which is the workdir and owned by the sandbox user.
     let mount = json!({"mounts": [{"volume": "repo", "target": "/workspace"}]});
-    let writer = c.running(&a, mount.clone()).await;
+    let writer = running(&c, &a, mount.clone()).await;
     let (code, out) = c
         .sh(
             &a,
@@ -196,7 +83,7 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
     timing.phase("writer");
 
     // One live read-write holder: a second is refused, and so is a delete.
-    let (status, refused) = c.sandbox(&a, mount.clone()).await;
+    let (status, refused) = sandbox(&c, &a, mount.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["error"], "volume_in_use", "{refused}");
     let (status, refused) = c
@@ -211,7 +98,7 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
         let (status, body) = c.call(&b, method, &uri, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     }
-    let (status, refused) = c.sandbox(&b, mount.clone()).await;
+    let (status, refused) = sandbox(&c, &b, mount.clone()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
     assert_eq!(refused["error"], "volume_not_found", "{refused}");
     let (status, listed) = c.call(&b, Method::GET, "/v1/volumes", None).await;
@@ -219,9 +106,9 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
     timing.phase("refusals");
 
     // A ends; B (another of A's sandboxes) mounts the volume read-only and reads A's file.
-    c.end(&a, &writer).await;
+    end(&c, &a, &writer).await;
     let ro = json!({"mounts": [{"volume": "repo", "target": "/data", "read_only": true}]});
-    let reader = c.running(&a, ro).await;
+    let reader = running(&c, &a, ro).await;
     let (code, out) = c.sh(&a, &reader, "cat /data/a.txt").await;
     assert_eq!((code, out.as_str()), (0, "from-a\n"));
     let (code, out) = c.sh(&a, &reader, "touch /data/x").await;
@@ -243,12 +130,12 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
     // refuses read-write mounts (read-only still works).
     let small = c.volume(&a, "small", 1).await;
     let fill = json!({"mounts": [{"volume": "small", "target": "/w"}]});
-    let filler = c.running(&a, fill.clone()).await;
+    let filler = running(&c, &a, fill.clone()).await;
     let (code, out) = c
         .sh(&a, &filler, "dd if=/dev/zero of=/w/big bs=1M count=2 2>&1")
         .await;
     assert_eq!(code, 0, "a soft quota does not stop the write: {out}");
-    c.end(&a, &filler).await;
+    end(&c, &a, &filler).await;
     let started = Instant::now();
     loop {
         let uri = format!("/v1/volumes/{small}");
@@ -259,17 +146,17 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
         assert!(started.elapsed() < DEADLINE, "never sampled: {seen}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, refused) = c.sandbox(&a, fill).await;
+    let (status, refused) = sandbox(&c, &a, fill).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["error"], "volume_over_quota", "{refused}");
     let ro = json!({"mounts": [{"volume": "small", "target": "/w", "read_only": true}]});
-    let small_reader = c.running(&a, ro).await;
+    let small_reader = running(&c, &a, ro).await;
     timing.phase("soft-quota");
 
     // A home volume keeps HOME across sandboxes.
     c.volume(&a, "state", 16).await;
     let home = json!({"home": {"volume": "state"}});
-    let first = c.running(&a, home.clone()).await;
+    let first = running(&c, &a, home.clone()).await;
     let (code, out) = c
         .sh(
             &a,
@@ -278,8 +165,8 @@ async fn agent_volumes_share_lock_readonly_quota_home() {
         )
         .await;
     assert_eq!(code, 0, "{out}");
-    c.end(&a, &first).await;
-    let second = c.running(&a, home).await;
+    end(&c, &a, &first).await;
+    let second = running(&c, &a, home).await;
     let (code, out) = c.sh(&a, &second, "cat $HOME/.config/x").await;
     assert_eq!((code, out.as_str()), (0, "kept\n"));
     timing.phase("home-volume");
