@@ -13,11 +13,11 @@ use ipnet::Ipv4Net;
 
 use crate::sandbox::Maximums;
 use reader::Reader;
-pub use values::parse_duration;
 use values::{
     parse_abs_path, parse_bool, parse_database_url, parse_docker_host, parse_pools, positive,
     positive_or_zero, Endpoint,
 };
+pub use values::{parse_duration, postgres_tls};
 
 mod accounts;
 mod limits;

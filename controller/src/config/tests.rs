@@ -107,15 +107,15 @@ fn valid_values() {
 fn database_urls() {
     let table: [(&str, Option<DatabaseConfig>); 7] = [
         (
-            "postgres://u:p@db:5432/airlock",
+            "postgres://u:p@db:5432/airlock?sslmode=require",
             Some(DatabaseConfig::Postgres {
-                url: Secret::new("postgres://u:p@db:5432/airlock"),
+                url: Secret::new("postgres://u:p@db:5432/airlock?sslmode=require"),
             }),
         ),
         (
-            "postgresql://db/airlock",
+            "postgresql://localhost/airlock",
             Some(DatabaseConfig::Postgres {
-                url: Secret::new("postgresql://db/airlock"),
+                url: Secret::new("postgresql://localhost/airlock"),
             }),
         ),
         (
@@ -314,7 +314,10 @@ fn empty_values_mean_unset() {
 fn secrets_never_print() {
     let config = load(&[
         (ENV_ADMIN_TOKEN, "super-secret-admin-token"),
-        (ENV_DATABASE_URL, "postgres://u:hunter2@db/x"),
+        (
+            ENV_DATABASE_URL,
+            "postgres://u:hunter2@db/x?sslmode=disable",
+        ),
     ])
     .unwrap();
     let shown = format!("{config:?}");
@@ -404,9 +407,20 @@ fn postgres_tls_urls_parse_and_bad_options_are_config_errors() {
         // What the store hands sqlx: TLS modes are accepted at the connect-option level.
         sqlx::postgres::PgConnectOptions::from_str(url).unwrap();
     }
+    // Off loopback, a URL must say how it uses TLS; on loopback the default is fine.
+    for url in [
+        "postgres://u@127.0.0.1:5432/airlock",
+        "postgres://u@[::1]/airlock",
+        "postgres://u@localhost/airlock",
+        "postgres://u@db/airlock?application_name=x&sslmode=prefer",
+    ] {
+        assert!(load(&[(ENV_DATABASE_URL, url)]).is_ok(), "{url}");
+    }
     for url in [
         "postgres://u@db/airlock?sslmode=sometimes",
         "postgres://u@db:notaport/airlock",
+        "postgres://u@db/airlock",
+        "postgres://u@10.0.0.5:5432/airlock?application_name=sslmode",
     ] {
         assert_eq!(
             issues(&[(ENV_DATABASE_URL, url)]),

@@ -75,9 +75,18 @@ pub(super) fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static s
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // Refuse what sqlx would refuse at connect time (a bad port, an unknown `sslmode`), so
         // it is a configuration error; TLS modes (`require`, `verify-ca`, `verify-full`) work.
-        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|_invalid| {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|_invalid| {
             "a valid postgres:// URL (options: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=PATH)"
         })?;
+        // Without an explicit `sslmode` the driver may fall back to plaintext without a word:
+        // off loopback, the operator must choose (`require`/`verify-full`, or `disable`).
+        if !has_sslmode(url) && !is_local_host(options.get_host()) {
+            return Err(
+                "a postgres:// URL with an explicit sslmode when the host is not \
+                        loopback: ?sslmode=verify-full (or require), or ?sslmode=disable on a \
+                        network you trust",
+            );
+        }
         return Ok(DatabaseConfig::Postgres {
             url: Secret::new(url.to_owned()),
         });
@@ -88,6 +97,36 @@ pub(super) fn parse_database_url(url: &str) -> Result<DatabaseConfig, &'static s
         .ok_or(EXPECTED)?;
     let path = parse_abs_path(path).map_err(|_invalid| EXPECTED)?;
     Ok(DatabaseConfig::Sqlite { path })
+}
+
+/// How a Postgres URL uses TLS, for `airlock doctor`: its `sslmode` (`prefer` when unset) and
+/// whether the server is on this host. `None` for anything but a Postgres URL.
+pub fn postgres_tls(url: &str) -> Option<(String, bool)> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).ok()?;
+    let mode = format!("{:?}", options.get_ssl_mode()).to_ascii_lowercase();
+    let mode = mode
+        .replace("verifyca", "verify-ca")
+        .replace("verifyfull", "verify-full");
+    Some((mode, is_local_host(options.get_host())))
+}
+
+/// Whether a database URL's query names `sslmode`.
+fn has_sslmode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("sslmode"))
+    })
+}
+
+/// Loopback, `localhost` or a unix socket directory: no network between the two ends.
+fn is_local_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(super) fn parse_docker_host(v: &str) -> Result<Endpoint, &'static str> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::{Config, DockerConfig};
+use crate::config::{Config, DatabaseConfig, DockerConfig};
 use crate::docker::DockerClient;
 use crate::store::Store;
 
@@ -332,6 +332,9 @@ async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {
         Ok(store) => {
             let detail = format!("{:?} reachable, migrations current", store.backend());
             report.checks.push(Check::pass(name, detail));
+            if let DatabaseConfig::Postgres { url } = &config.database {
+                report.checks.push(check_database_tls(url.expose()));
+            }
             Some(store)
         }
         Err(error) => {
@@ -357,6 +360,21 @@ fn check_volume_quota(config: &Config) -> Check {
         volumes.helper_image
     );
     Check::pass("volume-quota", detail)
+}
+
+/// The Postgres connection's `sslmode`: anything short of `require` off this host warns.
+fn check_database_tls(url: &str) -> Check {
+    let name = "database-tls";
+    let Some((mode, local)) = crate::config::postgres_tls(url) else {
+        return Check::new(name, Verdict::Skip, "not a postgres URL", "");
+    };
+    let detail = format!("sslmode={mode}{}", if local { " (loopback)" } else { "" });
+    if local || matches!(mode.as_str(), "require" | "verify-ca" | "verify-full") {
+        return Check::pass(name, detail);
+    }
+    let fix = "use ?sslmode=verify-full (with sslrootcert=PATH) unless the network between the \
+               controller and Postgres is private to them";
+    Check::new(name, Verdict::Warn, detail, fix)
 }
 
 fn check_disk(dir: &Path) -> Check {
@@ -439,5 +457,25 @@ impl DoctorArgs {
         let report = runtime.block_on(run(&config, &self.probe_image));
         write!(out, "{report}")?;
         Ok(report.ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_tls_warns_only_for_plaintext_off_this_host() {
+        let verdict = |url| check_database_tls(url).verdict;
+        assert_eq!(
+            verdict("postgres://u@db/x?sslmode=verify-full"),
+            Verdict::Pass
+        );
+        assert_eq!(verdict("postgres://u@db/x?sslmode=require"), Verdict::Pass);
+        assert_eq!(verdict("postgres://u@127.0.0.1/x"), Verdict::Pass);
+        assert_eq!(verdict("postgres://u@db/x?sslmode=disable"), Verdict::Warn);
+        assert_eq!(verdict("postgres://u@db/x?sslmode=prefer"), Verdict::Warn);
+        let shown = check_database_tls("postgres://u@db/x?sslmode=verify-ca").detail;
+        assert_eq!(shown, "sslmode=verify-ca");
     }
 }
