@@ -151,7 +151,7 @@ async fn open_store(config: &Config) -> Result<(Store, Vault), ServeError> {
     // An operator's edited ceilings file applies now; an unchanged one keeps an admin's edit.
     crate::egress::import_policy_file(&store, &config.policy).await?;
     let (key, key_source) =
-        SecretKey::load_or_generate(config.secret_key.as_ref(), &config.data_dir)?;
+        SecretKey::load_or_generate(config.secret_key.as_ref(), &config.secret_key_file)?;
     let vault = Vault::open(&store, &key, &key_source).await?;
     // The data dir 0700, the database and the key 0600, whoever made them.
     match crate::ops::file_modes::harden(config) {

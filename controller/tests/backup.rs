@@ -55,7 +55,7 @@ fn ledger_event(sandbox: &str, seq: i64) -> EgressEvent {
 /// Fills the store; returns (email, token text, sandbox id).
 async fn fill(config: &Config) -> (String, String, uuid::Uuid) {
     let store = Store::connect(&config.database).await.unwrap();
-    let (key, source) = SecretKey::load_or_generate(None, &config.data_dir).unwrap();
+    let (key, source) = SecretKey::load_or_generate(None, &config.secret_key_file).unwrap();
     let vault = Vault::open(&store, &key, &source).await.unwrap();
     let audit = AuditLog::new(store.clone());
     let accounts = Accounts::new(store.clone(), audit.clone(), Quota::UNLIMITED);
@@ -122,7 +122,7 @@ async fn check_restored(config: &Config, email: &str, token: &str, sandbox: uuid
     );
     let authenticated = accounts.authenticate(token).await.unwrap();
     assert!(authenticated.is_some(), "the API token still authenticates");
-    let (key, _) = SecretKey::load_existing(None, &config.data_dir).unwrap();
+    let (key, _) = SecretKey::load_existing(None, &config.secret_key_file).unwrap();
     let sealed = store.sealed_secret(user.id, "db").await.unwrap().unwrap();
     let plain = Vault::new(&key)
         .open_secret(user.id, "db", &sealed)

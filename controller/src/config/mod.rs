@@ -55,7 +55,7 @@ pub use quota::{
     parse_secret_key, DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS,
     DEFAULT_QUOTA_MAX_LIFETIME, DEFAULT_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_SANDBOXES,
     ENV_QUOTA_CREATES_PER_MIN, ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB,
-    ENV_QUOTA_MAX_SANDBOXES, ENV_SECRET_KEY,
+    ENV_QUOTA_MAX_SANDBOXES, ENV_SECRET_KEY, ENV_SECRET_KEY_FILE,
 };
 // Operator ceilings, the default policy and extra infrastructure CIDRs.
 mod policy;
@@ -180,6 +180,9 @@ pub struct Config {
     pub quota: crate::accounts::quota::Quota,
     /// The key sealing secrets at rest, when given by `AIRLOCK_SECRET_KEY`.
     pub secret_key: Option<Secret>,
+    /// The secret key file (when `secret_key` is unset): `AIRLOCK_SECRET_KEY_FILE`, else
+    /// `<data_dir>/secret.key`.
+    pub secret_key_file: PathBuf,
     /// Allowed images and the pre-pull's sources.
     pub images: ImagesConfig,
     /// The network plane (egress proxy) settings.
@@ -309,6 +312,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let selftest = self.selftest(listen);
         let quota = self.quota();
         let secret_key = self.secret_key();
+        let secret_key_file = self.optional(ENV_SECRET_KEY_FILE, parse_abs_path);
         let images = self.images();
         let egress = self.egress(docker.as_ref());
         let policy = self.policy();
@@ -326,6 +330,12 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             policy: policy?,
             quota: quota?,
             secret_key: secret_key?,
+            secret_key_file: secret_key_file?.unwrap_or_else(|| {
+                data_dir
+                    .clone()
+                    .unwrap_or_default()
+                    .join(crate::secrets::vault::KEY_FILE)
+            }),
             egress: egress?,
             bootstrap_admin: bootstrap_admin?,
             listen: listen?,

@@ -36,6 +36,9 @@ pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "20";
 /// The key that seals secrets at rest: 32 bytes as 64 hex digits or base64. Unset: generated
 /// on first boot into `<data_dir>/secret.key` (0600). Secret.
 pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
+/// Where the secret key file lives (absolute). Default: `secret.key` in the data dir; on
+/// another volume, a copy of the data dir alone opens no secret.
+pub const ENV_SECRET_KEY_FILE: &str = "AIRLOCK_SECRET_KEY_FILE";
 
 /// The 32 key bytes of `text`: 64 hex digits or standard base64, surrounding whitespace
 /// ignored.
@@ -119,6 +122,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::path::Path;
 
     use super::*;
     use crate::config::Config;
@@ -162,6 +166,22 @@ mod tests {
         assert_eq!(set.quota.max_cpus, Cpus::from_millis(2500));
         assert_eq!(set.quota.max_lifetime, Duration::from_secs(7200));
         assert_eq!(set.quota.creates_per_min, 0);
+    }
+
+    #[test]
+    fn the_key_file_defaults_into_the_data_dir_and_may_live_elsewhere() {
+        let default = config(&[("AIRLOCK_DATA_DIR", "/srv/airlock")]).unwrap();
+        assert_eq!(
+            default.secret_key_file,
+            Path::new("/srv/airlock/secret.key")
+        );
+        let elsewhere = config(&[(ENV_SECRET_KEY_FILE, "/run/keys/airlock.key")]).unwrap();
+        assert_eq!(
+            elsewhere.secret_key_file,
+            Path::new("/run/keys/airlock.key")
+        );
+        let relative = config(&[(ENV_SECRET_KEY_FILE, "keys/airlock.key")]).unwrap_err();
+        assert_eq!(relative.issues[0].var, ENV_SECRET_KEY_FILE);
     }
 
     #[test]

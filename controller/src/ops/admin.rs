@@ -203,7 +203,8 @@ async fn rotate_key(
 ) -> anyhow::Result<()> {
     // No server may seal with the old key meanwhile.
     let _alone = crate::ops::store_lock::alone(&config.data_dir)?;
-    let (old, source) = SecretKey::load_existing(config.secret_key.as_ref(), &config.data_dir)?;
+    let (old, source) =
+        SecretKey::load_existing(config.secret_key.as_ref(), &config.secret_key_file)?;
     let new = SecretKey::read_file(&args.new_key_file)?;
     let secrets = Secrets::new(store.clone(), AuditLog::new(store.clone()), None);
     let rotate = RotateKey {

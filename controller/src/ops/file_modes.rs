@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, DatabaseConfig};
 
-/// The file `secret.key` under the data dir.
-const SECRET_KEY_FILE: &str = "secret.key";
-
 /// Creates the data dir 0700 when it is missing (before anything writes into it).
 pub fn create_data_dir(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new()
@@ -26,7 +23,7 @@ pub fn create_data_dir(dir: &Path) -> io::Result<()> {
 pub fn harden(config: &Config) -> io::Result<Vec<String>> {
     let mut fixes = Vec::new();
     tighten(&config.data_dir, 0o700, &mut fixes)?;
-    let mut files: Vec<PathBuf> = vec![config.data_dir.join(SECRET_KEY_FILE)];
+    let mut files: Vec<PathBuf> = vec![config.secret_key_file.clone()];
     if let DatabaseConfig::Sqlite { path } = &config.database {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = path.as_os_str().to_owned();
@@ -77,7 +74,11 @@ mod tests {
             (var == "AIRLOCK_DATA_DIR").then(|| data.display().to_string())
         })
         .unwrap();
-        for name in ["airlock.db", "airlock.db-wal", SECRET_KEY_FILE] {
+        for name in [
+            "airlock.db",
+            "airlock.db-wal",
+            crate::secrets::vault::KEY_FILE,
+        ] {
             std::fs::write(data.join(name), b"x").unwrap();
             std::fs::set_permissions(data.join(name), Permissions::from_mode(0o644)).unwrap();
         }
@@ -85,7 +86,11 @@ mod tests {
         let fixes = harden(&config).unwrap();
         assert_eq!(fixes.len(), 4, "{fixes:?}");
         assert_eq!(mode(&data), 0o700);
-        for name in ["airlock.db", "airlock.db-wal", SECRET_KEY_FILE] {
+        for name in [
+            "airlock.db",
+            "airlock.db-wal",
+            crate::secrets::vault::KEY_FILE,
+        ] {
             assert_eq!(mode(&data.join(name)), 0o600, "{name}");
         }
         // Already tight: nothing to report.

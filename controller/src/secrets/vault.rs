@@ -155,11 +155,11 @@ impl SecretKey {
         std::fs::rename(&tmp, path).map_err(file_error)
     }
 
-    /// The configured key without generating one: `AIRLOCK_SECRET_KEY` when set, else
-    /// `<data_dir>/secret.key` (an error when missing).
+    /// The configured key without generating one: `AIRLOCK_SECRET_KEY` when set, else the key
+    /// file (`AIRLOCK_SECRET_KEY_FILE`, default `<data_dir>/secret.key`; an error when missing).
     pub fn load_existing(
         env: Option<&Secret>,
-        data_dir: &Path,
+        key_file: &Path,
     ) -> Result<(Self, KeySource), VaultError> {
         if let Some(text) = env {
             let key = Self::parse(text.expose()).ok_or_else(|| VaultError::BadKey {
@@ -167,15 +167,15 @@ impl SecretKey {
             })?;
             return Ok((key, KeySource::Env));
         }
-        let path = data_dir.join(KEY_FILE);
+        let path = key_file.to_owned();
         Ok((Self::read_file(&path)?, KeySource::File(path)))
     }
 
-    /// The configured key: `AIRLOCK_SECRET_KEY` when set, else `<data_dir>/secret.key`,
-    /// generated (0600) when missing.
+    /// The configured key: `AIRLOCK_SECRET_KEY` when set, else the key file, generated (0600)
+    /// when missing.
     pub fn load_or_generate(
         env: Option<&Secret>,
-        data_dir: &Path,
+        key_file: &Path,
     ) -> Result<(Self, KeySource), VaultError> {
         if let Some(text) = env {
             let key = Self::parse(text.expose()).ok_or_else(|| VaultError::BadKey {
@@ -183,7 +183,7 @@ impl SecretKey {
             })?;
             return Ok((key, KeySource::Env));
         }
-        let path = data_dir.join(KEY_FILE);
+        let path = key_file.to_owned();
         if !path.exists() {
             Self::generate().write_file(&path)?;
             tracing::info!(path = %path.display(), "Generated the secret key");
@@ -339,12 +339,12 @@ mod tests {
     fn key_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let (key, source) = SecretKey::load_or_generate(None, dir.path()).unwrap();
         let path = dir.path().join(KEY_FILE);
+        let (key, source) = SecretKey::load_or_generate(None, &path).unwrap();
         assert_eq!(source, KeySource::File(path.clone()));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (again, _) = SecretKey::load_or_generate(None, dir.path()).unwrap();
+        let (again, _) = SecretKey::load_or_generate(None, &path).unwrap();
         assert_eq!(key, again, "generated once, then reused");
     }
 }

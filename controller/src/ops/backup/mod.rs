@@ -196,7 +196,8 @@ pub async fn backup(
     out: &mut impl Write,
 ) -> Result<(), BackupError> {
     let passphrase = passphrase(given)?;
-    let (key, source) = SecretKey::load_existing(config.secret_key.as_ref(), &config.data_dir)?;
+    let (key, source) =
+        SecretKey::load_existing(config.secret_key.as_ref(), &config.secret_key_file)?;
     let store = Store::connect(&config.database).await?;
     let result = async {
         Vault::open(&store, &key, &source).await?;
@@ -269,7 +270,7 @@ pub async fn restore(
         });
     }
     let key = SecretKey::from_bytes(manifest.open(passphrase, &opened.sealed_key)?);
-    let key_path = data_dir.join(KEY_FILE);
+    let key_path = config.secret_key_file.clone();
     let source = match &config.secret_key {
         Some(env) if SecretKey::parse(env.expose()).as_ref() != Some(&key) => {
             return Err(BackupError::KeyConflict)
