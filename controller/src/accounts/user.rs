@@ -5,15 +5,12 @@
 //! What a request may do is the user's role narrowed by the token's scopes
 //! ([`Role::narrowed`]): the API only ever sees that *effective* role.
 
-use std::fmt;
+use crate::sandbox::{string_enum, uuid_id, ParseEnumError};
 
-use uuid::Uuid;
-
-use crate::sandbox::{string_enum, ParseEnumError};
-
-/// A user's id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserId(Uuid);
+uuid_id! {
+    /// A user's id.
+    pub struct UserId;
+}
 
 string_enum! {
     /// What a user may do.
@@ -62,37 +59,6 @@ pub fn canonical_email(text: &str) -> Option<String> {
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     ok.then(|| email.to_lowercase())
-}
-
-// === impl UserId ===
-
-impl UserId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps a stored UUID.
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for UserId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
 }
 
 // === impl Role ===

@@ -54,8 +54,8 @@ mod quota;
 pub use quota::{
     parse_secret_key, DEFAULT_QUOTA_CREATES_PER_MIN, DEFAULT_QUOTA_MAX_CPUS,
     DEFAULT_QUOTA_MAX_LIFETIME, DEFAULT_QUOTA_MAX_MEMORY_MB, DEFAULT_QUOTA_MAX_SANDBOXES,
-    ENV_QUOTA_CREATES_PER_MIN, ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME, ENV_QUOTA_MAX_MEMORY_MB,
-    ENV_QUOTA_MAX_SANDBOXES, ENV_SECRET_KEY, ENV_SECRET_KEY_FILE,
+    DEFAULT_SECRET_KEY_FILE, ENV_QUOTA_CREATES_PER_MIN, ENV_QUOTA_MAX_CPUS, ENV_QUOTA_MAX_LIFETIME,
+    ENV_QUOTA_MAX_MEMORY_MB, ENV_QUOTA_MAX_SANDBOXES, ENV_SECRET_KEY, ENV_SECRET_KEY_FILE,
 };
 // Operator ceilings, the default policy and extra infrastructure CIDRs.
 mod policy;
@@ -334,7 +334,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 data_dir
                     .clone()
                     .unwrap_or_default()
-                    .join(crate::secrets::vault::KEY_FILE)
+                    .join(DEFAULT_SECRET_KEY_FILE)
             }),
             egress: egress?,
             bootstrap_admin: bootstrap_admin?,

@@ -39,6 +39,8 @@ pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
 /// Where the secret key file lives (absolute). Default: `secret.key` in the data dir; on
 /// another volume, a copy of the data dir alone opens no secret.
 pub const ENV_SECRET_KEY_FILE: &str = "AIRLOCK_SECRET_KEY_FILE";
+/// The key file's name in the data dir, the default of [`ENV_SECRET_KEY_FILE`].
+pub const DEFAULT_SECRET_KEY_FILE: &str = "secret.key";
 
 /// The 32 key bytes of `text`: 64 hex digits or standard base64, surrounding whitespace
 /// ignored.

@@ -20,6 +20,7 @@ mod string_enum;
 pub mod subnet;
 pub mod timeouts;
 pub mod user;
+mod uuid_id;
 
 pub use end::{EndKind, EndReason, EndReasonError, SIGKILL_EXIT};
 pub use image::{ImageRef, MAX_IMAGE_REF};
@@ -29,16 +30,14 @@ pub use spec::{
     HOME_DIR,
 };
 
-use std::fmt;
-use std::str::FromStr;
-
-use uuid::Uuid;
-
 pub(crate) use string_enum::string_enum;
+pub(crate) use uuid_id::uuid_id;
 
-/// A sandbox's id: a UUIDv7, so ids sort roughly by creation time and serve as list cursors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SandboxId(Uuid);
+uuid_id! {
+    /// A sandbox's id: a UUIDv7, so ids sort roughly by creation time and serve as list
+    /// cursors.
+    pub struct SandboxId;
+}
 
 string_enum! {
     /// Where a sandbox is in its life, as last observed (`creating → running → stopping →
@@ -102,45 +101,6 @@ pub struct ParseEnumError {
     pub what: &'static str,
     /// The offending value.
     pub value: String,
-}
-
-// === impl SandboxId ===
-
-impl SandboxId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps a UUID read from the store or a URL.
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for SandboxId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for SandboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for SandboxId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
 }
 
 // === impl SandboxState ===

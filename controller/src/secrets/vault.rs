@@ -24,7 +24,7 @@ use crate::config::{parse_secret_key, Secret};
 use crate::store::{Store, StoreError};
 
 /// The key file's name under the data dir.
-pub const KEY_FILE: &str = "secret.key";
+pub const KEY_FILE: &str = crate::config::DEFAULT_SECRET_KEY_FILE;
 /// Nonce length of XChaCha20-Poly1305.
 const NONCE_LEN: usize = 24;
 /// The plaintext of the key check value.

@@ -12,13 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
-
-use uuid::Uuid;
 
 use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind, UNLIMITED};
 use crate::sandbox::spec::label_problems;
-use crate::sandbox::{string_enum, FieldError, Problem};
+use crate::sandbox::{string_enum, uuid_id, FieldError, Problem};
 
 /// Prefix of every managed Docker volume's name.
 pub const DOCKER_NAME_PREFIX: &str = "airlock-vol-";
@@ -30,9 +27,10 @@ pub const EXPECTED_NAME: &str =
 /// Bytes in a MiB.
 const MIB: u64 = 1024 * 1024;
 
-/// A volume's id: a UUIDv7.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VolumeId(Uuid);
+uuid_id! {
+    /// A volume's id: a UUIDv7.
+    pub struct VolumeId;
+}
 
 /// A valid volume name (unique per owner).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,45 +94,6 @@ pub struct VolumeUsage {
     pub volumes: u64,
     /// The sum of their sizes, in bytes.
     pub bytes: u64,
-}
-
-// === impl VolumeId ===
-
-impl VolumeId {
-    /// A fresh id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Wraps a stored UUID.
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl Default for VolumeId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for VolumeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for VolumeId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
 }
 
 /// The Docker volume name of volume `id`.
