@@ -16,6 +16,7 @@
 mod fsio;
 mod inspect;
 mod issue;
+pub mod mitm;
 mod san;
 
 use std::fmt;

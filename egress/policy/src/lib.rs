@@ -10,16 +10,25 @@
 //! - [`host`]: strict parsing of CONNECT and absolute-form targets and Host headers.
 //! - [`spec`]: the JSON policy object; [`rules`]: its compiled form and operator exceptions.
 //! - [`infra`]: the [`Infrastructure`] set, the deployment's own addresses, denied first.
+//! - [`canon`]: canonical request paths for inspected traffic; [`endpoint`]: inspected
+//!   endpoints (TLS mode, credential binding, L7 rules), compiled against a [`Policy`].
 //! - [`decision`]: [`precheck`] (no DNS needed) and [`evaluate`] (every resolved address).
 
+pub mod canon;
 pub mod decision;
+pub mod endpoint;
 pub mod host;
 pub mod infra;
 pub mod ip;
 pub mod rules;
 pub mod spec;
 
+pub use canon::{canonical_path, CanonicalTarget, PathError};
 pub use decision::{evaluate, precheck, Allowed, Decision, Denied, DenyReason};
+pub use endpoint::{
+    Credential, CredentialFormat, Endpoint, EndpointError, EndpointSpec, Endpoints, RuleSpec,
+    TlsMode,
+};
 pub use host::{
     check_host_header, parse_absolute, parse_connect, parse_host, AbsoluteForm, DnsName, Host,
     ParseError, Target,

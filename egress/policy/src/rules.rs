@@ -100,6 +100,12 @@ impl DomainSet {
         Ok(set)
     }
 
+    /// Whether every name under `*.suffix` matches: the wildcard itself or a broader one.
+    fn covers_wildcard(&self, suffix: &str) -> bool {
+        self.wildcard.contains(suffix)
+            || matches!(self.find(suffix), Some(DomainMatch::Wildcard(_)))
+    }
+
     /// The most specific rule matching `name`: the exact name first, then the longest suffix.
     pub(crate) fn find<'a>(&self, name: &'a str) -> Option<DomainMatch<'a>> {
         if self.exact.contains(name) {
@@ -233,6 +239,26 @@ impl Policy {
             max_bytes: spec.max_bytes,
             max_connections: spec.max_connections,
         })
+    }
+
+    /// Whether the domain rules admit `host`, a normalised name or `*.suffix` (every name under
+    /// it): not denied, and either `allow_public` or a matching allow rule.
+    pub(crate) fn admits_domain(&self, host: &str) -> bool {
+        let (wildcard, name) = match host.strip_prefix("*.") {
+            Some(suffix) => (true, suffix),
+            None => (false, host),
+        };
+        if self.deny.find(name).is_some() || (wildcard && self.deny.wildcard.contains(name)) {
+            return false;
+        }
+        if self.allow_public {
+            return true;
+        }
+        if wildcard {
+            self.allow.covers_wildcard(name)
+        } else {
+            self.allow.find(name).is_some()
+        }
     }
 
     /// The byte budget, if any.
