@@ -15,6 +15,7 @@ use crate::config::{
     ENV_MAX_CONNECTIONS_PER_SOURCE, ENV_MAX_HEADER_BYTES, ENV_MAX_PENDING_HEADS_PER_SOURCE,
     ENV_MODE, ENV_POLICY, ENV_SHUTDOWN_GRACE, ENV_SPOOL_CAPACITY, ENV_SPOOL_PER_SANDBOX,
 };
+use crate::config::{ENV_CREDENTIALS, ENV_MITM_CA_CERT, ENV_MITM_CA_KEY, ENV_UPSTREAM_CA};
 use crate::log_writer::{BatchWriter, LogGuard};
 
 /// `airlock-egress`: the SSRF-safe egress proxy of an Airlock node.
@@ -97,6 +98,20 @@ pub struct ServeArgs {
     /// (env AIRLOCK_EGRESS_MAX_PENDING_HEADS_PER_SOURCE) (default 32).
     #[arg(long)]
     pub max_pending_heads_per_source: Option<String>,
+    /// Inspection CA certificate (PEM) for the policy's `terminate` endpoints
+    /// (env AIRLOCK_EGRESS_MITM_CA_CERT).
+    #[arg(long)]
+    pub mitm_ca_cert: Option<String>,
+    /// Inspection CA key (PKCS#8 PEM) (env AIRLOCK_EGRESS_MITM_CA_KEY).
+    #[arg(long)]
+    pub mitm_ca_key: Option<String>,
+    /// A credential an endpoint binds, NAME=FILE, repeatable
+    /// (env AIRLOCK_EGRESS_CREDENTIALS, comma-separated).
+    #[arg(long)]
+    pub credential: Vec<String>,
+    /// Extra roots (PEM) for verifying inspected upstreams (env AIRLOCK_EGRESS_UPSTREAM_CA).
+    #[arg(long)]
+    pub upstream_ca: Option<String>,
 }
 
 // === impl ServeArgs ===
@@ -125,6 +140,9 @@ impl ServeArgs {
                 ENV_MAX_PENDING_HEADS_PER_SOURCE,
                 &self.max_pending_heads_per_source,
             ),
+            (ENV_MITM_CA_CERT, &self.mitm_ca_cert),
+            (ENV_MITM_CA_KEY, &self.mitm_ca_key),
+            (ENV_UPSTREAM_CA, &self.upstream_ca),
         ];
         let mut map: HashMap<&'static str, String> = single
             .into_iter()
@@ -134,6 +152,7 @@ impl ServeArgs {
             (ENV_DNS, &self.dns),
             (ENV_ALLOW_CIDRS, &self.allow_cidr),
             (ENV_DENY_CIDRS, &self.deny_cidr),
+            (ENV_CREDENTIALS, &self.credential),
         ] {
             if !values.is_empty() {
                 map.insert(var, values.join(","));

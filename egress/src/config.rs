@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use airlock_egress_policy::{Policy, PolicyError, PolicySpec};
 use airlock_wire::parse_duration;
+
+pub use crate::inspect::InspectionFiles;
 use ipnet::IpNet;
 
 /// Proxy listen address.
@@ -72,6 +74,14 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
 pub const ENV_MAX_PENDING_HEADS_PER_SOURCE: &str = "AIRLOCK_EGRESS_MAX_PENDING_HEADS_PER_SOURCE";
 /// Default for [`ENV_MAX_PENDING_HEADS_PER_SOURCE`].
 pub const DEFAULT_MAX_PENDING_HEADS_PER_SOURCE: usize = 32;
+/// Inspection CA certificate (PEM) for `terminate` endpoints.
+pub const ENV_MITM_CA_CERT: &str = "AIRLOCK_EGRESS_MITM_CA_CERT";
+/// Inspection CA key (PKCS#8 PEM).
+pub const ENV_MITM_CA_KEY: &str = "AIRLOCK_EGRESS_MITM_CA_KEY";
+/// Credentials the policy's endpoints bind: comma-separated `NAME=FILE`.
+pub const ENV_CREDENTIALS: &str = "AIRLOCK_EGRESS_CREDENTIALS";
+/// Extra roots (PEM) for verifying inspected upstreams.
+pub const ENV_UPSTREAM_CA: &str = "AIRLOCK_EGRESS_UPSTREAM_CA";
 /// Docker's embedded resolver: it knows the node's container names, so it is never used.
 pub const DOCKER_EMBEDDED_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11));
 
@@ -130,6 +140,8 @@ pub struct Config {
     pub max_connections_per_source: usize,
     /// Connections per source address still sending a request head.
     pub max_pending_heads_per_source: usize,
+    /// The standalone proxy's inspection files.
+    pub inspection: InspectionFiles,
 }
 
 /// One bad variable.
@@ -237,6 +249,7 @@ impl Config {
             spool_per_sandbox: DEFAULT_SPOOL_PER_SANDBOX,
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_pending_heads_per_source: DEFAULT_MAX_PENDING_HEADS_PER_SOURCE,
+            inspection: InspectionFiles::default(),
         }
     }
 }
@@ -287,6 +300,17 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             (!v.is_empty()).then(|| Some(PathBuf::from(v)))
         });
         c.mode = self.parse(ENV_MODE, "standalone or controlled", c.mode, parse_mode);
+        let file = |v: &str| (!v.is_empty()).then(|| Some(PathBuf::from(v)));
+        let i = &mut c.inspection;
+        i.ca_cert = self.parse(ENV_MITM_CA_CERT, "a file path", None, file);
+        i.ca_key = self.parse(ENV_MITM_CA_KEY, "a file path", None, file);
+        i.upstream_ca = self.parse(ENV_UPSTREAM_CA, "a file path", None, file);
+        i.credentials = self.parse(
+            ENV_CREDENTIALS,
+            "comma-separated NAME=FILE entries",
+            vec![],
+            |v| parse_list(v, parse_credential),
+        );
     }
 
     /// Request heads, timeouts and the global connection cap.
@@ -378,8 +402,14 @@ impl fmt::Display for ConfigError {
 
 /// Loads and compiles the policy file, or the built-in default policy when `path` is `None`.
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyLoadError> {
+    load_policy_spec(path).map(|(_, policy)| policy)
+}
+
+/// Like [`load_policy`], with the spec as read (its `endpoints` are compiled separately, by
+/// [`crate::inspect::Inspection::load`]).
+pub fn load_policy_spec(path: Option<&Path>) -> Result<(PolicySpec, Policy), PolicyLoadError> {
     let Some(path) = path else {
-        return Ok(Policy::default());
+        return Ok((PolicySpec::default(), Policy::default()));
     };
     let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read {
         path: path.to_owned(),
@@ -389,10 +419,18 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyLoadError> {
         path: path.to_owned(),
         source,
     })?;
-    Policy::compile(&spec).map_err(|source| PolicyLoadError::Compile {
+    let policy = Policy::compile(&spec).map_err(|source| PolicyLoadError::Compile {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    Ok((spec, policy))
+}
+
+/// `NAME=FILE`: a secret name without control characters, and a non-empty path.
+fn parse_credential(value: &str) -> Option<(String, PathBuf)> {
+    let (name, path) = value.split_once('=')?;
+    let ok = !name.is_empty() && !path.is_empty() && !name.bytes().any(|b| b.is_ascii_control());
+    ok.then(|| (name.to_owned(), PathBuf::from(path)))
 }
 
 /// Parses a comma-separated list; `None` if any entry is bad.

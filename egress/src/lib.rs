@@ -11,7 +11,8 @@
 //!   → sandbox), `judge` (precheck, resolve, evaluate: shared with `check`), [`budget`]
 //!   (per-sandbox connection and byte budgets), [`dial`] (the only code that opens upstream
 //!   sockets), `forward` (absolute-form requests, with `pool` and `body`), `tunnel` (CONNECT),
-//!   `record` (one canonical ledger event per request or tunnel).
+//!   [`inspect`] (a CONNECT to a terminating endpoint: TLS with the sandbox's CA, L7 rules,
+//!   the credential added), `record` (one canonical ledger event per request or tunnel).
 //! - `proxy`: the context the steps share ([`Services`], the running proxy, the client
 //!   connection). `error`: `EgressError`, whose kind decides the status. `sources`: per-source
 //!   caps.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod dial;
 pub mod infra;
+pub mod inspect;
 pub mod ledger;
 pub mod log_writer;
 pub mod metrics;

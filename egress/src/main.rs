@@ -41,8 +41,9 @@ fn main() -> ExitCode {
             match runtime.block_on(airlock_egress::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
+                    let code = error.exit_code();
                     eprintln!("airlock-egress: {:#}", anyhow::Error::from(error));
-                    ExitCode::FAILURE
+                    ExitCode::from(code)
                 }
             }
         }

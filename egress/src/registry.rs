@@ -24,6 +24,7 @@ use airlock_egress_policy::{Policy, PolicySpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budget;
+use crate::inspect::Inspection;
 use table::{normalise, Sandboxes, Slot};
 
 mod credential;
@@ -63,6 +64,8 @@ pub struct SandboxEntry {
     /// Which operator ceiling the policy was checked against (e.g. `role:member@3f2a9c1e`),
     /// stamped on every ledger event of the sandbox; at most 128 printable ASCII characters.
     pub ceiling: Option<String>,
+    /// The compiled inspected endpoints, CA and credential values, when the policy has any.
+    pub inspection: Option<Arc<Inspection>>,
 }
 
 /// Who a client is and what applies to it, for the lifetime of one request or tunnel.
@@ -81,6 +84,8 @@ pub struct ClientCtx {
     pub revoked: CancellationToken,
     /// The entry's ceiling label, for the ledger.
     pub ceiling: Option<Arc<str>>,
+    /// Inspected endpoints, if the policy has any.
+    pub inspection: Option<Arc<Inspection>>,
 }
 
 /// The sandbox a source address is registered to, before (or without) checking a credential:
@@ -129,8 +134,9 @@ enum State {
 // === impl Registry ===
 
 impl Registry {
-    /// A registry where every source gets `policy`, with no credential and no sandbox id.
-    pub fn standalone(policy: Arc<Policy>) -> Self {
+    /// A registry where every source gets `policy` (and `inspection`), with no credential and
+    /// no sandbox id.
+    pub fn standalone(policy: Arc<Policy>, inspection: Option<Arc<Inspection>>) -> Self {
         let entry = SandboxEntry {
             sandbox_id: String::new(),
             source_addrs: Vec::new(),
@@ -139,6 +145,7 @@ impl Registry {
             policy_spec: PolicySpec::default(),
             generation: 0,
             ceiling: None,
+            inspection,
         };
         Self::with_state(State::Standalone(Box::new(Slot::new(entry, [0; 32], None))))
     }

@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{load_admin_tls, serve_admin, AdminError, AdminState};
-use crate::config::{load_policy, Config, DnsServers, PolicyLoadError, ProxyMode};
+use crate::config::{load_policy_spec, Config, DnsServers, PolicyLoadError, ProxyMode};
 use crate::infra::{InfraSet, SystemInterfaces, DERIVE_INTERVAL};
+use crate::inspect::{Inspection, InspectionError};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proxy::Services;
@@ -29,6 +30,9 @@ pub enum StartupError {
     /// The policy file is unusable.
     #[error(transparent)]
     Policy(#[from] PolicyLoadError),
+    /// The policy's endpoints, the inspection CA or a credential file are unusable.
+    #[error(transparent)]
+    Inspection(#[from] InspectionError),
     /// DNS could not be set up.
     #[error(transparent)]
     Resolver(#[from] ResolverSetupError),
@@ -52,12 +56,24 @@ pub enum StartupError {
     Serve(#[source] std::io::Error),
 }
 
+impl StartupError {
+    /// The process exit code: 64 (`EX_USAGE`) for an unusable policy file, endpoint, CA or
+    /// credential file; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Policy(_) | StartupError::Inspection(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
 /// Runs the proxy (and the admin API when configured) until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), StartupError> {
     tracing::info!(config = ?config, "Starting airlock-egress");
-    let policy = Arc::new(load_policy(config.policy.as_deref())?);
+    let (spec, policy) = load_policy_spec(config.policy.as_deref())?;
+    let inspection = Inspection::load(spec.endpoints.as_deref(), &policy, &config.inspection)?;
     let registry = Arc::new(match config.mode {
-        ProxyMode::Standalone => Registry::standalone(policy),
+        ProxyMode::Standalone => Registry::standalone(Arc::new(policy), inspection.map(Arc::new)),
         ProxyMode::Controlled => Registry::controlled(),
     });
     let (resolver, dns) = build_resolver(&config.dns)?;

@@ -18,6 +18,8 @@
 
 mod splice;
 
+pub(crate) use splice::Activity;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,9 +37,11 @@ use crate::dial::dial;
 use crate::error::EgressError;
 use crate::gate::RequestGate;
 use crate::proxy::Proxy;
-use splice::{splice, Activity, Direction, Meter};
+use splice::{splice, Direction, Meter};
 
-/// Opens the tunnel of an admitted CONNECT: dial, answer `200`, then splice in the background.
+/// Opens the tunnel of an admitted CONNECT: dial, answer `200`, then splice in the background,
+/// or, when the destination is one of the sandbox's terminating endpoints, serve it through
+/// [`crate::inspect`].
 pub(crate) async fn open(
     proxy: Arc<Proxy>,
     mut admitted: Admitted,
@@ -49,10 +53,18 @@ pub(crate) async fn open(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let drain = proxy.drain_guard();
+    let target = &admitted.parsed.target;
+    let inspection = (admitted.ctx.inspection.clone())
+        .filter(|i| i.terminating(&target.host_str(), target.port).is_some());
     tokio::spawn(
         async move {
             let _drain = drain;
-            run(proxy, admitted, upstream, on_upgrade).await;
+            match inspection {
+                Some(inspection) => {
+                    crate::inspect::open(proxy, admitted, upstream, on_upgrade, inspection).await;
+                }
+                None => run(proxy, admitted, upstream, on_upgrade).await,
+            }
         }
         .in_current_span(),
     );
@@ -121,7 +133,7 @@ async fn run(proxy: Arc<Proxy>, admitted: Admitted, upstream: TcpStream, on_upgr
 
 /// The client socket after the upgrade, and the bytes it sent after its CONNECT head: first
 /// what hyper had buffered, then what the gate still held. `Err` is the ledger reason.
-async fn take_client(on_upgrade: OnUpgrade) -> Result<(TcpStream, Bytes), &'static str> {
+pub(crate) async fn take_client(on_upgrade: OnUpgrade) -> Result<(TcpStream, Bytes), &'static str> {
     let upgraded = on_upgrade.await.map_err(|error| {
         tracing::debug!(%error, "Client left before the tunnel opened");
         "client_gone"

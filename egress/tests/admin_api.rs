@@ -378,7 +378,7 @@ async fn address_conflict_and_standalone_mode_are_409() {
     );
     admin.shutdown().await;
 
-    let standalone = Registry::standalone(Arc::new(airlock_egress_policy::Policy::default()));
+    let standalone = Registry::standalone(Arc::new(airlock_egress_policy::Policy::default()), None);
     let admin = Admin::start(standalone, None).await;
     let (status, reply) = plain(
         admin.addr,

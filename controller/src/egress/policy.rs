@@ -39,6 +39,15 @@ impl TenantPolicy {
             return Err("expected a policy object".to_owned());
         }
         let spec: PolicySpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        if spec.endpoints.is_some() {
+            // The controller binds endpoints itself from the owner's secrets; a tenant-written
+            // list is refused until that binding exists, so no policy promises inspection that
+            // the proxy would not do.
+            return Err(
+                "endpoints: inspected endpoints are not yet accepted through the controller"
+                    .to_owned(),
+            );
+        }
         Policy::compile(&spec).map_err(|e| e.to_string())?;
         Ok(Self { spec })
     }
@@ -136,6 +145,7 @@ fn merged_spec(t: &PolicySpec, d: &PolicySpec) -> PolicySpec {
         allow_cidrs: Some(cidrs),
         max_bytes: or(&t.max_bytes, &d.max_bytes),
         max_connections: or(&t.max_connections, &d.max_connections),
+        endpoints: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The policy as JSON: the same object the controller API takes and `--policy FILE` holds.
 //!
 //! `{"mode":"enforce","allow_public":false,"allow_domains":["*.github.com"],"deny_domains":[],
-//! "allow_ports":[80,443],"allow_cidrs":[],"max_bytes":null,"max_connections":null}`. Every field
-//! is optional and unknown fields are refused. This is a boundary type; [`crate::Policy`] is the
+//! "allow_ports":[80,443],"allow_cidrs":[],"max_bytes":null,"max_connections":null,
+//! "endpoints":[…]}`. Every field is optional and unknown fields are refused. This is a boundary type; [`crate::Policy`] is the
 //! compiled form.
 //!
 //! `allow_public` and `allow_domains` together say which names and literals pass the domain
@@ -45,6 +45,10 @@ pub struct PolicySpec {
     /// Concurrent connection budget for the sandbox, enforced by the proxy.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Inspected endpoints: TLS termination, L7 rules and credential bindings
+    /// ([`crate::endpoint`]). Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<crate::endpoint::EndpointSpec>>,
 }
 
 /// Whether domain and port rules refuse (`enforce`) or only record a would-deny (`report`).

@@ -1,6 +1,7 @@
 //! Admin API routing and handlers: parse each request into a typed call, run it against the
 //! registry or ledger, and answer JSON. Bodies are read with a size cap and a deadline.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use super::infra::{get_infrastructure, put_infrastructure, refresh_interfaces};
 use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
+use crate::inspect::Inspection;
 use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
 
 /// Default page size for `GET /v1/events`.
@@ -202,6 +204,15 @@ fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
     let spec = body.policy.unwrap_or_default();
     let policy = Policy::compile(&spec)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
+    // The controller does not push inspection CAs or credentials yet: endpoints that need
+    // them are refused here with their own codes (`terminate_without_ca`, …).
+    let inspection = match spec.endpoints.as_deref() {
+        Some(endpoints) => Some(Arc::new(
+            Inspection::new(endpoints, &policy, None, HashMap::new(), Vec::new())
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?,
+        )),
+        None => None,
+    };
     Ok(SandboxEntry {
         sandbox_id: id.to_owned(),
         source_addrs: body.source_addrs,
@@ -210,6 +221,7 @@ fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
         policy_spec: spec,
         generation: body.generation,
         ceiling: body.ceiling,
+        inspection,
     })
 }
 

@@ -144,6 +144,7 @@ impl Slot {
             budget: Arc::clone(&self.budget),
             revoked: self.revoked.clone(),
             ceiling: self.ceiling(),
+            inspection: self.entry.inspection.clone(),
         }
     }
 

@@ -30,6 +30,7 @@ fn entry_with(id: &str, addr: &str, token: &str, generation: u64, policy: &str) 
         policy_spec,
         generation,
         ceiling: None,
+        inspection: None,
     }
 }
 
@@ -189,7 +190,7 @@ fn empty_controlled_registry_denies_everyone() {
 #[test]
 fn standalone_accepts_every_source_without_credential() {
     let policy = Arc::new(Policy::default());
-    let registry = Registry::standalone(Arc::clone(&policy));
+    let registry = Registry::standalone(Arc::clone(&policy), None);
     for (src, header) in [
         ("127.0.0.1", None),
         ("2001:db8::1", Some(&b"Basic garbage"[..])),

@@ -35,7 +35,7 @@ pub(super) type Ended = Option<&'static str>;
 
 /// Last-activity clock shared by both directions, for the idle timeout.
 #[derive(Debug)]
-pub(super) struct Activity {
+pub(crate) struct Activity {
     base: Instant,
     last_ms: AtomicU64,
 }
@@ -244,20 +244,20 @@ impl Meter<'_> {
 // === impl Activity ===
 
 impl Activity {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Resolves once nothing moved for `idle`.
-    pub(super) async fn idle(&self, idle: Duration) {
+    pub(crate) async fn idle(&self, idle: Duration) {
         loop {
             let last = self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let deadline = last + idle;

@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock_egress::config::{load_policy, Config, ENV_ALLOW_CIDRS, ENV_LISTEN, ENV_POLICY};
+use airlock_egress::config::{load_policy_spec, Config, ENV_ALLOW_CIDRS, ENV_LISTEN, ENV_POLICY};
 use airlock_egress::infra::{InfraSet, SystemInterfaces};
+use airlock_egress::inspect::Inspection;
 use airlock_egress::ledger::Ledger;
 use airlock_egress::metrics::Metrics;
 use airlock_egress::registry::Registry;
@@ -91,11 +92,13 @@ impl TestProxy {
         ]);
         env.extend(opts.env.iter().cloned());
         let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-        let policy = Arc::new(load_policy(config.policy.as_deref()).unwrap());
+        let (spec, policy) = load_policy_spec(config.policy.as_deref()).unwrap();
+        let inspection =
+            Inspection::load(spec.endpoints.as_deref(), &policy, &config.inspection).unwrap();
         let registry = Arc::new(if opts.controlled {
             Registry::controlled()
         } else {
-            Registry::standalone(policy)
+            Registry::standalone(Arc::new(policy), inspection.map(Arc::new))
         });
         let ledger = Arc::new(Ledger::with_limits(
             config.spool_capacity,

@@ -218,7 +218,7 @@ fn credential_hash_is_lowercase_hex_sha256() {
 
 #[test]
 fn standalone_policy_reload_revokes_and_keeps_the_budget() {
-    let registry = Registry::standalone(Arc::new(Policy::default()));
+    let registry = Registry::standalone(Arc::new(Policy::default()), None);
     let before = registry.identify(ip("127.0.0.1"), None).unwrap();
     before.budget.add_bytes(5).unwrap();
     let limited = Policy::compile(&spec(r#"{"max_bytes":10}"#)).unwrap();

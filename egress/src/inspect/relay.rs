@@ -1,0 +1,345 @@
+//! The decrypted side of a terminated tunnel: HTTP/1.1 or HTTP/2 from the sandbox (by ALPN),
+//! each request checked and rewritten, then sent over verified TLS to the checked address on
+//! connections owned by this tunnel. See the parent module for the rules.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use airlock_egress_policy::{canonical_path, parse_host, Host};
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::Instrument;
+
+use super::accept::accept;
+use super::io::{Charges, MeteredIo};
+use super::Inspection;
+use crate::admit::Admitted;
+use crate::body::{BoxError, ProxyBody};
+use crate::dial::{dial, DialOptions};
+use crate::forward::strip_hop_by_hop;
+use crate::proxy::Proxy;
+use crate::tunnel::{take_client, Activity};
+
+/// Idle HTTP/1.1 upstream connections kept per tunnel.
+const MAX_IDLE_H1: usize = 8;
+
+/// Runs a terminated tunnel whose `200` was sent: handshake, then serve until it ends; records
+/// how it ended.
+pub(crate) async fn open(
+    proxy: Arc<Proxy>,
+    admitted: Admitted,
+    upstream: TcpStream,
+    on_upgrade: OnUpgrade,
+    inspection: Arc<Inspection>,
+) {
+    let Admitted {
+        exchange,
+        ctx,
+        permit,
+        parsed,
+        addrs,
+    } = admitted;
+    let (client, prefix) = match take_client(on_upgrade).await {
+        Ok(taken) => taken,
+        Err(reason) => return exchange.finish(Some(reason)),
+    };
+    let (host, port) = (parsed.target.host_str(), parsed.target.port);
+    let Some(endpoint) = inspection.terminating(&host, port) else {
+        return exchange.finish(Some("internal"));
+    };
+    let activity = Arc::new(Activity::new());
+    let charges = Charges {
+        proxy: proxy.clone(),
+        counters: exchange.counters().clone(),
+        budget: permit.budget().clone(),
+        revoked: ctx.revoked.clone(),
+        activity: activity.clone(),
+    };
+    let io = MeteredIo::new(client, prefix, charges);
+    let tls = match accept(io, &endpoint.host, || {
+        inspection.server_config(endpoint).ok()
+    })
+    .await
+    {
+        Ok(tls) => tls,
+        Err(reason) => return exchange.finish(Some(reason)),
+    };
+    let tunnel = Arc::new(Tunnel {
+        upstream: Upstream {
+            first: Mutex::new(Some(upstream)),
+            addrs,
+            dial: proxy.dial_options().clone(),
+            host: host.clone(),
+            tls: TlsConnector::from(inspection.upstream()),
+            h2: Mutex::new(None),
+            h1: Mutex::new(Vec::new()),
+        },
+        inspection,
+        host,
+        port,
+    });
+    let service = service_fn(move |req| {
+        let tunnel = tunnel.clone();
+        async move { Ok::<_, Infallible>(tunnel.handle(req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let ended = tokio::select! {
+        biased;
+        () = ctx.revoked.cancelled() => Some("policy_changed"),
+        () = proxy.hard_stop().cancelled() => Some("shutdown"),
+        () = activity.idle(proxy.config().idle_timeout) => Some("idle_timeout"),
+        served = conn => served.err().map(|_gone| "client_gone"),
+    };
+    drop(permit);
+    exchange.finish(ended);
+}
+
+/// One terminated tunnel's state, shared by its requests.
+struct Tunnel {
+    inspection: Arc<Inspection>,
+    host: String,
+    port: u16,
+    upstream: Upstream,
+}
+
+impl Tunnel {
+    /// Checks, rewrites and sends one request; every refusal is a JSON answer in the tunnel.
+    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let Some(endpoint) = self.inspection.terminating(&self.host, self.port) else {
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no endpoint");
+        };
+        if !self.authority_matches(&req) {
+            return refusal(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "the request's authority is not the host this tunnel was opened for",
+            );
+        }
+        let raw = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let target = match canonical_path(raw) {
+            Ok(target) => target,
+            Err(e) => return refusal(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        };
+        let method = req.method().as_str().to_owned();
+        let Some(rule) = endpoint.rules.check(&method, &target.path) else {
+            tracing::info!(%method, path = %target.path, host = %self.host, "L7 rule denied");
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "rule_denied",
+                "no rule of this endpoint allows this method and path",
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(HOST);
+        if let Some(credential) = &endpoint.credential {
+            parts.headers.remove(credential.header.as_str());
+            match self.inspection.credential_value(credential) {
+                Some(value) => {
+                    parts.headers.insert(
+                        http::HeaderName::from_bytes(credential.header.as_bytes())
+                            .unwrap_or(http::header::AUTHORIZATION),
+                        value,
+                    );
+                }
+                None => return refusal(StatusCode::BAD_GATEWAY, "credential_unavailable", ""),
+            }
+        }
+        let body = body.map_err(BoxError::from).boxed();
+        let out = Outgoing {
+            parts,
+            body,
+            origin_form: target.to_origin_form(),
+        };
+        let answer = self.upstream.send(out, &self.authority()).await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(code) => {
+                return refusal(
+                    StatusCode::BAD_GATEWAY,
+                    code,
+                    "the upstream could not be reached",
+                )
+            }
+        };
+        tracing::debug!(%method, path = %target.path, %rule, status = %response.status(), "Inspected request");
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove("alt-svc");
+        Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+    }
+
+    /// `host[:port]`, the port omitted when 443.
+    fn authority(&self) -> String {
+        if self.port == 443 {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Whether the request names this tunnel's host and port (HTTP/2 `:authority`, else `Host`).
+    fn authority_matches(&self, req: &Request<Incoming>) -> bool {
+        let raw = match req.uri().authority() {
+            Some(a) => a.as_str().to_owned(),
+            None => match req.headers().get(HOST).and_then(|h| h.to_str().ok()) {
+                Some(h) => h.to_owned(),
+                None => return false,
+            },
+        };
+        let Ok(authority) = raw.parse::<http::uri::Authority>() else {
+            return false;
+        };
+        let port = authority.port_u16().unwrap_or(443);
+        let host_ok =
+            matches!(parse_host(authority.host()), Ok(Host::Name(n)) if n.as_str() == self.host);
+        host_ok && port == self.port
+    }
+}
+
+/// A request ready to go upstream once its connection's version is known.
+struct Outgoing {
+    parts: http::request::Parts,
+    body: ProxyBody,
+    origin_form: String,
+}
+
+/// This tunnel's upstream connections: one HTTP/2 connection, or up to [`MAX_IDLE_H1`] idle
+/// HTTP/1.1 ones. The first uses the socket dialled at CONNECT; later ones dial the same
+/// checked addresses again.
+struct Upstream {
+    first: Mutex<Option<TcpStream>>,
+    addrs: Vec<SocketAddr>,
+    dial: DialOptions,
+    host: String,
+    tls: TlsConnector,
+    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    h1: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
+}
+
+enum Sender {
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+impl Upstream {
+    async fn send(
+        &self,
+        out: Outgoing,
+        authority: &str,
+    ) -> Result<Response<Incoming>, &'static str> {
+        let sender = match self.ready_sender() {
+            Some(sender) => sender,
+            None => self.connect().await?,
+        };
+        let Outgoing {
+            mut parts,
+            body,
+            origin_form,
+        } = out;
+        match sender {
+            Sender::H2(mut sender) => {
+                parts.version = Version::HTTP_2;
+                parts.uri = Uri::try_from(format!("https://{authority}{origin_form}"))
+                    .map_err(|_bad| "bad_request")?;
+                let response = sender.send_request(Request::from_parts(parts, body)).await;
+                response.map_err(|_failed| "upstream_failed")
+            }
+            Sender::H1(mut sender) => {
+                parts.version = Version::HTTP_11;
+                parts.uri = Uri::try_from(origin_form).map_err(|_bad| "bad_request")?;
+                let host = HeaderValue::from_str(authority).map_err(|_bad| "bad_request")?;
+                parts.headers.insert(HOST, host);
+                let response = sender.send_request(Request::from_parts(parts, body)).await;
+                let mut idle = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < MAX_IDLE_H1 {
+                    idle.push(sender);
+                }
+                response.map_err(|_failed| "upstream_failed")
+            }
+        }
+    }
+
+    /// A connection that can take a request now, if one is open.
+    fn ready_sender(&self) -> Option<Sender> {
+        if let Some(h2) = self
+            .h2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            if !h2.is_closed() {
+                return Some(Sender::H2(h2.clone()));
+            }
+        }
+        let mut idle = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|s| !s.is_closed());
+        let ready = idle.iter().position(http1::SendRequest::is_ready)?;
+        Some(Sender::H1(idle.swap_remove(ready)))
+    }
+
+    /// Opens a verified TLS connection to a checked address and the HTTP version it agreed.
+    async fn connect(&self) -> Result<Sender, &'static str> {
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let tcp = match first {
+            Some(tcp) => tcp,
+            None => dial(&self.addrs, &self.dial)
+                .await
+                .map_err(|_failed| "connect_failed")?,
+        };
+        let name = ServerName::try_from(self.host.clone()).map_err(|_bad| "bad_request")?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|_refused| "upstream_tls_failed")?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        if h2 {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|_failed| "upstream_failed")?;
+            tokio::spawn(async move { drop(conn.await) }.in_current_span());
+            *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+            Ok(Sender::H2(sender))
+        } else {
+            let (sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|_failed| "upstream_failed")?;
+            tokio::spawn(async move { drop(conn.await) }.in_current_span());
+            Ok(Sender::H1(sender))
+        }
+    }
+}
+
+/// A JSON refusal inside the tunnel.
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,396 @@
+//! Inspected endpoints, in process over loopback: a fake TLS upstream (`api.test` on 127.0.0.2,
+//! its certificate from a test CA given as `--upstream-ca`), a standalone proxy with an
+//! inspection CA and a credential file, and clients that CONNECT and then speak TLS trusting
+//! (or not) the inspection CA. The credential reaches the upstream; the client never sends it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test harness code.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use airlock_certs::mitm::{InspectionCa, LeafIssuer};
+use airlock_egress::config::{
+    ENV_ALLOW_CIDRS, ENV_CREDENTIALS, ENV_MITM_CA_CERT, ENV_MITM_CA_KEY, ENV_UPSTREAM_CA,
+};
+use airlock_egress::inspect::{Inspection, InspectionFiles};
+use airlock_egress_policy::{EndpointSpec, Policy, PolicySpec};
+use bytes::Bytes;
+use common::{connect, ProxyOptions, TestProxy, UP};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use test_support::dns::FakeDns;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+const SECRET: &str = "sk-ant-canary-6f1d2c";
+
+/// One request as the fake upstream saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    version: http::Version,
+    api_key: Option<String>,
+}
+
+/// A TLS upstream (h2 and http/1.1) answering 200 `upstream ok`, recording what it saw.
+struct TlsUpstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    ca_pem: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsUpstream {
+    async fn start() -> TlsUpstream {
+        let ca = InspectionCa::generate("upstream-test", &[], deadline()).unwrap();
+        let leaf = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem)
+            .unwrap()
+            .issue("api.test")
+            .unwrap();
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain, leaf.key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(format!("{UP}:0")).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, record) = (acceptor.clone(), record.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            record.lock().unwrap().push(Seen {
+                                method: req.method().to_string(),
+                                target: req
+                                    .uri()
+                                    .path_and_query()
+                                    .map_or("/", |p| p.as_str())
+                                    .to_owned(),
+                                version: req.version(),
+                                api_key: req
+                                    .headers()
+                                    .get("x-api-key")
+                                    .map(|v| v.to_str().unwrap().to_owned()),
+                            });
+                            let mut resp = Response::new(Full::new(Bytes::from("upstream ok")));
+                            resp.headers_mut()
+                                .insert("alt-svc", "h3=\":443\"".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            seen,
+            ca_pem: ca.cert_pem,
+            _task: task,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn deadline() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::hours(2)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The fake upstream, DNS, and a standalone proxy terminating `api.test:<port>`.
+struct Setup {
+    upstream: TlsUpstream,
+    proxy: TestProxy,
+    inspection_ca: String,
+    _dns: FakeDns,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let upstream = TlsUpstream::start().await;
+    let dns = FakeDns::start([("api.test", vec![UP.parse().unwrap()])]).await;
+    let port = upstream.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = InspectionCa::generate("standalone", &["api.test".to_owned()], deadline()).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let policy = serde_json::json!({
+        "allow_domains": ["api.test"],
+        "allow_ports": [port],
+        "endpoints": [{
+            "host": "api.test", "port": port, "tls": "terminate",
+            "credential": {"secret": "anthropic", "header": "x-api-key", "format": "{secret}"},
+            "rules": [{"methods": ["POST"], "paths": ["/v1/messages", "/v1/messages/**"]}]
+        }]
+    });
+    let opts = ProxyOptions::new(policy)
+        .env(ENV_ALLOW_CIDRS, format!("{UP}/32"))
+        .env(ENV_MITM_CA_CERT, write("ca.pem", &ca.cert_pem))
+        .env(ENV_MITM_CA_KEY, write("ca.key", &ca.key_pem))
+        .env(
+            ENV_CREDENTIALS,
+            format!("anthropic={}", write("anthropic", &format!("{SECRET}\n"))),
+        )
+        .env(ENV_UPSTREAM_CA, write("upstream.pem", &upstream.ca_pem));
+    let proxy = TestProxy::start(dns.addr(), opts).await;
+    Setup {
+        upstream,
+        proxy,
+        inspection_ca: ca.cert_pem,
+        _dns: dns,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    fn authority(&self) -> String {
+        format!("api.test:{}", self.upstream.addr.port())
+    }
+
+    /// CONNECT, then a TLS handshake trusting `ca_pem` with `sni` and `alpn`.
+    async fn tls(
+        &self,
+        ca_pem: &str,
+        sni: &str,
+        alpn: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let (resp, tunnel) = connect(self.proxy.addr, &self.authority(), &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let name = ServerName::try_from(sni.to_owned()).unwrap();
+        TlsConnector::from(Arc::new(config))
+            .connect(name, tunnel.unwrap())
+            .await
+    }
+
+    /// Sends requests over one HTTP/1.1 connection in the tunnel; returns (status, body) each.
+    async fn h1(&self, requests: Vec<Request<Full<Bytes>>>) -> Vec<(u16, String)> {
+        let tls = self
+            .tls(&self.inspection_ca, "api.test", b"http/1.1")
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut out = Vec::new();
+        for req in requests {
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            assert!(resp.headers().get("alt-svc").is_none(), "Alt-Svc passed");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            out.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        out
+    }
+
+    fn post(&self, path: &str) -> Request<Full<Bytes>> {
+        Request::post(path)
+            .header("host", self.authority())
+            .header("x-api-key", "sk-placeholder-from-the-sandbox")
+            .body(Full::new(Bytes::from("{}")))
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_credential_is_added_and_only_canonical_allowed_paths_go_upstream() {
+    let s = setup().await;
+    let mut get = s.post("/v1/messages");
+    *get.method_mut() = http::Method::GET;
+    let mut other_host = s.post("/v1/messages");
+    other_host
+        .headers_mut()
+        .insert("host", "evil.test".parse().unwrap());
+    let answers = s
+        .h1(vec![
+            s.post("/v1/messages"),
+            s.post("/v1//messages;jsessionid=1"),
+            s.post("/v1/x/%2e%2e/messages?beta=true"),
+            get,
+            s.post("/v1/models"),
+            s.post("/v1/messages/..%2F..%2Fadmin"),
+            s.post("/v1/../../etc"),
+            other_host,
+        ])
+        .await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 403, 403, 400, 400, 421],
+        "{answers:?}"
+    );
+    assert_eq!(answers[0].1, "upstream ok");
+    assert!(answers[3].1.contains("rule_denied"), "{}", answers[3].1);
+    assert!(answers[5].1.contains("path_encoded_separator"));
+    assert!(answers[6].1.contains("path_escape"));
+
+    let seen = s.upstream.seen();
+    let targets: Vec<&str> = seen.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["/v1/messages", "/v1/messages", "/v1/messages?beta=true"]
+    );
+    for r in &seen {
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.api_key.as_deref(),
+            Some(SECRET),
+            "the real key reaches the upstream"
+        );
+    }
+    // One tunnel, recorded once it ends; its row names no secret and no query.
+    drop(answers);
+    let events = s.proxy.wait_events(1).await;
+    let row = serde_json::to_string(&events).unwrap();
+    assert!(!row.contains(SECRET) && !row.contains("beta=true"), "{row}");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served_and_translated() {
+    let s = setup().await;
+    let tls = s.tls(&s.inspection_ca, "api.test", b"h2").await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let uri = format!("https://{}/v1/messages", s.authority());
+    let req = Request::post(uri).body(Empty::<Bytes>::new()).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = s.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].api_key.as_deref(), Some(SECRET));
+    assert_eq!(seen[0].version, http::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn refused_handshakes_are_ledgered_and_never_relayed() {
+    let s = setup().await;
+    // A client that does not trust the inspection CA (it trusts the upstream's own CA).
+    let err = s.tls(&s.upstream.ca_pem, "api.test", b"http/1.1").await;
+    assert!(err.is_err());
+    // SNI other than the CONNECT host.
+    let err = s.tls(&s.inspection_ca, "other.test", b"http/1.1").await;
+    assert!(err.is_err());
+    // Plain text inside the tunnel.
+    let (resp, tunnel) = connect(s.proxy.addr, &s.authority(), &[]).await;
+    assert_eq!(resp.status, 200);
+    let mut tunnel = tunnel.unwrap();
+    tunnel
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .unwrap();
+    let events = s.proxy.wait_events(3).await;
+    let mut reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["client_rejected_ca", "not_tls", "sni_mismatch"]);
+    assert!(s.upstream.seen().is_empty(), "nothing reached the upstream");
+}
+
+fn compile(endpoints: serde_json::Value, ca: bool, creds: &[&str]) -> Result<(), &'static str> {
+    let policy: PolicySpec =
+        serde_json::from_value(serde_json::json!({"allow_domains": ["api.test"]})).unwrap();
+    let policy = Policy::compile(&policy).unwrap();
+    let specs: Vec<EndpointSpec> = serde_json::from_value(endpoints).unwrap();
+    let ca = ca.then(|| InspectionCa::generate("t", &[], deadline()).unwrap());
+    let credentials = creds
+        .iter()
+        .map(|c| {
+            let (k, v) = c.split_once('=').unwrap();
+            (
+                k.to_owned(),
+                airlock_egress::inspect::SecretValue::new(v.as_bytes().to_vec()),
+            )
+        })
+        .collect();
+    let ca = ca
+        .as_ref()
+        .map(|c| (c.cert_pem.as_str(), c.key_pem.as_str()));
+    Inspection::new(&specs, &policy, ca, credentials, Vec::new())
+        .map(drop)
+        .map_err(|e| e.code())
+}
+
+#[test]
+fn load_errors_have_codes() {
+    let cred =
+        serde_json::json!({"secret": "k", "header": "authorization", "format": "Bearer {secret}"});
+    let ep = |tls: &str| serde_json::json!([{"host": "api.test", "tls": tls, "credential": cred}]);
+    assert_eq!(
+        compile(ep("passthrough"), true, &["k=v"]),
+        Err("credential_on_passthrough")
+    );
+    assert_eq!(
+        compile(ep("http"), true, &["k=v"]),
+        Err("credential_on_plain_http")
+    );
+    assert_eq!(
+        compile(ep("terminate"), false, &["k=v"]),
+        Err("terminate_without_ca")
+    );
+    assert_eq!(
+        compile(ep("terminate"), true, &[]),
+        Err("missing_credential")
+    );
+    assert_eq!(
+        compile(ep("terminate"), true, &["k=a\rb"]),
+        Err("bad_credential_value")
+    );
+    assert_eq!(compile(ep("terminate"), true, &["k=v"]), Ok(()));
+    let files = InspectionFiles {
+        ca_cert: Some("/nonexistent".into()),
+        ..InspectionFiles::default()
+    };
+    let policy = Policy::compile(&PolicySpec::default()).unwrap();
+    let specs: Vec<EndpointSpec> =
+        serde_json::from_value(serde_json::json!([{"host": "a.test", "tls": "passthrough"}]))
+            .unwrap();
+    let err = Inspection::load(Some(&specs), &policy, &files).unwrap_err();
+    assert_eq!(err.code(), "half_inspection_ca");
+}
