@@ -78,6 +78,8 @@ pub struct AdminState {
     pub infra: Arc<InfraSet>,
     /// Where the proxy's resolvers came from, for `/healthz`.
     pub dns: DnsStatus,
+    /// Extra roots for inspected upstreams (`--upstream-ca`), given to every pushed entry.
+    pub upstream_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Why the admin TLS configuration could not be loaded.

@@ -124,6 +124,8 @@ pub struct Inspection {
     servers: Mutex<HashMap<String, Arc<ServerConfig>>>,
     credentials: HashMap<String, SecretValue>,
     upstream: Arc<ClientConfig>,
+    /// SHA-256 over the CA certificate and the credentials, to tell a re-push from a change.
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Inspection {
@@ -165,12 +167,14 @@ impl Inspection {
         let issuer = ca
             .map(|(cert, key)| LeafIssuer::from_pem(cert, key))
             .transpose()?;
+        let fingerprint = fingerprint(ca.map(|(cert, _)| cert), &credentials);
         Ok(Inspection {
             endpoints,
             issuer,
             servers: Mutex::new(HashMap::new()),
             credentials,
             upstream: Arc::new(upstream_config(upstream_roots)?),
+            fingerprint,
         })
     }
 
@@ -197,18 +201,7 @@ impl Inspection {
             })?;
             credentials.insert(name.clone(), SecretValue::new(bytes));
         }
-        let mut roots = Vec::new();
-        if let Some(path) = &files.upstream_ca {
-            let pem = read_text(path)?;
-            let certs: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(pem.as_bytes())
-                    .filter_map(Result::ok)
-                    .collect();
-            if certs.is_empty() {
-                return Err(InspectionError::UpstreamCa { path: path.clone() });
-            }
-            roots = certs;
-        }
+        let roots = upstream_roots(files)?;
         let ca = ca.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
         Inspection::new(specs, policy, ca, credentials, roots).map(Some)
     }
@@ -255,6 +248,11 @@ impl Inspection {
         Some(value)
     }
 
+    /// Equal for equal CA certificates and credentials (names and values).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
     fn upstream(&self) -> Arc<ClientConfig> {
         self.upstream.clone()
     }
@@ -272,6 +270,39 @@ pub struct InspectionFiles {
     pub credentials: Vec<(String, PathBuf)>,
     /// Extra roots for upstream TLS (PEM).
     pub upstream_ca: Option<PathBuf>,
+}
+
+fn fingerprint(ca_cert: Option<&str>, credentials: &HashMap<String, SecretValue>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(ca_cert.unwrap_or_default().as_bytes());
+    let mut names: Vec<&String> = credentials.keys().collect();
+    names.sort_unstable();
+    for name in names {
+        hash.update((name.len() as u64).to_be_bytes());
+        hash.update(name.as_bytes());
+        let value = &credentials[name].0;
+        hash.update((value.len() as u64).to_be_bytes());
+        hash.update(value.as_slice());
+    }
+    hash.finalize().into()
+}
+
+/// The extra upstream roots named by `--upstream-ca` (none when it is not given).
+pub fn upstream_roots(
+    files: &InspectionFiles,
+) -> Result<Vec<CertificateDer<'static>>, InspectionError> {
+    let Some(path) = &files.upstream_ca else {
+        return Ok(Vec::new());
+    };
+    let pem = read_text(path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(InspectionError::UpstreamCa { path: path.clone() });
+    }
+    Ok(certs)
 }
 
 fn read_text(path: &Path) -> Result<String, InspectionError> {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{load_admin_tls, serve_admin, AdminError, AdminState};
 use crate::config::{load_policy_spec, Config, DnsServers, PolicyLoadError, ProxyMode};
 use crate::infra::{InfraSet, SystemInterfaces, DERIVE_INTERVAL};
-use crate::inspect::{Inspection, InspectionError};
+use crate::inspect::{upstream_roots, Inspection, InspectionError};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::proxy::Services;
@@ -200,6 +200,7 @@ async fn start_admin(
         metrics: services.metrics.clone(),
         infra: services.infra.clone(),
         dns,
+        upstream_ca: upstream_roots(&config.inspection)?,
     };
     let shutdown = stop.clone().cancelled_owned();
     Ok(Some(tokio::spawn(serve_admin(

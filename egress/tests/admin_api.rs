@@ -78,6 +78,7 @@ impl Admin {
             metrics: Arc::new(Metrics::new()),
             infra: infra(),
             dns: DnsStatus::Configured,
+            upstream_ca: Vec::new(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_admin(listener, tls, state.clone(), async move {
@@ -466,6 +467,7 @@ async fn plain_http_is_refused_off_loopback() {
         metrics: Arc::new(Metrics::new()),
         infra: infra(),
         dns: DnsStatus::None,
+        upstream_ca: Vec::new(),
     };
     let err = serve_admin(listener, None, state, std::future::pending())
         .await

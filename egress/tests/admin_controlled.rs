@@ -257,3 +257,66 @@ async fn spool_serves_every_event_and_counts_overflow() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn pushed_endpoints_need_their_ca_and_every_bound_credential() {
+    let rig = Rig::start(64).await;
+    let ca = airlock_certs::mitm::InspectionCa::generate(
+        "sb",
+        &["api.test".to_owned()],
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    )
+    .unwrap();
+    let policy = json!({
+        "allow_domains": ["api.test"],
+        "endpoints": [{"host": "api.test", "tls": "terminate",
+            "credential": {"secret": "anthropic", "header": "x-api-key", "format": "{secret}"}}]
+    });
+    let put = |generation: u64, inspection: Option<serde_json::Value>| {
+        let mut body = json!({
+            "source_addrs": [A_SRC],
+            "credential_hash": airlock_egress::registry::credential_hash("t"),
+            "policy": policy.clone(),
+            "generation": generation,
+        });
+        if let Some(inspection) = inspection {
+            body["inspection"] = inspection;
+        }
+        admin_call(rig.admin, "PUT", "/v1/sandboxes/sb", Some(body))
+    };
+    let (status, body) = put(1, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("terminate_without_ca"))
+    );
+    let no_credential = json!({"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem});
+    let (status, body) = put(1, Some(no_credential)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("missing_credential"))
+    );
+    let split = json!({"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem,
+        "credentials": {"anthropic": "sk-1\r\nX-Evil: 1"}});
+    let (status, body) = put(1, Some(split)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_credential_value"))
+    );
+    let good = json!({"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem,
+        "credentials": {"anthropic": "sk-canary-9"}});
+    assert_eq!(put(1, Some(good.clone())).await.0, 201);
+    // The same generation with the same secret is idempotent; a rotated one needs a new one.
+    let (status, body) = put(1, Some(good)).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("unchanged")));
+    let rotated = json!({"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem,
+        "credentials": {"anthropic": "sk-canary-10"}});
+    assert_eq!(put(1, Some(rotated.clone())).await.0, 409);
+    assert_eq!(put(2, Some(rotated)).await.0, 200);
+    // Nothing the proxy answers about the entry shows the key or the value.
+    let (_, detail) = admin_call(rig.admin, "GET", "/v1/sandboxes/sb", None).await;
+    let text = detail.to_string();
+    assert!(
+        !text.contains("sk-canary") && !text.contains("PRIVATE KEY"),
+        "{text}"
+    );
+}

@@ -33,5 +33,6 @@ pub use health::{DnsStatus, Health, HealthStatus};
 pub use infra::{InfrastructureReport, PutInfrastructure};
 pub use ledger::{Ack, Event, EventsPage, Outcome, UnknownOutcome};
 pub use sandbox::{
-    ListedSandbox, PutOutcome, PutSandbox, PutSandboxReply, SandboxDetail, SandboxList,
+    ListedSandbox, PutInspection, PutOutcome, PutSandbox, PutSandboxReply, SandboxDetail,
+    SandboxList,
 };

@@ -33,6 +33,33 @@ pub struct PutSandbox {
     /// on every ledger event of the sandbox. Sent only when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<String>,
+    /// What the policy's inspected endpoints need: the sandbox's inspection CA and the values
+    /// of the credentials they bind. Sent only over the mTLS admin API, only when the policy
+    /// has endpoints; never stored by the proxy beyond the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<PutInspection>,
+}
+
+/// The secret half of an inspected sandbox's entry. `Debug` shows only the credential names.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutInspection {
+    /// The sandbox's inspection CA certificate (PEM).
+    pub ca_cert_pem: String,
+    /// Its private key (PKCS#8 PEM).
+    pub ca_key_pem: String,
+    /// Credential values by secret name.
+    #[serde(default)]
+    pub credentials: std::collections::BTreeMap<String, String>,
+}
+
+impl fmt::Debug for PutInspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutInspection")
+            .field("ca_key_pem", &"***")
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The answer to `PUT /v1/sandboxes/{id}` (201 when created, else 200).
@@ -112,6 +139,7 @@ impl fmt::Debug for PutSandbox {
             .field("policy", &self.policy)
             .field("generation", &self.generation)
             .field("ceiling", &self.ceiling)
+            .field("inspection", &self.inspection)
             .finish()
     }
 }

@@ -279,6 +279,7 @@ impl EgressPlane {
             policy,
             generation: u64::try_from(entry.generation).unwrap_or(0),
             ceiling: entry.ceiling.clone(),
+            inspection: None,
         };
         self.inner
             .admin

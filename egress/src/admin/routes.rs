@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::infra::{get_infrastructure, put_infrastructure, refresh_interfaces};
 use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
-use crate::inspect::Inspection;
+use crate::inspect::{Inspection, SecretValue};
 use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
 
 /// Default page size for `GET /v1/events`.
@@ -165,7 +165,7 @@ async fn put_sandbox(
     validate_sandbox_id(id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let body: PutSandbox = read_json(req).await?;
-    let entry = entry(id, body)?;
+    let entry = entry(id, body, &state.upstream_ca)?;
     let generation = entry.generation;
     refresh_interfaces(state).await;
     let outcome = state.registry.upsert(entry).map_err(|e| {
@@ -193,7 +193,11 @@ async fn put_sandbox(
 }
 
 /// The registry entry a push for sandbox `id` asks for, its policy compiled.
-fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
+fn entry(
+    id: &str,
+    body: PutSandbox,
+    upstream_ca: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<SandboxEntry, ApiError> {
     if body.sandbox_id.as_deref().is_some_and(|b| b != id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -204,11 +208,9 @@ fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
     let spec = body.policy.unwrap_or_default();
     let policy = Policy::compile(&spec)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_policy", e.to_string()))?;
-    // The controller does not push inspection CAs or credentials yet: endpoints that need
-    // them are refused here with their own codes (`terminate_without_ca`, …).
     let inspection = match spec.endpoints.as_deref() {
         Some(endpoints) => Some(Arc::new(
-            Inspection::new(endpoints, &policy, None, HashMap::new(), Vec::new())
+            pushed_inspection(endpoints, &policy, body.inspection, upstream_ca)
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?,
         )),
         None => None,
@@ -223,6 +225,26 @@ fn entry(id: &str, body: PutSandbox) -> Result<SandboxEntry, ApiError> {
         ceiling: body.ceiling,
         inspection,
     })
+}
+
+/// Compiles pushed endpoints with the pushed CA and credential values, if any.
+fn pushed_inspection(
+    endpoints: &[airlock_egress_policy::EndpointSpec],
+    policy: &Policy,
+    pushed: Option<airlock_wire::PutInspection>,
+    upstream_ca: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<Inspection, crate::inspect::InspectionError> {
+    let (ca, credentials) = match &pushed {
+        Some(p) => (
+            Some((p.ca_cert_pem.as_str(), p.ca_key_pem.as_str())),
+            p.credentials
+                .iter()
+                .map(|(name, value)| (name.clone(), SecretValue::new(value.as_bytes().to_vec())))
+                .collect(),
+        ),
+        None => (None, HashMap::new()),
+    };
+    Inspection::new(endpoints, policy, ca, credentials, upstream_ca.to_vec())
 }
 
 fn delete_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {

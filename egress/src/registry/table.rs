@@ -172,4 +172,6 @@ fn same_content(a: &SandboxEntry, b: &SandboxEntry) -> bool {
     a.source_addrs == b.source_addrs
         && a.credential_hash == b.credential_hash
         && a.policy_spec == b.policy_spec
+        && a.inspection.as_ref().map(|i| i.fingerprint())
+            == b.inspection.as_ref().map(|i| i.fingerprint())
 }

@@ -70,6 +70,7 @@ impl Rig {
             metrics: Arc::new(Metrics::new()),
             infra: Arc::new(infra),
             dns: DnsStatus::Configured,
+            upstream_ca: Vec::new(),
         };
         let services = Services {
             resolver: resolver(Arc::clone(&state.registry)),

@@ -12,6 +12,7 @@ fn put(ceiling: Option<&str>) -> PutSandbox {
         policy: None,
         generation: 2,
         ceiling: ceiling.map(str::to_owned),
+        inspection: None,
     }
 }
 
