@@ -65,10 +65,10 @@ impl std::fmt::Debug for SecretValue {
 pub enum InspectionError {
     /// An endpoint was refused.
     #[error("endpoint refused: {0}")]
-    Endpoint(#[from] EndpointError),
+    Endpoint(EndpointError),
     /// The inspection CA is unusable.
     #[error("the inspection CA is unusable: {0}")]
-    Ca(#[from] CertsError),
+    Ca(CertsError),
     /// Only one of the CA certificate and key was given.
     #[error("--mitm-ca-cert and --mitm-ca-key go together")]
     HalfCa,
@@ -99,6 +99,20 @@ pub enum InspectionError {
         /// The secret name.
         name: String,
     },
+}
+
+// Written out rather than `#[from]`, which would also make the inner error the `source` and
+// print its message twice in the proxy's exit line.
+impl From<EndpointError> for InspectionError {
+    fn from(e: EndpointError) -> Self {
+        InspectionError::Endpoint(e)
+    }
+}
+
+impl From<CertsError> for InspectionError {
+    fn from(e: CertsError) -> Self {
+        InspectionError::Ca(e)
+    }
 }
 
 impl InspectionError {
