@@ -250,7 +250,7 @@ impl Rig {
     async fn conn(&self, path: Path) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
         let (tcp, ca) = match path {
             Path::Direct => (
-                TcpStream::connect(self.upstream).await.unwrap(),
+                test_support::upstream::connect(self.upstream).await.unwrap(),
                 &self.up_ca,
             ),
             Path::Passthrough => (self.tunnel(self.passthrough).await, &self.up_ca),
@@ -278,7 +278,7 @@ impl Rig {
     }
 
     async fn tunnel(&self, proxy: SocketAddr) -> TcpStream {
-        let mut tcp = TcpStream::connect(proxy).await.unwrap();
+        let mut tcp = test_support::upstream::connect(proxy).await.unwrap();
         let authority = format!("{HOST}:{}", self.upstream.port());
         let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
         tcp.write_all(head.as_bytes()).await.unwrap();
@@ -491,7 +491,7 @@ fn spawn(
 
 async fn wait_listening(addr: SocketAddr) {
     let until = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).await.is_err() {
+    while test_support::upstream::connect(addr).await.is_err() {
         assert!(Instant::now() < until, "the proxy at {addr} did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
