@@ -50,6 +50,56 @@ pub struct QuotaOverride {
     pub creates_per_min: Option<u64>,
 }
 
+// === impl QuotaOverride ===
+
+impl QuotaOverride {
+    /// The fields that differ from `before`, as `name before → after` (`default` for no
+    /// override), joined by `, `; `unchanged` when none does. For the audit row.
+    pub fn changes_from(&self, before: &QuotaOverride) -> String {
+        fn text<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+            value.map_or_else(|| "default".to_owned(), show)
+        }
+        let count = |v: u64| v.to_string();
+        let fields = [
+            (
+                "max_sandboxes",
+                text(before.max_sandboxes, count),
+                text(self.max_sandboxes, count),
+            ),
+            (
+                "max_memory_mb",
+                text(before.max_memory_mb, count),
+                text(self.max_memory_mb, count),
+            ),
+            (
+                "max_cpus",
+                text(before.max_cpus, |c| c.to_string()),
+                text(self.max_cpus, |c| c.to_string()),
+            ),
+            (
+                "max_lifetime",
+                text(before.max_lifetime, |d| format!("{}s", d.as_secs())),
+                text(self.max_lifetime, |d| format!("{}s", d.as_secs())),
+            ),
+            (
+                "creates_per_min",
+                text(before.creates_per_min, count),
+                text(self.creates_per_min, count),
+            ),
+        ];
+        let changed: Vec<String> = fields
+            .into_iter()
+            .filter(|(_, b, a)| b != a)
+            .map(|(name, b, a)| format!("{name} {b} → {a}"))
+            .collect();
+        if changed.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            changed.join(", ")
+        }
+    }
+}
+
 /// What a user currently uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -60,6 +60,10 @@ impl Command<Accounts> for PutQuota {
         if !actor.is_admin() {
             return Err(AccountError::Forbidden(ADMIN_REQUIRED));
         }
+        let before = match accounts.store.get_user(self.user).await? {
+            Some(_) => accounts.store.quota_override(self.user).await?,
+            None => return Err(AccountError::NotFound("no such user")),
+        };
         let set = accounts
             .store
             .set_quota_override(self.user, &self.overrides)
@@ -69,7 +73,9 @@ impl Command<Accounts> for PutQuota {
             Err(StoreError::NotFound) => return Err(AccountError::NotFound("no such user")),
             Err(error) => return Err(error.into()),
         }
-        let entry = Entry::new("PUT /v1/users/{id}/quota", status::OK).object(self.user);
+        let entry = Entry::new("PUT /v1/users/{id}/quota", status::OK)
+            .object(self.user)
+            .detail(self.overrides.changes_from(&before));
         accounts.audit.record(actor, entry).await;
         accounts.quota_view(self.user).await
     }

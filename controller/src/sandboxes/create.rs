@@ -129,7 +129,11 @@ impl Command<Sandboxes> for CreateSandbox {
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
-        sandboxes.peers.audit.record(actor, entry(&creation)).await;
+        sandboxes
+            .peers
+            .audit
+            .record(actor, entry(&creation, selftest))
+            .await;
         Ok(creation)
     }
 }
@@ -298,9 +302,15 @@ impl Sandboxes {
     }
 }
 
-/// The create's audit row: the sandbox, whichever way the create ended, and its status.
-fn entry(creation: &Creation) -> Entry {
-    Entry::new(ACTION, creation.status()).object(creation.sandbox().id)
+/// The create's audit row: the sandbox, whichever way the create ended, its status, and the
+/// self-test mode when one was asked for.
+fn entry(creation: &Creation, selftest: Option<SelftestMode>) -> Entry {
+    let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
+    match selftest {
+        Some(SelftestMode::Record) => entry.detail("selftest record"),
+        Some(SelftestMode::Required) => entry.detail("selftest required"),
+        None => entry,
+    }
 }
 
 /// Why a `secret_env` name cannot be used, if it cannot.
@@ -397,7 +407,10 @@ mod tests {
         ];
         for (creation, id, code) in table {
             let want = Entry::new("POST /v1/sandboxes", code).object(id);
-            assert_eq!(entry(&creation), want, "{creation:?}");
+            assert_eq!(entry(&creation, None), want, "{creation:?}");
+            let required = want.clone().detail("selftest required");
+            let got = entry(&creation, Some(SelftestMode::Required));
+            assert_eq!(got, required, "{creation:?}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The audit trail: append-only rows (triggers in both dialects refuse UPDATE and DELETE),
-//! read newest first in id pages.
+//! read newest first in id pages, or in (time, id) order within a time range
+//! ([`AuditRange`]), either way, after a position (the API's opaque cursor).
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -38,6 +39,19 @@ pub struct AuditRecord {
     pub at: OffsetDateTime,
     /// The rest.
     pub record: NewAuditRecord,
+}
+
+/// Which rows [`Store::page_audit`] reads, and where it starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditRange {
+    /// Rows written at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Rows written strictly before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// Only rows strictly after this (time, id) position in the reading order.
+    pub after: Option<(OffsetDateTime, i64)>,
+    /// Oldest first (an export); newest first otherwise.
+    pub oldest_first: bool,
 }
 
 type AuditRow = (
@@ -94,26 +108,59 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, at, user, token, action, object, source_ip, status, detail, count)| {
-                    AuditRecord {
-                        id,
-                        at,
-                        record: NewAuditRecord {
-                            user: user.map(UserId::from_uuid),
-                            token,
-                            action,
-                            object,
-                            source_ip,
-                            status: u16::try_from(status).unwrap_or(0),
-                            detail,
-                            count: u64::try_from(count).unwrap_or(1),
-                        },
-                    }
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(record).collect())
+    }
+
+    /// Up to `limit` records of `range`, in (time, id) order: newest first unless the range
+    /// asks for oldest first. Times compare in UTC (how every row is written).
+    pub async fn page_audit(
+        &self,
+        range: &AuditRange,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
+        let (after_at, after_id) = match range.after {
+            Some((at, id)) => (Some(utc(at)), Some(id)),
+            None => (None, None),
+        };
+        let sql = if range.oldest_first {
+            "SELECT id, at, actor_user_id, actor_token, action, object, source_ip, status, \
+             detail, count FROM audit WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
+             AND ($3 IS NULL OR at > $3 OR (at = $3 AND id > $4)) ORDER BY at, id LIMIT $5"
+        } else {
+            "SELECT id, at, actor_user_id, actor_token, action, object, source_ip, status, \
+             detail, count FROM audit WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
+             AND ($3 IS NULL OR at < $3 OR (at = $3 AND id < $4)) \
+             ORDER BY at DESC, id DESC LIMIT $5"
+        };
+        let rows: Vec<AuditRow> = with_db!(self, |pool, _begin| {
+            sqlx::query_as(sql)
+                .bind(range.since.map(utc))
+                .bind(range.until.map(utc))
+                .bind(after_at)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(record).collect())
+    }
+}
+
+fn record(row: AuditRow) -> AuditRecord {
+    let (id, at, user, token, action, object, source_ip, status, detail, count) = row;
+    AuditRecord {
+        id,
+        at,
+        record: NewAuditRecord {
+            user: user.map(UserId::from_uuid),
+            token,
+            action,
+            object,
+            source_ip,
+            status: u16::try_from(status).unwrap_or(0),
+            detail,
+            count: u64::try_from(count).unwrap_or(1),
+        },
     }
 }

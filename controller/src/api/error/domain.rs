@@ -227,6 +227,11 @@ impl From<AuditError> for ApiError {
         match error {
             AuditError::Forbidden => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
             AuditError::Limit => Self::field("limit", "must be between 1 and 500"),
+            AuditError::Cursor => Self::field(
+                "cursor",
+                "must be a `next` value of a listing in the same order",
+            ),
+            AuditError::Range => Self::field("until", "must be after since"),
             AuditError::Store(error) => Self::Internal(error.to_string()),
         }
     }
