@@ -1,7 +1,8 @@
 //! No action without its audit row, even when the client hangs up: a create whose client
 //! closes the connection while the sandbox is being provisioned (axum would drop the
 //! request's future there) still finishes, and its `POST /v1/sandboxes` row names the
-//! sandbox. Against a real DinD over mTLS, through the controller served on loopback.
+//! sandbox. Every exec, batch or interactive (the WebSocket, a GET), files its row before the
+//! process starts. Against a real DinD over mTLS, through the controller served on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -12,12 +13,17 @@ use airlock::serve::serve_on;
 use airlock::services::{Services, Settings};
 use airlock::store::{ListQuery, Scope, Store};
 use e2e::controller::{parts, Parts};
+use e2e::serve::http;
 use e2e::{dind_with_testbox, Timing};
+use futures_util::StreamExt;
 use serde_json::json;
 use test_support::dind::{DindOptions, TESTBOX_IMAGE};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-audit-drop-01234";
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -32,8 +38,8 @@ async fn sandboxes(store: &Store) -> Vec<airlock::store::Sandbox> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_create_whose_client_hangs_up_finishes_with_its_row() {
-    let mut timing = Timing::start("a_create_whose_client_hangs_up_finishes_with_its_row");
+async fn a_create_whose_client_hangs_up_finishes_with_its_row_and_execs_have_theirs() {
+    let mut timing = Timing::start("audit_disconnect");
     let dind = dind_with_testbox(DindOptions::new("au_audit_drop"), &mut timing)
         .await
         .unwrap();
@@ -109,6 +115,47 @@ async fn a_create_whose_client_hangs_up_finishes_with_its_row() {
         "audit-drop: row {}s after the request",
         started.elapsed().as_secs_f64()
     );
+
+    // Every exec has its row: the batch one and the interactive one (a GET).
+    let exec = format!("/v1/sandboxes/{}/exec", reserved.id);
+    let (status, body) = http(
+        addr,
+        ADMIN_TOKEN,
+        "POST",
+        &exec,
+        Some(json!({"cmd": ["true"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("ws://{addr}/v1/sandboxes/{}/exec/ws?cmd=true", reserved.id);
+    let mut request = url.into_client_request().unwrap();
+    let bearer = format!("Bearer {ADMIN_TOKEN}").parse().unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (mut socket, response) = tokio::time::timeout(DEADLINE, connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    while let Some(message) = tokio::time::timeout(DEADLINE, socket.next()).await.unwrap() {
+        if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+            break;
+        }
+    }
+    let rows = store.list_audit(None, 100).await.unwrap();
+    let find = |action: &str, status: u16| {
+        rows.iter()
+            .filter(|r| r.record.action == action && r.record.status == status)
+            .count()
+    };
+    assert_eq!(find("POST /v1/sandboxes/{id}/exec", 200), 1, "{rows:#?}");
+    assert_eq!(find("GET /v1/sandboxes/{id}/exec/ws", 101), 1, "{rows:#?}");
+    let ws = rows
+        .iter()
+        .find(|r| r.record.action == "GET /v1/sandboxes/{id}/exec/ws")
+        .unwrap();
+    assert_eq!(ws.record.object, Some(reserved.id.to_string()));
+    assert_eq!(ws.record.detail.as_deref(), Some("interactive"));
+    timing.phase("exec-rows");
 
     stop.send(()).unwrap();
     server.await.unwrap();
