@@ -1,7 +1,7 @@
 //! Per-user quotas: the operator's defaults (`AIRLOCK_QUOTA_*`) with a user's overrides, and
 //! what the user uses now. Admins read and replace anyone's overrides; a user reads their own.
 
-use super::quota::{Quota, QuotaOverride, Usage};
+use super::quota::{Quota, QuotaOverride, Resources, Usage};
 use super::{AccountError, Accounts, ADMIN_REQUIRED};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
@@ -30,6 +30,8 @@ pub struct QuotaView {
     pub user: UserId,
     /// The defaults with the overrides.
     pub effective: Quota,
+    /// The secret and volume limits: the defaults with the overrides.
+    pub resources: Resources,
     /// The user's overrides.
     pub overrides: QuotaOverride,
     /// What the user uses now.
@@ -93,6 +95,7 @@ impl Accounts {
         Ok(QuotaView {
             user,
             effective: self.quota.with(&overrides),
+            resources: self.resources.with(&overrides),
             overrides,
             usage,
         })
