@@ -1,5 +1,5 @@
-//! Native HTTPS on the API (`AIRLOCK_TLS_CERT`/`AIRLOCK_TLS_KEY`), served on loopback with a
-//! certificate from `airlock certs init`'s CA: a real TLS client that trusts the CA gets its
+//! Native HTTPS on the API (`AIRLOCK_TLS_CERT`/`AIRLOCK_TLS_KEY`), served on loopback with the
+//! API certificate `airlock certs init --api-san` issues from the stack CA: a real TLS client that trusts the CA gets its
 //! answer with `Strict-Transport-Security`; plain HTTP to the TLS port gets no HTTP answer; a
 //! client that stalls the handshake (silent, or half a ClientHello) is closed within the
 //! header timeout; a key that does not match its certificate is refused at start.
@@ -39,14 +39,16 @@ impl Drop for Served {
 
 fn files(dir: &std::path::Path) -> TlsFiles {
     TlsFiles {
-        cert: dir.join("server/cert.pem"),
-        key: dir.join("server/key.pem"),
+        cert: dir.join("api/cert.pem"),
+        key: dir.join("api/key.pem"),
     }
 }
 
 async fn serve() -> Served {
     let certs = tempfile::tempdir().unwrap();
-    airlock_certs::init(&airlock_certs::InitOptions::new(certs.path())).unwrap();
+    let mut options = airlock_certs::InitOptions::new(certs.path());
+    options.api_sans = vec!["airlock.test".parse().unwrap()];
+    airlock_certs::init(&options).unwrap();
     let cert = files(certs.path());
     let vars = [
         ("AIRLOCK_HEADER_TIMEOUT", "500ms"),
@@ -110,9 +112,10 @@ async fn a_client_trusting_the_ca_gets_https_with_hsts() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(served.addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
+    // The name given with --api-san (the connection goes to 127.0.0.1).
+    let name = ServerName::try_from("airlock.test").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: airlock.test\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
