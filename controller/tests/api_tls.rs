@@ -111,7 +111,7 @@ async fn a_client_trusting_the_ca_gets_https_with_hsts() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(served.addr).await.unwrap();
+    let tcp = connect(served.addr).await.unwrap();
     // The name given with --api-san (the connection goes to 127.0.0.1).
     let name = ServerName::try_from("airlock.test").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
@@ -133,7 +133,7 @@ async fn a_client_trusting_the_ca_gets_https_with_hsts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_to_the_tls_port_gets_no_answer() {
     let served = serve().await;
-    let mut plain = TcpStream::connect(served.addr).await.unwrap();
+    let mut plain = connect(served.addr).await.unwrap();
     plain
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
@@ -151,9 +151,9 @@ async fn a_stalled_handshake_is_closed_within_the_header_timeout() {
     let served = serve().await;
     let started = Instant::now();
     // Silent after connecting.
-    let mut silent = TcpStream::connect(served.addr).await.unwrap();
+    let mut silent = connect(served.addr).await.unwrap();
     // Half a ClientHello: a handshake record header promising 512 bytes, then nothing.
-    let mut half = TcpStream::connect(served.addr).await.unwrap();
+    let mut half = connect(served.addr).await.unwrap();
     half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await
         .unwrap();
@@ -188,4 +188,9 @@ fn a_key_that_does_not_match_is_refused() {
         panic!("a missing certificate was accepted")
     };
     assert!(error.to_string().contains("nope.pem"), "{error}");
+}
+
+/// A TCP connection to the loopback `addr` (a socket address, never a name).
+async fn connect(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    tokio::net::TcpSocket::new_v4()?.connect(addr).await
 }

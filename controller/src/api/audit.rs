@@ -146,7 +146,7 @@ pub(crate) async fn list(
 /// An optional RFC 3339 query value; a 400 naming `field` when it is not one.
 fn instant(field: &str, text: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
     text.map(|text| {
-        OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        OffsetDateTime::parse(text, &Rfc3339).map_err(|_unparsed| {
             ApiError::field(field, "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
         })
     })

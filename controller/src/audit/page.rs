@@ -62,10 +62,10 @@ impl AuditCursor {
             _ => return Err(AuditError::Cursor),
         };
         let (nanos, id) = text[1..].split_once('.').ok_or(AuditError::Cursor)?;
-        let nanos: i128 = nanos.parse().map_err(|_| AuditError::Cursor)?;
-        let id: i64 = id.parse().map_err(|_| AuditError::Cursor)?;
-        let at =
-            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| AuditError::Cursor)?;
+        let nanos: i128 = nanos.parse().map_err(|_malformed| AuditError::Cursor)?;
+        let id: i64 = id.parse().map_err(|_malformed| AuditError::Cursor)?;
+        let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .map_err(|_malformed| AuditError::Cursor)?;
         Ok(Self {
             at,
             id,

@@ -71,7 +71,7 @@ async fn a_create_whose_client_hangs_up_finishes_with_its_row_and_execs_have_the
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut client = TcpStream::connect(addr).await.unwrap();
+    let mut client = connect(addr).await.unwrap();
     client.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
     let reserved = loop {
@@ -160,4 +160,9 @@ async fn a_create_whose_client_hangs_up_finishes_with_its_row_and_execs_have_the
     stop.send(()).unwrap();
     server.await.unwrap();
     drop(dind);
+}
+
+/// A TCP connection to the loopback `addr` (a socket address, never a name).
+async fn connect(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    tokio::net::TcpSocket::new_v4()?.connect(addr).await
 }
