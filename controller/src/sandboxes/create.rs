@@ -216,13 +216,21 @@ impl CreateSandbox {
 // === impl Sandboxes ===
 
 impl Sandboxes {
-    /// The spec with the user its image's `USER` allows and the operator's home tmpfs.
+    /// The spec with the user its image's `USER` allows and the operator's home tmpfs; an
+    /// image that declares `VOLUME` paths is refused (`image_declares_volume`).
     async fn run_as_image_user(&self, spec: SandboxSpec) -> Result<SandboxSpec, SandboxError> {
         let image = spec.image().as_str();
-        let user = self.docker.image_user(image).await?;
-        let user = user.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        let facts = self.docker.image_user(image).await?;
+        let facts = facts.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        if !facts.volumes.is_empty() {
+            // Docker would back each with an anonymous, unbounded, writable volume.
+            return Err(SandboxError::ImageDeclaresVolume {
+                image: image.to_owned(),
+                paths: facts.volumes,
+            });
+        }
         let run = &self.settings.run;
-        let run_as = user::resolve(image, Some(&user), &run.allowed_uids, run.root_images)?;
+        let run_as = user::resolve(image, Some(&facts.user), &run.allowed_uids, run.root_images)?;
         let home = Home::Tmpfs {
             size_mb: run.home_tmpfs_mb,
         };

@@ -39,6 +39,11 @@ impl From<SandboxError> for ApiError {
                 code: "image_runs_as_root",
                 message: refusal.to_string(),
             },
+            error @ SandboxError::ImageDeclaresVolume { .. } => Self::Refused {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "image_declares_volume",
+                message: error.to_string(),
+            },
             SandboxError::NotFound => Self::NotFound("no such sandbox"),
             SandboxError::NoAccount => Self::Unauthorized,
             SandboxError::IdempotencyMismatch { existing } => Self::Conflict {
