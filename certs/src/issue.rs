@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::fsio::{self, Mode, PendingFile};
 use crate::inspect::{inspect_cert, CertInfo};
-use crate::layout::{CA, CA_DIR, CERT, CLIENT_DIR, KEY, SERVER_DIR};
+use crate::layout::{API_DIR, CA, CA_DIR, CERT, CLIENT_DIR, KEY, SERVER_DIR};
 use crate::{ActionKind, CertsError, InitOptions, InitReport, San, CA_DAYS, RENEW_WITHIN_DAYS};
 
 /// The CA as loaded or created: what leaves need to be signed and checked against it.
@@ -29,6 +29,8 @@ enum Role {
     Server,
     /// The controller, the only holder of a client key.
     Client,
+    /// The controller's API, when it serves HTTPS itself.
+    Api,
 }
 
 /// Accumulates the files to write and the report lines.
@@ -59,6 +61,16 @@ pub(crate) fn run(opts: &InitOptions, now: OffsetDateTime) -> Result<InitReport,
     }
     plan.leaf(&ca, Role::Server, &server_sans, opts.days, now)?;
     plan.leaf(&ca, Role::Client, &[], opts.days, now)?;
+    if !opts.api_sans.is_empty() {
+        fsio::ensure_dir(&out.join(API_DIR), 0o755)?;
+        let mut api_sans = San::loopback().to_vec();
+        for san in &opts.api_sans {
+            if !api_sans.contains(san) {
+                api_sans.push(san.clone());
+            }
+        }
+        plan.leaf(&ca, Role::Api, &api_sans, opts.days, now)?;
+    }
     fsio::write_all(&plan.files)?;
     Ok(plan.report)
 }
@@ -220,6 +232,7 @@ impl Role {
         match self {
             Role::Server => SERVER_DIR,
             Role::Client => CLIENT_DIR,
+            Role::Api => API_DIR,
         }
     }
 
@@ -227,12 +240,13 @@ impl Role {
         match self {
             Role::Server => "airlock-dind",
             Role::Client => "airlock-controller",
+            Role::Api => "airlock-api",
         }
     }
 
     fn usage(self) -> ExtendedKeyUsagePurpose {
         match self {
-            Role::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Role::Server | Role::Api => ExtendedKeyUsagePurpose::ServerAuth,
             Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
         }
     }

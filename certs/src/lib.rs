@@ -42,6 +42,8 @@ pub mod layout {
     pub const SERVER_DIR: &str = "server";
     /// Folder holding the controller's client files.
     pub const CLIENT_DIR: &str = "client";
+    /// The controller API's own server certificate (issued with `--api-san`).
+    pub const API_DIR: &str = "api";
     /// A certificate.
     pub const CERT: &str = "cert.pem";
     /// A private key (mode 0600).
@@ -59,6 +61,9 @@ pub struct InitOptions {
     pub sans: Vec<San>,
     /// Lifetime of newly issued leaves, in days (1..=[`CA_DAYS`]).
     pub days: u32,
+    /// SANs of the API's own server certificate (`api/`, beside the loopback names); none:
+    /// no API certificate is issued.
+    pub api_sans: Vec<San>,
 }
 
 /// One thing [`init`] did to one file.
@@ -131,6 +136,7 @@ impl InitOptions {
             out: out.into(),
             sans: Vec::new(),
             days: DEFAULT_LEAF_DAYS,
+            api_sans: Vec::new(),
         }
     }
 

@@ -405,3 +405,31 @@ fn rustls_handshake_accepts_our_client_and_refuses_others() {
     )
     .is_err());
 }
+
+/// `--api-san`: an `api/` server leaf from the same CA, with the loopback names and the given
+/// ones, key 0600; kept on a second run, and absent without `--api-san`.
+#[test]
+fn api_leaf_is_issued_only_when_asked_and_kept_after() {
+    let dir = tempfile::tempdir().unwrap();
+    init(&opts(dir.path())).unwrap();
+    assert!(!dir.path().join("api").exists());
+    let mut with_api = opts(dir.path());
+    with_api.api_sans = vec!["api.example.test".parse().unwrap()];
+    init(&with_api).unwrap();
+    let pem = fs::read_to_string(dir.path().join("api/cert.pem")).unwrap();
+    let info = airlock_certs::inspect_cert(&pem, Path::new("api/cert.pem")).unwrap();
+    assert!(!info.is_ca);
+    for san in ["api.example.test", "localhost", "127.0.0.1"] {
+        let san: San = san.parse().unwrap();
+        assert!(info.sans.contains(&san), "{san:?} in {:?}", info.sans);
+    }
+    let mode = fs::metadata(dir.path().join("api/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let before = snapshot(dir.path());
+    let again = init(&with_api).unwrap();
+    assert!(!again.changed(), "{again}");
+    assert_eq!(snapshot(dir.path()), before);
+}

@@ -50,13 +50,18 @@ pub enum CertsCommand {
 /// Arguments of `airlock certs init`.
 #[derive(Debug, Args)]
 pub struct CertsInit {
-    /// Output folder; gets ca/, server/ and client/.
+    /// Output folder; gets ca/, server/ and client/ (and api/ with `--api-san`).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// A DNS name or IP the controller dials the DinD by (repeatable). localhost, 127.0.0.1
     /// and ::1 are always included.
     #[arg(long = "san", value_name = "NAME|IP")]
     pub sans: Vec<San>,
+    /// A DNS name or IP clients reach the API by (repeatable): issues api/cert.pem and
+    /// api/key.pem for `AIRLOCK_TLS_CERT`/`AIRLOCK_TLS_KEY`, signed by the same CA (clients
+    /// trust ca/cert.pem). localhost, 127.0.0.1 and ::1 are always included.
+    #[arg(long = "api-san", value_name = "NAME|IP")]
+    pub api_sans: Vec<San>,
     /// Lifetime of newly issued leaf certificates, in days.
     #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, value_name = "N")]
     pub days: u32,
@@ -72,6 +77,7 @@ impl CertsInit {
             out: self.out,
             sans: self.sans,
             days: self.days,
+            api_sans: self.api_sans,
         };
         let report = airlock_certs::init(&opts)?;
         write!(out, "{report}")?;

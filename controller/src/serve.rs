@@ -74,6 +74,9 @@ pub enum ServeError {
     /// The data dir or its files' modes could not be set.
     #[error("data dir: {0}")]
     Files(#[source] std::io::Error),
+    /// The API's TLS certificate or key cannot be used.
+    #[error("API TLS: {0}")]
+    Tls(#[from] crate::api::listener::tls::TlsError),
     /// The first-boot admin could not be created.
     #[error("first boot: {0}")]
     FirstBoot(#[from] crate::ops::first_boot::FirstBootError),
@@ -86,7 +89,8 @@ impl ServeError {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            Self::Bootstrap(AccountError::BootstrapNotAdmin { .. })
+            Self::Tls(_)
+                | Self::Bootstrap(AccountError::BootstrapNotAdmin { .. })
                 | Self::FirstBoot(crate::ops::first_boot::FirstBootError::Accounts(
                     AccountError::BootstrapNotAdmin { .. }
                 ))
@@ -125,7 +129,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     let services = services.build();
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
-    let listen = Listener::plain(config.http.clone());
+    let listen = Listener::from_config(config.http.clone())?;
+    if let Some(files) = &config.http.tls {
+        info!(tls.cert = %files.cert.display(), "The API serves HTTPS only");
+    }
     let edge = Edge::new(&config.http, listen.tls.is_some());
     let state = AppState::new(services, Auth::new(config.admin_token.clone(), admin))
         .with_edge(edge)

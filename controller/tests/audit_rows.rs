@@ -12,7 +12,7 @@ use airlock::api::app;
 use airlock::audit::{Actor, AuditLog};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault};
 use airlock::secrets::{PutSecret, RotateKey, Secrets};
-use airlock::store::{NewAuditRecord, Store};
+use airlock::store::{Created, NewAuditRecord, NewSandbox, Store};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -124,14 +124,25 @@ async fn commands_file_their_rows_and_the_recorder_only_the_rest() {
     let invited = the_row(&rows, "POST /v1/users/invites", 201);
     assert_eq!(invited.token.as_deref(), Some("admin-token"));
     assert_eq!(invited.user, Some(h.admin));
+    assert_eq!(invited.object.as_deref(), Some("ada@example.org"));
+    assert!(
+        invited
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("role member, invite "),
+        "{invited:?}"
+    );
     let accepted = the_row(&rows, "auth.accept-invite", 201);
     assert_eq!(accepted.object.as_deref(), Some("ada@example.org"));
     assert_eq!(accepted.user.map(|u| u.to_string()), Some(ada.clone()));
     assert_eq!(accepted.detail.as_deref(), Some("accepted"));
     let patched = the_row(&rows, "PATCH /v1/users/{id}", 200);
     assert_eq!(patched.object.as_deref(), Some(ada.as_str()));
+    assert_eq!(patched.detail.as_deref(), Some("role member → viewer"));
     let quota = the_row(&rows, "PUT /v1/users/{id}/quota", 200);
     assert_eq!(quota.object.as_deref(), Some(ada.as_str()));
+    assert_eq!(quota.detail.as_deref(), Some("max_sandboxes default → 2"));
     let put = the_row(&rows, "PUT /v1/secrets/{name}", 201);
     assert_eq!(put.object.as_deref(), Some("db"));
     let removed = the_row(&rows, "DELETE /v1/secrets/{name}", 204);
@@ -157,6 +168,79 @@ async fn commands_file_their_rows_and_the_recorder_only_the_rest() {
         "a secret value reached the trail"
     );
     assert!(!text.contains(PASSWORD), "a password reached the trail");
+}
+
+// An admin reading another account's sandbox, ledger, summary or self-test files a row naming
+// the owner; the owner reading their own files none, and neither does an admin reading their
+// own. A second quota change names the before it replaced.
+#[tokio::test]
+async fn oversight_reads_are_recorded_and_own_reads_are_not() {
+    let h = harness().await;
+    let sandbox = common::sandbox(&h.store, "owned").await;
+    let owner = h.store.get_user(sandbox.owner).await.unwrap().unwrap();
+    let base = format!("/v1/sandboxes/{}", sandbox.id);
+    let reads = ["", "/egress", "/egress/summary", "/selftest"];
+    for tail in reads {
+        let (status, body) = call(&h, Method::GET, &format!("{base}{tail}"), None).await;
+        // No self-test ran: a 404 after the read was allowed, and recorded.
+        let ok = status.is_success() || (tail == "/selftest" && status == StatusCode::NOT_FOUND);
+        assert!(ok, "{tail}: {status} {body}");
+    }
+    let logs = call(&h, Method::GET, &format!("{base}/logs"), None).await;
+    assert_eq!(logs.0, StatusCode::CONFLICT, "not started: {}", logs.1);
+    let read_rows = rows(&h.store).await;
+    for tail in reads {
+        let action = format!("GET /v1/sandboxes/{{id}}{tail}");
+        let row = the_row(&read_rows, &action, 200);
+        assert_eq!(row.object, Some(sandbox.id.to_string()));
+        assert_eq!(row.user, Some(h.admin));
+        assert_eq!(row.detail, Some(format!("owner {}", owner.id)));
+    }
+    the_row(&read_rows, "GET /v1/sandboxes/{id}/logs", 200);
+    assert_eq!(read_rows.len(), reads.len() + 1, "{read_rows:#?}");
+
+    // An owner's own reads file nothing.
+    let (reader, token) = common::account(&h.store, "reader", Role::Member).await;
+    let new = NewSandbox {
+        owner: reader.id,
+        spec: sandbox.spec.clone(),
+        idempotency_key: None,
+        node: None,
+    };
+    let Created::New(mine) = h.store.create_sandbox(new).await.unwrap() else {
+        panic!("a fresh sandbox")
+    };
+    for tail in reads {
+        let uri = format!("/v1/sandboxes/{}{tail}", mine.id);
+        let (status, body) = common::call(&h, &token, Method::GET, &uri, None).await;
+        let ok = status.is_success() || (tail == "/selftest" && status == StatusCode::NOT_FOUND);
+        assert!(ok, "{tail}: {status} {body}");
+    }
+    assert_eq!(
+        rows(&h.store).await.len(),
+        reads.len() + 1,
+        "own reads file nothing"
+    );
+    let quota = format!("/v1/users/{}/quota", owner.id);
+    for body in [
+        json!({"max_sandboxes": 2}),
+        json!({"max_sandboxes": 3, "max_memory_mb": 100}),
+    ] {
+        assert_eq!(
+            call(&h, Method::PUT, &quota, Some(body)).await.0,
+            StatusCode::OK
+        );
+    }
+    let after = rows(&h.store).await;
+    let last = after
+        .iter()
+        .rev()
+        .find(|r| r.action == "PUT /v1/users/{id}/quota")
+        .unwrap();
+    assert_eq!(
+        last.detail.as_deref(),
+        Some("max_sandboxes 2 → 3, max_memory_mb default → 100")
+    );
 }
 
 #[tokio::test]

@@ -426,17 +426,18 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
         .iter()
         .all(|r| !r["action"].as_str().unwrap().starts_with("GET ")));
 
-    // Pages: newest first, `next` continues strictly older.
+    // Pages: newest first, the opaque `next` cursor continues strictly older.
     let first = h.call(ADMIN, Method::GET, "/v1/audit?limit=2", None).await;
     let items = first.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert!(items[0]["id"].as_i64() > items[1]["id"].as_i64());
-    let next = first.body["next"].as_i64().unwrap();
+    let next = first.body["next"].as_str().unwrap().to_owned();
+    let oldest_on_first = items[1]["id"].as_i64().unwrap();
     let second = h
         .call(
             ADMIN,
             Method::GET,
-            &format!("/v1/audit?limit=500&before={next}"),
+            &format!("/v1/audit?limit=500&cursor={next}"),
             None,
         )
         .await;
@@ -446,7 +447,51 @@ async fn the_audit_trail_records_changes_and_logins_for_admins_only() {
         audit.len(),
         "reads of the trail are not recorded"
     );
-    assert!(older.iter().all(|r| r["id"].as_i64().unwrap() < next));
+    assert!(older
+        .iter()
+        .all(|r| r["id"].as_i64().unwrap() < oldest_on_first));
     let reply = h.call(ADMIN, Method::GET, "/v1/audit?limit=0", None).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // A time range, oldest first; every bad value is a 400 naming its field.
+    let since = items[1]["at"].as_str().unwrap();
+    let ranged = format!("/v1/audit?order=oldest&since={since}&until=2999-01-01T00:00:00Z");
+    let reply = h.call(ADMIN, Method::GET, &ranged, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ranged = reply.body["items"].as_array().unwrap();
+    let ids: Vec<i64> = ranged.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the first page's rows, and only those: {ranged:#?}"
+    );
+    assert_eq!(ids[0], oldest_on_first, "oldest first");
+    let reply = h
+        .call(
+            ADMIN,
+            Method::GET,
+            "/v1/audit?until=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(reply.body["items"], json!([]), "{}", reply.text);
+    for (query, field) in [
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("cursor=abc", "cursor"),
+        ("order=sideways", "order"),
+        (
+            "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "until",
+        ),
+    ] {
+        let reply = h
+            .call(ADMIN, Method::GET, &format!("/v1/audit?{query}"), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(reply.text.contains(field), "{query}: {}", reply.text);
+    }
+    let oldest = format!("/v1/audit?order=oldest&cursor={next}");
+    let reply = h.call(ADMIN, Method::GET, &oldest, None).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
 }

@@ -101,7 +101,9 @@ impl Command<Accounts> for CreateInvite {
         };
         let id = accounts.store.create_invite(new).await?;
         info!(user.id = %by, "Invite created");
-        let entry = Entry::new("POST /v1/users/invites", status::CREATED);
+        let entry = Entry::new("POST /v1/users/invites", status::CREATED)
+            .object(&email)
+            .detail(format!("role {}, invite {id}", self.role));
         accounts.audit.record(actor, entry).await;
         Ok(Invitation {
             id,

@@ -40,7 +40,7 @@ pub use tokens::{CreateToken, IssuedToken, ListTokens, RevokeToken, TokenOwner};
 pub use users::{CreateUser, EnsureBootstrapAdmin, GetMe, ListUsers, UpdateUser};
 
 use self::credential::CredentialError;
-use self::quota::Quota;
+use self::quota::{Quota, Resources};
 use self::throttle::LoginThrottle;
 use self::user::{Role, Scopes, UserId};
 use crate::audit::{Actor, AuditLog, Command};
@@ -61,6 +61,8 @@ pub struct Accounts {
     throttle: Arc<LoginThrottle>,
     clock: Clock,
     quota: Quota,
+    /// The secret and volume limits' defaults, for quota views.
+    resources: Resources,
     /// Bumped whenever a credential may have stopped working (a token revoked, a session
     /// ended, a user disabled), so live streams re-check theirs at once.
     revocations: Arc<watch::Sender<u64>>,
@@ -143,8 +145,15 @@ impl Accounts {
             throttle: Arc::default(),
             clock: Clock::system(),
             quota,
+            resources: Resources::UNLIMITED,
             revocations: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// The same service, reporting `resources` as the secret and volume defaults.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
     }
 
     /// The same service reading expiries from `clock`.

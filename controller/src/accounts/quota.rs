@@ -48,6 +48,110 @@ pub struct QuotaOverride {
     pub max_lifetime: Option<Duration>,
     /// See [`Quota::creates_per_min`].
     pub creates_per_min: Option<u64>,
+    /// See [`Resources::max_secrets`].
+    pub max_secrets: Option<u64>,
+    /// See [`Resources::max_volumes`].
+    pub max_volumes: Option<u64>,
+    /// See [`Resources::max_volume_bytes`].
+    pub max_volume_bytes: Option<u64>,
+}
+
+/// The limits on what a user keeps (not sandboxes): the operator defaults
+/// (`AIRLOCK_QUOTA_MAX_SECRETS`, `AIRLOCK_QUOTA_MAX_VOLUMES`, `AIRLOCK_QUOTA_MAX_VOLUME_BYTES`) or a user's overrides. Secrets and
+/// volumes enforce them in the transaction that adds one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    /// Most secrets.
+    pub max_secrets: u64,
+    /// Most volumes.
+    pub max_volumes: u64,
+    /// Most bytes across the sizes of the user's volumes.
+    pub max_volume_bytes: u64,
+}
+
+// === impl Resources ===
+
+impl Resources {
+    /// No limits.
+    pub const UNLIMITED: Resources = Resources {
+        max_secrets: UNLIMITED,
+        max_volumes: UNLIMITED,
+        max_volume_bytes: UNLIMITED,
+    };
+
+    /// These defaults with `overrides` applied.
+    pub fn with(&self, overrides: &QuotaOverride) -> Resources {
+        Resources {
+            max_secrets: overrides.max_secrets.unwrap_or(self.max_secrets),
+            max_volumes: overrides.max_volumes.unwrap_or(self.max_volumes),
+            max_volume_bytes: overrides.max_volume_bytes.unwrap_or(self.max_volume_bytes),
+        }
+    }
+}
+
+// === impl QuotaOverride ===
+
+impl QuotaOverride {
+    /// The fields that differ from `before`, as `name before → after` (`default` for no
+    /// override), joined by `, `; `unchanged` when none does. For the audit row.
+    pub fn changes_from(&self, before: &QuotaOverride) -> String {
+        fn text<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+            value.map_or_else(|| "default".to_owned(), show)
+        }
+        let count = |v: u64| v.to_string();
+        let fields = [
+            (
+                "max_sandboxes",
+                text(before.max_sandboxes, count),
+                text(self.max_sandboxes, count),
+            ),
+            (
+                "max_memory_mb",
+                text(before.max_memory_mb, count),
+                text(self.max_memory_mb, count),
+            ),
+            (
+                "max_cpus",
+                text(before.max_cpus, |c| c.to_string()),
+                text(self.max_cpus, |c| c.to_string()),
+            ),
+            (
+                "max_lifetime",
+                text(before.max_lifetime, |d| format!("{}s", d.as_secs())),
+                text(self.max_lifetime, |d| format!("{}s", d.as_secs())),
+            ),
+            (
+                "creates_per_min",
+                text(before.creates_per_min, count),
+                text(self.creates_per_min, count),
+            ),
+            (
+                "max_secrets",
+                text(before.max_secrets, count),
+                text(self.max_secrets, count),
+            ),
+            (
+                "max_volumes",
+                text(before.max_volumes, count),
+                text(self.max_volumes, count),
+            ),
+            (
+                "max_volume_bytes",
+                text(before.max_volume_bytes, count),
+                text(self.max_volume_bytes, count),
+            ),
+        ];
+        let changed: Vec<String> = fields
+            .into_iter()
+            .filter(|(_, b, a)| b != a)
+            .map(|(name, b, a)| format!("{name} {b} → {a}"))
+            .collect();
+        if changed.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            changed.join(", ")
+        }
+    }
 }
 
 /// What a user currently uses.

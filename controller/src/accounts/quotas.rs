@@ -1,7 +1,7 @@
 //! Per-user quotas: the operator's defaults (`AIRLOCK_QUOTA_*`) with a user's overrides, and
 //! what the user uses now. Admins read and replace anyone's overrides; a user reads their own.
 
-use super::quota::{Quota, QuotaOverride, Usage};
+use super::quota::{Quota, QuotaOverride, Resources, Usage};
 use super::{AccountError, Accounts, ADMIN_REQUIRED};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
@@ -30,6 +30,8 @@ pub struct QuotaView {
     pub user: UserId,
     /// The defaults with the overrides.
     pub effective: Quota,
+    /// The secret and volume limits: the defaults with the overrides.
+    pub resources: Resources,
     /// The user's overrides.
     pub overrides: QuotaOverride,
     /// What the user uses now.
@@ -60,6 +62,10 @@ impl Command<Accounts> for PutQuota {
         if !actor.is_admin() {
             return Err(AccountError::Forbidden(ADMIN_REQUIRED));
         }
+        let before = match accounts.store.get_user(self.user).await? {
+            Some(_) => accounts.store.quota_override(self.user).await?,
+            None => return Err(AccountError::NotFound("no such user")),
+        };
         let set = accounts
             .store
             .set_quota_override(self.user, &self.overrides)
@@ -69,7 +75,9 @@ impl Command<Accounts> for PutQuota {
             Err(StoreError::NotFound) => return Err(AccountError::NotFound("no such user")),
             Err(error) => return Err(error.into()),
         }
-        let entry = Entry::new("PUT /v1/users/{id}/quota", status::OK).object(self.user);
+        let entry = Entry::new("PUT /v1/users/{id}/quota", status::OK)
+            .object(self.user)
+            .detail(self.overrides.changes_from(&before));
         accounts.audit.record(actor, entry).await;
         accounts.quota_view(self.user).await
     }
@@ -87,6 +95,7 @@ impl Accounts {
         Ok(QuotaView {
             user,
             effective: self.quota.with(&overrides),
+            resources: self.resources.with(&overrides),
             overrides,
             usage,
         })

@@ -183,6 +183,9 @@ impl Command<Accounts> for UpdateUser {
         if actor.user() == Some(self.id) && demotes {
             return Err(AccountError::SelfChange);
         }
+        let Some(before) = accounts.store.get_user(self.id).await? else {
+            return Err(AccountError::NotFound("no such user"));
+        };
         let update = UserUpdate {
             role: self.role,
             disabled: self.disabled,
@@ -201,8 +204,27 @@ impl Command<Accounts> for UpdateUser {
             // Live streams re-check their credential (and its role) now.
             accounts.credentials_changed();
         }
-        let entry = Entry::new("PATCH /v1/users/{id}", status::OK).object(self.id);
+        let entry = Entry::new("PATCH /v1/users/{id}", status::OK)
+            .object(self.id)
+            .detail(user_changes(&before, &user));
         accounts.audit.record(actor, entry).await;
         Ok(user)
+    }
+}
+
+/// The PATCH's row detail: `role a → b`, `disabled a → b` for what changed, `unchanged`
+/// otherwise.
+fn user_changes(before: &User, after: &User) -> String {
+    let mut changes = Vec::new();
+    if before.role != after.role {
+        changes.push(format!("role {} → {}", before.role, after.role));
+    }
+    if before.disabled != after.disabled {
+        changes.push(format!("disabled {} → {}", before.disabled, after.disabled));
+    }
+    if changes.is_empty() {
+        "unchanged".to_owned()
+    } else {
+        changes.join(", ")
     }
 }

@@ -1,7 +1,14 @@
 //! The audit trail over HTTP: `GET /v1/audit` for admins, and the refusal recorder.
 //!
-//! Commands file their own rows ([`crate::audit`]). The recorder, a route layer between the
-//! bearer layer and the route guard, covers every authenticated request that changes
+//! `GET /v1/audit` pages the trail in (time, id) order, newest first or (`order=oldest`)
+//! oldest first, within `since`/`until` (RFC 3339), continuing from the opaque `next`
+//! cursor of the previous page.
+//!
+//! Commands file their own rows ([`crate::audit`]). The recorder runs every request it sees
+//! (every `/v1` method but `GET` and `HEAD`) on a task of its own, so a client that hangs up
+//! mid-request (axum then drops the request's future) never cuts an action off from its row:
+//! the action and its row finish either way. The recorder, a route layer between the
+//! bearer layer and the route guard, also covers every authenticated request that changes
 //! something (every `/v1` method but `GET` and `HEAD`) whose command filed no row: a request
 //! the guard refused, one whose body or path did not parse, one a command refused (no such
 //! object, over quota, invalid), and a delete of an id that cannot exist. Its row names the
@@ -13,30 +20,38 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::source_ip;
 use super::dto::rfc3339;
 use super::error::ApiError;
 use super::AppState;
-use crate::audit::{Actor, ListAudit, Receipt};
+use crate::audit::{Actor, AuditCursor, ListAudit, Receipt};
 use crate::store::{AuditRecord, NewAuditRecord};
 
 /// The page size when none is asked for.
 const DEFAULT_LIMIT: u32 = 100;
 
 /// `GET /v1/audit` query.
-#[derive(Clone, Copy, Debug, Default, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Page size (1..=500; default 100).
     pub limit: Option<u32>,
-    /// Only records older than this id (the previous page's `next`).
-    pub before: Option<i64>,
+    /// Only records written at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only records written before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// The previous page's `next` (opaque; from a listing in the same order).
+    pub cursor: Option<String>,
+    /// `newest` (default) or `oldest` first.
+    pub order: Option<String>,
 }
 
 /// One audit record.
@@ -65,13 +80,13 @@ pub struct AuditDto {
     pub count: u64,
 }
 
-/// One page of audit records, newest first.
+/// One page of audit records.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AuditPageDto {
-    /// The records.
+    /// The records, in the order asked for.
     pub items: Vec<AuditDto>,
-    /// Pass as `before` for the next page; `null` on the last one.
-    pub next: Option<i64>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next: Option<String>,
 }
 
 // === impl AuditDto ===
@@ -94,7 +109,7 @@ impl From<&AuditRecord> for AuditDto {
     }
 }
 
-/// `GET /v1/audit?limit=&before=` (admin): the audit trail, newest first.
+/// `GET /v1/audit?limit=&since=&until=&cursor=&order=` (admin): the audit trail.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = AuditPageDto), (status = 400), (status = 403)))]
 pub(crate) async fn list(
@@ -104,15 +119,38 @@ pub(crate) async fn list(
 ) -> Result<Json<AuditPageDto>, ApiError> {
     let Query(params) = params
         .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let oldest_first = match params.order.as_deref() {
+        None | Some("newest") => false,
+        Some("oldest") => true,
+        Some(_) => return Err(ApiError::field("order", "must be `newest` or `oldest`")),
+    };
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(AuditCursor::parse)
+        .transpose()?;
     let command = ListAudit {
-        before: params.before,
+        since: instant("since", params.since.as_deref())?,
+        until: instant("until", params.until.as_deref())?,
+        cursor,
+        oldest_first,
         limit: params.limit.unwrap_or(DEFAULT_LIMIT),
     };
     let page = state.services.audit.run(&actor, command).await?;
     Ok(Json(AuditPageDto {
         items: page.items.iter().map(AuditDto::from).collect(),
-        next: page.next,
+        next: page.next.map(|c| c.encode()),
     }))
+}
+
+/// An optional RFC 3339 query value; a 400 naming `field` when it is not one.
+fn instant(field: &str, text: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
+    text.map(|text| {
+        OffsetDateTime::parse(text, &Rfc3339).map_err(|_unparsed| {
+            ApiError::field(field, "must be an RFC 3339 time like 2026-01-01T00:00:00Z")
+        })
+    })
+    .transpose()
 }
 
 /// Route layer (inside the bearer layer, around the guard): hands the actor a receipt, and
@@ -132,12 +170,19 @@ pub(crate) async fn record(
         request.extensions_mut().insert(actor.clone());
     }
     let route = Route::of(&request);
-    let response = next.run(request).await;
-    if !receipt.filed() {
-        let row = route.row(actor.as_ref(), response.status().as_u16());
-        state.services.audit.append(&row).await;
+    // The action and its row finish even when the client hangs up and this future is dropped.
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        if !receipt.filed() {
+            let row = route.row(actor.as_ref(), response.status().as_u16());
+            state.services.audit.append(&row).await;
+        }
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(error) => ApiError::Internal(format!("request task: {error}")).into_response(),
     }
-    response
 }
 
 /// What the recorder knows of a request before it runs.

@@ -1,6 +1,8 @@
 //! `/v1/users/{id}/quota`: a user's effective quota, its overrides and current usage
 //! (`GET`: an admin, or the user themself; anyone else gets a 404), and the overrides
-//! (`PUT`: admins only). Defaults come from `AIRLOCK_QUOTA_*`.
+//! (`PUT`: admins only). Defaults come from `AIRLOCK_QUOTA_*`; `max_secrets`, `max_volumes`
+//! and `max_volume_bytes` are enforced by the secrets and volumes stores in the transaction
+//! that adds one.
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use super::error::{ApiError, FieldReason};
 use super::users::user_id;
 use super::{json, AppState};
 use crate::accounts::quota::{
-    Amount, Quota, QuotaOverride, Usage, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME,
+    Amount, Quota, QuotaOverride, Resources, Usage, UNLIMITED, UNLIMITED_CPUS, UNLIMITED_LIFETIME,
 };
 use crate::accounts::{GetQuota, PutQuota, QuotaView};
 use crate::audit::Actor;
@@ -37,6 +39,12 @@ pub struct QuotaBody {
     pub max_lifetime_s: Option<u64>,
     /// Most creates per minute.
     pub creates_per_min: Option<u64>,
+    /// Most secrets.
+    pub max_secrets: Option<u64>,
+    /// Most volumes.
+    pub max_volumes: Option<u64>,
+    /// Most bytes across the sizes of the user's volumes.
+    pub max_volume_bytes: Option<u64>,
 }
 
 /// Quota values; `null` means no limit.
@@ -52,6 +60,12 @@ pub struct QuotaValues {
     pub max_lifetime_s: Option<u64>,
     /// Most creates per minute.
     pub creates_per_min: Option<u64>,
+    /// Most secrets.
+    pub max_secrets: Option<u64>,
+    /// Most volumes.
+    pub max_volumes: Option<u64>,
+    /// Most bytes across the sizes of the user's volumes.
+    pub max_volume_bytes: Option<u64>,
 }
 
 /// Current use.
@@ -90,6 +104,9 @@ impl Serialize for QuotaBody {
             "max_cpus": self.max_cpus,
             "max_lifetime_s": self.max_lifetime_s,
             "creates_per_min": self.creates_per_min,
+            "max_secrets": self.max_secrets,
+            "max_volumes": self.max_volumes,
+            "max_volume_bytes": self.max_volume_bytes,
         })
         .serialize(serializer)
     }
@@ -103,6 +120,9 @@ impl QuotaBody {
             max_cpus: o.max_cpus.map(Cpus::as_f64),
             max_lifetime_s: o.max_lifetime.map(|d| d.as_secs()),
             creates_per_min: o.creates_per_min,
+            max_secrets: o.max_secrets,
+            max_volumes: o.max_volumes,
+            max_volume_bytes: o.max_volume_bytes,
         }
     }
 
@@ -136,14 +156,17 @@ impl QuotaBody {
             max_cpus,
             max_lifetime: self.max_lifetime_s.map(Duration::from_secs),
             creates_per_min: self.creates_per_min,
+            max_secrets: self.max_secrets,
+            max_volumes: self.max_volumes,
+            max_volume_bytes: self.max_volume_bytes,
         })
     }
 }
 
 // === impl QuotaValues ===
 
-impl From<&Quota> for QuotaValues {
-    fn from(q: &Quota) -> Self {
+impl QuotaValues {
+    fn new(q: &Quota, r: &Resources) -> Self {
         let limited = |n: u64| (n != UNLIMITED).then_some(n);
         Self {
             max_sandboxes: limited(q.max_sandboxes),
@@ -152,6 +175,9 @@ impl From<&Quota> for QuotaValues {
             max_lifetime_s: (q.max_lifetime != UNLIMITED_LIFETIME)
                 .then_some(q.max_lifetime.as_secs()),
             creates_per_min: limited(q.creates_per_min),
+            max_secrets: limited(r.max_secrets),
+            max_volumes: limited(r.max_volumes),
+            max_volume_bytes: limited(r.max_volume_bytes),
         }
     }
 }
@@ -174,7 +200,7 @@ impl From<QuotaView> for QuotaDto {
     fn from(view: QuotaView) -> Self {
         Self {
             user_id: view.user.to_string(),
-            effective: QuotaValues::from(&view.effective),
+            effective: QuotaValues::new(&view.effective, &view.resources),
             overrides: QuotaBody::from_override(&view.overrides),
             usage: UsageDto::from(&view.usage),
         }

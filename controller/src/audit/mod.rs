@@ -16,6 +16,7 @@
 //! it describes stands.
 
 mod actor;
+mod page;
 pub mod tally;
 
 use std::future::Future;
@@ -24,13 +25,16 @@ use std::sync::Arc;
 use tracing::error;
 
 pub use actor::{Actor, Receipt, Via};
+pub use page::{AuditCursor, AuditPage, ListAudit};
 pub use tally::{Noise, Tally};
 
 use crate::accounts::user::UserId;
-use crate::store::{AuditRecord, NewAuditRecord, Store, StoreError};
+use crate::store::{NewAuditRecord, Store, StoreError};
 
 /// The statuses the API answers with, as rows store them.
 pub mod status {
+    /// 101: a WebSocket upgrade (an interactive exec).
+    pub const SWITCHING: u16 = 101;
     /// 200: done.
     pub const OK: u16 = 200;
     /// 201: created.
@@ -81,15 +85,6 @@ pub struct Entry {
     user: Option<UserId>,
 }
 
-/// `GET /v1/audit`: a page of the trail, newest first (admins).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListAudit {
-    /// Only rows older than this id.
-    pub before: Option<i64>,
-    /// Page size, 1..=[`MAX_PAGE`].
-    pub limit: u32,
-}
-
 /// `airlock admin audit prune --before`: deletes the rows written before `before` and files
 /// a row of its own (action `admin.audit.prune`, the cutoff and the count in its detail), in
 /// one transaction. Admins only.
@@ -97,15 +92,6 @@ pub struct ListAudit {
 pub struct PruneAudit {
     /// Rows written strictly before this instant go.
     pub before: time::OffsetDateTime,
-}
-
-/// A page of the trail.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditPage {
-    /// The rows, newest first.
-    pub items: Vec<AuditRecord>,
-    /// The `before` of the next page; `None` on the last one.
-    pub next: Option<i64>,
 }
 
 /// Why reading the trail failed.
@@ -117,6 +103,12 @@ pub enum AuditError {
     /// The page size is out of range.
     #[error("limit must be between 1 and {MAX_PAGE}")]
     Limit,
+    /// The cursor is not one this trail handed out (or was for the other order).
+    #[error("cursor is not a `next` value of this listing")]
+    Cursor,
+    /// `until` is not after `since`.
+    #[error("until must be after since")]
+    Range,
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -228,31 +220,6 @@ impl Entry {
     }
 }
 
-// === impl ListAudit ===
-
-impl Command<AuditLog> for ListAudit {
-    type Output = AuditPage;
-    type Error = AuditError;
-
-    async fn execute(self, log: &AuditLog, actor: &Actor) -> Result<AuditPage, AuditError> {
-        if !actor.is_admin() {
-            return Err(AuditError::Forbidden);
-        }
-        if !(1..=MAX_PAGE).contains(&self.limit) {
-            return Err(AuditError::Limit);
-        }
-        let mut items = log.store.list_audit(self.before, self.limit + 1).await?;
-        let more = items.len() > self.limit as usize;
-        items.truncate(self.limit as usize);
-        let next = if more {
-            items.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(AuditPage { items, next })
-    }
-}
-
 // === impl PruneAudit ===
 
 impl Command<AuditLog> for PruneAudit {
@@ -333,8 +300,8 @@ mod tests {
         }
         let member = Actor::new(UserId::new(), Role::Member, Via::Session);
         let list = ListAudit {
-            before: None,
             limit: 2,
+            ..ListAudit::default()
         };
         assert!(matches!(
             log.run(&member, list).await,
@@ -343,8 +310,9 @@ mod tests {
         let page = log.run(&Actor::cli(), list).await.unwrap();
         assert_eq!(page.items.len(), 2);
         let rest = ListAudit {
-            before: page.next,
+            cursor: page.next,
             limit: 2,
+            ..ListAudit::default()
         };
         let rest = log.run(&Actor::cli(), rest).await.unwrap();
         assert_eq!((rest.items.len(), rest.next), (1, None));

@@ -1,8 +1,10 @@
 //! The API listener's variables: how long a client may take to send a request head, how long
 //! an idle keep-alive connection stays open, how long a non-streaming request may run, how
 //! many connections are served at once (in all and per source address), and which reverse
-//! proxies' `X-Forwarded-For` is believed.
+//! proxies' `X-Forwarded-For` is believed; and the API's own TLS certificate and key
+//! (`AIRLOCK_TLS_CERT` and `AIRLOCK_TLS_KEY`, set together or not at all).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -32,6 +34,20 @@ pub const ENV_MAX_CONNECTIONS_PER_SOURCE: &str = "AIRLOCK_MAX_CONNECTIONS_PER_SO
 pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: &str = "64";
 /// Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` names the client.
 pub const ENV_TRUSTED_PROXIES: &str = "AIRLOCK_TRUSTED_PROXIES";
+/// The API's TLS certificate chain (PEM, leaf first); with [`ENV_TLS_KEY`] the API serves
+/// HTTPS only.
+pub const ENV_TLS_CERT: &str = "AIRLOCK_TLS_CERT";
+/// The private key (PEM) of [`ENV_TLS_CERT`].
+pub const ENV_TLS_KEY: &str = "AIRLOCK_TLS_KEY";
+
+/// The files of the API's TLS identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+}
 
 /// The listener's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +64,8 @@ pub struct HttpConfig {
     pub max_connections_per_source: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS with these files; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 // === impl HttpConfig ===
@@ -61,6 +79,7 @@ impl Default for HttpConfig {
             max_connections: 1024,
             max_connections_per_source: 64,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -84,6 +103,21 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             parse_count,
         );
         let trusted = self.optional(ENV_TRUSTED_PROXIES, parse_cidrs);
+        let tls = match (self.raw(ENV_TLS_CERT), self.raw(ENV_TLS_KEY)) {
+            (Some(cert), Some(key)) => Some(Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            })),
+            (None, None) => Some(None),
+            (Some(_), None) => {
+                self.issue(ENV_TLS_KEY, "", false, "set together with AIRLOCK_TLS_CERT");
+                None
+            }
+            (None, Some(_)) => {
+                self.issue(ENV_TLS_CERT, "", false, "set together with AIRLOCK_TLS_KEY");
+                None
+            }
+        };
         Some(HttpConfig {
             header_timeout: header_timeout?,
             keepalive_idle: keepalive_idle?,
@@ -91,6 +125,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             max_connections: max_connections?,
             max_connections_per_source: per_source?,
             trusted_proxies: trusted?.unwrap_or_default(),
+            tls: tls?,
         })
     }
 }
@@ -145,8 +180,13 @@ mod tests {
             (ENV_MAX_CONNECTIONS, "5000"),
             (ENV_MAX_CONNECTIONS_PER_SOURCE, "10"),
             (ENV_TRUSTED_PROXIES, "10.0.0.1, 192.168.0.0/16,::1"),
+            (ENV_TLS_CERT, "/etc/airlock/api.pem"),
+            (ENV_TLS_KEY, "/etc/airlock/api.key"),
         ])
         .unwrap();
+        let tls = http.tls.clone().unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/airlock/api.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/airlock/api.key"));
         assert_eq!(http.header_timeout, Duration::from_secs(2));
         assert_eq!(http.keepalive_idle, Duration::from_secs(300));
         assert_eq!(http.request_timeout, Duration::from_secs(30));
@@ -165,6 +205,7 @@ mod tests {
             (ENV_MAX_CONNECTIONS, "0"),
             (ENV_MAX_CONNECTIONS_PER_SOURCE, "many"),
             (ENV_TRUSTED_PROXIES, "10.0.0.0/8,proxy.local"),
+            (ENV_TLS_CERT, "/etc/airlock/api.pem"),
         ])
         .unwrap_err();
         assert_eq!(
@@ -175,7 +216,8 @@ mod tests {
                 ENV_REQUEST_TIMEOUT,
                 ENV_MAX_CONNECTIONS,
                 ENV_MAX_CONNECTIONS_PER_SOURCE,
-                ENV_TRUSTED_PROXIES
+                ENV_TRUSTED_PROXIES,
+                ENV_TLS_KEY
             ]
         );
     }

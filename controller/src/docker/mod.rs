@@ -9,4 +9,5 @@ pub mod spec;
 pub use client::exec::{
     AttachedExec, ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream,
 };
+pub use client::images::ImageRun;
 pub use client::{ContainerStatus, DockerClient, DockerError, Removal};

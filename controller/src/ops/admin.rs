@@ -3,7 +3,8 @@
 //! line, without its newline); `create-token` prints a new API token once; `rotate-key`
 //! re-encrypts every secret under a new key in one transaction. They run the same commands
 //! as the API (`accounts::CreateUser`, `accounts::CreateToken`, `secrets::RotateKey`), as the
-//! CLI actor, whose audit rows name the credential `cli`.
+//! CLI actor, whose audit rows name the credential `cli`. `audit export` streams a time range
+//! of the trail to stdout as JSON lines.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -12,11 +13,11 @@ use clap::{Args, Subcommand};
 
 use crate::accounts::user::{Role, Scopes, TokenScope};
 use crate::accounts::{Accounts, CreateToken, CreateUser, TokenOwner};
-use crate::audit::{Actor, AuditLog, PruneAudit};
+use crate::audit::{Actor, AuditLog, ListAudit, PruneAudit};
 use crate::config::{parse_duration, Config};
 use crate::secrets::vault::{KeySource, SecretKey};
 use crate::secrets::{RotateKey, Secrets};
-use crate::store::Store;
+use crate::store::{AuditRecord, Store};
 
 /// `airlock admin …`
 #[derive(Debug, Subcommand)]
@@ -45,6 +46,30 @@ pub enum AdminCommand {
 pub enum AuditCommand {
     /// Delete the rows written before `--before` (RFC 3339), writing a row of its own.
     Prune(AuditPruneArgs),
+    /// Write the rows of a time range to stdout, oldest first, one JSON object a line (for a
+    /// SIEM). Reading the trail files no row.
+    Export(AuditExportArgs),
+}
+
+/// Arguments of `airlock admin audit export`.
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// Rows written at or after this instant (RFC 3339), e.g. `2026-01-01T00:00:00Z`.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub since: time::OffsetDateTime,
+    /// Rows written strictly before this instant (RFC 3339); all since `--since` when absent.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+    /// The output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+}
+
+/// How `airlock admin audit export` writes rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object a line, the fields of `GET /v1/audit`'s items.
+    Jsonl,
 }
 
 /// Arguments of `airlock admin audit prune`.
@@ -184,6 +209,9 @@ impl AdminCommand {
                     args.before
                 )?;
             }
+            Self::Audit(AuditCommand::Export(args)) => {
+                export_audit(&AuditLog::new(store.clone()), &actor, &args, out).await?;
+            }
             Self::RotateKey(_) | Self::Backup(_) | Self::Restore(_) => {
                 anyhow::bail!("this command runs through AdminCommand::run")
             }
@@ -231,6 +259,56 @@ async fn rotate_key(
         )?,
     }
     Ok(())
+}
+
+/// `airlock admin audit export`: pages the range oldest first and writes each row as it comes.
+async fn export_audit(
+    log: &AuditLog,
+    actor: &Actor,
+    args: &AuditExportArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let ExportFormat::Jsonl = args.format;
+    let mut list = ListAudit {
+        since: Some(args.since),
+        until: args.until,
+        cursor: None,
+        oldest_first: true,
+        limit: crate::audit::MAX_PAGE,
+    };
+    loop {
+        let page = log.run(actor, list).await?;
+        for record in &page.items {
+            serde_json::to_writer(&mut *out, &export_line(record))?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        match page.next {
+            Some(next) => list.cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// One exported row: the fields `GET /v1/audit` returns.
+fn export_line(record: &AuditRecord) -> serde_json::Value {
+    let r = &record.record;
+    let at = record
+        .at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({
+        "id": record.id,
+        "at": at,
+        "user_id": r.user.map(|u| u.to_string()),
+        "credential": r.token,
+        "action": r.action,
+        "object": r.object,
+        "source_ip": r.source_ip,
+        "status": r.status,
+        "detail": r.detail,
+        "count": r.count.max(1),
+    })
 }
 
 fn read_password(stdin: &mut impl BufRead) -> anyhow::Result<String> {

@@ -129,7 +129,11 @@ impl Command<Sandboxes> for CreateSandbox {
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
-        sandboxes.peers.audit.record(actor, entry(&creation)).await;
+        sandboxes
+            .peers
+            .audit
+            .record(actor, entry(&creation, selftest))
+            .await;
         Ok(creation)
     }
 }
@@ -212,13 +216,21 @@ impl CreateSandbox {
 // === impl Sandboxes ===
 
 impl Sandboxes {
-    /// The spec with the user its image's `USER` allows and the operator's home tmpfs.
+    /// The spec with the user its image's `USER` allows and the operator's home tmpfs; an
+    /// image that declares `VOLUME` paths is refused (`image_declares_volume`).
     async fn run_as_image_user(&self, spec: SandboxSpec) -> Result<SandboxSpec, SandboxError> {
         let image = spec.image().as_str();
-        let user = self.docker.image_user(image).await?;
-        let user = user.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        let facts = self.docker.image_user(image).await?;
+        let facts = facts.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        if !facts.volumes.is_empty() {
+            // Docker would back each with an anonymous, unbounded, writable volume.
+            return Err(SandboxError::ImageDeclaresVolume {
+                image: image.to_owned(),
+                paths: facts.volumes,
+            });
+        }
         let run = &self.settings.run;
-        let run_as = user::resolve(image, Some(&user), &run.allowed_uids, run.root_images)?;
+        let run_as = user::resolve(image, Some(&facts.user), &run.allowed_uids, run.root_images)?;
         let home = Home::Tmpfs {
             size_mb: run.home_tmpfs_mb,
         };
@@ -298,9 +310,15 @@ impl Sandboxes {
     }
 }
 
-/// The create's audit row: the sandbox, whichever way the create ended, and its status.
-fn entry(creation: &Creation) -> Entry {
-    Entry::new(ACTION, creation.status()).object(creation.sandbox().id)
+/// The create's audit row: the sandbox, whichever way the create ended, its status, and the
+/// self-test mode when one was asked for.
+fn entry(creation: &Creation, selftest: Option<SelftestMode>) -> Entry {
+    let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
+    match selftest {
+        Some(SelftestMode::Record) => entry.detail("selftest record"),
+        Some(SelftestMode::Required) => entry.detail("selftest required"),
+        None => entry,
+    }
 }
 
 /// Why a `secret_env` name cannot be used, if it cannot.
@@ -397,7 +415,10 @@ mod tests {
         ];
         for (creation, id, code) in table {
             let want = Entry::new("POST /v1/sandboxes", code).object(id);
-            assert_eq!(entry(&creation), want, "{creation:?}");
+            assert_eq!(entry(&creation, None), want, "{creation:?}");
+            let required = want.clone().detail("selftest required");
+            let got = entry(&creation, Some(SelftestMode::Required));
+            assert_eq!(got, required, "{creation:?}");
         }
     }
 }

@@ -1,8 +1,11 @@
-//! Recording how a sandbox ended: after a `wait` or the event watcher saw its container stop,
+//! Reading a sandbox as an actor may ([`Sandboxes::read_visible`]: another account's
+//! sandbox, logs, ledger or self-test read by an admin files a row naming the owner), and
+//! recording how a sandbox ended: after a `wait` or the event watcher saw its container stop,
 //! after a stop, and after a failed create. Every change goes through the store's
 //! generation-fenced transition; when another path recorded the end first, its result wins.
 
 use super::{SandboxError, Sandboxes};
+use crate::audit::{status, Actor, Entry};
 use crate::docker::ContainerStatus;
 use crate::sandbox::{end, DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 use crate::store::{Sandbox, Scope, StoreError};
@@ -23,6 +26,24 @@ impl Sandboxes {
             .get_sandbox(scope, id)
             .await?
             .ok_or(SandboxError::NotFound)
+    }
+
+    /// The sandbox, if `actor` may see it; when it is another account's (an admin's
+    /// oversight read), a row for `action` names it and its owner first.
+    pub(super) async fn read_visible(
+        &self,
+        actor: &Actor,
+        id: SandboxId,
+        action: &'static str,
+    ) -> Result<Sandbox, SandboxError> {
+        let sandbox = self.visible(actor.scope(), id).await?;
+        if actor.user() != Some(sandbox.owner) {
+            let entry = Entry::new(action, status::OK)
+                .object(id)
+                .detail(format!("owner {}", sandbox.owner));
+            self.peers.audit.record(actor, entry).await;
+        }
+        Ok(sandbox)
     }
 
     /// Records how the container ended, after Docker said it is no longer running. Reads the

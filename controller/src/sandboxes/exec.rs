@@ -145,6 +145,9 @@ impl Command<Sandboxes> for Exec {
         let (id, request) = (self.id, self.request);
         let target = sandboxes.exec_target(actor, id).await?;
         let command = target.command(request.cmd, request.env, request.stdin);
+        // The row comes before the process starts: no exec runs unrecorded.
+        let entry = Entry::new("POST /v1/sandboxes/{id}/exec", status::OK).object(id);
+        sandboxes.peers.audit.record(actor, entry).await;
         let started = Instant::now();
         // An exec is activity for the idle timeout, when it starts and when it ends.
         sandboxes.activity.touch(id, OffsetDateTime::now_utc());
@@ -168,8 +171,6 @@ impl Command<Sandboxes> for Exec {
                 sandboxes.exit_code(&session.id).await?
             }
         };
-        let entry = Entry::new("POST /v1/sandboxes/{id}/exec", status::OK).object(id);
-        sandboxes.peers.audit.record(actor, entry).await;
         Ok(capture.outcome(exit_code, started.elapsed()))
     }
 }
@@ -198,9 +199,19 @@ impl Command<Sandboxes> for AttachExec {
     async fn execute(
         self,
         sandboxes: &Sandboxes,
-        _actor: &Actor,
+        actor: &Actor,
     ) -> Result<AttachedExec, SandboxError> {
         let (target, request) = (self.target, self.request);
+        // The row comes before the process starts: no interactive exec runs unrecorded.
+        let detail = if self.tty {
+            "interactive, tty"
+        } else {
+            "interactive"
+        };
+        let entry = Entry::new("GET /v1/sandboxes/{id}/exec/ws", status::SWITCHING)
+            .object(target.sandbox)
+            .detail(detail);
+        sandboxes.peers.audit.record(actor, entry).await;
         let command = target.command(request.cmd, request.env, None);
         sandboxes
             .activity

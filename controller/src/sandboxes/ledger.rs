@@ -49,7 +49,8 @@ impl Command<Sandboxes> for ListEgress {
         sandboxes: &Sandboxes,
         actor: &Actor,
     ) -> Result<Vec<EgressEvent>, SandboxError> {
-        sandboxes.visible(actor.scope(), self.id).await?;
+        let action = "GET /v1/sandboxes/{id}/egress";
+        sandboxes.read_visible(actor, self.id, action).await?;
         let store = &sandboxes.store;
         Ok(store.list_egress_events(self.id, &self.query).await?)
     }
@@ -66,7 +67,8 @@ impl Command<Sandboxes> for SummariseEgress {
         sandboxes: &Sandboxes,
         actor: &Actor,
     ) -> Result<EgressSummary, SandboxError> {
-        sandboxes.visible(actor.scope(), self.id).await?;
+        let action = "GET /v1/sandboxes/{id}/egress/summary";
+        sandboxes.read_visible(actor, self.id, action).await?;
         let store = &sandboxes.store;
         let hosts = store.egress_summary(self.id).await?;
         let report_mode = store

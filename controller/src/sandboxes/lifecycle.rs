@@ -79,7 +79,9 @@ impl Command<Sandboxes> for GetSandbox {
         sandboxes: &Sandboxes,
         actor: &Actor,
     ) -> Result<Described, SandboxError> {
-        let sandbox = sandboxes.visible(actor.scope(), self.id).await?;
+        let sandbox = sandboxes
+            .read_visible(actor, self.id, "GET /v1/sandboxes/{id}")
+            .await?;
         let selftest = sandboxes.latest_selftest(self.id).await?;
         Ok(Described { sandbox, selftest })
     }

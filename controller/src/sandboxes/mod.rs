@@ -128,6 +128,19 @@ pub enum SandboxError {
     /// The image's user may not run (root).
     #[error(transparent)]
     ImageUser(#[from] UserRefusal),
+    /// The image declares `VOLUME` paths, which Docker would back with anonymous, unbounded,
+    /// writable volumes.
+    #[error(
+        "image {image} declares VOLUME {}: anonymous volumes are unbounded, so such images \
+         are refused; rebuild it without VOLUME (mount a named volume with `mounts` instead)",
+        paths.join(", ")
+    )]
+    ImageDeclaresVolume {
+        /// The image.
+        image: String,
+        /// Its `VOLUME` paths.
+        paths: Vec<String>,
+    },
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]
     NotFound,

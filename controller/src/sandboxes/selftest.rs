@@ -167,7 +167,8 @@ impl Command<Sandboxes> for GetSelftest {
         sandboxes: &Sandboxes,
         actor: &Actor,
     ) -> Result<Option<Selftest>, SandboxError> {
-        sandboxes.visible(actor.scope(), self.id).await?;
+        let action = "GET /v1/sandboxes/{id}/selftest";
+        sandboxes.read_visible(actor, self.id, action).await?;
         sandboxes.latest_selftest(self.id).await
     }
 }

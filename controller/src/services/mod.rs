@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use tokio::time::Instant;
 
-use crate::accounts::quota::Quota;
+use crate::accounts::quota::{Quota, Resources};
 use crate::accounts::{Accounts, Clock};
 use crate::audit::AuditLog;
 use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE};
@@ -270,8 +270,14 @@ impl Builder {
     pub fn build(self) -> Services {
         let audit = AuditLog::new(self.store.clone());
         let settings = &self.settings;
+        let resources = Resources {
+            max_secrets: settings.tables.max_secrets,
+            max_volumes: settings.volumes.quota.max_volumes,
+            max_volume_bytes: settings.volumes.quota.max_volume_bytes,
+        };
         let accounts = Accounts::new(self.store.clone(), audit.clone(), settings.quota)
-            .with_clock(self.clock.clone());
+            .with_clock(self.clock.clone())
+            .with_resources(resources);
         let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone())
             .with_max_secrets(settings.tables.max_secrets);
         let images = Images::new(

@@ -53,7 +53,7 @@ pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
-pub use audit::{AuditRecord, NewAuditRecord};
+pub use audit::{AuditRange, AuditRecord, NewAuditRecord};
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};

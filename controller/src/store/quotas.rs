@@ -18,8 +18,12 @@ use crate::sandbox::Cpus;
 /// The live states a quota counts.
 pub(crate) const LIVE_STATES: &str = "('creating', 'running', 'stopping')";
 
-/// `(max_sandboxes, max_memory_mb, max_cpus_milli, max_lifetime_s, creates_per_min)`.
+/// `(max_sandboxes, max_memory_mb, max_cpus_milli, max_lifetime_s, creates_per_min,
+/// max_secrets, max_volumes, max_volume_bytes)`.
 pub(crate) type OverrideRow = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -57,7 +61,8 @@ macro_rules! override_on {
     ($conn:expr, $owner:expr) => {{
         let row: Option<crate::store::quotas::OverrideRow> = sqlx::query_as(
             "SELECT max_sandboxes, max_memory_mb, max_cpus_milli, max_lifetime_s, \
-             creates_per_min FROM user_quotas WHERE user_id = $1",
+             creates_per_min, max_secrets, max_volumes, max_volume_bytes FROM user_quotas \
+             WHERE user_id = $1",
         )
         .bind($owner)
         .fetch_optional(&mut *$conn)
@@ -95,13 +100,16 @@ impl Store {
         with_db!(self, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO user_quotas (user_id, max_sandboxes, max_memory_mb, \
-                 max_cpus_milli, max_lifetime_s, creates_per_min, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 max_cpus_milli, max_lifetime_s, creates_per_min, updated_at, max_secrets, \
+                 max_volumes, max_volume_bytes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (user_id) DO UPDATE SET max_sandboxes = excluded.max_sandboxes, \
                  max_memory_mb = excluded.max_memory_mb, \
                  max_cpus_milli = excluded.max_cpus_milli, \
                  max_lifetime_s = excluded.max_lifetime_s, \
-                 creates_per_min = excluded.creates_per_min, updated_at = excluded.updated_at",
+                 creates_per_min = excluded.creates_per_min, updated_at = excluded.updated_at, \
+                 max_secrets = excluded.max_secrets, max_volumes = excluded.max_volumes, \
+                 max_volume_bytes = excluded.max_volume_bytes",
             )
             .bind(user.as_uuid())
             .bind(int(quota.max_sandboxes))
@@ -110,6 +118,9 @@ impl Store {
             .bind(int(quota.max_lifetime.map(|d| d.as_secs())))
             .bind(int(quota.creates_per_min))
             .bind(now())
+            .bind(int(quota.max_secrets))
+            .bind(int(quota.max_volumes))
+            .bind(int(quota.max_volume_bytes))
             .execute(pool)
             .await?;
         });
@@ -152,7 +163,7 @@ pub(crate) fn usage(specs: &[(Json<SpecDoc>,)], creates: &[(i64,)], now_ms: i64)
 }
 
 pub(crate) fn from_row(row: OverrideRow) -> Result<QuotaOverride, StoreError> {
-    let (sandboxes, memory, cpus, lifetime, rate) = row;
+    let (sandboxes, memory, cpus, lifetime, rate, secrets, volumes, volume_bytes) = row;
     let whole = |column: &'static str, v: Option<i64>| {
         v.map(|v| u64::try_from(v).map_err(|e| StoreError::corrupt(column, e)))
             .transpose()
@@ -167,5 +178,8 @@ pub(crate) fn from_row(row: OverrideRow) -> Result<QuotaOverride, StoreError> {
         max_cpus: cpus,
         max_lifetime: whole("max_lifetime_s", lifetime)?.map(Duration::from_secs),
         creates_per_min: whole("creates_per_min", rate)?,
+        max_secrets: whole("max_secrets", secrets)?,
+        max_volumes: whole("max_volumes", volumes)?,
+        max_volume_bytes: whole("max_volume_bytes", volume_bytes)?,
     })
 }

@@ -126,12 +126,13 @@ impl Store {
     ) -> Result<u64, StoreError> {
         with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
+            // The grant and the delete compare in the trail's one text form (SQLite).
             sqlx::query("INSERT INTO audit_prune_grants (id, before) VALUES (1, $1)")
-                .bind(before)
+                .bind(super::audit::AuditAt(before))
                 .execute(&mut *tx)
                 .await?;
             let deleted = sqlx::query("DELETE FROM audit WHERE at < $1")
-                .bind(before)
+                .bind(super::audit::AuditAt(before))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -146,7 +147,7 @@ impl Store {
                 "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
                  status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
-            .bind(now())
+            .bind(super::audit::AuditAt(now()))
             .bind(record.user.map(|u| u.as_uuid()))
             .bind(record.token.as_deref())
             .bind(&record.action)

@@ -59,7 +59,8 @@ impl Store {
     }
 
     /// Like [`Store::put_secret`], but a new name is refused with
-    /// [`StoreError::QuotaExceeded`] (`max_secrets`) when `owner` already has `max` secrets.
+    /// [`StoreError::QuotaExceeded`] (`max_secrets`) when `owner` already has `max` secrets
+    /// (`max` is the default; the owner's `user_quotas.max_secrets` override wins).
     /// The count and the insert are one transaction (SQLite: `BEGIN IMMEDIATE`; Postgres:
     /// the owner's `users` row locked first), so parallel puts cannot overshoot.
     pub async fn put_secret_within(
@@ -93,6 +94,16 @@ impl Store {
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
+            // The user's override, read under the same lock as the count.
+            let own: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT max_secrets FROM user_quotas WHERE user_id = $1")
+                    .bind(owner.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let max = match own.and_then(|(v,)| v) {
+                Some(v) => u64::try_from(v).map_err(|e| StoreError::corrupt("max_secrets", e))?,
+                None => max,
+            };
             let used = u64::try_from(others).unwrap_or(0);
             if exists == 0 && used >= max {
                 return Err(StoreError::QuotaExceeded(QuotaExceeded {

@@ -1,7 +1,8 @@
 //! What an agent run gets, checked from inside real sandboxes on a DinD over mTLS: a
 //! non-root user (the image's `USER` when allowed), a writable `HOME` tmpfs owned by it, a
-//! read-only root, and the requested working directory; root images are refused and a bad
-//! workdir is a 400 naming the field.
+//! read-only root, and the requested working directory; root images are refused, an image
+//! that declares `VOLUME` is refused (422 `image_declares_volume`, naming the paths; Docker
+//! would give it anonymous unbounded volumes), and a bad workdir is a 400 naming the field.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::http::{Method, StatusCode};
@@ -17,6 +18,8 @@ use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 const UID_1000_IMAGE: &str = "w15-testbox:uid1000";
 /// The testbox committed with `USER 0`.
 const ROOT_IMAGE: &str = "w15-testbox:root";
+/// The testbox committed with `VOLUME /data /var/cache/app`.
+const VOLUME_IMAGE: &str = "au-testbox:volume";
 
 async fn controller(test: &'static str, timing: &mut Timing) -> AgentApi {
     let dind = dind_with_testbox(DindOptions::new(test), timing)
@@ -24,14 +27,21 @@ async fn controller(test: &'static str, timing: &mut Timing) -> AgentApi {
         .unwrap();
     commit_user(&dind, "1000:1000", UID_1000_IMAGE).await;
     commit_user(&dind, "0", ROOT_IMAGE).await;
+    let changes = r#"VOLUME ["/var/cache/app", "/data"]"#;
+    commit(&dind, "au-commit-volume", changes, VOLUME_IMAGE).await;
     AgentApi::start(dind, &[("AIRLOCK_HOME_TMPFS_MB", "16")], timing).await
 }
 
 /// Tags the testbox again with another `USER`, inside the DinD (nothing is pulled).
 async fn commit_user(dind: &Dind, user: &str, image: &str) {
-    let docker = dind.docker();
     let name = format!("w15-commit-{}", user.replace(':', "-"));
-    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    commit(dind, &name, &format!("USER {user}"), image).await;
+}
+
+/// Tags the testbox again as `image` with the Dockerfile `changes`, inside the DinD.
+async fn commit(dind: &Dind, name: &str, changes: &str, image: &str) {
+    let docker = dind.docker();
+    let options = CreateContainerOptionsBuilder::new().name(name).build();
     let body = bollard::models::ContainerCreateBody {
         image: Some(TESTBOX_IMAGE.to_owned()),
         ..Default::default()
@@ -39,17 +49,17 @@ async fn commit_user(dind: &Dind, user: &str, image: &str) {
     docker.create_container(Some(options), body).await.unwrap();
     let (repo, tag) = image.split_once(':').unwrap();
     let commit = CommitContainerOptionsBuilder::new()
-        .container(&name)
+        .container(name)
         .repo(repo)
         .tag(tag)
-        .changes(&format!("USER {user}"))
+        .changes(changes)
         .build();
     docker
         .commit_container(commit, bollard::models::ContainerConfig::default())
         .await
         .unwrap();
     docker
-        .remove_container(&name, None::<RemoveContainerOptions>)
+        .remove_container(name, None::<RemoveContainerOptions>)
         .await
         .unwrap();
 }
@@ -134,6 +144,16 @@ async fn agent_run_home_workdir_user() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"], "image_runs_as_root", "{refused}");
+
+    // An image that declares VOLUME is refused, naming every path.
+    let body = json!({"image": VOLUME_IMAGE, "cmd": ["true"]});
+    let (status, refused) = c
+        .call(ADMIN_TOKEN, Method::POST, "/v1/sandboxes", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"], "image_declares_volume", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("/data, /var/cache/app"), "{message}");
 
     // A workdir that is not absolute and normalised is a 400 naming the field.
     for bad in ["work", "/a/../etc", "/a//b", "/a/"] {

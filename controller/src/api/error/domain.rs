@@ -39,6 +39,11 @@ impl From<SandboxError> for ApiError {
                 code: "image_runs_as_root",
                 message: refusal.to_string(),
             },
+            error @ SandboxError::ImageDeclaresVolume { .. } => Self::Refused {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "image_declares_volume",
+                message: error.to_string(),
+            },
             SandboxError::NotFound => Self::NotFound("no such sandbox"),
             SandboxError::NoAccount => Self::Unauthorized,
             SandboxError::IdempotencyMismatch { existing } => Self::Conflict {
@@ -227,6 +232,11 @@ impl From<AuditError> for ApiError {
         match error {
             AuditError::Forbidden => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
             AuditError::Limit => Self::field("limit", "must be between 1 and 500"),
+            AuditError::Cursor => Self::field(
+                "cursor",
+                "must be a `next` value of a listing in the same order",
+            ),
+            AuditError::Range => Self::field("until", "must be after since"),
             AuditError::Store(error) => Self::Internal(error.to_string()),
         }
     }

@@ -14,6 +14,7 @@
 
 mod conn;
 mod sources;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +50,12 @@ impl Listener {
     /// Plain HTTP with `http`'s limits.
     pub fn plain(http: HttpConfig) -> Self {
         Self { http, tls: None }
+    }
+
+    /// `http`'s limits, over TLS when `http.tls` names the files (read now).
+    pub fn from_config(http: HttpConfig) -> Result<Self, tls::TlsError> {
+        let tls = http.tls.as_ref().map(tls::acceptor).transpose()?;
+        Ok(Self { http, tls })
     }
 
     /// Serves `app` on `listener` until `shutdown` completes, then drains the connections.

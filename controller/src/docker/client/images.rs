@@ -16,6 +16,15 @@ use futures_util::{Stream, StreamExt};
 
 use super::{DockerClient, DockerError, Removal};
 
+/// What an image's config says about how it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageRun {
+    /// Its `USER` (empty when unset).
+    pub user: String,
+    /// Its `VOLUME` paths, sorted (Docker would back each with an anonymous volume).
+    pub volumes: Vec<String>,
+}
+
 /// The facts `airlock doctor` reads from `/info`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -95,10 +104,19 @@ impl DockerClient {
         }
     }
 
-    /// The image's configured `USER` (empty when unset), or `None` when the node lacks it.
-    pub async fn image_user(&self, reference: &str) -> Result<Option<String>, DockerError> {
+    /// The image's configured `USER` (empty when unset) and `VOLUME` paths, or `None` when
+    /// the node lacks it.
+    pub async fn image_user(&self, reference: &str) -> Result<Option<ImageRun>, DockerError> {
         match self.bollard().inspect_image(reference).await {
-            Ok(image) => Ok(Some(image.config.and_then(|c| c.user).unwrap_or_default())),
+            Ok(image) => {
+                let config = image.config.unwrap_or_default();
+                let mut volumes = config.volumes.unwrap_or_default();
+                volumes.sort();
+                Ok(Some(ImageRun {
+                    user: config.user.unwrap_or_default(),
+                    volumes,
+                }))
+            }
             Err(error) => match DockerError::from(error) {
                 error if error.is_not_found() => Ok(None),
                 error => Err(error),

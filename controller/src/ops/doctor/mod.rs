@@ -20,6 +20,7 @@ use crate::config::{Config, DatabaseConfig, DockerConfig};
 use crate::docker::DockerClient;
 use crate::store::Store;
 
+mod api_tls;
 mod egress_dns;
 mod images;
 mod infrastructure;
@@ -149,6 +150,9 @@ impl fmt::Display for Report {
 pub async fn run(config: &Config, probe_image: &str) -> Report {
     let mut report = Report::default();
     let docker = check_dind(config, &mut report).await;
+    report
+        .checks
+        .push(api_tls::check(&config.http, OffsetDateTime::now_utc()));
     report
         .checks
         .push(check_plain_refused(&config.docker).await);

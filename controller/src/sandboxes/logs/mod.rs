@@ -283,7 +283,8 @@ impl Command<Sandboxes> for StreamLogs {
         sandboxes: &Sandboxes,
         actor: &Actor,
     ) -> Result<LogStream, SandboxError> {
-        let sandbox = sandboxes.visible(actor.scope(), self.id).await?;
+        let action = "GET /v1/sandboxes/{id}/logs";
+        let sandbox = sandboxes.read_visible(actor, self.id, action).await?;
         let container = match (&sandbox.container_id, sandbox.state) {
             (Some(container), state) if state != SandboxState::Creating => container.clone(),
             _ => return Err(SandboxError::NotStarted),
