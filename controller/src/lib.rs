@@ -24,6 +24,7 @@ pub mod config;
 pub mod docker;
 pub mod egress;
 pub mod folder;
+pub mod folders;
 pub mod images;
 pub mod metrics;
 pub mod ops;

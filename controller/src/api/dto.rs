@@ -74,22 +74,23 @@ pub struct CreateSandbox {
     pub selftest: Option<super::selftest::SelftestField>,
 }
 
-/// One requested mount: exactly one of `volume` or `folder` (folders are not available yet).
+/// One requested mount: exactly one of `volume` or `folder`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountDto {
     /// One of the caller's volumes, by name.
     #[serde(default)]
     pub volume: Option<String>,
-    /// A registered host folder, by name (refused: not available yet).
+    /// A registered host folder granted to the caller, by name.
     #[serde(default)]
     pub folder: Option<String>,
     /// Absolute, normalised; never `/` or under `/proc`, `/sys`, `/dev`, `/etc`,
     /// `/run/airlock`, `/tmp` or `/home/agent`; no two nested.
     pub target: String,
-    /// Mount read-only (default `false`).
+    /// Mount read-only. Default: `false` for a volume; for a folder its mode (an `ro`
+    /// folder refuses `false`).
     #[serde(default)]
-    pub read_only: bool,
+    pub read_only: Option<bool>,
 }
 
 /// The home volume.
@@ -271,14 +272,12 @@ impl CreateSandbox {
 // === impl MountDto ===
 
 impl MountDto {
-    /// The domain request; both or neither of `volume` and `folder` reads as a volume
-    /// mount whose (empty or odd) name the check refuses, or as the folder, which is refused.
+    /// The domain request; both or neither of `volume` and `folder` is refused by the check.
     fn into_request(self) -> MountRequest {
         let source = match (self.volume, self.folder) {
             (Some(volume), None) => MountSource::Volume(volume),
             (None, Some(folder)) => MountSource::Folder(folder),
-            (Some(_), Some(folder)) => MountSource::Folder(folder),
-            (None, None) => MountSource::Volume(String::new()),
+            (Some(_), Some(_)) | (None, None) => MountSource::Ambiguous,
         };
         MountRequest {
             source,

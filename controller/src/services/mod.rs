@@ -27,6 +27,7 @@ use crate::secrets::vault::Vault;
 use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
 use crate::volume::QuotaMode;
+use crate::folders::Folders;
 use crate::volumes::{VolumeSettings, Volumes};
 use snapshot::Snapshot;
 
@@ -83,6 +84,8 @@ pub struct Services {
     pub policy: PolicyAuthority,
     /// Volumes (workspaces).
     pub volumes: Volumes,
+    /// Host folders.
+    pub folders: Folders,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -291,8 +294,14 @@ impl Builder {
                 quota_mode: settings.quota_mode,
             },
         );
+        let folders = Folders::new(
+            self.store.clone(),
+            audit.clone(),
+            settings.volumes.folders_root.clone(),
+        );
         let peers = Peers {
             volumes: volumes.clone(),
+            folders: folders.clone(),
             secrets: secrets.clone(),
             images: images.clone(),
             policy: policy.clone(),
@@ -306,6 +315,7 @@ impl Builder {
             images,
             policy,
             volumes,
+            folders,
             audit,
             health: Health {
                 store: self.store,

@@ -41,6 +41,8 @@ mod backup;
 mod secrets;
 // Volumes and the mounts sandboxes hold.
 mod volumes;
+// Host folders, their grants and mounts.
+mod folders;
 
 pub use ceilings::{CeilingsSource, StoredCeilings};
 pub use egress::{
@@ -57,6 +59,7 @@ pub use audit::{AuditRecord, NewAuditRecord};
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};
+pub use folders::{Folder, FolderHold, Holds, NewFolder};
 pub use volumes::{MountHold, NewVolume, Volume, VolumeHolder};
 
 use std::time::Duration;
