@@ -169,7 +169,10 @@ pub(crate) async fn create(
         .folders
         .run(&actor, CreateFolder { request })
         .await?;
-    Ok(with_status(StatusCode::CREATED, FolderDto::new(&view, true)))
+    Ok(with_status(
+        StatusCode::CREATED,
+        FolderDto::new(&view, true),
+    ))
 }
 
 /// `GET /v1/folders`: every folder (admins), or the caller's granted ones without host paths.
@@ -181,7 +184,9 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<FolderDto>>, ApiError> {
     let views = state.services.folders.run(&actor, ListFolders).await?;
     let admin = actor.is_admin();
-    Ok(Json(views.iter().map(|v| FolderDto::new(v, admin)).collect()))
+    Ok(Json(
+        views.iter().map(|v| FolderDto::new(v, admin)).collect(),
+    ))
 }
 
 /// `GET /v1/folders/available`: directories one level under the root (admins).

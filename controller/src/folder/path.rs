@@ -99,7 +99,9 @@ impl fmt::Display for PathRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotAbsolute => f.write_str("must be an absolute path"),
-            Self::Invalid => f.write_str("must not hold a `..` segment, a NUL or a control character"),
+            Self::Invalid => {
+                f.write_str("must not hold a `..` segment, a NUL or a control character")
+            }
             Self::NotFound => f.write_str("does not exist"),
             Self::NotDirectory => f.write_str("is not a directory"),
             Self::OutsideRoot => f.write_str("resolves outside the folders root"),
@@ -191,9 +193,7 @@ pub fn register(
 pub fn recheck(path: &str, stored: &Path, root_real: &Path) -> Result<PathBuf, PathRefusal> {
     let real = match resolve(path) {
         Ok(real) => real,
-        Err(PathRefusal::NotFound | PathRefusal::NotDirectory) => {
-            return Err(PathRefusal::Changed)
-        }
+        Err(PathRefusal::NotFound | PathRefusal::NotDirectory) => return Err(PathRefusal::Changed),
         Err(other) => return Err(other),
     };
     check_under_root(&real, root_real)?;

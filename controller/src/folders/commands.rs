@@ -109,7 +109,8 @@ impl CreateFolder {
             refusal,
         };
         // Rules 1 to 6 here; 7 and 8 again in the store's transaction.
-        let realpath: PathBuf = path::register(&self.request.path, &root_real, &[]).map_err(refusal)?;
+        let realpath: PathBuf =
+            path::register(&self.request.path, &root_real, &[]).map_err(refusal)?;
         let new = NewFolder {
             name: name.clone(),
             path: self.request.path,
@@ -118,15 +119,19 @@ impl CreateFolder {
             grants: self.request.grants,
             created_by: actor.user(),
         };
-        let folder = folders.store.create_folder(new).await.map_err(|error| match error {
-            StoreError::Conflict { constraint } if constraint.contains("realpath") => {
-                refusal(PathRefusal::Duplicate {
-                    folder: "(another folder)".to_owned(),
-                })
-            }
-            StoreError::Conflict { .. } => FolderError::NameTaken(name.to_string()),
-            other => other.into(),
-        })?;
+        let folder = folders
+            .store
+            .create_folder(new)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict { constraint } if constraint.contains("realpath") => {
+                    refusal(PathRefusal::Duplicate {
+                        folder: "(another folder)".to_owned(),
+                    })
+                }
+                StoreError::Conflict { .. } => FolderError::NameTaken(name.to_string()),
+                other => other.into(),
+            })?;
         folders.view(folder).await
     }
 }
@@ -167,7 +172,11 @@ impl Command<Folders> for ListFolders {
     type Output = Vec<FolderView>;
     type Error = FolderError;
 
-    async fn execute(self, folders: &Folders, actor: &Actor) -> Result<Vec<FolderView>, FolderError> {
+    async fn execute(
+        self,
+        folders: &Folders,
+        actor: &Actor,
+    ) -> Result<Vec<FolderView>, FolderError> {
         let granted_to = if actor.is_admin() {
             None
         } else {
@@ -228,7 +237,10 @@ impl Command<Folders> for SetFolderGrants {
 
     async fn execute(self, folders: &Folders, actor: &Actor) -> Result<FolderView, FolderError> {
         admin(actor)?;
-        let folder = folders.store.set_folder_grants(self.id, &self.grants).await?;
+        let folder = folders
+            .store
+            .set_folder_grants(self.id, &self.grants)
+            .await?;
         let folder = folder.ok_or(FolderError::NotFound)?;
         let grants: Vec<String> = self.grants.iter().map(ToString::to_string).collect();
         let entry = Entry::new("PUT /v1/folders/{id}/grants", status::OK)

@@ -124,9 +124,12 @@ pub fn check_mounts(
     for (i, mount) in mounts.into_iter().enumerate() {
         let source = match mount.source {
             MountSource::Ambiguous => {
-                errors.push(error(format!("mounts[{i}]"), Problem::Malformed {
-                    expected: "exactly one of `volume` or `folder`",
-                }));
+                errors.push(error(
+                    format!("mounts[{i}]"),
+                    Problem::Malformed {
+                        expected: "exactly one of `volume` or `folder`",
+                    },
+                ));
                 None
             }
             MountSource::Folder(name) => match FolderName::parse(&name) {

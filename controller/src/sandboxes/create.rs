@@ -173,7 +173,10 @@ impl CreateSandbox {
         let spec = sandboxes.run_as_image_user(spec).await?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
-        let (volumes, folders) = (super::mounts::holds(&spec), super::mounts::folder_holds(&spec));
+        let (volumes, folders) = (
+            super::mounts::holds(&spec),
+            super::mounts::folder_holds(&spec),
+        );
         let holds = Holds {
             volumes: &volumes,
             folders: &folders,

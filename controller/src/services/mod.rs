@@ -18,6 +18,7 @@ use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
+use crate::folders::Folders;
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
@@ -27,7 +28,6 @@ use crate::secrets::vault::Vault;
 use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
 use crate::volume::QuotaMode;
-use crate::folders::Folders;
 use crate::volumes::{VolumeSettings, Volumes};
 use snapshot::Snapshot;
 

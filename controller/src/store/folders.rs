@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{now, with_db, Backend, Created, MountHold, NewSandbox, Store, StoreError, VolumeHolder};
+use super::{
+    now, with_db, Backend, Created, MountHold, NewSandbox, Store, StoreError, VolumeHolder,
+};
 use crate::accounts::quota::Quota;
 use crate::accounts::user::UserId;
 use crate::folder::path::{check_against, Registered};
@@ -243,7 +245,10 @@ impl Store {
     }
 
     /// Every folder (`None`), or those granted to one user, by name.
-    pub async fn list_folders(&self, granted_to: Option<UserId>) -> Result<Vec<Folder>, StoreError> {
+    pub async fn list_folders(
+        &self,
+        granted_to: Option<UserId>,
+    ) -> Result<Vec<Folder>, StoreError> {
         let rows: Vec<FolderRow> = with_db!(self, |pool, _begin| {
             sqlx::query_as(&format!(
                 "{SELECT_FOLDER} WHERE $1 IS NULL OR id IN \
@@ -352,7 +357,10 @@ impl Store {
             .await?;
             if !held.is_empty() {
                 return Err(StoreError::FolderInUse {
-                    holders: held.into_iter().map(|(s,)| SandboxId::from_uuid(s)).collect(),
+                    holders: held
+                        .into_iter()
+                        .map(|(s,)| SandboxId::from_uuid(s))
+                        .collect(),
                 });
             }
             sqlx::query("DELETE FROM folders WHERE id = $1")
@@ -380,7 +388,10 @@ impl Store {
             path,
             realpath: PathBuf::from(realpath),
             mode: mode.parse().map_err(|e| StoreError::corrupt("mode", e))?,
-            grants: grants.into_iter().map(|(u,)| UserId::from_uuid(u)).collect(),
+            grants: grants
+                .into_iter()
+                .map(|(u,)| UserId::from_uuid(u))
+                .collect(),
             created_at,
         })
     }

@@ -56,10 +56,10 @@ pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
 pub use audit::{AuditRecord, NewAuditRecord};
+pub use folders::{Folder, FolderHold, Holds, NewFolder};
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};
-pub use folders::{Folder, FolderHold, Holds, NewFolder};
 pub use volumes::{MountHold, NewVolume, Volume, VolumeHolder};
 
 use std::time::Duration;

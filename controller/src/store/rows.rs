@@ -144,7 +144,11 @@ impl SpecDoc {
             },
             home_volume: spec.home() == Some(Home::Volume),
             mounts: spec.mounts().iter().map(MountDoc::from_mount).collect(),
-            folders: spec.folders().iter().map(FolderMountDoc::from_mount).collect(),
+            folders: spec
+                .folders()
+                .iter()
+                .map(FolderMountDoc::from_mount)
+                .collect(),
         }
     }
 

@@ -5,9 +5,9 @@
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::folders::{hold_folders_on, Holds};
 use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
 use super::rows::{SandboxRow, SpecDoc};
-use super::folders::{hold_folders_on, Holds};
 use super::volumes::hold_mounts_on;
 use super::{
     now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,

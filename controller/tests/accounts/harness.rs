@@ -13,14 +13,14 @@ use airlock::accounts::{bootstrap_admin, Clock};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
 use airlock::docker::DockerClient;
+use airlock::folder::{FolderId, FolderMode, FolderName};
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
-use airlock::folder::{FolderId, FolderMode, FolderName};
-use airlock::store::{NewFolder, NewVolume};
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
+use airlock::store::{NewFolder, NewVolume};
 use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use axum::body::Body;
 use axum::extract::ConnectInfo;

@@ -9,13 +9,13 @@ use crate::accounts::AccountError;
 use crate::audit::AuditError;
 use crate::egress::ceilings::PolicyRefusal;
 use crate::egress::PolicyError;
+use crate::folder::path::PathRefusal;
+use crate::folders::FolderError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
 use crate::sandbox::user::UserRefusal;
 use crate::sandboxes::SandboxError;
 use crate::secrets::SecretError;
-use crate::folder::path::PathRefusal;
-use crate::folders::FolderError;
 use crate::volumes::VolumeError;
 
 /// The refusal of a token whose scopes go beyond the caller's.
@@ -132,12 +132,10 @@ impl From<VolumeError> for ApiError {
 
 impl From<FolderError> for ApiError {
     fn from(error: FolderError) -> Self {
-        let refused = |status: StatusCode, code: &'static str, error: &FolderError| {
-            Self::Refused {
-                status,
-                code,
-                message: error.to_string(),
-            }
+        let refused = |status: StatusCode, code: &'static str, error: &FolderError| Self::Refused {
+            status,
+            code,
+            message: error.to_string(),
         };
         match error {
             FolderError::Invalid(errors) => Self::Validation(
@@ -167,7 +165,9 @@ impl From<FolderError> for ApiError {
             ref e @ FolderError::ReadOnly { .. } => {
                 refused(StatusCode::FORBIDDEN, "folder_read_only", e)
             }
-            ref e @ FolderError::NameTaken(_) => refused(StatusCode::CONFLICT, "folder_name_taken", e),
+            ref e @ FolderError::NameTaken(_) => {
+                refused(StatusCode::CONFLICT, "folder_name_taken", e)
+            }
             ref e @ FolderError::UnknownUser(_) => {
                 refused(StatusCode::BAD_REQUEST, "unknown_user", e)
             }

@@ -63,7 +63,10 @@ fn each_rule_has_its_refusal() {
         (dotdot, PathRefusal::Invalid),
         (format!("{}/a\0", t.root.display()), PathRefusal::Invalid),
         (format!("{}/a\n", t.root.display()), PathRefusal::Invalid),
-        (format!("{}/a\u{7f}", t.root.display()), PathRefusal::Invalid),
+        (
+            format!("{}/a\u{7f}", t.root.display()),
+            PathRefusal::Invalid,
+        ),
         (text(&t.root.join("missing")), PathRefusal::NotFound),
         (text(&t.root.join("file/x")), PathRefusal::NotFound),
         (text(&t.root.join("file")), PathRefusal::NotDirectory),
@@ -121,7 +124,10 @@ fn a_swapped_folder_is_a_changed_path() {
     // Swapped for a symlink to a directory inside the root.
     std::fs::remove_dir(&path).unwrap();
     symlink(t.root.join("b"), &path).unwrap();
-    assert_eq!(recheck(&text(&path), &stored, &t.root), Err(PathRefusal::Changed));
+    assert_eq!(
+        recheck(&text(&path), &stored, &t.root),
+        Err(PathRefusal::Changed)
+    );
     // Swapped for a symlink out of the root.
     std::fs::remove_file(&path).unwrap();
     symlink(t.base.join("outside"), &path).unwrap();
@@ -131,7 +137,10 @@ fn a_swapped_folder_is_a_changed_path() {
     );
     // Gone.
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(recheck(&text(&path), &stored, &t.root), Err(PathRefusal::Changed));
+    assert_eq!(
+        recheck(&text(&path), &stored, &t.root),
+        Err(PathRefusal::Changed)
+    );
     // Back as a fresh directory at the same path: the same realpath passes.
     std::fs::create_dir(&path).unwrap();
     assert_eq!(recheck(&text(&path), &stored, &t.root), Ok(stored));
@@ -158,8 +167,12 @@ fn codes_are_distinct() {
         PathRefusal::NotDirectory,
         PathRefusal::OutsideRoot,
         PathRefusal::IsRoot,
-        PathRefusal::Duplicate { folder: String::new() },
-        PathRefusal::Overlaps { folder: String::new() },
+        PathRefusal::Duplicate {
+            folder: String::new(),
+        },
+        PathRefusal::Overlaps {
+            folder: String::new(),
+        },
         PathRefusal::Changed,
         PathRefusal::Unreadable(String::new()),
     ];
