@@ -7,8 +7,15 @@
 //! - `Propagation: rprivate`, so no mount event crosses between the host and the sandbox;
 //! - `NonRecursive: true`, so whatever is mounted below the folder on the node stays
 //!   invisible (a plain bind, not an rbind).
+//!
+//! [`root_stat_body`] is `airlock doctor`'s view of the folders root from the node: a helper
+//! with no network, a read-only root, no capabilities, as nobody, binding the root read-only
+//! at the same path and printing its device and inode.
 
-use bollard::models::{Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountType};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountType,
+};
 
 use crate::sandbox::mounts::BoundFolder;
 
@@ -26,6 +33,39 @@ pub fn folder_mount(folder: &BoundFolder, target: &str) -> Mount {
             ..MountBindOptions::default()
         }),
         ..Mount::default()
+    }
+}
+
+/// The doctor's helper: `stat -c '%d %i' ROOT` on the node, with `root` bound read-only.
+pub fn root_stat_body(root: &str, image: &str) -> ContainerCreateBody {
+    let mount = folder_mount(
+        &BoundFolder {
+            id: crate::folder::FolderId::default(),
+            realpath: root.to_owned(),
+            read_only: true,
+        },
+        root,
+    );
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(
+            ["stat", "-L", "-c", "%d %i", root]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        user: Some("65534:65534".to_owned()),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            readonly_rootfs: Some(true),
+            pids_limit: Some(8),
+            memory: Some(16 * 1024 * 1024),
+            mounts: Some(vec![mount]),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
     }
 }
 
