@@ -6,17 +6,20 @@
 //! the registration attacks (outward symlink, `..`, sibling prefix, non-directory, overlap,
 //! duplicate realpath, the root itself, relative, missing) each get their code; a folder
 //! swapped for a symlink after registration is `folder_path_changed`; a user without a grant
-//! gets 404 and lists nothing; a mounted folder cannot be deleted.
+//! gets 404 and lists nothing; a mounted folder cannot be deleted; `doctor` passes its
+//! `folders` check, and fails it for a root the two see as different directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
+use airlock::config::Config;
+use airlock::ops::doctor::{self, Verdict};
 use axum::http::{Method, StatusCode};
 use e2e::agents::{AgentApi, ADMIN_TOKEN};
 use e2e::{dind_with_testbox, Timing};
 use serde_json::{json, Value};
-use test_support::dind::{DindOptions, TESTBOX_IMAGE};
+use test_support::dind::{DindOptions, DIND_TLS_PORT, TESTBOX_IMAGE};
 
 /// Removes a directory outside the tempdir when the test ends, pass or fail.
 struct RemoveOnDrop(String);
@@ -287,4 +290,32 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
     c.delete(ADMIN_TOKEN, &uri).await;
     let _ = c.dind.exec_in_dind(&["umount", &sub]).await;
     timing.phase("cleanup");
+
+    // `doctor`: the controller and the DinD see the same root; `/tmp` exists in both, but
+    // they are different directories.
+    let data = tempfile::tempdir().unwrap();
+    let doctor = |folders_root: String| {
+        let data = data.path().display().to_string();
+        let host = format!("tcp://{}:{DIND_TLS_PORT}", c.dind.ip());
+        let certs = c.dind.cert_dir().join("client").display().to_string();
+        let vars = [
+            ("AIRLOCK_DATA_DIR", data),
+            ("AIRLOCK_EGRESS", "false".to_owned()),
+            ("AIRLOCK_DOCKER_HOST", host),
+            ("AIRLOCK_DOCKER_CERT_PATH", certs),
+            ("AIRLOCK_FOLDERS_ROOT", folders_root),
+        ];
+        let config =
+            Config::from_lookup(|var| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()))
+                .unwrap();
+        async move { doctor::run(&config, TESTBOX_IMAGE).await }
+    };
+    let report = doctor(root_text.clone()).await;
+    let line = report.get("folders").unwrap();
+    assert_eq!(line.verdict, Verdict::Pass, "{report}");
+    let report = doctor("/tmp".to_owned()).await;
+    let line = report.get("folders").unwrap();
+    assert_eq!(line.verdict, Verdict::Fail, "{report}");
+    assert!(line.detail.contains("inode"), "{report}");
+    timing.phase("doctor");
 }
