@@ -291,6 +291,37 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
     let _ = c.dind.exec_in_dind(&["umount", &sub]).await;
     timing.phase("cleanup");
 
+    // Every folder action is audited, refused registrations with their code.
+    let (status, page) = c
+        .call(ADMIN_TOKEN, Method::GET, "/v1/audit?limit=500", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let rows: Vec<(String, u64, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().contains("/v1/folders"))
+        .map(|r| {
+            let action = r["action"].as_str().unwrap().to_owned();
+            let detail = r["detail"].as_str().unwrap_or_default().to_owned();
+            (action, r["status"].as_u64().unwrap(), detail)
+        })
+        .collect();
+    let count = |action: &str, status: u64| {
+        rows.iter()
+            .filter(|(a, s, _)| a == action && *s == status)
+            .count()
+    };
+    assert_eq!(count("POST /v1/folders", 201), 3, "{rows:?}");
+    assert_eq!(count("DELETE /v1/folders/{id}", 409), 1, "{rows:?}");
+    assert_eq!(count("DELETE /v1/folders/{id}", 204), 1, "{rows:?}");
+    for (_, _, code) in &attacks {
+        assert!(
+            rows.iter().any(|(_, _, d)| d.ends_with(*code)),
+            "{code}: {rows:?}"
+        );
+    }
+
     // `doctor`: the controller and the DinD see the same root; `/tmp` exists in both, but
     // they are different directories.
     let data = tempfile::tempdir().unwrap();
