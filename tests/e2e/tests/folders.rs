@@ -210,6 +210,12 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
         "{body}"
     );
     let reader = running(&c, &a, json!([{"folder": "data", "target": "/data"}])).await;
+    let (_, shown) = c
+        .call(&a, Method::GET, &format!("/v1/sandboxes/{reader}"), None)
+        .await;
+    let want =
+        json!([{"folder": "data", "folder_id": data["id"], "target": "/data", "read_only": true}]);
+    assert_eq!(shown["folders"], want, "{shown}");
     let (code, out) = c
         .sh(&a, &reader, "pwd; cat /data/hello.txt; touch /data/x")
         .await;
