@@ -38,6 +38,8 @@ BIND=${AIRLOCK_BIND:-${SAVED_BIND:-127.0.0.1}}
 URL=http://$BIND:$PORT
 BUNDLES=$HOME_DIR/bundles
 CONFIG_DIR=$HOME_DIR/config
+# Host folders: the operator's directory, else an empty one in the state folder.
+FOLDERS_DIR=${AIRLOCK_FOLDERS_HOST_ROOT:-$HOME_DIR/folders}
 ADMIN_FILE=$HOME_DIR/initial-admin.json
 FILES=(-f "$ROOT/compose/docker-compose.yml")
 if [[ -n "${SAVED_FILES:-}" ]]; then
@@ -64,6 +66,7 @@ compose_detect() {
 
 compose() {
 	AIRLOCK_BUNDLE_HOST_DIR=$BUNDLES AIRLOCK_CONFIG_HOST_DIR=$CONFIG_DIR AIRLOCK_PORT=$PORT AIRLOCK_BIND=$BIND \
+		AIRLOCK_FOLDERS_HOST_ROOT=$FOLDERS_DIR \
 		"${COMPOSE_CMD[@]}" -p "$PROJECT" "${FILES[@]}" "$@"
 }
 

@@ -207,7 +207,7 @@ nc -w 10 "${hp%:*}" "${hp##*:}" >/tmp/reply; cat /tmp/reply; grep -q "\"error\""
 main() {
 	compose_detect
 	[[ "${AIRLOCK_SKIP_IMAGES:-0}" == 1 ]] || "$ROOT/images/build.sh" dind testbox egress probe controller
-	mkdir -p "$HOME_DIR" "$BUNDLES"
+	mkdir -p "$HOME_DIR" "$BUNDLES" "$FOLDERS_DIR"
 	chmod 700 "$HOME_DIR"
 	settings_file
 	bundle testbox airlock/testbox:dev

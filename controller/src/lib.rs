@@ -23,6 +23,8 @@ pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod egress;
+pub mod folder;
+pub mod folders;
 pub mod images;
 pub mod metrics;
 pub mod ops;

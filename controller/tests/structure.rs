@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("images::allow", 0),
     ("metrics", 0),
     ("volume", 0),
+    ("folder", 0),
     // Every `AIRLOCK_*` variable.
     ("config", 1),
     // The only SQL and the only Docker client.
@@ -41,6 +42,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("egress", 3),
     ("sandboxes", 3),
     ("volumes", 3),
+    ("folders", 3),
     // Wiring, and the loops beside the API.
     ("services", 4),
     ("reconcile", 4),

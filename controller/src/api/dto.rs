@@ -59,8 +59,9 @@ pub struct CreateSandbox {
     /// target, else the image's.
     #[serde(default)]
     pub workdir: Option<String>,
-    /// Up to 8 mounts of the caller's volumes: `{"volume": "repo", "target": "/workspace",
-    /// "read_only": false}`. One live sandbox holds a volume read-write at a time.
+    /// Up to 8 mounts of the caller's volumes (`{"volume": "repo", "target": "/workspace",
+    /// "read_only": false}`; one live sandbox holds a volume read-write at a time) and of
+    /// host folders granted to the caller (`{"folder": "datasets", "target": "/data"}`).
     #[serde(default)]
     pub mounts: Option<Vec<MountDto>>,
     /// `{"volume": "name"}`: one of the caller's volumes as `HOME` (read-write) instead of
@@ -74,22 +75,23 @@ pub struct CreateSandbox {
     pub selftest: Option<super::selftest::SelftestField>,
 }
 
-/// One requested mount: exactly one of `volume` or `folder` (folders are not available yet).
+/// One requested mount: exactly one of `volume` or `folder`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountDto {
     /// One of the caller's volumes, by name.
     #[serde(default)]
     pub volume: Option<String>,
-    /// A registered host folder, by name (refused: not available yet).
+    /// A registered host folder granted to the caller, by name.
     #[serde(default)]
     pub folder: Option<String>,
     /// Absolute, normalised; never `/` or under `/proc`, `/sys`, `/dev`, `/etc`,
     /// `/run/airlock`, `/tmp` or `/home/agent`; no two nested.
     pub target: String,
-    /// Mount read-only (default `false`).
+    /// Mount read-only. Default: `false` for a volume; for a folder its mode (an `ro`
+    /// folder refuses `false`).
     #[serde(default)]
-    pub read_only: bool,
+    pub read_only: Option<bool>,
 }
 
 /// The home volume.
@@ -107,6 +109,19 @@ pub struct MountView {
     pub volume: String,
     /// The volume's id.
     pub volume_id: Option<String>,
+    /// Where it is mounted.
+    pub target: String,
+    /// Whether read-only.
+    pub read_only: bool,
+}
+
+/// One host folder mount of a sandbox (no host path: that is the operator's).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FolderMountView {
+    /// The folder's name.
+    pub folder: String,
+    /// The folder's id.
+    pub folder_id: Option<String>,
     /// Where it is mounted.
     pub target: String,
     /// Whether read-only.
@@ -187,6 +202,9 @@ pub struct SandboxDto {
     pub home: Option<String>,
     /// The volume mounts (a home volume is listed with target `/home/agent`).
     pub mounts: Vec<MountView>,
+    /// The host folder mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<FolderMountView>,
     /// The sandbox's address on its network, once allocated.
     pub address: Option<String>,
     /// RFC 3339.
@@ -271,14 +289,12 @@ impl CreateSandbox {
 // === impl MountDto ===
 
 impl MountDto {
-    /// The domain request; both or neither of `volume` and `folder` reads as a volume
-    /// mount whose (empty or odd) name the check refuses, or as the folder, which is refused.
+    /// The domain request; both or neither of `volume` and `folder` is refused by the check.
     fn into_request(self) -> MountRequest {
         let source = match (self.volume, self.folder) {
             (Some(volume), None) => MountSource::Volume(volume),
             (None, Some(folder)) => MountSource::Folder(folder),
-            (Some(_), Some(folder)) => MountSource::Folder(folder),
-            (None, None) => MountSource::Volume(String::new()),
+            (Some(_), Some(_)) | (None, None) => MountSource::Ambiguous,
         };
         MountRequest {
             source,
@@ -340,6 +356,19 @@ impl From<&Sandbox> for SandboxDto {
                     volume_id: m.bound.as_ref().map(|b| b.id.to_string()),
                     target: m.target.to_string(),
                     read_only: m.read_only,
+                })
+                .collect(),
+            folders: spec
+                .folders()
+                .iter()
+                .map(|m| FolderMountView {
+                    folder: m.folder.to_string(),
+                    folder_id: m.bound.as_ref().map(|b| b.id.to_string()),
+                    target: m.target.to_string(),
+                    read_only: m
+                        .bound
+                        .as_ref()
+                        .map_or(m.read_only == Some(true), |b| b.read_only),
                 })
                 .collect(),
             address: sandbox.subnet.map(|s| s.sandbox().to_string()),

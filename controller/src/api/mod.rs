@@ -14,6 +14,7 @@ mod egress;
 pub mod error;
 mod exec;
 mod exec_ws;
+pub mod folders;
 mod guard;
 pub mod images;
 mod json;

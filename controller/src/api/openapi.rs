@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, presets, quotas, sandboxes,
-    secrets, selftest, tokens, users, volumes, AppState,
+    audit, auth, egress, exec, exec_ws, folders, guard, images, logs, policy, presets, quotas,
+    sandboxes, secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.
@@ -40,7 +40,8 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
         (name = "audit", description = "The audit trail (admin)"),
         (name = "images", description = "Allowed images and the start-up pre-pull"),
         (name = "policy", description = "Egress ceilings and the infrastructure list (admin)"),
-        (name = "volumes", description = "The caller's volumes (workspaces)")
+        (name = "volumes", description = "The caller's volumes (workspaces)"),
+        (name = "folders", description = "Host folders (admin; users list their grants)")
     )
 )]
 struct ApiDoc;
@@ -91,6 +92,10 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(presets::list))
         .routes(routes!(volumes::create, volumes::list))
         .routes(routes!(volumes::get_one, volumes::delete))
+        .routes(routes!(folders::create, folders::list))
+        .routes(routes!(folders::available))
+        .routes(routes!(folders::get_one, folders::delete))
+        .routes(routes!(folders::put_grants))
 }
 
 /// Routes anyone may call.

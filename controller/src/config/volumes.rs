@@ -1,9 +1,10 @@
 //! Volume settings: the largest volume, the per-user volume quota defaults, the helper image
-//! that samples usage, and how often it runs.
+//! that samples usage, and how often it runs; and the host folders root.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::values::{parse_duration, positive, positive_or_zero};
+use super::values::{parse_abs_path, parse_duration, positive, positive_or_zero};
 use super::Reader;
 use crate::accounts::quota::UNLIMITED;
 use crate::volume::VolumeQuota;
@@ -29,6 +30,10 @@ pub const ENV_VOLUME_SAMPLE_INTERVAL: &str = "AIRLOCK_VOLUME_SAMPLE_INTERVAL";
 /// Default of [`ENV_VOLUME_SAMPLE_INTERVAL`].
 pub const DEFAULT_VOLUME_SAMPLE_INTERVAL: &str = "5m";
 
+/// The directory host folders must resolve under (absolute; unset: host folders are off).
+/// The DinD must see it at the same path (compose binds `AIRLOCK_FOLDERS_HOST_ROOT` there).
+pub const ENV_FOLDERS_ROOT: &str = "AIRLOCK_FOLDERS_ROOT";
+
 /// The volume settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumesConfig {
@@ -40,6 +45,8 @@ pub struct VolumesConfig {
     pub helper_image: String,
     /// Time between samples.
     pub sample_interval: Duration,
+    /// The host folders root; `None`: host folders are off.
+    pub folders_root: Option<PathBuf>,
 }
 
 impl Default for VolumesConfig {
@@ -49,6 +56,7 @@ impl Default for VolumesConfig {
             quota: VolumeQuota::UNLIMITED,
             helper_image: DEFAULT_VOLUME_HELPER_IMAGE.to_owned(),
             sample_interval: Duration::from_secs(300),
+            folders_root: None,
         }
     }
 }
@@ -81,6 +89,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             DEFAULT_VOLUME_SAMPLE_INTERVAL,
             parse_duration,
         );
+        let folders_root = self.optional(ENV_FOLDERS_ROOT, parse_abs_path);
         Some(VolumesConfig {
             max_volume_mb: max_volume_mb?,
             quota: VolumeQuota {
@@ -89,6 +98,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             },
             helper_image: helper_image?,
             sample_interval: sample_interval?,
+            folders_root: folders_root?,
         })
     }
 }

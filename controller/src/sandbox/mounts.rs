@@ -6,17 +6,20 @@
 //! - every target is a [`ContainerPath`], never `/`, never at or under [`FORBIDDEN_TARGETS`]
 //!   nor at or under the controller's own mounts ([`RESERVED_TARGETS`]);
 //! - no two targets are equal or nested, and no volume is mounted twice;
-//! - host folders are refused (not available yet), by field;
+//! - no volume and no host folder is mounted twice;
 //! - a home volume (`"home": {"volume": …}`) becomes a read-write mount at [`HOME_DIR`].
 //!
 //! A mount is *bound* once the create found the owner's volume of that name (its id and
-//! Docker name); only bound mounts reach Docker.
+//! Docker name), or a folder granted to the owner whose path still resolves to its
+//! registered realpath, read-only when its mode says so ([`BoundFolder`]); only bound mounts
+//! reach Docker.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::path::ContainerPath;
 use super::spec::HOME_DIR;
-use super::{FieldError, Problem};
+use super::{FieldError, Problem, SandboxSpec};
+use crate::folder::{FolderId, FolderName};
 use crate::volume::{VolumeId, VolumeName};
 
 /// Most mounts per sandbox (the home not counted).
@@ -32,8 +35,10 @@ pub const RESERVED_TARGETS: [&str; 2] = ["/tmp", HOME_DIR];
 pub enum MountSource {
     /// One of the owner's volumes, by name.
     Volume(String),
-    /// A registered host folder, by name (not available yet: refused).
+    /// A registered host folder, by name.
     Folder(String),
+    /// Both or neither of a volume and a folder: refused by field.
+    Ambiguous,
 }
 
 /// One requested mount.
@@ -43,8 +48,8 @@ pub struct MountRequest {
     pub source: MountSource,
     /// The target path in the sandbox.
     pub target: String,
-    /// Read-only.
-    pub read_only: bool,
+    /// Read-only; `None`: read-write for a volume, the mode's default for a folder.
+    pub read_only: Option<bool>,
 }
 
 /// The volume a mount was bound to.
@@ -69,54 +74,113 @@ pub struct Mount {
     pub bound: Option<BoundVolume>,
 }
 
-/// Checks `mounts` and the home volume name; returns the mounts (the home's last) or every
-/// problem found.
+/// A host folder bound at create: the realpath to bind, checked again just now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundFolder {
+    /// The folder.
+    pub id: FolderId,
+    /// Its realpath (equal to the registered one).
+    pub realpath: String,
+    /// Read-only (always, for an `ro` folder).
+    pub read_only: bool,
+}
+
+/// One checked mount of a host folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderMount {
+    /// The folder's name.
+    pub folder: FolderName,
+    /// Where it is mounted.
+    pub target: ContainerPath,
+    /// Read-only as asked (`None`: the folder's mode decides).
+    pub read_only: Option<bool>,
+    /// Set once the create found the folder and resolved it again.
+    pub bound: Option<BoundFolder>,
+}
+
+/// The checked mounts: volumes (the home's last) and host folders.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Volume mounts.
+    pub volumes: Vec<Mount>,
+    /// Host folder mounts.
+    pub folders: Vec<FolderMount>,
+}
+
+/// Checks `mounts` and the home volume name; returns the mounts or every problem found.
 pub fn check_mounts(
     mounts: Vec<MountRequest>,
     home: Option<&str>,
-) -> Result<Vec<Mount>, Vec<FieldError>> {
+) -> Result<Checked, Vec<FieldError>> {
     let mut errors = Vec::new();
     if mounts.len() > MAX_MOUNTS {
         errors.push(error("mounts", Problem::TooMany { max: MAX_MOUNTS }));
     }
     let mut checked: Vec<Mount> = Vec::with_capacity(mounts.len() + 1);
+    let mut folders: Vec<FolderMount> = Vec::new();
+    let mut targets: Vec<ContainerPath> = Vec::with_capacity(mounts.len() + 1);
     let mut volumes = HashSet::new();
+    let mut folder_names = HashSet::new();
     for (i, mount) in mounts.into_iter().enumerate() {
-        let volume =
-            match mount.source {
-                MountSource::Folder(_) => {
-                    errors.push(error(format!("mounts[{i}].folder"), Problem::Unsupported {
-                    what: "host folders are not available on this controller yet; use a volume",
-                }));
+        let source = match mount.source {
+            MountSource::Ambiguous => {
+                errors.push(error(
+                    format!("mounts[{i}]"),
+                    Problem::Malformed {
+                        expected: "exactly one of `volume` or `folder`",
+                    },
+                ));
+                None
+            }
+            MountSource::Folder(name) => match FolderName::parse(&name) {
+                Ok(name) if !folder_names.insert(name.clone()) => {
+                    errors.push(error(format!("mounts[{i}].folder"), Problem::Duplicate));
                     None
                 }
-                MountSource::Volume(name) => match VolumeName::parse(&name) {
-                    Ok(name) if !volumes.insert(name.clone()) => {
-                        errors.push(error(format!("mounts[{i}].volume"), Problem::Duplicate));
-                        None
-                    }
-                    Ok(name) => Some(name),
-                    Err(problem) => {
-                        errors.push(error(format!("mounts[{i}].volume"), problem));
-                        None
-                    }
-                },
-            };
+                Ok(name) => Some(MountSource::Folder(name.to_string())),
+                Err(problem) => {
+                    errors.push(error(format!("mounts[{i}].folder"), problem));
+                    None
+                }
+            },
+            MountSource::Volume(name) => match VolumeName::parse(&name) {
+                Ok(name) if !volumes.insert(name.clone()) => {
+                    errors.push(error(format!("mounts[{i}].volume"), Problem::Duplicate));
+                    None
+                }
+                Ok(name) => Some(MountSource::Volume(name.to_string())),
+                Err(problem) => {
+                    errors.push(error(format!("mounts[{i}].volume"), problem));
+                    None
+                }
+            },
+        };
         let field = format!("mounts[{i}].target");
-        let target = match check_target(&mount.target, &checked) {
+        let target = match check_target(&mount.target, &targets) {
             Ok(target) => Some(target),
             Err(problem) => {
                 errors.push(error(field, problem));
                 None
             }
         };
-        if let (Some(volume), Some(target)) = (volume, target) {
-            checked.push(Mount {
-                volume,
+        let (Some(source), Some(target)) = (source, target) else {
+            continue;
+        };
+        targets.push(target.clone());
+        match source {
+            MountSource::Volume(name) => checked.push(Mount {
+                volume: VolumeName::parse(&name).map_err(|_never| Vec::new())?,
+                target,
+                read_only: mount.read_only.unwrap_or(false),
+                bound: None,
+            }),
+            MountSource::Ambiguous => {}
+            MountSource::Folder(name) => folders.push(FolderMount {
+                folder: FolderName::parse(&name).map_err(|_never| Vec::new())?,
                 target,
                 read_only: mount.read_only,
                 bound: None,
-            });
+            }),
         }
     }
     if let Some(name) = home {
@@ -134,7 +198,10 @@ pub fn check_mounts(
         }
     }
     if errors.is_empty() {
-        Ok(checked)
+        Ok(Checked {
+            volumes: checked,
+            folders,
+        })
     } else {
         Err(errors)
     }
@@ -155,7 +222,7 @@ pub fn bind(
     Ok(())
 }
 
-fn check_target(text: &str, earlier: &[Mount]) -> Result<ContainerPath, Problem> {
+fn check_target(text: &str, earlier: &[ContainerPath]) -> Result<ContainerPath, Problem> {
     let target = ContainerPath::parse(text).map_err(|_bad| Problem::Malformed {
         expected: super::path::EXPECTED_PATH,
     })?;
@@ -172,11 +239,37 @@ fn check_target(text: &str, earlier: &[Mount]) -> Result<ContainerPath, Problem>
     }
     let nested = earlier
         .iter()
-        .any(|m| target.is_within(&m.target) || m.target.is_within(&target));
+        .any(|m| target.is_within(m) || m.is_within(&target));
     if nested {
         return Err(Problem::Overlaps);
     }
     Ok(target)
+}
+
+// === impl SandboxSpec ===
+
+impl SandboxSpec {
+    /// The host folder mounts.
+    pub fn folders(&self) -> &[FolderMount] {
+        &self.folders
+    }
+
+    /// Adds the stored folder mounts to a spec rebuilt from the store.
+    pub(crate) fn with_stored_folders(mut self, folders: Vec<FolderMount>) -> SandboxSpec {
+        self.folders = folders;
+        self
+    }
+
+    /// Binds every folder mount with `bind` (by name, in order); the first refusal wins.
+    pub(crate) fn bind_folders<E>(
+        mut self,
+        mut bind: impl FnMut(&FolderMount) -> Result<BoundFolder, E>,
+    ) -> Result<SandboxSpec, E> {
+        for mount in &mut self.folders {
+            mount.bound = Some(bind(mount)?);
+        }
+        Ok(self)
+    }
 }
 
 fn error(field: impl Into<String>, problem: Problem) -> FieldError {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::image::ImageRef;
 use super::limits::{Cpus, Limits, Maximums};
-use super::mounts::{bind, check_mounts, BoundVolume, Mount, MountRequest};
+use super::mounts::{bind, check_mounts, BoundVolume, FolderMount, Mount, MountRequest};
 use super::path::{ContainerPath, PathProblem, EXPECTED_PATH, MAX_PATH};
 use crate::volume::VolumeName;
 use checks::{
@@ -145,6 +145,7 @@ pub struct SandboxSpec {
     workdir: Option<ContainerPath>,
     home: Option<Home>,
     mounts: Vec<Mount>,
+    pub(super) folders: Vec<FolderMount>,
 }
 
 /// The sandbox's writable home at [`HOME_DIR`].
@@ -245,13 +246,15 @@ impl SandboxRequest {
         let workdir = self.workdir.as_deref().map(check_path("workdir"));
         let workdir = workdir.and_then(|w| collect(w, &mut errors));
         let home = self.home_volume.as_ref().map(|_| Home::Volume);
-        let mounts = check_mounts(self.mounts, self.home_volume.as_deref())
+        let checked = check_mounts(self.mounts, self.home_volume.as_deref())
             .map_err(|found| errors.extend(found))
             .unwrap_or_default();
+        let (mounts, folders) = (checked.volumes, checked.folders);
         let first_mount = mounts
             .iter()
             .find(|m| m.target.as_str() != HOME_DIR)
-            .map(|m| m.target.clone());
+            .map(|m| m.target.clone())
+            .or_else(|| folders.first().map(|f| f.target.clone()));
         let workdir = workdir.or(first_mount);
         match (image, errors.is_empty()) {
             (Some(image), true) => Ok(SandboxSpec {
@@ -267,6 +270,7 @@ impl SandboxRequest {
                 workdir,
                 home,
                 mounts,
+                folders,
             }),
             _ => Err(errors),
         }
@@ -345,6 +349,7 @@ impl SandboxSpec {
             workdir: None,
             home: None,
             mounts: Vec::new(),
+            folders: Vec::new(),
         }
     }
 

@@ -10,7 +10,9 @@
 //!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
 //!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
 //!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
-//!    user's is missing like an unknown one); then the row is reserved in the transaction
+//!    user's is missing like an unknown one), and the host folders to those granted to the
+//!    owner, each resolved again (a changed realpath is refused; `ro` stays read-only);
+//!    then the row is reserved in the transaction
 //!    that checks the quota again (the check that counts) and holds the volume mounts (one
 //!    live read-write holder per volume; none on a volume sampled over its size).
 //! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
@@ -38,7 +40,7 @@ use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::user;
 use crate::sandbox::{FieldError, Home, Problem, SandboxRequest, SandboxSpec};
-use crate::store::{Created, NewSandbox, Sandbox};
+use crate::store::{Created, Holds, NewSandbox, Sandbox};
 
 /// The audit action of a create.
 const ACTION: &str = "POST /v1/sandboxes";
@@ -174,7 +176,15 @@ impl CreateSandbox {
         sandboxes.peers.images.admit(spec.image().as_str()).await?;
         let spec = sandboxes.run_as_image_user(spec).await?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
-        let holds = super::mounts::holds(&spec);
+        let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
+        let (volumes, folders) = (
+            super::mounts::holds(&spec),
+            super::mounts::folder_holds(&spec),
+        );
+        let holds = Holds {
+            volumes: &volumes,
+            folders: &folders,
+        };
         let new = NewSandbox {
             owner,
             spec,
@@ -182,7 +192,7 @@ impl CreateSandbox {
             node: Some(settings.node.clone()),
         };
         let created = store
-            .create_sandbox_within_quota_holding(new, settings.quota, &holds)
+            .create_sandbox_within_quota_holding(new, settings.quota, holds)
             .await?;
         Ok(Reserved {
             created,

@@ -91,6 +91,8 @@ pub struct SandboxSettings {
 pub struct Peers {
     /// Resolves a create's volume mounts and samples them at the end.
     pub volumes: Volumes,
+    /// Resolves a create's host folder mounts.
+    pub folders: crate::folders::Folders,
     /// Opens the secrets a create names.
     pub secrets: Secrets,
     /// Admits a create's image.
@@ -207,6 +209,9 @@ pub enum SandboxError {
     /// The volume was sampled over its size: no new read-write mounts (soft quota).
     #[error("volume {0} is over its size; mount it read-only, or free space first")]
     VolumeOverQuota(crate::volume::VolumeId),
+    /// A host folder mount was refused.
+    #[error(transparent)]
+    Folder(#[from] crate::folders::FolderError),
 }
 
 // === impl Sandboxes ===

@@ -1,6 +1,8 @@
 //! A create's volume mounts: binding the checked mounts to the owner's volumes (another
 //! user's volume is missing like an unknown one), the holds the store takes with the row, and
 //! handing each read-write volume's root to the sandbox user before the container starts.
+//! Host folders are bound by [`crate::folders::Folders::bind_mounts`] (grant, realpath
+//! checked again, mode) and held with the row too.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +10,7 @@ use super::{SandboxError, Sandboxes};
 use crate::accounts::user::UserId;
 use crate::sandbox::mounts::BoundVolume;
 use crate::sandbox::{SandboxId, SandboxSpec};
-use crate::store::MountHold;
+use crate::store::{FolderHold, MountHold};
 
 // === impl Sandboxes ===
 
@@ -70,6 +72,21 @@ impl Sandboxes {
         let volumes = self.peers.volumes.clone();
         tokio::spawn(async move { volumes.sample_each(ids).await });
     }
+}
+
+/// The store holds of a bound spec's folder mounts.
+pub(super) fn folder_holds(spec: &SandboxSpec) -> Vec<FolderHold> {
+    spec.folders()
+        .iter()
+        .filter_map(|mount| {
+            let bound = mount.bound.as_ref()?;
+            Some(FolderHold {
+                folder: bound.id,
+                target: mount.target.to_string(),
+                read_only: bound.read_only,
+            })
+        })
+        .collect()
 }
 
 /// The store holds of a bound spec's mounts.

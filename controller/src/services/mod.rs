@@ -18,6 +18,7 @@ use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
+use crate::folders::Folders;
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
@@ -83,6 +84,8 @@ pub struct Services {
     pub policy: PolicyAuthority,
     /// Volumes (workspaces).
     pub volumes: Volumes,
+    /// Host folders.
+    pub folders: Folders,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -297,8 +300,14 @@ impl Builder {
                 quota_mode: settings.quota_mode,
             },
         );
+        let folders = Folders::new(
+            self.store.clone(),
+            audit.clone(),
+            settings.volumes.folders_root.clone(),
+        );
         let peers = Peers {
             volumes: volumes.clone(),
+            folders: folders.clone(),
             secrets: secrets.clone(),
             images: images.clone(),
             policy: policy.clone(),
@@ -312,6 +321,7 @@ impl Builder {
             images,
             policy,
             volumes,
+            folders,
             audit,
             health: Health {
                 store: self.store,

@@ -96,6 +96,18 @@ pub enum StoreError {
         /// The volume.
         volume: crate::volume::VolumeId,
     },
+    /// A folder's realpath duplicates or overlaps a registered folder's.
+    #[error("folder path {0}")]
+    FolderPath(crate::folder::path::PathRefusal),
+    /// The folder is mounted by these live sandboxes.
+    #[error("the folder is mounted by {} sandbox(es)", holders.len())]
+    FolderInUse {
+        /// The sandboxes holding it.
+        holders: Vec<SandboxId>,
+    },
+    /// A grant names no user.
+    #[error("no user {0}")]
+    UnknownUser(crate::accounts::user::UserId),
     /// Key rotation: the current key does not open the stored key check value.
     #[error("the current secret key does not match the stored key check value")]
     KeyMismatch,

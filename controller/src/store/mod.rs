@@ -41,6 +41,8 @@ mod backup;
 mod secrets;
 // Volumes and the mounts sandboxes hold.
 mod volumes;
+// Host folders, their grants and mounts.
+mod folders;
 
 pub use ceilings::{CeilingsSource, StoredCeilings};
 pub use egress::{
@@ -54,6 +56,7 @@ pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
 pub use audit::{AuditRange, AuditRecord, NewAuditRecord};
+pub use folders::{Folder, FolderHold, Holds, NewFolder};
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};

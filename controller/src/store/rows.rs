@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::{Sandbox, StoreError, User};
 use crate::accounts::user::UserId;
-use crate::sandbox::mounts::{BoundVolume, Mount};
+use crate::folder::{FolderId, FolderName};
+use crate::sandbox::mounts::{BoundFolder, BoundVolume, FolderMount, Mount};
 use crate::sandbox::path::ContainerPath;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{
@@ -45,6 +46,27 @@ pub(crate) struct SpecDoc {
     home_volume: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mounts: Vec<MountDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    folders: Vec<FolderMountDoc>,
+}
+
+/// One host folder mount in the `spec` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FolderMountDoc {
+    folder: String,
+    target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_only: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bound: Option<BoundFolderDoc>,
+}
+
+/// The bound folder of a [`FolderMountDoc`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BoundFolderDoc {
+    folder_id: String,
+    realpath: String,
+    read_only: bool,
 }
 
 /// One mount in the `spec` column.
@@ -122,6 +144,11 @@ impl SpecDoc {
             },
             home_volume: spec.home() == Some(Home::Volume),
             mounts: spec.mounts().iter().map(MountDoc::from_mount).collect(),
+            folders: spec
+                .folders()
+                .iter()
+                .map(FolderMountDoc::from_mount)
+                .collect(),
         }
     }
 
@@ -153,6 +180,11 @@ impl SpecDoc {
             .into_iter()
             .map(MountDoc::into_mount)
             .collect::<Result<Vec<_>, _>>()?;
+        let folders = self
+            .folders
+            .into_iter()
+            .map(FolderMountDoc::into_mount)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SandboxSpec::from_stored(
             image,
             self.cmd,
@@ -167,7 +199,8 @@ impl SpecDoc {
                 gid: self.gid,
             },
         )
-        .with_stored_run(workdir, home, mounts))
+        .with_stored_run(workdir, home, mounts)
+        .with_stored_folders(folders))
     }
 }
 
@@ -197,6 +230,44 @@ impl MountDoc {
         };
         Ok(Mount {
             volume: VolumeName::parse(&self.volume).map_err(|_bad| corrupt("volume"))?,
+            target: ContainerPath::parse(&self.target).map_err(|_bad| corrupt("target"))?,
+            read_only: self.read_only,
+            bound,
+        })
+    }
+}
+
+// === impl FolderMountDoc ===
+
+impl FolderMountDoc {
+    fn from_mount(mount: &FolderMount) -> Self {
+        Self {
+            folder: mount.folder.to_string(),
+            target: mount.target.to_string(),
+            read_only: mount.read_only,
+            bound: mount.bound.as_ref().map(|b| BoundFolderDoc {
+                folder_id: b.id.to_string(),
+                realpath: b.realpath.clone(),
+                read_only: b.read_only,
+            }),
+        }
+    }
+
+    fn into_mount(self) -> Result<FolderMount, StoreError> {
+        let corrupt = |what: &str| StoreError::corrupt("spec", format!("folders: bad {what}"));
+        let bound = match self.bound {
+            Some(b) => Some(BoundFolder {
+                id: b
+                    .folder_id
+                    .parse::<FolderId>()
+                    .map_err(|_bad| corrupt("folder_id"))?,
+                realpath: b.realpath,
+                read_only: b.read_only,
+            }),
+            None => None,
+        };
+        Ok(FolderMount {
+            folder: FolderName::parse(&self.folder).map_err(|_bad| corrupt("folder"))?,
             target: ContainerPath::parse(&self.target).map_err(|_bad| corrupt("target"))?,
             read_only: self.read_only,
             bound,

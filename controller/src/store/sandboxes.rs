@@ -5,9 +5,10 @@
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::folders::{hold_folders_on, Holds};
 use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
 use super::rows::{SandboxRow, SpecDoc};
-use super::volumes::{hold_mounts_on, MountHold};
+use super::volumes::hold_mounts_on;
 use super::{
     now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
 };
@@ -60,19 +61,7 @@ impl Store {
     /// winner's row.
     #[instrument(skip_all, fields(user.id = %new.owner))]
     pub async fn create_sandbox(&self, new: NewSandbox) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, None, &[]).await
-    }
-
-    /// [`Store::create_sandbox`] that also holds `mounts` in the same transaction: a
-    /// read-write mount of a volume another live sandbox holds read-write is
-    /// [`StoreError::VolumeHeld`], one of a volume sampled over its size
-    /// [`StoreError::VolumeOverQuota`]; either writes nothing.
-    pub async fn create_sandbox_holding(
-        &self,
-        new: NewSandbox,
-        mounts: &[MountHold],
-    ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, None, mounts).await
+        self.create_sandbox_quota(new, None, Holds::default()).await
     }
 
     /// [`Store::create_sandbox`], checked against the owner's quota: `defaults` with the
@@ -86,31 +75,21 @@ impl Store {
         new: NewSandbox,
         defaults: Quota,
     ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, Some(defaults), &[]).await
+        self.create_sandbox_quota(new, Some(defaults), Holds::default())
+            .await
     }
 
-    /// [`Store::create_sandbox_within_quota`] that also holds `mounts` in the same
-    /// transaction (see [`Store::create_sandbox_holding`]).
-    pub async fn create_sandbox_within_quota_holding(
-        &self,
-        new: NewSandbox,
-        defaults: Quota,
-        mounts: &[MountHold],
-    ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, Some(defaults), mounts).await
-    }
-
-    async fn create_sandbox_quota(
+    pub(super) async fn create_sandbox_quota(
         &self,
         new: NewSandbox,
         quota: Option<Quota>,
-        mounts: &[MountHold],
+        holds: Holds<'_>,
     ) -> Result<Created, StoreError> {
         let doc = SpecDoc::from_spec(&new.spec);
         if let Some(row) = self.find_by_key(&new).await? {
             return existing(row, &doc);
         }
-        match self.insert_sandbox(&new, &doc, quota, mounts).await {
+        match self.insert_sandbox(&new, &doc, quota, holds).await {
             Ok(sandbox) => Ok(Created::New(sandbox)),
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let row = self.find_by_key(&new).await?.ok_or(StoreError::NotFound)?;
@@ -141,7 +120,7 @@ impl Store {
         new: &NewSandbox,
         doc: &SpecDoc,
         quota: Option<Quota>,
-        mounts: &[MountHold],
+        holds: Holds<'_>,
     ) -> Result<Sandbox, StoreError> {
         let id = SandboxId::new();
         let at = now();
@@ -186,7 +165,8 @@ impl Store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-            hold_mounts_on!(tx, id.as_uuid(), mounts, postgres);
+            hold_mounts_on!(tx, id.as_uuid(), holds.volumes, postgres);
+            hold_folders_on!(tx, id.as_uuid(), holds.folders, postgres);
             sqlx::query(INSERT_EVENT)
                 .bind(id.as_uuid())
                 .bind(1_i64)

@@ -13,13 +13,14 @@ use airlock::accounts::{bootstrap_admin, Clock};
 use airlock::api::{app, AppState, Auth};
 use airlock::config::{Config, DatabaseConfig, DockerConfig, Secret};
 use airlock::docker::DockerClient;
+use airlock::folder::{FolderId, FolderMode, FolderName};
 use airlock::sandbox::{SandboxId, SandboxRequest};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
-use airlock::store::NewVolume;
 use airlock::store::{
     ApiToken, Created, NewApiToken, NewSandbox, NewUser, Scope, Store, UserUpdate,
 };
+use airlock::store::{NewFolder, NewVolume};
 use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -347,6 +348,20 @@ impl Harness {
             .store
             .create_volume_within_quota(new, VolumeQuota::UNLIMITED);
         created.await.unwrap().id
+    }
+
+    /// A folder row granted to `owner` (its path need not exist: the walk never mounts it).
+    pub(crate) async fn folder(&self, owner: UserId) -> FolderId {
+        let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
+        let new = NewFolder {
+            name: FolderName::parse(&name).unwrap(),
+            path: format!("/walk/{name}"),
+            realpath: format!("/walk/{name}").into(),
+            mode: FolderMode::ReadOnly,
+            grants: vec![owner],
+            created_by: None,
+        };
+        self.store.create_folder(new).await.unwrap().id
     }
 
     /// Disables `user`.

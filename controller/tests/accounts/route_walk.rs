@@ -23,6 +23,7 @@ use std::time::Duration;
 use airlock::accounts::credential::{NewToken, TokenKind};
 use airlock::accounts::user::{Role, TokenScope, UserId};
 use airlock::api::openapi;
+use airlock::folder::FolderId;
 use airlock::sandbox::{DesiredState, SandboxId};
 use airlock::store::{NewInvite, Scope};
 use airlock::volume::VolumeId;
@@ -79,6 +80,8 @@ pub(crate) enum Obj {
     /// An unused invite.
     Invite,
     Volume,
+    /// A host folder granted to the owner.
+    Folder,
 }
 
 /// One route and the rule that guards it.
@@ -140,6 +143,12 @@ pub(crate) const RULES: &[Rule] = &[
     rule("POST",   "/v1/auth/accept-invite",           Public, Nothing,    Obj::None).body("{}"),
     rule("POST",   "/v1/auth/login",                   Public, Nothing,    Obj::None).body("{}"),
     rule("GET",    "/v1/audit",                        Admin,  NeedsAdmin, Obj::None).query("limit=5"),
+    rule("GET",    "/v1/folders",                      Anyone, Read,       Obj::None),
+    rule("POST",   "/v1/folders",                      Admin,  NeedsAdmin, Obj::None).body(r#"{"name":"walk","path":"/nowhere","mode":"ro"}"#),
+    rule("GET",    "/v1/folders/available",            Admin,  NeedsAdmin, Obj::None),
+    rule("DELETE", "/v1/folders/{id}",                 Admin,  NeedsAdmin, Obj::Folder),
+    rule("GET",    "/v1/folders/{id}",                 Admin,  NeedsAdmin, Obj::Folder),
+    rule("PUT",    "/v1/folders/{id}/grants",          Admin,  NeedsAdmin, Obj::Folder).body(r#"{"grants":[]}"#),
     rule("GET",    "/v1/images",                       Anyone, Read,       Obj::None),
     rule("GET",    "/v1/me",                           Anyone, Read,       Obj::None),
     rule("GET",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None),
@@ -240,6 +249,7 @@ enum Target {
     /// An invite's id and token hash.
     Invite(uuid::Uuid, String),
     Volume(VolumeId),
+    Folder(FolderId),
 }
 
 // === impl Walk ===
@@ -365,6 +375,7 @@ impl Walk {
                 Target::Secret(owner, name)
             }
             Obj::Volume => Target::Volume(self.h.volume(owner).await),
+            Obj::Folder => Target::Folder(self.h.folder(owner).await),
         }
     }
 
@@ -382,6 +393,7 @@ impl Walk {
                 format!("missing-{}", uuid.replace('-', "")),
             ),
             Obj::Volume => Target::Volume(uuid.parse().unwrap()),
+            Obj::Folder => Target::Folder(uuid.parse().unwrap()),
         }
     }
 
@@ -408,6 +420,7 @@ impl Walk {
             Target::Volume(id) => {
                 format!("{:?}", store.get_volume(Scope::All, *id).await.unwrap())
             }
+            Target::Folder(id) => format!("{:?}", store.get_folder(*id).await.unwrap()),
         }
     }
 
@@ -420,6 +433,7 @@ impl Walk {
             Target::Secret(_, name) => name.clone(),
             Target::Invite(id, _) => id.to_string(),
             Target::Volume(id) => id.to_string(),
+            Target::Folder(id) => id.to_string(),
         };
         let mut uri = rule.path.replace("{id}", &id).replace("{name}", &id);
         assert!(

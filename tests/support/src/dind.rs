@@ -137,6 +137,9 @@ pub struct DindOptions {
     pub ready_timeout: Duration,
     /// Extra dockerd arguments appended after `--storage-driver=overlay2`.
     pub dockerd_args: Vec<String>,
+    /// Extra `-v` binds of the DinD container (`HOST:CONTAINER[:OPTS]`), e.g. a host folders
+    /// root at the same path the in-process controller sees it.
+    pub binds: Vec<String>,
 }
 
 /// Exit code and output of a command run in the DinD's namespaces.
@@ -182,6 +185,7 @@ impl Default for DindOptions {
             dns: None,
             ready_timeout: Duration::from_secs(30),
             dockerd_args: Vec::new(),
+            binds: Vec::new(),
         }
     }
 }
@@ -372,6 +376,9 @@ impl Dind {
             .unwrap_or(IpAddr::V4(self.net.host(SealedNet::DNS_HOST)));
         let resolv = self.write_resolv_conf(dns)?;
         args.extend(["-v", &resolv]);
+        for bind in &opts.binds {
+            args.extend(["-v", bind.as_str()]);
+        }
         args.extend(labels.iter().map(String::as_str));
         args.extend([DIND_IMAGE, "--storage-driver=overlay2"]);
         args.extend(opts.dockerd_args.iter().map(String::as_str));

@@ -9,6 +9,8 @@ use crate::accounts::AccountError;
 use crate::audit::AuditError;
 use crate::egress::ceilings::PolicyRefusal;
 use crate::egress::PolicyError;
+use crate::folder::path::PathRefusal;
+use crate::folders::FolderError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
 use crate::sandbox::user::UserRefusal;
@@ -70,6 +72,7 @@ impl From<SandboxError> for ApiError {
                 code: "volume_over_quota",
                 message: error.to_string(),
             },
+            SandboxError::Folder(error) => error.into(),
             SandboxError::NotStarted => Self::Conflict {
                 code: "not_started",
                 message: SandboxError::NotStarted.to_string(),
@@ -127,6 +130,53 @@ impl From<VolumeError> for ApiError {
                 message: error.to_string(),
             },
             VolumeError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FolderError> for ApiError {
+    fn from(error: FolderError) -> Self {
+        let refused = |status: StatusCode, code: &'static str, error: &FolderError| Self::Refused {
+            status,
+            code,
+            message: error.to_string(),
+        };
+        match error {
+            FolderError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            ref e @ FolderError::Disabled => refused(StatusCode::CONFLICT, "folders_disabled", e),
+            FolderError::AdminOnly => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
+            ref e @ FolderError::Path { ref refusal, .. } => {
+                let status = match refusal {
+                    PathRefusal::Duplicate { .. }
+                    | PathRefusal::Overlaps { .. }
+                    | PathRefusal::Changed => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                refused(status, refusal.code(), e)
+            }
+            FolderError::NotFound => Self::NotFound("no such folder"),
+            ref e @ FolderError::NotGranted { .. } => {
+                refused(StatusCode::NOT_FOUND, "folder_not_found", e)
+            }
+            ref e @ FolderError::ReadOnly { .. } => {
+                refused(StatusCode::FORBIDDEN, "folder_read_only", e)
+            }
+            ref e @ FolderError::NameTaken(_) => {
+                refused(StatusCode::CONFLICT, "folder_name_taken", e)
+            }
+            ref e @ FolderError::UnknownUser(_) => {
+                refused(StatusCode::BAD_REQUEST, "unknown_user", e)
+            }
+            ref e @ FolderError::InUse(_) => refused(StatusCode::CONFLICT, "folder_in_use", e),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -1,5 +1,6 @@
 //! The bollard calls of volumes: create, remove, list the managed ones, and run the usage
-//! sampler (its body is [`crate::docker::spec::volume`]).
+//! sampler (its body is [`crate::docker::spec::volume`]); and the doctor's stat of the host
+//! folders root on the node ([`crate::docker::spec::folder`]).
 
 use std::time::Duration;
 
@@ -27,6 +28,31 @@ pub struct ListedVolume {
 }
 
 // === impl DockerClient ===
+
+impl DockerClient {
+    /// The device and inode of `root` as the node sees it, by a short helper (no network,
+    /// read-only bind); the helper is removed whatever happens.
+    pub async fn stat_folders_root(
+        &self,
+        root: &str,
+        image: &str,
+    ) -> Result<(u64, u64), DockerError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("airlock-folderstat-{}", &run[..12]);
+        let body = crate::docker::spec::folder::root_stat_body(root, image);
+        let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
+        self.remove_container(&name, Removal::Force).await?;
+        let output = output?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut fields = stdout.split_whitespace().map(str::parse::<u64>);
+        match (output.exit_code, fields.next(), fields.next()) {
+            (Some(0), Some(Ok(dev)), Some(Ok(ino))) => Ok((dev, ino)),
+            _ => Err(DockerError::Unexpected(
+                "the folders root stat helper failed",
+            )),
+        }
+    }
+}
 
 impl DockerClient {
     /// Creates a Docker volume.

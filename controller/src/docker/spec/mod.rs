@@ -2,11 +2,13 @@
 //! its hardened container (DESIGN.md invariant 6). No I/O; snapshot-tested.
 //!
 //! Invariants of every container body:
-//! - `CapDrop: [ALL]`, `no-new-privileges`, `Privileged: false`, no devices, no binds, no
+//! - `CapDrop: [ALL]`, `no-new-privileges`, `Privileged: false`, no devices, no `Binds`, no
 //!   published ports, a non-root user;
-//! - `Mounts` holds only the spec's *bound* volume mounts, each a Docker `volume` mount
-//!   (never a bind or a host path) at its checked target, read-only when asked; a home
-//!   volume is one of them, at `/home/agent`, and then no home tmpfs is added;
+//! - `Mounts` holds only the spec's *bound* mounts: each volume a Docker `volume` mount at
+//!   its checked target, read-only when asked (a home volume is one of them, at
+//!   `/home/agent`, and then no home tmpfs is added); each registered host folder a `bind`
+//!   of its freshly re-resolved realpath, read-only per its mode, `rprivate` and
+//!   non-recursive ([`folder`]). No other host path ever reaches a sandbox;
 //! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
 //! - a writable home: a size-capped `nosuid,nodev` tmpfs at `/home/agent` owned by the
 //!   sandbox user (mode 0700), with `HOME` pointing at it; the working directory is the
@@ -18,6 +20,7 @@
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
 pub mod egress;
+pub mod folder;
 pub mod probe;
 pub mod volume;
 
@@ -207,19 +210,21 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
     }
 }
 
-/// The bound volume mounts.
+/// The bound volume mounts, then the bound folder binds.
 fn mounts(spec: &SandboxSpec) -> Vec<bollard::models::Mount> {
-    spec.mounts()
-        .iter()
-        .filter_map(|mount| {
-            let bound = mount.bound.as_ref()?;
-            Some(volume::volume_mount(
-                &bound.docker_name,
-                mount.target.as_str(),
-                mount.read_only,
-            ))
-        })
-        .collect()
+    let volumes = spec.mounts().iter().filter_map(|mount| {
+        let bound = mount.bound.as_ref()?;
+        Some(volume::volume_mount(
+            &bound.docker_name,
+            mount.target.as_str(),
+            mount.read_only,
+        ))
+    });
+    let folders = spec.folders().iter().filter_map(|mount| {
+        let bound = mount.bound.as_ref()?;
+        Some(folder::folder_mount(bound, mount.target.as_str()))
+    });
+    volumes.chain(folders).collect()
 }
 
 /// The tmpfs mounts: `/tmp` with a read-only root, and the home.

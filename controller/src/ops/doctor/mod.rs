@@ -8,7 +8,8 @@
 //! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the
 //! store and its migrations; each table's rows and size; the images recorded as loaded still
 //! present with the same id; default quotas left `unlimited` while several users exist
-//! (warns); free disk under the data dir; and the certificates' expiry.
+//! (warns); the host folders root seen alike by the controller and the DinD; free disk under
+//! the data dir; and the certificates' expiry.
 
 use std::fmt;
 use std::path::Path;
@@ -22,6 +23,7 @@ use crate::store::Store;
 
 mod api_tls;
 mod egress_dns;
+mod folders;
 mod images;
 mod infrastructure;
 mod proxy;
@@ -182,6 +184,9 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
         report.checks.push(quotas::check(config, store).await);
     }
     report.checks.push(check_volume_quota(config));
+    report
+        .checks
+        .push(folders::check(config, docker.as_ref(), probe_image).await);
     report.checks.push(check_disk(&config.data_dir));
     if let DockerConfig::Tls { cert_dir, .. } = &config.docker {
         report.checks.push(check_certs(cert_dir));

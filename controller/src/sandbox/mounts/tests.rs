@@ -6,7 +6,15 @@ fn volume(name: &str, target: &str) -> MountRequest {
     MountRequest {
         source: MountSource::Volume(name.to_owned()),
         target: target.to_owned(),
-        read_only: false,
+        read_only: None,
+    }
+}
+
+fn folder(name: &str, target: &str, read_only: Option<bool>) -> MountRequest {
+    MountRequest {
+        source: MountSource::Folder(name.to_owned()),
+        target: target.to_owned(),
+        read_only,
     }
 }
 
@@ -22,10 +30,10 @@ fn problems(mounts: Vec<MountRequest>, home: Option<&str>) -> Vec<(String, Probl
 #[test]
 fn good_mounts_pass_and_the_home_comes_last() {
     let mounts = vec![volume("repo", "/workspace"), volume("data", "/data/sets")];
-    let checked = check_mounts(mounts, Some("state")).unwrap();
+    let checked = check_mounts(mounts, Some("state")).unwrap().volumes;
     let targets: Vec<_> = checked.iter().map(|m| m.target.as_str()).collect();
     assert_eq!(targets, ["/workspace", "/data/sets", "/home/agent"]);
-    assert!(checked.iter().all(|m| m.bound.is_none()));
+    assert!(checked.iter().all(|m| m.bound.is_none() && !m.read_only));
 }
 
 #[test]
@@ -82,15 +90,28 @@ fn duplicates_nesting_counts_and_folders() {
         problems(many, None),
         [("mounts".to_owned(), Problem::TooMany { max: MAX_MOUNTS })]
     );
-    let folder = MountRequest {
-        source: MountSource::Folder("datasets".into()),
-        target: "/data".into(),
-        read_only: true,
+    // Folders: checked like volumes, nested with them, never twice.
+    let both = check_mounts(
+        vec![volume("a", "/w"), folder("datasets", "/data", Some(true))],
+        None,
+    )
+    .unwrap();
+    assert_eq!(both.volumes.len(), 1);
+    assert_eq!(both.folders.len(), 1);
+    assert_eq!(both.folders[0].read_only, Some(true));
+    let inside = problems(vec![volume("a", "/w"), folder("d", "/w/d", None)], None);
+    assert_eq!(inside, [("mounts[1].target".to_owned(), Problem::Overlaps)]);
+    let twice = problems(vec![folder("d", "/a", None), folder("d", "/b", None)], None);
+    assert_eq!(twice, [("mounts[1].folder".to_owned(), Problem::Duplicate)]);
+    let bad = problems(vec![folder("../etc", "/a", None)], None);
+    assert_eq!(bad[0].0, "mounts[0].folder");
+    let ambiguous = MountRequest {
+        source: MountSource::Ambiguous,
+        target: "/a".into(),
+        read_only: None,
     };
-    let found = problems(vec![folder], None);
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].0, "mounts[0].folder");
-    assert!(matches!(found[0].1, Problem::Unsupported { .. }));
+    let found = problems(vec![ambiguous], None);
+    assert_eq!(found[0].0, "mounts[0]");
     let bad_name = problems(vec![volume("Repo", "/w")], Some("-x"));
     let fields: Vec<_> = bad_name.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(fields, ["mounts[0].volume", "home.volume"]);
@@ -98,7 +119,9 @@ fn duplicates_nesting_counts_and_folders() {
 
 #[test]
 fn binding_names_the_first_missing_volume() {
-    let mut mounts = check_mounts(vec![volume("repo", "/w"), volume("gone", "/g")], None).unwrap();
+    let mut mounts = check_mounts(vec![volume("repo", "/w"), volume("gone", "/g")], None)
+        .unwrap()
+        .volumes;
     let repo = VolumeName::parse("repo").unwrap();
     let bound = BoundVolume {
         id: VolumeId::new(),

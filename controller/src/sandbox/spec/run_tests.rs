@@ -51,7 +51,7 @@ fn the_workdir_defaults_to_the_first_mount_and_a_home_volume_is_a_mount() {
         mounts: vec![MountRequest {
             source: MountSource::Volume("repo".into()),
             target: "/workspace".into(),
-            read_only: false,
+            read_only: None,
         }],
         home_volume: Some("state".into()),
         ..request()

@@ -465,7 +465,7 @@ fn every_problem_is_reported_at_once() {
         mounts: vec![crate::sandbox::mounts::MountRequest {
             source: crate::sandbox::mounts::MountSource::Volume("repo".into()),
             target: "/proc".into(),
-            read_only: false,
+            read_only: None,
         }],
         home_volume: None,
     };

@@ -1,0 +1,106 @@
+//! The pure body of a sandbox's host folder mount (the only kind of bind a sandbox gets).
+//!
+//! Invariants:
+//! - the source is the folder's realpath as the create resolved it again just now (never the
+//!   path as registered, never a path a tenant wrote);
+//! - `ReadOnly` is the bound folder's (always true for an `ro` folder);
+//! - `Propagation: rprivate`, so no mount event crosses between the host and the sandbox;
+//! - `NonRecursive: true`, so whatever is mounted below the folder on the node stays
+//!   invisible (a plain bind, not an rbind).
+//!
+//! [`root_stat_body`] is `airlock doctor`'s view of the folders root from the node: a helper
+//! with no network, a read-only root, no capabilities, as nobody, binding the root read-only
+//! at the same path and printing its device and inode.
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountType,
+};
+
+use crate::sandbox::mounts::BoundFolder;
+
+/// A sandbox's bind of `folder` at `target`.
+pub fn folder_mount(folder: &BoundFolder, target: &str) -> Mount {
+    Mount {
+        target: Some(target.to_owned()),
+        source: Some(folder.realpath.clone()),
+        typ: Some(MountType::BIND),
+        read_only: Some(folder.read_only),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            non_recursive: Some(true),
+            create_mountpoint: Some(false),
+            ..MountBindOptions::default()
+        }),
+        ..Mount::default()
+    }
+}
+
+/// The doctor's helper: `stat -c '%d %i' ROOT` on the node, with `root` bound read-only.
+pub fn root_stat_body(root: &str, image: &str) -> ContainerCreateBody {
+    let mount = folder_mount(
+        &BoundFolder {
+            id: crate::folder::FolderId::default(),
+            realpath: root.to_owned(),
+            read_only: true,
+        },
+        root,
+    );
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(
+            ["stat", "-L", "-c", "%d %i", root]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        user: Some("65534:65534".to_owned()),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            readonly_rootfs: Some(true),
+            pids_limit: Some(8),
+            memory: Some(16 * 1024 * 1024),
+            mounts: Some(vec![mount]),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::folder::FolderId;
+
+    #[test]
+    fn a_folder_is_a_private_non_recursive_bind_of_its_realpath() {
+        let folder = BoundFolder {
+            id: FolderId::new(),
+            realpath: "/srv/airlock/folders/datasets".to_owned(),
+            read_only: true,
+        };
+        let mount = folder_mount(&folder, "/data");
+        let json = serde_json::to_value(&mount).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "Target": "/data",
+                "Source": "/srv/airlock/folders/datasets",
+                "Type": "bind",
+                "ReadOnly": true,
+                "BindOptions": {
+                    "Propagation": "rprivate",
+                    "NonRecursive": true,
+                    "CreateMountpoint": false
+                }
+            })
+        );
+        let rw = BoundFolder {
+            read_only: false,
+            ..folder
+        };
+        assert_eq!(folder_mount(&rw, "/w").read_only, Some(false));
+    }
+}
