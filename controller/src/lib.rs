@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod docker;
 pub mod egress;
+pub mod files;
 pub mod images;
 pub mod metrics;
 pub mod ops;

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("egress", 3),
     ("sandboxes", 3),
     ("volumes", 3),
+    ("files", 3),
     // Wiring, and the loops beside the API.
     ("services", 4),
     ("reconcile", 4),

@@ -1,0 +1,3 @@
+//! Files in and out of a running sandbox or a volume.
+
+pub mod tar;
