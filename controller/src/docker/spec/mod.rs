@@ -18,6 +18,7 @@
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
 pub mod egress;
+pub mod files;
 pub mod probe;
 pub mod volume;
 

@@ -4,27 +4,27 @@
 use super::{bad, Entry, Kind, Owner, TarError};
 
 /// The tar block size.
-pub const BLOCK: usize = 512;
+pub(super) const BLOCK: usize = 512;
 
 /// The fields the rewriter reads from a header.
 #[derive(Debug)]
-pub struct Parsed {
+pub(super) struct Parsed {
     /// The name (prefix joined), raw.
-    pub name: Vec<u8>,
+    pub(super) name: Vec<u8>,
     /// The link target, raw.
-    pub link: Vec<u8>,
+    pub(super) link: Vec<u8>,
     /// The type byte.
-    pub typeflag: u8,
+    pub(super) typeflag: u8,
     /// The mode.
-    pub mode: u32,
+    pub(super) mode: u32,
     /// The content size.
-    pub size: u64,
+    pub(super) size: u64,
     /// The modification time (negative times read as 0).
-    pub mtime: u64,
+    pub(super) mtime: u64,
 }
 
 /// Parses one header block; `None` for an all-zero block (the end of the archive).
-pub fn parse_header(block: &[u8]) -> Result<Option<Parsed>, TarError> {
+pub(super) fn parse_header(block: &[u8]) -> Result<Option<Parsed>, TarError> {
     if block.iter().all(|&b| b == 0) {
         return Ok(None);
     }
