@@ -14,6 +14,7 @@ mod egress;
 pub mod error;
 mod exec;
 mod exec_ws;
+mod files;
 mod guard;
 pub mod images;
 mod json;

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, guard, images, logs, policy, presets, quotas, sandboxes,
+    audit, auth, egress, exec, exec_ws, files, guard, images, logs, policy, presets, quotas, sandboxes,
     secrets, selftest, tokens, users, volumes, AppState,
 };
 
@@ -91,6 +91,14 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(presets::list))
         .routes(routes!(volumes::create, volumes::list))
         .routes(routes!(volumes::get_one, volumes::delete))
+        .routes(routes!(files::sandbox_put, files::sandbox_get))
+        .routes(routes!(files::sandbox_put_content))
+        .routes(routes!(files::sandbox_list))
+        .routes(routes!(files::sandbox_stat))
+        .routes(routes!(files::volume_put, files::volume_get))
+        .routes(routes!(files::volume_put_content))
+        .routes(routes!(files::volume_list))
+        .routes(routes!(files::volume_stat))
 }
 
 /// Routes anyone may call.

@@ -28,7 +28,13 @@ use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
 use crate::volume::QuotaMode;
 use crate::volumes::{VolumeSettings, Volumes};
+use crate::files::{Files, FilesSettings};
+use crate::sandbox::RunAs;
 use snapshot::Snapshot;
+
+/// Who owns what the files API writes into a volume (the agent image's `agent` user; a
+/// sandbox writes its own files as its own user).
+pub const VOLUME_FILES_OWNER: u32 = 1000;
 
 /// How long each readiness check may take.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,6 +89,8 @@ pub struct Services {
     pub policy: PolicyAuthority,
     /// Volumes (workspaces).
     pub volumes: Volumes,
+    /// Files in and out of sandboxes and volumes.
+    pub files: Files,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -291,6 +299,18 @@ impl Builder {
                 quota_mode: settings.quota_mode,
             },
         );
+        let files = Files::new(
+            self.store.clone(),
+            self.docker.clone(),
+            audit.clone(),
+            FilesSettings {
+                helper_image: settings.volumes.helper_image.clone(),
+                volume_owner: RunAs {
+                    uid: VOLUME_FILES_OWNER,
+                    gid: VOLUME_FILES_OWNER,
+                },
+            },
+        );
         let peers = Peers {
             volumes: volumes.clone(),
             secrets: secrets.clone(),
@@ -306,6 +326,7 @@ impl Builder {
             images,
             policy,
             volumes,
+            files,
             audit,
             health: Health {
                 store: self.store,
