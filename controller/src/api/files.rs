@@ -124,15 +124,12 @@ async fn upload(
     Ok(Json(dto).into_response())
 }
 
-fn content_length(headers: &HeaderMap) -> Result<UploadForm, ApiError> {
+fn content_length(headers: &HeaderMap) -> UploadForm {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse().ok());
-    match length {
-        Some(length) => Ok(UploadForm::Content { length }),
-        None => Err(crate::files::FilesError::LengthRequired.into()),
-    }
+    UploadForm::Content { length }
 }
 
 async fn download(
@@ -242,7 +239,7 @@ macro_rules! files_routes {
         ) -> Result<Response, ApiError> {
             let place = $place($parse(id)?);
             let params = query(params)?;
-            let form = content_length(&headers)?;
+            let form = content_length(&headers);
             upload(state, actor, place, params.path, form, body).await
         }
 

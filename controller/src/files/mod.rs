@@ -78,10 +78,11 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 pub enum UploadForm {
     /// A tar archive, extracted into the directory `path`.
     Archive,
-    /// The raw bytes of the one file `path`, of this many bytes (the `Content-Length`).
+    /// The raw bytes of the one file `path`, of this many bytes (the `Content-Length`;
+    /// refused without one).
     Content {
         /// The declared length.
-        length: u64,
+        length: Option<u64>,
     },
 }
 

@@ -99,6 +99,11 @@ impl Command<Files> for Upload {
             }
         };
         let access = files.access(actor, self.place, &dir, Intent::Write).await?;
+        let file = match file {
+            Some((_, None)) => return Err(FilesError::LengthRequired),
+            Some((name, Some(length))) => Some((name, length)),
+            None => None,
+        };
         match files.docker.stat_path(&access.container, &access.path).await? {
             None => return Err(FilesError::PathNotFound(dir)),
             Some(stat) if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" => {
