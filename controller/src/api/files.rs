@@ -161,7 +161,11 @@ async fn download(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .collect();
-    let name = if downloaded.raw { name } else { format!("{name}.tar") };
+    let name = if downloaded.raw {
+        name
+    } else {
+        format!("{name}.tar")
+    };
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
@@ -207,10 +211,10 @@ macro_rules! files_routes {
      $put:ident, $put_content:ident, $get:ident, $list:ident, $stat:ident) => {
         /// Upload a tar into the directory `path`; it is rewritten (see the files docs).
         #[utoipa::path(put, path = $files, tag = $tag,
-            params(("id" = String, Path, description = $id), PathParams),
-            request_body(content = Vec<u8>, content_type = "application/x-tar"),
-            responses((status = 200, body = UploadedDto), (status = 400), (status = 404),
-                (status = 409), (status = 413)))]
+                    params(("id" = String, Path, description = $id), PathParams),
+                    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+                    responses((status = 200, body = UploadedDto), (status = 400), (status = 404),
+                        (status = 409), (status = 413)))]
         pub(crate) async fn $put(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -225,10 +229,10 @@ macro_rules! files_routes {
 
         /// Write the raw body (with a `Content-Length`) as the file `path`.
         #[utoipa::path(put, path = $content, tag = $tag,
-            params(("id" = String, Path, description = $id), PathParams),
-            request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-            responses((status = 200, body = UploadedDto), (status = 400), (status = 404),
-                (status = 409), (status = 411), (status = 413)))]
+                    params(("id" = String, Path, description = $id), PathParams),
+                    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+                    responses((status = 200, body = UploadedDto), (status = 400), (status = 404),
+                        (status = 409), (status = 411), (status = 413)))]
         pub(crate) async fn $put_content(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -246,9 +250,9 @@ macro_rules! files_routes {
         /// Download `path` as a tar; with `Accept: application/octet-stream` on a regular
         /// file, its raw bytes.
         #[utoipa::path(get, path = $files, tag = $tag,
-            params(("id" = String, Path, description = $id), PathParams),
-            responses((status = 200, content_type = "application/x-tar"), (status = 404),
-                (status = 409)))]
+                    params(("id" = String, Path, description = $id), PathParams),
+                    responses((status = 200, content_type = "application/x-tar"), (status = 404),
+                        (status = 409)))]
         pub(crate) async fn $get(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -263,8 +267,8 @@ macro_rules! files_routes {
 
         /// List a directory (at most 10 000 entries, `truncated` past them).
         #[utoipa::path(get, path = $listp, tag = $tag,
-            params(("id" = String, Path, description = $id), ListParams),
-            responses((status = 200, body = ListingDto), (status = 404), (status = 409)))]
+                    params(("id" = String, Path, description = $id), ListParams),
+                    responses((status = 200, body = ListingDto), (status = 404), (status = 409)))]
         pub(crate) async fn $list(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -277,8 +281,8 @@ macro_rules! files_routes {
 
         /// One path's type, size, mode, mtime and link target.
         #[utoipa::path(get, path = $statp, tag = $tag,
-            params(("id" = String, Path, description = $id), PathParams),
-            responses((status = 200, body = FileDto), (status = 404), (status = 409)))]
+                    params(("id" = String, Path, description = $id), PathParams),
+                    responses((status = 200, body = FileDto), (status = 404), (status = 409)))]
         pub(crate) async fn $stat(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -291,9 +295,33 @@ macro_rules! files_routes {
     };
 }
 
-files_routes!("/v1/sandboxes/{id}/files", "/v1/sandboxes/{id}/files/content",
-    "/v1/sandboxes/{id}/files/list", "/v1/sandboxes/{id}/files/stat", "sandboxes", "Sandbox id", Place::Sandbox, sandbox_id,
-    sandbox_put, sandbox_put_content, sandbox_get, sandbox_list, sandbox_stat);
-files_routes!("/v1/volumes/{id}/files", "/v1/volumes/{id}/files/content",
-    "/v1/volumes/{id}/files/list", "/v1/volumes/{id}/files/stat", "volumes", "Volume id", Place::Volume, volume_id,
-    volume_put, volume_put_content, volume_get, volume_list, volume_stat);
+files_routes!(
+    "/v1/sandboxes/{id}/files",
+    "/v1/sandboxes/{id}/files/content",
+    "/v1/sandboxes/{id}/files/list",
+    "/v1/sandboxes/{id}/files/stat",
+    "sandboxes",
+    "Sandbox id",
+    Place::Sandbox,
+    sandbox_id,
+    sandbox_put,
+    sandbox_put_content,
+    sandbox_get,
+    sandbox_list,
+    sandbox_stat
+);
+files_routes!(
+    "/v1/volumes/{id}/files",
+    "/v1/volumes/{id}/files/content",
+    "/v1/volumes/{id}/files/list",
+    "/v1/volumes/{id}/files/stat",
+    "volumes",
+    "Volume id",
+    Place::Volume,
+    volume_id,
+    volume_put,
+    volume_put_content,
+    volume_get,
+    volume_list,
+    volume_stat
+);

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, files, guard, images, logs, policy, presets, quotas, sandboxes,
-    secrets, selftest, tokens, users, volumes, AppState,
+    audit, auth, egress, exec, exec_ws, files, guard, images, logs, policy, presets, quotas,
+    sandboxes, secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.

@@ -32,7 +32,7 @@ use crate::sandbox::path::{PathProblem, EXPECTED_PATH};
 use crate::sandbox::{RunAs, SandboxId};
 use crate::store::{Store, StoreError};
 use crate::volume::VolumeId;
-pub use stream::{Downloaded, Listing, ListedFile};
+pub use stream::{Downloaded, ListedFile, Listing};
 
 /// Most bytes of one uploaded archive.
 pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
@@ -264,7 +264,12 @@ fn go_special_bits(mode: u32) -> u32 {
 
 impl Files {
     /// The service over `store` and `docker`, filing writes to `audit`.
-    pub fn new(store: Store, docker: DockerClient, audit: AuditLog, settings: FilesSettings) -> Self {
+    pub fn new(
+        store: Store,
+        docker: DockerClient,
+        audit: AuditLog,
+        settings: FilesSettings,
+    ) -> Self {
         Self {
             store,
             docker,

@@ -104,9 +104,15 @@ impl Command<Files> for Upload {
             Some((name, Some(length))) => Some((name, length)),
             None => None,
         };
-        match files.docker.stat_path(&access.container, &access.path).await? {
+        match files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?
+        {
             None => return Err(FilesError::PathNotFound(dir)),
-            Some(stat) if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" => {
+            Some(stat)
+                if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" =>
+            {
                 return Err(FilesError::NotADirectory(dir));
             }
             Some(_) => {}
@@ -126,7 +132,9 @@ impl Command<Files> for Upload {
             .upload_archive(&access.container, &access.path, rewritten)
             .await;
         let (refused, summary) = {
-            let mut outcome = outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut outcome = outcome
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             (outcome.refused.take(), outcome.summary)
         };
         if let Some(refused) = refused {
@@ -145,7 +153,9 @@ impl Command<Files> for Upload {
             "path={} entries={} bytes={}",
             self.path, summary.entries, summary.content_bytes
         );
-        let entry = Entry::new(action, status::OK).object(&access.object).detail(detail);
+        let entry = Entry::new(action, status::OK)
+            .object(&access.object)
+            .detail(detail);
         files.audit.record(actor, entry).await;
         Ok(Uploaded {
             entries: summary.entries,
@@ -161,7 +171,9 @@ fn rewrite(
     outcome: Arc<Mutex<Outcome>>,
 ) -> BoxStream<'static, Result<Bytes, io::Error>> {
     let refuse = move |outcome: &Arc<Mutex<Outcome>>, error: FilesError| {
-        let mut outcome = outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut outcome = outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         outcome.refused.get_or_insert(error);
         io::Error::other("upload refused")
     };
@@ -206,7 +218,10 @@ fn raw_as_tar(name: &str, length: u64, owner: super::tar::Owner, body: BodyStrea
             Some(Ok(chunk)) => {
                 let seen = seen + chunk.len() as u64;
                 if seen > length {
-                    return Some((Err(io::Error::other("more bytes than Content-Length")), None));
+                    return Some((
+                        Err(io::Error::other("more bytes than Content-Length")),
+                        None,
+                    ));
                 }
                 Some((Ok(chunk), Some((body, seen))))
             }
@@ -215,10 +230,15 @@ fn raw_as_tar(name: &str, length: u64, owner: super::tar::Owner, body: BodyStrea
                 let pad = (512 - length % 512) % 512;
                 Some((Ok(Bytes::from(vec![0u8; pad as usize + 1024])), None))
             }
-            None => Some((Err(io::Error::other("fewer bytes than Content-Length")), None)),
+            None => Some((
+                Err(io::Error::other("fewer bytes than Content-Length")),
+                None,
+            )),
         }
     });
-    stream::once(async move { Ok(header) }).chain(counted).boxed()
+    stream::once(async move { Ok(header) })
+        .chain(counted)
+        .boxed()
 }
 
 /// What a Docker refusal means for the caller.
@@ -250,10 +270,17 @@ impl Command<Files> for Download {
     type Error = FilesError;
 
     async fn execute(self, files: &Files, actor: &Actor) -> Result<Downloaded, FilesError> {
-        let access = files.access(actor, self.place, &self.path, Intent::Read).await?;
-        let stat = files.docker.stat_path(&access.container, &access.path).await?;
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
         let stat = stat.ok_or_else(|| FilesError::PathNotFound(self.path.clone()))?;
-        let archive = files.docker.download_archive(&access.container, &access.path);
+        let archive = files
+            .docker
+            .download_archive(&access.container, &access.path);
         let raw = self.raw && kind_of_mode(stat.mode) == "file";
         let length = raw.then(|| u64::try_from(stat.size).unwrap_or(0));
         let body = if raw {
@@ -275,7 +302,10 @@ impl Command<Files> for Download {
                         return Some((Err(io::Error::other(error)), None));
                     }
                     if !content.is_empty() {
-                        return Some((Ok(Bytes::from(content)), Some((archive, reader, seen, access))));
+                        return Some((
+                            Ok(Bytes::from(content)),
+                            Some((archive, reader, seen, access)),
+                        ));
                     }
                 }
             })
@@ -313,8 +343,13 @@ impl Command<Files> for ListFiles {
                 message,
             });
         }
-        let access = files.access(actor, self.place, &self.path, Intent::Read).await?;
-        let stat = files.docker.stat_path(&access.container, &access.path).await?;
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
         let stat = stat.ok_or_else(|| FilesError::PathNotFound(self.path.clone()))?;
         if kind_of_mode(stat.mode) != "dir" {
             return Ok(Listing {
@@ -323,7 +358,9 @@ impl Command<Files> for ListFiles {
             });
         }
         let strip = access.path != "/";
-        let mut archive = files.docker.download_archive(&access.container, &access.path);
+        let mut archive = files
+            .docker
+            .download_archive(&access.container, &access.path);
         let mut reader = Reader::default();
         let mut listing = Listing {
             entries: Vec::new(),
@@ -382,8 +419,13 @@ impl Command<Files> for StatFile {
     type Error = FilesError;
 
     async fn execute(self, files: &Files, actor: &Actor) -> Result<super::ListedFile, FilesError> {
-        let access = files.access(actor, self.place, &self.path, Intent::Read).await?;
-        let stat = files.docker.stat_path(&access.container, &access.path).await?;
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
         let stat = stat.ok_or(FilesError::PathNotFound(self.path))?;
         Ok(listed_from_stat(&stat))
     }

@@ -18,9 +18,11 @@ use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
+use crate::files::{Files, FilesSettings};
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::sandbox::RunAs;
 use crate::sandbox::{Maximums, SandboxState};
 use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
 use crate::secrets::vault::Vault;
@@ -28,8 +30,6 @@ use crate::secrets::Secrets;
 use crate::store::{ListQuery, Scope, Store, StoreError};
 use crate::volume::QuotaMode;
 use crate::volumes::{VolumeSettings, Volumes};
-use crate::files::{Files, FilesSettings};
-use crate::sandbox::RunAs;
 use snapshot::Snapshot;
 
 /// Who owns what the files API writes into a volume (the agent image's `agent` user; a

@@ -32,12 +32,24 @@ pub(super) fn parse_header(block: &[u8]) -> Result<Option<Parsed>, TarError> {
     let unsigned: u64 = block
         .iter()
         .enumerate()
-        .map(|(at, &b)| if (148..156).contains(&at) { 32 } else { u64::from(b) })
+        .map(|(at, &b)| {
+            if (148..156).contains(&at) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
         .sum();
     let signed: i64 = block
         .iter()
         .enumerate()
-        .map(|(at, &b)| if (148..156).contains(&at) { 32 } else { i64::from(b as i8) })
+        .map(|(at, &b)| {
+            if (148..156).contains(&at) {
+                32
+            } else {
+                i64::from(b as i8)
+            }
+        })
         .sum();
     if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
         return Err(bad(None, "a header with a bad checksum"));

@@ -19,6 +19,7 @@
 //! - long names and link targets are written as GNU `L`/`K` records; PAX `path`, `linkpath`
 //!   and `size` are read, other PAX keys dropped, global PAX headers skipped.
 
+mod fields;
 mod header;
 pub mod read;
 #[cfg(test)]
@@ -26,6 +27,8 @@ mod tests;
 
 use std::collections::HashSet;
 
+pub use fields::normalise;
+use fields::{checked_link, pax};
 pub use header::{file_header, write_entry_header};
 use header::{parse_header, Parsed, BLOCK};
 
@@ -169,7 +172,10 @@ impl Rewriter {
     pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), TarError> {
         self.summary.archive_bytes += input.len() as u64;
         if self.summary.archive_bytes > self.limits.max_bytes {
-            return Err(TarError::TooLarge(format!("{} bytes", self.limits.max_bytes)));
+            return Err(TarError::TooLarge(format!(
+                "{} bytes",
+                self.limits.max_bytes
+            )));
         }
         while !input.is_empty() {
             match &mut self.state {
@@ -187,7 +193,9 @@ impl Rewriter {
                     }
                 }
                 State::Extension { kind, left, pad } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     self.extension.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     *left -= take as u64;
@@ -198,7 +206,9 @@ impl Rewriter {
                     }
                 }
                 State::Content { left, pad } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     out.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     *left -= take as u64;
@@ -209,7 +219,9 @@ impl Rewriter {
                     }
                 }
                 State::Skip { left } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     input = &input[take..];
                     *left -= take as u64;
                     if *left == 0 {
@@ -325,17 +337,25 @@ impl Rewriter {
             return Err(bad(Some(shown), "an empty name"));
         };
         let link = match kind {
-            Kind::Symlink => checked_link(&link).map_err(|reason| bad(Some(shown.clone()), reason))?,
+            Kind::Symlink => {
+                checked_link(&link).map_err(|reason| bad(Some(shown.clone()), reason))?
+            }
             _ => String::new(),
         };
         self.parents(&name, &shown, out)?;
         match kind {
             Kind::Dir if self.symlinks.contains(&name) => {
-                return Err(bad(Some(shown), "a directory over a symlink of this archive"));
+                return Err(bad(
+                    Some(shown),
+                    "a directory over a symlink of this archive",
+                ));
             }
             Kind::Dir => self.track(name.clone(), true)?,
             Kind::Symlink | Kind::File if self.dirs.contains(&name) => {
-                return Err(bad(Some(shown), "a non-directory over a directory of this archive"));
+                return Err(bad(
+                    Some(shown),
+                    "a non-directory over a directory of this archive",
+                ));
             }
             Kind::Symlink => self.track(name.clone(), false)?,
             Kind::File => {
@@ -410,47 +430,14 @@ impl Rewriter {
     fn emit(&mut self, entry: &Entry, out: &mut Vec<u8>) -> Result<(), TarError> {
         self.summary.entries += 1;
         if self.summary.entries > self.limits.max_entries {
-            return Err(TarError::TooLarge(format!("{} entries", self.limits.max_entries)));
+            return Err(TarError::TooLarge(format!(
+                "{} entries",
+                self.limits.max_entries
+            )));
         }
         write_entry_header(entry, self.owner, out);
         Ok(())
     }
-}
-
-/// Reads a PAX extended header's records into `pending`.
-fn pax(mut data: &[u8], pending: &mut Pending) -> Result<(), TarError> {
-    while !data.is_empty() {
-        let space = data.iter().position(|&b| b == b' ');
-        let length = space
-            .and_then(|at| std::str::from_utf8(&data[..at]).ok())
-            .and_then(|text| text.parse::<usize>().ok())
-            .filter(|&length| length > space.unwrap_or(0) + 1 && length <= data.len());
-        let (Some(space), Some(length)) = (space, length) else {
-            return Err(bad(None, "a malformed PAX record"));
-        };
-        let record = &data[space + 1..length];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        let eq = record.iter().position(|&b| b == b'=');
-        let Some(eq) = eq else {
-            return Err(bad(None, "a malformed PAX record"));
-        };
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
-        match key {
-            b"path" => pending.name = Some(value.to_vec()),
-            b"linkpath" => pending.link = Some(value.to_vec()),
-            b"size" => {
-                let size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                let size = size.ok_or_else(|| bad(None, "a malformed PAX size"))?;
-                pending.size = Some(size);
-            }
-            key if key.starts_with(b"GNU.sparse.") => {
-                return Err(bad(None, "sparse files are not accepted"));
-            }
-            _ => {}
-        }
-        data = &data[length..];
-    }
-    Ok(())
 }
 
 fn bad(entry: Option<String>, reason: &str) -> TarError {
@@ -467,47 +454,4 @@ fn padding(size: u64) -> u64 {
 fn trim_nul(data: &[u8]) -> &[u8] {
     let end = data.iter().rposition(|&b| b != 0).map_or(0, |at| at + 1);
     &data[..end]
-}
-
-/// The relative, normalised form of an entry name; `None` for the archive root itself.
-pub fn normalise(raw: &[u8]) -> Result<Option<String>, &'static str> {
-    if raw.contains(&0) {
-        return Err("a NUL in the name");
-    }
-    if raw.len() > MAX_NAME {
-        return Err("a name over 4096 bytes");
-    }
-    let text = std::str::from_utf8(raw).map_err(|_bad| "a name that is not UTF-8")?;
-    if text.starts_with('/') {
-        return Err("an absolute name");
-    }
-    if text.chars().any(char::is_control) {
-        return Err("a control character in the name");
-    }
-    let mut segments = Vec::new();
-    for segment in text.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => return Err("a `..` segment"),
-            other => segments.push(other),
-        }
-    }
-    Ok((!segments.is_empty()).then(|| segments.join("/")))
-}
-
-fn checked_link(raw: &[u8]) -> Result<String, &'static str> {
-    if raw.is_empty() {
-        return Err("a symlink without a target");
-    }
-    if raw.contains(&0) {
-        return Err("a NUL in the link target");
-    }
-    if raw.len() > MAX_NAME {
-        return Err("a link target over 4096 bytes");
-    }
-    let text = std::str::from_utf8(raw).map_err(|_bad| "a link target that is not UTF-8")?;
-    if text.chars().any(char::is_control) {
-        return Err("a control character in the link target");
-    }
-    Ok(text.to_owned())
 }

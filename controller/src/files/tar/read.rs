@@ -84,7 +84,9 @@ impl Reader {
                     }
                 }
                 State::Extension { kind, left, pad } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     self.extension.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     *left -= take as u64;
@@ -95,7 +97,9 @@ impl Reader {
                     }
                 }
                 State::Content { left, pad } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     on(Event::Content(&input[..take]));
                     input = &input[take..];
                     *left -= take as u64;
@@ -104,7 +108,9 @@ impl Reader {
                     }
                 }
                 State::Skip { left } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(input.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(input.len());
                     input = &input[take..];
                     *left -= take as u64;
                 }
@@ -116,11 +122,7 @@ impl Reader {
         Ok(())
     }
 
-    fn header<'a>(
-        &mut self,
-        block: &[u8],
-        on: &mut impl FnMut(Event<'a>),
-    ) -> Result<(), TarError> {
+    fn header<'a>(&mut self, block: &[u8], on: &mut impl FnMut(Event<'a>)) -> Result<(), TarError> {
         let Some(parsed) = parse_header(block)? else {
             self.state = State::End;
             return Ok(());
@@ -153,7 +155,11 @@ impl Reader {
                     name: name.to_owned(),
                     typeflag,
                     mode: parsed.mode,
-                    size: if typeflag == b'0' || typeflag == 0 { size } else { 0 },
+                    size: if typeflag == b'0' || typeflag == 0 {
+                        size
+                    } else {
+                        0
+                    },
                     mtime: parsed.mtime,
                     link: String::from_utf8_lossy(&link).into_owned(),
                 }));

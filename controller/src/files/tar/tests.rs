@@ -34,7 +34,11 @@ fn with_content(mut archive: Vec<u8>, content: &[u8]) -> Vec<u8> {
     archive
 }
 
-fn rewrite_with(input: &[u8], limits: Limits, chunk: usize) -> Result<(Vec<u8>, Summary), TarError> {
+fn rewrite_with(
+    input: &[u8],
+    limits: Limits,
+    chunk: usize,
+) -> Result<(Vec<u8>, Summary), TarError> {
     let mut rewriter = Rewriter::new(OWNER, limits);
     let mut out = Vec::new();
     for piece in input.chunks(chunk) {
@@ -70,7 +74,12 @@ fn entries(archive: &[u8]) -> Vec<(String, char, u32, u64, u64, String, Vec<u8>)
                 .map(|l| l.to_string_lossy().into_owned())
                 .unwrap_or_default();
             (
-                entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_owned(),
+                entry
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_owned(),
                 header.entry_type().as_byte() as char,
                 header.mode().unwrap(),
                 header.uid().unwrap(),
@@ -122,7 +131,10 @@ fn files_dirs_and_symlinks_pass_reowned_without_special_bits() {
     let out = entries(&rewrite(&archive).unwrap());
     assert_eq!(out.len(), 3);
     assert_eq!(out[0].0, "src");
-    assert_eq!((out[0].1, out[0].2, out[0].3, out[0].4), ('5', 0o777, 1000, 1001));
+    assert_eq!(
+        (out[0].1, out[0].2, out[0].3, out[0].4),
+        ('5', 0o777, 1000, 1001)
+    );
     assert_eq!((out[1].0.as_str(), out[1].2), ("src/main.rs", 0o755));
     assert_eq!(out[1].6, b"fn main() {}\n");
     assert_eq!((out[2].1, out[2].5.as_str()), ('2', "src/main.rs"));
@@ -141,7 +153,10 @@ fn long_names_round_trip_through_gnu_records() {
     });
     let out = entries(&rewrite(&archive).unwrap());
     assert_eq!(out[0].0, "d".repeat(150), "the parent comes first");
-    assert_eq!((out[1].0.as_str(), out[1].6.as_slice()), (long.as_str(), &b"x"[..]));
+    assert_eq!(
+        (out[1].0.as_str(), out[1].6.as_slice()),
+        (long.as_str(), &b"x"[..])
+    );
     assert_eq!(out[2].5, target);
 }
 
@@ -149,10 +164,16 @@ fn long_names_round_trip_through_gnu_records() {
 fn pax_paths_are_read() {
     let mut archive = Vec::new();
     let record = b"21 path=pax/name.txt\n";
-    archive.extend(with_content(raw(b"PaxHeader", b'x', record.len() as u64, 0o644, b""), record));
+    archive.extend(with_content(
+        raw(b"PaxHeader", b'x', record.len() as u64, 0o644, b""),
+        record,
+    ));
     archive.extend(with_content(raw(b"short", b'0', 2, 0o644, b""), b"hi"));
     let out = entries(&rewrite(&archive).unwrap());
-    assert_eq!(out.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["pax", "pax/name.txt"]);
+    assert_eq!(
+        out.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["pax", "pax/name.txt"]
+    );
 }
 
 #[test]
@@ -175,7 +196,10 @@ fn dangerous_names_are_refused_by_name() {
     let record = b"17 path=a\0b/../x\n";
     let mut archive = with_content(raw(b"P", b'x', record.len() as u64, 0o644, b""), record);
     archive.extend(raw(b"x", b'0', 0, 0o644, b""));
-    assert_eq!(reason(rewrite(&archive).unwrap_err()).1, "a NUL in the name");
+    assert_eq!(
+        reason(rewrite(&archive).unwrap_err()).1,
+        "a NUL in the name"
+    );
 }
 
 #[test]
@@ -196,7 +220,10 @@ fn special_entries_are_refused() {
 #[test]
 fn nothing_goes_through_a_symlink_of_the_same_archive() {
     let mut archive = raw(b"escape", b'2', 0, 0o777, b"/etc");
-    archive.extend(with_content(raw(b"escape/passwd", b'0', 1, 0o644, b""), b"x"));
+    archive.extend(with_content(
+        raw(b"escape/passwd", b'0', 1, 0o644, b""),
+        b"x",
+    ));
     let (entry, why) = reason(rewrite(&archive).unwrap_err());
     assert_eq!(entry.as_deref(), Some("escape/passwd"));
     assert_eq!(why, "its parent `escape` is a symlink of this archive");
@@ -207,7 +234,10 @@ fn nothing_goes_through_a_symlink_of_the_same_archive() {
     // A directory where the archive made a symlink.
     let mut archive = raw(b"l", b'2', 0, 0o777, b"/");
     archive.extend(raw(b"l/", b'5', 0, 0o755, b""));
-    assert_eq!(reason(rewrite(&archive).unwrap_err()).1, "a directory over a symlink of this archive");
+    assert_eq!(
+        reason(rewrite(&archive).unwrap_err()).1,
+        "a directory over a symlink of this archive"
+    );
     // A file over the symlink replaces it (Docker unlinks it first): allowed.
     let mut archive = raw(b"l", b'2', 0, 0o777, b"/etc");
     archive.extend(with_content(raw(b"l", b'0', 1, 0o644, b""), b"x"));
@@ -221,7 +251,15 @@ fn missing_parents_become_directories_and_the_root_entry_is_skipped() {
     archive.extend(with_content(raw(b"a/b/d.txt", b'0', 1, 0o644, b""), b"y"));
     let out = entries(&rewrite(&archive).unwrap());
     let names: Vec<_> = out.iter().map(|e| (e.0.as_str(), e.1)).collect();
-    assert_eq!(names, [("a", '5'), ("a/b", '5'), ("a/b/c.txt", '0'), ("a/b/d.txt", '0')]);
+    assert_eq!(
+        names,
+        [
+            ("a", '5'),
+            ("a/b", '5'),
+            ("a/b/c.txt", '0'),
+            ("a/b/d.txt", '0')
+        ]
+    );
 }
 
 #[test]
@@ -230,10 +268,16 @@ fn caps_are_typed() {
     for at in 0..11 {
         archive.extend(raw(format!("f{at}").as_bytes(), b'0', 0, 0o644, b""));
     }
-    let small = Limits { max_bytes: 1 << 20, max_entries: 10 };
+    let small = Limits {
+        max_bytes: 1 << 20,
+        max_entries: 10,
+    };
     let error = rewrite_with(&archive, small, 512).unwrap_err();
     assert_eq!(error, TarError::TooLarge("10 entries".to_owned()));
-    let tiny = Limits { max_bytes: 1000, max_entries: 10 };
+    let tiny = Limits {
+        max_bytes: 1000,
+        max_entries: 10,
+    };
     let error = rewrite_with(&archive, tiny, 512).unwrap_err();
     assert_eq!(error, TarError::TooLarge("1000 bytes".to_owned()));
 }
@@ -242,11 +286,20 @@ fn caps_are_typed() {
 fn malformed_archives_are_bad() {
     let mut header = raw(b"a", b'0', 10, 0o644, b"");
     header[0] = b'b';
-    assert_eq!(reason(rewrite(&header).unwrap_err()).1, "a header with a bad checksum");
+    assert_eq!(
+        reason(rewrite(&header).unwrap_err()).1,
+        "a header with a bad checksum"
+    );
     let truncated = with_content(raw(b"a", b'0', 1000, 0o644, b""), b"short");
     let error = rewrite_with(&truncated, LIMITS, 100).unwrap_err();
-    assert_eq!(reason(error).1, "the archive ends in the middle of an entry");
-    assert_eq!(reason(rewrite(&[7u8; 300]).unwrap_err()).1, "the archive ends in the middle of an entry");
+    assert_eq!(
+        reason(error).1,
+        "the archive ends in the middle of an entry"
+    );
+    assert_eq!(
+        reason(rewrite(&[7u8; 300]).unwrap_err()).1,
+        "the archive ends in the middle of an entry"
+    );
 }
 
 #[test]
@@ -286,5 +339,8 @@ fn file_headers_carry_the_owner() {
     archive.resize(archive.len() + 1024, 0);
     let out = entries(&archive);
     assert_eq!(out[0].0, "out.bin");
-    assert_eq!((out[0].3, out[0].4, out[0].6.as_slice()), (1000, 1001, &b"abc"[..]));
+    assert_eq!(
+        (out[0].3, out[0].4, out[0].6.as_slice()),
+        (1000, 1001, &b"abc"[..])
+    );
 }
