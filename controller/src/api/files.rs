@@ -2,7 +2,7 @@
 //! volume (`/v1/volumes/{id}/files…`). Uploads and downloads stream; the rules (the tar
 //! rewrite, writable targets, the volume helper) are the files service's ([`crate::files`]).
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -124,11 +124,13 @@ async fn upload(
     Ok(Json(dto).into_response())
 }
 
-fn content_length(headers: &HeaderMap) -> UploadForm {
+/// The body's declared length: its `Content-Length`, else an exact size the body knows.
+fn content_length(headers: &HeaderMap, body: &Body) -> UploadForm {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok());
+        .and_then(|value| value.parse().ok())
+        .or_else(|| HttpBody::size_hint(body).exact());
     UploadForm::Content { length }
 }
 
@@ -243,7 +245,7 @@ macro_rules! files_routes {
         ) -> Result<Response, ApiError> {
             let place = $place($parse(id)?);
             let params = query(params)?;
-            let form = content_length(&headers);
+            let form = content_length(&headers, &body);
             upload(state, actor, place, params.path, form, body).await
         }
 
