@@ -228,7 +228,8 @@ fn raw_as_tar(name: &str, length: u64, owner: super::tar::Owner, body: BodyStrea
             Some(Err(error)) => Some((Err(error), None)),
             None if seen == length => {
                 let pad = (512 - length % 512) % 512;
-                Some((Ok(Bytes::from(vec![0u8; pad as usize + 1024])), None))
+                let pad = usize::try_from(pad).unwrap_or(0);
+                Some((Ok(Bytes::from(vec![0u8; pad + 1024])), None))
             }
             None => Some((
                 Err(io::Error::other("fewer bytes than Content-Length")),

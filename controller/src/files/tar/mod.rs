@@ -214,7 +214,7 @@ impl Rewriter {
                     *left -= take as u64;
                     if *left == 0 {
                         let pad = *pad;
-                        out.resize(out.len() + pad as usize, 0);
+                        out.resize(out.len() + usize::try_from(pad).unwrap_or(0), 0);
                         self.state = State::Skip { left: pad };
                     }
                 }

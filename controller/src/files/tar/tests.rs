@@ -30,7 +30,10 @@ fn raw(name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8]) -> Vec<u8> 
 
 fn with_content(mut archive: Vec<u8>, content: &[u8]) -> Vec<u8> {
     archive.extend_from_slice(content);
-    archive.resize(archive.len() + padding(content.len() as u64) as usize, 0);
+    archive.resize(
+        archive.len() + usize::try_from(padding(content.len() as u64)).unwrap(),
+        0,
+    );
     archive
 }
 
@@ -58,7 +61,10 @@ fn rewrite(input: &[u8]) -> Result<Vec<u8>, TarError> {
 }
 
 /// (name, type, mode, uid, gid, link, content) of each entry, read by the `tar` crate.
-fn entries(archive: &[u8]) -> Vec<(String, char, u32, u64, u64, String, Vec<u8>)> {
+/// One entry read back: (name, type, mode, uid, gid, link, content).
+type Row = (String, char, u32, u64, u64, String, Vec<u8>);
+
+fn entries(archive: &[u8]) -> Vec<Row> {
     let mut reader = tar::Archive::new(archive);
     reader
         .entries()
