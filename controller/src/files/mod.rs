@@ -287,3 +287,40 @@ impl Files {
         command.execute(self, actor).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_file_modes_read_as_types_and_bits() {
+        assert_eq!(kind_of_mode((1 << 31) | 0o755), "dir");
+        assert_eq!(kind_of_mode((1 << 27) | 0o777), "symlink");
+        assert_eq!(kind_of_mode((1 << 26) | (1 << 21) | 0o600), "other");
+        assert_eq!(kind_of_mode(0o644), "file");
+        let stat = PathStat {
+            name: "tool".to_owned(),
+            size: 12,
+            mode: (1 << 23) | 0o755,
+            mtime: None,
+            link_target: String::new(),
+        };
+        let listed = listed_from_stat(&stat);
+        assert_eq!(
+            (listed.kind, listed.mode, listed.size),
+            ("file", 0o4755, 12)
+        );
+        assert_eq!(listed.link_target, None);
+    }
+
+    #[test]
+    fn refusals_keep_the_entry_and_the_reason() {
+        let error = FilesError::from(tar::TarError::Bad {
+            entry: Some("../x".to_owned()),
+            reason: "a `..` segment".to_owned(),
+        });
+        assert_eq!(error.to_string(), "bad archive: ../x: a `..` segment");
+        let error = FilesError::from(tar::TarError::TooLarge("100000 entries".to_owned()));
+        assert_eq!(error.to_string(), "too large: 100000 entries");
+    }
+}
