@@ -25,6 +25,7 @@ pub mod docker;
 pub mod egress;
 pub mod folder;
 pub mod folders;
+pub mod files;
 pub mod images;
 pub mod metrics;
 pub mod ops;

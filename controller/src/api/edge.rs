@@ -31,6 +31,12 @@ pub const UNTIMED: &[(Method, &str)] = &[
     (Method::GET, "/v1/sandboxes/{id}/wait"),
     (Method::POST, "/v1/sandboxes"),
     (Method::POST, "/v1/sandboxes/{id}/selftest"),
+    (Method::PUT, "/v1/sandboxes/{id}/files"),
+    (Method::PUT, "/v1/sandboxes/{id}/files/content"),
+    (Method::GET, "/v1/sandboxes/{id}/files"),
+    (Method::PUT, "/v1/volumes/{id}/files"),
+    (Method::PUT, "/v1/volumes/{id}/files/content"),
+    (Method::GET, "/v1/volumes/{id}/files"),
 ];
 
 /// `Strict-Transport-Security` on TLS answers: a year, subdomains untouched.

@@ -15,6 +15,7 @@ pub mod error;
 mod exec;
 mod exec_ws;
 pub mod folders;
+mod files;
 mod guard;
 pub mod images;
 mod json;

@@ -18,7 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, folders, guard, images, logs, policy, presets, quotas,
+    audit, auth, egress, exec, exec_ws, files, folders, guard, images, logs, policy, presets,
+    quotas,
     sandboxes, secrets, selftest, tokens, users, volumes, AppState,
 };
 
@@ -96,6 +97,14 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(folders::available))
         .routes(routes!(folders::get_one, folders::delete))
         .routes(routes!(folders::put_grants))
+        .routes(routes!(files::sandbox_put, files::sandbox_get))
+        .routes(routes!(files::sandbox_put_content))
+        .routes(routes!(files::sandbox_list))
+        .routes(routes!(files::sandbox_stat))
+        .routes(routes!(files::volume_put, files::volume_get))
+        .routes(routes!(files::volume_put_content))
+        .routes(routes!(files::volume_list))
+        .routes(routes!(files::volume_stat))
 }
 
 /// Routes anyone may call.

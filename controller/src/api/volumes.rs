@@ -96,7 +96,7 @@ impl From<&VolumeView> for VolumeDto {
 }
 
 /// The path's volume id; anything unparsable is a missing volume.
-fn volume_id(id: Result<Path<String>, PathRejection>) -> Result<VolumeId, ApiError> {
+pub(crate) fn volume_id(id: Result<Path<String>, PathRejection>) -> Result<VolumeId, ApiError> {
     let Path(id) = id.map_err(|_rejected| ApiError::NotFound("no such volume"))?;
     id.parse()
         .map_err(|_bad| ApiError::NotFound("no such volume"))

@@ -19,9 +19,11 @@ use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
 use crate::folders::Folders;
+use crate::files::{Files, FilesSettings};
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::sandbox::RunAs;
 use crate::sandbox::{Maximums, SandboxState};
 use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
 use crate::secrets::vault::Vault;
@@ -30,6 +32,10 @@ use crate::store::{ListQuery, Scope, Store, StoreError};
 use crate::volume::QuotaMode;
 use crate::volumes::{VolumeSettings, Volumes};
 use snapshot::Snapshot;
+
+/// Who owns what the files API writes into a volume (the agent image's `agent` user; a
+/// sandbox writes its own files as its own user).
+pub const VOLUME_FILES_OWNER: u32 = 1000;
 
 /// How long each readiness check may take.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +92,8 @@ pub struct Services {
     pub volumes: Volumes,
     /// Host folders.
     pub folders: Folders,
+    /// Files in and out of sandboxes and volumes.
+    pub files: Files,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -305,6 +313,18 @@ impl Builder {
             audit.clone(),
             settings.volumes.folders_root.clone(),
         );
+        let files = Files::new(
+            self.store.clone(),
+            self.docker.clone(),
+            audit.clone(),
+            FilesSettings {
+                helper_image: settings.volumes.helper_image.clone(),
+                volume_owner: RunAs {
+                    uid: VOLUME_FILES_OWNER,
+                    gid: VOLUME_FILES_OWNER,
+                },
+            },
+        );
         let peers = Peers {
             volumes: volumes.clone(),
             folders: folders.clone(),
@@ -322,6 +342,7 @@ impl Builder {
             policy,
             volumes,
             folders,
+            files,
             audit,
             health: Health {
                 store: self.store,

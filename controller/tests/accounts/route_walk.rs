@@ -163,6 +163,11 @@ pub(crate) const RULES: &[Rule] = &[
     rule("GET",    "/v1/sandboxes/{id}/egress/summary", Owner, Read,       Obj::Sandbox),
     rule("POST",   "/v1/sandboxes/{id}/exec",          Owner,  Write,      Obj::Sandbox).body(r#"{"cmd":["true"]}"#),
     rule("GET",    "/v1/sandboxes/{id}/exec/ws",       Owner,  Write,      Obj::Sandbox).query("cmd=true"),
+    rule("GET",    "/v1/sandboxes/{id}/files",         Owner,  Read,       Obj::Sandbox).query("path=/"),
+    rule("PUT",    "/v1/sandboxes/{id}/files",         Owner,  Write,      Obj::Sandbox).query("path=/"),
+    rule("PUT",    "/v1/sandboxes/{id}/files/content", Owner,  Write,      Obj::Sandbox).query("path=/x"),
+    rule("GET",    "/v1/sandboxes/{id}/files/list",    Owner,  Read,       Obj::Sandbox).query("path=/"),
+    rule("GET",    "/v1/sandboxes/{id}/files/stat",    Owner,  Read,       Obj::Sandbox).query("path=/"),
     rule("GET",    "/v1/sandboxes/{id}/logs",          Owner,  Read,       Obj::Sandbox),
     rule("PUT",    "/v1/sandboxes/{id}/policy",        Owner,  Write,      Obj::Sandbox).body(r#"{"mode":"enforce"}"#),
     rule("GET",    "/v1/sandboxes/{id}/selftest",      Owner,  Read,       Obj::Sandbox),
@@ -187,6 +192,11 @@ pub(crate) const RULES: &[Rule] = &[
     rule("POST",   "/v1/volumes",                      Anyone, Write,      Obj::None).body(r#"{"name":"","size_mb":1}"#),
     rule("DELETE", "/v1/volumes/{id}",                 Owner,  Write,      Obj::Volume),
     rule("GET",    "/v1/volumes/{id}",                 Owner,  Read,       Obj::Volume),
+    rule("GET",    "/v1/volumes/{id}/files",           Owner,  Read,       Obj::Volume).query("path=/"),
+    rule("PUT",    "/v1/volumes/{id}/files",           Owner,  Write,      Obj::Volume).query("path=/"),
+    rule("PUT",    "/v1/volumes/{id}/files/content",   Owner,  Write,      Obj::Volume).query("path=/x"),
+    rule("GET",    "/v1/volumes/{id}/files/list",      Owner,  Read,       Obj::Volume).query("path=/"),
+    rule("GET",    "/v1/volumes/{id}/files/stat",      Owner,  Read,       Obj::Volume).query("path=/"),
 ];
 
 /// Every (METHOD, path template) in the OpenAPI document.

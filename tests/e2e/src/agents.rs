@@ -143,3 +143,29 @@ impl AgentApi {
         assert_eq!(status, StatusCode::NO_CONTENT, "{uri}: {body}");
     }
 }
+
+impl AgentApi {
+    /// One request with raw bytes and extra headers: the status, the headers and the body.
+    pub async fn raw(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body)).unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+}

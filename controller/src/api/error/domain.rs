@@ -11,6 +11,7 @@ use crate::egress::ceilings::PolicyRefusal;
 use crate::egress::PolicyError;
 use crate::folder::path::PathRefusal;
 use crate::folders::FolderError;
+use crate::files::FilesError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
 use crate::sandbox::user::UserRefusal;
@@ -288,6 +289,44 @@ impl From<AuditError> for ApiError {
             ),
             AuditError::Range => Self::field("until", "must be after since"),
             AuditError::Store(error) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<FilesError> for ApiError {
+    fn from(error: FilesError) -> Self {
+        let refused = |status, code, error: FilesError| Self::Refused {
+            status,
+            code,
+            message: error.to_string(),
+        };
+        let conflict = |code, error: FilesError| Self::Conflict {
+            code,
+            message: error.to_string(),
+        };
+        match error {
+            FilesError::NotFound("volume") => Self::NotFound("no such volume"),
+            FilesError::NotFound(_) => Self::NotFound("no such sandbox"),
+            FilesError::BadPath(reason) => Self::field("path", reason),
+            FilesError::Invalid { field, message } => Self::field(field, message),
+            error @ FilesError::NotRunning(_) => conflict("sandbox_not_running", error),
+            error @ FilesError::PathNotFound(_) => {
+                refused(StatusCode::NOT_FOUND, "path_not_found", error)
+            }
+            error @ FilesError::PathNotWritable(_) => conflict("path_not_writable", error),
+            error @ FilesError::PathOnTmpfs(_) => conflict("path_on_tmpfs", error),
+            error @ FilesError::NotADirectory(_) => conflict("not_a_directory", error),
+            error @ FilesError::VolumeBusy(_) => conflict("volume_in_use", error),
+            error @ FilesError::BadArchive(_) => {
+                refused(StatusCode::BAD_REQUEST, "bad_archive", error)
+            }
+            error @ FilesError::TooLarge(_) => {
+                refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error)
+            }
+            error @ FilesError::LengthRequired => {
+                refused(StatusCode::LENGTH_REQUIRED, "length_required", error)
+            }
+            other => Self::Internal(other.to_string()),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod egress;
 pub mod events;
 pub mod exec;
+pub mod files;
 pub mod images;
 pub mod listing;
 pub mod probe;

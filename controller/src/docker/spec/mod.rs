@@ -21,6 +21,7 @@
 
 pub mod egress;
 pub mod folder;
+pub mod files;
 pub mod probe;
 pub mod volume;
 

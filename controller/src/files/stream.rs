@@ -1,0 +1,433 @@
+//! The files commands: the upload pipe (body → [`Rewriter`] → Docker), the download and
+//! listing streams (Docker → [`Reader`] → client), and stat.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::place::{Access, Intent};
+use super::tar::read::{Event, Reader};
+use super::tar::{file_header, Limits, Rewriter, Summary};
+use super::{
+    bad_path, kind_of_mode, listed_from_stat, BodyStream, Download, Files, FilesError, ListFiles,
+    Place, StatFile, Upload, UploadForm, Uploaded, MAX_LIST_DEPTH, MAX_LIST_ENTRIES,
+    MAX_UPLOAD_BYTES, MAX_UPLOAD_ENTRIES,
+};
+use crate::audit::{status, Actor, Command, Entry};
+use crate::docker::DockerError;
+use crate::sandbox::path::ContainerPath;
+
+/// One entry of a listing or a stat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFile {
+    /// The name, relative to the listed directory (a stat: the base name).
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: &'static str,
+    /// Bytes (files).
+    pub size: u64,
+    /// Permission and special bits.
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: Option<String>,
+    /// The target, for a symlink.
+    pub link_target: Option<String>,
+}
+
+/// A directory's entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// At most [`MAX_LIST_ENTRIES`], in archive order.
+    pub entries: Vec<ListedFile>,
+    /// Whether more were left out.
+    pub truncated: bool,
+}
+
+/// A download on its way.
+pub struct Downloaded {
+    /// The bytes.
+    pub body: BoxStream<'static, Result<Bytes, io::Error>>,
+    /// Raw file bytes (else a tar).
+    pub raw: bool,
+    /// The length, when known (raw).
+    pub length: Option<u64>,
+    /// The base name, for `Content-Disposition`.
+    pub name: String,
+}
+
+impl std::fmt::Debug for Downloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Downloaded")
+            .field("raw", &self.raw)
+            .field("length", &self.length)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong inside the upload pipe, read once Docker has answered.
+#[derive(Default)]
+struct Outcome {
+    refused: Option<FilesError>,
+    summary: Summary,
+}
+
+// === impl Upload ===
+
+impl Command<Files> for Upload {
+    type Output = Uploaded;
+    type Error = FilesError;
+
+    async fn execute(self, files: &Files, actor: &Actor) -> Result<Uploaded, FilesError> {
+        let (dir, file) = match self.form {
+            UploadForm::Archive => (self.path.clone(), None),
+            UploadForm::Content { length } => {
+                let parsed = ContainerPath::parse(&self.path).map_err(bad_path)?;
+                let Some((parent, name)) = parsed.as_str().rsplit_once('/') else {
+                    return Err(FilesError::BadPath("must name a file".to_owned()));
+                };
+                if name.is_empty() {
+                    return Err(FilesError::BadPath("must name a file, not `/`".to_owned()));
+                }
+                let parent = if parent.is_empty() { "/" } else { parent };
+                (parent.to_owned(), Some((name.to_owned(), length)))
+            }
+        };
+        let access = files.access(actor, self.place, &dir, Intent::Write).await?;
+        let file = match file {
+            Some((_, None)) => return Err(FilesError::LengthRequired),
+            Some((name, Some(length))) => Some((name, length)),
+            None => None,
+        };
+        match files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?
+        {
+            None => return Err(FilesError::PathNotFound(dir)),
+            Some(stat)
+                if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" =>
+            {
+                return Err(FilesError::NotADirectory(dir));
+            }
+            Some(_) => {}
+        }
+        let body = match file {
+            None => self.body,
+            Some((name, length)) => raw_as_tar(&name, length, access.owner, self.body),
+        };
+        let outcome = Arc::new(Mutex::new(Outcome::default()));
+        let limits = Limits {
+            max_bytes: MAX_UPLOAD_BYTES,
+            max_entries: MAX_UPLOAD_ENTRIES,
+        };
+        let rewritten = rewrite(body, Rewriter::new(access.owner, limits), outcome.clone());
+        let result = files
+            .docker
+            .upload_archive(&access.container, &access.path, rewritten)
+            .await;
+        let (refused, summary) = {
+            let mut outcome = outcome
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (outcome.refused.take(), outcome.summary)
+        };
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
+        if let Err(error) = result {
+            return Err(docker_error(error, &access));
+        }
+        let action = match (self.place, self.path == dir) {
+            (Place::Sandbox(_), true) => "PUT /v1/sandboxes/{id}/files",
+            (Place::Sandbox(_), false) => "PUT /v1/sandboxes/{id}/files/content",
+            (Place::Volume(_), true) => "PUT /v1/volumes/{id}/files",
+            (Place::Volume(_), false) => "PUT /v1/volumes/{id}/files/content",
+        };
+        let detail = format!(
+            "path={} entries={} bytes={}",
+            self.path, summary.entries, summary.content_bytes
+        );
+        let entry = Entry::new(action, status::OK)
+            .object(&access.object)
+            .detail(detail);
+        files.audit.record(actor, entry).await;
+        Ok(Uploaded {
+            entries: summary.entries,
+            bytes: summary.content_bytes,
+        })
+    }
+}
+
+/// The body through the rewriter; a refusal is kept in `outcome` and aborts the stream.
+fn rewrite(
+    body: BodyStream,
+    rewriter: Rewriter,
+    outcome: Arc<Mutex<Outcome>>,
+) -> BoxStream<'static, Result<Bytes, io::Error>> {
+    let refuse = move |outcome: &Arc<Mutex<Outcome>>, error: FilesError| {
+        let mut outcome = outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        outcome.refused.get_or_insert(error);
+        io::Error::other("upload refused")
+    };
+    stream::unfold(Some((body, rewriter, outcome)), move |state| async move {
+        let (mut body, mut rewriter, outcome) = state?;
+        loop {
+            let mut out = Vec::new();
+            match body.next().await {
+                Some(Ok(chunk)) => match rewriter.push(&chunk, &mut out) {
+                    Ok(()) if out.is_empty() => continue,
+                    Ok(()) => return Some((Ok(Bytes::from(out)), Some((body, rewriter, outcome)))),
+                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
+                },
+                Some(Err(error)) => {
+                    let error = FilesError::BadArchive(format!("the body broke off: {error}"));
+                    return Some((Err(refuse(&outcome, error)), None));
+                }
+                None => match rewriter.finish(&mut out) {
+                    Ok(summary) => {
+                        outcome
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .summary = summary;
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
+                },
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Raw bytes of one file as a one-entry tar: its header, exactly `length` bytes (else a
+/// broken archive), padding and the end.
+fn raw_as_tar(name: &str, length: u64, owner: super::tar::Owner, body: BodyStream) -> BodyStream {
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    let header = Bytes::from(file_header(name, length, now, owner));
+    let counted = stream::unfold(Some((body, 0u64)), move |state| async move {
+        let (mut body, seen) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let seen = seen + chunk.len() as u64;
+                if seen > length {
+                    return Some((
+                        Err(io::Error::other("more bytes than Content-Length")),
+                        None,
+                    ));
+                }
+                Some((Ok(chunk), Some((body, seen))))
+            }
+            Some(Err(error)) => Some((Err(error), None)),
+            None if seen == length => {
+                let pad = (512 - length % 512) % 512;
+                let pad = usize::try_from(pad).unwrap_or(0);
+                Some((Ok(Bytes::from(vec![0u8; pad + 1024])), None))
+            }
+            None => Some((
+                Err(io::Error::other("fewer bytes than Content-Length")),
+                None,
+            )),
+        }
+    });
+    stream::once(async move { Ok(header) })
+        .chain(counted)
+        .boxed()
+}
+
+/// What a Docker refusal means for the caller.
+fn docker_error(error: DockerError, access: &Access) -> FilesError {
+    let shown = access.shown.clone();
+    match &error {
+        DockerError::DockerStatus { status: 404, .. } => FilesError::PathNotFound(shown),
+        DockerError::DockerStatus { message, .. } if message.contains("read-only") => {
+            FilesError::PathNotWritable(shown)
+        }
+        DockerError::DockerStatus { message, .. } if message.contains("not a directory") => {
+            FilesError::NotADirectory(shown)
+        }
+        DockerError::DockerStatus { message, .. } if message.contains("cannot overwrite") => {
+            FilesError::BadArchive(
+                "an entry would replace a directory with a non-directory, or a non-directory \
+                 (such as an existing symlink) with a directory"
+                    .to_owned(),
+            )
+        }
+        _ => FilesError::Docker(error),
+    }
+}
+
+// === impl Download ===
+
+impl Command<Files> for Download {
+    type Output = Downloaded;
+    type Error = FilesError;
+
+    async fn execute(self, files: &Files, actor: &Actor) -> Result<Downloaded, FilesError> {
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
+        let stat = stat.ok_or_else(|| FilesError::PathNotFound(self.path.clone()))?;
+        let archive = files
+            .docker
+            .download_archive(&access.container, &access.path);
+        let raw = self.raw && kind_of_mode(stat.mode) == "file";
+        let length = raw.then(|| u64::try_from(stat.size).unwrap_or(0));
+        let body = if raw {
+            let state = (archive, Reader::default(), 0u32, access);
+            stream::unfold(Some(state), |state| async move {
+                let (mut archive, mut reader, mut seen, access) = state?;
+                loop {
+                    let chunk = match archive.next().await? {
+                        Ok(chunk) => chunk,
+                        Err(error) => return Some((Err(io::Error::other(error)), None)),
+                    };
+                    let mut content = Vec::new();
+                    let pushed = reader.push(&chunk, &mut |event| match event {
+                        Event::Entry(_) => seen += 1,
+                        Event::Content(bytes) if seen == 1 => content.extend_from_slice(bytes),
+                        Event::Content(_) => {}
+                    });
+                    if let Err(error) = pushed {
+                        return Some((Err(io::Error::other(error)), None));
+                    }
+                    if !content.is_empty() {
+                        return Some((
+                            Ok(Bytes::from(content)),
+                            Some((archive, reader, seen, access)),
+                        ));
+                    }
+                }
+            })
+            .boxed()
+        } else {
+            stream::unfold(Some((archive, access)), |state| async move {
+                let (mut archive, access) = state?;
+                match archive.next().await? {
+                    Ok(chunk) => Some((Ok(chunk), Some((archive, access)))),
+                    Err(error) => Some((Err(io::Error::other(error)), None)),
+                }
+            })
+            .boxed()
+        };
+        Ok(Downloaded {
+            body,
+            raw,
+            length,
+            name: stat.name,
+        })
+    }
+}
+
+// === impl ListFiles ===
+
+impl Command<Files> for ListFiles {
+    type Output = Listing;
+    type Error = FilesError;
+
+    async fn execute(self, files: &Files, actor: &Actor) -> Result<Listing, FilesError> {
+        if !(1..=MAX_LIST_DEPTH).contains(&self.depth) {
+            let message = format!("must be between 1 and {MAX_LIST_DEPTH}");
+            return Err(FilesError::Invalid {
+                field: "depth",
+                message,
+            });
+        }
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
+        let stat = stat.ok_or_else(|| FilesError::PathNotFound(self.path.clone()))?;
+        if kind_of_mode(stat.mode) != "dir" {
+            return Ok(Listing {
+                entries: vec![listed_from_stat(&stat)],
+                truncated: false,
+            });
+        }
+        let strip = access.path != "/";
+        let mut archive = files
+            .docker
+            .download_archive(&access.container, &access.path);
+        let mut reader = Reader::default();
+        let mut listing = Listing {
+            entries: Vec::new(),
+            truncated: false,
+        };
+        while let Some(chunk) = archive.next().await {
+            let chunk = chunk?;
+            reader.push(&chunk, &mut |event| {
+                let Event::Entry(entry) = event else { return };
+                let name = if strip {
+                    match entry.name.split_once('/') {
+                        Some((_, rest)) => rest.to_owned(),
+                        None => return,
+                    }
+                } else {
+                    entry.name.clone()
+                };
+                if name.is_empty() || name.split('/').count() > self.depth as usize {
+                    return;
+                }
+                if listing.entries.len() >= MAX_LIST_ENTRIES {
+                    listing.truncated = true;
+                    return;
+                }
+                listing.entries.push(ListedFile {
+                    name,
+                    kind: match entry.typeflag {
+                        b'0' | 0 | b'7' => "file",
+                        b'5' => "dir",
+                        b'2' => "symlink",
+                        _ => "other",
+                    },
+                    size: entry.size,
+                    mode: entry.mode,
+                    mtime: rfc3339(entry.mtime),
+                    link_target: (entry.typeflag == b'2').then(|| entry.link.clone()),
+                });
+            })?;
+            if listing.truncated {
+                break;
+            }
+        }
+        Ok(listing)
+    }
+}
+
+fn rfc3339(seconds: u64) -> Option<String> {
+    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
+    at.format(&Rfc3339).ok()
+}
+
+// === impl StatFile ===
+
+impl Command<Files> for StatFile {
+    type Output = super::ListedFile;
+    type Error = FilesError;
+
+    async fn execute(self, files: &Files, actor: &Actor) -> Result<super::ListedFile, FilesError> {
+        let access = files
+            .access(actor, self.place, &self.path, Intent::Read)
+            .await?;
+        let stat = files
+            .docker
+            .stat_path(&access.container, &access.path)
+            .await?;
+        let stat = stat.ok_or(FilesError::PathNotFound(self.path))?;
+        Ok(listed_from_stat(&stat))
+    }
+}
