@@ -151,6 +151,8 @@ async fn upstream(issuer: &LeafIssuer) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            // As real API servers do; without it small SSE writes wait on delayed ACKs.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -250,7 +252,9 @@ impl Rig {
     async fn conn(&self, path: Path) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
         let (tcp, ca) = match path {
             Path::Direct => (
-                test_support::upstream::connect(self.upstream).await.unwrap(),
+                test_support::upstream::connect(self.upstream)
+                    .await
+                    .unwrap(),
                 &self.up_ca,
             ),
             Path::Passthrough => (self.tunnel(self.passthrough).await, &self.up_ca),

@@ -19,8 +19,7 @@ use utoipa_axum::routes;
 
 use super::{
     audit, auth, egress, exec, exec_ws, files, folders, guard, images, logs, policy, presets,
-    quotas,
-    sandboxes, secrets, selftest, tokens, users, volumes, AppState,
+    quotas, sandboxes, secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.

@@ -18,8 +18,8 @@ use crate::config::{Config, PolicyConfig, RunConfig, VolumesConfig, DEFAULT_NODE
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::infrastructure::{self, InfraSources};
 use crate::egress::{EgressError, EgressPlane, PolicyAuthority};
-use crate::folders::Folders;
 use crate::files::{Files, FilesSettings};
+use crate::folders::Folders;
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};

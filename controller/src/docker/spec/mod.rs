@@ -20,8 +20,8 @@
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
 pub mod egress;
-pub mod folder;
 pub mod files;
+pub mod folder;
 pub mod probe;
 pub mod volume;
 
