@@ -4,11 +4,11 @@
 //! A CONNECT to a terminating endpoint passes every check of a plain tunnel first (a denial still
 //! precedes any tunnel), dials the checked address, and answers `200`. Then, instead of relaying
 //! bytes, the proxy:
-//! 1. reads the ClientHello ([`accept`]): not TLS is `not_tls`, an SNI other than the CONNECT
+//! 1. reads the ClientHello (`accept`): not TLS is `not_tls`, an SNI other than the CONNECT
 //!    host is `sni_mismatch`; it answers with an exact-host leaf signed by the sandbox's
 //!    inspection CA, and a client that refuses it is `client_rejected_ca`. It never falls back to
 //!    a raw relay;
-//! 2. serves HTTP/1.1 and HTTP/2 (by ALPN) on the decrypted stream ([`relay`]). Each request's
+//! 2. serves HTTP/1.1 and HTTP/2 (by ALPN) on the decrypted stream (`relay`). Each request's
 //!    authority must be the endpoint (`421` otherwise); its path is canonicalised
 //!    ([`airlock_egress_policy::canonical_path`]) and that path is what rules see and what goes
 //!    upstream; a rule denial is a `403` JSON inside the tunnel; hop-by-hop headers and the bound
@@ -17,7 +17,7 @@
 //!    CONNECT, on connections that belong to this tunnel alone.
 //!
 //! Bytes on the client side are charged to the sandbox's budget as in a plain tunnel
-//! ([`io::MeteredIo`]). Credential values live in [`SecretValue`] (zeroed on drop, redacted in
+//! (`io::MeteredIo`). Credential values live in [`SecretValue`] (zeroed on drop, redacted in
 //! `Debug`) and never reach the ledger, logs or errors.
 
 mod accept;
