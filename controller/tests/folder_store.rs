@@ -5,12 +5,10 @@
 //! sandbox cannot be deleted (an ended sandbox no longer holds it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
 use std::path::PathBuf;
 
 use airlock::accounts::quota::Quota;
 use airlock::accounts::user::UserId;
-use airlock::config::{DatabaseConfig, Secret};
 use airlock::folder::path::PathRefusal;
 use airlock::folder::{FolderMode, FolderName};
 use airlock::sandbox::{EndReason, SandboxEvent, SandboxRequest};
@@ -18,61 +16,10 @@ use airlock::store::{
     Created, Folder, FolderHold, Holds, NewFolder, NewSandbox, Store, StoreError, User,
 };
 use futures_util::future::join_all;
-use test_support::postgres::TestDatabase;
 
 mod common;
+use common::backends::{both_backends, Fixture};
 use common::{maximums, user};
-
-enum Keep {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    Pg(#[allow(dead_code)] TestDatabase),
-}
-
-async fn sqlite() -> (Store, Keep) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    (Store::connect(&config).await.unwrap(), Keep::Dir(dir))
-}
-
-async fn postgres() -> (Store, Keep) {
-    let db = tokio::task::spawn_blocking(test_support::postgres::database)
-        .await
-        .unwrap()
-        .unwrap();
-    let config = DatabaseConfig::Postgres {
-        url: Secret::new(db.url()),
-    };
-    (Store::connect(&config).await.unwrap(), Keep::Pg(db))
-}
-
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                run(super::sqlite().await, $body).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                run(super::postgres().await, $body).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>((store, keep): (Store, Keep), body: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    body(store).await;
-    drop(keep);
-}
 
 fn new_folder(name: &str, realpath: &str, grants: Vec<UserId>) -> NewFolder {
     NewFolder {
@@ -124,7 +71,8 @@ async fn sandbox_holding(store: &Store, owner: &User, folder: &Folder) -> airloc
     }
 }
 
-both_backends!(names_realpaths_and_overlaps, |store: Store| async move {
+both_backends!(names_realpaths_and_overlaps, |f: Fixture| async move {
+    let store = f.store;
     folder(&store, "data", "/srv/f/data", vec![]).await;
     let taken = store
         .create_folder(new_folder("data", "/srv/f/other", vec![]))
@@ -160,7 +108,8 @@ both_backends!(names_realpaths_and_overlaps, |store: Store| async move {
 
 both_backends!(
     parallel_overlapping_registrations_admit_one,
-    |store: Store| async move {
+    |f: Fixture| async move {
+        let store = f.store;
         let paths: Vec<String> = (0..8)
             .map(|i| "/srv/p".to_owned() + &"/x".repeat(i))
             .collect();
@@ -184,61 +133,60 @@ both_backends!(
     }
 );
 
-both_backends!(
-    grants_decide_who_finds_a_folder,
-    |store: Store| async move {
-        let alice = user(&store, "alice@example.org").await;
-        let bob = user(&store, "bob@example.org").await;
-        let ghost = UserId::new();
-        let refused = store
-            .create_folder(new_folder("data", "/srv/g/data", vec![alice.id, ghost]))
-            .await;
-        assert!(
-            matches!(refused, Err(StoreError::UnknownUser(u)) if u == ghost),
-            "{refused:?}"
-        );
-        assert!(
-            store.list_folders(None).await.unwrap().is_empty(),
-            "nothing written"
-        );
-        let data = folder(&store, "data", "/srv/g/data", vec![alice.id]).await;
-        let name = FolderName::parse("data").unwrap();
-        assert!(store
-            .granted_folder(alice.id, &name)
-            .await
-            .unwrap()
-            .is_some());
-        assert!(store.granted_folder(bob.id, &name).await.unwrap().is_none());
-        assert_eq!(store.list_folders(Some(bob.id)).await.unwrap().len(), 0);
-        let changed = store
-            .set_folder_grants(data.id, &[bob.id])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(changed.grants, vec![bob.id]);
-        assert!(store
-            .granted_folder(alice.id, &name)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store.granted_folder(bob.id, &name).await.unwrap().is_some());
-        let refused = store.set_folder_grants(data.id, &[ghost]).await;
-        assert!(
-            matches!(refused, Err(StoreError::UnknownUser(_))),
-            "{refused:?}"
-        );
-        let kept = store.get_folder(data.id).await.unwrap().unwrap();
-        assert_eq!(kept.grants, vec![bob.id], "a refused change writes nothing");
-        let missing = store
-            .set_folder_grants(airlock::folder::FolderId::new(), &[])
-            .await;
-        assert!(matches!(missing, Ok(None)), "{missing:?}");
-    }
-);
+both_backends!(grants_decide_who_finds_a_folder, |f: Fixture| async move {
+    let store = f.store;
+    let alice = user(&store, "alice@example.org").await;
+    let bob = user(&store, "bob@example.org").await;
+    let ghost = UserId::new();
+    let refused = store
+        .create_folder(new_folder("data", "/srv/g/data", vec![alice.id, ghost]))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::UnknownUser(u)) if u == ghost),
+        "{refused:?}"
+    );
+    assert!(
+        store.list_folders(None).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    let data = folder(&store, "data", "/srv/g/data", vec![alice.id]).await;
+    let name = FolderName::parse("data").unwrap();
+    assert!(store
+        .granted_folder(alice.id, &name)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.granted_folder(bob.id, &name).await.unwrap().is_none());
+    assert_eq!(store.list_folders(Some(bob.id)).await.unwrap().len(), 0);
+    let changed = store
+        .set_folder_grants(data.id, &[bob.id])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.grants, vec![bob.id]);
+    assert!(store
+        .granted_folder(alice.id, &name)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.granted_folder(bob.id, &name).await.unwrap().is_some());
+    let refused = store.set_folder_grants(data.id, &[ghost]).await;
+    assert!(
+        matches!(refused, Err(StoreError::UnknownUser(_))),
+        "{refused:?}"
+    );
+    let kept = store.get_folder(data.id).await.unwrap().unwrap();
+    assert_eq!(kept.grants, vec![bob.id], "a refused change writes nothing");
+    let missing = store
+        .set_folder_grants(airlock::folder::FolderId::new(), &[])
+        .await;
+    assert!(matches!(missing, Ok(None)), "{missing:?}");
+});
 
 both_backends!(
     a_mounted_folder_cannot_be_deleted,
-    |store: Store| async move {
+    |f: Fixture| async move {
+        let store = f.store;
         let alice = user(&store, "alice@example.org").await;
         let data = folder(&store, "data", "/srv/d/data", vec![alice.id]).await;
         let running = sandbox_holding(&store, &alice, &data).await;

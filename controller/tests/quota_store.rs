@@ -4,77 +4,18 @@
 //! rotation while a wrong key is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
 use std::time::Duration;
 
 use airlock::accounts::quota::{Quota, QuotaKind, QuotaOverride};
-use airlock::config::{DatabaseConfig, Secret};
+use airlock::config::DatabaseConfig;
 use airlock::sandbox::{Cpus, SandboxRequest, SandboxSpec};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
-use airlock::store::{Created, NewAuditRecord, NewSandbox, Store, StoreError, User};
+use airlock::store::{Created, NewAuditRecord, NewSandbox, StoreError, User};
 use futures_util::future::join_all;
-use test_support::postgres::TestDatabase;
 
 mod common;
+use common::backends::{both_backends, Fixture};
 use common::{maximums, user};
-
-struct Fixture {
-    store: Store,
-    config: DatabaseConfig,
-}
-
-enum Keep {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    Pg(#[allow(dead_code)] TestDatabase),
-}
-
-async fn sqlite() -> (Fixture, Keep) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    let store = Store::connect(&config).await.unwrap();
-    (Fixture { store, config }, Keep::Dir(dir))
-}
-
-async fn postgres() -> (Fixture, Keep) {
-    let db = tokio::task::spawn_blocking(test_support::postgres::database)
-        .await
-        .unwrap()
-        .unwrap();
-    let config = DatabaseConfig::Postgres {
-        url: Secret::new(db.url()),
-    };
-    let store = Store::connect(&config).await.unwrap();
-    (Fixture { store, config }, Keep::Pg(db))
-}
-
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                run(super::sqlite().await, $body).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                run(super::postgres().await, $body).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>((fixture, keep): (Fixture, Keep), body: F)
-where
-    F: FnOnce(Fixture) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    body(fixture).await;
-    drop(keep);
-}
 
 fn spec() -> SandboxSpec {
     SandboxRequest {

@@ -3,10 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
-use std::future::Future;
 
 use airlock::accounts::user::{Role, UserId};
-use airlock::config::{DatabaseConfig, Secret};
+use airlock::config::DatabaseConfig;
 use airlock::sandbox::{
     DesiredState, EndReason, LimitsRequest, SandboxEvent, SandboxId, SandboxRequest, SandboxSpec,
     SandboxState, TransitionError,
@@ -14,72 +13,10 @@ use airlock::sandbox::{
 use airlock::store::{Backend, Created, ListQuery, NewSandbox, NewUser, Scope, Store, StoreError};
 use futures_util::future::join_all;
 use ipnet::Ipv4Net;
-use test_support::postgres::TestDatabase;
 
 mod common;
+use common::backends::{both_backends, Fixture};
 use common::{maximums, user};
-
-/// A store and how to reopen it.
-struct Fixture {
-    store: Store,
-    config: DatabaseConfig,
-}
-
-/// What keeps a fixture's database alive. Held by [`run`] rather than the fixture: an
-/// `async move` body captures only the fields it uses, which would drop the database early.
-enum Keep {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    Pg(#[allow(dead_code)] TestDatabase),
-}
-
-async fn sqlite() -> (Fixture, Keep) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DatabaseConfig::Sqlite {
-        path: dir.path().join("data").join("airlock.db"),
-    };
-    let store = Store::connect(&config).await.unwrap();
-    (Fixture { store, config }, Keep::Dir(dir))
-}
-
-async fn postgres() -> (Fixture, Keep) {
-    let db = tokio::task::spawn_blocking(test_support::postgres::database)
-        .await
-        .unwrap()
-        .unwrap();
-    let config = DatabaseConfig::Postgres {
-        url: Secret::new(db.url()),
-    };
-    let store = Store::connect(&config).await.unwrap();
-    (Fixture { store, config }, Keep::Pg(db))
-}
-
-/// Defines `mod $name { sqlite, postgres }`, each running `$body(fixture)`.
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(super::sqlite().await, $body).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run(super::postgres().await, $body).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>((fixture, keep): (Fixture, Keep), body: F)
-where
-    F: FnOnce(Fixture) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    body(fixture).await;
-    drop(keep);
-}
 
 fn spec(image: &str) -> SandboxSpec {
     SandboxRequest {
@@ -696,7 +633,7 @@ async fn add_future_migration(config: &DatabaseConfig) {
 
 #[tokio::test]
 async fn sqlite_file_is_in_wal_mode() {
-    let (f, _keep) = sqlite().await;
+    let (f, _keep) = common::backends::sqlite().await;
     assert_eq!(f.store.backend(), Backend::Sqlite);
     let DatabaseConfig::Sqlite { path } = &f.config else {
         unreachable!()
@@ -728,6 +665,6 @@ async fn in_memory_store_works() {
 
 #[tokio::test]
 async fn postgres_backend_reports_itself() {
-    let (f, _keep) = postgres().await;
+    let (f, _keep) = common::backends::postgres().await;
     assert_eq!(f.store.backend(), Backend::Postgres);
 }

@@ -6,71 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
 use airlock::accounts::quota::QuotaKind;
-use airlock::config::{DatabaseConfig, Secret};
 use airlock::sandbox::{EndReason, SandboxEvent, SandboxRequest};
 use airlock::store::{
     Created, MountHold, NewSandbox, NewVolume, Scope, Store, StoreError, User, Volume,
 };
 use airlock::volume::{QuotaMode, VolumeId, VolumeName, VolumeQuota, VolumeSpec};
 use futures_util::future::join_all;
-use test_support::postgres::TestDatabase;
 
 mod common;
+use common::backends::{both_backends, Fixture};
 use common::{maximums, user};
-
-enum Keep {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    Pg(#[allow(dead_code)] TestDatabase),
-}
-
-async fn sqlite() -> (Store, Keep) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DatabaseConfig::Sqlite {
-        path: dir.path().join("airlock.db"),
-    };
-    (Store::connect(&config).await.unwrap(), Keep::Dir(dir))
-}
-
-async fn postgres() -> (Store, Keep) {
-    let db = tokio::task::spawn_blocking(test_support::postgres::database)
-        .await
-        .unwrap()
-        .unwrap();
-    let config = DatabaseConfig::Postgres {
-        url: Secret::new(db.url()),
-    };
-    (Store::connect(&config).await.unwrap(), Keep::Pg(db))
-}
-
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                run(super::sqlite().await, $body).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                run(super::postgres().await, $body).await;
-            }
-        }
-    };
-}
-
-async fn run<F, Fut>((store, keep): (Store, Keep), body: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    body(store).await;
-    drop(keep);
-}
 
 fn new_volume(owner: &User, name: &str, size_mb: u64) -> NewVolume {
     NewVolume {
@@ -131,49 +78,48 @@ fn hold(volume: &Volume, read_only: bool) -> MountHold {
 
 // 20 parallel creates against a limit of 5: exactly 5 succeed, 15 are refused naming the
 // quota; another user is not affected.
-both_backends!(
-    parallel_creates_never_overshoot,
-    |store: Store| async move {
-        let alice = user(&store, "alice").await;
-        let bob = user(&store, "bob").await;
-        let creates = (0..20).map(|i| {
-            let store = store.clone();
-            let new = new_volume(&alice, &format!("v{i}"), 10);
-            tokio::spawn(async move { store.create_volume_within_quota(new, quota(5)).await })
-        });
-        let results: Vec<_> = join_all(creates)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        let created = results.iter().filter(|r| r.is_ok()).count();
-        let refused = results
+both_backends!(parallel_creates_never_overshoot, |f: Fixture| async move {
+    let store = f.store;
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let creates = (0..20).map(|i| {
+        let store = store.clone();
+        let new = new_volume(&alice, &format!("v{i}"), 10);
+        tokio::spawn(async move { store.create_volume_within_quota(new, quota(5)).await })
+    });
+    let results: Vec<_> = join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
         .iter()
-        .filter(|r| {
-            matches!(r, Err(StoreError::QuotaExceeded(e)) if e.kind == QuotaKind::MaxVolumes)
-        })
+        .filter(
+            |r| matches!(r, Err(StoreError::QuotaExceeded(e)) if e.kind == QuotaKind::MaxVolumes),
+        )
         .count();
-        assert_eq!((created, refused), (5, 15), "created, refused");
-        let listed = store.list_volumes(Scope::Owner(alice.id)).await.unwrap();
-        assert_eq!(listed.len(), 5);
-        assert!(store
-            .create_volume_within_quota(new_volume(&bob, "v0", 10), quota(5))
+    assert_eq!((created, refused), (5, 15), "created, refused");
+    let listed = store.list_volumes(Scope::Owner(alice.id)).await.unwrap();
+    assert_eq!(listed.len(), 5);
+    assert!(store
+        .create_volume_within_quota(new_volume(&bob, "v0", 10), quota(5))
+        .await
+        .is_ok());
+    assert!(
+        store
+            .list_volumes(Scope::Owner(bob.id))
             .await
-            .is_ok());
-        assert!(
-            store
-                .list_volumes(Scope::Owner(bob.id))
-                .await
-                .unwrap()
-                .len()
-                == 1
-        );
-    }
-);
+            .unwrap()
+            .len()
+            == 1
+    );
+});
 
 // The byte quota sums sizes; a name is unique per owner, not across owners; Docker names
 // carry the id and are never reused.
-both_backends!(bytes_names_and_docker_names, |store: Store| async move {
+both_backends!(bytes_names_and_docker_names, |f: Fixture| async move {
+    let store = f.store;
     let carol = user(&store, "carol").await;
     let dave = user(&store, "dave").await;
     let bytes = VolumeQuota {
@@ -229,7 +175,8 @@ both_backends!(bytes_names_and_docker_names, |store: Store| async move {
 
 // One live read-write holder at a time, any number of readers; the end releases the hold;
 // a held volume cannot be deleted; a volume sampled over its size refuses read-write.
-both_backends!(mount_holds, |store: Store| async move {
+both_backends!(mount_holds, |f: Fixture| async move {
+    let store = f.store;
     let erin = user(&store, "erin").await;
     let repo = volume(&store, &erin, "repo").await;
     let writer = sandbox_with(&store, &erin, vec![hold(&repo, false)])

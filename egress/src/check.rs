@@ -8,6 +8,10 @@
 //! (Docker's embedded one left out) the rest. With `--no-dns` it does no network I/O: a name
 //! without a `--resolve` entry has no answer and is denied as `dns_no_answer`.
 //!
+//! For a destination that is one of the policy's endpoints it adds `tls` and the `credential`
+//! name; `--inner 'POST /v1/messages'` judges a request inside an inspected tunnel (canonical
+//! path, rules), as `rule_denied`, a path code or `not_inspected` when it would be refused.
+//!
 //! It prints one JSON object and exits 0 (allow) or 1 (deny, a malformed request line
 //! included); 2 is only for bad flags. It does not derive infrastructure from the interfaces of
 //! the machine it runs on (that is rarely the proxy's): pass the proxy's with `--deny-cidr`.
@@ -18,11 +22,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use airlock_egress_policy::{Decision, Infrastructure, OperatorExceptions};
+use airlock_egress_policy::{
+    canonical_path, Decision, Endpoints, Infrastructure, OperatorExceptions, TlsMode,
+};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{load_policy, parse_cidr, DEFAULT_MAX_HEADER_BYTES};
+use crate::config::{load_policy_spec, parse_cidr, DEFAULT_MAX_HEADER_BYTES};
 use crate::gate::head_verdict;
 use crate::judge::{judge, Rules};
 use crate::record::REASON_ALLOWED;
@@ -50,6 +56,10 @@ pub struct CheckArgs {
     /// A request header, `Name: value` (only Host matters to the decision).
     #[arg(long)]
     pub header: Vec<String>,
+    /// For a CONNECT to an inspected endpoint: the request inside the tunnel, `'METHOD /path'`,
+    /// judged by the endpoint's rules on its canonical path.
+    #[arg(long)]
+    pub inner: Option<String>,
     /// The request line: `'GET http://host/path'` or `'CONNECT host:port'` (a version such as
     /// `HTTP/1.0` may follow; `HTTP/1.1` is assumed).
     #[arg(last = true, required = true)]
@@ -69,6 +79,25 @@ pub struct CheckOutcome {
     pub port: Option<u16>,
     /// The address `serve` would dial first (allow), or the address that was denied.
     pub addr: Option<SocketAddr>,
+    /// For a destination that is one of the policy's endpoints: `terminate`, `passthrough` or
+    /// `http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// The name of the credential the proxy would add there (never its value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// With `--inner`: the canonical path and the rule that admits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner: Option<InnerOutcome>,
+}
+
+/// What `--inner` found inside an inspected tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InnerOutcome {
+    /// The path as the upstream would see it (no query).
+    pub path: Option<String>,
+    /// The admitting rule (`"*"` when the endpoint has no rules), absent on a denial.
+    pub rule: Option<String>,
 }
 
 /// Bad command-line input (exit status 2).
@@ -116,8 +145,8 @@ pub async fn main(args: CheckArgs) -> ExitCode {
 
 /// Evaluates the request described by `args`, the way `serve` would.
 pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, CheckUsageError> {
-    let policy =
-        load_policy(args.policy.as_deref()).map_err(|e| CheckUsageError::Policy(e.to_string()))?;
+    let (spec, policy) = load_policy_spec(args.policy.as_deref())
+        .map_err(|e| CheckUsageError::Policy(e.to_string()))?;
     let ops = OperatorExceptions::new(cidrs("allow-cidr", &args.allow_cidr)?);
     let infra = Infrastructure::new(cidrs("deny-cidr", &args.deny_cidr)?);
     let hosts = host_headers(&args.header)?;
@@ -128,7 +157,55 @@ pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, CheckUsageError> {
         infra: &infra,
     };
     let line = args.request.join(" ");
-    Ok(decide(rules, resolver.as_ref(), &line, &args.header, &hosts).await)
+    let outcome = decide(rules, resolver.as_ref(), &line, &args.header, &hosts).await;
+    let endpoints = spec.endpoints.as_deref().unwrap_or_default();
+    // A dry run: the CA is assumed present, as `serve` needs it for any `terminate` endpoint.
+    let endpoints = Endpoints::compile(endpoints, &policy, true)
+        .map_err(|e| CheckUsageError::Policy(format!("{} ({})", e, e.code())))?;
+    Ok(inspect(outcome, &endpoints, args.inner.as_deref()))
+}
+
+/// Adds what the policy's endpoints say about an allowed destination, and judges `--inner`.
+fn inspect(mut outcome: CheckOutcome, endpoints: &Endpoints, inner: Option<&str>) -> CheckOutcome {
+    let (Some(host), Some(port)) = (&outcome.host, outcome.port) else {
+        return outcome;
+    };
+    let Some(endpoint) = endpoints.find(host, port) else {
+        return outcome;
+    };
+    outcome.tls = Some(endpoint.tls);
+    outcome.credential = endpoint.credential.as_ref().map(|c| c.secret.clone());
+    let Some(inner) = inner.filter(|_| outcome.decision == "allow") else {
+        return outcome;
+    };
+    if endpoint.tls != TlsMode::Terminate {
+        outcome.decision = "deny";
+        outcome.reason = "not_inspected";
+        return outcome;
+    }
+    let (method, target) = inner.split_once(' ').unwrap_or((inner, "/"));
+    match canonical_path(target.trim()) {
+        Err(e) => {
+            outcome.decision = "deny";
+            outcome.reason = e.code();
+            outcome.inner = Some(InnerOutcome {
+                path: None,
+                rule: None,
+            });
+        }
+        Ok(canonical) => {
+            let rule = endpoint.rules.check(method.trim(), &canonical.path);
+            if rule.is_none() {
+                outcome.decision = "deny";
+                outcome.reason = "rule_denied";
+            }
+            outcome.inner = Some(InnerOutcome {
+                path: Some(canonical.path),
+                rule,
+            });
+        }
+    }
+    outcome
 }
 
 fn cidrs(flag: &'static str, values: &[String]) -> Result<Vec<IpNet>, CheckUsageError> {
@@ -176,6 +253,9 @@ async fn decide(
         host,
         port,
         addr,
+        tls: None,
+        credential: None,
+        inner: None,
     };
     let head = request_head(line, headers);
     if let Err(error) = head_verdict(head.as_bytes(), DEFAULT_MAX_HEADER_BYTES) {
@@ -203,6 +283,9 @@ async fn decide(
                 host,
                 port,
                 addr: Some(allowed.addr()),
+                tls: None,
+                credential: None,
+                inner: None,
             },
         },
     }

@@ -353,3 +353,40 @@ fn serve_refuses_a_non_loopback_admin_api_without_tls() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("--admin-tls-dir is required"), "{stderr}");
 }
+
+#[test]
+fn inner_requests_are_judged_by_the_endpoint_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        &dir,
+        json!({"allow_domains": ["api.anthropic.com"],
+               "endpoints": [{"host": "api.anthropic.com", "tls": "terminate",
+                 "credential": {"secret": "anthropic", "header": "x-api-key", "format": "{secret}"},
+                 "rules": [{"methods": ["POST"], "paths": ["/v1/messages"]}]}]}),
+    );
+    let run = |inner: &str| {
+        check(&[
+            "--no-dns",
+            "--policy",
+            &policy,
+            "--resolve",
+            "api.anthropic.com=93.184.216.34",
+            "--inner",
+            inner,
+            "--",
+            "CONNECT api.anthropic.com:443",
+        ])
+    };
+    let (code, out, _) = run("POST /v1//messages;x");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["tls"], "terminate");
+    assert_eq!(out["credential"], "anthropic");
+    assert_eq!(
+        out["inner"],
+        json!({"path": "/v1/messages", "rule": "POST /v1/messages"})
+    );
+    let (code, out, _) = run("GET /v1/messages");
+    assert_eq!((code, out["reason"].as_str()), (1, Some("rule_denied")));
+    let (code, out, _) = run("POST /v1/%2e%2e/%2e%2e/x");
+    assert_eq!((code, out["reason"].as_str()), (1, Some("path_escape")));
+}

@@ -239,6 +239,21 @@ macro_rules! with_db {
 }
 pub(crate) use with_db;
 
+/// Serializes one owner's quota-checked writes: on Postgres, locks the owner's `users` row for
+/// the rest of the transaction `$tx`; on SQLite (`$postgres` false) the `BEGIN IMMEDIATE` of
+/// [`with_db!`] already holds the database's write lock, so it does nothing.
+macro_rules! lock_owner {
+    ($tx:expr, $postgres:expr, $owner:expr) => {
+        if $postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind($owner)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(crate) use lock_owner;
+
 // === impl Store ===
 
 impl Store {

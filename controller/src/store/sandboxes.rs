@@ -10,7 +10,8 @@ use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
 use super::rows::{SandboxRow, SpecDoc};
 use super::volumes::hold_mounts_on;
 use super::{
-    now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store, StoreError,
+    lock_owner, now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store,
+    StoreError,
 };
 use crate::accounts::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
@@ -129,13 +130,7 @@ impl Store {
         let row = with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             if let Some(defaults) = quota {
-                // SQLite's `BEGIN IMMEDIATE` already holds the write lock.
-                if postgres {
-                    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                        .bind(owner)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                lock_owner!(tx, postgres, owner);
                 let overrides = override_on!(tx, owner);
                 let now_ms = epoch_ms(at);
                 let usage = usage_on!(tx, owner, now_ms);

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{now, with_db, Store, StoreError};
+use super::{lock_owner, now, with_db, Store, StoreError};
 use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind};
 use crate::accounts::user::UserId;
 
@@ -74,21 +74,11 @@ impl Store {
         let postgres = self.backend() == super::Backend::Postgres;
         let created_at: OffsetDateTime = with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            if postgres {
-                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                    .bind(owner.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let others: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM secrets WHERE owner_id = $1 AND name <> $2",
-            )
-            .bind(owner.as_uuid())
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-            let exists: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM secrets WHERE owner_id = $1 AND name = $2",
+            lock_owner!(tx, postgres, owner.as_uuid());
+            // The owner's other secrets, and whether this name is one already (a replace).
+            let (others, exists): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*) - COUNT(CASE WHEN name = $2 THEN 1 END), \
+                 COUNT(CASE WHEN name = $2 THEN 1 END) FROM secrets WHERE owner_id = $1",
             )
             .bind(owner.as_uuid())
             .bind(name)

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{now, with_db, Backend, Scope, Store, StoreError};
+use super::{lock_owner, now, with_db, Backend, Scope, Store, StoreError};
 use crate::accounts::user::UserId;
 use crate::sandbox::SandboxId;
 use crate::volume::{
@@ -175,12 +175,7 @@ impl Store {
         let size_mb = i64::try_from(new.spec.size_mb).unwrap_or(i64::MAX);
         with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            if postgres {
-                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            lock_owner!(tx, postgres, owner);
             let overrides: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT max_volumes, max_volume_bytes FROM user_quotas WHERE user_id = $1",
             )

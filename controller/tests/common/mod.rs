@@ -2,7 +2,15 @@
 //! sandbox) and the in-process app (`app(state).oneshot(..)` over in-memory SQLite with a
 //! Docker client pointed at a loopback port where nothing listens). Each test crate uses only
 //! part of it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+pub(crate) mod backends;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

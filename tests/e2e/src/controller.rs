@@ -1,6 +1,7 @@
 //! The controller's parts wired to a test DinD, for e2e tests that drive the API in-process:
 //! a config from explicit `AIRLOCK_*` pairs, a SQLite store in a tempdir, a Docker client over
-//! mTLS and the bootstrap admin. Each test composes the service, reconciler and API it needs.
+//! mTLS and the bootstrap admin. Each test composes the service, reconciler and API it needs;
+//! [`api_call`] is the one in-process JSON request they all send.
 // This is test harness code: a failed step must fail the calling test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -66,4 +67,36 @@ pub async fn parts(dind: &Dind, env: &[(&str, &str)]) -> Parts {
         docker,
         admin,
     }
+}
+
+/// One in-process JSON request to the API with bearer `token`: the status and the body
+/// (`Null` when empty or not JSON).
+pub async fn api_call(
+    state: &airlock::api::AppState,
+    token: &str,
+    method: axum::http::Method,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(axum::body::Body::empty, |b| {
+            axum::body::Body::from(b.to_string())
+        }))
+        .unwrap();
+    let response = airlock::api::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }

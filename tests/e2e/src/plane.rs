@@ -19,21 +19,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use airlock::api::{app, AppState, Auth};
+use airlock::api::{AppState, Auth};
 use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
 use airlock::sandbox::names::container_name;
 use airlock::services::{Services, Settings};
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use bollard::query_parameters::InspectContainerOptions;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use test_support::dind::{Dind, DindOptions, DIND_IMAGE, PROBE_IMAGE, TESTBOX_IMAGE};
 use test_support::sealed::{OuterContainer, OuterSpec, SealedNet};
-use tower::ServiceExt;
 
 use crate::controller::{parts, Parts};
 use crate::Timing;
@@ -212,17 +209,8 @@ impl Plane {
         uri: &str,
         body: Option<Value>,
     ) -> Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, body) =
+            crate::controller::api_call(&self.state, token, method, uri, body).await;
         Reply { status, body }
     }
 
