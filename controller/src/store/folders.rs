@@ -118,6 +118,28 @@ macro_rules! hold_folders_on {
 }
 pub(crate) use hold_folders_on;
 
+/// Grants folder `$id` to each of `$users` in transaction `$tx`; a user that does not exist is
+/// [`StoreError::UnknownUser`] (the caller's transaction then writes nothing).
+macro_rules! grant_on {
+    ($tx:expr, $id:expr, $users:expr) => {
+        for user in $users {
+            let found: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
+                .bind(user.as_uuid())
+                .fetch_optional(&mut *$tx)
+                .await?;
+            found.ok_or(StoreError::UnknownUser(*user))?;
+            sqlx::query(
+                "INSERT INTO folder_grants (folder_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind($id.as_uuid())
+            .bind(user.as_uuid())
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 // === impl Store ===
 
 impl Store {
@@ -187,21 +209,7 @@ impl Store {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            for user in &new.grants {
-                let found: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
-                    .bind(user.as_uuid())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                found.ok_or(StoreError::UnknownUser(*user))?;
-                sqlx::query(
-                    "INSERT INTO folder_grants (folder_id, user_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id.as_uuid())
-                .bind(user.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            }
+            grant_on!(tx, id, &new.grants);
             tx.commit().await?;
         });
         self.get_folder(id).await?.ok_or(StoreError::NotFound)
@@ -282,22 +290,7 @@ impl Store {
                     .bind(id.as_uuid())
                     .execute(&mut *tx)
                     .await?;
-                for user in grants {
-                    let found: Option<(Uuid,)> =
-                        sqlx::query_as("SELECT id FROM users WHERE id = $1")
-                            .bind(user.as_uuid())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    found.ok_or(StoreError::UnknownUser(*user))?;
-                    sqlx::query(
-                        "INSERT INTO folder_grants (folder_id, user_id) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id.as_uuid())
-                    .bind(user.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                grant_on!(tx, id, grants);
                 tx.commit().await?;
             }
             found.is_some()
