@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::egress::providers::CredentialRequest;
 use crate::sandbox::mounts::{MountRequest, MountSource};
 use crate::sandbox::{EndReason, LimitsRequest, RootFs, SandboxRequest, HOME_DIR};
 use crate::store::{Page, Sandbox};
@@ -35,6 +36,12 @@ pub struct CreateSandbox {
     /// values go into the container only; they are never stored with the sandbox or shown.
     #[serde(default)]
     pub secret_env: Option<BTreeMap<String, String>>,
+    /// Provider credentials the egress proxy adds on the way out, from the caller's secrets
+    /// (`[{"provider": "anthropic", "secret": "anthropic-key"}]`, `GET /v1/providers`). The
+    /// sandbox gets a placeholder in the provider's variable and trusts its own CA; the key
+    /// never enters it.
+    #[serde(default)]
+    pub credentials: Option<Vec<CredentialDto>>,
     /// Egress policy (the proxy's policy object); absent or null: the default policy of the
     /// caller's ceiling, which also fills every field left absent. Checked against the
     /// ceiling: 403 `policy_exceeds_ceiling` names the field and value.
@@ -248,6 +255,37 @@ pub struct PageDto {
     pub items: Vec<SandboxDto>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next: Option<String>,
+}
+
+/// One `credentials[]` entry of a create.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialDto {
+    /// `anthropic`, `openai`, `github` or `generic` (`GET /v1/providers`).
+    pub provider: String,
+    /// The name of one of the caller's secrets.
+    pub secret: String,
+    /// `generic` only: the exact host the credential goes to.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `generic` only: the header (default `authorization`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// `generic` only: the format (default `Bearer {secret}`).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl From<CredentialDto> for CredentialRequest {
+    fn from(dto: CredentialDto) -> Self {
+        CredentialRequest {
+            provider: dto.provider,
+            secret: dto.secret,
+            host: dto.host,
+            header: dto.header,
+            format: dto.format,
+        }
+    }
 }
 
 // === impl CreateSandbox ===

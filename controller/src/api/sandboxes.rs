@@ -53,6 +53,8 @@ pub(crate) async fn create(
     let selftest = dto.selftest.and_then(SelftestField::mode);
     let secret_env = dto.secret_env.clone().unwrap_or_default();
     let preset = dto.preset.clone();
+    let credentials = dto.credentials.clone().unwrap_or_default();
+    let credentials = credentials.into_iter().map(Into::into).collect();
     let request = dto.into_request();
     let env = request.env.clone();
     let command = sandboxes::CreateSandbox {
@@ -62,6 +64,7 @@ pub(crate) async fn create(
         idempotency_key,
         selftest,
         preset,
+        credentials,
     };
     let creation = state
         .services

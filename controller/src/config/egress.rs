@@ -32,6 +32,11 @@ pub const DEFAULT_EGRESS_SUBNET: &str = "10.212.0.0/24";
 /// Default: the host of `AIRLOCK_DOCKER_HOST` when it is an IP address.
 pub const ENV_EGRESS_ADMIN_ADDR: &str = "AIRLOCK_EGRESS_ADMIN_ADDR";
 
+/// A PEM file of extra CAs the proxy trusts for upstream TLS where it terminates (an
+/// operator's private API gateway; the tests' fake upstreams), handed to it as
+/// `--upstream-ca`. The public roots are always trusted.
+pub const ENV_EGRESS_UPSTREAM_CA: &str = "AIRLOCK_EGRESS_UPSTREAM_CA";
+
 /// What the network plane needs from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressConfig {
@@ -50,6 +55,8 @@ pub struct EgressConfig {
     /// Where the admin port is published and dialled (`None`: unknown, which the plane
     /// refuses when it is on).
     pub admin_ip: Option<IpAddr>,
+    /// Extra upstream CAs for inspected endpoints ([`ENV_EGRESS_UPSTREAM_CA`]).
+    pub upstream_ca: Option<PathBuf>,
 }
 
 // === impl Reader ===
@@ -64,6 +71,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 .ok_or("an image reference")
         });
         let bundle = self.optional(ENV_EGRESS_BUNDLE, parse_abs_path);
+        let upstream_ca = self.optional(ENV_EGRESS_UPSTREAM_CA, parse_abs_path);
         let allow_cidrs = self.optional(ENV_EGRESS_ALLOW_CIDRS, |v| {
             v.split(',')
                 .map(|c| c.trim().parse::<IpNet>())
@@ -104,6 +112,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             dns: dns?.unwrap_or_default(),
             subnet: subnet?,
             admin_ip,
+            upstream_ca: upstream_ca?,
         })
     }
 }

@@ -28,17 +28,18 @@ pub mod infrastructure;
 pub mod ledger;
 pub mod node;
 pub mod policy;
+pub mod providers;
 // Private stand-in for policy-crate items not merged yet; see its header.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
-use airlock_egress_policy::PolicySpec;
-use airlock_wire::PutSandbox;
+use airlock_egress_policy::{EndpointSpec, PolicySpec};
+use airlock_wire::{PutInspection, PutSandbox};
 use ipnet::IpNet;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -50,6 +51,7 @@ use crate::docker::{DockerClient, DockerError};
 use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
+use crate::secrets::Secrets;
 use crate::store::{EgressEntry, Store, StoreError};
 use admin::AdminClient;
 pub use authority::{
@@ -78,6 +80,8 @@ struct Inner {
     placement: ProxyPlacement,
     bundle: Option<PathBuf>,
     server_certs: PathBuf,
+    /// The operator's extra upstream CAs (`AIRLOCK_EGRESS_UPSTREAM_CA`), uploaded with them.
+    upstream_ca: Option<PathBuf>,
     admin: AdminClient,
     node: String,
     /// The proxy boot id whose registry holds every live entry; the lock also serialises
@@ -91,6 +95,9 @@ struct Inner {
     infra: std::sync::Mutex<InfraState>,
     /// Most individual ledger rows per sandbox (`AIRLOCK_LEDGER_MAX_ROWS_PER_SANDBOX`).
     ledger_cap: u64,
+    /// Opens inspected sandboxes' CA keys and bound secrets for a push; set once when the
+    /// services are wired ([`EgressPlane::open_secrets_with`]).
+    secrets: OnceLock<Secrets>,
 }
 
 /// The infrastructure list as last computed.
@@ -114,6 +121,14 @@ pub enum EgressError {
     /// The proxy's admin API did not answer.
     #[error("egress proxy unreachable: {0}")]
     Unreachable(String),
+    /// An inspected sandbox's CA or a bound secret could not be opened for its push.
+    #[error("inspection material of sandbox {sandbox}: {reason}")]
+    Inspection {
+        /// The sandbox.
+        sandbox: SandboxId,
+        /// Why (names only, never a value).
+        reason: String,
+    },
     /// The proxy's admin API refused a call.
     #[error("egress proxy answered {status}: {message}")]
     Admin {
@@ -169,6 +184,7 @@ impl EgressPlane {
             admin_ip,
             allow_cidrs: egress.allow_cidrs.clone(),
             dns: egress.dns.clone(),
+            upstream_ca: egress.upstream_ca.is_some(),
         };
         let dir = config.data_dir.join(EGRESS_CERTS_SUBDIR);
         issue_certs(&dir, admin_ip)?;
@@ -186,6 +202,7 @@ impl EgressPlane {
                 placement,
                 bundle: egress.bundle.clone(),
                 server_certs: dir.join("server"),
+                upstream_ca: egress.upstream_ca.clone(),
                 admin,
                 node: node.to_owned(),
                 synced_boot: Mutex::new(None),
@@ -193,8 +210,15 @@ impl EgressPlane {
                 infra_sources,
                 infra: std::sync::Mutex::new(infra),
                 ledger_cap: config.tables.ledger_max_rows,
+                secrets: OnceLock::new(),
             }),
         }))
+    }
+
+    /// Gives the plane the secrets service that opens inspected sandboxes' CA keys and bound
+    /// secrets (the first call wins; the services builder makes it).
+    pub fn open_secrets_with(&self, secrets: Secrets) {
+        let _already = self.inner.secrets.set(secrets);
     }
 
     /// The admin client.
@@ -272,6 +296,12 @@ impl EgressPlane {
             .map(serde_json::from_str::<PolicySpec>)
             .transpose()
             .map_err(|e| StoreError::corrupt("sandbox_egress.policy", e))?;
+        let inspection = match policy.as_ref().and_then(|p| p.endpoints.as_deref()) {
+            Some(endpoints) if !endpoints.is_empty() => {
+                Some(self.inspection(entry.sandbox_id, endpoints).await?)
+            }
+            _ => None,
+        };
         let body = PutSandbox {
             sandbox_id: None,
             source_addrs: vec![entry.source_addr],
@@ -279,7 +309,7 @@ impl EgressPlane {
             policy,
             generation: u64::try_from(entry.generation).unwrap_or(0),
             ceiling: entry.ceiling.clone(),
-            inspection: None,
+            inspection,
         };
         self.inner
             .admin
@@ -287,13 +317,61 @@ impl EgressPlane {
             .await
     }
 
+    /// The secret half of an inspected sandbox's push: its CA (key opened from the store)
+    /// and the current value of every secret its endpoints bind, read again for each push.
+    async fn inspection(
+        &self,
+        id: SandboxId,
+        endpoints: &[EndpointSpec],
+    ) -> Result<PutInspection, EgressError> {
+        let failed = |reason: String| EgressError::Inspection { sandbox: id, reason };
+        let secrets = self
+            .inner
+            .secrets
+            .get()
+            .ok_or_else(|| failed("secrets are not enabled".to_owned()))?;
+        let row = self
+            .inner
+            .store
+            .inspection(id)
+            .await?
+            .ok_or_else(|| failed("no inspection CA is stored".to_owned()))?;
+        let ca_key_pem = secrets
+            .open_inspection_key(row.owner, id, &row.ca_key_sealed)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut credentials = BTreeMap::new();
+        for name in endpoints.iter().filter_map(|e| Some(&e.credential.as_ref()?.secret)) {
+            let value = secrets
+                .open(row.owner, name)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .ok_or_else(|| failed(format!("the bound secret `{name}` no longer exists")))?;
+            let value = String::from_utf8(value)
+                .map_err(|_| failed(format!("the bound secret `{name}` is not UTF-8")))?;
+            credentials.insert(name.clone(), value);
+        }
+        Ok(PutInspection {
+            ca_cert_pem: row.ca_cert_pem,
+            ca_key_pem,
+            credentials,
+        })
+    }
+
     /// Pushes every live sandbox's entry (after a proxy restart); returns how many.
     async fn push_all(&self) -> Result<usize, EgressError> {
         let entries = self.inner.store.live_egress_entries().await?;
         for entry in &entries {
-            if let Err(error) = self.push(entry).await {
-                warn!(%error, sandbox.id = %entry.sandbox_id, "Re-push of an egress entry failed");
-                return Err(error);
+            match self.push(entry).await {
+                Ok(()) => {}
+                // One sandbox's lost secret or refused entry must not keep every other
+                // sandbox from its entry: it stays denied (fail closed) and the rest go on.
+                Err(error @ (EgressError::Inspection { .. } | EgressError::Admin { .. })) => {
+                    warn!(%error, sandbox.id = %entry.sandbox_id, "An egress entry was not re-pushed; that sandbox stays denied");
+                }
+                Err(error) => {
+                    warn!(%error, sandbox.id = %entry.sandbox_id, "Re-push of an egress entry failed");
+                    return Err(error);
+                }
             }
         }
         Ok(entries.len())

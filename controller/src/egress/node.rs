@@ -15,7 +15,7 @@ use tracing::info;
 use super::{EgressError, EgressPlane};
 use crate::docker::spec::egress::{
     egress_container_body, egress_network_body, EGRESS_CERTS_DIR, EGRESS_CERTS_VOLUME,
-    EGRESS_CONTAINER, EGRESS_NETWORK,
+    EGRESS_CONTAINER, EGRESS_NETWORK, UPSTREAM_CA_FILE,
 };
 
 /// How long a (re)started proxy may take to answer its health check.
@@ -109,7 +109,7 @@ impl EgressPlane {
 
     /// Uploads `server/{ca,cert,key}.pem` into the proxy's certificate volume.
     async fn upload_certs(&self) -> Result<(), EgressError> {
-        let tar = certs_tar(&self.inner.server_certs)?;
+        let tar = certs_tar(&self.inner.server_certs, self.inner.upstream_ca.as_deref())?;
         self.inner
             .docker
             .upload_tar(EGRESS_CONTAINER, EGRESS_CERTS_DIR, tar)
@@ -132,11 +132,26 @@ impl EgressPlane {
 }
 
 /// A tar of the proxy's admin TLS files, owned by its user; the key readable by it alone.
-fn certs_tar(dir: &std::path::Path) -> Result<Vec<u8>, EgressError> {
-    let tls = |e: std::io::Error| EgressError::Tls(format!("{}: {e}", dir.display()));
+/// With `upstream_ca`, that file goes along as [`UPSTREAM_CA_FILE`].
+fn certs_tar(
+    dir: &std::path::Path,
+    upstream_ca: Option<&std::path::Path>,
+) -> Result<Vec<u8>, EgressError> {
+    let mut files: Vec<(&str, std::path::PathBuf, u32)> = [
+        ("ca.pem", 0o444),
+        ("cert.pem", 0o444),
+        ("key.pem", 0o400),
+    ]
+    .into_iter()
+    .map(|(name, mode)| (name, dir.join(name), mode))
+    .collect();
+    if let Some(path) = upstream_ca {
+        files.push((UPSTREAM_CA_FILE, path.to_owned(), 0o444));
+    }
     let mut builder = tar::Builder::new(Vec::new());
-    for (name, mode) in [("ca.pem", 0o444), ("cert.pem", 0o444), ("key.pem", 0o400)] {
-        let data = std::fs::read(dir.join(name)).map_err(tls)?;
+    for (name, path, mode) in files {
+        let tls = |e: std::io::Error| EgressError::Tls(format!("{}: {e}", path.display()));
+        let data = std::fs::read(&path).map_err(tls)?;
         let mut header = tar::Header::new_gnu();
         header.set_size(u64::try_from(data.len()).unwrap_or(u64::MAX));
         header.set_mode(mode);
@@ -149,5 +164,7 @@ fn certs_tar(dir: &std::path::Path) -> Result<Vec<u8>, EgressError> {
             .append_data(&mut header, name, data.as_slice())
             .map_err(tls)?;
     }
-    builder.into_inner().map_err(tls)
+    builder
+        .into_inner()
+        .map_err(|e| EgressError::Tls(format!("{}: {e}", dir.display())))
 }

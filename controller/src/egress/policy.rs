@@ -12,7 +12,9 @@
 //! but not `allow_public` wrote an allow-list (as the proxy reads such a policy), so the
 //! default's `allow_public` does not widen it to every public destination.
 
-use airlock_egress_policy::{Mode, Policy, PolicySpec, DEFAULT_PORTS};
+use airlock_egress_policy::{
+    EndpointError, EndpointSpec, Endpoints, Mode, Policy, PolicySpec, TlsMode, DEFAULT_PORTS,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -81,6 +83,33 @@ impl EgressPolicy {
             .unwrap_or(spec.allow_domains.is_none());
         spec.allow_public = Some(allow_public);
         Self::from_spec(spec)
+    }
+
+    /// The same policy with the endpoints the controller bound from the owner's credentials
+    /// (replacing any earlier ones), checked as the proxy will check them with a CA: every
+    /// host admitted by the domain rules, every credential on an exact `terminate` host.
+    pub fn with_endpoints(&self, endpoints: Vec<EndpointSpec>) -> Result<Self, EndpointError> {
+        let mut spec = self.spec.clone();
+        if !endpoints.is_empty() {
+            // An effective policy always compiles (it was checked when it was made).
+            if let Ok(policy) = Policy::compile(&spec) {
+                Endpoints::compile(&endpoints, &policy, true)?;
+            }
+        }
+        spec.endpoints = (!endpoints.is_empty()).then_some(endpoints);
+        Ok(Self::from_spec(spec))
+    }
+
+    /// The hosts of the policy's `terminate` endpoints (what the sandbox's CA may sign for).
+    pub fn terminated_hosts(&self) -> Vec<String> {
+        let endpoints = self.spec.endpoints.iter().flatten();
+        let mut hosts: Vec<String> = endpoints
+            .filter(|e| e.tls == TlsMode::Terminate)
+            .map(|e| e.host.to_ascii_lowercase())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     /// The policy a sandbox gets when nothing else applies: the built-in public default.

@@ -214,6 +214,11 @@ pub enum Problem {
     },
     /// Equal to, inside, or containing another mount's target.
     Overlaps,
+    /// Refused by a rule that explains itself (the proxy's own endpoint checks).
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 // === impl SandboxRequest ===
@@ -472,6 +477,7 @@ impl fmt::Display for Problem {
             Self::Root => f.write_str("running as root is not allowed by the image policy"),
             Self::Unsupported { what } => f.write_str(what),
             Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
+            Self::Refused { reason } => write!(f, "is refused: {reason}"),
         }
     }
 }

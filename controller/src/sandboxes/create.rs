@@ -29,11 +29,13 @@ use std::collections::BTreeMap;
 
 use tracing::{instrument, warn};
 
+use super::credentials::Bound;
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
 use crate::egress::ceilings::AppliedCeiling;
+use crate::egress::providers::CredentialRequest;
 use crate::egress::{EgressPolicy, TenantPolicy};
 use crate::images::ImageError;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
@@ -61,6 +63,8 @@ pub struct CreateSandbox {
     pub selftest: Option<SelftestMode>,
     /// A preset filling the image, command and policy the caller left out.
     pub preset: Option<String>,
+    /// Provider credentials the proxy adds on the way out (the sandbox gets placeholders).
+    pub credentials: Vec<CredentialRequest>,
 }
 
 /// How a create ended.
@@ -126,7 +130,7 @@ impl Command<Sandboxes> for CreateSandbox {
                 sandboxes.peers.metrics.sandbox_created();
                 let (policy, label) = (&reserved.policy, &reserved.ceiling.label);
                 let running = sandboxes
-                    .provision(sandbox, reserved.secret_env, policy, label)
+                    .provision(sandbox, reserved.secret_env, reserved.bound, policy, label)
                     .await?;
                 sandboxes.self_test_created(running, selftest).await?
             }
@@ -144,6 +148,7 @@ impl Command<Sandboxes> for CreateSandbox {
 struct Reserved {
     created: Created,
     secret_env: SecretEnv,
+    bound: Option<Bound>,
     policy: EgressPolicy,
     ceiling: AppliedCeiling,
 }
@@ -164,6 +169,12 @@ impl CreateSandbox {
             .await?;
         if self.policy.is_some() && sandboxes.egress.is_none() {
             return Err(SandboxError::EgressOff);
+        }
+        let (policy, bound) = sandboxes
+            .bind_credentials(owner, &self.credentials, policy)
+            .await?;
+        if let Some(bound) = &bound {
+            add_placeholders(&mut self.request.env, &bound.env)?;
         }
         let env_names: Vec<String> = self.request.env.iter().map(|(n, _)| n.clone()).collect();
         let (quota, spec) = self.spec(sandboxes, owner).await?;
@@ -197,6 +208,7 @@ impl CreateSandbox {
         Ok(Reserved {
             created,
             secret_env,
+            bound,
             policy,
             ceiling,
         })
@@ -329,6 +341,27 @@ fn entry(creation: &Creation, selftest: Option<SelftestMode>) -> Entry {
         Some(SelftestMode::Required) => entry.detail("selftest required"),
         None => entry,
     }
+}
+
+/// Adds the placeholder variables of the bound credentials to the caller's environment; a
+/// variable the caller set too is refused (`env.<NAME>` appears more than once).
+fn add_placeholders(
+    env: &mut Vec<(String, String)>,
+    placeholders: &[(String, String)],
+) -> Result<(), SandboxError> {
+    let taken: Vec<FieldError> = placeholders
+        .iter()
+        .filter(|(name, _)| env.iter().any(|(n, _)| n == name))
+        .map(|(name, _)| FieldError {
+            field: format!("env.{name}"),
+            problem: Problem::Duplicate,
+        })
+        .collect();
+    if !taken.is_empty() {
+        return Err(SandboxError::Invalid(taken));
+    }
+    env.extend(placeholders.iter().cloned());
+    Ok(())
 }
 
 /// Why a `secret_env` name cannot be used, if it cannot.

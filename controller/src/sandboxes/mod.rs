@@ -23,6 +23,7 @@
 
 pub mod activity;
 pub mod create;
+mod credentials;
 mod ending;
 pub mod exec;
 pub mod ledger;

@@ -47,6 +47,9 @@ impl Command<Sandboxes> for UpdatePolicy {
         let (policy, ceiling) = authority
             .effective_policy(actor, Some(&self.policy))
             .await?;
+        // The credential endpoints come from the bindings made at create, never from the
+        // caller's policy; the new policy must still admit their hosts.
+        let policy = sandboxes.rebind(&sandbox, policy).await?;
         let Some(plane) = &sandboxes.egress else {
             let message = "the egress plane is off (AIRLOCK_EGRESS=false)";
             return Err(SandboxError::Conflict(message.to_owned()));

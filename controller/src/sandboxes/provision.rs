@@ -8,6 +8,7 @@ use tracing::{instrument, warn};
 use uuid::Uuid;
 
 use super::create::SecretEnv;
+use super::credentials::Bound;
 use super::{SandboxError, Sandboxes};
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{DockerError, Removal};
@@ -26,11 +27,12 @@ impl Sandboxes {
         &self,
         sandbox: Sandbox,
         secret_env: SecretEnv,
+        bound: Option<Bound>,
         policy: &EgressPolicy,
         ceiling: &str,
     ) -> Result<Sandbox, SandboxError> {
         match self
-            .try_provision(&sandbox, secret_env, policy, ceiling)
+            .try_provision(&sandbox, secret_env, bound, policy, ceiling)
             .await
         {
             Ok(running) => Ok(running),
@@ -46,6 +48,7 @@ impl Sandboxes {
         &self,
         sandbox: &Sandbox,
         secret_env: SecretEnv,
+        bound: Option<Bound>,
         policy: &EgressPolicy,
         ceiling: &str,
     ) -> Result<Sandbox, SandboxError> {
@@ -66,17 +69,31 @@ impl Sandboxes {
         self.docker
             .create_network(spec::network_body(&placement))
             .await?;
+        // The CA is stored before the entry that needs it is pushed.
+        let ca = match &bound {
+            Some(bound) => Some(self.arm_inspection(sandbox, bound, policy).await?),
+            None => None,
+        };
         if let Some(plane) = &self.egress {
             plane.attach(id, subnet, &token, policy, ceiling).await?;
         }
         self.own_volume_roots(id, &sandbox.spec).await?;
         let mut body = spec::container_body(&sandbox.spec, &placement);
         spec::add_secret_env(&mut body, secret_env.0);
+        if ca.is_some() {
+            spec::trust::add_trust(&mut body, id);
+            self.docker
+                .create_trust_volume(id, &self.settings.node)
+                .await?;
+        }
         let name = names::container_name(id);
         let container = self.docker.create_container(&name, body).await?;
         self.store
             .set_container(id, sandbox.generation, &container)
             .await?;
+        if let Some(ca) = &ca {
+            self.deliver_trust(sandbox, &container, ca).await?;
+        }
         self.docker.start(&container).await?;
         let event = SandboxEvent::Started;
         Ok(self
@@ -157,6 +174,7 @@ impl Sandboxes {
         for network in &networks {
             self.docker.remove_network(network).await?;
         }
+        self.docker.remove_trust_volume(id).await?;
         Ok(())
     }
 }

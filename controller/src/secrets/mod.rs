@@ -13,7 +13,8 @@ use tracing::info;
 use self::vault::{KeySource, SecretKey, Vault, VaultError};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, AuditLog, Command, Entry};
-use crate::store::{SecretMeta, Store, StoreError};
+use crate::sandbox::SandboxId;
+use crate::store::{inspection_key_name, SecretMeta, Store, StoreError};
 
 /// Longest secret name.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -169,6 +170,30 @@ impl Secrets {
             Some(sealed) => Ok(Some(vault.open_secret(owner, name, &sealed)?)),
             None => Ok(None),
         }
+    }
+
+    /// Seals sandbox `id`'s inspection CA key (PKCS#8 PEM) for the store, bound to its owner
+    /// and [`inspection_key_name`].
+    pub(crate) fn seal_inspection_key(
+        &self,
+        owner: UserId,
+        id: SandboxId,
+        key_pem: &str,
+    ) -> Result<Vec<u8>, SecretError> {
+        let name = inspection_key_name(id);
+        Ok(self.vault()?.seal(owner, &name, key_pem.as_bytes()))
+    }
+
+    /// Opens a key sealed by [`Secrets::seal_inspection_key`].
+    pub(crate) fn open_inspection_key(
+        &self,
+        owner: UserId,
+        id: SandboxId,
+        sealed: &[u8],
+    ) -> Result<String, SecretError> {
+        let name = inspection_key_name(id);
+        let key = self.vault()?.open_secret(owner, &name, sealed)?;
+        String::from_utf8(key).map_err(|_| VaultError::Corrupt { name }.into())
     }
 
     fn vault(&self) -> Result<&Vault, SecretError> {

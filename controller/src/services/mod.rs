@@ -291,6 +291,9 @@ impl Builder {
             .with_resources(resources);
         let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone())
             .with_max_secrets(settings.tables.max_secrets);
+        if let Some(plane) = &self.egress {
+            plane.open_secrets_with(secrets.clone());
+        }
         let images = Images::new(
             self.store.clone(),
             self.docker.clone(),

@@ -21,6 +21,7 @@ mod egress;
 mod egress_upgrade;
 mod error;
 mod images;
+mod inspection;
 mod rows;
 mod sandboxes;
 // The isolation self-test results.
@@ -50,6 +51,7 @@ pub use egress::{
 };
 pub use error::StoreError;
 pub use images::ImageRecord;
+pub use inspection::{inspection_key_name, StoredInspection};
 pub use invites::{InviteAcceptance, NewInvite};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};

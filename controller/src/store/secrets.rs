@@ -7,6 +7,8 @@ use uuid::Uuid;
 use super::{lock_owner, now, with_db, Store, StoreError};
 use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind};
 use crate::accounts::user::UserId;
+use crate::sandbox::SandboxId;
+use super::inspection_key_name;
 
 /// A secret as listed: never its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,7 +195,8 @@ impl Store {
     /// Re-seals every secret and the key check value in one transaction: `reseal` gets each
     /// sealed secret and returns it sealed under the new key, `is_current` must accept the
     /// stored check value (the old key), and `new_check` replaces it. Any failure rolls the
-    /// whole rotation back. Returns how many secrets were re-sealed.
+    /// whole rotation back. Sandboxes' inspection CA keys are re-sealed the same way (as
+    /// their owner's, under [`inspection_key_name`]). Returns how many values were re-sealed.
     pub async fn rotate_secrets<E>(
         &self,
         is_current: impl Fn(&[u8]) -> bool,
@@ -230,6 +233,30 @@ impl Store {
                     .bind(resealed)
                     .bind(owner)
                     .bind(&secret.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Every inspection CA key is sealed with the same key, under its own name.
+            let keys: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+                "SELECT s.owner_id, i.sandbox_id, i.ca_key_sealed FROM sandbox_inspection i \
+                 JOIN sandboxes s ON s.id = i.sandbox_id ORDER BY i.sandbox_id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let count = count + keys.len();
+            for (owner, sandbox, sealed) in keys {
+                let key = SealedSecret {
+                    owner: UserId::from_uuid(owner),
+                    name: inspection_key_name(SandboxId::from_uuid(sandbox)),
+                    sealed,
+                };
+                let resealed = match reseal(&key) {
+                    Ok(resealed) => resealed,
+                    Err(error) => return Ok(Err(error)),
+                };
+                sqlx::query("UPDATE sandbox_inspection SET ca_key_sealed = $1 WHERE sandbox_id = $2")
+                    .bind(resealed)
+                    .bind(sandbox)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -26,7 +26,8 @@ pub mod spec;
 pub use canon::{canonical_path, CanonicalTarget, PathError};
 pub use decision::{evaluate, precheck, Allowed, Decision, Denied, DenyReason};
 pub use endpoint::{
-    Credential, CredentialFormat, Endpoint, EndpointError, EndpointSpec, Endpoints, RuleSpec,
+    Credential, CredentialFormat, CredentialSpec, Endpoint, EndpointError, EndpointSpec, Endpoints,
+    RuleSpec,
     TlsMode,
 };
 pub use host::{

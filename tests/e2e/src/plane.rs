@@ -23,6 +23,7 @@ use airlock::api::{AppState, Auth};
 use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
+use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::sandbox::names::container_name;
 use airlock::services::{Services, Settings};
 use axum::http::{Method, StatusCode};
@@ -43,6 +44,11 @@ pub const EGRESS_IMAGE: &str = "airlock/egress:dev";
 pub const LIMIT: Duration = Duration::from_secs(30);
 /// The upstream's host number on the internet network.
 pub const UPSTREAM_HOST: u8 = 80;
+/// The TLS upstream's host number on the internet network (next to the upstream, so one
+/// `/31` exception admits both).
+pub const TLS_UPSTREAM_HOST: u8 = 81;
+/// The image the TLS upstream runs in (for its Python).
+pub const AGENT_IMAGE: &str = "airlock/agent:dev";
 
 /// What a fixture needs besides the defaults.
 #[derive(Debug, Clone)]
@@ -56,6 +62,10 @@ pub struct PlaneOptions {
     pub names: Vec<String>,
     /// Extra `AIRLOCK_*` variables for the controller.
     pub env: Vec<(String, String)>,
+    /// A directory with `cert.pem` and `key.pem`: runs a TLS echo server (the agent image's
+    /// Python) at [`TLS_UPSTREAM_HOST`] on the internet network, admitted like the upstream.
+    /// `{tls_upstream}` in `names` is its address.
+    pub tls_upstream: Option<PathBuf>,
 }
 
 /// The running fixture. Fields drop in order: the DinD (and its node network) before the
@@ -78,6 +88,7 @@ pub struct Plane {
     pub upstream: Ipv4Addr,
     _dns: OuterContainer,
     _upstream: OuterContainer,
+    _tls_upstream: Option<OuterContainer>,
     _internet: SealedNet,
     _dir: tempfile::TempDir,
     _data: tempfile::TempDir,
@@ -113,6 +124,7 @@ impl PlaneOptions {
             fake_dns: fake_dns.into(),
             names: Vec::new(),
             env: Vec::new(),
+            tls_upstream: None,
         }
     }
 }
@@ -128,6 +140,11 @@ impl Plane {
             .unwrap();
         let upstream_ip = internet.host(UPSTREAM_HOST);
         let upstream = internet.run(upstream_spec(upstream_ip)).await.unwrap();
+        let tls_ip = internet.host(TLS_UPSTREAM_HOST);
+        let tls_upstream = match &opts.tls_upstream {
+            Some(dir) => Some(internet.run(tls_upstream_spec(tls_ip, dir)).await.unwrap()),
+            None => None,
+        };
         let node_net = SealedNet::create(opts.test).await.unwrap();
         let dns_ip = node_net.host(SealedNet::DNS_HOST);
         let dind_ip = node_net.host(SealedNet::DIND_HOST);
@@ -136,6 +153,7 @@ impl Plane {
             .iter()
             .map(|n| {
                 n.replace("{upstream}", &upstream_ip.to_string())
+                    .replace("{tls_upstream}", &tls_ip.to_string())
                     .replace("{dind}", &dind_ip.to_string())
                     .replace("{gateway}", &node_net.gateway().to_string())
             })
@@ -154,7 +172,12 @@ impl Plane {
         }
         timing.phase("load-images");
         let data = tempfile::tempdir().unwrap();
-        let env = controller_env(&dind, data.path(), upstream_ip, dns_ip, &opts.env);
+        let mut extra = opts.env.clone();
+        if opts.tls_upstream.is_some() {
+            let both = format!("{upstream_ip}/31");
+            extra.push(("AIRLOCK_EGRESS_ALLOW_CIDRS".to_owned(), both));
+        }
+        let env = controller_env(&dind, data.path(), upstream_ip, dns_ip, &extra);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let Parts {
             dir,
@@ -178,6 +201,7 @@ impl Plane {
             Settings::from_config(&config),
         )
         .egress(plane.clone())
+        .vault(Vault::new(&SecretKey::generate()))
         .build();
         let auth = Auth::new(Some(airlock::config::Secret::new(TOKEN)), admin);
         Plane {
@@ -190,6 +214,7 @@ impl Plane {
             upstream: upstream_ip,
             _dns: dns,
             _upstream: upstream,
+            _tls_upstream: tls_upstream,
             _internet: internet,
             _dir: dir,
             _data: data,
@@ -435,6 +460,39 @@ fn upstream_spec(ip: Ipv4Addr) -> OuterSpec {
         && head -c 2000000 /dev/zero > /www/big && exec busybox httpd -f -p 80 -h /www";
     OuterSpec::new("upstream", DIND_IMAGE, &["-c", script])
         .entrypoint("/bin/sh")
+        .ip(ip)
+}
+
+/// A TLS server answering every GET and POST with JSON naming the path and the credential
+/// headers it received (`x-api-key`, `authorization`), with `/tls/{cert,key}.pem`.
+const TLS_ECHO: &str = r#"
+import http.server, json, ssl
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self):
+        n = int(self.headers.get('content-length') or 0)
+        self.rfile.read(n)
+        seen = {k: self.headers.get(k) for k in ('x-api-key', 'authorization')}
+        seen['path'] = self.path
+        body = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header('content-type', 'application/json')
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = reply
+server = http.server.ThreadingHTTPServer(('0.0.0.0', 443), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain('/tls/cert.pem', '/tls/key.pem')
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print('listening', flush=True)
+server.serve_forever()
+"#;
+
+fn tls_upstream_spec(ip: Ipv4Addr, dir: &Path) -> OuterSpec {
+    OuterSpec::new("tls-upstream", AGENT_IMAGE, &["-c", TLS_ECHO])
+        .entrypoint("python3")
+        .user("0:0")
+        .bind_ro(dir, "/tls")
         .ip(ip)
 }
 

@@ -54,6 +54,8 @@ pub struct OuterSpec {
     pub ip: Option<Ipv4Addr>,
     /// Read-only bind mounts: (host path, container path).
     pub binds_ro: Vec<(PathBuf, String)>,
+    /// The user to run as (`--user`); the image's when `None`.
+    pub user: Option<String>,
 }
 
 /// A running outer container; force-removed on drop.
@@ -159,6 +161,9 @@ impl SealedNet {
         if let Some(entrypoint) = &spec.entrypoint {
             args.extend(["--entrypoint", entrypoint]);
         }
+        if let Some(user) = &spec.user {
+            args.extend(["--user", user]);
+        }
         args.extend(labels.iter().map(String::as_str));
         args.push(&spec.image);
         args.extend(spec.cmd.iter().map(String::as_str));
@@ -230,7 +235,14 @@ impl OuterSpec {
             cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
             ip: None,
             binds_ro: Vec::new(),
+            user: None,
         }
+    }
+
+    /// Runs as `user` (`uid[:gid]`), e.g. root to listen on a port below 1024.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_owned());
+        self
     }
 
     /// Sets a static address on the sealed network.

@@ -13,6 +13,7 @@ pub mod files;
 pub mod images;
 pub mod listing;
 pub mod probe;
+pub mod trust;
 pub mod volumes;
 
 use std::collections::HashMap;

@@ -30,6 +30,8 @@ pub const EGRESS_NETWORK: &str = "airlock-egress";
 pub const EGRESS_CERTS_VOLUME: &str = "airlock-egress-certs";
 /// Where that volume is mounted in the proxy.
 pub const EGRESS_CERTS_DIR: &str = "/certs";
+/// The operator's extra upstream CAs, uploaded beside the admin TLS files.
+pub const UPSTREAM_CA_FILE: &str = "upstream-ca.pem";
 /// The proxy's admin API port (the self-test probe checks that sandboxes cannot reach it).
 pub const ADMIN_PORT: u16 = 3129;
 /// The proxy's user.
@@ -56,6 +58,8 @@ pub struct ProxyPlacement {
     pub allow_cidrs: Vec<IpNet>,
     /// DNS servers (`--dns`); empty: the container's resolver.
     pub dns: Vec<SocketAddr>,
+    /// Whether [`UPSTREAM_CA_FILE`] is uploaded with the certificates (`--upstream-ca`).
+    pub upstream_ca: bool,
 }
 
 // === impl ProxyPlacement ===
@@ -96,6 +100,10 @@ impl ProxyPlacement {
         }
         for dns in &self.dns {
             cmd.extend(["--dns".to_owned(), dns.to_string()]);
+        }
+        if self.upstream_ca {
+            let file = format!("{EGRESS_CERTS_DIR}/{UPSTREAM_CA_FILE}");
+            cmd.extend(["--upstream-ca".to_owned(), file]);
         }
         cmd
     }
@@ -207,7 +215,18 @@ mod tests {
             admin_ip: "10.231.7.2".parse().unwrap(),
             allow_cidrs: vec!["10.231.7.80/32".parse().unwrap()],
             dns: vec!["10.231.7.53:53".parse().unwrap()],
+            upstream_ca: false,
         }
+    }
+
+    #[test]
+    fn an_upstream_ca_is_read_from_the_certificate_volume() {
+        let p = ProxyPlacement {
+            upstream_ca: true,
+            ..placement()
+        };
+        let cmd = p.cmd().join(" ");
+        assert!(cmd.ends_with("--upstream-ca /certs/upstream-ca.pem"), "{cmd}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod egress;
 pub mod files;
 pub mod folder;
 pub mod probe;
+pub mod trust;
 pub mod volume;
 
 use std::collections::HashMap;

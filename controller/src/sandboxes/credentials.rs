@@ -1,0 +1,168 @@
+//! Credentials at egress for one sandbox: a create's `credentials` bound to the owner's
+//! secrets, the sandbox's own inspection CA, and the trust files it gets.
+//!
+//! 1. At reserve ([`Sandboxes::bind_credentials`]): every provider request expands to
+//!    endpoints and placeholder variables ([`crate::egress::providers`]); every named secret
+//!    must be one of the owner's (another user's is missing like an unknown one, 404); the
+//!    endpoints join the effective policy, which must admit their hosts.
+//! 2. At provision, before the proxy entry ([`Sandboxes::arm_inspection`]): a P-256 CA for
+//!    the terminated hosts (name-constrained to them, valid until the deadline plus a day),
+//!    its key sealed with the secrets key and stored with the bindings. The egress plane
+//!    opens it, and the bound secrets' current values, for every push.
+//! 3. Before start ([`Sandboxes::deliver_trust`]): `/run/airlock/tls/ca.pem` (the CA) and
+//!    `bundle.pem` (the image's system bundle, read from the created container, plus the CA)
+//!    are written into the sandbox's trust volume through a never-started helper; the
+//!    sandbox mounts it read-only and its trust variables name the files.
+//!
+//! Invariant: no secret value and no CA key reaches the container, a log line, the API or an
+//! audit row; the sandbox sees only placeholders and the CA certificate.
+
+use airlock_certs::mitm::InspectionCa;
+use tracing::info;
+use uuid::Uuid;
+
+use super::{SandboxError, Sandboxes};
+use crate::accounts::user::UserId;
+use crate::egress::providers::{self, CredentialRequest};
+use crate::egress::EgressPolicy;
+use crate::sandbox::{FieldError, Problem};
+use crate::secrets::SecretError;
+use crate::store::{Sandbox, StoredInspection};
+
+/// What a create's `credentials` bound: the requests (stored, to bind again on a policy
+/// change) and the placeholder variables the sandbox gets.
+#[derive(Clone, Debug)]
+pub(super) struct Bound {
+    requests: Vec<CredentialRequest>,
+    /// `NAME` → placeholder value.
+    pub(super) env: Vec<(String, String)>,
+}
+
+// === impl Sandboxes ===
+
+impl Sandboxes {
+    /// Step 1: binds `requests` for `owner` into `policy`; `None` when there are none.
+    pub(super) async fn bind_credentials(
+        &self,
+        owner: UserId,
+        requests: &[CredentialRequest],
+        policy: EgressPolicy,
+    ) -> Result<(EgressPolicy, Option<Bound>), SandboxError> {
+        if requests.is_empty() {
+            return Ok((policy, None));
+        }
+        if self.egress.is_none() {
+            return Err(SandboxError::EgressOff);
+        }
+        if !self.peers.secrets.enabled() {
+            return Err(SecretError::Unavailable.into());
+        }
+        // A per-sandbox token in every placeholder: a placeholder names its sandbox to the
+        // gateway, and one sandbox's is useless from another.
+        let placeholder = Uuid::new_v4().simple().to_string();
+        let binding = providers::bind(requests, &placeholder).map_err(SandboxError::Invalid)?;
+        for name in &binding.secrets {
+            if self.peers.secrets.open(owner, name).await?.is_none() {
+                return Err(SecretError::NotFound.into());
+            }
+        }
+        let policy = bound_policy(&policy, requests)?;
+        let bound = Bound {
+            requests: requests.to_vec(),
+            env: binding.env,
+        };
+        Ok((policy, Some(bound)))
+    }
+
+    /// `policy` with the endpoints of the sandbox's stored bindings, for a policy change
+    /// (the bindings are never taken from the caller's policy).
+    pub(super) async fn rebind(
+        &self,
+        sandbox: &Sandbox,
+        policy: EgressPolicy,
+    ) -> Result<EgressPolicy, SandboxError> {
+        let Some(row) = self.store.inspection(sandbox.id).await? else {
+            return Ok(policy);
+        };
+        let requests: Vec<CredentialRequest> = serde_json::from_str(&row.bindings)
+            .map_err(|e| crate::store::StoreError::corrupt("sandbox_inspection.bindings", e))?;
+        bound_policy(&policy, &requests)
+    }
+
+    /// Step 2: makes, seals and stores the sandbox's CA; returns its certificate (PEM).
+    pub(super) async fn arm_inspection(
+        &self,
+        sandbox: &Sandbox,
+        bound: &Bound,
+        policy: &EgressPolicy,
+    ) -> Result<String, SandboxError> {
+        let lifetime = time::Duration::try_from(sandbox.spec.timeout())
+            .unwrap_or(time::Duration::days(365));
+        let deadline = sandbox.created_at + lifetime;
+        let hosts = policy.terminated_hosts();
+        let ca = InspectionCa::generate(&sandbox.id.to_string(), &hosts, deadline)
+            .map_err(|e| SandboxError::Conflict(format!("the inspection CA: {e}")))?;
+        let sealed = self
+            .peers
+            .secrets
+            .seal_inspection_key(sandbox.owner, sandbox.id, &ca.key_pem)?;
+        let bindings = serde_json::to_string(&bound.requests)
+            .map_err(|e| SandboxError::Conflict(format!("the bindings: {e}")))?;
+        self.store
+            .save_inspection(&StoredInspection {
+                sandbox_id: sandbox.id,
+                owner: sandbox.owner,
+                ca_cert_pem: ca.cert_pem.clone(),
+                ca_key_sealed: sealed,
+                bindings,
+            })
+            .await?;
+        info!(sandbox.id = %sandbox.id, inspection.hosts = hosts.len(), "Inspection CA made");
+        Ok(ca.cert_pem)
+    }
+
+    /// Step 3: fills the sandbox's trust volume from the created (not started) `container`.
+    pub(super) async fn deliver_trust(
+        &self,
+        sandbox: &Sandbox,
+        container: &str,
+        ca_pem: &str,
+    ) -> Result<(), SandboxError> {
+        let image = sandbox.spec.image().as_str();
+        let system = self
+            .docker
+            .read_small_file(container, crate::docker::spec::trust::SYSTEM_BUNDLE, BUNDLE_MAX)
+            .await?
+            .unwrap_or_default();
+        let mut bundle = system;
+        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+            bundle.push(b'\n');
+        }
+        bundle.extend_from_slice(ca_pem.as_bytes());
+        self.docker
+            .fill_trust_volume(sandbox.id, &self.settings.node, image, ca_pem.as_bytes(), &bundle)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Largest system bundle read from an image (Debian's is about 220 KiB).
+const BUNDLE_MAX: u64 = 4 * 1024 * 1024;
+
+/// `policy` with the endpoints `requests` bind; a host the policy does not admit, or a
+/// binding the proxy would refuse, is a 400 on `credentials`.
+fn bound_policy(
+    policy: &EgressPolicy,
+    requests: &[CredentialRequest],
+) -> Result<EgressPolicy, SandboxError> {
+    // The placeholder does not change the endpoints.
+    let binding = providers::bind(requests, "").map_err(SandboxError::Invalid)?;
+    policy.with_endpoints(binding.endpoints).map_err(|error| {
+        SandboxError::Invalid(vec![FieldError {
+            field: "credentials".to_owned(),
+            problem: Problem::Refused {
+                reason: error.to_string(),
+            },
+        }])
+    })
+}

@@ -1,0 +1,204 @@
+//! Credentials at egress, from inside real sandboxes on a DinD over mTLS, through the real
+//! proxy, to a fake Anthropic upstream (a TLS server with a test CA on the sealed test
+//! internet, its name served by the test DNS):
+//! - a sandbox created with `credentials: [{provider: anthropic, secret}]` holds only a
+//!   placeholder: the canary value is in no process environment, no file under `/run`, its
+//!   home, or `docker inspect`, and not in the API's answers;
+//! - curl and Python `requests` reach the upstream through the proxy's TLS termination and
+//!   trust the sandbox's own CA (`/run/airlock/tls`, via the trust variables); the upstream
+//!   sees the real key even though the client sent its own;
+//! - a policy change keeps the binding, and one that drops the bound host is refused;
+//! - after a proxy restart the binding and the CA come back (the old trust file still works);
+//! - an unknown secret is a 404 and an unknown provider a 400; delete removes the trust
+//!   volume.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use airlock::docker::spec::egress::EGRESS_CONTAINER;
+use airlock_certs::mitm::{InspectionCa, LeafIssuer};
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use e2e::plane::{poll, Plane, PlaneOptions, AGENT_IMAGE};
+use e2e::Timing;
+use serde_json::{json, Value};
+
+/// The canary key: it must reach the upstream and nothing else.
+const CANARY: &str = "sk-ant-canary-7d1f0c2e9b";
+/// The upstream's name (served by the fake DNS, at the TLS upstream's address).
+const HOST: &str = "api.anthropic.com";
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A test CA and a server certificate for [`HOST`] under it, written to `dir`
+/// (`cert.pem`, `key.pem`, `ca.pem`).
+fn upstream_certs(dir: &std::path::Path) {
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let ca = InspectionCa::generate("test-upstream", &[HOST.to_owned()], deadline).unwrap();
+    let leaf = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem)
+        .unwrap()
+        .issue(HOST)
+        .unwrap();
+    let chain: String = leaf
+        .chain
+        .iter()
+        .map(|c| pem("CERTIFICATE", c.as_ref()))
+        .collect();
+    std::fs::write(dir.join("cert.pem"), chain).unwrap();
+    std::fs::write(dir.join("key.pem"), pem("PRIVATE KEY", leaf.key.secret_der())).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    // The upstream runs as root but the bind keeps host modes; make them readable.
+    for name in ["cert.pem", "key.pem", "ca.pem"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let perms = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(dir.join(name), perms).unwrap();
+    }
+}
+
+async fn sh(f: &Plane, id: &str, script: &str) -> String {
+    f.exec(id, &["sh", "-c", script]).await
+}
+
+/// What the upstream saw for one request made in sandbox `id` with `client`.
+async fn seen_by_upstream(f: &Plane, id: &str, client: &str) -> Value {
+    let out = sh(f, id, client).await;
+    serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not the upstream's JSON: {out:?}"))
+}
+
+const CURL: &str = "curl -sS --max-time 10 -H 'x-api-key: my-own-key' \
+    -d '{\"model\":\"x\"}' https://api.anthropic.com/v1/messages 2>&1";
+const PYTHON: &str = "python3 -c \"import requests; \
+    print(requests.post('https://api.anthropic.com/v1/messages', timeout=10, \
+    headers={'x-api-key': 'my-own-key'}, json={}).text)\" 2>&1";
+
+#[tokio::test]
+async fn credentials_at_egress_never_enter_the_sandbox() {
+    let mut timing = Timing::start("credentials_at_egress");
+    let certs = tempfile::tempdir().unwrap();
+    upstream_certs(certs.path());
+    let mut opts = PlaneOptions::new("credentials", env!("CARGO_BIN_EXE_fake-dns"));
+    opts.names = vec![format!("{HOST}={{tls_upstream}}")];
+    opts.tls_upstream = Some(certs.path().to_owned());
+    let ca = certs.path().join("ca.pem").display().to_string();
+    opts.env = vec![("AIRLOCK_EGRESS_UPSTREAM_CA".to_owned(), ca)];
+    let f = Plane::start(opts, &mut timing).await;
+    f.dind.load_image(AGENT_IMAGE).await.unwrap();
+    timing.phase("load-agent");
+
+    let put = f
+        .call(
+            Method::PUT,
+            "/v1/secrets/anthropic",
+            Some(json!({"value": CANARY})),
+        )
+        .await;
+    assert!(put.status.is_success(), "{:?} {}", put.status, put.body);
+    let policy = json!({"allow_domains": [HOST]});
+    let body = |credentials: Value| {
+        json!({"image": AGENT_IMAGE, "cmd": ["sleep", "300"], "policy": policy,
+               "limits": {"memory_mb": 512}, "credentials": credentials})
+    };
+
+    // Refusals first: nothing is made for them.
+    let unknown = json!([{"provider": "anthropic", "secret": "nope"}]);
+    let refused = f.call(Method::POST, "/v1/sandboxes", Some(body(unknown))).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+    let bad = json!([{"provider": "acme", "secret": "anthropic"}]);
+    let refused = f.call(Method::POST, "/v1/sandboxes", Some(body(bad))).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.body.to_string().contains("credentials[0]"), "{}", refused.body);
+
+    let bound = json!([{"provider": "anthropic", "secret": "anthropic"}]);
+    let made = f.call(Method::POST, "/v1/sandboxes", Some(body(bound))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(!made.body.to_string().contains(CANARY));
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    timing.phase("create");
+
+    // Only a placeholder inside; the trust files and variables are there.
+    let env = sh(&f, &id, "printenv ANTHROPIC_API_KEY SSL_CERT_FILE NODE_EXTRA_CA_CERTS").await;
+    assert!(env.starts_with("airlock-placeholder-anthropic-"), "{env}");
+    assert!(env.contains("/run/airlock/tls/bundle.pem\n/run/airlock/tls/ca.pem"), "{env}");
+    let leaks = sh(
+        &f,
+        &id,
+        &format!("grep -ls {CANARY} /proc/*/environ /run/airlock/tls/* $HOME/* 2>/dev/null; echo done"),
+    )
+    .await;
+    assert_eq!(leaks, "done\n", "the canary is inside the sandbox");
+    let ca = sh(&f, &id, "head -1 /run/airlock/tls/ca.pem; grep -c BEGIN /run/airlock/tls/bundle.pem").await;
+    let mut lines = ca.lines();
+    assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"));
+    let in_bundle: u32 = lines.next().unwrap().parse().unwrap();
+    assert!(in_bundle > 100, "the system roots plus the CA: {in_bundle}");
+    let writable = sh(&f, &id, "touch /run/airlock/tls/x 2>&1; echo $?").await;
+    assert!(!writable.ends_with("0\n"), "the trust files are read-only: {writable}");
+    let inspected = f
+        .dind
+        .docker()
+        .inspect_container(&airlock::sandbox::names::container_name(id.parse().unwrap()), None)
+        .await
+        .unwrap();
+    assert!(!format!("{inspected:?}").contains(CANARY), "docker inspect shows the canary");
+
+    // curl and Python requests reach the upstream; it sees the real key, not theirs.
+    for client in [CURL, PYTHON] {
+        let seen = seen_by_upstream(&f, &id, client).await;
+        assert_eq!(seen["x-api-key"], CANARY, "{client}: {seen}");
+        assert_eq!(seen["path"], "/v1/messages", "{client}: {seen}");
+    }
+    timing.phase("clients");
+
+    // A policy change keeps the binding; dropping the bound host is refused.
+    let uri = format!("/v1/sandboxes/{id}/policy");
+    let wider = json!({"allow_domains": [HOST, "example.org"]});
+    let changed = f.call(Method::PUT, &uri, Some(wider)).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(seen_by_upstream(&f, &id, CURL).await["x-api-key"], CANARY);
+    let without = json!({"allow_domains": ["example.org"]});
+    let refused = f.call(Method::PUT, &uri, Some(without)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    timing.phase("policy");
+
+    // Proxy restart: the binding and the CA come back with the re-push.
+    let old_boot = f.plane.synced_boot_id().await.unwrap();
+    f.dind
+        .docker()
+        .restart_container(EGRESS_CONTAINER, None)
+        .await
+        .unwrap();
+    poll(|| async {
+        let health = f.plane.admin().health().await.ok()?;
+        (health.boot_id != old_boot).then_some(())
+    })
+    .await;
+    f.plane.ensure().await.unwrap();
+    assert_eq!(seen_by_upstream(&f, &id, PYTHON).await["x-api-key"], CANARY);
+    timing.phase("proxy-restart");
+
+    // Nothing the API shows holds the value.
+    for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
+        let reply = f.call(Method::GET, &uri, None).await;
+        assert!(!reply.body.to_string().contains(CANARY), "{uri}: {}", reply.body);
+    }
+
+    // Delete takes the trust volume.
+    let deleted = f.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    let volume = format!("airlock-tls-{id}");
+    poll(|| async {
+        let listed = f.dind.docker().inspect_volume(&volume).await;
+        listed.is_err().then_some(())
+    })
+    .await;
+    timing.phase("delete");
+}
