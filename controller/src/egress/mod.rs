@@ -34,7 +34,7 @@ pub mod providers;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
@@ -45,6 +45,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::accounts::user::UserId;
 use crate::config::Config;
 use crate::docker::spec::egress::{ProxyPlacement, EGRESS_CONTAINER};
 use crate::docker::{DockerClient, DockerError};
@@ -72,6 +73,11 @@ pub const INFRA_REFRESH: Duration = Duration::from_secs(10);
 pub struct EgressPlane {
     inner: Arc<Inner>,
 }
+
+/// A handle on the plane that does not keep it alive (the secrets service holds one, while
+/// the plane holds the secrets service).
+#[derive(Clone, Debug)]
+pub struct WeakEgressPlane(Weak<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -158,6 +164,28 @@ pub enum EgressError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+}
+
+// === impl WeakEgressPlane ===
+
+impl WeakEgressPlane {
+    /// The plane, while it still exists.
+    pub fn upgrade(&self) -> Option<EgressPlane> {
+        self.0.upgrade().map(|inner| EgressPlane { inner })
+    }
+}
+
+/// Whether `entry`'s stored policy has an endpoint that binds secret `name`.
+fn binds(entry: &EgressEntry, name: &str) -> bool {
+    let policy = entry.policy.as_deref().map(serde_json::from_str::<PolicySpec>);
+    let Some(Ok(policy)) = policy else {
+        return false;
+    };
+    policy
+        .endpoints
+        .iter()
+        .flatten()
+        .any(|e| e.credential.as_ref().is_some_and(|c| c.secret == name))
 }
 
 // === impl EgressPlane ===
@@ -355,6 +383,42 @@ impl EgressPlane {
             ca_key_pem,
             credentials,
         })
+    }
+
+    /// A handle that does not keep the plane alive.
+    pub fn downgrade(&self) -> WeakEgressPlane {
+        WeakEgressPlane(Arc::downgrade(&self.inner))
+    }
+
+    /// `owner`'s live sandboxes whose endpoints bind secret `name`.
+    pub async fn bound_to(&self, owner: UserId, name: &str) -> Result<Vec<SandboxId>, EgressError> {
+        let entries = self.inner.store.live_inspected_entries(owner).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|entry| binds(entry, name))
+            .map(|entry| entry.sandbox_id)
+            .collect())
+    }
+
+    /// Pushes sandbox `id`'s entry again under a new generation with the current values of
+    /// its bound secrets (the proxy closes the tunnels opened under the old one).
+    pub async fn refresh(&self, id: SandboxId) -> Result<(), EgressError> {
+        let store = &self.inner.store;
+        let Some(entry) = store.get_egress_entry(id).await? else {
+            return Ok(());
+        };
+        let bumped = store
+            .update_egress_policy(
+                id,
+                entry.policy.as_deref(),
+                &entry.policy_hash,
+                entry.ceiling.as_deref(),
+            )
+            .await?;
+        match bumped {
+            Some(entry) => self.push(&entry).await,
+            None => Ok(()),
+        }
     }
 
     /// Pushes every live sandbox's entry (after a proxy restart); returns how many.

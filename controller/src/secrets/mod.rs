@@ -6,6 +6,7 @@
 //! timestamps); every user reaches only their own secrets, so another user's secret is
 //! missing like an unknown one; no value reaches a log line or an audit row.
 
+mod bound;
 pub mod vault;
 
 use tracing::info;
@@ -32,6 +33,8 @@ pub struct Secrets {
     vault: Option<Vault>,
     /// Most secrets per user (`AIRLOCK_QUOTA_MAX_SECRETS`).
     max_secrets: u64,
+    /// The plane whose sandboxes may bind secrets as credentials at egress ([`bound`]).
+    egress: Option<crate::egress::WeakEgressPlane>,
 }
 
 /// `PUT /v1/secrets/{name}`: stores or replaces one of the caller's secrets.
@@ -101,6 +104,15 @@ pub enum SecretError {
     /// A new secret would pass the owner's `max_secrets` (nothing was written).
     #[error(transparent)]
     QuotaExceeded(crate::accounts::quota::QuotaExceeded),
+    /// Live sandboxes bind the secret as a credential at egress (delete refused).
+    #[error("{sandboxes} live sandbox(es) bind this secret as a credential; delete them first")]
+    InUse {
+        /// How many.
+        sandboxes: usize,
+    },
+    /// The egress plane could not tell which sandboxes bind the secret.
+    #[error("egress: {0}")]
+    Egress(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -134,6 +146,7 @@ impl Secrets {
             audit,
             vault,
             max_secrets: DEFAULT_MAX_SECRETS,
+            egress: None,
         }
     }
 
@@ -256,6 +269,9 @@ impl Command<Secrets> for PutSecret {
                 "secrets",
                 "the secret vanished after its write",
             ))?;
+        if !created {
+            secrets.refresh_bound(owner, &name).await;
+        }
         let code = if created { status::CREATED } else { status::OK };
         let entry = Entry::new("PUT /v1/secrets/{name}", code).object(&name);
         secrets.audit.record(actor, entry).await;
@@ -273,6 +289,7 @@ impl Command<Secrets> for DeleteSecret {
         let owner = owner(actor)?;
         // A name that cannot exist names no secret.
         let name = name(&self.name).map_err(|_invalid| SecretError::NotFound)?;
+        secrets.refuse_if_bound(owner, &name).await?;
         if !secrets.store.delete_secret(owner, &name).await? {
             return Err(SecretError::NotFound);
         }

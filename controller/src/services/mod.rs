@@ -289,9 +289,10 @@ impl Builder {
         let accounts = Accounts::new(self.store.clone(), audit.clone(), settings.quota)
             .with_clock(self.clock.clone())
             .with_resources(resources);
-        let secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone())
+        let mut secrets = Secrets::new(self.store.clone(), audit.clone(), self.vault.clone())
             .with_max_secrets(settings.tables.max_secrets);
         if let Some(plane) = &self.egress {
+            secrets = secrets.with_egress(plane);
             plane.open_secrets_with(secrets.clone());
         }
         let images = Images::new(

@@ -218,6 +218,27 @@ impl Store {
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
+    /// The entries of `owner`'s live sandboxes that have inspection material (bound
+    /// credentials): the ones a change to one of `owner`'s secrets may concern.
+    pub async fn live_inspected_entries(
+        &self,
+        owner: crate::accounts::user::UserId,
+    ) -> Result<Vec<EgressEntry>, StoreError> {
+        let rows = with_db!(self, |pool, _begin| {
+            sqlx::query_as::<_, EntryRow>(
+                "SELECT e.sandbox_id, e.policy, e.policy_hash, e.generation, \
+                 e.credential_hash, e.source_addr, e.ceiling FROM sandbox_egress e \
+                 JOIN sandboxes s ON s.id = e.sandbox_id \
+                 JOIN sandbox_inspection i ON i.sandbox_id = e.sandbox_id \
+                 WHERE s.owner_id = $1 AND s.observed_state IN ('creating', 'running', 'stopping')",
+            )
+            .bind(owner.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(EntryRow::into_entry).collect()
+    }
+
     /// Replaces the sandbox's policy and bumps its generation; returns the new entry, or
     /// `None` when the sandbox has no entry.
     pub async fn update_egress_policy(

@@ -9,6 +9,8 @@
 //!   sees the real key even though the client sent its own;
 //! - a policy change keeps the binding, and one that drops the bound host is refused;
 //! - after a proxy restart the binding and the CA come back (the old trust file still works);
+//! - a new value of the secret reaches the proxy at once, and a bound secret cannot be
+//!   deleted (409 `secret_in_use`);
 //! - an unknown secret is a 404 and an unknown provider a 400; delete removes the trust
 //!   volume.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,6 +25,8 @@ use serde_json::{json, Value};
 
 /// The canary key: it must reach the upstream and nothing else.
 const CANARY: &str = "sk-ant-canary-7d1f0c2e9b";
+/// The key after a rotation.
+const ROTATED: &str = "sk-ant-rotated-40c9a1e355";
 /// The upstream's name (served by the fake DNS, at the TLS upstream's address).
 const HOST: &str = "api.anthropic.com";
 
@@ -185,6 +189,17 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     assert_eq!(seen_by_upstream(&f, &id, PYTHON).await["x-api-key"], CANARY);
     timing.phase("proxy-restart");
 
+    // A new value reaches the proxy at once; a bound secret cannot be deleted.
+    let rotated = f
+        .call(Method::PUT, "/v1/secrets/anthropic", Some(json!({"value": ROTATED})))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert_eq!(seen_by_upstream(&f, &id, CURL).await["x-api-key"], ROTATED);
+    let in_use = f.call(Method::DELETE, "/v1/secrets/anthropic", None).await;
+    assert_eq!(in_use.status, StatusCode::CONFLICT, "{}", in_use.body);
+    assert_eq!(in_use.body["error"], "secret_in_use", "{}", in_use.body);
+    timing.phase("rotation");
+
     // Nothing the API shows holds the value.
     for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
         let reply = f.call(Method::GET, &uri, None).await;
@@ -194,6 +209,8 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     // Delete takes the trust volume.
     let deleted = f.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await;
     assert!(deleted.status.is_success(), "{}", deleted.body);
+    let freed = f.call(Method::DELETE, "/v1/secrets/anthropic", None).await;
+    assert_eq!(freed.status, StatusCode::NO_CONTENT, "{}", freed.body);
     let volume = format!("airlock-tls-{id}");
     poll(|| async {
         let listed = f.dind.docker().inspect_volume(&volume).await;

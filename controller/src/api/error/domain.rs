@@ -244,6 +244,10 @@ impl From<SecretError> for ApiError {
             SecretError::NotFound => Self::NotFound("no such secret"),
             SecretError::NoAccount => Self::Unauthorized,
             SecretError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
+            error @ SecretError::InUse { .. } => Self::Conflict {
+                code: "secret_in_use",
+                message: error.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }
