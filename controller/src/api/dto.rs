@@ -261,8 +261,10 @@ pub struct PageDto {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialDto {
-    /// `anthropic`, `openai`, `github` or `generic` (`GET /v1/providers`).
-    pub provider: String,
+    /// `anthropic`, `openai`, `github` or `generic` (`GET /v1/providers`); may be left out
+    /// with a `preset` that names one (`claude-code`: anthropic, `codex`: openai).
+    #[serde(default)]
+    pub provider: Option<String>,
     /// The name of one of the caller's secrets.
     pub secret: String,
     /// `generic` only: the exact host the credential goes to.
@@ -279,7 +281,7 @@ pub struct CredentialDto {
 impl From<CredentialDto> for CredentialRequest {
     fn from(dto: CredentialDto) -> Self {
         CredentialRequest {
-            provider: dto.provider,
+            provider: dto.provider.unwrap_or_default(),
             secret: dto.secret,
             host: dto.host,
             header: dto.header,

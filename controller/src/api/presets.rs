@@ -21,11 +21,14 @@ pub struct PresetDto {
     pub image: String,
     /// The default command.
     pub cmd: Vec<&'static str>,
-    /// The environment the command expects (values come from `env` or `secret_env`).
+    /// The environment the command expects (values come from `env`; keys from `credentials`).
     pub env: Vec<EnvPlaceholderDto>,
     /// The suggested egress allow-list, used as `policy.allow_domains` when no policy is
     /// given.
     pub allow_domains: Vec<&'static str>,
+    /// The provider a `credentials` entry without one binds (`GET /v1/providers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'static str>,
 }
 
 /// One expected environment variable.
@@ -35,7 +38,7 @@ pub struct EnvPlaceholderDto {
     pub name: &'static str,
     /// What it holds.
     pub description: &'static str,
-    /// A credential: pass it with `secret_env`.
+    /// A credential: bind it with `credentials` (the sandbox then holds a placeholder).
     pub secret: bool,
 }
 
@@ -57,6 +60,7 @@ impl From<&PresetView> for PresetDto {
                 })
                 .collect(),
             allow_domains: preset.allow_domains.to_vec(),
+            provider: preset.provider,
         }
     }
 }

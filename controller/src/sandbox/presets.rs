@@ -3,8 +3,9 @@
 //! image (the operator's agent image), the command, and a suggested egress allow-list as the
 //! policy. Everything the caller gives wins, and the result is checked exactly like any
 //! other create (the egress ceilings apply unchanged). The env placeholders only document
-//! what the command expects; their values come from the caller (`env`, or `secret_env` for
-//! keys).
+//! what the command expects; their values come from the caller (`env`; a key is best bound
+//! with `credentials`, where an entry without a `provider` takes the preset's, so the key
+//! stays at the egress proxy).
 //!
 //! Pure: a static table.
 
@@ -15,7 +16,7 @@ pub struct EnvPlaceholder {
     pub name: &'static str,
     /// What it holds.
     pub description: &'static str,
-    /// Whether it is a credential (pass it with `secret_env`).
+    /// Whether it is a credential (bind it with `credentials`).
     pub secret: bool,
 }
 
@@ -32,6 +33,8 @@ pub struct Preset {
     pub env: &'static [EnvPlaceholder],
     /// The suggested egress allow-list (the policy's `allow_domains`).
     pub allow_domains: &'static [&'static str],
+    /// The provider a `credentials` entry without one binds (`GET /v1/providers`).
+    pub provider: Option<&'static str>,
 }
 
 /// Every preset, by name.
@@ -53,6 +56,7 @@ pub const PRESETS: [Preset; 3] = [
             },
         ],
         allow_domains: &["api.anthropic.com", "github.com", "registry.npmjs.org"],
+        provider: Some("anthropic"),
     },
     Preset {
         name: "codex",
@@ -71,6 +75,7 @@ pub const PRESETS: [Preset; 3] = [
             },
         ],
         allow_domains: &["api.openai.com", "github.com", "registry.npmjs.org"],
+        provider: Some("openai"),
     },
     Preset {
         name: "shell",
@@ -83,6 +88,7 @@ pub const PRESETS: [Preset; 3] = [
             "pypi.org",
             "files.pythonhosted.org",
         ],
+        provider: None,
     },
 ];
 

@@ -1,6 +1,7 @@
 //! Presets at create and `GET /v1/presets` (the table is [`crate::sandbox::presets`]). A
 //! preset fills only what the caller left out: the image (`AIRLOCK_AGENT_IMAGE`), the
-//! command, and, when the egress plane is on, the policy `{"allow_domains": […]}`; the
+//! command, the provider of a `credentials` entry that names none, and, when the egress
+//! plane is on, the policy `{"allow_domains": […]}`; the
 //! result is validated and checked against the caller's ceiling like any create.
 
 use serde_json::json;
@@ -69,6 +70,13 @@ impl CreateSandbox {
         }
         if request.cmd.is_empty() {
             request.cmd = preset.cmd.iter().map(|&arg| arg.to_owned()).collect();
+        }
+        if let Some(provider) = preset.provider {
+            for credential in &mut self.credentials {
+                if credential.provider.is_empty() {
+                    credential.provider = provider.to_owned();
+                }
+            }
         }
         if self.policy.is_none() && sandboxes.egress.is_some() {
             let policy = json!({ "allow_domains": preset.allow_domains });

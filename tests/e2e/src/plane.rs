@@ -221,6 +221,14 @@ impl Plane {
         }
     }
 
+    /// What the TLS upstream logged: one JSON line per request it answered.
+    pub async fn tls_upstream_log(&self) -> String {
+        match &self._tls_upstream {
+            Some(upstream) => upstream.stdout().await.unwrap(),
+            None => String::new(),
+        }
+    }
+
     /// Calls the API with the admin token.
     pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
         self.call_as(TOKEN, method, uri, body).await
@@ -464,7 +472,8 @@ fn upstream_spec(ip: Ipv4Addr) -> OuterSpec {
 }
 
 /// A TLS server answering every GET and POST with JSON naming the path and the credential
-/// headers it received (`x-api-key`, `authorization`), with `/tls/{cert,key}.pem`.
+/// headers it received (`x-api-key`, `authorization`), with `/tls/{cert,key}.pem`; it also
+/// prints that JSON, one line per request, to its log.
 const TLS_ECHO: &str = r#"
 import http.server, json, ssl
 class H(http.server.BaseHTTPRequestHandler):
@@ -473,6 +482,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.rfile.read(n)
         seen = {k: self.headers.get(k) for k in ('x-api-key', 'authorization')}
         seen['path'] = self.path
+        print(json.dumps(seen), flush=True)
         body = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header('content-type', 'application/json')

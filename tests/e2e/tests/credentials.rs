@@ -7,6 +7,8 @@
 //! - curl and Python `requests` reach the upstream through the proxy's TLS termination and
 //!   trust the sandbox's own CA (`/run/airlock/tls`, via the trust variables); the upstream
 //!   sees the real key even though the client sent its own;
+//! - Claude Code itself, from the `claude-code` preset with only a secret named, reaches the
+//!   upstream with the real key;
 //! - a policy change keeps the binding, and one that drops the bound host is refused;
 //! - after a proxy restart the binding and the CA come back (the old trust file still works);
 //! - a new value of the secret reaches the proxy at once, and a bound secret cannot be
@@ -199,6 +201,31 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     assert_eq!(in_use.status, StatusCode::CONFLICT, "{}", in_use.body);
     assert_eq!(in_use.body["error"], "secret_in_use", "{}", in_use.body);
     timing.phase("rotation");
+
+    // A real agent CLI: the claude-code preset binds its provider to the named secret;
+    // Claude Code (which trusts the CA through NODE_EXTRA_CA_CERTS) reaches the upstream,
+    // which sees the real key.
+    let agent = json!({"preset": "claude-code", "cmd": ["sleep", "300"],
+        "limits": {"memory_mb": 1024}, "credentials": [{"secret": "anthropic"}]});
+    let made = f.call(Method::POST, "/v1/sandboxes", Some(agent)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let agent_id = made.body["id"].as_str().unwrap().to_owned();
+    let before = f.tls_upstream_log().await.lines().count();
+    let out = sh(&f, &agent_id, "timeout 60 claude -p 'say hi' 2>&1 | tail -3; echo exit=$?").await;
+    let log = f.tls_upstream_log().await;
+    let from_claude: Vec<Value> = log
+        .lines()
+        .skip(before)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        from_claude.iter().any(|r| r["path"].as_str().unwrap_or("").starts_with("/v1/messages")
+            && r["x-api-key"] == ROTATED),
+        "claude never reached the upstream with the key: {from_claude:?}\n{out}"
+    );
+    let deleted = f.call(Method::DELETE, &format!("/v1/sandboxes/{agent_id}"), None).await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    timing.phase("claude-code");
 
     // Nothing the API shows holds the value.
     for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
