@@ -8,6 +8,8 @@
 //! - [`ceilings`]: the operator's ceilings, which bound every tenant policy.
 //! - [`authority`]: the policy authority service: a request's effective policy under its
 //!   ceiling, and the commands that read and replace the ceilings.
+//! - [`providers`]: the provider catalogue a create's `credentials` bind; `bindings`: the
+//!   secret half of an inspected sandbox's push and the re-push when a bound secret changes.
 //! - [`infrastructure`]: the deployment's own address space, pushed to the proxy (which
 //!   refuses it whatever a policy says) before any entry after a proxy (re)start.
 //!
@@ -23,6 +25,7 @@
 
 pub mod admin;
 pub mod authority;
+mod bindings;
 pub mod ceilings;
 pub mod infrastructure;
 pub mod ledger;
@@ -31,21 +34,20 @@ pub mod policy;
 pub mod providers;
 // Private stand-in for policy-crate items not merged yet; see its header.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use airlock_certs::{InitOptions, San};
-use airlock_egress_policy::{EndpointSpec, PolicySpec};
-use airlock_wire::{PutInspection, PutSandbox};
+use airlock_egress_policy::PolicySpec;
+use airlock_wire::PutSandbox;
 use ipnet::IpNet;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::accounts::user::UserId;
 use crate::config::Config;
 use crate::docker::spec::egress::{ProxyPlacement, EGRESS_CONTAINER};
 use crate::docker::{DockerClient, DockerError};
@@ -59,6 +61,7 @@ pub use authority::{
     import_policy_file, CeilingsView, GetCeilings, GetInfrastructure, PolicyAuthority, PolicyError,
     PutCeilings,
 };
+pub use bindings::WeakEgressPlane;
 use infrastructure::InfraSources;
 pub use policy::{hex_sha256, EgressPolicy, TenantPolicy};
 
@@ -73,11 +76,6 @@ pub const INFRA_REFRESH: Duration = Duration::from_secs(10);
 pub struct EgressPlane {
     inner: Arc<Inner>,
 }
-
-/// A handle on the plane that does not keep it alive (the secrets service holds one, while
-/// the plane holds the secrets service).
-#[derive(Clone, Debug)]
-pub struct WeakEgressPlane(Weak<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -166,28 +164,6 @@ pub enum EgressError {
     Store(#[from] StoreError),
 }
 
-// === impl WeakEgressPlane ===
-
-impl WeakEgressPlane {
-    /// The plane, while it still exists.
-    pub fn upgrade(&self) -> Option<EgressPlane> {
-        self.0.upgrade().map(|inner| EgressPlane { inner })
-    }
-}
-
-/// Whether `entry`'s stored policy has an endpoint that binds secret `name`.
-fn binds(entry: &EgressEntry, name: &str) -> bool {
-    let policy = entry.policy.as_deref().map(serde_json::from_str::<PolicySpec>);
-    let Some(Ok(policy)) = policy else {
-        return false;
-    };
-    policy
-        .endpoints
-        .iter()
-        .flatten()
-        .any(|e| e.credential.as_ref().is_some_and(|c| c.secret == name))
-}
-
 // === impl EgressPlane ===
 
 impl EgressPlane {
@@ -241,12 +217,6 @@ impl EgressPlane {
                 secrets: OnceLock::new(),
             }),
         }))
-    }
-
-    /// Gives the plane the secrets service that opens inspected sandboxes' CA keys and bound
-    /// secrets (the first call wins; the services builder makes it).
-    pub fn open_secrets_with(&self, secrets: Secrets) {
-        let _already = self.inner.secrets.set(secrets);
     }
 
     /// The admin client.
@@ -343,82 +313,6 @@ impl EgressPlane {
             .admin
             .put_sandbox(&entry.sandbox_id.to_string(), &body)
             .await
-    }
-
-    /// The secret half of an inspected sandbox's push: its CA (key opened from the store)
-    /// and the current value of every secret its endpoints bind, read again for each push.
-    async fn inspection(
-        &self,
-        id: SandboxId,
-        endpoints: &[EndpointSpec],
-    ) -> Result<PutInspection, EgressError> {
-        let failed = |reason: String| EgressError::Inspection { sandbox: id, reason };
-        let secrets = self
-            .inner
-            .secrets
-            .get()
-            .ok_or_else(|| failed("secrets are not enabled".to_owned()))?;
-        let row = self
-            .inner
-            .store
-            .inspection(id)
-            .await?
-            .ok_or_else(|| failed("no inspection CA is stored".to_owned()))?;
-        let ca_key_pem = secrets
-            .open_inspection_key(row.owner, id, &row.ca_key_sealed)
-            .map_err(|e| failed(e.to_string()))?;
-        let mut credentials = BTreeMap::new();
-        for name in endpoints.iter().filter_map(|e| Some(&e.credential.as_ref()?.secret)) {
-            let value = secrets
-                .open(row.owner, name)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .ok_or_else(|| failed(format!("the bound secret `{name}` no longer exists")))?;
-            let value = String::from_utf8(value)
-                .map_err(|_| failed(format!("the bound secret `{name}` is not UTF-8")))?;
-            credentials.insert(name.clone(), value);
-        }
-        Ok(PutInspection {
-            ca_cert_pem: row.ca_cert_pem,
-            ca_key_pem,
-            credentials,
-        })
-    }
-
-    /// A handle that does not keep the plane alive.
-    pub fn downgrade(&self) -> WeakEgressPlane {
-        WeakEgressPlane(Arc::downgrade(&self.inner))
-    }
-
-    /// `owner`'s live sandboxes whose endpoints bind secret `name`.
-    pub async fn bound_to(&self, owner: UserId, name: &str) -> Result<Vec<SandboxId>, EgressError> {
-        let entries = self.inner.store.live_inspected_entries(owner).await?;
-        Ok(entries
-            .into_iter()
-            .filter(|entry| binds(entry, name))
-            .map(|entry| entry.sandbox_id)
-            .collect())
-    }
-
-    /// Pushes sandbox `id`'s entry again under a new generation with the current values of
-    /// its bound secrets (the proxy closes the tunnels opened under the old one).
-    pub async fn refresh(&self, id: SandboxId) -> Result<(), EgressError> {
-        let store = &self.inner.store;
-        let Some(entry) = store.get_egress_entry(id).await? else {
-            return Ok(());
-        };
-        let bumped = store
-            .update_egress_policy(
-                id,
-                entry.policy.as_deref(),
-                &entry.policy_hash,
-                entry.ceiling.as_deref(),
-            )
-            .await?;
-        match bumped {
-            Some(entry) => self.push(&entry).await,
-            None => Ok(()),
-        }
     }
 
     /// Pushes every live sandbox's entry (after a proxy restart); returns how many.

@@ -137,14 +137,11 @@ fn certs_tar(
     dir: &std::path::Path,
     upstream_ca: Option<&std::path::Path>,
 ) -> Result<Vec<u8>, EgressError> {
-    let mut files: Vec<(&str, std::path::PathBuf, u32)> = [
-        ("ca.pem", 0o444),
-        ("cert.pem", 0o444),
-        ("key.pem", 0o400),
-    ]
-    .into_iter()
-    .map(|(name, mode)| (name, dir.join(name), mode))
-    .collect();
+    let mut files: Vec<(&str, std::path::PathBuf, u32)> =
+        [("ca.pem", 0o444), ("cert.pem", 0o444), ("key.pem", 0o400)]
+            .into_iter()
+            .map(|(name, mode)| (name, dir.join(name), mode))
+            .collect();
     if let Some(path) = upstream_ca {
         files.push((UPSTREAM_CA_FILE, path.to_owned(), 0o444));
     }

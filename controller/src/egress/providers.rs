@@ -39,8 +39,18 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
     let mut out = Binding::default();
     for (i, r) in requests.iter().enumerate() {
         let (host, header, format, env) = match r.provider.as_str() {
-            "anthropic" => ("api.anthropic.com", "x-api-key", "{secret}", Some("ANTHROPIC_API_KEY")),
-            "openai" => ("api.openai.com", "authorization", "Bearer {secret}", Some("OPENAI_API_KEY")),
+            "anthropic" => (
+                "api.anthropic.com",
+                "x-api-key",
+                "{secret}",
+                Some("ANTHROPIC_API_KEY"),
+            ),
+            "openai" => (
+                "api.openai.com",
+                "authorization",
+                "Bearer {secret}",
+                Some("OPENAI_API_KEY"),
+            ),
             "generic" => (
                 r.host.as_deref().unwrap_or_default(),
                 r.header.as_deref().unwrap_or("authorization"),
@@ -50,7 +60,9 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
             _ => {
                 return Err(vec![FieldError {
                     field: format!("credentials[{i}].provider"),
-                    problem: Problem::Malformed { expected: "anthropic, openai or generic" },
+                    problem: Problem::Malformed {
+                        expected: "anthropic, openai or generic",
+                    },
                 }])
             }
         };
@@ -68,7 +80,10 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
             rules: None,
         });
         if let Some(env) = env {
-            out.env.push((env.to_owned(), format!("airlock-placeholder-{}-{placeholder}", r.provider)));
+            out.env.push((
+                env.to_owned(),
+                format!("airlock-placeholder-{}-{placeholder}", r.provider),
+            ));
         }
         out.secrets.push(r.secret.clone());
     }

@@ -96,16 +96,16 @@ impl Sandboxes {
         bound: &Bound,
         policy: &EgressPolicy,
     ) -> Result<String, SandboxError> {
-        let lifetime = time::Duration::try_from(sandbox.spec.timeout())
-            .unwrap_or(time::Duration::days(365));
+        let lifetime =
+            time::Duration::try_from(sandbox.spec.timeout()).unwrap_or(time::Duration::days(365));
         let deadline = sandbox.created_at + lifetime;
         let hosts = policy.terminated_hosts();
         let ca = InspectionCa::generate(&sandbox.id.to_string(), &hosts, deadline)
             .map_err(|e| SandboxError::Conflict(format!("the inspection CA: {e}")))?;
-        let sealed = self
-            .peers
-            .secrets
-            .seal_inspection_key(sandbox.owner, sandbox.id, &ca.key_pem)?;
+        let sealed =
+            self.peers
+                .secrets
+                .seal_inspection_key(sandbox.owner, sandbox.id, &ca.key_pem)?;
         let bindings = serde_json::to_string(&bound.requests)
             .map_err(|e| SandboxError::Conflict(format!("the bindings: {e}")))?;
         self.store
@@ -131,7 +131,11 @@ impl Sandboxes {
         let image = sandbox.spec.image().as_str();
         let system = self
             .docker
-            .read_small_file(container, crate::docker::spec::trust::SYSTEM_BUNDLE, BUNDLE_MAX)
+            .read_small_file(
+                container,
+                crate::docker::spec::trust::SYSTEM_BUNDLE,
+                BUNDLE_MAX,
+            )
             .await?
             .unwrap_or_default();
         let mut bundle = system;
@@ -140,7 +144,13 @@ impl Sandboxes {
         }
         bundle.extend_from_slice(ca_pem.as_bytes());
         self.docker
-            .fill_trust_volume(sandbox.id, &self.settings.node, image, ca_pem.as_bytes(), &bundle)
+            .fill_trust_volume(
+                sandbox.id,
+                &self.settings.node,
+                image,
+                ca_pem.as_bytes(),
+                &bundle,
+            )
             .await?;
         Ok(())
     }

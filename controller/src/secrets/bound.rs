@@ -43,7 +43,11 @@ impl Secrets {
 
     /// Refuses to delete `owner`'s secret `name` while a live sandbox binds it
     /// ([`SecretError::InUse`]).
-    pub(super) async fn refuse_if_bound(&self, owner: UserId, name: &str) -> Result<(), SecretError> {
+    pub(super) async fn refuse_if_bound(
+        &self,
+        owner: UserId,
+        name: &str,
+    ) -> Result<(), SecretError> {
         let Some(plane) = self.egress.as_ref().and_then(|p| p.upgrade()) else {
             return Ok(());
         };

@@ -206,7 +206,7 @@ impl Secrets {
     ) -> Result<String, SecretError> {
         let name = inspection_key_name(id);
         let key = self.vault()?.open_secret(owner, &name, sealed)?;
-        String::from_utf8(key).map_err(|_| VaultError::Corrupt { name }.into())
+        String::from_utf8(key).map_err(|_utf8| VaultError::Corrupt { name }.into())
     }
 
     fn vault(&self) -> Result<&Vault, SecretError> {

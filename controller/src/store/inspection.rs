@@ -75,12 +75,14 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|(owner, ca_cert_pem, ca_key_sealed, bindings)| StoredInspection {
-            sandbox_id: id,
-            owner: UserId::from_uuid(owner),
-            ca_cert_pem,
-            ca_key_sealed,
-            bindings,
-        }))
+        Ok(row.map(
+            |(owner, ca_cert_pem, ca_key_sealed, bindings)| StoredInspection {
+                sandbox_id: id,
+                owner: UserId::from_uuid(owner),
+                ca_cert_pem,
+                ca_key_sealed,
+                bindings,
+            },
+        ))
     }
 }

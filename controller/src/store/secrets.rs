@@ -4,11 +4,11 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::inspection_key_name;
 use super::{lock_owner, now, with_db, Store, StoreError};
 use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind};
 use crate::accounts::user::UserId;
 use crate::sandbox::SandboxId;
-use super::inspection_key_name;
 
 /// A secret as listed: never its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,11 +254,13 @@ impl Store {
                     Ok(resealed) => resealed,
                     Err(error) => return Ok(Err(error)),
                 };
-                sqlx::query("UPDATE sandbox_inspection SET ca_key_sealed = $1 WHERE sandbox_id = $2")
-                    .bind(resealed)
-                    .bind(sandbox)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE sandbox_inspection SET ca_key_sealed = $1 WHERE sandbox_id = $2",
+                )
+                .bind(resealed)
+                .bind(sandbox)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query("DELETE FROM secret_key_check")
                 .execute(&mut *tx)

@@ -27,8 +27,7 @@ pub use canon::{canonical_path, CanonicalTarget, PathError};
 pub use decision::{evaluate, precheck, Allowed, Decision, Denied, DenyReason};
 pub use endpoint::{
     Credential, CredentialFormat, CredentialSpec, Endpoint, EndpointError, EndpointSpec, Endpoints,
-    RuleSpec,
-    TlsMode,
+    RuleSpec, TlsMode,
 };
 pub use host::{
     check_host_header, parse_absolute, parse_connect, parse_host, AbsoluteForm, DnsName, Host,

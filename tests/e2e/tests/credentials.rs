@@ -60,7 +60,11 @@ fn upstream_certs(dir: &std::path::Path) {
         .map(|c| pem("CERTIFICATE", c.as_ref()))
         .collect();
     std::fs::write(dir.join("cert.pem"), chain).unwrap();
-    std::fs::write(dir.join("key.pem"), pem("PRIVATE KEY", leaf.key.secret_der())).unwrap();
+    std::fs::write(
+        dir.join("key.pem"),
+        pem("PRIVATE KEY", leaf.key.secret_der()),
+    )
+    .unwrap();
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
     // The upstream runs as root but the bind keeps host modes; make them readable.
     for name in ["cert.pem", "key.pem", "ca.pem"] {
@@ -116,45 +120,77 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
 
     // Refusals first: nothing is made for them.
     let unknown = json!([{"provider": "anthropic", "secret": "nope"}]);
-    let refused = f.call(Method::POST, "/v1/sandboxes", Some(body(unknown))).await;
+    let refused = f
+        .call(Method::POST, "/v1/sandboxes", Some(body(unknown)))
+        .await;
     assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
     let bad = json!([{"provider": "acme", "secret": "anthropic"}]);
     let refused = f.call(Method::POST, "/v1/sandboxes", Some(body(bad))).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
-    assert!(refused.body.to_string().contains("credentials[0]"), "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("credentials[0]"),
+        "{}",
+        refused.body
+    );
 
     let bound = json!([{"provider": "anthropic", "secret": "anthropic"}]);
-    let made = f.call(Method::POST, "/v1/sandboxes", Some(body(bound))).await;
+    let made = f
+        .call(Method::POST, "/v1/sandboxes", Some(body(bound)))
+        .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     assert!(!made.body.to_string().contains(CANARY));
     let id = made.body["id"].as_str().unwrap().to_owned();
     timing.phase("create");
 
     // Only a placeholder inside; the trust files and variables are there.
-    let env = sh(&f, &id, "printenv ANTHROPIC_API_KEY SSL_CERT_FILE NODE_EXTRA_CA_CERTS").await;
+    let env = sh(
+        &f,
+        &id,
+        "printenv ANTHROPIC_API_KEY SSL_CERT_FILE NODE_EXTRA_CA_CERTS",
+    )
+    .await;
     assert!(env.starts_with("airlock-placeholder-anthropic-"), "{env}");
-    assert!(env.contains("/run/airlock/tls/bundle.pem\n/run/airlock/tls/ca.pem"), "{env}");
+    assert!(
+        env.contains("/run/airlock/tls/bundle.pem\n/run/airlock/tls/ca.pem"),
+        "{env}"
+    );
     let leaks = sh(
         &f,
         &id,
-        &format!("grep -ls {CANARY} /proc/*/environ /run/airlock/tls/* $HOME/* 2>/dev/null; echo done"),
+        &format!(
+            "grep -ls {CANARY} /proc/*/environ /run/airlock/tls/* $HOME/* 2>/dev/null; echo done"
+        ),
     )
     .await;
     assert_eq!(leaks, "done\n", "the canary is inside the sandbox");
-    let ca = sh(&f, &id, "head -1 /run/airlock/tls/ca.pem; grep -c BEGIN /run/airlock/tls/bundle.pem").await;
+    let ca = sh(
+        &f,
+        &id,
+        "head -1 /run/airlock/tls/ca.pem; grep -c BEGIN /run/airlock/tls/bundle.pem",
+    )
+    .await;
     let mut lines = ca.lines();
     assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"));
     let in_bundle: u32 = lines.next().unwrap().parse().unwrap();
     assert!(in_bundle > 100, "the system roots plus the CA: {in_bundle}");
     let writable = sh(&f, &id, "touch /run/airlock/tls/x 2>&1; echo $?").await;
-    assert!(!writable.ends_with("0\n"), "the trust files are read-only: {writable}");
+    assert!(
+        !writable.ends_with("0\n"),
+        "the trust files are read-only: {writable}"
+    );
     let inspected = f
         .dind
         .docker()
-        .inspect_container(&airlock::sandbox::names::container_name(id.parse().unwrap()), None)
+        .inspect_container(
+            &airlock::sandbox::names::container_name(id.parse().unwrap()),
+            None,
+        )
         .await
         .unwrap();
-    assert!(!format!("{inspected:?}").contains(CANARY), "docker inspect shows the canary");
+    assert!(
+        !format!("{inspected:?}").contains(CANARY),
+        "docker inspect shows the canary"
+    );
 
     // curl and Python requests reach the upstream; it sees the real key, not theirs.
     for client in [CURL, PYTHON] {
@@ -193,7 +229,11 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
 
     // A new value reaches the proxy at once; a bound secret cannot be deleted.
     let rotated = f
-        .call(Method::PUT, "/v1/secrets/anthropic", Some(json!({"value": ROTATED})))
+        .call(
+            Method::PUT,
+            "/v1/secrets/anthropic",
+            Some(json!({"value": ROTATED})),
+        )
         .await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
     assert_eq!(seen_by_upstream(&f, &id, CURL).await["x-api-key"], ROTATED);
@@ -211,7 +251,12 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     let agent_id = made.body["id"].as_str().unwrap().to_owned();
     let before = f.tls_upstream_log().await.lines().count();
-    let out = sh(&f, &agent_id, "timeout 60 claude -p 'say hi' 2>&1 | tail -3; echo exit=$?").await;
+    let out = sh(
+        &f,
+        &agent_id,
+        "timeout 60 claude -p 'say hi' 2>&1 | tail -3; echo exit=$?",
+    )
+    .await;
     let log = f.tls_upstream_log().await;
     let from_claude: Vec<Value> = log
         .lines()
@@ -219,22 +264,32 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(
-        from_claude.iter().any(|r| r["path"].as_str().unwrap_or("").starts_with("/v1/messages")
-            && r["x-api-key"] == ROTATED),
+        from_claude.iter().any(
+            |r| r["path"].as_str().unwrap_or("").starts_with("/v1/messages")
+                && r["x-api-key"] == ROTATED
+        ),
         "claude never reached the upstream with the key: {from_claude:?}\n{out}"
     );
-    let deleted = f.call(Method::DELETE, &format!("/v1/sandboxes/{agent_id}"), None).await;
+    let deleted = f
+        .call(Method::DELETE, &format!("/v1/sandboxes/{agent_id}"), None)
+        .await;
     assert!(deleted.status.is_success(), "{}", deleted.body);
     timing.phase("claude-code");
 
     // Nothing the API shows holds the value.
     for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
         let reply = f.call(Method::GET, &uri, None).await;
-        assert!(!reply.body.to_string().contains(CANARY), "{uri}: {}", reply.body);
+        assert!(
+            !reply.body.to_string().contains(CANARY),
+            "{uri}: {}",
+            reply.body
+        );
     }
 
     // Delete takes the trust volume.
-    let deleted = f.call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await;
+    let deleted = f
+        .call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None)
+        .await;
     assert!(deleted.status.is_success(), "{}", deleted.body);
     let freed = f.call(Method::DELETE, "/v1/secrets/anthropic", None).await;
     assert_eq!(freed.status, StatusCode::NO_CONTENT, "{}", freed.body);

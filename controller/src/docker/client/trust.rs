@@ -71,8 +71,8 @@ impl DockerClient {
         let helper = trust_helper_name(id);
         self.create_container(&helper, trust_helper_body(id, node, image))
             .await?;
-        let archive =
-            trust_archive(ca_pem, bundle).map_err(|_| DockerError::Unexpected("trust archive"))?;
+        let archive = trust_archive(ca_pem, bundle)
+            .map_err(|_io| DockerError::Unexpected("trust archive"))?;
         let filled = self.upload_tar(&helper, TRUST_MOUNT, archive).await;
         let removed = self.remove_container(&helper, Removal::Force).await;
         filled.and(removed)

@@ -226,7 +226,10 @@ mod tests {
             ..placement()
         };
         let cmd = p.cmd().join(" ");
-        assert!(cmd.ends_with("--upstream-ca /certs/upstream-ca.pem"), "{cmd}");
+        assert!(
+            cmd.ends_with("--upstream-ca /certs/upstream-ca.pem"),
+            "{cmd}"
+        );
     }
 
     #[test]

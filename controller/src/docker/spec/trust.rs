@@ -60,7 +60,12 @@ pub fn trust_mount(id: SandboxId) -> Mount {
 /// sandbox's CA. The bundle replaces the system store (those clients read one file); Node
 /// and Deno add the CA to their own store.
 pub fn trust_env() -> Vec<String> {
-    let bundle = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"];
+    let bundle = [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+    ];
     let mut env: Vec<String> = bundle
         .iter()
         .map(|name| format!("{name}={BUNDLE_FILE}"))
@@ -74,7 +79,9 @@ pub fn trust_env() -> Vec<String> {
 pub fn add_trust(body: &mut ContainerCreateBody, id: SandboxId) {
     body.env.get_or_insert_with(Vec::new).extend(trust_env());
     if let Some(host) = body.host_config.as_mut() {
-        host.mounts.get_or_insert_with(Vec::new).push(trust_mount(id));
+        host.mounts
+            .get_or_insert_with(Vec::new)
+            .push(trust_mount(id));
     }
 }
 
@@ -159,7 +166,9 @@ mod tests {
             "NODE_EXTRA_CA_CERTS",
             "DENO_CERT",
         ] {
-            assert!(env.iter().any(|e| e.starts_with(&format!("{name}=/run/airlock/tls/"))));
+            assert!(env
+                .iter()
+                .any(|e| e.starts_with(&format!("{name}=/run/airlock/tls/"))));
         }
     }
 
@@ -176,7 +185,11 @@ mod tests {
                 (name, e.header().mode().unwrap())
             })
             .collect();
-        let want = [("tls", 0o755), ("tls/ca.pem", 0o444), ("tls/bundle.pem", 0o444)];
+        let want = [
+            ("tls", 0o755),
+            ("tls/ca.pem", 0o444),
+            ("tls/bundle.pem", 0o444),
+        ];
         let want: Vec<(String, u32)> = want.iter().map(|(n, m)| ((*n).to_owned(), *m)).collect();
         assert_eq!(names, want);
     }
