@@ -20,7 +20,7 @@ const MAX_LINKS: usize = 4;
 
 impl DockerClient {
     /// The content of regular file `path` in `container` (created or running), following up
-    /// to [`MAX_LINKS`] symlinks; `None` when it is missing, not a regular file, or larger
+    /// to four symlinks; `None` when it is missing, not a regular file, or larger
     /// than `max` bytes.
     pub async fn read_small_file(
         &self,
