@@ -51,6 +51,12 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
                 "Bearer {secret}",
                 Some("OPENAI_API_KEY"),
             ),
+            "github" => (
+                "github.com",
+                "authorization",
+                "basic-x-access-token",
+                Some("GH_TOKEN"),
+            ),
             "generic" => (
                 r.host.as_deref().unwrap_or_default(),
                 r.header.as_deref().unwrap_or("authorization"),

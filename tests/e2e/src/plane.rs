@@ -62,8 +62,9 @@ pub struct PlaneOptions {
     pub names: Vec<String>,
     /// Extra `AIRLOCK_*` variables for the controller.
     pub env: Vec<(String, String)>,
-    /// A directory with `cert.pem` and `key.pem`: runs a TLS echo server (the agent image's
-    /// Python) at [`TLS_UPSTREAM_HOST`] on the internet network, admitted like the upstream.
+    /// A directory with `cert.pem`, `key.pem`, `github-cert.pem` and `github-key.pem`: runs a
+    /// TLS echo and Git server (the agent image's Python and Git) at [`TLS_UPSTREAM_HOST`] on
+    /// the internet network, admitted like the upstream.
     /// `{tls_upstream}` in `names` is its address.
     pub tls_upstream: Option<PathBuf>,
 }
@@ -473,19 +474,65 @@ fn upstream_spec(ip: Ipv4Addr) -> OuterSpec {
 
 /// A TLS server answering every GET and POST with JSON naming the path and the credential
 /// headers it received (`x-api-key`, `authorization`), with `/tls/{cert,key}.pem`; it also
-/// prints that JSON, one line per request, to its log.
+/// prints that JSON, one line per request, to its log. For SNI `github.com` it serves
+/// `/tls/github-{cert,key}.pem` and Git's smart HTTP (`git http-backend`) for the bare
+/// repository `org/repo.git` (one commit), to a `Basic x-access-token:…` caller only (401
+/// otherwise, as GitHub answers).
 const TLS_ECHO: &str = r#"
-import http.server, json, ssl
+import base64, http.server, json, os, ssl, subprocess
+# A bare repository for the smart-HTTP backend, with one commit.
+os.makedirs('/srv/git/org', exist_ok=True)
+subprocess.run('git init -q --bare /srv/git/org/repo.git && git -C /srv/git/org/repo.git config http.receivepack true '
+    '&& git init -q /tmp/seed && cd /tmp/seed && echo seeded > README && git add README '
+    '&& git -c user.name=t -c user.email=t@t commit -qm seed && git push -q /srv/git/org/repo.git HEAD:refs/heads/main '
+    '&& git -C /srv/git/org/repo.git symbolic-ref HEAD refs/heads/main', shell=True, check=True)
 class H(http.server.BaseHTTPRequestHandler):
     def reply(self):
         n = int(self.headers.get('content-length') or 0)
-        self.rfile.read(n)
+        data = self.rfile.read(n)
         seen = {k: self.headers.get(k) for k in ('x-api-key', 'authorization')}
         seen['path'] = self.path
+        seen['host'] = self.headers.get('host')
         print(json.dumps(seen), flush=True)
+        if self.headers.get('host', '').startswith('github.com'):
+            return self.git(data)
         body = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header('content-type', 'application/json')
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def git(self, data):
+        auth = self.headers.get('authorization') or ''
+        user = ''
+        if auth.startswith('Basic '):
+            user = base64.b64decode(auth[6:]).decode(errors='replace').split(':', 1)[0]
+        if user != 'x-access-token':
+            self.send_response(401)
+            self.send_header('www-authenticate', 'Basic realm="git"')
+            self.send_header('content-length', '0')
+            self.end_headers()
+            return
+        path, _, query = self.path.partition('?')
+        env = dict(os.environ, GIT_PROJECT_ROOT='/srv/git', GIT_HTTP_EXPORT_ALL='1',
+                   PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD=self.command,
+                   CONTENT_TYPE=self.headers.get('content-type') or '',
+                   CONTENT_LENGTH=str(len(data)), REMOTE_USER=user, REMOTE_ADDR='127.0.0.1',
+                   HTTP_CONTENT_ENCODING=self.headers.get('content-encoding') or '',
+                   GIT_PROTOCOL=self.headers.get('git-protocol') or '')
+        out = subprocess.run(['git', 'http-backend'], input=data, env=env, capture_output=True).stdout
+        head, _, body = out.partition(b'\r\n\r\n')
+        status = 200
+        headers = []
+        for line in head.decode().split('\r\n'):
+            name, _, value = line.partition(':')
+            if name.lower() == 'status':
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header('content-length', str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -493,6 +540,12 @@ class H(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(('0.0.0.0', 443), H)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain('/tls/cert.pem', '/tls/key.pem')
+github = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+github.load_cert_chain('/tls/github-cert.pem', '/tls/github-key.pem')
+def pick(sock, name, _context):
+    if name == 'github.com':
+        sock.context = github
+context.sni_callback = pick
 server.socket = context.wrap_socket(server.socket, server_side=True)
 print('listening', flush=True)
 server.serve_forever()

@@ -9,6 +9,8 @@
 //!   sees the real key even though the client sent its own;
 //! - Claude Code itself, from the `claude-code` preset with only a secret named, reaches the
 //!   upstream with the real key;
+//! - `git clone` and `git push` of a private repository work with a `github` binding (the
+//!   server sees `Basic x-access-token:<token>`), and get 401 without one;
 //! - a policy change keeps the binding, and one that drops the bound host is refused;
 //! - after a proxy restart the binding and the CA come back (the old trust file still works);
 //! - a new value of the secret reaches the proxy at once, and a bound secret cannot be
@@ -31,6 +33,10 @@ const CANARY: &str = "sk-ant-canary-7d1f0c2e9b";
 const ROTATED: &str = "sk-ant-rotated-40c9a1e355";
 /// The upstream's name (served by the fake DNS, at the TLS upstream's address).
 const HOST: &str = "api.anthropic.com";
+/// The Git host's name (the same upstream, by SNI).
+const GITHUB: &str = "github.com";
+/// The GitHub token canary.
+const GH_CANARY: &str = "ghp_canary3f9e2d7c11";
 
 fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -45,29 +51,33 @@ fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// A test CA and a server certificate for [`HOST`] under it, written to `dir`
-/// (`cert.pem`, `key.pem`, `ca.pem`).
+/// A test CA and server certificates for [`HOST`] and [`GITHUB`] under it, written to `dir`
+/// (`cert.pem`, `key.pem`, `github-cert.pem`, `github-key.pem`, `ca.pem`).
 fn upstream_certs(dir: &std::path::Path) {
     let deadline = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let ca = InspectionCa::generate("test-upstream", &[HOST.to_owned()], deadline).unwrap();
-    let leaf = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem)
-        .unwrap()
-        .issue(HOST)
-        .unwrap();
-    let chain: String = leaf
-        .chain
-        .iter()
-        .map(|c| pem("CERTIFICATE", c.as_ref()))
-        .collect();
-    std::fs::write(dir.join("cert.pem"), chain).unwrap();
-    std::fs::write(
-        dir.join("key.pem"),
-        pem("PRIVATE KEY", leaf.key.secret_der()),
-    )
-    .unwrap();
+    let hosts = [HOST.to_owned(), GITHUB.to_owned()];
+    let ca = InspectionCa::generate("test-upstream", &hosts, deadline).unwrap();
+    let issuer = LeafIssuer::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+    for (host, prefix) in [(HOST, ""), (GITHUB, "github-")] {
+        let leaf = issuer.issue(host).unwrap();
+        let chain: String = leaf
+            .chain
+            .iter()
+            .map(|c| pem("CERTIFICATE", c.as_ref()))
+            .collect();
+        std::fs::write(dir.join(format!("{prefix}cert.pem")), chain).unwrap();
+        let key = pem("PRIVATE KEY", leaf.key.secret_der());
+        std::fs::write(dir.join(format!("{prefix}key.pem")), key).unwrap();
+    }
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
     // The upstream runs as root but the bind keeps host modes; make them readable.
-    for name in ["cert.pem", "key.pem", "ca.pem"] {
+    for name in [
+        "cert.pem",
+        "key.pem",
+        "github-cert.pem",
+        "github-key.pem",
+        "ca.pem",
+    ] {
         use std::os::unix::fs::PermissionsExt as _;
         let perms = std::fs::Permissions::from_mode(0o644);
         std::fs::set_permissions(dir.join(name), perms).unwrap();
@@ -96,7 +106,10 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     let certs = tempfile::tempdir().unwrap();
     upstream_certs(certs.path());
     let mut opts = PlaneOptions::new("credentials", env!("CARGO_BIN_EXE_fake-dns"));
-    opts.names = vec![format!("{HOST}={{tls_upstream}}")];
+    opts.names = vec![
+        format!("{HOST}={{tls_upstream}}"),
+        format!("{GITHUB}={{tls_upstream}}"),
+    ];
     opts.tls_upstream = Some(certs.path().to_owned());
     let ca = certs.path().join("ca.pem").display().to_string();
     opts.env = vec![("AIRLOCK_EGRESS_UPSTREAM_CA".to_owned(), ca)];
@@ -275,6 +288,63 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         .await;
     assert!(deleted.status.is_success(), "{}", deleted.body);
     timing.phase("claude-code");
+
+    // GitHub: clone and push a private repository with the binding; the server sees the
+    // token as `Basic x-access-token:…`. Without a binding it answers 401.
+    let put = f
+        .call(
+            Method::PUT,
+            "/v1/secrets/github",
+            Some(json!({"value": GH_CANARY})),
+        )
+        .await;
+    assert!(put.status.is_success(), "{}", put.body);
+    let git = json!({"image": AGENT_IMAGE, "cmd": ["sleep", "300"],
+        "policy": {"allow_domains": [GITHUB]}, "limits": {"memory_mb": 512},
+        "credentials": [{"provider": "github", "secret": "github"}]});
+    let made = f.call(Method::POST, "/v1/sandboxes", Some(git)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let git_id = made.body["id"].as_str().unwrap().to_owned();
+    let script = "cd $HOME && git clone -q https://github.com/org/repo.git r 2>&1 && cat r/README \
+        && cd r && echo two > two && git add two \
+        && git -c user.name=a -c user.email=a@a commit -qm two && git push -q origin HEAD:main 2>&1; \
+        echo exit=$?";
+    let out = sh(&f, &git_id, script).await;
+    assert!(
+        out.contains("seeded\n") && out.ends_with("exit=0\n"),
+        "{out}"
+    );
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{GH_CANARY}"));
+    let log = f.tls_upstream_log().await;
+    let pushes = log
+        .lines()
+        .filter(|l| l.contains("git-receive-pack"))
+        .count();
+    assert!(pushes >= 1, "no push reached the server: {log}");
+    assert!(
+        log.contains(&format!("Basic {basic}")),
+        "the server never saw the token: {log}"
+    );
+    let env = sh(&f, &git_id, "printenv GH_TOKEN").await;
+    assert!(env.starts_with("airlock-placeholder-github-"), "{env}");
+    let uri = format!("/v1/sandboxes/{id}/policy");
+    let to_github = json!({"allow_domains": [HOST, GITHUB]});
+    assert_eq!(
+        f.call(Method::PUT, &uri, Some(to_github)).await.status,
+        StatusCode::OK
+    );
+    let unbound = "cd $HOME && GIT_SSL_NO_VERIFY=1 GIT_TERMINAL_PROMPT=0 \
+        git clone -q https://github.com/org/repo.git u 2>&1; echo exit=$?";
+    let out = sh(&f, &id, unbound).await;
+    // Git's answer to a 401 with prompts off.
+    let refused = out.contains("could not read Username") && !out.ends_with("exit=0\n");
+    assert!(refused, "{out}");
+    let deleted = f
+        .call(Method::DELETE, &format!("/v1/sandboxes/{git_id}"), None)
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    timing.phase("github");
 
     // Nothing the API shows holds the value.
     for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
