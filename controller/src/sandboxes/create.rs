@@ -123,6 +123,7 @@ impl Command<Sandboxes> for CreateSandbox {
     #[instrument(skip_all, fields(user.id = ?actor.user()))]
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
         let selftest = self.selftest;
+        let bound = bound_names(&self.credentials);
         let reserved = self.reserve(sandboxes, actor).await?;
         let creation = match reserved.created {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
@@ -138,7 +139,7 @@ impl Command<Sandboxes> for CreateSandbox {
         sandboxes
             .peers
             .audit
-            .record(actor, entry(&creation, selftest))
+            .record(actor, entry(&creation, selftest, bound.as_deref()))
             .await;
         Ok(creation)
     }
@@ -332,15 +333,34 @@ impl Sandboxes {
     }
 }
 
-/// The create's audit row: the sandbox, whichever way the create ended, its status, and the
-/// self-test mode when one was asked for.
-fn entry(creation: &Creation, selftest: Option<SelftestMode>) -> Entry {
+/// The create's audit row: the sandbox, whichever way the create ended, its status, the
+/// self-test mode when one was asked for, and the bound credentials (names only).
+fn entry(creation: &Creation, selftest: Option<SelftestMode>, bound: Option<&str>) -> Entry {
     let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
-    match selftest {
-        Some(SelftestMode::Record) => entry.detail("selftest record"),
-        Some(SelftestMode::Required) => entry.detail("selftest required"),
-        None => entry,
+    let selftest = match selftest {
+        Some(SelftestMode::Record) => Some("selftest record"),
+        Some(SelftestMode::Required) => Some("selftest required"),
+        None => None,
+    };
+    let detail: Vec<&str> = [selftest, bound].into_iter().flatten().collect();
+    if detail.is_empty() {
+        entry
+    } else {
+        entry.detail(detail.join(", "))
     }
+}
+
+/// `credentials provider:secret …` for the audit row; `None` when nothing is bound. The
+/// provider as written (a preset fills an empty one later).
+fn bound_names(credentials: &[CredentialRequest]) -> Option<String> {
+    if credentials.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = credentials
+        .iter()
+        .map(|c| format!("{}:{}", c.provider, c.secret))
+        .collect();
+    Some(format!("credentials {}", names.join(" ")))
 }
 
 /// Adds the placeholder variables of the bound credentials to the caller's environment; a
@@ -458,10 +478,19 @@ mod tests {
         ];
         for (creation, id, code) in table {
             let want = Entry::new("POST /v1/sandboxes", code).object(id);
-            assert_eq!(entry(&creation, None), want, "{creation:?}");
+            assert_eq!(entry(&creation, None, None), want, "{creation:?}");
             let required = want.clone().detail("selftest required");
-            let got = entry(&creation, Some(SelftestMode::Required));
+            let got = entry(&creation, Some(SelftestMode::Required), None);
             assert_eq!(got, required, "{creation:?}");
+            let both = want
+                .clone()
+                .detail("selftest record, credentials anthropic:key");
+            let got = entry(
+                &creation,
+                Some(SelftestMode::Record),
+                Some("credentials anthropic:key"),
+            );
+            assert_eq!(got, both, "{creation:?}");
         }
     }
 }
