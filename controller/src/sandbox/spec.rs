@@ -214,6 +214,12 @@ pub enum Problem {
     },
     /// Equal to, inside, or containing another mount's target.
     Overlaps,
+    /// Names a secret that is `egress_only`, where only an `env` secret may go (the API's
+    /// `secret_not_exposable`).
+    NotExposable {
+        /// The secret's name.
+        secret: String,
+    },
 }
 
 // === impl SandboxRequest ===
@@ -472,6 +478,11 @@ impl fmt::Display for Problem {
             Self::Root => f.write_str("running as root is not allowed by the image policy"),
             Self::Unsupported { what } => f.write_str(what),
             Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
+            Self::NotExposable { secret } => write!(
+                f,
+                "names secret `{secret}`, which is egress_only: bind it with `credentials`, or \
+                 store it again with \"expose\": \"env\""
+            ),
         }
     }
 }
