@@ -24,10 +24,12 @@
 pub mod admin;
 pub mod authority;
 pub mod ceilings;
+pub mod credentials;
 pub mod infrastructure;
 pub mod ledger;
 pub mod node;
 pub mod policy;
+pub mod providers;
 // Private stand-in for policy-crate items not merged yet; see its header.
 
 use std::collections::HashSet;

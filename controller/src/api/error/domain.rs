@@ -30,7 +30,7 @@ const SECRETS_DISABLED: &str = "secrets are not enabled on this controller";
 impl From<SandboxError> for ApiError {
     fn from(error: SandboxError) -> Self {
         match error {
-            SandboxError::Invalid(errors) => field_errors(errors),
+            SandboxError::Invalid(errors) => sandbox_fields(errors, |field| field),
             SandboxError::Image(error) => error.into(),
             SandboxError::ImageUser(refusal @ UserRefusal::RunsAsRoot { .. }) => Self::Refused {
                 status: StatusCode::FORBIDDEN,
@@ -78,16 +78,17 @@ impl From<SandboxError> for ApiError {
     }
 }
 
-/// A create's invalid fields: 400 `secret_not_exposable` when one of them names an
-/// `egress_only` secret where only an `env` one may go, else 400 `invalid_request`.
-fn field_errors(errors: Vec<FieldError>) -> ApiError {
+/// A create's invalid fields, each named by `name` (the API's name of the domain's field):
+/// 400 `secret_not_exposable` when one of them names an `egress_only` secret where only an
+/// `env` one may go, else 400 `invalid_request`.
+pub(crate) fn sandbox_fields(errors: Vec<FieldError>, name: impl Fn(String) -> String) -> ApiError {
     let not_exposable = errors
         .iter()
         .any(|e| matches!(e.problem, Problem::NotExposable { .. }));
     let fields = errors
         .into_iter()
         .map(|e| FieldReason {
-            field: e.field,
+            field: name(e.field),
             reason: e.problem.to_string(),
         })
         .collect();

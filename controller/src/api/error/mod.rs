@@ -17,6 +17,8 @@ use crate::store::Sandbox;
 
 mod domain;
 
+pub(crate) use domain::sandbox_fields;
+
 /// An API failure, ready to become a response.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
