@@ -145,7 +145,10 @@ async fn commands_file_their_rows_and_the_recorder_only_the_rest() {
     assert_eq!(quota.detail.as_deref(), Some("max_sandboxes default → 2"));
     let put = the_row(&rows, "PUT /v1/secrets/{name}", 201);
     assert_eq!(put.object.as_deref(), Some("db"));
-    assert!(put.detail.as_deref().unwrap().starts_with("expose "), "{put:?}");
+    assert!(
+        put.detail.as_deref().unwrap().starts_with("expose "),
+        "{put:?}"
+    );
     let removed = the_row(&rows, "DELETE /v1/secrets/{name}", 204);
     assert_eq!(removed.object.as_deref(), Some("db"));
     let deletes: Vec<_> = rows

@@ -30,14 +30,20 @@ async fn a_secret_stays_at_the_proxy_unless_it_says_env() {
 
     let (status, body) = put(json!({"value": canary})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["expose"], "egress_only", "a new secret's default: {body}");
+    assert_eq!(
+        body["expose"], "egress_only",
+        "a new secret's default: {body}"
+    );
 
     let (status, body) = put(json!({"value": canary, "expose": "env"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["expose"], "env", "{body}");
     let (status, body) = put(json!({"value": canary})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["expose"], "env", "a replace without expose keeps it: {body}");
+    assert_eq!(
+        body["expose"], "env",
+        "a replace without expose keeps it: {body}"
+    );
 
     for bad in [json!("ENV"), json!("egress-only"), json!("")] {
         let (status, body) = put(json!({"value": canary, "expose": bad})).await;
@@ -67,7 +73,10 @@ async fn a_secret_stays_at_the_proxy_unless_it_says_env() {
     // The refused puts are on the trail too, without a detail.
     assert_eq!(details.len(), 4, "{details:?}");
     assert!(details.contains(&"expose env".to_owned()), "{details:?}");
-    assert!(details.contains(&"expose egress_only".to_owned()), "{details:?}");
+    assert!(
+        details.contains(&"expose egress_only".to_owned()),
+        "{details:?}"
+    );
     assert!(rows.iter().all(|r| !format!("{r:?}").contains(&canary)));
 }
 
@@ -97,7 +106,10 @@ async fn secret_env_refuses_an_egress_only_secret_naming_the_field() {
     assert_eq!(fields.len(), 1, "{body}");
     assert_eq!(fields[0]["field"], "secret_env.API_KEY", "{body}");
     let reason = fields[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("`held`") && reason.contains("egress_only"), "{body}");
+    assert!(
+        reason.contains("`held`") && reason.contains("egress_only"),
+        "{body}"
+    );
 
     // An unknown secret is still the plain validation error.
     let (status, body) = create(json!({"API_KEY": "missing"})).await;
@@ -144,4 +156,11 @@ async fn any_signed_in_user_reads_the_provider_catalogue() {
 
     let (status, _) = call(&h, "not-a-token", Method::GET, "/v1/providers", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let doc = serde_json::to_value(airlock::api::openapi::document(&h.state)).unwrap();
+    assert!(doc["paths"]["/v1/providers"]["get"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["ProviderDto"]["properties"]["hosts"].is_object());
+    assert!(schemas["PutSecretBody"]["properties"]["expose"].is_object());
+    assert!(schemas["SecretDto"]["properties"]["expose"].is_object());
 }

@@ -76,7 +76,11 @@ async fn upgraded(config: &DatabaseConfig, owner: UserId) {
     let store = Store::connect(config).await.unwrap();
     let listed = store.list_secrets(owner).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].expose, Exposure::Env, "an old secret keeps secret_env");
+    assert_eq!(
+        listed[0].expose,
+        Exposure::Env,
+        "an old secret keeps secret_env"
+    );
     let (sealed, expose) = store
         .sealed_secret_exposed(owner, "legacy")
         .await

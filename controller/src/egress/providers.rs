@@ -101,7 +101,10 @@ pub type Rule = (&'static [&'static str], &'static [&'static str]);
 /// (a `*` segment matches both).
 const GIT_SMART_HTTP: &[Rule] = &[
     (&["GET"], &["/*/*/info/refs"]),
-    (&["POST"], &["/*/*/git-upload-pack", "/*/*/git-receive-pack"]),
+    (
+        &["POST"],
+        &["/*/*/git-upload-pack", "/*/*/git-receive-pack"],
+    ),
 ];
 
 static CATALOGUE: [Provider; 4] = [
@@ -175,10 +178,7 @@ pub fn placeholder_value(provider: &str, placeholder: &str) -> String {
 
 /// Checks `requests` and expands them. `placeholder` is a per-sandbox random token; the env
 /// value of each provider's variable is `airlock-placeholder-<provider>-<placeholder>`.
-pub fn bind(
-    requests: &[CredentialRequest],
-    placeholder: &str,
-) -> Result<Binding, Vec<FieldError>> {
+pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding, Vec<FieldError>> {
     if requests.len() > MAX_CREDENTIALS {
         let problem = Problem::TooMany {
             max: MAX_CREDENTIALS,

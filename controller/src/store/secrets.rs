@@ -42,7 +42,8 @@ const UPSERT_SECRET: &str = "INSERT INTO secrets (owner_id, name, sealed, create
      RETURNING created_at";
 
 fn exposure(text: &str) -> Result<Exposure, StoreError> {
-    text.parse().map_err(|e| StoreError::corrupt("secrets.expose", e))
+    text.parse()
+        .map_err(|e| StoreError::corrupt("secrets.expose", e))
 }
 
 // === impl Store ===
@@ -59,17 +60,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let at = now();
         let created_at: OffsetDateTime = with_db!(self, |pool, _begin| {
-            sqlx::query_scalar(
-                UPSERT_SECRET,
-            )
-            .bind(owner.as_uuid())
-            .bind(name)
-            .bind(sealed)
-            .bind(at)
-            .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
-            .bind(expose.map(Exposure::as_str))
-            .fetch_one(pool)
-            .await?
+            sqlx::query_scalar(UPSERT_SECRET)
+                .bind(owner.as_uuid())
+                .bind(name)
+                .bind(sealed)
+                .bind(at)
+                .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
+                .bind(expose.map(Exposure::as_str))
+                .fetch_one(pool)
+                .await?
         });
         Ok(created_at == at)
     }
@@ -121,17 +120,15 @@ impl Store {
                     retry_after: None,
                 }));
             }
-            let created_at = sqlx::query_scalar(
-                UPSERT_SECRET,
-            )
-            .bind(owner.as_uuid())
-            .bind(name)
-            .bind(sealed)
-            .bind(at)
-            .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
-            .bind(expose.map(Exposure::as_str))
-            .fetch_one(&mut *tx)
-            .await?;
+            let created_at = sqlx::query_scalar(UPSERT_SECRET)
+                .bind(owner.as_uuid())
+                .bind(name)
+                .bind(sealed)
+                .bind(at)
+                .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
+                .bind(expose.map(Exposure::as_str))
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             created_at
         });

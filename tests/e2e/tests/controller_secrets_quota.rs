@@ -74,7 +74,11 @@ async fn secrets_stay_out_of_logs_and_quotas_hold_under_parallel_creates() {
     seen.push(body);
     let put = json!({"value": canary});
     let (status, body) = http(addr, TOKEN, "PUT", "/v1/secrets/held", Some(put)).await;
-    assert_eq!((status, &body["expose"]), (201, &json!("egress_only")), "{body}");
+    assert_eq!(
+        (status, &body["expose"]),
+        (201, &json!("egress_only")),
+        "{body}"
+    );
     seen.push(body);
     let create = json!({
         "image": TESTBOX_IMAGE,
@@ -231,7 +235,10 @@ async fn secrets_stay_out_of_logs_and_quotas_hold_under_parallel_creates() {
     let (addr, _log) = listen_addr(&mut child).await;
     let (status, body) = http(addr, TOKEN, "GET", "/v1/secrets", None).await;
     assert_eq!((status, body[0]["name"].as_str()), (200, Some("db")));
-    assert_eq!(body[0]["expose"], "env", "rotation keeps the exposure: {body}");
+    assert_eq!(
+        body[0]["expose"], "env",
+        "rotation keeps the exposure: {body}"
+    );
     stop(&mut child).await;
     timing.phase("rotate");
 }

@@ -277,7 +277,9 @@ impl ApiError {
     /// `{"error","message"}`, plus `fields` for validation failures.
     fn plain_response(&self, status: StatusCode, code: &str) -> Response {
         let fields = match self {
-            Self::Validation(fields) | Self::FieldsRefused { fields, .. } => Some(fields.as_slice()),
+            Self::Validation(fields) | Self::FieldsRefused { fields, .. } => {
+                Some(fields.as_slice())
+            }
             Self::InvalidJson(field) => Some(std::slice::from_ref(field)),
             _ => None,
         };

@@ -74,7 +74,11 @@ fn every_provider_compiles_against_a_policy_admitting_only_its_hosts() {
 #[test]
 fn the_unknown_provider_message_names_every_provider() {
     for provider in catalogue() {
-        assert!(KNOWN.contains(&format!("`{}`", provider.name)), "{}", provider.name);
+        assert!(
+            KNOWN.contains(&format!("`{}`", provider.name)),
+            "{}",
+            provider.name
+        );
     }
     let names: Vec<&str> = catalogue().iter().map(|p| p.name).collect();
     assert_eq!(names, ["anthropic", "openai", "github", "generic"]);
@@ -219,7 +223,14 @@ fn generic_needs_an_exact_dns_name() {
         refusals,
         [("credentials[0].host".to_owned(), "is required".to_owned())]
     );
-    for host in ["*.example.com", "192.0.2.1", "[2001:db8::1]", "a b", "", "x.com:443"] {
+    for host in [
+        "*.example.com",
+        "192.0.2.1",
+        "[2001:db8::1]",
+        "a b",
+        "",
+        "x.com:443",
+    ] {
         assert_eq!(fields(&[generic(host)]), ["credentials[0].host"], "{host}");
     }
 }
@@ -251,7 +262,13 @@ fn bad_headers_formats_and_secrets_are_the_policy_crates_refusals() {
         format: format.map(str::to_owned),
         ..generic("api.example.com")
     };
-    for header in ["Host", "content-length", "Proxy-Authorization", "TE", "Upgrade"] {
+    for header in [
+        "Host",
+        "content-length",
+        "Proxy-Authorization",
+        "TE",
+        "Upgrade",
+    ] {
         let refusals = refused(&[with(Some(header), None)]);
         assert_eq!(refusals[0].0, "credentials[0].header", "{header}");
         assert!(refusals[0].1.contains("reserved"), "{header}: {refusals:?}");
@@ -303,10 +320,7 @@ fn at_most_eight_entries() {
         .collect();
     assert_eq!(
         refused(&nine),
-        [(
-            "credentials".to_owned(),
-            "has more than 8 items".to_owned()
-        )]
+        [("credentials".to_owned(), "has more than 8 items".to_owned())]
     );
 }
 
@@ -321,8 +335,7 @@ fn debug_never_shows_the_placeholder() {
 #[test]
 fn a_request_entry_refuses_unknown_fields() {
     let parsed: CredentialRequest =
-        serde_json::from_value(serde_json::json!({"provider": "github", "secret": "gh"}))
-            .unwrap();
+        serde_json::from_value(serde_json::json!({"provider": "github", "secret": "gh"})).unwrap();
     assert_eq!(parsed, entry("github", "gh"));
     let unknown = serde_json::json!({"provider": "github", "secret": "gh", "port": 8443});
     assert!(serde_json::from_value::<CredentialRequest>(unknown).is_err());
