@@ -145,6 +145,10 @@ async fn commands_file_their_rows_and_the_recorder_only_the_rest() {
     assert_eq!(quota.detail.as_deref(), Some("max_sandboxes default → 2"));
     let put = the_row(&rows, "PUT /v1/secrets/{name}", 201);
     assert_eq!(put.object.as_deref(), Some("db"));
+    assert!(
+        put.detail.as_deref().unwrap().starts_with("expose "),
+        "{put:?}"
+    );
     let removed = the_row(&rows, "DELETE /v1/secrets/{name}", 204);
     assert_eq!(removed.object.as_deref(), Some("db"));
     let deletes: Vec<_> = rows
@@ -280,6 +284,7 @@ async fn the_cli_files_its_rows_and_boot_steps_file_none() {
     let put = PutSecret {
         name: "k".to_owned(),
         value: "v".to_owned(),
+        expose: None,
     };
     secrets.run(&actor, put).await.unwrap();
     let rotate = RotateKey {
@@ -309,6 +314,7 @@ async fn the_cli_files_its_rows_and_boot_steps_file_none() {
     assert_eq!(rows[0].object.as_deref(), Some("cli@example.org"));
     assert_eq!(rows[1].object.as_deref(), Some("cli@example.org"));
     assert_eq!(rows[1].detail.as_deref(), Some("ci"));
+    assert_eq!(rows[3].detail.as_deref(), Some("expose egress_only"));
     assert_eq!(rows[4].object.as_deref(), Some("secrets"));
     assert_eq!(rows[4].detail.as_deref(), Some("1 re-encrypted"));
 }

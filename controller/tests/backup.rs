@@ -15,7 +15,7 @@ use airlock::config::{Config, DatabaseConfig};
 use airlock::ops::backup::archive::{self, Manifest};
 use airlock::ops::backup::{backup, restore, BackupArgs, BackupError, RestoreArgs};
 use airlock::secrets::vault::{SecretKey, Vault};
-use airlock::secrets::{PutSecret, Secrets};
+use airlock::secrets::{Exposure, PutSecret, Secrets};
 use airlock::store::{EgressEvent, EgressQuery, Store};
 use airlock_wire::Outcome;
 
@@ -86,16 +86,14 @@ async fn fill(config: &Config) -> (String, String, uuid::Uuid) {
         .unwrap();
     let secrets = Secrets::new(store.clone(), audit, Some(vault));
     let owner = Actor::new(user.id, Role::Member, Via::Session);
-    secrets
-        .run(
-            &owner,
-            PutSecret {
-                name: "db".to_owned(),
-                value: "hunter2".to_owned(),
-            },
-        )
-        .await
-        .unwrap();
+    for (name, expose) in [("db", Some(Exposure::Env)), ("held", None)] {
+        let put = PutSecret {
+            name: name.to_owned(),
+            value: "hunter2".to_owned(),
+            expose,
+        };
+        secrets.run(&owner, put).await.unwrap();
+    }
     let sandbox = uuid::Uuid::new_v4();
     let events: Vec<_> = (1..=50)
         .map(|i| ledger_event(&sandbox.to_string(), i))
@@ -128,6 +126,18 @@ async fn check_restored(config: &Config, email: &str, token: &str, sandbox: uuid
         .open_secret(user.id, "db", &sealed)
         .unwrap();
     assert_eq!(plain, b"hunter2", "the secret still decrypts");
+    let exposures: Vec<_> = store
+        .list_secrets(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.expose))
+        .collect();
+    let want = [
+        ("db".to_owned(), Exposure::Env),
+        ("held".to_owned(), Exposure::EgressOnly),
+    ];
+    assert_eq!(exposures, want, "each secret keeps its exposure");
     let query = EgressQuery {
         limit: 100,
         ..Default::default()

@@ -240,19 +240,19 @@ async fn retention(store: Store) {
 async fn secrets_quota(store: Store) {
     let (user, _token) = account(&store, "vault", Role::Member).await;
     assert!(store
-        .put_secret_within(user.id, "a", b"x", 2)
+        .put_secret_within(user.id, "a", b"x", None, 2)
         .await
         .unwrap());
     assert!(store
-        .put_secret_within(user.id, "b", b"x", 2)
+        .put_secret_within(user.id, "b", b"x", None, 2)
         .await
         .unwrap());
     // Replacing an existing secret is not a new one.
     assert!(!store
-        .put_secret_within(user.id, "b", b"y", 2)
+        .put_secret_within(user.id, "b", b"y", None, 2)
         .await
         .unwrap());
-    match store.put_secret_within(user.id, "c", b"x", 2).await {
+    match store.put_secret_within(user.id, "c", b"x", None, 2).await {
         Err(StoreError::QuotaExceeded(e)) => assert_eq!(e.kind, QuotaKind::MaxSecrets),
         other => panic!("expected max_secrets, got {other:?}"),
     }

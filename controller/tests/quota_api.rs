@@ -229,7 +229,8 @@ async fn secrets_are_per_user_and_never_shown() {
     let canary = format!("canary-{}", uuid::Uuid::new_v4());
     let mut replies = Vec::new();
 
-    let put = json!({"value": canary});
+    // `env`: this secret may go into a container's environment through `secret_env`.
+    let put = json!({"value": canary, "expose": "env"});
     let reply = h
         .call(
             &alice.token,
@@ -240,6 +241,7 @@ async fn secrets_are_per_user_and_never_shown() {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.body["name"], "db");
+    assert_eq!(reply.body["expose"], "env");
     replies.push(reply);
     let reply = h
         .call(

@@ -10,6 +10,7 @@ use airlock::accounts::quota::{Quota, QuotaKind, QuotaOverride};
 use airlock::config::DatabaseConfig;
 use airlock::sandbox::{Cpus, SandboxRequest, SandboxSpec};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
+use airlock::secrets::Exposure;
 use airlock::store::{Created, NewAuditRecord, NewSandbox, StoreError, User};
 use futures_util::future::join_all;
 
@@ -204,19 +205,47 @@ both_backends!(secrets_seal_check_and_rotate, |f: Fixture| async move {
 
     let canary = format!("canary-{}", uuid::Uuid::new_v4());
     let sealed = vault.seal(erin.id, "db", canary.as_bytes());
-    assert!(f.store.put_secret(erin.id, "db", &sealed).await.unwrap());
+    assert!(f
+        .store
+        .put_secret(erin.id, "db", &sealed, None)
+        .await
+        .unwrap());
+    // A new secret with no exposure stays at the proxy.
+    let exposure = |list: Vec<airlock::store::SecretMeta>| list[0].expose;
+    let listed = f.store.list_secrets(erin.id).await.unwrap();
+    assert_eq!(exposure(listed), Exposure::EgressOnly);
     let sealed = vault.seal(erin.id, "db", canary.as_bytes());
-    assert!(
-        !f.store.put_secret(erin.id, "db", &sealed).await.unwrap(),
-        "a replace"
-    );
+    let replaced = f
+        .store
+        .put_secret(erin.id, "db", &sealed, Some(Exposure::Env));
+    assert!(!replaced.await.unwrap(), "a replace");
+    let listed = f.store.list_secrets(erin.id).await.unwrap();
+    assert_eq!(exposure(listed), Exposure::Env);
+    // A replace that names no exposure keeps the stored one.
+    let sealed = vault.seal(erin.id, "db", canary.as_bytes());
+    assert!(!f
+        .store
+        .put_secret(erin.id, "db", &sealed, None)
+        .await
+        .unwrap());
     let other = vault.seal(frank.id, "db", b"frank's");
-    f.store.put_secret(frank.id, "db", &other).await.unwrap();
+    f.store
+        .put_secret(frank.id, "db", &other, None)
+        .await
+        .unwrap();
     let stored = f.store.sealed_secret(erin.id, "db").await.unwrap().unwrap();
     assert!(!stored.windows(canary.len()).any(|w| w == canary.as_bytes()));
     let names: Vec<_> = f.store.list_secrets(erin.id).await.unwrap();
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].name, "db");
+    assert_eq!(names[0].expose, Exposure::Env);
+    let (_, theirs) = f
+        .store
+        .sealed_secret_exposed(frank.id, "db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs, Exposure::EgressOnly, "each owner's row is its own");
 
     let (old, new) = (Vault::new(&key1), Vault::new(&key2));
     let rotated = f
@@ -238,6 +267,21 @@ both_backends!(secrets_seal_check_and_rotate, |f: Fixture| async move {
     let stored = f.store.sealed_secret(erin.id, "db").await.unwrap().unwrap();
     let opened = vault2.open_secret(erin.id, "db", &stored).unwrap();
     assert_eq!(opened, canary.as_bytes());
+    // Re-sealing keeps each secret's exposure.
+    let (_, kept) = f
+        .store
+        .sealed_secret_exposed(erin.id, "db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, Exposure::Env);
+    let (_, kept) = f
+        .store
+        .sealed_secret_exposed(frank.id, "db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, Exposure::EgressOnly);
 
     // A rotation from a key that is not the current one changes nothing.
     let stale = f

@@ -25,6 +25,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("accounts::credential", 0),
     ("egress::policy", 0),
     ("egress::ceilings", 0),
+    ("egress::providers", 0),
+    ("secrets::exposure", 0),
     ("images::allow", 0),
     ("metrics", 0),
     ("volume", 0),

@@ -24,6 +24,7 @@ mod logs;
 pub mod openapi;
 mod policy;
 pub mod presets;
+pub mod providers;
 pub mod quotas;
 mod revoked;
 mod sandboxes;

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 
 use super::dto::{self, CreateSandbox, ListParams, PageDto, SandboxDto, WaitParams};
-use super::error::{ApiError, FieldReason};
+use super::error::{sandbox_fields, ApiError, FieldReason};
 use super::selftest::{SelftestDto, SelftestField};
 use super::{json, with_status, AppState};
 use crate::audit::Actor;
@@ -94,15 +94,9 @@ fn render_creation(creation: Creation) -> Result<Response, ApiError> {
 /// A create's invalid fields under the API's names (`env.NAME` for the domain's `env[i]`).
 fn env_fields(error: SandboxError, env: &[(String, String)]) -> ApiError {
     match error {
-        SandboxError::Invalid(errors) => ApiError::Validation(
-            errors
-                .into_iter()
-                .map(|e| FieldReason {
-                    field: dto::env_field(&e.field, env),
-                    reason: e.problem.to_string(),
-                })
-                .collect(),
-        ),
+        SandboxError::Invalid(errors) => {
+            sandbox_fields(errors, |field| dto::env_field(&field, env))
+        }
         other => other.into(),
     }
 }

@@ -1,8 +1,10 @@
 //! `/v1/secrets`: the caller's secrets. Values go in once (`PUT`) and never come out of the
-//! API: listings carry names and timestamps only, and a sandbox gets a value only as an
-//! environment variable (`secret_env` at create). Every user sees only their own secrets, so
-//! another user's secret is a 404 like a missing one. Values are sealed at rest (see
-//! [`crate::secrets::vault`]). The rules are the secrets service's ([`crate::secrets`]).
+//! API: listings carry names, exposures and timestamps only. A secret's `expose` says where a
+//! value may go: `env` (an environment variable through `secret_env` at create) or
+//! `egress_only` (only the egress proxy adds it to requests to a bound endpoint; the default
+//! for a new secret). Every user sees only their own secrets, so another user's secret is a
+//! 404 like a missing one. Values are sealed at rest (see [`crate::secrets::vault`]). The
+//! rules are the secrets service's ([`crate::secrets`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -17,7 +19,7 @@ use super::dto::rfc3339;
 use super::error::ApiError;
 use super::{json, with_status, AppState};
 use crate::audit::Actor;
-use crate::secrets::{self, DeleteSecret, ListSecrets, PutSecret};
+use crate::secrets::{self, DeleteSecret, Exposure, ListSecrets, PutSecret};
 use crate::store::SecretMeta;
 
 /// `PUT /v1/secrets/{name}`.
@@ -26,6 +28,12 @@ use crate::store::SecretMeta;
 pub struct PutSecretBody {
     /// The value (UTF-8, no NUL, at most 64 KiB). Never shown again.
     pub value: String,
+    /// `env` (may be put into a sandbox's environment with `secret_env`) or `egress_only`
+    /// (only bound at egress). Absent: `egress_only` for a new secret; a replaced secret
+    /// keeps its exposure.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "egress_only")]
+    pub expose: Option<String>,
 }
 
 /// A secret as listed: never its value.
@@ -33,6 +41,9 @@ pub struct PutSecretBody {
 pub struct SecretDto {
     /// Its name.
     pub name: String,
+    /// `env` or `egress_only`.
+    #[schema(value_type = String, example = "egress_only")]
+    pub expose: &'static str,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339: when the value last changed.
@@ -45,6 +56,7 @@ impl std::fmt::Debug for PutSecretBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PutSecretBody")
             .field("value", &"***")
+            .field("expose", &self.expose)
             .finish()
     }
 }
@@ -55,6 +67,7 @@ impl From<&SecretMeta> for SecretDto {
     fn from(secret: &SecretMeta) -> Self {
         Self {
             name: secret.name.clone(),
+            expose: secret.expose.as_str(),
             created_at: rfc3339(secret.created_at),
             updated_at: rfc3339(secret.updated_at),
         }
@@ -67,7 +80,17 @@ fn secret_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiE
     Ok(secrets::name(&name)?)
 }
 
-/// `GET /v1/secrets`: the caller's secrets (names and timestamps; never values).
+/// The body's `expose`, when given.
+fn exposure(expose: Option<&str>) -> Result<Option<Exposure>, ApiError> {
+    expose
+        .map(|text| {
+            text.parse()
+                .map_err(|_unknown| ApiError::field("expose", "must be `env` or `egress_only`"))
+        })
+        .transpose()
+}
+
+/// `GET /v1/secrets`: the caller's secrets (names, exposures and timestamps; never values).
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
     responses((status = 200, body = [SecretDto])))]
 pub(crate) async fn list(
@@ -79,7 +102,8 @@ pub(crate) async fn list(
 }
 
 /// `PUT /v1/secrets/{name}`: stores or replaces a secret; 201 when new, 200 when replaced;
-/// a new name past the caller's `max_secrets` is a 403 `quota_exceeded`.
+/// a new name past the caller's `max_secrets` is a 403 `quota_exceeded`; an `expose` other
+/// than `env` and `egress_only` is a 400 naming `expose`.
 #[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", request_body = PutSecretBody,
     params(("name" = String, Path, description = "Secret name")),
     responses((status = 201, body = SecretDto), (status = 200, body = SecretDto),
@@ -96,6 +120,7 @@ pub(crate) async fn put(
     let body: PutSecretBody = json::body(body)?;
     let command = PutSecret {
         name,
+        expose: exposure(body.expose.as_deref())?,
         value: body.value,
     };
     let stored = state.services.secrets.run(&actor, command).await?;

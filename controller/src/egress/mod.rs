@@ -8,8 +8,9 @@
 //! - [`ceilings`]: the operator's ceilings, which bound every tenant policy.
 //! - [`authority`]: the policy authority service: a request's effective policy under its
 //!   ceiling, and the commands that read and replace the ceilings.
-//! - [`providers`]: the provider catalogue a create's `credentials` bind; `bindings`: the
-//!   secret half of an inspected sandbox's push and the re-push when a bound secret changes.
+//! - [`providers`]: the provider catalogue a create's `credentials` bind ([`credentials`]:
+//!   `GET /v1/providers`); `bindings`: the secret half of an inspected sandbox's push and the
+//!   re-push when a bound secret changes.
 //! - [`infrastructure`]: the deployment's own address space, pushed to the proxy (which
 //!   refuses it whatever a policy says) before any entry after a proxy (re)start.
 //!
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod authority;
 mod bindings;
 pub mod ceilings;
+pub mod credentials;
 pub mod infrastructure;
 pub mod ledger;
 pub mod node;

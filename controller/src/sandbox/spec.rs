@@ -219,6 +219,12 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// Names a secret that is `egress_only`, where only an `env` secret may go (the API's
+    /// `secret_not_exposable`).
+    NotExposable {
+        /// The secret's name.
+        secret: String,
+    },
 }
 
 // === impl SandboxRequest ===
@@ -478,6 +484,11 @@ impl fmt::Display for Problem {
             Self::Unsupported { what } => f.write_str(what),
             Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
             Self::Refused { reason } => write!(f, "is refused: {reason}"),
+            Self::NotExposable { secret } => write!(
+                f,
+                "names secret `{secret}`, which is egress_only: bind it with `credentials`, or \
+                 store it again with \"expose\": \"env\""
+            ),
         }
     }
 }

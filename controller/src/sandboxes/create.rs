@@ -283,7 +283,15 @@ impl Sandboxes {
                 errors.push(FieldError { field, problem });
                 continue;
             }
-            match self.peers.secrets.open(owner, secret).await? {
+            let opened = match self.peers.secrets.open_for_env(owner, secret).await {
+                Err(crate::secrets::SecretError::NotExposable { name }) => {
+                    let problem = Problem::NotExposable { secret: name };
+                    errors.push(FieldError { field, problem });
+                    continue;
+                }
+                other => other?,
+            };
+            match opened {
                 Some(value) => {
                     let value = String::from_utf8_lossy(&value);
                     vars.push(format!("{env}={value}"));

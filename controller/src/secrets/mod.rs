@@ -1,16 +1,21 @@
 //! Secrets: a user's named values, sealed at rest with the controller's key ([`vault`]) and
-//! opened only into a sandbox container's environment at create. Commands: `PutSecret`,
-//! `DeleteSecret`, `ListSecrets` (the API) and `RotateKey` (the offline CLI).
+//! opened only for a sandbox at create: into its container's environment when the secret's
+//! [`Exposure`] is `env`, or for the egress proxy's credential binding (any exposure).
+//! Commands: `PutSecret`, `DeleteSecret`, `ListSecrets` (the API) and `RotateKey` (the
+//! offline CLI).
 //!
-//! Invariants: a value goes in once and never comes out of the API (listings carry names and
-//! timestamps); every user reaches only their own secrets, so another user's secret is
-//! missing like an unknown one; no value reaches a log line or an audit row.
+//! Invariants: a value goes in once and never comes out of the API (listings carry names,
+//! exposures and timestamps); every user reaches only their own secrets, so another user's
+//! secret is missing like an unknown one; no value reaches a log line or an audit row; an
+//! `egress_only` secret never reaches a container's environment ([`Secrets::open_for_env`]).
 
 mod bound;
+pub mod exposure;
 pub mod vault;
 
 use tracing::info;
 
+pub use self::exposure::Exposure;
 use self::vault::{KeySource, SecretKey, Vault, VaultError};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, AuditLog, Command, Entry};
@@ -44,6 +49,9 @@ pub struct PutSecret {
     pub name: String,
     /// The value: UTF-8, no NUL, at most [`MAX_VALUE_BYTES`].
     pub value: String,
+    /// Where it may go; `None`: a new secret is [`Exposure::NEW_DEFAULT`], a replaced one
+    /// keeps its exposure.
+    pub expose: Option<Exposure>,
 }
 
 /// What [`PutSecret`] did.
@@ -95,6 +103,16 @@ pub enum SecretError {
     /// The caller has no such secret.
     #[error("no such secret")]
     NotFound,
+    /// The secret is `egress_only`: it may be bound at egress but never put into an
+    /// environment.
+    #[error(
+        "secret `{name}` is egress_only: bind it with `credentials`, or store it again \
+         with \"expose\": \"env\""
+    )]
+    NotExposable {
+        /// The secret's name.
+        name: String,
+    },
     /// Only someone with an account has secrets.
     #[error("secrets belong to an account")]
     NoAccount,
@@ -171,8 +189,8 @@ impl Secrets {
         self.vault.is_some()
     }
 
-    /// Opens `owner`'s secret `name`, for a container's environment; `None` when there is
-    /// no such secret.
+    /// Opens `owner`'s secret `name` whatever its exposure, for the egress proxy's credential
+    /// binding; `None` when there is no such secret.
     pub(crate) async fn open(
         &self,
         owner: UserId,
@@ -209,6 +227,23 @@ impl Secrets {
         String::from_utf8(key).map_err(|_utf8| VaultError::Corrupt { name }.into())
     }
 
+    /// Opens `owner`'s secret `name` for a container's environment: `None` when there is no
+    /// such secret, [`SecretError::NotExposable`] when it is `egress_only`.
+    pub(crate) async fn open_for_env(
+        &self,
+        owner: UserId,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, SecretError> {
+        let vault = self.vault.as_ref().ok_or(SecretError::Unavailable)?;
+        match self.store.sealed_secret_exposed(owner, name).await? {
+            Some((_, expose)) if !expose.allows_env() => Err(SecretError::NotExposable {
+                name: name.to_owned(),
+            }),
+            Some((sealed, _)) => Ok(Some(vault.open_secret(owner, name, &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
     fn vault(&self) -> Result<&Vault, SecretError> {
         self.vault.as_ref().ok_or(SecretError::Unavailable)
     }
@@ -225,6 +260,7 @@ impl std::fmt::Debug for PutSecret {
         f.debug_struct("PutSecret")
             .field("name", &self.name)
             .field("value", &"***")
+            .field("expose", &self.expose)
             .finish()
     }
 }
@@ -253,7 +289,7 @@ impl Command<Secrets> for PutSecret {
         let sealed = secrets.vault()?.seal(owner, &name, self.value.as_bytes());
         let created = secrets
             .store
-            .put_secret_within(owner, &name, &sealed, secrets.max_secrets)
+            .put_secret_within(owner, &name, &sealed, self.expose, secrets.max_secrets)
             .await
             .map_err(|error| match error {
                 StoreError::QuotaExceeded(exceeded) => SecretError::QuotaExceeded(exceeded),
@@ -273,7 +309,9 @@ impl Command<Secrets> for PutSecret {
             secrets.refresh_bound(owner, &name).await;
         }
         let code = if created { status::CREATED } else { status::OK };
-        let entry = Entry::new("PUT /v1/secrets/{name}", code).object(&name);
+        let entry = Entry::new("PUT /v1/secrets/{name}", code)
+            .object(&name)
+            .detail(format!("expose {}", meta.expose));
         secrets.audit.record(actor, entry).await;
         Ok(Stored { meta, created })
     }

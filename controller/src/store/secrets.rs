@@ -9,12 +9,15 @@ use super::{lock_owner, now, with_db, Store, StoreError};
 use crate::accounts::quota::{Amount, QuotaExceeded, QuotaKind};
 use crate::accounts::user::UserId;
 use crate::sandbox::SandboxId;
+use crate::secrets::exposure::Exposure;
 
 /// A secret as listed: never its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretMeta {
     /// Its name, unique per owner.
     pub name: String,
+    /// Where its value may go.
+    pub expose: Exposure,
     /// When it was first stored.
     pub created_at: OffsetDateTime,
     /// When its value last changed.
@@ -32,30 +35,42 @@ pub struct SealedSecret {
     pub sealed: Vec<u8>,
 }
 
+/// The upsert of one secret: `$5` is the exposure of a new row, `$6` the one a replace
+/// writes (`NULL`: the row keeps its own).
+const UPSERT_SECRET: &str = "INSERT INTO secrets (owner_id, name, sealed, created_at, updated_at, \
+     expose) VALUES ($1, $2, $3, $4, $4, $5) \
+     ON CONFLICT (owner_id, name) DO UPDATE SET sealed = excluded.sealed, \
+     updated_at = excluded.updated_at, expose = COALESCE($6, secrets.expose) \
+     RETURNING created_at";
+
+fn exposure(text: &str) -> Result<Exposure, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::corrupt("secrets.expose", e))
+}
+
 // === impl Store ===
 
 impl Store {
-    /// Stores (or replaces) `owner`'s secret `name`; `true` when it is new.
+    /// Stores (or replaces) `owner`'s secret `name`; `true` when it is new. `expose` `None`:
+    /// a new secret is [`Exposure::NEW_DEFAULT`], a replaced one keeps its exposure.
     pub async fn put_secret(
         &self,
         owner: UserId,
         name: &str,
         sealed: &[u8],
+        expose: Option<Exposure>,
     ) -> Result<bool, StoreError> {
         let at = now();
         let created_at: OffsetDateTime = with_db!(self, |pool, _begin| {
-            sqlx::query_scalar(
-                "INSERT INTO secrets (owner_id, name, sealed, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) \
-                 ON CONFLICT (owner_id, name) DO UPDATE SET sealed = excluded.sealed, \
-                 updated_at = excluded.updated_at RETURNING created_at",
-            )
-            .bind(owner.as_uuid())
-            .bind(name)
-            .bind(sealed)
-            .bind(at)
-            .fetch_one(pool)
-            .await?
+            sqlx::query_scalar(UPSERT_SECRET)
+                .bind(owner.as_uuid())
+                .bind(name)
+                .bind(sealed)
+                .bind(at)
+                .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
+                .bind(expose.map(Exposure::as_str))
+                .fetch_one(pool)
+                .await?
         });
         Ok(created_at == at)
     }
@@ -70,6 +85,7 @@ impl Store {
         owner: UserId,
         name: &str,
         sealed: &[u8],
+        expose: Option<Exposure>,
         max: u64,
     ) -> Result<bool, StoreError> {
         let at = now();
@@ -106,18 +122,15 @@ impl Store {
                     retry_after: None,
                 }));
             }
-            let created_at = sqlx::query_scalar(
-                "INSERT INTO secrets (owner_id, name, sealed, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) \
-                 ON CONFLICT (owner_id, name) DO UPDATE SET sealed = excluded.sealed, \
-                 updated_at = excluded.updated_at RETURNING created_at",
-            )
-            .bind(owner.as_uuid())
-            .bind(name)
-            .bind(sealed)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
+            let created_at = sqlx::query_scalar(UPSERT_SECRET)
+                .bind(owner.as_uuid())
+                .bind(name)
+                .bind(sealed)
+                .bind(at)
+                .bind(expose.unwrap_or(Exposure::NEW_DEFAULT).as_str())
+                .bind(expose.map(Exposure::as_str))
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             created_at
         });
@@ -126,23 +139,26 @@ impl Store {
 
     /// `owner`'s secrets, by name.
     pub async fn list_secrets(&self, owner: UserId) -> Result<Vec<SecretMeta>, StoreError> {
-        let rows: Vec<(String, OffsetDateTime, OffsetDateTime)> = with_db!(self, |pool, _begin| {
-            sqlx::query_as(
-                "SELECT name, created_at, updated_at FROM secrets WHERE owner_id = $1 \
-                     ORDER BY name",
-            )
-            .bind(owner.as_uuid())
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(name, created_at, updated_at)| SecretMeta {
-                name,
-                created_at,
-                updated_at,
+        let rows: Vec<(String, String, OffsetDateTime, OffsetDateTime)> =
+            with_db!(self, |pool, _begin| {
+                sqlx::query_as(
+                    "SELECT name, expose, created_at, updated_at FROM secrets \
+                     WHERE owner_id = $1 ORDER BY name",
+                )
+                .bind(owner.as_uuid())
+                .fetch_all(pool)
+                .await?
+            });
+        rows.into_iter()
+            .map(|(name, expose, created_at, updated_at)| {
+                Ok(SecretMeta {
+                    name,
+                    expose: exposure(&expose)?,
+                    created_at,
+                    updated_at,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Removes `owner`'s secret `name`; `false` when there was none.
@@ -172,6 +188,23 @@ impl Store {
                 .await?
         });
         Ok(sealed)
+    }
+
+    /// `owner`'s sealed secret `name` and its exposure, read together, if any.
+    pub async fn sealed_secret_exposed(
+        &self,
+        owner: UserId,
+        name: &str,
+    ) -> Result<Option<(Vec<u8>, Exposure)>, StoreError> {
+        let row: Option<(Vec<u8>, String)> = with_db!(self, |pool, _begin| {
+            sqlx::query_as("SELECT sealed, expose FROM secrets WHERE owner_id = $1 AND name = $2")
+                .bind(owner.as_uuid())
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(sealed, expose)| Ok((sealed, exposure(&expose)?)))
+            .transpose()
     }
 
     /// The stored key check value; `candidate` is stored first when there is none.

@@ -155,6 +155,7 @@ pub(crate) const RULES: &[Rule] = &[
     rule("PUT",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None).body(r#"{"roles":{}}"#),
     rule("GET",    "/v1/policy/infrastructure",        Admin,  NeedsAdmin, Obj::None),
     rule("GET",    "/v1/presets",                      Anyone, Read,       Obj::None),
+    rule("GET",    "/v1/providers",                    Anyone, Read,       Obj::None),
     rule("GET",    "/v1/sandboxes",                    Anyone, Read,       Obj::None),
     rule("POST",   "/v1/sandboxes",                    Anyone, Write,      Obj::None).body(r#"{"image":""}"#),
     rule("GET",    "/v1/sandboxes/{id}",               Owner,  Read,       Obj::Sandbox),
@@ -380,7 +381,8 @@ impl Walk {
             Obj::Secret => {
                 let name = format!("walk-{}", uuid::Uuid::now_v7().simple());
                 // The walk never opens it: any bytes stand for a sealed value.
-                let stored = self.h.store.put_secret(owner, &name, b"sealed").await;
+                let stored = self.h.store.put_secret(owner, &name, b"sealed", None);
+                let stored = stored.await;
                 assert!(stored.unwrap(), "a fresh secret");
                 Target::Secret(owner, name)
             }

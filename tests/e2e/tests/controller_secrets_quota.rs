@@ -1,8 +1,10 @@
 //! Secrets and quotas through the real `airlock serve` binary against a DinD over mTLS:
 //!
-//! - A canary secret reaches the sandbox's environment (`secret_env`), yet never appears in
-//!   the controller's log (run at `RUST_LOG=debug`), in any API response after the `PUT`, in
-//!   the audit trail, or in plaintext in the database files.
+//! - A canary secret stored with `"expose": "env"` reaches the sandbox's environment
+//!   (`secret_env`), yet never appears in the controller's log (run at `RUST_LOG=debug`), in
+//!   any API response after the `PUT`, in the audit trail, or in plaintext in the database
+//!   files. A secret stored without `expose` is `egress_only`: naming it in `secret_env` is a
+//!   400 `secret_not_exposable` and no container is made.
 //! - 20 parallel creates against `AIRLOCK_QUOTA_MAX_SANDBOXES=5`: exactly 5 succeed and 15
 //!   get a 403 naming the quota; exactly 5 containers exist.
 //! - `airlock admin rotate-key` re-encrypts the secrets; the old key is then refused at boot
@@ -65,10 +67,34 @@ async fn secrets_stay_out_of_logs_and_quotas_hold_under_parallel_creates() {
 
     let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
     let mut seen = Vec::new();
-    let put = json!({"value": canary});
+    let put = json!({"value": canary, "expose": "env"});
     let (status, body) = http(addr, TOKEN, "PUT", "/v1/secrets/db", Some(put)).await;
     assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expose"], "env", "{body}");
     seen.push(body);
+    let put = json!({"value": canary});
+    let (status, body) = http(addr, TOKEN, "PUT", "/v1/secrets/held", Some(put)).await;
+    assert_eq!(
+        (status, &body["expose"]),
+        (201, &json!("egress_only")),
+        "{body}"
+    );
+    seen.push(body);
+    let create = json!({
+        "image": TESTBOX_IMAGE,
+        "cmd": ["sleep", "300"],
+        "secret_env": {"HELD": "held"},
+    });
+    let (status, body) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(create)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "secret_not_exposable", "{body}");
+    assert_eq!(body["fields"][0]["field"], "secret_env.HELD", "{body}");
+    seen.push(body);
+    let (status, body) = http(addr, TOKEN, "GET", "/v1/sandboxes", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"], json!([]), "nothing was created: {body}");
+    let (status, _) = http(addr, TOKEN, "DELETE", "/v1/secrets/held", None).await;
+    assert_eq!(status, 204);
     let create = json!({
         "image": TESTBOX_IMAGE,
         "cmd": ["sleep", "300"],
@@ -209,6 +235,10 @@ async fn secrets_stay_out_of_logs_and_quotas_hold_under_parallel_creates() {
     let (addr, _log) = listen_addr(&mut child).await;
     let (status, body) = http(addr, TOKEN, "GET", "/v1/secrets", None).await;
     assert_eq!((status, body[0]["name"].as_str()), (200, Some("db")));
+    assert_eq!(
+        body[0]["expose"], "env",
+        "rotation keeps the exposure: {body}"
+    );
     stop(&mut child).await;
     timing.phase("rotate");
 }

@@ -15,27 +15,22 @@ use crate::folders::FolderError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
 use crate::sandbox::user::UserRefusal;
+use crate::sandbox::{FieldError, Problem};
 use crate::sandboxes::SandboxError;
 use crate::secrets::SecretError;
 use crate::volumes::VolumeError;
 
 /// The refusal of a token whose scopes go beyond the caller's.
 const SCOPES_BEYOND: &str = "a token cannot have scopes beyond the caller's role and token";
+/// The 400 of an `egress_only` secret named where only an `env` one may go.
+const SECRET_NOT_EXPOSABLE: &str = "secret_not_exposable";
 /// The 503 of a create or a secret while no key is configured.
 const SECRETS_DISABLED: &str = "secrets are not enabled on this controller";
 
 impl From<SandboxError> for ApiError {
     fn from(error: SandboxError) -> Self {
         match error {
-            SandboxError::Invalid(errors) => Self::Validation(
-                errors
-                    .into_iter()
-                    .map(|e| FieldReason {
-                        field: e.field,
-                        reason: e.problem.to_string(),
-                    })
-                    .collect(),
-            ),
+            SandboxError::Invalid(errors) => sandbox_fields(errors, |field| field),
             SandboxError::Image(error) => error.into(),
             SandboxError::ImageUser(refusal @ UserRefusal::RunsAsRoot { .. }) => Self::Refused {
                 status: StatusCode::FORBIDDEN,
@@ -80,6 +75,30 @@ impl From<SandboxError> for ApiError {
             },
             other => sandbox_dependency(other),
         }
+    }
+}
+
+/// A create's invalid fields, each named by `name` (the API's name of the domain's field):
+/// 400 `secret_not_exposable` when one of them names an `egress_only` secret where only an
+/// `env` one may go, else 400 `invalid_request`.
+pub(crate) fn sandbox_fields(errors: Vec<FieldError>, name: impl Fn(String) -> String) -> ApiError {
+    let not_exposable = errors
+        .iter()
+        .any(|e| matches!(e.problem, Problem::NotExposable { .. }));
+    let fields = errors
+        .into_iter()
+        .map(|e| FieldReason {
+            field: name(e.field),
+            reason: e.problem.to_string(),
+        })
+        .collect();
+    if not_exposable {
+        ApiError::FieldsRefused {
+            code: SECRET_NOT_EXPOSABLE,
+            fields,
+        }
+    } else {
+        ApiError::Validation(fields)
     }
 }
 
@@ -242,6 +261,9 @@ impl From<SecretError> for ApiError {
             },
             SecretError::Invalid { field, reason } => Self::field(field, reason),
             SecretError::NotFound => Self::NotFound("no such secret"),
+            error @ SecretError::NotExposable { .. } => {
+                Self::bad_request(SECRET_NOT_EXPOSABLE, error.to_string())
+            }
             SecretError::NoAccount => Self::Unauthorized,
             SecretError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             error @ SecretError::InUse { .. } => Self::Conflict {

@@ -17,6 +17,8 @@ use crate::store::Sandbox;
 
 mod domain;
 
+pub(crate) use domain::sandbox_fields;
+
 /// An API failure, ready to become a response.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +28,15 @@ pub enum ApiError {
     /// Field-level validation failures.
     #[error("invalid request")]
     Validation(Vec<FieldReason>),
+    /// Field-level failures with a code of their own (`secret_not_exposable`): 400 with
+    /// `fields` like [`ApiError::Validation`].
+    #[error("invalid request")]
+    FieldsRefused {
+        /// The error code.
+        code: &'static str,
+        /// The fields.
+        fields: Vec<FieldReason>,
+    },
     /// A JSON body whose value does not fit one field (wrong type, out of the type's range,
     /// unknown or missing): 400 `invalid_json`, naming the field.
     #[error("{}: {}", .0.field, .0.reason)]
@@ -171,6 +182,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::FieldsRefused { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -265,12 +277,14 @@ impl ApiError {
     /// `{"error","message"}`, plus `fields` for validation failures.
     fn plain_response(&self, status: StatusCode, code: &str) -> Response {
         let fields = match self {
-            Self::Validation(fields) => Some(fields.as_slice()),
+            Self::Validation(fields) | Self::FieldsRefused { fields, .. } => {
+                Some(fields.as_slice())
+            }
             Self::InvalidJson(field) => Some(std::slice::from_ref(field)),
             _ => None,
         };
         let message = match self {
-            Self::Validation(fields) => fields
+            Self::Validation(fields) | Self::FieldsRefused { fields, .. } => fields
                 .iter()
                 .map(|f| format!("{}: {}", f.field, f.reason))
                 .collect::<Vec<_>>()

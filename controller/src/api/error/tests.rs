@@ -77,6 +77,16 @@ async fn error_bodies() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     expect_test::expect![[r#"{"error":"invalid_request","message":"policy.allow_cidrs[0]: 169.254.169.254/32 is metadata address space, which no policy can admit","fields":[{"field":"policy.allow_cidrs[0]","reason":"169.254.169.254/32 is metadata address space, which no policy can admit"}]}"#]].assert_eq(&body);
 
+    let held = crate::sandbox::FieldError {
+        field: "secret_env.API_KEY".to_owned(),
+        problem: crate::sandbox::Problem::NotExposable {
+            secret: "anthropic".to_owned(),
+        },
+    };
+    let (status, body) = render(ApiError::from(SandboxError::Invalid(vec![held]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    expect_test::expect![[r#"{"error":"secret_not_exposable","message":"secret_env.API_KEY: names secret `anthropic`, which is egress_only: bind it with `credentials`, or store it again with \"expose\": \"env\"","fields":[{"field":"secret_env.API_KEY","reason":"names secret `anthropic`, which is egress_only: bind it with `credentials`, or store it again with \"expose\": \"env\""}]}"#]].assert_eq(&body);
+
     let unavailable = ApiError::from(SandboxError::SubnetsExhausted);
     let (status, body) = render(unavailable).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
