@@ -210,7 +210,10 @@ async fn request_rows_of_an_inspected_tunnel_show_their_fields_and_count_bytes_o
     let tunnel = &body["items"][1];
     assert_eq!(tunnel["tunnel"], "0a1b.4", "the request names its tunnel");
     for absent in ["path", "status", "credential"] {
-        assert!(tunnel.get(absent).is_none(), "{absent} on the tunnel row: {body}");
+        assert!(
+            tunnel.get(absent).is_none(),
+            "{absent} on the tunnel row: {body}"
+        );
     }
     let (status, body) = h
         .call(
@@ -222,5 +225,8 @@ async fn request_rows_of_an_inspected_tunnel_show_their_fields_and_count_bytes_o
     assert_eq!(status, StatusCode::OK, "{body}");
     let host = &body["hosts"][0];
     assert_eq!(host["total"], 2, "{body}");
-    assert_eq!((host["bytes_up"].clone(), host["bytes_down"].clone()), (json!(700), json!(3000)));
+    assert_eq!(
+        (host["bytes_up"].clone(), host["bytes_down"].clone()),
+        (json!(700), json!(3000))
+    );
 }

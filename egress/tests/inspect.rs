@@ -344,7 +344,10 @@ async fn each_request_in_a_tunnel_gets_its_own_row_under_the_tunnel() {
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     assert_eq!(statuses, [200, 200, 403], "{answers:?}");
     let seen = s.upstream.seen();
-    assert_eq!(seen[1].target, format!("/v1/messages/batch?key={QUERY_CANARY}"));
+    assert_eq!(
+        seen[1].target,
+        format!("/v1/messages/batch?key={QUERY_CANARY}")
+    );
 
     // Three request rows, then the tunnel's own row once the client closed it.
     let events = s.proxy.wait_events(4).await;
@@ -355,19 +358,29 @@ async fn each_request_in_a_tunnel_gets_its_own_row_under_the_tunnel() {
     let id = tunnel.tunnel.expect("the tunnel row names its tunnel");
     assert_eq!(tunnel.mode.as_deref(), Some("terminate"));
     assert_eq!((tunnel.status, tunnel.path.as_deref()), (None, None));
-    assert_eq!((tunnel.decision, tunnel.reason.as_str()), (Outcome::Allow, "allowed"));
+    assert_eq!(
+        (tunnel.decision, tunnel.reason.as_str()),
+        (Outcome::Allow, "allowed")
+    );
     let requests: Vec<_> = events.iter().filter(|e| e.method != "CONNECT").collect();
     assert_eq!(requests.len(), 3, "{events:?}");
     for r in &requests {
         assert_eq!(r.tunnel, Some(id), "every request names its tunnel");
         assert_eq!(r.mode.as_deref(), Some("terminate"));
         assert_eq!((r.method.as_str(), r.host.as_str()), ("POST", "api.test"));
-        assert!(r.seq < tunnel.seq, "requests are recorded before their tunnel ends");
+        assert!(
+            r.seq < tunnel.seq,
+            "requests are recorded before their tunnel ends"
+        );
     }
     let paths: Vec<_> = requests.iter().map(|r| r.path.as_deref()).collect();
     assert_eq!(
         paths,
-        [Some("/v1/messages"), Some("/v1/messages/batch"), Some("/a/b/c")]
+        [
+            Some("/v1/messages"),
+            Some("/v1/messages/batch"),
+            Some("/a/b/c")
+        ]
     );
     let statuses: Vec<_> = requests.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [Some(200), Some(200), Some(403)]);
@@ -379,15 +392,27 @@ async fn each_request_in_a_tunnel_gets_its_own_row_under_the_tunnel() {
         assert_eq!((r.bytes_up, r.bytes_down), (2, 11));
     }
     let denied = requests[2];
-    assert_eq!((denied.decision, denied.reason.as_str()), (Outcome::Deny, "rule_denied"));
-    assert_eq!(denied.credential, None, "no credential was added to a denied request");
-    assert!(tunnel.bytes_up > 0 && tunnel.bytes_down > 0, "the tunnel keeps its totals");
+    assert_eq!(
+        (denied.decision, denied.reason.as_str()),
+        (Outcome::Deny, "rule_denied")
+    );
+    assert_eq!(
+        denied.credential, None,
+        "no credential was added to a denied request"
+    );
+    assert!(
+        tunnel.bytes_up > 0 && tunnel.bytes_down > 0,
+        "the tunnel keeps its totals"
+    );
 
     // Neither the credential, nor the sandbox's placeholder, nor the query string reaches a
     // row or a log line.
     let rows = serde_json::to_string(&events).unwrap();
     let logs = logs().text();
-    assert!(logs.contains("/v1/messages/batch"), "the ledger lines were captured");
+    assert!(
+        logs.contains("/v1/messages/batch"),
+        "the ledger lines were captured"
+    );
     for canary in [SECRET, PLACEHOLDER, QUERY_CANARY, "q=1"] {
         assert!(!rows.contains(canary), "{canary} in the rows: {rows}");
         assert!(!logs.contains(canary), "{canary} in the log");

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::accept::accept;
 use super::io::{Charges, MeteredIo};
-use super::row::{NoRoom, Row, Rows};
+use super::row::{Row, Rows};
 use super::Inspection;
 use crate::admit::Admitted;
 use crate::body::{BoxError, ProxyBody};
@@ -126,17 +126,15 @@ impl Tunnel {
     /// Checks, rewrites and sends one request; every refusal is a JSON answer in the tunnel.
     /// Each request gets its own ledger row (see `row`).
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let mut row = match self.rows.start(req.method().as_str()) {
-            Ok(row) => row,
-            Err((mut row, NoRoom)) => {
-                row.deny("ledger_full");
-                return row.answer(refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ledger_full",
-                    "the sandbox's ledger share is full; retry once it is drained",
-                ));
-            }
-        };
+        let mut row = self.rows.start(req.method().as_str());
+        if row.no_room() {
+            row.deny("ledger_full");
+            return row.answer(refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ledger_full",
+                "the sandbox's ledger share is full; retry once it is drained",
+            ));
+        }
         let response = self.serve(req, &mut row).await;
         row.answer(response)
     }

@@ -10,7 +10,8 @@
 //! twice: the controller's summary counts the tunnel rows only.
 //!
 //! An identified sandbox's request takes its own spool slot before anything goes upstream
-//! ([`Rows::start`]); without room the request is refused in the tunnel (`503 ledger_full`).
+//! ([`Rows::start`]); without room the request is refused in the tunnel (`429 ledger_full`,
+//! as outside one).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +47,9 @@ pub(super) struct Row {
     up: Arc<AtomicU64>,
     down: u64,
     reservation: Option<Reservation>,
+    /// The sandbox's ledger share was full: the request must be refused.
+    no_room: bool,
 }
-
-/// Why a request could not start: its sandbox's ledger share is full.
-pub(super) struct NoRoom;
 
 // === impl Rows ===
 
@@ -60,8 +60,8 @@ impl Rows {
     }
 
     /// Starts the row of a `method` request. An identified sandbox's row takes its spool slot
-    /// first; `Err` carries the row (to record the refusal) when there is no room.
-    pub(super) fn start(&self, method: &str) -> Result<Row, (Row, NoRoom)> {
+    /// first; without room, [`Row::no_room`] says so and the request must be refused.
+    pub(super) fn start(&self, method: &str) -> Row {
         let mut event = self.base.clone();
         event.method = method.chars().take(MAX_METHOD).collect();
         event.start = SystemTime::now();
@@ -82,24 +82,26 @@ impl Rows {
         };
         let no_room = event.sandbox.is_some() && reservation.is_none();
         event.reason = "client_gone";
-        let row = Row {
+        Row {
             proxy: self.proxy.clone(),
             event: Some(event),
             started: Instant::now(),
             up: Arc::new(AtomicU64::new(0)),
             down: 0,
             reservation,
-        };
-        if no_room {
-            return Err((row, NoRoom));
+            no_room,
         }
-        Ok(row)
     }
 }
 
 // === impl Row ===
 
 impl Row {
+    /// Whether the sandbox's ledger share was full when the request started.
+    pub(super) fn no_room(&self) -> bool {
+        self.no_room
+    }
+
     /// Records the canonical path (already free of its query string).
     pub(super) fn set_path(&mut self, path: &str) {
         if let Some(request) = self.request() {

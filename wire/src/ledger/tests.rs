@@ -107,7 +107,10 @@ fn a_tunnel_row_names_its_tunnel_and_mode_only() {
         mode: Some("terminate".to_owned()),
         ..event()
     };
-    let json = EVENT.replace(r#""count":1}"#, r#""count":1,"tunnel":5,"mode":"terminate"}"#);
+    let json = EVENT.replace(
+        r#""count":1}"#,
+        r#""count":1,"tunnel":5,"mode":"terminate"}"#,
+    );
     assert_eq!(serde_json::to_string(&tunnel).unwrap(), json);
     assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), tunnel);
 }
@@ -118,7 +121,13 @@ fn rows_without_inspection_fields_read_as_before() {
     // request: no tunnel, path, status, credential or mode key at all.
     let event: Event = serde_json::from_str(EVENT).unwrap();
     assert_eq!(
-        (event.tunnel, event.path, event.status, event.credential, event.mode),
+        (
+            event.tunnel,
+            event.path,
+            event.status,
+            event.credential,
+            event.mode
+        ),
         (None, None, None, None, None)
     );
 }
