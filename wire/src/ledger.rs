@@ -87,7 +87,9 @@ pub struct Event {
     /// The name (never the value) of the secret whose credential was added to the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
-    /// How the proxy saw inside the tunnel: `terminate` (room is kept for `gateway`).
+    /// How the proxy saw inside the tunnel: `terminate` (room is kept for `gateway`). A string
+    /// rather than an enum so that a controller still reads the pages of a proxy that knows
+    /// more modes than it does; it is stored and shown as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
 }
