@@ -49,6 +49,11 @@ fn ledger_event(sandbox: &str, seq: i64) -> EgressEvent {
         duration_ms: 1,
         ceiling: None,
         count: 1,
+        tunnel: None,
+        path: None,
+        status: None,
+        credential: None,
+        mode: None,
     }
 }
 

@@ -47,6 +47,11 @@ fn event(
         duration_ms: 2,
         ceiling: None,
         count: 1,
+        tunnel: None,
+        path: None,
+        status: None,
+        credential: None,
+        mode: None,
     }
 }
 

@@ -155,3 +155,78 @@ async fn with_the_plane_off_policies_are_refused_and_the_ledger_is_empty() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"hosts": [], "mode": "enforce"}));
 }
+
+#[tokio::test]
+async fn request_rows_of_an_inspected_tunnel_show_their_fields_and_count_bytes_once() {
+    let h = harness().await;
+    let id = h.sandbox().await;
+    let row = |seq: i64, method: &str, up: i64, down: i64| airlock::store::EgressEvent {
+        boot_id: "0a1b".to_owned(),
+        seq,
+        sandbox_id: id.clone(),
+        generation: 1,
+        method: method.to_owned(),
+        host: "api.test".to_owned(),
+        port: 443,
+        addr: Some("192.0.2.7:443".to_owned()),
+        decision: airlock_wire::Outcome::Allow,
+        reason: "allowed".to_owned(),
+        rule: None,
+        bytes_up: up,
+        bytes_down: down,
+        start_ms: 1_800_000_000_000 + seq,
+        duration_ms: 3,
+        ceiling: None,
+        count: 1,
+        tunnel: Some(4),
+        path: None,
+        status: None,
+        credential: None,
+        mode: Some("terminate".to_owned()),
+    };
+    let page = vec![
+        airlock::store::EgressEvent {
+            path: Some("/v1/messages".to_owned()),
+            status: Some(200),
+            credential: Some("anthropic".to_owned()),
+            ..row(1, "POST", 2, 11)
+        },
+        row(2, "CONNECT", 700, 3000),
+    ];
+    h.store
+        .store_egress_events("local", &page, "0a1b", 2)
+        .await
+        .unwrap();
+    let (status, body) = h
+        .call(Method::GET, &format!("/v1/sandboxes/{id}/egress"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let request = &body["items"][0];
+    assert_eq!(request["tunnel"], "0a1b.4", "{body}");
+    assert_eq!(request["path"], "/v1/messages");
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["credential"], "anthropic");
+    assert_eq!(request["mode"], "terminate");
+    let tunnel = &body["items"][1];
+    assert_eq!(tunnel["tunnel"], "0a1b.4", "the request names its tunnel");
+    for absent in ["path", "status", "credential"] {
+        assert!(
+            tunnel.get(absent).is_none(),
+            "{absent} on the tunnel row: {body}"
+        );
+    }
+    let (status, body) = h
+        .call(
+            Method::GET,
+            &format!("/v1/sandboxes/{id}/egress/summary"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let host = &body["hosts"][0];
+    assert_eq!(host["total"], 2, "{body}");
+    assert_eq!(
+        (host["bytes_up"].clone(), host["bytes_down"].clone()),
+        (json!(700), json!(3000))
+    );
+}

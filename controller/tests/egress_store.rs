@@ -1,7 +1,8 @@
 //! Network-plane rows on both backends: a sandbox's proxy entry (saved, policy updates bump
 //! the generation, only live sandboxes are re-pushed), and the egress ledger (idempotent by
 //! `(boot_id, seq)` with its cursor in the same transaction, filtered pages, per-host totals
-//! that count a summary row's `count`, and each row's `ceiling`).
+//! that count a summary row's `count`, and each row's `ceiling`), and the rows of requests
+//! inside an inspected tunnel (their columns, and a tunnel's bytes counted once).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use airlock::config::{DatabaseConfig, Secret};
@@ -43,6 +44,11 @@ fn event(
         duration_ms: 3,
         ceiling: Some("role:member@0011aabb".to_owned()),
         count: 1,
+        tunnel: None,
+        path: None,
+        status: None,
+        credential: None,
+        mode: None,
     }
 }
 
@@ -177,6 +183,80 @@ async fn exercise(store: Store) {
     // The entry goes with its sandbox.
     store.delete_sandbox(a.id, a.generation).await.unwrap();
     assert_eq!(store.get_egress_entry(a.id).await.unwrap(), None);
+
+    inspected_rows(&store).await;
+}
+
+/// A terminated tunnel's row and the rows of two requests inside it (one refused by a rule).
+fn tunnel_page(boot: &str, sid: &str) -> Vec<EgressEvent> {
+    let request = |seq: i64, path: &str, status: i64, up: i64, down: i64| EgressEvent {
+        method: "POST".to_owned(),
+        tunnel: Some(7),
+        path: Some(path.to_owned()),
+        status: Some(status),
+        credential: (status == 200).then(|| "anthropic".to_owned()),
+        mode: Some("terminate".to_owned()),
+        bytes_up: up,
+        rule: (status == 200).then(|| "POST /v1/messages".to_owned()),
+        ..event(boot, seq, sid, "api.test", "allow", down)
+    };
+    vec![
+        request(1, "/v1/messages", 200, 2, 11),
+        EgressEvent {
+            reason: "rule_denied".to_owned(),
+            ..request(2, "/a/b/c", 403, 0, 60)
+        },
+        // The tunnel's own row: its total, TLS included, recorded when it closed.
+        EgressEvent {
+            method: "CONNECT".to_owned(),
+            tunnel: Some(7),
+            mode: Some("terminate".to_owned()),
+            bytes_up: 900,
+            ..event(boot, 3, sid, "api.test", "allow", 4000)
+        },
+    ]
+}
+
+/// Request rows keep their new columns on both backends, and the summary counts each row as
+/// an event but a tunnel's bytes once (from its own row).
+async fn inspected_rows(store: &Store) {
+    let s = sandbox(store, "egress").await;
+    let sid = s.id.to_string();
+    let page = tunnel_page("boot2", &sid);
+    store
+        .store_egress_events("local", &page, "boot2", 3)
+        .await
+        .unwrap();
+    let all = EgressQuery {
+        limit: 100,
+        ..EgressQuery::default()
+    };
+    assert_eq!(store.list_egress_events(s.id, &all).await.unwrap(), page);
+    let summary = store.egress_summary(s.id).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(
+        (summary[0].total, summary[0].allowed, summary[0].denied),
+        (3, 3, 0)
+    );
+    assert_eq!(
+        (summary[0].bytes_up, summary[0].bytes_down),
+        (900, 4000),
+        "the tunnel's bytes are counted once"
+    );
+
+    // Past the per-sandbox cap, request rows fold into summary rows without their bytes.
+    let t = sandbox(store, "egress").await;
+    let tid = t.id.to_string();
+    let page = tunnel_page("boot3", &tid);
+    store
+        .store_egress_events_capped("local", &page, "boot3", 3, 0)
+        .await
+        .unwrap();
+    let summary = store.egress_summary(t.id).await.unwrap();
+    assert_eq!(summary[0].total, 3);
+    assert_eq!((summary[0].bytes_up, summary[0].bytes_down), (900, 4000));
+    store.delete_sandbox(s.id, s.generation).await.unwrap();
+    store.delete_sandbox(t.id, t.generation).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

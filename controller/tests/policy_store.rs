@@ -175,6 +175,11 @@ fn denied(sandbox: &str, seq: i64) -> EgressEvent {
         duration_ms: 0,
         ceiling: Some("role:member@0011aabb".to_owned()),
         count: 1,
+        tunnel: None,
+        path: None,
+        status: None,
+        credential: None,
+        mode: None,
     }
 }
 

@@ -16,6 +16,9 @@
 //! 3. sends it over verified TLS (Mozilla roots plus `--upstream-ca`) to the address checked at
 //!    CONNECT, on connections that belong to this tunnel alone.
 //!
+//! Each request gets a ledger row of its own (`row`), recorded when its response ends, linked
+//! to the tunnel's row by the tunnel id ([`crate::ledger::Ledger::next_tunnel`]).
+//!
 //! Bytes on the client side are charged to the sandbox's budget as in a plain tunnel
 //! (`io::MeteredIo`). Credential values live in [`SecretValue`] (zeroed on drop, redacted in
 //! `Debug`) and never reach the ledger, logs or errors.
@@ -23,6 +26,7 @@
 mod accept;
 mod io;
 mod relay;
+mod row;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use airlock_wire::Event;
 
 use event::millis;
-pub use event::{EventPage, LedgerEvent, LedgerKey};
+pub use event::{EventPage, InnerRequest, Inspected, LedgerEvent, LedgerKey};
 use spool::{Limits, Offered, Spool};
 
 /// Largest page [`Ledger::events_after`] returns, whatever the caller asks for.
@@ -46,6 +46,8 @@ pub struct Ledger {
     limits: Limits,
     spool: Mutex<Spool>,
     overflowed: AtomicU64,
+    /// The last tunnel id handed out by [`Ledger::next_tunnel`].
+    tunnels: AtomicU64,
 }
 
 /// A slot taken for one request or tunnel; [`Ledger::record_reserved`] fills it, and dropping
@@ -78,7 +80,15 @@ impl Ledger {
             limits,
             spool: Mutex::new(Spool::new(limits)),
             overflowed: AtomicU64::new(0),
+            tunnels: AtomicU64::new(0),
         }
+    }
+
+    /// A new inspected tunnel's id: 1, 2, ... within this process. The controller stores
+    /// events with the proxy's boot id, so `(boot id, tunnel)` names one tunnel for good; the
+    /// tunnel's own event and the events of the requests inside it carry the same id.
+    pub fn next_tunnel(&self) -> u64 {
+        self.tunnels.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Takes a slot for an event of `key`, or refuses when the key has no room.
@@ -187,6 +197,7 @@ impl Drop for Reservation {
 
 /// The one canonical log line per request or tunnel.
 fn emit(e: &LedgerEvent, seq: Option<u64>) {
+    let inner = e.inspected.as_ref().and_then(|i| i.request.as_ref());
     tracing::info!(
         target: "airlock_egress::ledger",
         duration_ms = millis(e.duration),
@@ -205,6 +216,11 @@ fn emit(e: &LedgerEvent, seq: Option<u64>) {
         bytes.rx = e.bytes_down,
         request.count = e.count,
         client.addr = %e.client,
+        tunnel.id = e.inspected.as_ref().map(|i| i.tunnel),
+        tunnel.mode = e.inspected.as_ref().map(|i| i.mode),
+        request.path = inner.and_then(|r| r.path.as_deref()),
+        response.status = inner.map(|r| r.status),
+        credential.name = inner.and_then(|r| r.credential.as_deref()),
         "proxy decision"
     );
 }

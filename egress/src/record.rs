@@ -21,7 +21,7 @@ use http::Response;
 
 use crate::budget::BudgetExceeded;
 use crate::error::{EgressError, ErrorContext};
-use crate::ledger::{LedgerEvent, LedgerKey, Reservation};
+use crate::ledger::{Inspected, LedgerEvent, LedgerKey, Reservation};
 use crate::proxy::{ClientConn, Proxy};
 use crate::registry::ClientCtx;
 
@@ -61,6 +61,8 @@ pub(crate) struct Exchange {
     start: SystemTime,
     started: Instant,
     counters: Arc<Counters>,
+    /// Set when the exchange is an inspected tunnel.
+    inspected: Option<Inspected>,
     recorded: bool,
 }
 
@@ -93,6 +95,7 @@ impl Exchange {
             start: SystemTime::now(),
             started: Instant::now(),
             counters: Arc::new(Counters::default()),
+            inspected: None,
             recorded: false,
         }
     }
@@ -149,6 +152,37 @@ impl Exchange {
     /// Records the upstream address actually dialled (or the address that was denied).
     pub(crate) fn set_addr(&mut self, addr: Option<SocketAddr>) {
         self.addr = addr;
+    }
+
+    /// Marks the exchange as the inspected tunnel `tunnel` (seen into in `mode`) and returns
+    /// the event its requests' rows start from: the same client, sandbox, generation,
+    /// ceiling and destination, the same tunnel id and mode.
+    pub(crate) fn inspect(&mut self, tunnel: u64, mode: &'static str) -> LedgerEvent {
+        let inspected = Inspected {
+            tunnel,
+            mode,
+            request: None,
+        };
+        self.inspected = Some(inspected.clone());
+        LedgerEvent {
+            sandbox: self.sandbox.clone(),
+            generation: self.generation,
+            method: String::new(),
+            host: self.host.clone(),
+            port: self.port,
+            addr: self.addr,
+            decision: Outcome::Allow,
+            reason: REASON_ALLOWED,
+            rule: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            start: self.start,
+            duration: std::time::Duration::ZERO,
+            client: self.client,
+            ceiling: self.ceiling.clone(),
+            count: 1,
+            inspected: Some(inspected),
+        }
     }
 
     /// The shared byte counters.
@@ -225,6 +259,7 @@ impl Exchange {
             client: self.client,
             ceiling: self.ceiling.take(),
             count: 1,
+            inspected: self.inspected.take(),
         };
         match self.reservation.take() {
             Some(reservation) => self.proxy.ledger().record_reserved(event, reservation),

@@ -176,6 +176,7 @@ fn event(n: u64) -> LedgerEvent {
         client: "10.213.0.2:1234".parse().unwrap(),
         ceiling: None,
         count: 1,
+        inspected: None,
     }
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use airlock_certs::mitm::{InspectionCa, LeafIssuer};
 use airlock_egress::config::{
@@ -16,6 +16,7 @@ use airlock_egress::config::{
 };
 use airlock_egress::inspect::{Inspection, InspectionFiles};
 use airlock_egress_policy::{EndpointSpec, Policy, PolicySpec};
+use airlock_wire::Outcome;
 use bytes::Bytes;
 use common::{connect, ProxyOptions, TestProxy, UP};
 use http_body_util::{BodyExt, Empty, Full};
@@ -32,6 +33,46 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const SECRET: &str = "sk-ant-canary-6f1d2c";
+/// A value sent in a query string: it reaches the upstream but no row and no log line.
+const QUERY_CANARY: &str = "query-canary-91b7e4";
+/// What the sandbox sends in the bound header; the proxy replaces it.
+const PLACEHOLDER: &str = "sk-placeholder-from-the-sandbox";
+
+/// Every log line the proxies of this test binary write, from TRACE up, as JSON.
+fn logs() -> &'static Capture {
+    static LOGS: OnceLock<Capture> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        capture
+    })
+}
+
+/// An `io::Write` that appends to a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// One request as the fake upstream saw it.
 #[derive(Debug, Clone)]
@@ -138,6 +179,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    logs();
     let upstream = TlsUpstream::start().await;
     let dns = FakeDns::start([("api.test", vec![UP.parse().unwrap()])]).await;
     let port = upstream.addr.port();
@@ -230,7 +272,7 @@ impl Setup {
     fn post(&self, path: &str) -> Request<Full<Bytes>> {
         Request::post(path)
             .header("host", self.authority())
-            .header("x-api-key", "sk-placeholder-from-the-sandbox")
+            .header("x-api-key", PLACEHOLDER)
             .body(Full::new(Bytes::from("{}")))
             .unwrap()
     }
@@ -287,6 +329,123 @@ async fn the_credential_is_added_and_only_canonical_allowed_paths_go_upstream() 
     let events = s.proxy.wait_events(1).await;
     let row = serde_json::to_string(&events).unwrap();
     assert!(!row.contains(SECRET) && !row.contains("beta=true"), "{row}");
+}
+
+#[tokio::test]
+async fn each_request_in_a_tunnel_gets_its_own_row_under_the_tunnel() {
+    let s = setup().await;
+    let answers = s
+        .h1(vec![
+            s.post("/v1/messages"),
+            s.post(&format!("/v1/./messages//batch;x?key={QUERY_CANARY}")),
+            s.post("/a/./b//c;x?q=1"),
+        ])
+        .await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 403], "{answers:?}");
+    let seen = s.upstream.seen();
+    assert_eq!(
+        seen[1].target,
+        format!("/v1/messages/batch?key={QUERY_CANARY}")
+    );
+
+    // Three request rows, then the tunnel's own row once the client closed it.
+    let events = s.proxy.wait_events(4).await;
+    let tunnel = events
+        .iter()
+        .find(|e| e.method == "CONNECT")
+        .expect("the tunnel's row");
+    let id = tunnel.tunnel.expect("the tunnel row names its tunnel");
+    assert_eq!(tunnel.mode.as_deref(), Some("terminate"));
+    assert_eq!((tunnel.status, tunnel.path.as_deref()), (None, None));
+    assert_eq!(
+        (tunnel.decision, tunnel.reason.as_str()),
+        (Outcome::Allow, "allowed")
+    );
+    let requests: Vec<_> = events.iter().filter(|e| e.method != "CONNECT").collect();
+    assert_eq!(requests.len(), 3, "{events:?}");
+    for r in &requests {
+        assert_eq!(r.tunnel, Some(id), "every request names its tunnel");
+        assert_eq!(r.mode.as_deref(), Some("terminate"));
+        assert_eq!((r.method.as_str(), r.host.as_str()), ("POST", "api.test"));
+        assert!(
+            r.seq < tunnel.seq,
+            "requests are recorded before their tunnel ends"
+        );
+    }
+    let paths: Vec<_> = requests.iter().map(|r| r.path.as_deref()).collect();
+    assert_eq!(
+        paths,
+        [
+            Some("/v1/messages"),
+            Some("/v1/messages/batch"),
+            Some("/a/b/c")
+        ]
+    );
+    let statuses: Vec<_> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(200), Some(200), Some(403)]);
+    for r in &requests[..2] {
+        assert_eq!((r.decision, r.reason.as_str()), (Outcome::Allow, "allowed"));
+        assert_eq!(r.credential.as_deref(), Some("anthropic"));
+        assert_eq!(r.rule.as_deref().map(str::is_empty), Some(false));
+        // `{}` up, `upstream ok` down: the request's own bodies.
+        assert_eq!((r.bytes_up, r.bytes_down), (2, 11));
+    }
+    let denied = requests[2];
+    assert_eq!(
+        (denied.decision, denied.reason.as_str()),
+        (Outcome::Deny, "rule_denied")
+    );
+    assert_eq!(
+        denied.credential, None,
+        "no credential was added to a denied request"
+    );
+    assert!(
+        tunnel.bytes_up > 0 && tunnel.bytes_down > 0,
+        "the tunnel keeps its totals"
+    );
+
+    // Neither the credential, nor the sandbox's placeholder, nor the query string reaches a
+    // row or a log line.
+    let rows = serde_json::to_string(&events).unwrap();
+    let logs = logs().text();
+    assert!(
+        logs.contains("/v1/messages/batch"),
+        "the ledger lines were captured"
+    );
+    for canary in [SECRET, PLACEHOLDER, QUERY_CANARY, "q=1"] {
+        assert!(!rows.contains(canary), "{canary} in the rows: {rows}");
+        assert!(!logs.contains(canary), "{canary} in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_path_and_a_misdirected_request_are_rows_too() {
+    let s = setup().await;
+    let mut other_host = s.post("/v1/messages");
+    other_host
+        .headers_mut()
+        .insert("host", "evil.test".parse().unwrap());
+    let answers = s
+        .h1(vec![s.post("/v1/messages/..%2F..%2Fadmin"), other_host])
+        .await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [400, 421], "{answers:?}");
+    let events = s.proxy.wait_events(3).await;
+    let requests: Vec<_> = events.iter().filter(|e| e.status.is_some()).collect();
+    let seen: Vec<_> = requests
+        .iter()
+        .map(|r| (r.reason.as_str(), r.status, r.path.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("path_encoded_separator", Some(400), None),
+            ("misdirected_request", Some(421), Some("/v1/messages")),
+        ]
+    );
+    assert!(requests.iter().all(|r| r.decision == Outcome::Deny));
+    assert!(s.upstream.seen().is_empty());
 }
 
 #[tokio::test]

@@ -70,7 +70,32 @@ pub struct Event {
     /// built before summaries do not send it, and every event of theirs stands for one.
     #[serde(default = "one")]
     pub count: u64,
+    /// The inspected tunnel the event belongs to: set on a terminated tunnel's own event and on
+    /// each request inside it. A per-process counter, so `(boot id, tunnel)` names one tunnel.
+    /// Absent for plain requests and tunnels, and from proxies built before inspection rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<u64>,
+    /// A request inside an inspected tunnel: its canonical path (no query string, at most
+    /// [`MAX_PATH`] bytes). Absent on tunnel events, and when the path was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A request inside an inspected tunnel: the status the client got (0 when none was
+    /// sent). Present on every request row and only there, which is how a request row is
+    /// told from its tunnel's row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The name (never the value) of the secret whose credential was added to the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// How the proxy saw inside the tunnel: `terminate` (room is kept for `gateway`). A string
+    /// rather than an enum so that a controller still reads the pages of a proxy that knows
+    /// more modes than it does; it is stored and shown as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
+
+/// The longest path a request event carries, in bytes (cut on a character boundary).
+pub const MAX_PATH: usize = 256;
 
 /// `GET /v1/events`: one page of spooled events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

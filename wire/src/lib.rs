@@ -31,7 +31,7 @@ pub use duration::{parse_duration, parse_positive_duration, DurationError};
 pub use error::ErrorBody;
 pub use health::{DnsStatus, Health, HealthStatus};
 pub use infra::{InfrastructureReport, PutInfrastructure};
-pub use ledger::{Ack, Event, EventsPage, Outcome, UnknownOutcome};
+pub use ledger::{Ack, Event, EventsPage, Outcome, UnknownOutcome, MAX_PATH};
 pub use sandbox::{
     ListedSandbox, PutInspection, PutOutcome, PutSandbox, PutSandboxReply, SandboxDetail,
     SandboxList,

@@ -87,6 +87,23 @@ pub(crate) struct EgressEventDto {
     /// How many refusals the event stands for (above 1 only for a summary row the proxy
     /// wrote while the sandbox's ledger share was full).
     pub count: i64,
+    /// The inspected tunnel this row is, or belongs to: `<proxy boot id>.<n>`, the same on a
+    /// terminated tunnel's row and on the rows of the requests inside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
+    /// A request row's canonical path (never a query string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A request row's response status (0 when none was sent). Present on request rows
+    /// only; their bytes are the request's own bodies and are not counted again in the summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    /// The name of the secret whose credential the proxy added (never its value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// `terminate` on inspected tunnels and their requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// A page of the ledger.
@@ -111,7 +128,8 @@ pub(crate) struct HostSummaryDto {
     pub denied: i64,
     /// Allowed in report mode although a rule would deny.
     pub would_deny: i64,
-    /// Bytes from the sandbox.
+    /// Bytes from the sandbox. A terminated tunnel's bytes are counted once, from its own
+    /// row; the rows of the requests inside it are not summed again.
     pub bytes_up: i64,
     /// Bytes to the sandbox.
     pub bytes_down: i64,
@@ -264,6 +282,11 @@ fn parse_cursor(cursor: &str) -> Option<(i64, String, i64)> {
 impl From<EgressEvent> for EgressEventDto {
     fn from(e: EgressEvent) -> Self {
         Self {
+            tunnel: e.tunnel.map(|n| format!("{}.{n}", e.boot_id)),
+            path: e.path,
+            status: e.status,
+            credential: e.credential,
+            mode: e.mode,
             method: e.method,
             host: e.host,
             port: e.port,

@@ -160,5 +160,10 @@ fn row(e: &Event, boot_id: &str, owners: &HashMap<IpAddr, String>) -> EgressEven
         duration_ms: int(e.duration_ms),
         ceiling: e.ceiling.clone(),
         count: int(e.count.max(1)),
+        tunnel: e.tunnel.map(int),
+        path: e.path.clone(),
+        status: e.status.map(i64::from),
+        credential: e.credential.clone(),
+        mode: e.mode.clone(),
     }
 }

@@ -27,8 +27,8 @@ const UPSERT_ENTRY: &str = "INSERT INTO sandbox_egress \
 const ENTRY_COLUMNS: &str = "sandbox_id, policy, policy_hash, generation, credential_hash, \
     source_addr, ceiling";
 
-/// Rows per multi-row ledger insert on Postgres: one round trip per 500 rows, 8,500 binds
-/// (the limit is 65,535).
+/// Rows per multi-row ledger insert on Postgres: one round trip per 500 rows, 11,000 binds
+/// (500 × [`EVENT_BINDS`]; the limit is 65,535).
 pub const POSTGRES_EVENT_BATCH: usize = 500;
 /// Rows per multi-row ledger insert on SQLite. Small on purpose: SQLite finds a `$N`
 /// parameter's slot by a linear scan of the statement's parameter list, so binding costs
@@ -42,10 +42,11 @@ pub(super) const UPSERT_CURSOR: &str =
 
 pub(super) const EVENT_COLUMNS: &str =
     "boot_id, seq, sandbox_id, generation, method, host, port, addr, \
-    decision, reason, rule, bytes_up, bytes_down, start_ms, duration_ms, ceiling, count";
+    decision, reason, rule, bytes_up, bytes_down, start_ms, duration_ms, ceiling, count, \
+    tunnel, path, status, credential, mode";
 
 /// Binds per ledger row (the columns of [`EVENT_COLUMNS`]).
-const EVENT_BINDS: usize = 17;
+pub(super) const EVENT_BINDS: usize = 22;
 
 /// A sandbox's proxy entry as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +104,16 @@ pub struct EgressEvent {
     pub ceiling: Option<String>,
     /// How many refusals the row stands for (1 but for a proxy's summary row).
     pub count: i64,
+    /// The inspected tunnel (with `boot_id`, one tunnel) of a tunnel row or a request row.
+    pub tunnel: Option<i64>,
+    /// A request row's canonical path (no query string).
+    pub path: Option<String>,
+    /// A request row's status (0: none was sent); `None` on every other row.
+    pub status: Option<i64>,
+    /// The name of the secret whose credential was added to the request.
+    pub credential: Option<String>,
+    /// `terminate` (or `gateway`) on inspected tunnels and their requests.
+    pub mode: Option<String>,
 }
 
 /// A filter and page of the ledger.
@@ -167,6 +178,11 @@ pub(super) struct EventRow {
     duration_ms: i64,
     ceiling: Option<String>,
     count: i64,
+    tunnel: Option<i64>,
+    path: Option<String>,
+    status: Option<i64>,
+    credential: Option<String>,
+    mode: Option<String>,
 }
 
 // === impl Store ===
@@ -334,7 +350,10 @@ impl Store {
         rows.into_iter().map(EventRow::into_event).collect()
     }
 
-    /// Per-host totals of `sandbox`'s ledger, busiest first.
+    /// Per-host totals of `sandbox`'s ledger, busiest first. Every row counts as events, but
+    /// bytes are summed over rows without a `status` only: a request row inside an inspected
+    /// tunnel carries its own body bytes, and its tunnel's row already carries the tunnel's
+    /// total (TLS included), so counting both would count the same bytes twice.
     pub async fn egress_summary(&self, sandbox: SandboxId) -> Result<Vec<HostSummary>, StoreError> {
         Ok(with_db!(self, |pool, _begin| {
             sqlx::query_as::<_, HostSummary>(
@@ -345,8 +364,10 @@ impl Store {
                  AS denied, \
                  CAST(SUM(CASE WHEN decision = 'would_deny' THEN count ELSE 0 END) AS BIGINT) \
                  AS would_deny, \
-                 CAST(SUM(bytes_up) AS BIGINT) AS bytes_up, \
-                 CAST(SUM(bytes_down) AS BIGINT) AS bytes_down \
+                 CAST(SUM(CASE WHEN status IS NULL THEN bytes_up ELSE 0 END) AS BIGINT) \
+                 AS bytes_up, \
+                 CAST(SUM(CASE WHEN status IS NULL THEN bytes_down ELSE 0 END) AS BIGINT) \
+                 AS bytes_down \
                  FROM egress_events WHERE sandbox_id = $1 GROUP BY host \
                  ORDER BY SUM(count) DESC, host",
             )
@@ -402,6 +423,11 @@ impl EventRow {
             duration_ms: self.duration_ms,
             ceiling: self.ceiling,
             count: self.count,
+            tunnel: self.tunnel,
+            path: self.path,
+            status: self.status,
+            credential: self.credential,
+            mode: self.mode,
         })
     }
 }

@@ -4,6 +4,8 @@
 //! `bytes_up` and `bytes_down` add up exactly. A sandbox gets at most [`MAX_SUMMARY_ROWS`]
 //! such keys; past them events fold into one row per decision (host `*`), so one sandbox
 //! holds at most `cap + MAX_SUMMARY_ROWS + 3` rows however many distinct hosts it tries.
+//! A request row of an inspected tunnel folds its count but not its bytes, which its tunnel's
+//! row carries (see `Store::egress_summary`).
 //!
 //! Summary rows carry the boot id [`SUMMARY_BOOT`] and a sequence number of their own; the
 //! cap check, the inserts and the folding run in the page's transaction, so they are as
@@ -109,7 +111,12 @@ impl Store {
                         .bind(e.start_ms)
                         .bind(e.duration_ms)
                         .bind(e.ceiling.as_deref())
-                        .bind(e.count);
+                        .bind(e.count)
+                        .bind(e.tunnel)
+                        .bind(e.path.as_deref())
+                        .bind(e.status)
+                        .bind(e.credential.as_deref())
+                        .bind(e.mode.as_deref());
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -180,6 +187,11 @@ impl Store {
                         .bind(sum.end_ms - first.start_ms)
                         .bind(first.ceiling.as_deref())
                         .bind(sum.count)
+                        .bind(None::<i64>)
+                        .bind(None::<&str>)
+                        .bind(None::<i64>)
+                        .bind(None::<&str>)
+                        .bind(None::<&str>)
                         .execute(&mut *tx)
                         .await?;
                     keys += 1;
@@ -228,9 +240,12 @@ fn fold(events: &[&EgressEvent]) -> BTreeMap<FoldKey, Folded> {
             end_ms: end,
         });
         sum.count = sum.count.saturating_add(e.count);
-        sum.bytes_up = sum.bytes_up.saturating_add(e.bytes_up);
-        sum.bytes_down = sum.bytes_down.saturating_add(e.bytes_down);
         sum.end_ms = sum.end_ms.max(end);
+        // A request row inside an inspected tunnel: its bytes are in its tunnel's row.
+        if e.status.is_none() {
+            sum.bytes_up = sum.bytes_up.saturating_add(e.bytes_up);
+            sum.bytes_down = sum.bytes_down.saturating_add(e.bytes_down);
+        }
     }
     sums
 }

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::accept::accept;
 use super::io::{Charges, MeteredIo};
+use super::row::{Row, Rows};
 use super::Inspection;
 use crate::admit::Admitted;
 use crate::body::{BoxError, ProxyBody};
@@ -30,6 +31,9 @@ use crate::dial::{dial, DialOptions};
 use crate::forward::strip_hop_by_hop;
 use crate::proxy::Proxy;
 use crate::tunnel::{take_client, Activity};
+
+/// The mode recorded on a terminated tunnel's rows.
+const MODE_TERMINATE: &str = "terminate";
 
 /// Idle HTTP/1.1 upstream connections kept per tunnel.
 const MAX_IDLE_H1: usize = 8;
@@ -44,7 +48,7 @@ pub(crate) async fn open(
     inspection: Arc<Inspection>,
 ) {
     let Admitted {
-        exchange,
+        mut exchange,
         ctx,
         permit,
         parsed,
@@ -58,6 +62,8 @@ pub(crate) async fn open(
     let Some(endpoint) = inspection.terminating(&host, port) else {
         return exchange.finish(Some("internal"));
     };
+    let tunnel_id = proxy.ledger().next_tunnel();
+    let rows = Rows::new(proxy.clone(), exchange.inspect(tunnel_id, MODE_TERMINATE));
     let activity = Arc::new(Activity::new());
     let charges = Charges {
         proxy: proxy.clone(),
@@ -86,6 +92,7 @@ pub(crate) async fn open(
             h1: Mutex::new(Vec::new()),
         },
         inspection,
+        rows,
         host,
         port,
     });
@@ -109,6 +116,7 @@ pub(crate) async fn open(
 /// One terminated tunnel's state, shared by its requests.
 struct Tunnel {
     inspection: Arc<Inspection>,
+    rows: Rows,
     host: String,
     port: u16,
     upstream: Upstream,
@@ -116,25 +124,50 @@ struct Tunnel {
 
 impl Tunnel {
     /// Checks, rewrites and sends one request; every refusal is a JSON answer in the tunnel.
+    /// Each request gets its own ledger row (see `row`).
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let mut row = self.rows.start(req.method().as_str());
+        if row.no_room() {
+            row.deny("ledger_full");
+            return row.answer(refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ledger_full",
+                "the sandbox's ledger share is full; retry once it is drained",
+            ));
+        }
+        let response = self.serve(req, &mut row).await;
+        row.answer(response)
+    }
+
+    async fn serve(&self, req: Request<Incoming>, row: &mut Row) -> Response<ProxyBody> {
         let Some(endpoint) = self.inspection.terminating(&self.host, self.port) else {
+            row.deny("internal");
             return refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no endpoint");
         };
+        let raw = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let canonical = canonical_path(raw);
+        if let Ok(target) = &canonical {
+            row.set_path(&target.path);
+        }
         if !self.authority_matches(&req) {
+            row.deny("misdirected_request");
             return refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected_request",
                 "the request's authority is not the host this tunnel was opened for",
             );
         }
-        let raw = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target = match canonical_path(raw) {
+        let target = match canonical {
             Ok(target) => target,
-            Err(e) => return refusal(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+            Err(e) => {
+                row.deny(e.code());
+                return refusal(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
+            }
         };
         let method = req.method().as_str().to_owned();
         let Some(rule) = endpoint.rules.check(&method, &target.path) else {
             tracing::info!(%method, path = %target.path, host = %self.host, "L7 rule denied");
+            row.deny("rule_denied");
             return refusal(
                 StatusCode::FORBIDDEN,
                 "rule_denied",
@@ -153,11 +186,17 @@ impl Tunnel {
                             .unwrap_or(http::header::AUTHORIZATION),
                         value,
                     );
+                    row.credential(&credential.secret);
                 }
-                None => return refusal(StatusCode::BAD_GATEWAY, "credential_unavailable", ""),
+                None => {
+                    row.deny("credential_unavailable");
+                    return refusal(StatusCode::BAD_GATEWAY, "credential_unavailable", "");
+                }
             }
         }
-        let body = body.map_err(BoxError::from).boxed();
+        tracing::debug!(%method, path = %target.path, %rule, "Inspected request");
+        row.allow(rule);
+        let body = row.count_up(body.map_err(BoxError::from).boxed());
         let out = Outgoing {
             parts,
             body,
@@ -167,14 +206,14 @@ impl Tunnel {
         let response = match answer {
             Ok(response) => response,
             Err(code) => {
+                row.fail(code);
                 return refusal(
                     StatusCode::BAD_GATEWAY,
                     code,
                     "the upstream could not be reached",
-                )
+                );
             }
         };
-        tracing::debug!(%method, path = %target.path, %rule, status = %response.status(), "Inspected request");
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove("alt-svc");

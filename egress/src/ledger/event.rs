@@ -44,6 +44,31 @@ pub struct LedgerEvent {
     pub ceiling: Option<Arc<str>>,
     /// How many requests this event stands for: 1, or more for a `ledger_full` summary.
     pub count: u64,
+    /// Set for a terminated tunnel and for each request inside one.
+    pub inspected: Option<Inspected>,
+}
+
+/// What an inspected tunnel's event, or a request inside it, adds to the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// The tunnel: [`crate::ledger::Ledger::next_tunnel`], unique within the process.
+    pub tunnel: u64,
+    /// `terminate` (or, later, `gateway`).
+    pub mode: &'static str,
+    /// `None` on the tunnel's own event.
+    pub request: Option<InnerRequest>,
+}
+
+/// One request inside an inspected tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerRequest {
+    /// The canonical path (no query string, at most [`airlock_wire::MAX_PATH`] bytes); `None`
+    /// when the path was refused.
+    pub path: Option<String>,
+    /// The status the client got; 0 when it got none.
+    pub status: u16,
+    /// The name of the secret whose credential was added, if one was.
+    pub credential: Option<String>,
 }
 
 /// One page of spooled events; the admin API serves it with the proxy's boot id as an
@@ -101,7 +126,16 @@ pub(super) fn spooled(seq: u64, e: &LedgerEvent) -> Event {
         client: e.client,
         ceiling: e.ceiling.as_deref().map(str::to_owned),
         count: e.count,
+        tunnel: e.inspected.as_ref().map(|i| i.tunnel),
+        path: request(e).and_then(|r| r.path.clone()),
+        status: request(e).map(|r| r.status),
+        credential: request(e).and_then(|r| r.credential.clone()),
+        mode: e.inspected.as_ref().map(|i| i.mode.to_owned()),
     }
+}
+
+fn request(e: &LedgerEvent) -> Option<&InnerRequest> {
+    e.inspected.as_ref()?.request.as_ref()
 }
 
 pub(super) fn unix_ms(t: SystemTime) -> u64 {

@@ -255,5 +255,6 @@ fn summary(waiting: Waiting) -> LedgerEvent {
         client,
         ceiling: template.ceiling,
         count,
+        inspected: None,
     }
 }

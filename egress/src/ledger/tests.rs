@@ -28,6 +28,7 @@ pub(super) fn event(n: u64) -> LedgerEvent {
         client: "10.213.0.2:40000".parse().unwrap(),
         ceiling: Some(Arc::from("role:member@3f2a9c1e")),
         count: 1,
+        inspected: None,
     }
 }
 

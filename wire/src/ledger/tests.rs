@@ -23,6 +23,11 @@ fn event() -> Event {
         client: "10.213.0.3:40000".parse().unwrap(),
         ceiling: Some("role:member@3f2a9c1e".to_owned()),
         count: 1,
+        tunnel: None,
+        path: None,
+        status: None,
+        credential: None,
+        mode: None,
     }
 }
 
@@ -62,6 +67,69 @@ fn events_read_with_and_without_ceiling_and_count() {
     let event: Event = serde_json::from_str(&new).unwrap();
     assert_eq!(event.ceiling.as_deref(), Some("role:member@0011aabb"));
     assert_eq!(event.count, 7);
+}
+
+const REQUEST: &str = r#"{"seq":9,"sandbox":"sbx-1","generation":3,"method":"POST","host":"api.test","port":443,"addr":"10.0.0.9:443","decision":"allow","reason":"allowed","rule":"POST /v1/messages","bytes_up":2,"bytes_down":11,"start_ms":1700000000200,"duration_ms":4,"client":"10.213.0.3:40000","ceiling":null,"count":1,"tunnel":5,"path":"/v1/messages","status":200,"credential":"anthropic","mode":"terminate"}"#;
+
+fn request() -> Event {
+    Event {
+        seq: 9,
+        method: "POST".to_owned(),
+        host: "api.test".to_owned(),
+        addr: Some("10.0.0.9:443".parse().unwrap()),
+        decision: Outcome::Allow,
+        reason: "allowed".to_owned(),
+        rule: Some("POST /v1/messages".to_owned()),
+        bytes_up: 2,
+        bytes_down: 11,
+        start_ms: 1_700_000_000_200,
+        duration_ms: 4,
+        ceiling: None,
+        tunnel: Some(5),
+        path: Some("/v1/messages".to_owned()),
+        status: Some(200),
+        credential: Some("anthropic".to_owned()),
+        mode: Some("terminate".to_owned()),
+        ..event()
+    }
+}
+
+#[test]
+fn a_request_row_round_trips_through_its_pinned_json() {
+    assert_eq!(serde_json::to_string(&request()).unwrap(), REQUEST);
+    assert_eq!(serde_json::from_str::<Event>(REQUEST).unwrap(), request());
+}
+
+#[test]
+fn a_tunnel_row_names_its_tunnel_and_mode_only() {
+    let tunnel = Event {
+        tunnel: Some(5),
+        mode: Some("terminate".to_owned()),
+        ..event()
+    };
+    let json = EVENT.replace(
+        r#""count":1}"#,
+        r#""count":1,"tunnel":5,"mode":"terminate"}"#,
+    );
+    assert_eq!(serde_json::to_string(&tunnel).unwrap(), json);
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), tunnel);
+}
+
+#[test]
+fn rows_without_inspection_fields_read_as_before() {
+    // What a proxy built before request rows sends, and what a new one sends for a plain
+    // request: no tunnel, path, status, credential or mode key at all.
+    let event: Event = serde_json::from_str(EVENT).unwrap();
+    assert_eq!(
+        (
+            event.tunnel,
+            event.path,
+            event.status,
+            event.credential,
+            event.mode
+        ),
+        (None, None, None, None, None)
+    );
 }
 
 #[test]
