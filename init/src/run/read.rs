@@ -44,8 +44,7 @@ fn fill(
             }
             if signal == CHILD {
                 // No child of ours yet; an adopted orphan is reaped all the same.
-                while let Ok(Some(_)) =
-                    rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG)
+                while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG)
                 {
                 }
             }

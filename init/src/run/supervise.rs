@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{
-    kill_process_group, test_kill_process_group, waitpid, Pid, Signal, WaitOptions, WaitStatus,
+    kill_process_group, test_kill_process_group, wait, Pid, Signal, WaitOptions, WaitStatus,
 };
 
 use super::signals::{Signals, CHILD};
@@ -69,7 +69,7 @@ fn forward(child: Pid, signal: i32) {
 fn reap(child: Pid) -> (Option<WaitStatus>, bool) {
     let mut main = None;
     loop {
-        match waitpid(None, WaitOptions::NOHANG) {
+        match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
                 if pid == child {
                     main = Some(status);
