@@ -17,7 +17,10 @@ fn check(frame: &Frame, rules: &Rules) {
     assert!(frame.files.len() <= MAX_FILES);
     assert!(frame.files.iter().map(|f| f.content.len()).sum::<usize>() <= MAX_FILES_BYTES);
     for file in &frame.files {
-        assert!(rules.writable_roots.iter().any(|r| frame::is_strictly_under(&file.path, r)));
+        assert!(rules
+            .writable_roots
+            .iter()
+            .any(|r| frame::is_strictly_under(&file.path, r)));
         assert!(file.mode <= 0o777);
     }
 }
