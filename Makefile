@@ -9,7 +9,7 @@ help:
 	@echo "make down      stop the stack (keeps its volumes: data, certificates, node images)"
 	@echo "make down-volumes  stop the stack and wipe its volumes"
 	@echo "make test      every test: unit, in-process and e2e against a real DinD over mTLS"
-	@echo "make images    build every image offline (dind testbox egress probe controller agent; skips unchanged ones)"
+	@echo "make images    build every image offline (dind testbox egress probe init controller agent; skips unchanged ones)"
 	@echo "make images-agents  build just the agent image (airlock/agent:dev: Claude Code and Codex on Debian)"
 	@echo "make ci        fmt, clippy, docs, fuzz build, then make test"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every Airlock image into the local Docker daemon, offline: no registry is contacted.
 #
-#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress probe controller agent (default: all)
+#   images/build.sh [IMAGE...]      IMAGE: dind testbox egress probe init controller agent (default: all)
 #
 # Each image is labelled with the sha256 of its inputs (io.airlock.input-hash). An image whose
 # inputs are unchanged is skipped, so a rerun costs seconds. The debootstrap rootfs behind the
@@ -372,7 +372,7 @@ main() {
 		exit 1
 	}
 	local images=("$@")
-	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress probe controller agent)
+	[[ ${#images[@]} -gt 0 ]] || images=(dind testbox egress probe init controller agent)
 	local all_start
 	all_start=$(date +%s)
 	for image in "${images[@]}"; do
@@ -381,10 +381,11 @@ main() {
 		testbox) build_testbox ;;
 		egress) build_scratch egress airlock-egress airlock-egress ;;
 		probe) build_scratch probe airlock-probe airlock-probe ;;
+		init) build_scratch init airlock-init airlock-init ;;
 		controller) build_controller ;;
 		agent) build_agent ;;
 		*)
-			echo "unknown image $image (known: dind testbox egress probe controller agent)" >&2
+			echo "unknown image $image (known: dind testbox egress probe init controller agent)" >&2
 			exit 2
 			;;
 		esac

@@ -1,0 +1,82 @@
+//! The workload's environment: init's own ⊕ the frame's ⊕ Airlock's (Airlock's win). Init's
+//! own settings are not passed on.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use crate::frame::Rules;
+
+/// Seconds to wait for a frame (unset or `0`: forever).
+pub const IDLE_VAR: &str = "AIRLOCK_POOL_MAX_IDLE";
+/// Colon-separated roots seed files may be written under.
+pub const WRITABLE_VAR: &str = "AIRLOCK_INIT_WRITABLE";
+/// Where `ca_pem` is written.
+pub const CA_FILE_VAR: &str = "AIRLOCK_INIT_CA_FILE";
+
+/// Init's settings: read by init, never seen by the workload.
+const OWN: [&str; 3] = [IDLE_VAR, WRITABLE_VAR, CA_FILE_VAR];
+
+/// Merges the process environment (the image's and Airlock's, from the container config) with
+/// the frame's. The frame was validated, so it holds no reserved name; reserved names from the
+/// process are applied last all the same.
+pub fn child_env(
+    process: impl IntoIterator<Item = (OsString, OsString)>,
+    frame: &BTreeMap<String, String>,
+    rules: &Rules,
+) -> BTreeMap<OsString, OsString> {
+    let process: Vec<(OsString, OsString)> = process
+        .into_iter()
+        .filter(|(name, _)| !OWN.iter().any(|own| name == own))
+        .collect();
+    let mut env: BTreeMap<OsString, OsString> = process.iter().cloned().collect();
+    for (name, value) in frame {
+        env.insert(name.into(), value.into());
+    }
+    for (name, value) in process {
+        if name.to_str().is_some_and(|n| rules.is_reserved(n)) {
+            env.insert(name, value);
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn frame_overrides_the_image_and_airlock_wins() {
+        let process = os(&[
+            ("PATH", "/bin"),
+            ("HOME", "/root"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("AIRLOCK_SANDBOX", "sbx"),
+            (IDLE_VAR, "30"),
+            (WRITABLE_VAR, "/tmp"),
+            (CA_FILE_VAR, "/x"),
+        ]);
+        let frame = BTreeMap::from([
+            ("HOME".to_owned(), "/home/agent".to_owned()),
+            ("HTTPS_PROXY".to_owned(), "http://evil".to_owned()),
+            ("NEW".to_owned(), "1".to_owned()),
+        ]);
+        let env = child_env(process, &frame, &Rules::airlock(Vec::new()));
+        let get = |n: &str| env.get(&OsString::from(n)).and_then(|v| v.to_str());
+        assert_eq!(get("PATH"), Some("/bin"));
+        assert_eq!(get("HOME"), Some("/home/agent"));
+        assert_eq!(get("NEW"), Some("1"));
+        assert_eq!(get("HTTPS_PROXY"), Some("http://proxy:3128"));
+        assert_eq!(get("AIRLOCK_SANDBOX"), Some("sbx"));
+        for own in OWN {
+            assert_eq!(get(own), None, "{own}");
+        }
+    }
+}

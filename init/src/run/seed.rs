@@ -1,0 +1,79 @@
+//! Writes seed and CA files. The root is opened as given (an operator path); every component
+//! below it is opened with `O_NOFOLLOW`, so a symlink planted in the image cannot carry a write
+//! outside the root. Missing directories are created 0755.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{fchmod, mkdirat, open, openat, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::Failure;
+use crate::frame::is_strictly_under;
+
+/// One file to write.
+#[derive(Debug)]
+pub(super) struct Entry<'a> {
+    /// A normal absolute directory the path is under.
+    pub root: &'a str,
+    /// The file's normal absolute path.
+    pub path: &'a str,
+    pub content: &'a [u8],
+    pub mode: u32,
+}
+
+/// The longest writable root `path` is under.
+pub(super) fn root_for<'a>(path: &str, roots: &'a [String]) -> Option<&'a str> {
+    roots
+        .iter()
+        .filter(|root| is_strictly_under(path, root))
+        .max_by_key(|root| root.len())
+        .map(String::as_str)
+}
+
+/// Writes `entry`, replacing a regular file already there.
+pub(super) fn write(entry: &Entry<'_>) -> Result<(), Failure> {
+    write_inner(entry).map_err(|error| Failure::Seed {
+        path: entry.path.to_owned(),
+        error: error.into(),
+    })
+}
+
+fn write_inner(entry: &Entry<'_>) -> Result<(), Errno> {
+    let root = entry.root.trim_end_matches('/');
+    let relative = entry
+        .path
+        .strip_prefix(root)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .ok_or(Errno::INVAL)?;
+    let mut components: Vec<&str> = relative.split('/').collect();
+    let name = components.pop().ok_or(Errno::INVAL)?;
+    let dir_flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut dir: OwnedFd = open(
+        if root.is_empty() { "/" } else { root },
+        dir_flags,
+        Mode::empty(),
+    )?;
+    for component in components {
+        match mkdirat(&dir, component, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(error) => return Err(error),
+        }
+        dir = openat(&dir, component, dir_flags | OFlags::NOFOLLOW, Mode::empty())?;
+    }
+    // NONBLOCK: a FIFO planted at the path fails instead of blocking init.
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::TRUNC
+        | OFlags::NOFOLLOW
+        | OFlags::NONBLOCK
+        | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(entry.mode & 0o777);
+    let fd = openat(&dir, name, flags, mode)?;
+    // The umask narrowed the create mode, and an existing file kept its own.
+    fchmod(&fd, mode)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(entry.content)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    Ok(())
+}
