@@ -215,10 +215,7 @@ pub enum Problem {
     /// Equal to, inside, or containing another mount's target.
     Overlaps,
     /// Refused by a rule that explains itself (the proxy's own endpoint checks).
-    Refused {
-        /// Why.
-        reason: String,
-    },
+    Refused(String),
     /// Names a secret that is `egress_only`, where only an `env` secret may go (the API's
     /// `secret_not_exposable`).
     NotExposable {
@@ -483,7 +480,7 @@ impl fmt::Display for Problem {
             Self::Root => f.write_str("running as root is not allowed by the image policy"),
             Self::Unsupported { what } => f.write_str(what),
             Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
-            Self::Refused { reason } => write!(f, "is refused: {reason}"),
+            Self::Refused(reason) => write!(f, "is refused: {reason}"),
             Self::NotExposable { secret } => write!(
                 f,
                 "names secret `{secret}`, which is egress_only: bind it with `credentials`, or \

@@ -123,7 +123,7 @@ impl Command<Sandboxes> for CreateSandbox {
     #[instrument(skip_all, fields(user.id = ?actor.user()))]
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
         let selftest = self.selftest;
-        let bound = bound_names(&self.credentials);
+        let bound = super::credentials::bound_names(&self.credentials);
         let reserved = self.reserve(sandboxes, actor).await?;
         let creation = match reserved.created {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
@@ -175,7 +175,7 @@ impl CreateSandbox {
             .bind_credentials(owner, &self.credentials, policy)
             .await?;
         if let Some(bound) = &bound {
-            add_placeholders(&mut self.request.env, &bound.env)?;
+            super::credentials::add_placeholders(&mut self.request.env, &bound.env)?;
         }
         let env_names: Vec<String> = self.request.env.iter().map(|(n, _)| n.clone()).collect();
         let (quota, spec) = self.spec(sandboxes, owner).await?;
@@ -356,40 +356,6 @@ fn entry(creation: &Creation, selftest: Option<SelftestMode>, bound: Option<&str
     } else {
         entry.detail(detail.join(", "))
     }
-}
-
-/// `credentials provider:secret …` for the audit row; `None` when nothing is bound. The
-/// provider as written (a preset fills an empty one later).
-fn bound_names(credentials: &[CredentialRequest]) -> Option<String> {
-    if credentials.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = credentials
-        .iter()
-        .map(|c| format!("{}:{}", c.provider, c.secret))
-        .collect();
-    Some(format!("credentials {}", names.join(" ")))
-}
-
-/// Adds the placeholder variables of the bound credentials to the caller's environment; a
-/// variable the caller set too is refused (`env.<NAME>` appears more than once).
-fn add_placeholders(
-    env: &mut Vec<(String, String)>,
-    placeholders: &[(String, String)],
-) -> Result<(), SandboxError> {
-    let taken: Vec<FieldError> = placeholders
-        .iter()
-        .filter(|(name, _)| env.iter().any(|(n, _)| n == name))
-        .map(|(name, _)| FieldError {
-            field: format!("env.{name}"),
-            problem: Problem::Duplicate,
-        })
-        .collect();
-    if !taken.is_empty() {
-        return Err(SandboxError::Invalid(taken));
-    }
-    env.extend(placeholders.iter().cloned());
-    Ok(())
 }
 
 /// Why a `secret_env` name cannot be used, if it cannot.

@@ -170,9 +170,41 @@ fn bound_policy(
     policy.with_endpoints(binding.endpoints).map_err(|error| {
         SandboxError::Invalid(vec![FieldError {
             field: "credentials".to_owned(),
-            problem: Problem::Refused {
-                reason: error.to_string(),
-            },
+            problem: Problem::Refused(error.to_string()),
         }])
     })
+}
+
+/// Adds the placeholder variables of the bound credentials to the caller's environment; a
+/// variable the caller set too is refused (`env.<NAME>` appears more than once).
+pub(super) fn add_placeholders(
+    env: &mut Vec<(String, String)>,
+    placeholders: &[(String, String)],
+) -> Result<(), SandboxError> {
+    let taken: Vec<FieldError> = placeholders
+        .iter()
+        .filter(|(name, _)| env.iter().any(|(n, _)| n == name))
+        .map(|(name, _)| FieldError {
+            field: format!("env.{name}"),
+            problem: Problem::Duplicate,
+        })
+        .collect();
+    if !taken.is_empty() {
+        return Err(SandboxError::Invalid(taken));
+    }
+    env.extend(placeholders.iter().cloned());
+    Ok(())
+}
+
+/// `credentials provider:secret …` for the audit row; `None` when nothing is bound. The
+/// provider as written (a preset fills an empty one later).
+pub(super) fn bound_names(credentials: &[CredentialRequest]) -> Option<String> {
+    if credentials.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = credentials
+        .iter()
+        .map(|c| format!("{}:{}", c.provider, c.secret))
+        .collect();
+    Some(format!("credentials {}", names.join(" ")))
 }
