@@ -300,7 +300,7 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         .await;
     assert!(put.status.is_success(), "{}", put.body);
     let git = json!({"image": AGENT_IMAGE, "cmd": ["sleep", "300"],
-        "policy": {"allow_domains": [GITHUB]}, "limits": {"memory_mb": 512},
+        "policy": {"allow_domains": [GITHUB, "api.github.com"]}, "limits": {"memory_mb": 512},
         "credentials": [{"provider": "github", "secret": "github"}]});
     let made = f.call(Method::POST, "/v1/sandboxes", Some(git)).await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
