@@ -7,7 +7,7 @@
 //! Invariants: a value goes in once and never comes out of the API (listings carry names,
 //! exposures and timestamps); every user reaches only their own secrets, so another user's
 //! secret is missing like an unknown one; no value reaches a log line or an audit row; an
-//! `egress_only` secret never reaches a container's environment ([`Secrets::open_for_env`]).
+//! `egress_only` secret never reaches a container's environment (`Secrets::open_for_env`).
 
 mod bound;
 pub mod exposure;

@@ -28,7 +28,7 @@ const ENTRY_COLUMNS: &str = "sandbox_id, policy, policy_hash, generation, creden
     source_addr, ceiling";
 
 /// Rows per multi-row ledger insert on Postgres: one round trip per 500 rows, 11,000 binds
-/// (500 × [`EVENT_BINDS`]; the limit is 65,535).
+/// (500 × 22 binds per row; the limit is 65,535).
 pub const POSTGRES_EVENT_BATCH: usize = 500;
 /// Rows per multi-row ledger insert on SQLite. Small on purpose: SQLite finds a `$N`
 /// parameter's slot by a linear scan of the statement's parameter list, so binding costs
