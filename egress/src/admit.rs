@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_egress_policy::Target;
 use http::{Request, Response};
 
 use crate::body::{full, ProxyBody};
@@ -69,10 +70,22 @@ async fn checks<B>(
     exchange.set_target(&parsed.target);
     let ctx = identify(proxy.registry(), peer, req)?;
     exchange.set_identity(&ctx);
-    exchange.reserve()?;
-    let addrs = allowed_addrs(proxy, &ctx, &parsed.target, exchange).await?;
-    let permit = budget::admit(&ctx.budget)?;
+    let (addrs, permit) = admit_identified(proxy, &ctx, &parsed.target, exchange).await?;
     Ok((parsed, ctx, addrs, permit))
+}
+
+/// The checks after identification, for an exchange whose target and identity are set: the
+/// ledger slot, the judgement of `target`, the budget slot.
+pub(crate) async fn admit_identified(
+    proxy: &Proxy,
+    ctx: &ClientCtx,
+    target: &Target,
+    exchange: &mut Exchange,
+) -> Result<(Vec<SocketAddr>, ConnectionPermit), EgressError> {
+    exchange.reserve()?;
+    let addrs = allowed_addrs(proxy, ctx, target, exchange).await?;
+    let permit = budget::admit(&ctx.budget)?;
+    Ok((addrs, permit))
 }
 
 /// After the dial: a policy pushed while the request was being admitted revokes it before any

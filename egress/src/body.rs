@@ -92,13 +92,14 @@ impl<B: Body> MeteredBody<B> {
         }
     }
 
-    /// Wraps a response body (upstream → client); the exchange ends when this body does.
+    /// Wraps a response body (upstream → client); the exchange ends when this body does, and
+    /// `upstream`, if given, is pooled again after a clean end.
     pub(crate) fn down(
         inner: B,
         exchange: Exchange,
         permit: ConnectionPermit,
         idle: Duration,
-        upstream: (PoolKey, UpstreamSender),
+        upstream: Option<(PoolKey, UpstreamSender)>,
         revoked: CancellationToken,
     ) -> Self {
         let proxy = exchange.proxy().clone();
@@ -113,7 +114,7 @@ impl<B: Body> MeteredBody<B> {
             revoked,
             idle: Some((idle, Box::pin(tokio::time::sleep(idle)))),
             end: Some((exchange, permit)),
-            reuse: Some(upstream),
+            reuse: upstream,
             ended_by: None,
         }
     }

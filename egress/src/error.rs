@@ -1,6 +1,7 @@
 //! The proxy's error type. Every failure records which side caused it, and that side and its
 //! typed kind alone choose the HTTP status: `Client` → 400 (by [`ClientFault`]: 431, 414 and
-//! 408 for a head that is too large, a target that is too long and a head that is too slow),
+//! 408 for a head that is too large, a target that is too long and a head that is too slow;
+//! 401 and 404 for a gateway request without its placeholder or naming no gateway),
 //! `Policy` → 403, `Identity` → 407/403, `Limited` → 429 (a per-source cap or the sandbox's
 //! ledger share), `Upstream` → 502 (by [`UpstreamFault`]: 504 on a timeout), `Internal` → 500.
 //!
@@ -79,6 +80,11 @@ pub(crate) enum ClientFault {
     UriTooLong,
     /// The request head did not arrive in time (408 `header_timeout`).
     HeadTimeout,
+    /// A gateway request without the sandbox's placeholder, or from an unknown source (401
+    /// `gateway_unauthorized`).
+    GatewayUnauthorized,
+    /// A gateway request naming no gateway of the sandbox (404 `unknown_gateway`).
+    UnknownGateway,
 }
 
 /// How an upstream let the request down.
@@ -275,6 +281,8 @@ impl ClientFault {
             Self::HeadTooLarge => "header_too_large",
             Self::UriTooLong => "uri_too_long",
             Self::HeadTimeout => "header_timeout",
+            Self::GatewayUnauthorized => "gateway_unauthorized",
+            Self::UnknownGateway => "unknown_gateway",
         }
     }
 
@@ -285,6 +293,8 @@ impl ClientFault {
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::GatewayUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::UnknownGateway => StatusCode::NOT_FOUND,
         }
     }
 }

@@ -81,7 +81,7 @@ pub(crate) async fn forward(
         return full(exchange.refuse(&error));
     }
     let idle = proxy.config().idle_timeout;
-    let upstream = (key, sender);
+    let upstream = Some((key, sender));
     let body = MeteredBody::down(body, exchange, permit, idle, upstream, ctx.revoked.clone());
     Response::from_parts(parts, body.boxed())
 }

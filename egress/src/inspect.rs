@@ -27,6 +27,7 @@ mod accept;
 mod io;
 mod relay;
 mod row;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-pub(crate) use relay::open;
+pub(crate) use relay::{gateway, open};
 
 /// A credential value: zeroed when dropped, never printed.
 pub struct SecretValue(Zeroizing<Vec<u8>>);
@@ -97,6 +98,9 @@ pub enum InspectionError {
         /// The secret name.
         name: String,
     },
+    /// A pushed gateway hash is not 64 hex digits.
+    #[error("gateway_hash must be 64 hex digits")]
+    BadGatewayHash,
     /// A credential value cannot go into a header (CR, LF, NUL, space or empty).
     #[error("credential {name:?} holds a byte that cannot go into a header")]
     BadCredentialValue {
@@ -130,6 +134,7 @@ impl InspectionError {
             InspectionError::UpstreamCa { .. } => "bad_upstream_ca",
             InspectionError::MissingCredential { .. } => "missing_credential",
             InspectionError::BadCredentialValue { .. } => "bad_credential_value",
+            InspectionError::BadGatewayHash => "bad_gateway_hash",
         }
     }
 }
@@ -142,7 +147,12 @@ pub struct Inspection {
     servers: Mutex<HashMap<String, Arc<ServerConfig>>>,
     credentials: HashMap<String, SecretValue>,
     upstream: Arc<ClientConfig>,
-    /// SHA-256 over the CA certificate and the credentials, to tell a re-push from a change.
+    /// The same, offering HTTP/1.1 only (for upgrades).
+    upstream_h1: Arc<ClientConfig>,
+    /// SHA-256 of the sandbox's gateway token (the token in its placeholders), when pushed.
+    gateway_hash: Option<[u8; 32]>,
+    /// SHA-256 over the CA certificate, the credentials and the gateway hash, to tell a
+    /// re-push from a change.
     fingerprint: [u8; 32],
 }
 
@@ -186,14 +196,32 @@ impl Inspection {
             .map(|(cert, key)| LeafIssuer::from_pem(cert, key))
             .transpose()?;
         let fingerprint = fingerprint(ca.map(|(cert, _)| cert), &credentials);
+        let upstream = upstream_config(upstream_roots)?;
         Ok(Inspection {
             endpoints,
             issuer,
             servers: Mutex::new(HashMap::new()),
             credentials,
-            upstream: Arc::new(upstream_config(upstream_roots)?),
+            upstream_h1: Arc::new(h1_only(&upstream)),
+            upstream: Arc::new(upstream),
+            gateway_hash: None,
             fingerprint,
         })
+    }
+
+    /// The same inspection, whose gateway admits only requests carrying the token that hashes
+    /// (SHA-256) to `hash` in their credential header (controlled mode).
+    #[must_use]
+    pub fn with_gateway_hash(mut self, hash: Option<[u8; 32]>) -> Self {
+        if let Some(hash) = &hash {
+            use sha2::{Digest, Sha256};
+            let mut chained = Sha256::new();
+            chained.update(self.fingerprint);
+            chained.update(hash);
+            self.fingerprint = chained.finalize().into();
+        }
+        self.gateway_hash = hash;
+        self
     }
 
     /// The standalone proxy's inspection: the policy file's endpoints with the CA, credential
@@ -229,6 +257,36 @@ impl Inspection {
         self.endpoints
             .find(host, port)
             .filter(|e| e.tls == TlsMode::Terminate)
+    }
+
+    /// The terminating endpoint behind gateway `name`, if any.
+    pub(crate) fn gateway(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints
+            .gateway(name)
+            .filter(|e| e.tls == TlsMode::Terminate)
+    }
+
+    /// Whether a gateway request to `endpoint` with `headers` carries the sandbox's placeholder
+    /// in the endpoint's credential header ([`airlock_wire::placeholder_token`]), whose token
+    /// hashes to the pushed gateway hash. The
+    /// comparison is constant-time. Without a pushed hash nothing is admitted.
+    pub(crate) fn gateway_admits(&self, endpoint: &Endpoint, headers: &http::HeaderMap) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq as _;
+        let (Some(expected), Some(credential)) = (&self.gateway_hash, &endpoint.credential) else {
+            return false;
+        };
+        let Some(value) = headers
+            .get(credential.header.as_str())
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(token) = airlock_wire::placeholder_token(value) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        bool::from(digest.ct_eq(expected))
     }
 
     /// The TLS server config for `endpoint`: an exact-host leaf and the endpoint's ALPN.
@@ -273,6 +331,10 @@ impl Inspection {
 
     fn upstream(&self) -> Arc<ClientConfig> {
         self.upstream.clone()
+    }
+
+    fn upstream_h1(&self) -> Arc<ClientConfig> {
+        self.upstream_h1.clone()
     }
 }
 
@@ -332,6 +394,13 @@ fn read_text(path: &Path) -> Result<String, InspectionError> {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `config` offering HTTP/1.1 alone.
+fn h1_only(config: &ClientConfig) -> ClientConfig {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
 }
 
 /// Verified upstream TLS: the Mozilla roots plus `extra`; ALPN h2 then http/1.1.

@@ -42,6 +42,7 @@ mod body;
 mod error;
 mod forward;
 mod gate;
+mod gateway;
 mod identify;
 mod judge;
 mod pool;

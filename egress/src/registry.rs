@@ -31,6 +31,7 @@ mod credential;
 mod error;
 mod table;
 
+pub(crate) use credential::parse_hash;
 pub use credential::{basic_credential, credential_hash};
 pub use error::{IdentityError, RegistryError};
 
@@ -198,6 +199,21 @@ impl Registry {
         };
         credential::verify(header, &stored).map_err(|_mismatch| IdentityError::BadCredential)?;
         Ok(slot.ctx(Some(slot.entry.sandbox_id.clone())))
+    }
+
+    /// The client at `src` by its source address alone, for the origin-form gateway, which
+    /// checks the sandbox's placeholder instead of a proxy credential ([`crate::gateway`]).
+    /// Standalone: the one policy; controlled: the sandbox registered for `src`.
+    pub(crate) fn identify_source(&self, src: IpAddr) -> Result<ClientCtx, IdentityError> {
+        match &*self.read() {
+            State::Standalone(slot) => Ok(slot.ctx(None)),
+            State::Controlled(sandboxes) => {
+                let slot = sandboxes
+                    .owner_of(src.to_canonical())
+                    .ok_or(IdentityError::UnknownSource)?;
+                Ok(slot.ctx(Some(slot.entry.sandbox_id.clone())))
+            }
+        }
     }
 
     /// The sandbox registered for source address `src` (controlled mode), without checking any

@@ -30,7 +30,7 @@ use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::forward::forward;
 use crate::proxy::{ClientConn, Proxy, Services};
-use crate::tunnel;
+use crate::{gateway, tunnel};
 
 /// Runs the proxy on `listener` until `shutdown` resolves, then drains for the configured
 /// grace period.
@@ -61,12 +61,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// One request: admitted (or refused), then forwarded or tunnelled.
+/// One request: admitted (or refused), then forwarded or tunnelled; a request to the proxy's
+/// own gateway path goes to [`gateway`].
 async fn handle(
     proxy: Arc<Proxy>,
     conn: Arc<ClientConn>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if gateway::is_gateway(&req) {
+        return gateway::serve(proxy, conn, req).await;
+    }
     let admitted = match admit(&proxy, &conn, &req).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,

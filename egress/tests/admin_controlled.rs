@@ -320,3 +320,97 @@ async fn pushed_endpoints_need_their_ca_and_every_bound_credential() {
         "{text}"
     );
 }
+
+/// The gateway admits a request only from a registered source carrying that sandbox's own
+/// placeholder: sandbox A sending B's placeholder, or none, is a 401, and so is an
+/// unregistered source; a gateway the sandbox lacks is a 404.
+#[tokio::test]
+async fn the_gateway_needs_the_senders_own_placeholder() {
+    use airlock_egress::registry::credential_hash;
+    let rig = Rig::start(64).await;
+    let ca = airlock_certs::mitm::InspectionCa::generate(
+        "sb",
+        &["api.test".to_owned()],
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    )
+    .unwrap();
+    let policy = json!({
+        "allow_domains": ["api.test"],
+        "endpoints": [{"host": "api.test", "tls": "terminate", "gateway": "anthropic",
+            "credential": {"secret": "anthropic", "header": "x-api-key", "format": "{secret}"}}]
+    });
+    for (id, src, token) in [("a", A_SRC, "tok-a"), ("b", B_SRC, "tok-b")] {
+        let body = json!({
+            "source_addrs": [src],
+            "credential_hash": credential_hash(&format!("proxy-{token}")),
+            "policy": policy,
+            "generation": 1,
+            "inspection": {"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem,
+                "credentials": {"anthropic": "sk-canary-gw"},
+                "gateway_hash": credential_hash(token)},
+        });
+        let path = format!("/v1/sandboxes/{id}");
+        let (status, answer) = admin_call(rig.admin, "PUT", &path, Some(body)).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let send = |src: &'static str, path: &'static str, key: Option<String>| {
+        let proxy = rig.proxy;
+        async move {
+            let mut stream = client_from(src.parse().unwrap(), proxy).await;
+            let key = key
+                .map(|k| format!("x-api-key: {k}\r\n"))
+                .unwrap_or_default();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: airlock.internal:3128\r\n{key}\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            read_head(&mut stream).await
+        }
+    };
+    let placeholder = |token: &str| airlock_wire::placeholder_value("anthropic", token);
+    let gw = "/gw/anthropic/v1/messages";
+    for (src, key, why) in [
+        (
+            A_SRC,
+            Some(placeholder("tok-b")),
+            "another sandbox's placeholder",
+        ),
+        (A_SRC, None, "no placeholder"),
+        (
+            A_SRC,
+            Some("sk-real-looking".to_owned()),
+            "a key that is no placeholder",
+        ),
+        (
+            "127.0.0.5",
+            Some(placeholder("tok-a")),
+            "an unregistered source",
+        ),
+    ] {
+        let head = send(src, gw, key).await;
+        assert_eq!(
+            (head.status, head.body["error"].as_str()),
+            (401, Some("gateway_unauthorized")),
+            "{why}: {head:?}"
+        );
+    }
+    let head = send(A_SRC, "/gw/openai/v1/chat", Some(placeholder("tok-a"))).await;
+    assert_eq!(head.status, 404, "{head:?}");
+    // A's own placeholder passes the gateway's checks; the name then fails to resolve here
+    // (the rig resolves nothing), which is judged like any other request.
+    let head = send(A_SRC, gw, Some(placeholder("tok-a"))).await;
+    assert!(
+        head.status != 401 && head.status != 404,
+        "A's own placeholder is admitted: {head:?}"
+    );
+    let head = send(B_SRC, gw, Some(placeholder("tok-b"))).await;
+    assert!(
+        head.status != 401,
+        "B's own placeholder is admitted: {head:?}"
+    );
+    let refused = rig
+        .wait_for_event(|e| e.reason == "gateway_unauthorized" && e.sandbox.as_deref() == Some("a"))
+        .await;
+    assert_eq!(refused.host, "api.test");
+}

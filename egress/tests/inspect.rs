@@ -120,8 +120,12 @@ impl TlsUpstream {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let service = service_fn(move |req: Request<Incoming>| {
+                    let service = service_fn(move |mut req: Request<Incoming>| {
                         let record = record.clone();
+                        let upgrade = req
+                            .headers()
+                            .contains_key("upgrade")
+                            .then(|| hyper::upgrade::on(&mut req));
                         async move {
                             record.lock().unwrap().push(Seen {
                                 method: req.method().to_string(),
@@ -136,6 +140,24 @@ impl TlsUpstream {
                                     .get("x-api-key")
                                     .map(|v| v.to_str().unwrap().to_owned()),
                             });
+                            if let Some(upgrade) = upgrade {
+                                // A WebSocket-style upgrade: 101, then echo raw bytes.
+                                tokio::spawn(async move {
+                                    let mut io = TokioIo::new(upgrade.await.unwrap());
+                                    let mut buf = [0u8; 64];
+                                    use tokio::io::AsyncReadExt;
+                                    while let Ok(n @ 1..) = io.read(&mut buf).await {
+                                        io.write_all(&buf[..n]).await.unwrap();
+                                    }
+                                });
+                                let mut resp = Response::new(Full::new(Bytes::new()));
+                                *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                                resp.headers_mut()
+                                    .insert("upgrade", "websocket".parse().unwrap());
+                                resp.headers_mut()
+                                    .insert("connection", "upgrade".parse().unwrap());
+                                return Ok::<_, std::convert::Infallible>(resp);
+                            }
                             let mut resp = Response::new(Full::new(Bytes::from("upstream ok")));
                             resp.headers_mut()
                                 .insert("alt-svc", "h3=\":443\"".parse().unwrap());
@@ -144,7 +166,9 @@ impl TlsUpstream {
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
@@ -194,9 +218,10 @@ async fn setup() -> Setup {
         "allow_domains": ["api.test"],
         "allow_ports": [port],
         "endpoints": [{
-            "host": "api.test", "port": port, "tls": "terminate",
+            "host": "api.test", "port": port, "tls": "terminate", "gateway": "anthropic",
             "credential": {"secret": "anthropic", "header": "x-api-key", "format": "{secret}"},
-            "rules": [{"methods": ["POST"], "paths": ["/v1/messages", "/v1/messages/**"]}]
+            "rules": [{"methods": ["POST"], "paths": ["/v1/messages", "/v1/messages/**"]},
+                      {"methods": ["GET"], "paths": ["/v1/realtime"]}]
         }]
     });
     let opts = ProxyOptions::new(policy)
@@ -417,6 +442,154 @@ async fn each_request_in_a_tunnel_gets_its_own_row_under_the_tunnel() {
         assert!(!rows.contains(canary), "{canary} in the rows: {rows}");
         assert!(!logs.contains(canary), "{canary} in the log");
     }
+}
+
+#[tokio::test]
+async fn the_gateway_serves_origin_form_requests_like_a_terminated_tunnel() {
+    let s = setup().await;
+    let send = |method: &'static str, target: String| {
+        let proxy = s.proxy.addr;
+        async move {
+            let head = format!(
+                "{method} {target} HTTP/1.1\r\nHost: airlock.internal:3128\r\n\
+                 x-api-key: {PLACEHOLDER}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+            common::raw(proxy, head.as_bytes()).await
+        }
+    };
+    let ok = send(
+        "POST",
+        format!("/gw/anthropic/v1/x/%2e%2e/messages?key={QUERY_CANARY}"),
+    )
+    .await;
+    assert_eq!((ok.status, ok.text().as_str()), (200, "upstream ok"));
+    let denied = send("GET", "/gw/anthropic/v1/messages".into()).await;
+    assert_eq!(
+        (denied.status, &denied.json()["error"]),
+        (403, &serde_json::json!("rule_denied"))
+    );
+    send("POST", "/gw/nope/v1/messages".into())
+        .await
+        .assert_refused(404, "unknown_gateway");
+    let seen = s.upstream.seen();
+    assert_eq!(seen.len(), 1, "only the allowed request went upstream");
+    assert_eq!(seen[0].target, format!("/v1/messages?key={QUERY_CANARY}"));
+    assert_eq!(seen[0].api_key.as_deref(), Some(SECRET));
+
+    // The allowed request: its own row (mode `gateway`, canonical path, credential) and the
+    // exchange's row with the bytes; the unknown gateway's refusal is recorded too.
+    let events = s.proxy.wait_events(5).await;
+    let request = events
+        .iter()
+        .find(|e| e.status == Some(200))
+        .expect("the request row");
+    assert_eq!(request.mode.as_deref(), Some("gateway"));
+    assert_eq!(request.path.as_deref(), Some("/v1/messages"));
+    assert_eq!(request.credential.as_deref(), Some("anthropic"));
+    assert_eq!((request.bytes_up, request.bytes_down), (2, 11));
+    let exchange = events
+        .iter()
+        .find(|e| e.tunnel == request.tunnel && e.status.is_none())
+        .expect("the exchange row");
+    assert_eq!(exchange.host, "api.test");
+    assert!(
+        exchange.bytes_up >= 2 && exchange.bytes_down >= 11,
+        "{exchange:?}"
+    );
+    assert!(events.iter().any(|e| e.reason == "unknown_gateway"));
+    let rows = serde_json::to_string(&events).unwrap();
+    for canary in [SECRET, PLACEHOLDER, QUERY_CANARY] {
+        assert!(!rows.contains(canary), "{canary} in the rows: {rows}");
+    }
+}
+
+/// Reads from `tls` until the end of a response head.
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(tls: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_gets_the_credential_then_a_raw_splice() {
+    use tokio::io::AsyncReadExt;
+    let s = setup().await;
+    let upgrade = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             x-api-key: {PLACEHOLDER}\r\n\r\n",
+            s.authority()
+        )
+    };
+    let mut tls = s
+        .tls(&s.inspection_ca, "api.test", b"http/1.1")
+        .await
+        .unwrap();
+    tls.write_all(upgrade("/v1/realtime").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for frame in [&b"hello"[..], b"again"] {
+        tls.write_all(frame).await.unwrap();
+        let mut echo = vec![0u8; frame.len()];
+        tls.read_exact(&mut echo).await.unwrap();
+        assert_eq!(echo, frame);
+    }
+    let seen = s.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/v1/realtime");
+    assert_eq!(seen[0].api_key.as_deref(), Some(SECRET));
+
+    // An upgrade to a path no rule allows is refused like any request.
+    let mut tls = s
+        .tls(&s.inspection_ca, "api.test", b"http/1.1")
+        .await
+        .unwrap();
+    tls.write_all(upgrade("/v1/admin").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(s.upstream.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_inner_request_head_is_cut_after_ten_seconds() {
+    use tokio::io::AsyncReadExt;
+    let s = setup().await;
+    let mut tls = s
+        .tls(&s.inspection_ca, "api.test", b"http/1.1")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    tls.write_all(b"POST /v1/messages HTTP/1.1\r\nHost: api.test")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "the half-sent head was never cut");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9),
+        "cut too early: {waited:?}"
+    );
+    assert!(s.upstream.seen().is_empty());
 }
 
 #[tokio::test]

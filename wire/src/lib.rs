@@ -22,6 +22,7 @@
 
 pub mod duration;
 pub mod error;
+pub mod gateway;
 pub mod health;
 pub mod infra;
 pub mod ledger;
@@ -29,6 +30,10 @@ pub mod sandbox;
 
 pub use duration::{parse_duration, parse_positive_duration, DurationError};
 pub use error::ErrorBody;
+pub use gateway::{
+    gateway_url, placeholder_token, placeholder_value, GATEWAY_HOST, GATEWAY_PATH,
+    PLACEHOLDER_PREFIX,
+};
 pub use health::{DnsStatus, Health, HealthStatus};
 pub use infra::{InfrastructureReport, PutInfrastructure};
 pub use ledger::{Ack, Event, EventsPage, Outcome, UnknownOutcome, MAX_PATH};

@@ -51,6 +51,10 @@ pub struct PutInspection {
     /// Credential values by secret name.
     #[serde(default)]
     pub credentials: std::collections::BTreeMap<String, String>,
+    /// Lowercase hex SHA-256 of the sandbox's gateway token (the token in its placeholders,
+    /// [`crate::gateway`]); without it the proxy's gateway admits none of its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_hash: Option<String>,
 }
 
 impl fmt::Debug for PutInspection {

@@ -276,6 +276,11 @@ pub struct CredentialDto {
     /// `generic` only: the format (default `Bearer {secret}`).
     #[serde(default)]
     pub format: Option<String>,
+    /// Also serve the provider through the proxy's gateway (no CA needed): its base-URL
+    /// variable (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`) points at
+    /// `http://airlock.internal:3128/gw/<provider>`.
+    #[serde(default)]
+    pub gateway: bool,
 }
 
 impl From<CredentialDto> for CredentialRequest {
@@ -286,6 +291,7 @@ impl From<CredentialDto> for CredentialRequest {
             host: dto.host,
             header: dto.header,
             format: dto.format,
+            gateway: dto.gateway,
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct ProviderDto {
     pub env: Vec<&'static str>,
     /// Every endpoint with its header, format and L7 rules.
     pub endpoints: Vec<ProviderEndpointDto>,
+    /// With `credentials[].gateway: true`: the variable that gets the gateway's base URL
+    /// (`http://airlock.internal:3128/gw/<name>…`); absent when the provider has no gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_env: Option<&'static str>,
 }
 
 /// One endpoint of a provider.
@@ -89,6 +93,7 @@ impl From<&Provider> for ProviderDto {
                 .iter()
                 .map(ProviderEndpointDto::from)
                 .collect(),
+            gateway_env: provider.gateway.map(|g| g.base_url_env),
         }
     }
 }

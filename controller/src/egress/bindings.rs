@@ -96,6 +96,7 @@ impl EgressPlane {
             ca_cert_pem: row.ca_cert_pem,
             ca_key_pem,
             credentials,
+            gateway_hash: row.gateway_hash,
         })
     }
 

@@ -22,6 +22,7 @@ use airlock_egress_policy::{
     Endpoint, EndpointError, EndpointSpec, Endpoints, Policy, RuleSpec, TlsMode,
 };
 
+use crate::docker::spec::PROXY_PORT;
 use crate::sandbox::{FieldError, Problem};
 
 /// Most `credentials[]` entries per create.
@@ -54,6 +55,10 @@ pub struct CredentialRequest {
     /// `generic` only; default [`GENERIC_FORMAT`].
     #[serde(default)]
     pub format: Option<String>,
+    /// Also serve the provider through the proxy's origin-form gateway (no CA needed) and
+    /// point the provider's base-URL variable at it; only for providers that have one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gateway: bool,
 }
 
 /// What the requests bind: the endpoints to add to the effective policy and the placeholder
@@ -79,6 +84,17 @@ pub struct Provider {
     pub endpoints: &'static [ProviderEndpoint],
     /// The environment variables that get the placeholder.
     pub env: &'static [&'static str],
+    /// Its gateway, if its clients take a base URL: `credentials[].gateway` serves it.
+    pub gateway: Option<Gateway>,
+}
+
+/// How a provider is served through the proxy's origin-form gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    /// The variable its clients read their base URL from.
+    pub base_url_env: &'static str,
+    /// What its clients expect after the host in that URL (OpenAI's: `/v1`).
+    pub suffix: &'static str,
 }
 
 /// One endpoint of a provider, on port [`PORT`] with TLS terminated.
@@ -118,6 +134,10 @@ static CATALOGUE: [Provider; 4] = [
             rules: None,
         }],
         env: &["ANTHROPIC_API_KEY"],
+        gateway: Some(Gateway {
+            base_url_env: "ANTHROPIC_BASE_URL",
+            suffix: "",
+        }),
     },
     Provider {
         name: "openai",
@@ -129,6 +149,10 @@ static CATALOGUE: [Provider; 4] = [
             rules: None,
         }],
         env: &["OPENAI_API_KEY"],
+        gateway: Some(Gateway {
+            base_url_env: "OPENAI_BASE_URL",
+            suffix: "/v1",
+        }),
     },
     Provider {
         name: "github",
@@ -149,6 +173,7 @@ static CATALOGUE: [Provider; 4] = [
             },
         ],
         env: &["GH_TOKEN", "GITHUB_TOKEN"],
+        gateway: None,
     },
     Provider {
         name: GENERIC,
@@ -157,6 +182,7 @@ static CATALOGUE: [Provider; 4] = [
                       `Bearer {secret}`); no environment variable",
         endpoints: &[],
         env: &[],
+        gateway: None,
     },
 ];
 
@@ -173,7 +199,7 @@ pub fn find(name: &str) -> Option<&'static Provider> {
 /// The env value of `provider`'s variables in a sandbox whose per-sandbox random token is
 /// `placeholder`.
 pub fn placeholder_value(provider: &str, placeholder: &str) -> String {
-    format!("airlock-placeholder-{provider}-{placeholder}")
+    airlock_wire::placeholder_value(provider, placeholder)
 }
 
 /// Checks `requests` and expands them. `placeholder` is a per-sandbox random token; the env
@@ -237,6 +263,10 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
         for name in provider.env {
             binding.env.push(((*name).to_owned(), value.clone()));
         }
+        if let (true, Some(gateway)) = (request.gateway, provider.gateway) {
+            let url = airlock_wire::gateway_url(PROXY_PORT, provider.name, gateway.suffix);
+            binding.env.push((gateway.base_url_env.to_owned(), url));
+        }
         binding.secrets.push(request.secret.clone());
     }
     if !errors.is_empty() {
@@ -259,6 +289,10 @@ fn entry_specs(
         ("header", &request.header),
         ("format", &request.format),
     ];
+    if request.gateway && provider.gateway.is_none() {
+        let what = "is only for providers with a base URL (`anthropic`, `openai`)";
+        errors.push(problem_at(at("gateway"), Problem::Unsupported { what }));
+    }
     if provider.name != GENERIC {
         for (field, value) in given {
             if value.is_some() {
@@ -266,10 +300,15 @@ fn entry_specs(
                 errors.push(problem_at(at(field), Problem::Unsupported { what }));
             }
         }
+        let gateway = request.gateway.then_some(provider.name);
         return provider
             .endpoints
             .iter()
-            .map(|e| endpoint_spec(e.host, &request.secret, e.header, e.format, e.rules))
+            .map(|e| {
+                let mut spec = endpoint_spec(e.host, &request.secret, e.header, e.format, e.rules);
+                spec.gateway = gateway.map(str::to_owned);
+                spec
+            })
             .collect();
     }
     let Some(host) = &request.host else {

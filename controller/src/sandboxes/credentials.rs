@@ -18,13 +18,14 @@
 //! audit row; the sandbox sees only placeholders and the CA certificate.
 
 use airlock_certs::mitm::InspectionCa;
+use airlock_egress_policy::EndpointSpec;
 use tracing::info;
 use uuid::Uuid;
 
 use super::{SandboxError, Sandboxes};
 use crate::accounts::user::UserId;
 use crate::egress::providers::{self, CredentialRequest};
-use crate::egress::EgressPolicy;
+use crate::egress::{hex_sha256, EgressPolicy};
 use crate::sandbox::{FieldError, Problem};
 use crate::secrets::SecretError;
 use crate::store::{Sandbox, StoredInspection};
@@ -34,8 +35,10 @@ use crate::store::{Sandbox, StoredInspection};
 #[derive(Clone, Debug)]
 pub(super) struct Bound {
     requests: Vec<CredentialRequest>,
-    /// `NAME` → placeholder value.
+    /// `NAME` → placeholder value (and base URLs of gateways).
     pub(super) env: Vec<(String, String)>,
+    /// The SHA-256 (hex) of the token in the placeholders: the gateway's proof of sender.
+    gateway_hash: String,
 }
 
 // === impl Sandboxes ===
@@ -66,10 +69,11 @@ impl Sandboxes {
                 return Err(SecretError::NotFound.into());
             }
         }
-        let policy = bound_policy(&policy, requests)?;
+        let policy = bound_policy(&policy, binding.endpoints)?;
         let bound = Bound {
             requests: requests.to_vec(),
             env: binding.env,
+            gateway_hash: hex_sha256(&placeholder),
         };
         Ok((policy, Some(bound)))
     }
@@ -86,7 +90,9 @@ impl Sandboxes {
         };
         let requests: Vec<CredentialRequest> = serde_json::from_str(&row.bindings)
             .map_err(|e| crate::store::StoreError::corrupt("sandbox_inspection.bindings", e))?;
-        bound_policy(&policy, &requests)
+        // The placeholder does not change the endpoints.
+        let binding = providers::bind(&requests, "").map_err(SandboxError::Invalid)?;
+        bound_policy(&policy, binding.endpoints)
     }
 
     /// Step 2: makes, seals and stores the sandbox's CA; returns its certificate (PEM).
@@ -115,6 +121,7 @@ impl Sandboxes {
                 ca_cert_pem: ca.cert_pem.clone(),
                 ca_key_sealed: sealed,
                 bindings,
+                gateway_hash: Some(bound.gateway_hash.clone()),
             })
             .await?;
         info!(sandbox.id = %sandbox.id, inspection.hosts = hosts.len(), "Inspection CA made");
@@ -159,15 +166,13 @@ impl Sandboxes {
 /// Largest system bundle read from an image (Debian's is about 220 KiB).
 const BUNDLE_MAX: u64 = 4 * 1024 * 1024;
 
-/// `policy` with the endpoints `requests` bind; a host the policy does not admit, or a
-/// binding the proxy would refuse, is a 400 on `credentials`.
+/// `policy` with the bound `endpoints`; a host the policy does not admit, or a binding the
+/// proxy would refuse, is a 400 on `credentials`.
 fn bound_policy(
     policy: &EgressPolicy,
-    requests: &[CredentialRequest],
+    endpoints: Vec<EndpointSpec>,
 ) -> Result<EgressPolicy, SandboxError> {
-    // The placeholder does not change the endpoints.
-    let binding = providers::bind(requests, "").map_err(SandboxError::Invalid)?;
-    policy.with_endpoints(binding.endpoints).map_err(|error| {
+    policy.with_endpoints(endpoints).map_err(|error| {
         SandboxError::Invalid(vec![FieldError {
             field: "credentials".to_owned(),
             problem: Problem::Refused(error.to_string()),

@@ -1,4 +1,4 @@
-//! Inspection rows (migration 0014): a bound sandbox's inspection CA (the key sealed by the
+//! Inspection rows (migrations 0014 and 0017): a bound sandbox's inspection CA (the key sealed by the
 //! secrets vault; the store never sees it in the clear) and the credentials list it was
 //! created with. Read back for every push to the proxy, and re-sealed by `rotate-key`.
 
@@ -22,6 +22,9 @@ pub struct StoredInspection {
     pub ca_key_sealed: Vec<u8>,
     /// The create's `credentials` list, JSON.
     pub bindings: String,
+    /// Lowercase hex SHA-256 of the token in the sandbox's placeholders (migration 0017);
+    /// `None` for sandboxes bound before it.
+    pub gateway_hash: Option<String>,
 }
 
 /// The name a sandbox's sealed CA key is bound to in the vault's associated data. The `:`
@@ -49,13 +52,14 @@ impl Store {
         with_db!(self, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO sandbox_inspection \
-                 (sandbox_id, ca_cert_pem, ca_key_sealed, bindings, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 (sandbox_id, ca_cert_pem, ca_key_sealed, bindings, gateway_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(row.sandbox_id.as_uuid())
             .bind(&row.ca_cert_pem)
             .bind(&row.ca_key_sealed)
             .bind(&row.bindings)
+            .bind(&row.gateway_hash)
             .bind(at)
             .execute(pool)
             .await?;
@@ -65,9 +69,10 @@ impl Store {
 
     /// A sandbox's inspection material, with its owner; `None` when it binds nothing.
     pub async fn inspection(&self, id: SandboxId) -> Result<Option<StoredInspection>, StoreError> {
-        let row: Option<(Uuid, String, Vec<u8>, String)> = with_db!(self, |pool, _begin| {
+        type Row = (Uuid, String, Vec<u8>, String, Option<String>);
+        let row: Option<Row> = with_db!(self, |pool, _begin| {
             sqlx::query_as(
-                "SELECT s.owner_id, i.ca_cert_pem, i.ca_key_sealed, i.bindings \
+                "SELECT s.owner_id, i.ca_cert_pem, i.ca_key_sealed, i.bindings, i.gateway_hash \
                  FROM sandbox_inspection i JOIN sandboxes s ON s.id = i.sandbox_id \
                  WHERE i.sandbox_id = $1",
             )
@@ -76,12 +81,13 @@ impl Store {
             .await?
         });
         Ok(row.map(
-            |(owner, ca_cert_pem, ca_key_sealed, bindings)| StoredInspection {
+            |(owner, ca_cert_pem, ca_key_sealed, bindings, gateway_hash)| StoredInspection {
                 sandbox_id: id,
                 owner: UserId::from_uuid(owner),
                 ca_cert_pem,
                 ca_key_sealed,
                 bindings,
+                gateway_hash,
             },
         ))
     }

@@ -234,6 +234,13 @@ fn pushed_inspection(
     pushed: Option<airlock_wire::PutInspection>,
     upstream_ca: &[rustls_pki_types::CertificateDer<'static>],
 ) -> Result<Inspection, crate::inspect::InspectionError> {
+    let gateway_hash = match pushed.as_ref().and_then(|p| p.gateway_hash.as_deref()) {
+        Some(hex) => Some(
+            crate::registry::parse_hash(hex)
+                .ok_or(crate::inspect::InspectionError::BadGatewayHash)?,
+        ),
+        None => None,
+    };
     let (ca, credentials) = match &pushed {
         Some(p) => (
             Some((p.ca_cert_pem.as_str(), p.ca_key_pem.as_str())),
@@ -245,6 +252,7 @@ fn pushed_inspection(
         None => (None, HashMap::new()),
     };
     Inspection::new(endpoints, policy, ca, credentials, upstream_ca.to_vec())
+        .map(|inspection| inspection.with_gateway_hash(gateway_hash))
 }
 
 fn delete_sandbox(state: &AdminState, id: &str) -> Result<Reply, ApiError> {

@@ -15,25 +15,37 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::accept::accept;
 use super::io::{Charges, MeteredIo};
 use super::row::{Row, Rows};
+use super::upgrade::{self, Upgrades};
 use super::Inspection;
-use crate::admit::Admitted;
-use crate::body::{BoxError, ProxyBody};
+use crate::admit::{still_current, Admitted};
+use crate::body::{
+    full, request_head_len, response_head_len, BoxError, HeadCharge, MeteredBody, ProxyBody,
+};
 use crate::dial::{dial, DialOptions};
+use crate::error::EgressError;
 use crate::forward::strip_hop_by_hop;
 use crate::proxy::Proxy;
 use crate::tunnel::{take_client, Activity};
 
 /// The mode recorded on a terminated tunnel's rows.
 const MODE_TERMINATE: &str = "terminate";
+/// The mode recorded on a gateway request's rows.
+const MODE_GATEWAY: &str = "gateway";
+
+/// How long a client in a terminated tunnel has to send a whole HTTP/1.1 request head.
+const INNER_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Idle HTTP/1.1 upstream connections kept per tunnel.
 const MAX_IDLE_H1: usize = 8;
@@ -81,36 +93,106 @@ pub(crate) async fn open(
         Ok(tls) => tls,
         Err(reason) => return exchange.finish(Some(reason)),
     };
+    let upstream = Upstream::new(&proxy, &inspection, &host, Some(upstream), addrs);
+    let (hold, mut spliced) = mpsc::channel::<()>(1);
+    let stop = CancellationToken::new();
     let tunnel = Arc::new(Tunnel {
-        upstream: Upstream {
-            first: Mutex::new(Some(upstream)),
-            addrs,
-            dial: proxy.dial_options().clone(),
-            host: host.clone(),
-            tls: TlsConnector::from(inspection.upstream()),
-            h2: Mutex::new(None),
-            h1: Mutex::new(Vec::new()),
-        },
+        upstream,
         inspection,
         rows,
         host,
         port,
+        upgrades: Some(Upgrades {
+            hold,
+            stop: stop.clone(),
+        }),
     });
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let tunnel = tunnel.clone();
+        let req = req.map(|body| body.map_err(BoxError::from).boxed());
         async move { Ok::<_, Infallible>(tunnel.handle(req).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(INNER_HEAD_TIMEOUT);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    // The connection ends when the client closes it or hands it to an upgrade; the tunnel
+    // ends when, besides, every upgraded splice has (each holds a clone of `hold`).
+    let served = async move {
+        let served = conn.await;
+        while spliced.recv().await.is_some() {}
+        served
+    };
     let ended = tokio::select! {
         biased;
         () = ctx.revoked.cancelled() => Some("policy_changed"),
         () = proxy.hard_stop().cancelled() => Some("shutdown"),
         () = activity.idle(proxy.config().idle_timeout) => Some("idle_timeout"),
-        served = conn => served.err().map(|_gone| "client_gone"),
+        served = served => served.err().map(|_gone| "client_gone"),
     };
+    stop.cancel();
     drop(permit);
     exchange.finish(ended);
+}
+
+/// Serves one admitted gateway request (`/gw/<name>/…`, already authenticated) as a
+/// one-request inspected exchange: the same checks, rewrite, credential and ledger row as a
+/// request inside a terminated tunnel, with `origin_form` as its path. Both bodies are charged
+/// to the sandbox's budget, and the exchange's own row (mode `gateway`) is recorded when the
+/// response body ends.
+pub(crate) async fn gateway(
+    proxy: Arc<Proxy>,
+    admitted: Admitted,
+    req: Request<Incoming>,
+    inspection: Arc<Inspection>,
+    origin_form: &str,
+) -> Response<ProxyBody> {
+    let Admitted {
+        mut exchange,
+        ctx,
+        permit,
+        parsed,
+        addrs,
+    } = admitted;
+    let (host, port) = (parsed.target.host_str(), parsed.target.port);
+    let tunnel_id = proxy.ledger().next_tunnel();
+    let rows = Rows::new(proxy.clone(), exchange.inspect(tunnel_id, MODE_GATEWAY));
+    let upstream = Upstream::new(&proxy, &inspection, &host, None, addrs);
+    let tunnel = Tunnel {
+        upstream,
+        inspection,
+        rows,
+        host,
+        port,
+        upgrades: None,
+    };
+    let (mut parts, body) = req.into_parts();
+    let charge = HeadCharge::new(exchange.counters(), permit.budget());
+    let rewritten = Uri::try_from(origin_form)
+        .ok()
+        .zip(HeaderValue::from_str(&tunnel.authority()).ok());
+    let Some((uri, authority)) = rewritten else {
+        let error = EgressError::client("bad_request", "the gateway path is not a valid URI");
+        return full(exchange.refuse(&error));
+    };
+    parts.uri = uri;
+    parts.headers.insert(HOST, authority);
+    let (counters, budget) = (exchange.counters().clone(), permit.budget().clone());
+    let body = MeteredBody::up(body, proxy.clone(), counters, budget, ctx.revoked.clone());
+    let req = Request::from_parts(parts, body.boxed());
+    if let Err(error) = still_current(&ctx).and_then(|()| charge.up(request_head_len(&req))) {
+        return full(exchange.refuse(&error));
+    }
+    let response = tunnel.handle(req).await;
+    let (parts, body) = response.into_parts();
+    if let Err(error) = charge.down(response_head_len(parts.status, &parts.headers)) {
+        return full(exchange.refuse(&error));
+    }
+    let idle = proxy.config().idle_timeout;
+    let body = MeteredBody::down(body, exchange, permit, idle, None, ctx.revoked.clone());
+    Response::from_parts(parts, body.boxed())
 }
 
 /// One terminated tunnel's state, shared by its requests.
@@ -120,12 +202,14 @@ struct Tunnel {
     host: String,
     port: u16,
     upstream: Upstream,
+    /// Set where HTTP/1.1 upgrades are relayed (a terminated tunnel, not the gateway).
+    upgrades: Option<Upgrades>,
 }
 
 impl Tunnel {
     /// Checks, rewrites and sends one request; every refusal is a JSON answer in the tunnel.
     /// Each request gets its own ledger row (see `row`).
-    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
         let mut row = self.rows.start(req.method().as_str());
         if row.no_room() {
             row.deny("ledger_full");
@@ -139,7 +223,7 @@ impl Tunnel {
         row.answer(response)
     }
 
-    async fn serve(&self, req: Request<Incoming>, row: &mut Row) -> Response<ProxyBody> {
+    async fn serve(&self, mut req: Request<ProxyBody>, row: &mut Row) -> Response<ProxyBody> {
         let Some(endpoint) = self.inspection.terminating(&self.host, self.port) else {
             row.deny("internal");
             return refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no endpoint");
@@ -174,8 +258,12 @@ impl Tunnel {
                 "no rule of this endpoint allows this method and path",
             );
         };
+        let upgrade = self.upgrades.as_ref().and_then(|_| upgrade::take(&mut req));
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(upgrade) = &upgrade {
+            upgrade.mark(&mut parts.headers);
+        }
         parts.headers.remove(HOST);
         if let Some(credential) = &endpoint.credential {
             parts.headers.remove(credential.header.as_str());
@@ -196,13 +284,16 @@ impl Tunnel {
         }
         tracing::debug!(%method, path = %target.path, %rule, "Inspected request");
         row.allow(rule);
-        let body = row.count_up(body.map_err(BoxError::from).boxed());
+        let body = row.count_up(body);
         let out = Outgoing {
             parts,
             body,
             origin_form: target.to_origin_form(),
         };
-        let answer = self.upstream.send(out, &self.authority()).await;
+        let answer = match &upgrade {
+            Some(_) => self.upstream.send_upgrade(out, &self.authority()).await,
+            None => self.upstream.send(out, &self.authority()).await,
+        };
         let response = match answer {
             Ok(response) => response,
             Err(code) => {
@@ -214,6 +305,9 @@ impl Tunnel {
                 );
             }
         };
+        if let (Some(upgrade), Some(upgrades)) = (upgrade, &self.upgrades) {
+            return upgrade.answer(response, upgrades);
+        }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove("alt-svc");
@@ -230,7 +324,7 @@ impl Tunnel {
     }
 
     /// Whether the request names this tunnel's host and port (HTTP/2 `:authority`, else `Host`).
-    fn authority_matches(&self, req: &Request<Incoming>) -> bool {
+    fn authority_matches<B>(&self, req: &Request<B>) -> bool {
         let raw = match req.uri().authority() {
             Some(a) => a.as_str().to_owned(),
             None => match req.headers().get(HOST).and_then(|h| h.to_str().ok()) {
@@ -264,6 +358,8 @@ struct Upstream {
     dial: DialOptions,
     host: String,
     tls: TlsConnector,
+    /// The same, offering HTTP/1.1 only (for upgrades).
+    tls_h1: TlsConnector,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
     h1: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
 }
@@ -274,6 +370,52 @@ enum Sender {
 }
 
 impl Upstream {
+    /// The upstream of `host` through `inspection`'s verified TLS: `first` (dialled at
+    /// CONNECT) first, then new dials to the checked `addrs`.
+    fn new(
+        proxy: &Proxy,
+        inspection: &Inspection,
+        host: &str,
+        first: Option<TcpStream>,
+        addrs: Vec<SocketAddr>,
+    ) -> Self {
+        Self {
+            first: Mutex::new(first),
+            addrs,
+            dial: proxy.dial_options().clone(),
+            host: host.to_owned(),
+            tls: TlsConnector::from(inspection.upstream()),
+            tls_h1: TlsConnector::from(inspection.upstream_h1()),
+            h2: Mutex::new(None),
+            h1: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends an upgrade request on a fresh HTTP/1.1 connection of its own (never pooled: once
+    /// upgraded it carries only this stream).
+    async fn send_upgrade(
+        &self,
+        out: Outgoing,
+        authority: &str,
+    ) -> Result<Response<Incoming>, &'static str> {
+        let tls = self.connect_tls(true).await?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|_failed| "upstream_failed")?;
+        tokio::spawn(async move { drop(conn.with_upgrades().await) }.in_current_span());
+        let Outgoing {
+            mut parts,
+            body,
+            origin_form,
+        } = out;
+        parts.version = Version::HTTP_11;
+        parts.uri = Uri::try_from(origin_form).map_err(|_bad| "bad_request")?;
+        let host = HeaderValue::from_str(authority).map_err(|_bad| "bad_request")?;
+        parts.headers.insert(HOST, host);
+        let response = sender.send_request(Request::from_parts(parts, body)).await;
+        response.map_err(|_failed| "upstream_failed")
+    }
+
     async fn send(
         &self,
         out: Outgoing,
@@ -329,8 +471,9 @@ impl Upstream {
         Some(Sender::H1(idle.swap_remove(ready)))
     }
 
-    /// Opens a verified TLS connection to a checked address and the HTTP version it agreed.
-    async fn connect(&self) -> Result<Sender, &'static str> {
+    /// A verified TLS connection to a checked address, offering h2 and HTTP/1.1, or HTTP/1.1
+    /// alone.
+    async fn connect_tls(&self, h1_only: bool) -> Result<TlsStream<TcpStream>, &'static str> {
         let first = self
             .first
             .lock()
@@ -343,11 +486,16 @@ impl Upstream {
                 .map_err(|_failed| "connect_failed")?,
         };
         let name = ServerName::try_from(self.host.clone()).map_err(|_bad| "bad_request")?;
-        let tls = self
-            .tls
+        let connector = if h1_only { &self.tls_h1 } else { &self.tls };
+        connector
             .connect(name, tcp)
             .await
-            .map_err(|_refused| "upstream_tls_failed")?;
+            .map_err(|_refused| "upstream_tls_failed")
+    }
+
+    /// Opens a verified TLS connection to a checked address and the HTTP version it agreed.
+    async fn connect(&self) -> Result<Sender, &'static str> {
+        let tls = self.connect_tls(false).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let io = TokioIo::new(tls);
         if h2 {

@@ -50,7 +50,7 @@ pub(super) fn verify(header: &[u8], stored: &StoredCredential<'_>) -> Result<(),
 }
 
 /// Decodes 64 hex digits (either case) into a SHA-256 value.
-pub(super) fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return None;

@@ -7,6 +7,9 @@
 //! - curl and Python `requests` reach the upstream through the proxy's TLS termination and
 //!   trust the sandbox's own CA (`/run/airlock/tls`, via the trust variables); the upstream
 //!   sees the real key even though the client sent its own;
+//! - with `gateway: true`, httpx reaches the upstream through the proxy's origin-form gateway
+//!   (`ANTHROPIC_BASE_URL`, plain HTTP, no CA) and the upstream sees the real key; sandbox A
+//!   sending B's placeholder, or none, gets a 401 and nothing reaches the upstream;
 //! - Claude Code itself, from the `claude-code` preset with only a secret named, reaches the
 //!   upstream with the real key;
 //! - `git clone` and `git push` of a private repository work with a `github` binding (the
@@ -99,6 +102,11 @@ const CURL: &str = "curl -sS --max-time 10 -H 'x-api-key: my-own-key' \
 const PYTHON: &str = "python3 -c \"import requests; \
     print(requests.post('https://api.anthropic.com/v1/messages', timeout=10, \
     headers={'x-api-key': 'my-own-key'}, json={}).text)\" 2>&1";
+
+/// httpx through the gateway: plain HTTP to the base URL, the placeholder as the key.
+const HTTPX: &str = "python3 -c \"import os, httpx; \
+    print(httpx.post(os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages', timeout=10, \
+    headers={'x-api-key': os.environ['ANTHROPIC_API_KEY']}, json={}).text)\" 2>&1";
 
 #[tokio::test]
 async fn credentials_at_egress_never_enter_the_sandbox() {
@@ -254,6 +262,51 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     assert_eq!(in_use.status, StatusCode::CONFLICT, "{}", in_use.body);
     assert_eq!(in_use.body["error"], "secret_in_use", "{}", in_use.body);
     timing.phase("rotation");
+
+    // Gateway mode (no CA): httpx posts to ANTHROPIC_BASE_URL, the proxy itself, in plain
+    // HTTP; the upstream sees the real key. Sandbox A sending B's placeholder, or none, is a
+    // 401, and nothing reaches the upstream for those.
+    let gw = json!([{"provider": "anthropic", "secret": "anthropic", "gateway": true}]);
+    let mut gateway_ids = Vec::new();
+    for _ in 0..2 {
+        let made = f
+            .call(Method::POST, "/v1/sandboxes", Some(body(gw.clone())))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        gateway_ids.push(made.body["id"].as_str().unwrap().to_owned());
+    }
+    let (a, b) = (&gateway_ids[0], &gateway_ids[1]);
+    let base = sh(&f, a, "printenv ANTHROPIC_BASE_URL").await;
+    assert_eq!(base.trim(), "http://airlock.internal:3128/gw/anthropic");
+    let seen = seen_by_upstream(&f, a, HTTPX).await;
+    assert_eq!(seen["x-api-key"], ROTATED, "{seen}");
+    assert_eq!(seen["path"], "/v1/messages", "{seen}");
+    let b_key = sh(&f, b, "printenv ANTHROPIC_API_KEY").await;
+    let before = f.tls_upstream_log().await.lines().count();
+    for header in [format!("-H 'x-api-key: {}'", b_key.trim()), String::new()] {
+        let status = sh(
+            &f,
+            a,
+            &format!(
+                "curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 {header} \
+                 -d '{{}}' \"$ANTHROPIC_BASE_URL/v1/messages\""
+            ),
+        )
+        .await;
+        assert_eq!(status.trim(), "401", "{header:?}");
+    }
+    let after = f.tls_upstream_log().await.lines().count();
+    assert_eq!(
+        before, after,
+        "a refused gateway request reached the upstream"
+    );
+    for id in &gateway_ids {
+        let deleted = f
+            .call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None)
+            .await;
+        assert!(deleted.status.is_success(), "{}", deleted.body);
+    }
+    timing.phase("gateway");
 
     // A real agent CLI: the claude-code preset binds its provider to the named secret;
     // Claude Code (which trusts the CA through NODE_EXTRA_CA_CERTS) reaches the upstream,

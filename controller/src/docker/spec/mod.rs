@@ -28,6 +28,7 @@ pub mod volume;
 
 use std::collections::HashMap;
 
+use airlock_wire::GATEWAY_HOST;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
     Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig, ResourcesUlimits,
@@ -116,7 +117,7 @@ pub fn network_body(placement: &Placement<'_>) -> NetworkCreateRequest {
 }
 
 /// The proxy variables: every common spelling, with the credential in the URL, no bypass
-/// list, and Node's opt-in to honour them.
+/// but the proxy's own gateway name, and Node's opt-in to honour them.
 pub fn proxy_env(placement: &Placement<'_>) -> Vec<String> {
     let url = format!(
         "http://{}:{}@{}:{PROXY_PORT}",
@@ -129,7 +130,8 @@ pub fn proxy_env(placement: &Placement<'_>) -> Vec<String> {
         .flat_map(|name| [name.to_owned(), name.to_ascii_lowercase()])
         .map(|name| format!("{name}={url}"))
         .collect();
-    env.extend(["NO_PROXY=".to_owned(), "no_proxy=".to_owned()]);
+    // The proxy's own gateway is reached directly, never through the proxy.
+    env.extend(["NO_PROXY", "no_proxy"].map(|name| format!("{name}={GATEWAY_HOST}")));
     env.push("NODE_USE_ENV_PROXY=1".to_owned());
     env
 }
@@ -163,7 +165,11 @@ pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> Containe
         working_dir: spec.workdir().map(|w| w.as_str().to_owned()),
         labels: Some(labels),
         network_disabled: Some(false),
-        host_config: Some(host_config(spec, network.clone())),
+        host_config: Some(HostConfig {
+            // The proxy's gateway, by name (`airlock_wire::gateway`).
+            extra_hosts: Some(vec![format!("{GATEWAY_HOST}:{}", placement.subnet.proxy())]),
+            ..host_config(spec, network.clone())
+        }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(network, endpoint)])),
         }),

@@ -94,8 +94,8 @@ fn default_container_body_snapshot() {
             "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
             "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
             "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "NO_PROXY=",
-            "no_proxy=",
+            "NO_PROXY=airlock.internal",
+            "no_proxy=airlock.internal",
             "NODE_USE_ENV_PROXY=1"
           ],
           "HostConfig": {
@@ -106,6 +106,9 @@ fn default_container_body_snapshot() {
               "ALL"
             ],
             "Devices": [],
+            "ExtraHosts": [
+              "airlock.internal:10.213.0.10"
+            ],
             "IpcMode": "private",
             "LogConfig": {
               "Config": {
@@ -197,8 +200,8 @@ fn custom_container_body_snapshot() {
             "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
             "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
             "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "NO_PROXY=",
-            "no_proxy=",
+            "NO_PROXY=airlock.internal",
+            "no_proxy=airlock.internal",
             "NODE_USE_ENV_PROXY=1",
             "HOME=/home/agent"
           ],
@@ -210,6 +213,9 @@ fn custom_container_body_snapshot() {
               "ALL"
             ],
             "Devices": [],
+            "ExtraHosts": [
+              "airlock.internal:10.213.0.10"
+            ],
             "IpcMode": "private",
             "LogConfig": {
               "Config": {
@@ -311,6 +317,9 @@ fn hardening_holds_for_every_spec() {
         assert!(host.nano_cpus.is_some_and(|n| n > 0));
         assert_eq!(host.network_mode, Some(network_name(placement().id)));
         assert!(host.port_bindings.is_none());
+        // The only name added: the proxy's gateway, at the proxy's address on this network.
+        let gateway = format!("airlock.internal:{}", placement().subnet.proxy());
+        assert_eq!(host.extra_hosts, Some(vec![gateway]));
         assert_ne!(body.user.as_deref(), Some("0:0"));
         if let Some(Home::Tmpfs { size_mb }) = spec.home() {
             let tmpfs = host.tmpfs.clone().unwrap_or_default();

@@ -13,6 +13,7 @@ fn entry(provider: &str, secret: &str) -> CredentialRequest {
         host: None,
         header: None,
         format: None,
+        gateway: false,
     }
 }
 
@@ -339,4 +340,45 @@ fn a_request_entry_refuses_unknown_fields() {
     assert_eq!(parsed, entry("github", "gh"));
     let unknown = serde_json::json!({"provider": "github", "secret": "gh", "port": 8443});
     assert!(serde_json::from_value::<CredentialRequest>(unknown).is_err());
+}
+
+#[test]
+fn a_gateway_names_the_provider_and_points_its_base_url_at_the_proxy() {
+    let anthropic = CredentialRequest {
+        gateway: true,
+        ..entry("anthropic", "a")
+    };
+    let openai = CredentialRequest {
+        gateway: true,
+        ..entry("openai", "o")
+    };
+    let binding = bind(&[anthropic, openai], TOKEN).unwrap();
+    let gateways: Vec<_> = binding
+        .endpoints
+        .iter()
+        .map(|e| e.gateway.as_deref())
+        .collect();
+    assert_eq!(gateways, [Some("anthropic"), Some("openai")]);
+    let env: std::collections::BTreeMap<_, _> = binding.env.iter().cloned().collect();
+    assert_eq!(
+        env["ANTHROPIC_BASE_URL"],
+        "http://airlock.internal:3128/gw/anthropic"
+    );
+    assert_eq!(
+        env["OPENAI_BASE_URL"],
+        "http://airlock.internal:3128/gw/openai/v1"
+    );
+    // Without `gateway`, no base URL and no gateway name.
+    let plain = bind(&[entry("anthropic", "a")], TOKEN).unwrap();
+    assert_eq!(plain.endpoints[0].gateway, None);
+    assert!(plain
+        .env
+        .iter()
+        .all(|(name, _)| name != "ANTHROPIC_BASE_URL"));
+    // A provider without a base URL has no gateway.
+    let github = CredentialRequest {
+        gateway: true,
+        ..entry("github", "g")
+    };
+    assert_eq!(fields(&[github]), ["credentials[0].gateway"]);
 }
