@@ -83,10 +83,53 @@ struct Seen {
     api_key: Option<String>,
 }
 
-/// A TLS upstream (h2 and http/1.1) answering 200 `upstream ok`, recording what it saw.
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+fn body(bytes: Bytes) -> TestBody {
+    Full::new(bytes).boxed()
+}
+
+/// Server-sent events: 50, at least 50 ms apart, each stamped in `stamps` as it leaves. Each
+/// event after the first waits for the client's `acks` of the one before (5 s at most, then
+/// the stream ends): a proxy that held an event back until more bytes came would stall it.
+fn sse(stamps: Arc<Mutex<Vec<std::time::Instant>>>, acks: Arc<tokio::sync::Notify>) -> TestBody {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        for i in 0..50 {
+            tick.tick().await;
+            if i > 0 {
+                let wait = std::time::Duration::from_secs(5);
+                if tokio::time::timeout(wait, acks.notified()).await.is_err() {
+                    return;
+                }
+            }
+            stamps.lock().unwrap().push(std::time::Instant::now());
+            if tx
+                .send(Bytes::from(format!("data: {i}\n\n")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok(hyper::body::Frame::data(chunk)), rx))
+    });
+    http_body_util::StreamBody::new(frames).boxed()
+}
+
+/// A TLS upstream (h2 and http/1.1) answering 200 `upstream ok` (and server-sent events on
+/// `/v1/messages/stream`), recording what it saw.
 struct TlsUpstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// When each server-sent event of `/v1/messages/stream` left the upstream.
+    emitted: Arc<Mutex<Vec<std::time::Instant>>>,
+    /// The client's acknowledgement of each event it received.
+    acks: Arc<tokio::sync::Notify>,
     ca_pem: String,
     _task: tokio::task::JoinHandle<()>,
 }
@@ -110,18 +153,23 @@ impl TlsUpstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
+        let emitted = Arc::new(Mutex::new(Vec::new()));
+        let acks = Arc::new(tokio::sync::Notify::new());
+        let (stamps, acked) = (emitted.clone(), acks.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let (acceptor, record) = (acceptor.clone(), record.clone());
+                let (stamps, acked) = (stamps.clone(), acked.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let service = service_fn(move |mut req: Request<Incoming>| {
-                        let record = record.clone();
+                        let (record, stamps, acked) =
+                            (record.clone(), stamps.clone(), acked.clone());
                         let upgrade = req
                             .headers()
                             .contains_key("upgrade")
@@ -150,7 +198,7 @@ impl TlsUpstream {
                                         io.write_all(&buf[..n]).await.unwrap();
                                     }
                                 });
-                                let mut resp = Response::new(Full::new(Bytes::new()));
+                                let mut resp = Response::new(body(Bytes::new()));
                                 *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
                                 resp.headers_mut()
                                     .insert("upgrade", "websocket".parse().unwrap());
@@ -158,7 +206,10 @@ impl TlsUpstream {
                                     .insert("connection", "upgrade".parse().unwrap());
                                 return Ok::<_, std::convert::Infallible>(resp);
                             }
-                            let mut resp = Response::new(Full::new(Bytes::from("upstream ok")));
+                            if req.uri().path() == "/v1/messages/stream" {
+                                return Ok(Response::new(sse(stamps, acked)));
+                            }
+                            let mut resp = Response::new(body(Bytes::from("upstream ok")));
                             resp.headers_mut()
                                 .insert("alt-svc", "h3=\":443\"".parse().unwrap());
                             Ok::<_, std::convert::Infallible>(resp)
@@ -175,6 +226,8 @@ impl TlsUpstream {
         TlsUpstream {
             addr,
             seen,
+            emitted,
+            acks,
             ca_pem: ca.cert_pem,
             _task: task,
         }
@@ -563,6 +616,55 @@ async fn a_websocket_upgrade_gets_the_credential_then_a_raw_splice() {
     let head = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     assert_eq!(s.upstream.seen().len(), 1);
+}
+
+/// Server-sent events pass unbuffered: each of 50 events, 50 ms apart, reaches the client
+/// while the upstream waits for it to arrive before it sends the next (see `sse`). The
+/// latencies are printed; `bench/egress-credentials` measures them on a quiet machine.
+#[tokio::test]
+async fn server_sent_events_are_streamed_unbuffered() {
+    let s = setup().await;
+    let tls = s
+        .tls(&s.inspection_ca, "api.test", b"http/1.1")
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(s.post("/v1/messages/stream"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut arrived = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            let events = data.windows(6).filter(|w| w == b"data: ").count();
+            arrived.extend(std::iter::repeat_n(std::time::Instant::now(), events));
+            for _ in 0..events {
+                s.upstream.acks.notify_one();
+            }
+        }
+    }
+    let emitted = s.upstream.emitted.lock().unwrap().clone();
+    assert_eq!(
+        (arrived.len(), emitted.len()),
+        (50, 50),
+        "an event was held back until the next one (the upstream stalled waiting for it)"
+    );
+    let mut lags: Vec<_> = arrived
+        .iter()
+        .zip(&emitted)
+        .map(|(a, e)| a.duration_since(*e))
+        .collect();
+    lags.sort();
+    eprintln!(
+        "sse through terminate: p50 {:?}, max {:?}",
+        lags[25], lags[49]
+    );
 }
 
 #[tokio::test]
