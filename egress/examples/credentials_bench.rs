@@ -42,6 +42,8 @@ enum Path {
     Direct,
     Passthrough,
     Terminate,
+    /// Plain HTTP to the terminating proxy's origin-form gateway (`/gw/api/…`).
+    Gateway,
 }
 
 struct Rig {
@@ -73,7 +75,12 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let mut mibs = Vec::new();
     let mut sse = Vec::new();
-    for path in [Path::Direct, Path::Passthrough, Path::Terminate] {
+    for path in [
+        Path::Direct,
+        Path::Passthrough,
+        Path::Terminate,
+        Path::Gateway,
+    ] {
         let (p50, p99, rps1) = rig.sequential(path, seq).await;
         let (rps64, p99_64) = rig.concurrent(path, 64, Duration::from_secs(secs)).await;
         let mib = rig.throughput(path, big_mib).await;
@@ -212,7 +219,7 @@ impl Rig {
         let plain = serde_json::json!({"allow_domains": [HOST], "allow_ports": [port]});
         let mut inspected = plain.clone();
         inspected["endpoints"] = serde_json::json!([{"host": HOST, "port": port,
-            "tls": "terminate",
+            "tls": "terminate", "gateway": "api",
             "credential": {"secret": "key", "header": "x-api-key", "format": "{secret}"}}]);
         let files = [
             ("--mitm-ca-cert", write("ca.pem", &mitm.cert_pem)),
@@ -250,6 +257,16 @@ impl Rig {
 
     /// An HTTP/1.1 connection on `path`.
     async fn conn(&self, path: Path) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+        if path == Path::Gateway {
+            let tcp = test_support::upstream::connect(self.terminate)
+                .await
+                .unwrap();
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            return sender;
+        }
         let (tcp, ca) = match path {
             Path::Direct => (
                 test_support::upstream::connect(self.upstream)
@@ -258,7 +275,7 @@ impl Rig {
                 &self.up_ca,
             ),
             Path::Passthrough => (self.tunnel(self.passthrough).await, &self.up_ca),
-            Path::Terminate => (self.tunnel(self.terminate).await, &self.mitm_ca),
+            Path::Terminate | Path::Gateway => (self.tunnel(self.terminate).await, &self.mitm_ca),
         };
         let mut roots = RootCertStore::empty();
         roots
@@ -300,9 +317,14 @@ impl Rig {
         tcp
     }
 
-    fn get(&self, path: &str) -> Request<Empty<Bytes>> {
-        Request::get(path)
-            .header("host", format!("{HOST}:{}", self.upstream.port()))
+    /// `GET uri` as sent on `path`: to the upstream, or to the proxy's gateway.
+    fn get(&self, path: Path, uri: &str) -> Request<Empty<Bytes>> {
+        let (uri, host) = match path {
+            Path::Gateway => (format!("/gw/api{uri}"), "airlock.internal:3128".to_owned()),
+            _ => (uri.to_owned(), format!("{HOST}:{}", self.upstream.port())),
+        };
+        Request::get(uri)
+            .header("host", host)
             .body(Empty::new())
             .unwrap()
     }
@@ -314,7 +336,7 @@ impl Rig {
         for _ in 0..n {
             let t = Instant::now();
             sender.ready().await.unwrap();
-            let resp = sender.send_request(self.get("/small")).await.unwrap();
+            let resp = sender.send_request(self.get(path, "/small")).await.unwrap();
             resp.into_body().collect().await.unwrap();
             lat.push(t.elapsed().as_micros());
         }
@@ -332,7 +354,7 @@ impl Rig {
         let tasks: Vec<_> = senders
             .into_iter()
             .map(|mut s| {
-                let req = self.get("/small");
+                let req = self.get(path, "/small");
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     while Instant::now() < until {
@@ -358,7 +380,7 @@ impl Rig {
         let mut sender = self.conn(path).await;
         let started = Instant::now();
         let resp = sender
-            .send_request(self.get(&format!("/big?{mib}")))
+            .send_request(self.get(path, &format!("/big?{mib}")))
             .await
             .unwrap();
         let mut body = resp.into_body();
@@ -375,7 +397,7 @@ impl Rig {
     /// p99 of (arrival − send) over the 50 events, in µs.
     async fn sse(&self, path: Path) -> u128 {
         let mut sender = self.conn(path).await;
-        let resp = sender.send_request(self.get("/sse")).await.unwrap();
+        let resp = sender.send_request(self.get(path, "/sse")).await.unwrap();
         let mut body = resp.into_body();
         let mut delays = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -400,7 +422,10 @@ impl Rig {
         let mut held = Vec::new();
         for _ in 0..n {
             let mut s = self.conn(Path::Terminate).await;
-            let resp = s.send_request(self.get("/small")).await.unwrap();
+            let resp = s
+                .send_request(self.get(Path::Terminate, "/small"))
+                .await
+                .unwrap();
             resp.into_body().collect().await.unwrap();
             held.push(s);
         }

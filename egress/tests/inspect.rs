@@ -623,19 +623,37 @@ async fn a_websocket_upgrade_gets_the_credential_then_a_raw_splice() {
 /// latencies are printed; `bench/egress-credentials` measures them on a quiet machine.
 #[tokio::test]
 async fn server_sent_events_are_streamed_unbuffered() {
+    for gateway in [false, true] {
+        sse_through(gateway).await;
+    }
+}
+
+/// One SSE run through a terminated tunnel, or through the gateway.
+async fn sse_through(gateway: bool) {
     let s = setup().await;
-    let tls = s
-        .tls(&s.inspection_ca, "api.test", b"http/1.1")
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(s.post("/v1/messages/stream"))
-        .await
-        .unwrap();
+    let mut sender = if gateway {
+        let tcp = test_support::upstream::connect(s.proxy.addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    } else {
+        let tls = s
+            .tls(&s.inspection_ca, "api.test", b"http/1.1")
+            .await
+            .unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+    let mut req = s.post("/v1/messages/stream");
+    if gateway {
+        *req.uri_mut() = "/gw/anthropic/v1/messages/stream".parse().unwrap();
+    }
+    let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut arrived = Vec::new();
@@ -662,7 +680,7 @@ async fn server_sent_events_are_streamed_unbuffered() {
         .collect();
     lags.sort();
     eprintln!(
-        "sse through terminate: p50 {:?}, max {:?}",
+        "sse (gateway: {gateway}): p50 {:?}, max {:?}",
         lags[25], lags[49]
     );
 }
