@@ -7,7 +7,8 @@
 //! - bad frames end with 64 and one typed `airlock-init: {"error":...}` line; a missing program
 //!   with 127; EOF before a frame and the idle timeout with 75;
 //! - the workload cannot read fd 0: bytes after the frame, and later writes, reach nobody;
-//! - env, workdir, seed files and the CA file arrive as the frame says.
+//! - env, workdir, seed files and the CA file arrive as the frame says;
+//! - a fork bomb under a pids limit is contained and cleaned up; a memory hog ends `OOMKilled`.
 //!
 //! Containers are named `in-init-<test>-<pid>` and removed on drop, pass or fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -366,4 +367,47 @@ fn env_workdir_seed_and_ca_files_arrive() {
         (status, init_error(&stderr).as_str()),
         (64, "file_not_writable")
     );
+}
+
+/// A fork bomb under a pids limit is contained: forks fail, the main child still finishes,
+/// and init then ends the whole process group and exits with the child's code.
+#[test]
+fn a_fork_bomb_is_contained_and_cleaned_up() {
+    let script = "bomb() { bomb | bomb & }; bomb; echo alive; exit 5";
+    let (status, out, err) = run_frame(
+        "forkbomb",
+        &["--pids-limit", "32"],
+        &frame(&body(&["sh", "-c", script])),
+    );
+    assert_eq!(status, 5, "{out:?} {err:?}");
+    assert!(out.iter().any(|l| l == "alive"), "{out:?}");
+}
+
+/// A workload that outgrows its memory limit is killed by the kernel's OOM killer: init
+/// reports 137 and Docker still shows `OOMKilled`.
+#[test]
+fn a_memory_hog_ends_oom_killed() {
+    let script = "x=$(head -c 400000000 /dev/zero | tr '\\000' x); echo survived";
+    let mut b = Box::start("oom", &["--memory", "32m", "--memory-swap", "32m"]);
+    b.write(&frame(&body(&["sh", "-c", script])));
+    let name = b.name.clone();
+    let deadline = Instant::now() + DEADLINE;
+    let state = loop {
+        let out = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}",
+            &name,
+        ]);
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if state.starts_with("false") {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "{name} still running: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (status, out, _) = b.finish();
+    assert!(!out.iter().any(|l| l == "survived"), "{out:?}");
+    assert_eq!(state, "false true 137", "OOMKilled is shown");
+    assert_eq!(status, 137);
 }
