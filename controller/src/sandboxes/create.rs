@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use tracing::{instrument, warn};
 
 use super::credentials::Bound;
+use super::provision::step;
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
@@ -163,17 +164,22 @@ impl CreateSandbox {
     ) -> Result<Reserved, SandboxError> {
         let owner = actor.user().ok_or(SandboxError::NoAccount)?;
         self.apply_preset(sandboxes)?;
-        let (policy, ceiling) = sandboxes
-            .peers
-            .policy
-            .effective_policy(actor, self.policy.as_ref())
-            .await?;
+        let (policy, ceiling) = step(
+            "effective_policy",
+            sandboxes
+                .peers
+                .policy
+                .effective_policy(actor, self.policy.as_ref()),
+        )
+        .await?;
         if self.policy.is_some() && sandboxes.egress.is_none() {
             return Err(SandboxError::EgressOff);
         }
-        let (policy, bound) = sandboxes
-            .bind_credentials(owner, &self.credentials, policy)
-            .await?;
+        let (policy, bound) = step(
+            "bind_credentials",
+            sandboxes.bind_credentials(owner, &self.credentials, policy),
+        )
+        .await?;
         if let Some(bound) = &bound {
             super::credentials::add_placeholders(&mut self.request.env, &bound.env)?;
         }
@@ -185,8 +191,12 @@ impl CreateSandbox {
         let (settings, store) = (&sandboxes.settings, &sandboxes.store);
         let usage = store.quota_usage(owner).await?;
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
-        sandboxes.peers.images.admit(spec.image().as_str()).await?;
-        let spec = sandboxes.run_as_image_user(spec).await?;
+        step(
+            "admit_image",
+            sandboxes.peers.images.admit(spec.image().as_str()),
+        )
+        .await?;
+        let spec = step("image_user", sandboxes.run_as_image_user(spec)).await?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
         let (volumes, folders) = (
@@ -203,9 +213,11 @@ impl CreateSandbox {
             idempotency_key: self.idempotency_key,
             node: Some(settings.node.clone()),
         };
-        let created = store
-            .create_sandbox_within_quota_holding(new, settings.quota, holds)
-            .await?;
+        let created = step(
+            "reserve_row",
+            store.create_sandbox_within_quota_holding(new, settings.quota, holds),
+        )
+        .await?;
         Ok(Reserved {
             created,
             secret_env,

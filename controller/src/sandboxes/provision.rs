@@ -4,7 +4,11 @@
 //! Invariant: a create that fails at any step leaves nothing in Docker and no subnet
 //! allocated, and the sandbox ends `failed` with reason `error`.
 
-use tracing::{instrument, warn};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use tracing::{debug, instrument, warn, Instrument};
 use uuid::Uuid;
 
 use super::create::SecretEnv;
@@ -15,6 +19,24 @@ use crate::docker::{DockerError, Removal};
 use crate::egress::EgressPolicy;
 use crate::sandbox::{names, EndReason, SandboxEvent, SandboxId};
 use crate::store::Sandbox;
+
+/// Runs one create step under a `create_step` span and logs how long it took at DEBUG
+/// (`create.step`, `elapsed_us`); `bench/controller` summarises these lines per step. Boxed, so
+/// the create future does not grow by every step's state.
+pub(super) fn step<'a, T: 'a>(
+    name: &'static str,
+    fut: impl Future<Output = T> + Send + 'a,
+) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let out = fut
+            .instrument(tracing::debug_span!("create_step", create.step = name))
+            .await;
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        debug!(create.step = name, elapsed_us, "Create step done");
+        out
+    })
+}
 
 /// The end message of a sandbox whose create failed (the detail goes to the log).
 const CREATE_FAILED: &str = "the sandbox could not be created; see the controller log";
@@ -53,10 +75,12 @@ impl Sandboxes {
         ceiling: &str,
     ) -> Result<Sandbox, SandboxError> {
         let id = sandbox.id;
-        let subnet = self
-            .store
-            .allocate_subnet(id, &self.settings.pools, self.settings.subnets_per_user)
-            .await?;
+        let subnet = step(
+            "allocate_subnet",
+            self.store
+                .allocate_subnet(id, &self.settings.pools, self.settings.subnets_per_user),
+        )
+        .await?;
         // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {
@@ -66,16 +90,28 @@ impl Sandboxes {
             subnet,
             proxy_token: &token,
         };
-        self.docker
-            .create_network(spec::network_body(&placement))
-            .await?;
+        step(
+            "create_network",
+            self.docker.create_network(spec::network_body(&placement)),
+        )
+        .await?;
         // The CA is stored before the entry that needs it is pushed.
         let ca = match &bound {
-            Some(bound) => Some(self.arm_inspection(sandbox, bound, policy).await?),
+            Some(bound) => Some(
+                step(
+                    "arm_inspection",
+                    self.arm_inspection(sandbox, bound, policy),
+                )
+                .await?,
+            ),
             None => None,
         };
         if let Some(plane) = &self.egress {
-            plane.attach(id, subnet, &token, policy, ceiling).await?;
+            step(
+                "attach_proxy",
+                plane.attach(id, subnet, &token, policy, ceiling),
+            )
+            .await?;
         }
         self.own_volume_roots(id, &sandbox.spec).await?;
         let mut body = spec::container_body(&sandbox.spec, &placement);
@@ -87,19 +123,26 @@ impl Sandboxes {
                 .await?;
         }
         let name = names::container_name(id);
-        let container = self.docker.create_container(&name, body).await?;
-        self.store
-            .set_container(id, sandbox.generation, &container)
-            .await?;
+        let container = step(
+            "create_container",
+            self.docker.create_container(&name, body),
+        )
+        .await?;
+        step(
+            "store_container",
+            self.store.set_container(id, sandbox.generation, &container),
+        )
+        .await?;
         if let Some(ca) = &ca {
-            self.deliver_trust(sandbox, &container, ca).await?;
+            step("deliver_trust", self.deliver_trust(sandbox, &container, ca)).await?;
         }
-        self.docker.start(&container).await?;
+        step("start", self.docker.start(&container)).await?;
         let event = SandboxEvent::Started;
-        Ok(self
-            .store
-            .record_transition(id, sandbox.generation, &event)
-            .await?)
+        Ok(step(
+            "record_running",
+            self.store.record_transition(id, sandbox.generation, &event),
+        )
+        .await?)
     }
 
     /// Undoes a failed create step by step; each failure is logged and the rest still runs.

@@ -36,7 +36,7 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use bollard::Docker;
-use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve};
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with};
 use e2e::stats::{ms, Latencies};
 use futures_util::{stream, StreamExt};
 use serde_json::json;
@@ -65,9 +65,11 @@ async fn main() {
         .unwrap();
     dind.load_image(TESTBOX_IMAGE).await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut child = spawn_serve(&binary, &dind, data.path(), TOKEN);
+    // The create steps' DEBUG timings (`Create step done`) are summarised at the end.
+    let steps_log = [("RUST_LOG", "info,airlock::sandboxes=debug")];
+    let mut child = spawn_serve_with(&binary, &dind, data.path(), TOKEN, &steps_log);
     let pid = child.id().unwrap();
-    let (addr, _log) = listen_addr(&mut child).await;
+    let (addr, log) = listen_addr(&mut child).await;
     let (status, _) = http(addr, TOKEN, "GET", "/v1/sandboxes", None).await;
     assert_eq!(status, 200);
     let rss_idle = rss_kib(pid);
@@ -170,6 +172,7 @@ async fn main() {
         mib(rss_after)
     );
     child.kill().await.unwrap();
+    step_table(&log.await.unwrap_or_default());
     // Anything the direct peer left (nothing, normally) goes with the DinD on drop.
     drop(dind);
 }
@@ -347,4 +350,42 @@ fn ratio(what: &str, api: &Latencies, direct: &Latencies) {
 
 fn ratio_of(api: &Latencies, direct: &Latencies, p: usize) -> f64 {
     api.percentile(p).as_secs_f64() / direct.percentile(p).as_secs_f64()
+}
+
+/// Each create step's duration over the whole run (the controller's DEBUG `Create step done`
+/// lines, in the order the steps first appear): count, p50 and p99.
+fn step_table(log: &str) {
+    let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let fields = &event["fields"];
+        let (Some(step), Some(us)) = (
+            fields["create.step"].as_str(),
+            fields["elapsed_us"].as_u64(),
+        ) else {
+            continue;
+        };
+        let at = match steps.iter().position(|(name, _)| name == step) {
+            Some(at) => at,
+            None => {
+                steps.push((step.to_owned(), Vec::new()));
+                steps.len() - 1
+            }
+        };
+        steps[at].1.push(Duration::from_micros(us));
+    }
+    println!();
+    println!("| create step | n | p50 ms | p99 ms |");
+    println!("| --- | --- | --- | --- |");
+    for (step, durations) in steps {
+        let n = durations.len();
+        let sample = Latencies::new(durations);
+        println!(
+            "| {step} | {n} | {:.1} | {:.1} |",
+            ms(sample.percentile(50)),
+            ms(sample.percentile(99))
+        );
+    }
 }
