@@ -4,9 +4,11 @@
 
 use std::io::Read as _;
 
+use bollard::query_parameters::ListVolumesOptions;
 use futures_util::StreamExt;
 
-use super::{DockerClient, DockerError, Removal};
+use super::{label_filter, DockerClient, DockerError, Removal};
+use crate::docker::spec::{LABEL_NODE, LABEL_SANDBOX_ID};
 use crate::docker::spec::trust::{
     trust_archive, trust_helper_body, trust_helper_name, trust_volume_body, trust_volume_name,
     TRUST_MOUNT,
@@ -76,6 +78,31 @@ impl DockerClient {
         let filled = self.upload_tar(&helper, TRUST_MOUNT, archive).await;
         let removed = self.remove_container(&helper, Removal::Force).await;
         filled.and(removed)
+    }
+
+    /// The trust volumes on `node`: every volume labelled for the node and a sandbox, with
+    /// that sandbox's id (volumes whose label does not parse are left out).
+    pub async fn node_trust_volumes(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(String, SandboxId)>, DockerError> {
+        let mut filters = label_filter(LABEL_NODE, node);
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(LABEL_SANDBOX_ID.to_owned());
+        }
+        let options = ListVolumesOptions {
+            filters: Some(filters),
+        };
+        let listed = self.bollard().list_volumes(Some(options)).await?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|volume| {
+                let id = volume.labels.get(LABEL_SANDBOX_ID)?.parse().ok()?;
+                Some((volume.name, id))
+            })
+            .collect())
     }
 
     /// Removes sandbox `id`'s trust volume (a missing one counts as removed).

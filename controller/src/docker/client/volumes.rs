@@ -114,10 +114,11 @@ impl DockerClient {
         id: VolumeId,
         docker_name: &str,
         image: &str,
+        node: &str,
     ) -> Result<u64, DockerError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let name = sampler_name(id, &run[..8]);
-        let body = sampler_body(id, docker_name, image);
+        let body = sampler_body(id, docker_name, image, node);
         let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
         self.remove_container(&name, Removal::Force).await?;
         let output = output?;
