@@ -278,7 +278,10 @@ async fn a_refused_equal_generation_is_bumped_and_pushed_again() {
     plane.ensure().await.unwrap();
     let put = format!("PUT /v1/sandboxes/{id}");
     let first = fake.calls().last().cloned().unwrap();
-    assert_eq!((first.0.as_str(), &first.1["generation"]), (put.as_str(), &json!(1)));
+    assert_eq!(
+        (first.0.as_str(), &first.1["generation"]),
+        (put.as_str(), &json!(1))
+    );
 
     // While no controller pushed, the entry's content changed under the same generation (as
     // a rotated bound secret does); a new controller process, or a proxy that kept its

@@ -60,7 +60,11 @@ impl Reconciler {
             if !leftover {
                 continue;
             }
-            match self.docker.remove_container(&helper.id, Removal::Force).await {
+            match self
+                .docker
+                .remove_container(&helper.id, Removal::Force)
+                .await
+            {
                 Ok(()) => {
                     info!(container = %helper.id, kind = ?helper.kind, "Removed a leftover helper");
                     report.helpers += 1;

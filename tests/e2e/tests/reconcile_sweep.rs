@@ -87,7 +87,10 @@ async fn leftover_helpers_and_trust_volumes_are_swept_and_live_ones_kept() {
         trust_objects(&p.docker, id).await;
     }
     // A files helper and a sampler left by a crash, on a volume of their own.
-    let volume = format!("sw-sweep-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let volume = format!(
+        "sw-sweep-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     p.docker
         .create_volume(VolumeCreateRequest {
             name: Some(volume.clone()),

@@ -72,7 +72,11 @@ impl DockerClient {
         let listed = self.bollard().list_containers(Some(options)).await?;
         Ok(listed
             .into_iter()
-            .filter(|c| c.labels.as_ref().is_none_or(|l| !l.contains_key(LABEL_HELPER)))
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_none_or(|l| !l.contains_key(LABEL_HELPER))
+            })
             .filter_map(|c| {
                 Some(ListedContainer {
                     id: c.id?,

@@ -1,18 +1,18 @@
 //! The bollard calls of an inspected sandbox's trust files: reading the image's system bundle
 //! out of the created container, and filling the trust volume through a never-started helper
-//! (bodies in [`crate::docker::spec::trust`]).
+//! (bodies in [`crate::docker::spec::trust`]), and listing the node's trust volumes for the
+//! reconciler's sweep.
 
 use std::io::Read as _;
 
-use bollard::query_parameters::ListVolumesOptions;
 use futures_util::StreamExt;
 
-use super::{label_filter, DockerClient, DockerError, Removal};
-use crate::docker::spec::{LABEL_NODE, LABEL_SANDBOX_ID};
+use super::{DockerClient, DockerError, Removal};
 use crate::docker::spec::trust::{
     trust_archive, trust_helper_body, trust_helper_name, trust_volume_body, trust_volume_name,
     TRUST_MOUNT,
 };
+use crate::docker::spec::LABEL_SANDBOX_ID;
 use crate::sandbox::SandboxId;
 
 /// How many symlinks [`DockerClient::read_small_file`] follows.
@@ -86,22 +86,10 @@ impl DockerClient {
         &self,
         node: &str,
     ) -> Result<Vec<(String, SandboxId)>, DockerError> {
-        let mut filters = label_filter(LABEL_NODE, node);
-        if let Some(labels) = filters.get_mut("label") {
-            labels.push(LABEL_SANDBOX_ID.to_owned());
-        }
-        let options = ListVolumesOptions {
-            filters: Some(filters),
-        };
-        let listed = self.bollard().list_volumes(Some(options)).await?;
+        let listed = self.node_volumes_with(node, LABEL_SANDBOX_ID).await?;
         Ok(listed
-            .volumes
-            .unwrap_or_default()
             .into_iter()
-            .filter_map(|volume| {
-                let id = volume.labels.get(LABEL_SANDBOX_ID)?.parse().ok()?;
-                Some((volume.name, id))
-            })
+            .filter_map(|(name, id)| Some((name, id.parse().ok()?)))
             .collect())
     }
 

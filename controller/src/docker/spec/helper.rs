@@ -67,9 +67,13 @@ impl HelperKind {
 
     /// The kind a label value names.
     pub fn parse(value: &str) -> Option<HelperKind> {
-        [HelperKind::Sampler, HelperKind::Files, HelperKind::TrustFill]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
+        [
+            HelperKind::Sampler,
+            HelperKind::Files,
+            HelperKind::TrustFill,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
     }
 }
 
@@ -156,7 +160,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_their_label() {
-        for kind in [HelperKind::Sampler, HelperKind::Files, HelperKind::TrustFill] {
+        for kind in [
+            HelperKind::Sampler,
+            HelperKind::Files,
+            HelperKind::TrustFill,
+        ] {
             assert_eq!(HelperKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(HelperKind::parse("sandbox"), None);

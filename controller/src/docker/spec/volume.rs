@@ -74,12 +74,19 @@ pub fn sampler_name(id: VolumeId, run: &str) -> String {
 
 /// The sampler of volume `id` on `node`: `du -s -k` of the volume, read-only, without a
 /// network (the hardened helper body of [`super::helper`]).
-pub fn sampler_body(id: VolumeId, docker_name: &str, image: &str, node: &str) -> ContainerCreateBody {
+pub fn sampler_body(
+    id: VolumeId,
+    docker_name: &str,
+    image: &str,
+    node: &str,
+) -> ContainerCreateBody {
     let mut labels = helper_labels(HelperKind::Sampler, node);
     labels.insert(LABEL_VOLUME_ID.to_owned(), id.to_string());
     helper_body(HelperSpec {
         image,
-        cmd: ["du", "-s", "-k", SAMPLER_MOUNT].map(str::to_owned).to_vec(),
+        cmd: ["du", "-s", "-k", SAMPLER_MOUNT]
+            .map(str::to_owned)
+            .to_vec(),
         labels,
         cap_add: vec!["DAC_OVERRIDE".to_owned()],
         mount: volume_mount(docker_name, SAMPLER_MOUNT, true),
