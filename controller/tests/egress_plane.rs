@@ -2,7 +2,9 @@
 //! test's own): the infrastructure list is pushed before any entry after a proxy (re)start;
 //! a policy change pushes the complete effective policy (`allow_public` explicit,
 //! `allow_domains: []` meaning no names, absent meaning the default) with its ceiling label;
-//! the ledger keeps each event's `ceiling` and `count`; and the drain of a 100,000-event
+//! the ledger keeps each event's `ceiling` and `count`; an entry whose content changed under
+//! an unchanged generation while no controller pushed is re-pushed under a bumped generation
+//! when the proxy refuses it as a conflict; and the drain of a 100,000-event
 //! spool through the admin client, printed in events per second.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -265,4 +267,51 @@ async fn default_policy_deny_pushes_nothing_until_an_allow_list_is_set() {
             "{asked}: {pushed}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_equal_generation_is_bumped_and_pushed_again() {
+    let Plane { h, fake, _dir } = plane(&[]).await;
+    let plane = h.plane.clone().unwrap();
+    let (member, _session) = account(&h.store, "member", Role::Member).await;
+    let id = sandbox_with_entry(&h, member.id).await;
+    plane.ensure().await.unwrap();
+    let put = format!("PUT /v1/sandboxes/{id}");
+    let first = fake.calls().last().cloned().unwrap();
+    assert_eq!(
+        (first.0.as_str(), &first.1["generation"]),
+        (put.as_str(), &json!(1))
+    );
+
+    // While no controller pushed, the entry's content changed under the same generation (as
+    // a rotated bound secret does); a new controller process, or a proxy that kept its
+    // table across a new boot id, must end up holding the new content.
+    let mut changed = h.store.get_egress_entry(id).await.unwrap().unwrap();
+    changed.credential_hash = "cd".repeat(32);
+    h.store.save_egress_entry(&changed).await.unwrap();
+    fake.state.lock().unwrap().boot_id = "b00702".to_owned();
+    let before = fake.calls().len();
+    plane.ensure().await.unwrap();
+
+    let after: Vec<(String, Value)> = fake.calls()[before..].to_vec();
+    let paths: Vec<&str> = after.iter().map(|c| c.0.as_str()).collect();
+    let refused = format!("{put} refused");
+    assert_eq!(
+        paths,
+        vec!["PUT /v1/infrastructure", refused.as_str(), put.as_str()],
+        "{after:?}"
+    );
+    let (_, pushed) = after.last().unwrap();
+    assert_eq!(pushed["generation"], 2, "bumped, never lowered");
+    assert_eq!(pushed["credential_hash"], json!("cd".repeat(32)));
+    let stored = h.store.get_egress_entry(id).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
+    let held = fake.state.lock().unwrap().entries[&id.to_string()].0;
+    assert_eq!(held, 2, "the proxy holds the current content");
+
+    // An equal generation with equal content stays idempotent: nothing is bumped.
+    fake.state.lock().unwrap().boot_id = "b00703".to_owned();
+    plane.ensure().await.unwrap();
+    let stored = h.store.get_egress_entry(id).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
 }

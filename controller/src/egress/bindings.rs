@@ -1,12 +1,19 @@
 //! Credentials at egress on the plane: the secret half of an inspected sandbox's push (its
 //! CA key and bound secrets, opened for every push), and the sandboxes a changed secret
 //! concerns (re-pushed under a new generation by [`EgressPlane::refresh`]).
+//!
+//! A secret can change while no controller pushes (or its refresh push failed): the proxy
+//! then still holds the stored generation with the old content and refuses the same
+//! generation with the new one (`generation_conflict`). [`EgressPlane::push_current`] meets
+//! that refusal by bumping the stored generation and pushing again; a generation is never
+//! lowered.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use airlock_egress_policy::{EndpointSpec, PolicySpec};
-use airlock_wire::PutInspection;
+use airlock_wire::{ErrorBody, PutInspection};
+use tracing::info;
 
 use super::{EgressError, EgressPlane, Inner};
 use crate::accounts::user::UserId;
@@ -25,6 +32,20 @@ impl WeakEgressPlane {
     /// The plane, while it still exists.
     pub fn upgrade(&self) -> Option<EgressPlane> {
         self.0.upgrade().map(|inner| EgressPlane { inner })
+    }
+}
+
+/// The admin API's code for an equal generation pushed with other content.
+const GENERATION_CONFLICT: &str = "generation_conflict";
+
+/// Whether the proxy refused a push because it holds that generation with other content.
+fn is_generation_conflict(error: &EgressError) -> bool {
+    match error {
+        EgressError::Admin { status, message } if *status == 409 => {
+            serde_json::from_str::<ErrorBody>(message)
+                .is_ok_and(|body| body.error == GENERATION_CONFLICT)
+        }
+        _ => false,
     }
 }
 
@@ -113,6 +134,19 @@ impl EgressPlane {
             .filter(|entry| binds(entry, name))
             .map(|entry| entry.sandbox_id)
             .collect())
+    }
+
+    /// Pushes `entry`, and when the proxy holds its generation with other content, bumps the
+    /// stored generation and pushes the current content under it (see the module docs).
+    pub(super) async fn push_current(&self, entry: &EgressEntry) -> Result<(), EgressError> {
+        match self.push(entry).await {
+            Err(error) if is_generation_conflict(&error) => {
+                info!(sandbox.id = %entry.sandbox_id, egress.generation = entry.generation,
+                    "The proxy holds this generation with other content; pushing a new one");
+                self.refresh(entry.sandbox_id).await
+            }
+            other => other,
+        }
     }
 
     /// Pushes sandbox `id`'s entry again under a new generation with the current values of

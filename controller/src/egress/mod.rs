@@ -321,7 +321,7 @@ impl EgressPlane {
     async fn push_all(&self) -> Result<usize, EgressError> {
         let entries = self.inner.store.live_egress_entries().await?;
         for entry in &entries {
-            match self.push(entry).await {
+            match self.push_current(entry).await {
                 Ok(()) => {}
                 // One sandbox's lost secret or refused entry must not keep every other
                 // sandbox from its entry: it stays denied (fail closed) and the rest go on.

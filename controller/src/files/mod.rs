@@ -59,6 +59,8 @@ pub struct FilesSettings {
     pub helper_image: String,
     /// Who owns what is uploaded into a volume (no sandbox user to take it from).
     pub volume_owner: RunAs,
+    /// This node's name (the helper's `airlock.node` label).
+    pub node: String,
 }
 
 /// Where files live.

@@ -120,6 +120,7 @@ impl Files {
                         &volume.docker_name,
                         &self.settings.helper_image,
                         intent == Intent::Read,
+                        &self.settings.node,
                     )
                     .await?;
                 let inner = if parsed.is_root() {

@@ -14,6 +14,7 @@
 //! Docker's log only for sandboxes that look idle; see [`crate::sandbox::timeouts`]).
 
 pub mod events;
+mod helpers;
 pub mod plan;
 pub mod retention;
 mod volumes;
@@ -35,12 +36,16 @@ use crate::sandbox::EndReason;
 use crate::sandbox::{SandboxEvent, SandboxId, SandboxState};
 use crate::sandboxes::Activity;
 use crate::store::{ListQuery, Sandbox, Scope, Store, StoreError};
+pub use helpers::SweepReport;
 use plan::{Action, Clock, Labelled, Observation, ObservedContainer, Phase, SandboxView, Step};
 
 /// Default time between timeout passes.
 pub const DEFAULT_TIMEOUT_POLL: Duration = Duration::from_secs(1);
 /// Default age after which a `creating` or `stopping` sandbox counts as abandoned.
 pub const DEFAULT_IN_FLIGHT_DEADLINE: Duration = Duration::from_secs(120);
+/// Default age after which a sampler or files helper counts as left behind (each lives for
+/// one request).
+pub const DEFAULT_HELPER_GRACE: Duration = Duration::from_secs(600);
 
 /// How the reconciler runs.
 #[derive(Clone, Debug)]
@@ -55,6 +60,8 @@ pub struct ReconcileSettings {
     pub timeout_poll: Duration,
     /// Age after which a `creating`/`stopping` sandbox is taken over by a periodic pass.
     pub in_flight_deadline: Duration,
+    /// Age after which a sampler or files helper is removed as a leftover.
+    pub helper_grace: Duration,
 }
 
 /// Which pass runs: it decides which in-flight sandboxes may be taken over.
@@ -113,6 +120,7 @@ impl ReconcileSettings {
             interval: DEFAULT_RECONCILE_INTERVAL,
             timeout_poll: DEFAULT_TIMEOUT_POLL,
             in_flight_deadline: DEFAULT_IN_FLIGHT_DEADLINE,
+            helper_grace: DEFAULT_HELPER_GRACE,
         }
     }
 }
@@ -194,6 +202,15 @@ impl Reconciler {
         let report = self.apply(steps).await;
         if let Err(error) = self.sweep_volumes().await {
             warn!(%error, "Volume sweep failed");
+        }
+        match self.sweep_helpers().await {
+            Ok(swept) if swept != SweepReport::default() => info!(
+                reconcile.helpers = swept.helpers,
+                reconcile.trust_volumes = swept.trust_volumes,
+                "Reconcile pass removed leftover helpers"
+            ),
+            Ok(_) => {}
+            Err(error) => warn!(%error, "Helper sweep failed"),
         }
         self.metrics
             .reconcile_pass(PassKind::Full, report.applied, report.failed);

@@ -327,6 +327,7 @@ impl Builder {
                     uid: VOLUME_FILES_OWNER,
                     gid: VOLUME_FILES_OWNER,
                 },
+                node: settings.node.clone(),
             },
         );
         let peers = Peers {

@@ -23,7 +23,7 @@ impl Volumes {
         let image = &self.settings.config.helper_image;
         let used = self
             .docker
-            .sample_volume(id, &volume.docker_name, image)
+            .sample_volume(id, &volume.docker_name, image, &self.settings.node)
             .await?;
         self.store
             .set_volume_usage(id, used, OffsetDateTime::now_utc())

@@ -1,9 +1,11 @@
 //! A stand-in for the proxy's admin API (`egress/src/admin.rs`), mTLS with the server files
 //! the controller issued, on a loopback address of the test's own: it records every call in
-//! order, answers `healthz` with a boot id the test can change, and serves a ledger spool
-//! with the `events`/`ack` protocol.
+//! order, answers `healthz` with a boot id the test can change, serves a ledger spool
+//! with the `events`/`ack` protocol, and fences sandbox entries by generation the way the
+//! proxy's registry does (older: `stale_generation`; equal with other content:
+//! `generation_conflict`; both 409).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,9 @@ pub(crate) struct FakeState {
     pub(crate) calls: Vec<(String, Value)>,
     /// Events not acknowledged yet, oldest first.
     pub(crate) spool: VecDeque<Value>,
+    /// Each sandbox's registered generation and content (the body without generation and
+    /// ceiling), kept across boot id changes unless the test clears it.
+    pub(crate) entries: HashMap<String, (u64, Value)>,
 }
 
 /// The running fake; stops when dropped.
@@ -90,6 +95,11 @@ async fn answer(state: &Mutex<FakeState>, request: Request<Incoming>) -> Respons
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let mut state = state.lock().unwrap();
     let path = uri.path();
+    if method == Method::PUT {
+        if let Some(refused) = fence(&mut state, path, &body) {
+            return refused;
+        }
+    }
     let reply = match (&method, path) {
         (&Method::GET, "/healthz") => json!({"boot_id": state.boot_id, "sandboxes": 0}),
         (&Method::GET, "/v1/events") => events(&state, uri.query().unwrap_or("")),
@@ -113,6 +123,34 @@ async fn answer(state: &Mutex<FakeState>, request: Request<Incoming>) -> Respons
     let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// The registry's generation fence on `PUT /v1/sandboxes/{id}`: a 409 refusal, or `None`
+/// (the entry is taken).
+fn fence(state: &mut FakeState, path: &str, body: &Value) -> Option<Response<Full<Bytes>>> {
+    let id = path.strip_prefix("/v1/sandboxes/")?;
+    let generation = body["generation"].as_u64()?;
+    let mut content = body.clone();
+    if let Some(object) = content.as_object_mut() {
+        object.remove("generation");
+        object.remove("ceiling");
+    }
+    let code = match state.entries.get(id) {
+        Some((held, _)) if generation < *held => Some("stale_generation"),
+        Some((held, old)) if generation == *held && *old != content => Some("generation_conflict"),
+        _ => None,
+    };
+    let Some(code) = code else {
+        state.entries.insert(id.to_owned(), (generation, content));
+        return None;
+    };
+    state
+        .calls
+        .push((format!("{} {path} refused", Method::PUT), body.clone()));
+    let reply = json!({"error": code, "message": "refused by the fake registry"});
+    let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
+    *response.status_mut() = StatusCode::CONFLICT;
+    Some(response)
 }
 
 fn events(state: &FakeState, query: &str) -> Value {

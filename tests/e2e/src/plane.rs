@@ -397,6 +397,23 @@ impl Plane {
         }
     }
 
+    /// Restarts the proxy container and polls until it serves again under a new boot id,
+    /// which it returns. It does not re-push: until [`EgressPlane::ensure`] runs, the proxy
+    /// holds no entry (every sandbox is denied).
+    pub async fn restart_proxy(&self) -> String {
+        let old_boot = self.plane.synced_boot_id().await.unwrap();
+        self.dind
+            .docker()
+            .restart_container(EGRESS_CONTAINER, None)
+            .await
+            .unwrap();
+        poll(|| async {
+            let health = self.plane.admin().health().await.ok()?;
+            (health.boot_id != old_boot).then_some(health.boot_id)
+        })
+        .await
+    }
+
     /// The node network's gateway: the host, where the in-process controller listens.
     pub fn controller_ip(&self) -> Ipv4Addr {
         self.dind.outer_network().gateway()

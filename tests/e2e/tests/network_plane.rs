@@ -291,22 +291,7 @@ async fn network_plane_end_to_end() {
     timing.phase("controller-restart");
 
     // 8. Proxy restart: denied (fail closed) until re-pushed, then allowed again.
-    let old_boot = f.plane.synced_boot_id().await.unwrap();
-    f.dind
-        .docker()
-        .restart_container(EGRESS_CONTAINER, None)
-        .await
-        .unwrap();
-    let new_boot = poll(|| async {
-        f.plane
-            .admin()
-            .health()
-            .await
-            .ok()
-            .map(|h| h.boot_id)
-            .filter(|b| *b != old_boot)
-    })
-    .await;
+    let new_boot = f.restart_proxy().await;
     let closed = f
         .fetch(&a, a_proxy, &format!("http://{up}/"), Some(&a_cred))
         .await;

@@ -96,17 +96,18 @@ impl DockerClient {
         }
     }
 
-    /// Creates (never starts) the files helper of volume `id`; returns its name.
+    /// Creates (never starts) the files helper of volume `id` on `node`; returns its name.
     pub async fn create_files_helper(
         &self,
         id: VolumeId,
         docker_name: &str,
         image: &str,
         read_only: bool,
+        node: &str,
     ) -> Result<String, DockerError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let name = files_helper_name(id, &run[..12]);
-        let body = files_helper_body(id, docker_name, image, read_only);
+        let body = files_helper_body(id, docker_name, image, read_only, node);
         self.create_container(&name, body).await?;
         Ok(name)
     }

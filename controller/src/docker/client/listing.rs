@@ -1,14 +1,19 @@
 //! Listing this node's `airlock.*`-labelled containers and networks for the reconciler, with
-//! their labels and (for containers) their phase. Part of the Docker boundary: bollard types
-//! stop here.
+//! their labels and (for containers) their phase, and its helper containers (kept apart:
+//! a helper is never a sandbox's container). Part of the Docker boundary: bollard types stop
+//! here.
 
 use std::collections::HashMap;
 
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 
+use time::OffsetDateTime;
+
 use super::{DockerClient, DockerError};
-use crate::docker::spec::LABEL_NODE;
+use crate::docker::spec::helper::{HelperKind, LABEL_HELPER};
+use crate::docker::spec::{LABEL_NODE, LABEL_SANDBOX_ID};
+use crate::sandbox::SandboxId;
 
 /// A container carrying `airlock.node=<node>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +37,19 @@ pub enum ListedState {
     Ended,
 }
 
+/// A helper container carrying `airlock.node=<node>` and an `airlock.helper` kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedHelper {
+    /// Its id.
+    pub id: String,
+    /// Its kind, when the label parses.
+    pub kind: Option<HelperKind>,
+    /// The sandbox it serves, when labelled (a trust-volume filler).
+    pub sandbox: Option<SandboxId>,
+    /// When Docker created it.
+    pub created: Option<OffsetDateTime>,
+}
+
 /// A network carrying `airlock.node=<node>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedNetwork {
@@ -44,7 +62,7 @@ pub struct ListedNetwork {
 // === impl DockerClient ===
 
 impl DockerClient {
-    /// Every container (running or not) labelled for `node`.
+    /// Every container (running or not) labelled for `node`, except helpers.
     pub async fn node_containers(&self, node: &str) -> Result<Vec<ListedContainer>, DockerError> {
         let options = ListContainersOptions {
             all: true,
@@ -54,11 +72,44 @@ impl DockerClient {
         let listed = self.bollard().list_containers(Some(options)).await?;
         Ok(listed
             .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_none_or(|l| !l.contains_key(LABEL_HELPER))
+            })
             .filter_map(|c| {
                 Some(ListedContainer {
                     id: c.id?,
                     labels: c.labels.unwrap_or_default(),
                     state: listed_state(c.state),
+                })
+            })
+            .collect())
+    }
+
+    /// Every helper container (running or not) labelled for `node`.
+    pub async fn node_helpers(&self, node: &str) -> Result<Vec<ListedHelper>, DockerError> {
+        let mut filters = node_filter(node);
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(LABEL_HELPER.to_owned());
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..ListContainersOptions::default()
+        };
+        let listed = self.bollard().list_containers(Some(options)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(ListedHelper {
+                    id: c.id?,
+                    kind: labels.get(LABEL_HELPER).and_then(|v| HelperKind::parse(v)),
+                    sandbox: labels.get(LABEL_SANDBOX_ID).and_then(|v| v.parse().ok()),
+                    created: c
+                        .created
+                        .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
                 })
             })
             .collect())

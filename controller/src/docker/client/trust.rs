@@ -1,6 +1,7 @@
 //! The bollard calls of an inspected sandbox's trust files: reading the image's system bundle
 //! out of the created container, and filling the trust volume through a never-started helper
-//! (bodies in [`crate::docker::spec::trust`]).
+//! (bodies in [`crate::docker::spec::trust`]), and listing the node's trust volumes for the
+//! reconciler's sweep.
 
 use std::io::Read as _;
 
@@ -11,6 +12,7 @@ use crate::docker::spec::trust::{
     trust_archive, trust_helper_body, trust_helper_name, trust_volume_body, trust_volume_name,
     TRUST_MOUNT,
 };
+use crate::docker::spec::LABEL_SANDBOX_ID;
 use crate::sandbox::SandboxId;
 
 /// How many symlinks [`DockerClient::read_small_file`] follows.
@@ -76,6 +78,19 @@ impl DockerClient {
         let filled = self.upload_tar(&helper, TRUST_MOUNT, archive).await;
         let removed = self.remove_container(&helper, Removal::Force).await;
         filled.and(removed)
+    }
+
+    /// The trust volumes on `node`: every volume labelled for the node and a sandbox, with
+    /// that sandbox's id (volumes whose label does not parse are left out).
+    pub async fn node_trust_volumes(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(String, SandboxId)>, DockerError> {
+        let listed = self.node_volumes_with(node, LABEL_SANDBOX_ID).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, id)| Some((name, id.parse().ok()?)))
+            .collect())
     }
 
     /// Removes sandbox `id`'s trust volume (a missing one counts as removed).

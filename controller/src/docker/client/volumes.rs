@@ -69,20 +69,38 @@ impl DockerClient {
 
     /// Every Docker volume carrying `airlock.node=<node>` and an `airlock.volume.id` label.
     pub async fn node_volumes(&self, node: &str) -> Result<Vec<ListedVolume>, DockerError> {
+        let listed = self.node_volumes_with(node, LABEL_VOLUME_ID).await?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, value)| ListedVolume {
+                id: value.parse().ok(),
+                name,
+            })
+            .collect())
+    }
+
+    /// The name and `label` value of every Docker volume carrying `airlock.node=<node>` and
+    /// `label`.
+    pub(super) async fn node_volumes_with(
+        &self,
+        node: &str,
+        label: &str,
+    ) -> Result<Vec<(String, String)>, DockerError> {
+        let mut filters = label_filter(LABEL_NODE, node);
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(label.to_owned());
+        }
         let options = ListVolumesOptions {
-            filters: Some(label_filter(LABEL_NODE, node)),
+            filters: Some(filters),
         };
         let listed = self.bollard().list_volumes(Some(options)).await?;
         Ok(listed
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|volume| {
-                let id = volume.labels.get(LABEL_VOLUME_ID)?;
-                Some(ListedVolume {
-                    id: id.parse().ok(),
-                    name: volume.name,
-                })
+            .filter_map(|mut volume| {
+                let value = volume.labels.remove(label)?;
+                Some((volume.name, value))
             })
             .collect())
     }
@@ -114,10 +132,11 @@ impl DockerClient {
         id: VolumeId,
         docker_name: &str,
         image: &str,
+        node: &str,
     ) -> Result<u64, DockerError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let name = sampler_name(id, &run[..8]);
-        let body = sampler_body(id, docker_name, image);
+        let body = sampler_body(id, docker_name, image, node);
         let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
         self.remove_container(&name, Removal::Force).await?;
         let output = output?;

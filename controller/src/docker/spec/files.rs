@@ -1,13 +1,12 @@
 //! The files helper: a container that is never started, mounting one volume at
 //! [`FILES_MOUNT`] so the archive API can read (read-only mount) or write (read-write mount)
-//! it. Same hardening as the sampler (no network, read-only root, every capability dropped);
-//! it never runs a process, so its command is irrelevant.
-
-use std::collections::HashMap;
+//! it. The hardened helper body of [`super::helper`] with no capability added back; it never
+//! runs a process, so its command is irrelevant.
 
 use bollard::models::ContainerCreateBody;
 
-use super::volume::{sampler_body, volume_mount, LABEL_VOLUME_ID};
+use super::helper::{helper_body, helper_labels, HelperKind, HelperSpec};
+use super::volume::{volume_mount, LABEL_VOLUME_ID};
 use crate::volume::VolumeId;
 
 /// Where the files helper mounts the volume.
@@ -18,24 +17,23 @@ pub fn files_helper_name(id: VolumeId, run: &str) -> String {
     format!("airlock-volfiles-{id}-{run}")
 }
 
-/// The files helper of volume `id` (Docker volume `docker_name`), never started.
+/// The files helper of volume `id` (Docker volume `docker_name`) on `node`, never started.
 pub fn files_helper_body(
     id: VolumeId,
     docker_name: &str,
     image: &str,
     read_only: bool,
+    node: &str,
 ) -> ContainerCreateBody {
-    let mut body = sampler_body(id, docker_name, image);
-    body.cmd = Some(vec!["true".to_owned()]);
-    body.labels = Some(HashMap::from([(
-        LABEL_VOLUME_ID.to_owned(),
-        id.to_string(),
-    )]));
-    if let Some(host) = body.host_config.as_mut() {
-        host.cap_add = Some(Vec::new());
-        host.mounts = Some(vec![volume_mount(docker_name, FILES_MOUNT, read_only)]);
-    }
-    body
+    let mut labels = helper_labels(HelperKind::Files, node);
+    labels.insert(LABEL_VOLUME_ID.to_owned(), id.to_string());
+    helper_body(HelperSpec {
+        image,
+        cmd: vec!["true".to_owned()],
+        labels,
+        cap_add: Vec::new(),
+        mount: volume_mount(docker_name, FILES_MOUNT, read_only),
+    })
 }
 
 #[cfg(test)]
@@ -45,7 +43,7 @@ mod tests {
     #[test]
     fn the_files_helper_mounts_only_its_volume() {
         let id = VolumeId::default();
-        let body = files_helper_body(id, "airlock-vol-x", "airlock/testbox:dev", false);
+        let body = files_helper_body(id, "airlock-vol-x", "airlock/testbox:dev", false, "local");
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cap_add, Some(Vec::new()));

@@ -22,6 +22,7 @@
 pub mod egress;
 pub mod files;
 pub mod folder;
+pub mod helper;
 pub mod probe;
 pub mod trust;
 pub mod volume;

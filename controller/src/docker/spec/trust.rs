@@ -12,8 +12,9 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, Mount, VolumeCreateRequest};
 
+use super::helper::{helper_body, helper_labels, HelperKind, HelperSpec};
 use super::volume::volume_mount;
 use super::{LABEL_NODE, LABEL_SANDBOX_ID};
 use crate::sandbox::SandboxId;
@@ -86,32 +87,18 @@ pub fn add_trust(body: &mut ContainerCreateBody, id: SandboxId) {
 }
 
 /// The helper that fills the trust volume: created from the sandbox's own image (already on
-/// the node), never started, no network, the volume read-write.
+/// the node), never started, no network, the volume read-write (the hardened helper body of
+/// [`super::helper`], with no capability added back).
 pub fn trust_helper_body(id: SandboxId, node: &str, image: &str) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(vec!["true".to_owned()]),
-        entrypoint: Some(Vec::new()),
-        labels: Some(HashMap::from([
-            (LABEL_SANDBOX_ID.to_owned(), id.to_string()),
-            (LABEL_NODE.to_owned(), node.to_owned()),
-        ])),
-        network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            readonly_rootfs: Some(true),
-            mounts: Some(vec![volume_mount(
-                &trust_volume_name(id),
-                TRUST_MOUNT,
-                false,
-            )]),
-            auto_remove: Some(false),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    }
+    let mut labels = helper_labels(HelperKind::TrustFill, node);
+    labels.insert(LABEL_SANDBOX_ID.to_owned(), id.to_string());
+    helper_body(HelperSpec {
+        image,
+        cmd: vec!["true".to_owned()],
+        labels,
+        cap_add: Vec::new(),
+        mount: volume_mount(&trust_volume_name(id), TRUST_MOUNT, false),
+    })
 }
 
 /// The archive extracted at [`TRUST_MOUNT`]: `tls/` (0755) with `ca.pem` and `bundle.pem`

@@ -16,19 +16,17 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    VolumeCreateRequest,
+    ContainerCreateBody, Mount, MountType, MountVolumeOptions, VolumeCreateRequest,
 };
 
-use super::{LABEL_NODE, LOG_MAX_SIZE};
+use super::helper::{helper_body, helper_labels, HelperKind, HelperSpec};
+use super::LABEL_NODE;
 use crate::volume::{QuotaMode, VolumeId};
 
 /// Label holding the volume id on a managed Docker volume (and its sampler).
 pub const LABEL_VOLUME_ID: &str = "airlock.volume.id";
 /// Where the sampler mounts the volume.
 pub const SAMPLER_MOUNT: &str = "/v";
-/// The sampler's memory limit.
-const SAMPLER_MEMORY: i64 = 32 * 1024 * 1024;
 
 /// The body of `POST /volumes/create` for volume `id` of `size_mb` on `node`.
 pub fn volume_body(
@@ -74,47 +72,25 @@ pub fn sampler_name(id: VolumeId, run: &str) -> String {
     format!("airlock-volsample-{id}-{run}")
 }
 
-/// The sampler: `du -s -k` of the volume, read-only, without a network.
-pub fn sampler_body(id: VolumeId, docker_name: &str, image: &str) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
-        cmd: Some(vec![
-            "du".to_owned(),
-            "-s".to_owned(),
-            "-k".to_owned(),
-            SAMPLER_MOUNT.to_owned(),
-        ]),
-        user: Some("0:0".to_owned()),
-        labels: Some(HashMap::from([(
-            LABEL_VOLUME_ID.to_owned(),
-            id.to_string(),
-        )])),
-        network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            cap_add: Some(vec!["DAC_OVERRIDE".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            privileged: Some(false),
-            readonly_rootfs: Some(true),
-            pids_limit: Some(16),
-            memory: Some(SAMPLER_MEMORY),
-            memory_swap: Some(SAMPLER_MEMORY),
-            devices: Some(Vec::new()),
-            binds: Some(Vec::new()),
-            mounts: Some(vec![volume_mount(docker_name, SAMPLER_MOUNT, true)]),
-            auto_remove: Some(false),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    }
+/// The sampler of volume `id` on `node`: `du -s -k` of the volume, read-only, without a
+/// network (the hardened helper body of [`super::helper`]).
+pub fn sampler_body(
+    id: VolumeId,
+    docker_name: &str,
+    image: &str,
+    node: &str,
+) -> ContainerCreateBody {
+    let mut labels = helper_labels(HelperKind::Sampler, node);
+    labels.insert(LABEL_VOLUME_ID.to_owned(), id.to_string());
+    helper_body(HelperSpec {
+        image,
+        cmd: ["du", "-s", "-k", SAMPLER_MOUNT]
+            .map(str::to_owned)
+            .to_vec(),
+        labels,
+        cap_add: vec!["DAC_OVERRIDE".to_owned()],
+        mount: volume_mount(docker_name, SAMPLER_MOUNT, true),
+    })
 }
 
 /// The helper that gives a volume's root (not its content) to `user` before a sandbox
@@ -126,21 +102,17 @@ pub fn chown_body(
     user: crate::sandbox::RunAs,
     image: &str,
 ) -> ContainerCreateBody {
-    let mut body = sampler_body(VolumeId::default(), docker_name, image);
-    body.cmd = Some(vec![
-        "chown".to_owned(),
-        user.to_string(),
-        SAMPLER_MOUNT.to_owned(),
-    ]);
-    body.labels = Some(HashMap::from([(
-        super::LABEL_SANDBOX_ID.to_owned(),
-        sandbox.to_string(),
-    )]));
-    if let Some(host) = body.host_config.as_mut() {
-        host.cap_add = Some(vec!["CHOWN".to_owned()]);
-        host.mounts = Some(vec![volume_mount(docker_name, SAMPLER_MOUNT, false)]);
-    }
-    body
+    helper_body(HelperSpec {
+        image,
+        cmd: vec![
+            "chown".to_owned(),
+            user.to_string(),
+            SAMPLER_MOUNT.to_owned(),
+        ],
+        labels: HashMap::from([(super::LABEL_SANDBOX_ID.to_owned(), sandbox.to_string())]),
+        cap_add: vec!["CHOWN".to_owned()],
+        mount: volume_mount(docker_name, SAMPLER_MOUNT, false),
+    })
 }
 
 /// The bytes a sampler's output (`<KiB>\t/v`) reports.
@@ -180,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_sampler_has_no_network_and_reads_only() {
-        let body = sampler_body(id(), "airlock-vol-x", "airlock/testbox:dev");
+        let body = sampler_body(id(), "airlock-vol-x", "airlock/testbox:dev", "local");
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));

@@ -105,7 +105,7 @@ async fn main() {
         .docker_name;
     let docker = c.dind.docker().clone();
     let helper = "bench-direct-helper";
-    let body = files_helper_body(VolumeId::new(), &docker_name, TESTBOX_IMAGE, false);
+    let body = files_helper_body(VolumeId::new(), &docker_name, TESTBOX_IMAGE, false, "bench");
     let options = CreateContainerOptions {
         name: Some(helper.to_owned()),
         ..CreateContainerOptions::default()
