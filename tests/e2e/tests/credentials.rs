@@ -22,7 +22,6 @@
 //!   volume.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock_certs::mitm::{InspectionCa, LeafIssuer};
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
@@ -233,17 +232,7 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     timing.phase("policy");
 
     // Proxy restart: the binding and the CA come back with the re-push.
-    let old_boot = f.plane.synced_boot_id().await.unwrap();
-    f.dind
-        .docker()
-        .restart_container(EGRESS_CONTAINER, None)
-        .await
-        .unwrap();
-    poll(|| async {
-        let health = f.plane.admin().health().await.ok()?;
-        (health.boot_id != old_boot).then_some(())
-    })
-    .await;
+    f.restart_proxy().await;
     f.plane.ensure().await.unwrap();
     assert_eq!(seen_by_upstream(&f, &id, PYTHON).await["x-api-key"], CANARY);
     timing.phase("proxy-restart");
