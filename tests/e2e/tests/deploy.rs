@@ -1,7 +1,9 @@
 //! The one-host deploy end to end, through Compose v1 (or v2 where installed): `make up`
 //! (images already built by `make images`, so `AIRLOCK_SKIP_IMAGES=1`; the testbox goes
 //! through the bundle folder and the start-up pre-pull; one smoke sandbox runs), then the
-//! API works with the first-boot admin token and the allow list refuses other images, a
+//! API works over HTTPS with the first-boot admin token (curl verifies the certificate against
+//! the stack CA `make up` copied out; plain HTTP gets no answer) and the allow list refuses
+//! other images, a
 //! second `make up` is idempotent, and `make down-volumes` leaves no container, volume or
 //! network of the project behind.
 //!
@@ -91,11 +93,19 @@ impl Stack {
         output
     }
 
-    /// `curl` the API; returns the status and the JSON body.
+    /// The stack CA's certificate `make up` copied out.
+    fn ca(&self) -> PathBuf {
+        self.home.path().join("ca.pem")
+    }
+
+    /// `curl` the API over HTTPS, verifying it against the stack CA; returns the status and
+    /// the JSON body.
     fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let url = format!("https://127.0.0.1:{}{path}", self.port);
         let mut curl = Command::new("curl");
         curl.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(self.ca())
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .args(["-H", "Content-Type: application/json"]);
         if let Some(body) = body {
@@ -175,7 +185,38 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     let cold = cold.elapsed();
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(stdout.contains("smoke test passed"), "{stdout}");
-    assert!(stdout.contains(&format!("http://127.0.0.1:{}", stack.port)));
+    let url = format!("https://127.0.0.1:{}", stack.port);
+    assert!(stdout.contains(&url), "{stdout}");
+    let ca = stack.ca();
+    assert!(
+        stdout.contains(&format!("curl --cacert {} {url}/healthz", ca.display())),
+        "{stdout}"
+    );
+    // curl verifies the API's certificate against the stack CA (no -k), by IP and by name;
+    // without the CA it refuses, and plain HTTP to the port gets no HTTP answer.
+    for host in ["127.0.0.1", "localhost"] {
+        let health = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", stack.port)])
+            .arg(format!("https://{host}:{}/healthz", stack.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&health.stdout);
+        assert!(health.status.success(), "{host}: {text}");
+    }
+    let untrusted = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert", "/dev/null"])
+        .arg(format!("{url}/healthz"))
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success(), "curl trusted an unknown CA");
+    let plain = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{}/healthz", stack.port))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "plain HTTP was answered");
 
     let token = stack.token();
     let (status, images) = stack.api(&token, "GET", "/v1/images", None);
