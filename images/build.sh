@@ -240,7 +240,7 @@ build_scratch() {
 }
 
 # build_controller: the controller on scratch, with empty /var/lib/airlock and /certs/{ca,server,
-# client} owned by 65532: a fresh named volume mounted there copies that ownership, so the
+# client,api} owned by 65532: a fresh named volume mounted there copies that ownership, so the
 # non-root `certs` init and controller can write them.
 build_controller() {
 	local image="airlock/controller:$TAG" path hash ctx
@@ -250,7 +250,7 @@ build_controller() {
 	begin "build $image"
 	ctx=$(mktemp -d "$CACHE/ctx.XXXXXX")
 	mkdir -p "$ctx/rootfs/var/lib/airlock" "$ctx/rootfs/certs/ca" "$ctx/rootfs/certs/server" \
-		"$ctx/rootfs/certs/client"
+		"$ctx/rootfs/certs/client" "$ctx/rootfs/certs/api"
 	cp "$path" "$ctx/airlock"
 	cp "$ROOT/images/controller/Dockerfile" "$ctx/"
 	docker build -q --label "$HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null

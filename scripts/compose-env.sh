@@ -35,7 +35,26 @@ fi
 PROJECT=${AIRLOCK_PROJECT:-${SAVED_PROJECT:-airlock}}
 PORT=${AIRLOCK_PORT:-${SAVED_PORT:-8080}}
 BIND=${AIRLOCK_BIND:-${SAVED_BIND:-127.0.0.1}}
-URL=http://$BIND:$PORT
+# The API serves HTTPS with the stack's API certificate unless AIRLOCK_API_TLS=off (behind a
+# reverse proxy): then the controller gets AIRLOCK_TLS_CERT/KEY set but empty, plain HTTP.
+# Clients trust CA_FILE, the stack CA's certificate, copied out by `make up`.
+CA_FILE=$HOME_DIR/ca.pem
+API_HOST=$BIND
+case "$BIND" in
+127.0.0.1 | 0.0.0.0) API_HOST=127.0.0.1 ;;
+*) export AIRLOCK_API_SAN=${AIRLOCK_API_SAN:-$BIND} ;;
+esac
+case "${AIRLOCK_API_TLS:-on}" in
+off | 0 | false)
+	API_TLS=0
+	export AIRLOCK_TLS_CERT= AIRLOCK_TLS_KEY=
+	URL=http://$API_HOST:$PORT
+	;;
+*)
+	API_TLS=1
+	URL=https://$API_HOST:$PORT
+	;;
+esac
 BUNDLES=$HOME_DIR/bundles
 CONFIG_DIR=$HOME_DIR/config
 # Host folders: the operator's directory, else an empty one in the state folder.

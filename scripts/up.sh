@@ -11,7 +11,10 @@
 #   4. copies the first-boot admin credentials out of the data volume (0600);
 #   5. runs one sandbox end to end through the egress proxy as a smoke test (a refused
 #      request, then its line in the ledger);
-#   6. prints the URL, where the credentials are, and a curl example.
+#   6. prints the URL, where the credentials and the CA are, and curl examples.
+# The API serves HTTPS with a certificate the `certs` service issues from the stack CA (names:
+# localhost, 127.0.0.1, ::1, `airlock`, and AIRLOCK_API_SAN); the CA's certificate is copied to
+# $AIRLOCK_HOME/ca.pem for clients (`curl --cacert`).
 # Idempotent: a second run rebuilds nothing unchanged, keeps the volumes and the admin, and
 # runs the smoke test again.
 #
@@ -20,6 +23,10 @@
 #   AIRLOCK_PROJECT=NAME        Compose project name (default: airlock)
 #   AIRLOCK_PORT=N              API port on $AIRLOCK_BIND (default 8080)
 #   AIRLOCK_BIND=IP             API address on the host (default 127.0.0.1)
+#   AIRLOCK_API_TLS=on|off      HTTPS on the API (default on); off: plain HTTP, for operators
+#                               who terminate TLS in a reverse proxy in front of it
+#   AIRLOCK_API_SAN=NAME|IP     one more name in the API certificate (default: a non-loopback
+#                               AIRLOCK_BIND)
 #   AIRLOCK_IMAGES=LIST         allowed images (default: airlock/testbox:dev, pinned by import)
 #   AIRLOCK_DIND_PRIVILEGED=auto|1|0
 #       auto (default) keeps `privileged: true` when this host allows it (CAP_SYS_RESOURCE in
@@ -137,9 +144,27 @@ policy_file() {
 	fi
 }
 
+# fetch_ca: copies the stack CA's certificate (the API certificate's issuer) out of the
+# controller, for every client of the HTTPS API.
+fetch_ca() {
+	local container deadline=$((SECONDS + 30))
+	CURL_TLS=()
+	((API_TLS)) || return 0
+	container=$(compose ps -q airlock)
+	until [[ -n "$container" ]] && docker cp "$container:/var/lib/airlock/certs/api/ca.pem" "$CA_FILE.partial" 2>/dev/null; do
+		((SECONDS < deadline)) || die "no API certificate in the controller (/var/lib/airlock/certs/api/ca.pem)"
+		sleep 1
+		container=$(compose ps -q airlock)
+	done
+	chmod 644 "$CA_FILE.partial"
+	mv "$CA_FILE.partial" "$CA_FILE"
+	CURL_TLS=(--cacert "$CA_FILE")
+	say "API CA: $CA_FILE"
+}
+
 wait_ready() {
 	local deadline=$((SECONDS + TIMEOUT))
-	until curl -fsS "$URL/readyz" >/dev/null 2>&1; do
+	until curl -fsS "${CURL_TLS[@]}" "$URL/readyz" >/dev/null 2>&1; do
 		((SECONDS < deadline)) || die "the API at $URL did not become ready within ${TIMEOUT}s"
 		sleep 1
 	done
@@ -162,8 +187,8 @@ fetch_admin() {
 api() {
 	local method=$1 path=$2
 	shift 2
-	curl -sS -X "$method" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-		"$@" "$URL$path"
+	curl -sS "${CURL_TLS[@]}" -X "$method" -H "Authorization: Bearer $TOKEN" \
+		-H 'Content-Type: application/json' "$@" "$URL$path"
 }
 
 # smoke: waits for the pre-pull to have the testbox, runs one sandbox and waits for its exit.
@@ -225,16 +250,24 @@ main() {
 	export AIRLOCK_IMAGES=${AIRLOCK_IMAGES:-airlock/testbox:dev}
 	say "compose up (project $PROJECT, ${COMPOSE_KIND})"
 	compose up -d --remove-orphans
+	fetch_ca
 	wait_ready
 	fetch_admin
 	smoke
+	local cacert= tls_note="plain HTTP (AIRLOCK_API_TLS=off): put TLS in front of it"
+	if ((API_TLS)); then
+		cacert="--cacert $CA_FILE "
+		tls_note="HTTPS; clients trust the stack CA: $CA_FILE"
+	fi
 	cat <<MSG
 
 Airlock is up: $URL  (took $(($(date +%s) - started))s)
+API: $tls_note
 Admin credentials: $ADMIN_FILE  (mode 0600; also in the data volume as initial-admin.json)
 Try:
-  curl -H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" $URL/v1/images
-  curl -H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" -H 'Content-Type: application/json' \\
+  curl ${cacert}$URL/healthz
+  curl ${cacert}-H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" $URL/v1/images
+  curl ${cacert}-H "Authorization: Bearer \$(jq -r .token $ADMIN_FILE)" -H 'Content-Type: application/json' \\
        -d '{"image":"airlock/testbox:dev","cmd":["echo","hello"]}' $URL/v1/sandboxes
 Stop with: make down    (make down-volumes also wipes the data)
 MSG

@@ -194,3 +194,37 @@ fn a_key_that_does_not_match_is_refused() {
 async fn connect(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
     tokio::net::TcpSocket::new_v4()?.connect(addr).await
 }
+
+// `airlock health` (the compose health check) speaks HTTPS when given the served certificate
+// and accepts only that one: the pinned leaf passes, another leaf of the same CA is refused,
+// and plain HTTP to the TLS port is no 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_pins_the_served_certificate() {
+    let served = serve().await;
+    let check = |pin: Option<std::path::PathBuf>| {
+        let args = airlock::ops::health::HealthArgs {
+            addr: served.addr,
+            path: "/healthz".to_owned(),
+            timeout_s: 5,
+            pin,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let verdict = args.run(&mut out);
+            (
+                verdict.map_err(|e| format!("{e:#}")),
+                String::from_utf8(out).unwrap(),
+            )
+        })
+    };
+    let api = served.certs.path().join("api/cert.pem");
+    let (verdict, out) = check(Some(api)).await.unwrap();
+    assert_eq!(verdict, Ok(true), "{out}");
+    assert!(out.contains(" 200"), "{out}");
+    let other = served.certs.path().join("server/cert.pem");
+    let (verdict, _) = check(Some(other)).await.unwrap();
+    let error = verdict.unwrap_err();
+    assert!(error.contains("not the pinned one"), "{error}");
+    let (verdict, _) = check(None).await.unwrap();
+    assert_ne!(verdict, Ok(true), "plain HTTP to the TLS port");
+}

@@ -247,6 +247,56 @@ async fn oversight_reads_are_recorded_and_own_reads_are_not() {
     );
 }
 
+// An admin's list that shows another account's sandboxes files one row naming the owners, and
+// an admin's wait on another account's sandbox one naming the sandbox and its owner; a list
+// of nobody else's sandboxes files none, and neither do an owner's own list and wait.
+#[tokio::test]
+async fn oversight_lists_and_waits_are_recorded_and_own_ones_are_not() {
+    let h = harness().await;
+    let theirs = common::sandbox(&h.store, "listed").await;
+    let owner = theirs.owner;
+    let (status, body) = call(&h, Method::GET, "/v1/sandboxes", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let wait = format!("/v1/sandboxes/{}/wait?timeout_s=1", theirs.id);
+    let (status, body) = call(&h, Method::GET, &wait, None).await;
+    assert!(status != StatusCode::NOT_FOUND, "{status} {body}");
+    // A page of nobody else's sandboxes (none is running).
+    let (status, body) = call(&h, Method::GET, "/v1/sandboxes?state=running", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["items"], json!([]));
+    let after_admin = rows(&h.store).await;
+    let list = the_row(&after_admin, "GET /v1/sandboxes", 200);
+    assert_eq!(list.user, Some(h.admin));
+    assert_eq!(list.object, None);
+    assert_eq!(
+        list.detail,
+        Some(format!("1 sandboxes of others, owners {owner}"))
+    );
+    let waited = the_row(&after_admin, "GET /v1/sandboxes/{id}/wait", 200);
+    assert_eq!(waited.object, Some(theirs.id.to_string()));
+    assert_eq!(waited.detail, Some(format!("owner {owner}")));
+    assert_eq!(after_admin.len(), 2, "{after_admin:#?}");
+
+    // The owner's own list and wait file nothing.
+    let (reader, token) = common::account(&h.store, "lister", Role::Member).await;
+    let new = NewSandbox {
+        owner: reader.id,
+        spec: theirs.spec.clone(),
+        idempotency_key: None,
+        node: None,
+    };
+    let Created::New(mine) = h.store.create_sandbox(new).await.unwrap() else {
+        panic!("a fresh sandbox")
+    };
+    let (status, body) = common::call(&h, &token, Method::GET, "/v1/sandboxes", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1), "{body}");
+    let wait = format!("/v1/sandboxes/{}/wait?timeout_s=1", mine.id);
+    let (status, body) = common::call(&h, &token, Method::GET, &wait, None).await;
+    assert!(status != StatusCode::NOT_FOUND, "{status} {body}");
+    assert_eq!(rows(&h.store).await.len(), 2, "own reads file nothing");
+}
+
 #[tokio::test]
 async fn the_cli_files_its_rows_and_boot_steps_file_none() {
     let store = Store::sqlite_in_memory().await.unwrap();

@@ -36,6 +36,7 @@ fn quota(max_sandboxes: u64) -> Quota {
         max_cpus: Cpus::from_millis(1_000_000),
         max_lifetime: Duration::from_secs(86_400),
         creates_per_min: 1000,
+        creates_per_hour: 1000,
     }
 }
 
@@ -138,6 +139,80 @@ both_backends!(overrides_rate_and_memory, |f: Fixture| async move {
     let missing = airlock::accounts::user::UserId::new();
     let gone = f.store.set_quota_override(missing, &over).await;
     assert!(matches!(gone, Err(StoreError::NotFound)));
+});
+
+// The hourly create quota counts the creates of the last hour, ended sandboxes included: a
+// create 59 minutes ago counts, one 61 minutes ago does not, and the refusal says to retry
+// when the oldest counted create leaves the hour. Another user is not affected.
+both_backends!(creates_per_hour_window, |f: Fixture| async move {
+    let gail = user(&f.store, "gail").await;
+    let hank = user(&f.store, "hank").await;
+    let over = QuotaOverride {
+        creates_per_hour: Some(3),
+        ..QuotaOverride::default()
+    };
+    f.store.set_quota_override(gail.id, &over).await.unwrap();
+    f.store.set_quota_override(hank.id, &over).await.unwrap();
+    assert_eq!(f.store.quota_override(gail.id).await.unwrap(), over);
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let (old, recent) = (now_ms - 61 * 60_000, now_ms - 59 * 60_000);
+    let uid = |u: &User| match f.config {
+        DatabaseConfig::Sqlite { .. } => format!("X'{}'", u.id.as_uuid().simple()),
+        DatabaseConfig::Postgres { .. } => format!("'{}'::uuid", u.id.as_uuid()),
+    };
+    let sql = format!(
+        "INSERT INTO sandbox_creates (user_id, at_ms) VALUES ({g}, {old}), ({g}, {old}),          ({g}, {old}), ({g}, {recent})",
+        g = uid(&gail)
+    );
+    assert_eq!(raw(&f.config, &sql).await.unwrap(), 4);
+    let usage = f.store.quota_usage(gail.id).await.unwrap();
+    assert_eq!((usage.hour_creates, usage.recent_creates), (1, 0));
+    // Two more fit (1 + 2 = 3); each is ended at once, and still counts.
+    for _ in 0..2 {
+        let created = f
+            .store
+            .create_sandbox_within_quota(new_sandbox(&gail), quota(100))
+            .await;
+        assert!(matches!(created, Ok(Created::New(_))), "{created:?}");
+    }
+    let ended = format!(
+        "UPDATE sandboxes SET observed_state = 'exited' WHERE owner_id = {}",
+        uid(&gail)
+    );
+    assert_eq!(raw(&f.config, &ended).await.unwrap(), 2);
+    let usage = f.store.quota_usage(gail.id).await.unwrap();
+    assert_eq!((usage.sandboxes, usage.hour_creates), (0, 3));
+    match f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&gail), quota(100))
+        .await
+    {
+        Err(StoreError::QuotaExceeded(e)) => {
+            assert_eq!(e.kind, QuotaKind::CreatesPerHour);
+            assert_eq!(e.limit, airlock::accounts::quota::Amount::Whole(3));
+            // The 59-minute-old create leaves the hour in about a minute.
+            let retry = e.retry_after.unwrap();
+            assert!(
+                retry > Duration::from_secs(50) && retry <= Duration::from_secs(60),
+                "{retry:?}"
+            );
+        }
+        other => panic!("expected the hourly quota, got {other:?}"),
+    }
+    // The creates that passed the hour were pruned by the creates after them.
+    let stale = format!("DELETE FROM sandbox_creates WHERE at_ms <= {old}");
+    assert_eq!(raw(&f.config, &stale).await.unwrap(), 0);
+    let created = f
+        .store
+        .create_sandbox_within_quota(new_sandbox(&hank), quota(100))
+        .await;
+    assert!(matches!(created, Ok(Created::New(_))), "{created:?}");
 });
 
 /// Runs raw SQL on the fixture's database, beside the store.

@@ -4,7 +4,7 @@
 //! pure [`check`], which the store runs inside the same transaction that inserts the sandbox
 //! (see `Store::create_sandbox_within_quota`), so parallel creates cannot overshoot. What
 //! counts as used: sandboxes in `creating`, `running` or `stopping` (their number, memory and
-//! CPUs), and the creates of the last minute.
+//! CPUs), and the creates of the last minute and of the last hour (ended sandboxes included).
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use crate::sandbox::{Cpus, SandboxSpec};
 
 /// The create-rate window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// The hourly create window (the longest window a create row is kept for).
+pub const HOUR_WINDOW: Duration = Duration::from_secs(3600);
 /// A count, MiB or rate limit that is not set: no limit.
 pub const UNLIMITED: u64 = u64::MAX;
 /// A CPU limit that is not set.
@@ -33,6 +35,8 @@ pub struct Quota {
     pub max_lifetime: Duration,
     /// Most creates in any minute.
     pub creates_per_min: u64,
+    /// Most creates in any hour, ended sandboxes included.
+    pub creates_per_hour: u64,
 }
 
 /// A user's overrides; `None` keeps the operator default.
@@ -48,6 +52,8 @@ pub struct QuotaOverride {
     pub max_lifetime: Option<Duration>,
     /// See [`Quota::creates_per_min`].
     pub creates_per_min: Option<u64>,
+    /// See [`Quota::creates_per_hour`].
+    pub creates_per_hour: Option<u64>,
     /// See [`Resources::max_secrets`].
     pub max_secrets: Option<u64>,
     /// See [`Resources::max_volumes`].
@@ -126,6 +132,11 @@ impl QuotaOverride {
                 text(self.creates_per_min, count),
             ),
             (
+                "creates_per_hour",
+                text(before.creates_per_hour, count),
+                text(self.creates_per_hour, count),
+            ),
+            (
                 "max_secrets",
                 text(before.max_secrets, count),
                 text(self.max_secrets, count),
@@ -167,6 +178,10 @@ pub struct Usage {
     pub recent_creates: u64,
     /// How long until the oldest of those leaves the window.
     pub rate_resets_in: Duration,
+    /// Creates in the last [`HOUR_WINDOW`], ended sandboxes included.
+    pub hour_creates: u64,
+    /// How long until the oldest of those leaves the hour.
+    pub hour_resets_in: Duration,
 }
 
 /// Which quota.
@@ -182,6 +197,8 @@ pub enum QuotaKind {
     MaxLifetime,
     /// [`Quota::creates_per_min`].
     CreatesPerMin,
+    /// [`Quota::creates_per_hour`].
+    CreatesPerHour,
     /// Most secrets one user stores (`AIRLOCK_QUOTA_MAX_SECRETS`).
     MaxSecrets,
     /// Most volumes (see [`crate::volume::VolumeQuota`]).
@@ -211,7 +228,7 @@ pub struct QuotaExceeded {
     pub used: Amount,
     /// What the create asked for on top.
     pub requested: Amount,
-    /// For the create rate: when a create is accepted again.
+    /// For the create rates: when a create is accepted again.
     pub retry_after: Option<Duration>,
 }
 
@@ -225,6 +242,7 @@ impl Quota {
         max_cpus: UNLIMITED_CPUS,
         max_lifetime: UNLIMITED_LIFETIME,
         creates_per_min: UNLIMITED,
+        creates_per_hour: UNLIMITED,
     };
 
     /// The names of the limits that are unlimited, e.g. `["max_sandboxes"]`.
@@ -235,6 +253,7 @@ impl Quota {
             ("max_cpus", self.max_cpus == UNLIMITED_CPUS),
             ("max_lifetime_s", self.max_lifetime == UNLIMITED_LIFETIME),
             ("creates_per_min", self.creates_per_min == UNLIMITED),
+            ("creates_per_hour", self.creates_per_hour == UNLIMITED),
         ]
         .into_iter()
         .filter_map(|(name, unlimited)| unlimited.then_some(name))
@@ -249,12 +268,13 @@ impl Quota {
             max_cpus: overrides.max_cpus.unwrap_or(self.max_cpus),
             max_lifetime: overrides.max_lifetime.unwrap_or(self.max_lifetime),
             creates_per_min: overrides.creates_per_min.unwrap_or(self.creates_per_min),
+            creates_per_hour: overrides.creates_per_hour.unwrap_or(self.creates_per_hour),
         }
     }
 }
 
 /// Whether `spec` may be created on top of `usage` under `quota`. Checked in a fixed order:
-/// lifetime, create rate, sandbox count, memory, CPUs.
+/// lifetime, create rate (per minute, then per hour), sandbox count, memory, CPUs.
 pub fn check(quota: &Quota, usage: &Usage, spec: &SandboxSpec) -> Result<(), QuotaExceeded> {
     let whole = Amount::Whole;
     let exceeded = |kind, limit, used, requested| QuotaExceeded {
@@ -281,6 +301,17 @@ pub fn check(quota: &Quota, usage: &Usage, spec: &SandboxSpec) -> Result<(), Quo
                 QuotaKind::CreatesPerMin,
                 whole(quota.creates_per_min),
                 whole(usage.recent_creates),
+                whole(1),
+            )
+        });
+    }
+    if usage.hour_creates >= quota.creates_per_hour {
+        return Err(QuotaExceeded {
+            retry_after: Some(usage.hour_resets_in.max(Duration::from_secs(1))),
+            ..exceeded(
+                QuotaKind::CreatesPerHour,
+                whole(quota.creates_per_hour),
+                whole(usage.hour_creates),
                 whole(1),
             )
         });
@@ -326,6 +357,7 @@ impl QuotaKind {
             Self::MaxCpus => "max_cpus",
             Self::MaxLifetime => "max_lifetime_s",
             Self::CreatesPerMin => "creates_per_min",
+            Self::CreatesPerHour => "creates_per_hour",
             Self::MaxSecrets => "max_secrets",
             Self::MaxVolumes => "max_volumes",
             Self::MaxVolumeBytes => "max_volume_bytes",
@@ -365,114 +397,4 @@ impl fmt::Display for Amount {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sandbox::{Limits, LimitsRequest, Maximums, SandboxRequest};
-
-    fn spec(memory_mb: u64, cpus: f64, timeout_s: u64) -> SandboxSpec {
-        let max = Maximums {
-            limits: Limits {
-                cpus: Cpus::from_millis(8000),
-                memory_mb: 8192,
-                pids: 1024,
-                disk_mb: None,
-            },
-            timeout: Duration::from_secs(86_400),
-            default_timeout: Duration::from_secs(3600),
-        };
-        SandboxRequest {
-            image: "alpine:3".into(),
-            limits: LimitsRequest {
-                cpus: Some(cpus),
-                memory_mb: Some(memory_mb),
-                ..LimitsRequest::default()
-            },
-            timeout: Some(Duration::from_secs(timeout_s)),
-            ..SandboxRequest::default()
-        }
-        .validate(&max)
-        .unwrap()
-    }
-
-    const QUOTA: Quota = Quota {
-        max_sandboxes: 2,
-        max_memory_mb: 1024,
-        max_cpus: Cpus::from_millis(2000),
-        max_lifetime: Duration::from_secs(3600),
-        creates_per_min: 3,
-    };
-
-    #[test]
-    fn each_quota_refuses_just_past_its_limit() {
-        let ok = spec(512, 1.0, 3600);
-        let empty = Usage::default();
-        assert_eq!(check(&QUOTA, &empty, &ok), Ok(()));
-        let kind =
-            |usage: Usage, spec: &SandboxSpec| check(&QUOTA, &usage, spec).err().map(|e| e.kind);
-        assert_eq!(
-            kind(empty, &spec(512, 1.0, 3601)),
-            Some(QuotaKind::MaxLifetime)
-        );
-        let two = Usage {
-            sandboxes: 2,
-            ..empty
-        };
-        assert_eq!(kind(two, &ok), Some(QuotaKind::MaxSandboxes));
-        let mem = Usage {
-            sandboxes: 1,
-            memory_mb: 513,
-            ..empty
-        };
-        assert_eq!(kind(mem, &ok), Some(QuotaKind::MaxMemoryMb));
-        let mem_ok = Usage {
-            memory_mb: 512,
-            ..mem
-        };
-        assert_eq!(kind(mem_ok, &ok), None);
-        let cpus = Usage {
-            cpus_milli: 1001,
-            ..empty
-        };
-        assert_eq!(kind(cpus, &ok), Some(QuotaKind::MaxCpus));
-        let rate = Usage {
-            recent_creates: 3,
-            rate_resets_in: Duration::from_millis(10),
-            ..empty
-        };
-        let refused = check(&QUOTA, &rate, &ok).unwrap_err();
-        assert_eq!(refused.kind, QuotaKind::CreatesPerMin);
-        assert_eq!(refused.retry_after, Some(Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn unlimited_never_refuses() {
-        let heavy = Usage {
-            sandboxes: 10_000,
-            memory_mb: 1 << 40,
-            cpus_milli: 1 << 40,
-            recent_creates: 1 << 20,
-            rate_resets_in: Duration::ZERO,
-        };
-        assert_eq!(
-            check(&Quota::UNLIMITED, &heavy, &spec(8192, 8.0, 86_400)),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn overrides_replace_only_what_they_set() {
-        let over = QuotaOverride {
-            max_sandboxes: Some(5),
-            ..QuotaOverride::default()
-        };
-        let quota = QUOTA.with(&over);
-        assert_eq!(quota.max_sandboxes, 5);
-        assert_eq!(quota.max_memory_mb, QUOTA.max_memory_mb);
-    }
-
-    #[test]
-    fn amounts_render_as_json_numbers() {
-        assert_eq!(Amount::Whole(5).to_json().to_string(), "5");
-        assert_eq!(Amount::CpusMilli(1500).to_json().to_string(), "1.5");
-    }
-}
+mod tests;

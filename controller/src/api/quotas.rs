@@ -39,6 +39,8 @@ pub struct QuotaBody {
     pub max_lifetime_s: Option<u64>,
     /// Most creates per minute.
     pub creates_per_min: Option<u64>,
+    /// Most creates per hour, ended sandboxes included.
+    pub creates_per_hour: Option<u64>,
     /// Most secrets.
     pub max_secrets: Option<u64>,
     /// Most volumes.
@@ -60,6 +62,8 @@ pub struct QuotaValues {
     pub max_lifetime_s: Option<u64>,
     /// Most creates per minute.
     pub creates_per_min: Option<u64>,
+    /// Most creates per hour, ended sandboxes included.
+    pub creates_per_hour: Option<u64>,
     /// Most secrets.
     pub max_secrets: Option<u64>,
     /// Most volumes.
@@ -79,6 +83,8 @@ pub struct UsageDto {
     pub cpus: f64,
     /// Creates in the last minute.
     pub creates_last_min: u64,
+    /// Creates in the last hour, ended sandboxes included.
+    pub creates_last_hour: u64,
 }
 
 /// A user's quota.
@@ -104,6 +110,7 @@ impl Serialize for QuotaBody {
             "max_cpus": self.max_cpus,
             "max_lifetime_s": self.max_lifetime_s,
             "creates_per_min": self.creates_per_min,
+            "creates_per_hour": self.creates_per_hour,
             "max_secrets": self.max_secrets,
             "max_volumes": self.max_volumes,
             "max_volume_bytes": self.max_volume_bytes,
@@ -120,6 +127,7 @@ impl QuotaBody {
             max_cpus: o.max_cpus.map(Cpus::as_f64),
             max_lifetime_s: o.max_lifetime.map(|d| d.as_secs()),
             creates_per_min: o.creates_per_min,
+            creates_per_hour: o.creates_per_hour,
             max_secrets: o.max_secrets,
             max_volumes: o.max_volumes,
             max_volume_bytes: o.max_volume_bytes,
@@ -156,6 +164,7 @@ impl QuotaBody {
             max_cpus,
             max_lifetime: self.max_lifetime_s.map(Duration::from_secs),
             creates_per_min: self.creates_per_min,
+            creates_per_hour: self.creates_per_hour,
             max_secrets: self.max_secrets,
             max_volumes: self.max_volumes,
             max_volume_bytes: self.max_volume_bytes,
@@ -175,6 +184,7 @@ impl QuotaValues {
             max_lifetime_s: (q.max_lifetime != UNLIMITED_LIFETIME)
                 .then_some(q.max_lifetime.as_secs()),
             creates_per_min: limited(q.creates_per_min),
+            creates_per_hour: limited(q.creates_per_hour),
             max_secrets: limited(r.max_secrets),
             max_volumes: limited(r.max_volumes),
             max_volume_bytes: limited(r.max_volume_bytes),
@@ -192,6 +202,7 @@ impl From<&Usage> for UsageDto {
                 .as_f64()
                 .unwrap_or_default(),
             creates_last_min: u.recent_creates,
+            creates_last_hour: u.hour_creates,
         }
     }
 }

@@ -33,6 +33,10 @@ pub const DEFAULT_QUOTA_MAX_LIFETIME: &str = "86400";
 pub const ENV_QUOTA_CREATES_PER_MIN: &str = "AIRLOCK_QUOTA_CREATES_PER_MIN";
 /// Default of [`ENV_QUOTA_CREATES_PER_MIN`].
 pub const DEFAULT_QUOTA_CREATES_PER_MIN: &str = "20";
+/// Default most sandbox creates per user per hour (ended sandboxes included).
+pub const ENV_QUOTA_CREATES_PER_HOUR: &str = "AIRLOCK_QUOTA_CREATES_PER_HOUR";
+/// Default of [`ENV_QUOTA_CREATES_PER_HOUR`].
+pub const DEFAULT_QUOTA_CREATES_PER_HOUR: &str = "200";
 /// The key that seals secrets at rest: 32 bytes as 64 hex digits or base64. Unset: generated
 /// on first boot into `<data_dir>/secret.key` (0600). Secret.
 pub const ENV_SECRET_KEY: &str = "AIRLOCK_SECRET_KEY";
@@ -93,12 +97,18 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             DEFAULT_QUOTA_CREATES_PER_MIN,
             count,
         );
+        let creates_per_hour = self.parse_with(
+            ENV_QUOTA_CREATES_PER_HOUR,
+            DEFAULT_QUOTA_CREATES_PER_HOUR,
+            count,
+        );
         Some(Quota {
             max_sandboxes: max_sandboxes?,
             max_memory_mb: max_memory_mb?,
             max_cpus: max_cpus?,
             max_lifetime: max_lifetime?,
             creates_per_min: creates_per_min?,
+            creates_per_hour: creates_per_hour?,
         })
     }
 
@@ -145,6 +155,7 @@ mod tests {
         assert_eq!(defaults.quota.max_cpus, Cpus::from_millis(16_000));
         assert_eq!(defaults.quota.max_lifetime, Duration::from_secs(86_400));
         assert_eq!(defaults.quota.creates_per_min, 20);
+        assert_eq!(defaults.quota.creates_per_hour, 200);
         assert!(defaults.quota.unlimited_limits().is_empty());
         let unlimited = config(&[
             (ENV_QUOTA_MAX_SANDBOXES, "unlimited"),
@@ -152,22 +163,25 @@ mod tests {
             (ENV_QUOTA_MAX_CPUS, "unlimited"),
             (ENV_QUOTA_MAX_LIFETIME, "unlimited"),
             (ENV_QUOTA_CREATES_PER_MIN, "unlimited"),
+            (ENV_QUOTA_CREATES_PER_HOUR, "unlimited"),
         ])
         .unwrap();
         assert_eq!(unlimited.quota, Quota::UNLIMITED);
-        assert_eq!(unlimited.quota.unlimited_limits().len(), 5);
+        assert_eq!(unlimited.quota.unlimited_limits().len(), 6);
         assert!(defaults.secret_key.is_none());
         let set = config(&[
             (ENV_QUOTA_MAX_SANDBOXES, "5"),
             (ENV_QUOTA_MAX_CPUS, "2.5"),
             (ENV_QUOTA_MAX_LIFETIME, "2h"),
             (ENV_QUOTA_CREATES_PER_MIN, "0"),
+            (ENV_QUOTA_CREATES_PER_HOUR, "50"),
         ])
         .unwrap();
         assert_eq!(set.quota.max_sandboxes, 5);
         assert_eq!(set.quota.max_cpus, Cpus::from_millis(2500));
         assert_eq!(set.quota.max_lifetime, Duration::from_secs(7200));
         assert_eq!(set.quota.creates_per_min, 0);
+        assert_eq!(set.quota.creates_per_hour, 50);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Reading and ending sandboxes: `GetSandbox`, `ListSandboxes`, `StopSandbox`,
-//! `DeleteSandbox` and `WaitSandbox`. Another owner's sandbox is not found.
+//! `DeleteSandbox` and `WaitSandbox`. Another owner's sandbox is not found; an admin's list
+//! or wait that shows another account's sandboxes files an oversight row (as reads do).
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use crate::sandbox::selftest::Selftest;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 use crate::store::{ListQuery, Page, Sandbox};
 
+/// Most owners an oversight row of a list names; the rest are counted.
+const LISTED_OWNERS: usize = 10;
 /// How often `wait` re-reads a sandbox that has no container yet.
 const CREATING_POLL: Duration = Duration::from_millis(100);
 /// Longest single Docker wait request; `wait` loops over these until its own deadline.
@@ -94,11 +97,41 @@ impl Command<Sandboxes> for ListSandboxes {
     type Error = SandboxError;
 
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Page, SandboxError> {
-        Ok(sandboxes
+        let page = sandboxes
             .store
             .list_sandboxes(actor.scope(), self.query)
-            .await?)
+            .await?;
+        if let Some(detail) = others_listed(actor, &page) {
+            let entry = Entry::new("GET /v1/sandboxes", status::OK).detail(detail);
+            sandboxes.peers.audit.record(actor, entry).await;
+        }
+        Ok(page)
     }
+}
+
+/// The oversight row's detail when `page` holds sandboxes of accounts other than `actor`'s:
+/// how many, and whose (the first [`LISTED_OWNERS`] owners, then a count); `None` when it
+/// holds only the actor's own.
+fn others_listed(actor: &Actor, page: &Page) -> Option<String> {
+    let mut owners: Vec<String> = Vec::new();
+    let mut count = 0usize;
+    for sandbox in page.items.iter().filter(|s| actor.user() != Some(s.owner)) {
+        count += 1;
+        let owner = sandbox.owner.to_string();
+        if !owners.contains(&owner) {
+            owners.push(owner);
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let more = owners.len().saturating_sub(LISTED_OWNERS);
+    owners.truncate(LISTED_OWNERS);
+    let mut detail = format!("{count} sandboxes of others, owners {}", owners.join(", "));
+    if more > 0 {
+        detail.push_str(&format!(" and {more} more"));
+    }
+    Some(detail)
 }
 
 // === impl StopSandbox ===
@@ -153,8 +186,13 @@ impl Command<Sandboxes> for WaitSandbox {
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Sandbox, SandboxError> {
         let (scope, id) = (actor.scope(), self.id);
         let deadline = Instant::now() + self.limit;
+        let action = "GET /v1/sandboxes/{id}/wait";
+        let mut read = Some(sandboxes.read_visible(actor, id, action).await?);
         loop {
-            let sandbox = sandboxes.visible(scope, id).await?;
+            let sandbox = match read.take() {
+                Some(sandbox) => sandbox,
+                None => sandboxes.visible(scope, id).await?,
+            };
             let remaining = deadline.saturating_duration_since(Instant::now());
             if sandbox.state.is_terminal() || remaining.is_zero() {
                 return Ok(sandbox);

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::rows::SpecDoc;
 use super::{now, with_db, Store, StoreError};
-use crate::accounts::quota::{QuotaOverride, Usage, RATE_WINDOW};
+use crate::accounts::quota::{QuotaOverride, Usage, HOUR_WINDOW, RATE_WINDOW};
 use crate::accounts::user::UserId;
 use crate::sandbox::Cpus;
 
@@ -19,8 +19,9 @@ use crate::sandbox::Cpus;
 pub(crate) const LIVE_STATES: &str = "('creating', 'running', 'stopping')";
 
 /// `(max_sandboxes, max_memory_mb, max_cpus_milli, max_lifetime_s, creates_per_min,
-/// max_secrets, max_volumes, max_volume_bytes)`.
+/// max_secrets, max_volumes, max_volume_bytes, creates_per_hour)`.
 pub(crate) type OverrideRow = (
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -42,7 +43,7 @@ macro_rules! usage_on {
             .bind($owner)
             .fetch_all(&mut *$conn)
             .await?;
-        let since = $now_ms - crate::store::quotas::window_ms();
+        let since = $now_ms - crate::store::quotas::hour_window_ms();
         let creates: Vec<(i64,)> = sqlx::query_as(
             "SELECT at_ms FROM sandbox_creates WHERE user_id = $1 AND at_ms > $2 \
              ORDER BY at_ms",
@@ -61,7 +62,8 @@ macro_rules! override_on {
     ($conn:expr, $owner:expr) => {{
         let row: Option<crate::store::quotas::OverrideRow> = sqlx::query_as(
             "SELECT max_sandboxes, max_memory_mb, max_cpus_milli, max_lifetime_s, \
-             creates_per_min, max_secrets, max_volumes, max_volume_bytes FROM user_quotas \
+             creates_per_min, max_secrets, max_volumes, max_volume_bytes, creates_per_hour \
+             FROM user_quotas \
              WHERE user_id = $1",
         )
         .bind($owner)
@@ -101,15 +103,16 @@ impl Store {
             sqlx::query(
                 "INSERT INTO user_quotas (user_id, max_sandboxes, max_memory_mb, \
                  max_cpus_milli, max_lifetime_s, creates_per_min, updated_at, max_secrets, \
-                 max_volumes, max_volume_bytes) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 max_volumes, max_volume_bytes, creates_per_hour) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (user_id) DO UPDATE SET max_sandboxes = excluded.max_sandboxes, \
                  max_memory_mb = excluded.max_memory_mb, \
                  max_cpus_milli = excluded.max_cpus_milli, \
                  max_lifetime_s = excluded.max_lifetime_s, \
                  creates_per_min = excluded.creates_per_min, updated_at = excluded.updated_at, \
                  max_secrets = excluded.max_secrets, max_volumes = excluded.max_volumes, \
-                 max_volume_bytes = excluded.max_volume_bytes",
+                 max_volume_bytes = excluded.max_volume_bytes, \
+                 creates_per_hour = excluded.creates_per_hour",
             )
             .bind(user.as_uuid())
             .bind(int(quota.max_sandboxes))
@@ -121,6 +124,7 @@ impl Store {
             .bind(int(quota.max_secrets))
             .bind(int(quota.max_volumes))
             .bind(int(quota.max_volume_bytes))
+            .bind(int(quota.creates_per_hour))
             .execute(pool)
             .await?;
         });
@@ -149,21 +153,36 @@ pub(crate) fn window_ms() -> i64 {
     i64::try_from(RATE_WINDOW.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Sums live sandboxes' limits and counts recent creates.
+/// The hourly create window in milliseconds (how long a create row is kept).
+pub(crate) fn hour_window_ms() -> i64 {
+    i64::try_from(HOUR_WINDOW.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Sums live sandboxes' limits and counts the creates of the last minute and of the last
+/// hour; `creates` are the hour's, oldest first.
 pub(crate) fn usage(specs: &[(Json<SpecDoc>,)], creates: &[(i64,)], now_ms: i64) -> Usage {
-    let oldest = creates.first().map(|(at,)| *at);
-    let resets_in = oldest.map_or(0, |at| (at + window_ms() - now_ms).max(0));
+    let resets = |oldest: Option<i64>, window: i64| {
+        let ms = oldest.map_or(0, |at| (at + window - now_ms).max(0));
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    };
+    let minute: Vec<i64> = creates
+        .iter()
+        .map(|(at,)| *at)
+        .filter(|at| *at > now_ms - window_ms())
+        .collect();
     Usage {
         sandboxes: specs.len() as u64,
         memory_mb: specs.iter().map(|(s,)| s.0.memory_mb()).sum(),
         cpus_milli: specs.iter().map(|(s,)| s.0.cpus_milli()).sum(),
-        recent_creates: creates.len() as u64,
-        rate_resets_in: Duration::from_millis(u64::try_from(resets_in).unwrap_or(0)),
+        recent_creates: minute.len() as u64,
+        rate_resets_in: resets(minute.first().copied(), window_ms()),
+        hour_creates: creates.len() as u64,
+        hour_resets_in: resets(creates.first().map(|(at,)| *at), hour_window_ms()),
     }
 }
 
 pub(crate) fn from_row(row: OverrideRow) -> Result<QuotaOverride, StoreError> {
-    let (sandboxes, memory, cpus, lifetime, rate, secrets, volumes, volume_bytes) = row;
+    let (sandboxes, memory, cpus, lifetime, rate, secrets, volumes, volume_bytes, hourly) = row;
     let whole = |column: &'static str, v: Option<i64>| {
         v.map(|v| u64::try_from(v).map_err(|e| StoreError::corrupt(column, e)))
             .transpose()
@@ -181,5 +200,6 @@ pub(crate) fn from_row(row: OverrideRow) -> Result<QuotaOverride, StoreError> {
         max_secrets: whole("max_secrets", secrets)?,
         max_volumes: whole("max_volumes", volumes)?,
         max_volume_bytes: whole("max_volume_bytes", volume_bytes)?,
+        creates_per_hour: whole("creates_per_hour", hourly)?,
     })
 }

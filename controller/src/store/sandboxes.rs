@@ -6,7 +6,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::folders::{hold_folders_on, Holds};
-use super::quotas::{epoch_ms, override_on, usage_on, window_ms};
+use super::quotas::{epoch_ms, hour_window_ms, override_on, usage_on};
 use super::rows::{SandboxRow, SpecDoc};
 use super::volumes::hold_mounts_on;
 use super::{
@@ -139,7 +139,7 @@ impl Store {
                     .map_err(StoreError::QuotaExceeded)?;
                 sqlx::query("DELETE FROM sandbox_creates WHERE user_id = $1 AND at_ms <= $2")
                     .bind(owner)
-                    .bind(now_ms - window_ms())
+                    .bind(now_ms - hour_window_ms())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("INSERT INTO sandbox_creates (user_id, at_ms) VALUES ($1, $2)")

@@ -33,12 +33,13 @@ pub struct Parts {
 /// The default quotas lifted: these tests measure the controller, not the quotas (which
 /// `controller_secrets_quota.rs` and the in-process tests cover), and some create hundreds of
 /// sandboxes as one user.
-pub const UNLIMITED_QUOTAS: [(&str, &str); 5] = [
+pub const UNLIMITED_QUOTAS: [(&str, &str); 6] = [
     ("AIRLOCK_QUOTA_MAX_SANDBOXES", "unlimited"),
     ("AIRLOCK_QUOTA_MAX_MEMORY_MB", "unlimited"),
     ("AIRLOCK_QUOTA_MAX_CPUS", "unlimited"),
     ("AIRLOCK_QUOTA_MAX_LIFETIME_S", "unlimited"),
     ("AIRLOCK_QUOTA_CREATES_PER_MIN", "unlimited"),
+    ("AIRLOCK_QUOTA_CREATES_PER_HOUR", "unlimited"),
 ];
 
 /// Builds [`Parts`] for `dind`, with the `AIRLOCK_*` variables in `env` over

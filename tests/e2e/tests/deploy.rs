@@ -1,9 +1,11 @@
 //! The one-host deploy end to end, through Compose v1 (or v2 where installed): `make up`
 //! (images already built by `make images`, so `AIRLOCK_SKIP_IMAGES=1`; the testbox goes
 //! through the bundle folder and the start-up pre-pull; one smoke sandbox runs), then the
-//! API works with the first-boot admin token and the allow list refuses other images, a
-//! second `make up` is idempotent, and `make down-volumes` leaves no container, volume or
-//! network of the project behind.
+//! API works over HTTPS with the first-boot admin token (curl verifies the certificate against
+//! the stack CA `make up` copied out; plain HTTP gets no answer; the container's health check
+//! passes over HTTPS) and the allow list refuses other images, a second `make up` is
+//! idempotent, a third with `AIRLOCK_API_TLS=off` serves plain HTTP, and `make down-volumes`
+//! leaves no container, volume or network of the project behind.
 //!
 //! Each run has its own Compose project name, API port and state folder, and the node network
 //! is sealed (`AIRLOCK_COMPOSE_SEALED=1`), so it runs beside other tests. A guard runs
@@ -45,6 +47,10 @@ impl Stack {
     }
 
     fn make(&self, target: &str) -> Output {
+        self.make_with(target, &[])
+    }
+
+    fn make_with(&self, target: &str, env: &[(&str, &str)]) -> Output {
         let output = Command::new("make")
             .arg("-C")
             .arg(&self.root)
@@ -58,6 +64,7 @@ impl Stack {
             // DinD's own loopback, where nothing listens.
             .env("AIRLOCK_IMAGES", "airlock/testbox:dev,airlock/probe:dev")
             .env("AIRLOCK_REGISTRY", "127.0.0.1:1")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         eprintln!(
@@ -91,11 +98,44 @@ impl Stack {
         output
     }
 
-    /// `curl` the API; returns the status and the JSON body.
+    /// The stack CA's certificate `make up` copied out.
+    fn ca(&self) -> PathBuf {
+        self.home.path().join("ca.pem")
+    }
+
+    /// Polls the controller container's health check (`airlock health`, over HTTPS when the
+    /// API serves it) until Docker calls it healthy; panics after 60 s.
+    fn wait_healthy(&self) {
+        let ps = Command::new(self.root.join("scripts/stack.sh"))
+            .args(["ps", "-q", "airlock"])
+            .env("AIRLOCK_HOME", self.home.path())
+            .output()
+            .unwrap();
+        let container = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
+        assert!(!container.is_empty(), "no controller container");
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let inspect = Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Health.Status}}", &container])
+                .output()
+                .unwrap();
+            let status = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+            if status == "healthy" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "controller health: {status}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// `curl` the API over HTTPS, verifying it against the stack CA; returns the status and
+    /// the JSON body.
     fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let url = format!("https://127.0.0.1:{}{path}", self.port);
         let mut curl = Command::new("curl");
         curl.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(self.ca())
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .args(["-H", "Content-Type: application/json"]);
         if let Some(body) = body {
@@ -175,7 +215,40 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     let cold = cold.elapsed();
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(stdout.contains("smoke test passed"), "{stdout}");
-    assert!(stdout.contains(&format!("http://127.0.0.1:{}", stack.port)));
+    let url = format!("https://127.0.0.1:{}", stack.port);
+    assert!(stdout.contains(&url), "{stdout}");
+    let ca = stack.ca();
+    assert!(
+        stdout.contains(&format!("curl --cacert {} {url}/healthz", ca.display())),
+        "{stdout}"
+    );
+    // curl verifies the API's certificate against the stack CA (no -k), by IP and by name;
+    // without the CA it refuses, and plain HTTP to the port gets no HTTP answer.
+    for host in ["127.0.0.1", "localhost"] {
+        let health = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", stack.port)])
+            .arg(format!("https://{host}:{}/healthz", stack.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&health.stdout);
+        assert!(health.status.success(), "{host}: {text}");
+    }
+    let untrusted = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert", "/dev/null"])
+        .arg(format!("{url}/healthz"))
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success(), "curl trusted an unknown CA");
+    let plain = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{}/healthz", stack.port))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "plain HTTP was answered");
+    // The compose health check speaks HTTPS too.
+    stack.wait_healthy();
 
     let token = stack.token();
     let (status, images) = stack.api(&token, "GET", "/v1/images", None);
@@ -234,6 +307,23 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
     assert!(again.status.success(), "second make up failed");
     let warm = warm.elapsed();
     assert_eq!(stack.token(), token, "the first-boot admin is made once");
+
+    // The opt-out for operators behind a reverse proxy, on the same stack: plain HTTP (and
+    // `make up` says so), and the health check follows.
+    let off = [("AIRLOCK_API_TLS", "off")];
+    let plain_up = stack.make_with("up", &off);
+    assert!(plain_up.status.success(), "make up with TLS off failed");
+    let stdout = String::from_utf8_lossy(&plain_up.stdout);
+    let url = format!("http://127.0.0.1:{}", stack.port);
+    assert!(stdout.contains(&format!("curl {url}/healthz")), "{stdout}");
+    assert!(stdout.contains("AIRLOCK_API_TLS=off"), "{stdout}");
+    let health = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("{url}/healthz"))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "plain HTTP is served");
+    stack.wait_healthy();
 
     let down = stack.make("down-volumes");
     stack.down = true;
