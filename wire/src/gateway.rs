@@ -7,6 +7,8 @@
 //! header; the proxy admits it when SHA-256(token) is the pushed
 //! [`PutInspection::gateway_hash`](crate::PutInspection::gateway_hash).
 
+/// The port the proxy listens on in every sandbox network (its proxy URL and its gateway).
+pub const PROXY_PORT: u16 = 3128;
 /// The name the sandbox reaches the proxy's gateway by (an `ExtraHosts` entry, in `NO_PROXY`).
 pub const GATEWAY_HOST: &str = "airlock.internal";
 /// The path every gateway request starts with, before the gateway's name.

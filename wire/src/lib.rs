@@ -32,7 +32,7 @@ pub use duration::{parse_duration, parse_positive_duration, DurationError};
 pub use error::ErrorBody;
 pub use gateway::{
     gateway_url, placeholder_token, placeholder_value, GATEWAY_HOST, GATEWAY_PATH,
-    PLACEHOLDER_PREFIX,
+    PLACEHOLDER_PREFIX, PROXY_PORT,
 };
 pub use health::{DnsStatus, Health, HealthStatus};
 pub use infra::{InfrastructureReport, PutInfrastructure};

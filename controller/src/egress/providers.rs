@@ -22,7 +22,6 @@ use airlock_egress_policy::{
     Endpoint, EndpointError, EndpointSpec, Endpoints, Policy, RuleSpec, TlsMode,
 };
 
-use crate::docker::spec::PROXY_PORT;
 use crate::sandbox::{FieldError, Problem};
 
 /// Most `credentials[]` entries per create.
@@ -264,7 +263,8 @@ pub fn bind(requests: &[CredentialRequest], placeholder: &str) -> Result<Binding
             binding.env.push(((*name).to_owned(), value.clone()));
         }
         if let (true, Some(gateway)) = (request.gateway, provider.gateway) {
-            let url = airlock_wire::gateway_url(PROXY_PORT, provider.name, gateway.suffix);
+            let url =
+                airlock_wire::gateway_url(airlock_wire::PROXY_PORT, provider.name, gateway.suffix);
             binding.env.push((gateway.base_url_env.to_owned(), url));
         }
         binding.secrets.push(request.secret.clone());

@@ -46,7 +46,7 @@ pub const LABEL_GENERATION: &str = "airlock.generation";
 /// Label holding the node name.
 pub const LABEL_NODE: &str = "airlock.node";
 /// The egress proxy's port on every sandbox network.
-pub const PROXY_PORT: u16 = 3128;
+pub const PROXY_PORT: u16 = airlock_wire::PROXY_PORT;
 /// Mount options of the tmpfs `/tmp` that comes with a read-only root.
 pub const TMP_TMPFS: &str = "rw,nosuid,nodev,size=64m";
 /// Mount options of the home tmpfs, before its size and owner.
