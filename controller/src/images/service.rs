@@ -15,7 +15,7 @@ use super::allow::ImageRefusal;
 use super::catalog::{ImageCatalog, ImageStatus, Settled};
 use crate::audit::{Actor, Command};
 use crate::config::ImagesConfig;
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerClient, DockerError, ImageRun};
 use crate::store::{ImageRecord, Store, StoreError};
 
 /// The images service; cheap to clone.
@@ -94,13 +94,12 @@ impl Images {
         &self.catalog
     }
 
-    /// Refuses `image` unless the operator's list and the node allow a sandbox from it.
-    pub(crate) async fn admit(&self, image: &str) -> Result<(), ImageError> {
+    /// Refuses `image` unless the operator's list and the node allow a sandbox from it;
+    /// returns what the admitted image says about how it runs (one inspect serves both).
+    pub(crate) async fn admit(&self, image: &str) -> Result<ImageRun, ImageError> {
+        let not_found = || ImageError::NotFound(image.to_owned());
         let Some(allow) = self.catalog.allow() else {
-            if !self.docker.image_exists(image).await? {
-                return Err(ImageError::NotFound(image.to_owned()));
-            }
-            return Ok(());
+            return self.docker.image_run(image).await?.ok_or_else(not_found);
         };
         let recorded = self.recorded_images().await?;
         let admission = match allow.admit(image, |name| recorded.get(name).cloned()) {
@@ -112,12 +111,13 @@ impl Images {
             }
             admitted => admitted?,
         };
-        let mut actual = self.docker.image_id(image).await?;
-        if actual.is_none() {
+        let mut run = self.docker.image_run(image).await?;
+        if run.is_none() {
             self.settled(&admission.entry, image).await?;
-            actual = self.docker.image_id(image).await?;
+            run = self.docker.image_run(image).await?;
         }
-        let actual = actual.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
+        let run = run.ok_or_else(not_found)?;
+        let actual = run.id.clone().ok_or_else(not_found)?;
         match admission.pinned {
             Some(expected) if expected != actual => Err(ImageRefusal::DigestMismatch {
                 image: image.to_owned(),
@@ -125,7 +125,7 @@ impl Images {
                 actual,
             }
             .into()),
-            _ => Ok(()),
+            _ => Ok(run),
         }
     }
 

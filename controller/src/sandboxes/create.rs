@@ -35,10 +35,10 @@ use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
+use crate::docker::ImageRun;
 use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::providers::CredentialRequest;
 use crate::egress::{EgressPolicy, TenantPolicy};
-use crate::images::ImageError;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::user;
@@ -191,12 +191,12 @@ impl CreateSandbox {
         let (settings, store) = (&sandboxes.settings, &sandboxes.store);
         let usage = store.quota_usage(owner).await?;
         quota::check(&quota, &usage, &spec).map_err(SandboxError::QuotaExceeded)?;
-        step(
+        let image = step(
             "admit_image",
             sandboxes.peers.images.admit(spec.image().as_str()),
         )
         .await?;
-        let spec = step("image_user", sandboxes.run_as_image_user(spec)).await?;
+        let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
         let (volumes, folders) = (
@@ -251,12 +251,15 @@ impl CreateSandbox {
 // === impl Sandboxes ===
 
 impl Sandboxes {
-    /// The spec with the user its image's `USER` allows and the operator's home tmpfs; an
-    /// image that declares `VOLUME` paths is refused (`image_declares_volume`).
-    async fn run_as_image_user(&self, spec: SandboxSpec) -> Result<SandboxSpec, SandboxError> {
+    /// The spec with the user its image's `USER` (`facts`, from admission) allows and the
+    /// operator's home tmpfs; an image that declares `VOLUME` paths is refused
+    /// (`image_declares_volume`).
+    fn run_as_image_user(
+        &self,
+        spec: SandboxSpec,
+        facts: ImageRun,
+    ) -> Result<SandboxSpec, SandboxError> {
         let image = spec.image().as_str();
-        let facts = self.docker.image_user(image).await?;
-        let facts = facts.ok_or_else(|| ImageError::NotFound(image.to_owned()))?;
         if !facts.volumes.is_empty() {
             // Docker would back each with an anonymous, unbounded, writable volume.
             return Err(SandboxError::ImageDeclaresVolume {

@@ -19,6 +19,8 @@ use super::{DockerClient, DockerError, Removal};
 /// What an image's config says about how it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImageRun {
+    /// Its id (`sha256:…`), when the daemon reports one.
+    pub id: Option<String>,
     /// Its `USER` (empty when unset).
     pub user: String,
     /// Its `VOLUME` paths, sorted (Docker would back each with an anonymous volume).
@@ -104,15 +106,16 @@ impl DockerClient {
         }
     }
 
-    /// The image's configured `USER` (empty when unset) and `VOLUME` paths, or `None` when
-    /// the node lacks it.
-    pub async fn image_user(&self, reference: &str) -> Result<Option<ImageRun>, DockerError> {
+    /// The image's id, configured `USER` (empty when unset) and `VOLUME` paths, from one
+    /// inspect, or `None` when the node lacks it.
+    pub async fn image_run(&self, reference: &str) -> Result<Option<ImageRun>, DockerError> {
         match self.bollard().inspect_image(reference).await {
             Ok(image) => {
                 let config = image.config.unwrap_or_default();
                 let mut volumes = config.volumes.unwrap_or_default();
                 volumes.sort();
                 Ok(Some(ImageRun {
+                    id: image.id,
                     user: config.user.unwrap_or_default(),
                     volumes,
                 }))
