@@ -28,6 +28,7 @@ mod io;
 mod relay;
 mod row;
 mod upgrade;
+mod upstream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

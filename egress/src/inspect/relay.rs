@@ -3,37 +3,31 @@
 //! connections owned by this tunnel. See the parent module for the rules.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use airlock_egress_policy::{canonical_path, parse_host, Host};
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::accept::accept;
 use super::io::{Charges, MeteredIo};
 use super::row::{Row, Rows};
 use super::upgrade::{self, Upgrades};
+use super::upstream::{Outgoing, Upstream};
 use super::Inspection;
 use crate::admit::{still_current, Admitted};
 use crate::body::{
     full, request_head_len, response_head_len, BoxError, HeadCharge, MeteredBody, ProxyBody,
 };
-use crate::dial::{dial, DialOptions};
 use crate::error::EgressError;
 use crate::forward::strip_hop_by_hop;
 use crate::proxy::Proxy;
@@ -46,9 +40,6 @@ const MODE_GATEWAY: &str = "gateway";
 
 /// How long a client in a terminated tunnel has to send a whole HTTP/1.1 request head.
 const INNER_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Idle HTTP/1.1 upstream connections kept per tunnel.
-const MAX_IDLE_H1: usize = 8;
 
 /// Runs a terminated tunnel whose `200` was sent: handshake, then serve until it ends; records
 /// how it ended.
@@ -339,179 +330,6 @@ impl Tunnel {
         let host_ok =
             matches!(parse_host(authority.host()), Ok(Host::Name(n)) if n.as_str() == self.host);
         host_ok && port == self.port
-    }
-}
-
-/// A request ready to go upstream once its connection's version is known.
-struct Outgoing {
-    parts: http::request::Parts,
-    body: ProxyBody,
-    origin_form: String,
-}
-
-/// This tunnel's upstream connections: one HTTP/2 connection, or up to [`MAX_IDLE_H1`] idle
-/// HTTP/1.1 ones. The first uses the socket dialled at CONNECT; later ones dial the same
-/// checked addresses again.
-struct Upstream {
-    first: Mutex<Option<TcpStream>>,
-    addrs: Vec<SocketAddr>,
-    dial: DialOptions,
-    host: String,
-    tls: TlsConnector,
-    /// The same, offering HTTP/1.1 only (for upgrades).
-    tls_h1: TlsConnector,
-    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
-    h1: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
-}
-
-enum Sender {
-    H1(http1::SendRequest<ProxyBody>),
-    H2(http2::SendRequest<ProxyBody>),
-}
-
-impl Upstream {
-    /// The upstream of `host` through `inspection`'s verified TLS: `first` (dialled at
-    /// CONNECT) first, then new dials to the checked `addrs`.
-    fn new(
-        proxy: &Proxy,
-        inspection: &Inspection,
-        host: &str,
-        first: Option<TcpStream>,
-        addrs: Vec<SocketAddr>,
-    ) -> Self {
-        Self {
-            first: Mutex::new(first),
-            addrs,
-            dial: proxy.dial_options().clone(),
-            host: host.to_owned(),
-            tls: TlsConnector::from(inspection.upstream()),
-            tls_h1: TlsConnector::from(inspection.upstream_h1()),
-            h2: Mutex::new(None),
-            h1: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Sends an upgrade request on a fresh HTTP/1.1 connection of its own (never pooled: once
-    /// upgraded it carries only this stream).
-    async fn send_upgrade(
-        &self,
-        out: Outgoing,
-        authority: &str,
-    ) -> Result<Response<Incoming>, &'static str> {
-        let tls = self.connect_tls(true).await?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|_failed| "upstream_failed")?;
-        tokio::spawn(async move { drop(conn.with_upgrades().await) }.in_current_span());
-        let Outgoing {
-            mut parts,
-            body,
-            origin_form,
-        } = out;
-        parts.version = Version::HTTP_11;
-        parts.uri = Uri::try_from(origin_form).map_err(|_bad| "bad_request")?;
-        let host = HeaderValue::from_str(authority).map_err(|_bad| "bad_request")?;
-        parts.headers.insert(HOST, host);
-        let response = sender.send_request(Request::from_parts(parts, body)).await;
-        response.map_err(|_failed| "upstream_failed")
-    }
-
-    async fn send(
-        &self,
-        out: Outgoing,
-        authority: &str,
-    ) -> Result<Response<Incoming>, &'static str> {
-        let sender = match self.ready_sender() {
-            Some(sender) => sender,
-            None => self.connect().await?,
-        };
-        let Outgoing {
-            mut parts,
-            body,
-            origin_form,
-        } = out;
-        match sender {
-            Sender::H2(mut sender) => {
-                parts.version = Version::HTTP_2;
-                parts.uri = Uri::try_from(format!("https://{authority}{origin_form}"))
-                    .map_err(|_bad| "bad_request")?;
-                let response = sender.send_request(Request::from_parts(parts, body)).await;
-                response.map_err(|_failed| "upstream_failed")
-            }
-            Sender::H1(mut sender) => {
-                parts.version = Version::HTTP_11;
-                parts.uri = Uri::try_from(origin_form).map_err(|_bad| "bad_request")?;
-                let host = HeaderValue::from_str(authority).map_err(|_bad| "bad_request")?;
-                parts.headers.insert(HOST, host);
-                let response = sender.send_request(Request::from_parts(parts, body)).await;
-                let mut idle = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < MAX_IDLE_H1 {
-                    idle.push(sender);
-                }
-                response.map_err(|_failed| "upstream_failed")
-            }
-        }
-    }
-
-    /// A connection that can take a request now, if one is open.
-    fn ready_sender(&self) -> Option<Sender> {
-        if let Some(h2) = self
-            .h2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            if !h2.is_closed() {
-                return Some(Sender::H2(h2.clone()));
-            }
-        }
-        let mut idle = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|s| !s.is_closed());
-        let ready = idle.iter().position(http1::SendRequest::is_ready)?;
-        Some(Sender::H1(idle.swap_remove(ready)))
-    }
-
-    /// A verified TLS connection to a checked address, offering h2 and HTTP/1.1, or HTTP/1.1
-    /// alone.
-    async fn connect_tls(&self, h1_only: bool) -> Result<TlsStream<TcpStream>, &'static str> {
-        let first = self
-            .first
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let tcp = match first {
-            Some(tcp) => tcp,
-            None => dial(&self.addrs, &self.dial)
-                .await
-                .map_err(|_failed| "connect_failed")?,
-        };
-        let name = ServerName::try_from(self.host.clone()).map_err(|_bad| "bad_request")?;
-        let connector = if h1_only { &self.tls_h1 } else { &self.tls };
-        connector
-            .connect(name, tcp)
-            .await
-            .map_err(|_refused| "upstream_tls_failed")
-    }
-
-    /// Opens a verified TLS connection to a checked address and the HTTP version it agreed.
-    async fn connect(&self) -> Result<Sender, &'static str> {
-        let tls = self.connect_tls(false).await?;
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
-        if h2 {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|_failed| "upstream_failed")?;
-            tokio::spawn(async move { drop(conn.await) }.in_current_span());
-            *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
-            Ok(Sender::H2(sender))
-        } else {
-            let (sender, conn) = http1::handshake(io)
-                .await
-                .map_err(|_failed| "upstream_failed")?;
-            tokio::spawn(async move { drop(conn.await) }.in_current_span());
-            Ok(Sender::H1(sender))
-        }
     }
 }
 
