@@ -66,7 +66,7 @@ pub(crate) async fn serve(
                 addrs,
                 permit,
             };
-            inspect::gateway(proxy, admitted, req, inspection, &origin_form).await
+            inspect::gateway(proxy, &conn, admitted, req, inspection, &origin_form).await
         }
         Err(error) => full(exchange.refuse(&error)),
     }

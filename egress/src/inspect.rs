@@ -45,6 +45,7 @@ use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
 pub(crate) use relay::{gateway, open};
+pub(crate) use upstream::GatewayUpstream;
 
 /// A credential value: zeroed when dropped, never printed.
 pub struct SecretValue(Zeroizing<Vec<u8>>);

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dial::DialOptions;
 use crate::infra::InfraSet;
+use crate::inspect::GatewayUpstream;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::pool::UpstreamPool;
@@ -62,6 +63,8 @@ pub(crate) struct ClientConn {
     /// The connection's place under its source's cap; held as long as anything on the
     /// connection is (a tunnel outlives the HTTP connection that opened it).
     _open: Option<Slot>,
+    /// The gateway's upstream connections, kept for this client's next gateway request.
+    pub(crate) gateway: GatewayUpstream,
 }
 
 // === impl Proxy ===
@@ -143,6 +146,7 @@ impl ClientConn {
             peer,
             stalled: AtomicBool::new(false),
             _open: open,
+            gateway: GatewayUpstream::default(),
         }
     }
 

@@ -130,6 +130,8 @@ struct TlsUpstream {
     emitted: Arc<Mutex<Vec<std::time::Instant>>>,
     /// The client's acknowledgement of each event it received.
     acks: Arc<tokio::sync::Notify>,
+    /// TCP connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     ca_pem: String,
     _task: tokio::task::JoinHandle<()>,
 }
@@ -156,11 +158,14 @@ impl TlsUpstream {
         let emitted = Arc::new(Mutex::new(Vec::new()));
         let acks = Arc::new(tokio::sync::Notify::new());
         let (stamps, acked) = (emitted.clone(), acks.clone());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (acceptor, record) = (acceptor.clone(), record.clone());
                 let (stamps, acked) = (stamps.clone(), acked.clone());
                 tokio::spawn(async move {
@@ -228,6 +233,7 @@ impl TlsUpstream {
             seen,
             emitted,
             acks,
+            accepted,
             ca_pem: ca.cert_pem,
             _task: task,
         }
@@ -554,6 +560,52 @@ async fn the_gateway_serves_origin_form_requests_like_a_terminated_tunnel() {
     for canary in [SECRET, PLACEHOLDER, QUERY_CANARY] {
         assert!(!rows.contains(canary), "{canary} in the rows: {rows}");
     }
+}
+
+#[tokio::test]
+async fn a_gateway_client_connection_keeps_its_upstream_connection() {
+    let s = setup().await;
+    let client = || async {
+        let tcp = test_support::upstream::connect(s.proxy.addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+    let send = |sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>| {
+        let mut req = s.post("/v1/messages");
+        *req.uri_mut() = "/gw/anthropic/v1/messages".parse().unwrap();
+        let sent = sender.send_request(req);
+        async move {
+            let resp = sent.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap();
+        }
+    };
+    let accepted = || {
+        s.upstream
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut a = client().await;
+    for _ in 0..3 {
+        send(&mut a).await;
+    }
+    assert_eq!(
+        accepted(),
+        1,
+        "one client connection's requests share one upstream"
+    );
+    let mut b = client().await;
+    send(&mut b).await;
+    assert_eq!(accepted(), 2, "another client connection never shares it");
+    assert_eq!(s.upstream.seen().len(), 4);
+    assert!(s
+        .upstream
+        .seen()
+        .iter()
+        .all(|r| r.api_key.as_deref() == Some(SECRET)));
 }
 
 /// Reads from `tls` until the end of a response head.

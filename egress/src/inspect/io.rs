@@ -125,6 +125,26 @@ impl AsyncWrite for MeteredIo {
         }
     }
 
+    /// TLS hands over many records at once; one `writev` sends them all.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.charges.revoked.is_cancelled() {
+            return Poll::Ready(Err(io::Error::other("policy_changed")));
+        }
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => Poll::Ready(this.charges.charge(n, false).map(|()| n)),
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }

@@ -30,7 +30,7 @@ use crate::body::{
 };
 use crate::error::EgressError;
 use crate::forward::strip_hop_by_hop;
-use crate::proxy::Proxy;
+use crate::proxy::{ClientConn, Proxy};
 use crate::tunnel::{take_client, Activity};
 
 /// The mode recorded on a terminated tunnel's rows.
@@ -84,7 +84,13 @@ pub(crate) async fn open(
         Ok(tls) => tls,
         Err(reason) => return exchange.finish(Some(reason)),
     };
-    let upstream = Upstream::new(&proxy, &inspection, &host, Some(upstream), addrs);
+    let upstream = Arc::new(Upstream::new(
+        &proxy,
+        &inspection,
+        &host,
+        Some(upstream),
+        addrs,
+    ));
     let (hold, mut spliced) = mpsc::channel::<()>(1);
     let stop = CancellationToken::new();
     let tunnel = Arc::new(Tunnel {
@@ -135,6 +141,7 @@ pub(crate) async fn open(
 /// response body ends.
 pub(crate) async fn gateway(
     proxy: Arc<Proxy>,
+    conn: &ClientConn,
     admitted: Admitted,
     req: Request<Incoming>,
     inspection: Arc<Inspection>,
@@ -150,7 +157,9 @@ pub(crate) async fn gateway(
     let (host, port) = (parsed.target.host_str(), parsed.target.port);
     let tunnel_id = proxy.ledger().next_tunnel();
     let rows = Rows::new(proxy.clone(), exchange.inspect(tunnel_id, MODE_GATEWAY));
-    let upstream = Upstream::new(&proxy, &inspection, &host, None, addrs);
+    let upstream = conn
+        .gateway
+        .for_request(&proxy, &ctx, &inspection, (&host, port), addrs);
     let tunnel = Tunnel {
         upstream,
         inspection,
@@ -192,7 +201,7 @@ struct Tunnel {
     rows: Rows,
     host: String,
     port: u16,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     /// Set where HTTP/1.1 upgrades are relayed (a terminated tunnel, not the gateway).
     upgrades: Option<Upgrades>,
 }

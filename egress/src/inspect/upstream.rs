@@ -1,9 +1,10 @@
-//! A terminated tunnel's (or a gateway request's) upstream side: verified TLS to the addresses
-//! checked at admission, HTTP/2 or HTTP/1.1 by ALPN, connections owned by that tunnel alone,
-//! and a fresh HTTP/1.1-only connection for each upgrade.
+//! A terminated tunnel's (or a gateway client connection's) upstream side: verified TLS to the
+//! addresses checked at admission, HTTP/2 or HTTP/1.1 by ALPN, connections owned by that tunnel
+//! or client connection alone, and a fresh HTTP/1.1-only connection for each upgrade.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, Uri, Version};
@@ -20,9 +21,58 @@ use super::Inspection;
 use crate::body::ProxyBody;
 use crate::dial::{dial, DialOptions};
 use crate::proxy::Proxy;
+use crate::registry::ClientCtx;
 
 /// Idle HTTP/1.1 upstream connections kept per tunnel.
 const MAX_IDLE_H1: usize = 8;
+
+impl GatewayUpstream {
+    /// The kept upstream if this request may reuse it, else a new one (which replaces it).
+    pub(super) fn for_request(
+        &self,
+        proxy: &Proxy,
+        ctx: &ClientCtx,
+        inspection: &Arc<Inspection>,
+        (host, port): (&str, u16),
+        addrs: Vec<SocketAddr>,
+    ) -> Arc<Upstream> {
+        let mut sorted = addrs.clone();
+        sorted.sort_unstable();
+        let key = GatewayKey {
+            sandbox: ctx.sandbox.clone(),
+            generation: ctx.generation,
+            inspection: inspection.clone(),
+            host: host.to_owned(),
+            port,
+            addrs: sorted,
+        };
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((kept, upstream)) = slot.as_ref() {
+            if *kept == key {
+                return upstream.clone();
+            }
+        }
+        let upstream = Arc::new(Upstream::new(proxy, inspection, host, None, addrs));
+        *slot = Some((key, upstream.clone()));
+        upstream
+    }
+}
+
+impl fmt::Debug for GatewayUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayUpstream").finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for GatewayKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.sandbox == other.sandbox
+            && self.generation == other.generation
+            && Arc::ptr_eq(&self.inspection, &other.inspection)
+            && (self.host.as_str(), self.port) == (other.host.as_str(), other.port)
+            && self.addrs == other.addrs
+    }
+}
 
 /// A request ready to go upstream once its connection's version is known.
 pub(super) struct Outgoing {
@@ -61,6 +111,23 @@ pub(super) struct Upstream {
     tls_h1: TlsConnector,
     h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
     h1: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
+}
+
+/// The gateway upstream of one client connection, kept between its requests while they name
+/// the same sandbox, generation, inspection, endpoint and checked addresses: a keep-alive client
+/// pays for upstream TLS once, and nothing is shared across sandboxes, generations or clients.
+#[derive(Default)]
+pub(crate) struct GatewayUpstream(Mutex<Option<(GatewayKey, Arc<Upstream>)>>);
+
+/// What a kept gateway upstream may be reused for.
+struct GatewayKey {
+    sandbox: Option<String>,
+    generation: u64,
+    inspection: Arc<Inspection>,
+    host: String,
+    port: u16,
+    /// Sorted, so that a resolver's rotation does not count as a change.
+    addrs: Vec<SocketAddr>,
 }
 
 enum Sender {
