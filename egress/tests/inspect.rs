@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use airlock_certs::mitm::{InspectionCa, LeafIssuer};
 use airlock_egress::config::{
-    ENV_ALLOW_CIDRS, ENV_CREDENTIALS, ENV_MITM_CA_CERT, ENV_MITM_CA_KEY, ENV_UPSTREAM_CA,
+    ENV_ALLOW_CIDRS, ENV_CREDENTIALS, ENV_IDLE_TIMEOUT, ENV_MITM_CA_CERT, ENV_MITM_CA_KEY,
+    ENV_UPSTREAM_CA,
 };
 use airlock_egress::inspect::{Inspection, InspectionFiles};
 use airlock_egress_policy::{EndpointSpec, Policy, PolicySpec};
@@ -214,6 +215,16 @@ impl TlsUpstream {
                             if req.uri().path() == "/v1/messages/stream" {
                                 return Ok(Response::new(sse(stamps, acked)));
                             }
+                            if req.uri().path() == "/v1/messages/stall" {
+                                // One frame, then nothing, forever.
+                                let first = hyper::body::Frame::data(Bytes::from("data: 1\n\n"));
+                                let frames = futures_util::StreamExt::chain(
+                                    futures_util::stream::once(async { Ok(first) }),
+                                    futures_util::stream::pending(),
+                                );
+                                let body = http_body_util::StreamBody::new(frames).boxed();
+                                return Ok(Response::new(body));
+                            }
                             let mut resp = Response::new(body(Bytes::from("upstream ok")));
                             resp.headers_mut()
                                 .insert("alt-svc", "h3=\":443\"".parse().unwrap());
@@ -262,6 +273,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|opts| opts).await
+}
+
+/// [`setup`], with more proxy options.
+async fn setup_with(more: impl FnOnce(ProxyOptions) -> ProxyOptions) -> Setup {
     logs();
     let upstream = TlsUpstream::start().await;
     let dns = FakeDns::start([("api.test", vec![UP.parse().unwrap()])]).await;
@@ -292,6 +308,7 @@ async fn setup() -> Setup {
             format!("anthropic={}", write("anthropic", &format!("{SECRET}\n"))),
         )
         .env(ENV_UPSTREAM_CA, write("upstream.pem", &upstream.ca_pem));
+    let opts = more(opts);
     let proxy = TestProxy::start(dns.addr(), opts).await;
     Setup {
         upstream,
@@ -811,6 +828,50 @@ async fn http2_clients_are_served_and_translated() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].api_key.as_deref(), Some(SECRET));
     assert_eq!(seen[0].version, http::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_cut_while_its_tunnel_stays_busy() {
+    let s = setup_with(|opts| opts.env(ENV_IDLE_TIMEOUT, "1s")).await;
+    let tls = s.tls(&s.inspection_ca, "api.test", b"h2").await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let post = |path: &str| {
+        let uri = format!("https://{}{path}", s.authority());
+        Request::post(uri).body(Empty::<Bytes>::new()).unwrap()
+    };
+    let stalled = sender.send_request(post("/v1/messages/stall")).await;
+    let mut body = stalled.unwrap().into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    // Other streams keep the tunnel busy (a request every 200 ms, well under the 1 s idle
+    // limit) until the stalled stream is cut.
+    let started = std::time::Instant::now();
+    let mut busy = tokio::time::interval(std::time::Duration::from_millis(200));
+    let cut = loop {
+        tokio::select! {
+            frame = body.frame() => break frame,
+            _ = busy.tick() => {
+                assert!(started.elapsed().as_secs() < 20, "the stalled stream was never cut");
+                let resp = sender.send_request(post("/v1/messages")).await.unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+        }
+    };
+    assert!(matches!(cut, Some(Err(_))), "{cut:?}");
+    let resp = sender.send_request(post("/v1/messages")).await.unwrap();
+    assert_eq!(resp.status(), 200, "the tunnel outlives its stalled stream");
+    let row = common::eventually(|| {
+        s.proxy
+            .events()
+            .into_iter()
+            .find(|e| e.path.as_deref() == Some("/v1/messages/stall"))
+    })
+    .await;
+    assert_eq!(row.reason, "idle_timeout", "{row:?}");
+    assert!(row.duration_ms >= 900, "{row:?}");
 }
 
 #[tokio::test]

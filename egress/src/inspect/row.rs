@@ -9,15 +9,20 @@
 //! keeps the tunnel's total bytes (TLS included), so summing bytes over both would count them
 //! twice: the controller's summary counts the tunnel rows only.
 //!
+//! A response stream that delivers no frame for the proxy's idle timeout is cut (reason
+//! `idle_timeout`), whatever the tunnel's other streams do: HTTP/2 multiplexes many streams on
+//! one tunnel, and one busy stream must not keep a stalled one open.
+//!
 //! An identified sandbox's request takes its own spool slot before anything goes upstream
 //! ([`Rows::start`]); without room the request is refused in the tunnel (`429 ledger_full`,
 //! as outside one).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use airlock_wire::{Outcome, MAX_PATH};
 use bytes::Bytes;
@@ -148,6 +153,7 @@ impl Row {
             inner: body,
             up: Some(self.up.clone()),
             row: None,
+            idle: None,
         }
         .boxed()
     }
@@ -161,10 +167,12 @@ impl Row {
             request.status = status;
         }
         let (parts, body) = response.into_parts();
+        let idle = self.proxy.config().idle_timeout;
         let body = Counted {
             inner: body,
             up: None,
             row: Some(self),
+            idle: Some(StreamIdle::new(idle)),
         };
         Response::from_parts(parts, body.boxed())
     }
@@ -212,6 +220,45 @@ struct Counted {
     inner: ProxyBody,
     up: Option<Arc<AtomicU64>>,
     row: Option<Row>,
+    /// Responses only: the stream's own idle timeout.
+    idle: Option<StreamIdle>,
+}
+
+/// A stream's idle timeout. Frames only stamp the time; the timer is moved when it fires
+/// early, so a fast stream does not touch the timer wheel per frame.
+struct StreamIdle {
+    limit: Duration,
+    last: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl StreamIdle {
+    fn new(limit: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            limit,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + limit)),
+        }
+    }
+
+    fn frame(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// Whether the stream has been idle for the limit; otherwise arms the timer for `cx`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.limit;
+            if tokio::time::Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
 }
 
 impl Body for Counted {
@@ -233,6 +280,9 @@ impl Body for Counted {
                 if let Some(row) = &mut this.row {
                     row.down += n;
                 }
+                if let Some(idle) = &mut this.idle {
+                    idle.frame();
+                }
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(mut row) = this.row.take() {
@@ -244,7 +294,15 @@ impl Body for Counted {
                     row.record(None);
                 }
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
+                    this.idle = None;
+                    if let Some(mut row) = this.row.take() {
+                        row.record(Some("idle_timeout"));
+                    }
+                    return Poll::Ready(Some(Err("idle_timeout".into())));
+                }
+            }
         }
         polled
     }
