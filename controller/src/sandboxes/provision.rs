@@ -90,31 +90,63 @@ impl Sandboxes {
             subnet,
             proxy_token: &token,
         };
-        step(
+        // Independent, so concurrent: the network, and the CA (stored before the entry that
+        // needs it is pushed, which waits for both).
+        let network = step(
             "create_network",
             self.docker.create_network(spec::network_body(&placement)),
-        )
-        .await?;
-        // The CA is stored before the entry that needs it is pushed.
-        let ca = match &bound {
-            Some(bound) => Some(
-                step(
+        );
+        let armed = async {
+            match &bound {
+                Some(bound) => step(
                     "arm_inspection",
                     self.arm_inspection(sandbox, bound, policy),
                 )
-                .await?,
-            ),
-            None => None,
+                .await
+                .map(Some),
+                None => Ok(None),
+            }
         };
-        if let Some(plane) = &self.egress {
-            step(
-                "attach_proxy",
-                plane.attach(id, subnet, &token, policy, ceiling),
-            )
-            .await?;
-        }
+        let (network, ca) = tokio::join!(network, armed);
+        network?;
+        let ca = ca?;
+        // The proxy joins the network while the container is made; both finish (neither is
+        // cancelled half-way, so the rollback sees every object) before the start.
+        let attached = async {
+            if let Some(plane) = &self.egress {
+                step(
+                    "attach_proxy",
+                    plane.attach(id, subnet, &token, policy, ceiling),
+                )
+                .await?;
+            }
+            Ok::<(), SandboxError>(())
+        };
+        let container = self.make_container(sandbox, &placement, secret_env, ca.as_deref());
+        let (attached, container) = tokio::join!(attached, container);
+        attached?;
+        let container = container?;
+        step("start", self.docker.start(&container)).await?;
+        let event = SandboxEvent::Started;
+        Ok(step(
+            "record_running",
+            self.store.record_transition(id, sandbox.generation, &event),
+        )
+        .await?)
+    }
+
+    /// The sandbox's container, created with its volume roots owned and its trust files
+    /// delivered (when it has a CA), not started.
+    async fn make_container(
+        &self,
+        sandbox: &Sandbox,
+        placement: &Placement<'_>,
+        secret_env: SecretEnv,
+        ca: Option<&str>,
+    ) -> Result<String, SandboxError> {
+        let id = sandbox.id;
         self.own_volume_roots(id, &sandbox.spec).await?;
-        let mut body = spec::container_body(&sandbox.spec, &placement);
+        let mut body = spec::container_body(&sandbox.spec, placement);
         spec::add_secret_env(&mut body, secret_env.0);
         if ca.is_some() {
             spec::trust::add_trust(&mut body, id);
@@ -133,16 +165,10 @@ impl Sandboxes {
             self.store.set_container(id, sandbox.generation, &container),
         )
         .await?;
-        if let Some(ca) = &ca {
+        if let Some(ca) = ca {
             step("deliver_trust", self.deliver_trust(sandbox, &container, ca)).await?;
         }
-        step("start", self.docker.start(&container)).await?;
-        let event = SandboxEvent::Started;
-        Ok(step(
-            "record_running",
-            self.store.record_transition(id, sandbox.generation, &event),
-        )
-        .await?)
+        Ok(container)
     }
 
     /// Undoes a failed create step by step; each failure is logged and the rest still runs.
