@@ -370,6 +370,18 @@ impl Setup {
         out
     }
 
+    /// A plain HTTP/1.1 connection to the proxy, for its gateway.
+    async fn gateway_client(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+        let tcp = test_support::upstream::connect(self.proxy.addr)
+            .await
+            .unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    }
+
     fn post(&self, path: &str) -> Request<Full<Bytes>> {
         Request::post(path)
             .header("host", self.authority())
@@ -582,14 +594,6 @@ async fn the_gateway_serves_origin_form_requests_like_a_terminated_tunnel() {
 #[tokio::test]
 async fn a_gateway_client_connection_keeps_its_upstream_connection() {
     let s = setup().await;
-    let client = || async {
-        let tcp = test_support::upstream::connect(s.proxy.addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender
-    };
     let send = |sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>| {
         let mut req = s.post("/v1/messages");
         *req.uri_mut() = "/gw/anthropic/v1/messages".parse().unwrap();
@@ -605,7 +609,7 @@ async fn a_gateway_client_connection_keeps_its_upstream_connection() {
             .accepted
             .load(std::sync::atomic::Ordering::SeqCst)
     };
-    let mut a = client().await;
+    let mut a = s.gateway_client().await;
     for _ in 0..3 {
         send(&mut a).await;
     }
@@ -614,7 +618,7 @@ async fn a_gateway_client_connection_keeps_its_upstream_connection() {
         1,
         "one client connection's requests share one upstream"
     );
-    let mut b = client().await;
+    let mut b = s.gateway_client().await;
     send(&mut b).await;
     assert_eq!(accepted(), 2, "another client connection never shares it");
     assert_eq!(s.upstream.seen().len(), 4);
@@ -701,12 +705,7 @@ async fn server_sent_events_are_streamed_unbuffered() {
 async fn sse_through(gateway: bool) {
     let s = setup().await;
     let mut sender = if gateway {
-        let tcp = test_support::upstream::connect(s.proxy.addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender
+        s.gateway_client().await
     } else {
         let tls = s
             .tls(&s.inspection_ca, "api.test", b"http/1.1")

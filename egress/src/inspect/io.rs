@@ -109,20 +109,31 @@ impl AsyncRead for MeteredIo {
     }
 }
 
+impl MeteredIo {
+    /// One write to the socket through `write`, refused once the generation is revoked, and
+    /// the bytes it took charged.
+    fn metered_write(
+        &mut self,
+        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.charges.revoked.is_cancelled() {
+            return Poll::Ready(Err(io::Error::other("policy_changed")));
+        }
+        match write(Pin::new(&mut self.inner)) {
+            Poll::Ready(Ok(n)) => Poll::Ready(self.charges.charge(n, false).map(|()| n)),
+            other => other,
+        }
+    }
+}
+
 impl AsyncWrite for MeteredIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.charges.revoked.is_cancelled() {
-            return Poll::Ready(Err(io::Error::other("policy_changed")));
-        }
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => Poll::Ready(this.charges.charge(n, false).map(|()| n)),
-            other => other,
-        }
+        self.get_mut()
+            .metered_write(|inner| inner.poll_write(cx, data))
     }
 
     /// TLS hands over many records at once; one `writev` sends them all.
@@ -131,14 +142,8 @@ impl AsyncWrite for MeteredIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.charges.revoked.is_cancelled() {
-            return Poll::Ready(Err(io::Error::other("policy_changed")));
-        }
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => Poll::Ready(this.charges.charge(n, false).map(|()| n)),
-            other => other,
-        }
+        self.get_mut()
+            .metered_write(|inner| inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
