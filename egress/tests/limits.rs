@@ -319,3 +319,91 @@ async fn the_pushed_infrastructure_list_beats_every_exception() {
         "a refused push changes nothing"
     );
 }
+
+/// Inside a terminated tunnel every request wants its own ledger row: once the sandbox's share
+/// is full, the request is refused in the tunnel (`429 ledger_full`, JSON) before anything goes
+/// upstream, and the refusals come back as one summary once the controller drains.
+#[tokio::test]
+async fn a_full_share_refuses_requests_inside_a_terminated_tunnel() {
+    use airlock_certs::mitm::InspectionCa;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls_pki_types::pem::PemObject;
+
+    let vars = [
+        (ENV_SPOOL_CAPACITY, "64".to_owned()),
+        (ENV_SPOOL_PER_SANDBOX, "3".to_owned()),
+    ];
+    let rig = Rig::start_with(&vars, |_| {
+        let mut table = airlock_egress::resolve::StaticResolve::new();
+        table.insert("api.test", ["127.0.0.2".parse().unwrap()]);
+        Arc::new(table)
+    })
+    .await;
+    let port = rig.echo.addr().port();
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let ca = InspectionCa::generate("sb", &["api.test".to_owned()], deadline).unwrap();
+    let body = json!({
+        "source_addrs": [A],
+        "credential_hash": credential_hash("token-a"),
+        "generation": 1,
+        "policy": {"allow_domains": ["api.test"], "allow_ports": [port],
+            "endpoints": [{"host": "api.test", "port": port, "tls": "terminate",
+                "credential": {"secret": "k", "header": "x-api-key", "format": "{secret}"}}]},
+        "inspection": {"ca_cert_pem": ca.cert_pem, "ca_key_pem": ca.key_pem,
+            "credentials": {"k": "sk-canary"}},
+    });
+    let (status, answer) = admin_call(rig.admin, "PUT", "/v1/sandboxes/a", Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+
+    let mut tunnel = client_from(A.parse().unwrap(), rig.proxy).await;
+    let head = format!(
+        "CONNECT api.test:{port} HTTP/1.1\r\nHost: api.test:{port}\r\n\
+         Proxy-Authorization: {}\r\n\r\n",
+        cred("a")
+    );
+    tunnel.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_head(&mut tunnel).await.status, 200);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("api.test").unwrap(), tunnel)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut refused = None;
+    for sent in 1..=10 {
+        let req = hyper::Request::get("/v1/x")
+            .header("host", format!("api.test:{port}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if status == 429 {
+            refused = Some((
+                sent,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            ));
+            break;
+        }
+    }
+    let (sent, body) = refused.expect("the share never filled");
+    assert_eq!(body["error"], "ledger_full", "request {sent}: {body}");
+    assert!(sent <= 3, "the share of 3 admitted {sent} requests");
+    rig.state.ledger.ack(u64::MAX);
+    let summary = rig.wait_for_event(|e| e.reason == "ledger_full").await;
+    assert_eq!(summary.sandbox.as_deref(), Some("a"));
+}
