@@ -4,7 +4,8 @@
 //! API works over HTTPS with the first-boot admin token (curl verifies the certificate against
 //! the stack CA `make up` copied out; plain HTTP gets no answer; the container's health check
 //! passes over HTTPS) and the allow list refuses other images, a second `make up` is
-//! idempotent, a third with `AIRLOCK_API_TLS=off` serves plain HTTP, and `make down-volumes`
+//! idempotent, a third with `AIRLOCK_API_TLS=off` serves plain HTTP and a fourth without it
+//! keeps plain HTTP (the choice is kept in `compose.state`), and `make down-volumes`
 //! leaves no container, volume or network of the project behind.
 //!
 //! Each run has its own Compose project name, API port and state folder, and the node network
@@ -323,6 +324,20 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
         .output()
         .unwrap();
     assert!(health.status.success(), "plain HTTP is served");
+    stack.wait_healthy();
+    // The opt-out is kept in compose.state: a later `make up` without it stays plain HTTP.
+    let state = std::fs::read_to_string(stack.home.path().join("compose.state")).unwrap();
+    assert!(state.contains("SAVED_API_TLS=off"), "{state}");
+    let kept = stack.make("up");
+    assert!(kept.status.success(), "make up after the opt-out failed");
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert!(stdout.contains(&format!("curl {url}/healthz")), "{stdout}");
+    let health = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("{url}/healthz"))
+        .output()
+        .unwrap();
+    assert!(health.status.success(), "still plain HTTP after a second make up");
     stack.wait_healthy();
 
     let down = stack.make("down-volumes");
