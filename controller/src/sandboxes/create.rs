@@ -7,7 +7,8 @@
 //! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
 //!    spec's validation; then the secret environment (names checked, values opened).
 //! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
-//!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
+//!    admitted ([`crate::images::Images`]) (a disk limit needs a node that enforces one,
+//!    [`crate::docker::DiskLimit`]) and its `USER` decides who the sandbox runs as
 //!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
 //!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
 //!    user's is missing like an unknown one), and the host folders to those granted to the
@@ -19,11 +20,9 @@
 //!    (network, proxy entry, container, start; rolled back on failure).
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
 //!    `passed` fails the sandbox closed.
-//! 6. The audit row: `POST /v1/sandboxes` with the sandbox's id and the answer's status. A new
-//!    sandbox's row (201) is appended in the transaction that reserves it (step 3), so no
-//!    reserved sandbox lacks its row; a repeat files 200 and a failed required self-test
-//!    files 422 once known; a create that fails after the reservation is also recorded with
-//!    its error status by the API's refusal recorder.
+//! 6. The audit row: `POST /v1/sandboxes`, the sandbox's id, the answer's status. A new one's
+//!    row (201) commits with its reservation (step 3); a repeat files 200, a failed required
+//!    self-test 422; a later failure is also recorded by the API's refusal recorder.
 //!
 //! Secret values go only into the container create: they are not stored with the sandbox,
 //! logged, returned or audited.
@@ -128,12 +127,8 @@ impl Command<Sandboxes> for CreateSandbox {
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
         let selftest = self.selftest;
         let bound = super::credentials::bound_names(&self.credentials);
-        let intent = described(
-            Entry::new(ACTION, status::CREATED),
-            selftest,
-            bound.as_deref(),
-        );
-        let intent = AuditLog::row(actor, intent);
+        let intent = Entry::new(ACTION, status::CREATED);
+        let intent = AuditLog::row(actor, described(intent, selftest, bound.as_deref()));
         let reserved = self.reserve(sandboxes, actor, intent.as_ref()).await?;
         let creation = match reserved.created {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
@@ -208,6 +203,7 @@ impl CreateSandbox {
             sandboxes.peers.images.admit(spec.image().as_str()),
         )
         .await?;
+        sandboxes.check_disk_limit(&spec).await?;
         let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;

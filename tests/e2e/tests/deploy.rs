@@ -337,7 +337,10 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
         .arg(format!("{url}/healthz"))
         .output()
         .unwrap();
-    assert!(health.status.success(), "still plain HTTP after a second make up");
+    assert!(
+        health.status.success(),
+        "still plain HTTP after a second make up"
+    );
     stack.wait_healthy();
 
     let down = stack.make("down-volumes");
