@@ -37,14 +37,15 @@ PORT=${AIRLOCK_PORT:-${SAVED_PORT:-8080}}
 BIND=${AIRLOCK_BIND:-${SAVED_BIND:-127.0.0.1}}
 # The API serves HTTPS with the stack's API certificate unless AIRLOCK_API_TLS=off (behind a
 # reverse proxy): then the controller gets AIRLOCK_TLS_CERT/KEY set but empty, plain HTTP.
-# Clients trust CA_FILE, the stack CA's certificate, copied out by `make up`.
+# Clients trust CA_FILE, the stack CA's certificate, copied out by `make up`. The choice is kept
+# in compose.state like the port, so a later `make up` or scripts/stack.sh keeps it.
 CA_FILE=$HOME_DIR/ca.pem
 API_HOST=$BIND
 case "$BIND" in
 127.0.0.1 | 0.0.0.0) API_HOST=127.0.0.1 ;;
 *) export AIRLOCK_API_SAN=${AIRLOCK_API_SAN:-$BIND} ;;
 esac
-case "${AIRLOCK_API_TLS:-on}" in
+case "${AIRLOCK_API_TLS:-${SAVED_API_TLS:-on}}" in
 off | 0 | false)
 	API_TLS=0
 	export AIRLOCK_TLS_CERT= AIRLOCK_TLS_KEY=
@@ -96,5 +97,6 @@ compose_save() {
 		printf 'SAVED_PORT=%q\n' "$PORT"
 		printf 'SAVED_BIND=%q\n' "$BIND"
 		printf 'SAVED_FILES=%q\n' "${FILES[*]}"
+		if ((API_TLS)); then echo SAVED_API_TLS=on; else echo SAVED_API_TLS=off; fi
 	} >"$STATE"
 }

@@ -24,7 +24,8 @@
 #   AIRLOCK_PORT=N              API port on $AIRLOCK_BIND (default 8080)
 #   AIRLOCK_BIND=IP             API address on the host (default 127.0.0.1)
 #   AIRLOCK_API_TLS=on|off      HTTPS on the API (default on); off: plain HTTP, for operators
-#                               who terminate TLS in a reverse proxy in front of it
+#                               who terminate TLS in a reverse proxy in front of it (kept in
+#                               compose.state, like the port: a later run keeps the choice)
 #   AIRLOCK_API_SAN=NAME|IP     one more name in the API certificate (default: a non-loopback
 #                               AIRLOCK_BIND)
 #   AIRLOCK_IMAGES=LIST         allowed images (default: airlock/testbox:dev, pinned by import)

@@ -62,7 +62,7 @@ async fn sandbox_holding(store: &Store, owner: &User, folder: &Folder) -> airloc
         folders: &folders,
     };
     match store
-        .create_sandbox_within_quota_holding(new, Quota::UNLIMITED, holds)
+        .create_sandbox_within_quota_holding(new, Quota::UNLIMITED, holds, None)
         .await
         .unwrap()
     {

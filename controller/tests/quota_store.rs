@@ -1,6 +1,7 @@
 //! Quotas, secrets and the audit trail at the store, on SQLite (a file) and on Postgres (a
 //! fresh database on the test-support server): parallel creates never overshoot a quota, the
-//! create rate is counted, audit rows cannot be changed or removed, and secrets survive a key
+//! create rate is counted, a create's audit row commits with its reservation (and a refusal
+//! leaves none), audit rows cannot be changed or removed, and secrets survive a key
 //! rotation while a wrong key is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ use airlock::config::DatabaseConfig;
 use airlock::sandbox::{Cpus, SandboxRequest, SandboxSpec};
 use airlock::secrets::vault::{KeySource, SecretKey, Vault, VaultError};
 use airlock::secrets::Exposure;
-use airlock::store::{Created, NewAuditRecord, NewSandbox, StoreError, User};
+use airlock::store::{Created, Holds, NewAuditRecord, NewSandbox, StoreError, User};
 use futures_util::future::join_all;
 
 mod common;
@@ -263,6 +264,74 @@ both_backends!(audit_is_append_only, |f: Fixture| async move {
         assert!(error.to_string().contains("append-only"), "{error}");
     }
     assert_eq!(f.store.list_audit(None, 100).await.unwrap().len(), 5);
+});
+
+// The create's audit row is appended in the reserving transaction: 12 parallel creates
+// against a quota of 3 leave exactly 3 rows, each naming one of the 3 reserved sandboxes; the
+// 9 refused creates leave none; an idempotent repeat writes no second row.
+both_backends!(create_audit_row_in_reservation, |f: Fixture| async move {
+    let alice = user(&f.store, "alice").await;
+    let intent = NewAuditRecord {
+        user: Some(alice.id),
+        token: Some("session:1".into()),
+        action: "POST /v1/sandboxes".into(),
+        status: 201,
+        ..NewAuditRecord::default()
+    };
+    let creates = (0..12).map(|_| {
+        let (store, new, intent) = (f.store.clone(), new_sandbox(&alice), intent.clone());
+        tokio::spawn(async move {
+            store
+                .create_sandbox_within_quota_holding(new, quota(3), Holds::default(), Some(&intent))
+                .await
+        })
+    });
+    let mut reserved = Vec::new();
+    for result in join_all(creates).await {
+        match result.unwrap() {
+            Ok(Created::New(sandbox)) => reserved.push(sandbox.id.to_string()),
+            Err(StoreError::QuotaExceeded(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(reserved.len(), 3);
+    let rows = f.store.list_audit(None, 100).await.unwrap();
+    let mut objects: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.record.action, "POST /v1/sandboxes");
+            assert_eq!((r.record.user, r.record.status), (Some(alice.id), 201));
+            r.record.object.clone().unwrap()
+        })
+        .collect();
+    objects.sort();
+    reserved.sort();
+    assert_eq!(
+        objects, reserved,
+        "one row per reserved sandbox, none for a refusal"
+    );
+
+    let bob = user(&f.store, "bob").await;
+    let keyed = || NewSandbox {
+        idempotency_key: Some("k1".into()),
+        ..new_sandbox(&bob)
+    };
+    let intent = NewAuditRecord {
+        user: Some(bob.id),
+        ..intent
+    };
+    for _ in 0..2 {
+        f.store
+            .create_sandbox_within_quota_holding(keyed(), quota(3), Holds::default(), Some(&intent))
+            .await
+            .unwrap();
+    }
+    let bobs = f.store.list_audit(None, 100).await.unwrap();
+    let bobs = bobs
+        .iter()
+        .filter(|r| r.record.user == Some(bob.id))
+        .count();
+    assert_eq!(bobs, 1, "an idempotent repeat writes no second row");
 });
 
 // Secrets are stored sealed (never the plaintext), a wrong key is refused at open, and a

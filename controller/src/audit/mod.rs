@@ -157,14 +157,24 @@ impl AuditLog {
     /// Files `entry` for `actor` and marks the actor's receipt. Boot-time steps file nothing;
     /// CLI rows carry status 0 (there is no answer).
     pub async fn record(&self, actor: &Actor, entry: Entry) {
+        if let Some(row) = Self::row(actor, entry) {
+            self.append(&row).await;
+            actor.receipt().file();
+        }
+    }
+
+    /// The row [`AuditLog::record`] would file for `actor` and `entry` (none for a boot-time
+    /// step), for a command whose store transaction appends it together with the action.
+    /// The command marks the receipt ([`AuditLog::filed`]) once that transaction committed.
+    pub fn row(actor: &Actor, entry: Entry) -> Option<NewAuditRecord> {
         if actor.via() == Via::Boot {
-            return;
+            return None;
         }
         let status = match actor.via() {
             Via::Cli => 0,
             _ => entry.status,
         };
-        let row = NewAuditRecord {
+        Some(NewAuditRecord {
             user: entry.user.or(actor.user()),
             token: actor.credential().map(str::to_owned),
             action: entry.action.to_owned(),
@@ -173,8 +183,12 @@ impl AuditLog {
             status,
             detail: entry.detail,
             count: 1,
-        };
-        self.append(&row).await;
+        })
+    }
+
+    /// Marks `actor`'s receipt: a store transaction already appended the row of
+    /// [`AuditLog::row`], so the API's refusal recorder adds none.
+    pub fn filed(actor: &Actor) {
         actor.receipt().file();
     }
 

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod spec;
 
+pub use client::disk::DiskLimit;
 pub use client::exec::{
     AttachedExec, ExecCommand, ExecSession, LogFollow, OutputChunk, OutputChunks, OutputStream,
 };

@@ -7,7 +7,8 @@
 //! 2. The owner's quota, the default timeout (capped at the owner's lifetime quota) and the
 //!    spec's validation; then the secret environment (names checked, values opened).
 //! 3. The quota is checked before Docker is asked (a cheap early refusal), then the image is
-//!    admitted ([`crate::images::Images`]) and its `USER` decides who the sandbox runs as
+//!    admitted ([`crate::images::Images`]) (a disk limit needs a node that enforces one,
+//!    [`crate::docker::DiskLimit`]) and its `USER` decides who the sandbox runs as
 //!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
 //!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
 //!    user's is missing like an unknown one), and the host folders to those granted to the
@@ -19,8 +20,9 @@
 //!    (network, proxy entry, container, start; rolled back on failure).
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
 //!    `passed` fails the sandbox closed.
-//! 6. The audit row: `POST /v1/sandboxes` with the sandbox's id and the answer's status
-//!    (201 new, 200 a repeat, 422 a failed required self-test).
+//! 6. The audit row: `POST /v1/sandboxes`, the sandbox's id, the answer's status. A new one's
+//!    row (201) commits with its reservation (step 3); a repeat files 200, a failed required
+//!    self-test 422; a later failure is also recorded by the API's refusal recorder.
 //!
 //! Secret values go only into the container create: they are not stored with the sandbox,
 //! logged, returned or audited.
@@ -34,7 +36,7 @@ use super::provision::step;
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
-use crate::audit::{status, Actor, Command, Entry};
+use crate::audit::{status, Actor, AuditLog, Command, Entry};
 use crate::docker::ImageRun;
 use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::providers::CredentialRequest;
@@ -43,7 +45,7 @@ use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::user;
 use crate::sandbox::{FieldError, Home, Problem, SandboxRequest, SandboxSpec};
-use crate::store::{Created, Holds, NewSandbox, Sandbox};
+use crate::store::{Created, Holds, NewAuditRecord, NewSandbox, Sandbox};
 
 /// The audit action of a create.
 const ACTION: &str = "POST /v1/sandboxes";
@@ -125,7 +127,9 @@ impl Command<Sandboxes> for CreateSandbox {
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
         let selftest = self.selftest;
         let bound = super::credentials::bound_names(&self.credentials);
-        let reserved = self.reserve(sandboxes, actor).await?;
+        let intent = Entry::new(ACTION, status::CREATED);
+        let intent = AuditLog::row(actor, described(intent, selftest, bound.as_deref()));
+        let reserved = self.reserve(sandboxes, actor, intent.as_ref()).await?;
         let creation = match reserved.created {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
             Created::New(sandbox) => {
@@ -137,11 +141,12 @@ impl Command<Sandboxes> for CreateSandbox {
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
-        sandboxes
-            .peers
-            .audit
-            .record(actor, entry(&creation, selftest, bound.as_deref()))
-            .await;
+        if let Creation::Created { .. } = creation {
+            AuditLog::filed(actor);
+        } else {
+            let entry = entry(&creation, selftest, bound.as_deref());
+            sandboxes.peers.audit.record(actor, entry).await;
+        }
         Ok(creation)
     }
 }
@@ -156,11 +161,13 @@ struct Reserved {
 }
 
 impl CreateSandbox {
-    /// Steps 1 to 3: checks everything, then reserves the row (or finds the first one).
+    /// Steps 1 to 3: checks everything, then reserves the row (or finds the first one) with
+    /// its audit row `intent`.
     async fn reserve(
         mut self,
         sandboxes: &Sandboxes,
         actor: &Actor,
+        intent: Option<&NewAuditRecord>,
     ) -> Result<Reserved, SandboxError> {
         let owner = actor.user().ok_or(SandboxError::NoAccount)?;
         self.apply_preset(sandboxes)?;
@@ -196,6 +203,7 @@ impl CreateSandbox {
             sandboxes.peers.images.admit(spec.image().as_str()),
         )
         .await?;
+        sandboxes.check_disk_limit(&spec).await?;
         let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
@@ -215,7 +223,7 @@ impl CreateSandbox {
         };
         let created = step(
             "reserve_row",
-            store.create_sandbox_within_quota_holding(new, settings.quota, holds),
+            store.create_sandbox_within_quota_holding(new, settings.quota, holds, intent),
         )
         .await?;
         Ok(Reserved {
@@ -360,6 +368,11 @@ impl Sandboxes {
 /// self-test mode when one was asked for, and the bound credentials (names only).
 fn entry(creation: &Creation, selftest: Option<SelftestMode>, bound: Option<&str>) -> Entry {
     let entry = Entry::new(ACTION, creation.status()).object(creation.sandbox().id);
+    described(entry, selftest, bound)
+}
+
+/// `entry` with the self-test mode and the bound credentials (names only) as its detail.
+fn described(entry: Entry, selftest: Option<SelftestMode>, bound: Option<&str>) -> Entry {
     let selftest = match selftest {
         Some(SelftestMode::Record) => Some("selftest record"),
         Some(SelftestMode::Required) => Some("selftest required"),

@@ -24,6 +24,7 @@
 pub mod activity;
 pub mod create;
 mod credentials;
+mod disk;
 mod ending;
 pub mod exec;
 pub mod ledger;
@@ -143,6 +144,15 @@ pub enum SandboxError {
         image: String,
         /// Its `VOLUME` paths.
         paths: Vec<String>,
+    },
+    /// `limits.disk_mb` was asked for, and the node's storage driver cannot enforce it.
+    #[error(
+        "this node cannot enforce a disk limit ({reason}); leave limits.disk_mb out and keep \
+         read_only_rootfs true"
+    )]
+    DiskLimitUnsupported {
+        /// What the daemon said.
+        reason: String,
     },
     /// No such sandbox, or the caller may not see it.
     #[error("no such sandbox")]

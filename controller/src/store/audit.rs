@@ -10,7 +10,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{now, with_db, Store, StoreError};
+use super::{with_db, Store, StoreError};
 use crate::accounts::user::UserId;
 
 /// One audit record to append.
@@ -112,27 +112,37 @@ type AuditRow = (
     i64,
 );
 
+/// Appends `$record` (a [`NewAuditRecord`]) through `$exec`, a pool or a transaction: one
+/// statement, so a caller's transaction can hold the row with the action it describes.
+macro_rules! insert_audit_on {
+    ($exec:expr, $record:expr) => {{
+        let record: &$crate::store::NewAuditRecord = $record;
+        sqlx::query(
+            "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
+             status, detail, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($crate::store::audit::AuditAt($crate::store::now()))
+        .bind(record.user.map(|u| u.as_uuid()))
+        .bind(record.token.as_deref())
+        .bind(&record.action)
+        .bind(record.object.as_deref())
+        .bind(record.source_ip.as_deref())
+        .bind(i32::from(record.status))
+        .bind(record.detail.as_deref())
+        .bind(i64::try_from(record.count.max(1)).unwrap_or(i64::MAX))
+        .execute($exec)
+        .await?;
+    }};
+}
+pub(crate) use insert_audit_on;
+
 // === impl Store ===
 
 impl Store {
     /// Appends a record.
     pub async fn append_audit(&self, record: &NewAuditRecord) -> Result<(), StoreError> {
         with_db!(self, |pool, _begin| {
-            sqlx::query(
-                "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
-                 status, detail, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(AuditAt(now()))
-            .bind(record.user.map(|u| u.as_uuid()))
-            .bind(record.token.as_deref())
-            .bind(&record.action)
-            .bind(record.object.as_deref())
-            .bind(record.source_ip.as_deref())
-            .bind(i32::from(record.status))
-            .bind(record.detail.as_deref())
-            .bind(i64::try_from(record.count.max(1)).unwrap_or(i64::MAX))
-            .execute(pool)
-            .await?;
+            insert_audit_on!(pool, record);
         });
         Ok(())
     }

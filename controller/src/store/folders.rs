@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    now, with_db, Backend, Created, MountHold, NewSandbox, Store, StoreError, VolumeHolder,
+    now, with_db, Backend, Created, MountHold, NewAuditRecord, NewSandbox, Store, StoreError,
+    VolumeHolder,
 };
 use crate::accounts::quota::Quota;
 use crate::accounts::user::UserId;
@@ -156,18 +157,22 @@ impl Store {
             volumes: mounts,
             folders: &[],
         };
-        self.create_sandbox_quota(new, None, holds).await
+        self.create_sandbox_quota(new, None, holds, None).await
     }
 
     /// [`Store::create_sandbox_within_quota`] that also holds volume and folder mounts in
-    /// the same transaction (see [`Store::create_sandbox_holding`]).
+    /// the same transaction (see [`Store::create_sandbox_holding`]), and appends `audit` (its
+    /// object set to the new sandbox's id) in that transaction too: a reserved sandbox always
+    /// has its audit row, a refused one never does, and an idempotent repeat writes none.
     pub async fn create_sandbox_within_quota_holding(
         &self,
         new: NewSandbox,
         defaults: Quota,
         holds: Holds<'_>,
+        audit: Option<&NewAuditRecord>,
     ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, Some(defaults), holds).await
+        self.create_sandbox_quota(new, Some(defaults), holds, audit)
+            .await
     }
 
     /// Registers `new` unless its realpath duplicates or overlaps a registered folder's

@@ -5,13 +5,14 @@
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::audit::insert_audit_on;
 use super::folders::{hold_folders_on, Holds};
 use super::quotas::{epoch_ms, hour_window_ms, override_on, usage_on};
 use super::rows::{SandboxRow, SpecDoc};
 use super::volumes::hold_mounts_on;
 use super::{
-    lock_owner, now, with_db, Backend, Created, ListQuery, NewSandbox, Page, Sandbox, Scope, Store,
-    StoreError,
+    lock_owner, now, with_db, Backend, Created, ListQuery, NewAuditRecord, NewSandbox, Page,
+    Sandbox, Scope, Store, StoreError,
 };
 use crate::accounts::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
@@ -62,7 +63,8 @@ impl Store {
     /// winner's row.
     #[instrument(skip_all, fields(user.id = %new.owner))]
     pub async fn create_sandbox(&self, new: NewSandbox) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, None, Holds::default()).await
+        self.create_sandbox_quota(new, None, Holds::default(), None)
+            .await
     }
 
     /// [`Store::create_sandbox`], checked against the owner's quota: `defaults` with the
@@ -76,21 +78,25 @@ impl Store {
         new: NewSandbox,
         defaults: Quota,
     ) -> Result<Created, StoreError> {
-        self.create_sandbox_quota(new, Some(defaults), Holds::default())
+        self.create_sandbox_quota(new, Some(defaults), Holds::default(), None)
             .await
     }
 
+    /// The one create. `audit`, when given, is appended in the transaction that inserts a new
+    /// sandbox, naming it as its object: a reserved sandbox always has its row, and a refused
+    /// insert (quota, held volume) leaves none. A repeat of an idempotency key writes none.
     pub(super) async fn create_sandbox_quota(
         &self,
         new: NewSandbox,
         quota: Option<Quota>,
         holds: Holds<'_>,
+        audit: Option<&NewAuditRecord>,
     ) -> Result<Created, StoreError> {
         let doc = SpecDoc::from_spec(&new.spec);
         if let Some(row) = self.find_by_key(&new).await? {
             return existing(row, &doc);
         }
-        match self.insert_sandbox(&new, &doc, quota, holds).await {
+        match self.insert_sandbox(&new, &doc, quota, holds, audit).await {
             Ok(sandbox) => Ok(Created::New(sandbox)),
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let row = self.find_by_key(&new).await?.ok_or(StoreError::NotFound)?;
@@ -122,8 +128,13 @@ impl Store {
         doc: &SpecDoc,
         quota: Option<Quota>,
         holds: Holds<'_>,
+        audit: Option<&NewAuditRecord>,
     ) -> Result<Sandbox, StoreError> {
         let id = SandboxId::new();
+        let audit = audit.map(|record| NewAuditRecord {
+            object: Some(id.to_string()),
+            ..record.clone()
+        });
         let at = now();
         let postgres = self.backend() == Backend::Postgres;
         let owner = new.owner.as_uuid();
@@ -173,6 +184,9 @@ impl Store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(record) = &audit {
+                insert_audit_on!(&mut *tx, record);
+            }
             let row = sqlx::query_as::<_, SandboxRow>(select_sandbox!("WHERE id = $1"))
                 .bind(id.as_uuid())
                 .fetch_one(&mut *tx)

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod controller;
 pub mod plane;
 pub mod serve;
+pub mod stack;
 pub mod stats;
 
 use test_support::dind::{Dind, DindError, DindOptions, TESTBOX_IMAGE};

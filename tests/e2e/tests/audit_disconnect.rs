@@ -1,7 +1,8 @@
-//! No action without its audit row, even when the client hangs up: a create whose client
-//! closes the connection while the sandbox is being provisioned (axum would drop the
-//! request's future there) still finishes, and its `POST /v1/sandboxes` row names the
-//! sandbox. Every exec, batch or interactive (the WebSocket, a GET), files its row before the
+//! No action without its audit row, even when the client hangs up: a create's
+//! `POST /v1/sandboxes` row commits with the sandbox's reservation (it names the sandbox while
+//! it is still `creating`), and a create whose client closes the connection while the sandbox
+//! is being provisioned (axum would drop the request's future there) still finishes, with no
+//! second row. Every exec, batch or interactive (the WebSocket, a GET), files its row before the
 //! process starts. Against a real DinD over mTLS, through the controller served on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -89,27 +90,38 @@ async fn a_create_whose_client_hangs_up_finishes_with_its_row_and_execs_have_the
     drop(client);
     timing.phase("hung-up");
 
-    // The create finishes, and its row names the sandbox.
-    let row = loop {
-        let rows = store.list_audit(None, 100).await.unwrap();
-        let row = rows
-            .into_iter()
-            .find(|r| r.record.action == "POST /v1/sandboxes");
-        if let Some(row) = row {
-            break row;
-        }
-        assert!(started.elapsed() < DEADLINE, "no audit row for the create");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The row committed with the reservation, so it is there already and names the sandbox.
+    let rows = store.list_audit(None, 100).await.unwrap();
+    let creates: Vec<_> = rows
+        .iter()
+        .filter(|r| r.record.action == "POST /v1/sandboxes")
+        .collect();
+    assert_eq!(creates.len(), 1, "the reservation's row: {rows:#?}");
+    let row = creates[0];
     assert_eq!(row.record.status, 201, "{row:?}");
     assert_eq!(row.record.object, Some(reserved.id.to_string()));
     assert_eq!(row.record.user, Some(admin));
-    let sandbox = store
-        .get_sandbox(Scope::All, reserved.id)
-        .await
-        .unwrap()
-        .unwrap();
+
+    // The create finishes although the client left, and files no second row.
+    let sandbox = loop {
+        let sandbox = store
+            .get_sandbox(Scope::All, reserved.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if sandbox.state != SandboxState::Creating {
+            break sandbox;
+        }
+        assert!(started.elapsed() < DEADLINE, "the create never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(sandbox.state, SandboxState::Running, "{sandbox:?}");
+    let rows = store.list_audit(None, 100).await.unwrap();
+    let creates = rows
+        .iter()
+        .filter(|r| r.record.action == "POST /v1/sandboxes")
+        .count();
+    assert_eq!(creates, 1, "one row per create: {rows:#?}");
     timing.phase("finished-with-row");
     eprintln!(
         "audit-drop: row {}s after the request",

@@ -4,7 +4,8 @@
 //! API works over HTTPS with the first-boot admin token (curl verifies the certificate against
 //! the stack CA `make up` copied out; plain HTTP gets no answer; the container's health check
 //! passes over HTTPS) and the allow list refuses other images, a second `make up` is
-//! idempotent, a third with `AIRLOCK_API_TLS=off` serves plain HTTP, and `make down-volumes`
+//! idempotent, a third with `AIRLOCK_API_TLS=off` serves plain HTTP and a fourth without it
+//! keeps plain HTTP (the choice is kept in `compose.state`), and `make down-volumes`
 //! leaves no container, volume or network of the project behind.
 //!
 //! Each run has its own Compose project name, API port and state folder, and the node network
@@ -12,189 +13,10 @@
 //! `make down-volumes` when the test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
-use serde_json::Value;
-
-struct Stack {
-    root: PathBuf,
-    home: tempfile::TempDir,
-    project: String,
-    port: u16,
-    down: bool,
-}
-
-impl Stack {
-    fn new() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let run = uuid::Uuid::new_v4().simple().to_string();
-        // Hold a free port only long enough to learn its number.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self {
-            root: root.canonicalize().unwrap(),
-            home: tempfile::tempdir().unwrap(),
-            project: format!("e2e-deploy-{}", &run[..12]),
-            port,
-            down: false,
-        }
-    }
-
-    fn make(&self, target: &str) -> Output {
-        self.make_with(target, &[])
-    }
-
-    fn make_with(&self, target: &str, env: &[(&str, &str)]) -> Output {
-        let output = Command::new("make")
-            .arg("-C")
-            .arg(&self.root)
-            .arg(target)
-            .env("AIRLOCK_HOME", self.home.path())
-            .env("AIRLOCK_PROJECT", &self.project)
-            .env("AIRLOCK_PORT", self.port.to_string())
-            .env("AIRLOCK_COMPOSE_SEALED", "1")
-            .env("AIRLOCK_SKIP_IMAGES", "1")
-            // The probe image is in no bundle, so the pre-pull tries the registry: one on the
-            // DinD's own loopback, where nothing listens.
-            .env("AIRLOCK_IMAGES", "airlock/testbox:dev,airlock/probe:dev")
-            .env("AIRLOCK_REGISTRY", "127.0.0.1:1")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        eprintln!(
-            "--- make {target}\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn token(&self) -> String {
-        let path = self.home.path().join("initial-admin.json");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
-        let admin: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        admin["token"].as_str().unwrap().to_owned()
-    }
-
-    /// `airlock doctor` in a one-off controller container on the running stack.
-    fn doctor(&self) -> Output {
-        let output = Command::new(self.root.join("scripts/stack.sh"))
-            .args(["run", "--rm", "--no-deps", "airlock", "doctor"])
-            .env("AIRLOCK_HOME", self.home.path())
-            .output()
-            .unwrap();
-        eprintln!(
-            "--- doctor\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// The stack CA's certificate `make up` copied out.
-    fn ca(&self) -> PathBuf {
-        self.home.path().join("ca.pem")
-    }
-
-    /// Polls the controller container's health check (`airlock health`, over HTTPS when the
-    /// API serves it) until Docker calls it healthy; panics after 60 s.
-    fn wait_healthy(&self) {
-        let ps = Command::new(self.root.join("scripts/stack.sh"))
-            .args(["ps", "-q", "airlock"])
-            .env("AIRLOCK_HOME", self.home.path())
-            .output()
-            .unwrap();
-        let container = String::from_utf8_lossy(&ps.stdout).trim().to_owned();
-        assert!(!container.is_empty(), "no controller container");
-        let deadline = Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let inspect = Command::new("docker")
-                .args(["inspect", "-f", "{{.State.Health.Status}}", &container])
-                .output()
-                .unwrap();
-            let status = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
-            if status == "healthy" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "controller health: {status}");
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    }
-
-    /// `curl` the API over HTTPS, verifying it against the stack CA; returns the status and
-    /// the JSON body.
-    fn api(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let url = format!("https://127.0.0.1:{}{path}", self.port);
-        let mut curl = Command::new("curl");
-        curl.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-            .arg("--cacert")
-            .arg(self.ca())
-            .args(["-H", &format!("Authorization: Bearer {token}")])
-            .args(["-H", "Content-Type: application/json"]);
-        if let Some(body) = body {
-            curl.args(["-d", body]);
-        }
-        let output = curl.arg(url).output().unwrap();
-        let text = String::from_utf8(output.stdout).unwrap();
-        let (body, status) = text.rsplit_once('\n').unwrap();
-        let json = serde_json::from_str(body).unwrap_or(Value::Null);
-        (status.trim().parse().unwrap(), json)
-    }
-
-    /// Names of the project's containers, volumes and networks still on the host.
-    fn leftovers(&self) -> Vec<String> {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let mut found = Vec::new();
-        for kind in [
-            ["ps", "-a", "--format", "{{.Names}}"],
-            ["volume", "ls", "--format", "{{.Name}}"],
-            ["network", "ls", "--format", "{{.Name}}"],
-        ] {
-            let output = Command::new("docker")
-                .args(&kind[..kind.len() - 2])
-                .args(["--filter", &label])
-                .args(&kind[kind.len() - 2..])
-                .output()
-                .unwrap();
-            found.extend(
-                String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .map(str::to_owned),
-            );
-        }
-        found
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if !self.down {
-            drop(self.make("down-volumes"));
-        }
-    }
-}
-
-fn images_exist() -> bool {
-    [
-        "airlock/controller:dev",
-        "airlock/dind:dev",
-        "airlock/testbox:dev",
-    ]
-    .iter()
-    .all(|image| {
-        Command::new("docker")
-            .args(["image", "inspect", image])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
+use e2e::stack::{images_exist, Stack};
 
 #[test]
 fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
@@ -202,7 +24,7 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
         images_exist(),
         "the controller, dind and testbox images are needed: run `make images` first"
     );
-    let mut stack = Stack::new();
+    let mut stack = Stack::new("e2e-deploy");
     // The operator's settings file: a default quota set there reaches the controller.
     std::fs::write(
         stack.home.path().join(".env"),
@@ -323,6 +145,23 @@ fn make_up_serves_the_api_and_down_volumes_leaves_nothing() {
         .output()
         .unwrap();
     assert!(health.status.success(), "plain HTTP is served");
+    stack.wait_healthy();
+    // The opt-out is kept in compose.state: a later `make up` without it stays plain HTTP.
+    let state = std::fs::read_to_string(stack.home.path().join("compose.state")).unwrap();
+    assert!(state.contains("SAVED_API_TLS=off"), "{state}");
+    let kept = stack.make("up");
+    assert!(kept.status.success(), "make up after the opt-out failed");
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert!(stdout.contains(&format!("curl {url}/healthz")), "{stdout}");
+    let health = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("{url}/healthz"))
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "still plain HTTP after a second make up"
+    );
     stack.wait_healthy();
 
     let down = stack.make("down-volumes");

@@ -1,5 +1,5 @@
 //! `airlock doctor` (the real binary) against a DinD fixture: all checks pass after
-//! `airlock images load`, and the INPUT-rule check fails precisely once the rules are deleted
+//! `airlock images load` (the disk-limit probe reports that the DinD cannot enforce one), and the INPUT-rule check fails precisely once the rules are deleted
 //! inside the DinD.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -99,6 +99,13 @@ async fn doctor_passes_then_flags_missing_input_rules() {
     assert!(
         line(&report, "egress-proxy").starts_with("SKIP"),
         "{report}"
+    );
+    // The DinD's overlay2 has no XFS project quotas: reported, and a pass without
+    // AIRLOCK_MAX_DISK_MB (writable roots are then refused anyway).
+    let disk = line(&report, "disk-limit");
+    assert!(
+        disk.starts_with("PASS") && disk.contains("cannot enforce"),
+        "{disk}"
     );
     timing.phase("doctor-healthy");
 

@@ -118,6 +118,13 @@ fn sandbox_dependency(error: SandboxError) -> ApiError {
         SandboxError::Secrets(error) => error.into(),
         SandboxError::Policy(error) => error.into(),
         SandboxError::EgressOff => ApiError::field("policy", SandboxError::EgressOff.to_string()),
+        error @ SandboxError::DiskLimitUnsupported { .. } => ApiError::FieldsRefused {
+            code: "disk_limit_unsupported",
+            fields: vec![FieldReason {
+                field: "limits.disk_mb".to_owned(),
+                reason: error.to_string(),
+            }],
+        },
         SandboxError::Egress(error) => ApiError::Unavailable {
             code: "egress_unavailable",
             message: "the egress proxy is not available",

@@ -6,6 +6,7 @@
 //! deletes stay idempotent. Nothing here pulls an image: [`DockerClient::image_exists`] only
 //! inspects what the node already has.
 
+pub mod disk;
 pub mod egress;
 pub mod events;
 pub mod exec;
@@ -42,6 +43,8 @@ const STOP_SLACK: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct DockerClient {
     docker: Docker,
+    /// Whether the node enforces a disk limit, once probed ([`DockerClient::disk_limit`]).
+    disk_limit: std::sync::Arc<tokio::sync::OnceCell<disk::DiskLimit>>,
 }
 
 /// What Docker reports about a container's process.
@@ -100,7 +103,7 @@ impl DockerClient {
         let docker = tokio::time::timeout(CONNECT_TIMEOUT, negotiate)
             .await
             .map_err(|_elapsed| DockerError::Timeout(CONNECT_TIMEOUT))??;
-        Ok(Self { docker })
+        Ok(Self::from_bollard(docker))
     }
 
     /// Builds the client without any I/O: the first request connects. The API version stays
@@ -134,12 +137,15 @@ impl DockerClient {
             ),
         };
         let docker = docker.map_err(DockerError::Setup)?;
-        Ok(Self { docker })
+        Ok(Self::from_bollard(docker))
     }
 
     /// Wraps a bollard handle built by a sibling module (e.g. from `DOCKER_HOST`).
     fn from_bollard(docker: Docker) -> DockerClient {
-        Self { docker }
+        Self {
+            docker,
+            disk_limit: std::sync::Arc::default(),
+        }
     }
 
     /// The bollard handle, for the sibling modules of [`crate::docker`].

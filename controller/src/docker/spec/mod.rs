@@ -19,6 +19,7 @@
 //!   pointing at the proxy's address on that network;
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
+pub mod disk;
 pub mod egress;
 pub mod files;
 pub mod folder;

@@ -2,7 +2,7 @@
 //! each non-passing line with a fix hint. The exit status is 1 when any check fails.
 //!
 //! Checks, in order: the DinD over mTLS; a plain (non-TLS) connection refused; the storage
-//! driver (vfs warns); the INPUT rules, tested the way an attacker would: a container on a
+//! driver (vfs warns); whether the node enforces a disk limit; the INPUT rules, tested the way an attacker would: a container on a
 //! fresh `internal` network tries to open the DinD's 2376 through its gateway and must fail;
 //! the egress proxy (healthy, every live sandbox on its current generation); its resolvers
 //! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the
@@ -22,6 +22,7 @@ use crate::docker::DockerClient;
 use crate::store::Store;
 
 mod api_tls;
+mod disk_limit;
 mod egress_dns;
 mod folders;
 mod images;
@@ -163,6 +164,9 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
         report
             .checks
             .push(check_input_rules(docker, probe_image).await);
+        report
+            .checks
+            .push(disk_limit::check(config, docker, probe_image).await);
     }
     let store = check_store(config, &mut report).await;
     if let Some(store) = &store {
