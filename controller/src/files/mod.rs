@@ -16,7 +16,8 @@
 //!   read-only", a read returns the image's directory under the tmpfs); paths on the
 //!   sandbox's tmpfs (`/tmp`, the home tmpfs) are refused with `path_on_tmpfs`;
 //! - another user's sandbox or volume is missing like an unknown one; each write is audited
-//!   with its path, bytes and entries, reads are not.
+//!   with its path, bytes and entries, and each refused write with its path and the
+//!   refusal's code and reason; reads are not.
 
 mod place;
 mod stream;
@@ -207,6 +208,42 @@ impl From<tar::TarError> for FilesError {
         match error {
             tar::TarError::TooLarge(what) => Self::TooLarge(what),
             bad @ tar::TarError::Bad { .. } => Self::BadArchive(bad.to_string()),
+        }
+    }
+}
+
+impl FilesError {
+    /// The error code the API answers with (one source for the answer and the audit row).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::NotRunning(_) => "sandbox_not_running",
+            Self::BadPath(_) | Self::Invalid { .. } => "invalid_request",
+            Self::PathNotFound(_) => "path_not_found",
+            Self::PathNotWritable(_) => "path_not_writable",
+            Self::PathOnTmpfs(_) => "path_on_tmpfs",
+            Self::NotADirectory(_) => "not_a_directory",
+            Self::VolumeBusy(_) => "volume_in_use",
+            Self::BadArchive(_) => "bad_archive",
+            Self::TooLarge(_) => "too_large",
+            Self::LengthRequired => "length_required",
+            Self::Store(_) | Self::Docker(_) => "internal",
+        }
+    }
+
+    /// The HTTP status the API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadPath(_) | Self::Invalid { .. } | Self::BadArchive(_) => 400,
+            Self::NotFound(_) | Self::PathNotFound(_) => 404,
+            Self::NotRunning(_)
+            | Self::PathNotWritable(_)
+            | Self::PathOnTmpfs(_)
+            | Self::NotADirectory(_)
+            | Self::VolumeBusy(_) => 409,
+            Self::LengthRequired => 411,
+            Self::TooLarge(_) => 413,
+            Self::Store(_) | Self::Docker(_) => 500,
         }
     }
 }

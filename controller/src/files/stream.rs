@@ -83,7 +83,61 @@ impl Command<Files> for Upload {
     type Output = Uploaded;
     type Error = FilesError;
 
+    /// Writes, and files the row either way: the target, the path, and what was written or
+    /// the refusal's code and reason.
     async fn execute(self, files: &Files, actor: &Actor) -> Result<Uploaded, FilesError> {
+        let action = match (self.place, self.form) {
+            (Place::Sandbox(_), UploadForm::Archive) => "PUT /v1/sandboxes/{id}/files",
+            (Place::Sandbox(_), UploadForm::Content { .. }) => {
+                "PUT /v1/sandboxes/{id}/files/content"
+            }
+            (Place::Volume(_), UploadForm::Archive) => "PUT /v1/volumes/{id}/files",
+            (Place::Volume(_), UploadForm::Content { .. }) => "PUT /v1/volumes/{id}/files/content",
+        };
+        let object = match self.place {
+            Place::Sandbox(id) => id.to_string(),
+            Place::Volume(id) => id.to_string(),
+        };
+        let path = shown_path(&self.path);
+        let result = self.write(files, actor).await;
+        let entry = match &result {
+            Ok(summary) => Entry::new(action, status::OK).detail(format!(
+                "path={path} entries={} bytes={}",
+                summary.entries, summary.bytes
+            )),
+            Err(error) => Entry::new(action, error.status()).detail(format!(
+                "path={path} refused={}: {}",
+                error.code(),
+                shown_reason(error)
+            )),
+        };
+        files.audit.record(actor, entry.object(object)).await;
+        result
+    }
+}
+
+/// Most characters of a caller's text an audit row repeats.
+const AUDIT_TEXT_MAX: usize = 512;
+
+/// The path as a row shows it: at most [`AUDIT_TEXT_MAX`] characters, control characters
+/// escaped.
+fn shown_path(path: &str) -> String {
+    let shown: String = path.chars().take(AUDIT_TEXT_MAX).collect();
+    let shown = shown.escape_debug().to_string();
+    if path.chars().count() > AUDIT_TEXT_MAX {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+/// The refusal's reason as a row shows it (bounded like the path).
+fn shown_reason(error: &FilesError) -> String {
+    shown_path(&error.to_string())
+}
+
+impl Upload {
+    async fn write(self, files: &Files, actor: &Actor) -> Result<Uploaded, FilesError> {
         let (dir, file) = match self.form {
             UploadForm::Archive => (self.path.clone(), None),
             UploadForm::Content { length } => {
@@ -143,20 +197,6 @@ impl Command<Files> for Upload {
         if let Err(error) = result {
             return Err(docker_error(error, &access));
         }
-        let action = match (self.place, self.path == dir) {
-            (Place::Sandbox(_), true) => "PUT /v1/sandboxes/{id}/files",
-            (Place::Sandbox(_), false) => "PUT /v1/sandboxes/{id}/files/content",
-            (Place::Volume(_), true) => "PUT /v1/volumes/{id}/files",
-            (Place::Volume(_), false) => "PUT /v1/volumes/{id}/files/content",
-        };
-        let detail = format!(
-            "path={} entries={} bytes={}",
-            self.path, summary.entries, summary.content_bytes
-        );
-        let entry = Entry::new(action, status::OK)
-            .object(&access.object)
-            .detail(detail);
-        files.audit.record(actor, entry).await;
         Ok(Uploaded {
             entries: summary.entries,
             bytes: summary.content_bytes,
