@@ -118,7 +118,9 @@ async fn refused_writes_file_a_row_naming_target_path_and_code() {
     );
     let details: Vec<_> = rows.iter().map(|r| r.detail.clone().unwrap()).collect();
     assert!(
-        details[0].starts_with(&format!("path=/src refused=volume_in_use: sandbox {sandbox}")),
+        details[0].starts_with(&format!(
+            "path=/src refused=volume_in_use: sandbox {sandbox}"
+        )),
         "{details:?}"
     );
     assert!(

@@ -196,7 +196,9 @@ impl From<FolderError> for ApiError {
             ref e @ FolderError::UnknownUser(_) => {
                 refused(StatusCode::BAD_REQUEST, "unknown_user", e)
             }
-            ref e @ FolderError::InUse(_) => refused(StatusCode::CONFLICT, "folder_in_use", e),
+            ref e @ (FolderError::InUse(_) | FolderError::GrantInUse(_)) => {
+                refused(StatusCode::CONFLICT, "folder_in_use", e)
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -168,6 +168,10 @@ fn files_refusals_answer_the_code_and_status_their_audit_rows_name() {
         let (status, code) = (error.status(), error.code());
         let shown = error.to_string();
         let (answered, answered_code) = ApiError::from(error).status_code();
-        assert_eq!((answered.as_u16(), answered_code), (status, code), "{shown}");
+        assert_eq!(
+            (answered.as_u16(), answered_code),
+            (status, code),
+            "{shown}"
+        );
     }
 }
