@@ -7,7 +7,8 @@
 //!   reach Docker, owned by the sandbox user, without setuid/setgid/sticky bits, never under a
 //!   symlink of the same archive, within 1 GiB and 100k entries; Docker extracts with
 //!   `noOverwriteDirNonDir`, so an existing symlink in the target is never followed as a
-//!   directory; a refusal mid-stream aborts the request (entries already extracted stay);
+//!   directory; the rewritten archive is staged whole on the controller's disk first
+//!   ([`stage`]), so an archive refused anywhere leaves nothing in the target;
 //! - a sandbox is reached only while it runs, a volume through a never-started helper that
 //!   mounts it read-only for reads and read-write for writes; a write is refused while a
 //!   sandbox holds the volume read-write, and the helper is removed after each request;
@@ -20,6 +21,7 @@
 //!   refusal's code and reason; reads are not.
 
 mod place;
+mod stage;
 mod stream;
 pub mod tar;
 
@@ -62,6 +64,8 @@ pub struct FilesSettings {
     pub volume_owner: RunAs,
     /// This node's name (the helper's `airlock.node` label).
     pub node: String,
+    /// Where uploads are staged whole before Docker sees them (`<AIRLOCK_DATA_DIR>/uploads`).
+    pub staging_dir: std::path::PathBuf,
 }
 
 /// Where files live.
@@ -201,6 +205,9 @@ pub enum FilesError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The upload could not be staged on the controller's disk.
+    #[error("staging the upload: {0}")]
+    Staging(std::io::Error),
 }
 
 impl From<tar::TarError> for FilesError {
@@ -227,7 +234,7 @@ impl FilesError {
             Self::BadArchive(_) => "bad_archive",
             Self::TooLarge(_) => "too_large",
             Self::LengthRequired => "length_required",
-            Self::Store(_) | Self::Docker(_) => "internal",
+            Self::Store(_) | Self::Docker(_) | Self::Staging(_) => "internal",
         }
     }
 
@@ -243,7 +250,7 @@ impl FilesError {
             | Self::VolumeBusy(_) => 409,
             Self::LengthRequired => 411,
             Self::TooLarge(_) => 413,
-            Self::Store(_) | Self::Docker(_) => 500,
+            Self::Store(_) | Self::Docker(_) | Self::Staging(_) => 500,
         }
     }
 }

@@ -1,8 +1,7 @@
-//! The files commands: the upload pipe (body → [`Rewriter`] → Docker), the download and
+//! The files commands: the upload pipe (body → [`Rewriter`] → staged file → Docker), the download and
 //! listing streams (Docker → [`Reader`] → client), and stat.
 
 use std::io;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
@@ -12,7 +11,8 @@ use time::OffsetDateTime;
 
 use super::place::{Access, Intent};
 use super::tar::read::{Event, Reader};
-use super::tar::{file_header, Limits, Rewriter, Summary};
+use super::stage::stage;
+use super::tar::{file_header, Limits, Rewriter};
 use super::{
     bad_path, kind_of_mode, listed_from_stat, BodyStream, Download, Files, FilesError, ListFiles,
     Place, StatFile, Upload, UploadForm, Uploaded, MAX_LIST_DEPTH, MAX_LIST_ENTRIES,
@@ -68,13 +68,6 @@ impl std::fmt::Debug for Downloaded {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
-}
-
-/// What went wrong inside the upload pipe, read once Docker has answered.
-#[derive(Default)]
-struct Outcome {
-    refused: Option<FilesError>,
-    summary: Summary,
 }
 
 // === impl Upload ===
@@ -175,76 +168,24 @@ impl Upload {
             None => self.body,
             Some((name, length)) => raw_as_tar(&name, length, access.owner, self.body),
         };
-        let outcome = Arc::new(Mutex::new(Outcome::default()));
         let limits = Limits {
             max_bytes: MAX_UPLOAD_BYTES,
             max_entries: MAX_UPLOAD_ENTRIES,
         };
-        let rewritten = rewrite(body, Rewriter::new(access.owner, limits), outcome.clone());
-        let result = files
+        let rewriter = Rewriter::new(access.owner, limits);
+        // Whole and checked before Docker sees a byte: a refusal leaves the target untouched.
+        let staged = stage(&files.settings.staging_dir, body, rewriter).await?;
+        let summary = staged.summary;
+        files
             .docker
-            .upload_archive(&access.container, &access.path, rewritten)
-            .await;
-        let (refused, summary) = {
-            let mut outcome = outcome
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (outcome.refused.take(), outcome.summary)
-        };
-        if let Some(refused) = refused {
-            return Err(refused);
-        }
-        if let Err(error) = result {
-            return Err(docker_error(error, &access));
-        }
+            .upload_archive(&access.container, &access.path, staged.into_stream())
+            .await
+            .map_err(|error| docker_error(error, &access))?;
         Ok(Uploaded {
             entries: summary.entries,
             bytes: summary.content_bytes,
         })
     }
-}
-
-/// The body through the rewriter; a refusal is kept in `outcome` and aborts the stream.
-fn rewrite(
-    body: BodyStream,
-    rewriter: Rewriter,
-    outcome: Arc<Mutex<Outcome>>,
-) -> BoxStream<'static, Result<Bytes, io::Error>> {
-    let refuse = move |outcome: &Arc<Mutex<Outcome>>, error: FilesError| {
-        let mut outcome = outcome
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        outcome.refused.get_or_insert(error);
-        io::Error::other("upload refused")
-    };
-    stream::unfold(Some((body, rewriter, outcome)), move |state| async move {
-        let (mut body, mut rewriter, outcome) = state?;
-        loop {
-            let mut out = Vec::new();
-            match body.next().await {
-                Some(Ok(chunk)) => match rewriter.push(&chunk, &mut out) {
-                    Ok(()) if out.is_empty() => continue,
-                    Ok(()) => return Some((Ok(Bytes::from(out)), Some((body, rewriter, outcome)))),
-                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
-                },
-                Some(Err(error)) => {
-                    let error = FilesError::BadArchive(format!("the body broke off: {error}"));
-                    return Some((Err(refuse(&outcome, error)), None));
-                }
-                None => match rewriter.finish(&mut out) {
-                    Ok(summary) => {
-                        outcome
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .summary = summary;
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
-                },
-            }
-        }
-    })
-    .boxed()
 }
 
 /// Raw bytes of one file as a one-entry tar: its header, exactly `length` bytes (else a

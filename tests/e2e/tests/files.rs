@@ -4,8 +4,8 @@
 //! tar attack (`../x`, `/etc/x`, symlink-then-file, a symlink already in the target, a
 //! hardlink, a device node, 200k entries) gets a typed error; writes into a volume a sandbox
 //! holds read-write are refused; on a sandbox, a volume mount takes uploads, the root and the
-//! tmpfs do not; another tenant gets 404; every refused write is audited with its target,
-//! path and code.
+//! tmpfs do not; another tenant gets 404; a refused upload leaves nothing in the target (it
+//! is staged whole first); every refused write is audited with its target, path and code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::http::{Method, StatusCode};
@@ -207,10 +207,15 @@ async fn files_upload_download_attacks_and_tenancy() {
         many.extend_from_slice(h.as_bytes());
     }
     many.resize(many.len() + 1024, 0);
-    // Into another volume: what was extracted before the cap stays there.
+    // Into another volume: the upload is staged whole first, so nothing of the 100k entries
+    // before the cap reaches it.
     let scratch = c.volume(&a, "scratch", 256).await;
     let uri = format!("/v1/volumes/{scratch}/files?path=/");
     refused(&c, &a, &uri, many, (413, "too_large")).await;
+    let uri = format!("/v1/volumes/{scratch}/files/list?path=/");
+    let (status, listing) = c.call(&a, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert_eq!(listing["entries"], json!([]), "{listing}");
     timing.phase("attacks");
 
     // Another tenant sees nothing.

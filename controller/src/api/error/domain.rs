@@ -346,7 +346,7 @@ impl From<FilesError> for ApiError {
                 code,
                 message: error.to_string(),
             },
-            other @ (FilesError::Store(_) | FilesError::Docker(_)) => {
+            other @ (FilesError::Store(_) | FilesError::Docker(_) | FilesError::Staging(_)) => {
                 Self::Internal(other.to_string())
             }
         }
