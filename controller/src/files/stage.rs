@@ -125,9 +125,13 @@ mod tests {
         let staging = dir.path().join("uploads");
         let mut archive = entry("a.txt", b"hello\n");
         archive.extend(vec![0u8; 1024]);
-        let staged = stage(&staging, body(vec![archive]), Rewriter::new(owner(), limits()))
-            .await
-            .unwrap();
+        let staged = stage(
+            &staging,
+            body(vec![archive]),
+            Rewriter::new(owner(), limits()),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (staged.summary.entries, staged.summary.content_bytes),
             (1, 6)
@@ -152,10 +156,14 @@ mod tests {
         let good = entry("good.txt", b"fine\n");
         let mut bad = entry("../escape", b"x");
         bad.extend(vec![0u8; 1024]);
-        let refused = stage(dir.path(), body(vec![good, bad]), Rewriter::new(owner(), limits()))
-            .await
-            .err()
-            .unwrap();
+        let refused = stage(
+            dir.path(),
+            body(vec![good, bad]),
+            Rewriter::new(owner(), limits()),
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(matches!(refused, FilesError::BadArchive(_)), "{refused}");
         let broken: BodyStream = stream::iter(vec![
             Ok(Bytes::from(entry("a", b"a"))),

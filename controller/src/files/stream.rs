@@ -10,8 +10,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::place::{Access, Intent};
-use super::tar::read::{Event, Reader};
 use super::stage::stage;
+use super::tar::read::{Event, Reader};
 use super::tar::{file_header, Limits, Rewriter};
 use super::{
     bad_path, kind_of_mode, listed_from_stat, BodyStream, Download, Files, FilesError, ListFiles,
