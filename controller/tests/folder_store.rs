@@ -2,7 +2,8 @@
 //! test-support server): names and realpaths are unique, parallel registrations of
 //! overlapping folders admit exactly one, a grant naming no user writes nothing, grants are
 //! replaced whole and decide who finds a folder by name, and a folder mounted by a live
-//! sandbox cannot be deleted (an ended sandbox no longer holds it).
+//! sandbox cannot be deleted (an ended sandbox no longer holds it), nor lose the grant of a
+//! live mount's owner.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -40,6 +41,14 @@ async fn folder(store: &Store, name: &str, realpath: &str, grants: Vec<UserId>) 
 }
 
 async fn sandbox_holding(store: &Store, owner: &User, folder: &Folder) -> airlock::store::Sandbox {
+    match try_holding(store, owner, folder).await.unwrap() {
+        Created::New(sandbox) => sandbox,
+        Created::Existing(_) => panic!("no idempotency key was given"),
+    }
+}
+
+/// A create of `owner` holding `folder` read-only at `/data`.
+async fn try_holding(store: &Store, owner: &User, folder: &Folder) -> Result<Created, StoreError> {
     let spec = SandboxRequest {
         image: "alpine:3".into(),
         ..SandboxRequest::default()
@@ -61,14 +70,9 @@ async fn sandbox_holding(store: &Store, owner: &User, folder: &Folder) -> airloc
         volumes: &[],
         folders: &folders,
     };
-    match store
+    store
         .create_sandbox_within_quota_holding(new, Quota::UNLIMITED, holds, None)
         .await
-        .unwrap()
-    {
-        Created::New(sandbox) => sandbox,
-        Created::Existing(_) => panic!("no idempotency key was given"),
-    }
 }
 
 both_backends!(names_realpaths_and_overlaps, |f: Fixture| async move {
@@ -207,5 +211,53 @@ both_backends!(
         assert_eq!(deleted.map(|f| f.id), Some(data.id));
         assert!(store.get_folder(data.id).await.unwrap().is_none());
         assert!(store.delete_folder(data.id).await.unwrap().is_none());
+    }
+);
+
+// A grant change that would take the folder from the owner of a live sandbox mounting it is
+// refused naming that sandbox and writes nothing; one that keeps the owner (adding someone)
+// passes; once the sandbox ended the grant goes. A create for a user without the grant holds
+// nothing (the grant is checked again in the create's transaction).
+both_backends!(
+    a_mounted_folder_keeps_its_holders_grants,
+    |f: Fixture| async move {
+        let store = f.store;
+        let alice = user(&store, "alice@example.org").await;
+        let bob = user(&store, "bob@example.org").await;
+        let data = folder(&store, "data", "/srv/d/data", vec![alice.id]).await;
+        let running = sandbox_holding(&store, &alice, &data).await;
+        let refused = store.set_folder_grants(data.id, &[bob.id]).await;
+        assert!(
+            matches!(refused, Err(StoreError::FolderInUse { ref holders }) if holders == &[running.id]),
+            "{refused:?}"
+        );
+        let kept = store.get_folder(data.id).await.unwrap().unwrap();
+        assert_eq!(
+            kept.grants,
+            vec![alice.id],
+            "a refused change writes nothing"
+        );
+        let both = store
+            .set_folder_grants(data.id, &[alice.id, bob.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(both.grants.len(), 2);
+        store
+            .record_transition(running.id, 1, &SandboxEvent::Ended(EndReason::Stopped))
+            .await
+            .unwrap();
+        let only_bob = store
+            .set_folder_grants(data.id, &[bob.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(only_bob.grants, vec![bob.id]);
+        let ungranted = try_holding(&store, &alice, &data).await;
+        assert!(
+            matches!(ungranted, Err(StoreError::NotFound)),
+            "{ungranted:?}"
+        );
+        assert!(store.folder_holders(data.id).await.unwrap().is_empty());
     }
 );

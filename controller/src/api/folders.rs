@@ -1,5 +1,6 @@
 //! `/v1/folders`: host folders. Admins register (`POST`), read (`GET /{id}`), change grants
-//! (`PUT /{id}/grants`), delete (`DELETE /{id}`, 409 `folder_in_use` while mounted) and list
+//! (`PUT /{id}/grants`; 409 `folder_in_use` while a live sandbox whose owner would lose the
+//! grant mounts it), delete (`DELETE /{id}`, 409 `folder_in_use` while mounted) and list
 //! candidates under the root (`GET /available`). `GET /v1/folders` lists every folder for an
 //! admin and, for anyone else, the folders granted to them, without host paths or grants.
 //! The rules are the folders service's ([`crate::folders`]).
@@ -242,11 +243,12 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PUT /v1/folders/{id}/grants`: replaces who may mount the folder (admins).
+/// `PUT /v1/folders/{id}/grants`: replaces who may mount the folder (admins); 409
+/// `folder_in_use` naming the live sandboxes that mount it whose owners would lose the grant.
 #[utoipa::path(put, path = "/v1/folders/{id}/grants", tag = "folders", request_body = GrantsBody,
     params(("id" = String, Path, description = "Folder id")),
     responses((status = 200, body = FolderDto), (status = 400), (status = 403),
-        (status = 404)))]
+        (status = 404), (status = 409)))]
 pub(crate) async fn put_grants(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -7,7 +7,8 @@
 //!   reach Docker, owned by the sandbox user, without setuid/setgid/sticky bits, never under a
 //!   symlink of the same archive, within 1 GiB and 100k entries; Docker extracts with
 //!   `noOverwriteDirNonDir`, so an existing symlink in the target is never followed as a
-//!   directory; a refusal mid-stream aborts the request (entries already extracted stay);
+//!   directory; the rewritten archive is staged whole on the controller's disk first
+//!   ([`stage`]), so an archive refused anywhere leaves nothing in the target;
 //! - a sandbox is reached only while it runs, a volume through a never-started helper that
 //!   mounts it read-only for reads and read-write for writes; a write is refused while a
 //!   sandbox holds the volume read-write, and the helper is removed after each request;
@@ -16,9 +17,11 @@
 //!   read-only", a read returns the image's directory under the tmpfs); paths on the
 //!   sandbox's tmpfs (`/tmp`, the home tmpfs) are refused with `path_on_tmpfs`;
 //! - another user's sandbox or volume is missing like an unknown one; each write is audited
-//!   with its path, bytes and entries, reads are not.
+//!   with its path, bytes and entries, and each refused write with its path and the
+//!   refusal's code and reason; reads are not.
 
 mod place;
+mod stage;
 mod stream;
 pub mod tar;
 
@@ -61,6 +64,8 @@ pub struct FilesSettings {
     pub volume_owner: RunAs,
     /// This node's name (the helper's `airlock.node` label).
     pub node: String,
+    /// Where uploads are staged whole before Docker sees them (`<AIRLOCK_DATA_DIR>/uploads`).
+    pub staging_dir: std::path::PathBuf,
 }
 
 /// Where files live.
@@ -200,6 +205,9 @@ pub enum FilesError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// The upload could not be staged on the controller's disk.
+    #[error("staging the upload: {0}")]
+    Staging(std::io::Error),
 }
 
 impl From<tar::TarError> for FilesError {
@@ -207,6 +215,42 @@ impl From<tar::TarError> for FilesError {
         match error {
             tar::TarError::TooLarge(what) => Self::TooLarge(what),
             bad @ tar::TarError::Bad { .. } => Self::BadArchive(bad.to_string()),
+        }
+    }
+}
+
+impl FilesError {
+    /// The error code the API answers with (one source for the answer and the audit row).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::NotRunning(_) => "sandbox_not_running",
+            Self::BadPath(_) | Self::Invalid { .. } => "invalid_request",
+            Self::PathNotFound(_) => "path_not_found",
+            Self::PathNotWritable(_) => "path_not_writable",
+            Self::PathOnTmpfs(_) => "path_on_tmpfs",
+            Self::NotADirectory(_) => "not_a_directory",
+            Self::VolumeBusy(_) => "volume_in_use",
+            Self::BadArchive(_) => "bad_archive",
+            Self::TooLarge(_) => "too_large",
+            Self::LengthRequired => "length_required",
+            Self::Store(_) | Self::Docker(_) | Self::Staging(_) => "internal",
+        }
+    }
+
+    /// The HTTP status the API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadPath(_) | Self::Invalid { .. } | Self::BadArchive(_) => 400,
+            Self::NotFound(_) | Self::PathNotFound(_) => 404,
+            Self::NotRunning(_)
+            | Self::PathNotWritable(_)
+            | Self::PathOnTmpfs(_)
+            | Self::NotADirectory(_)
+            | Self::VolumeBusy(_) => 409,
+            Self::LengthRequired => 411,
+            Self::TooLarge(_) => 413,
+            Self::Store(_) | Self::Docker(_) | Self::Staging(_) => 500,
         }
     }
 }

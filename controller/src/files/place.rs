@@ -30,8 +30,6 @@ pub(super) struct Access {
     pub shown: String,
     /// Who owns written entries.
     pub owner: Owner,
-    /// The object for the audit row.
-    pub object: String,
     /// A helper, removed when this is dropped.
     _helper: Option<Helper>,
 }
@@ -100,7 +98,6 @@ impl Files {
                         uid: run_as.uid,
                         gid: run_as.gid,
                     },
-                    object: id.to_string(),
                     _helper: None,
                 })
             }
@@ -137,7 +134,6 @@ impl Files {
                         uid: owner.uid,
                         gid: owner.gid,
                     },
-                    object: id.to_string(),
                     _helper: Some(Helper {
                         docker: self.docker.clone(),
                         name,

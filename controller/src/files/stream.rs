@@ -1,8 +1,7 @@
-//! The files commands: the upload pipe (body → [`Rewriter`] → Docker), the download and
+//! The files commands: the upload pipe (body → [`Rewriter`] → staged file → Docker), the download and
 //! listing streams (Docker → [`Reader`] → client), and stat.
 
 use std::io;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
@@ -11,8 +10,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::place::{Access, Intent};
+use super::stage::stage;
 use super::tar::read::{Event, Reader};
-use super::tar::{file_header, Limits, Rewriter, Summary};
+use super::tar::{file_header, Limits, Rewriter};
 use super::{
     bad_path, kind_of_mode, listed_from_stat, BodyStream, Download, Files, FilesError, ListFiles,
     Place, StatFile, Upload, UploadForm, Uploaded, MAX_LIST_DEPTH, MAX_LIST_ENTRIES,
@@ -70,20 +70,67 @@ impl std::fmt::Debug for Downloaded {
     }
 }
 
-/// What went wrong inside the upload pipe, read once Docker has answered.
-#[derive(Default)]
-struct Outcome {
-    refused: Option<FilesError>,
-    summary: Summary,
-}
-
 // === impl Upload ===
 
 impl Command<Files> for Upload {
     type Output = Uploaded;
     type Error = FilesError;
 
+    /// Writes, and files the row either way: the target, the path, and what was written or
+    /// the refusal's code and reason.
     async fn execute(self, files: &Files, actor: &Actor) -> Result<Uploaded, FilesError> {
+        let action = match (self.place, self.form) {
+            (Place::Sandbox(_), UploadForm::Archive) => "PUT /v1/sandboxes/{id}/files",
+            (Place::Sandbox(_), UploadForm::Content { .. }) => {
+                "PUT /v1/sandboxes/{id}/files/content"
+            }
+            (Place::Volume(_), UploadForm::Archive) => "PUT /v1/volumes/{id}/files",
+            (Place::Volume(_), UploadForm::Content { .. }) => "PUT /v1/volumes/{id}/files/content",
+        };
+        let object = match self.place {
+            Place::Sandbox(id) => id.to_string(),
+            Place::Volume(id) => id.to_string(),
+        };
+        let path = shown_path(&self.path);
+        let result = self.write(files, actor).await;
+        let entry = match &result {
+            Ok(summary) => Entry::new(action, status::OK).detail(format!(
+                "path={path} entries={} bytes={}",
+                summary.entries, summary.bytes
+            )),
+            Err(error) => Entry::new(action, error.status()).detail(format!(
+                "path={path} refused={}: {}",
+                error.code(),
+                shown_reason(error)
+            )),
+        };
+        files.audit.record(actor, entry.object(object)).await;
+        result
+    }
+}
+
+/// Most characters of a caller's text an audit row repeats.
+const AUDIT_TEXT_MAX: usize = 512;
+
+/// The path as a row shows it: at most [`AUDIT_TEXT_MAX`] characters, control characters
+/// escaped.
+fn shown_path(path: &str) -> String {
+    let shown: String = path.chars().take(AUDIT_TEXT_MAX).collect();
+    let shown = shown.escape_debug().to_string();
+    if path.chars().count() > AUDIT_TEXT_MAX {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+/// The refusal's reason as a row shows it (bounded like the path).
+fn shown_reason(error: &FilesError) -> String {
+    shown_path(&error.to_string())
+}
+
+impl Upload {
+    async fn write(self, files: &Files, actor: &Actor) -> Result<Uploaded, FilesError> {
         let (dir, file) = match self.form {
             UploadForm::Archive => (self.path.clone(), None),
             UploadForm::Content { length } => {
@@ -121,90 +168,24 @@ impl Command<Files> for Upload {
             None => self.body,
             Some((name, length)) => raw_as_tar(&name, length, access.owner, self.body),
         };
-        let outcome = Arc::new(Mutex::new(Outcome::default()));
         let limits = Limits {
             max_bytes: MAX_UPLOAD_BYTES,
             max_entries: MAX_UPLOAD_ENTRIES,
         };
-        let rewritten = rewrite(body, Rewriter::new(access.owner, limits), outcome.clone());
-        let result = files
+        let rewriter = Rewriter::new(access.owner, limits);
+        // Whole and checked before Docker sees a byte: a refusal leaves the target untouched.
+        let staged = stage(&files.settings.staging_dir, body, rewriter).await?;
+        let summary = staged.summary;
+        files
             .docker
-            .upload_archive(&access.container, &access.path, rewritten)
-            .await;
-        let (refused, summary) = {
-            let mut outcome = outcome
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (outcome.refused.take(), outcome.summary)
-        };
-        if let Some(refused) = refused {
-            return Err(refused);
-        }
-        if let Err(error) = result {
-            return Err(docker_error(error, &access));
-        }
-        let action = match (self.place, self.path == dir) {
-            (Place::Sandbox(_), true) => "PUT /v1/sandboxes/{id}/files",
-            (Place::Sandbox(_), false) => "PUT /v1/sandboxes/{id}/files/content",
-            (Place::Volume(_), true) => "PUT /v1/volumes/{id}/files",
-            (Place::Volume(_), false) => "PUT /v1/volumes/{id}/files/content",
-        };
-        let detail = format!(
-            "path={} entries={} bytes={}",
-            self.path, summary.entries, summary.content_bytes
-        );
-        let entry = Entry::new(action, status::OK)
-            .object(&access.object)
-            .detail(detail);
-        files.audit.record(actor, entry).await;
+            .upload_archive(&access.container, &access.path, staged.into_stream())
+            .await
+            .map_err(|error| docker_error(error, &access))?;
         Ok(Uploaded {
             entries: summary.entries,
             bytes: summary.content_bytes,
         })
     }
-}
-
-/// The body through the rewriter; a refusal is kept in `outcome` and aborts the stream.
-fn rewrite(
-    body: BodyStream,
-    rewriter: Rewriter,
-    outcome: Arc<Mutex<Outcome>>,
-) -> BoxStream<'static, Result<Bytes, io::Error>> {
-    let refuse = move |outcome: &Arc<Mutex<Outcome>>, error: FilesError| {
-        let mut outcome = outcome
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        outcome.refused.get_or_insert(error);
-        io::Error::other("upload refused")
-    };
-    stream::unfold(Some((body, rewriter, outcome)), move |state| async move {
-        let (mut body, mut rewriter, outcome) = state?;
-        loop {
-            let mut out = Vec::new();
-            match body.next().await {
-                Some(Ok(chunk)) => match rewriter.push(&chunk, &mut out) {
-                    Ok(()) if out.is_empty() => continue,
-                    Ok(()) => return Some((Ok(Bytes::from(out)), Some((body, rewriter, outcome)))),
-                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
-                },
-                Some(Err(error)) => {
-                    let error = FilesError::BadArchive(format!("the body broke off: {error}"));
-                    return Some((Err(refuse(&outcome, error)), None));
-                }
-                None => match rewriter.finish(&mut out) {
-                    Ok(summary) => {
-                        outcome
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .summary = summary;
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                    Err(error) => return Some((Err(refuse(&outcome, error.into())), None)),
-                },
-            }
-        }
-    })
-    .boxed()
 }
 
 /// Raw bytes of one file as a one-entry tar: its header, exactly `length` bytes (else a

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{FolderError, FolderView, Folders};
+use super::{off_executor, FolderError, FolderView, Folders};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, Command, Entry};
 use crate::folder::path::{self, Candidate, PathRefusal};
@@ -103,14 +103,16 @@ impl CreateFolder {
     async fn register(self, folders: &Folders, actor: &Actor) -> Result<FolderView, FolderError> {
         admin(actor)?;
         let (name, mode) = self.validate()?;
-        let root_real = folders.root_real()?;
+        let root_real = folders.root_real().await?;
         let refusal = |refusal| FolderError::Path {
             field: "path".to_owned(),
             refusal,
         };
         // Rules 1 to 6 here; 7 and 8 again in the store's transaction.
-        let realpath: PathBuf =
-            path::register(&self.request.path, &root_real, &[]).map_err(refusal)?;
+        let asked = self.request.path.clone();
+        let realpath: PathBuf = off_executor(move || path::register(&asked, &root_real, &[]))
+            .await?
+            .map_err(refusal)?;
         let new = NewFolder {
             name: name.clone(),
             path: self.request.path,
@@ -237,17 +239,26 @@ impl Command<Folders> for SetFolderGrants {
 
     async fn execute(self, folders: &Folders, actor: &Actor) -> Result<FolderView, FolderError> {
         admin(actor)?;
-        let folder = folders
-            .store
-            .set_folder_grants(self.id, &self.grants)
-            .await?;
-        let folder = folder.ok_or(FolderError::NotFound)?;
+        let set = folders.store.set_folder_grants(self.id, &self.grants).await;
+        let set = match set {
+            Ok(Some(folder)) => Ok(folder),
+            Ok(None) => Err(FolderError::NotFound),
+            Err(StoreError::FolderInUse { holders }) => Err(FolderError::GrantInUse(holders)),
+            Err(other) => Err(other.into()),
+        };
         let grants: Vec<String> = self.grants.iter().map(ToString::to_string).collect();
-        let entry = Entry::new("PUT /v1/folders/{id}/grants", status::OK)
+        let (code, detail) = match &set {
+            Ok(_) => (status::OK, format!("grants={}", grants.join(","))),
+            Err(error) => (
+                error.status(),
+                format!("grants={} refused: {error}", grants.join(",")),
+            ),
+        };
+        let entry = Entry::new("PUT /v1/folders/{id}/grants", code)
             .object(self.id)
-            .detail(format!("grants={}", grants.join(",")));
+            .detail(detail);
         folders.audit.record(actor, entry).await;
-        folders.view(folder).await
+        folders.view(set?).await
     }
 }
 
@@ -264,9 +275,8 @@ impl Command<Folders> for ListAvailable {
     ) -> Result<(Vec<Candidate>, bool), FolderError> {
         admin(actor)?;
         let root = folders.root.clone().ok_or(FolderError::Disabled)?;
-        tokio::task::spawn_blocking(move || path::available(&root))
-            .await
-            .map_err(|e| FolderError::RootUnusable(e.to_string()))?
+        off_executor(move || path::available(&root))
+            .await?
             .map_err(|e| FolderError::RootUnusable(e.kind().to_string()))
     }
 }

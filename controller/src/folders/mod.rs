@@ -12,8 +12,12 @@
 //! - a mount needs a grant (no grant answers like no folder), resolves the path again and
 //!   refuses a changed realpath, and is read-only for an `ro` folder (asking for read-write
 //!   is refused, never quietly changed);
-//! - a delete refuses while a live sandbox mounts the folder;
-//! - every action, and every refused registration, is audited.
+//! - a delete refuses while a live sandbox mounts the folder, and so does a grant change that
+//!   would take the folder from the owner of one (`409 folder_in_use` naming the sandboxes:
+//!   a live mount is never left without its grant, and a sandbox is never stopped by it);
+//! - every action, and every refused registration, is audited;
+//! - the host filesystem is read only on Tokio's blocking pool (`off_executor`), never on
+//!   the executor.
 
 mod commands;
 
@@ -102,6 +106,13 @@ pub enum FolderError {
     /// Live sandboxes mount the folder.
     #[error("the folder is mounted by sandbox(es) {}", list(.0))]
     InUse(Vec<SandboxId>),
+    /// A grant change would take the folder from the owners of live sandboxes mounting it.
+    #[error(
+        "sandbox(es) {} mount the folder and their owners would lose the grant; stop them \
+         first, or keep the grant",
+        list(.0)
+    )]
+    GrantInUse(Vec<SandboxId>),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[source] StoreError),
@@ -143,7 +154,7 @@ impl FolderError {
             },
             Self::AdminOnly | Self::ReadOnly { .. } => 403,
             Self::NotFound | Self::NotGranted { .. } => 404,
-            Self::Disabled | Self::NameTaken(_) | Self::InUse(_) => 409,
+            Self::Disabled | Self::NameTaken(_) | Self::InUse(_) | Self::GrantInUse(_) => 409,
             Self::RootUnusable(_) | Self::Store(_) => 500,
         }
     }
@@ -172,9 +183,11 @@ impl Folders {
     }
 
     /// The realpath of the root.
-    fn root_real(&self) -> Result<PathBuf, FolderError> {
-        let root = self.root.as_deref().ok_or(FolderError::Disabled)?;
-        path::resolve_root(root).map_err(|e| FolderError::RootUnusable(e.kind().to_string()))
+    async fn root_real(&self) -> Result<PathBuf, FolderError> {
+        let root = self.root.clone().ok_or(FolderError::Disabled)?;
+        off_executor(move || path::resolve_root(&root))
+            .await?
+            .map_err(|e| FolderError::RootUnusable(e.kind().to_string()))
     }
 
     async fn view(&self, folder: Folder) -> Result<FolderView, FolderError> {
@@ -193,25 +206,57 @@ impl Folders {
         if spec.folders().is_empty() {
             return Ok(spec);
         }
-        let root_real = self.root_real()?;
+        let root_real = self.root_real().await?;
         let mut bound: BTreeMap<FolderName, Result<BoundFolder, FolderError>> = BTreeMap::new();
+        let mut granted = Vec::new();
         for mount in spec.folders() {
             let field = format!("mounts (folder `{}`)", mount.folder);
-            let found = self.store.granted_folder(owner, &mount.folder).await?;
-            let result = match found {
-                None => Err(FolderError::NotGranted {
-                    field,
-                    name: mount.folder.to_string(),
-                }),
-                Some(folder) => bind_one(&folder, mount.read_only, &root_real, field),
-            };
-            bound.insert(mount.folder.clone(), result);
+            match self.store.granted_folder(owner, &mount.folder).await? {
+                None => {
+                    let refused = Err(FolderError::NotGranted {
+                        field,
+                        name: mount.folder.to_string(),
+                    });
+                    bound.insert(mount.folder.clone(), refused);
+                }
+                Some(folder) => {
+                    granted.push((mount.folder.clone(), folder, mount.read_only, field))
+                }
+            }
         }
+        // Every path is resolved again on the host, off the executor.
+        let checked = off_executor(move || {
+            granted
+                .into_iter()
+                .map(|(name, folder, read_only, field)| {
+                    (name, bind_one(&folder, read_only, &root_real, field))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        bound.extend(checked);
         spec.bind_folders(|mount| {
             bound
                 .remove(&mount.folder)
                 .unwrap_or(Err(FolderError::NotFound))
         })
+    }
+}
+
+/// Runs `work`, which reads the host filesystem (realpath, metadata, a directory listing), on
+/// Tokio's blocking pool, so a slow or hung filesystem never stalls the executor. A panic in
+/// `work` goes on unwinding here; a runtime shutting down is [`FolderError::RootUnusable`].
+async fn off_executor<T, F>(work: F) -> Result<T, FolderError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(FolderError::RootUnusable(format!(
+            "the filesystem check was cancelled: {error}"
+        ))),
     }
 }
 

@@ -5,9 +5,9 @@
 //!   `trust-fill`) is a leftover when its sandbox has no row, or has ended and no container
 //!   of it remains (the "no row / ended row" rule of the sandbox containers). One whose
 //!   sandbox is live (`creating`, `running`, `stopping`) is never touched.
-//! - A sampler or files helper lives for one request; one created more than
-//!   [`ReconcileSettings::helper_grace`](super::ReconcileSettings::helper_grace) ago is a
-//!   leftover.
+//! - A sampler, files, volume-owner or folder-stat helper lives for one request; one created
+//!   more than [`ReconcileSettings::helper_grace`](super::ReconcileSettings::helper_grace)
+//!   ago is a leftover.
 //!
 //! Docker is listed before the store is read (a row is always written before its objects),
 //! so a sandbox being created is never mistaken for a leftover. Fillers go before volumes
@@ -51,9 +51,15 @@ impl Reconciler {
         for helper in helpers {
             let leftover = match (helper.kind, helper.sandbox) {
                 (Some(HelperKind::TrustFill), Some(id)) => self.gone(id, &mut ended).await?,
-                (Some(HelperKind::Sampler | HelperKind::Files), _) => {
-                    helper.created.is_some_and(|at| at < cutoff)
-                }
+                (
+                    Some(
+                        HelperKind::Sampler
+                        | HelperKind::Files
+                        | HelperKind::VolumeOwner
+                        | HelperKind::FolderStat,
+                    ),
+                    _,
+                ) => helper.created.is_some_and(|at| at < cutoff),
                 // An unknown kind or a filler without a sandbox: not ours to judge.
                 _ => false,
             };

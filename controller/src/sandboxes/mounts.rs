@@ -52,7 +52,13 @@ impl Sandboxes {
                 continue;
             };
             self.docker
-                .chown_volume_root(id, &bound.docker_name, spec.run_as(), image)
+                .chown_volume_root(
+                    id,
+                    &bound.docker_name,
+                    spec.run_as(),
+                    image,
+                    &self.settings.node,
+                )
                 .await?;
         }
         Ok(())

@@ -73,7 +73,12 @@ pub struct Settings {
     pub volumes: VolumesConfig,
     /// How volume sizes are enforced on the node.
     pub quota_mode: QuotaMode,
+    /// Where uploads are staged before Docker sees them.
+    pub staging_dir: std::path::PathBuf,
 }
+
+/// The staging directory of uploads, under `AIRLOCK_DATA_DIR`.
+pub const UPLOADS_DIR: &str = "uploads";
 
 /// Every domain service of the process; cheap to clone.
 #[derive(Clone, Debug)]
@@ -159,6 +164,7 @@ impl Settings {
             run: config.run.clone(),
             volumes: config.volumes.clone(),
             quota_mode: QuotaMode::Soft,
+            staging_dir: config.data_dir.join(UPLOADS_DIR),
         }
     }
 
@@ -328,6 +334,7 @@ impl Builder {
                     gid: VOLUME_FILES_OWNER,
                 },
                 node: settings.node.clone(),
+                staging_dir: settings.staging_dir.clone(),
             },
         );
         let peers = Peers {

@@ -7,8 +7,9 @@
 //!   ([`StoreError::UnknownUser`]).
 //! - `path` and `realpath` are written once; no statement here updates them.
 //! - A sandbox's folder mounts are written in the transaction that inserts the sandbox
-//!   (`hold_folders_on!`); a mount is live while its sandbox has not ended, and a delete
-//!   refuses while one is ([`StoreError::FolderInUse`]).
+//!   (`hold_folders_on!`, which checks the owner's grant again); a mount is live while its
+//!   sandbox has not ended, and a delete, or a grant change that takes the folder from a
+//!   live mount's owner, refuses while one is ([`StoreError::FolderInUse`]).
 
 use std::path::PathBuf;
 
@@ -88,11 +89,12 @@ pub struct Holds<'a> {
 
 type FolderRow = (Uuid, String, String, String, String, OffsetDateTime);
 
-/// Inserts the folder mounts of sandbox `$id` through `$tx`; a folder deleted meanwhile is
-/// [`StoreError::NotFound`]. `$postgres` share-locks each folder row first, so a delete
-/// (which locks it for update) either sees the mount or runs before it.
+/// Inserts the folder mounts of sandbox `$id` of user `$owner` through `$tx`; a folder
+/// deleted meanwhile, or no longer granted to `$owner`, is [`StoreError::NotFound`] (like no
+/// folder at all). `$postgres` share-locks each folder row first, so a delete or a grant
+/// change (which lock it for update) either sees the mount or runs before it.
 macro_rules! hold_folders_on {
-    ($tx:expr, $id:expr, $folders:expr, $postgres:expr) => {{
+    ($tx:expr, $id:expr, $folders:expr, $postgres:expr, $owner:expr) => {{
         for hold in $folders {
             let lock = if $postgres {
                 "SELECT id FROM folders WHERE id = $1 FOR SHARE"
@@ -104,6 +106,14 @@ macro_rules! hold_folders_on {
                 .fetch_optional(&mut *$tx)
                 .await?;
             found.ok_or(crate::store::StoreError::NotFound)?;
+            let granted: Option<(Uuid,)> = sqlx::query_as(
+                "SELECT folder_id FROM folder_grants WHERE folder_id = $1 AND user_id = $2",
+            )
+            .bind(hold.folder.as_uuid())
+            .bind($owner)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            granted.ok_or(crate::store::StoreError::NotFound)?;
             sqlx::query(
                 "INSERT INTO folder_mounts (sandbox_id, folder_id, target, read_only) \
                  VALUES ($1, $2, $3, $4)",
@@ -278,19 +288,46 @@ impl Store {
         Ok(folders)
     }
 
-    /// Replaces the folder's grants; `None` when there is no such folder.
+    /// Replaces the folder's grants; `None` when there is no such folder. A live sandbox
+    /// mounting the folder whose owner would lose the grant refuses the change
+    /// ([`StoreError::FolderInUse`] naming those sandboxes; nothing is written). The folder
+    /// row is locked for update on Postgres (`BEGIN IMMEDIATE` on SQLite), and a create
+    /// checks the grant again under its share lock, so a mount is never inserted for a grant
+    /// removed meanwhile.
     pub async fn set_folder_grants(
         &self,
         id: FolderId,
         grants: &[UserId],
     ) -> Result<Option<Folder>, StoreError> {
+        let lock = if self.backend() == Backend::Postgres {
+            "SELECT id FROM folders WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT id FROM folders WHERE id = $1"
+        };
         let exists = with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
-            let found: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM folders WHERE id = $1")
+            let found: Option<(Uuid,)> = sqlx::query_as(lock)
                 .bind(id.as_uuid())
                 .fetch_optional(&mut *tx)
                 .await?;
             if found.is_some() {
+                let held: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
+                    "SELECT m.sandbox_id, s.owner_id FROM folder_mounts m \
+                     JOIN sandboxes s ON s.id = m.sandbox_id \
+                     WHERE m.folder_id = $1 AND s.observed_state NOT IN {ENDED} \
+                     ORDER BY m.sandbox_id"
+                ))
+                .bind(id.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+                let losing: Vec<SandboxId> = held
+                    .into_iter()
+                    .filter(|(_, owner)| !grants.contains(&UserId::from_uuid(*owner)))
+                    .map(|(sandbox, _)| SandboxId::from_uuid(sandbox))
+                    .collect();
+                if !losing.is_empty() {
+                    return Err(StoreError::FolderInUse { holders: losing });
+                }
                 sqlx::query("DELETE FROM folder_grants WHERE folder_id = $1")
                     .bind(id.as_uuid())
                     .execute(&mut *tx)

@@ -172,7 +172,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             hold_mounts_on!(tx, id.as_uuid(), holds.volumes, postgres);
-            hold_folders_on!(tx, id.as_uuid(), holds.folders, postgres);
+            hold_folders_on!(tx, id.as_uuid(), holds.folders, postgres, owner);
             sqlx::query(INSERT_EVENT)
                 .bind(id.as_uuid())
                 .bind(1_i64)

@@ -49,7 +49,9 @@ impl AgentApi {
             docker,
             admin,
         } = parts(&dind, &env).await;
-        let services = Services::new(store.clone(), docker, Settings::from_config(&config));
+        let mut settings = Settings::from_config(&config);
+        settings.staging_dir = dir.path().join("uploads");
+        let services = Services::new(store.clone(), docker, settings);
         let auth = Auth::new(Some(Secret::new(ADMIN_TOKEN)), admin);
         timing.phase("controller-up");
         Self {

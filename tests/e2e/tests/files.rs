@@ -4,11 +4,12 @@
 //! tar attack (`../x`, `/etc/x`, symlink-then-file, a symlink already in the target, a
 //! hardlink, a device node, 200k entries) gets a typed error; writes into a volume a sandbox
 //! holds read-write are refused; on a sandbox, a volume mount takes uploads, the root and the
-//! tmpfs do not; another tenant gets 404.
+//! tmpfs do not; another tenant gets 404; a refused upload leaves nothing in the target (it
+//! is staged whole first); every refused write is audited with its target, path and code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::http::{Method, StatusCode};
-use e2e::agents::AgentApi;
+use e2e::agents::{AgentApi, ADMIN_TOKEN};
 use e2e::{dind_with_testbox, Timing};
 use serde_json::{json, Value};
 use test_support::dind::{DindOptions, TESTBOX_IMAGE};
@@ -206,10 +207,15 @@ async fn files_upload_download_attacks_and_tenancy() {
         many.extend_from_slice(h.as_bytes());
     }
     many.resize(many.len() + 1024, 0);
-    // Into another volume: what was extracted before the cap stays there.
+    // Into another volume: the upload is staged whole first, so nothing of the 100k entries
+    // before the cap reaches it.
     let scratch = c.volume(&a, "scratch", 256).await;
     let uri = format!("/v1/volumes/{scratch}/files?path=/");
     refused(&c, &a, &uri, many, (413, "too_large")).await;
+    let uri = format!("/v1/volumes/{scratch}/files/list?path=/");
+    let (status, listing) = c.call(&a, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert_eq!(listing["entries"], json!([]), "{listing}");
     timing.phase("attacks");
 
     // Another tenant sees nothing.
@@ -287,4 +293,56 @@ async fn files_upload_download_attacks_and_tenancy() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     c.delete(&a, &format!("/v1/sandboxes/{id}")).await;
     timing.phase("sandbox-routes");
+
+    // Refused writes are audited like accepted ones: the target, the path, the code.
+    let (status, page) = c
+        .call(ADMIN_TOKEN, Method::GET, "/v1/audit?limit=500", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let rows: Vec<(String, u64, String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("PUT /v1/"))
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (
+                text("action"),
+                r["status"].as_u64().unwrap(),
+                text("object"),
+                text("detail"),
+            )
+        })
+        .collect();
+    let has = |action: &str, status: u64, object: &str, detail: &str| {
+        rows.iter()
+            .any(|(a, s, o, d)| a == action && *s == status && o == object && d.starts_with(detail))
+    };
+    let volume_put = "PUT /v1/volumes/{id}/files";
+    assert!(
+        has(volume_put, 400, &repo_id, "path=/ refused=bad_archive: "),
+        "{rows:#?}"
+    );
+    assert!(
+        has(volume_put, 413, &scratch, "path=/ refused=too_large: "),
+        "{rows:#?}"
+    );
+    assert!(
+        has(volume_put, 409, &repo_id, "path=/ refused=volume_in_use: "),
+        "{rows:#?}"
+    );
+    assert!(
+        has(volume_put, 404, &repo_id, "path=/ refused=not_found"),
+        "{rows:#?}"
+    );
+    let sandbox_put = "PUT /v1/sandboxes/{id}/files";
+    assert!(
+        has(sandbox_put, 409, &id, "path=/tmp refused=path_on_tmpfs: "),
+        "{rows:#?}"
+    );
+    assert!(
+        has(volume_put, 200, &repo_id, "path=/ entries=6 bytes="),
+        "{rows:#?}"
+    );
+    timing.phase("audit");
 }

@@ -6,7 +6,8 @@
 //! the registration attacks (outward symlink, `..`, sibling prefix, non-directory, overlap,
 //! duplicate realpath, the root itself, relative, missing) each get their code; a folder
 //! swapped for a symlink after registration is `folder_path_changed`; a user without a grant
-//! gets 404 and lists nothing; a mounted folder cannot be deleted; `doctor` passes its
+//! gets 404 and lists nothing; a mounted folder cannot be deleted, nor taken from the owner of
+//! a live sandbox mounting it (`folder_in_use`, either tenant); `doctor` passes its
 //! `folders` check, and fails it for a root the two see as different directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -91,8 +92,9 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
     let env = [("AIRLOCK_FOLDERS_ROOT", root_text.as_str())];
     let c = AgentApi::start(dind, &env, &mut timing).await;
     let (a_id, a) = c.member("tenant-a").await;
-    let (_, b) = c.member("tenant-b").await;
+    let (b_id, b) = c.member("tenant-b").await;
     let a_id = a_id.to_string();
+    let b_id = b_id.to_string();
 
     // Registration: two good folders, then every attack with its code.
     let (status, data) = register(&c, "data", &at("ro"), "ro", &[&a_id]).await;
@@ -272,6 +274,57 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
         "{body}"
     );
 
+    // Mounted: no grant change that takes the folder from a live mount's owner (A's reader,
+    // then another tenant's sandbox); the mount keeps working; adding a user is fine.
+    let grants_uri = format!("/v1/folders/{data_id}/grants");
+    let set_grants = |grants: Vec<&str>| {
+        let body = json!({ "grants": grants });
+        c.call(ADMIN_TOKEN, Method::PUT, &grants_uri, Some(body))
+    };
+    let (status, body) = set_grants(vec![b_id.as_str()]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("folder_in_use")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains(&reader),
+        "{body}"
+    );
+    let (code, out) = c.sh(&a, &reader, "cat /data/hello.txt").await;
+    assert_eq!((code, out.as_str()), (0, "hello\n"));
+    let (status, body) = set_grants(vec![a_id.as_str(), b_id.as_str()]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let b_reader = running(&c, &b, json!([{"folder": "data", "target": "/data"}])).await;
+    let (status, body) = set_grants(vec![a_id.as_str()]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("folder_in_use")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&b_reader) && !message.contains(&reader),
+        "{body}"
+    );
+    let (code, out) = c.sh(&b, &b_reader, "cat /data/hello.txt").await;
+    assert_eq!((code, out.as_str()), (0, "hello\n"));
+    let (status, body) = c
+        .call(
+            &b,
+            Method::POST,
+            &format!("/v1/sandboxes/{b_reader}/stop"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let wait = format!("/v1/sandboxes/{b_reader}/wait?timeout_s=60");
+    let (status, body) = c.call(&b, Method::GET, &wait, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = set_grants(vec![a_id.as_str()]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["grants"], json!([a_id]), "{body}");
+
     // Swapped for a symlink after registration.
     std::fs::rename(root.join("swap"), root.join("swap-old")).unwrap();
     symlink(root.join("swap-old"), root.join("swap")).unwrap();
@@ -321,6 +374,8 @@ async fn folders_mount_read_only_and_read_write_and_refuse_every_attack() {
     assert_eq!(count("POST /v1/folders", 201), 3, "{rows:?}");
     assert_eq!(count("DELETE /v1/folders/{id}", 409), 1, "{rows:?}");
     assert_eq!(count("DELETE /v1/folders/{id}", 204), 1, "{rows:?}");
+    assert_eq!(count("PUT /v1/folders/{id}/grants", 409), 2, "{rows:?}");
+    assert_eq!(count("PUT /v1/folders/{id}/grants", 200), 2, "{rows:?}");
     for (_, _, code) in &attacks {
         assert!(
             rows.iter().any(|(_, _, d)| d.ends_with(*code)),

@@ -1,18 +1,19 @@
 //! The reconciler's helper sweep against a real DinD: trust volumes and never-started trust
 //! fillers of a sandbox with no row or an ended row are removed, a live sandbox's are kept
-//! (also by a full pass, whose planner never takes a helper for a sandbox container); files
-//! and sampler helpers are kept within the grace and removed after it. Every object is made
-//! through the real spec builders and found by its labels.
+//! (also by a full pass, whose planner never takes a helper for a sandbox container); files,
+//! sampler, volume-owner and folder-stat helpers are kept within the grace and removed after
+//! it. Every object is made through the real spec builders and found by its labels.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
 use airlock::config::DEFAULT_NODE;
+use airlock::docker::spec::folder::root_stat_body;
 use airlock::docker::spec::trust::{trust_helper_body, trust_helper_name, trust_volume_name};
-use airlock::docker::spec::volume::sampler_body;
+use airlock::docker::spec::volume::{chown_body, sampler_body};
 use airlock::docker::DockerClient;
 use airlock::reconcile::{Pass, ReconcileSettings, Reconciler, SweepReport};
-use airlock::sandbox::{EndReason, SandboxEvent, SandboxId, SandboxRequest};
+use airlock::sandbox::{EndReason, RunAs, SandboxEvent, SandboxId, SandboxRequest};
 use airlock::store::{Created, NewSandbox};
 use airlock::volume::VolumeId;
 use bollard::models::VolumeCreateRequest;
@@ -106,6 +107,18 @@ async fn leftover_helpers_and_trust_volumes_are_swept_and_live_ones_kept() {
     let sampler = "sw-sweep-sampler";
     let body = sampler_body(VolumeId::new(), &volume, TESTBOX_IMAGE, DEFAULT_NODE);
     p.docker.create_container(sampler, body).await.unwrap();
+    // A volume-owner fix of the live sandbox and a doctor's folders-root stat, left by a crash
+    // (never started here: the sweep judges them by age alone).
+    let owner_fix = "sw-sweep-volown";
+    let run_as = RunAs {
+        uid: 1000,
+        gid: 1000,
+    };
+    let body = chown_body(live, &volume, run_as, TESTBOX_IMAGE, DEFAULT_NODE);
+    p.docker.create_container(owner_fix, body).await.unwrap();
+    let folder_stat = "sw-sweep-folderstat";
+    let body = root_stat_body("/tmp", TESTBOX_IMAGE, DEFAULT_NODE);
+    p.docker.create_container(folder_stat, body).await.unwrap();
     timing.phase("objects");
 
     // Within the grace: only the orphan's and the ended sandbox's trust objects go.
@@ -131,8 +144,12 @@ async fn leftover_helpers_and_trust_volumes_are_swept_and_live_ones_kept() {
     }
     assert!(container_exists(&dind, &trust_helper_name(live)).await);
     assert!(volume_exists(&dind, &trust_volume_name(live)).await);
-    assert!(container_exists(&dind, &files).await);
-    assert!(container_exists(&dind, sampler).await);
+    for kept in [files.as_str(), sampler, owner_fix, folder_stat] {
+        assert!(
+            container_exists(&dind, kept).await,
+            "{kept} within the grace"
+        );
+    }
     timing.phase("sweep-in-grace");
 
     // A full pass never takes a live sandbox's filler for an orphan container.
@@ -143,19 +160,24 @@ async fn leftover_helpers_and_trust_volumes_are_swept_and_live_ones_kept() {
     assert!(container_exists(&dind, &trust_helper_name(live)).await);
     assert!(volume_exists(&dind, &trust_volume_name(live)).await);
 
-    // After the grace: the files helper and the sampler go too; the live objects stay.
+    // After the grace: the files, sampler, volume-owner and folder-stat helpers go too; the
+    // live objects stay.
     let late = reconciler(&p, Duration::ZERO);
     let deadline = Instant::now() + DEADLINE;
     let mut removed = 0;
-    while removed < 2 {
+    while removed < 4 {
         removed += late.sweep_helpers().await.unwrap().helpers;
         assert!(Instant::now() < deadline, "the helpers were not swept");
-        if removed < 2 {
+        if removed < 4 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert!(!container_exists(&dind, &files).await);
-    assert!(!container_exists(&dind, sampler).await);
+    for gone in [files.as_str(), sampler, owner_fix, folder_stat] {
+        assert!(
+            !container_exists(&dind, gone).await,
+            "{gone} after the grace"
+        );
+    }
     assert!(container_exists(&dind, &trust_helper_name(live)).await);
     assert!(volume_exists(&dind, &trust_volume_name(live)).await);
     timing.phase("sweep-after-grace");

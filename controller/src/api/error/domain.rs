@@ -203,7 +203,9 @@ impl From<FolderError> for ApiError {
             ref e @ FolderError::UnknownUser(_) => {
                 refused(StatusCode::BAD_REQUEST, "unknown_user", e)
             }
-            ref e @ FolderError::InUse(_) => refused(StatusCode::CONFLICT, "folder_in_use", e),
+            ref e @ (FolderError::InUse(_) | FolderError::GrantInUse(_)) => {
+                refused(StatusCode::CONFLICT, "folder_in_use", e)
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -328,38 +330,32 @@ impl From<AuditError> for ApiError {
 
 impl From<FilesError> for ApiError {
     fn from(error: FilesError) -> Self {
-        let refused = |status, code, error: FilesError| Self::Refused {
-            status,
-            code,
-            message: error.to_string(),
-        };
-        let conflict = |code, error: FilesError| Self::Conflict {
-            code,
-            message: error.to_string(),
-        };
+        let code = error.code();
         match error {
             FilesError::NotFound("volume") => Self::NotFound("no such volume"),
             FilesError::NotFound(_) => Self::NotFound("no such sandbox"),
             FilesError::BadPath(reason) => Self::field("path", reason),
             FilesError::Invalid { field, message } => Self::field(field, message),
-            error @ FilesError::NotRunning(_) => conflict("sandbox_not_running", error),
-            error @ FilesError::PathNotFound(_) => {
-                refused(StatusCode::NOT_FOUND, "path_not_found", error)
+            error @ (FilesError::NotRunning(_)
+            | FilesError::PathNotWritable(_)
+            | FilesError::PathOnTmpfs(_)
+            | FilesError::NotADirectory(_)
+            | FilesError::VolumeBusy(_)) => Self::Conflict {
+                code,
+                message: error.to_string(),
+            },
+            error @ (FilesError::PathNotFound(_)
+            | FilesError::BadArchive(_)
+            | FilesError::TooLarge(_)
+            | FilesError::LengthRequired) => Self::Refused {
+                status: StatusCode::from_u16(error.status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code,
+                message: error.to_string(),
+            },
+            other @ (FilesError::Store(_) | FilesError::Docker(_) | FilesError::Staging(_)) => {
+                Self::Internal(other.to_string())
             }
-            error @ FilesError::PathNotWritable(_) => conflict("path_not_writable", error),
-            error @ FilesError::PathOnTmpfs(_) => conflict("path_on_tmpfs", error),
-            error @ FilesError::NotADirectory(_) => conflict("not_a_directory", error),
-            error @ FilesError::VolumeBusy(_) => conflict("volume_in_use", error),
-            error @ FilesError::BadArchive(_) => {
-                refused(StatusCode::BAD_REQUEST, "bad_archive", error)
-            }
-            error @ FilesError::TooLarge(_) => {
-                refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", error)
-            }
-            error @ FilesError::LengthRequired => {
-                refused(StatusCode::LENGTH_REQUIRED, "length_required", error)
-            }
-            other => Self::Internal(other.to_string()),
         }
     }
 }

@@ -140,3 +140,38 @@ async fn a_failed_required_selftest_is_a_422_with_the_sandbox_and_the_result() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     expect_test::expect![[r#"{"error":"selftest_failed","message":"the isolation self-test error (0 check(s) failed); the sandbox was removed","sandbox":{"id":"0190a4a0-0000-7000-8000-000000000000","state":"failed","desired_state":"running","end_reason":{"kind":"error","message":"the isolation self-test did not pass"},"exit_code":null,"image":"airlock/testbox:dev","cmd":[],"env":[],"limits":{"cpus":1.0,"memory_mb":512,"pids":64,"disk_mb":null},"timeout_s":60,"idle_timeout_s":null,"labels":{},"read_only_rootfs":true,"user":"65534:65534","workdir":null,"home":null,"mounts":[],"address":null,"created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","ended_at":"2025-01-02T03:04:05Z"},"selftest":{"status":"error","generation":1,"ran_at":"2025-01-02T03:04:05Z","message":"no probe image","report":null}}"#]].assert_eq(&body);
 }
+
+#[test]
+fn files_refusals_answer_the_code_and_status_their_audit_rows_name() {
+    use crate::files::FilesError;
+    let every = || {
+        vec![
+            FilesError::NotFound("volume"),
+            FilesError::NotFound("sandbox"),
+            FilesError::NotRunning("stopped".to_owned()),
+            FilesError::BadPath("bad".to_owned()),
+            FilesError::Invalid {
+                field: "depth",
+                message: "too deep".to_owned(),
+            },
+            FilesError::PathNotFound("/x".to_owned()),
+            FilesError::PathNotWritable("/x".to_owned()),
+            FilesError::PathOnTmpfs("/tmp".to_owned()),
+            FilesError::NotADirectory("/x".to_owned()),
+            FilesError::VolumeBusy(crate::sandbox::SandboxId::new()),
+            FilesError::BadArchive("x".to_owned()),
+            FilesError::TooLarge("x".to_owned()),
+            FilesError::LengthRequired,
+        ]
+    };
+    for error in every() {
+        let (status, code) = (error.status(), error.code());
+        let shown = error.to_string();
+        let (answered, answered_code) = ApiError::from(error).status_code();
+        assert_eq!(
+            (answered.as_u16(), answered_code),
+            (status, code),
+            "{shown}"
+        );
+    }
+}

@@ -36,10 +36,11 @@ impl DockerClient {
         &self,
         root: &str,
         image: &str,
+        node: &str,
     ) -> Result<(u64, u64), DockerError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("airlock-folderstat-{}", &run[..12]);
-        let body = crate::docker::spec::folder::root_stat_body(root, image);
+        let body = crate::docker::spec::folder::root_stat_body(root, image, node);
         let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
         self.remove_container(&name, Removal::Force).await?;
         let output = output?;
@@ -113,10 +114,11 @@ impl DockerClient {
         docker_name: &str,
         user: RunAs,
         image: &str,
+        node: &str,
     ) -> Result<(), DockerError> {
         let run = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("airlock-volown-{sandbox}-{}", &run[..8]);
-        let body = chown_body(sandbox, docker_name, user, image);
+        let body = chown_body(sandbox, docker_name, user, image, node);
         let output = self.run_to_end(&name, body, SAMPLE_DEADLINE, 4096).await;
         self.remove_container(&name, Removal::Force).await?;
         match output?.exit_code {

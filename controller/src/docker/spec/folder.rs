@@ -17,6 +17,7 @@ use bollard::models::{
     MountType,
 };
 
+use super::helper::{helper_labels, HelperKind};
 use crate::sandbox::mounts::BoundFolder;
 
 /// A sandbox's bind of `folder` at `target`.
@@ -36,8 +37,10 @@ pub fn folder_mount(folder: &BoundFolder, target: &str) -> Mount {
     }
 }
 
-/// The doctor's helper: `stat -c '%d %i' ROOT` on the node, with `root` bound read-only.
-pub fn root_stat_body(root: &str, image: &str) -> ContainerCreateBody {
+/// The doctor's helper: `stat -c '%d %i' ROOT` on node `node`, with `root` bound read-only;
+/// labelled as a `folder-stat` helper, so the reconciler's sweep removes one a crash left
+/// behind.
+pub fn root_stat_body(root: &str, image: &str, node: &str) -> ContainerCreateBody {
     let mount = folder_mount(
         &BoundFolder {
             id: crate::folder::FolderId::default(),
@@ -54,6 +57,7 @@ pub fn root_stat_body(root: &str, image: &str) -> ContainerCreateBody {
                 .to_vec(),
         ),
         user: Some("65534:65534".to_owned()),
+        labels: Some(helper_labels(HelperKind::FolderStat, node)),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
             network_mode: Some("none".to_owned()),
@@ -102,5 +106,19 @@ mod tests {
             ..folder
         };
         assert_eq!(folder_mount(&rw, "/w").read_only, Some(false));
+    }
+
+    #[test]
+    fn the_root_stat_is_a_labelled_helper_of_its_node() {
+        let body = root_stat_body("/srv/folders", "img", "node-a");
+        let labels = body.labels.unwrap();
+        let kind = labels.get(super::super::helper::LABEL_HELPER);
+        assert_eq!(kind.map(String::as_str), Some("folder-stat"));
+        let node = labels.get(super::super::LABEL_NODE);
+        assert_eq!(node.map(String::as_str), Some("node-a"));
+        assert_eq!(body.user.as_deref(), Some("65534:65534"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.mounts.unwrap()[0].read_only, Some(true));
     }
 }

@@ -1,6 +1,7 @@
 //! The one hardened body of every short-lived helper container (the volume sampler and owner
 //! fix, the never-started files helper and trust-volume filler), and the labels that let the
-//! reconciler find a helper a crash left behind.
+//! reconciler find a helper a crash left behind (the doctor's folders-root stat has a body of
+//! its own, a read-only bind as nobody, but the same labels).
 //!
 //! Invariants of every helper body:
 //! - no network (`NetworkDisabled`, `NetworkMode: none`), a read-only root, `CapDrop: [ALL]`
@@ -36,6 +37,11 @@ pub enum HelperKind {
     Files,
     /// The never-started helper that fills a sandbox's trust volume.
     TrustFill,
+    /// The helper that gives a volume's root to a sandbox's user (runs `chown`, removed at
+    /// once).
+    VolumeOwner,
+    /// `airlock doctor`'s stat of the folders root on the node (removed at once).
+    FolderStat,
 }
 
 /// What differs between helpers; everything else is [`helper_body`]'s.
@@ -62,6 +68,8 @@ impl HelperKind {
             HelperKind::Sampler => "sampler",
             HelperKind::Files => "files",
             HelperKind::TrustFill => "trust-fill",
+            HelperKind::VolumeOwner => "volume-owner",
+            HelperKind::FolderStat => "folder-stat",
         }
     }
 
@@ -71,6 +79,8 @@ impl HelperKind {
             HelperKind::Sampler,
             HelperKind::Files,
             HelperKind::TrustFill,
+            HelperKind::VolumeOwner,
+            HelperKind::FolderStat,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)
@@ -164,6 +174,8 @@ mod tests {
             HelperKind::Sampler,
             HelperKind::Files,
             HelperKind::TrustFill,
+            HelperKind::VolumeOwner,
+            HelperKind::FolderStat,
         ] {
             assert_eq!(HelperKind::parse(kind.as_str()), Some(kind));
         }

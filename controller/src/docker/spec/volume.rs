@@ -95,13 +95,17 @@ pub fn sampler_body(
 
 /// The helper that gives a volume's root (not its content) to `user` before a sandbox
 /// mounts it read-write: `chown` with only `CAP_CHOWN`, no network, labelled with the
-/// sandbox so its removal takes the helper too.
+/// sandbox so its removal takes the helper too, and as a `volume-owner` helper of `node`
+/// so the reconciler's sweep removes one a crash left behind.
 pub fn chown_body(
     sandbox: crate::sandbox::SandboxId,
     docker_name: &str,
     user: crate::sandbox::RunAs,
     image: &str,
+    node: &str,
 ) -> ContainerCreateBody {
+    let mut labels = helper_labels(HelperKind::VolumeOwner, node);
+    labels.insert(super::LABEL_SANDBOX_ID.to_owned(), sandbox.to_string());
     helper_body(HelperSpec {
         image,
         cmd: vec![
@@ -109,7 +113,7 @@ pub fn chown_body(
             user.to_string(),
             SAMPLER_MOUNT.to_owned(),
         ],
-        labels: HashMap::from([(super::LABEL_SANDBOX_ID.to_owned(), sandbox.to_string())]),
+        labels,
         cap_add: vec!["CHOWN".to_owned()],
         mount: volume_mount(docker_name, SAMPLER_MOUNT, false),
     })
@@ -163,5 +167,28 @@ mod tests {
         assert_eq!(mounts[0].read_only, Some(true));
         assert_eq!(parse_sample("12\t/v\n"), Some(12 * 1024));
         assert_eq!(parse_sample("x"), None);
+    }
+
+    #[test]
+    fn the_owner_fix_is_a_labelled_helper_of_its_sandbox() {
+        let sandbox = crate::sandbox::SandboxId::new();
+        let user = crate::sandbox::RunAs {
+            uid: 1000,
+            gid: 1000,
+        };
+        let body = chown_body(sandbox, "airlock-vol-x", user, "img", "node-a");
+        let labels = body.labels.unwrap();
+        assert_eq!(
+            labels
+                .get(super::super::helper::LABEL_HELPER)
+                .map(String::as_str),
+            Some("volume-owner")
+        );
+        assert_eq!(labels.get(LABEL_NODE).map(String::as_str), Some("node-a"));
+        let owner = labels.get(super::super::LABEL_SANDBOX_ID);
+        assert_eq!(owner, Some(&sandbox.to_string()));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_add, Some(vec!["CHOWN".to_owned()]));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
     }
 }

@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use super::{Check, Verdict};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_NODE};
 use crate::docker::DockerClient;
 
 const NAME: &str = "folders";
@@ -37,7 +37,7 @@ pub(super) async fn check(config: &Config, docker: Option<&DockerClient>, image:
     let Some(docker) = docker else {
         return Check::new(NAME, Verdict::Skip, "the DinD did not answer", "");
     };
-    match docker.stat_folders_root(&shown, image).await {
+    match docker.stat_folders_root(&shown, image, DEFAULT_NODE).await {
         Ok(node) if node == mine => Check::pass(
             NAME,
             format!("{shown}: the controller and the DinD see the same directory"),
