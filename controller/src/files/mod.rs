@@ -8,7 +8,7 @@
 //!   symlink of the same archive, within 1 GiB and 100k entries; Docker extracts with
 //!   `noOverwriteDirNonDir`, so an existing symlink in the target is never followed as a
 //!   directory; the rewritten archive is staged whole on the controller's disk first
-//!   ([`stage`]), so an archive refused anywhere leaves nothing in the target;
+//!   (`stage`), so an archive refused anywhere leaves nothing in the target;
 //! - a sandbox is reached only while it runs, a volume through a never-started helper that
 //!   mounts it read-only for reads and read-write for writes; a write is refused while a
 //!   sandbox holds the volume read-write, and the helper is removed after each request;
