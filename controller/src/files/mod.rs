@@ -18,9 +18,12 @@
 //!   sandbox's tmpfs (`/tmp`, the home tmpfs) are refused with `path_on_tmpfs`;
 //! - another user's sandbox or volume is missing like an unknown one; each write is audited
 //!   with its path, bytes and entries, and each refused write with its path and the
-//!   refusal's code and reason; reads are not.
+//!   refusal's code and reason; reads are not;
+//! - a node stages at most a few uploads at once, and one user fewer (`slots`): staging cannot
+//!   fill the controller's disk.
 
 mod place;
+mod slots;
 mod stage;
 mod stream;
 pub mod tar;
@@ -35,6 +38,7 @@ use crate::sandbox::path::{PathProblem, EXPECTED_PATH};
 use crate::sandbox::{RunAs, SandboxId};
 use crate::store::{Store, StoreError};
 use crate::volume::VolumeId;
+pub use slots::{SlotLimit, MAX_STAGED_PER_NODE, MAX_STAGED_PER_USER};
 pub use stream::{Downloaded, ListedFile, Listing};
 
 /// Most bytes of one uploaded archive.
@@ -53,6 +57,7 @@ pub struct Files {
     docker: DockerClient,
     audit: AuditLog,
     settings: FilesSettings,
+    uploads: slots::UploadSlots,
 }
 
 /// What the files service needs from the configuration.
@@ -205,6 +210,12 @@ pub enum FilesError {
     /// Docker failed.
     #[error("docker: {0}")]
     Docker(#[from] DockerError),
+    /// Too many uploads are being staged: the caller's own, or the node's.
+    #[error("{}", match .0 {
+        SlotLimit::User => "you have the most uploads in progress one user may have (2); retry when one ends",
+        SlotLimit::Node => "the node is staging the most uploads it takes at once (4); retry shortly",
+    })]
+    TooManyUploads(SlotLimit),
     /// The upload could not be staged on the controller's disk.
     #[error("staging the upload: {0}")]
     Staging(std::io::Error),
@@ -234,6 +245,7 @@ impl FilesError {
             Self::BadArchive(_) => "bad_archive",
             Self::TooLarge(_) => "too_large",
             Self::LengthRequired => "length_required",
+            Self::TooManyUploads(_) => "too_many_uploads",
             Self::Store(_) | Self::Docker(_) | Self::Staging(_) => "internal",
         }
     }
@@ -250,6 +262,7 @@ impl FilesError {
             | Self::VolumeBusy(_) => 409,
             Self::LengthRequired => 411,
             Self::TooLarge(_) => 413,
+            Self::TooManyUploads(_) => 429,
             Self::Store(_) | Self::Docker(_) | Self::Staging(_) => 500,
         }
     }
@@ -321,6 +334,7 @@ impl Files {
             docker,
             audit,
             settings,
+            uploads: slots::UploadSlots::default(),
         }
     }
 

@@ -174,6 +174,11 @@ impl Upload {
         };
         let rewriter = Rewriter::new(access.owner, limits);
         // Whole and checked before Docker sees a byte: a refusal leaves the target untouched.
+        // The slot bounds the controller's disk that staging can hold (see `slots`).
+        let _slot = files
+            .uploads
+            .take(actor.user())
+            .map_err(FilesError::TooManyUploads)?;
         let staged = stage(&files.settings.staging_dir, body, rewriter).await?;
         let summary = staged.summary;
         files

@@ -347,6 +347,7 @@ impl From<FilesError> for ApiError {
             error @ (FilesError::PathNotFound(_)
             | FilesError::BadArchive(_)
             | FilesError::TooLarge(_)
+            | FilesError::TooManyUploads(_)
             | FilesError::LengthRequired) => Self::Refused {
                 status: StatusCode::from_u16(error.status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -162,6 +162,8 @@ fn files_refusals_answer_the_code_and_status_their_audit_rows_name() {
             FilesError::BadArchive("x".to_owned()),
             FilesError::TooLarge("x".to_owned()),
             FilesError::LengthRequired,
+            FilesError::TooManyUploads(crate::files::SlotLimit::User),
+            FilesError::TooManyUploads(crate::files::SlotLimit::Node),
         ]
     };
     for error in every() {
