@@ -21,8 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use super::tar::{Rewriter, Summary};
 use super::{BodyStream, FilesError};
 
-/// Bytes read from the staged file per chunk sent to Docker.
-const CHUNK: usize = 256 * 1024;
+/// Bytes read from the staged file per chunk sent to Docker, and buffered per write to it:
+/// each file operation is a trip to the blocking pool, so they are few and large.
+const CHUNK: usize = 1024 * 1024;
 
 /// A rewritten archive that passed every check, on disk.
 pub(super) struct Staged {
@@ -49,7 +50,7 @@ pub(super) async fn stage(
     .await
     .map_err(|error| FilesError::Staging(io::Error::other(error)))?
     .map_err(FilesError::Staging)?;
-    let mut file = tokio::fs::File::from_std(file);
+    let mut file = tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file));
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk
@@ -62,6 +63,7 @@ pub(super) async fn stage(
     let summary = rewriter.finish(&mut out)?;
     file.write_all(&out).await.map_err(FilesError::Staging)?;
     file.flush().await.map_err(FilesError::Staging)?;
+    let mut file = file.into_inner();
     file.seek(SeekFrom::Start(0))
         .await
         .map_err(FilesError::Staging)?;
