@@ -85,7 +85,11 @@ mod tests {
     #[test]
     fn a_user_and_the_node_have_their_limits_and_slots_come_back() {
         let slots = UploadSlots::default();
-        let (a, b, c) = (Some(UserId::new()), Some(UserId::new()), Some(UserId::new()));
+        let (a, b, c) = (
+            Some(UserId::new()),
+            Some(UserId::new()),
+            Some(UserId::new()),
+        );
         let a1 = slots.take(a).unwrap();
         let _a2 = slots.take(a).unwrap();
         assert_eq!(slots.take(a).unwrap_err(), SlotLimit::User);

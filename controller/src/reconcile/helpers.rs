@@ -56,7 +56,8 @@ impl Reconciler {
                         HelperKind::Sampler
                         | HelperKind::Files
                         | HelperKind::VolumeOwner
-                        | HelperKind::FolderStat,
+                        | HelperKind::FolderStat
+                        | HelperKind::DiskProbe,
                     ),
                     _,
                 ) => helper.created.is_some_and(|at| at < cutoff),

@@ -17,7 +17,11 @@ impl Sandboxes {
         if spec.limits().disk_mb.is_none() {
             return Ok(());
         }
-        match self.docker.disk_limit(spec.image().as_str()).await? {
+        match self
+            .docker
+            .disk_limit(spec.image().as_str(), &self.settings.node)
+            .await?
+        {
             DiskLimit::Enforced => Ok(()),
             DiskLimit::Unsupported(reason) => Err(SandboxError::DiskLimitUnsupported { reason }),
         }

@@ -23,17 +23,24 @@ pub enum DiskLimit {
 impl DockerClient {
     /// Whether the node enforces a disk limit, probed once with `image` (one the node holds)
     /// and then answered from the cache.
-    pub async fn disk_limit(&self, image: &str) -> Result<DiskLimit, DockerError> {
+    pub async fn disk_limit(&self, image: &str, node: &str) -> Result<DiskLimit, DockerError> {
         self.disk_limit
-            .get_or_try_init(|| self.probe_disk_limit(image))
+            .get_or_try_init(|| self.probe_disk_limit(image, node))
             .await
             .cloned()
     }
 
     /// The probe itself, uncached (`airlock doctor` runs it fresh).
-    pub async fn probe_disk_limit(&self, image: &str) -> Result<DiskLimit, DockerError> {
+    pub async fn probe_disk_limit(
+        &self,
+        image: &str,
+        node: &str,
+    ) -> Result<DiskLimit, DockerError> {
         let name = disk_probe_name(&uuid::Uuid::new_v4().simple().to_string());
-        match self.create_container(&name, disk_probe_body(image)).await {
+        match self
+            .create_container(&name, disk_probe_body(image, node))
+            .await
+        {
             Ok(id) => {
                 self.remove_container(&id, Removal::Force).await?;
                 Ok(DiskLimit::Enforced)

@@ -4,11 +4,14 @@
 //! [`crate::docker::client::disk`]).
 //!
 //! Invariants of the body (tested): no network, no capabilities, read-only root, a storage
-//! size option, and no labels, so the reconciler never takes it for a sandbox.
+//! size option, and only the helper labels (kind `disk-probe`, the node), so the reconciler
+//! never takes it for a sandbox and sweeps one a crash left behind.
 
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
+
+use super::helper::{helper_labels, HelperKind};
 
 /// The size the probe asks for, in MiB (nothing is ever written: it never starts).
 pub const DISK_PROBE_MB: u64 = 64;
@@ -18,10 +21,11 @@ pub fn disk_probe_name(run: &str) -> String {
     format!("airlock-disk-probe-{run}")
 }
 
-/// The body of the never-started probe container from `image` (one the node holds).
-pub fn disk_probe_body(image: &str) -> ContainerCreateBody {
+/// The body of the never-started probe container from `image` (one the node holds) on `node`.
+pub fn disk_probe_body(image: &str, node: &str) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(image.to_owned()),
+        labels: Some(helper_labels(HelperKind::DiskProbe, node)),
         cmd: Some(vec!["true".to_owned()]),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
@@ -45,8 +49,12 @@ mod tests {
 
     #[test]
     fn the_probe_asks_for_a_size_and_nothing_else() {
-        let body = disk_probe_body("airlock/testbox:dev");
-        assert_eq!(body.labels, None, "no label: never a sandbox");
+        let body = disk_probe_body("airlock/testbox:dev", "node-a");
+        assert_eq!(
+            body.labels,
+            Some(helper_labels(HelperKind::DiskProbe, "node-a")),
+            "helper labels only: never a sandbox, swept when left behind"
+        );
         assert_eq!(body.network_disabled, Some(true));
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));

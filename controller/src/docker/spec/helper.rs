@@ -42,6 +42,8 @@ pub enum HelperKind {
     VolumeOwner,
     /// `airlock doctor`'s stat of the folders root on the node (removed at once).
     FolderStat,
+    /// The never-started disk-limit probe (removed at once).
+    DiskProbe,
 }
 
 /// What differs between helpers; everything else is [`helper_body`]'s.
@@ -70,6 +72,7 @@ impl HelperKind {
             HelperKind::TrustFill => "trust-fill",
             HelperKind::VolumeOwner => "volume-owner",
             HelperKind::FolderStat => "folder-stat",
+            HelperKind::DiskProbe => "disk-probe",
         }
     }
 
@@ -81,6 +84,7 @@ impl HelperKind {
             HelperKind::TrustFill,
             HelperKind::VolumeOwner,
             HelperKind::FolderStat,
+            HelperKind::DiskProbe,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)

@@ -5,6 +5,7 @@
 
 use super::{Check, Verdict};
 use crate::config::Config;
+use crate::config::DEFAULT_NODE;
 use crate::docker::{DiskLimit, DockerClient};
 
 const NAME: &str = "disk-limit";
@@ -12,7 +13,7 @@ const NAME: &str = "disk-limit";
 /// The check, probing with `image` (one the node holds).
 pub(super) async fn check(config: &Config, docker: &DockerClient, image: &str) -> Check {
     let max = config.maximums.limits.disk_mb;
-    match docker.probe_disk_limit(image).await {
+    match docker.probe_disk_limit(image, DEFAULT_NODE).await {
         Ok(DiskLimit::Enforced) => Check::pass(
             NAME,
             "the node enforces StorageOpt size: limits.disk_mb and writable roots can be used",
