@@ -11,6 +11,7 @@ use crate::docker::DockerClient;
 use crate::files::tar::Owner;
 use crate::sandbox::path::ContainerPath;
 use crate::sandbox::{Home, RootFs, SandboxState, HOME_DIR};
+use crate::volume::VolumeId;
 
 /// Read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +29,6 @@ pub(super) struct Access {
     pub path: String,
     /// The path as the caller gave it (for messages).
     pub shown: String,
-    /// Who owns written entries.
-    pub owner: Owner,
     /// A helper, removed when this is dropped.
     _helper: Option<Helper>,
 }
@@ -53,10 +52,29 @@ impl Drop for Helper {
     }
 }
 
+/// A place resolved against the store (who may act, where, as whom) before any Docker call:
+/// [`Resolved::open`] makes the volume's helper, so a caller can overlap that with other work.
+#[derive(Debug)]
+pub(super) struct Resolved {
+    /// The running sandbox's container, or the volume to mount in a helper.
+    target: Target,
+    path: String,
+    shown: String,
+    /// Who owns written entries.
+    pub owner: Owner,
+    read_only: bool,
+}
+
+#[derive(Debug)]
+enum Target {
+    Container(String),
+    Volume { id: VolumeId, docker_name: String },
+}
+
 // === impl Files ===
 
 impl Files {
-    /// Resolves `place` and `path` for `actor`.
+    /// Resolves `place` and `path` for `actor` and opens it.
     pub(super) async fn access(
         &self,
         actor: &Actor,
@@ -64,6 +82,20 @@ impl Files {
         path: &str,
         intent: Intent,
     ) -> Result<Access, FilesError> {
+        self.resolve(actor, place, path, intent)
+            .await?
+            .open(self)
+            .await
+    }
+
+    /// Checks `place` and `path` for `actor` in the store; no Docker call.
+    pub(super) async fn resolve(
+        &self,
+        actor: &Actor,
+        place: Place,
+        path: &str,
+        intent: Intent,
+    ) -> Result<Resolved, FilesError> {
         let parsed = ContainerPath::parse(path).map_err(bad_path)?;
         match place {
             Place::Sandbox(id) => {
@@ -90,15 +122,15 @@ impl Files {
                     return Err(FilesError::PathNotWritable(path.to_owned()));
                 }
                 let run_as = spec.run_as();
-                Ok(Access {
-                    container,
+                Ok(Resolved {
+                    target: Target::Container(container),
                     path: path.to_owned(),
                     shown: path.to_owned(),
                     owner: Owner {
                         uid: run_as.uid,
                         gid: run_as.gid,
                     },
-                    _helper: None,
+                    read_only: intent == Intent::Read,
                 })
             }
             Place::Volume(id) => {
@@ -110,36 +142,60 @@ impl Files {
                         return Err(FilesError::VolumeBusy(writer.sandbox));
                     }
                 }
-                let name = self
-                    .docker
-                    .create_files_helper(
-                        id,
-                        &volume.docker_name,
-                        &self.settings.helper_image,
-                        intent == Intent::Read,
-                        &self.settings.node,
-                    )
-                    .await?;
                 let inner = if parsed.is_root() {
                     FILES_MOUNT.to_owned()
                 } else {
                     format!("{FILES_MOUNT}{}", parsed.as_str())
                 };
                 let owner = self.settings.volume_owner;
-                Ok(Access {
-                    container: name.clone(),
+                Ok(Resolved {
+                    target: Target::Volume {
+                        id,
+                        docker_name: volume.docker_name,
+                    },
                     path: inner,
                     shown: path.to_owned(),
                     owner: Owner {
                         uid: owner.uid,
                         gid: owner.gid,
                     },
-                    _helper: Some(Helper {
-                        docker: self.docker.clone(),
-                        name,
-                    }),
+                    read_only: intent == Intent::Read,
                 })
             }
         }
+    }
+}
+
+// === impl Resolved ===
+
+impl Resolved {
+    /// The container to act on: the sandbox's, or a fresh helper mounting the volume.
+    pub(super) async fn open(self, files: &Files) -> Result<Access, FilesError> {
+        let (container, helper) = match self.target {
+            Target::Container(container) => (container, None),
+            Target::Volume { id, docker_name } => {
+                let name = files
+                    .docker
+                    .create_files_helper(
+                        id,
+                        &docker_name,
+                        &files.settings.helper_image,
+                        self.read_only,
+                        &files.settings.node,
+                    )
+                    .await?;
+                let helper = Helper {
+                    docker: files.docker.clone(),
+                    name: name.clone(),
+                };
+                (name, Some(helper))
+            }
+        };
+        Ok(Access {
+            container,
+            path: self.path,
+            shown: self.shown,
+            _helper: helper,
+        })
     }
 }

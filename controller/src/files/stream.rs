@@ -145,41 +145,50 @@ impl Upload {
                 (parent.to_owned(), Some((name.to_owned(), length)))
             }
         };
-        let access = files.access(actor, self.place, &dir, Intent::Write).await?;
+        let resolved = files
+            .resolve(actor, self.place, &dir, Intent::Write)
+            .await?;
         let file = match file {
             Some((_, None)) => return Err(FilesError::LengthRequired),
             Some((name, Some(length))) => Some((name, length)),
             None => None,
         };
-        match files
-            .docker
-            .stat_path(&access.container, &access.path)
-            .await?
-        {
-            None => return Err(FilesError::PathNotFound(dir)),
-            Some(stat)
-                if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" =>
-            {
-                return Err(FilesError::NotADirectory(dir));
-            }
-            Some(_) => {}
-        }
+        let owner = resolved.owner;
         let body = match file {
             None => self.body,
-            Some((name, length)) => raw_as_tar(&name, length, access.owner, self.body),
+            Some((name, length)) => raw_as_tar(&name, length, owner, self.body),
         };
         let limits = Limits {
             max_bytes: MAX_UPLOAD_BYTES,
             max_entries: MAX_UPLOAD_ENTRIES,
         };
-        let rewriter = Rewriter::new(access.owner, limits);
-        // Whole and checked before Docker sees a byte: a refusal leaves the target untouched.
+        let rewriter = Rewriter::new(owner, limits);
         // The slot bounds the controller's disk that staging can hold (see `slots`).
         let _slot = files
             .uploads
             .take(actor.user())
             .map_err(FilesError::TooManyUploads)?;
-        let staged = stage(&files.settings.staging_dir, body, rewriter).await?;
+        // Whole and checked before Docker sees a byte, so a refusal leaves the target untouched.
+        // The target is opened (a volume's helper made) and checked while the body arrives;
+        // the first failure of either ends both.
+        let target = async {
+            let access = resolved.open(files).await?;
+            match files
+                .docker
+                .stat_path(&access.container, &access.path)
+                .await?
+            {
+                None => Err(FilesError::PathNotFound(dir.clone())),
+                Some(stat)
+                    if kind_of_mode(stat.mode) == "file" || kind_of_mode(stat.mode) == "other" =>
+                {
+                    Err(FilesError::NotADirectory(dir.clone()))
+                }
+                Some(_) => Ok(access),
+            }
+        };
+        let (staged, access) =
+            tokio::try_join!(stage(&files.settings.staging_dir, body, rewriter), target)?;
         let summary = staged.summary;
         files
             .docker

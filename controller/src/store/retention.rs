@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{now, with_db, NewAuditRecord, Store, StoreError};
+use super::{with_db, NewAuditRecord, Store, StoreError};
 
 /// The observed states of a sandbox that is gone for retention (ended).
 const ENDED_STATES: [&str; 3] = ["exited", "failed", "lost"];
@@ -143,20 +143,11 @@ impl Store {
                 Some(detail) => format!("{detail}; deleted {deleted}"),
                 None => format!("deleted {deleted}"),
             };
-            sqlx::query(
-                "INSERT INTO audit (at, actor_user_id, actor_token, action, object, source_ip, \
-                 status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(super::audit::AuditAt(now()))
-            .bind(record.user.map(|u| u.as_uuid()))
-            .bind(record.token.as_deref())
-            .bind(&record.action)
-            .bind(record.object.as_deref())
-            .bind(record.source_ip.as_deref())
-            .bind(i32::from(record.status))
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
+            let record = NewAuditRecord {
+                detail: Some(detail),
+                ..record.clone()
+            };
+            super::audit::insert_audit_on!(&mut *tx, &record);
             tx.commit().await?;
             Ok(deleted)
         })
