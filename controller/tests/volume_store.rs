@@ -2,10 +2,11 @@
 //! test-support server): parallel creates never overshoot the volume quota, names are unique
 //! per owner, a read-write mount is held by one live sandbox at a time and released when the
 //! sandbox ends, a volume sampled over its size refuses read-write mounts, and a held volume
-//! cannot be deleted.
+//! cannot be deleted. A files write's lease and a read-write sandbox exclude each other.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use airlock::accounts::quota::QuotaKind;
 use airlock::sandbox::{EndReason, SandboxEvent, SandboxRequest};
@@ -227,4 +228,61 @@ both_backends!(mount_holds, |f: Fixture| async move {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 4);
+});
+
+// A files write's lease and a read-write sandbox mount exclude each other; read-only mounts
+// and other writes do not wait; an expired lease holds nothing; a start clears the node's.
+both_backends!(write_leases, |f: Fixture| async move {
+    let store = f.store;
+    let ivan = user(&store, "ivan").await;
+    let repo = volume(&store, &ivan, "repo").await;
+    let hour = Duration::from_secs(3600);
+    let lease = store.take_volume_write_lease(repo.id, hour).await.unwrap();
+    let second = store.take_volume_write_lease(repo.id, hour).await.unwrap();
+    let rw = sandbox_with(&store, &ivan, vec![hold(&repo, false)]).await;
+    assert!(
+        matches!(rw, Err(StoreError::VolumeWriting { volume }) if volume == repo.id),
+        "{rw:?}"
+    );
+    assert!(sandbox_with(&store, &ivan, vec![hold(&repo, true)])
+        .await
+        .is_ok());
+    store.release_volume_write_lease(lease).await.unwrap();
+    store.release_volume_write_lease(second).await.unwrap();
+    // An expired lease (no time to live) holds nothing.
+    store
+        .take_volume_write_lease(repo.id, Duration::ZERO)
+        .await
+        .unwrap();
+    let writer = sandbox_with(&store, &ivan, vec![hold(&repo, false)])
+        .await
+        .unwrap();
+    let refused = store.take_volume_write_lease(repo.id, hour).await;
+    assert!(
+        matches!(refused, Err(StoreError::VolumeHeld { holder, .. }) if holder == writer.id),
+        "{refused:?}"
+    );
+    let missing = store.take_volume_write_lease(VolumeId::new(), hour).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+
+    // Raced: on each fresh volume, a lease and a read-write create never both win.
+    for round in 0..8 {
+        let vol = volume(&store, &ivan, &format!("race-{round}")).await;
+        let (leased, created) = tokio::join!(
+            store.take_volume_write_lease(vol.id, hour),
+            sandbox_with(&store, &ivan, vec![hold(&vol, false)]),
+        );
+        assert!(
+            leased.is_ok() != created.is_ok(),
+            "round {round}: {leased:?} / {created:?}"
+        );
+    }
+
+    // A start clears the node's leases.
+    let free = volume(&store, &ivan, "free").await;
+    store.take_volume_write_lease(free.id, hour).await.unwrap();
+    assert!(store.clear_volume_write_leases("node-a").await.unwrap() >= 1);
+    assert!(sandbox_with(&store, &ivan, vec![hold(&free, false)])
+        .await
+        .is_ok());
 });

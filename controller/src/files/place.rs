@@ -2,6 +2,8 @@
 //! the volume), the container path, and who owns what is written. A helper is removed when
 //! its [`Access`] is dropped (for a download: when the stream ends or the client goes).
 
+use std::time::Duration;
+
 use tracing::warn;
 
 use super::{bad_path, Files, FilesError, Place};
@@ -11,6 +13,7 @@ use crate::docker::DockerClient;
 use crate::files::tar::Owner;
 use crate::sandbox::path::ContainerPath;
 use crate::sandbox::{Home, RootFs, SandboxState, HOME_DIR};
+use crate::store::{LeaseId, Store, StoreError};
 use crate::volume::VolumeId;
 
 /// Read or write.
@@ -33,20 +36,47 @@ pub(super) struct Access {
     _helper: Option<Helper>,
 }
 
+/// The longest a volume write holds its lease when its release is lost.
+const WRITE_LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// A held volume write lease, released when dropped.
+#[derive(Debug)]
+struct Lease {
+    store: Store,
+    id: LeaseId,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (store, id) = (self.store.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = store.release_volume_write_lease(id).await {
+                    warn!(%error, "Could not release a volume write lease");
+                }
+            });
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Helper {
     docker: DockerClient,
     name: String,
+    /// A write's lease, released once the helper is gone.
+    lease: Option<Lease>,
 }
 
 impl Drop for Helper {
     fn drop(&mut self) {
         let (docker, name) = (self.docker.clone(), std::mem::take(&mut self.name));
+        let lease = self.lease.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = docker.remove_files_helper(&name).await {
                     warn!(container = %name, %error, "Could not remove a files helper");
                 }
+                drop(lease);
             });
         }
     }
@@ -63,6 +93,7 @@ pub(super) struct Resolved {
     /// Who owns written entries.
     pub owner: Owner,
     read_only: bool,
+    lease: Option<Lease>,
 }
 
 #[derive(Debug)]
@@ -131,17 +162,34 @@ impl Files {
                         gid: run_as.gid,
                     },
                     read_only: intent == Intent::Read,
+                    lease: None,
                 })
             }
             Place::Volume(id) => {
                 let volume = self.store.get_volume(actor.scope(), id).await?;
                 let volume = volume.ok_or(FilesError::NotFound("volume"))?;
-                if intent == Intent::Write {
-                    let holders = self.store.volume_holders(id).await?;
-                    if let Some(writer) = holders.iter().find(|h| !h.read_only) {
-                        return Err(FilesError::VolumeBusy(writer.sandbox));
+                // A write holds a lease until its `Access` goes: no sandbox mounts the volume
+                // read-write meanwhile, and none may hold it now.
+                let lease = match intent {
+                    Intent::Read => None,
+                    Intent::Write => {
+                        let lease = self
+                            .store
+                            .take_volume_write_lease(id, WRITE_LEASE_TTL)
+                            .await
+                            .map_err(|error| match error {
+                                StoreError::VolumeHeld { holder, .. } => {
+                                    FilesError::VolumeBusy(holder)
+                                }
+                                StoreError::NotFound => FilesError::NotFound("volume"),
+                                other => FilesError::Store(other),
+                            })?;
+                        Some(Lease {
+                            store: self.store.clone(),
+                            id: lease,
+                        })
                     }
-                }
+                };
                 let inner = if parsed.is_root() {
                     FILES_MOUNT.to_owned()
                 } else {
@@ -160,6 +208,7 @@ impl Files {
                         gid: owner.gid,
                     },
                     read_only: intent == Intent::Read,
+                    lease,
                 })
             }
         }
@@ -187,6 +236,7 @@ impl Resolved {
                 let helper = Helper {
                     docker: files.docker.clone(),
                     name: name.clone(),
+                    lease: self.lease,
                 };
                 (name, Some(helper))
             }

@@ -197,6 +197,18 @@ impl Reconciler {
             Pass::Startup => now,
             Pass::Periodic => now - self.settings.in_flight_deadline,
         };
+        if matches!(pass, Pass::Startup) {
+            // No files write of this node outlives its process: its leases are stale.
+            match self
+                .store
+                .clear_volume_write_leases(&self.settings.node)
+                .await
+            {
+                Ok(0) => {}
+                Ok(cleared) => info!(cleared, "Cleared stale volume write leases"),
+                Err(error) => warn!(%error, "Could not clear volume write leases"),
+            }
+        }
         let observation = self.observe().await?;
         let steps = plan::plan(&observation, Clock { now, cutoff });
         let report = self.apply(steps).await;

@@ -217,6 +217,9 @@ pub enum SandboxError {
         /// The holder.
         holder: SandboxId,
     },
+    /// A files write into the volume is in progress: no read-write mount until it ends.
+    #[error("a files write into volume {0} is in progress; retry when it ends")]
+    VolumeWriting(crate::volume::VolumeId),
     /// The volume was sampled over its size: no new read-write mounts (soft quota).
     #[error("volume {0} is over its size; mount it read-only, or free space first")]
     VolumeOverQuota(crate::volume::VolumeId),
@@ -294,6 +297,7 @@ impl From<StoreError> for SandboxError {
             StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             StoreError::VolumeHeld { volume, holder } => Self::VolumeHeld { volume, holder },
             StoreError::VolumeOverQuota { volume } => Self::VolumeOverQuota(volume),
+            StoreError::VolumeWriting { volume } => Self::VolumeWriting(volume),
             error @ (StoreError::Conflict { .. }
             | StoreError::StaleGeneration { .. }
             | StoreError::Transition(_)) => Self::Conflict(error.to_string()),

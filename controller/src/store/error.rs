@@ -90,6 +90,12 @@ pub enum StoreError {
         /// The sandbox holding it.
         holder: SandboxId,
     },
+    /// A files write holds the volume (a live write lease): no read-write mount until it ends.
+    #[error("a files write into volume {volume} is in progress")]
+    VolumeWriting {
+        /// The volume.
+        volume: crate::volume::VolumeId,
+    },
     /// The volume's sampled usage is over its size (soft quota): no new read-write mounts.
     #[error("volume {volume} is over its size")]
     VolumeOverQuota {

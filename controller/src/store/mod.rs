@@ -41,6 +41,7 @@ mod retention;
 mod backup;
 mod secrets;
 // Volumes and the mounts sandboxes hold.
+mod leases;
 mod volumes;
 // Host folders, their grants and mounts.
 mod folders;
@@ -59,6 +60,7 @@ pub use users::UserUpdate;
 // Quotas, secrets and the audit trail.
 pub use audit::{AuditRange, AuditRecord, NewAuditRecord};
 pub use folders::{Folder, FolderHold, Holds, NewFolder};
+pub use leases::LeaseId;
 pub use ledger_cap::{MAX_SUMMARY_ROWS, SUMMARY_BOOT};
 pub use retention::{LedgerPrune, TableSize};
 pub use secrets::{SealedSecret, SecretMeta};

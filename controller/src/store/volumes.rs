@@ -6,7 +6,8 @@
 //! - A sandbox's volume mounts are written in the transaction that inserts the sandbox
 //!   (`hold_mounts_on!`), which refuses a second read-write holder and, in soft mode, a
 //!   read-write mount of a volume sampled over its size; the unique partial index
-//!   `volume_mounts_one_writer` backs the first rule. The transition that ends a sandbox
+//!   `volume_mounts_one_writer` backs the first rule; a live files-write lease (`leases`)
+//!   also refuses a read-write mount. The transition that ends a sandbox
 //!   releases its mounts in the same transaction (`RELEASE_MOUNTS`).
 //! - A delete runs in one transaction that refuses while any mount is held.
 
@@ -140,6 +141,16 @@ macro_rules! hold_mounts_on {
                     return Err(crate::store::StoreError::VolumeHeld {
                         volume: mount.volume,
                         holder: crate::sandbox::SandboxId::from_uuid(holder),
+                    });
+                }
+                let leased: Option<Uuid> = sqlx::query_scalar(crate::store::leases::LIVE_LEASE)
+                    .bind(volume)
+                    .bind(crate::store::leases::unix_now())
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                if leased.is_some() {
+                    return Err(crate::store::StoreError::VolumeWriting {
+                        volume: mount.volume,
                     });
                 }
             }

@@ -155,4 +155,28 @@ impl AgentApi {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, headers, bytes.to_vec())
     }
+
+    /// A request whose `body` the caller streams (e.g. from a channel), as a future to spawn:
+    /// the status and the answer's body.
+    pub fn streamed(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Body,
+    ) -> impl std::future::Future<Output = (StatusCode, Vec<u8>)> + Send + 'static {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .unwrap();
+        let state = self.state.clone();
+        async move {
+            let response = app(state).oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, bytes.to_vec())
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! tar attack (`../x`, `/etc/x`, symlink-then-file, a symlink already in the target, a
 //! hardlink, a device node, 200k entries) gets a typed error; writes into a volume a sandbox
 //! holds read-write are refused; on a sandbox, a volume mount takes uploads, the root and the
-//! tmpfs do not; another tenant gets 404; a refused upload leaves nothing in the target (it
+//! tmpfs do not; while a files write runs, a read-write sandbox mount is refused and a
+//! read-only one is not; another tenant gets 404; a refused upload leaves nothing in the target (it
 //! is staged whole first); every refused write is audited with its target, path and code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -293,6 +294,64 @@ async fn files_upload_download_attacks_and_tenancy() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     c.delete(&a, &format!("/v1/sandboxes/{id}")).await;
     timing.phase("sandbox-routes");
+
+    // A files write holds the volume while it runs: a read-write sandbox is refused meanwhile,
+    // a read-only one is not, and the write lands.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let chunks = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|chunk| chunk.map(Ok::<_, std::io::Error>))
+    });
+    let upload = tokio::spawn(c.streamed(
+        &a,
+        Method::PUT,
+        &target,
+        axum::body::Body::from_stream(chunks),
+    ));
+    let slow = archive(|b| file(b, "slow.txt", 0o644, b"slow\n"));
+    let mut parts = slow.chunks(512);
+    tx.send(parts.next().unwrap().to_vec()).await.unwrap();
+    // With room for one chunk, this send returns only once the first was read: the write is
+    // past its checks, lease held, and staging.
+    tx.send(parts.next().unwrap().to_vec()).await.unwrap();
+    let mount = |read_only: bool| {
+        json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"],
+            "mounts": [{"volume": "repo", "target": "/workspace", "read_only": read_only}]})
+    };
+    let (status, body) = c
+        .call(&a, Method::POST, "/v1/sandboxes", Some(mount(false)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("volume_in_use")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(message.contains("files write"), "{body}");
+    let (status, made) = c
+        .call(&a, Method::POST, "/v1/sandboxes", Some(mount(true)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    c.delete(
+        &a,
+        &format!("/v1/sandboxes/{}", made["id"].as_str().unwrap()),
+    )
+    .await;
+    for part in parts {
+        tx.send(part.to_vec()).await.unwrap();
+    }
+    drop(tx);
+    let (status, wrote) = upload.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&wrote)
+    );
+    let uri = format!("{files}/stat?path=/slow.txt");
+    let (status, stat) = c.call(&a, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{stat}");
+    timing.phase("write-lease");
 
     // Refused writes are audited like accepted ones: the target, the path, the code.
     let (status, page) = c

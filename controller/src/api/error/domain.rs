@@ -60,10 +60,12 @@ impl From<SandboxError> for ApiError {
                 code: "volume_not_found",
                 message: error.to_string(),
             },
-            error @ SandboxError::VolumeHeld { .. } => Self::Conflict {
-                code: "volume_in_use",
-                message: error.to_string(),
-            },
+            error @ (SandboxError::VolumeHeld { .. } | SandboxError::VolumeWriting(_)) => {
+                Self::Conflict {
+                    code: "volume_in_use",
+                    message: error.to_string(),
+                }
+            }
             error @ SandboxError::VolumeOverQuota(_) => Self::Conflict {
                 code: "volume_over_quota",
                 message: error.to_string(),
