@@ -247,6 +247,11 @@ both_backends!(write_leases, |f: Fixture| async move {
     assert!(sandbox_with(&store, &ivan, vec![hold(&repo, true)])
         .await
         .is_ok());
+    let deleted = store.delete_volume(Scope::All, repo.id).await;
+    assert!(
+        matches!(deleted, Err(StoreError::VolumeWriting { .. })),
+        "{deleted:?}"
+    );
     store.release_volume_write_lease(lease).await.unwrap();
     store.release_volume_write_lease(second).await.unwrap();
     // An expired lease (no time to live) holds nothing.

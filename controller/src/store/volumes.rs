@@ -9,7 +9,7 @@
 //!   `volume_mounts_one_writer` backs the first rule; a live files-write lease (`leases`)
 //!   also refuses a read-write mount. The transition that ends a sandbox
 //!   releases its mounts in the same transaction (`RELEASE_MOUNTS`).
-//! - A delete runs in one transaction that refuses while any mount is held.
+//! - A delete runs in one transaction that refuses while any mount or write lease is held.
 
 use std::collections::BTreeMap;
 
@@ -324,6 +324,14 @@ impl Store {
             .bind(id.as_uuid())
             .fetch_all(&mut *tx)
             .await?;
+            let leased: Option<Uuid> = sqlx::query_scalar(super::leases::LIVE_LEASE)
+                .bind(id.as_uuid())
+                .bind(super::leases::unix_now())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if leased.is_some() {
+                return Err(StoreError::VolumeWriting { volume: id });
+            }
             if !held.is_empty() {
                 return Err(StoreError::VolumeInUse {
                     holders: held

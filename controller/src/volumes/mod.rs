@@ -98,6 +98,9 @@ pub enum VolumeError {
     /// Sandboxes hold the volume.
     #[error("the volume is mounted by sandbox(es) {}", list(.0))]
     InUse(Vec<SandboxId>),
+    /// A files write into the volume is in progress.
+    #[error("a files write into the volume is in progress; retry when it ends")]
+    Writing,
     /// The create would pass the owner's volume quota.
     #[error(transparent)]
     QuotaExceeded(QuotaExceeded),
@@ -121,6 +124,7 @@ impl From<StoreError> for VolumeError {
         match error {
             StoreError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             StoreError::VolumeInUse { holders } => Self::InUse(holders),
+            StoreError::VolumeWriting { .. } => Self::Writing,
             StoreError::NotFound => Self::NotFound,
             other => Self::Store(other),
         }

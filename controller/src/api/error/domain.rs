@@ -154,7 +154,7 @@ impl From<VolumeError> for ApiError {
                 code: "volume_name_taken",
                 message: error.to_string(),
             },
-            error @ VolumeError::InUse(_) => Self::Conflict {
+            error @ (VolumeError::InUse(_) | VolumeError::Writing) => Self::Conflict {
                 code: "volume_in_use",
                 message: error.to_string(),
             },
