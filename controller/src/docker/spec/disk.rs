@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 
-use super::helper::{helper_labels, HelperKind};
+use super::helper::{helper_labels, isolated_host_config, HelperKind};
 
 /// The size the probe asks for, in MiB (nothing is ever written: it never starts).
 pub const DISK_PROBE_MB: u64 = 64;
@@ -29,15 +29,11 @@ pub fn disk_probe_body(image: &str, node: &str) -> ContainerCreateBody {
         cmd: Some(vec!["true".to_owned()]),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            readonly_rootfs: Some(true),
             storage_opt: Some(HashMap::from([(
                 "size".to_owned(),
                 format!("{DISK_PROBE_MB}M"),
             )])),
-            ..HostConfig::default()
+            ..isolated_host_config()
         }),
         ..ContainerCreateBody::default()
     }

@@ -17,7 +17,7 @@ use bollard::models::{
     MountType,
 };
 
-use super::helper::{helper_labels, HelperKind};
+use super::helper::{helper_labels, isolated_host_config, HelperKind};
 use crate::sandbox::mounts::BoundFolder;
 
 /// A sandbox's bind of `folder` at `target`.
@@ -60,14 +60,8 @@ pub fn root_stat_body(root: &str, image: &str, node: &str) -> ContainerCreateBod
         labels: Some(helper_labels(HelperKind::FolderStat, node)),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            readonly_rootfs: Some(true),
-            pids_limit: Some(8),
-            memory: Some(16 * 1024 * 1024),
             mounts: Some(vec![mount]),
-            ..HostConfig::default()
+            ..isolated_host_config()
         }),
         ..ContainerCreateBody::default()
     }

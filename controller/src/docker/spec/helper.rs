@@ -1,7 +1,7 @@
 //! The one hardened body of every short-lived helper container (the volume sampler and owner
 //! fix, the never-started files helper and trust-volume filler), and the labels that let the
 //! reconciler find a helper a crash left behind (the doctor's folders-root stat has a body of
-//! its own, a read-only bind as nobody, but the same labels).
+//! its own, a read-only bind as nobody, but the same labels and [`isolated_host_config`]).
 //!
 //! Invariants of every helper body:
 //! - no network (`NetworkDisabled`, `NetworkMode: none`), a read-only root, `CapDrop: [ALL]`
@@ -109,29 +109,41 @@ pub fn helper_body(spec: HelperSpec<'_>) -> ContainerCreateBody {
         labels: Some(spec.labels),
         network_disabled: Some(true),
         host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            cap_drop: Some(vec!["ALL".to_owned()]),
             cap_add: Some(spec.cap_add),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            privileged: Some(false),
-            readonly_rootfs: Some(true),
-            pids_limit: Some(HELPER_PIDS),
-            memory: Some(HELPER_MEMORY),
-            memory_swap: Some(HELPER_MEMORY),
-            devices: Some(Vec::new()),
-            binds: Some(Vec::new()),
             mounts: Some(vec![spec.mount]),
-            auto_remove: Some(false),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            ..HostConfig::default()
+            ..isolated_host_config()
         }),
         ..ContainerCreateBody::default()
+    }
+}
+
+/// The host config every helper starts from (the disk-limit probe and the doctor's folder
+/// stat too): no network, no capabilities, no-new-privileges, not privileged, a read-only root,
+/// no devices, binds or mounts, small pid and memory limits with no swap, a capped log, never
+/// auto-removed. A caller adds only its mount, capabilities or storage option.
+pub fn isolated_host_config() -> HostConfig {
+    HostConfig {
+        network_mode: Some("none".to_owned()),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: Some(Vec::new()),
+        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        privileged: Some(false),
+        readonly_rootfs: Some(true),
+        pids_limit: Some(HELPER_PIDS),
+        memory: Some(HELPER_MEMORY),
+        memory_swap: Some(HELPER_MEMORY),
+        devices: Some(Vec::new()),
+        binds: Some(Vec::new()),
+        mounts: Some(Vec::new()),
+        auto_remove: Some(false),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                ("max-file".to_owned(), "1".to_owned()),
+            ])),
+        }),
+        ..HostConfig::default()
     }
 }
 
