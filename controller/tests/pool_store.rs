@@ -80,7 +80,10 @@ async fn warming(store: &Store, key: &PoolKey) -> PoolMember {
 async fn ready(store: &Store, key: &PoolKey) -> PoolMember {
     let member = warming(store, key).await;
     let container = format!("c-{}", member.id);
-    store.mark_member_ready(member.id, &container).await.unwrap()
+    store
+        .mark_member_ready(member.id, &container)
+        .await
+        .unwrap()
 }
 
 async fn claim(store: &Store, key: &PoolKey, owner: &User, quota: Quota) -> ClaimOutcome {
@@ -113,58 +116,73 @@ async fn live_sandboxes(store: &Store) -> usize {
         limit: 500,
         ..ListQuery::default()
     };
-    store.list_sandboxes(Scope::All, query).await.unwrap().items.len()
+    store
+        .list_sandboxes(Scope::All, query)
+        .await
+        .unwrap()
+        .items
+        .len()
 }
 
 // 20 parallel claims (20 owners, so Postgres runs them concurrently) against 5 ready members:
 // exactly 5 succeed, each member once; 15 miss and write nothing.
-both_backends!(parallel_claims_take_each_member_once, |f: Fixture| async move {
-    let key = key(1);
-    let mut members = HashSet::new();
-    for _ in 0..5 {
-        members.insert(ready(&f.store, &key).await.id);
+both_backends!(
+    parallel_claims_take_each_member_once,
+    |f: Fixture| async move {
+        let key = key(1);
+        let mut members = HashSet::new();
+        for _ in 0..5 {
+            members.insert(ready(&f.store, &key).await.id);
+        }
+        let mut owners = Vec::new();
+        for i in 0..20 {
+            owners.push(user(&f.store, &format!("owner{i}")).await);
+        }
+        let claims = owners.iter().map(|owner| {
+            let (store, key, owner) = (f.store.clone(), key.clone(), owner.clone());
+            tokio::spawn(async move { claim(&store, &key, &owner, quota(10)).await })
+        });
+        let outcomes: Vec<ClaimOutcome> = join_all(claims)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let misses = outcomes
+            .iter()
+            .filter(|o| matches!(o, ClaimOutcome::NoReadyMember))
+            .count();
+        let won: Vec<ClaimedMember> = outcomes
+            .into_iter()
+            .filter(|o| !matches!(o, ClaimOutcome::NoReadyMember))
+            .map(claimed)
+            .collect();
+        assert_eq!((won.len(), misses), (5, 15), "claimed, missed");
+        let taken: HashSet<MemberId> = won.iter().map(|c| c.member.id).collect();
+        assert_eq!(taken, members, "each member claimed exactly once");
+        for c in &won {
+            assert_eq!(c.member.state, MemberState::Claiming);
+            assert_eq!(c.member.sandbox, Some(c.sandbox.id));
+            assert_eq!(c.sandbox.state, SandboxState::Creating);
+            assert_eq!(c.sandbox.node.as_deref(), Some("node-a"));
+            assert_eq!(c.sandbox.container_id, c.member.container_id);
+            assert_eq!(
+                c.sandbox.network_name.as_ref(),
+                Some(&c.member.network_name)
+            );
+            assert!(c.sandbox.subnet.is_some());
+        }
+        let subnets: HashSet<_> = won.iter().map(|c| c.sandbox.subnet).collect();
+        assert_eq!(subnets.len(), 5);
+        assert_eq!(live_sandboxes(&f.store).await, 5);
+        // The misses recorded no create against their owners' rates.
+        let mut counted = 0;
+        for owner in &owners {
+            counted += f.store.quota_usage(owner.id).await.unwrap().recent_creates;
+        }
+        assert_eq!(counted, 5);
+        assert!(f.store.pool_counts().await.unwrap().is_empty());
     }
-    let mut owners = Vec::new();
-    for i in 0..20 {
-        owners.push(user(&f.store, &format!("owner{i}")).await);
-    }
-    let claims = owners.iter().map(|owner| {
-        let (store, key, owner) = (f.store.clone(), key.clone(), owner.clone());
-        tokio::spawn(async move { claim(&store, &key, &owner, quota(10)).await })
-    });
-    let outcomes: Vec<ClaimOutcome> = join_all(claims).await.into_iter().map(Result::unwrap).collect();
-    let misses = outcomes
-        .iter()
-        .filter(|o| matches!(o, ClaimOutcome::NoReadyMember))
-        .count();
-    let won: Vec<ClaimedMember> = outcomes
-        .into_iter()
-        .filter(|o| !matches!(o, ClaimOutcome::NoReadyMember))
-        .map(claimed)
-        .collect();
-    assert_eq!((won.len(), misses), (5, 15), "claimed, missed");
-    let taken: HashSet<MemberId> = won.iter().map(|c| c.member.id).collect();
-    assert_eq!(taken, members, "each member claimed exactly once");
-    for c in &won {
-        assert_eq!(c.member.state, MemberState::Claiming);
-        assert_eq!(c.member.sandbox, Some(c.sandbox.id));
-        assert_eq!(c.sandbox.state, SandboxState::Creating);
-        assert_eq!(c.sandbox.node.as_deref(), Some("node-a"));
-        assert_eq!(c.sandbox.container_id, c.member.container_id);
-        assert_eq!(c.sandbox.network_name.as_ref(), Some(&c.member.network_name));
-        assert!(c.sandbox.subnet.is_some());
-    }
-    let subnets: HashSet<_> = won.iter().map(|c| c.sandbox.subnet).collect();
-    assert_eq!(subnets.len(), 5);
-    assert_eq!(live_sandboxes(&f.store).await, 5);
-    // The misses recorded no create against their owners' rates.
-    let mut counted = 0;
-    for owner in &owners {
-        counted += f.store.quota_usage(owner.id).await.unwrap().recent_creates;
-    }
-    assert_eq!(counted, 5);
-    assert!(f.store.pool_counts().await.unwrap().is_empty());
-});
+);
 
 // A claim past the owner's quota is the quota error and claims nothing; the audit row commits
 // with a claim and names the sandbox.
@@ -255,7 +273,10 @@ both_backends!(quota_refusal_claims_nothing, |f: Fixture| async move {
             audit: None,
         })
         .await;
-    assert!(matches!(capped, Err(StoreError::SubnetCapReached { cap: 0 })), "{capped:?}");
+    assert!(
+        matches!(capped, Err(StoreError::SubnetCapReached { cap: 0 })),
+        "{capped:?}"
+    );
     assert_eq!(f.store.pool_counts().await.unwrap()[0].ready, 1);
 });
 
@@ -347,36 +368,39 @@ both_backends!(idempotent_repeat_claims_once, |f: Fixture| async move {
 });
 
 // `stale_claiming` finds only claims older than the cutoff, and not completed ones.
-both_backends!(stale_claiming_finds_only_old_claims, |f: Fixture| async move {
-    let key = key(6);
-    let alice = user(&f.store, "alice").await;
-    ready(&f.store, &key).await;
-    ready(&f.store, &key).await;
-    let old = claimed(claim(&f.store, &key, &alice, quota(10)).await).member;
-    let cutoff = old.claiming_at.unwrap() + Duration::from_micros(1);
-    let young = claimed(claim(&f.store, &key, &alice, quota(10)).await).member;
-    assert!(young.claiming_at.unwrap() >= cutoff);
-    let stale: Vec<MemberId> = f
-        .store
-        .stale_claiming(cutoff)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(stale, vec![old.id]);
-    f.store.mark_member_claimed(old.id).await.unwrap();
-    let later = young.claiming_at.unwrap() + Duration::from_secs(1);
-    let stale: Vec<MemberId> = f
-        .store
-        .stale_claiming(later)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(stale, vec![young.id]);
-});
+both_backends!(
+    stale_claiming_finds_only_old_claims,
+    |f: Fixture| async move {
+        let key = key(6);
+        let alice = user(&f.store, "alice").await;
+        ready(&f.store, &key).await;
+        ready(&f.store, &key).await;
+        let old = claimed(claim(&f.store, &key, &alice, quota(10)).await).member;
+        let cutoff = old.claiming_at.unwrap() + Duration::from_micros(1);
+        let young = claimed(claim(&f.store, &key, &alice, quota(10)).await).member;
+        assert!(young.claiming_at.unwrap() >= cutoff);
+        let stale: Vec<MemberId> = f
+            .store
+            .stale_claiming(cutoff)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(stale, vec![old.id]);
+        f.store.mark_member_claimed(old.id).await.unwrap();
+        let later = young.claiming_at.unwrap() + Duration::from_secs(1);
+        let stale: Vec<MemberId> = f
+            .store
+            .stale_claiming(later)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(stale, vec![young.id]);
+    }
+);
 
 // Every change is fenced by the state machine, with a typed refusal; removal frees the /29.
 both_backends!(state_changes_are_fenced, |f: Fixture| async move {
@@ -418,13 +442,20 @@ both_backends!(state_changes_are_fenced, |f: Fixture| async move {
     assert!(f.store.remove_member(spare.id).await.unwrap());
     assert!(!f.store.remove_member(spare.id).await.unwrap());
     assert_eq!(
-        f.store.allocate_member_subnet(spare.id, &subnets()).await.unwrap_err().to_string(),
+        f.store
+            .allocate_member_subnet(spare.id, &subnets())
+            .await
+            .unwrap_err()
+            .to_string(),
         StoreError::NotFound.to_string()
     );
     // The claimed sandbox holds its /29 (listed as the sandbox's); a new member can take the
     // removed one's.
     let allocations = f.store.subnet_allocations().await.unwrap();
-    assert_eq!(allocations, vec![(won.sandbox.subnet.unwrap(), won.sandbox.id)]);
+    assert_eq!(
+        allocations,
+        vec![(won.sandbox.subnet.unwrap(), won.sandbox.id)]
+    );
     let next = warming(&f.store, &key).await;
     let next = f.store.get_member(next.id).await.unwrap().unwrap();
     assert_eq!(next.subnet, held);

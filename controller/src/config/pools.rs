@@ -105,7 +105,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             }
             let allow = context.images.and_then(|images| images.allow.as_ref());
             if let Some(Err(refusal)) = allow.map(|list| list.admit(&image, |_| None)) {
-                if matches!(refusal, crate::images::allow::ImageRefusal::NotAllowed { .. }) {
+                if matches!(
+                    refusal,
+                    crate::images::allow::ImageRefusal::NotAllowed { .. }
+                ) {
                     problems.push(FieldError {
                         field: format!("[{i}].image"),
                         problem: crate::sandbox::Problem::Refused(refusal.to_string()),
@@ -178,11 +181,19 @@ mod tests {
         let json = r#"[{"image": "airlock/testbox:dev", "size": 4},
             {"image": "python:3.12", "user": "1000:1000", "size": 2, "max_idle_s": 600,
              "shape": {"cpus": 0.5, "memory_mb": 256}, "scratch_mb": 512}]"#;
-        let pools = load(&[(ENV_POOLS, json)]).map(|c| c.pools).unwrap_or_default();
+        let pools = load(&[(ENV_POOLS, json)])
+            .map(|c| c.pools)
+            .unwrap_or_default();
         assert_eq!(pools.len(), 2);
         assert_eq!(pools[0].size, 4);
         assert_eq!(pools[0].user, None);
-        assert_eq!(pools[1].user, Some(RunAs { uid: 1000, gid: 1000 }));
+        assert_eq!(
+            pools[1].user,
+            Some(RunAs {
+                uid: 1000,
+                gid: 1000
+            })
+        );
         assert_eq!(pools[1].max_idle, Duration::from_secs(600));
         assert_eq!(pools[1].shape.cpus.millis(), 500);
         assert_eq!(pools[1].shape.memory_mb, 256);
@@ -212,7 +223,10 @@ mod tests {
         );
         // The other variable's issue is reported in the same run.
         let all = load(&[(ENV_POOLS, json), ("AIRLOCK_LISTEN", "nonsense")]).err();
-        assert!(all.unwrap_or_default().iter().any(|i| i.var == "AIRLOCK_LISTEN"));
+        assert!(all
+            .unwrap_or_default()
+            .iter()
+            .any(|i| i.var == "AIRLOCK_LISTEN"));
     }
 
     #[test]
@@ -220,9 +234,18 @@ mod tests {
         let cases = [
             (r#"{"image": "a"}"#, "pools: invalid type"),
             (r#"[{"size": 1}]"#, "pools[0]: missing field `image`"),
-            (r#"[{"image": "a", "sise": 1}]"#, "pools[0].sise: unknown field `sise`"),
-            (r#"[{"image": "a", "size": "4"}]"#, "pools[0].size: invalid type"),
-            (r#"[{"image": "a", "shape": {"gpus": 1}}]"#, "pools[0].shape.gpus: unknown field"),
+            (
+                r#"[{"image": "a", "sise": 1}]"#,
+                "pools[0].sise: unknown field `sise`",
+            ),
+            (
+                r#"[{"image": "a", "size": "4"}]"#,
+                "pools[0].size: invalid type",
+            ),
+            (
+                r#"[{"image": "a", "shape": {"gpus": 1}}]"#,
+                "pools[0].shape.gpus: unknown field",
+            ),
         ];
         for (json, start) in cases {
             let found = problems(&[(ENV_POOLS, json)]);
@@ -237,7 +260,10 @@ mod tests {
         let five: Vec<String> = (0..5).map(pool).collect();
         let found = problems(&[(ENV_POOLS, &format!("[{}]", five.join(",")))]);
         assert_eq!(found.len(), 1);
-        assert!(found[0].starts_with("pools: is refused: the pools keep 320"), "{found:?}");
+        assert!(
+            found[0].starts_with("pools: is refused: the pools keep 320"),
+            "{found:?}"
+        );
         let twice = r#"[{"image": "a:1", "size": 1}, {"image": "a:1", "size": 2}]"#;
         assert_eq!(
             problems(&[(ENV_POOLS, twice)]),
@@ -250,8 +276,15 @@ mod tests {
         let json = r#"[{"image": "evil:1", "size": 1}, {"image": "good:1", "size": 1}]"#;
         let found = problems(&[(ENV_POOLS, json), ("AIRLOCK_IMAGES", "good:1")]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].starts_with("pools[0].image: is refused"), "{found:?}");
+        assert!(
+            found[0].starts_with("pools[0].image: is refused"),
+            "{found:?}"
+        );
         // An unpinned tag is left to the pool service, which knows the recorded digests.
-        assert!(load(&[(ENV_POOLS, r#"[{"image": "good:1", "size": 1}]"#), ("AIRLOCK_IMAGES", "good:1")]).is_ok());
+        assert!(load(&[
+            (ENV_POOLS, r#"[{"image": "good:1", "size": 1}]"#),
+            ("AIRLOCK_IMAGES", "good:1")
+        ])
+        .is_ok());
     }
 }

@@ -18,7 +18,8 @@ mod spec;
 pub use key::{PoolKey, POOL_KEY_HASH_LEN};
 pub use member::{MemberEvent, MemberState, MemberTransitionError};
 pub use spec::{
-    check_total, PoolBounds, PoolRequest, PoolSpec, DEFAULT_IDLE_S, MAX_IDLE_S, MAX_POOL_SIZE, MAX_POOL_TOTAL, MIN_IDLE_S,
+    check_total, PoolBounds, PoolRequest, PoolSpec, DEFAULT_IDLE_S, MAX_IDLE_S, MAX_POOL_SIZE,
+    MAX_POOL_TOTAL, MIN_IDLE_S,
 };
 
 use crate::sandbox::uuid_id;

@@ -73,7 +73,11 @@ impl PoolRequest {
         let image = ImageRef::parse(&self.image)
             .map_err(|problem| errors.push(field("image", problem)))
             .ok();
-        let user = match self.user.as_deref().map(|u| parse_user(u, bounds.allowed_uids)) {
+        let user = match self
+            .user
+            .as_deref()
+            .map(|u| parse_user(u, bounds.allowed_uids))
+        {
             None => None,
             Some(Ok(user)) => Some(user),
             Some(Err(problem)) => {

@@ -99,7 +99,10 @@ fn the_key_hash_is_stable_and_tells_keys_apart() {
     }
     assert!(PoolKey::is_image_digest(&a.image_digest));
     assert!(!PoolKey::is_image_digest("alpine:3"));
-    assert!(!PoolKey::is_image_digest(&format!("sha256:{}", "A".repeat(64))));
+    assert!(!PoolKey::is_image_digest(&format!(
+        "sha256:{}",
+        "A".repeat(64)
+    )));
 }
 
 fn max() -> Limits {
@@ -185,19 +188,50 @@ fn size_is_required_and_bounded_and_users_are_checked() {
         size: Some(1),
         ..PoolRequest::default()
     };
-    let missing = validate(PoolRequest { size: None, ..base() }).err().unwrap_or_default();
+    let missing = validate(PoolRequest {
+        size: None,
+        ..base()
+    })
+    .err()
+    .unwrap_or_default();
     assert_eq!(missing[0].field, "size");
     assert_eq!(missing[0].problem, Problem::Required);
-    let zero = validate(PoolRequest { size: Some(0), ..base() }).err().unwrap_or_default();
+    let zero = validate(PoolRequest {
+        size: Some(0),
+        ..base()
+    })
+    .err()
+    .unwrap_or_default();
     assert_eq!(zero[0].field, "size");
-    assert!(validate(PoolRequest { size: Some(MAX_POOL_SIZE), ..base() }).is_ok());
-    assert!(validate(PoolRequest { max_idle_s: Some(MAX_IDLE_S + 1), ..base() }).is_err());
-    assert!(validate(PoolRequest { max_idle_s: Some(MIN_IDLE_S), ..base() }).is_ok());
-    let named = validate(PoolRequest { user: Some("agent".into()), ..base() });
+    assert!(validate(PoolRequest {
+        size: Some(MAX_POOL_SIZE),
+        ..base()
+    })
+    .is_ok());
+    assert!(validate(PoolRequest {
+        max_idle_s: Some(MAX_IDLE_S + 1),
+        ..base()
+    })
+    .is_err());
+    assert!(validate(PoolRequest {
+        max_idle_s: Some(MIN_IDLE_S),
+        ..base()
+    })
+    .is_ok());
+    let named = validate(PoolRequest {
+        user: Some("agent".into()),
+        ..base()
+    });
     assert_eq!(named.err().unwrap_or_default()[0].field, "user");
-    let outside = validate(PoolRequest { user: Some("500".into()), ..base() });
+    let outside = validate(PoolRequest {
+        user: Some("500".into()),
+        ..base()
+    });
     assert_eq!(outside.err().unwrap_or_default()[0].field, "user");
-    let ok = validate(PoolRequest { user: Some("1000".into()), ..base() });
+    let ok = validate(PoolRequest {
+        user: Some("1000".into()),
+        ..base()
+    });
     assert_eq!(
         ok.ok().and_then(|s| s.user),
         Some(RunAs {

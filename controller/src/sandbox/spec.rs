@@ -293,22 +293,6 @@ pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<FieldError> {
     errors
 }
 
-// === impl LimitsRequest ===
-
-impl LimitsRequest {
-    /// Each limit checked against `max` (a missing one takes the default, capped), with the
-    /// same rules as a create; problems are named `limits.<limit>`.
-    pub fn check(&self, max: &Limits) -> Result<Limits, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let limits = check_limits(self, max, &mut errors);
-        if errors.is_empty() {
-            Ok(limits)
-        } else {
-            Err(errors)
-        }
-    }
-}
-
 // === impl RunAs ===
 
 impl RunAs {

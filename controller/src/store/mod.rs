@@ -56,10 +56,10 @@ pub use egress::{
 };
 pub use error::StoreError;
 pub use images::ImageRecord;
-pub use pool::{NewMember, PoolCount, PoolMember};
-pub use pool_claim::{Claim, ClaimOutcome, ClaimedMember};
 pub use inspection::{inspection_key_name, StoredInspection};
 pub use invites::{InviteAcceptance, NewInvite};
+pub use pool::{NewMember, PoolCount, PoolMember};
+pub use pool_claim::{Claim, ClaimOutcome, ClaimedMember};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;

@@ -17,7 +17,9 @@ use super::pool::{select_member, MemberRow, PoolMember};
 use super::reserve::{check_quota_on, insert_sandbox_on};
 use super::rows::{SandboxRow, SpecDoc};
 use super::sandboxes::{existing, select_sandbox};
-use super::{now, with_db, Backend, Created, NewAuditRecord, NewSandbox, Sandbox, Store, StoreError};
+use super::{
+    now, with_db, Backend, Created, NewAuditRecord, NewSandbox, Sandbox, Store, StoreError,
+};
 use crate::accounts::quota::Quota;
 use crate::pool::{MemberState, PoolKey};
 use crate::sandbox::SandboxId;
@@ -87,7 +89,11 @@ impl Store {
         }
     }
 
-    async fn try_claim(&self, claim: &Claim<'_>, doc: &SpecDoc) -> Result<ClaimOutcome, StoreError> {
+    async fn try_claim(
+        &self,
+        claim: &Claim<'_>,
+        doc: &SpecDoc,
+    ) -> Result<ClaimOutcome, StoreError> {
         let id = SandboxId::new();
         let audit = claim.audit.map(|record| NewAuditRecord {
             object: Some(id.to_string()),
@@ -135,7 +141,17 @@ impl Store {
             }
             let holds = Holds::default();
             let placed = Some(node.as_str());
-            insert_sandbox_on!(tx, postgres, id, new, doc, placed, holds, audit.as_ref(), at);
+            insert_sandbox_on!(
+                tx,
+                postgres,
+                id,
+                new,
+                doc,
+                placed,
+                holds,
+                audit.as_ref(),
+                at
+            );
             let taken = sqlx::query(
                 "UPDATE pool_members SET state = $1, sandbox_id = $2, claiming_at = $3 \
                  WHERE id = $4 AND state = $5",

@@ -9,8 +9,8 @@ use super::folders::Holds;
 use super::reserve::{check_quota_on, insert_sandbox_on, INSERT_EVENT};
 use super::rows::{SandboxRow, SpecDoc};
 use super::{
-    now, with_db, Backend, Created, ListQuery, NewAuditRecord, NewSandbox, Page,
-    Sandbox, Scope, Store, StoreError,
+    now, with_db, Backend, Created, ListQuery, NewAuditRecord, NewSandbox, Page, Sandbox, Scope,
+    Store, StoreError,
 };
 use crate::accounts::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
@@ -98,7 +98,10 @@ impl Store {
         }
     }
 
-    pub(super) async fn find_by_key(&self, new: &NewSandbox) -> Result<Option<SandboxRow>, StoreError> {
+    pub(super) async fn find_by_key(
+        &self,
+        new: &NewSandbox,
+    ) -> Result<Option<SandboxRow>, StoreError> {
         let Some(key) = new.idempotency_key.as_deref() else {
             return Ok(None);
         };
