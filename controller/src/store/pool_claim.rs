@@ -61,7 +61,7 @@ pub enum ClaimOutcome {
     /// A member was claimed.
     Claimed(Box<ClaimedMember>),
     /// The idempotency key was used before: the earlier sandbox, nothing claimed.
-    Existing(Sandbox),
+    Existing(Box<Sandbox>),
     /// The pool has no ready member (on that node): nothing was written; go cold.
     NoReadyMember,
 }
@@ -77,13 +77,13 @@ impl Store {
     pub async fn claim_member(&self, claim: Claim<'_>) -> Result<ClaimOutcome, StoreError> {
         let doc = SpecDoc::from_spec(&claim.new.spec);
         if let Some(row) = self.find_by_key(&claim.new).await? {
-            return Ok(ClaimOutcome::Existing(repeat(existing(row, &doc)?)));
+            return repeat(row, &doc);
         }
         match self.try_claim(&claim, &doc).await {
             Err(StoreError::Conflict { .. }) if claim.new.idempotency_key.is_some() => {
                 let row = self.find_by_key(&claim.new).await?;
                 let row = row.ok_or(StoreError::NotFound)?;
-                Ok(ClaimOutcome::Existing(repeat(existing(row, &doc)?)))
+                repeat(row, &doc)
             }
             other => other,
         }
@@ -201,9 +201,11 @@ impl Store {
     }
 }
 
-/// The sandbox an idempotent repeat answers with.
-fn repeat(created: Created) -> Sandbox {
-    match created {
-        Created::New(sandbox) | Created::Existing(sandbox) => sandbox,
+/// The answer to an idempotent repeat: the earlier sandbox, or the key's mismatch.
+fn repeat(row: SandboxRow, doc: &SpecDoc) -> Result<ClaimOutcome, StoreError> {
+    match existing(row, doc)? {
+        Created::New(sandbox) | Created::Existing(sandbox) => {
+            Ok(ClaimOutcome::Existing(Box::new(sandbox)))
+        }
     }
 }
