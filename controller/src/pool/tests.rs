@@ -1,5 +1,6 @@
 //! The member state machine as a table, the key's hash, and pool validation naming fields.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::*;
@@ -54,6 +55,18 @@ fn only_a_ready_member_can_be_claimed_and_a_claimed_one_is_never_destroyed() {
     assert_eq!(MemberState::accepting(MemberEvent::Ready), vec![Warming]);
     assert_eq!(MemberState::accepting(MemberEvent::Bound), vec![Claiming]);
     assert!(!MemberState::accepting(MemberEvent::Destroy).contains(&Claimed));
+}
+
+#[test]
+fn every_state_that_accepts_an_event_goes_to_one_state() {
+    // The store's fenced updates set one target state for the whole `IN (…)` list.
+    for event in EVENTS {
+        let targets: HashSet<MemberState> = MemberState::accepting(event)
+            .into_iter()
+            .filter_map(|from| from.transition(event).ok())
+            .collect();
+        assert_eq!(targets.len(), 1, "{}", event.name());
+    }
 }
 
 #[test]
