@@ -29,6 +29,7 @@ pub mod folders;
 pub mod images;
 pub mod metrics;
 pub mod ops;
+pub mod pool;
 pub mod reconcile;
 pub mod sandbox;
 pub mod sandboxes;

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 0),
     ("volume", 0),
     ("folder", 0),
+    ("pool", 0),
     // Every `AIRLOCK_*` variable.
     ("config", 1),
     // The only SQL and the only Docker client.

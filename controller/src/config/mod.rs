@@ -93,6 +93,9 @@ pub use volumes::{
     ENV_FOLDERS_ROOT, ENV_MAX_VOLUME_MB, ENV_QUOTA_MAX_VOLUMES, ENV_QUOTA_MAX_VOLUME_BYTES,
     ENV_VOLUME_HELPER_IMAGE, ENV_VOLUME_SAMPLE_INTERVAL,
 };
+// Warm pools.
+mod pools;
+pub use pools::ENV_POOLS;
 // Allowed images, pre-pull and first boot.
 mod images;
 pub use images::{
@@ -200,6 +203,8 @@ pub struct Config {
     pub run: RunConfig,
     /// Volumes: sizes, quotas, the usage sampler.
     pub volumes: VolumesConfig,
+    /// The node's warm pools (`AIRLOCK_POOLS`; none by default).
+    pub pools: Vec<crate::pool::PoolSpec>,
 }
 
 /// The database backend, chosen by the URL scheme.
@@ -322,7 +327,14 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let initial_token_ttl = self.initial_token_ttl();
         let run = self.run();
         let volumes = self.volumes();
+        let pools = self.pools(&pools::PoolContext {
+            maximums: maximums.as_ref(),
+            run: run.as_ref(),
+            volumes: volumes.as_ref(),
+            images: images.as_ref(),
+        });
         Some(Config {
+            pools: pools?,
             tables: tables?,
             http: http?,
             initial_token_ttl: initial_token_ttl?,

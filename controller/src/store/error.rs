@@ -53,6 +53,9 @@ pub enum StoreError {
     /// The state machine refused the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The pool member's state does not accept the change (a fence).
+    #[error(transparent)]
+    MemberTransition(#[from] crate::pool::MemberTransitionError),
     /// Every subnet in the configured pools is allocated.
     #[error("no free sandbox subnet left in the configured pools")]
     SubnetsExhausted,

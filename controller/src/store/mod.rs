@@ -24,6 +24,11 @@ mod images;
 mod inspection;
 mod rows;
 mod sandboxes;
+// Reserving a sandbox inside a transaction (cold create and warm claim).
+mod reserve;
+// Warm pool members and the claim.
+mod pool;
+mod pool_claim;
 // The isolation self-test results.
 mod selftests;
 mod subnets;
@@ -54,6 +59,8 @@ pub use error::StoreError;
 pub use images::ImageRecord;
 pub use inspection::{inspection_key_name, StoredInspection};
 pub use invites::{InviteAcceptance, NewInvite};
+pub use pool::{NewMember, PoolCount, PoolMember};
+pub use pool_claim::{Claim, ClaimOutcome, ClaimedMember};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;

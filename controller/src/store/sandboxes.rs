@@ -5,14 +5,12 @@
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::audit::insert_audit_on;
-use super::folders::{hold_folders_on, Holds};
-use super::quotas::{epoch_ms, hour_window_ms, override_on, usage_on};
+use super::folders::Holds;
+use super::reserve::{check_quota_on, insert_sandbox_on, INSERT_EVENT};
 use super::rows::{SandboxRow, SpecDoc};
-use super::volumes::hold_mounts_on;
 use super::{
-    lock_owner, now, with_db, Backend, Created, ListQuery, NewAuditRecord, NewSandbox, Page,
-    Sandbox, Scope, Store, StoreError,
+    now, with_db, Backend, Created, ListQuery, NewAuditRecord, NewSandbox, Page, Sandbox, Scope,
+    Store, StoreError,
 };
 use crate::accounts::quota::Quota;
 use crate::sandbox::{DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
@@ -31,13 +29,7 @@ macro_rules! select_sandbox {
         )
     };
 }
-
-const INSERT_SANDBOX: &str = "INSERT INTO sandboxes (id, owner_id, image, spec, desired_state, \
-    observed_state, generation, node, idempotency_key, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $9)";
-
-const INSERT_EVENT: &str = "INSERT INTO sandbox_events (sandbox_id, generation, event, \
-    from_state, to_state, end_reason, exit_code, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(crate) use select_sandbox;
 
 const UPDATE_STATE: &str = "UPDATE sandboxes SET observed_state = $1, end_reason = $2, \
     exit_code = $3, end_message = $4, ended_at = $5, updated_at = $6 \
@@ -106,7 +98,10 @@ impl Store {
         }
     }
 
-    async fn find_by_key(&self, new: &NewSandbox) -> Result<Option<SandboxRow>, StoreError> {
+    pub(super) async fn find_by_key(
+        &self,
+        new: &NewSandbox,
+    ) -> Result<Option<SandboxRow>, StoreError> {
         let Some(key) = new.idempotency_key.as_deref() else {
             return Ok(None);
         };
@@ -141,52 +136,10 @@ impl Store {
         let row = with_db!(self, |pool, begin| {
             let mut tx = pool.begin_with(begin).await?;
             if let Some(defaults) = quota {
-                lock_owner!(tx, postgres, owner);
-                let overrides = override_on!(tx, owner);
-                let now_ms = epoch_ms(at);
-                let usage = usage_on!(tx, owner, now_ms);
-                let quota = defaults.with(&overrides);
-                crate::accounts::quota::check(&quota, &usage, &new.spec)
-                    .map_err(StoreError::QuotaExceeded)?;
-                sqlx::query("DELETE FROM sandbox_creates WHERE user_id = $1 AND at_ms <= $2")
-                    .bind(owner)
-                    .bind(now_ms - hour_window_ms())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("INSERT INTO sandbox_creates (user_id, at_ms) VALUES ($1, $2)")
-                    .bind(owner)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                check_quota_on!(tx, postgres, owner, &new.spec, defaults, at);
             }
-            sqlx::query(INSERT_SANDBOX)
-                .bind(id.as_uuid())
-                .bind(new.owner.as_uuid())
-                .bind(new.spec.image().as_str())
-                .bind(sqlx::types::Json(doc))
-                .bind(DesiredState::Running.as_str())
-                .bind(SandboxState::Creating.as_str())
-                .bind(new.node.as_deref())
-                .bind(new.idempotency_key.as_deref())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            hold_mounts_on!(tx, id.as_uuid(), holds.volumes, postgres);
-            hold_folders_on!(tx, id.as_uuid(), holds.folders, postgres, owner);
-            sqlx::query(INSERT_EVENT)
-                .bind(id.as_uuid())
-                .bind(1_i64)
-                .bind("created")
-                .bind(None::<&str>)
-                .bind(SandboxState::Creating.as_str())
-                .bind(None::<&str>)
-                .bind(None::<i64>)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            if let Some(record) = &audit {
-                insert_audit_on!(&mut *tx, record);
-            }
+            let node = new.node.as_deref();
+            insert_sandbox_on!(tx, postgres, id, new, doc, node, holds, audit.as_ref(), at);
             let row = sqlx::query_as::<_, SandboxRow>(select_sandbox!("WHERE id = $1"))
                 .bind(id.as_uuid())
                 .fetch_one(&mut *tx)
@@ -449,7 +402,7 @@ impl Store {
     }
 }
 
-fn existing(row: SandboxRow, doc: &SpecDoc) -> Result<Created, StoreError> {
+pub(super) fn existing(row: SandboxRow, doc: &SpecDoc) -> Result<Created, StoreError> {
     if row.spec_doc() != doc {
         let existing = row.into_sandbox()?.id;
         return Err(StoreError::IdempotencyMismatch { existing });

@@ -160,12 +160,16 @@ impl Store {
         })
     }
 
-    /// Every allocation: `(subnet, sandbox)`. The reconciler compares it with Docker.
+    /// Every sandbox's allocation: `(subnet, sandbox)`. The reconciler compares it with
+    /// Docker. Pool members' /29s are not listed (see [`Store::list_members`]).
     pub async fn subnet_allocations(&self) -> Result<Vec<(SandboxSubnet, SandboxId)>, StoreError> {
         let rows: Vec<(String, uuid::Uuid)> = with_db!(self, |pool, _begin| {
-            sqlx::query_as("SELECT subnet, sandbox_id FROM subnet_allocations ORDER BY subnet")
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT subnet, sandbox_id FROM subnet_allocations \
+                 WHERE sandbox_id IS NOT NULL ORDER BY subnet",
+            )
+            .fetch_all(pool)
+            .await?
         });
         rows.iter()
             .map(|(subnet, id)| Ok((parse_subnet(subnet)?, SandboxId::from_uuid(*id))))

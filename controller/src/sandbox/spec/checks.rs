@@ -73,6 +73,22 @@ pub fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+// === impl LimitsRequest ===
+
+impl LimitsRequest {
+    /// Each limit checked against `max` (a missing one takes the default, capped), with the
+    /// same rules as a create; problems are named `limits.<limit>`.
+    pub fn check(&self, max: &Limits) -> Result<Limits, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let limits = check_limits(self, max, &mut errors);
+        if errors.is_empty() {
+            Ok(limits)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
 pub(super) fn check_limits(
     req: &LimitsRequest,
     max: &Limits,

@@ -1,0 +1,290 @@
+//! `AIRLOCK_POOLS`: the node's warm pools, a JSON array of
+//! `{image, user?, size, max_idle_s?, shape?: {cpus?, memory_mb?, pids?, disk_mb?}, scratch_mb?}`.
+//!
+//! Each pool is validated by [`crate::pool::PoolRequest::validate`] against the operator's
+//! maximums (`AIRLOCK_MAX_*`), `AIRLOCK_ALLOWED_UIDS` and `AIRLOCK_MAX_VOLUME_MB`, and all of
+//! them together by [`crate::pool::check_total`]; every problem is one issue naming its field
+//! (`pools[1].size`). With an allow list (`AIRLOCK_IMAGES`), a pool's image must match an
+//! entry; whether a tag is pinned is known only from the digests `airlock images load`
+//! recorded, so the pool service checks that when it resolves the image.
+
+use serde::Deserialize;
+
+use super::images::ImagesConfig;
+use super::run::RunConfig;
+use super::volumes::VolumesConfig;
+use super::Reader;
+use crate::pool::{check_total, PoolBounds, PoolRequest, PoolSpec};
+use crate::sandbox::{FieldError, LimitsRequest, Maximums};
+
+/// The warm pools of the node (default: none).
+pub const ENV_POOLS: &str = "AIRLOCK_POOLS";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolDoc {
+    image: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    max_idle_s: Option<u64>,
+    #[serde(default)]
+    shape: Option<ShapeDoc>,
+    #[serde(default)]
+    scratch_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShapeDoc {
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default)]
+    memory_mb: Option<u64>,
+    #[serde(default)]
+    pids: Option<u64>,
+    #[serde(default)]
+    disk_mb: Option<u64>,
+}
+
+/// What the pools are checked against; any of it missing (its own variable was invalid)
+/// skips the checks that need it.
+pub(super) struct PoolContext<'a> {
+    pub(super) maximums: Option<&'a Maximums>,
+    pub(super) run: Option<&'a RunConfig>,
+    pub(super) volumes: Option<&'a VolumesConfig>,
+    pub(super) images: Option<&'a ImagesConfig>,
+}
+
+// === impl Reader ===
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// Parses [`ENV_POOLS`]; one issue per problem, each naming its field.
+    pub(super) fn pools(&mut self, context: &PoolContext<'_>) -> Option<Vec<PoolSpec>> {
+        let Some(text) = self.raw(ENV_POOLS) else {
+            return Some(Vec::new());
+        };
+        let mut json = serde_json::Deserializer::from_str(&text);
+        let docs: Vec<PoolDoc> = match serde_path_to_error::deserialize(&mut json) {
+            Ok(docs) => docs,
+            Err(error) => {
+                let path = error.path().to_string();
+                let field = if path == "." { String::new() } else { path };
+                let expected = format!(
+                    "pools{field}: {} (a JSON array of {{image, user, size, max_idle_s, shape, \
+                     scratch_mb}})",
+                    error.inner()
+                );
+                self.issue(ENV_POOLS, &text, false, expected);
+                return None;
+            }
+        };
+        let (Some(maximums), Some(run), Some(volumes)) =
+            (context.maximums, context.run, context.volumes)
+        else {
+            return None;
+        };
+        let bounds = PoolBounds {
+            limits: &maximums.limits,
+            allowed_uids: &run.allowed_uids,
+            max_volume_mb: volumes.max_volume_mb,
+        };
+        let mut problems: Vec<FieldError> = Vec::new();
+        let mut specs = Vec::new();
+        for (i, doc) in docs.into_iter().enumerate() {
+            let at = |e: FieldError| FieldError {
+                field: format!("[{i}].{}", e.field),
+                problem: e.problem,
+            };
+            let image = doc.image.clone();
+            match request(doc).validate(bounds) {
+                Ok(spec) => specs.push(spec),
+                Err(errors) => problems.extend(errors.into_iter().map(at)),
+            }
+            let allow = context.images.and_then(|images| images.allow.as_ref());
+            if let Some(Err(refusal)) = allow.map(|list| list.admit(&image, |_| None)) {
+                if matches!(
+                    refusal,
+                    crate::images::allow::ImageRefusal::NotAllowed { .. }
+                ) {
+                    problems.push(FieldError {
+                        field: format!("[{i}].image"),
+                        problem: crate::sandbox::Problem::Refused(refusal.to_string()),
+                    });
+                }
+            }
+        }
+        if problems.is_empty() {
+            problems = check_total(&specs);
+        }
+        for problem in &problems {
+            self.issue(ENV_POOLS, &text, false, format!("pools{problem}"));
+        }
+        problems.is_empty().then_some(specs)
+    }
+}
+
+fn request(doc: PoolDoc) -> PoolRequest {
+    let shape = doc.shape.unwrap_or_default();
+    PoolRequest {
+        image: doc.image,
+        user: doc.user,
+        size: doc.size,
+        max_idle_s: doc.max_idle_s,
+        shape: LimitsRequest {
+            cpus: shape.cpus,
+            memory_mb: shape.memory_mb,
+            pids: shape.pids,
+            disk_mb: shape.disk_mb,
+        },
+        scratch_mb: doc.scratch_mb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::super::{Config, ConfigIssue};
+    use super::ENV_POOLS;
+    use crate::sandbox::RunAs;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, Vec<ConfigIssue>> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|var| map.get(var).cloned()).map_err(|e| e.issues)
+    }
+
+    /// The `expected` text of every `AIRLOCK_POOLS` issue.
+    fn problems(vars: &[(&str, &str)]) -> Vec<String> {
+        load(vars)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|issue| issue.var == ENV_POOLS)
+            .map(|issue| issue.expected)
+            .collect()
+    }
+
+    #[test]
+    fn no_pools_by_default() {
+        assert!(load(&[]).map(|c| c.pools.is_empty()).unwrap_or(false));
+    }
+
+    #[test]
+    fn a_pool_parses_with_defaults_and_its_shape() {
+        let json = r#"[{"image": "airlock/testbox:dev", "size": 4},
+            {"image": "python:3.12", "user": "1000:1000", "size": 2, "max_idle_s": 600,
+             "shape": {"cpus": 0.5, "memory_mb": 256}, "scratch_mb": 512}]"#;
+        let pools = load(&[(ENV_POOLS, json)])
+            .map(|c| c.pools)
+            .unwrap_or_default();
+        assert_eq!(pools.len(), 2);
+        assert_eq!(pools[0].size, 4);
+        assert_eq!(pools[0].user, None);
+        assert_eq!(
+            pools[1].user,
+            Some(RunAs {
+                uid: 1000,
+                gid: 1000
+            })
+        );
+        assert_eq!(pools[1].max_idle, Duration::from_secs(600));
+        assert_eq!(pools[1].shape.cpus.millis(), 500);
+        assert_eq!(pools[1].shape.memory_mb, 256);
+        assert_eq!(pools[1].scratch_mb, Some(512));
+    }
+
+    #[test]
+    fn every_problem_names_its_field_and_all_are_reported() {
+        let json = r#"[{"image": "a:1", "size": 65, "max_idle_s": 5},
+            {"image": "b:1", "size": 1, "user": "0", "shape": {"pids": 100000},
+             "scratch_mb": 99999999}]"#;
+        let found = problems(&[(ENV_POOLS, json), ("AIRLOCK_LISTEN", "nonsense")]);
+        let fields: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "pools[0].size",
+                "pools[0].max_idle_s",
+                "pools[1].user",
+                "pools[1].shape.pids",
+                "pools[1].scratch_mb"
+            ],
+            "{found:?}"
+        );
+        // The other variable's issue is reported in the same run.
+        let all = load(&[(ENV_POOLS, json), ("AIRLOCK_LISTEN", "nonsense")]).err();
+        assert!(all
+            .unwrap_or_default()
+            .iter()
+            .any(|i| i.var == "AIRLOCK_LISTEN"));
+    }
+
+    #[test]
+    fn json_mistakes_name_the_field() {
+        let cases = [
+            (r#"{"image": "a"}"#, "pools: invalid type"),
+            (r#"[{"size": 1}]"#, "pools[0]: missing field `image`"),
+            (
+                r#"[{"image": "a", "sise": 1}]"#,
+                "pools[0].sise: unknown field `sise`",
+            ),
+            (
+                r#"[{"image": "a", "size": "4"}]"#,
+                "pools[0].size: invalid type",
+            ),
+            (
+                r#"[{"image": "a", "shape": {"gpus": 1}}]"#,
+                "pools[0].shape.gpus: unknown field",
+            ),
+        ];
+        for (json, start) in cases {
+            let found = problems(&[(ENV_POOLS, json)]);
+            assert_eq!(found.len(), 1, "{json}: {found:?}");
+            assert!(found[0].starts_with(start), "{json}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_bounded_in_sum_and_keys_are_unique() {
+        let pool = |i: usize| format!(r#"{{"image": "img{i}:1", "size": 64}}"#);
+        let five: Vec<String> = (0..5).map(pool).collect();
+        let found = problems(&[(ENV_POOLS, &format!("[{}]", five.join(",")))]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("pools: is refused: the pools keep 320"),
+            "{found:?}"
+        );
+        let twice = r#"[{"image": "a:1", "size": 1}, {"image": "a:1", "size": 2}]"#;
+        assert_eq!(
+            problems(&[(ENV_POOLS, twice)]),
+            ["pools[1].image: appears more than once"]
+        );
+    }
+
+    #[test]
+    fn the_image_must_be_allowed_when_a_list_is_configured() {
+        let json = r#"[{"image": "evil:1", "size": 1}, {"image": "good:1", "size": 1}]"#;
+        let found = problems(&[(ENV_POOLS, json), ("AIRLOCK_IMAGES", "good:1")]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("pools[0].image: is refused"),
+            "{found:?}"
+        );
+        // An unpinned tag is left to the pool service, which knows the recorded digests.
+        assert!(load(&[
+            (ENV_POOLS, r#"[{"image": "good:1", "size": 1}]"#),
+            ("AIRLOCK_IMAGES", "good:1")
+        ])
+        .is_ok());
+    }
+}

@@ -1,0 +1,38 @@
+//! Warm pools: the pure types. A pool keeps started containers (**members**) blocked in
+//! `airlock-init` until a create claims one; this module holds what they are, with no I/O.
+//!
+//! - [`PoolKey`] is what makes two members interchangeable (image digest, user, TTY,
+//!   security profile); limits are not part of it, they are fixed at claim.
+//! - [`PoolSpec`] is one configured pool, validated by [`PoolRequest::validate`] with every
+//!   problem named by its field; [`check_total`] bounds a node's pools together.
+//! - [`MemberState::transition`] is the one state machine of a member; the store derives its
+//!   fences from it.
+//!
+//! Pools are identified by their key ([`PoolKey::hash`], the `airlock.pool` label), not by a
+//! stored id: the configured pools (`AIRLOCK_POOLS`) have no row of their own.
+
+mod key;
+mod member;
+mod spec;
+
+pub use key::{PoolKey, POOL_KEY_HASH_LEN};
+pub use member::{MemberEvent, MemberState, MemberTransitionError};
+pub use spec::{
+    check_total, PoolBounds, PoolRequest, PoolSpec, DEFAULT_IDLE_S, MAX_IDLE_S, MAX_POOL_SIZE,
+    MAX_POOL_TOTAL, MIN_IDLE_S,
+};
+
+use crate::sandbox::uuid_id;
+
+uuid_id! {
+    /// A pool member's id: a UUIDv7, so members sort roughly by creation time.
+    pub struct MemberId;
+}
+
+/// The Docker network a member is created on (it becomes its sandbox's at claim).
+pub fn member_network_name(id: MemberId) -> String {
+    format!("airlock-mbr-{id}")
+}
+
+#[cfg(test)]
+mod tests;
