@@ -180,8 +180,8 @@ impl Registry {
     ///
     /// Controlled mode checks, in order: a sandbox owns the source address (else
     /// `SandboxNotClaimed` for an unbound pool member's address, `UnknownSource` for any other,
-    /// whatever credential was sent), a credential is present (else `MissingCredential`), and it is that
-    /// sandbox's id and token (else `BadCredential`).
+    /// whatever credential was sent), a credential is present (else `MissingCredential`), and
+    /// it is that sandbox's id and token (else `BadCredential`).
     pub fn identify(
         &self,
         src: IpAddr,

@@ -67,7 +67,10 @@ fn an_unbound_member_is_refused_whatever_it_presents() {
     );
     assert_eq!(registry.owner_of(ip(M_ADDR)), None, "no sandbox to charge");
     assert_eq!(IdentityError::SandboxNotClaimed.status(), 403);
-    assert_eq!(IdentityError::SandboxNotClaimed.code(), "sandbox_not_claimed");
+    assert_eq!(
+        IdentityError::SandboxNotClaimed.code(),
+        "sandbox_not_claimed"
+    );
     assert_eq!(registry.len(), 1);
     assert_eq!(registry.member_count(), 1);
 }
@@ -201,7 +204,9 @@ fn members_and_sandboxes_never_share_an_address() {
         member: "m".to_owned(),
     });
     assert_eq!(registry.upsert(entry("t", M_ADDR, 1)), held);
-    registry.upsert_member("n", vec![ip("10.213.0.19")], 1).unwrap();
+    registry
+        .upsert_member("n", vec![ip("10.213.0.19")], 1)
+        .unwrap();
     assert_eq!(
         registry.upsert_claim(entry("t", M_ADDR, 1), Some("n")),
         Err(RegistryError::MemberMismatch {
@@ -214,7 +219,11 @@ fn members_and_sandboxes_never_share_an_address() {
         registry.upsert_claim(entry("s", M_ADDR, 1), Some("m")),
         Err(RegistryError::GenerationConflict { generation: 1 })
     );
-    assert_eq!(registry.member_count(), 2, "refused claims leave the members");
+    assert_eq!(
+        registry.member_count(),
+        2,
+        "refused claims leave the members"
+    );
     assert_eq!(
         identify(&registry, M_ADDR, "s"),
         Err(IdentityError::SandboxNotClaimed)
