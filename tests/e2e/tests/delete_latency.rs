@@ -5,6 +5,7 @@
 //! a time (the machine is shared).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::plane::{EGRESS_IMAGE, TOKEN};
@@ -27,9 +28,12 @@ async fn delete_latency_with_the_network_plane() {
         dind.load_image(image).await.unwrap();
     }
     let data = tempfile::tempdir().unwrap();
-    let extra = [("AIRLOCK_EGRESS", "true")];
+    let extra = [
+        ("AIRLOCK_EGRESS", "true"),
+        ("RUST_LOG", "info,airlock::sandboxes=debug"),
+    ];
     let mut child = spawn_serve_with(&binary, &dind, data.path(), TOKEN, &extra);
-    let (addr, _log) = listen_addr(&mut child).await;
+    let (addr, log) = listen_addr(&mut child).await;
     timing.phase("serve-up");
 
     let mut took: Vec<Duration> = Vec::with_capacity(DELETES);
@@ -65,4 +69,36 @@ async fn delete_latency_with_the_network_plane() {
         at(0.9),
         took[took.len() - 1]
     );
+    child.kill().await.unwrap();
+    print_steps(&log.await.unwrap());
+}
+
+/// The p50 of each `Delete step done` in the controller's JSON log.
+fn print_steps(log: &str) {
+    let mut steps: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let fields = &event["fields"];
+        if fields["message"] != "Delete step done" {
+            continue;
+        }
+        let (Some(name), Some(us)) = (
+            fields["delete.step"].as_str(),
+            fields["elapsed_us"].as_u64(),
+        ) else {
+            continue;
+        };
+        steps.entry(name.to_owned()).or_default().push(us);
+    }
+    for (name, mut us) in steps {
+        us.sort_unstable();
+        eprintln!(
+            "delete-step {name} n={} p50={}ms max={}ms",
+            us.len(),
+            us[us.len() / 2] / 1000,
+            us[us.len() - 1] / 1000
+        );
+    }
 }
