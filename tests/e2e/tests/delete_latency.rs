@@ -61,12 +61,13 @@ async fn delete_latency_with_the_network_plane() {
     assert!(left.is_empty(), "containers left behind: {left:?}");
 
     took.sort();
-    let at = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize];
+    // The nearest-rank quantile over `percent` of the sorted times.
+    let at = |percent: usize| took[(took.len() - 1) * percent / 100];
     eprintln!(
         "delete-latency n={} p50={:?} p90={:?} max={:?} all={took:?}",
         took.len(),
-        at(0.5),
-        at(0.9),
+        at(50),
+        at(90),
         took[took.len() - 1]
     );
     child.kill().await.unwrap();

@@ -48,11 +48,9 @@ async fn an_unbound_member_is_refused_from_inside_until_it_is_claimed() {
     let tunnel = f.connect(&a, proxy, &authority, &b_cred).await;
     assert_eq!(tunnel.status, 403, "{tunnel:?}");
     assert_eq!(error_code(&tunnel), "sandbox_not_claimed", "{tunnel:?}");
-    let gateway = format!(
-        "GET /gw/anthropic/v1/messages HTTP/1.1\r\nHost: airlock.internal:3128\r\n\
-         Connection: close\r\n\r\n"
-    );
-    let refused = f.send(&a, proxy, &gateway).await;
+    let gateway = "GET /gw/anthropic/v1/messages HTTP/1.1\r\nHost: airlock.internal:3128\r\n\
+                   Connection: close\r\n\r\n";
+    let refused = f.send(&a, proxy, gateway).await;
     assert_eq!(error_code(&refused), "sandbox_not_claimed", "{refused:?}");
     timing.phase("refused-from-inside");
 
