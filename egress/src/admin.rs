@@ -14,12 +14,20 @@
 //! - `GET /v1/sandboxes/{id}` -> `{sandbox_id,generation,source_addrs,policy,ceiling,
 //!   bytes_used,open_connections}`
 //! - `PUT /v1/sandboxes/{id}` `{sandbox_id?, source_addrs, credential_hash, policy?, generation,
-//!   ceiling?}` -> 201 created / 200 replaced or unchanged; 409 stale generation; 400 bad input
-//!   or policy. The interfaces are read again first (the controller attaches the proxy to the
-//!   sandbox's network just before), so the new network is infrastructure before it is used.
+//!   ceiling?, inspection?, member?}` -> 201 created / 200 replaced or unchanged; 409 stale
+//!   generation; 400 bad input or policy. The interfaces are read again first (the controller
+//!   attaches the proxy to the sandbox's network just before), so the new network is
+//!   infrastructure before it is used.
 //! - `GET /v1/infrastructure`, `PUT /v1/infrastructure` `{"cidrs":[..]}` (replaces the pushed
 //!   list) -> `{"effective":[..],"pushed":[..],"configured":[..],"derived":[..]}`; 400 bad CIDR
 //! - `DELETE /v1/sandboxes/{id}` -> 204 (idempotent)
+//! - `PUT /v1/members/{id}` `{source_addrs, generation}` -> 201 / 200: an unbound pool member,
+//!   whose addresses are refused `sandbox_not_claimed`; 409 stale generation or an address a
+//!   sandbox or another member holds (`address_in_use`). `DELETE /v1/members/{id}` -> 204
+//!   (idempotent); `GET /v1/members` -> `{"boot_id":..,"members":[{member_id,generation,
+//!   source_addrs}]}`. A claim is `PUT /v1/sandboxes/{id}` with `"member":"<id>"`: the member's
+//!   registration becomes the sandbox entry in one step (409 `member_mismatch` when the
+//!   addresses differ from the member's).
 //! - `GET /v1/events?after=SEQ&limit=N` -> `{"events":[..],"next":SEQ,"overflowed":N,"boot_id":..}`
 //! - `POST /v1/events/ack` `{"seq":N}` -> 204
 //!
@@ -27,6 +35,7 @@
 //! [`HEADER_TIMEOUT`], and at most [`MAX_CONNECTIONS`] admin connections are served at once.
 
 mod infra;
+mod members;
 mod routes;
 
 use std::future::Future;

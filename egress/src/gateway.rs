@@ -7,7 +7,7 @@
 //! A gateway request is admitted in this order, each refusal a JSON answer recorded in the
 //! ledger:
 //! 1. the client is identified by its source address alone (an unknown one is `401
-//!    gateway_unauthorized`);
+//!    gateway_unauthorized`, an unbound pool member's `403 sandbox_not_claimed`);
 //! 2. `<name>` must be a gateway of one of its terminating endpoints (`404 unknown_gateway`);
 //! 3. in controlled mode, the endpoint's credential header must carry the sandbox's own
 //!    placeholder ([`crate::inspect::Inspection`] checks its token against the pushed hash):
@@ -33,6 +33,7 @@ use crate::error::{ClientFault, EgressError};
 use crate::inspect::{self, Inspection};
 use crate::proxy::{ClientConn, Proxy};
 use crate::record::Exchange;
+use crate::registry::IdentityError;
 use crate::request::{ParsedRequest, RequestKind};
 
 /// Whether `req` is a gateway request: origin-form, under [`GATEWAY_PATH`], not CONNECT.
@@ -86,7 +87,10 @@ async fn admit(
     let ctx = proxy
         .registry()
         .identify_source(conn.peer.ip())
-        .map_err(|_unknown| unauthorized("this address is no sandbox of this proxy"))?;
+        .map_err(|error| match error {
+            IdentityError::SandboxNotClaimed => EgressError::from(error),
+            _ => unauthorized("this address is no sandbox of this proxy"),
+        })?;
     exchange.set_identity(&ctx);
     let unknown = || {
         EgressError::fault(

@@ -1,7 +1,8 @@
 //! Identify: which sandbox sent this request, and which policy, budget and generation apply to
 //! it. The answer comes from the registry, from the client's source address **and** its
 //! `Proxy-Authorization` header together; in controlled mode an unknown source or a wrong
-//! credential is refused here (fail closed), before anything is judged.
+//! credential is refused here (fail closed), before anything is judged. An unbound pool
+//! member's address is refused `sandbox_not_claimed` whatever credential it presents.
 
 use std::net::SocketAddr;
 

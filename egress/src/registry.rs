@@ -29,11 +29,13 @@ use table::{normalise, Sandboxes, Slot};
 
 mod credential;
 mod error;
+mod members;
 mod table;
 
 pub(crate) use credential::parse_hash;
 pub use credential::{basic_credential, credential_hash};
 pub use error::{IdentityError, RegistryError};
+pub use members::{validate_member_id, MemberSummary};
 
 /// Longest accepted sandbox id.
 const MAX_SANDBOX_ID_LEN: usize = 128;
@@ -177,8 +179,9 @@ impl Registry {
     /// Identifies a client by its source address and raw `Proxy-Authorization` header value.
     ///
     /// Controlled mode checks, in order: a sandbox owns the source address (else
-    /// `UnknownSource`), a credential is present (else `MissingCredential`), and it is that
-    /// sandbox's id and token (else `BadCredential`).
+    /// `SandboxNotClaimed` for an unbound pool member's address, `UnknownSource` for any other,
+    /// whatever credential was sent), a credential is present (else `MissingCredential`), and
+    /// it is that sandbox's id and token (else `BadCredential`).
     pub fn identify(
         &self,
         src: IpAddr,
@@ -189,9 +192,10 @@ impl Registry {
             State::Standalone(slot) => return Ok(slot.ctx(None)),
             State::Controlled(sandboxes) => sandboxes,
         };
+        let src = src.to_canonical();
         let slot = sandboxes
-            .owner_of(src.to_canonical())
-            .ok_or(IdentityError::UnknownSource)?;
+            .owner_of(src)
+            .ok_or_else(|| members::unowned(sandboxes, src))?;
         let header = proxy_authorization.ok_or(IdentityError::MissingCredential)?;
         let stored = credential::StoredCredential {
             sandbox_id: &slot.entry.sandbox_id,
@@ -208,9 +212,10 @@ impl Registry {
         match &*self.read() {
             State::Standalone(slot) => Ok(slot.ctx(None)),
             State::Controlled(sandboxes) => {
+                let src = src.to_canonical();
                 let slot = sandboxes
-                    .owner_of(src.to_canonical())
-                    .ok_or(IdentityError::UnknownSource)?;
+                    .owner_of(src)
+                    .ok_or_else(|| members::unowned(sandboxes, src))?;
                 Ok(slot.ctx(Some(slot.entry.sandbox_id.clone())))
             }
         }
@@ -238,6 +243,21 @@ impl Registry {
     /// content differs; a new ceiling label alone is taken over in place, because it changes
     /// no decision), newer replaces the entry and cancels the old generation's token.
     pub fn upsert(&self, entry: SandboxEntry) -> Result<UpsertOutcome, RegistryError> {
+        self.upsert_claim(entry, None)
+    }
+
+    /// [`Registry::upsert`], and with `member` a pool member's claim: when that member is still
+    /// unbound its addresses must be exactly the entry's (else `MemberMismatch`), and its
+    /// registration is replaced by the entry in the same step. A member no longer registered
+    /// (already bound, or lost with a proxy restart) makes this a plain push.
+    pub fn upsert_claim(
+        &self,
+        entry: SandboxEntry,
+        member: Option<&str>,
+    ) -> Result<UpsertOutcome, RegistryError> {
+        if let Some(member) = member {
+            validate_member_id(member)?;
+        }
         validate_sandbox_id(&entry.sandbox_id)?;
         if let Some(ceiling) = &entry.ceiling {
             validate_ceiling(ceiling)?;
@@ -247,7 +267,7 @@ impl Registry {
         let entry = normalise(entry)?;
         match &mut *self.write() {
             State::Standalone(_) => Err(RegistryError::Standalone),
-            State::Controlled(sandboxes) => sandboxes.upsert(entry, hash),
+            State::Controlled(sandboxes) => sandboxes.upsert(entry, hash, member),
         }
     }
 

@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`sandbox`]: a sandbox's entry (`PUT /v1/sandboxes/{id}`) and what the proxy answers about
 //!   its entries.
+//! - [`member`]: an unbound pool member's registration (`PUT /v1/members/{id}`), refused
+//!   `sandbox_not_claimed` until a sandbox entry binds it.
 //! - [`ledger`]: the ledger event as spooled and paged (`GET /v1/events`), its [`Outcome`], and
 //!   the acknowledgement (`POST /v1/events/ack`).
 //! - [`infra`]: the infrastructure push (`PUT /v1/infrastructure`) and its report.
@@ -26,6 +28,7 @@ pub mod gateway;
 pub mod health;
 pub mod infra;
 pub mod ledger;
+pub mod member;
 pub mod sandbox;
 
 pub use duration::{parse_duration, parse_positive_duration, DurationError};
@@ -37,6 +40,7 @@ pub use gateway::{
 pub use health::{DnsStatus, Health, HealthStatus};
 pub use infra::{InfrastructureReport, PutInfrastructure};
 pub use ledger::{Ack, Event, EventsPage, Outcome, UnknownOutcome, MAX_PATH};
+pub use member::{ListedMember, MemberList, PutMember, PutMemberReply};
 pub use sandbox::{
     ListedSandbox, PutInspection, PutOutcome, PutSandbox, PutSandboxReply, SandboxDetail,
     SandboxList,

@@ -38,6 +38,11 @@ pub struct PutSandbox {
     /// has endpoints; never stored by the proxy beyond the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspection: Option<PutInspection>,
+    /// The pool member this entry claims ([`crate::member`]): the proxy replaces the member's
+    /// unbound registration with this entry in one step, on the same source addresses. Sent
+    /// only for a claim; a push without it is a plain push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// The secret half of an inspected sandbox's entry. `Debug` shows only the credential names.
@@ -144,6 +149,7 @@ impl fmt::Debug for PutSandbox {
             .field("generation", &self.generation)
             .field("ceiling", &self.ceiling)
             .field("inspection", &self.inspection)
+            .field("member", &self.member)
             .finish()
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_wire::{
-    Ack, EventsPage, Health, InfrastructureReport, PutInfrastructure, PutSandbox, SandboxList,
+    Ack, EventsPage, Health, InfrastructureReport, MemberList, PutInfrastructure, PutMember,
+    PutMemberReply, PutSandbox, PutSandboxReply, SandboxList,
 };
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -91,6 +92,47 @@ impl AdminClient {
         self.call(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
             .await
             .map(drop)
+    }
+
+    /// `PUT /v1/sandboxes/{id}` naming the pool member `member` it claims: the proxy replaces
+    /// the member's unbound registration with this entry in one step, on the same source
+    /// addresses (409 `member_mismatch` when they differ, `address_in_use` when another
+    /// sandbox holds them). Idempotent at the same generation, refused at an older one.
+    pub async fn bind_member(
+        &self,
+        id: &str,
+        member: &str,
+        body: &PutSandbox,
+    ) -> Result<PutSandboxReply, EgressError> {
+        let mut body = body.clone();
+        body.member = Some(member.to_owned());
+        let body = to_body(&body)?;
+        self.json(Method::PUT, &format!("/v1/sandboxes/{id}"), Some(body))
+            .await
+    }
+
+    /// `PUT /v1/members/{id}`: registers an unbound pool member, whose every request the proxy
+    /// refuses `sandbox_not_claimed` until [`AdminClient::bind_member`] claims it.
+    pub async fn put_member(
+        &self,
+        member: &str,
+        body: &PutMember,
+    ) -> Result<PutMemberReply, EgressError> {
+        let body = to_body(body)?;
+        self.json(Method::PUT, &format!("/v1/members/{member}"), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/members/{id}` (idempotent): forgets an unbound member.
+    pub async fn delete_member(&self, member: &str) -> Result<(), EgressError> {
+        self.call(Method::DELETE, &format!("/v1/members/{member}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/members`: the unbound members.
+    pub async fn list_members(&self) -> Result<MemberList, EgressError> {
+        self.json(Method::GET, "/v1/members", None).await
     }
 
     /// `PUT /v1/infrastructure`: replaces the pushed infrastructure list.

@@ -310,6 +310,7 @@ impl EgressPlane {
             generation: u64::try_from(entry.generation).unwrap_or(0),
             ceiling: entry.ceiling.clone(),
             inspection,
+            member: None,
         };
         self.inner
             .admin

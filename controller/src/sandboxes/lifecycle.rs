@@ -53,8 +53,10 @@ pub struct StopSandbox {
     pub id: SandboxId,
 }
 
-/// `DELETE /v1/sandboxes/{id}`: removes the sandbox's container, its network, anything else
-/// labelled for it, its subnet and its row. A sandbox that does not exist counts as deleted.
+/// `DELETE /v1/sandboxes/{id}`: removes the sandbox's proxy entry, its container (killed at
+/// once: a delete gives no grace), its network, anything else labelled for it, its subnet and
+/// its row, each step as soon as the ones it depends on are done (`teardown`). A sandbox that
+/// does not exist counts as deleted.
 #[derive(Clone, Copy, Debug)]
 pub struct DeleteSandbox {
     /// The sandbox.
@@ -163,8 +165,7 @@ impl Command<Sandboxes> for DeleteSandbox {
             store
                 .set_desired_state(scope, id, DesiredState::Deleted)
                 .await?;
-            sandboxes.detach_egress(id).await;
-            sandboxes.remove_objects(id).await?;
+            sandboxes.tear_down(id).await?;
             store.release_subnet(id).await?;
             store.delete_sandbox(id, sandbox.generation).await?;
             sandboxes.sample_volumes_of(&sandbox.spec);

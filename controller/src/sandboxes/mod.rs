@@ -5,7 +5,7 @@
 //!   environment, quota, image admission, the reserved row, provisioning (`provision`), the
 //!   self-test at create, and the create's audit row.
 //! - [`lifecycle`]: `GetSandbox`, `ListSandboxes`, `StopSandbox`, `DeleteSandbox`,
-//!   `WaitSandbox`; `ending` records how a sandbox ended.
+//!   `WaitSandbox`; `ending` records how a sandbox ended, `teardown` removes a deleted one.
 //! - [`exec`]: `Exec` and the interactive exec; [`logs`]: `StreamLogs` over the log rings.
 //! - [`selftest`]: `RunSelftest`, `GetSelftest`.
 //! - [`policy`]: `UpdatePolicy`; [`ledger`]: `ListEgress`, `SummariseEgress`.
@@ -35,6 +35,7 @@ pub mod policy;
 pub mod presets;
 mod provision;
 pub mod selftest;
+mod teardown;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,9 +17,12 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::infra::{get_infrastructure, put_infrastructure, refresh_interfaces};
+use super::members::{delete_member, list_members, put_member};
 use super::{AdminState, BODY_TIMEOUT, MAX_BODY_BYTES};
 use crate::inspect::{Inspection, SecretValue};
-use crate::registry::{validate_sandbox_id, SandboxEntry, SandboxSummary, UpsertOutcome};
+use crate::registry::{
+    validate_sandbox_id, RegistryError, SandboxEntry, SandboxSummary, UpsertOutcome,
+};
 
 /// Default page size for `GET /v1/events`.
 const DEFAULT_EVENTS_LIMIT: usize = 500;
@@ -61,12 +64,19 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Result<Reply, ApiE
             put_sandbox(state, &id, req).await
         }
         (&Method::DELETE, ["v1", "sandboxes", id]) => delete_sandbox(state, id),
+        (&Method::GET, ["v1", "members"]) => Ok(list_members(state)),
+        (&Method::PUT, ["v1", "members", id]) => {
+            let id = (*id).to_owned();
+            put_member(state, &id, req).await
+        }
+        (&Method::DELETE, ["v1", "members", id]) => Ok(delete_member(state, id)),
         (&Method::GET, ["v1", "events"]) => events(state, req.uri().query()),
         (&Method::POST, ["v1", "events", "ack"]) => ack(state, req).await,
         (&Method::GET, ["v1", "infrastructure"]) => Ok(get_infrastructure(state)),
         (&Method::PUT, ["v1", "infrastructure"]) => put_infrastructure(state, req).await,
-        (_, ["healthz" | "metrics"] | ["v1", "sandboxes" | "events" | "infrastructure"])
-        | (_, ["v1", "sandboxes", _] | ["v1", "events", "ack"]) => Err(ApiError::new(
+        (_, ["healthz" | "metrics"])
+        | (_, ["v1", "sandboxes" | "members" | "events" | "infrastructure"])
+        | (_, ["v1", "sandboxes" | "members", _] | ["v1", "events", "ack"]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),
@@ -101,8 +111,11 @@ fn metrics(state: &AdminState) -> Reply {
     // The registry is not the metrics' business; the admin API adds its one gauge here.
     text.push_str(&format!(
         "# HELP airlock_egress_sandboxes Sandboxes registered by the controller.\n\
-         # TYPE airlock_egress_sandboxes gauge\nairlock_egress_sandboxes {}\n",
-        state.registry.len()
+         # TYPE airlock_egress_sandboxes gauge\nairlock_egress_sandboxes {}\n\
+         # HELP airlock_egress_members Unbound pool members registered by the controller.\n\
+         # TYPE airlock_egress_members gauge\nairlock_egress_members {}\n",
+        state.registry.len(),
+        state.registry.member_count()
     ));
     let mut reply = Response::new(Full::new(Bytes::from(text)));
     reply.headers_mut().insert(
@@ -162,16 +175,16 @@ async fn put_sandbox(
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Reply, ApiError> {
-    validate_sandbox_id(id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    let body: PutSandbox = read_json(req).await?;
+    validate_sandbox_id(id).map_err(registry_error)?;
+    let mut body: PutSandbox = read_json(req).await?;
+    let member = body.member.take();
     let entry = entry(id, body, &state.upstream_ca)?;
     let generation = entry.generation;
     refresh_interfaces(state).await;
-    let outcome = state.registry.upsert(entry).map_err(|e| {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::CONFLICT);
-        ApiError::new(status, e.code(), e.to_string())
-    })?;
+    let outcome = state
+        .registry
+        .upsert_claim(entry, member.as_deref())
+        .map_err(registry_error)?;
     let (status, outcome) = match outcome {
         UpsertOutcome::Created => (StatusCode::CREATED, PutOutcome::Created),
         UpsertOutcome::Replaced { .. } => (StatusCode::OK, PutOutcome::Replaced),
@@ -181,6 +194,7 @@ async fn put_sandbox(
         sandbox.id = %id,
         policy.generation = generation,
         admin.outcome = outcome.as_str(),
+        member.id = member.as_deref(),
         "Sandbox entry pushed"
     );
     let reply = PutSandboxReply {
@@ -349,7 +363,13 @@ pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     reply
 }
 
-fn empty(status: StatusCode) -> Reply {
+/// A refused registry change: its own status (409 conflict, 400 bad input) and code.
+pub(super) fn registry_error(error: RegistryError) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::CONFLICT);
+    ApiError::new(status, error.code(), error.to_string())
+}
+
+pub(super) fn empty(status: StatusCode) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));
     *reply.status_mut() = status;
     reply

@@ -16,6 +16,10 @@ pub enum IdentityError {
     /// No sandbox is registered for the source address (403).
     #[error("no sandbox is registered for this source address")]
     UnknownSource,
+    /// The source address is an unbound pool member's: no sandbox has claimed it yet (403).
+    /// Decided before any credential is looked at.
+    #[error("this address belongs to a pool member that no sandbox has claimed")]
+    SandboxNotClaimed,
 }
 
 /// Why an upsert was refused.
@@ -45,9 +49,26 @@ pub enum RegistryError {
         /// The sandbox that holds it.
         owner: String,
     },
+    /// A source address belongs to an unbound pool member other than the one the push binds.
+    #[error("source address {addr} belongs to the unbound pool member {member}")]
+    AddressHeldByMember {
+        /// The contested address.
+        addr: IpAddr,
+        /// The member that holds it.
+        member: String,
+    },
+    /// A claim names a member registered on other source addresses than the entry's.
+    #[error("member {member} is registered on other source addresses than this entry's")]
+    MemberMismatch {
+        /// The member the push binds.
+        member: String,
+    },
     /// The sandbox id is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
     #[error("sandbox id must be 1..=128 characters of [A-Za-z0-9._-]")]
     InvalidSandboxId,
+    /// The member id is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
+    #[error("member id must be 1..=128 characters of [A-Za-z0-9._-]")]
+    InvalidMemberId,
     /// The credential hash is not 64 hex digits.
     #[error("credential_hash must be the hex SHA-256 of the token (64 hex digits)")]
     InvalidCredentialHash,
@@ -74,6 +95,7 @@ impl IdentityError {
             Self::MissingCredential => "proxy_auth_required",
             Self::BadCredential => "bad_credential",
             Self::UnknownSource => "unknown_source",
+            Self::SandboxNotClaimed => "sandbox_not_claimed",
         }
     }
 
@@ -81,7 +103,7 @@ impl IdentityError {
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingCredential => 407,
-            Self::BadCredential | Self::UnknownSource => 403,
+            Self::BadCredential | Self::UnknownSource | Self::SandboxNotClaimed => 403,
         }
     }
 }
@@ -94,8 +116,10 @@ impl RegistryError {
         match self {
             Self::StaleGeneration { .. } => "stale_generation",
             Self::GenerationConflict { .. } => "generation_conflict",
-            Self::AddressInUse { .. } => "address_in_use",
+            Self::AddressInUse { .. } | Self::AddressHeldByMember { .. } => "address_in_use",
+            Self::MemberMismatch { .. } => "member_mismatch",
             Self::InvalidSandboxId => "invalid_sandbox_id",
+            Self::InvalidMemberId => "invalid_member_id",
             Self::InvalidCredentialHash => "invalid_credential_hash",
             Self::NoSourceAddrs => "no_source_addrs",
             Self::InvalidCeiling => "invalid_ceiling",
@@ -110,9 +134,12 @@ impl RegistryError {
             Self::StaleGeneration { .. }
             | Self::GenerationConflict { .. }
             | Self::AddressInUse { .. }
+            | Self::AddressHeldByMember { .. }
+            | Self::MemberMismatch { .. }
             | Self::Standalone
             | Self::Controlled => 409,
             Self::InvalidSandboxId
+            | Self::InvalidMemberId
             | Self::InvalidCredentialHash
             | Self::NoSourceAddrs
             | Self::InvalidCeiling => 400,

@@ -1,5 +1,6 @@
-//! The controlled-mode table: sandboxes by id, the owner of each source address, and the
-//! generation fencing of upserts. Only `Registry` uses it, under its lock.
+//! The controlled-mode table: sandboxes by id, the owner of each source address, the unbound
+//! pool members (`super::members`), and the generation fencing of upserts. Only `Registry` uses
+//! it, under its lock. An address is held by at most one sandbox or member at a time.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,7 +15,19 @@ use crate::budget::Budget;
 #[derive(Default)]
 pub(super) struct Sandboxes {
     pub(super) by_id: HashMap<String, Slot>,
-    by_addr: HashMap<IpAddr, String>,
+    pub(super) by_addr: HashMap<IpAddr, String>,
+    /// Unbound pool members by id.
+    pub(super) members: HashMap<String, Member>,
+    /// The unbound member each source address belongs to.
+    pub(super) member_addrs: HashMap<IpAddr, String>,
+}
+
+/// An unbound pool member's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Member {
+    pub(super) generation: u64,
+    /// Canonical, sorted, deduplicated.
+    pub(super) source_addrs: Vec<IpAddr>,
 }
 
 /// One registered generation plus the state that outlives it (the budget).
@@ -34,12 +47,37 @@ impl Sandboxes {
         self.by_addr.get(&src).and_then(|id| self.by_id.get(id))
     }
 
+    /// Registers or replaces a sandbox entry. With `member`, a claim: when that member is still
+    /// unbound, its addresses must be exactly the entry's, and on success its registration is
+    /// gone in the same step; when it is not (already bound, or never registered here), this is
+    /// a plain push.
     pub(super) fn upsert(
         &mut self,
         entry: SandboxEntry,
         hash: [u8; 32],
+        member: Option<&str>,
     ) -> Result<UpsertOutcome, RegistryError> {
-        self.check_addrs_free(&entry)?;
+        let binds = member.filter(|m| self.members.contains_key(*m));
+        if let Some(member) = binds {
+            if self.members[member].source_addrs != entry.source_addrs {
+                return Err(RegistryError::MemberMismatch {
+                    member: member.to_owned(),
+                });
+            }
+        }
+        self.check_addrs_free(&entry, binds)?;
+        let outcome = self.upsert_checked(entry, hash)?;
+        if let Some(member) = binds {
+            self.remove_member(member);
+        }
+        Ok(outcome)
+    }
+
+    fn upsert_checked(
+        &mut self,
+        entry: SandboxEntry,
+        hash: [u8; 32],
+    ) -> Result<UpsertOutcome, RegistryError> {
         let sandbox_id = entry.sandbox_id.clone();
         let Some(slot) = self.by_id.get_mut(&sandbox_id) else {
             self.claim_addrs(&entry.source_addrs, &sandbox_id);
@@ -77,13 +115,28 @@ impl Sandboxes {
         Ok(UpsertOutcome::Replaced { previous })
     }
 
-    /// Refuses an entry naming an address that another sandbox owns.
-    fn check_addrs_free(&self, entry: &SandboxEntry) -> Result<(), RegistryError> {
+    /// Refuses an entry naming an address that another sandbox owns, or that an unbound member
+    /// other than `binds` holds.
+    fn check_addrs_free(
+        &self,
+        entry: &SandboxEntry,
+        binds: Option<&str>,
+    ) -> Result<(), RegistryError> {
         for addr in &entry.source_addrs {
             if let Some(owner) = self.by_addr.get(addr).filter(|o| **o != entry.sandbox_id) {
                 return Err(RegistryError::AddressInUse {
                     addr: *addr,
                     owner: owner.clone(),
+                });
+            }
+            if let Some(member) = self
+                .member_addrs
+                .get(addr)
+                .filter(|m| Some(m.as_str()) != binds)
+            {
+                return Err(RegistryError::AddressHeldByMember {
+                    addr: *addr,
+                    member: member.clone(),
                 });
             }
         }
@@ -155,16 +208,23 @@ impl Slot {
 
 /// Canonicalises addresses (mapped IPv4 becomes IPv4), sorts and dedups them, lowercases the hash.
 pub(super) fn normalise(mut entry: SandboxEntry) -> Result<SandboxEntry, RegistryError> {
-    if entry.source_addrs.is_empty() {
-        return Err(RegistryError::NoSourceAddrs);
-    }
-    for addr in &mut entry.source_addrs {
-        *addr = addr.to_canonical();
-    }
-    entry.source_addrs.sort();
-    entry.source_addrs.dedup();
+    entry.source_addrs = normalise_addrs(std::mem::take(&mut entry.source_addrs))?;
     entry.credential_hash.make_ascii_lowercase();
     Ok(entry)
+}
+
+/// Canonicalises source addresses (mapped IPv4 becomes IPv4), sorts and dedups them; none is
+/// refused.
+pub(super) fn normalise_addrs(mut addrs: Vec<IpAddr>) -> Result<Vec<IpAddr>, RegistryError> {
+    if addrs.is_empty() {
+        return Err(RegistryError::NoSourceAddrs);
+    }
+    for addr in &mut addrs {
+        *addr = addr.to_canonical();
+    }
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
 }
 
 /// Idempotency check for an equal generation: same addresses, credential and policy.

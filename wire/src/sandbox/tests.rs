@@ -13,6 +13,7 @@ fn put(ceiling: Option<&str>) -> PutSandbox {
         generation: 2,
         ceiling: ceiling.map(str::to_owned),
         inspection: None,
+        member: None,
     }
 }
 
@@ -123,4 +124,16 @@ fn the_detail_round_trips_through_its_pinned_json() {
     let json = r#"{"sandbox_id":"s1","generation":4,"source_addrs":["10.213.0.3"],"policy":{"mode":null,"allow_domains":null,"deny_domains":null,"allow_ports":null,"allow_cidrs":null,"max_bytes":null,"max_connections":null},"ceiling":null,"bytes_used":10,"open_connections":1}"#;
     assert_eq!(serde_json::to_string(&detail).unwrap(), json);
     assert_eq!(serde_json::from_str::<SandboxDetail>(json).unwrap(), detail);
+}
+
+#[test]
+fn a_claim_names_its_member_and_a_plain_push_does_not() {
+    let mut body = put(None);
+    body.member = Some("m1".to_owned());
+    let json = r#"{"source_addrs":["10.213.0.3"],"credential_hash":"ab","policy":null,"generation":2,"member":"m1"}"#;
+    assert_eq!(serde_json::to_string(&body).unwrap(), json);
+    assert_eq!(serde_json::from_str::<PutSandbox>(json).unwrap(), body);
+    body.member = None;
+    let json = serde_json::to_value(&body).unwrap();
+    assert!(json.get("member").is_none(), "{json}");
 }
