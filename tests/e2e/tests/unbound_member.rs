@@ -14,7 +14,6 @@ use e2e::Timing;
 use serde_json::Value;
 
 #[tokio::test]
-#[ignore = "needs an airlock/egress:dev image built from this tree (one without the members routes answers 404); run with --ignored after images/build.sh egress"]
 async fn an_unbound_member_is_refused_from_inside_until_it_is_claimed() {
     let mut timing = Timing::start("unbound_member");
     let mut opts = PlaneOptions::new("unbound_member", env!("CARGO_BIN_EXE_fake-dns"));
