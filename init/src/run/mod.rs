@@ -213,7 +213,7 @@ fn run() -> Result<u8, Failure> {
             mode: file.mode,
         })?;
     }
-    let env = env::child_env(std::env::vars_os(), &frame.env, &rules);
+    let env = env::child_env(std::env::vars_os(), &frame.env, &frame.airlock_env, &rules);
     std::env::set_current_dir(&frame.workdir).map_err(|error| Failure::Workdir {
         path: frame.workdir.clone(),
         error,
