@@ -41,6 +41,8 @@ pub const RESERVED_NAMES: &[&str] = &[
     "NO_PROXY",
     "no_proxy",
     "ALL_PROXY",
+    "all_proxy",
+    "NODE_USE_ENV_PROXY",
     "NODE_EXTRA_CA_CERTS",
     "DENO_CERT",
     "SSL_CERT_FILE",

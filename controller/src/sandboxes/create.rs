@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use tracing::{instrument, warn};
 
 use super::credentials::Bound;
+use super::launch::ImageDefaults;
 use super::provision::step;
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
@@ -135,9 +136,14 @@ impl Command<Sandboxes> for CreateSandbox {
             Created::New(sandbox) => {
                 sandboxes.peers.metrics.sandbox_created();
                 let (policy, label) = (&reserved.policy, &reserved.ceiling.label);
-                let running = sandboxes
-                    .provision(sandbox, reserved.secret_env, reserved.bound, policy, label)
-                    .await?;
+                let provision = super::provision::Provision {
+                    secret_env: reserved.secret_env,
+                    bound: reserved.bound,
+                    policy,
+                    ceiling: label,
+                    image: &reserved.image,
+                };
+                let running = sandboxes.provision(sandbox, provision).await?;
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
@@ -158,6 +164,7 @@ struct Reserved {
     bound: Option<Bound>,
     policy: EgressPolicy,
     ceiling: AppliedCeiling,
+    image: ImageDefaults,
 }
 
 impl CreateSandbox {
@@ -204,6 +211,8 @@ impl CreateSandbox {
         )
         .await?;
         sandboxes.check_disk_limit(&spec).await?;
+        let defaults = ImageDefaults::from(&image);
+        super::launch::check_argv(&spec, &defaults)?;
         let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
@@ -232,6 +241,7 @@ impl CreateSandbox {
             bound,
             policy,
             ceiling,
+            image: defaults,
         })
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::frame::{self, FrameError, Rules};
 
+pub mod enter;
 pub mod env;
 pub mod exec;
 mod read;
