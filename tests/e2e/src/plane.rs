@@ -602,6 +602,10 @@ fn controller_env(
         ),
         ("AIRLOCK_SELFTEST_NODE_ADDRS", dind.ip().to_string()),
         ("AIRLOCK_SELFTEST_CONTROLLER", controller.to_string()),
+        (
+            "AIRLOCK_INIT_BINARY",
+            crate::init_binary().display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

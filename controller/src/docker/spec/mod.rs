@@ -174,6 +174,8 @@ pub fn container_body(
         cmd: Some(Vec::new()),
         env: Some(init_env(spec)),
         user: Some(spec.run_as().to_string()),
+        // Docker creates a missing working directory (init then enters it, from the frame).
+        working_dir: spec.workdir().map(|w| w.as_str().to_owned()),
         open_stdin: Some(true),
         stdin_once: Some(false),
         attach_stdin: Some(true),

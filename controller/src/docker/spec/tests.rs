@@ -282,7 +282,8 @@ fn custom_container_body_snapshot() {
           },
           "OpenStdin": true,
           "StdinOnce": false,
-          "User": "1000:1000"
+          "User": "1000:1000",
+          "WorkingDir": "/workspace"
         }"#]]
     .assert_eq(&pretty(&container_body(&spec, &placement(), RUNTIME)));
 }
