@@ -188,3 +188,93 @@ impl Runtime {
         Ok(sha)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use airlock_init::frame::{decode, Rules};
+
+    use super::*;
+    use crate::sandbox::subnet::SandboxSubnet;
+    use crate::sandbox::{Cpus, Limits, Maximums, SandboxRequest};
+
+    fn placement() -> Placement<'static> {
+        Placement {
+            id: "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b".parse().unwrap(),
+            generation: 1,
+            node: "node-a",
+            subnet: SandboxSubnet::new("10.213.0.8/29".parse().unwrap()).unwrap(),
+            proxy_token: "tok3n",
+        }
+    }
+
+    fn spec(req: SandboxRequest) -> SandboxSpec {
+        let maximums = Maximums {
+            limits: Limits {
+                cpus: Cpus::from_millis(1000),
+                memory_mb: 1024,
+                pids: 256,
+                disk_mb: None,
+            },
+            timeout: Duration::from_secs(3600),
+            default_timeout: Duration::from_secs(600),
+        };
+        req.validate(&maximums).unwrap()
+    }
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            argv: vec!["/entry".into(), "--flag".into()],
+            working_dir: "/app".into(),
+        }
+    }
+
+    #[test]
+    fn the_frame_carries_everything_per_run_and_init_accepts_it() {
+        let spec = spec(SandboxRequest {
+            image: "img".into(),
+            cmd: vec!["python".into(), "main.py".into()],
+            env: vec![("MODE".into(), "fast".into())],
+            workdir: Some("/srv".into()),
+            ..SandboxRequest::default()
+        });
+        let secret = vec!["DB_PASSWORD=s3cret".to_owned()];
+        let frame = frame(&spec, &placement(), &image(), secret, true).unwrap();
+        assert_eq!(frame.argv, ["python", "main.py"]);
+        assert_eq!(frame.workdir, "/srv");
+        assert_eq!(frame.env["MODE"], "fast");
+        assert_eq!(frame.env["DB_PASSWORD"], "s3cret");
+        assert!(frame.airlock_env["HTTPS_PROXY"].contains(":tok3n@10.213.0.10:3128"));
+        assert_eq!(frame.airlock_env["NO_PROXY"], "airlock.internal");
+        assert!(frame.airlock_env["SSL_CERT_FILE"].starts_with("/run/airlock/tls/"));
+        let run: RunFile = serde_json::from_str(&frame.files[0].content).unwrap();
+        assert_eq!((run.env, run.workdir), (frame.env.clone(), frame.workdir.clone()));
+        // What init would accept with the roots the container body gives it.
+        let rules = Rules::airlock(vec!["/tmp".into(), HOME_DIR.into()]);
+        assert_eq!(decode(&frame.encode().unwrap(), &rules).unwrap(), frame);
+    }
+
+    #[test]
+    fn the_image_fills_what_the_request_leaves_out() {
+        let bare = spec(SandboxRequest {
+            image: "img".into(),
+            ..SandboxRequest::default()
+        });
+        let frame = frame(&bare, &placement(), &image(), Vec::new(), false).unwrap();
+        assert_eq!(frame.argv, ["/entry", "--flag"]);
+        assert_eq!(frame.workdir, "/app");
+        assert!(!frame.airlock_env.contains_key("SSL_CERT_FILE"));
+        let none = ImageDefaults::default();
+        assert_eq!(frame_workdir(&bare, &none), "/");
+        assert!(check_argv(&bare, &none).is_err());
+        assert!(check_argv(&bare, &image()).is_ok());
+    }
+
+    fn frame_workdir(spec: &SandboxSpec, image: &ImageDefaults) -> String {
+        frame(spec, &placement(), image, Vec::new(), false)
+            .unwrap()
+            .workdir
+    }
+}

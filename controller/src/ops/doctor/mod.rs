@@ -24,6 +24,7 @@ use crate::store::Store;
 mod api_tls;
 mod disk_limit;
 mod egress_dns;
+mod init_binary;
 mod folders;
 mod images;
 mod infrastructure;
@@ -176,6 +177,7 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
         .checks
         .push(proxy::check(config, store.as_ref()).await);
     report.checks.push(egress_dns::check(config));
+    report.checks.push(init_binary::check(config).await);
     if let Some(docker) = &docker {
         report
             .checks
