@@ -7,6 +7,6 @@
 //! (its type, encoder and validator), which the controller uses to write what init parses.
 
 pub mod frame;
-pub mod runfile;
 #[cfg(feature = "runner")]
 pub mod run;
+pub mod runfile;

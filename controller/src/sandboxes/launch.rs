@@ -47,15 +47,19 @@ impl From<&ImageRun> for ImageDefaults {
     }
 }
 
-/// Refuses a spec whose image gives no program and whose request names none (`cmd`).
-pub(super) fn check_argv(spec: &SandboxSpec, image: &ImageDefaults) -> Result<(), SandboxError> {
+/// The image's defaults; refuses a spec whose image gives no program and whose request names
+/// none (`cmd`).
+pub(super) fn check_argv(
+    spec: &SandboxSpec,
+    image: &ImageRun,
+) -> Result<ImageDefaults, SandboxError> {
     if spec.cmd().is_empty() && image.argv.is_empty() {
         return Err(SandboxError::Invalid(vec![FieldError {
             field: "cmd".to_owned(),
             problem: Problem::Required,
         }]));
     }
-    Ok(())
+    Ok(ImageDefaults::from(image))
 }
 
 /// Splits `NAME=value` entries.
@@ -250,7 +254,10 @@ mod tests {
         assert_eq!(frame.airlock_env["NO_PROXY"], "airlock.internal");
         assert!(frame.airlock_env["SSL_CERT_FILE"].starts_with("/run/airlock/tls/"));
         let run: RunFile = serde_json::from_str(&frame.files[0].content).unwrap();
-        assert_eq!((run.env, run.workdir), (frame.env.clone(), frame.workdir.clone()));
+        assert_eq!(
+            (run.env, run.workdir),
+            (frame.env.clone(), frame.workdir.clone())
+        );
         // What init would accept with the roots the container body gives it.
         let rules = Rules::airlock(vec!["/tmp".into(), HOME_DIR.into()]);
         assert_eq!(decode(&frame.encode().unwrap(), &rules).unwrap(), frame);
@@ -266,10 +273,11 @@ mod tests {
         assert_eq!(frame.argv, ["/entry", "--flag"]);
         assert_eq!(frame.workdir, "/app");
         assert!(!frame.airlock_env.contains_key("SSL_CERT_FILE"));
-        let none = ImageDefaults::default();
-        assert_eq!(frame_workdir(&bare, &none), "/");
-        assert!(check_argv(&bare, &none).is_err());
-        assert!(check_argv(&bare, &image()).is_ok());
+        assert_eq!(frame_workdir(&bare, &ImageDefaults::default()), "/");
+        let mut run = ImageRun::default();
+        assert!(check_argv(&bare, &run).is_err());
+        run.argv = image().argv;
+        assert_eq!(check_argv(&bare, &run).unwrap().argv, image().argv);
     }
 
     fn frame_workdir(spec: &SandboxSpec, image: &ImageDefaults) -> String {

@@ -45,17 +45,17 @@ const CREATE_FAILED: &str = "the sandbox could not be created; see the controlle
 
 /// What provisioning a reserved sandbox needs besides its row.
 #[derive(Debug)]
-pub(super) struct Provision<'a> {
+pub(super) struct Provision {
     /// `NAME=value` entries resolved from the owner's secrets.
     pub(super) secret_env: SecretEnv,
     /// Its bound credentials, when it has any.
     pub(super) bound: Option<Bound>,
     /// Its effective egress policy.
-    pub(super) policy: &'a EgressPolicy,
+    pub(super) policy: EgressPolicy,
     /// The label of the ceiling the policy was checked against.
-    pub(super) ceiling: &'a str,
+    pub(super) ceiling: String,
     /// The image's argv and working directory defaults.
-    pub(super) image: &'a ImageDefaults,
+    pub(super) image: ImageDefaults,
 }
 
 // === impl Sandboxes ===
@@ -65,7 +65,7 @@ impl Sandboxes {
     pub(super) async fn provision(
         &self,
         sandbox: Sandbox,
-        provision: Provision<'_>,
+        provision: Provision,
     ) -> Result<Sandbox, SandboxError> {
         match self.try_provision(&sandbox, provision).await {
             Ok(running) => Ok(running),
@@ -80,7 +80,7 @@ impl Sandboxes {
     async fn try_provision(
         &self,
         sandbox: &Sandbox,
-        provision: Provision<'_>,
+        provision: Provision,
     ) -> Result<Sandbox, SandboxError> {
         let Provision {
             secret_env,
@@ -128,7 +128,7 @@ impl Sandboxes {
             match &bound {
                 Some(bound) => step(
                     "arm_inspection",
-                    self.arm_inspection(sandbox, bound, policy),
+                    self.arm_inspection(sandbox, bound, &policy),
                 )
                 .await
                 .map(Some),
@@ -141,7 +141,7 @@ impl Sandboxes {
         let frame = launch::frame(
             &sandbox.spec,
             &placement,
-            image,
+            &image,
             secret_env.0,
             ca.is_some(),
         )?
@@ -153,7 +153,7 @@ impl Sandboxes {
             if let Some(plane) = &self.egress {
                 step(
                     "attach_proxy",
-                    plane.attach(id, subnet, &token, policy, ceiling),
+                    plane.attach(id, subnet, &token, &policy, &ceiling),
                 )
                 .await?;
             }

@@ -20,8 +20,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok((env, argv)) if argv.is_empty() => {
             let mut out = std::io::stdout().lock();
             for (name, value) in &env {
-                let line = [name.as_encoded_bytes(), b"=", value.as_encoded_bytes(), b"\n"];
-                if line.iter().try_for_each(|part| out.write_all(part)).is_err() {
+                let line = [
+                    name.as_encoded_bytes(),
+                    b"=",
+                    value.as_encoded_bytes(),
+                    b"\n",
+                ];
+                if line
+                    .iter()
+                    .try_for_each(|part| out.write_all(part))
+                    .is_err()
+                {
                     return ExitCode::from(EXIT_BAD_FRAME);
                 }
             }

@@ -70,7 +70,12 @@ async fn init_start_path() {
     eprintln!("create through init: {:?}", started.elapsed());
 
     let (_, got) = c
-        .call(ADMIN_TOKEN, Method::GET, &format!("/v1/sandboxes/{id}"), None)
+        .call(
+            ADMIN_TOKEN,
+            Method::GET,
+            &format!("/v1/sandboxes/{id}"),
+            None,
+        )
         .await;
     assert_eq!(
         got["state"],
@@ -83,9 +88,14 @@ async fn init_start_path() {
     assert!(out.starts_with("/.airlock/init"), "PID 1: {out}");
     let (code, out) = c.sh(ADMIN_TOKEN, &id, "cat /tmp/seen").await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.trim(), format!("argv0|argv1|/tmp|{USER_VALUE}|/home/agent"));
+    assert_eq!(
+        out.trim(),
+        format!("argv0|argv1|/tmp|{USER_VALUE}|/home/agent")
+    );
     // An exec gets the workload's env and working directory too.
-    let (code, out) = c.sh(ADMIN_TOKEN, &id, "echo \"$(pwd)|$E2E_VAR|$HOME\"").await;
+    let (code, out) = c
+        .sh(ADMIN_TOKEN, &id, "echo \"$(pwd)|$E2E_VAR|$HOME\"")
+        .await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), format!("/tmp|{USER_VALUE}|/home/agent"));
     // The runtime is read-only to the sandbox.
@@ -112,7 +122,11 @@ async fn init_start_path() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, out) = c
-            .sh(ADMIN_TOKEN, &id, "cat /proc/[0-9]*/stat 2>/dev/null | awk '$3 == \"Z\"'")
+            .sh(
+                ADMIN_TOKEN,
+                &id,
+                "cat /proc/[0-9]*/stat 2>/dev/null | awk '$3 == \"Z\"'",
+            )
             .await;
         if out.trim().is_empty() {
             break;
@@ -124,7 +138,11 @@ async fn init_start_path() {
     c.delete(ADMIN_TOKEN, &format!("/v1/sandboxes/{id}")).await;
 
     // The workload's exit code is the sandbox's.
-    let id = create(&c, json!({"image": TESTBOX_IMAGE, "cmd": ["sh", "-c", "exit 3"]})).await;
+    let id = create(
+        &c,
+        json!({"image": TESTBOX_IMAGE, "cmd": ["sh", "-c", "exit 3"]}),
+    )
+    .await;
     let ended = wait(&c, &id).await;
     assert_eq!(ended["state"], "exited", "{ended}");
     assert_eq!(ended["exit_code"], 3, "{ended}");

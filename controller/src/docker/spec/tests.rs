@@ -335,7 +335,10 @@ fn hardening_holds_for_every_spec() {
         );
         // Nothing per-run: only init's own settings.
         let env = body.env.clone().unwrap_or_default();
-        assert!(env.iter().all(|e| e.starts_with("AIRLOCK_INIT_")), "{env:?}");
+        assert!(
+            env.iter().all(|e| e.starts_with("AIRLOCK_INIT_")),
+            "{env:?}"
+        );
         assert_eq!(host.memory, host.memory_swap);
         assert!(host.pids_limit.is_some_and(|p| p > 0));
         assert!(host.nano_cpus.is_some_and(|n| n > 0));
