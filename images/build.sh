@@ -243,15 +243,18 @@ build_scratch() {
 # client,api} owned by 65532: a fresh named volume mounted there copies that ownership, so the
 # non-root `certs` init and controller can write them.
 build_controller() {
-	local image="airlock/controller:$TAG" path hash ctx
+	local image="airlock/controller:$TAG" path init hash ctx
 	path=$(static_binary airlock airlock)
-	hash=$(hash_of "$path" "$ROOT/images/controller"/*)
+	# Every sandbox starts through airlock-init: the controller ships it to each node.
+	init=$(static_binary airlock-init airlock-init)
+	hash=$(hash_of "$path" "$init" "$ROOT/images/controller"/*)
 	up_to_date "$image" "$hash" && return
 	begin "build $image"
 	ctx=$(mktemp -d "$CACHE/ctx.XXXXXX")
 	mkdir -p "$ctx/rootfs/var/lib/airlock" "$ctx/rootfs/certs/ca" "$ctx/rootfs/certs/server" \
 		"$ctx/rootfs/certs/client" "$ctx/rootfs/certs/api"
 	cp "$path" "$ctx/airlock"
+	cp "$init" "$ctx/airlock-init"
 	cp "$ROOT/images/controller/Dockerfile" "$ctx/"
 	docker build -q --label "$HASH_LABEL=$hash" -t "$image" "$ctx" >/dev/null
 	rm -rf "$ctx"

@@ -113,6 +113,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Held until the process ends: `airlock admin rotate-key` refuses while it is.
     crate::ops::file_modes::create_data_dir(&config.data_dir).map_err(ServeError::Files)?;
     let _serving = crate::ops::store_lock::serving(&config.data_dir)?;
+    // Every sandbox starts through it: without it, creates fail (503 `init_unavailable`).
+    if let Err(error) = crate::sandboxes::launch::Runtime::read(&config.run.init_binary).await {
+        warn!(%error, "Sandboxes cannot start: the airlock-init binary is not readable");
+    }
     let (store, vault) = open_store(&config).await?;
     // Accounts before the node: a bootstrap mistake is the operator's to fix, whatever Docker.
     let admin = ensure_admins(&config, &store).await?;

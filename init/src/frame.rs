@@ -2,7 +2,9 @@
 //! I/O, no panics on any input (the fuzz target in `init/fuzz` holds it to that).
 //!
 //! Wire form: the magic `ALK1`, a big-endian `u32` body length (at most [`MAX_BODY`]), then a
-//! JSON body `{v, sandbox_id, argv[], env{}, workdir, ca_pem?, files[]?}`. Unknown or duplicate
+//! JSON body `{v, sandbox_id, argv[], env{}, airlock_env{}?, workdir, ca_pem?, files[]?}`.
+//! `env` is the workload's (no reserved name); `airlock_env` is Airlock's own per-run variables
+//! (only reserved names), applied last. Unknown or duplicate
 //! fields and duplicate env names are rejected, never silently dropped. Every refusal is one
 //! [`FrameError`] variant with a stable [`FrameError::code`].
 
@@ -10,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"ALK1";
@@ -39,6 +41,8 @@ pub const RESERVED_NAMES: &[&str] = &[
     "NO_PROXY",
     "no_proxy",
     "ALL_PROXY",
+    "all_proxy",
+    "NODE_USE_ENV_PROXY",
     "NODE_EXTRA_CA_CERTS",
     "DENO_CERT",
     "SSL_CERT_FILE",
@@ -50,7 +54,7 @@ pub const RESERVED_NAMES: &[&str] = &[
 pub const RESERVED_PREFIXES: &[&str] = &["AIRLOCK_"];
 
 /// One seed file: written before the workload starts, under a writable root.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedFile {
     /// Absolute, normalised path (no `.`, `..` or empty component).
@@ -66,8 +70,8 @@ fn default_mode() -> u32 {
     DEFAULT_MODE
 }
 
-/// A decoded, validated frame.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A frame: decoded and validated by init, built and [`Frame::encode`]d by the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Frame {
     /// Frame version; only [`VERSION`].
@@ -79,13 +83,21 @@ pub struct Frame {
     /// Variables added to the image's environment.
     #[serde(deserialize_with = "unique_env")]
     pub env: BTreeMap<String, String>,
+    /// Airlock's per-run variables (the proxy with its credential, the CA trust variables,
+    /// `AIRLOCK_*`): only reserved names, applied after everything else.
+    #[serde(
+        default,
+        deserialize_with = "unique_env",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub airlock_env: BTreeMap<String, String>,
     /// Absolute working directory; it must exist (checked by the runner).
     pub workdir: String,
     /// The sandbox's CA certificate in PEM, written where the trust variables point.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
     /// Seed files.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<SeedFile>,
 }
 
@@ -153,6 +165,8 @@ pub enum FrameError {
     EnvName { name: String },
     /// An env name Airlock owns.
     EnvReserved { name: String },
+    /// An `airlock_env` name that is not Airlock's.
+    AirlockEnvName { name: String },
     /// `workdir` is not absolute or holds a NUL byte.
     Workdir,
     /// More than [`MAX_FILES`] seed files.
@@ -190,6 +204,7 @@ impl FrameError {
             Self::EnvNul { .. } => "env_nul",
             Self::EnvName { .. } => "env_name",
             Self::EnvReserved { .. } => "env_reserved",
+            Self::AirlockEnvName { .. } => "airlock_env_name",
             Self::Workdir => "workdir_not_absolute",
             Self::FilesTooMany { .. } => "files_too_many",
             Self::FilesTooLarge { .. } => "files_too_large",
@@ -227,6 +242,9 @@ impl fmt::Display for FrameError {
                 write!(f, "env name {name:?} is not [A-Za-z_][A-Za-z0-9_]*")
             }
             Self::EnvReserved { name } => write!(f, "env {name} is set by Airlock"),
+            Self::AirlockEnvName { name } => {
+                write!(f, "airlock_env {name:?} is not one of Airlock's variables")
+            }
             Self::Workdir => write!(f, "workdir must be an absolute path without NUL"),
             Self::FilesTooMany { count } => {
                 write!(f, "{count} seed files; at most {MAX_FILES}")
@@ -339,6 +357,14 @@ pub fn validate(frame: &Frame, rules: &Rules) -> Result<(), FrameError> {
             return Err(FrameError::EnvReserved { name: name.clone() });
         }
     }
+    for (name, value) in &frame.airlock_env {
+        if name.contains('\0') || value.contains('\0') {
+            return Err(FrameError::EnvNul { name: name.clone() });
+        }
+        if !is_env_name(name) || !rules.is_reserved(name) {
+            return Err(FrameError::AirlockEnvName { name: name.clone() });
+        }
+    }
     if !frame.workdir.starts_with('/') || frame.workdir.contains('\0') {
         return Err(FrameError::Workdir);
     }
@@ -442,6 +468,22 @@ fn unique_env<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         }
     }
     d.deserialize_map(Unique)
+}
+
+impl Frame {
+    /// The wire form: [`MAGIC`], the body length, the JSON body. Refused (as init would
+    /// refuse it) when the body is over [`MAX_BODY`].
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+        let body = serde_json::to_vec(self).map_err(|e| FrameError::Json {
+            message: e.to_string(),
+        })?;
+        if body.len() > MAX_BODY {
+            return Err(FrameError::TooLarge {
+                len: u64::try_from(body.len()).unwrap_or(u64::MAX),
+            });
+        }
+        encode(&body).ok_or(FrameError::TooLarge { len: u64::MAX })
+    }
 }
 
 /// Encodes a body as a frame (for the controller and tests).

@@ -82,8 +82,9 @@ pub use http::{
 // How sandboxes run: home, allowed uids, root images.
 mod run;
 pub use run::{
-    RunConfig, DEFAULT_AGENT_IMAGE, DEFAULT_HOME_TMPFS_MB, DEFAULT_ROOT_IMAGES, ENV_AGENT_IMAGE,
-    ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB, ENV_ROOT_IMAGES,
+    RunConfig, DEFAULT_AGENT_IMAGE, DEFAULT_HOME_TMPFS_MB, DEFAULT_INIT_BINARY,
+    DEFAULT_ROOT_IMAGES, ENV_AGENT_IMAGE, ENV_ALLOWED_UIDS, ENV_HOME_TMPFS_MB, ENV_INIT_BINARY,
+    ENV_ROOT_IMAGES,
 };
 // Volumes: sizes, quotas, the usage sampler.
 mod volumes;

@@ -1,5 +1,6 @@
 //! How a sandbox runs on the node: the home tmpfs size, the uids an image's `USER` may pick,
-//! and what happens to root images (see [`crate::sandbox::user`]).
+//! what happens to root images (see [`crate::sandbox::user`]), and the `airlock-init` binary
+//! every sandbox starts through.
 
 use super::reader::Reader;
 use super::values::positive;
@@ -24,6 +25,11 @@ pub const ENV_AGENT_IMAGE: &str = "AIRLOCK_AGENT_IMAGE";
 /// Default of [`ENV_AGENT_IMAGE`].
 pub const DEFAULT_AGENT_IMAGE: &str = "airlock/agent:dev";
 
+/// The static `airlock-init` binary the controller ships to each node's runtime volume.
+pub const ENV_INIT_BINARY: &str = "AIRLOCK_INIT_BINARY";
+/// Default of [`ENV_INIT_BINARY`]: where the controller image has it.
+pub const DEFAULT_INIT_BINARY: &str = "/airlock-init";
+
 /// The run settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunConfig {
@@ -35,6 +41,8 @@ pub struct RunConfig {
     pub root_images: RootImages,
     /// The presets' image.
     pub agent_image: String,
+    /// The `airlock-init` binary (read when the node's runtime volume is filled).
+    pub init_binary: std::path::PathBuf,
 }
 
 impl Default for RunConfig {
@@ -44,6 +52,7 @@ impl Default for RunConfig {
             allowed_uids: UidRanges::default(),
             root_images: RootImages::Refuse,
             agent_image: DEFAULT_AGENT_IMAGE.to_owned(),
+            init_binary: DEFAULT_INIT_BINARY.into(),
         }
     }
 }
@@ -69,8 +78,14 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 .filter(|v| !v.is_empty() && !v.chars().any(char::is_whitespace))
                 .ok_or("an image reference")
         });
+        let init_binary = self.parse_with(ENV_INIT_BINARY, DEFAULT_INIT_BINARY, |v| {
+            Some(std::path::PathBuf::from(v))
+                .filter(|p| p.is_absolute())
+                .ok_or("an absolute path")
+        });
         Some(RunConfig {
             agent_image: agent_image?,
+            init_binary: init_binary?,
             home_tmpfs_mb: home?,
             allowed_uids: allowed?,
             root_images: root?,

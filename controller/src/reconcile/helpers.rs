@@ -57,7 +57,8 @@ impl Reconciler {
                         | HelperKind::Files
                         | HelperKind::VolumeOwner
                         | HelperKind::FolderStat
-                        | HelperKind::DiskProbe,
+                        | HelperKind::DiskProbe
+                        | HelperKind::RuntimeFill,
                     ),
                     _,
                 ) => helper.created.is_some_and(|at| at < cutoff),

@@ -70,6 +70,17 @@ pub struct EndReasonError {
     pub exit_code: Option<i64>,
 }
 
+/// The prefix of the message of a sandbox whose `airlock-init` refused to start it.
+pub const INIT_CONFIG: &str = "init_config";
+
+/// A sandbox whose `airlock-init` refused its frame or could not apply it (`report` is init's
+/// JSON line): it ends `failed`, reason `error`, with an `init_config: ...` message.
+pub fn init_config(report: &str) -> EndReason {
+    EndReason::Error {
+        message: Some(format!("{INIT_CONFIG}: {report}")),
+    }
+}
+
 // === impl EndReason ===
 
 impl EndReason {

@@ -12,35 +12,33 @@
 //!    ([`crate::sandbox::user::resolve`]: root refused, a uid outside the allowed ranges runs
 //!    as nobody) with a writable home; the mounts are bound to the owner's volumes (another
 //!    user's is missing like an unknown one), and the host folders to those granted to the
-//!    owner, each resolved again (a changed realpath is refused; `ro` stays read-only);
-//!    then the row is reserved in the transaction
-//!    that checks the quota again (the check that counts) and holds the volume mounts (one
-//!    live read-write holder per volume; none on a volume sampled over its size).
+//!    owner, each resolved again (a changed realpath is refused; `ro` stays read-only); then
+//!    the row is reserved in the transaction that checks the quota again (the check that
+//!    counts) and holds the volume mounts (one live read-write holder per volume; none on a
+//!    volume sampled over its size).
 //! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
-//!    (network, proxy entry, container, start; rolled back on failure).
+//!    (network, proxy entry, container, start through init; rolled back on failure).
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
 //!    `passed` fails the sandbox closed.
 //! 6. The audit row: `POST /v1/sandboxes`, the sandbox's id, the answer's status. A new one's
 //!    row (201) commits with its reservation (step 3); a repeat files 200, a failed required
 //!    self-test 422; a later failure is also recorded by the API's refusal recorder.
 //!
-//! Secret values go only into the container create: they are not stored with the sandbox,
-//! logged, returned or audited.
+//! Secret values go only into the binding frame (and the run file it seeds inside the
+//! sandbox): they are not stored with the sandbox, logged, returned or audited.
 
 use std::collections::BTreeMap;
 
 use tracing::{instrument, warn};
 
-use super::credentials::Bound;
-use super::provision::step;
+use super::provision::{step, Provision};
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
 use crate::audit::{status, Actor, AuditLog, Command, Entry};
 use crate::docker::ImageRun;
-use crate::egress::ceilings::AppliedCeiling;
 use crate::egress::providers::CredentialRequest;
-use crate::egress::{EgressPolicy, TenantPolicy};
+use crate::egress::TenantPolicy;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
 use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::user;
@@ -134,10 +132,9 @@ impl Command<Sandboxes> for CreateSandbox {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
             Created::New(sandbox) => {
                 sandboxes.peers.metrics.sandbox_created();
-                let (policy, label) = (&reserved.policy, &reserved.ceiling.label);
-                let running = sandboxes
-                    .provision(sandbox, reserved.secret_env, reserved.bound, policy, label)
-                    .await?;
+                // Boxed: the provisioning future is large.
+                let provision = Box::pin(sandboxes.provision(sandbox, reserved.provision));
+                let running = provision.await?;
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
@@ -154,10 +151,7 @@ impl Command<Sandboxes> for CreateSandbox {
 /// What steps 1 to 3 settled: the row, and what provisioning a new one needs.
 struct Reserved {
     created: Created,
-    secret_env: SecretEnv,
-    bound: Option<Bound>,
-    policy: EgressPolicy,
-    ceiling: AppliedCeiling,
+    provision: Provision,
 }
 
 impl CreateSandbox {
@@ -204,6 +198,7 @@ impl CreateSandbox {
         )
         .await?;
         sandboxes.check_disk_limit(&spec).await?;
+        let defaults = super::launch::check_argv(&spec, &image)?;
         let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
@@ -226,13 +221,14 @@ impl CreateSandbox {
             store.create_sandbox_within_quota_holding(new, settings.quota, holds, intent),
         )
         .await?;
-        Ok(Reserved {
-            created,
+        let provision = Provision {
             secret_env,
             bound,
             policy,
-            ceiling,
-        })
+            ceiling: ceiling.label,
+            image: defaults,
+        };
+        Ok(Reserved { created, provision })
     }
 
     /// The owner's quota and the validated spec: a request without a timeout gets the

@@ -10,6 +10,9 @@ use crate::docker::ContainerStatus;
 use crate::sandbox::{end, DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 use crate::store::{Sandbox, Scope, StoreError};
 
+/// `airlock-init`'s exit status for a refused frame (`EX_USAGE`).
+const INIT_BAD_FRAME: i64 = 64;
+
 /// Exit codes above this mean the process was ended by a signal (128 + the signal number).
 const SIGNAL_EXIT: i64 = 128;
 
@@ -80,9 +83,25 @@ impl Sandboxes {
             Some(status) if signalled && status.exit_code.is_some_and(|c| c > SIGNAL_EXIT) => {
                 EndReason::Killed
             }
-            Some(status) => end_reason(&status),
+            Some(status) => self.init_end(container, &status).await,
         };
         self.finish(&sandbox, reason).await.map(drop)
+    }
+
+    /// How a container ended: when `airlock-init` itself gave up (a refused frame, a missing
+    /// workdir: exit 64, its line on stderr), `failed` with an `init_config: ...` message;
+    /// otherwise as its exit says.
+    async fn init_end(&self, container: &str, status: &ContainerStatus) -> EndReason {
+        if status.exit_code == Some(INIT_BAD_FRAME) && !status.oom_killed {
+            match self.docker.init_failure(container).await {
+                Ok(Some(report)) => return end::init_config(&report),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, container, "Could not read the init failure line");
+                }
+            }
+        }
+        end_reason(status)
     }
 
     /// Records the end; when another path recorded it first, returns that result.

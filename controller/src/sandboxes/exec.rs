@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use airlock_init::runfile::{ENTER_FLAG, RUN_FILE};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ use tracing::instrument;
 
 use super::{SandboxError, Sandboxes};
 use crate::audit::{status, Actor, Command, Entry};
+use crate::docker::spec::runtime::INIT_PATH;
 use crate::docker::{AttachedExec, ExecCommand, OutputChunks, OutputStream};
 use crate::sandbox::{SandboxId, SandboxState};
 
@@ -288,9 +290,36 @@ impl Sandboxes {
     }
 }
 
+impl Sandboxes {
+    /// The workload's environment (`NAME=value`), as `airlock-init --airlock-enter` prints it
+    /// inside running `container` as `user`.
+    pub(super) async fn run_env(
+        &self,
+        container: &str,
+        user: &str,
+    ) -> Result<Vec<String>, SandboxError> {
+        let command = ExecCommand {
+            cmd: enter_argv(Vec::new(), Vec::new()),
+            env: Vec::new(),
+            user: user.to_owned(),
+            stdin: None,
+        };
+        let session = self.docker.exec_start(container, &command).await?;
+        let mut capture = Capture::default();
+        capture.read(session.output).await?;
+        Ok(String::from_utf8_lossy(&capture.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
 // === impl ExecTarget ===
 
 impl ExecTarget {
+    /// The exec runs through `airlock-init --airlock-enter`, which gives it the workload's
+    /// environment and working directory (from the run file in the sandbox) with `env` over
+    /// them: Docker would give it only the container's, which holds nothing per-run.
     fn command(
         &self,
         cmd: Vec<String>,
@@ -298,15 +327,29 @@ impl ExecTarget {
         stdin: Option<Vec<u8>>,
     ) -> ExecCommand {
         ExecCommand {
-            cmd,
-            env: env
-                .into_iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect(),
+            cmd: enter_argv(cmd, env),
+            env: Vec::new(),
             user: self.user.clone(),
             stdin,
         }
     }
+}
+
+/// `[init, --airlock-enter, run file, --env NAME=value..., --, cmd...]`; with an empty `cmd`
+/// init prints the environment instead.
+pub(super) fn enter_argv(cmd: Vec<String>, env: Vec<(String, String)>) -> Vec<String> {
+    let mut argv = vec![
+        INIT_PATH.to_owned(),
+        ENTER_FLAG.to_owned(),
+        RUN_FILE.to_owned(),
+    ];
+    for (name, value) in env {
+        argv.push("--env".to_owned());
+        argv.push(format!("{name}={value}"));
+    }
+    argv.push("--".to_owned());
+    argv.extend(cmd);
+    argv
 }
 
 fn not_running(state: &str) -> SandboxError {

@@ -27,6 +27,7 @@ mod credentials;
 mod disk;
 mod ending;
 pub mod exec;
+pub mod launch;
 pub mod ledger;
 pub mod lifecycle;
 pub mod logs;
@@ -119,6 +120,8 @@ pub struct Sandboxes {
     activity: Activity,
     /// The network plane; `None` with `AIRLOCK_EGRESS=false` (sandboxes then have no egress).
     egress: Option<EgressPlane>,
+    /// The node's runtime volume (`airlock-init`), filled on first use.
+    runtime: Arc<launch::Runtime>,
 }
 
 /// Why a sandbox command failed.
@@ -227,6 +230,9 @@ pub enum SandboxError {
     /// A host folder mount was refused.
     #[error(transparent)]
     Folder(#[from] crate::folders::FolderError),
+    /// The `airlock-init` binary cannot be read (`AIRLOCK_INIT_BINARY`).
+    #[error(transparent)]
+    InitBinary(#[from] launch::InitBinaryError),
 }
 
 // === impl Sandboxes ===
@@ -239,6 +245,7 @@ impl Sandboxes {
         settings: SandboxSettings,
         peers: Peers,
     ) -> Self {
+        let runtime = Arc::new(launch::Runtime::new(settings.run.init_binary.clone()));
         Self {
             store,
             docker,
@@ -247,6 +254,7 @@ impl Sandboxes {
             peers,
             activity: Activity::default(),
             egress: None,
+            runtime,
         }
     }
 

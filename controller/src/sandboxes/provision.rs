@@ -1,5 +1,6 @@
-//! Provisioning a reserved sandbox (its /29, network, proxy entry, container, start) and
-//! undoing it: after a failed step, after a failed required self-test, and at delete.
+//! Provisioning a reserved sandbox (its /29, network, proxy entry, container, start through
+//! `airlock-init`: attach its stdin, start, write the binding frame) and undoing it: after a
+//! failed step, after a failed required self-test, and at delete.
 //!
 //! Invariant: a create that fails at any step leaves nothing in Docker and no subnet
 //! allocated, and the sandbox ends `failed` with reason `error`.
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use super::create::SecretEnv;
 use super::credentials::Bound;
+use super::launch::{self, ImageDefaults};
 use super::{SandboxError, Sandboxes};
 use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
 use crate::docker::{DockerError, Removal};
@@ -41,6 +43,21 @@ pub(super) fn step<'a, T: 'a>(
 /// The end message of a sandbox whose create failed (the detail goes to the log).
 const CREATE_FAILED: &str = "the sandbox could not be created; see the controller log";
 
+/// What provisioning a reserved sandbox needs besides its row.
+#[derive(Debug)]
+pub(super) struct Provision {
+    /// `NAME=value` entries resolved from the owner's secrets.
+    pub(super) secret_env: SecretEnv,
+    /// Its bound credentials, when it has any.
+    pub(super) bound: Option<Bound>,
+    /// Its effective egress policy.
+    pub(super) policy: EgressPolicy,
+    /// The label of the ceiling the policy was checked against.
+    pub(super) ceiling: String,
+    /// The image's argv and working directory defaults.
+    pub(super) image: ImageDefaults,
+}
+
 // === impl Sandboxes ===
 
 impl Sandboxes {
@@ -48,15 +65,9 @@ impl Sandboxes {
     pub(super) async fn provision(
         &self,
         sandbox: Sandbox,
-        secret_env: SecretEnv,
-        bound: Option<Bound>,
-        policy: &EgressPolicy,
-        ceiling: &str,
+        provision: Provision,
     ) -> Result<Sandbox, SandboxError> {
-        match self
-            .try_provision(&sandbox, secret_env, bound, policy, ceiling)
-            .await
-        {
+        match self.try_provision(&sandbox, provision).await {
             Ok(running) => Ok(running),
             Err(error) => {
                 self.roll_back(&sandbox).await;
@@ -69,11 +80,15 @@ impl Sandboxes {
     async fn try_provision(
         &self,
         sandbox: &Sandbox,
-        secret_env: SecretEnv,
-        bound: Option<Bound>,
-        policy: &EgressPolicy,
-        ceiling: &str,
+        provision: Provision,
     ) -> Result<Sandbox, SandboxError> {
+        let Provision {
+            secret_env,
+            bound,
+            policy,
+            ceiling,
+            image,
+        } = provision;
         let id = sandbox.id;
         let subnet = step(
             "allocate_subnet",
@@ -90,43 +105,68 @@ impl Sandboxes {
             subnet,
             proxy_token: &token,
         };
-        // Independent, so concurrent: the network, and the CA (stored before the entry that
-        // needs it is pushed, which waits for both).
-        let network = step(
-            "create_network",
-            self.docker.create_network(spec::network_body(&placement)),
-        );
+        // Independent, so concurrent: the network, the runtime volume (filled once per node),
+        // and the CA (stored before the entry that needs it is pushed, which waits for all).
+        let network = async {
+            let runtime = step(
+                "runtime_volume",
+                self.runtime.volume(
+                    &self.docker,
+                    &self.settings.node,
+                    sandbox.spec.image().as_str(),
+                ),
+            );
+            let network = step(
+                "create_network",
+                self.docker.create_network(spec::network_body(&placement)),
+            );
+            let (runtime, network) = tokio::join!(runtime, network);
+            network?;
+            runtime
+        };
         let armed = async {
             match &bound {
                 Some(bound) => step(
                     "arm_inspection",
-                    self.arm_inspection(sandbox, bound, policy),
+                    self.arm_inspection(sandbox, bound, &policy),
                 )
                 .await
                 .map(Some),
                 None => Ok(None),
             }
         };
-        let (network, ca) = tokio::join!(network, armed);
-        network?;
+        let (runtime, ca) = tokio::join!(network, armed);
+        let runtime = runtime?;
         let ca = ca?;
+        let frame = launch::frame(
+            &sandbox.spec,
+            &placement,
+            &image,
+            secret_env.0,
+            ca.is_some(),
+        )?
+        .encode()
+        .map_err(|e| SandboxError::Conflict(format!("the binding frame: {e}")))?;
         // The proxy joins the network while the container is made; both finish (neither is
         // cancelled half-way, so the rollback sees every object) before the start.
         let attached = async {
             if let Some(plane) = &self.egress {
                 step(
                     "attach_proxy",
-                    plane.attach(id, subnet, &token, policy, ceiling),
+                    plane.attach(id, subnet, &token, &policy, &ceiling),
                 )
                 .await?;
             }
             Ok::<(), SandboxError>(())
         };
-        let container = self.make_container(sandbox, &placement, secret_env, ca.as_deref());
+        let container = self.make_container(sandbox, &placement, runtime, ca.as_deref());
         let (attached, container) = tokio::join!(attached, container);
         attached?;
         let container = container?;
+        // Init blocks on stdin until the frame; the attach comes first so nothing is lost.
+        let stdin = step("attach", self.docker.attach_stdin(&container)).await?;
         step("start", self.docker.start(&container)).await?;
+        step("write_frame", stdin.send(&frame)).await?;
         let event = SandboxEvent::Started;
         Ok(step(
             "record_running",
@@ -136,18 +176,17 @@ impl Sandboxes {
     }
 
     /// The sandbox's container, created with its volume roots owned and its trust files
-    /// delivered (when it has a CA), not started.
+    /// delivered (when it has a CA), not started; `runtime` is the runtime volume's hash.
     async fn make_container(
         &self,
         sandbox: &Sandbox,
         placement: &Placement<'_>,
-        secret_env: SecretEnv,
+        runtime: &str,
         ca: Option<&str>,
     ) -> Result<String, SandboxError> {
         let id = sandbox.id;
         self.own_volume_roots(id, &sandbox.spec).await?;
-        let mut body = spec::container_body(&sandbox.spec, placement);
-        spec::add_secret_env(&mut body, secret_env.0);
+        let mut body = spec::container_body(&sandbox.spec, placement, runtime);
         if ca.is_some() {
             spec::trust::add_trust(&mut body, id);
             self.docker

@@ -229,7 +229,16 @@ impl Sandboxes {
         targets.through_proxy &= self.egress.is_some();
         let plan = Plan::standard(&targets);
         let mut env = vec![format!("{}={}", airlock_probe::ENV_PLAN, plan.to_json())];
-        env.extend(self.docker.container_env(container, &PROXY_VARS).await?);
+        env.extend(
+            self.run_env(container, &sandbox.spec.run_as().to_string())
+                .await?
+                .into_iter()
+                .filter(|entry| {
+                    entry
+                        .split_once('=')
+                        .is_some_and(|(name, _)| PROXY_VARS.contains(&name))
+                }),
+        );
         let run = Uuid::new_v4().simple().to_string();
         let name = probe_name(sandbox.id, &run[..8]);
         let body = probe_body(sandbox.id, &settings.probe_image, container, env);

@@ -1,6 +1,7 @@
 //! Fuzzes the frame decoder with arbitrary bytes, bare and behind a valid header. Besides
 //! "never panics", an accepted frame meets every rule: non-empty argv without NUL, valid and
-//! unreserved env names, an absolute workdir, and seed files within the caps and the roots.
+//! unreserved env names, only reserved `airlock_env` names, an absolute workdir, seed files
+//! within the caps and the roots, and it re-encodes to itself.
 #![no_main]
 
 use airlock_init::frame::{self, Frame, Rules, MAX_FILES, MAX_FILES_BYTES};
@@ -13,6 +14,13 @@ fn check(frame: &Frame, rules: &Rules) {
         assert!(frame::is_env_name(name) && !value.contains('\0'));
         assert!(!rules.is_reserved(name));
     }
+    for (name, value) in &frame.airlock_env {
+        assert!(frame::is_env_name(name) && !value.contains('\0'));
+        assert!(rules.is_reserved(name));
+    }
+    // What init accepts, the controller's encoder writes back unchanged.
+    let again = frame.encode().map(|bytes| frame::decode(&bytes, rules));
+    assert!(matches!(again, Ok(Ok(ref f)) if f == frame));
     assert!(frame.workdir.starts_with('/'));
     assert!(frame.files.len() <= MAX_FILES);
     assert!(frame.files.iter().map(|f| f.content.len()).sum::<usize>() <= MAX_FILES_BYTES);

@@ -353,3 +353,57 @@ fn every_code_is_distinct() {
     let codes: std::collections::BTreeSet<_> = errors.iter().map(FrameError::code).collect();
     assert_eq!(codes.len(), errors.len());
 }
+
+#[test]
+fn airlock_env_takes_only_reserved_names() {
+    let ok = with(
+        good(),
+        "airlock_env",
+        json!({"HTTPS_PROXY": "http://s:t@10.0.0.1:3128", "AIRLOCK_SANDBOX_ID": "sbx"}),
+    );
+    let frame = decode(&frame_of(&ok), &rules()).unwrap();
+    assert_eq!(frame.airlock_env.len(), 2);
+    for name in ["FOO", "PATH", "1A", "A-B"] {
+        assert_eq!(
+            code(with(good(), "airlock_env", json!({ name: "v" }))),
+            "airlock_env_name",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        code(with(good(), "airlock_env", json!({"NO_PROXY": "a\u{0}"}))),
+        "env_nul"
+    );
+    let body = br#"{"v":1,"sandbox_id":"a","argv":["a"],"env":{},"airlock_env":{"NO_PROXY":"1","NO_PROXY":"2"},"workdir":"/"}"#;
+    let err = decode(&encode(body).unwrap(), &rules()).unwrap_err();
+    assert_eq!(err.code(), "duplicate_field");
+}
+
+#[test]
+fn a_built_frame_encodes_to_what_decodes() {
+    let frame = Frame {
+        v: VERSION,
+        sandbox_id: "sbx_1".into(),
+        argv: vec!["sh".into(), "-c".into(), "true".into()],
+        env: BTreeMap::from([("FOO".into(), "bar".into())]),
+        airlock_env: BTreeMap::from([("HTTP_PROXY".into(), "http://p:3128".into())]),
+        workdir: "/tmp".into(),
+        ca_pem: None,
+        files: Vec::new(),
+    };
+    let bytes = frame.encode().unwrap();
+    assert_eq!(bytes[..4], MAGIC);
+    assert_eq!(decode(&bytes, &rules()).unwrap(), frame);
+    // Empty optional fields are left out, so a bare frame is what older inits read too.
+    let bare = Frame {
+        airlock_env: BTreeMap::new(),
+        ..frame
+    };
+    let body: Value = serde_json::from_slice(&bare.encode().unwrap()[HEADER_LEN..]).unwrap();
+    assert!(body.get("airlock_env").is_none() && body.get("files").is_none());
+    let huge = Frame {
+        argv: vec!["x".repeat(MAX_BODY)],
+        ..bare
+    };
+    assert_eq!(huge.encode().unwrap_err().code(), "frame_too_large");
+}

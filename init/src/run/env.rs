@@ -1,5 +1,6 @@
-//! The workload's environment: init's own ⊕ the frame's ⊕ Airlock's (Airlock's win). Init's
-//! own settings are not passed on.
+//! The workload's environment: init's own (the image's) ⊕ the frame's `env` ⊕ Airlock's
+//! reserved variables from init's own environment ⊕ the frame's `airlock_env` (later wins).
+//! Init's own settings are not passed on.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -17,11 +18,13 @@ pub const CA_FILE_VAR: &str = "AIRLOCK_INIT_CA_FILE";
 const OWN: [&str; 3] = [IDLE_VAR, WRITABLE_VAR, CA_FILE_VAR];
 
 /// Merges the process environment (the image's and Airlock's, from the container config) with
-/// the frame's. The frame was validated, so it holds no reserved name; reserved names from the
-/// process are applied last all the same.
+/// the frame's. The frame was validated, so its `env` holds no reserved name and its
+/// `airlock_env` only reserved ones; reserved names from the process are applied after `env`
+/// all the same, and `airlock_env` last.
 pub fn child_env(
     process: impl IntoIterator<Item = (OsString, OsString)>,
     frame: &BTreeMap<String, String>,
+    airlock: &BTreeMap<String, String>,
     rules: &Rules,
 ) -> BTreeMap<OsString, OsString> {
     let process: Vec<(OsString, OsString)> = process
@@ -36,6 +39,9 @@ pub fn child_env(
         if name.to_str().is_some_and(|n| rules.is_reserved(n)) {
             env.insert(name, value);
         }
+    }
+    for (name, value) in airlock {
+        env.insert(name.into(), value.into());
     }
     env
 }
@@ -68,13 +74,18 @@ mod tests {
             ("HTTPS_PROXY".to_owned(), "http://evil".to_owned()),
             ("NEW".to_owned(), "1".to_owned()),
         ]);
-        let env = child_env(process, &frame, &Rules::airlock(Vec::new()));
+        let airlock = BTreeMap::from([
+            ("AIRLOCK_SANDBOX".to_owned(), "sbx_frame".to_owned()),
+            ("NO_PROXY".to_owned(), "airlock.internal".to_owned()),
+        ]);
+        let env = child_env(process, &frame, &airlock, &Rules::airlock(Vec::new()));
         let get = |n: &str| env.get(&OsString::from(n)).and_then(|v| v.to_str());
         assert_eq!(get("PATH"), Some("/bin"));
         assert_eq!(get("HOME"), Some("/home/agent"));
         assert_eq!(get("NEW"), Some("1"));
         assert_eq!(get("HTTPS_PROXY"), Some("http://proxy:3128"));
-        assert_eq!(get("AIRLOCK_SANDBOX"), Some("sbx"));
+        assert_eq!(get("AIRLOCK_SANDBOX"), Some("sbx_frame"));
+        assert_eq!(get("NO_PROXY"), Some("airlock.internal"));
         for own in OWN {
             assert_eq!(get(own), None, "{own}");
         }

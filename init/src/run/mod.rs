@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::frame::{self, FrameError, Rules};
 
+pub mod enter;
 pub mod env;
 pub mod exec;
 mod read;
@@ -213,7 +214,7 @@ fn run() -> Result<u8, Failure> {
             mode: file.mode,
         })?;
     }
-    let env = env::child_env(std::env::vars_os(), &frame.env, &rules);
+    let env = env::child_env(std::env::vars_os(), &frame.env, &frame.airlock_env, &rules);
     std::env::set_current_dir(&frame.workdir).map_err(|error| Failure::Workdir {
         path: frame.workdir.clone(),
         error,

@@ -1,5 +1,6 @@
 //! The controller's parts wired to a test DinD, for e2e tests that drive the API in-process:
-//! a config from explicit `AIRLOCK_*` pairs, a SQLite store in a tempdir, a Docker client over
+//! a config from explicit `AIRLOCK_*` pairs (with `AIRLOCK_INIT_BINARY` at
+//! [`crate::init_binary`]), a SQLite store in a tempdir, a Docker client over
 //! mTLS and the bootstrap admin. Each test composes the service, reconciler and API it needs;
 //! [`api_call`] is the one in-process JSON request they all send.
 // This is test harness code: a failed step must fail the calling test loudly.
@@ -46,7 +47,13 @@ pub const UNLIMITED_QUOTAS: [(&str, &str); 6] = [
 /// [`UNLIMITED_QUOTAS`].
 pub async fn parts(dind: &Dind, env: &[(&str, &str)]) -> Parts {
     let dir = tempfile::tempdir().unwrap();
-    let vars: HashMap<&str, &str> = UNLIMITED_QUOTAS.iter().chain(env).copied().collect();
+    let init = crate::init_binary().to_string_lossy().into_owned();
+    let vars: HashMap<&str, &str> = [("AIRLOCK_INIT_BINARY", init.as_str())]
+        .iter()
+        .chain(UNLIMITED_QUOTAS.iter())
+        .chain(env)
+        .copied()
+        .collect();
     let config = Config::from_lookup(|var| vars.get(var).map(|v| (*v).to_owned())).unwrap();
     let store = Store::connect(&DatabaseConfig::Sqlite {
         path: dir.path().join("airlock.db"),

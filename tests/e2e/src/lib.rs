@@ -6,6 +6,8 @@
 //! sealed test internet, and (`serve`) the real `airlock serve` binary. The `dns-sink` binary (`src/bin/dns_sink.rs`) is
 //! the fake DNS server the DNS test runs on the sealed outer network.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 pub mod agents;
@@ -24,6 +26,50 @@ pub struct Timing {
     test: &'static str,
     start: Instant,
     last: Instant,
+}
+
+/// Where [`init_binary`] takes the static `airlock-init` from when set (a path), instead of
+/// the `airlock/init:dev` image.
+pub const INIT_BINARY_VAR: &str = "AIRLOCK_E2E_INIT_BINARY";
+/// The image holding the static `airlock-init` at `/init` (`make images`).
+pub const INIT_IMAGE: &str = "airlock/init:dev";
+
+/// The static `airlock-init` every sandbox the controller starts runs as PID 1 (the
+/// controller's `AIRLOCK_INIT_BINARY`): [`INIT_BINARY_VAR`], or copied once per test process
+/// out of [`INIT_IMAGE`].
+#[allow(clippy::expect_used, clippy::panic)]
+pub fn init_binary() -> &'static Path {
+    static BINARY: OnceLock<(Option<tempfile::TempDir>, PathBuf)> = OnceLock::new();
+    &BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os(INIT_BINARY_VAR) {
+                return (None, PathBuf::from(path));
+            }
+            let docker = |args: &[&str]| {
+                std::process::Command::new("docker")
+                    .args(args)
+                    .output()
+                    .expect("docker CLI")
+            };
+            let dir = tempfile::tempdir().expect("tempdir");
+            let name = format!("e2e-init-extract-{}", std::process::id());
+            let created = docker(&["create", "--name", &name, INIT_IMAGE, "/init"]);
+            if !created.status.success() {
+                panic!(
+                    "{INIT_IMAGE} is missing (make images): {}",
+                    String::from_utf8_lossy(&created.stderr)
+                );
+            }
+            let path = dir.path().join("airlock-init");
+            let target = path.to_string_lossy().into_owned();
+            let copied = docker(&["cp", &format!("{name}:/init"), &target]);
+            docker(&["rm", "-f", &name]);
+            if !copied.status.success() {
+                panic!("{}", String::from_utf8_lossy(&copied.stderr));
+            }
+            (Some(dir), path)
+        })
+        .1
 }
 
 // === impl Timing ===

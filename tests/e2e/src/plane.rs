@@ -23,7 +23,6 @@ use airlock::api::{AppState, Auth};
 use airlock::config::DEFAULT_NODE;
 use airlock::docker::spec::egress::EGRESS_CONTAINER;
 use airlock::egress::EgressPlane;
-use airlock::sandbox::names::container_name;
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
 use axum::http::{Method, StatusCode};
@@ -267,24 +266,14 @@ impl Plane {
             .await
     }
 
-    /// The proxy address and the `Proxy-Authorization` value from the sandbox's environment.
+    /// The proxy address and the `Proxy-Authorization` value from the sandbox's environment
+    /// (its workload's, through an exec: the container's `Config.Env` holds nothing per-run).
     pub async fn credential(&self, id: &str) -> (SocketAddr, String) {
-        let inspected = self
-            .dind
-            .docker()
-            .inspect_container(
-                &container_name(id.parse().unwrap()),
-                None::<InspectContainerOptions>,
-            )
-            .await
-            .unwrap();
-        let env = inspected.config.unwrap().env.unwrap();
-        let url = env
-            .iter()
-            .find_map(|e| e.strip_prefix("HTTP_PROXY="))
-            .unwrap()
+        let proxy = self.exec(id, &["sh", "-c", "echo \"$HTTP_PROXY\""]).await;
+        let url = proxy
+            .trim()
             .strip_prefix("http://")
-            .unwrap()
+            .unwrap_or_else(|| panic!("no HTTP_PROXY in sandbox {id}: {proxy:?}"))
             .to_owned();
         let (userinfo, addr) = url.split_once('@').unwrap();
         let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
@@ -602,6 +591,10 @@ fn controller_env(
         ),
         ("AIRLOCK_SELFTEST_NODE_ADDRS", dind.ip().to_string()),
         ("AIRLOCK_SELFTEST_CONTROLLER", controller.to_string()),
+        (
+            "AIRLOCK_INIT_BINARY",
+            crate::init_binary().display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -68,6 +68,7 @@ pub fn spawn_serve_with(
         .env("AIRLOCK_DOCKER_CERT_PATH", dind.cert_dir().join("client"))
         .env("AIRLOCK_ADMIN_TOKEN", token)
         .env("AIRLOCK_STOP_GRACE", "1s")
+        .env("AIRLOCK_INIT_BINARY", crate::init_binary())
         // These tests do not need the network plane (tests/e2e/tests/network_plane.rs does).
         .env("AIRLOCK_EGRESS", "false")
         .env("RUST_LOG", "info")

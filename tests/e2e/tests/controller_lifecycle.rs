@@ -332,8 +332,16 @@ async fn controller_failed_creates_leave_nothing_behind() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     assert_eq!(reply.body["fields"][0]["field"], "image");
 
-    // Start fails (no such executable) after the network and container exist: rolled back.
-    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["/no/such/binary"]});
+    // A missing executable is the workload's own end: init starts, then exits 127.
+    let missing = c.create(&["/no/such/binary"]).await;
+    let ended = c.wait(&missing).await;
+    assert_eq!(ended["state"], "exited", "{ended}");
+    assert_eq!(ended["exit_code"], 127, "{ended}");
+    c.delete(&missing).await;
+
+    // Start fails (the working directory is a file) after the network and container exist:
+    // rolled back.
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "workdir": "/etc/passwd"});
     let reply = c.call(Method::POST, "/v1/sandboxes", Some(body)).await;
     assert_eq!(
         reply.status,

@@ -1,7 +1,8 @@
 //! Secrets and quotas through the real `airlock serve` binary against a DinD over mTLS:
 //!
 //! - A canary secret stored with `"expose": "env"` reaches the sandbox's environment
-//!   (`secret_env`), yet never appears in the controller's log (run at `RUST_LOG=debug`), in
+//!   (`secret_env`, through the binding frame: not in the container's `Config.Env`), yet
+//!   never appears in the controller's log (run at `RUST_LOG=debug`), in
 //!   any API response after the `PUT`, in the audit trail, or in plaintext in the database
 //!   files. A secret stored without `expose` is `egress_only`: naming it in `secret_env` is a
 //!   400 `secret_not_exposable` and no container is made.
@@ -112,9 +113,16 @@ async fn secrets_stay_out_of_logs_and_quotas_hold_under_parallel_creates() {
         )
         .await
         .unwrap();
-    let env = inspected.config.unwrap().env.unwrap();
-    assert!(
-        env.contains(&format!("DB_PASSWORD={canary}")),
+    // The secret travels in the binding frame, never in the container's configuration.
+    let env = inspected.config.unwrap().env.unwrap_or_default();
+    assert!(!env.iter().any(|e| e.contains(&canary)), "{env:?}");
+    let exec = json!({"cmd": ["sh", "-c", "echo \"$DB_PASSWORD\""]});
+    let uri = format!("/v1/sandboxes/{id}/exec");
+    let (status, ran) = http(addr, TOKEN, "POST", &uri, Some(exec)).await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(
+        ran["stdout"].as_str().map(str::trim),
+        Some(canary.as_str()),
         "the secret reached the sandbox"
     );
     for path in [

@@ -16,6 +16,7 @@ async fn airlock(binary: &Path, dind: &Dind, data: &Path, args: &[&str]) -> Outp
         .args(args)
         .env_clear()
         .env("AIRLOCK_DATA_DIR", data)
+        .env("AIRLOCK_INIT_BINARY", e2e::init_binary())
         // No controller runs here, so no proxy: the compose deploy test checks that line.
         .env("AIRLOCK_EGRESS", "false")
         .env(
@@ -86,6 +87,7 @@ async fn doctor_passes_then_flags_missing_input_rules() {
         "plain-refused",
         "storage-driver",
         "input-rules",
+        "init-binary",
         "store",
         "tables",
         "images",

@@ -127,6 +127,11 @@ fn sandbox_dependency(error: SandboxError) -> ApiError {
                 reason: error.to_string(),
             }],
         },
+        SandboxError::InitBinary(error) => ApiError::Unavailable {
+            code: "init_unavailable",
+            message: "the sandbox runtime (airlock-init) is not available on this controller",
+            detail: error.to_string(),
+        },
         SandboxError::Egress(error) => ApiError::Unavailable {
             code: "egress_unavailable",
             message: "the egress proxy is not available",

@@ -25,6 +25,10 @@ pub struct ImageRun {
     pub user: String,
     /// Its `VOLUME` paths, sorted (Docker would back each with an anonymous volume).
     pub volumes: Vec<String>,
+    /// Its `ENTRYPOINT` and `CMD`: the workload's argv when a create names no `cmd`.
+    pub argv: Vec<String>,
+    /// Its `WORKDIR` (empty when unset).
+    pub working_dir: String,
 }
 
 /// The facts `airlock doctor` reads from `/info`.
@@ -106,18 +110,22 @@ impl DockerClient {
         }
     }
 
-    /// The image's id, configured `USER` (empty when unset) and `VOLUME` paths, from one
-    /// inspect, or `None` when the node lacks it.
+    /// The image's id, configured `USER` (empty when unset), `VOLUME` paths, `ENTRYPOINT` +
+    /// `CMD` and `WORKDIR`, from one inspect, or `None` when the node lacks it.
     pub async fn image_run(&self, reference: &str) -> Result<Option<ImageRun>, DockerError> {
         match self.bollard().inspect_image(reference).await {
             Ok(image) => {
                 let config = image.config.unwrap_or_default();
                 let mut volumes = config.volumes.unwrap_or_default();
                 volumes.sort();
+                let mut argv = config.entrypoint.unwrap_or_default();
+                argv.extend(config.cmd.unwrap_or_default());
                 Ok(Some(ImageRun {
                     id: image.id,
                     user: config.user.unwrap_or_default(),
                     volumes,
+                    argv,
+                    working_dir: config.working_dir.unwrap_or_default(),
                 }))
             }
             Err(error) => match DockerError::from(error) {

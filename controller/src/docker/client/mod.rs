@@ -14,6 +14,7 @@ pub mod files;
 pub mod images;
 pub mod listing;
 pub mod probe;
+pub mod runtime;
 pub mod trust;
 pub mod volumes;
 

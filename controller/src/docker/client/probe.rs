@@ -1,10 +1,9 @@
-//! The isolation self-test's bollard calls: reading a sandbox container's proxy variables,
-//! and running the probe container to its end.
+//! The isolation self-test's bollard call: running the probe container to its end (the
+//! sandbox's proxy variables come from its workload's environment, through an exec).
 
 use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::InspectContainerOptions;
 use futures_util::StreamExt;
 
 use super::exec::{LogFollow, OutputStream};
@@ -25,27 +24,6 @@ pub struct RunOutput {
 // === impl DockerClient ===
 
 impl DockerClient {
-    /// The container's `NAME=value` environment entries whose name is in `names`.
-    pub async fn container_env(
-        &self,
-        container: &str,
-        names: &[&str],
-    ) -> Result<Vec<String>, DockerError> {
-        let inspected = self
-            .bollard()
-            .inspect_container(container, None::<InspectContainerOptions>)
-            .await?;
-        let env = inspected.config.and_then(|c| c.env).unwrap_or_default();
-        Ok(env
-            .into_iter()
-            .filter(|entry| {
-                entry
-                    .split_once('=')
-                    .is_some_and(|(name, _)| names.contains(&name))
-            })
-            .collect())
-    }
-
     /// Creates container `name` from `body`, starts it, waits up to `deadline` (then kills
     /// it) and reads its output, keeping at most `limit` bytes of each stream. The caller
     /// removes the container.

@@ -44,6 +44,8 @@ pub enum HelperKind {
     FolderStat,
     /// The never-started disk-limit probe (removed at once).
     DiskProbe,
+    /// The never-started helper that fills the node's runtime volume (removed at once).
+    RuntimeFill,
 }
 
 /// What differs between helpers; everything else is [`helper_body`]'s.
@@ -73,6 +75,7 @@ impl HelperKind {
             HelperKind::VolumeOwner => "volume-owner",
             HelperKind::FolderStat => "folder-stat",
             HelperKind::DiskProbe => "disk-probe",
+            HelperKind::RuntimeFill => "runtime-fill",
         }
     }
 
@@ -85,6 +88,7 @@ impl HelperKind {
             HelperKind::VolumeOwner,
             HelperKind::FolderStat,
             HelperKind::DiskProbe,
+            HelperKind::RuntimeFill,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)
@@ -192,6 +196,8 @@ mod tests {
             HelperKind::TrustFill,
             HelperKind::VolumeOwner,
             HelperKind::FolderStat,
+            HelperKind::DiskProbe,
+            HelperKind::RuntimeFill,
         ] {
             assert_eq!(HelperKind::parse(kind.as_str()), Some(kind));
         }

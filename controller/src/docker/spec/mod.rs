@@ -11,12 +11,17 @@
 //!   non-recursive ([`folder`]). No other host path ever reaches a sandbox;
 //! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
 //! - a writable home: a size-capped `nosuid,nodev` tmpfs at `/home/agent` owned by the
-//!   sandbox user (mode 0700), with `HOME` pointing at it; the working directory is the
-//!   spec's (absolute and normalised) or the image's;
+//!   sandbox user (mode 0700);
+//! - PID 1 is `airlock-init` from the node's runtime volume (read-only at `/.airlock`), with
+//!   stdin open for its binding frame (`OpenStdin`, not `StdinOnce`). `Config.Env` holds only
+//!   init's settings: nothing per-run (the user's and secret variables, `HOME`, the proxy
+//!   variables with their credential, the trust variables, the argv and the working
+//!   directory travel in the frame, see `crate::sandboxes::launch`). Docker adds the image's
+//!   `Env` to the container's, so init, and through it the workload, starts from it;
 //! - pids, memory (with `MemorySwap == Memory`, so no swap), CPU and `nofile` limits, and a
 //!   size-capped `json-file` log;
-//! - exactly one network: the sandbox's own, at a static address, with the proxy variables
-//!   pointing at the proxy's address on that network;
+//! - exactly one network: the sandbox's own, at a static address (the proxy variables in the
+//!   frame point at the proxy's address on it);
 //! - the `airlock.*` labels written here and nowhere else (user labels cannot carry them).
 
 pub mod disk;
@@ -25,6 +30,7 @@ pub mod files;
 pub mod folder;
 pub mod helper;
 pub mod probe;
+pub mod runtime;
 pub mod trust;
 pub mod volume;
 
@@ -46,6 +52,9 @@ pub const LABEL_SANDBOX_ID: &str = "airlock.sandbox.id";
 pub const LABEL_GENERATION: &str = "airlock.generation";
 /// Label holding the node name.
 pub const LABEL_NODE: &str = "airlock.node";
+/// Init's setting naming the roots seed files may be written under (`airlock-init`'s
+/// `AIRLOCK_INIT_WRITABLE`).
+pub const WRITABLE_VAR: &str = "AIRLOCK_INIT_WRITABLE";
 /// The egress proxy's port on every sandbox network.
 pub const PROXY_PORT: u16 = airlock_wire::PROXY_PORT;
 /// Mount options of the tmpfs `/tmp` that comes with a read-only root.
@@ -73,14 +82,6 @@ pub struct Placement<'a> {
     /// Its `Proxy-Authorization` token; URL-safe (the caller generates it that way), because
     /// it travels in the userinfo of the proxy URLs.
     pub proxy_token: &'a str,
-}
-
-/// Adds `env` (`NAME=value` entries resolved from the owner's secrets) to a sandbox container
-/// body; they go nowhere else.
-pub fn add_secret_env(body: &mut ContainerCreateBody, env: Vec<String>) {
-    if !env.is_empty() {
-        body.env.get_or_insert_with(Vec::new).extend(env);
-    }
 }
 
 /// The `airlock.*` labels of every object that belongs to this incarnation.
@@ -138,17 +139,25 @@ pub fn proxy_env(placement: &Placement<'_>) -> Vec<String> {
     env
 }
 
-/// The body of `POST /containers/create`.
-pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> ContainerCreateBody {
-    let mut env: Vec<String> = spec
-        .env()
-        .iter()
-        .map(|var| format!("{}={}", var.name(), var.value()))
-        .collect();
-    env.extend(proxy_env(placement));
+/// Init's own settings: the roots its seed files may be written under (`/tmp`, the home and
+/// every read-write volume; host folders are left out).
+pub fn init_env(spec: &SandboxSpec) -> Vec<String> {
+    let mut roots = vec!["/tmp".to_owned()];
     if spec.home().is_some() {
-        env.push(format!("HOME={HOME_DIR}"));
+        roots.push(HOME_DIR.to_owned());
     }
+    let volumes = spec.mounts().iter().filter(|m| !m.read_only);
+    roots.extend(volumes.map(|m| m.target.as_str().to_owned()));
+    roots.dedup();
+    vec![format!("{WRITABLE_VAR}={}", roots.join(":"))]
+}
+
+/// The body of `POST /containers/create`; `runtime` is the hash of the node's runtime volume.
+pub fn container_body(
+    spec: &SandboxSpec,
+    placement: &Placement<'_>,
+    runtime: &str,
+) -> ContainerCreateBody {
     let mut labels = labels(placement);
     labels.extend(spec.labels().clone());
     let network = network_name(placement.id);
@@ -161,16 +170,21 @@ pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> Containe
     };
     ContainerCreateBody {
         image: Some(spec.image().as_str().to_owned()),
-        cmd: (!spec.cmd().is_empty()).then(|| spec.cmd().to_vec()),
-        env: Some(env),
+        entrypoint: Some(vec![runtime::INIT_PATH.to_owned()]),
+        cmd: Some(Vec::new()),
+        env: Some(init_env(spec)),
         user: Some(spec.run_as().to_string()),
+        // Docker creates a missing working directory (init then enters it, from the frame).
         working_dir: spec.workdir().map(|w| w.as_str().to_owned()),
+        open_stdin: Some(true),
+        stdin_once: Some(false),
+        attach_stdin: Some(true),
         labels: Some(labels),
         network_disabled: Some(false),
         host_config: Some(HostConfig {
             // The proxy's gateway, by name (`airlock_wire::gateway`).
             extra_hosts: Some(vec![format!("{GATEWAY_HOST}:{}", placement.subnet.proxy())]),
-            ..host_config(spec, network.clone())
+            ..host_config(spec, network.clone(), runtime)
         }),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(network, endpoint)])),
@@ -179,7 +193,7 @@ pub fn container_body(spec: &SandboxSpec, placement: &Placement<'_>) -> Containe
     }
 }
 
-fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
+fn host_config(spec: &SandboxSpec, network: String, runtime: &str) -> HostConfig {
     let limits = spec.limits();
     let memory = mib_to_bytes(limits.memory_mb);
     let read_only = spec.rootfs() == RootFs::ReadOnly;
@@ -211,7 +225,7 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
         }),
         devices: Some(Vec::new()),
         binds: Some(Vec::new()),
-        mounts: Some(mounts(spec)),
+        mounts: Some(mounts(spec, runtime)),
         publish_all_ports: Some(false),
         ipc_mode: Some("private".to_owned()),
         network_mode: Some(network),
@@ -220,8 +234,8 @@ fn host_config(spec: &SandboxSpec, network: String) -> HostConfig {
     }
 }
 
-/// The bound volume mounts, then the bound folder binds.
-fn mounts(spec: &SandboxSpec) -> Vec<bollard::models::Mount> {
+/// The runtime volume, the bound volume mounts, then the bound folder binds.
+fn mounts(spec: &SandboxSpec, runtime: &str) -> Vec<bollard::models::Mount> {
     let volumes = spec.mounts().iter().filter_map(|mount| {
         let bound = mount.bound.as_ref()?;
         Some(volume::volume_mount(
@@ -234,7 +248,10 @@ fn mounts(spec: &SandboxSpec) -> Vec<bollard::models::Mount> {
         let bound = mount.bound.as_ref()?;
         Some(folder::folder_mount(bound, mount.target.as_str()))
     });
-    volumes.chain(folders).collect()
+    std::iter::once(runtime::runtime_mount(runtime))
+        .chain(volumes)
+        .chain(folders)
+        .collect()
 }
 
 /// The tmpfs mounts: `/tmp` with a read-only root, and the home.

@@ -9,6 +9,9 @@ use serde_json::Value;
 use super::*;
 use crate::sandbox::{Cpus, Limits, LimitsRequest, Maximums, RunAs, SandboxRequest};
 
+/// A runtime volume hash.
+const RUNTIME: &str = "0123456789ab";
+
 fn placement() -> Placement<'static> {
     Placement {
         id: "0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b".parse().unwrap(),
@@ -87,16 +90,13 @@ fn default_container_body_snapshot() {
     });
     expect![[r#"
         {
+          "AttachStdin": true,
+          "Cmd": [],
+          "Entrypoint": [
+            "/.airlock/init"
+          ],
           "Env": [
-            "HTTP_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "http_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "HTTPS_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "NO_PROXY=airlock.internal",
-            "no_proxy=airlock.internal",
-            "NODE_USE_ENV_PROXY=1"
+            "AIRLOCK_INIT_WRITABLE=/tmp"
           ],
           "HostConfig": {
             "AutoRemove": false,
@@ -119,7 +119,17 @@ fn default_container_body_snapshot() {
             },
             "Memory": 536870912,
             "MemorySwap": 536870912,
-            "Mounts": [],
+            "Mounts": [
+              {
+                "ReadOnly": true,
+                "Source": "airlock-runtime-0123456789ab",
+                "Target": "/.airlock",
+                "Type": "volume",
+                "VolumeOptions": {
+                  "NoCopy": true
+                }
+              }
+            ],
             "NanoCpus": 1000000000,
             "NetworkMode": "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b",
             "PidsLimit": 256,
@@ -156,9 +166,11 @@ fn default_container_body_snapshot() {
               }
             }
           },
+          "OpenStdin": true,
+          "StdinOnce": false,
           "User": "65534:65534"
         }"#]]
-    .assert_eq(&pretty(&container_body(&spec, &placement())));
+    .assert_eq(&pretty(&container_body(&spec, &placement(), RUNTIME)));
 }
 
 #[test]
@@ -188,22 +200,13 @@ fn custom_container_body_snapshot() {
     .unwrap();
     expect![[r#"
         {
-          "Cmd": [
-            "python",
-            "main.py"
+          "AttachStdin": true,
+          "Cmd": [],
+          "Entrypoint": [
+            "/.airlock/init"
           ],
           "Env": [
-            "MODE=fast",
-            "HTTP_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "http_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "HTTPS_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "https_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "ALL_PROXY=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "all_proxy=http://0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b:tok3n@10.213.0.10:3128",
-            "NO_PROXY=airlock.internal",
-            "no_proxy=airlock.internal",
-            "NODE_USE_ENV_PROXY=1",
-            "HOME=/home/agent"
+            "AIRLOCK_INIT_WRITABLE=/tmp:/home/agent"
           ],
           "HostConfig": {
             "AutoRemove": false,
@@ -226,7 +229,17 @@ fn custom_container_body_snapshot() {
             },
             "Memory": 268435456,
             "MemorySwap": 268435456,
-            "Mounts": [],
+            "Mounts": [
+              {
+                "ReadOnly": true,
+                "Source": "airlock-runtime-0123456789ab",
+                "Target": "/.airlock",
+                "Type": "volume",
+                "VolumeOptions": {
+                  "NoCopy": true
+                }
+              }
+            ],
             "NanoCpus": 500000000,
             "NetworkMode": "airlock-sbx-0192f0c4-7a4e-7cde-8b1a-3c5d7e9f0a1b",
             "PidsLimit": 64,
@@ -267,10 +280,12 @@ fn custom_container_body_snapshot() {
               }
             }
           },
+          "OpenStdin": true,
+          "StdinOnce": false,
           "User": "1000:1000",
           "WorkingDir": "/workspace"
         }"#]]
-    .assert_eq(&pretty(&container_body(&spec, &placement())));
+    .assert_eq(&pretty(&container_body(&spec, &placement(), RUNTIME)));
 }
 
 #[test]
@@ -304,14 +319,26 @@ fn hardening_holds_for_every_spec() {
         }),
     ];
     for spec in specs {
-        let body = container_body(&spec, &placement());
+        let body = container_body(&spec, &placement(), RUNTIME);
         let host = body.host_config.unwrap();
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.cap_add, Some(vec![]));
         assert_eq!(host.privileged, Some(false));
         assert_eq!(host.devices, Some(vec![]));
         assert_eq!(host.binds, Some(vec![]));
-        assert_eq!(host.mounts, Some(vec![]));
+        // The runtime volume, read-only, is the only mount of a spec without mounts.
+        assert_eq!(host.mounts, Some(vec![runtime::runtime_mount(RUNTIME)]));
+        assert_eq!(body.entrypoint, Some(vec![runtime::INIT_PATH.to_owned()]));
+        assert_eq!(
+            (body.open_stdin, body.stdin_once, body.attach_stdin),
+            (Some(true), Some(false), Some(true))
+        );
+        // Nothing per-run: only init's own settings.
+        let env = body.env.clone().unwrap_or_default();
+        assert!(
+            env.iter().all(|e| e.starts_with("AIRLOCK_INIT_")),
+            "{env:?}"
+        );
         assert_eq!(host.memory, host.memory_swap);
         assert!(host.pids_limit.is_some_and(|p| p > 0));
         assert!(host.nano_cpus.is_some_and(|n| n > 0));
@@ -325,7 +352,7 @@ fn hardening_holds_for_every_spec() {
             let tmpfs = host.tmpfs.clone().unwrap_or_default();
             let want = format!("{HOME_TMPFS},size={size_mb}m,uid=1000,gid=1000");
             assert_eq!(tmpfs.get(HOME_DIR), Some(&want));
-            assert!(body.env.iter().flatten().any(|e| e == "HOME=/home/agent"));
+            assert!(env.iter().any(|e| e.contains(":/home/agent")), "{env:?}");
         }
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_SANDBOX_ID], placement().id.to_string());
@@ -345,7 +372,7 @@ fn controller_labels_win_over_nothing() {
         labels: [("x".to_owned(), "y".to_owned())].into(),
         ..SandboxRequest::default()
     });
-    let labels = container_body(&spec, &placement()).labels.unwrap();
+    let labels = container_body(&spec, &placement(), RUNTIME).labels.unwrap();
     let reserved: Vec<_> = labels
         .keys()
         .filter(|k| k.starts_with("airlock."))

@@ -76,9 +76,9 @@ pub fn trust_env() -> Vec<String> {
     env
 }
 
-/// Adds the trust mount and variables to a sandbox container body.
+/// Adds the trust mount to a sandbox container body (the variables, [`trust_env`], travel
+/// in the binding frame).
 pub fn add_trust(body: &mut ContainerCreateBody, id: SandboxId) {
-    body.env.get_or_insert_with(Vec::new).extend(trust_env());
     if let Some(host) = body.host_config.as_mut() {
         host.mounts
             .get_or_insert_with(Vec::new)

@@ -27,6 +27,7 @@ mod egress_dns;
 mod folders;
 mod images;
 mod infrastructure;
+mod init_binary;
 mod proxy;
 mod quotas;
 mod tables;
@@ -176,6 +177,7 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
         .checks
         .push(proxy::check(config, store.as_ref()).await);
     report.checks.push(egress_dns::check(config));
+    report.checks.push(init_binary::check(config).await);
     if let Some(docker) = &docker {
         report
             .checks
