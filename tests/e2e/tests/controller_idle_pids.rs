@@ -359,7 +359,9 @@ async fn a_fork_bomb_is_contained_by_the_pids_limit() {
     assert_eq!(status, StatusCode::OK, "{body}");
     timing.phase("bomb-exec");
 
-    // The limit refuses forks (so the bomb really hit it) and the count never passes it.
+    // The limit refuses forks (the cgroup's own count of refusals: the bomb really hit it) and
+    // the count never passes it. The peak is only reported: an exec's leftovers may be reaped
+    // between polls, so a sampled count need not show the limit.
     let started = Instant::now();
     let mut peak = 0;
     loop {
@@ -367,7 +369,7 @@ async fn a_fork_bomb_is_contained_by_the_pids_limit() {
         assert_eq!(pids.max, LIMIT.to_string(), "{pids:?}");
         assert!(pids.current <= LIMIT, "over the limit: {pids:?}");
         peak = peak.max(pids.current);
-        if pids.refused > 0 && peak >= LIMIT / 2 {
+        if pids.refused > 0 {
             break;
         }
         assert!(
