@@ -262,6 +262,9 @@ impl Background {
         let sandboxes = state.services.sandboxes.clone();
         let watcher = EventWatcher::new(sandboxes, reconciler.clone(), DEFAULT_NODE);
         background.add("Event watcher", |stopped| watcher.run(stopped));
+        // The warm pools: refilled and reconciled beside the sandbox reconciler.
+        let sandboxes = state.services.sandboxes.clone();
+        background.add("Pools", |stopped| sandboxes.tend_pools(stopped));
         // The reconciler runs until the API has drained, then stops between passes.
         background.add("Reconciler", |stopped| reconciler.run(stopped));
         if let Some(plane) = egress {

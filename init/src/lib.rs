@@ -10,3 +10,4 @@ pub mod frame;
 #[cfg(feature = "runner")]
 pub mod run;
 pub mod runfile;
+pub mod settings;

@@ -30,7 +30,7 @@ const SELF_SERVICE: &[&str] = &["/v1/tokens", "/v1/auth/logout", "/v1/me/passwor
 
 /// Paths only an admin may use at all (any method): the audit trail and the policy
 /// authority (ceilings, infrastructure).
-const ADMIN_ONLY: &[&str] = &["/v1/audit", "/v1/policy"];
+const ADMIN_ONLY: &[&str] = &["/v1/audit", "/v1/policy", "/v1/pools"];
 
 /// Suffix of the `GET` routes under `/v1/sandboxes/{id}` that run a command, and so need
 /// the write role although their method reads.

@@ -23,6 +23,7 @@ pub mod listener;
 mod logs;
 pub mod openapi;
 mod policy;
+pub mod pools;
 pub mod presets;
 pub mod providers;
 pub mod quotas;

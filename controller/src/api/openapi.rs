@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    audit, auth, egress, exec, exec_ws, files, folders, guard, images, logs, policy, presets,
-    providers, quotas, sandboxes, secrets, selftest, tokens, users, volumes, AppState,
+    audit, auth, egress, exec, exec_ws, files, folders, guard, images, logs, policy, pools,
+    presets, providers, quotas, sandboxes, secrets, selftest, tokens, users, volumes, AppState,
 };
 
 /// Where the document is served.
@@ -90,6 +90,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::get_ceilings, policy::put_ceilings))
         .routes(routes!(policy::infrastructure))
         .routes(routes!(presets::list))
+        .routes(routes!(pools::list))
         .routes(routes!(providers::list))
         .routes(routes!(volumes::create, volumes::list))
         .routes(routes!(volumes::get_one, volumes::delete))

@@ -31,6 +31,7 @@ pub mod ceilings;
 pub mod credentials;
 pub mod infrastructure;
 pub mod ledger;
+mod members;
 pub mod node;
 pub mod policy;
 pub mod providers;
@@ -53,6 +54,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::docker::spec::egress::{ProxyPlacement, EGRESS_CONTAINER};
 use crate::docker::{DockerClient, DockerError};
+use crate::pool::MemberId;
 use crate::sandbox::names::network_name;
 use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::SandboxId;
@@ -243,11 +245,25 @@ impl EgressPlane {
         policy: &EgressPolicy,
         ceiling: &str,
     ) -> Result<(), EgressError> {
-        let inner = &self.inner;
-        inner
+        self.inner
             .docker
             .connect_network(&network_name(id), EGRESS_CONTAINER, subnet.proxy())
             .await?;
+        self.bind(id, None, subnet, token, policy, ceiling).await
+    }
+
+    /// Stores and pushes a sandbox's entry on a network the proxy already joined; with
+    /// `member`, the push replaces that pool member's unbound registration in one step (a
+    /// claim).
+    pub async fn bind(
+        &self,
+        id: SandboxId,
+        member: Option<MemberId>,
+        subnet: SandboxSubnet,
+        token: &str,
+        policy: &EgressPolicy,
+        ceiling: &str,
+    ) -> Result<(), EgressError> {
         let entry = EgressEntry {
             sandbox_id: id,
             policy: Some(policy.json().to_owned()),
@@ -257,8 +273,8 @@ impl EgressPlane {
             source_addr: IpAddr::V4(subnet.sandbox()),
             ceiling: Some(ceiling.to_owned()),
         };
-        inner.store.save_egress_entry(&entry).await?;
-        self.push(&entry).await
+        self.inner.store.save_egress_entry(&entry).await?;
+        self.put(&entry, member).await
     }
 
     /// Removes the sandbox's proxy entry (idempotent). The proxy leaves the sandbox network
@@ -290,6 +306,11 @@ impl EgressPlane {
     /// Pushes one stored entry. A stored policy that no longer reads as a policy object is
     /// refused here rather than pushed as the default policy.
     async fn push(&self, entry: &EgressEntry) -> Result<(), EgressError> {
+        self.put(entry, None).await
+    }
+
+    /// [`EgressPlane::push`], binding `member` when given.
+    async fn put(&self, entry: &EgressEntry, member: Option<MemberId>) -> Result<(), EgressError> {
         let policy = entry
             .policy
             .as_deref()
@@ -310,7 +331,7 @@ impl EgressPlane {
             generation: u64::try_from(entry.generation).unwrap_or(0),
             ceiling: entry.ceiling.clone(),
             inspection,
-            member: None,
+            member: member.map(|m| m.to_string()),
         };
         self.inner
             .admin

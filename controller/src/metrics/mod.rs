@@ -62,6 +62,7 @@ struct Inner {
     actions_applied: AtomicU64,
     actions_failed: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
+    pool: Mutex<pool::PoolCounters>,
 }
 
 /// What a scrape reads from the store and Docker.
@@ -112,6 +113,29 @@ impl Metrics {
         *self.requests().entry(key).or_insert(0) += 1;
     }
 
+    /// Sets pool `pool`'s (key hash) ready members.
+    pub fn pool_ready(&self, pool: &str, ready: u64) {
+        self.pool().ready(pool, ready);
+    }
+
+    /// Counts a create that went cold although pools are configured.
+    pub fn pool_miss(&self, reason: &'static str) {
+        self.pool().miss(reason);
+    }
+
+    /// Counts a warm claim that took `took` (API request → running).
+    pub fn pool_claimed(&self, took: Duration) {
+        self.pool().claimed(took);
+    }
+
+    fn pool(&self) -> MutexGuard<'_, pool::PoolCounters> {
+        // Plain counters, like `requests`.
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The exposition text, counters plus the scrape-time `gauges`.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
@@ -152,6 +176,7 @@ impl Metrics {
             }
         }
         self.render_requests(&mut out);
+        self.pool().render(&mut out);
         render_gauges(&mut out, gauges);
         out
     }
@@ -269,5 +294,6 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
     };
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;

@@ -22,16 +22,25 @@ pub use spec::{
     MAX_POOL_TOTAL, MIN_IDLE_S,
 };
 
-use crate::sandbox::uuid_id;
+use crate::sandbox::{names, uuid_id, SandboxId};
 
 uuid_id! {
     /// A pool member's id: a UUIDv7, so members sort roughly by creation time.
     pub struct MemberId;
 }
 
-/// The Docker network a member is created on (it becomes its sandbox's at claim).
+impl MemberId {
+    /// The sandbox a claim turns this member into: the same UUID. A member's container and
+    /// network are made under the sandbox's names and labels (labels are immutable), so once
+    /// claimed, everything that finds a sandbox's objects finds the member's.
+    pub fn sandbox_id(self) -> SandboxId {
+        SandboxId::from_uuid(self.as_uuid())
+    }
+}
+
+/// The Docker network a member is created on: its sandbox's, [`MemberId::sandbox_id`].
 pub fn member_network_name(id: MemberId) -> String {
-    format!("airlock-mbr-{id}")
+    names::network_name(id.sandbox_id())
 }
 
 #[cfg(test)]

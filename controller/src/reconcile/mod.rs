@@ -1,9 +1,10 @@
 //! The reconciler: makes the store and the DinD agree after crashes, missed events and DinD
 //! restarts, and enforces the absolute sandbox timeouts.
 //!
-//! One pass lists this node's `airlock.*`-labelled containers and networks, *then* reads every
-//! stored sandbox (a row is always written before its objects, so this order never mistakes a
-//! sandbox being created for an orphan), inspects the ended containers of live sandboxes for
+//! One pass lists this node's `airlock.*`-labelled containers and networks (leaving out the
+//! unclaimed pool members', which the pools reconcile), *then* reads every stored sandbox (a
+//! row is always written before its objects, so this order never mistakes a sandbox being
+//! created for an orphan), inspects the ended containers of live sandboxes for
 //! their exit code and OOM flag, and hands the [`plan::Observation`] to the pure
 //! [`plan::plan`]. The resulting steps are applied in order; each step stops at its first
 //! failed action, and every state change is fenced by sandbox id and generation.
@@ -28,6 +29,7 @@ use tracing::{info, instrument, warn};
 
 use crate::config::DEFAULT_RECONCILE_INTERVAL;
 use crate::docker::client::listing::{ListedContainer, ListedNetwork, ListedState};
+use crate::docker::spec::pool::LABEL_MEMBER;
 use crate::docker::spec::{LABEL_GENERATION, LABEL_SANDBOX_ID};
 use crate::docker::{DockerClient, DockerError, Removal};
 use crate::metrics::{Metrics, PassKind};
@@ -284,9 +286,21 @@ impl Reconciler {
     async fn observe(&self) -> Result<Observation, ReconcileError> {
         let node = &self.settings.node;
         // Docker first, then the store: see the module docs.
-        let containers = self.docker.node_containers(node).await?;
-        let networks = self.docker.node_networks(node).await?;
+        let mut containers = self.docker.node_containers(node).await?;
+        let mut networks = self.docker.node_networks(node).await?;
         let sandboxes = self.sandboxes(None).await?;
+        // A pool member's objects carry the id of the sandbox it becomes at claim; until a
+        // sandbox row has that id, they are the pools' to reconcile, not orphans.
+        let known: std::collections::HashSet<String> =
+            sandboxes.iter().map(|s| s.id.to_string()).collect();
+        let unclaimed = |labels: &std::collections::HashMap<String, String>| {
+            labels.contains_key(LABEL_MEMBER)
+                && !labels
+                    .get(LABEL_SANDBOX_ID)
+                    .is_some_and(|id| known.contains(id))
+        };
+        containers.retain(|c| !unclaimed(&c.labels));
+        networks.retain(|n| !unclaimed(&n.labels));
         let live: std::collections::HashSet<SandboxId> = sandboxes
             .iter()
             .filter(|s| !s.state.is_terminal())

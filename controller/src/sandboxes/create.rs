@@ -28,10 +28,12 @@
 //! sandbox): they are not stored with the sandbox, logged, returned or audited.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use tracing::{instrument, warn};
 
 use super::provision::{step, Provision};
+pub(super) use super::secret_env::SecretEnv;
 use super::{SandboxError, Sandboxes};
 use crate::accounts::quota::{self, Quota};
 use crate::accounts::user::UserId;
@@ -40,10 +42,12 @@ use crate::docker::ImageRun;
 use crate::egress::providers::CredentialRequest;
 use crate::egress::TenantPolicy;
 use crate::sandbox::selftest::{Selftest, SelftestMode, SelftestStatus};
-use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::user;
-use crate::sandbox::{FieldError, Home, Problem, SandboxRequest, SandboxSpec};
-use crate::store::{Created, Holds, NewAuditRecord, NewSandbox, Sandbox};
+use crate::sandbox::{Home, SandboxRequest, SandboxSpec};
+use crate::store::{
+    Claim, ClaimOutcome, ClaimedMember, Created, Holds, NewAuditRecord, NewSandbox, PoolMember,
+    Sandbox,
+};
 
 /// The audit action of a create.
 const ACTION: &str = "POST /v1/sandboxes";
@@ -89,10 +93,6 @@ pub enum Creation {
     },
 }
 
-/// Resolved secret env entries (`NAME=value`); `Debug` never shows the values.
-#[derive(Default)]
-pub(super) struct SecretEnv(pub(super) Vec<String>);
-
 // === impl Creation ===
 
 impl Creation {
@@ -123,6 +123,7 @@ impl Command<Sandboxes> for CreateSandbox {
 
     #[instrument(skip_all, fields(user.id = ?actor.user()))]
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<Creation, SandboxError> {
+        let started = Instant::now();
         let selftest = self.selftest;
         let bound = super::credentials::bound_names(&self.credentials);
         let intent = Entry::new(ACTION, status::CREATED);
@@ -132,9 +133,15 @@ impl Command<Sandboxes> for CreateSandbox {
             Created::Existing(sandbox) => Creation::Existing(sandbox),
             Created::New(sandbox) => {
                 sandboxes.peers.metrics.sandbox_created();
-                // Boxed: the provisioning future is large.
-                let provision = Box::pin(sandboxes.provision(sandbox, reserved.provision));
-                let running = provision.await?;
+                // Boxed: the provisioning futures are large.
+                let running = match reserved.member {
+                    Some(member) => {
+                        let claim =
+                            sandboxes.finish_claim(sandbox, member, reserved.provision, started);
+                        Box::pin(claim).await?
+                    }
+                    None => Box::pin(sandboxes.provision(sandbox, reserved.provision)).await?,
+                };
                 sandboxes.self_test_created(running, selftest).await?
             }
         };
@@ -148,10 +155,12 @@ impl Command<Sandboxes> for CreateSandbox {
     }
 }
 
-/// What steps 1 to 3 settled: the row, and what provisioning a new one needs.
+/// What steps 1 to 3 settled: the row, what provisioning a new one needs, and the pool
+/// member it claimed when it is served warm.
 struct Reserved {
     created: Created,
     provision: Provision,
+    member: Option<PoolMember>,
 }
 
 impl CreateSandbox {
@@ -199,6 +208,7 @@ impl CreateSandbox {
         .await?;
         sandboxes.check_disk_limit(&spec).await?;
         let defaults = super::launch::check_argv(&spec, &image)?;
+        let digest = image.id.clone();
         let spec = sandboxes.run_as_image_user(spec, image)?;
         let spec = sandboxes.bind_mounts(owner, spec).await?;
         let spec = sandboxes.peers.folders.bind_mounts(owner, spec).await?;
@@ -210,17 +220,18 @@ impl CreateSandbox {
             volumes: &volumes,
             folders: &folders,
         };
+        let warm = sandboxes.warm_key(
+            &spec,
+            digest.as_deref(),
+            &defaults.working_dir,
+            bound.is_some(),
+        );
         let new = NewSandbox {
             owner,
             spec,
             idempotency_key: self.idempotency_key,
             node: Some(settings.node.clone()),
         };
-        let created = step(
-            "reserve_row",
-            store.create_sandbox_within_quota_holding(new, settings.quota, holds, intent),
-        )
-        .await?;
         let provision = Provision {
             secret_env,
             bound,
@@ -228,7 +239,37 @@ impl CreateSandbox {
             ceiling: ceiling.label,
             image: defaults,
         };
-        Ok(Reserved { created, provision })
+        if let Some(key) = warm {
+            let claim = Claim {
+                key: &key,
+                new: new.clone(),
+                quota: settings.quota,
+                subnet_cap: settings.subnets_per_user,
+                audit: intent,
+            };
+            let (created, member) = match step("claim_member", store.claim_member(claim)).await? {
+                ClaimOutcome::Claimed(claimed) => {
+                    let ClaimedMember { member, sandbox } = *claimed;
+                    (Created::New(sandbox), Some(member))
+                }
+                ClaimOutcome::Existing(sandbox) => (Created::Existing(*sandbox), None),
+                ClaimOutcome::NoReadyMember => {
+                    sandboxes.warm_missed(&key);
+                    (cold(sandboxes, new, holds, intent).await?, None)
+                }
+            };
+            return Ok(Reserved {
+                created,
+                provision,
+                member,
+            });
+        }
+        let created = cold(sandboxes, new, holds, intent).await?;
+        Ok(Reserved {
+            created,
+            provision,
+            member: None,
+        })
     }
 
     /// The owner's quota and the validated spec: a request without a timeout gets the
@@ -280,55 +321,6 @@ impl Sandboxes {
             .map_err(|error| SandboxError::Invalid(vec![error]))
     }
 
-    /// Checks `secret_env`'s names and opens each named secret of `owner`, as `NAME=value`
-    /// container env entries.
-    async fn resolve_secrets(
-        &self,
-        owner: UserId,
-        env_names: &[String],
-        secret_env: &BTreeMap<String, String>,
-    ) -> Result<SecretEnv, SandboxError> {
-        if secret_env.is_empty() {
-            return Ok(SecretEnv::default());
-        }
-        if !self.peers.secrets.enabled() {
-            return Err(crate::secrets::SecretError::Unavailable.into());
-        }
-        let mut errors = Vec::new();
-        let mut vars = Vec::with_capacity(secret_env.len());
-        for (env, secret) in secret_env {
-            let field = format!("secret_env.{env}");
-            if let Some(problem) = secret_env_problem(env, env_names) {
-                errors.push(FieldError { field, problem });
-                continue;
-            }
-            let opened = match self.peers.secrets.open_for_env(owner, secret).await {
-                Err(crate::secrets::SecretError::NotExposable { name }) => {
-                    let problem = Problem::NotExposable { secret: name };
-                    errors.push(FieldError { field, problem });
-                    continue;
-                }
-                other => other?,
-            };
-            match opened {
-                Some(value) => {
-                    let value = String::from_utf8_lossy(&value);
-                    vars.push(format!("{env}={value}"));
-                }
-                None => errors.push(FieldError {
-                    field,
-                    problem: Problem::Malformed {
-                        expected: "the name of one of your secrets",
-                    },
-                }),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(SandboxError::Invalid(errors));
-        }
-        Ok(SecretEnv(vars))
-    }
-
     /// Step 5: the self-test of a sandbox that was just created, when one was asked for.
     async fn self_test_created(
         &self,
@@ -360,6 +352,19 @@ impl Sandboxes {
     }
 }
 
+/// The cold reservation: the row, in the transaction that checks the quota and holds the
+/// mounts.
+async fn cold(
+    sandboxes: &Sandboxes,
+    new: NewSandbox,
+    holds: Holds<'_>,
+    intent: Option<&NewAuditRecord>,
+) -> Result<Created, SandboxError> {
+    let (settings, store) = (&sandboxes.settings, &sandboxes.store);
+    let reserve = store.create_sandbox_within_quota_holding(new, settings.quota, holds, intent);
+    Ok(step("reserve_row", reserve).await?)
+}
+
 /// The create's audit row: the sandbox, whichever way the create ended, its status, the
 /// self-test mode when one was asked for, and the bound credentials (names only).
 fn entry(creation: &Creation, selftest: Option<SelftestMode>, bound: Option<&str>) -> Entry {
@@ -379,29 +384,6 @@ fn described(entry: Entry, selftest: Option<SelftestMode>, bound: Option<&str>) 
         entry
     } else {
         entry.detail(detail.join(", "))
-    }
-}
-
-/// Why a `secret_env` name cannot be used, if it cannot.
-fn secret_env_problem(env: &str, env_names: &[String]) -> Option<Problem> {
-    if !is_env_name(env) {
-        Some(Problem::Malformed {
-            expected: "a name of letters, digits and `_`, not starting with a digit",
-        })
-    } else if RESERVED_ENV.contains(&env) || env.starts_with(RESERVED_ENV_PREFIX) {
-        Some(Problem::Reserved)
-    } else if env_names.iter().any(|name| name == env) {
-        Some(Problem::Duplicate)
-    } else {
-        None
-    }
-}
-
-// === impl SecretEnv ===
-
-impl std::fmt::Debug for SecretEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretEnv({} entries, values hidden)", self.0.len())
     }
 }
 

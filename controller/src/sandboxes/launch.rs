@@ -125,6 +125,19 @@ pub(super) fn frame(
     })
 }
 
+/// [`frame`], encoded for init's stdin.
+pub(super) fn encoded_frame(
+    spec: &SandboxSpec,
+    placement: &Placement<'_>,
+    image: &ImageDefaults,
+    secret_env: Vec<String>,
+    trust: bool,
+) -> Result<Vec<u8>, SandboxError> {
+    frame(spec, placement, image, secret_env, trust)?
+        .encode()
+        .map_err(|e| SandboxError::Conflict(format!("the binding frame: {e}")))
+}
+
 /// The node's runtime volume: the `airlock-init` binary at `path`, uploaded once.
 #[derive(Debug)]
 pub struct Runtime {
@@ -168,6 +181,11 @@ impl Runtime {
         }
         let sha = hex::encode(Sha256::digest(&bytes));
         Ok((bytes, sha[..12].to_owned()))
+    }
+
+    /// The runtime volume's hash, once it was filled by this process.
+    pub fn current(&self) -> Option<String> {
+        self.volume.get().cloned()
     }
 
     /// The runtime volume's hash on this node, filled on first use through a helper made from

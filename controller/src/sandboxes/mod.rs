@@ -33,8 +33,10 @@ pub mod lifecycle;
 pub mod logs;
 mod mounts;
 pub mod policy;
+pub mod pool;
 pub mod presets;
 mod provision;
+mod secret_env;
 pub mod selftest;
 mod teardown;
 
@@ -50,6 +52,7 @@ pub use ledger::{ListEgress, SummariseEgress};
 pub use lifecycle::{DeleteSandbox, GetSandbox, ListSandboxes, StopSandbox, WaitSandbox};
 pub use logs::StreamLogs;
 pub use policy::UpdatePolicy;
+pub use pool::{ListPools, MissReason, PoolView, Pools};
 pub use presets::{ListPresets, PresetView};
 pub use selftest::{GetSelftest, RunSelftest, SelftestSettings};
 
@@ -88,6 +91,8 @@ pub struct SandboxSettings {
     pub quota: Quota,
     /// How sandboxes run: home size, allowed uids, root images.
     pub run: RunConfig,
+    /// The node's warm pools (`AIRLOCK_POOLS`).
+    pub warm_pools: Vec<crate::pool::PoolSpec>,
 }
 
 /// The domain services a sandbox command calls besides the store and Docker.
@@ -122,6 +127,8 @@ pub struct Sandboxes {
     egress: Option<EgressPlane>,
     /// The node's runtime volume (`airlock-init`), filled on first use.
     runtime: Arc<launch::Runtime>,
+    /// The node's warm pools.
+    pools: Pools,
 }
 
 /// Why a sandbox command failed.
@@ -230,6 +237,9 @@ pub enum SandboxError {
     /// A host folder mount was refused.
     #[error(transparent)]
     Folder(#[from] crate::folders::FolderError),
+    /// The command is for admins only.
+    #[error("only an admin may do this")]
+    AdminOnly,
     /// The `airlock-init` binary cannot be read (`AIRLOCK_INIT_BINARY`).
     #[error(transparent)]
     InitBinary(#[from] launch::InitBinaryError),
@@ -246,7 +256,9 @@ impl Sandboxes {
         peers: Peers,
     ) -> Self {
         let runtime = Arc::new(launch::Runtime::new(settings.run.init_binary.clone()));
+        let pools = Pools::new(settings.warm_pools.clone());
         Self {
+            pools,
             store,
             docker,
             logs: LogHub::new(settings.log_buffer_bytes),

@@ -138,15 +138,13 @@ impl Sandboxes {
         let (runtime, ca) = tokio::join!(network, armed);
         let runtime = runtime?;
         let ca = ca?;
-        let frame = launch::frame(
+        let frame = launch::encoded_frame(
             &sandbox.spec,
             &placement,
             &image,
             secret_env.0,
             ca.is_some(),
-        )?
-        .encode()
-        .map_err(|e| SandboxError::Conflict(format!("the binding frame: {e}")))?;
+        )?;
         // The proxy joins the network while the container is made; both finish (neither is
         // cancelled half-way, so the rollback sees every object) before the start.
         let attached = async {

@@ -75,6 +75,8 @@ pub struct Settings {
     pub quota_mode: QuotaMode,
     /// Where uploads are staged before Docker sees them.
     pub staging_dir: std::path::PathBuf,
+    /// The node's warm pools (`AIRLOCK_POOLS`).
+    pub warm_pools: Vec<crate::pool::PoolSpec>,
 }
 
 /// The staging directory of uploads, under `AIRLOCK_DATA_DIR`.
@@ -165,6 +167,7 @@ impl Settings {
             volumes: config.volumes.clone(),
             quota_mode: QuotaMode::Soft,
             staging_dir: config.data_dir.join(UPLOADS_DIR),
+            warm_pools: config.pools.clone(),
         }
     }
 
@@ -179,6 +182,7 @@ impl Settings {
             selftest: self.selftest.clone(),
             quota: self.quota,
             run: self.run.clone(),
+            warm_pools: self.warm_pools.clone(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The warm claim: one transaction that checks the owner's quota (the same
 //! `check_quota_on!` as a cold create), picks the pool's oldest ready member, creates the
-//! sandbox row (with its audit row) on the member's node, marks the member `claiming` linked
-//! to it, and passes the member's /29, network and container to the sandbox.
+//! sandbox row (with its audit row) on the member's node under the member's own id, marks
+//! the member `claiming` linked to it, and passes the member's /29, network and container to
+//! the sandbox.
 //!
 //! The pick is `SELECT … ORDER BY ready_at, id LIMIT 1` followed by an update fenced on
 //! `state = 'ready'`. On Postgres the pick adds `FOR UPDATE SKIP LOCKED`, so parallel claims
@@ -21,8 +22,7 @@ use super::{
     now, with_db, Backend, Created, NewAuditRecord, NewSandbox, Sandbox, Store, StoreError,
 };
 use crate::accounts::quota::Quota;
-use crate::pool::{MemberState, PoolKey};
-use crate::sandbox::SandboxId;
+use crate::pool::{MemberId, MemberState, PoolKey};
 
 /// The pick of the pool's oldest ready member (on `$2`'s node, when given).
 const PICK: &str = "SELECT id, node, container_id, network_name FROM pool_members \
@@ -94,11 +94,6 @@ impl Store {
         claim: &Claim<'_>,
         doc: &SpecDoc,
     ) -> Result<ClaimOutcome, StoreError> {
-        let id = SandboxId::new();
-        let audit = claim.audit.map(|record| NewAuditRecord {
-            object: Some(id.to_string()),
-            ..record.clone()
-        });
         let at = now();
         let postgres = self.backend() == Backend::Postgres;
         let new = &claim.new;
@@ -120,6 +115,12 @@ impl Store {
             let Some((member, node, container, network)) = picked else {
                 return Ok(ClaimOutcome::NoReadyMember);
             };
+            // The member's objects already carry this id (see `MemberId::sandbox_id`).
+            let id = MemberId::from_uuid(member).sandbox_id();
+            let audit = claim.audit.map(|record| NewAuditRecord {
+                object: Some(id.to_string()),
+                ..record.clone()
+            });
             let held: Option<(String,)> =
                 sqlx::query_as("SELECT subnet FROM subnet_allocations WHERE member_id = $1")
                     .bind(member)

@@ -7,12 +7,7 @@ use std::ffi::OsString;
 
 use crate::frame::Rules;
 
-/// Seconds to wait for a frame (unset or `0`: forever).
-pub const IDLE_VAR: &str = "AIRLOCK_POOL_MAX_IDLE";
-/// Colon-separated roots seed files may be written under.
-pub const WRITABLE_VAR: &str = "AIRLOCK_INIT_WRITABLE";
-/// Where `ca_pem` is written.
-pub const CA_FILE_VAR: &str = "AIRLOCK_INIT_CA_FILE";
+pub use crate::settings::{CA_FILE_VAR, IDLE_VAR, WRITABLE_VAR};
 
 /// Init's settings: read by init, never seen by the workload.
 const OWN: [&str; 3] = [IDLE_VAR, WRITABLE_VAR, CA_FILE_VAR];

@@ -92,6 +92,8 @@ pub struct Plane {
     _internet: SealedNet,
     _dir: tempfile::TempDir,
     _data: tempfile::TempDir,
+    /// The bootstrap admin (the admin token's user).
+    pub admin: airlock::accounts::user::UserId,
 }
 
 /// An API answer.
@@ -218,6 +220,7 @@ impl Plane {
             _internet: internet,
             _dir: dir,
             _data: data,
+            admin,
         }
     }
 

@@ -75,6 +75,7 @@ impl From<SandboxError> for ApiError {
                 code: "not_started",
                 message: SandboxError::NotStarted.to_string(),
             },
+            SandboxError::AdminOnly => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
             other => sandbox_dependency(other),
         }
     }

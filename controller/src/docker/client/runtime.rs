@@ -1,6 +1,6 @@
 //! The bollard calls of the start path through `airlock-init`: filling the node's runtime
-//! volume once (bodies in [`crate::docker::spec::runtime`]), and the stdin attach a sandbox's
-//! binding frame is written on.
+//! volume once (bodies in [`crate::docker::spec::runtime`]), the stdin attach a sandbox's
+//! binding frame is written on, and the limits update of a claimed pool member.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -82,6 +82,16 @@ impl DockerClient {
             input: attached.input,
             output: attached.output,
         })
+    }
+
+    /// `POST /containers/{id}/update`: a running container's limits (a claim whose shape
+    /// differs from its pool's), body from [`crate::docker::spec::pool::limits_update`].
+    pub async fn update_limits(
+        &self,
+        container: &str,
+        body: bollard::models::ContainerUpdateBody,
+    ) -> Result<(), DockerError> {
+        Ok(self.bollard().update_container(container, body).await?)
     }
 
     /// Makes sure runtime volume `sha12` exists on the node and holds `init`: creates it

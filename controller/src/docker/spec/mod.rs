@@ -29,6 +29,7 @@ pub mod egress;
 pub mod files;
 pub mod folder;
 pub mod helper;
+pub mod pool;
 pub mod probe;
 pub mod runtime;
 pub mod trust;
@@ -52,9 +53,8 @@ pub const LABEL_SANDBOX_ID: &str = "airlock.sandbox.id";
 pub const LABEL_GENERATION: &str = "airlock.generation";
 /// Label holding the node name.
 pub const LABEL_NODE: &str = "airlock.node";
-/// Init's setting naming the roots seed files may be written under (`airlock-init`'s
-/// `AIRLOCK_INIT_WRITABLE`).
-pub const WRITABLE_VAR: &str = "AIRLOCK_INIT_WRITABLE";
+/// Init's setting naming the roots seed files may be written under.
+pub use airlock_init::settings::WRITABLE_VAR;
 /// The egress proxy's port on every sandbox network.
 pub const PROXY_PORT: u16 = airlock_wire::PROXY_PORT;
 /// Mount options of the tmpfs `/tmp` that comes with a read-only root.

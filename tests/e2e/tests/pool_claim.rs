@@ -1,0 +1,236 @@
+//! Warm pools through the real controller on a DinD over mTLS, with the proxy: the pool fills
+//! to its size (each member registered at the proxy as unbound); two creates are served by
+//! members and each sees only what it asked for (env, command, working directory, policy),
+//! with nothing per-run in the container's `Config.Env`; a claim with other limits gets them;
+//! a create with labels goes cold (`pool_miss{reason="labels"}`); the pool refills; and a
+//! second controller over the same store adopts the ready members (same ids, stdin attach
+//! re-opened) and serves a claim from one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use airlock::api::{AppState, Auth};
+use airlock::secrets::vault::{SecretKey, Vault};
+use airlock::services::{Services, Settings};
+use axum::http::{Method, StatusCode};
+use e2e::controller::api_call;
+use e2e::plane::{error_code, poll, Plane, PlaneOptions, TOKEN};
+use e2e::Timing;
+use serde_json::{json, Value};
+use test_support::dind::TESTBOX_IMAGE;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The pool the controller keeps: two members of the testbox.
+fn pools() -> String {
+    json!([{"image": TESTBOX_IMAGE, "size": 2, "max_idle_s": 600}]).to_string()
+}
+
+/// Runs `state`'s pool tending until the returned sender is dropped.
+fn tend(state: &AppState) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let sandboxes = state.services.sandboxes.clone();
+    let task = tokio::spawn(sandboxes.tend_pools(async move { drop(stopped.await) }));
+    (stop, task)
+}
+
+/// `GET /v1/pools`' only pool, once `ready` members are ready.
+async fn ready(state: &AppState, ready: u64) -> Value {
+    poll(|| async {
+        let (status, body) = api_call(state, TOKEN, Method::GET, "/v1/pools", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let pool = body[0].clone();
+        (pool["ready"] == ready).then_some(pool)
+    })
+    .await
+}
+
+async fn create(state: &AppState, body: Value) -> (String, std::time::Duration) {
+    let started = Instant::now();
+    let (status, made) = api_call(state, TOKEN, Method::POST, "/v1/sandboxes", Some(body)).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["state"], "running", "{made}");
+    (made["id"].as_str().unwrap().to_owned(), took)
+}
+
+fn workload(value: &str) -> Value {
+    json!([
+        "sh",
+        "-c",
+        format!("echo \"$V|$(pwd)|{value}\" > /tmp/seen; exec sleep 300")
+    ])
+}
+
+#[tokio::test]
+async fn warm_claims_bind_late_and_survive_a_controller_restart() {
+    let mut timing = Timing::start("pool_claim");
+    let mut opts = PlaneOptions::new("pool_claim", env!("CARGO_BIN_EXE_fake-dns"));
+    opts.names = vec!["allowed.test={upstream}".to_owned()];
+    opts.env = vec![("AIRLOCK_POOLS".to_owned(), pools())];
+    let f = Plane::start(opts, &mut timing).await;
+    let (stop, task) = tend(&f.state);
+    let filled = Instant::now();
+    let pool = ready(&f.state, 2).await;
+    eprintln!("pool filled (2 members) in {:?}: {pool}", filled.elapsed());
+    timing.phase("fill");
+    let registered = f.plane.admin().list_members().await.unwrap();
+    assert_eq!(registered.members.len(), 2, "{registered:?}");
+
+    // Two claims, each with its own env, command, working directory and policy.
+    let policy = json!({"allow_domains": ["allowed.test"]});
+    let body_a = json!({"image": TESTBOX_IMAGE, "cmd": workload("a"), "env": {"V": "alpha"},
+                        "workdir": "/tmp", "policy": policy});
+    let (a, took_a) = create(&f.state, body_a).await;
+    let body_b = json!({"image": TESTBOX_IMAGE, "cmd": workload("b"), "env": {"V": "beta"}});
+    let (b, took_b) = create(&f.state, body_b).await;
+    eprintln!("warm claims: {took_a:?}, {took_b:?}");
+    let (_, pools) = api_call(&f.state, TOKEN, Method::GET, "/v1/pools", None).await;
+    assert_eq!(
+        pools[0]["claims"], 2,
+        "both creates were served warm: {pools}"
+    );
+    assert_eq!(pools[0]["misses"], 0, "{pools}");
+    timing.phase("claims");
+
+    let seen = |id: String| {
+        let f = &f;
+        async move {
+            poll(|| async {
+                let out = f.exec(&id, &["cat", "/tmp/seen"]).await;
+                (!out.is_empty()).then_some(out)
+            })
+            .await
+        }
+    };
+    assert_eq!(seen(a.clone()).await.trim(), "alpha|/tmp|a");
+    assert_eq!(seen(b.clone()).await.trim(), "beta|/|b");
+    let inspect = f
+        .dind
+        .docker()
+        .inspect_container(&format!("airlock-{a}"), None)
+        .await
+        .unwrap();
+    let env = inspect.config.unwrap().env.unwrap_or_default().join("\n");
+    assert!(!env.contains("alpha"), "per-run env in Config.Env: {env}");
+    assert!(
+        !env.contains("HTTP_PROXY"),
+        "the proxy credential in Config.Env: {env}"
+    );
+
+    // Each claim's policy is its own: a may reach only allowed.test, b the upstream by IP.
+    let (a_proxy, a_cred) = f.credential(&a).await;
+    let (b_proxy, b_cred) = f.credential(&b).await;
+    let allowed = f
+        .fetch(&a, a_proxy, "http://allowed.test/", Some(&a_cred))
+        .await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    let by_ip = format!("http://{}/", f.upstream);
+    let denied = f.fetch(&a, a_proxy, &by_ip, Some(&a_cred)).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let open = f.fetch(&b, b_proxy, &by_ip, Some(&b_cred)).await;
+    assert_eq!(open.status, 200, "{open:?}");
+    let stolen = f
+        .fetch(&a, a_proxy, "http://allowed.test/", Some(&b_cred))
+        .await;
+    assert_eq!(error_code(&stolen), "bad_credential", "{stolen:?}");
+    timing.phase("late-binding");
+
+    // Limits other than the pool's shape are applied to the member at claim.
+    ready(&f.state, 2).await;
+    let body_c = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"],
+                        "limits": {"memory_mb": 96, "pids": 48}});
+    let (c, _) = create(&f.state, body_c).await;
+    let host = f
+        .dind
+        .docker()
+        .inspect_container(&format!("airlock-{c}"), None)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.memory, Some(96 * 1024 * 1024));
+    assert_eq!(host.pids_limit, Some(48));
+
+    // Labels are fixed at create: that request goes cold, and says why.
+    let body_d = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"], "labels": {"team": "x"}});
+    let (d, took_d) = create(&f.state, body_d).await;
+    eprintln!("cold create (labels): {took_d:?}");
+    let misses = f.state.services.metrics().render(&Default::default());
+    assert!(
+        misses.contains("airlock_pool_miss_total{reason=\"labels\"} 1"),
+        "{misses}"
+    );
+    let (_, pools) = api_call(&f.state, TOKEN, Method::GET, "/v1/pools", None).await;
+    assert_eq!(pools[0]["claims"], 3, "{pools}");
+    timing.phase("shape-and-cold");
+
+    // A second controller over the same store adopts the ready members.
+    let before = ready(&f.state, 2).await;
+    drop(stop);
+    task.await.unwrap();
+    let members: Vec<_> = f.store.list_members("local").await.unwrap();
+    let ready_ids: Vec<_> = members
+        .iter()
+        .filter(|m| m.state == airlock::pool::MemberState::Ready)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ready_ids.len(), 2, "{before}");
+    let services = Services::builder(
+        f.store.clone(),
+        f.docker.clone(),
+        Settings::from_config(&f.config),
+    )
+    .egress(f.plane.clone())
+    .vault(Vault::new(&SecretKey::generate()))
+    .build();
+    let token = Some(airlock::config::Secret::new(TOKEN));
+    let second = AppState::new(services, Auth::new(token, f.admin));
+    let (stop, task) = tend(&second);
+    ready(&second, 2).await;
+    let after: Vec<_> = f.store.list_members("local").await.unwrap();
+    for id in &ready_ids {
+        let member = after
+            .iter()
+            .find(|m| m.id == *id)
+            .expect("the member survived");
+        assert_eq!(member.state, airlock::pool::MemberState::Ready);
+    }
+    let body_e = json!({"image": TESTBOX_IMAGE, "cmd": workload("e"), "env": {"V": "epsilon"}});
+    let (e, took_e) = create(&second, body_e).await;
+    eprintln!("claim after a restart: {took_e:?}");
+    assert!(
+        ready_ids.iter().any(|m| m.to_string() == e),
+        "served by an adopted member"
+    );
+    let out = poll(|| async {
+        let (status, out) = api_call(
+            &second,
+            TOKEN,
+            Method::POST,
+            &format!("/v1/sandboxes/{e}/exec"),
+            Some(json!({"cmd": ["cat", "/tmp/seen"]})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        let text = out["stdout"].as_str().unwrap_or_default().to_owned();
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert_eq!(out.trim(), "epsilon|/|e");
+    timing.phase("restart");
+
+    for id in [&a, &b, &c, &d, &e] {
+        let (status, body) = api_call(
+            &second,
+            TOKEN,
+            Method::DELETE,
+            &format!("/v1/sandboxes/{id}"),
+            None,
+        )
+        .await;
+        assert!(status.is_success(), "{body}");
+    }
+    drop(stop);
+    task.await.unwrap();
+}
