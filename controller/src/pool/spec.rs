@@ -104,6 +104,12 @@ impl PoolRequest {
                 Limits::DEFAULT
             }
         };
+        let disk = "shape.disk_mb";
+        if self.shape.disk_mb.is_some() && !errors.iter().any(|e| e.field == disk) {
+            // A disk limit is fixed at create, and a claim asking for one goes cold anyway.
+            let problem = Problem::Refused("a pool's members cannot have a disk limit".to_owned());
+            errors.push(field(disk, problem));
+        }
         let scratch_mb = self
             .scratch_mb
             .map(|mb| within("scratch_mb", mb, 1, bounds.max_volume_mb, &mut errors));

@@ -195,6 +195,23 @@ fn every_bad_field_is_named() {
 }
 
 #[test]
+fn a_pool_cannot_have_a_disk_limit() {
+    let errors = validate(PoolRequest {
+        image: "airlock/testbox:dev".into(),
+        size: Some(1),
+        shape: LimitsRequest {
+            disk_mb: Some(10),
+            ..LimitsRequest::default()
+        },
+        ..PoolRequest::default()
+    })
+    .err()
+    .unwrap_or_default();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["shape.disk_mb"]);
+}
+
+#[test]
 fn size_is_required_and_bounded_and_users_are_checked() {
     let base = || PoolRequest {
         image: "airlock/testbox:dev".into(),

@@ -1,5 +1,8 @@
-//! Latency summaries for the density test and the controller benchmark: percentiles by the
-//! nearest-rank method over a sorted sample.
+//! Latency summaries for the density test and the benchmarks: percentiles by the
+//! nearest-rank method over a sorted sample, and the figures the benchmarks print (RSS, one
+//! `bench` line per sample, the create steps' table).
+// Benchmark helpers: output goes to stdout, and a missing /proc entry is a broken harness.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -51,6 +54,72 @@ impl Latencies {
 /// Milliseconds, for tables.
 pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// The resident set of `pid`, in KiB (`VmRSS` in /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `kib` in MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Prints `bench <what> n= p50= p99= mean=`.
+pub fn line(what: &str, sample: &Latencies) {
+    println!(
+        "bench {what} n={} p50={:.1}ms p99={:.1}ms mean={:.1}ms",
+        sample.len(),
+        ms(sample.percentile(50)),
+        ms(sample.percentile(99)),
+        ms(sample.mean()),
+    );
+}
+
+/// Each create step's duration over the whole run (the controller's DEBUG `Create step done`
+/// lines, in the order the steps first appear): count, p50 and p99.
+/// Prints the controller's `create.step` DEBUG timings in `log` (its JSON lines) as a table:
+/// n, p50 and p99 per step, in first-seen order.
+pub fn step_table(log: &str) {
+    let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let fields = &event["fields"];
+        let (Some(step), Some(us)) = (
+            fields["create.step"].as_str(),
+            fields["elapsed_us"].as_u64(),
+        ) else {
+            continue;
+        };
+        let at = match steps.iter().position(|(name, _)| name == step) {
+            Some(at) => at,
+            None => {
+                steps.push((step.to_owned(), Vec::new()));
+                steps.len() - 1
+            }
+        };
+        steps[at].1.push(Duration::from_micros(us));
+    }
+    println!();
+    println!("| create step | n | p50 ms | p99 ms |");
+    println!("| --- | --- | --- | --- |");
+    for (step, durations) in steps {
+        let n = durations.len();
+        let sample = Latencies::new(durations);
+        println!(
+            "| {step} | {n} | {:.1} | {:.1} |",
+            ms(sample.percentile(50)),
+            ms(sample.percentile(99))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with};
-use e2e::stats::{ms, Latencies};
+use e2e::stats::{line, mib, ms, rss_kib, step_table, Latencies};
 use futures_util::{stream, StreamExt};
 use serde_json::json;
 use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
@@ -326,30 +326,6 @@ async fn leftovers(docker: &Docker, node: &str) -> (usize, usize) {
     (containers.len(), networks.len())
 }
 
-/// The resident set of `pid`, in KiB (`VmRSS` in /proc).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn line(what: &str, sample: &Latencies) {
-    println!(
-        "bench {what} n={} p50={:.1}ms p99={:.1}ms mean={:.1}ms",
-        sample.len(),
-        ms(sample.percentile(50)),
-        ms(sample.percentile(99)),
-        ms(sample.mean()),
-    );
-}
-
 fn ratio(what: &str, api: &Latencies, direct: &Latencies) {
     println!(
         "bench ratio {what} api/direct p50={:.2} p99={:.2} mean={:.2}",
@@ -361,42 +337,4 @@ fn ratio(what: &str, api: &Latencies, direct: &Latencies) {
 
 fn ratio_of(api: &Latencies, direct: &Latencies, p: usize) -> f64 {
     api.percentile(p).as_secs_f64() / direct.percentile(p).as_secs_f64()
-}
-
-/// Each create step's duration over the whole run (the controller's DEBUG `Create step done`
-/// lines, in the order the steps first appear): count, p50 and p99.
-fn step_table(log: &str) {
-    let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
-    for line in log.lines() {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let fields = &event["fields"];
-        let (Some(step), Some(us)) = (
-            fields["create.step"].as_str(),
-            fields["elapsed_us"].as_u64(),
-        ) else {
-            continue;
-        };
-        let at = match steps.iter().position(|(name, _)| name == step) {
-            Some(at) => at,
-            None => {
-                steps.push((step.to_owned(), Vec::new()));
-                steps.len() - 1
-            }
-        };
-        steps[at].1.push(Duration::from_micros(us));
-    }
-    println!();
-    println!("| create step | n | p50 ms | p99 ms |");
-    println!("| --- | --- | --- | --- |");
-    for (step, durations) in steps {
-        let n = durations.len();
-        let sample = Latencies::new(durations);
-        println!(
-            "| {step} | {n} | {:.1} | {:.1} |",
-            ms(sample.percentile(50)),
-            ms(sample.percentile(99))
-        );
-    }
 }
