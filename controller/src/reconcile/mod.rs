@@ -408,10 +408,6 @@ impl Reconciler {
                 self.docker.remove_container(c, Removal::Force).await?;
             }
             (Action::RemoveNetwork(n), _) => self.docker.remove_network(n).await?,
-            (Action::MarkStarted, Some((id, generation))) => {
-                let event = SandboxEvent::Started;
-                self.store.record_transition(id, generation, &event).await?;
-            }
             (Action::RecordEnd(EndReason::Lost), Some((id, _))) if self.runs_now(id).await? => {
                 return Err(ReconcileError::Superseded);
             }
@@ -427,8 +423,7 @@ impl Reconciler {
                 self.store.delete_sandbox(id, generation).await?;
             }
             // The planner attaches fenced actions to a sandbox; one without is skipped.
-            (Action::MarkStarted | Action::RecordEnd(_), None)
-            | (Action::ReleaseSubnet | Action::DeleteRow, None) => {}
+            (Action::RecordEnd(_), None) | (Action::ReleaseSubnet | Action::DeleteRow, None) => {}
         }
         Ok(())
     }

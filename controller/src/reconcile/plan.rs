@@ -10,7 +10,7 @@
 //!   so a sandbox being created right now is never mistaken for an orphan.
 //! - `creating` and `stopping` sandboxes touched after the cutoff are left to the request that
 //!   is working on them; at start the cutoff is "now", so every one of them is abandoned.
-//! - Every state change is a fenced [`Action::RecordEnd`] / [`Action::MarkStarted`]; a step
+//! - Every state change is a fenced [`Action::RecordEnd`]; a step
 //!   stops at its first failed action, so a sandbox that moved on is left alone.
 
 use std::collections::HashMap;
@@ -106,8 +106,6 @@ pub struct Clock {
 /// One thing to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Adopt a running container of a `creating` sandbox: record `started`.
-    MarkStarted,
     /// Record the end, fenced by generation.
     RecordEnd(EndReason),
     /// SIGTERM, the grace period, SIGKILL.
@@ -216,9 +214,10 @@ fn plan_sandbox(sandbox: &SandboxView, objects: &Owned<'_>, clock: Clock) -> Vec
     match sandbox.state {
         SandboxState::Creating if in_flight => Vec::new(),
         SandboxState::Creating => match container.map(|c| c.phase) {
-            Some(Phase::Running) => vec![Action::MarkStarted],
             Some(phase @ Phase::Ended { .. }) => ended(sandbox, phase, objects),
-            Some(Phase::Created) | None => {
+            // A running container is not adopted: only the create knows whether init got its
+            // frame, so without it the workload may never start.
+            Some(Phase::Running | Phase::Created) | None => {
                 let reason = EndReason::Error {
                     message: Some(CREATE_ABANDONED.to_owned()),
                 };

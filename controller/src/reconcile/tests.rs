@@ -205,12 +205,12 @@ fn one_sandbox_table() {
             abandoned(),
         ),
         (
-            "creating past the deadline, running: adopt as started",
+            "creating past the deadline, running: failed (its frame may never have been written)",
             Creating,
             DesiredState::Running,
             Some(Phase::Running),
             PERIODIC,
-            vec![Action::MarkStarted],
+            abandoned(),
         ),
         (
             "creating at start, already exited 0: exited(0)",

@@ -2,16 +2,21 @@
 //! to its size (each member registered at the proxy as unbound); two creates are served by
 //! members and each sees only what it asked for (env, command, working directory, policy),
 //! with nothing per-run in the container's `Config.Env`; a claim with other limits gets them;
-//! a create with labels goes cold (`pool_miss{reason="labels"}`); the pool refills; and a
-//! second controller over the same store adopts the ready members (same ids, stdin attach
-//! re-opened) and serves a claim from one.
+//! a create with labels goes cold (`pool_miss{reason="labels"}`); the pool refills; a claim
+//! the controller died in the middle of is undone by the next start (sandbox `failed`, member
+//! and container gone), and that second controller adopts the other ready members (same ids,
+//! stdin attach re-opened) and serves a claim from one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use airlock::api::{AppState, Auth};
+use airlock::pool::MemberState;
+use airlock::reconcile::{Pass, ReconcileSettings, Reconciler};
+use airlock::sandbox::{SandboxRequest, SandboxState};
 use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
+use airlock::store::{Claim, ClaimOutcome, NewSandbox, Scope};
 use axum::http::{Method, StatusCode};
 use e2e::controller::api_call;
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, TOKEN};
@@ -165,17 +170,48 @@ async fn warm_claims_bind_late_and_survive_a_controller_restart() {
     assert_eq!(pools[0]["claims"], 3, "{pools}");
     timing.phase("shape-and-cold");
 
-    // A second controller over the same store adopts the ready members.
-    let before = ready(&f.state, 2).await;
+    // The controller dies mid-claim: the store took a member (its sandbox row is `creating`)
+    // and nothing else happened. Pool tending stops with it.
+    ready(&f.state, 2).await;
     drop(stop);
     task.await.unwrap();
     let members: Vec<_> = f.store.list_members("local").await.unwrap();
-    let ready_ids: Vec<_> = members
+    let ready_now: Vec<_> = members
         .iter()
-        .filter(|m| m.state == airlock::pool::MemberState::Ready)
-        .map(|m| m.id)
+        .filter(|m| m.state == MemberState::Ready)
         .collect();
-    assert_eq!(ready_ids.len(), 2, "{before}");
+    assert_eq!(ready_now.len(), 2);
+    let spec = SandboxRequest {
+        image: TESTBOX_IMAGE.to_owned(),
+        ..SandboxRequest::default()
+    }
+    .validate(&f.config.maximums)
+    .unwrap();
+    let claim = Claim {
+        key: &ready_now[0].key,
+        new: NewSandbox {
+            owner: f.admin,
+            spec,
+            idempotency_key: None,
+            node: Some("local".to_owned()),
+        },
+        quota: f.config.quota,
+        subnet_cap: 64,
+        audit: None,
+    };
+    let ClaimOutcome::Claimed(interrupted) = f.store.claim_member(claim).await.unwrap() else {
+        panic!("no member claimed");
+    };
+    let (lost, lost_member) = (interrupted.sandbox.id, interrupted.member.id);
+    let ready_ids: Vec<_> = ready_now
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| *id != lost_member)
+        .collect();
+    assert_eq!(ready_ids.len(), 1);
+
+    // A second controller over the same store: its start pass fails the interrupted sandbox,
+    // its pools destroy that member and adopt the others.
     let services = Services::builder(
         f.store.clone(),
         f.docker.clone(),
@@ -186,7 +222,33 @@ async fn warm_claims_bind_late_and_survive_a_controller_restart() {
     .build();
     let token = Some(airlock::config::Secret::new(TOKEN));
     let second = AppState::new(services, Auth::new(token, f.admin));
+    let converged = Instant::now();
+    let mut settings = ReconcileSettings::new("local", Duration::from_secs(1));
+    settings.in_flight_deadline = Duration::from_secs(120);
+    let reconciler = Reconciler::new(f.store.clone(), f.docker.clone(), settings);
+    reconciler.pass_logged(Pass::Startup).await;
     let (stop, task) = tend(&second);
+    poll(|| async {
+        let gone = f.store.get_member(lost_member).await.unwrap().is_none();
+        let failed = f
+            .store
+            .get_sandbox(Scope::All, lost)
+            .await
+            .unwrap()
+            .unwrap();
+        (gone && failed.state == SandboxState::Failed).then_some(())
+    })
+    .await;
+    eprintln!("interrupted claim converged in {:?}", converged.elapsed());
+    let leftover = f
+        .dind
+        .docker()
+        .inspect_container(&format!("airlock-{lost}"), None)
+        .await;
+    assert!(
+        leftover.is_err(),
+        "the interrupted claim's container is gone"
+    );
     ready(&second, 2).await;
     let after: Vec<_> = f.store.list_members("local").await.unwrap();
     for id in &ready_ids {
@@ -194,7 +256,7 @@ async fn warm_claims_bind_late_and_survive_a_controller_restart() {
             .iter()
             .find(|m| m.id == *id)
             .expect("the member survived");
-        assert_eq!(member.state, airlock::pool::MemberState::Ready);
+        assert_eq!(member.state, MemberState::Ready);
     }
     let body_e = json!({"image": TESTBOX_IMAGE, "cmd": workload("e"), "env": {"V": "epsilon"}});
     let (e, took_e) = create(&second, body_e).await;

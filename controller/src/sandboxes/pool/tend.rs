@@ -10,8 +10,9 @@
 //!   made with another runtime, or its key is no longer a configured pool's; otherwise its
 //!   stdin attach is re-opened when this process does not hold it (after a restart), and a
 //!   member whose attach cannot be re-opened is destroyed;
-//! - `claiming` for longer than [`CLAIM_DEADLINE`]: destroyed (its sandbox ends `failed`
-//!   through the sandbox reconciler, which finds its container gone);
+//! - `claiming` at the start pass, or for longer than [`CLAIM_DEADLINE`]: destroyed (its
+//!   sandbox ends `failed` through the sandbox reconciler, which never adopts a `creating`
+//!   sandbox's container);
 //! - `destroying`: the destroy is finished.
 //!
 //! A container labelled as a member whose row is gone (and whose id is no sandbox's) is
@@ -165,9 +166,12 @@ impl Sandboxes {
                         .keep_ready(member, &running, runtime.as_deref(), now)
                         .await
                 }
-                MemberState::Claiming => member
-                    .claiming_at
-                    .is_some_and(|at| older(at, now, CLAIM_DEADLINE)),
+                MemberState::Claiming => {
+                    start
+                        || member
+                            .claiming_at
+                            .is_some_and(|at| older(at, now, CLAIM_DEADLINE))
+                }
                 MemberState::Destroying => true,
                 MemberState::Claimed => false,
             };
