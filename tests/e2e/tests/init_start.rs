@@ -2,8 +2,9 @@
 //! over mTLS: PID 1 is `/.airlock/init` from the node's read-only runtime volume; the workload
 //! gets its argv, env and working directory from the binding frame (and an exec gets the same
 //! through `--airlock-enter`), while the container's `Config.Env` holds no user value; an
-//! orphan is reaped; the workload's exit code is the sandbox's; a frame init refuses ends the
-//! sandbox `failed` with an `init_config` message.
+//! orphan is reaped; the workload's exit code is the sandbox's; a trust variable in the user's
+//! env is a 400; a frame init cannot carry out ends the sandbox `failed` with an `init_config`
+//! message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -147,12 +148,29 @@ async fn init_start_path() {
     assert_eq!(ended["state"], "exited", "{ended}");
     assert_eq!(ended["exit_code"], 3, "{ended}");
 
-    // A frame init refuses (the controller passes `SSL_CERT_FILE` in the user's env, init
-    // keeps the trust variables for Airlock): the sandbox fails with an init_config message
-    // and init's line is in its log.
+    // A trust variable in the user's env is refused by the controller (init would refuse the
+    // frame): a 400 naming the field, no sandbox.
+    let (status, refused) = c
+        .call(
+            ADMIN_TOKEN,
+            Method::POST,
+            "/v1/sandboxes",
+            Some(json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "env": {"SSL_CERT_FILE": "/x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        refused["fields"][0]["field"], "env.SSL_CERT_FILE",
+        "{refused}"
+    );
+
+    // A frame init cannot carry out though the controller lets it through: the workdir
+    // `/tmp/.airlock` is created by the runtime, root-owned, so init (not root) cannot write
+    // its run file there. The sandbox fails with an init_config message and init's line is in
+    // its log.
     let id = create(
         &c,
-        json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "env": {"SSL_CERT_FILE": "/x"}}),
+        json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "workdir": "/tmp/.airlock"}),
     )
     .await;
     let ended = wait(&c, &id).await;
@@ -160,7 +178,7 @@ async fn init_start_path() {
     assert_eq!(ended["end_reason"]["kind"], "error", "{ended}");
     let message = ended["end_reason"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("init_config:"), "{ended}");
-    assert!(message.contains("env_reserved"), "{ended}");
+    assert!(message.contains("seed_write"), "{ended}");
     let logs = container_log(&c, &id).await;
     assert!(logs.contains("airlock-init: "), "{logs}");
     timing.phase("ends");
