@@ -4,7 +4,7 @@
 //! through `--airlock-enter`), while the container's `Config.Env` holds no user value; an
 //! orphan is reaped; the workload's exit code is the sandbox's; a trust variable in the user's
 //! env is a 400; a frame init cannot carry out ends the sandbox `failed` with an `init_config`
-//! message.
+//! message; an exec's background children end with it unless they left its process group.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -182,4 +182,55 @@ async fn init_start_path() {
     let logs = container_log(&c, &id).await;
     assert!(logs.contains("airlock-init: "), "{logs}");
     timing.phase("ends");
+}
+
+/// The `sleep` arguments still running in sandbox `id` (zombies have no command line).
+async fn sleepers(c: &AgentApi, id: &str) -> Vec<String> {
+    let scan = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done";
+    let (code, out) = c.sh(ADMIN_TOKEN, id, scan).await;
+    assert_eq!(code, 0, "{out}");
+    let mut found: Vec<String> = out
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("sleep "))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn an_execs_background_children_end_with_it_but_a_setsid_one_stays() {
+    let mut timing = Timing::start("exec_leftovers");
+    let dind = dind_with_testbox(DindOptions::new("exec_leftovers"), &mut timing)
+        .await
+        .unwrap();
+    let c = AgentApi::start(dind, &[], &mut timing).await;
+    let id = create(&c, json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]})).await;
+
+    // A plain background child, one that ignores SIGHUP and SIGTERM (`nohup`, and more), and
+    // one in a session of its own. The exec returns once all three run (the third has called
+    // setsid when it writes /tmp/left).
+    let script = "rm -f /tmp/left
+        sleep 1001 >/dev/null 2>&1 &
+        (trap '' HUP TERM; exec sleep 1002) >/dev/null 2>&1 &
+        setsid sh -c ': > /tmp/left; exec sleep 1003' >/dev/null 2>&1 &
+        until [ -e /tmp/left ] && [ \"$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' \
+            | grep -c '^100[12]$')\" = 2 ]; do sleep 0.05; done
+        echo started";
+    let (code, out) = c.sh(ADMIN_TOKEN, &id, script).await;
+    assert_eq!((code, out.trim()), (0, "started"));
+
+    // The exec's group is ended with it (SIGTERM, then SIGKILL); the setsid one is the
+    // sandbox's until it ends.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = sleepers(&c, &id).await;
+        if left == ["1003", "300"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    timing.phase("leftovers");
+    c.delete(ADMIN_TOKEN, &format!("/v1/sandboxes/{id}")).await;
 }
