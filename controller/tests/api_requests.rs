@@ -159,6 +159,14 @@ async fn bad_input_on_every_field_is_a_400_naming_the_field() {
         (with("cmd", json!([long])), "cmd"),
         (with("env", json!({"1BAD": "x"})), "env.1BAD"),
         (with("env", json!({"HTTP_PROXY": "x"})), "env.HTTP_PROXY"),
+        (
+            with("env", json!({"SSL_CERT_FILE": "x"})),
+            "env.SSL_CERT_FILE",
+        ),
+        (
+            with("env", json!({"NODE_EXTRA_CA_CERTS": "x"})),
+            "env.NODE_EXTRA_CA_CERTS",
+        ),
         (with("env", json!({"AIRLOCK_X": "x"})), "env.AIRLOCK_X"),
         (with("env", json!({"OK": "a\u{0}b"})), "env.OK.value"),
         (with("limits", json!({"cpus": 0.0})), "limits.cpus"),

@@ -4,33 +4,18 @@
 //! allocation as the sandbox's. The new CHECK wants exactly one holder.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::sandbox::SandboxId;
 use airlock::store::Store;
-use sqlx::migrate::Migrator;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use common::upgrade::migrations_up_to;
+
 /// The last migration before pool members.
 const BEFORE: i64 = 17;
-
-/// `flavour`'s migrations up to [`BEFORE`], copied byte for byte (so their checksums match).
-async fn migrations_before(flavour: &str, dir: &Path) -> Migrator {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../migrations")
-        .join(flavour);
-    for file in std::fs::read_dir(&source).unwrap() {
-        let file = file.unwrap();
-        let name = file.file_name().into_string().unwrap();
-        let version: i64 = name[..4].parse().unwrap();
-        if version <= BEFORE {
-            std::fs::copy(file.path(), dir.join(&name)).unwrap();
-        }
-    }
-    Migrator::new(dir).await.unwrap()
-}
 
 /// Writes a user, a sandbox and its allocation through `$pool` the way a 0017 controller did;
 /// evaluates to the sandbox's id.
@@ -94,7 +79,6 @@ macro_rules! check_upgraded {
 #[tokio::test]
 async fn sqlite_allocations_survive_the_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let files = tempfile::tempdir().unwrap();
     let path = dir.path().join("airlock.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -102,7 +86,7 @@ async fn sqlite_allocations_survive_the_rebuild() {
         .execute(&pool)
         .await
         .unwrap();
-    migrations_before("sqlite", files.path())
+    migrations_up_to("sqlite", BEFORE)
         .await
         .run(&pool)
         .await
@@ -124,9 +108,8 @@ async fn postgres_allocations_survive_the_upgrade() {
         .await
         .unwrap()
         .unwrap();
-    let files = tempfile::tempdir().unwrap();
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    migrations_before("postgres", files.path())
+    migrations_up_to("postgres", BEFORE)
         .await
         .run(&pool)
         .await

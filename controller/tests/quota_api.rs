@@ -298,12 +298,21 @@ async fn secrets_are_per_user_and_never_shown() {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     assert_eq!(reply.body["fields"][0]["field"], "secret_env.DB");
-    let reserved = create(json!({"HTTP_PROXY": "db"}));
-    let reply = h
-        .call(&alice.token, Method::POST, "/v1/sandboxes", Some(reserved))
-        .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
-    assert_eq!(reply.body["fields"][0]["field"], "secret_env.HTTP_PROXY");
+    for name in ["HTTP_PROXY", "SSL_CERT_FILE"] {
+        let reserved = create(json!({ name: "db" }));
+        let reply = h
+            .call(&alice.token, Method::POST, "/v1/sandboxes", Some(reserved))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+        assert_eq!(
+            reply.body["fields"][0]["field"],
+            format!("secret_env.{name}")
+        );
+        assert_eq!(
+            reply.body["fields"][0]["reason"],
+            "is reserved for the controller"
+        );
+    }
     // A valid reference reaches Docker (unreachable here): a generic 500, no value.
     let good = create(json!({"DB_PASSWORD": "db"}));
     let reply = h

@@ -4,34 +4,19 @@
 //! refuses any other spelling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use airlock::accounts::user::UserId;
 use airlock::config::{DatabaseConfig, Secret};
 use airlock::secrets::Exposure;
 use airlock::store::Store;
-use sqlx::migrate::Migrator;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use common::upgrade::migrations_up_to;
+
 /// The last migration before secrets had an exposure.
 const BEFORE: i64 = 12;
-
-/// `flavour`'s migrations up to [`BEFORE`], copied byte for byte (so their checksums match).
-async fn migrations_before(flavour: &str, dir: &Path) -> Migrator {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../migrations")
-        .join(flavour);
-    for file in std::fs::read_dir(&source).unwrap() {
-        let file = file.unwrap();
-        let name = file.file_name().into_string().unwrap();
-        let version: i64 = name[..4].parse().unwrap();
-        if version <= BEFORE {
-            std::fs::copy(file.path(), dir.join(&name)).unwrap();
-        }
-    }
-    Migrator::new(dir).await.unwrap()
-}
 
 /// Writes a user and one secret the way a 0012 controller did; returns the user.
 async fn old_secret<DB>(pool: &sqlx::Pool<DB>) -> UserId
@@ -98,11 +83,10 @@ async fn upgraded(config: &DatabaseConfig, owner: UserId) {
 #[tokio::test]
 async fn an_old_sqlite_secret_reads_as_env() {
     let dir = tempfile::tempdir().unwrap();
-    let files = tempfile::tempdir().unwrap();
     let path = dir.path().join("airlock.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    migrations_before("sqlite", files.path())
+    migrations_up_to("sqlite", BEFORE)
         .await
         .run(&pool)
         .await
@@ -125,9 +109,8 @@ async fn an_old_postgres_secret_reads_as_env() {
         .await
         .unwrap()
         .unwrap();
-    let files = tempfile::tempdir().unwrap();
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    migrations_before("postgres", files.path())
+    migrations_up_to("postgres", BEFORE)
         .await
         .run(&pool)
         .await

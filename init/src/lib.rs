@@ -6,6 +6,7 @@
 //! The `runner` feature (on by default) is the process; without it the crate is only the frame
 //! (its type, encoder and validator), which the controller uses to write what init parses.
 
+pub mod exit;
 pub mod frame;
 #[cfg(feature = "runner")]
 pub mod run;

@@ -247,7 +247,8 @@ mod tests {
     fn every_bad_field_is_reported() {
         let got = fields(serde_json::json!({
             "cmd": [],
-            "env": {"1BAD": "x", "HTTP_PROXY": "y", "AIRLOCK_X": "z", "OK": "nul\u{0}"},
+            "env": {"1BAD": "x", "HTTP_PROXY": "y", "AIRLOCK_X": "z", "OK": "nul\u{0}",
+                "GIT_SSL_CAINFO": "w"},
             "timeout_s": 0,
         }));
         expect_test::expect![[r#"
@@ -255,6 +256,7 @@ mod tests {
                 "cmd: must name a program (a non-empty first element)",
                 "env.1BAD: must be letters, digits and `_`, not starting with a digit",
                 "env.AIRLOCK_X: is reserved for the controller",
+                "env.GIT_SSL_CAINFO: is reserved for the controller",
                 "env.HTTP_PROXY: is reserved for the controller",
                 "env.OK.value: must not contain NUL",
                 "timeout_s: must be between 1 and 3600",

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use airlock_init::exit::{
+    EXIT_BAD_FRAME, EXIT_CONFIG, EXIT_INTERNAL, EXIT_NO_FRAME, REPORT_PREFIX,
+};
+
 use super::string_enum::string_enum;
 use super::SandboxState;
 
@@ -70,14 +74,51 @@ pub struct EndReasonError {
     pub exit_code: Option<i64>,
 }
 
-/// The prefix of the message of a sandbox whose `airlock-init` refused to start it.
-pub const INIT_CONFIG: &str = "init_config";
+/// `airlock-init`'s own exits before the workload runs, each with the prefix of the message
+/// a sandbox that ends so gets. One table: a status not in it is the workload's.
+const INIT_EXITS: [(u8, &str); 4] = [
+    // A refused frame, or one it could not apply (workdir, seed files).
+    (EXIT_BAD_FRAME, "init_config"),
+    // Init's own environment, as the controller set it.
+    (EXIT_CONFIG, "init_config"),
+    // No frame within the idle timeout, or stdin closed before a whole one.
+    (EXIT_NO_FRAME, "init_no_frame"),
+    // Init itself could not set up or start the workload.
+    (EXIT_INTERNAL, "init_internal"),
+];
 
-/// A sandbox whose `airlock-init` refused its frame or could not apply it (`report` is init's
-/// JSON line): it ends `failed`, reason `error`, with an `init_config: ...` message.
-pub fn init_config(report: &str) -> EndReason {
-    EndReason::Error {
-        message: Some(format!("{INIT_CONFIG}: {report}")),
+/// An exit status `airlock-init` uses for its own failures before the workload runs. Whether
+/// init or the workload exited with it is told by the container's last log line
+/// ([`InitExit::reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitExit {
+    prefix: &'static str,
+}
+
+impl InitExit {
+    /// The init exit a container's status may be: a code from the table, not an OOM kill.
+    pub fn of(exit_code: Option<i64>, oom_killed: bool) -> Option<Self> {
+        let code = exit_code?;
+        INIT_EXITS
+            .iter()
+            .find(|(status, _)| i64::from(*status) == code && !oom_killed)
+            .map(|(_, prefix)| Self { prefix })
+    }
+
+    /// The message prefix (`init_config`, `init_no_frame`, `init_internal`).
+    pub fn prefix(self) -> &'static str {
+        self.prefix
+    }
+
+    /// How the sandbox ended, given the last line of its container's log when that line was
+    /// written on stderr: init's `airlock-init: {...}` line means init gave up (`failed`,
+    /// reason `error`, message `<prefix>: {...}`); anything else, or none, means the workload
+    /// exited with the same status itself (`None`: read the exit as usual).
+    pub fn reason(self, last_stderr_line: Option<&str>) -> Option<EndReason> {
+        let report = last_stderr_line?.trim_end().strip_prefix(REPORT_PREFIX)?;
+        Some(EndReason::Error {
+            message: Some(format!("{}: {}", self.prefix, report.trim())),
+        })
     }
 }
 
@@ -165,5 +206,54 @@ pub fn from_exit(exit_code: Option<i64>, oom_killed: bool) -> EndReason {
         Some(SIGKILL_EXIT) => EndReason::Killed,
         Some(code) => EndReason::Exited { code },
         None => EndReason::Lost,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"airlock-init: {"error":"idle_timeout","message":"no frame within 60s"}"#;
+
+    fn message(reason: Option<EndReason>) -> Option<String> {
+        reason.and_then(|r| r.message().map(str::to_owned))
+    }
+
+    #[test]
+    fn each_init_exit_with_inits_last_line_fails_with_its_prefix() {
+        let report = r#"{"error":"idle_timeout","message":"no frame within 60s"}"#;
+        for (code, prefix) in [
+            (64, "init_config"),
+            (78, "init_config"),
+            (75, "init_no_frame"),
+            (70, "init_internal"),
+        ] {
+            let exit = InitExit::of(Some(code), false).unwrap();
+            assert_eq!(exit.prefix(), prefix);
+            let reason = exit.reason(Some(LINE));
+            assert_eq!(
+                reason.as_ref().map(EndReason::final_state),
+                Some(SandboxState::Failed)
+            );
+            assert_eq!(
+                message(reason),
+                Some(format!("{prefix}: {report}")),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_workload_exiting_with_an_init_status_itself_is_not_misread() {
+        let exit = InitExit::of(Some(75), false).unwrap();
+        // The workload's own last line, or no stderr line last: read the exit as usual.
+        assert_eq!(exit.reason(Some("retry later")), None);
+        assert_eq!(exit.reason(None), None);
+        assert_eq!(exit.reason(Some(&format!("x {LINE}"))), None);
+        // Other statuses, and an OOM kill, are never init's.
+        for code in [Some(0), Some(1), Some(3), Some(65), Some(137), None] {
+            assert_eq!(InitExit::of(code, false), None, "{code:?}");
+        }
+        assert_eq!(InitExit::of(Some(64), true), None);
     }
 }

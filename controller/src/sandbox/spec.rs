@@ -20,8 +20,10 @@ use checks::{
 };
 
 mod checks;
+mod reserved;
 
 pub use checks::is_env_name;
+pub use reserved::{RESERVED_ENV, RESERVED_ENV_PREFIX, TRUST_BUNDLE_ENV, TRUST_CA_ENV};
 
 /// Most arguments in `cmd`.
 pub const MAX_CMD_ARGS: usize = 256;
@@ -43,24 +45,8 @@ pub const MIN_MEMORY_MB: u64 = 6;
 pub const MIN_PIDS: u64 = 8;
 /// The label prefix reserved for the controller (DESIGN.md invariant 7).
 pub const RESERVED_LABEL_PREFIX: &str = "airlock.";
-/// Environment variables the controller sets itself (the proxy settings).
-pub const RESERVED_ENV: [&str; 11] = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "NODE_USE_ENV_PROXY",
-    "DOCKER_HOST",
-    "HOME",
-];
 /// Where every sandbox's writable home is mounted; `HOME` points at it.
 pub const HOME_DIR: &str = "/home/agent";
-/// Environment variable prefix reserved for values the controller injects later.
-pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
 
 /// An unvalidated create request, already decoded from the API's JSON.
 #[derive(Clone, Debug, Default, PartialEq)]

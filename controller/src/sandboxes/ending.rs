@@ -10,9 +10,6 @@ use crate::docker::ContainerStatus;
 use crate::sandbox::{end, DesiredState, EndReason, SandboxEvent, SandboxId, SandboxState};
 use crate::store::{Sandbox, Scope, StoreError};
 
-/// `airlock-init`'s exit status for a refused frame (`EX_USAGE`).
-const INIT_BAD_FRAME: i64 = 64;
-
 /// Exit codes above this mean the process was ended by a signal (128 + the signal number).
 const SIGNAL_EXIT: i64 = 128;
 
@@ -88,14 +85,18 @@ impl Sandboxes {
         self.finish(&sandbox, reason).await.map(drop)
     }
 
-    /// How a container ended: when `airlock-init` itself gave up (a refused frame, a missing
-    /// workdir: exit 64, its line on stderr), `failed` with an `init_config: ...` message;
-    /// otherwise as its exit says.
+    /// How a container ended: when `airlock-init` itself gave up before the workload ran (an
+    /// init exit status, [`end::InitExit`], with init's line last on stderr), `failed` with an
+    /// `init_config: ...`, `init_no_frame: ...` or `init_internal: ...` message; otherwise as
+    /// its exit says.
     async fn init_end(&self, container: &str, status: &ContainerStatus) -> EndReason {
-        if status.exit_code == Some(INIT_BAD_FRAME) && !status.oom_killed {
-            match self.docker.init_failure(container).await {
-                Ok(Some(report)) => return end::init_config(&report),
-                Ok(None) => {}
+        if let Some(init) = end::InitExit::of(status.exit_code, status.oom_killed) {
+            match self.docker.last_stderr_line(container).await {
+                Ok(line) => {
+                    if let Some(reason) = init.reason(line.as_deref()) {
+                        return reason;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, container, "Could not read the init failure line");
                 }

@@ -8,6 +8,9 @@
 //!   `timed_out: true`, no exit code and the output read so far. Docker has no call that
 //!   kills an exec, so the process is abandoned: it keeps running inside the sandbox, bounded
 //!   by the sandbox's pids, memory and lifetime limits, until it exits or the sandbox ends.
+//! - Every exec runs through `airlock-init --airlock-enter`, which puts the command in a
+//!   process group of its own and ends that group (SIGTERM, then SIGKILL) once the command
+//!   exits: its background children end with it; only what left the group (`setsid`) stays.
 //! - The interactive form (the WebSocket, [`AttachExec`]) attaches stdin and
 //!   may ask for a TTY; the caller pumps its input and output. The same holds for its timeout,
 //!   and for a client that goes away: its stdin closes, but a process that ignores that keeps

@@ -108,7 +108,7 @@ pub(super) fn frame(
         workdir: workdir.clone(),
     };
     let run = serde_json::to_string(&run)
-        .map_err(|_json| SandboxError::Conflict("the run file does not encode".to_owned()))?;
+        .map_err(|_json| SandboxError::Internal("the run file does not encode"))?;
     Ok(Frame {
         v: VERSION,
         sandbox_id: placement.id.to_string(),

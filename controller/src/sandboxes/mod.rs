@@ -243,6 +243,10 @@ pub enum SandboxError {
     /// The `airlock-init` binary cannot be read (`AIRLOCK_INIT_BINARY`).
     #[error(transparent)]
     InitBinary(#[from] launch::InitBinaryError),
+    /// The controller broke one of its own invariants (a value it built does not encode): a
+    /// bug, never the caller's doing (500 `internal`).
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
 // === impl Sandboxes ===

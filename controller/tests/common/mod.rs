@@ -11,6 +11,7 @@
 )]
 
 pub(crate) mod backends;
+pub(crate) mod upgrade;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::exit::REPORT_PREFIX;
 use crate::frame::{self, FrameError, Rules};
 
 pub mod enter;
@@ -20,20 +21,13 @@ mod seed;
 mod signals;
 mod supervise;
 
+pub use crate::exit::{EXIT_BAD_FRAME, EXIT_CONFIG, EXIT_INTERNAL, EXIT_NO_FRAME};
 pub use env::{CA_FILE_VAR, IDLE_VAR, WRITABLE_VAR};
 
 /// The hidden first argument of the workload's first step (see `exec`).
 pub const EXEC_FLAG: &str = "--airlock-exec";
 /// Where `ca_pem` goes when `AIRLOCK_INIT_CA_FILE` is unset.
 pub const DEFAULT_CA_FILE: &str = "/run/airlock/tls/ca.pem";
-/// Bad frame, or one that asks for what cannot be done (`EX_USAGE`).
-pub const EXIT_BAD_FRAME: u8 = 64;
-/// No frame: idle timeout, or EOF before a whole frame (`EX_TEMPFAIL`).
-pub const EXIT_NO_FRAME: u8 = 75;
-/// Init's own environment is invalid (`EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
-/// Init itself failed (`EX_SOFTWARE`).
-pub const EXIT_INTERNAL: u8 = 70;
 /// The program exists but cannot be executed.
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// The program was not found.
@@ -110,7 +104,7 @@ impl Failure {
 /// Writes `airlock-init: {"error":code,"message":message}` on stderr.
 pub fn report(code: &str, message: &str) {
     let line = serde_json::json!({ "error": code, "message": message });
-    let _ = writeln!(std::io::stderr().lock(), "airlock-init: {line}");
+    let _ = writeln!(std::io::stderr().lock(), "{REPORT_PREFIX}{line}");
 }
 
 /// Init's settings, from its own environment (set by the controller, never by the frame).

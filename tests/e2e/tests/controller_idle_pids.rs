@@ -351,7 +351,8 @@ async fn a_fork_bomb_is_contained_by_the_pids_limit() {
     timing.phase("create");
 
     // The classic fork bomb, then a loop of sleepers to hold the cgroup at its limit. The exec
-    // is abandoned at its timeout (the sleepers keep its output open); what it started stays.
+    // is abandoned at its timeout; once its shell exits (on a refused fork), the exec's wrapper
+    // ends its process group, so the bomb does not outlive it for long.
     let bomb_cmd = "b(){ b|b& }; b; while :; do sleep 300 & done";
     let body = json!({"cmd": ["sh", "-c", bomb_cmd], "timeout_s": 2});
     let uri = format!("/v1/sandboxes/{bomb}/exec");

@@ -2,8 +2,9 @@
 //! over mTLS: PID 1 is `/.airlock/init` from the node's read-only runtime volume; the workload
 //! gets its argv, env and working directory from the binding frame (and an exec gets the same
 //! through `--airlock-enter`), while the container's `Config.Env` holds no user value; an
-//! orphan is reaped; the workload's exit code is the sandbox's; a frame init refuses ends the
-//! sandbox `failed` with an `init_config` message.
+//! orphan is reaped; the workload's exit code is the sandbox's; a trust variable in the user's
+//! env is a 400; a frame init cannot carry out ends the sandbox `failed` with an `init_config`
+//! message; an exec's background children end with it unless they left its process group.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -147,12 +148,29 @@ async fn init_start_path() {
     assert_eq!(ended["state"], "exited", "{ended}");
     assert_eq!(ended["exit_code"], 3, "{ended}");
 
-    // A frame init refuses (the controller passes `SSL_CERT_FILE` in the user's env, init
-    // keeps the trust variables for Airlock): the sandbox fails with an init_config message
-    // and init's line is in its log.
+    // A trust variable in the user's env is refused by the controller (init would refuse the
+    // frame): a 400 naming the field, no sandbox.
+    let (status, refused) = c
+        .call(
+            ADMIN_TOKEN,
+            Method::POST,
+            "/v1/sandboxes",
+            Some(json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "env": {"SSL_CERT_FILE": "/x"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        refused["fields"][0]["field"], "env.SSL_CERT_FILE",
+        "{refused}"
+    );
+
+    // A frame init cannot carry out though the controller lets it through: the workdir
+    // `/tmp/.airlock` is created by the runtime, root-owned, so init (not root) cannot write
+    // its run file there. The sandbox fails with an init_config message and init's line is in
+    // its log.
     let id = create(
         &c,
-        json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "env": {"SSL_CERT_FILE": "/x"}}),
+        json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "workdir": "/tmp/.airlock"}),
     )
     .await;
     let ended = wait(&c, &id).await;
@@ -160,8 +178,59 @@ async fn init_start_path() {
     assert_eq!(ended["end_reason"]["kind"], "error", "{ended}");
     let message = ended["end_reason"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("init_config:"), "{ended}");
-    assert!(message.contains("env_reserved"), "{ended}");
+    assert!(message.contains("seed_write"), "{ended}");
     let logs = container_log(&c, &id).await;
     assert!(logs.contains("airlock-init: "), "{logs}");
     timing.phase("ends");
+}
+
+/// The `sleep` arguments still running in sandbox `id` (zombies have no command line).
+async fn sleepers(c: &AgentApi, id: &str) -> Vec<String> {
+    let scan = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done";
+    let (code, out) = c.sh(ADMIN_TOKEN, id, scan).await;
+    assert_eq!(code, 0, "{out}");
+    let mut found: Vec<String> = out
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("sleep "))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn an_execs_background_children_end_with_it_but_a_setsid_one_stays() {
+    let mut timing = Timing::start("exec_leftovers");
+    let dind = dind_with_testbox(DindOptions::new("exec_leftovers"), &mut timing)
+        .await
+        .unwrap();
+    let c = AgentApi::start(dind, &[], &mut timing).await;
+    let id = create(&c, json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "300"]})).await;
+
+    // A plain background child, one that ignores SIGHUP and SIGTERM (`nohup`, and more), and
+    // one in a session of its own. The exec returns once all three run (the third has called
+    // setsid when it writes /tmp/left).
+    let script = "rm -f /tmp/left
+        sleep 1001 >/dev/null 2>&1 &
+        (trap '' HUP TERM; exec sleep 1002) >/dev/null 2>&1 &
+        setsid sh -c ': > /tmp/left; exec sleep 1003' >/dev/null 2>&1 &
+        until [ -e /tmp/left ] && [ \"$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' \
+            | grep -c '^100[12]$')\" = 2 ]; do sleep 0.05; done
+        echo started";
+    let (code, out) = c.sh(ADMIN_TOKEN, &id, script).await;
+    assert_eq!((code, out.trim()), (0, "started"));
+
+    // The exec's group is ended with it (SIGTERM, then SIGKILL); the setsid one is the
+    // sandbox's until it ends.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = sleepers(&c, &id).await;
+        if left == ["1003", "300"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    timing.phase("leftovers");
+    c.delete(ADMIN_TOKEN, &format!("/v1/sandboxes/{id}")).await;
 }

@@ -92,6 +92,13 @@ async fn error_bodies() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     expect_test::expect![[r#"{"error":"capacity","message":"no sandbox network capacity left"}"#]]
         .assert_eq(&body);
+
+    // A broken invariant of the controller's own is a 500 whose detail is only logged.
+    let internal = ApiError::from(SandboxError::Internal("the run file does not encode"));
+    let (status, body) = render(internal).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains(r#""error":"internal""#), "{body}");
+    assert!(!body.contains("run file"), "{body}");
 }
 
 #[tokio::test]

@@ -20,8 +20,6 @@ use crate::docker::spec::runtime::{
 /// never occur in a frame: its JSON body has no byte below 0x20 and only the four length bytes
 /// of its header can be control bytes.
 const DETACH_KEYS: &str = "ctrl-a,ctrl-b,ctrl-c,ctrl-d,ctrl-e";
-/// How `airlock-init` starts its one stderr line about a failure.
-const INIT_PREFIX: &str = "airlock-init: ";
 /// How long the daemon gets to close the attach once the frame is written and half-closed.
 const ATTACH_CLOSE: Duration = Duration::from_secs(5);
 
@@ -117,27 +115,28 @@ impl DockerClient {
         Ok(uploaded)
     }
 
-    /// The failure `airlock-init` reported in `container`'s log (the JSON after its
-    /// `airlock-init: ` prefix, from the last few stderr lines), if any.
-    pub async fn init_failure(&self, container: &str) -> Result<Option<String>, DockerError> {
+    /// The last line of `container`'s log, when it was written on stderr (`None` when the log
+    /// is empty or ends with a stdout line): where `airlock-init` reports a failure before the
+    /// workload runs.
+    pub async fn last_stderr_line(&self, container: &str) -> Result<Option<String>, DockerError> {
         let options = LogsOptions {
-            stdout: false,
+            stdout: true,
             stderr: true,
             tail: "5".to_owned(),
             ..LogsOptions::default()
         };
         let mut output = self.bollard().logs(container, Some(options));
-        let mut found = None;
+        let mut last: Option<(bool, String)> = None;
         while let Some(chunk) = output.next().await {
-            let bytes = chunk?.into_bytes();
+            let chunk = chunk?;
+            let stderr = matches!(chunk, LogOutput::StdErr { .. });
+            let bytes = chunk.into_bytes();
             let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines() {
-                if let Some(report) = line.strip_prefix(INIT_PREFIX) {
-                    found = Some(report.trim().to_owned());
-                }
+            if let Some(line) = text.lines().rev().find(|line| !line.trim().is_empty()) {
+                last = Some((stderr, line.to_owned()));
             }
         }
-        Ok(found)
+        Ok(last.and_then(|(stderr, line)| stderr.then_some(line)))
     }
 
     async fn fill_runtime(&self, helper: &str, init: &[u8]) -> Result<bool, DockerError> {

@@ -4,16 +4,19 @@
 //! Invariants of the probe container body (snapshot-tested):
 //! - it joins the sandbox's network namespace (`network_mode: container:<id>`) and no
 //!   network of its own, so it sees exactly what the sandbox sees;
-//! - it is hardened like a sandbox: `CapDrop: [ALL]`, no-new-privileges, not privileged,
-//!   read-only root, non-root user, no devices, binds or mounts, small pids and memory limits;
+//! - it is hardened like a sandbox, from the helpers' host config
+//!   ([`super::helper::isolated_host_config`]): `CapDrop: [ALL]`, no-new-privileges, not
+//!   privileged, read-only root, non-root user, no devices, binds or mounts, a capped log, and
+//!   its own small pids, memory and CPU limits;
 //! - it carries only the `airlock.sandbox.id` label (not `airlock.node`), so the reconciler
 //!   never mistakes it for the sandbox's container, while deleting the sandbox removes it.
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig};
 
-use super::{LABEL_SANDBOX_ID, LOG_MAX_SIZE};
+use super::helper::isolated_host_config;
+use super::LABEL_SANDBOX_ID;
 use crate::sandbox::SandboxId;
 
 /// The user the probe runs as.
@@ -48,30 +51,16 @@ pub fn probe_body(
         )])),
         network_disabled: Some(false),
         host_config: Some(HostConfig {
+            // The sandbox's network namespace instead of none, and its own limits; the rest
+            // is the helpers' hardening.
             network_mode: Some(format!("container:{container}")),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            cap_add: Some(Vec::new()),
-            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
-            privileged: Some(false),
-            readonly_rootfs: Some(true),
             pids_limit: Some(PROBE_PIDS),
             memory: Some(PROBE_MEMORY),
             memory_swap: Some(PROBE_MEMORY),
             nano_cpus: Some(PROBE_NANO_CPUS),
-            devices: Some(Vec::new()),
-            binds: Some(Vec::new()),
-            mounts: Some(Vec::new()),
             publish_all_ports: Some(false),
             ipc_mode: Some("private".to_owned()),
-            auto_remove: Some(false),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            ..HostConfig::default()
+            ..isolated_host_config()
         }),
         ..ContainerCreateBody::default()
     }
@@ -105,5 +94,32 @@ mod tests {
             probe_name(id, "ab12"),
             "airlock-probe-0193a1b2-0000-7000-8000-000000000001-ab12"
         );
+    }
+
+    #[test]
+    fn the_probe_host_config_is_exactly_this() {
+        let id: SandboxId = "0193a1b2-0000-7000-8000-000000000001".parse().unwrap();
+        let body = probe_body(id, "airlock/probe:dev", "c0ffee", Vec::new());
+        let json = serde_json::to_value(&body).unwrap();
+        let want = serde_json::json!({
+            "NetworkMode": "container:c0ffee",
+            "CapDrop": ["ALL"],
+            "CapAdd": [],
+            "SecurityOpt": ["no-new-privileges:true"],
+            "Privileged": false,
+            "ReadonlyRootfs": true,
+            "PidsLimit": 512,
+            "Memory": 67_108_864,
+            "MemorySwap": 67_108_864,
+            "NanoCpus": 500_000_000,
+            "Devices": [],
+            "Binds": [],
+            "Mounts": [],
+            "PublishAllPorts": false,
+            "IpcMode": "private",
+            "AutoRemove": false,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "1"}},
+        });
+        assert_eq!(json["HostConfig"], want);
     }
 }

@@ -17,6 +17,7 @@ use bollard::models::{ContainerCreateBody, Mount, VolumeCreateRequest};
 use super::helper::{helper_body, helper_labels, HelperKind, HelperSpec};
 use super::volume::volume_mount;
 use super::{LABEL_NODE, LABEL_SANDBOX_ID};
+use crate::sandbox::spec::{TRUST_BUNDLE_ENV, TRUST_CA_ENV};
 use crate::sandbox::SandboxId;
 
 /// Where a sandbox mounts its trust volume.
@@ -61,19 +62,11 @@ pub fn trust_mount(id: SandboxId) -> Mount {
 /// sandbox's CA. The bundle replaces the system store (those clients read one file); Node
 /// and Deno add the CA to their own store.
 pub fn trust_env() -> Vec<String> {
-    let bundle = [
-        "SSL_CERT_FILE",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "GIT_SSL_CAINFO",
-    ];
-    let mut env: Vec<String> = bundle
+    let bundle = TRUST_BUNDLE_ENV
         .iter()
-        .map(|name| format!("{name}={BUNDLE_FILE}"))
-        .collect();
-    env.push(format!("NODE_EXTRA_CA_CERTS={CA_FILE}"));
-    env.push(format!("DENO_CERT={CA_FILE}"));
-    env
+        .map(|name| format!("{name}={BUNDLE_FILE}"));
+    let ca = TRUST_CA_ENV.iter().map(|name| format!("{name}={CA_FILE}"));
+    bundle.chain(ca).collect()
 }
 
 /// Adds the trust mount to a sandbox container body (the variables, [`trust_env`], travel
@@ -125,6 +118,7 @@ pub fn trust_archive(ca_pem: &[u8], bundle: &[u8]) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::spec::RESERVED_ENV;
 
     #[test]
     fn the_sandbox_mounts_its_trust_volume_read_only_and_the_helper_never_runs_networked() {
@@ -156,6 +150,10 @@ mod tests {
             assert!(env
                 .iter()
                 .any(|e| e.starts_with(&format!("{name}=/run/airlock/tls/"))));
+        }
+        for entry in &env {
+            let name = entry.split('=').next().unwrap();
+            assert!(RESERVED_ENV.contains(&name), "{name} is not reserved");
         }
     }
 
