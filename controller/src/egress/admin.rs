@@ -18,9 +18,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpSocket;
@@ -46,30 +44,8 @@ impl AdminClient {
     /// A client of `addr` with the `airlock certs init` client layout in `dir`
     /// (`ca.pem`, `cert.pem`, `key.pem`).
     pub fn new(addr: SocketAddr, dir: &Path) -> Result<Self, EgressError> {
-        let tls_err =
-            |what: &str, e: &dyn std::fmt::Display| EgressError::Tls(format!("{what}: {e}"));
-        let mut roots = RootCertStore::empty();
-        let ca =
-            CertificateDer::pem_file_iter(dir.join("ca.pem")).map_err(|e| tls_err("ca.pem", &e))?;
-        for cert in ca {
-            roots
-                .add(cert.map_err(|e| tls_err("ca.pem", &e))?)
-                .map_err(|e| tls_err("ca.pem", &e))?;
-        }
-        let certs = CertificateDer::pem_file_iter(dir.join("cert.pem"))
-            .map_err(|e| tls_err("cert.pem", &e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| tls_err("cert.pem", &e))?;
-        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem"))
-            .map_err(|e| tls_err("key.pem", &e))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err("protocols", &e))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
-            .map_err(|e| tls_err("client certificate", &e))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config =
+            crate::docker::client::transport::client_config(dir).map_err(EgressError::Tls)?;
         Ok(Self {
             addr,
             tls: TlsConnector::from(Arc::new(config)),

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use airlock_init::frame::{Frame, SeedFile, VERSION};
+use airlock_init::frame::{Frame, FrameError, SeedFile, MAX_BODY, VERSION};
 use airlock_init::runfile::{RunFile, RUN_FILE};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -125,7 +125,7 @@ pub(super) fn frame(
     })
 }
 
-/// [`frame`], encoded for init's stdin.
+/// [`frame`], encoded for init's stdin; one over init's limit is the request's fault (`env`).
 pub(super) fn encoded_frame(
     spec: &SandboxSpec,
     placement: &Placement<'_>,
@@ -135,7 +135,15 @@ pub(super) fn encoded_frame(
 ) -> Result<Vec<u8>, SandboxError> {
     frame(spec, placement, image, secret_env, trust)?
         .encode()
-        .map_err(|e| SandboxError::Conflict(format!("the binding frame: {e}")))
+        .map_err(|error| match error {
+            FrameError::TooLarge { .. } => SandboxError::Invalid(vec![FieldError {
+                field: "env".to_owned(),
+                problem: Problem::Refused(format!(
+                    "cmd, env and secret_env together are over the {MAX_BODY}-byte binding frame"
+                )),
+            }]),
+            _ => SandboxError::Internal("the binding frame does not encode"),
+        })
 }
 
 /// The node's runtime volume: the `airlock-init` binary at `path`, uploaded once.

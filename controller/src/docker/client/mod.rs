@@ -15,6 +15,7 @@ pub mod images;
 pub mod listing;
 pub mod probe;
 pub mod runtime;
+pub mod transport;
 pub mod trust;
 pub mod volumes;
 
@@ -117,14 +118,7 @@ impl DockerClient {
                 cert_dir,
             } => {
                 install_crypto_provider();
-                Docker::connect_with_ssl(
-                    &tcp_addr(host, *port),
-                    &cert_dir.join("key.pem"),
-                    &cert_dir.join("cert.pem"),
-                    &cert_dir.join("ca.pem"),
-                    CLIENT_TIMEOUT_S,
-                    API_DEFAULT_VERSION,
-                )
+                transport::pooled_tls(host, *port, cert_dir, CLIENT_TIMEOUT_S, API_DEFAULT_VERSION)
             }
             DockerConfig::InsecureTcp { host, port } => Docker::connect_with_http(
                 &tcp_addr(host, *port),

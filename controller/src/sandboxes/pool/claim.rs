@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::Resolved;
 use crate::docker::spec::pool::limits_update;
 use crate::docker::spec::Placement;
-use crate::docker::DockerError;
 use crate::pool::PoolKey;
 use crate::sandbox::{Home, SandboxEvent, SandboxSpec, HOME_DIR};
 use crate::sandboxes::launch;
@@ -135,16 +134,13 @@ impl Sandboxes {
         let id = sandbox.id;
         let (Some(subnet), Some(container)) = (sandbox.subnet, sandbox.container_id.as_deref())
         else {
-            return Err(SandboxError::Docker(DockerError::Unexpected(
+            return Err(SandboxError::Internal(
                 "a claimed member without a subnet or container",
-            )));
+            ));
         };
-        let stdin =
-            self.pools
-                .take(member.id)
-                .ok_or(SandboxError::Docker(DockerError::Unexpected(
-                    "a claimed member without its stdin attach",
-                )))?;
+        let stdin = self.pools.take(member.id).ok_or(SandboxError::Internal(
+            "a claimed member without its stdin attach",
+        ))?;
         // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {
