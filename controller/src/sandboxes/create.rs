@@ -16,8 +16,11 @@
 //!    the row is reserved in the transaction that checks the quota again (the check that
 //!    counts) and holds the volume mounts (one live read-write holder per volume; none on a
 //!    volume sampled over its size).
-//! 4. A repeat of an idempotency key returns the first sandbox. A new one is provisioned
-//!    (network, proxy entry, container, start through init; rolled back on failure).
+//! 4. A repeat of an idempotency key returns the first sandbox. When a warm pool member fits
+//!    the request (`pool::claim`), the row is created in the transaction that claims it and
+//!    the member is bound (proxy entry, limits, the frame); otherwise the row is reserved as
+//!    above and a new sandbox is provisioned (network, proxy entry, container, start through
+//!    init). Either is rolled back on failure.
 //! 5. With `selftest`, the isolation self-test runs; in `required` mode a result other than
 //!    `passed` fails the sandbox closed.
 //! 6. The audit row: `POST /v1/sandboxes`, the sandbox's id, the answer's status. A new one's

@@ -6,7 +6,7 @@
 //!
 //! What an exec leaves behind: the wrapper stays as the command's parent, forwards the signals
 //! it gets to the command's group and, when the command exits, ends that group the way init
-//! ends the workload's (SIGTERM, then SIGKILL after [`super::supervise::GRACE`]), then exits
+//! ends the workload's (SIGTERM, then SIGKILL after 2 s), then exits
 //! with the command's status. So a plain background child (`sh -c 'sleep 1000 &'`, `nohup`
 //! included: it ignores SIGHUP, not SIGTERM or SIGKILL) dies with its exec. A process that left
 //! the group (`setsid`, or an interactive shell's own job groups) is not the exec's any more:
