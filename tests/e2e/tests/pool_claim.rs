@@ -5,7 +5,8 @@
 //! a create with labels goes cold (`pool_miss{reason="labels"}`); the pool refills; a claim
 //! the controller died in the middle of is undone by the next start (sandbox `failed`, member
 //! and container gone), and that second controller adopts the other ready members (same ids,
-//! stdin attach re-opened) and serves a claim from one.
+//! stdin attach re-opened) and serves a claim from one; a listener in an unclaimed member gets
+//! no connection from that sandbox, directly or through the proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -25,6 +26,14 @@ use serde_json::{json, Value};
 use test_support::dind::TESTBOX_IMAGE;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// A listener counting every accepted connection in /tmp/hits.
+const LISTENER: &str =
+    "while true; do echo MEMBER-SECRET | nc -l -p 8080 >/dev/null 2>&1; echo hit >>/tmp/hits; done";
+/// The listener's count.
+const HITS: &str = "cat /tmp/hits 2>/dev/null; true";
+/// A connection from inside the member itself: the listener works.
+const SELF_CONNECT: &str = "nc -w 2 127.0.0.1 8080 </dev/null >/dev/null; true";
 
 /// The pool the controller keeps: two members of the testbox.
 fn pools() -> String {
@@ -281,6 +290,74 @@ async fn warm_claims_bind_late_and_survive_a_controller_restart() {
     .await;
     assert_eq!(out.trim(), "epsilon|/|e");
     timing.phase("restart");
+
+    // An unclaimed member is out of a sandbox's reach: a listener in it (started by the test
+    // through the node) gets no connection from sandbox e, directly or through the proxy.
+    ready(&second, 2).await;
+    let members = f.store.list_members("local").await.unwrap();
+    let idle = members
+        .iter()
+        .find(|m| m.state == MemberState::Ready)
+        .expect("a ready member");
+    let target = format!("airlock-{}", idle.id.sandbox_id());
+    let member_ip = idle.subnet.expect("a ready member holds its /29").sandbox();
+    let in_member = |script: &'static str| {
+        let dind = &f.dind;
+        let target = target.clone();
+        async move {
+            let cmd = ["docker", "exec", target.as_str(), "sh", "-c", script];
+            dind.exec_in_dind(&cmd).await.unwrap()
+        }
+    };
+    let spawn = [
+        "docker",
+        "exec",
+        "-d",
+        target.as_str(),
+        "sh",
+        "-c",
+        LISTENER,
+    ];
+    f.dind.exec_in_dind(&spawn).await.unwrap();
+    let hits = || async { in_member(HITS).await.stdout.lines().count() };
+    let baseline = poll(|| async {
+        in_member(SELF_CONNECT).await;
+        Some(hits().await).filter(|n| *n >= 1)
+    })
+    .await;
+    let direct = format!("nc -w 2 {member_ip} 8080 </dev/null; echo rc=$?");
+    let (status, out) = api_call(
+        &second,
+        TOKEN,
+        Method::POST,
+        &format!("/v1/sandboxes/{e}/exec"),
+        Some(json!({"cmd": ["sh", "-c", direct]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(
+        !out["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SECRET"),
+        "{out}"
+    );
+    let (e_proxy, e_cred) = f.credential(&e).await;
+    let proxied = f
+        .fetch(
+            &e,
+            e_proxy,
+            &format!("http://{member_ip}:8080/"),
+            Some(&e_cred),
+        )
+        .await;
+    assert_eq!(proxied.status, 403, "{proxied:?}");
+    assert_eq!(
+        hits().await,
+        baseline,
+        "a connection reached the unclaimed member"
+    );
+    timing.phase("member-unreachable");
 
     for id in [&a, &b, &c, &d, &e] {
         let (status, body) = api_call(
