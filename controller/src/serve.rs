@@ -132,6 +132,11 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         services = services.egress(plane.clone());
     }
     let services = services.build();
+    // Filled now, so no create pays for it; the helper is made from the proxy's image.
+    if egress.is_some() {
+        let image = &config.egress.image;
+        services.sandboxes.prepare_runtime(image).await;
+    }
     let reconciler = startup_reconcile(&config, store.clone(), docker.clone(), &services).await;
     let listen = Listener::from_config(config.http.clone())?;
     if let Some(files) = &config.http.tls {

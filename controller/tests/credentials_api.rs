@@ -2,7 +2,8 @@
 //! `egress_only` unless it says `"expose": "env"`, a replace without `expose` keeps the stored
 //! one, an unknown exposure is a 400 naming `expose`, the listing and the audit row name the
 //! exposure (never the value), and `secret_env` naming an `egress_only` secret is a 400
-//! `secret_not_exposable` naming `secret_env.<ENV>`. `GET /v1/providers` lists the catalogue
+//! `secret_not_exposable` naming `secret_env.<ENV>`, and more than 256 variables in `env` and
+//! `secret_env` together is a 400 naming `secret_env`. `GET /v1/providers` lists the catalogue
 //! to any signed-in user.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -116,6 +117,24 @@ async fn secret_env_refuses_an_egress_only_secret_naming_the_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_request", "{body}");
     assert_eq!(body["fields"][0]["field"], "secret_env.API_KEY", "{body}");
+
+    // Together with `env`, at most 256 variables: refused before any secret is opened.
+    let many: serde_json::Map<String, serde_json::Value> = (0..250)
+        .map(|i| (format!("S{i}"), json!("shared")))
+        .collect();
+    let env: serde_json::Map<String, serde_json::Value> =
+        (0..10).map(|i| (format!("E{i}"), json!("v"))).collect();
+    let body = json!({"image": "alpine:3", "env": env, "secret_env": many});
+    let (status, body) = call(&h, &token, Method::POST, "/v1/sandboxes", Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["fields"][0]["field"], "secret_env", "{body}");
+    assert!(
+        body["fields"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("256"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

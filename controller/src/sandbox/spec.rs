@@ -23,7 +23,10 @@ mod checks;
 mod reserved;
 
 pub use checks::is_env_name;
-pub use reserved::{RESERVED_ENV, RESERVED_ENV_PREFIX, TRUST_BUNDLE_ENV, TRUST_CA_ENV};
+use reserved::is_airlock_dir;
+pub use reserved::{
+    AIRLOCK_DIRS, RESERVED_ENV, RESERVED_ENV_PREFIX, TRUST_BUNDLE_ENV, TRUST_CA_ENV,
+};
 
 /// Most arguments in `cmd`.
 pub const MAX_CMD_ARGS: usize = 256;
@@ -239,6 +242,9 @@ impl SandboxRequest {
         }
         let workdir = self.workdir.as_deref().map(check_path("workdir"));
         let workdir = workdir.and_then(|w| collect(w, &mut errors));
+        if workdir.as_ref().is_some_and(is_airlock_dir) {
+            errors.push(err("workdir", Problem::Reserved));
+        }
         let home = self.home_volume.as_ref().map(|_| Home::Volume);
         let checked = check_mounts(self.mounts, self.home_volume.as_deref())
             .map_err(|found| errors.extend(found))

@@ -10,8 +10,10 @@
 //! `airlock_env` and `workdir` inside the sandbox for execs (`airlock-init --airlock-enter`).
 //!
 //! The runtime volume is filled once per node and binary ([`Runtime::volume`]): the binary is
-//! read from `AIRLOCK_INIT_BINARY` on first use, hashed, and uploaded through a never-started
-//! helper unless the volume already holds it.
+//! read from `AIRLOCK_INIT_BINARY`, hashed, and uploaded through a never-started helper unless
+//! the volume already holds it. `airlock serve` does this at start ([`Runtime::prepare`], which
+//! also removes the node's unused volumes of older binaries), so no create pays for it; a
+//! start that could not (the node was down) leaves it to the first create.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -196,6 +198,20 @@ impl Runtime {
         self.volume.get().cloned()
     }
 
+    /// At the controller's start: fills this node's runtime volume through a helper made from
+    /// `image` (already on the node), then removes the node's runtime volumes of other binaries
+    /// that no container mounts. Returns the current hash and the volumes removed.
+    pub async fn prepare(
+        &self,
+        docker: &DockerClient,
+        node: &str,
+        image: &str,
+    ) -> Result<(String, Vec<String>), SandboxError> {
+        let sha = self.volume(docker, node, image).await?.to_owned();
+        let removed = docker.prune_runtime_volumes(node, &sha).await?;
+        Ok((sha, removed))
+    }
+
     /// The runtime volume's hash on this node, filled on first use through a helper made from
     /// `image` (already on the node).
     pub async fn volume(
@@ -216,6 +232,28 @@ impl Runtime {
             })
             .await?;
         Ok(sha)
+    }
+}
+
+// === impl Sandboxes ===
+
+impl super::Sandboxes {
+    /// At the controller's start: the node's runtime volume, filled through a helper made from
+    /// `image` (the proxy's, on the node once the egress plane is up), and older runtime volumes
+    /// removed; see [`Runtime::prepare`]. A failure is logged: the first create fills it then.
+    pub async fn prepare_runtime(&self, image: &str) {
+        match self
+            .runtime
+            .prepare(&self.docker, &self.settings.node, image)
+            .await
+        {
+            Ok((sha, removed)) => {
+                tracing::info!(runtime.sha = %sha, removed = ?removed, "Runtime volume prepared");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Runtime volume not prepared at start; the first create fills it");
+            }
+        }
     }
 }
 

@@ -125,7 +125,7 @@ pub struct Sandboxes {
     activity: Activity,
     /// The network plane; `None` with `AIRLOCK_EGRESS=false` (sandboxes then have no egress).
     egress: Option<EgressPlane>,
-    /// The node's runtime volume (`airlock-init`), filled on first use.
+    /// The node's runtime volume (`airlock-init`), filled at start or on first use.
     runtime: Arc<launch::Runtime>,
     /// The node's warm pools.
     pools: Pools,

@@ -1,12 +1,13 @@
-//! A create's `secret_env`: each `NAME` checked (a variable name, not reserved, not also in
-//! `env`) and each named secret of the owner opened into a `NAME=value` entry for the
+//! A create's `secret_env`: at most as many names as `env` leaves room for (together at most
+//! [`MAX_ENV_VARS`], refused before any secret is opened), each `NAME` checked (a variable
+//! name, not reserved, not also in `env`) and each named secret of the owner opened into a `NAME=value` entry for the
 //! binding frame. The values are never stored with the sandbox, logged, returned or audited.
 
 use std::collections::BTreeMap;
 
 use super::{SandboxError, Sandboxes};
 use crate::accounts::user::UserId;
-use crate::sandbox::spec::{is_env_name, RESERVED_ENV, RESERVED_ENV_PREFIX};
+use crate::sandbox::spec::{is_env_name, MAX_ENV_VARS, RESERVED_ENV, RESERVED_ENV_PREFIX};
 use crate::sandbox::{FieldError, Problem};
 
 /// Resolved secret env entries (`NAME=value`); `Debug` never shows the values.
@@ -26,6 +27,12 @@ impl Sandboxes {
     ) -> Result<SecretEnv, SandboxError> {
         if secret_env.is_empty() {
             return Ok(SecretEnv::default());
+        }
+        if env_names.len() + secret_env.len() > MAX_ENV_VARS {
+            return Err(SandboxError::Invalid(vec![FieldError {
+                field: "secret_env".to_owned(),
+                problem: Problem::TooMany { max: MAX_ENV_VARS },
+            }]));
         }
         if !self.peers.secrets.enabled() {
             return Err(crate::secrets::SecretError::Unavailable.into());

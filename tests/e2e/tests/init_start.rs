@@ -3,8 +3,8 @@
 //! gets its argv, env and working directory from the binding frame (and an exec gets the same
 //! through `--airlock-enter`), while the container's `Config.Env` holds no user value; an
 //! orphan is reaped; the workload's exit code is the sandbox's; a trust variable in the user's
-//! env is a 400; a frame init cannot carry out ends the sandbox `failed` with an `init_config`
-//! message; an exec's background children end with it unless they left its process group.
+//! env is a 400, and so is a working directory in Airlock's own directories; an exec's
+//! background children end with it unless they left its process group.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -164,23 +164,16 @@ async fn init_start_path() {
         "{refused}"
     );
 
-    // A frame init cannot carry out though the controller lets it through: the workdir
-    // `/tmp/.airlock` is created by the runtime, root-owned, so init (not root) cannot write
-    // its run file there. The sandbox fails with an init_config message and init's line is in
-    // its log.
-    let id = create(
-        &c,
-        json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "workdir": "/tmp/.airlock"}),
-    )
-    .await;
-    let ended = wait(&c, &id).await;
-    assert_eq!(ended["state"], "failed", "{ended}");
-    assert_eq!(ended["end_reason"]["kind"], "error", "{ended}");
-    let message = ended["end_reason"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("init_config:"), "{ended}");
-    assert!(message.contains("seed_write"), "{ended}");
-    let logs = container_log(&c, &id).await;
-    assert!(logs.contains("airlock-init: "), "{logs}");
+    // A working directory in Airlock's own directories (the run file's, which init makes
+    // root-owned, or the runtime volume) could never work: the controller refuses it.
+    for dir in ["/tmp/.airlock", "/.airlock/x"] {
+        let body = json!({"image": TESTBOX_IMAGE, "cmd": ["true"], "workdir": dir});
+        let (status, refused) = c
+            .call(ADMIN_TOKEN, Method::POST, "/v1/sandboxes", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["fields"][0]["field"], "workdir", "{refused}");
+    }
     timing.phase("ends");
 }
 

@@ -251,6 +251,14 @@ impl Dind {
         Ok(dind)
     }
 
+    /// Restarts the DinD container, as an operator restarting the node's daemon would: its
+    /// dockerd stops (and every container it ran with it), then starts again on the same
+    /// address, data root and certificates. Returns once it answers over mTLS again.
+    pub async fn restart(&self) -> Result<(), DindError> {
+        docker(&["restart", "--time", "5", &self.name]).await?;
+        self.wait_ready(DindOptions::default().ready_timeout).await
+    }
+
     /// The bollard client for the nested daemon (mTLS, version negotiated).
     pub fn docker(&self) -> &Docker {
         &self.docker

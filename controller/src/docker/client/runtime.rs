@@ -1,6 +1,7 @@
 //! The bollard calls of the start path through `airlock-init`: filling the node's runtime
-//! volume once (bodies in [`crate::docker::spec::runtime`]), the stdin attach a sandbox's
-//! binding frame is written on, and the limits update of a claimed pool member.
+//! volume once (bodies in [`crate::docker::spec::runtime`]) and removing older ones, the stdin
+//! attach a sandbox's binding frame is written on, and the limits update of a claimed pool
+//! member.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{DockerClient, DockerError, Removal};
 use crate::docker::spec::runtime::{
     runtime_archive, runtime_helper_body, runtime_helper_name, runtime_volume_body,
-    COMPLETE_MARKER, FILL_MOUNT,
+    COMPLETE_MARKER, FILL_MOUNT, LABEL_RUNTIME,
 };
 
 /// Docker watches an attached stdin for a detach sequence and swallows it. Five control bytes
@@ -113,6 +114,28 @@ impl DockerClient {
         let uploaded = filled?;
         removed?;
         Ok(uploaded)
+    }
+
+    /// Removes `node`'s runtime volumes of any binary but `current` that no container uses
+    /// (Docker refuses to remove a mounted volume: a sandbox still running on an older init
+    /// keeps its volume until a later start). Returns the names removed.
+    pub async fn prune_runtime_volumes(
+        &self,
+        node: &str,
+        current: &str,
+    ) -> Result<Vec<String>, DockerError> {
+        let mut removed = Vec::new();
+        for (name, sha) in self.node_volumes_with(node, LABEL_RUNTIME).await? {
+            if sha == current {
+                continue;
+            }
+            match self.remove_volume(&name).await {
+                Ok(()) => removed.push(name),
+                Err(DockerError::DockerStatus { status: 409, .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
     }
 
     /// The last line of `container`'s log, when it was written on stderr (`None` when the log

@@ -3,6 +3,9 @@
 //! sandbox's CA. A tenant may not set any of them (in `env`, a `secret_env` name or an exec's
 //! env): init refuses a frame whose workload env names one of its reserved names, so the
 //! controller refuses them first, naming the field, rather than let the sandbox fail at start.
+//!
+//! Likewise the directories Airlock owns inside every sandbox ([`AIRLOCK_DIRS`]): no working
+//! directory may lie there.
 
 /// The trust variables that name the sandbox's CA bundle (the image's system store plus the
 /// CA): curl, git, OpenSSL and Python `requests` read one file.
@@ -33,6 +36,18 @@ const CONTROLLER_ENV: [&str; 11] = [
 
 /// Every environment variable the controller sets itself; a tenant's env may name none.
 pub const RESERVED_ENV: [&str; 17] = concat([&CONTROLLER_ENV, &TRUST_BUNDLE_ENV, &TRUST_CA_ENV]);
+
+/// Directories Airlock owns inside every sandbox: the read-only runtime volume (init itself)
+/// and the run file's directory, which init makes root-owned before the workload runs. A
+/// working directory at or under one cannot work, so it is refused (`workdir`: reserved).
+pub const AIRLOCK_DIRS: [&str; 2] = ["/.airlock", "/tmp/.airlock"];
+
+/// Whether `dir` is at or under one of [`AIRLOCK_DIRS`].
+pub(super) fn is_airlock_dir(dir: &super::ContainerPath) -> bool {
+    AIRLOCK_DIRS
+        .iter()
+        .any(|owned| super::ContainerPath::parse(owned).is_ok_and(|owned| dir.is_within(&owned)))
+}
 
 /// Environment variable prefix reserved for values the controller injects later.
 pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
@@ -86,6 +101,19 @@ mod tests {
             let mut errors = Vec::new();
             check_env(vec![((*name).to_owned(), "x".to_owned())], &mut errors);
             assert_eq!(errors, [err("env[0].name", Problem::Reserved)], "{name}");
+        }
+    }
+
+    #[test]
+    fn no_workdir_lies_in_airlock_s_own_directories() {
+        let path = |p: &str| super::super::ContainerPath::parse(p).unwrap();
+        let run_dir = airlock_init::runfile::RUN_FILE.rsplit_once('/').unwrap().0;
+        let runtime = crate::docker::spec::runtime::RUNTIME_MOUNT;
+        for owned in [run_dir, runtime, "/tmp/.airlock/sub", "/.airlock/x"] {
+            assert!(is_airlock_dir(&path(owned)), "{owned}");
+        }
+        for free in ["/tmp", "/tmp/.airlocks", "/airlock", "/", "/home/agent/.airlock"] {
+            assert!(!is_airlock_dir(&path(free)), "{free}");
         }
     }
 }

@@ -5,8 +5,13 @@
 //! member's unbound registration) ‖ the limits update, then the frame on the member's kept
 //! stdin attach, then `claimed` and `running`.
 //!
-//! A claim that fails after the store took the member ends its sandbox `failed` and destroys
-//! the member: a member is never handed out twice.
+//! A claim that fails after the store took the member (its container died with the node's
+//! daemon, the limits update was refused, the frame did not reach init) destroys the member,
+//! which is never handed out again, and makes the same sandbox cold: the member's objects
+//! carry the sandbox's names and are gone before the cold path makes its own, and the row,
+//! its /29, its audit row and its idempotency key stay as the claim wrote them. At most one
+//! workload runs: the member's container is removed (killed) before the cold one starts.
+//! A failed cold path ends the sandbox `failed` like any cold create.
 
 use std::time::Instant;
 
@@ -22,9 +27,6 @@ use crate::sandboxes::launch;
 use crate::sandboxes::provision::{step, Provision};
 use crate::sandboxes::{SandboxError, Sandboxes};
 use crate::store::{PoolMember, Sandbox};
-
-/// The end message of a sandbox whose warm claim failed (the detail goes to the log).
-const CLAIM_FAILED: &str = "the sandbox could not be started from its pool; see the controller log";
 
 crate::sandbox::string_enum! {
     /// Why a create went cold although pools are configured.
@@ -46,6 +48,8 @@ crate::sandbox::string_enum! {
         NoPool = "no_pool",
         /// Its pool had no ready member.
         Empty = "empty",
+        /// It claimed a member that could not be bound (the member was destroyed).
+        ClaimFailed = "claim_failed",
     }
 }
 
@@ -91,7 +95,7 @@ impl Sandboxes {
     }
 
     /// Binds the member the store claimed for `sandbox` and starts its workload; on failure
-    /// the sandbox ends `failed` and the member is destroyed.
+    /// the member is destroyed and the sandbox is provisioned cold.
     pub(in crate::sandboxes) async fn finish_claim(
         &self,
         sandbox: Sandbox,
@@ -99,7 +103,7 @@ impl Sandboxes {
         provision: Provision,
         started: Instant,
     ) -> Result<Sandbox, SandboxError> {
-        let result = self.try_finish_claim(&sandbox, &member, provision).await;
+        let result = self.try_finish_claim(&sandbox, &member, &provision).await;
         self.pools.wake();
         match result {
             Ok(running) => {
@@ -109,10 +113,18 @@ impl Sandboxes {
                 Ok(running)
             }
             Err(error) => {
-                warn!(%error, sandbox.id = %sandbox.id, "A warm claim failed; its member is destroyed");
-                self.fail_created(&sandbox, CLAIM_FAILED).await?;
-                self.destroy_member(member.id).await;
-                Err(error)
+                warn!(
+                    %error,
+                    sandbox.id = %sandbox.id,
+                    "A warm claim failed; its member is destroyed and the sandbox made cold"
+                );
+                self.peers
+                    .metrics
+                    .pool_miss(MissReason::ClaimFailed.as_str());
+                step("destroy_member", self.destroy_member(member.id)).await;
+                // The claim may have bound the sandbox's entry; the cold path pushes its own.
+                self.detach_egress(sandbox.id).await;
+                self.provision(sandbox, provision).await
             }
         }
     }
@@ -122,7 +134,7 @@ impl Sandboxes {
         &self,
         sandbox: &Sandbox,
         member: &PoolMember,
-        provision: Provision,
+        provision: &Provision,
     ) -> Result<Sandbox, SandboxError> {
         let Provision {
             secret_env,
@@ -150,10 +162,16 @@ impl Sandboxes {
             subnet,
             proxy_token: &token,
         };
-        let frame = launch::encoded_frame(&sandbox.spec, &placement, &image, secret_env.0, false)?;
+        let frame = launch::encoded_frame(
+            &sandbox.spec,
+            &placement,
+            image,
+            secret_env.0.clone(),
+            false,
+        )?;
         let bound = async {
             if let Some(plane) = &self.egress {
-                let bind = plane.bind(id, Some(member.id), subnet, &token, &policy, &ceiling);
+                let bind = plane.bind(id, Some(member.id), subnet, &token, policy, ceiling);
                 step("bind_member", bind).await?;
             }
             Ok::<(), SandboxError>(())
