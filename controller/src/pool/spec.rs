@@ -8,7 +8,7 @@ use crate::sandbox::user::UidRanges;
 use crate::sandbox::{FieldError, ImageRef, Limits, LimitsRequest, Problem, RootFs, RunAs};
 
 /// Most members one pool keeps.
-pub const MAX_POOL_SIZE: u64 = 64;
+pub const MAX_POOL_SIZE: u64 = 128;
 /// Most members all of a node's pools keep together.
 pub const MAX_POOL_TOTAL: u64 = 256;
 /// Shortest `max_idle_s`.

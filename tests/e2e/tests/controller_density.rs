@@ -1,8 +1,11 @@
-//! Density: 200 testbox sandboxes, sleeping, alive at once on one DinD node, all created
-//! through the API of the real `airlock serve` binary, then all deleted, with nothing left
-//! behind: no `airlock.*` container or network on the node, no sandbox row, no subnet
-//! allocation. Creates and deletes run with bounded concurrency; the timing figures go to
-//! stderr (`density ...` lines).
+//! Density: 100 sleeping testbox sandboxes and a warm pool of 100 ready members alive at once
+//! on one DinD node (200 containers, 200 /29 networks), through the API of the real
+//! `airlock serve` binary. The sandboxes are created cold (they carry a label, which no member
+//! can take) while the pool fills beside them; one more create is then served warm by a
+//! member. Everything created is deleted, with nothing left behind but the pool: no sandbox
+//! row or subnet allocation, and on the node only the ready members' containers and networks.
+//! Creates and deletes run with bounded concurrency; the timing figures go to stderr
+//! (`density ...` lines).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -11,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use airlock::config::DEFAULT_NODE;
 use airlock::config::{DatabaseConfig, DEFAULT_SQLITE_FILE};
+use airlock::docker::spec::pool::LABEL_MEMBER;
 use airlock::docker::spec::LABEL_NODE;
 use airlock::store::Store;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
-use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve};
+use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with};
 use e2e::stats::{ms, Latencies};
 use e2e::{dind_with_testbox, Timing};
 use futures_util::{stream, StreamExt};
@@ -23,21 +27,27 @@ use test_support::dind::{Dind, DindOptions, TESTBOX_IMAGE};
 
 const TOKEN: &str = "e2e-density-token-0123456789";
 /// Sandboxes alive at once.
-const SANDBOXES: usize = 200;
+const SANDBOXES: usize = 100;
+/// Ready members kept beside them.
+const MEMBERS: u64 = 100;
 /// Requests in flight at once (the node has two cores; more only queues in dockerd).
 const CONCURRENCY: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_sandboxes_alive_at_once_then_nothing_left() {
+async fn a_hundred_sandboxes_and_a_hundred_members_alive_at_once_then_only_the_pool_left() {
     let mut timing = Timing::start("controller_density");
     let binary = airlock_binary().await;
     let dind = dind_with_testbox(DindOptions::new("controller-density"), &mut timing)
         .await
         .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut child = spawn_serve(&binary, &dind, data.path(), TOKEN);
+    let pools = json!([{"image": TESTBOX_IMAGE, "size": MEMBERS, "max_idle_s": 3600}]);
+    let pools = pools.to_string();
+    let vars = [("AIRLOCK_POOLS", pools.as_str())];
+    let mut child = spawn_serve_with(&binary, &dind, data.path(), TOKEN, &vars);
     let (addr, _log) = listen_addr(&mut child).await;
     timing.phase("serve-up");
+    let pool_started = Instant::now();
 
     let started = Instant::now();
     let created: Vec<(String, Duration)> = stream::iter(0..SANDBOXES)
@@ -46,12 +56,28 @@ async fn two_hundred_sandboxes_alive_at_once_then_nothing_left() {
         .collect()
         .await;
     let create_wall = started.elapsed();
-    timing.phase("create-200");
+    timing.phase("create-100");
     report(
         "create",
         created.iter().map(|(_, d)| *d).collect(),
         create_wall,
     );
+
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (status, pools) = http(addr, TOKEN, "GET", "/v1/pools", None).await;
+        assert_eq!(status, 200, "{pools}");
+        if pools[0]["ready"] == MEMBERS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool did not fill: {pools}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "density pool of {MEMBERS} ready {:.1}s after the start (beside the creates)",
+        pool_started.elapsed().as_secs_f64()
+    );
+    timing.phase("pool-100");
 
     let (status, page) = http(addr, TOKEN, "GET", "/v1/sandboxes?limit=500", None).await;
     assert_eq!(status, 200, "{page}");
@@ -59,32 +85,58 @@ async fn two_hundred_sandboxes_alive_at_once_then_nothing_left() {
     let ended: Vec<_> = items.iter().filter(|s| s["state"] != "running").collect();
     assert!(ended.is_empty(), "sandboxes not running: {ended:?}");
     assert_eq!(items.len(), SANDBOXES);
+    let members = usize::try_from(MEMBERS).unwrap();
     assert_eq!(
         running_containers(&dind).await,
-        SANDBOXES,
+        SANDBOXES + members,
         "all alive at once"
     );
     timing.phase("verify-alive");
 
+    // At this density a create is still served warm.
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "600"]});
     let started = Instant::now();
-    let deletes: Vec<Duration> = stream::iter(created.iter().map(|(id, _)| id.clone()))
+    let (status, warm) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(body)).await;
+    assert_eq!(status, 201, "{warm}");
+    eprintln!(
+        "density warm claim beside 200 containers: {:?}",
+        started.elapsed()
+    );
+    let (_, pools) = http(addr, TOKEN, "GET", "/v1/pools", None).await;
+    assert_eq!(pools[0]["claims"], 1, "{pools}");
+    let warm_id = warm["id"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let ids = created.iter().map(|(id, _)| id.clone()).chain([warm_id]);
+    let deletes: Vec<Duration> = stream::iter(ids)
         .map(|id| delete(addr, id))
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     let delete_wall = started.elapsed();
-    timing.phase("delete-200");
+    timing.phase("delete-101");
     report("delete", deletes, delete_wall);
 
     let (status, page) = http(addr, TOKEN, "GET", "/v1/sandboxes?limit=500", None).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
-    assert_eq!(
-        labelled_objects(&dind).await,
-        (0, 0),
-        "containers and networks left"
-    );
-    // Stop the server, then read its store: every subnet is free again.
+    // Only the pool is left: its ready members (refilled after the claim).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (containers, networks) = labelled_objects(&dind).await;
+        let only_members = containers.iter().chain(&networks).all(|member| *member);
+        if only_members && containers.len() == members && networks.len() == members {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left on the node: {} containers, {} networks (member or not: {containers:?} {networks:?})",
+            containers.len(),
+            networks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Stop the server, then read its store: every sandbox's subnet is free again.
     child.kill().await.unwrap();
     let store = Store::connect(&DatabaseConfig::Sqlite {
         path: data.path().join(DEFAULT_SQLITE_FILE),
@@ -98,7 +150,8 @@ async fn two_hundred_sandboxes_alive_at_once_then_nothing_left() {
 
 /// Creates one sleeping sandbox and returns its id and the request's latency.
 async fn create(addr: SocketAddr) -> (String, Duration) {
-    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "600"]});
+    // A label keeps it off the pool (labels are fixed at create): it is made cold.
+    let body = json!({"image": TESTBOX_IMAGE, "cmd": ["sleep", "600"], "labels": {"density": "1"}});
     let started = Instant::now();
     let (status, reply) = http(addr, TOKEN, "POST", "/v1/sandboxes", Some(body)).await;
     let took = started.elapsed();
@@ -133,8 +186,9 @@ async fn running_containers(dind: &Dind) -> usize {
         .len()
 }
 
-/// This node's labelled (containers, networks), stopped containers included.
-async fn labelled_objects(dind: &Dind) -> (usize, usize) {
+/// This node's labelled containers (stopped ones included) and networks, each as whether it
+/// is a pool member's.
+async fn labelled_objects(dind: &Dind) -> (Vec<bool>, Vec<bool>) {
     let options = ListContainersOptions {
         all: true,
         filters: Some(node_filter()),
@@ -145,7 +199,16 @@ async fn labelled_objects(dind: &Dind) -> (usize, usize) {
         filters: Some(node_filter()),
     };
     let networks = dind.docker().list_networks(Some(options)).await.unwrap();
-    (containers.len(), networks.len())
+    let member = |labels: Option<&HashMap<String, String>>| {
+        labels.is_some_and(|l| l.contains_key(LABEL_MEMBER))
+    };
+    (
+        containers
+            .iter()
+            .map(|c| member(c.labels.as_ref()))
+            .collect(),
+        networks.iter().map(|n| member(n.labels.as_ref())).collect(),
+    )
 }
 
 /// Prints `density <what> n=.. concurrency=.. wall=..s rate=../s p50=..ms p99=..ms max=..ms`.

@@ -112,7 +112,13 @@ mod tests {
         for owned in [run_dir, runtime, "/tmp/.airlock/sub", "/.airlock/x"] {
             assert!(is_airlock_dir(&path(owned)), "{owned}");
         }
-        for free in ["/tmp", "/tmp/.airlocks", "/airlock", "/", "/home/agent/.airlock"] {
+        for free in [
+            "/tmp",
+            "/tmp/.airlocks",
+            "/airlock",
+            "/",
+            "/home/agent/.airlock",
+        ] {
             assert!(!is_airlock_dir(&path(free)), "{free}");
         }
     }
