@@ -16,8 +16,7 @@ use super::create::SecretEnv;
 use super::credentials::Bound;
 use super::launch::{self, ImageDefaults};
 use super::{SandboxError, Sandboxes};
-use crate::docker::spec::{self, Placement, LABEL_SANDBOX_ID};
-use crate::docker::{DockerError, Removal};
+use crate::docker::spec::{self, Placement};
 use crate::egress::EgressPolicy;
 use crate::sandbox::{names, EndReason, SandboxEvent, SandboxId};
 use crate::store::Sandbox;
@@ -237,11 +236,11 @@ impl Sandboxes {
         self.finish(sandbox, reason).await
     }
 
-    /// Releases what a failed sandbox holds: its proxy entry, its Docker objects and its
-    /// subnet. Each failure is logged and the rest still runs.
+    /// Releases what a failed sandbox holds: its proxy entry and its Docker objects (as a
+    /// delete removes them), then its subnet. Each failure is logged and the rest still runs.
     async fn release(&self, id: SandboxId) {
-        self.detach_egress(id).await;
-        if let Err(error) = self.remove_objects(id).await {
+        // Boxed: the teardown's future is large, and every create's holds it.
+        if let Err(error) = Box::pin(self.tear_down(id)).await {
             warn!(%error, sandbox.id = %id, "A failed sandbox's Docker objects were not removed");
         }
         if let Err(error) = self.store.release_subnet(id).await {
@@ -257,30 +256,5 @@ impl Sandboxes {
                 warn!(%error, sandbox.id = %id, "Could not remove the sandbox's egress entry");
             }
         }
-    }
-
-    /// Removes the container and network by name, then anything else labelled for `id`.
-    pub(super) async fn remove_objects(&self, id: SandboxId) -> Result<(), DockerError> {
-        let value = id.to_string();
-        let mut containers = self
-            .docker
-            .containers_labelled(LABEL_SANDBOX_ID, &value)
-            .await?;
-        containers.push(names::container_name(id));
-        for container in &containers {
-            self.docker
-                .remove_container(container, Removal::Force)
-                .await?;
-        }
-        let mut networks = self
-            .docker
-            .networks_labelled(LABEL_SANDBOX_ID, &value)
-            .await?;
-        networks.push(names::network_name(id));
-        for network in &networks {
-            self.docker.remove_network(network).await?;
-        }
-        self.docker.remove_trust_volume(id).await?;
-        Ok(())
     }
 }

@@ -1,8 +1,9 @@
-//! A delete's teardown, each step as soon as what it depends on is gone: the proxy's entry
-//! (which depends on nothing Docker holds) alongside the Docker objects; the proxy's link to
-//! the sandbox's network alongside the container's removal; then the network and the CA volume
-//! the container used, side by side. The container is killed, not stopped: a delete gives the
-//! workload no grace (`StopSandbox` does).
+//! A delete's teardown (also what a failed create and a destroyed pool member release), each
+//! step as soon as what it depends on is gone: the proxy's entry (which depends on nothing
+//! Docker holds) alongside the Docker objects; the proxy's link to the sandbox's network
+//! alongside the container's removal; then the network and the CA volume the container used,
+//! side by side. The container is killed, not stopped: a delete gives the workload no grace
+//! (`StopSandbox` does).
 
 use std::future::Future;
 use std::time::Instant;
@@ -30,8 +31,9 @@ impl Sandboxes {
         removed
     }
 
-    /// The containers and the proxy's link first, then the networks and the CA volume.
-    async fn remove_docker_objects(&self, id: SandboxId) -> Result<(), DockerError> {
+    /// The containers and the proxy's link first, then the networks and the CA volume (a
+    /// delete's, a failed create's and a destroyed pool member's).
+    pub(super) async fn remove_docker_objects(&self, id: SandboxId) -> Result<(), DockerError> {
         let value = id.to_string();
         let network = names::network_name(id);
         let (containers, networks) = step("list", async {

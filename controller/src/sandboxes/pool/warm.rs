@@ -167,7 +167,7 @@ impl Sandboxes {
                 warn!(%error, member.id = %id, "Could not forget a member at the proxy");
             }
         }
-        if let Err(error) = self.remove_objects(id.sandbox_id()).await {
+        if let Err(error) = self.remove_docker_objects(id.sandbox_id()).await {
             warn!(%error, member.id = %id, "A member's Docker objects were not removed");
             return;
         }
