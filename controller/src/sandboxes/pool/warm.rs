@@ -12,7 +12,7 @@ use crate::docker::spec::Placement;
 use crate::pool::{MemberId, PoolSpec};
 use crate::sandbox::{names, user, Home, LimitsRequest, SandboxRequest};
 use crate::sandboxes::{SandboxError, Sandboxes};
-use crate::store::{NewMember, StoreError};
+use crate::store::{NewMember, Scope, StoreError};
 
 /// Init waits this much longer than the pool's `max_idle` before it gives up on a frame: the
 /// tend task replaces an idle member first, so init's own exit (75) is only the backstop.
@@ -151,12 +151,25 @@ impl Sandboxes {
 
     /// Destroys a member that no claim holds: it is never handed out again (`destroying`),
     /// then its proxy registration, container and network go, then its row (and /29). A
-    /// claimed member is its sandbox's and is left alone. Failures are logged; the tend
+    /// claimed member is its sandbox's and is left alone, and so is whatever carries the id
+    /// of a member whose row is gone once a sandbox row has that id. Failures are logged; the tend
     /// task's reconcile retries a `destroying` member.
     pub(super) async fn destroy_member(&self, id: MemberId) {
         drop(self.pools.take(id));
         match self.store.mark_member_destroying(id).await {
-            Ok(_) | Err(StoreError::NotFound) => {}
+            Ok(_) => {}
+            // A leftover without a row. Once its sandbox id has a row, the objects under that
+            // id are the sandbox's (a failed claim makes the same sandbox cold): left alone.
+            Err(StoreError::NotFound) => {
+                match self.store.get_sandbox(Scope::All, id.sandbox_id()).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => return,
+                    Err(error) => {
+                        debug!(%error, member.id = %id, "Member not destroyed");
+                        return;
+                    }
+                }
+            }
             Err(error) => {
                 debug!(%error, member.id = %id, "Member not destroyed");
                 return;
