@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_problem_names_its_field_and_all_are_reported() {
-        let json = r#"[{"image": "a:1", "size": 65, "max_idle_s": 5},
+        let json = r#"[{"image": "a:1", "size": 129, "max_idle_s": 5},
             {"image": "b:1", "size": 1, "user": "0", "shape": {"pids": 100000},
              "scratch_mb": 99999999}]"#;
         let found = problems(&[(ENV_POOLS, json), ("AIRLOCK_LISTEN", "nonsense")]);

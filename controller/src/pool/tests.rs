@@ -165,7 +165,7 @@ fn every_bad_field_is_named() {
     let errors = validate(PoolRequest {
         image: String::new(),
         user: Some("0:0".into()),
-        size: Some(65),
+        size: Some(MAX_POOL_SIZE + 1),
         max_idle_s: Some(9),
         shape: LimitsRequest {
             cpus: Some(4.0),
