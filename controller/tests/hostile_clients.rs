@@ -133,8 +133,11 @@ async fn a_thousand_half_sent_heads_are_closed_while_others_are_served() {
             .expect("a half-sent head is closed");
         slowest = slowest.max(at - *sent);
     }
+    // The watchdog's tick, and slack for a loaded 2-core machine: the heads are read one after
+    // another, so a late read also delays the timestamps of those read after it (1.79 s was
+    // seen with a CI build beside the tests). Each is closed within `limit` regardless.
     assert!(
-        slowest <= header_timeout + Duration::from_millis(600),
+        slowest <= header_timeout + Duration::from_millis(1200),
         "{slowest:?}"
     );
     println!(
