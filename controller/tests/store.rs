@@ -111,6 +111,73 @@ both_backends!(owner_scoping, |f: Fixture| async move {
     assert_eq!(stop.unwrap().desired, DesiredState::Stopped);
 });
 
+both_backends!(a_begun_delete_hides_the_sandbox, |f: Fixture| async move {
+    let alice = user(&f.store, "alice").await;
+    let bob = user(&f.store, "bob").await;
+    let a = new(create(&f.store, alice.id, Some("k"), "testbox:latest").await);
+    let kept = new(create(&f.store, alice.id, None, "testbox:latest").await);
+    let pools = pools("10.98.0.0/28");
+    f.store
+        .allocate_subnet(a.id, &pools, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .begin_delete(Scope::Owner(bob.id), a.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let begun = f
+        .store
+        .begin_delete(Scope::Owner(alice.id), a.id)
+        .await
+        .unwrap();
+    assert_eq!(begun.map(|s| s.id), Some(a.id));
+    assert_eq!(
+        f.store.begin_delete(Scope::All, a.id).await.unwrap(),
+        None,
+        "a delete begins once"
+    );
+    // Hidden from every read at once; only the reconciler's listing still has it.
+    assert_eq!(f.store.get_sandbox(Scope::All, a.id).await.unwrap(), None);
+    let listed = f
+        .store
+        .list_sandboxes(Scope::All, ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![kept.id]
+    );
+    let every = f
+        .store
+        .list_every_sandbox(ListQuery::default())
+        .await
+        .unwrap();
+    let deleting = every.items.iter().find(|s| s.id == a.id).unwrap();
+    assert_eq!(deleting.desired, DesiredState::Deleted);
+    // Its idempotency key is free again: the same key makes a new sandbox.
+    let again = new(create(&f.store, alice.id, Some("k"), "testbox:latest").await);
+    assert_ne!(again.id, a.id);
+    // It holds its /29 until its row goes.
+    let held = |allocations: Vec<(_, SandboxId)>| allocations.iter().any(|(_, id)| *id == a.id);
+    assert!(held(f.store.subnet_allocations().await.unwrap()));
+    assert!(
+        !f.store.finish_delete(kept.id).await.unwrap(),
+        "only a begun delete finishes"
+    );
+    assert!(f.store.finish_delete(a.id).await.unwrap());
+    assert!(!f.store.finish_delete(a.id).await.unwrap(), "idempotent");
+    assert!(!held(f.store.subnet_allocations().await.unwrap()));
+    assert!(f
+        .store
+        .get_sandbox(Scope::All, kept.id)
+        .await
+        .unwrap()
+        .is_some());
+});
+
 both_backends!(owner_must_exist, |f: Fixture| async move {
     let result = f
         .store

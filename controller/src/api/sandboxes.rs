@@ -136,7 +136,8 @@ pub(crate) async fn get_one(
     Ok(Json(dto))
 }
 
-/// `DELETE /v1/sandboxes/{id}`: 204, also when it was already gone.
+/// `DELETE /v1/sandboxes/{id}`: 204 once nothing of the sandbox runs any more (its network
+/// and row follow in the background), also when it was already gone.
 #[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes", params(("id" = String, Path, description = "Sandbox id")),
     responses((status = 204), (status = 403), (status = 404)))]
 pub(crate) async fn delete(

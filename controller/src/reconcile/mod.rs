@@ -358,7 +358,7 @@ impl Reconciler {
                 after,
                 limit: ListQuery::MAX_LIMIT,
             };
-            let page = self.store.list_sandboxes(Scope::All, query).await?;
+            let page = self.store.list_every_sandbox(query).await?;
             all.extend(page.items);
             match page.next {
                 Some(next) => after = Some(next),
@@ -418,9 +418,8 @@ impl Reconciler {
             (Action::ReleaseSubnet, Some((id, generation))) => {
                 self.store.release_ended_subnet(id, generation).await?;
             }
-            (Action::DeleteRow, Some((id, generation))) => {
-                self.store.release_subnet(id).await?;
-                self.store.delete_sandbox(id, generation).await?;
+            (Action::DeleteRow, Some((id, _))) => {
+                self.store.finish_delete(id).await?;
             }
             // The planner attaches fenced actions to a sandbox; one without is skipped.
             (Action::RecordEnd(_), None) | (Action::ReleaseSubnet | Action::DeleteRow, None) => {}

@@ -116,7 +116,8 @@ pub enum Action {
     RemoveNetwork(String),
     /// Release the subnet of an ended (`failed`/`lost`) sandbox, fenced by generation.
     ReleaseSubnet,
-    /// Remove the row of a sandbox whose delete was interrupted, fenced by generation.
+    /// Remove the row of a sandbox whose delete began (its teardown was interrupted, or is
+    /// still finishing in the background), once its objects are gone.
     DeleteRow,
 }
 

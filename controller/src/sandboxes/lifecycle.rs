@@ -53,10 +53,11 @@ pub struct StopSandbox {
     pub id: SandboxId,
 }
 
-/// `DELETE /v1/sandboxes/{id}`: removes the sandbox's proxy entry, its container (killed at
-/// once: a delete gives no grace), its network, anything else labelled for it, its subnet and
-/// its row, each step as soon as the ones it depends on are done (`teardown`). A sandbox that
-/// does not exist counts as deleted.
+/// `DELETE /v1/sandboxes/{id}`: hides the sandbox from every read, removes its proxy entry
+/// and its containers (killed at once: a delete gives no grace) and records its end (its
+/// quota and volume mounts are free), then answers; its network, anything else labelled for
+/// it, its subnet and its row go in the background (`teardown`), or with the reconciler when
+/// that is interrupted. A sandbox that does not exist counts as deleted.
 #[derive(Clone, Copy, Debug)]
 pub struct DeleteSandbox {
     /// The sandbox.
@@ -160,16 +161,8 @@ impl Command<Sandboxes> for DeleteSandbox {
     #[instrument(skip_all, fields(sandbox.id = %self.id))]
     async fn execute(self, sandboxes: &Sandboxes, actor: &Actor) -> Result<(), SandboxError> {
         let (scope, id) = (actor.scope(), self.id);
-        let store = &sandboxes.store;
-        if let Some(sandbox) = store.get_sandbox(scope, id).await? {
-            store
-                .set_desired_state(scope, id, DesiredState::Deleted)
-                .await?;
-            sandboxes.tear_down(id).await?;
-            store.release_subnet(id).await?;
-            store.delete_sandbox(id, sandbox.generation).await?;
-            sandboxes.sample_volumes_of(&sandbox.spec);
-            sandboxes.peers.metrics.sandbox_deleted();
+        if let Some(sandbox) = sandboxes.store.begin_delete(scope, id).await? {
+            sandboxes.delete(sandbox).await?;
         }
         let entry = Entry::new("DELETE /v1/sandboxes/{id}", status::NO_CONTENT).object(id);
         sandboxes.peers.audit.record(actor, entry).await;

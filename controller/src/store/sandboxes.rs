@@ -151,7 +151,7 @@ impl Store {
     }
 
     /// The sandbox, if it exists and `scope` may see it. Another owner's sandbox is `None`,
-    /// exactly like a missing one.
+    /// exactly like a missing one, and so is one whose delete has begun ([`Store::begin_delete`]).
     pub async fn get_sandbox(
         &self,
         scope: Scope,
@@ -159,7 +159,7 @@ impl Store {
     ) -> Result<Option<Sandbox>, StoreError> {
         let row = with_db!(self, |pool, _begin| {
             sqlx::query_as::<_, SandboxRow>(select_sandbox!(
-                "WHERE id = $1 AND ($2 IS NULL OR owner_id = $2)"
+                "WHERE id = $1 AND ($2 IS NULL OR owner_id = $2) AND desired_state <> 'deleted'"
             ))
             .bind(id.as_uuid())
             .bind(scope_owner(scope))
@@ -170,18 +170,35 @@ impl Store {
     }
 
     /// One page of the sandboxes `scope` may see, in id (≈ creation) order, optionally only
-    /// those in one observed state.
+    /// those in one observed state; those whose delete has begun are left out.
     pub async fn list_sandboxes(&self, scope: Scope, query: ListQuery) -> Result<Page, StoreError> {
+        self.page(scope, query, false).await
+    }
+
+    /// One page of every stored sandbox, those being deleted included (the reconciler
+    /// finishes a delete that a restart interrupted).
+    pub async fn list_every_sandbox(&self, query: ListQuery) -> Result<Page, StoreError> {
+        self.page(Scope::All, query, true).await
+    }
+
+    async fn page(
+        &self,
+        scope: Scope,
+        query: ListQuery,
+        deleting: bool,
+    ) -> Result<Page, StoreError> {
         let limit = query.effective_limit();
         let rows = with_db!(self, |pool, _begin| {
             sqlx::query_as::<_, SandboxRow>(select_sandbox!(
                 "WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR observed_state = $2) "
-                "AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
+                "AND ($3 IS NULL OR id > $3) AND ($5 OR desired_state <> 'deleted') "
+                "ORDER BY id LIMIT $4"
             ))
             .bind(scope_owner(scope))
             .bind(query.state.map(SandboxState::as_str))
             .bind(query.after.map(|id| id.as_uuid()))
             .bind(i64::from(limit) + 1)
+            .bind(deleting)
             .fetch_all(pool)
             .await?
         });
@@ -315,6 +332,46 @@ impl Store {
             return Ok(None);
         }
         self.get_sandbox(scope, id).await
+    }
+
+    /// Begins a delete: the sandbox's desired state becomes `deleted` and its idempotency key
+    /// is dropped (a later create with that key makes a new sandbox), which hides it from
+    /// every read of clients at once while its teardown finishes. Returns it as it was; `None`
+    /// when `scope` cannot see it, or its delete has begun already.
+    pub async fn begin_delete(
+        &self,
+        scope: Scope,
+        id: SandboxId,
+    ) -> Result<Option<Sandbox>, StoreError> {
+        let Some(sandbox) = self.get_sandbox(scope, id).await? else {
+            return Ok(None);
+        };
+        let changed = with_db!(self, |pool, _begin| {
+            sqlx::query(
+                "UPDATE sandboxes SET desired_state = 'deleted', idempotency_key = NULL, \
+                 updated_at = $1 WHERE id = $2 AND desired_state <> 'deleted'",
+            )
+            .bind(now())
+            .bind(id.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok((changed == 1).then_some(sandbox))
+    }
+
+    /// Removes the row of a sandbox whose delete has begun, with its events and subnet
+    /// allocation (whatever its generation: nothing revives a deleted sandbox). Returns
+    /// whether a row was removed.
+    pub async fn finish_delete(&self, id: SandboxId) -> Result<bool, StoreError> {
+        let removed = with_db!(self, |pool, _begin| {
+            sqlx::query("DELETE FROM sandboxes WHERE id = $1 AND desired_state = 'deleted'")
+                .bind(id.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(removed == 1)
     }
 
     /// Records the container Docker created for this incarnation, fenced by generation.

@@ -24,7 +24,7 @@ use airlock::accounts::credential::{NewToken, TokenKind};
 use airlock::accounts::user::{Role, TokenScope, UserId};
 use airlock::api::openapi;
 use airlock::folder::FolderId;
-use airlock::sandbox::{DesiredState, SandboxId};
+use airlock::sandbox::SandboxId;
 use airlock::store::{NewInvite, Scope};
 use airlock::volume::VolumeId;
 use axum::http::{Method, StatusCode};
@@ -534,7 +534,7 @@ impl Walk {
                     .get_sandbox(Scope::All, id)
                     .await
                     .unwrap()
-                    .is_none_or(|s| s.desired == DesiredState::Deleted),
+                    .is_none(),
                 other => panic!("{name}: no effect check for {other:?}"),
             };
             assert!(gone, "{name}: the object was not deleted: {}", reply.text);

@@ -120,3 +120,42 @@ pub async fn dind_with_testbox(opts: DindOptions, timing: &mut Timing) -> Result
     timing.phase("load-testbox");
     Ok(dind)
 }
+
+/// Containers (stopped ones included) and networks in `dind` labelled for sandbox `id`.
+#[allow(clippy::unwrap_used)]
+pub async fn sandbox_objects(dind: &Dind, id: &str) -> (usize, usize) {
+    use airlock::docker::spec::LABEL_SANDBOX_ID;
+    use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+    use std::collections::HashMap;
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_SANDBOX_ID}={id}")])]);
+    let docker = dind.docker();
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap();
+    (containers.len(), networks.len())
+}
+
+/// [`sandbox_objects`] once a delete's background teardown has had its time: polls (for at
+/// most 30 s) until nothing is left, and returns what is left then. A delete answers once
+/// the containers are gone; the network and the CA volume follow.
+pub async fn objects_after_delete(dind: &Dind, id: &str) -> (usize, usize) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = sandbox_objects(dind, id).await;
+        if left == (0, 0) || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

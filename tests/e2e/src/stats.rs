@@ -82,21 +82,27 @@ pub fn line(what: &str, sample: &Latencies) {
     );
 }
 
-/// Each create step's duration over the whole run (the controller's DEBUG `Create step done`
-/// lines, in the order the steps first appear): count, p50 and p99.
-/// Prints the controller's `create.step` DEBUG timings in `log` (its JSON lines) as a table:
-/// n, p50 and p99 per step, in first-seen order.
+/// Prints the controller's DEBUG step timings in `log` (its JSON lines: `Create step done`
+/// and `Delete step done`) as one table each: n, p50 and p99 per step, in first-seen order.
 pub fn step_table(log: &str) {
+    for (field, title) in [
+        ("create.step", "create step"),
+        ("delete.step", "delete step"),
+    ] {
+        steps_of(log, field, title);
+    }
+}
+
+/// One table: each value of `field` in `log`'s JSON lines, with its `elapsed_us` count,
+/// p50 and p99 (nothing when no line has the field).
+fn steps_of(log: &str, field: &str, title: &str) {
     let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
     for line in log.lines() {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
         let fields = &event["fields"];
-        let (Some(step), Some(us)) = (
-            fields["create.step"].as_str(),
-            fields["elapsed_us"].as_u64(),
-        ) else {
+        let (Some(step), Some(us)) = (fields[field].as_str(), fields["elapsed_us"].as_u64()) else {
             continue;
         };
         let at = match steps.iter().position(|(name, _)| name == step) {
@@ -108,8 +114,11 @@ pub fn step_table(log: &str) {
         };
         steps[at].1.push(Duration::from_micros(us));
     }
+    if steps.is_empty() {
+        return;
+    }
     println!();
-    println!("| create step | n | p50 ms | p99 ms |");
+    println!("| {title} | n | p50 ms | p99 ms |");
     println!("| --- | --- | --- | --- |");
     for (step, durations) in steps {
         let n = durations.len();

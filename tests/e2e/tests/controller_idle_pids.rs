@@ -9,21 +9,17 @@
 // test loudly, so they unwrap and panic like the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
 use airlock::config::Secret;
 use airlock::config::DEFAULT_NODE;
-use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::reconcile::{ReconcileSettings, Reconciler};
 use airlock::sandbox::names::container_name;
 use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
-};
+use bollard::query_parameters::InspectContainerOptions;
 use e2e::controller::{parts, Parts};
 use e2e::serve::DEADLINE;
 use e2e::{dind_with_testbox, Timing};
@@ -136,26 +132,10 @@ impl InProcess {
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
 
-    /// Containers and networks in the nested daemon labelled for sandbox `id`.
+    /// Containers and networks in the nested daemon labelled for sandbox `id`, once a delete's
+    /// background teardown has finished (`e2e::objects_after_delete`).
     async fn leftovers(&self, id: &str) -> (usize, usize) {
-        let filters =
-            HashMap::from([("label".to_owned(), vec![format!("{LABEL_SANDBOX_ID}={id}")])]);
-        let docker = self.dind.docker();
-        let containers = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        let networks = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .unwrap();
-        (containers.len(), networks.len())
+        e2e::objects_after_delete(&self.dind, id).await
     }
 
     /// The container's pids limit, as Docker set it.

@@ -5,8 +5,6 @@
 // test loudly, so they unwrap and panic like the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-
 use airlock::api::{app, AppState, Auth};
 use airlock::config::DockerConfig;
 use airlock::docker::spec::LABEL_SANDBOX_ID;
@@ -15,9 +13,7 @@ use airlock::sandbox::names::container_name;
 use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
-};
+use bollard::query_parameters::{InspectContainerOptions, LogsOptions};
 use e2e::controller::{parts, Parts};
 use e2e::{dind_with_testbox, Timing};
 use futures_util::StreamExt;
@@ -120,26 +116,10 @@ impl Controller {
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
     }
 
-    /// Containers and networks in the nested daemon labelled for sandbox `id`.
+    /// Containers and networks in the nested daemon labelled for sandbox `id`, once a delete's
+    /// background teardown has finished (`e2e::objects_after_delete`).
     async fn leftovers(&self, id: &str) -> (usize, usize) {
-        let filters =
-            HashMap::from([("label".to_owned(), vec![format!("{LABEL_SANDBOX_ID}={id}")])]);
-        let docker = self.dind.docker();
-        let containers = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        let networks = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .unwrap();
-        (containers.len(), networks.len())
+        e2e::objects_after_delete(&self.dind, id).await
     }
 
     async fn logs(&self, id: &str) -> String {
@@ -226,7 +206,7 @@ async fn controller_lifecycle() {
 
     // Deleting a running sandbox removes it at once, with its network.
     let running = c.create(&["sleep", "300"]).await;
-    assert_eq!(c.leftovers(&running).await, (1, 1));
+    assert_eq!(e2e::sandbox_objects(&c.dind, &running).await, (1, 1));
     c.delete(&running).await;
     assert_eq!(c.leftovers(&running).await, (0, 0));
     timing.phase("delete");

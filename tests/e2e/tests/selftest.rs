@@ -13,18 +13,15 @@
 //! private / public address that has nowhere to go from there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use airlock::api::{app, AppState, Auth};
-use airlock::docker::spec::LABEL_SANDBOX_ID;
 use airlock::sandbox::names::container_name;
 use airlock::services::{Services, Settings};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::NetworkConnectRequest;
-use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use e2e::controller::{parts, Parts};
 use e2e::{dind_with_testbox, Timing};
 use http_body_util::BodyExt;
@@ -125,27 +122,10 @@ impl Controller {
         self.call(Method::POST, "/v1/sandboxes", Some(body)).await
     }
 
-    /// Containers and networks in the nested daemon labelled for sandbox `id` (the probe
-    /// container carries the label too).
+    /// Containers and networks in the nested daemon labelled for sandbox `id`, once a delete's
+    /// background teardown has finished (`e2e::objects_after_delete`).
     async fn leftovers(&self, id: &str) -> (usize, usize) {
-        let filters =
-            HashMap::from([("label".to_owned(), vec![format!("{LABEL_SANDBOX_ID}={id}")])]);
-        let docker = self.dind.docker();
-        let containers = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        let networks = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .unwrap();
-        (containers.len(), networks.len())
+        e2e::objects_after_delete(&self.dind, id).await
     }
 }
 
@@ -256,7 +236,7 @@ async fn selftest_passes_for_a_normal_sandbox() {
         .await;
     assert_eq!(sandbox.body["selftest"]["status"], "passed");
     // The probe containers are gone: only the sandbox's own container is labelled for it.
-    assert_eq!(c.leftovers(&id).await, (1, 1));
+    assert_eq!(e2e::sandbox_objects(&c.dind, &id).await, (1, 1));
     // A sandbox that never ran it has no result.
     let other_id = other.body["id"].as_str().unwrap();
     let none = c

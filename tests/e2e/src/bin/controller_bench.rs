@@ -126,7 +126,27 @@ async fn main() {
         println!("bench concurrent-create error: {error}");
     }
     println!("bench rss under-load={:.1}MiB", mib(rss_kib(pid)));
-    let deletes: Vec<u16> = stream::iter(ok.iter().map(|(id, _)| id.clone()))
+
+    // Deletes of running sandboxes, one at a time, interleaved with the same removal sent
+    // directly (a running container and its network); the rest go concurrently below.
+    let sequential = args.iterations.min(ok.len());
+    let mut api_delete = Vec::new();
+    let mut direct_delete = Vec::new();
+    for (i, (id, _)) in ok.iter().take(sequential).enumerate() {
+        let started = Instant::now();
+        let (status, reply) =
+            http(addr, TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None).await;
+        api_delete.push(started.elapsed());
+        assert_eq!(status, 204, "{reply}");
+        direct_delete.push(direct_delete_once(dind.docker(), args.iterations + 1 + i).await);
+    }
+    let api_delete = Latencies::new(api_delete);
+    let direct_delete = Latencies::new(direct_delete);
+    line("api delete", &api_delete);
+    line("direct delete", &direct_delete);
+    ratio("delete", &api_delete, &direct_delete);
+
+    let deletes: Vec<u16> = stream::iter(ok.iter().skip(sequential).map(|(id, _)| id.clone()))
         .map(|id| async move {
             http(addr, TOKEN, "DELETE", &format!("/v1/sandboxes/{id}"), None)
                 .await
@@ -136,10 +156,12 @@ async fn main() {
         .collect()
         .await;
     let failed_deletes = deletes.iter().filter(|s| **s != 204).count();
-    let (containers, networks) = leftovers(dind.docker(), DEFAULT_NODE).await;
+    let (containers, networks) = settled_leftovers(dind.docker(), DEFAULT_NODE).await;
     println!(
         "bench concurrent-delete failed={failed_deletes} leftovers containers={containers} networks={networks}"
     );
+    // The same concurrent load sent directly, on the node as empty as the API's found it.
+    let direct = direct_concurrent(dind.docker(), args.concurrent, 2 * args.iterations + 2).await;
     let rss_after = rss_kib(pid);
     println!("bench rss idle-after-load={:.1}MiB", mib(rss_after));
 
@@ -164,6 +186,19 @@ async fn main() {
         errors.len(),
         ms(latencies.percentile(50)),
         ms(latencies.percentile(99))
+    );
+    println!(
+        "| {} concurrent creates direct | p50 {:.0} ms, p99 {:.0} ms (API/direct p99 {:.2}x) |",
+        args.concurrent,
+        ms(direct.percentile(50)),
+        ms(direct.percentile(99)),
+        ratio_of(&latencies, &direct, 99)
+    );
+    println!(
+        "| delete p50 API / direct (running) | {:.0} ms / {:.0} ms ({:.2}x) |",
+        ms(api_delete.percentile(50)),
+        ms(direct_delete.percentile(50)),
+        ratio_of(&api_delete, &direct_delete, 50)
     );
     println!("| leftovers after delete | {containers} containers, {networks} networks |");
     println!(
@@ -223,32 +258,80 @@ async fn api_once(addr: SocketAddr) -> (Duration, Duration) {
 /// The same Docker work sent directly: network, container (same hardened bodies, without
 /// the start through init), start, wait. Removed after, outside the timing.
 async fn direct_once(docker: &Docker, n: usize) -> (Duration, Duration) {
+    let started = Instant::now();
+    let id = direct_start(docker, n, vec!["true".into()]).await;
+    let running = started.elapsed();
+    let name = names::container_name(id);
+    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+    while let Some(step) = wait.next().await {
+        step.unwrap();
+    }
+    let exited = started.elapsed();
+    direct_remove(docker, id).await;
+    (running, exited)
+}
+
+/// A running sleeping container on its own network, made outside the timing, then removed
+/// directly the way a delete removes it: the time of the removal.
+async fn direct_delete_once(docker: &Docker, n: usize) -> Duration {
+    let id = direct_start(docker, n, vec!["sleep".into(), "600".into()]).await;
+    let started = Instant::now();
+    direct_remove(docker, id).await;
+    started.elapsed()
+}
+
+/// `count` sleeping containers started directly at once (network, create, start; the
+/// `first`-th direct subnet on), beside the API's sandboxes, then removed: each one's time.
+async fn direct_concurrent(docker: &Docker, count: usize, first: usize) -> Latencies {
+    let made: Vec<(SandboxId, Duration)> = stream::iter(first..first + count)
+        .map(|n| async move {
+            let started = Instant::now();
+            let id = direct_start(docker, n, vec!["sleep".into(), "600".into()]).await;
+            (id, started.elapsed())
+        })
+        .buffer_unordered(count)
+        .collect()
+        .await;
+    let latencies = Latencies::new(made.iter().map(|(_, took)| *took).collect());
+    println!(
+        "bench concurrent-create-direct n={count} p50={:.0}ms p99={:.0}ms",
+        ms(latencies.percentile(50)),
+        ms(latencies.percentile(99)),
+    );
+    stream::iter(made)
+        .for_each_concurrent(8, |(id, _)| direct_remove(docker, id))
+        .await;
+    latencies
+}
+
+/// Creates the `n`-th direct network and a container running `cmd` on it (the hardened body
+/// of `airlock::docker::spec`, minus the start through airlock-init: no runtime volume here,
+/// so the baseline is Docker's own work), starts it and returns the id its names derive from.
+async fn direct_start(docker: &Docker, n: usize, cmd: Vec<String>) -> SandboxId {
     let id = SandboxId::new();
-    let subnet = direct_subnet(n);
     let placement = Placement {
         id,
         generation: 1,
         node: DIRECT_NODE,
-        subnet,
+        subnet: direct_subnet(n),
         proxy_token: "bench",
     };
-    let spec = trivial_spec();
-    let network = spec::network_body(&placement);
-    // The same hardened body, minus the start through airlock-init (no runtime volume here):
-    // the baseline is Docker's own create + start + wait.
-    let mut container = spec::container_body(&spec, &placement, "direct");
+    let mut container = spec::container_body(&trivial_spec(), &placement, "direct");
     container.entrypoint = None;
-    container.cmd = Some(spec.cmd().to_vec());
+    container.cmd = Some(cmd);
     (container.open_stdin, container.attach_stdin) = (None, None);
-    if let Some(host) = container.host_config.as_mut() {
-        let runtime = spec::runtime::RUNTIME_MOUNT;
-        if let Some(mounts) = host.mounts.as_mut() {
-            mounts.retain(|m| m.target.as_deref() != Some(runtime));
-        }
+    if let Some(mounts) = container
+        .host_config
+        .as_mut()
+        .and_then(|h| h.mounts.as_mut())
+    {
+        mounts.retain(|m| m.target.as_deref() != Some(spec::runtime::RUNTIME_MOUNT));
     }
     let name = names::container_name(id);
-    let started = Instant::now();
-    docker.create_network(network).await.unwrap();
+    docker
+        .create_network(spec::network_body(&placement))
+        .await
+        .unwrap();
     let options = CreateContainerOptions {
         name: Some(name.clone()),
         ..CreateContainerOptions::default()
@@ -258,22 +341,34 @@ async fn direct_once(docker: &Docker, n: usize) -> (Duration, Duration) {
         .await
         .unwrap();
     docker.start_container(&name, None).await.unwrap();
-    let running = started.elapsed();
-    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
-    while let Some(step) = wait.next().await {
-        step.unwrap();
-    }
-    let exited = started.elapsed();
+    id
+}
+
+/// Removes a direct container (forced, as a delete does) and then its network.
+async fn direct_remove(docker: &Docker, id: SandboxId) {
     let options = RemoveContainerOptions {
         force: true,
         ..RemoveContainerOptions::default()
     };
+    let name = names::container_name(id);
     docker.remove_container(&name, Some(options)).await.unwrap();
     docker
         .remove_network(&names::network_name(id))
         .await
         .unwrap();
-    (running, exited)
+}
+
+/// [`leftovers`] once the node has settled: a delete answers before its network is gone, so
+/// this polls (up to 30 s) until nothing is left, and returns what is left then.
+async fn settled_leftovers(docker: &Docker, node: &str) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = leftovers(docker, node).await;
+        if left == (0, 0) || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `n`-th /29 of 10.214.0.0/16, a pool the controller does not use.
