@@ -160,9 +160,12 @@ both_backends!(a_begun_delete_hides_the_sandbox, |f: Fixture| async move {
     // Its idempotency key is free again: the same key makes a new sandbox.
     let again = new(create(&f.store, alice.id, Some("k"), "testbox:latest").await);
     assert_ne!(again.id, a.id);
-    // It holds its /29 until its row goes.
+    // It holds its /29 until its row goes, as one being released, which the owner's cap no
+    // longer counts.
     let held = |allocations: Vec<(_, SandboxId)>| allocations.iter().any(|(_, id)| *id == a.id);
     assert!(held(f.store.subnet_allocations().await.unwrap()));
+    assert_eq!(f.store.subnets_releasing().await.unwrap(), 1);
+    f.store.allocate_subnet(kept.id, &pools, 1).await.unwrap();
     assert!(
         !f.store.finish_delete(kept.id).await.unwrap(),
         "only a begun delete finishes"
@@ -170,6 +173,7 @@ both_backends!(a_begun_delete_hides_the_sandbox, |f: Fixture| async move {
     assert!(f.store.finish_delete(a.id).await.unwrap());
     assert!(!f.store.finish_delete(a.id).await.unwrap(), "idempotent");
     assert!(!held(f.store.subnet_allocations().await.unwrap()));
+    assert_eq!(f.store.subnets_releasing().await.unwrap(), 0);
     assert!(f
         .store
         .get_sandbox(Scope::All, kept.id)

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, instrument, warn, Instrument};
 use uuid::Uuid;
@@ -18,8 +18,14 @@ use super::launch::{self, ImageDefaults};
 use super::{SandboxError, Sandboxes};
 use crate::docker::spec::{self, Placement};
 use crate::egress::EgressPolicy;
+use crate::sandbox::subnet::SandboxSubnet;
 use crate::sandbox::{names, EndReason, SandboxEvent, SandboxId};
-use crate::store::Sandbox;
+use crate::store::{Sandbox, StoreError};
+
+/// How long a create waits for /29s that deletes are releasing when none is free.
+const SUBNET_RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often it looks again meanwhile.
+const SUBNET_RELEASE_POLL: Duration = Duration::from_millis(25);
 
 /// Runs one create step under a `create_step` span and logs how long it took at DEBUG
 /// (`create.step`, `elapsed_us`); `bench/controller` summarises these lines per step. Boxed, so
@@ -89,12 +95,7 @@ impl Sandboxes {
             image,
         } = provision;
         let id = sandbox.id;
-        let subnet = step(
-            "allocate_subnet",
-            self.store
-                .allocate_subnet(id, &self.settings.pools, self.settings.subnets_per_user),
-        )
-        .await?;
+        let subnet = step("allocate_subnet", self.allocate_subnet(id)).await?;
         // 128 random bits, hex: URL-safe, as the proxy URL's userinfo needs.
         let token = Uuid::new_v4().simple().to_string();
         let placement = Placement {
@@ -250,6 +251,24 @@ impl Sandboxes {
 
     /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
     /// process at the latest, and is never re-pushed for an ended sandbox).
+    /// The sandbox's /29. When every one is taken but some still belong to deletes finishing
+    /// in the background, waits for those (at most [`SUBNET_RELEASE_WAIT`]) rather than
+    /// refusing a create that a delete just made room for.
+    async fn allocate_subnet(&self, id: SandboxId) -> Result<SandboxSubnet, StoreError> {
+        let deadline = Instant::now() + SUBNET_RELEASE_WAIT;
+        loop {
+            let (pools, cap) = (&self.settings.pools, self.settings.subnets_per_user);
+            match self.store.allocate_subnet(id, pools, cap).await {
+                Err(StoreError::SubnetsExhausted)
+                    if Instant::now() < deadline && self.store.subnets_releasing().await? > 0 =>
+                {
+                    tokio::time::sleep(SUBNET_RELEASE_POLL).await;
+                }
+                allocated => return allocated,
+            }
+        }
+    }
+
     pub(super) async fn detach_egress(&self, id: SandboxId) {
         if let Some(plane) = &self.egress {
             if let Err(error) = plane.detach(id).await {

@@ -70,10 +70,12 @@ impl Store {
                     }
                     Some((None,)) => {}
                 }
+                // A /29 whose sandbox is being deleted is on its way back: not counted.
                 let (held_by_owner,): (i64,) = sqlx::query_as(
                     "SELECT COUNT(*) FROM subnet_allocations a \
                      JOIN sandboxes s ON s.id = a.sandbox_id \
-                     WHERE s.owner_id = (SELECT owner_id FROM sandboxes WHERE id = $1)",
+                     WHERE s.owner_id = (SELECT owner_id FROM sandboxes WHERE id = $1) \
+                     AND s.desired_state <> 'deleted'",
                 )
                 .bind(id.as_uuid())
                 .fetch_one(&mut *tx)
@@ -158,6 +160,20 @@ impl Store {
             tx.commit().await?;
             Ok(removed == 1)
         })
+    }
+
+    /// How many /29s are held by sandboxes whose delete has begun (their networks are still
+    /// being removed): an exhausted pool that has some will have them back shortly.
+    pub async fn subnets_releasing(&self) -> Result<u64, StoreError> {
+        let (count,): (i64,) = with_db!(self, |pool, _begin| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM subnet_allocations a \
+                 JOIN sandboxes s ON s.id = a.sandbox_id WHERE s.desired_state = 'deleted'",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Every sandbox's allocation: `(subnet, sandbox)`. The reconciler compares it with

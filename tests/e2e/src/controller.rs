@@ -108,3 +108,17 @@ pub async fn api_call(
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Runs `state`'s pool tending (refill and member reconcile) until the returned sender is
+/// dropped; await the handle to see it end.
+pub fn tend(
+    state: &airlock::api::AppState,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sandboxes = state.services.sandboxes.clone();
+    let task = tokio::spawn(sandboxes.tend_pools(async move { drop(stopped.await) }));
+    (stop, task)
+}

@@ -19,13 +19,11 @@ use airlock::secrets::vault::{SecretKey, Vault};
 use airlock::services::{Services, Settings};
 use airlock::store::{Claim, ClaimOutcome, NewSandbox, Scope};
 use axum::http::{Method, StatusCode};
-use e2e::controller::api_call;
+use e2e::controller::{api_call, tend};
 use e2e::plane::{error_code, poll, Plane, PlaneOptions, TOKEN};
 use e2e::Timing;
 use serde_json::{json, Value};
 use test_support::dind::TESTBOX_IMAGE;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A listener counting every accepted connection in /tmp/hits.
 const LISTENER: &str =
@@ -38,14 +36,6 @@ const SELF_CONNECT: &str = "nc -w 2 127.0.0.1 8080 </dev/null >/dev/null; true";
 /// The pool the controller keeps: two members of the testbox.
 fn pools() -> String {
     json!([{"image": TESTBOX_IMAGE, "size": 2, "max_idle_s": 600}]).to_string()
-}
-
-/// Runs `state`'s pool tending until the returned sender is dropped.
-fn tend(state: &AppState) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let sandboxes = state.services.sandboxes.clone();
-    let task = tokio::spawn(sandboxes.tend_pools(async move { drop(stopped.await) }));
-    (stop, task)
 }
 
 /// `GET /v1/pools`' only pool, once `ready` members are ready.

@@ -18,13 +18,11 @@ use airlock::api::AppState;
 use airlock::docker::spec::runtime::runtime_volume_body;
 use airlock::pool::MemberState;
 use axum::http::{Method, StatusCode};
-use e2e::controller::api_call;
+use e2e::controller::{api_call, tend};
 use e2e::plane::{poll, Plane, PlaneOptions, EGRESS_IMAGE, TOKEN};
 use e2e::Timing;
 use serde_json::{json, Value};
 use test_support::dind::TESTBOX_IMAGE;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// An init binary's hash no node runs.
 const OLD_RUNTIME: &str = "0123456789ab";
@@ -45,14 +43,6 @@ async fn runtime_volumes(f: &Plane) -> HashSet<String> {
     let out = f.dind.exec_in_dind(&ls).await.unwrap();
     assert!(out.success(), "{out:?}");
     out.stdout.lines().map(str::to_owned).collect()
-}
-
-/// Runs `state`'s pool tending until the returned sender is dropped.
-fn tend(state: &AppState) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let sandboxes = state.services.sandboxes.clone();
-    let task = tokio::spawn(sandboxes.tend_pools(async move { drop(stopped.await) }));
-    (stop, task)
 }
 
 /// `GET /v1/pools`' only pool.
