@@ -412,7 +412,8 @@ impl Reconciler {
                 return Err(ReconcileError::Superseded);
             }
             (Action::RecordEnd(reason), Some((id, generation))) => {
-                let event = SandboxEvent::Ended(reason.clone());
+                let reason = self.init_end(id, reason).await?;
+                let event = SandboxEvent::Ended(reason);
                 self.store.record_transition(id, generation, &event).await?;
             }
             (Action::ReleaseSubnet, Some((id, generation))) => {
@@ -429,6 +430,25 @@ impl Reconciler {
 }
 
 impl Reconciler {
+    /// `reason` as recorded: an exit with one of `airlock-init`'s own statuses reads init's
+    /// line from the sandbox's container, as the event watcher does (`failed` with an
+    /// `init_*` message when init wrote it).
+    pub(super) async fn init_end(
+        &self,
+        id: SandboxId,
+        reason: &EndReason,
+    ) -> Result<EndReason, ReconcileError> {
+        let EndReason::Exited { code } = reason else {
+            return Ok(reason.clone());
+        };
+        let sandbox = self.store.get_sandbox(Scope::All, id).await?;
+        let Some(container) = sandbox.and_then(|s| s.container_id) else {
+            return Ok(reason.clone());
+        };
+        let init = self.docker.init_end(&container, Some(*code), false).await;
+        Ok(init.unwrap_or_else(|| reason.clone()))
+    }
+
     /// Whether the sandbox's recorded container is running right now. A pass lists Docker
     /// before it reads the store, so a sandbox whose create finished in between looks as if
     /// its container vanished; this re-check keeps it from being marked `lost`.

@@ -90,19 +90,11 @@ impl Sandboxes {
     /// `init_config: ...`, `init_no_frame: ...` or `init_internal: ...` message; otherwise as
     /// its exit says.
     async fn init_end(&self, container: &str, status: &ContainerStatus) -> EndReason {
-        if let Some(init) = end::InitExit::of(status.exit_code, status.oom_killed) {
-            match self.docker.last_stderr_line(container).await {
-                Ok(line) => {
-                    if let Some(reason) = init.reason(line.as_deref()) {
-                        return reason;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, container, "Could not read the init failure line");
-                }
-            }
-        }
-        end_reason(status)
+        let init = self
+            .docker
+            .init_end(container, status.exit_code, status.oom_killed)
+            .await;
+        init.unwrap_or_else(|| end_reason(status))
     }
 
     /// Records the end; when another path recorded it first, returns that result.

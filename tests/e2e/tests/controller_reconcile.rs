@@ -173,6 +173,40 @@ async fn absolute_timeout_ends_the_sandbox_with_reason_timeout() {
     task.await.unwrap();
 }
 
+/// With no event watcher running, the reconciler is the one that finds the ended container:
+/// an exit with one of `airlock-init`'s own statuses whose last stderr line is init's report
+/// ends `failed` with its `init_*` message, as when the watcher sees it (a workload that
+/// writes such a line itself only changes how its own end reads).
+#[tokio::test]
+async fn the_reconciler_reads_an_init_failure_like_the_watcher() {
+    let mut timing = Timing::start("reconcile_init_failure");
+    let c = in_process("reconcile_init_failure", &mut timing).await;
+    let report = r#"echo 'airlock-init: {"error":"seed_write","message":"x"}' >&2; exit 64"#;
+    let id = c
+        .create(json!({"image": TESTBOX_IMAGE, "cmd": ["sh", "-c", report]}))
+        .await;
+    let exit_2 = c
+        .create(json!({"image": TESTBOX_IMAGE, "cmd": ["sh", "-c", "exit 2"]}))
+        .await;
+    let deadline = Instant::now() + DEADLINE;
+    let (failed, exited) = loop {
+        c.reconciler.pass_logged(Pass::Periodic).await;
+        let (failed, exited) = (c.get(&id).await, c.get(&exit_2).await);
+        if failed["state"] != "running" && exited["state"] != "running" {
+            break (failed, exited);
+        }
+        assert!(Instant::now() < deadline, "{failed} {exited}");
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["end_reason"]["kind"], "error", "{failed}");
+    let message = failed["end_reason"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("init_config: {"), "{failed}");
+    assert_eq!(exited["state"], "exited", "{exited}");
+    assert_eq!(exited["exit_code"], 2, "{exited}");
+    timing.phase("ended");
+}
+
 #[tokio::test]
 async fn dind_restart_marks_its_sandboxes_lost() {
     let mut timing = Timing::start("reconcile_dind_restart");

@@ -1,7 +1,7 @@
 //! The bollard calls of the start path through `airlock-init`: filling the node's runtime
 //! volume once (bodies in [`crate::docker::spec::runtime`]) and removing older ones, the stdin
-//! attach a sandbox's binding frame is written on, and the limits update of a claimed pool
-//! member.
+//! attach a sandbox's binding frame is written on, the limits update of a claimed pool
+//! member, and reading how init itself failed.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::docker::spec::runtime::{
     runtime_archive, runtime_helper_body, runtime_helper_name, runtime_volume_body,
     COMPLETE_MARKER, FILL_MOUNT, LABEL_RUNTIME,
 };
+use crate::sandbox::end::{EndReason, InitExit};
 
 /// Docker watches an attached stdin for a detach sequence and swallows it. Five control bytes
 /// never occur in a frame: its JSON body has no byte below 0x20 and only the four length bytes
@@ -160,6 +161,25 @@ impl DockerClient {
             }
         }
         Ok(last.and_then(|(stderr, line)| stderr.then_some(line)))
+    }
+
+    /// How `container` ended when its exit status is one of `airlock-init`'s own and init's
+    /// line is the log's last on stderr: `failed` with an `init_*` message. `None` otherwise,
+    /// or when the log cannot be read (logged): the exit then speaks for itself.
+    pub async fn init_end(
+        &self,
+        container: &str,
+        exit_code: Option<i64>,
+        oom_killed: bool,
+    ) -> Option<EndReason> {
+        let init = InitExit::of(exit_code, oom_killed)?;
+        match self.last_stderr_line(container).await {
+            Ok(line) => init.reason(line.as_deref()),
+            Err(error) => {
+                tracing::warn!(%error, container, "Could not read the init failure line");
+                None
+            }
+        }
     }
 
     async fn fill_runtime(&self, helper: &str, init: &[u8]) -> Result<bool, DockerError> {
