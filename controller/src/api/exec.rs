@@ -21,7 +21,7 @@ use super::sandboxes::sandbox_id;
 use super::{json, AppState};
 use crate::audit::Actor;
 use crate::sandbox::spec::{is_env_name, MAX_CMD_ARGS, MAX_CMD_BYTES, MAX_ENV_BYTES};
-use crate::sandbox::spec::{MAX_ENV_VARS, RESERVED_ENV, RESERVED_ENV_PREFIX};
+use crate::sandbox::spec::{is_reserved_env, MAX_ENV_VARS};
 use crate::sandboxes::exec::{ExecOutcome, ExecRequest};
 use crate::sandboxes::{Exec, SandboxError};
 
@@ -178,7 +178,7 @@ fn check_env(env: &BTreeMap<String, String>, errors: &mut Vec<FieldReason>) {
         if !is_env_name(name) {
             let reason = "must be letters, digits and `_`, not starting with a digit";
             fail(errors, &format!("env.{name}"), reason);
-        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(RESERVED_ENV_PREFIX) {
+        } else if is_reserved_env(name) {
             fail(
                 errors,
                 &format!("env.{name}"),

@@ -24,9 +24,7 @@ mod reserved;
 
 pub use checks::is_env_name;
 use reserved::is_airlock_dir;
-pub use reserved::{
-    AIRLOCK_DIRS, RESERVED_ENV, RESERVED_ENV_PREFIX, TRUST_BUNDLE_ENV, TRUST_CA_ENV,
-};
+pub use reserved::{is_reserved_env, AIRLOCK_DIRS, TRUST_BUNDLE_ENV, TRUST_CA_ENV};
 
 /// Most arguments in `cmd`.
 pub const MAX_CMD_ARGS: usize = 256;

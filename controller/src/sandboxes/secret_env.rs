@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{SandboxError, Sandboxes};
 use crate::accounts::user::UserId;
-use crate::sandbox::spec::{is_env_name, MAX_ENV_VARS, RESERVED_ENV, RESERVED_ENV_PREFIX};
+use crate::sandbox::spec::{is_env_name, is_reserved_env, MAX_ENV_VARS};
 use crate::sandbox::{FieldError, Problem};
 
 /// Resolved secret env entries (`NAME=value`); `Debug` never shows the values.
@@ -79,7 +79,7 @@ fn secret_env_problem(env: &str, env_names: &[String]) -> Option<Problem> {
         Some(Problem::Malformed {
             expected: "a name of letters, digits and `_`, not starting with a digit",
         })
-    } else if RESERVED_ENV.contains(&env) || env.starts_with(RESERVED_ENV_PREFIX) {
+    } else if is_reserved_env(env) {
         Some(Problem::Reserved)
     } else if env_names.iter().any(|name| name == env) {
         Some(Problem::Duplicate)

@@ -47,7 +47,7 @@ pub(super) fn check_env(env: Vec<(String, String)>, errors: &mut Vec<FieldError>
             Some(Problem::Malformed {
                 expected: "a name of letters, digits and `_`, not starting with a digit",
             })
-        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with(RESERVED_ENV_PREFIX) {
+        } else if is_reserved_env(&name) {
             Some(Problem::Reserved)
         } else if !seen.insert(name.clone()) {
             Some(Problem::Duplicate)

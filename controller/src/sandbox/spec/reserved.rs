@@ -1,41 +1,29 @@
-//! The environment names the controller sets in every sandbox itself, declared once: the
-//! proxy settings, `DOCKER_HOST`, `HOME` and the trust variables that point TLS clients at the
-//! sandbox's CA. A tenant may not set any of them (in `env`, a `secret_env` name or an exec's
-//! env): init refuses a frame whose workload env names one of its reserved names, so the
-//! controller refuses them first, naming the field, rather than let the sandbox fail at start.
+//! The environment names the controller sets in every sandbox itself: the proxy settings and
+//! the trust variables that point TLS clients at the sandbox's CA (declared once, in
+//! `airlock_init::frame`, since init refuses a frame whose workload env names one), plus
+//! `DOCKER_HOST` and `HOME`. A tenant may not set any of them (in `env`, a `secret_env` name or
+//! an exec's env): the controller refuses them first, naming the field, rather than let the
+//! sandbox fail at start.
 //!
 //! Likewise the directories Airlock owns inside every sandbox ([`AIRLOCK_DIRS`]): no working
 //! directory may lie there.
 
-/// The trust variables that name the sandbox's CA bundle (the image's system store plus the
-/// CA): curl, git, OpenSSL and Python `requests` read one file.
-pub const TRUST_BUNDLE_ENV: [&str; 4] = [
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-];
-/// The trust variables that name the CA alone: Node and Deno add it to their own store.
-pub const TRUST_CA_ENV: [&str; 2] = ["NODE_EXTRA_CA_CERTS", "DENO_CERT"];
+use airlock_init::frame::{RESERVED_NAMES, RESERVED_PREFIXES};
+pub use airlock_init::frame::{TRUST_BUNDLE_ENV, TRUST_CA_ENV};
 
-/// The controller's own variables other than the trust ones (the proxy settings, the Docker
-/// endpoint, the home).
-const CONTROLLER_ENV: [&str; 11] = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "NODE_USE_ENV_PROXY",
-    "DOCKER_HOST",
-    "HOME",
-];
+/// What the controller sets besides init's reserved names (the proxy and trust variables):
+/// the Docker endpoint and the home. Init takes these from the frame's env like any other.
+const CONTROLLER_ENV: [&str; 2] = ["DOCKER_HOST", "HOME"];
 
-/// Every environment variable the controller sets itself; a tenant's env may name none.
-pub const RESERVED_ENV: [&str; 17] = concat([&CONTROLLER_ENV, &TRUST_BUNDLE_ENV, &TRUST_CA_ENV]);
+/// Whether a tenant may not name `name` in an env (a create's `env`, a `secret_env` name, an
+/// exec's env): a variable Airlock sets itself, or one under its `AIRLOCK_` prefix.
+pub fn is_reserved_env(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name)
+        || CONTROLLER_ENV.contains(&name)
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
 
 /// Directories Airlock owns inside every sandbox: the read-only runtime volume (init itself)
 /// and the run file's directory, which init makes root-owned before the workload runs. A
@@ -49,30 +37,6 @@ pub(super) fn is_airlock_dir(dir: &super::ContainerPath) -> bool {
         .any(|owned| super::ContainerPath::parse(owned).is_ok_and(|owned| dir.is_within(&owned)))
 }
 
-/// Environment variable prefix reserved for values the controller injects later.
-pub const RESERVED_ENV_PREFIX: &str = "AIRLOCK_";
-
-/// `parts` joined, in order; a length that does not add up fails the build.
-const fn concat<const N: usize>(parts: [&[&'static str]; 3]) -> [&'static str; N] {
-    let mut out = [""; N];
-    let mut at = 0;
-    let mut part = 0;
-    while part < parts.len() {
-        let mut i = 0;
-        while i < parts[part].len() {
-            out[at] = parts[part][i];
-            at += 1;
-            i += 1;
-        }
-        part += 1;
-    }
-    assert!(
-        at == N,
-        "RESERVED_ENV's length must be the sum of its parts"
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::checks::{check_env, err};
@@ -80,19 +44,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_trust_and_controller_variable_is_reserved_once() {
-        for name in CONTROLLER_ENV
+    fn every_variable_airlock_sets_is_reserved() {
+        let set = CONTROLLER_ENV
             .iter()
             .chain(&TRUST_BUNDLE_ENV)
             .chain(&TRUST_CA_ENV)
-        {
-            assert_eq!(
-                RESERVED_ENV.iter().filter(|n| *n == name).count(),
-                1,
-                "{name}"
-            );
+            .chain(&airlock_init::frame::PROXY_ENV);
+        for name in set.copied().chain(["AIRLOCK_", "AIRLOCK_X"]) {
+            assert!(is_reserved_env(name), "{name}");
         }
-        assert!(!RESERVED_ENV.contains(&""));
+        for name in ["", "PATH", "home", "XAIRLOCK_", "Http_Proxy"] {
+            assert!(!is_reserved_env(name), "{name}");
+        }
     }
 
     #[test]
