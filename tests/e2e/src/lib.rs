@@ -121,14 +121,19 @@ pub async fn dind_with_testbox(opts: DindOptions, timing: &mut Timing) -> Result
     Ok(dind)
 }
 
-/// Containers (stopped ones included) and networks in `dind` labelled for sandbox `id`.
+/// The containers (stopped ones included) and networks in `docker` carrying `label` (a
+/// `key` or `key=value` filter).
 #[allow(clippy::unwrap_used)]
-pub async fn sandbox_objects(dind: &Dind, id: &str) -> (usize, usize) {
-    use airlock::docker::spec::LABEL_SANDBOX_ID;
+pub async fn labelled(
+    docker: &bollard::Docker,
+    label: &str,
+) -> (
+    Vec<bollard::models::ContainerSummary>,
+    Vec<bollard::models::Network>,
+) {
     use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
     use std::collections::HashMap;
-    let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_SANDBOX_ID}={id}")])]);
-    let docker = dind.docker();
+    let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -143,6 +148,14 @@ pub async fn sandbox_objects(dind: &Dind, id: &str) -> (usize, usize) {
         }))
         .await
         .unwrap();
+    (containers, networks)
+}
+
+/// How many containers (stopped ones included) and networks in `dind` are labelled for
+/// sandbox `id`.
+pub async fn sandbox_objects(dind: &Dind, id: &str) -> (usize, usize) {
+    let label = format!("{}={id}", airlock::docker::spec::LABEL_SANDBOX_ID);
+    let (containers, networks) = labelled(dind.docker(), &label).await;
     (containers.len(), networks.len())
 }
 

@@ -17,7 +17,7 @@ use airlock::config::{DatabaseConfig, DEFAULT_SQLITE_FILE};
 use airlock::docker::spec::pool::LABEL_MEMBER;
 use airlock::docker::spec::LABEL_NODE;
 use airlock::store::Store;
-use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
+use bollard::query_parameters::ListContainersOptions;
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with};
 use e2e::stats::{ms, Latencies};
 use e2e::{dind_with_testbox, Timing};
@@ -167,16 +167,13 @@ async fn delete(addr: SocketAddr, id: String) -> Duration {
     started.elapsed()
 }
 
-fn node_filter() -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{LABEL_NODE}={DEFAULT_NODE}")],
-    )])
+fn node_label() -> String {
+    format!("{LABEL_NODE}={DEFAULT_NODE}")
 }
 
 async fn running_containers(dind: &Dind) -> usize {
     let options = ListContainersOptions {
-        filters: Some(node_filter()),
+        filters: Some(HashMap::from([("label".to_owned(), vec![node_label()])])),
         ..ListContainersOptions::default()
     };
     dind.docker()
@@ -189,16 +186,7 @@ async fn running_containers(dind: &Dind) -> usize {
 /// This node's labelled containers (stopped ones included) and networks, each as whether it
 /// is a pool member's.
 async fn labelled_objects(dind: &Dind) -> (Vec<bool>, Vec<bool>) {
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(node_filter()),
-        ..ListContainersOptions::default()
-    };
-    let containers = dind.docker().list_containers(Some(options)).await.unwrap();
-    let options = ListNetworksOptions {
-        filters: Some(node_filter()),
-    };
-    let networks = dind.docker().list_networks(Some(options)).await.unwrap();
+    let (containers, networks) = e2e::labelled(dind.docker(), &node_label()).await;
     let member = |labels: Option<&HashMap<String, String>>| {
         labels.is_some_and(|l| l.contains_key(LABEL_MEMBER))
     };

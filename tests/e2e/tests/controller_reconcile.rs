@@ -24,8 +24,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, RemoveContainerOptions,
 };
 use e2e::controller::{parts, Parts};
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve, DEADLINE};
@@ -272,21 +271,7 @@ async fn create(addr: SocketAddr, cmd: &[&str]) -> String {
 /// Every `airlock.node`-labelled container and network in the nested daemon, with their
 /// sandbox label.
 async fn labelled_objects(docker: &bollard::Docker) -> (Vec<String>, Vec<String>) {
-    let filters = HashMap::from([("label".to_owned(), vec![LABEL_NODE.to_owned()])]);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters.clone()),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(filters),
-        }))
-        .await
-        .unwrap();
+    let (containers, networks) = e2e::labelled(docker, LABEL_NODE).await;
     let sandbox = |labels: Option<HashMap<String, String>>| {
         labels
             .and_then(|l| l.get(LABEL_SANDBOX_ID).cloned())

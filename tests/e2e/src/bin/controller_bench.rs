@@ -20,7 +20,6 @@
     clippy::print_stdout
 )]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,8 +31,7 @@ use airlock::sandbox::names;
 use airlock::sandbox::subnet::SandboxSubnet;
 use airlock::sandbox::{SandboxId, SandboxRequest, SandboxSpec};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use e2e::serve::{airlock_binary, http, listen_addr, spawn_serve_with};
@@ -407,17 +405,7 @@ async fn create_sleeping(addr: SocketAddr) -> Result<(String, Duration), String>
 
 /// `node`'s labelled (containers, networks), stopped containers included.
 async fn leftovers(docker: &Docker, node: &str) -> (usize, usize) {
-    let filter = HashMap::from([("label".to_owned(), vec![format!("{LABEL_NODE}={node}")])]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filter.clone()),
-        ..ListContainersOptions::default()
-    };
-    let containers = docker.list_containers(Some(options)).await.unwrap();
-    let options = ListNetworksOptions {
-        filters: Some(filter),
-    };
-    let networks = docker.list_networks(Some(options)).await.unwrap();
+    let (containers, networks) = e2e::labelled(docker, &format!("{LABEL_NODE}={node}")).await;
     (containers.len(), networks.len())
 }
 
