@@ -12,3 +12,4 @@ pub mod frame;
 pub mod run;
 pub mod runfile;
 pub mod settings;
+pub mod trust;

@@ -223,12 +223,7 @@ impl CreateSandbox {
             volumes: &volumes,
             folders: &folders,
         };
-        let warm = sandboxes.warm_key(
-            &spec,
-            digest.as_deref(),
-            &defaults.working_dir,
-            bound.is_some(),
-        );
+        let warm = sandboxes.warm_key(&spec, digest.as_deref(), &defaults.working_dir);
         let new = NewSandbox {
             owner,
             spec,

@@ -9,10 +9,10 @@
 //!    the terminated hosts (name-constrained to them, valid until the deadline plus a day),
 //!    its key sealed with the secrets key and stored with the bindings. The egress plane
 //!    opens it, and the bound secrets' current values, for every push.
-//! 3. Before start ([`Sandboxes::deliver_trust`]): `/run/airlock/tls/ca.pem` (the CA) and
-//!    `bundle.pem` (the image's system bundle, read from the created container, plus the CA)
-//!    are written into the sandbox's trust volume through a never-started helper; the
-//!    sandbox mounts it read-only and its trust variables name the files.
+//! 3. In the binding frame, cold or warm alike: the CA certificate (`ca_pem`) and the trust
+//!    variables. Init writes `/run/airlock/tls/ca.pem` and `bundle.pem` (the image's system
+//!    bundle plus the CA) into the sandbox's own tmpfs before the workload starts
+//!    ([`airlock_init::trust`]).
 //!
 //! Invariant: no secret value and no CA key reaches the container, a log line, the API or an
 //! audit row; the sandbox sees only placeholders and the CA certificate.
@@ -102,6 +102,10 @@ impl Sandboxes {
         bound: &Bound,
         policy: &EgressPolicy,
     ) -> Result<String, SandboxError> {
+        // A warm claim that failed after this step is retried cold: the same CA serves it.
+        if let Some(stored) = self.store.inspection(sandbox.id).await? {
+            return Ok(stored.ca_cert_pem);
+        }
         let lifetime =
             time::Duration::try_from(sandbox.spec.timeout()).unwrap_or(time::Duration::days(365));
         let deadline = sandbox.created_at + lifetime;
@@ -127,44 +131,7 @@ impl Sandboxes {
         info!(sandbox.id = %sandbox.id, inspection.hosts = hosts.len(), "Inspection CA made");
         Ok(ca.cert_pem)
     }
-
-    /// Step 3: fills the sandbox's trust volume from the created (not started) `container`.
-    pub(super) async fn deliver_trust(
-        &self,
-        sandbox: &Sandbox,
-        container: &str,
-        ca_pem: &str,
-    ) -> Result<(), SandboxError> {
-        let image = sandbox.spec.image().as_str();
-        let system = self
-            .docker
-            .read_small_file(
-                container,
-                crate::docker::spec::trust::SYSTEM_BUNDLE,
-                BUNDLE_MAX,
-            )
-            .await?
-            .unwrap_or_default();
-        let mut bundle = system;
-        if !bundle.is_empty() && !bundle.ends_with(b"\n") {
-            bundle.push(b'\n');
-        }
-        bundle.extend_from_slice(ca_pem.as_bytes());
-        self.docker
-            .fill_trust_volume(
-                sandbox.id,
-                &self.settings.node,
-                image,
-                ca_pem.as_bytes(),
-                &bundle,
-            )
-            .await?;
-        Ok(())
-    }
 }
-
-/// Largest system bundle read from an image (Debian's is about 220 KiB).
-const BUNDLE_MAX: u64 = 4 * 1024 * 1024;
 
 /// `policy` with the bound `endpoints`; a host the policy does not admit, or a binding the
 /// proxy would refuse, is a 400 on `credentials`.

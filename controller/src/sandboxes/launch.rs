@@ -72,14 +72,14 @@ fn pairs(entries: Vec<String>) -> impl Iterator<Item = (String, String)> {
     })
 }
 
-/// The binding frame of one incarnation. `secret_env` are `NAME=value` entries; `trust` adds
-/// the trust variables (the sandbox has a CA).
+/// The binding frame of one incarnation. `secret_env` are `NAME=value` entries; `ca_pem`, the
+/// sandbox's inspection CA when it has one, travels with the trust variables.
 pub(super) fn frame(
     spec: &SandboxSpec,
     placement: &Placement<'_>,
     image: &ImageDefaults,
     secret_env: Vec<String>,
-    trust: bool,
+    ca_pem: Option<&str>,
 ) -> Result<Frame, SandboxError> {
     let argv = if spec.cmd().is_empty() {
         image.argv.clone()
@@ -101,7 +101,7 @@ pub(super) fn frame(
         env.insert("HOME".to_owned(), HOME_DIR.to_owned());
     }
     let mut airlock_env: BTreeMap<String, String> = pairs(proxy_env(placement)).collect();
-    if trust {
+    if ca_pem.is_some() {
         airlock_env.extend(pairs(trust_env()));
     }
     let run = RunFile {
@@ -118,7 +118,7 @@ pub(super) fn frame(
         env,
         airlock_env,
         workdir,
-        ca_pem: None,
+        ca_pem: ca_pem.map(str::to_owned),
         files: vec![SeedFile {
             path: RUN_FILE.to_owned(),
             content: run,
@@ -133,9 +133,9 @@ pub(super) fn encoded_frame(
     placement: &Placement<'_>,
     image: &ImageDefaults,
     secret_env: Vec<String>,
-    trust: bool,
+    ca_pem: Option<&str>,
 ) -> Result<Vec<u8>, SandboxError> {
-    frame(spec, placement, image, secret_env, trust)?
+    frame(spec, placement, image, secret_env, ca_pem)?
         .encode()
         .map_err(|error| match error {
             FrameError::TooLarge { .. } => SandboxError::Invalid(vec![FieldError {
@@ -309,7 +309,8 @@ mod tests {
             ..SandboxRequest::default()
         });
         let secret = vec!["DB_PASSWORD=s3cret".to_owned()];
-        let frame = frame(&spec, &placement(), &image(), secret, true).unwrap();
+        let ca = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let frame = frame(&spec, &placement(), &image(), secret, Some(ca)).unwrap();
         assert_eq!(frame.argv, ["python", "main.py"]);
         assert_eq!(frame.workdir, "/srv");
         assert_eq!(frame.env["MODE"], "fast");
@@ -317,6 +318,7 @@ mod tests {
         assert!(frame.airlock_env["HTTPS_PROXY"].contains(":tok3n@10.213.0.10:3128"));
         assert_eq!(frame.airlock_env["NO_PROXY"], "airlock.internal");
         assert!(frame.airlock_env["SSL_CERT_FILE"].starts_with("/run/airlock/tls/"));
+        assert_eq!(frame.ca_pem.as_deref(), Some(ca));
         let run: RunFile = serde_json::from_str(&frame.files[0].content).unwrap();
         assert_eq!(
             (run.env, run.workdir),
@@ -333,10 +335,11 @@ mod tests {
             image: "img".into(),
             ..SandboxRequest::default()
         });
-        let frame = frame(&bare, &placement(), &image(), Vec::new(), false).unwrap();
+        let frame = frame(&bare, &placement(), &image(), Vec::new(), None).unwrap();
         assert_eq!(frame.argv, ["/entry", "--flag"]);
         assert_eq!(frame.workdir, "/app");
         assert!(!frame.airlock_env.contains_key("SSL_CERT_FILE"));
+        assert_eq!(frame.ca_pem, None);
         assert_eq!(frame_workdir(&bare, &ImageDefaults::default()), "/");
         let mut run = ImageRun::default();
         assert!(check_argv(&bare, &run).is_err());
@@ -345,7 +348,7 @@ mod tests {
     }
 
     fn frame_workdir(spec: &SandboxSpec, image: &ImageDefaults) -> String {
-        frame(spec, &placement(), image, Vec::new(), false)
+        frame(spec, &placement(), image, Vec::new(), None)
             .unwrap()
             .workdir
     }

@@ -143,7 +143,7 @@ impl Sandboxes {
             &placement,
             &image,
             secret_env.0,
-            ca.is_some(),
+            ca.as_deref(),
         )?;
         // The proxy joins the network while the container is made; both finish (neither is
         // cancelled half-way, so the rollback sees every object) before the start.
@@ -157,7 +157,7 @@ impl Sandboxes {
             }
             Ok::<(), SandboxError>(())
         };
-        let container = self.make_container(sandbox, &placement, runtime, ca.as_deref());
+        let container = self.make_container(sandbox, &placement, runtime);
         let (attached, container) = tokio::join!(attached, container);
         attached?;
         let container = container?;
@@ -173,24 +173,17 @@ impl Sandboxes {
         .await?)
     }
 
-    /// The sandbox's container, created with its volume roots owned and its trust files
-    /// delivered (when it has a CA), not started; `runtime` is the runtime volume's hash.
+    /// The sandbox's container, created with its volume roots owned, not started; `runtime`
+    /// is the runtime volume's hash.
     async fn make_container(
         &self,
         sandbox: &Sandbox,
         placement: &Placement<'_>,
         runtime: &str,
-        ca: Option<&str>,
     ) -> Result<String, SandboxError> {
         let id = sandbox.id;
         self.own_volume_roots(id, &sandbox.spec).await?;
-        let mut body = spec::container_body(&sandbox.spec, placement, runtime);
-        if ca.is_some() {
-            spec::trust::add_trust(&mut body, id);
-            self.docker
-                .create_trust_volume(id, &self.settings.node)
-                .await?;
-        }
+        let body = spec::container_body(&sandbox.spec, placement, runtime);
         let name = names::container_name(id);
         let container = step(
             "create_container",
@@ -202,9 +195,6 @@ impl Sandboxes {
             self.store.set_container(id, sandbox.generation, &container),
         )
         .await?;
-        if let Some(ca) = ca {
-            step("deliver_trust", self.deliver_trust(sandbox, &container, ca)).await?;
-        }
         Ok(container)
     }
 

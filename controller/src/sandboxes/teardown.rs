@@ -85,8 +85,9 @@ impl Sandboxes {
         }
     }
 
-    /// The containers and the proxy's link first, then the networks and the CA volume (a
-    /// delete's, a failed create's and a destroyed pool member's).
+    /// The containers and the proxy's link first, then the networks (a delete's, a failed
+    /// create's and a destroyed pool member's). A trust volume an older controller made goes
+    /// with the reconciler's sweep once the row is gone.
     pub(super) async fn remove_docker_objects(&self, id: SandboxId) -> Result<(), DockerError> {
         let network = names::network_name(id);
         let value = id.to_string();
@@ -105,11 +106,7 @@ impl Sandboxes {
             try_join_all(networks.iter().map(|n| self.docker.remove_network(n))).await?;
             self.docker.remove_network(&network).await
         };
-        tokio::try_join!(
-            step("networks", networks_gone),
-            step("ca_volume", self.docker.remove_trust_volume(id))
-        )?;
-        Ok(())
+        step("networks", networks_gone).await
     }
 
     /// Kills and removes every container labelled for the sandbox, then the one by its name

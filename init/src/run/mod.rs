@@ -26,8 +26,8 @@ pub use env::{CA_FILE_VAR, IDLE_VAR, WRITABLE_VAR};
 
 /// The hidden first argument of the workload's first step (see `exec`).
 pub const EXEC_FLAG: &str = "--airlock-exec";
-/// Where `ca_pem` goes when `AIRLOCK_INIT_CA_FILE` is unset.
-pub const DEFAULT_CA_FILE: &str = "/run/airlock/tls/ca.pem";
+/// Where `ca_pem` goes when `AIRLOCK_INIT_CA_FILE` is unset (the bundle goes beside it).
+pub const DEFAULT_CA_FILE: &str = crate::trust::CA_FILE;
 /// The program exists but cannot be executed.
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// The program was not found.
@@ -192,12 +192,7 @@ fn run() -> Result<u8, Failure> {
     let rules = Rules::airlock(settings.writable_roots.clone());
     let frame = frame::parse_body(&body, &rules).map_err(Failure::Frame)?;
     if let Some(pem) = &frame.ca_pem {
-        seed::write(&seed::Entry {
-            root: "/",
-            path: &settings.ca_file,
-            content: pem.as_bytes(),
-            mode: 0o644,
-        })?;
+        seed::write_trust(&settings.ca_file, pem)?;
     }
     for file in &frame.files {
         let root = seed::root_for(&file.path, &settings.writable_roots).unwrap_or("/");

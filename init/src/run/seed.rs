@@ -1,15 +1,18 @@
 //! Writes seed and CA files. The root is opened as given (an operator path); every component
 //! below it is opened with `O_NOFOLLOW`, so a symlink planted in the image cannot carry a write
-//! outside the root. Missing directories are created 0755.
+//! outside the root. Missing directories are created 0755. The trust files are written by
+//! [`write_trust`].
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 
 use rustix::fs::{fchmod, mkdirat, open, openat, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::Failure;
 use crate::frame::is_strictly_under;
+use crate::trust;
 
 /// One file to write.
 #[derive(Debug)]
@@ -76,4 +79,44 @@ fn write_inner(entry: &Entry<'_>) -> Result<(), Errno> {
     file.write_all(entry.content)
         .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
     Ok(())
+}
+
+/// Writes the CA to `ca_file` and the bundle (the image's system store, then the CA) beside
+/// it, both 0444, then makes their directory 0555: the workload finds them as the trust
+/// variables say and cannot add to them by accident (it owns them; they only decide what its
+/// own clients trust).
+pub(super) fn write_trust(ca_file: &str, ca_pem: &str) -> Result<(), Failure> {
+    let (dir, _) = ca_file.rsplit_once('/').unwrap_or(("", ca_file));
+    let bundle_file = format!("{dir}/{}", trust::BUNDLE_NAME);
+    let bundle = trust::bundle(&system_bundle(), ca_pem);
+    for (path, content) in [(ca_file, ca_pem.as_bytes()), (&bundle_file, &bundle)] {
+        write(&Entry {
+            root: "/",
+            path,
+            content,
+            mode: 0o444,
+        })?;
+    }
+    let dir = if dir.is_empty() { "/" } else { dir };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).map_err(|error| {
+        Failure::Seed {
+            path: dir.to_owned(),
+            error,
+        }
+    })
+}
+
+/// The image's system bundle; empty when it is missing, unreadable or over the limit.
+fn system_bundle() -> Vec<u8> {
+    let read = || -> std::io::Result<Vec<u8>> {
+        let file = std::fs::File::open(trust::SYSTEM_BUNDLE)?;
+        let mut out = Vec::new();
+        file.take(trust::MAX_SYSTEM_BUNDLE + 1)
+            .read_to_end(&mut out)?;
+        Ok(out)
+    };
+    read()
+        .ok()
+        .filter(|b| b.len() as u64 <= trust::MAX_SYSTEM_BUNDLE)
+        .unwrap_or_default()
 }

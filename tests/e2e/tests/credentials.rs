@@ -5,8 +5,10 @@
 //!   placeholder: the canary value is in no process environment, no file under `/run`, its
 //!   home, or `docker inspect`, and not in the API's answers;
 //! - curl and Python `requests` reach the upstream through the proxy's TLS termination and
-//!   trust the sandbox's own CA (`/run/airlock/tls`, via the trust variables); the upstream
-//!   sees the real key even though the client sent its own;
+//!   trust the sandbox's own CA (`/run/airlock/tls`, written by init from the frame, via the
+//!   trust variables); the upstream sees the real key even though the client sent its own;
+//! - a create with credentials served warm by a pool member gets the same trust files and
+//!   reaches the upstream the same way;
 //! - with `gateway: true`, httpx reaches the upstream through the proxy's origin-form gateway
 //!   (`ANTHROPIC_BASE_URL`, plain HTTP, no CA) and the upstream sees the real key; sandbox A
 //!   sending B's placeholder, or none, gets a 401 and nothing reaches the upstream;
@@ -18,13 +20,13 @@
 //! - after a proxy restart the binding and the CA come back (the old trust file still works);
 //! - a new value of the secret reaches the proxy at once, and a bound secret cannot be
 //!   deleted (409 `secret_in_use`);
-//! - an unknown secret is a 404 and an unknown provider a 400; delete removes the trust
-//!   volume.
+//! - an unknown secret is a 404 and an unknown provider a 400; no trust volume is made.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use airlock_certs::mitm::{InspectionCa, LeafIssuer};
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
+use e2e::controller::tend;
 use e2e::plane::{poll, Plane, PlaneOptions, AGENT_IMAGE};
 use e2e::Timing;
 use serde_json::{json, Value};
@@ -86,6 +88,26 @@ fn upstream_certs(dir: &std::path::Path) {
     }
 }
 
+/// The CA and the bundle (system roots plus the CA) are where the trust variables say, and
+/// the workload cannot add to their directory.
+async fn assert_trust_files(f: &Plane, id: &str) {
+    let ca = sh(
+        f,
+        id,
+        "head -1 /run/airlock/tls/ca.pem; grep -c BEGIN /run/airlock/tls/bundle.pem",
+    )
+    .await;
+    let mut lines = ca.lines();
+    assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let in_bundle: u32 = lines.next().unwrap().parse().unwrap();
+    assert!(in_bundle > 100, "the system roots plus the CA: {in_bundle}");
+    let writable = sh(f, id, "touch /run/airlock/tls/x 2>&1; echo $?").await;
+    assert!(
+        !writable.ends_with("0\n"),
+        "the trust directory takes no new file: {writable}"
+    );
+}
+
 async fn sh(f: &Plane, id: &str, script: &str) -> String {
     f.exec(id, &["sh", "-c", script]).await
 }
@@ -119,7 +141,13 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     ];
     opts.tls_upstream = Some(certs.path().to_owned());
     let ca = certs.path().join("ca.pem").display().to_string();
-    opts.env = vec![("AIRLOCK_EGRESS_UPSTREAM_CA".to_owned(), ca)];
+    // One member of the agent image, made only once the warm phase tends the pool: every
+    // create before it is cold.
+    let pools = json!([{"image": AGENT_IMAGE, "size": 1, "max_idle_s": 600}]).to_string();
+    opts.env = vec![
+        ("AIRLOCK_EGRESS_UPSTREAM_CA".to_owned(), ca),
+        ("AIRLOCK_POOLS".to_owned(), pools),
+    ];
     let f = Plane::start(opts, &mut timing).await;
     f.dind.load_image(AGENT_IMAGE).await.unwrap();
     timing.phase("load-agent");
@@ -155,7 +183,7 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
 
     let bound = json!([{"provider": "anthropic", "secret": "anthropic"}]);
     let made = f
-        .call(Method::POST, "/v1/sandboxes", Some(body(bound)))
+        .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     assert!(!made.body.to_string().contains(CANARY));
@@ -183,21 +211,13 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     )
     .await;
     assert_eq!(leaks, "done\n", "the canary is inside the sandbox");
-    let ca = sh(
-        &f,
-        &id,
-        "head -1 /run/airlock/tls/ca.pem; grep -c BEGIN /run/airlock/tls/bundle.pem",
-    )
-    .await;
-    let mut lines = ca.lines();
-    assert_eq!(lines.next(), Some("-----BEGIN CERTIFICATE-----"));
-    let in_bundle: u32 = lines.next().unwrap().parse().unwrap();
-    assert!(in_bundle > 100, "the system roots plus the CA: {in_bundle}");
-    let writable = sh(&f, &id, "touch /run/airlock/tls/x 2>&1; echo $?").await;
-    assert!(
-        !writable.ends_with("0\n"),
-        "the trust files are read-only: {writable}"
-    );
+    assert_trust_files(&f, &id).await;
+    let volume = f
+        .dind
+        .docker()
+        .inspect_volume(&format!("airlock-tls-{id}"))
+        .await;
+    assert!(volume.is_err(), "no trust volume is made any more");
     let inspected = f
         .dind
         .docker()
@@ -388,6 +408,38 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     assert!(deleted.status.is_success(), "{}", deleted.body);
     timing.phase("github");
 
+    // Warm: a pool member serves a create with credentials. The claim makes the CA and sends
+    // it in the frame; init writes the same trust files into the member's tmpfs.
+    let (stop, task) = tend(&f.state);
+    poll(|| async {
+        let pools = f.call(Method::GET, "/v1/pools", None).await.body;
+        (pools[0]["ready"] == 1).then_some(())
+    })
+    .await;
+    let made = f
+        .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let warm_id = made.body["id"].as_str().unwrap().to_owned();
+    let pools = f.call(Method::GET, "/v1/pools", None).await.body;
+    assert_eq!(pools[0]["claims"], 1, "served warm: {pools}");
+    drop(stop);
+    task.await.unwrap();
+    assert_trust_files(&f, &warm_id).await;
+    assert_eq!(
+        seen_by_upstream(&f, &warm_id, CURL).await["x-api-key"],
+        ROTATED
+    );
+    assert_eq!(
+        seen_by_upstream(&f, &warm_id, PYTHON).await["x-api-key"],
+        ROTATED
+    );
+    let deleted = f
+        .call(Method::DELETE, &format!("/v1/sandboxes/{warm_id}"), None)
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    timing.phase("warm");
+
     // Nothing the API shows holds the value.
     for uri in [format!("/v1/sandboxes/{id}"), "/v1/secrets".to_owned()] {
         let reply = f.call(Method::GET, &uri, None).await;
@@ -398,18 +450,12 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         );
     }
 
-    // Delete takes the trust volume.
+    // Once the last binding sandbox is deleted, the secret can go.
     let deleted = f
         .call(Method::DELETE, &format!("/v1/sandboxes/{id}"), None)
         .await;
     assert!(deleted.status.is_success(), "{}", deleted.body);
     let freed = f.call(Method::DELETE, "/v1/secrets/anthropic", None).await;
     assert_eq!(freed.status, StatusCode::NO_CONTENT, "{}", freed.body);
-    let volume = format!("airlock-tls-{id}");
-    poll(|| async {
-        let listed = f.dind.docker().inspect_volume(&volume).await;
-        listed.is_err().then_some(())
-    })
-    .await;
     timing.phase("delete");
 }

@@ -323,7 +323,8 @@ fn the_workload_cannot_read_the_channel() {
 fn env_workdir_seed_and_ca_files_arrive() {
     let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
     let script = "echo \"$FOO|$HTTPS_PROXY|${AIRLOCK_INIT_WRITABLE-unset}|$(pwd)\"; \
-                  cat /tmp/seed/a.txt; stat -c %a /tmp/seed/a.txt; cat /tmp/tls/ca.pem | head -1";
+                  cat /tmp/seed/a.txt; stat -c %a /tmp/seed/a.txt; cat /tmp/tls/ca.pem | head -1; \
+                  tail -1 /tmp/tls/bundle.pem; stat -c %a /tmp/tls /tmp/tls/ca.pem";
     let frame_body = json!({
         "v": 1,
         "sandbox_id": "sbx_seed",
@@ -356,7 +357,10 @@ fn env_workdir_seed_and_ca_files_arrive() {
             "from-frame|http://proxy:3128|unset|/tmp/seed",
             "seeded",
             "600",
-            "-----BEGIN CERTIFICATE-----"
+            "-----BEGIN CERTIFICATE-----",
+            "-----END CERTIFICATE-----",
+            "555",
+            "444"
         ]
     );
     // A seed outside the writable roots is refused before anything runs.

@@ -1,5 +1,6 @@
 //! The reconciler's helper sweep against a real DinD: trust volumes and never-started trust
-//! fillers of a sandbox with no row or an ended row are removed, a live sandbox's are kept
+//! fillers (what controllers before stop 28 made for sandboxes with credentials) of a sandbox
+//! with no row or an ended row are removed, a live sandbox's are kept
 //! (also by a full pass, whose planner never takes a helper for a sandbox container); files,
 //! sampler, volume-owner and folder-stat helpers are kept within the grace and removed after
 //! it. Every object is made through the real spec builders and found by its labels.

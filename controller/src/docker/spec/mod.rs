@@ -12,6 +12,8 @@
 //! - a read-only root filesystem with a tmpfs `/tmp`, unless the spec opts out;
 //! - a writable home: a size-capped `nosuid,nodev` tmpfs at `/home/agent` owned by the
 //!   sandbox user (mode 0700);
+//! - a small `noexec` tmpfs at `/run/airlock` owned by the sandbox user, where init writes the
+//!   trust files when the frame carries a CA ([`trust`]);
 //! - PID 1 is `airlock-init` from the node's runtime volume (read-only at `/.airlock`), with
 //!   stdin open for its binding frame (`OpenStdin`, not `StdinOnce`). `Config.Env` holds only
 //!   init's settings: nothing per-run (the user's and secret variables, `HOME`, the proxy
@@ -254,21 +256,24 @@ fn mounts(spec: &SandboxSpec, runtime: &str) -> Vec<bollard::models::Mount> {
         .collect()
 }
 
-/// The tmpfs mounts: `/tmp` with a read-only root, and the home.
+/// The tmpfs mounts: `/tmp` with a read-only root, the home, and the trust directory that
+/// init writes the CA files into (owned by the sandbox user, as init runs as that user).
 fn tmpfs(spec: &SandboxSpec) -> Option<HashMap<String, String>> {
     let mut mounts = HashMap::new();
     if spec.rootfs() == RootFs::ReadOnly {
         mounts.insert("/tmp".to_owned(), TMP_TMPFS.to_owned());
     }
+    let user = spec.run_as();
+    let trust = format!("{},uid={},gid={}", trust::TRUST_TMPFS, user.uid, user.gid);
+    mounts.insert(trust::TRUST_DIR.to_owned(), trust);
     if let Some(Home::Tmpfs { size_mb }) = spec.home() {
-        let user = spec.run_as();
         let options = format!(
             "{HOME_TMPFS},size={size_mb}m,uid={},gid={}",
             user.uid, user.gid
         );
         mounts.insert(HOME_DIR.to_owned(), options);
     }
-    (!mounts.is_empty()).then_some(mounts)
+    Some(mounts)
 }
 
 /// MiB to bytes; validated specs stay far below the bound, so saturation never triggers.

@@ -140,6 +140,7 @@ fn default_container_body_snapshot() {
               "no-new-privileges:true"
             ],
             "Tmpfs": {
+              "/run/airlock": "rw,nosuid,nodev,noexec,mode=0755,size=9m,uid=65534,gid=65534",
               "/tmp": "rw,nosuid,nodev,size=64m"
             },
             "Ulimits": [
@@ -253,7 +254,8 @@ fn custom_container_body_snapshot() {
               "size": "1024M"
             },
             "Tmpfs": {
-              "/home/agent": "rw,nosuid,nodev,mode=0700,size=256m,uid=1000,gid=1000"
+              "/home/agent": "rw,nosuid,nodev,mode=0700,size=256m,uid=1000,gid=1000",
+              "/run/airlock": "rw,nosuid,nodev,noexec,mode=0755,size=9m,uid=1000,gid=1000"
             },
             "Ulimits": [
               {

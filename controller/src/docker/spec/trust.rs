@@ -1,18 +1,17 @@
-//! Pure bodies for an inspected sandbox's trust files: the per-sandbox volume that holds
-//! `tls/ca.pem` and `tls/bundle.pem`, its read-only mount at [`TRUST_MOUNT`], the variables
-//! that point every common TLS client at them, the never-started helper that fills the
-//! volume (the archive API cannot write through a read-only mount), and the archive itself.
+//! An inspected sandbox's trust files: the variables that point every common TLS client at
+//! `/run/airlock/tls/{ca.pem,bundle.pem}` (init writes both from the binding frame's
+//! `ca_pem` into the sandbox's own tmpfs at [`TRUST_DIR`], see [`airlock_init::trust`]), and
+//! the per-sandbox trust volume and its never-started filler that controllers before stop 28
+//! made instead, which the reconciler's sweep and a delete still remove.
 //!
 //! Invariants:
-//! - the sandbox mounts the volume read-only; only the helper, which never runs a process,
-//!   mounts it read-write;
-//! - the volume and the helper carry the sandbox's id and node labels, so removing the
-//!   sandbox's objects finds them;
-//! - the archive holds only certificates (never a key).
+//! - nothing here carries a key: the CA's key stays sealed in the store and at the proxy;
+//! - the legacy volume and filler carry the sandbox's id and node labels, so removing the
+//!   sandbox's objects finds them.
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, Mount, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 
 use super::helper::{helper_body, helper_labels, HelperKind, HelperSpec};
 use super::volume::volume_mount;
@@ -20,26 +19,23 @@ use super::{LABEL_NODE, LABEL_SANDBOX_ID};
 use crate::sandbox::spec::{TRUST_BUNDLE_ENV, TRUST_CA_ENV};
 use crate::sandbox::SandboxId;
 
-/// Where a sandbox mounts its trust volume.
-pub const TRUST_MOUNT: &str = "/run/airlock";
-/// The sandbox's inspection CA, as the sandbox sees it.
-pub const CA_FILE: &str = "/run/airlock/tls/ca.pem";
-/// The image's system bundle plus the CA, as the sandbox sees it.
-pub const BUNDLE_FILE: &str = "/run/airlock/tls/bundle.pem";
-/// Where Debian-family images keep the system bundle (read from the created container).
-pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub use airlock_init::trust::{BUNDLE_FILE, CA_FILE, TRUST_DIR};
+/// Mount options of the trust tmpfs at [`TRUST_DIR`], before its owner (the bundle is at most
+/// 4 MiB of system store plus the CA).
+pub const TRUST_TMPFS: &str = "rw,nosuid,nodev,noexec,mode=0755,size=9m";
 
-/// The Docker volume holding sandbox `id`'s trust files.
+/// The (legacy) Docker volume holding sandbox `id`'s trust files.
 pub fn trust_volume_name(id: SandboxId) -> String {
     format!("airlock-tls-{id}")
 }
 
-/// The never-started helper that fills sandbox `id`'s trust volume.
+/// The (legacy) never-started helper that filled sandbox `id`'s trust volume.
 pub fn trust_helper_name(id: SandboxId) -> String {
     format!("airlock-tlsfill-{id}")
 }
 
-/// The body of `POST /volumes/create` for sandbox `id`'s trust volume on `node`.
+/// The body of `POST /volumes/create` for sandbox `id`'s (legacy) trust volume on `node`;
+/// tests make one to see the sweep remove it.
 pub fn trust_volume_body(id: SandboxId, node: &str) -> VolumeCreateRequest {
     VolumeCreateRequest {
         name: Some(trust_volume_name(id)),
@@ -53,11 +49,6 @@ pub fn trust_volume_body(id: SandboxId, node: &str) -> VolumeCreateRequest {
     }
 }
 
-/// The sandbox's read-only mount of its trust volume.
-pub fn trust_mount(id: SandboxId) -> Mount {
-    volume_mount(&trust_volume_name(id), TRUST_MOUNT, true)
-}
-
 /// The variables that make curl, git, OpenSSL, Python `requests`, Node and Deno trust the
 /// sandbox's CA. The bundle replaces the system store (those clients read one file); Node
 /// and Deno add the CA to their own store.
@@ -69,17 +60,7 @@ pub fn trust_env() -> Vec<String> {
     bundle.chain(ca).collect()
 }
 
-/// Adds the trust mount to a sandbox container body (the variables, [`trust_env`], travel
-/// in the binding frame).
-pub fn add_trust(body: &mut ContainerCreateBody, id: SandboxId) {
-    if let Some(host) = body.host_config.as_mut() {
-        host.mounts
-            .get_or_insert_with(Vec::new)
-            .push(trust_mount(id));
-    }
-}
-
-/// The helper that fills the trust volume: created from the sandbox's own image (already on
+/// The (legacy) helper that filled the trust volume: created from the sandbox's own image (already on
 /// the node), never started, no network, the volume read-write (the hardened helper body of
 /// [`super::helper`], with no capability added back).
 pub fn trust_helper_body(id: SandboxId, node: &str, image: &str) -> ContainerCreateBody {
@@ -90,29 +71,8 @@ pub fn trust_helper_body(id: SandboxId, node: &str, image: &str) -> ContainerCre
         cmd: vec!["true".to_owned()],
         labels,
         cap_add: Vec::new(),
-        mount: volume_mount(&trust_volume_name(id), TRUST_MOUNT, false),
+        mount: volume_mount(&trust_volume_name(id), TRUST_DIR, false),
     })
-}
-
-/// The archive extracted at [`TRUST_MOUNT`]: `tls/` (0755) with `ca.pem` and `bundle.pem`
-/// (0444, root-owned).
-pub fn trust_archive(ca_pem: &[u8], bundle: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    dir.set_cksum();
-    builder.append_data(&mut dir, "tls", std::io::empty())?;
-    for (name, data) in [("tls/ca.pem", ca_pem), ("tls/bundle.pem", bundle)] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o444);
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        builder.append_data(&mut header, name, data)?;
-    }
-    builder.into_inner()
 }
 
 #[cfg(test)]
@@ -121,11 +81,8 @@ mod tests {
     use crate::sandbox::spec::is_reserved_env;
 
     #[test]
-    fn the_sandbox_mounts_its_trust_volume_read_only_and_the_helper_never_runs_networked() {
+    fn the_legacy_filler_never_runs_networked() {
         let id = SandboxId::new();
-        let mount = trust_mount(id);
-        assert_eq!(mount.read_only, Some(true));
-        assert_eq!(mount.target.as_deref(), Some(TRUST_MOUNT));
         let helper = trust_helper_body(id, "node-a", "img");
         let host = helper.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
@@ -155,27 +112,5 @@ mod tests {
             let name = entry.split('=').next().unwrap();
             assert!(is_reserved_env(name), "{name} is not reserved");
         }
-    }
-
-    #[test]
-    fn the_archive_holds_exactly_the_two_certificate_files() {
-        let archive = trust_archive(b"CA", b"SYSTEM\nCA").unwrap();
-        let mut read = tar::Archive::new(archive.as_slice());
-        let names: Vec<(String, u32)> = read
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let name = e.path().unwrap().display().to_string();
-                (name, e.header().mode().unwrap())
-            })
-            .collect();
-        let want = [
-            ("tls", 0o755),
-            ("tls/ca.pem", 0o444),
-            ("tls/bundle.pem", 0o444),
-        ];
-        let want: Vec<(String, u32)> = want.iter().map(|(n, m)| ((*n).to_owned(), *m)).collect();
-        assert_eq!(names, want);
     }
 }

@@ -1,8 +1,10 @@
 //! The warm path of a create. [`Sandboxes::warm_key`] decides whether a validated request
 //! can be served by a member (else it goes cold and counts a `pool_miss{reason}`); the store
 //! claims one in the create's transaction (`Store::claim_member`); then
-//! [`Sandboxes::finish_claim`] binds it: the sandbox's entry at the proxy (replacing the
-//! member's unbound registration) ‖ the limits update, then the frame on the member's kept
+//! [`Sandboxes::finish_claim`] binds it: the sandbox's inspection CA when it binds
+//! credentials (stored before the entry that needs it), then the sandbox's entry at the proxy
+//! (replacing the member's unbound registration) ‖ the limits update, then the frame (with
+//! the CA, which init writes into the member's `/run/airlock` tmpfs) on the member's kept
 //! stdin attach, then `claimed` and `running`.
 //!
 //! A claim that fails after the store took the member (its container died with the node's
@@ -39,8 +41,6 @@ crate::sandbox::string_enum! {
         Labels = "labels",
         /// It asks for a disk limit (fixed at create).
         DiskLimit = "disk_limit",
-        /// It binds provider credentials (its CA is made per sandbox, at create).
-        Credentials = "credentials",
         /// Its working directory may not exist in a member (only the image's, `/`, `/tmp`
         /// and the home are served warm).
         Workdir = "workdir",
@@ -57,19 +57,17 @@ crate::sandbox::string_enum! {
 
 impl Sandboxes {
     /// The key of the pool that can serve `spec` warm (its image resolved to `digest`, with
-    /// `image_workdir` as the image's `WORKDIR`), or why none can. `credentials`: the create
-    /// binds provider credentials. A miss is counted.
+    /// `image_workdir` as the image's `WORKDIR`), or why none can. A miss is counted.
     pub(in crate::sandboxes) fn warm_key(
         &self,
         spec: &SandboxSpec,
         digest: Option<&str>,
         image_workdir: &str,
-        credentials: bool,
     ) -> Option<PoolKey> {
         if self.pools.is_empty() {
             return None;
         }
-        let key = match warm_fit(spec, image_workdir, credentials) {
+        let key = match warm_fit(spec, image_workdir) {
             Err(reason) => Err(reason),
             Ok(()) => {
                 let key = PoolKey {
@@ -138,10 +136,10 @@ impl Sandboxes {
     ) -> Result<Sandbox, SandboxError> {
         let Provision {
             secret_env,
+            bound,
             policy,
             ceiling,
             image,
-            ..
         } = provision;
         let id = sandbox.id;
         let (Some(subnet), Some(container)) = (sandbox.subnet, sandbox.container_id.as_deref())
@@ -162,19 +160,23 @@ impl Sandboxes {
             subnet,
             proxy_token: &token,
         };
-        let frame = launch::encoded_frame(
-            &sandbox.spec,
-            &placement,
-            image,
-            secret_env.0.clone(),
-            false,
-        )?;
+        // The CA is stored before the entry that needs it is pushed.
         let bound = async {
+            let ca = match bound {
+                Some(bound) => Some(
+                    step(
+                        "arm_inspection",
+                        self.arm_inspection(sandbox, bound, policy),
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             if let Some(plane) = &self.egress {
                 let bind = plane.bind(id, Some(member.id), subnet, &token, policy, ceiling);
                 step("bind_member", bind).await?;
             }
-            Ok::<(), SandboxError>(())
+            Ok::<_, SandboxError>(ca)
         };
         let shape = self
             .pools
@@ -191,7 +193,14 @@ impl Sandboxes {
             }
             Ok::<(), SandboxError>(())
         };
-        tokio::try_join!(bound, limits)?;
+        let (ca, ()) = tokio::try_join!(bound, limits)?;
+        let frame = launch::encoded_frame(
+            &sandbox.spec,
+            &placement,
+            image,
+            secret_env.0.clone(),
+            ca.as_deref(),
+        )?;
         step("write_frame", stdin.send(&frame)).await?;
         step("mark_claimed", self.store.mark_member_claimed(member.id)).await?;
         let event = SandboxEvent::Started;
@@ -204,7 +213,7 @@ impl Sandboxes {
 }
 
 /// Whether `spec` can run in a member at all.
-fn warm_fit(spec: &SandboxSpec, image_workdir: &str, credentials: bool) -> Result<(), MissReason> {
+fn warm_fit(spec: &SandboxSpec, image_workdir: &str) -> Result<(), MissReason> {
     if !spec.mounts().is_empty()
         || !spec.folders().is_empty()
         || !matches!(spec.home(), None | Some(Home::Tmpfs { .. }))
@@ -216,9 +225,6 @@ fn warm_fit(spec: &SandboxSpec, image_workdir: &str, credentials: bool) -> Resul
     }
     if spec.limits().disk_mb.is_some() {
         return Err(MissReason::DiskLimit);
-    }
-    if credentials {
-        return Err(MissReason::Credentials);
     }
     // Docker makes a missing working directory at create; in a member, only these exist.
     let workdir_ok = spec
