@@ -15,7 +15,7 @@
 //! - Docker's archive API sees a container's root filesystem and its volumes, never its
 //!   tmpfs mounts (measured on dockerd 20.10: a write is refused as "rootfs is marked
 //!   read-only", a read returns the image's directory under the tmpfs); paths on the
-//!   sandbox's tmpfs (`/tmp`, the home tmpfs) are refused with `path_on_tmpfs`;
+//!   sandbox's tmpfs (`/tmp`, the home tmpfs, `/run/airlock`) are refused with `path_on_tmpfs`;
 //! - another user's sandbox or volume is missing like an unknown one; each write is audited
 //!   with its path, bytes and entries, and each refused write with its path and the
 //!   refusal's code and reason; reads are not;

@@ -9,6 +9,7 @@ use tracing::warn;
 use super::{bad_path, Files, FilesError, Place};
 use crate::audit::Actor;
 use crate::docker::spec::files::FILES_MOUNT;
+use crate::docker::spec::trust::TRUST_DIR;
 use crate::docker::DockerClient;
 use crate::files::tar::Owner;
 use crate::sandbox::path::ContainerPath;
@@ -142,10 +143,12 @@ impl Files {
                 let home_tmpfs = matches!(spec.home(), Some(Home::Tmpfs { .. }));
                 let tmp = ContainerPath::parse("/tmp").ok();
                 let home = ContainerPath::parse(HOME_DIR).ok();
+                let trust = ContainerPath::parse(TRUST_DIR).ok();
                 let on_tmpfs = on_volume.is_none()
                     && ((spec.rootfs() == RootFs::ReadOnly
                         && tmp.as_ref().is_some_and(|t| parsed.is_within(t)))
-                        || (home_tmpfs && home.as_ref().is_some_and(|h| parsed.is_within(h))));
+                        || (home_tmpfs && home.as_ref().is_some_and(|h| parsed.is_within(h)))
+                        || trust.as_ref().is_some_and(|t| parsed.is_within(t)));
                 if on_tmpfs {
                     return Err(FilesError::PathOnTmpfs(path.to_owned()));
                 }

@@ -416,9 +416,11 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         (pools[0]["ready"] == 1).then_some(())
     })
     .await;
+    let claimed = std::time::Instant::now();
     let made = f
         .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
         .await;
+    eprintln!("warm create with credentials: {:?}", claimed.elapsed());
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     let warm_id = made.body["id"].as_str().unwrap().to_owned();
     let pools = f.call(Method::GET, "/v1/pools", None).await.body;

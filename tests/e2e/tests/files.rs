@@ -289,6 +289,22 @@ async fn files_upload_download_attacks_and_tenancy() {
         (409, "not_a_directory"),
     )
     .await;
+    // The trust tmpfs is Airlock's: neither written nor read through the archive API.
+    refused(
+        &c,
+        &a,
+        &format!("{sfiles}?path=/run/airlock/tls"),
+        one(),
+        (409, "path_on_tmpfs"),
+    )
+    .await;
+    let uri = format!("{sfiles}/list?path=/run/airlock");
+    let (status, body) = c.call(&a, Method::GET, &uri, None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str().unwrap_or("")),
+        (409, "path_on_tmpfs"),
+        "{body}"
+    );
     let uri = format!("{sfiles}/list?path=/workspace");
     let (status, _) = c.call(&b, Method::GET, &uri, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
