@@ -6,6 +6,7 @@
 //!   attach, start); destroying one.
 //! - `claim`: whether a create can be served warm (else a `pool_miss{reason}`), and finishing
 //!   a claim the store took (bind at the proxy, limits, the frame on the kept attach).
+//! - `lock`: one destroy of a member at a time in this process.
 //! - `tend`: the background task: refill (`ready + warming ≥ size`, two members at a time)
 //!   and the members' reconcile (adopt, re-attach, replace, destroy).
 //!
@@ -14,6 +15,7 @@
 //! `airlock.pool`, so a claimed member is an ordinary sandbox for everything else.
 
 mod claim;
+mod lock;
 mod tend;
 mod warm;
 
@@ -46,6 +48,7 @@ struct Inner {
     specs: Vec<PoolSpec>,
     state: Mutex<State>,
     refill: Notify,
+    destroying: lock::MemberLocks,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +135,7 @@ impl Pools {
                 specs,
                 state: Mutex::new(state),
                 refill: Notify::new(),
+                destroying: lock::MemberLocks::default(),
             }),
         }
     }

@@ -155,6 +155,9 @@ impl Sandboxes {
     /// of a member whose row is gone once a sandbox row has that id. Failures are logged; the tend
     /// task's reconcile retries a `destroying` member.
     pub(super) async fn destroy_member(&self, id: MemberId) {
+        // Whoever comes second (the tend reconcile or a failed claim) waits, then finds the
+        // row gone: the objects under the id may by then be the cold sandbox's.
+        let _one_at_a_time = self.pools.inner.destroying.lock(id).await;
         drop(self.pools.take(id));
         match self.store.mark_member_destroying(id).await {
             Ok(_) => {}
