@@ -87,11 +87,14 @@ fn write_inner(entry: &Entry<'_>) -> Result<(), Errno> {
 /// own clients trust).
 pub(super) fn write_trust(ca_file: &str, ca_pem: &str) -> Result<(), Failure> {
     let (dir, _) = ca_file.rsplit_once('/').unwrap_or(("", ca_file));
+    // The directory above the CA's (the trust tmpfs) is opened as given: a symlinked `/run`
+    // in an image does not stop the write, and nothing below it is followed.
+    let (root, _) = dir.rsplit_once('/').unwrap_or(("", dir));
     let bundle_file = format!("{dir}/{}", trust::BUNDLE_NAME);
     let bundle = trust::bundle(&system_bundle(), ca_pem);
     for (path, content) in [(ca_file, ca_pem.as_bytes()), (&bundle_file, &bundle)] {
         write(&Entry {
-            root: "/",
+            root: if root.is_empty() { "/" } else { root },
             path,
             content,
             mode: 0o444,

@@ -60,3 +60,29 @@ fn exit_statuses() {
     );
     assert_eq!(Failure::Signalled { signal: 15 }.exit(), 143);
 }
+
+#[test]
+fn the_trust_files_are_written_read_only_beside_each_other() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::env::temp_dir().join(format!("airlock-init-trust-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let ca_file = root.join("tls/ca.pem");
+    let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+    let written = seed::write_trust(ca_file.to_str().unwrap(), pem);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let bundle = std::fs::read_to_string(root.join("tls/bundle.pem"));
+    let modes = [
+        ca_file.clone(),
+        root.join("tls/bundle.pem"),
+        root.join("tls"),
+    ]
+    .map(|p| mode(&p));
+    let ca = std::fs::read_to_string(&ca_file);
+    // Clean up before asserting: the directory is 0555.
+    std::fs::set_permissions(root.join("tls"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    written.unwrap();
+    assert_eq!(ca.unwrap(), pem);
+    assert!(bundle.unwrap().ends_with(pem));
+    assert_eq!(modes, [0o444, 0o444, 0o555]);
+}
