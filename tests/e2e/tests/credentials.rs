@@ -182,9 +182,11 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     );
 
     let bound = json!([{"provider": "anthropic", "secret": "anthropic"}]);
+    let cold = std::time::Instant::now();
     let made = f
         .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
         .await;
+    eprintln!("cold create with credentials: {:?}", cold.elapsed());
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     assert!(!made.body.to_string().contains(CANARY));
     let id = made.body["id"].as_str().unwrap().to_owned();
