@@ -2,7 +2,7 @@
 //! `/run/airlock/tls/{ca.pem,bundle.pem}` (init writes both from the binding frame's
 //! `ca_pem` into the sandbox's own tmpfs at [`TRUST_DIR`], see [`airlock_init::trust`]), and
 //! the per-sandbox trust volume and its never-started filler that controllers before stop 28
-//! made instead, which the reconciler's sweep and a delete still remove.
+//! made instead, which the reconciler's sweep still removes.
 //!
 //! Invariants:
 //! - nothing here carries a key: the CA's key stays sealed in the store and at the proxy;
@@ -60,9 +60,9 @@ pub fn trust_env() -> Vec<String> {
     bundle.chain(ca).collect()
 }
 
-/// The (legacy) helper that filled the trust volume: created from the sandbox's own image (already on
-/// the node), never started, no network, the volume read-write (the hardened helper body of
-/// [`super::helper`], with no capability added back).
+/// The (legacy) helper that filled the trust volume: created from the sandbox's own image
+/// (already on the node), never started, no network, the volume read-write (the hardened
+/// helper body of [`super::helper`], with no capability added back).
 pub fn trust_helper_body(id: SandboxId, node: &str, image: &str) -> ContainerCreateBody {
     let mut labels = helper_labels(HelperKind::TrustFill, node);
     labels.insert(LABEL_SANDBOX_ID.to_owned(), id.to_string());
