@@ -5,5 +5,5 @@
 pub const IDLE_VAR: &str = "AIRLOCK_POOL_MAX_IDLE";
 /// Colon-separated roots seed files may be written under.
 pub const WRITABLE_VAR: &str = "AIRLOCK_INIT_WRITABLE";
-/// Where `ca_pem` is written.
+/// Where `ca_pem` is written (default [`crate::trust::CA_FILE`]; the bundle goes beside it).
 pub const CA_FILE_VAR: &str = "AIRLOCK_INIT_CA_FILE";

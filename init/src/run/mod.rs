@@ -26,8 +26,6 @@ pub use env::{CA_FILE_VAR, IDLE_VAR, WRITABLE_VAR};
 
 /// The hidden first argument of the workload's first step (see `exec`).
 pub const EXEC_FLAG: &str = "--airlock-exec";
-/// Where `ca_pem` goes when `AIRLOCK_INIT_CA_FILE` is unset (the bundle goes beside it).
-pub const DEFAULT_CA_FILE: &str = crate::trust::CA_FILE;
 /// The program exists but cannot be executed.
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// The program was not found.
@@ -147,7 +145,7 @@ impl Settings {
                 message: format!("{WRITABLE_VAR}: {bad:?} is not a normal absolute path"),
             });
         }
-        let ca_file = get(CA_FILE_VAR).unwrap_or_else(|| DEFAULT_CA_FILE.to_owned());
+        let ca_file = get(CA_FILE_VAR).unwrap_or_else(|| crate::trust::CA_FILE.to_owned());
         if !frame::is_normal_absolute(&ca_file) || ca_file == "/" {
             return Err(Failure::Config {
                 message: format!("{CA_FILE_VAR}: {ca_file:?} is not a normal absolute path"),

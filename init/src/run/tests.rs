@@ -17,7 +17,7 @@ fn defaults_wait_forever_with_no_writable_roots() {
     let s = settings(&[]).unwrap();
     assert_eq!(s.idle, None);
     assert!(s.writable_roots.is_empty());
-    assert_eq!(s.ca_file, DEFAULT_CA_FILE);
+    assert_eq!(s.ca_file, crate::trust::CA_FILE);
 }
 
 #[test]

@@ -108,6 +108,16 @@ async fn assert_trust_files(f: &Plane, id: &str) {
     );
 }
 
+/// Creates a sandbox from `body`, expecting `201`; prints how long it took as `what` and
+/// returns the answer's body.
+async fn create(f: &Plane, what: &str, body: Value) -> Value {
+    let started = std::time::Instant::now();
+    let made = f.call(Method::POST, "/v1/sandboxes", Some(body)).await;
+    eprintln!("{what}: {:?}", started.elapsed());
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    made.body
+}
+
 async fn sh(f: &Plane, id: &str, script: &str) -> String {
     f.exec(id, &["sh", "-c", script]).await
 }
@@ -182,14 +192,9 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     );
 
     let bound = json!([{"provider": "anthropic", "secret": "anthropic"}]);
-    let cold = std::time::Instant::now();
-    let made = f
-        .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
-        .await;
-    eprintln!("cold create with credentials: {:?}", cold.elapsed());
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    assert!(!made.body.to_string().contains(CANARY));
-    let id = made.body["id"].as_str().unwrap().to_owned();
+    let made = create(&f, "cold create with credentials", body(bound.clone())).await;
+    assert!(!made.to_string().contains(CANARY));
+    let id = made["id"].as_str().unwrap().to_owned();
     timing.phase("create");
 
     // Only a placeholder inside; the trust files and variables are there.
@@ -280,11 +285,8 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     let gw = json!([{"provider": "anthropic", "secret": "anthropic", "gateway": true}]);
     let mut gateway_ids = Vec::new();
     for _ in 0..2 {
-        let made = f
-            .call(Method::POST, "/v1/sandboxes", Some(body(gw.clone())))
-            .await;
-        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-        gateway_ids.push(made.body["id"].as_str().unwrap().to_owned());
+        let made = create(&f, "create with a gateway binding", body(gw.clone())).await;
+        gateway_ids.push(made["id"].as_str().unwrap().to_owned());
     }
     let (a, b) = (&gateway_ids[0], &gateway_ids[1]);
     let base = sh(&f, a, "printenv ANTHROPIC_BASE_URL").await;
@@ -324,9 +326,8 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     // which sees the real key.
     let agent = json!({"preset": "claude-code", "cmd": ["sleep", "300"],
         "limits": {"memory_mb": 1024}, "credentials": [{"secret": "anthropic"}]});
-    let made = f.call(Method::POST, "/v1/sandboxes", Some(agent)).await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    let agent_id = made.body["id"].as_str().unwrap().to_owned();
+    let made = create(&f, "claude-code create", agent).await;
+    let agent_id = made["id"].as_str().unwrap().to_owned();
     let before = f.tls_upstream_log().await.lines().count();
     let out = sh(
         &f,
@@ -366,9 +367,8 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
     let git = json!({"image": AGENT_IMAGE, "cmd": ["sleep", "300"],
         "policy": {"allow_domains": [GITHUB, "api.github.com"]}, "limits": {"memory_mb": 512},
         "credentials": [{"provider": "github", "secret": "github"}]});
-    let made = f.call(Method::POST, "/v1/sandboxes", Some(git)).await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    let git_id = made.body["id"].as_str().unwrap().to_owned();
+    let made = create(&f, "github create", git).await;
+    let git_id = made["id"].as_str().unwrap().to_owned();
     let script = "cd $HOME && git clone -q https://github.com/org/repo.git r 2>&1 && cat r/README \
         && cd r && echo two > two && git add two \
         && git -c user.name=a -c user.email=a@a commit -qm two && git push -q origin HEAD:main 2>&1; \
@@ -418,13 +418,8 @@ async fn credentials_at_egress_never_enter_the_sandbox() {
         (pools[0]["ready"] == 1).then_some(())
     })
     .await;
-    let claimed = std::time::Instant::now();
-    let made = f
-        .call(Method::POST, "/v1/sandboxes", Some(body(bound.clone())))
-        .await;
-    eprintln!("warm create with credentials: {:?}", claimed.elapsed());
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    let warm_id = made.body["id"].as_str().unwrap().to_owned();
+    let made = create(&f, "warm create with credentials", body(bound.clone())).await;
+    let warm_id = made["id"].as_str().unwrap().to_owned();
     let pools = f.call(Method::GET, "/v1/pools", None).await.body;
     assert_eq!(pools[0]["claims"], 1, "served warm: {pools}");
     drop(stop);
