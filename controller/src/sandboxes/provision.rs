@@ -239,26 +239,31 @@ impl Sandboxes {
         }
     }
 
-    /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
-    /// process at the latest, and is never re-pushed for an ended sandbox).
     /// The sandbox's /29. When every one is taken but some still belong to deletes finishing
     /// in the background, waits for those (at most [`SUBNET_RELEASE_WAIT`]) rather than
     /// refusing a create that a delete just made room for.
     async fn allocate_subnet(&self, id: SandboxId) -> Result<SandboxSubnet, StoreError> {
         let deadline = Instant::now() + SUBNET_RELEASE_WAIT;
+        // A release can finish between the failed allocation and the count of releasing
+        // /29s: seeing none releasing earns one more allocation before the refusal.
+        let mut last_try = false;
         loop {
             let (pools, cap) = (&self.settings.pools, self.settings.subnets_per_user);
             match self.store.allocate_subnet(id, pools, cap).await {
-                Err(StoreError::SubnetsExhausted)
-                    if Instant::now() < deadline && self.store.subnets_releasing().await? > 0 =>
-                {
-                    tokio::time::sleep(SUBNET_RELEASE_POLL).await;
+                Err(StoreError::SubnetsExhausted) if !last_try && Instant::now() < deadline => {
+                    if self.store.subnets_releasing().await? > 0 {
+                        tokio::time::sleep(SUBNET_RELEASE_POLL).await;
+                    } else {
+                        last_try = true;
+                    }
                 }
                 allocated => return allocated,
             }
         }
     }
 
+    /// Removes the sandbox's proxy entry; a failure is logged (the entry dies with the proxy
+    /// process at the latest, and is never re-pushed for an ended sandbox).
     pub(super) async fn detach_egress(&self, id: SandboxId) {
         if let Some(plane) = &self.egress {
             if let Err(error) = plane.detach(id).await {
