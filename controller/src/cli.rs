@@ -28,6 +28,10 @@ pub enum Command {
     /// `AIRLOCK_DATA_DIR`); no server needs to run.
     #[command(subcommand)]
     Admin(crate::ops::admin::AdminCommand),
+    /// Set or show the node's warm pools, offline in the store (a running server applies a
+    /// change within seconds).
+    #[command(subcommand)]
+    Pools(crate::ops::pools::PoolsCommand),
     /// Verify, load and bundle image archives (no registry needed).
     #[command(subcommand)]
     Images(crate::images::command::ImagesCommand),

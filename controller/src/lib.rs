@@ -30,6 +30,7 @@ pub mod images;
 pub mod metrics;
 pub mod ops;
 pub mod pool;
+pub mod pool_config;
 pub mod reconcile;
 pub mod sandbox;
 pub mod sandboxes;

@@ -25,6 +25,17 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
+        Command::Pools(pools) => match Config::from_env() {
+            Ok(config) => pools.run(
+                &config,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            ),
+            Err(error) => {
+                eprintln!("airlock: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
         Command::Images(command) => command.run(&mut std::io::stdout()),
         Command::Doctor(args) => match args.run(&mut std::io::stdout()) {
             Ok(true) => Ok(()),

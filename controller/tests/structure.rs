@@ -46,6 +46,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("sandboxes", 3),
     ("volumes", 3),
     ("folders", 3),
+    ("pool_config", 3),
     ("files", 3),
     // Wiring, and the loops beside the API.
     ("services", 4),

@@ -1,15 +1,45 @@
-//! `GET /v1/pools` (admin): the node's warm pools (see [`crate::sandboxes::pool`]), with
-//! their ready members, hit rate and claim times.
+//! The node's warm pools, for admins: `GET /v1/pools` (what runs: ready members, hit rate,
+//! claim times; see [`crate::sandboxes::pool`]), `PUT /v1/pools` and `GET /v1/pools/config`
+//! (the stored document they are set from; see [`crate::pool_config`]).
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::dto::rfc3339;
 use super::error::ApiError;
 use super::AppState;
 use crate::audit::Actor;
+use crate::pool_config::{GetPoolConfig, PoolConfigView, SetPools};
 use crate::sandboxes::{ListPools, PoolView};
+
+/// A node's stored pool document.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PoolConfigDto {
+    /// The node.
+    pub node: String,
+    /// The pools as stored (canonical; `[]`: none).
+    #[schema(value_type = Vec<Object>)]
+    pub document: Value,
+    /// Who wrote it: `env` (`AIRLOCK_POOLS` at start), `api`, or `none`.
+    pub source: &'static str,
+    /// The admin who wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// Members the document keeps ready, over all its pools.
+    pub members: u64,
+    /// Why it applies no pools: it fails the operator's bounds as they are now
+    /// (`field: reason` each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
 
 /// One warm pool.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -88,6 +118,20 @@ impl From<&PoolView> for PoolDto {
     }
 }
 
+impl From<PoolConfigView> for PoolConfigDto {
+    fn from(view: PoolConfigView) -> Self {
+        Self {
+            node: view.node,
+            document: serde_json::from_str(&view.document).unwrap_or_default(),
+            source: view.source,
+            updated_by: view.updated_by.map(|u| u.to_string()),
+            updated_at: view.updated_at.map(rfc3339),
+            members: view.pools.iter().map(|p| p.size).sum(),
+            problems: view.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
 /// `GET /v1/pools`: the node's warm pools (admin).
 #[utoipa::path(get, path = "/v1/pools", tag = "sandboxes",
     responses((status = 200, body = [PoolDto]), (status = 403)))]
@@ -97,4 +141,40 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<PoolDto>>, ApiError> {
     let views = state.services.sandboxes.run(&actor, ListPools).await?;
     Ok(Json(views.iter().map(PoolDto::from).collect()))
+}
+
+/// `PUT /v1/pools` (admin): replaces the node's pool document, a JSON array of
+/// `{image, user?, size, max_idle_s?, shape?, scratch_mb?}` (`[]`: no pools). 400 naming every
+/// field that fails the operator's bounds; nothing is stored then. The pools apply at once:
+/// new ones start filling, and members of a pool that is gone or changed are replaced.
+/// Audited with the pools before and after.
+#[utoipa::path(put, path = "/v1/pools", tag = "sandboxes",
+    request_body(content = Vec<Object>, description = "The pool document"),
+    responses((status = 200, body = PoolConfigDto), (status = 400), (status = 403)))]
+pub(crate) async fn set(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PoolConfigDto>, ApiError> {
+    let document: Value = super::json::body(body)?;
+    let set = SetPools {
+        document: document.to_string(),
+    };
+    let view = state.services.pool_config.run(&actor, set).await?;
+    Ok(Json(view.into()))
+}
+
+/// `GET /v1/pools/config` (admin): the node's stored pool document.
+#[utoipa::path(get, path = "/v1/pools/config", tag = "sandboxes",
+    responses((status = 200, body = PoolConfigDto), (status = 403)))]
+pub(crate) async fn config(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<PoolConfigDto>, ApiError> {
+    let view = state
+        .services
+        .pool_config
+        .run(&actor, GetPoolConfig)
+        .await?;
+    Ok(Json(view.into()))
 }

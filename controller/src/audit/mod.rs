@@ -41,6 +41,8 @@ pub mod status {
     pub const CREATED: u16 = 201;
     /// 204: done, nothing to return.
     pub const NO_CONTENT: u16 = 204;
+    /// 400: the request failed a check.
+    pub const BAD_REQUEST: u16 = 400;
     /// 401: wrong credentials.
     pub const UNAUTHORIZED: u16 = 401;
     /// 422: the request was understood and refused by a check (a required self-test).

@@ -204,8 +204,9 @@ pub struct Config {
     pub run: RunConfig,
     /// Volumes: sizes, quotas, the usage sampler.
     pub volumes: VolumesConfig,
-    /// The node's warm pools (`AIRLOCK_POOLS`; none by default).
-    pub pools: Vec<crate::pool::PoolSpec>,
+    /// The node's warm pools as `AIRLOCK_POOLS` has them (`None`: unset; the stored
+    /// document, if any, applies).
+    pub pools: Option<crate::pool::doc::CheckedDoc>,
 }
 
 /// The database backend, chosen by the URL scheme.

@@ -1,53 +1,22 @@
 //! `AIRLOCK_POOLS`: the node's warm pools, a JSON array of
 //! `{image, user?, size, max_idle_s?, shape?: {cpus?, memory_mb?, pids?, disk_mb?}, scratch_mb?}`.
 //!
-//! Each pool is validated by [`crate::pool::PoolRequest::validate`] against the operator's
-//! maximums (`AIRLOCK_MAX_*`), `AIRLOCK_ALLOWED_UIDS` and `AIRLOCK_MAX_VOLUME_MB`, and all of
-//! them together by [`crate::pool::check_total`]; every problem is one issue naming its field
-//! (`pools[1].size`). With an allow list (`AIRLOCK_IMAGES`), a pool's image must match an
-//! entry; whether a tag is pinned is known only from the digests `airlock images load`
-//! recorded, so the pool service checks that when it resolves the image.
-
-use serde::Deserialize;
+//! The document is checked by [`crate::pool::doc`] against the operator's maximums
+//! (`AIRLOCK_MAX_*`), `AIRLOCK_ALLOWED_UIDS`, `AIRLOCK_MAX_VOLUME_MB` and the allow list
+//! (`AIRLOCK_IMAGES`); every problem is one issue naming its field (`pools[1].size`). The
+//! pool service imports it into the store at start when it changed since the last import
+//! (`store::pool_config`), so `airlock pools set` / `PUT /v1/pools` edits stay until then.
 
 use super::images::ImagesConfig;
 use super::run::RunConfig;
 use super::volumes::VolumesConfig;
 use super::Reader;
-use crate::pool::{check_total, PoolBounds, PoolRequest, PoolSpec};
-use crate::sandbox::{FieldError, LimitsRequest, Maximums};
+use crate::pool::doc::{self, CheckedDoc};
+use crate::pool::PoolBounds;
+use crate::sandbox::Maximums;
 
 /// The warm pools of the node (default: none).
 pub const ENV_POOLS: &str = "AIRLOCK_POOLS";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PoolDoc {
-    image: String,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    max_idle_s: Option<u64>,
-    #[serde(default)]
-    shape: Option<ShapeDoc>,
-    #[serde(default)]
-    scratch_mb: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShapeDoc {
-    #[serde(default)]
-    cpus: Option<f64>,
-    #[serde(default)]
-    memory_mb: Option<u64>,
-    #[serde(default)]
-    pids: Option<u64>,
-    #[serde(default)]
-    disk_mb: Option<u64>,
-}
 
 /// What the pools are checked against; any of it missing (its own variable was invalid)
 /// skips the checks that need it.
@@ -58,88 +27,59 @@ pub(super) struct PoolContext<'a> {
     pub(super) images: Option<&'a ImagesConfig>,
 }
 
-// === impl Reader ===
+// === impl PoolContext ===
 
-impl<F: Fn(&str) -> Option<String>> Reader<F> {
-    /// Parses [`ENV_POOLS`]; one issue per problem, each naming its field.
-    pub(super) fn pools(&mut self, context: &PoolContext<'_>) -> Option<Vec<PoolSpec>> {
-        let Some(text) = self.raw(ENV_POOLS) else {
-            return Some(Vec::new());
-        };
-        let mut json = serde_json::Deserializer::from_str(&text);
-        let docs: Vec<PoolDoc> = match serde_path_to_error::deserialize(&mut json) {
-            Ok(docs) => docs,
-            Err(error) => {
-                let path = error.path().to_string();
-                let field = if path == "." { String::new() } else { path };
-                let expected = format!(
-                    "pools{field}: {} (a JSON array of {{image, user, size, max_idle_s, shape, \
-                     scratch_mb}})",
-                    error.inner()
-                );
-                self.issue(ENV_POOLS, &text, false, expected);
-                return None;
-            }
-        };
-        let (Some(maximums), Some(run), Some(volumes)) =
-            (context.maximums, context.run, context.volumes)
-        else {
-            return None;
-        };
-        let bounds = PoolBounds {
-            limits: &maximums.limits,
-            allowed_uids: &run.allowed_uids,
+impl PoolContext<'_> {
+    /// The bounds, when every variable they come from is valid.
+    pub(super) fn bounds(&self) -> Option<PoolBounds> {
+        let (maximums, run, volumes) = (self.maximums?, self.run?, self.volumes?);
+        Some(PoolBounds {
+            limits: maximums.limits,
+            allowed_uids: run.allowed_uids.clone(),
             max_volume_mb: volumes.max_volume_mb,
-        };
-        let mut problems: Vec<FieldError> = Vec::new();
-        let mut specs = Vec::new();
-        for (i, doc) in docs.into_iter().enumerate() {
-            let at = |e: FieldError| FieldError {
-                field: format!("[{i}].{}", e.field),
-                problem: e.problem,
-            };
-            let image = doc.image.clone();
-            match request(doc).validate(bounds) {
-                Ok(spec) => specs.push(spec),
-                Err(errors) => problems.extend(errors.into_iter().map(at)),
-            }
-            let allow = context.images.and_then(|images| images.allow.as_ref());
-            if let Some(Err(refusal)) = allow.map(|list| list.admit(&image, |_| None)) {
-                if matches!(
-                    refusal,
-                    crate::images::allow::ImageRefusal::NotAllowed { .. }
-                ) {
-                    problems.push(FieldError {
-                        field: format!("[{i}].image"),
-                        problem: crate::sandbox::Problem::Refused(refusal.to_string()),
-                    });
-                }
-            }
-        }
-        if problems.is_empty() {
-            problems = check_total(&specs);
-        }
-        for problem in &problems {
-            self.issue(ENV_POOLS, &text, false, format!("pools{problem}"));
-        }
-        problems.is_empty().then_some(specs)
+            allow: self.images.and_then(|images| images.allow.clone()),
+        })
     }
 }
 
-fn request(doc: PoolDoc) -> PoolRequest {
-    let shape = doc.shape.unwrap_or_default();
-    PoolRequest {
-        image: doc.image,
-        user: doc.user,
-        size: doc.size,
-        max_idle_s: doc.max_idle_s,
-        shape: LimitsRequest {
-            cpus: shape.cpus,
-            memory_mb: shape.memory_mb,
-            pids: shape.pids,
-            disk_mb: shape.disk_mb,
-        },
-        scratch_mb: doc.scratch_mb,
+// === impl Reader ===
+
+impl super::Config {
+    /// What a pool document is checked against on this controller.
+    pub fn pool_bounds(&self) -> PoolBounds {
+        PoolBounds {
+            limits: self.maximums.limits,
+            allowed_uids: self.run.allowed_uids.clone(),
+            max_volume_mb: self.volumes.max_volume_mb,
+            allow: self.images.allow.clone(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// Parses [`ENV_POOLS`] (`Some(None)` when unset); one issue per problem, each naming
+    /// its field.
+    pub(super) fn pools(&mut self, context: &PoolContext<'_>) -> Option<Option<CheckedDoc>> {
+        let Some(text) = self.raw(ENV_POOLS) else {
+            return Some(None);
+        };
+        let checked = match doc::parse(&text) {
+            Err(problem) => Err(vec![problem]),
+            Ok(docs) => {
+                let bounds = context.bounds()?;
+                let document = doc::canonical(&docs);
+                doc::validate(docs, &bounds).map(|specs| CheckedDoc { document, specs })
+            }
+        };
+        match checked {
+            Ok(checked) => Some(Some(checked)),
+            Err(problems) => {
+                for problem in &problems {
+                    self.issue(ENV_POOLS, &text, false, format!("pools{problem}"));
+                }
+                None
+            }
+        }
     }
 }
 
@@ -173,7 +113,7 @@ mod tests {
 
     #[test]
     fn no_pools_by_default() {
-        assert!(load(&[]).map(|c| c.pools.is_empty()).unwrap_or(false));
+        assert!(load(&[]).map(|c| c.pools.is_none()).unwrap_or(false));
     }
 
     #[test]
@@ -182,7 +122,9 @@ mod tests {
             {"image": "python:3.12", "user": "1000:1000", "size": 2, "max_idle_s": 600,
              "shape": {"cpus": 0.5, "memory_mb": 256}, "scratch_mb": 512}]"#;
         let pools = load(&[(ENV_POOLS, json)])
-            .map(|c| c.pools)
+            .ok()
+            .and_then(|c| c.pools)
+            .map(|p| p.specs)
             .unwrap_or_default();
         assert_eq!(pools.len(), 2);
         assert_eq!(pools[0].size, 4);

@@ -5,12 +5,14 @@
 //!   security profile); limits are not part of it, they are fixed at claim.
 //! - [`PoolSpec`] is one configured pool, validated by [`PoolRequest::validate`] with every
 //!   problem named by its field; [`check_total`] bounds a node's pools together.
+//! - [`doc`] reads and checks a node's pool document (`AIRLOCK_POOLS`, `PUT /v1/pools`).
 //! - [`MemberState::transition`] is the one state machine of a member; the store derives its
 //!   fences from it.
 //!
 //! Pools are identified by their key ([`PoolKey::hash`], the `airlock.pool` label), not by a
-//! stored id: the configured pools (`AIRLOCK_POOLS`) have no row of their own.
+//! stored id: a node's pools are one stored document (`store::pool_config`), not rows.
 
+pub mod doc;
 mod key;
 mod member;
 mod spec;

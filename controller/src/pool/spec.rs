@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::PoolKey;
+use crate::images::allow::AllowList;
 use crate::sandbox::user::UidRanges;
 use crate::sandbox::{FieldError, ImageRef, Limits, LimitsRequest, Problem, RootFs, RunAs};
 
@@ -37,14 +38,16 @@ pub struct PoolRequest {
 }
 
 /// The operator bounds a pool is checked against.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolBounds<'a> {
+#[derive(Clone, Debug)]
+pub struct PoolBounds {
     /// The largest limits one sandbox may have (`AIRLOCK_MAX_*`).
-    pub limits: &'a Limits,
+    pub limits: Limits,
     /// The uids sandboxes may run as (`AIRLOCK_ALLOWED_UIDS`).
-    pub allowed_uids: &'a UidRanges,
+    pub allowed_uids: UidRanges,
     /// The largest volume, in MiB (`AIRLOCK_MAX_VOLUME_MB`).
     pub max_volume_mb: u64,
+    /// The allowed images (`AIRLOCK_IMAGES`); `None` allows any.
+    pub allow: Option<AllowList>,
 }
 
 /// A validated pool.
@@ -68,7 +71,7 @@ pub struct PoolSpec {
 
 impl PoolRequest {
     /// Checks every field; returns the pool or every problem found.
-    pub fn validate(self, bounds: PoolBounds<'_>) -> Result<PoolSpec, Vec<FieldError>> {
+    pub fn validate(self, bounds: &PoolBounds) -> Result<PoolSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
         let image = ImageRef::parse(&self.image)
             .map_err(|problem| errors.push(field("image", problem)))
@@ -76,7 +79,7 @@ impl PoolRequest {
         let user = match self
             .user
             .as_deref()
-            .map(|u| parse_user(u, bounds.allowed_uids))
+            .map(|u| parse_user(u, &bounds.allowed_uids))
         {
             None => None,
             Some(Ok(user)) => Some(user),
@@ -94,7 +97,7 @@ impl PoolRequest {
         };
         let idle = self.max_idle_s.unwrap_or(DEFAULT_IDLE_S);
         let idle = within("max_idle_s", idle, MIN_IDLE_S, MAX_IDLE_S, &mut errors);
-        let shape = match self.shape.check(bounds.limits) {
+        let shape = match self.shape.check(&bounds.limits) {
             Ok(shape) => shape,
             Err(problems) => {
                 errors.extend(problems.into_iter().map(|e| FieldError {

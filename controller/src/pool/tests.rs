@@ -132,12 +132,11 @@ fn uids() -> UidRanges {
 }
 
 fn validate(request: PoolRequest) -> Result<PoolSpec, Vec<FieldError>> {
-    let max = max();
-    let uids = uids();
-    request.validate(PoolBounds {
-        limits: &max,
-        allowed_uids: &uids,
+    request.validate(&PoolBounds {
+        limits: max(),
+        allowed_uids: uids(),
         max_volume_mb: 1024,
+        allow: None,
     })
 }
 

@@ -203,6 +203,8 @@ pub enum Problem {
     Overlaps,
     /// Refused by a rule that explains itself (the proxy's own endpoint checks).
     Refused(String),
+    /// Not the JSON the document needs (the parser's words).
+    Json(String),
     /// Names a secret that is `egress_only`, where only an `env` secret may go (the API's
     /// `secret_not_exposable`).
     NotExposable {
@@ -471,6 +473,7 @@ impl fmt::Display for Problem {
             Self::Unsupported { what } => f.write_str(what),
             Self::Overlaps => f.write_str("is equal to, inside or around another mount's target"),
             Self::Refused(reason) => write!(f, "is refused: {reason}"),
+            Self::Json(reason) => f.write_str(reason),
             Self::NotExposable { secret } => write!(
                 f,
                 "names secret `{secret}`, which is egress_only: bind it with `credentials`, or \

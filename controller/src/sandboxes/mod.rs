@@ -91,8 +91,11 @@ pub struct SandboxSettings {
     pub quota: Quota,
     /// How sandboxes run: home size, allowed uids, root images.
     pub run: RunConfig,
-    /// The node's warm pools (`AIRLOCK_POOLS`).
-    pub warm_pools: Vec<crate::pool::PoolSpec>,
+    /// The node's warm pools as `AIRLOCK_POOLS` has them (imported into the store at start
+    /// when changed; the stored document is what applies).
+    pub env_pools: Option<crate::pool::doc::CheckedDoc>,
+    /// What a pool document is checked against.
+    pub pool_bounds: crate::pool::PoolBounds,
 }
 
 /// The domain services a sandbox command calls besides the store and Docker.
@@ -260,9 +263,8 @@ impl Sandboxes {
         peers: Peers,
     ) -> Self {
         let runtime = Arc::new(launch::Runtime::new(settings.run.init_binary.clone()));
-        let pools = Pools::new(settings.warm_pools.clone());
         Self {
-            pools,
+            pools: Pools::default(),
             store,
             docker,
             logs: LogHub::new(settings.log_buffer_bytes),

@@ -23,6 +23,7 @@ use crate::folders::Folders;
 use crate::images::catalog::ImageCatalog;
 use crate::images::Images;
 use crate::metrics::{Gauges, Metrics, PING_TIMEOUT};
+use crate::pool_config::PoolConfig;
 use crate::sandbox::RunAs;
 use crate::sandbox::{Maximums, SandboxState};
 use crate::sandboxes::{Peers, SandboxSettings, Sandboxes, SelftestSettings};
@@ -75,8 +76,10 @@ pub struct Settings {
     pub quota_mode: QuotaMode,
     /// Where uploads are staged before Docker sees them.
     pub staging_dir: std::path::PathBuf,
-    /// The node's warm pools (`AIRLOCK_POOLS`).
-    pub warm_pools: Vec<crate::pool::PoolSpec>,
+    /// The node's warm pools as `AIRLOCK_POOLS` has them.
+    pub env_pools: Option<crate::pool::doc::CheckedDoc>,
+    /// What a pool document is checked against.
+    pub pool_bounds: crate::pool::PoolBounds,
 }
 
 /// The staging directory of uploads, under `AIRLOCK_DATA_DIR`.
@@ -101,6 +104,8 @@ pub struct Services {
     pub folders: Folders,
     /// Files in and out of sandboxes and volumes.
     pub files: Files,
+    /// The node's pool document.
+    pub pool_config: PoolConfig,
     /// The audit trail.
     pub audit: AuditLog,
     health: Health,
@@ -167,7 +172,8 @@ impl Settings {
             volumes: config.volumes.clone(),
             quota_mode: QuotaMode::Soft,
             staging_dir: config.data_dir.join(UPLOADS_DIR),
-            warm_pools: config.pools.clone(),
+            env_pools: config.pools.clone(),
+            pool_bounds: config.pool_bounds(),
         }
     }
 
@@ -182,7 +188,8 @@ impl Settings {
             selftest: self.selftest.clone(),
             quota: self.quota,
             run: self.run.clone(),
-            warm_pools: self.warm_pools.clone(),
+            env_pools: self.env_pools.clone(),
+            pool_bounds: self.pool_bounds.clone(),
         }
     }
 }
@@ -350,8 +357,17 @@ impl Builder {
             audit: audit.clone(),
             metrics: Metrics::default(),
         };
+        let sandboxes = self.sandboxes(peers);
+        let pool_config = PoolConfig::new(
+            self.store.clone(),
+            audit.clone(),
+            settings.node.clone(),
+            settings.pool_bounds.clone(),
+        )
+        .waking(sandboxes.pools().clone());
         Services {
-            sandboxes: self.sandboxes(peers),
+            sandboxes,
+            pool_config,
             accounts,
             secrets,
             images,

@@ -29,6 +29,7 @@ mod reserve;
 // Warm pool members and the claim.
 mod pool;
 mod pool_claim;
+mod pool_config;
 // The isolation self-test results.
 mod selftests;
 mod subnets;
@@ -61,6 +62,7 @@ pub use inspection::{inspection_key_name, StoredInspection};
 pub use invites::{InviteAcceptance, NewInvite};
 pub use pool::{NewMember, PoolCount, PoolMember};
 pub use pool_claim::{Claim, ClaimOutcome, ClaimedMember};
+pub use pool_config::{PoolConfigSource, StoredPoolConfig};
 pub use selftests::SelftestRecord;
 pub use tokens::{ApiToken, Bearer, NewApiToken, TokenId};
 pub use users::UserUpdate;

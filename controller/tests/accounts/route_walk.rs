@@ -155,6 +155,8 @@ pub(crate) const RULES: &[Rule] = &[
     rule("PUT",    "/v1/policy/ceilings",              Admin,  NeedsAdmin, Obj::None).body(r#"{"roles":{}}"#),
     rule("GET",    "/v1/policy/infrastructure",        Admin,  NeedsAdmin, Obj::None),
     rule("GET",    "/v1/pools",                        Admin,  NeedsAdmin, Obj::None),
+    rule("PUT",    "/v1/pools",                        Admin,  NeedsAdmin, Obj::None).body("[]"),
+    rule("GET",    "/v1/pools/config",                 Admin,  NeedsAdmin, Obj::None),
     rule("GET",    "/v1/presets",                      Anyone, Read,       Obj::None),
     rule("GET",    "/v1/providers",                    Anyone, Read,       Obj::None),
     rule("GET",    "/v1/sandboxes",                    Anyone, Read,       Obj::None),

@@ -14,6 +14,7 @@ use crate::folder::path::PathRefusal;
 use crate::folders::FolderError;
 use crate::images::allow::ImageRefusal;
 use crate::images::ImageError;
+use crate::pool_config::PoolConfigError;
 use crate::sandbox::user::UserRefusal;
 use crate::sandbox::{FieldError, Problem};
 use crate::sandboxes::SandboxError;
@@ -166,6 +167,24 @@ impl From<VolumeError> for ApiError {
             },
             VolumeError::QuotaExceeded(exceeded) => Self::QuotaExceeded(exceeded),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PoolConfigError> for ApiError {
+    fn from(error: PoolConfigError) -> Self {
+        match error {
+            PoolConfigError::Invalid(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldReason {
+                        field: e.field,
+                        reason: e.problem.to_string(),
+                    })
+                    .collect(),
+            ),
+            PoolConfigError::AdminOnly => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
+            PoolConfigError::Store(error) => Self::Internal(error.to_string()),
         }
     }
 }

@@ -7,8 +7,9 @@
 //! - `claim`: whether a create can be served warm (else a `pool_miss{reason}`), and finishing
 //!   a claim the store took (bind at the proxy, limits, the frame on the kept attach).
 //! - `lock`: one destroy of a member at a time in this process.
-//! - `tend`: the background task: refill (`ready + warming ≥ size`, two members at a time)
-//!   and the members' reconcile (adopt, re-attach, replace, destroy).
+//! - `tend`: the background task: the node's pool document (imported from `AIRLOCK_POOLS`,
+//!   applied whenever the stored one changes), refill (`ready + warming ≥ size`, two members
+//!   at a time) and the members' reconcile (adopt, re-attach, replace, destroy).
 //!
 //! A member is made under the sandbox id it becomes ([`crate::pool::MemberId::sandbox_id`]):
 //! its container and network carry that sandbox's names and labels plus `airlock.member` and
@@ -36,8 +37,8 @@ pub use claim::MissReason;
 /// Claim durations kept per pool for `GET /v1/pools`' percentiles.
 const KEPT_DURATIONS: usize = 1024;
 
-/// The node's pools: their configuration, what each resolved to, the members' kept stdin
-/// attaches and the claim statistics. Cheap to clone.
+/// The node's pools: the document they were set from, what each resolved to, the members'
+/// kept stdin attaches and the claim statistics. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Pools {
     inner: Arc<Inner>,
@@ -45,7 +46,6 @@ pub struct Pools {
 
 #[derive(Debug, Default)]
 struct Inner {
-    specs: Vec<PoolSpec>,
     state: Mutex<State>,
     refill: Notify,
     destroying: lock::MemberLocks,
@@ -53,9 +53,13 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Per configured pool (same index as `specs`): what it resolved to, once it did.
+    /// The stored document `specs` were applied from (`None`: none yet).
+    document: Option<String>,
+    /// The node's pools, in document order.
+    specs: Vec<PoolSpec>,
+    /// Per pool (same index as `specs`): what it resolved to, once it did.
     resolved: Vec<Option<Resolved>>,
-    /// Per configured pool: its claims.
+    /// Per pool: its claims.
     stats: Vec<Stats>,
     /// The stdin attach of every ready member this process holds.
     attached: HashMap<MemberId, Stdin>,
@@ -123,26 +127,58 @@ pub struct PoolView {
 // === impl Pools ===
 
 impl Pools {
-    /// The node's pools, as configured (`AIRLOCK_POOLS`).
-    pub fn new(specs: Vec<PoolSpec>) -> Self {
-        let state = State {
-            resolved: vec![None; specs.len()],
-            stats: vec![Stats::default(); specs.len()],
-            attached: HashMap::new(),
-        };
-        Self {
-            inner: Arc::new(Inner {
-                specs,
-                state: Mutex::new(state),
-                refill: Notify::new(),
-                destroying: lock::MemberLocks::default(),
-            }),
-        }
+    /// Whether the node has no pool (none applied yet, or an empty document).
+    pub fn is_empty(&self) -> bool {
+        self.state().specs.is_empty()
     }
 
-    /// Whether any pool is configured.
-    pub fn is_empty(&self) -> bool {
-        self.inner.specs.is_empty()
+    /// Wakes the tending task, which applies a changed stored document and refills at once
+    /// (`PUT /v1/pools` calls it after the store write).
+    pub fn wake(&self) {
+        self.inner.refill.notify_one();
+    }
+
+    /// The document the pools were last applied from.
+    fn document(&self) -> Option<String> {
+        self.state().document.clone()
+    }
+
+    /// The pools, in document order.
+    fn specs(&self) -> Vec<PoolSpec> {
+        self.state().specs.clone()
+    }
+
+    /// Sets the pools to `specs`, checked from `document`. A pool with the same image and user
+    /// as one before keeps what that one resolved to (its key, so its members stay) and its
+    /// claim statistics, until the next resolve refreshes its size, shape and idle time.
+    /// Members of a pool that is gone are replaced by the next reconcile.
+    fn apply(&self, document: String, specs: Vec<PoolSpec>) {
+        let mut state = self.state();
+        let old = std::mem::take(&mut state.specs);
+        let (resolved, stats) = specs
+            .iter()
+            .map(|spec| {
+                let kin = old
+                    .iter()
+                    .position(|o| o.image == spec.image && o.user == spec.user);
+                (
+                    kin.and_then(|j| state.resolved[j].clone()),
+                    kin.map(|j| state.stats[j].clone()).unwrap_or_default(),
+                )
+            })
+            .unzip();
+        state.resolved = resolved;
+        state.stats = stats;
+        state.specs = specs;
+        state.document = Some(document);
+    }
+
+    /// Records what the pool `spec` (at `index`) resolved to, unless the pools changed since.
+    fn resolved(&self, index: usize, spec: &PoolSpec, resolved: Resolved) {
+        let mut state = self.state();
+        if state.specs.get(index) == Some(spec) {
+            state.resolved[index] = Some(resolved);
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -203,11 +239,6 @@ impl Pools {
             self.state().stats[i].empty += 1;
         }
     }
-
-    /// Wakes the refill.
-    fn wake(&self) {
-        self.inner.refill.notify_one();
-    }
 }
 
 // === impl ListPools ===
@@ -228,8 +259,7 @@ impl Command<Sandboxes> for ListPools {
         let node = &sandboxes.settings.node;
         let pools = &sandboxes.pools;
         let state = pools.state();
-        let views = pools
-            .inner
+        let views = state
             .specs
             .iter()
             .enumerate()
