@@ -24,6 +24,7 @@ use crate::api::listener::Listener;
 use crate::api::{self, AppState, Auth};
 use crate::audit::{Actor, AuditLog};
 use crate::config::{Config, HttpConfig, DEFAULT_NODE};
+use crate::docker::client::volumes::QuotaProbe;
 use crate::docker::{DockerClient, DockerError};
 use crate::egress::EgressPlane;
 use crate::images::load::Node;
@@ -34,6 +35,7 @@ use crate::reconcile::{Pass, ReconcileSettings, Reconciler};
 use crate::secrets::vault::{SecretKey, Vault, VaultError};
 use crate::services::{Services, Settings};
 use crate::store::{Store, StoreError};
+use crate::volume::QuotaMode;
 
 /// Why `airlock serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -121,12 +123,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Accounts before the node: a bootstrap mistake is the operator's to fix, whatever Docker.
     let admin = ensure_admins(&config, &store).await?;
     let docker = DockerClient::connect(&config.docker).await?;
-    let mut services = Services::builder(
-        store.clone(),
-        docker.clone(),
-        Settings::from_config(&config),
-    )
-    .vault(vault);
+    let mut settings = Settings::from_config(&config);
+    settings.quota_mode = volume_quota_mode(&docker).await;
+    let mut services = Services::builder(store.clone(), docker.clone(), settings).vault(vault);
     let egress = start_egress(&config, &docker, &store).await?;
     if let Some(plane) = &egress {
         services = services.egress(plane.clone());
@@ -158,6 +157,25 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let served = serve_with(listener, state, listen, shutdown_signal()).await;
     background.stop().await;
     served
+}
+
+/// How the node enforces volume sizes, probed once at start (see
+/// [`DockerClient::probe_volume_quota`]); soft when the probe itself fails.
+async fn volume_quota_mode(docker: &DockerClient) -> QuotaMode {
+    match docker.probe_volume_quota(DEFAULT_NODE).await {
+        Ok(QuotaProbe::Hard) => {
+            info!("Volume sizes are hard quotas (the node's volume root enforces them)");
+            QuotaMode::Hard
+        }
+        Ok(QuotaProbe::Soft(reason)) => {
+            info!(%reason, "Volume sizes are soft quotas (usage is sampled)");
+            QuotaMode::Soft
+        }
+        Err(error) => {
+            warn!(%error, "The volume quota probe failed; volume sizes are soft quotas");
+            QuotaMode::Soft
+        }
+    }
 }
 
 /// Opens the store (migrations run), imports the ceilings file, and opens the vault: a wrong

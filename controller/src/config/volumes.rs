@@ -1,5 +1,6 @@
 //! Volume settings: the largest volume, the per-user volume quota defaults, the helper image
-//! that samples usage, and how often it runs; and the host folders root.
+//! that samples usage, and how often it runs; the host folders root; and how much memory the
+//! files API may stage uploads in.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,11 @@ pub const ENV_VOLUME_SAMPLE_INTERVAL: &str = "AIRLOCK_VOLUME_SAMPLE_INTERVAL";
 /// Default of [`ENV_VOLUME_SAMPLE_INTERVAL`].
 pub const DEFAULT_VOLUME_SAMPLE_INTERVAL: &str = "5m";
 
+/// Memory the node's uploads may be staged in at once, MiB (past it they are staged on disk).
+pub const ENV_UPLOAD_MEMORY_MB: &str = "AIRLOCK_UPLOAD_MEMORY_MB";
+/// Default of [`ENV_UPLOAD_MEMORY_MB`]: a quarter of the compose controller's memory limit.
+pub const DEFAULT_UPLOAD_MEMORY_MB: &str = "128";
+
 /// The directory host folders must resolve under (absolute; unset: host folders are off).
 /// The DinD must see it at the same path (compose binds `AIRLOCK_FOLDERS_HOST_ROOT` there).
 pub const ENV_FOLDERS_ROOT: &str = "AIRLOCK_FOLDERS_ROOT";
@@ -45,6 +51,8 @@ pub struct VolumesConfig {
     pub helper_image: String,
     /// Time between samples.
     pub sample_interval: Duration,
+    /// Bytes of memory the node's uploads may be staged in at once (0: always on disk).
+    pub upload_memory_bytes: u64,
     /// The host folders root; `None`: host folders are off.
     pub folders_root: Option<PathBuf>,
 }
@@ -56,6 +64,7 @@ impl Default for VolumesConfig {
             quota: VolumeQuota::UNLIMITED,
             helper_image: DEFAULT_VOLUME_HELPER_IMAGE.to_owned(),
             sample_interval: Duration::from_secs(300),
+            upload_memory_bytes: 128 << 20,
             folders_root: None,
         }
     }
@@ -89,6 +98,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             DEFAULT_VOLUME_SAMPLE_INTERVAL,
             parse_duration,
         );
+        let upload_memory = self.parse_with(ENV_UPLOAD_MEMORY_MB, DEFAULT_UPLOAD_MEMORY_MB, |v| {
+            positive_or_zero(v, "a whole number of MiB (0 stages every upload on disk)")
+                .and_then(|mb| mb.checked_mul(1 << 20).ok_or("at most 2^44 MiB"))
+        });
         let folders_root = self.optional(ENV_FOLDERS_ROOT, parse_abs_path);
         Some(VolumesConfig {
             max_volume_mb: max_volume_mb?,
@@ -98,6 +111,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             },
             helper_image: helper_image?,
             sample_interval: sample_interval?,
+            upload_memory_bytes: upload_memory?,
             folders_root: folders_root?,
         })
     }

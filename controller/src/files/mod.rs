@@ -7,8 +7,9 @@
 //!   reach Docker, owned by the sandbox user, without setuid/setgid/sticky bits, never under a
 //!   symlink of the same archive, within 1 GiB and 100k entries; Docker extracts with
 //!   `noOverwriteDirNonDir`, so an existing symlink in the target is never followed as a
-//!   directory; the rewritten archive is staged whole on the controller's disk first
-//!   (`stage`), so an archive refused anywhere leaves nothing in the target;
+//!   directory; the rewritten archive is staged whole first (`stage`: in the node's staging
+//!   memory while it has room, else on the controller's disk), so an archive refused anywhere
+//!   leaves nothing in the target;
 //! - a sandbox is reached only while it runs, a volume through a never-started helper that
 //!   mounts it read-only for reads and read-write for writes; a write is refused while a
 //!   sandbox holds the volume read-write, and the helper is removed after each request;
@@ -20,7 +21,8 @@
 //!   with its path, bytes and entries, and each refused write with its path and the
 //!   refusal's code and reason; reads are not;
 //! - a node stages at most a few uploads at once, and one user fewer (`slots`): staging cannot
-//!   fill the controller's disk.
+//!   fill the controller's disk; the memory they are staged in is bounded for the node
+//!   (`AIRLOCK_UPLOAD_MEMORY_MB`), past which an upload moves to disk.
 
 mod place;
 mod slots;
@@ -58,6 +60,7 @@ pub struct Files {
     audit: AuditLog,
     settings: FilesSettings,
     uploads: slots::UploadSlots,
+    memory: stage::StagingMemory,
 }
 
 /// What the files service needs from the configuration.
@@ -69,8 +72,11 @@ pub struct FilesSettings {
     pub volume_owner: RunAs,
     /// This node's name (the helper's `airlock.node` label).
     pub node: String,
-    /// Where uploads are staged whole before Docker sees them (`<AIRLOCK_DATA_DIR>/uploads`).
+    /// Where uploads are staged whole before Docker sees them when the staging memory is
+    /// full (`<AIRLOCK_DATA_DIR>/uploads`).
     pub staging_dir: std::path::PathBuf,
+    /// Bytes of memory the node's uploads may be staged in at once (`AIRLOCK_UPLOAD_MEMORY_MB`).
+    pub staging_memory_bytes: u64,
 }
 
 /// Where files live.
@@ -333,6 +339,7 @@ impl Files {
             store,
             docker,
             audit,
+            memory: stage::StagingMemory::new(settings.staging_memory_bytes),
             settings,
             uploads: slots::UploadSlots::default(),
         }

@@ -163,7 +163,8 @@ impl Upload {
             max_entries: MAX_UPLOAD_ENTRIES,
         };
         let rewriter = Rewriter::new(owner, limits);
-        // The slot bounds the controller's disk that staging can hold (see `slots`).
+        // The slot bounds the controller's disk that staging can hold (see `slots`); the
+        // node's staging memory bounds the memory.
         let _slot = files
             .uploads
             .take(actor.user())
@@ -187,8 +188,8 @@ impl Upload {
                 Some(_) => Ok(access),
             }
         };
-        let (staged, access) =
-            tokio::try_join!(stage(&files.settings.staging_dir, body, rewriter), target)?;
+        let staging = stage(&files.settings.staging_dir, &files.memory, body, rewriter);
+        let (staged, access) = tokio::try_join!(staging, target)?;
         let summary = staged.summary;
         files
             .docker

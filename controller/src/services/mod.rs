@@ -346,6 +346,7 @@ impl Builder {
                 },
                 node: settings.node.clone(),
                 staging_dir: settings.staging_dir.clone(),
+                staging_memory_bytes: settings.volumes.upload_memory_bytes,
             },
         );
         let peers = Peers {

@@ -1,6 +1,7 @@
 //! `airlock doctor` (the real binary) against a DinD fixture: all checks pass after
-//! `airlock images load` (the disk-limit probe reports that the DinD cannot enforce one), and the INPUT-rule check fails precisely once the rules are deleted
-//! inside the DinD.
+//! `airlock images load` (the disk-limit and volume-quota probes report that the DinD cannot
+//! enforce either, and the quota probe leaves no volume), and the INPUT-rule check fails
+//! precisely once the rules are deleted inside the DinD.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -108,6 +109,22 @@ async fn doctor_passes_then_flags_missing_input_rules() {
     assert!(
         disk.starts_with("PASS") && disk.contains("cannot enforce"),
         "{disk}"
+    );
+    // Nor quota support for volumes: probed, soft, with the daemon's reason.
+    let quota = line(&report, "volume-quota");
+    assert!(
+        quota.starts_with("PASS") && quota.contains("soft (") && quota.contains("quota support"),
+        "{quota}"
+    );
+    let volumes = dind
+        .exec_in_dind(&["docker", "volume", "ls", "-q"])
+        .await
+        .unwrap();
+    assert!(volumes.success(), "{}", volumes.stderr);
+    assert!(
+        !volumes.stdout.contains("quotaprobe"),
+        "the probe leaves no volume: {}",
+        volumes.stdout
     );
     timing.phase("doctor-healthy");
 

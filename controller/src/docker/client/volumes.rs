@@ -1,6 +1,7 @@
-//! The bollard calls of volumes: create, remove, list the managed ones, and run the usage
-//! sampler (its body is [`crate::docker::spec::volume`]); and the doctor's stat of the host
-//! folders root on the node ([`crate::docker::spec::folder`]).
+//! The bollard calls of volumes: create, remove, list the managed ones, probe whether the node
+//! enforces a volume's size, and run the usage sampler (its body is
+//! [`crate::docker::spec::volume`]); and the doctor's stat of the host folders root on the node
+//! ([`crate::docker::spec::folder`]).
 
 use std::time::Duration;
 
@@ -9,11 +10,11 @@ use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 
 use super::{label_filter, not_found_ok, DockerClient, DockerError, Removal};
 use crate::docker::spec::volume::{
-    chown_body, parse_sample, sampler_body, sampler_name, LABEL_VOLUME_ID,
+    chown_body, parse_sample, sampler_body, sampler_name, volume_body, LABEL_VOLUME_ID,
 };
 use crate::docker::spec::LABEL_NODE;
 use crate::sandbox::{RunAs, SandboxId};
-use crate::volume::VolumeId;
+use crate::volume::{QuotaMode, VolumeId};
 
 /// Longest a usage sample may take.
 const SAMPLE_DEADLINE: Duration = Duration::from_secs(120);
@@ -27,9 +28,39 @@ pub struct ListedVolume {
     pub id: Option<VolumeId>,
 }
 
+/// Whether the node enforces a volume's size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuotaProbe {
+    /// The local driver took the `size` option (an XFS volume root mounted with `prjquota`).
+    Hard,
+    /// The daemon refused it; its message says why.
+    Soft(String),
+}
+
 // === impl DockerClient ===
 
 impl DockerClient {
+    /// Whether the node's local volume driver enforces a volume's size: a 1 MiB volume is
+    /// created with the `size` option and removed at once. A daemon refusal naming quotas
+    /// ("quota size requested but no quota support") is [`QuotaProbe::Soft`].
+    pub async fn probe_volume_quota(&self, node: &str) -> Result<QuotaProbe, DockerError> {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("airlock-quotaprobe-{}", &run[..12]);
+        let body = volume_body(VolumeId::new(), &name, node, 1, QuotaMode::Hard);
+        match self.create_volume(body).await {
+            Ok(()) => {
+                self.remove_volume(&name).await?;
+                Ok(QuotaProbe::Hard)
+            }
+            Err(DockerError::DockerStatus { status, message })
+                if status != 404 && message.to_ascii_lowercase().contains("quota") =>
+            {
+                Ok(QuotaProbe::Soft(message))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// The device and inode of `root` as the node sees it, by a short helper (no network,
     /// read-only bind); the helper is removed whatever happens.
     pub async fn stat_folders_root(

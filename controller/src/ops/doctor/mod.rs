@@ -8,7 +8,8 @@
 //! (`AIRLOCK_EGRESS_DNS` unset warns); the infrastructure list the controller pushes; the
 //! store and its migrations; each table's rows and size; the images recorded as loaded still
 //! present with the same id; default quotas left `unlimited` while several users exist
-//! (warns); the host folders root seen alike by the controller and the DinD; free disk under
+//! (warns); how the node enforces volume sizes (probed: hard or soft, and why); the host
+//! folders root seen alike by the controller and the DinD; free disk under
 //! the data dir; and the certificates' expiry.
 
 use std::fmt;
@@ -31,6 +32,7 @@ mod init_binary;
 mod proxy;
 mod quotas;
 mod tables;
+mod volume_quota;
 
 /// The image the INPUT-rule probe runs (must be on the node; `make up` loads it).
 pub const DEFAULT_PROBE_IMAGE: &str = "airlock/testbox:dev";
@@ -189,7 +191,9 @@ pub async fn run(config: &Config, probe_image: &str) -> Report {
     if let Some(store) = &store {
         report.checks.push(quotas::check(config, store).await);
     }
-    report.checks.push(check_volume_quota(config));
+    report
+        .checks
+        .push(volume_quota::check(config, docker.as_ref()).await);
     report
         .checks
         .push(folders::check(config, docker.as_ref(), probe_image).await);
@@ -361,20 +365,6 @@ async fn check_store(config: &Config, report: &mut Report) -> Option<Store> {
             None
         }
     }
-}
-
-/// How each node enforces volume sizes. Only the soft mode exists so far, so this reports it
-/// (and what soft means) rather than probing the volume root's filesystem.
-fn check_volume_quota(config: &Config) -> Check {
-    let volumes = &config.volumes;
-    let detail = format!(
-        "{}: soft (usage sampled every {}s by {}; a volume over its size refuses read-write \
-         mounts; hard XFS project quotas are not implemented)",
-        crate::config::DEFAULT_NODE,
-        volumes.sample_interval.as_secs(),
-        volumes.helper_image
-    );
-    Check::pass("volume-quota", detail)
 }
 
 /// The Postgres connection's `sslmode`: anything short of `require` off this host warns.
