@@ -14,27 +14,14 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Certs(CertsCommand::Init(args)) => args.run(&mut std::io::stdout().lock()),
+        // The offline commands: the configuration, stdin and stdout.
         Command::Admin(admin) => match Config::from_env() {
-            Ok(config) => admin.run(
-                &config,
-                &mut std::io::stdin().lock(),
-                &mut std::io::stdout().lock(),
-            ),
-            Err(error) => {
-                eprintln!("airlock: {error}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            Ok(config) => admin.run(&config, &mut stdin(), &mut stdout()),
+            Err(error) => return config_error(&error),
         },
         Command::Pools(pools) => match Config::from_env() {
-            Ok(config) => pools.run(
-                &config,
-                &mut std::io::stdin().lock(),
-                &mut std::io::stdout().lock(),
-            ),
-            Err(error) => {
-                eprintln!("airlock: {error}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            Ok(config) => pools.run(&config, &mut stdin(), &mut stdout()),
+            Err(error) => return config_error(&error),
         },
         Command::Images(command) => command.run(&mut std::io::stdout()),
         Command::Doctor(args) => match args.run(&mut std::io::stdout()) {
@@ -55,10 +42,7 @@ fn main() -> ExitCode {
                 }
                 served => served.map_err(anyhow::Error::from),
             },
-            Err(error) => {
-                eprintln!("airlock: {error}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            Err(error) => return config_error(&error),
         },
     };
     match result {
@@ -72,6 +56,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn stdin() -> std::io::StdinLock<'static> {
+    std::io::stdin().lock()
+}
+
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+/// Reports an invalid configuration: exit 64.
+fn config_error(error: &airlock::config::ConfigError) -> ExitCode {
+    eprintln!("airlock: {error}");
+    ExitCode::from(EXIT_CONFIG)
 }
 
 /// `RUST_LOG` filters; `LOG_FORMAT=json` switches to JSON lines (for containers). The HTTP

@@ -82,6 +82,19 @@ impl From<SandboxError> for ApiError {
     }
 }
 
+/// A 400 naming every field of `errors`.
+fn validation(errors: Vec<FieldError>) -> ApiError {
+    ApiError::Validation(
+        errors
+            .into_iter()
+            .map(|e| FieldReason {
+                field: e.field,
+                reason: e.problem.to_string(),
+            })
+            .collect(),
+    )
+}
+
 /// A create's invalid fields, each named by `name` (the API's name of the domain's field):
 /// 400 `secret_not_exposable` when one of them names an `egress_only` secret where only an
 /// `env` one may go, else 400 `invalid_request`.
@@ -146,15 +159,7 @@ fn sandbox_dependency(error: SandboxError) -> ApiError {
 impl From<VolumeError> for ApiError {
     fn from(error: VolumeError) -> Self {
         match error {
-            VolumeError::Invalid(errors) => Self::Validation(
-                errors
-                    .into_iter()
-                    .map(|e| FieldReason {
-                        field: e.field,
-                        reason: e.problem.to_string(),
-                    })
-                    .collect(),
-            ),
+            VolumeError::Invalid(errors) => validation(errors),
             VolumeError::NotFound => Self::NotFound("no such volume"),
             VolumeError::NoAccount => Self::Unauthorized,
             error @ VolumeError::NameTaken(_) => Self::Conflict {
@@ -174,15 +179,7 @@ impl From<VolumeError> for ApiError {
 impl From<PoolConfigError> for ApiError {
     fn from(error: PoolConfigError) -> Self {
         match error {
-            PoolConfigError::Invalid(errors) => Self::Validation(
-                errors
-                    .into_iter()
-                    .map(|e| FieldReason {
-                        field: e.field,
-                        reason: e.problem.to_string(),
-                    })
-                    .collect(),
-            ),
+            PoolConfigError::Invalid(errors) => validation(errors),
             PoolConfigError::AdminOnly => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
             PoolConfigError::Store(error) => Self::Internal(error.to_string()),
         }
@@ -197,15 +194,7 @@ impl From<FolderError> for ApiError {
             message: error.to_string(),
         };
         match error {
-            FolderError::Invalid(errors) => Self::Validation(
-                errors
-                    .into_iter()
-                    .map(|e| FieldReason {
-                        field: e.field,
-                        reason: e.problem.to_string(),
-                    })
-                    .collect(),
-            ),
+            FolderError::Invalid(errors) => validation(errors),
             ref e @ FolderError::Disabled => refused(StatusCode::CONFLICT, "folders_disabled", e),
             FolderError::AdminOnly => Self::Forbidden(crate::accounts::ADMIN_REQUIRED),
             ref e @ FolderError::Path { ref refusal, .. } => {
