@@ -6,6 +6,7 @@
 
 #[path = "accounts/bootstrap.rs"]
 mod bootstrap;
+mod common;
 #[path = "accounts/flows.rs"]
 mod flows;
 #[path = "accounts/harness.rs"]

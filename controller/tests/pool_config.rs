@@ -4,9 +4,6 @@
 //! audited, refusals too), and through the offline `airlock pools set|show` CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use airlock::accounts::user::Role;
 use airlock::config::DatabaseConfig;
 use airlock::store::{PoolConfigSource, Store};
@@ -15,7 +12,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::backends::{both_backends, Fixture};
-use common::{account, app_with, call, user, AppOptions, TestApp};
+use common::{account, airlock, app_with, call, user, AppOptions, TestApp};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -203,23 +200,9 @@ async fn the_allow_list_bounds_a_pools_image() {
 #[test]
 fn the_cli_sets_and_shows_the_pools_offline() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
     let run = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(args)
-            .env_clear()
-            .env("AIRLOCK_DATA_DIR", dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = airlock(args, &[("AIRLOCK_DATA_DIR", data)], stdin);
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
         (out.status.code(), text(out.stdout), text(out.stderr))
     };

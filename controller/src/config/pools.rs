@@ -27,34 +27,31 @@ pub(super) struct PoolContext<'a> {
     pub(super) images: Option<&'a ImagesConfig>,
 }
 
-// === impl PoolContext ===
-
-impl PoolContext<'_> {
-    /// The bounds, when every variable they come from is valid.
-    pub(super) fn bounds(&self) -> Option<PoolBounds> {
-        let (maximums, run, volumes) = (self.maximums?, self.run?, self.volumes?);
-        Some(PoolBounds {
-            limits: maximums.limits,
-            allowed_uids: run.allowed_uids.clone(),
-            max_volume_mb: volumes.max_volume_mb,
-            allow: self.images.and_then(|images| images.allow.clone()),
-        })
+/// The bounds a pool document is checked against, from the variables they come from.
+fn bounds(
+    maximums: &Maximums,
+    run: &RunConfig,
+    volumes: &VolumesConfig,
+    images: Option<&ImagesConfig>,
+) -> PoolBounds {
+    PoolBounds {
+        limits: maximums.limits,
+        allowed_uids: run.allowed_uids.clone(),
+        max_volume_mb: volumes.max_volume_mb,
+        allow: images.and_then(|images| images.allow.clone()),
     }
 }
 
-// === impl Reader ===
+// === impl Config ===
 
 impl super::Config {
     /// What a pool document is checked against on this controller.
     pub fn pool_bounds(&self) -> PoolBounds {
-        PoolBounds {
-            limits: self.maximums.limits,
-            allowed_uids: self.run.allowed_uids.clone(),
-            max_volume_mb: self.volumes.max_volume_mb,
-            allow: self.images.allow.clone(),
-        }
+        bounds(&self.maximums, &self.run, &self.volumes, Some(&self.images))
     }
 }
+
+// === impl Reader ===
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
     /// Parses [`ENV_POOLS`] (`Some(None)` when unset); one issue per problem, each naming
@@ -63,13 +60,15 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let Some(text) = self.raw(ENV_POOLS) else {
             return Some(None);
         };
-        let checked = match doc::parse(&text) {
-            Err(problem) => Err(vec![problem]),
-            Ok(docs) => {
-                let bounds = context.bounds()?;
-                let document = doc::canonical(&docs);
-                doc::validate(docs, &bounds).map(|specs| CheckedDoc { document, specs })
+        let checked = match (context.maximums, context.run, context.volumes) {
+            (Some(maximums), Some(run), Some(volumes)) => {
+                doc::check(&text, &bounds(maximums, run, volumes, context.images))
             }
+            // Another variable is invalid: only the JSON itself can be checked.
+            _ => match doc::parse(&text) {
+                Ok(_) => return None,
+                Err(problem) => Err(vec![problem]),
+            },
         };
         match checked {
             Ok(checked) => Some(Some(checked)),

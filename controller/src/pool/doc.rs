@@ -2,10 +2,10 @@
 //! `airlock pools set` send, `[{image, user?, size, max_idle_s?, shape?: {cpus?, memory_mb?,
 //! pids?, disk_mb?}, scratch_mb?}]`.
 //!
-//! [`parse`] reads it (unknown fields refused, a JSON mistake named by its path);
-//! [`validate`] checks every pool against the operator's [`PoolBounds`], the allow list and
-//! [`check_total`], reporting every problem by its field (`[1].size`); [`canonical`] is the
-//! form the store keeps, so two spellings of one document compare equal.
+//! [`parse`] reads it (unknown fields refused, a JSON mistake named by its path); [`check`]
+//! also checks every pool against the operator's [`PoolBounds`], the allow list and
+//! [`check_total`], reporting every problem by its field (`[1].size`), and gives the
+//! canonical form the store keeps, so two spellings of one document compare equal.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +81,7 @@ pub fn parse(text: &str) -> Result<Vec<PoolDoc>, FieldError> {
 /// With an allow list an image must match an entry; whether a tag is pinned is known only
 /// from the digests `airlock images load` recorded, so the pool service checks that when it
 /// resolves the image.
-pub fn validate(docs: Vec<PoolDoc>, bounds: &PoolBounds) -> Result<Vec<PoolSpec>, Vec<FieldError>> {
+fn validate(docs: Vec<PoolDoc>, bounds: &PoolBounds) -> Result<Vec<PoolSpec>, Vec<FieldError>> {
     let mut problems = Vec::new();
     let mut specs = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
@@ -117,7 +117,7 @@ pub fn validate(docs: Vec<PoolDoc>, bounds: &PoolBounds) -> Result<Vec<PoolSpec>
 
 /// The form a document is stored in: compact JSON of the parsed pools, absent fields left
 /// out.
-pub fn canonical(docs: &[PoolDoc]) -> String {
+fn canonical(docs: &[PoolDoc]) -> String {
     // Plain strings, integers and floats: serialising cannot fail.
     serde_json::to_string(docs).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -139,7 +139,7 @@ fn request(doc: PoolDoc) -> PoolRequest {
     }
 }
 
-/// A checked document: its [`canonical`] text and its pools.
+/// A checked document: its canonical text (compact JSON, absent fields left out) and its pools.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckedDoc {
     /// The canonical text (what the store keeps).
@@ -148,7 +148,8 @@ pub struct CheckedDoc {
     pub specs: Vec<PoolSpec>,
 }
 
-/// [`parse`] then [`validate`]: the document's canonical form and pools, or every problem.
+/// [`parse`], then every pool and all of them together checked against `bounds`: the
+/// document's canonical form and pools, or every problem.
 pub fn check(text: &str, bounds: &PoolBounds) -> Result<CheckedDoc, Vec<FieldError>> {
     let docs = parse(text).map_err(|e| vec![e])?;
     let document = canonical(&docs);

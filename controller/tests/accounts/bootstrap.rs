@@ -2,9 +2,7 @@
 //! is a configuration error), `airlock admin create-user --role admin` offline, and a fresh
 //! instance that refuses every call with a message saying how to bootstrap.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use airlock::accounts::user::{Role, TokenScope};
 use airlock::accounts::EnsureBootstrapAdmin;
@@ -14,6 +12,7 @@ use airlock::store::Store;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::common::airlock;
 use crate::harness::{assert_error, harness, harness_on, Call, Db, Harness, Keep};
 use crate::route_walk::{Who, RULES};
 
@@ -93,25 +92,6 @@ async fn bootstrap_pair(db: Db) {
     let session = reply.body["token"].as_str().unwrap();
     let me = h.call(Method::GET, "/v1/me", session, None).await;
     assert_eq!(me.body["effective_role"], "admin", "{}", me.text);
-}
-
-fn airlock(args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -14,7 +14,9 @@ pub(crate) mod backends;
 pub(crate) mod upgrade;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use airlock::accounts::bootstrap_admin;
@@ -218,4 +220,25 @@ pub(crate) async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Runs the `airlock` binary with `args`, only `vars` in its environment, and `stdin` written
+/// to its standard input; waits for it to end.
+pub(crate) fn airlock(args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

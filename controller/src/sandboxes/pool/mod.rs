@@ -138,9 +138,9 @@ impl Pools {
         self.inner.refill.notify_one();
     }
 
-    /// The document the pools were last applied from.
-    fn document(&self) -> Option<String> {
-        self.state().document.clone()
+    /// Whether the pools were last applied from `document`.
+    fn applied(&self, document: &str) -> bool {
+        self.state().document.as_deref() == Some(document)
     }
 
     /// The pools, in document order.

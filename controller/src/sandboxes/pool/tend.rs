@@ -164,7 +164,7 @@ impl Sandboxes {
             }
         };
         let document = stored.map_or_else(|| "[]".to_owned(), |s| s.document);
-        if self.pools.document().as_deref() == Some(document.as_str()) {
+        if self.pools.applied(&document) {
             return false;
         }
         let specs = match doc::check(&document, &self.settings.pool_bounds) {
